@@ -1,0 +1,27 @@
+# latent4d: `make demo` and `make test` set up everything they need first (scripts/setup.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+L4D := $(VENV)/bin/latent4d
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(L4D) demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests scripts viewer
+
+bench: setup
+	@for b in $$($(PY) -c "from latent4d.bench import registry; print(' '.join(sorted(registry())))"); do \
+		$(L4D) bench $$b || exit 1; done
+	$(L4D) bench readme
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from latent4d.cli import main
+
+sys.exit(main())

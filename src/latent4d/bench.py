@@ -1,0 +1,196 @@
+"""Benchmarks: named runs that print a table and write ``outputs/bench/<name>.json``.
+
+Each family module ``latent4d.<family>.bench`` exposes ``BENCHMARKS = {name: fn}`` where
+``fn(report: BenchReport, quick: bool) -> None`` adds records. Records are
+``{metric, value, unit, target, met}``; a target is a string such as ``"<= 3"`` or ``">= 0.85"``
+and ``met`` is computed from it. ``latent4d bench readme`` copies the JSON files to
+``docs/bench/`` and regenerates the README's results section from them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from latent4d.config import FAMILIES
+from latent4d.errors import ConfigError
+from latent4d.fileio import write_json_atomic
+
+_TARGET = re.compile(r"^\s*(<=|>=|<|>|==)\s*([-+0-9.eE]+)\s*$")
+
+
+def check_target(value: Any, target: str | None) -> bool | None:
+    """Whether ``value`` meets ``target`` (``"<= 3"``, ``">= 0.85"``...); None without a numeric target."""
+    if target is None or value is None:
+        return None
+    m = _TARGET.match(str(target))
+    if not m:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(v):
+        return False
+    op, t = m.group(1), float(m.group(2))
+    return {"<=": v <= t, ">=": v >= t, "<": v < t, ">": v > t, "==": v == t}[op]
+
+
+class BenchReport:
+    """Collects benchmark records and writes them with the machine, versions and command."""
+
+    def __init__(self, name: str, quick: bool = False, out_dir: str | Path = "outputs/bench"):
+        self.name, self.quick = name, quick
+        self.out_dir = Path(out_dir)
+        self.records: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.artifacts: dict[str, str] = {}
+        self._t0 = time.time()
+
+    def add(self, metric: str, value: Any, unit: str = "", target: str | None = None,
+            met: bool | None = None, **extra: Any) -> dict[str, Any]:
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None if math.isnan(value) else value
+        rec = {"metric": metric, "value": value, "unit": unit, "target": target,
+               "met": check_target(value, target) if met is None else bool(met), **extra}
+        self.records.append(rec)
+        return rec
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def artifact(self, label: str, path: str | Path) -> None:
+        self.artifacts[label] = str(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "quick": self.quick, "records": self.records, "notes": self.notes,
+                "artifacts": self.artifacts, "machine": machine_info(), "versions": versions(),
+                "command": "latent4d " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "duration_s": round(time.time() - self._t0, 1)}
+
+    def write(self) -> Path:
+        path = self.out_dir / f"{self.name}.json"
+        write_json_atomic(path, self.to_dict())
+        return path
+
+    def table(self) -> str:
+        rows = [("metric", "value", "unit", "target", "met")]
+        for r in self.records:
+            v = r["value"]
+            vs = f"{v:.4g}" if isinstance(v, float) else str(v)
+            met = {True: "yes", False: "NO", None: ""}[r["met"]]
+            rows.append((r["metric"], vs, r["unit"], r["target"] or "", met))
+        w = [max(len(str(r[i])) for r in rows) for i in range(5)]
+        return "\n".join("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) for r in rows)
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("latent4d", "torch", "pytorch-lightning", "diffusers", "open3d-cpu", "open3d", "trimesh"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out["git"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, timeout=5).stdout.strip()
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def registry() -> dict[str, Callable[[BenchReport, bool], None]]:
+    """All benchmarks of the families present (``latent4d.<family>.bench.BENCHMARKS``)."""
+    out: dict[str, Callable] = {}
+    for fam in FAMILIES:
+        try:
+            mod = importlib.import_module(f"latent4d.{fam}.bench")
+        except ModuleNotFoundError as e:
+            if e.name in (f"latent4d.{fam}", f"latent4d.{fam}.bench"):
+                continue
+            raise
+        out.update(getattr(mod, "BENCHMARKS", {}))
+    return out
+
+
+def run_bench(name: str, quick: bool = False, out_dir: str | Path = "outputs/bench") -> BenchReport:
+    benches = registry()
+    if name not in benches:
+        raise ConfigError(f"unknown benchmark '{name}'. Available: {', '.join(sorted(benches))}.")
+    report = BenchReport(name, quick, out_dir)
+    benches[name](report, quick)
+    path = report.write()
+    print(report.table())
+    for n in report.notes:
+        print(f"note: {n}")
+    print(f"[latent4d] wrote {path}")
+    return report
+
+
+README_START, README_END = "<!-- BENCH:START -->", "<!-- BENCH:END -->"
+
+
+def render_markdown(results: list[dict[str, Any]]) -> str:
+    parts = []
+    for res in sorted(results, key=lambda r: r["name"]):
+        m = res.get("machine", {})
+        parts.append(f"### `{res['name']}`{' (quick)' if res.get('quick') else ''}\n")
+        parts.append(f"Command: `{res.get('command', '')}` — {res.get('finished', '')}, "
+                     f"{m.get('cpu_count', '?')} CPUs{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
+                     f"commit {res.get('versions', {}).get('git', '?')}, {res.get('duration_s', '?')} s.\n")
+        parts.append("| metric | value | unit | target | met |\n|---|---|---|---|---|")
+        for r in res["records"]:
+            v = r["value"]
+            vs = f"{v:.4g}" if isinstance(v, float) else str(v)
+            met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
+            parts.append(f"| {r['metric']} | {vs} | {r.get('unit', '')} | {r.get('target') or ''} | {met} |")
+        for n in res.get("notes", []):
+            parts.append(f"\n_{n}_")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def update_readme(readme: str | Path = "README.md", src: str | Path = "outputs/bench",
+                  store: str | Path = "docs/bench") -> Path:
+    """Copy ``src/*.json`` into ``store`` and rewrite the README section between the BENCH markers."""
+    from latent4d.fileio import write_bytes_atomic
+
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    for f in sorted(Path(src).glob("*.json")):
+        write_bytes_atomic(store / f.name, f.read_bytes())
+    results = [json.loads(f.read_text()) for f in sorted(store.glob("*.json"))]
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        raise ConfigError(f"{readme} has no {README_START} ... {README_END} section")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = render_markdown(results)
+    write_bytes_atomic(readme, f"{head}{README_START}\n{body}\n{README_END}{tail}".encode())
+    return Path(readme)

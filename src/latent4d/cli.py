@@ -1,0 +1,209 @@
+"""``latent4d`` console script: train | sample | evaluate | reconstruct | export | convert | demo | bench | list | view | render.
+
+Family-specific commands live in ``latent4d.<family>.commands`` (functions ``sample``, ``evaluate``,
+``reconstruct``, ``convert``, ``demo``...); this module parses arguments and dispatches.
+``key=value`` arguments after the subcommand are Hydra overrides (train) or OmegaConf dot-list
+options (everything else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from latent4d.config import FAMILIES
+from latent4d.errors import ConfigError, Latent4DError
+
+COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "convert", "demo", "bench", "list",
+            "view", "render")
+
+
+def _family_module(family: str):
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown family '{family}'. Families: {', '.join(FAMILIES)}.")
+    try:
+        return importlib.import_module(f"latent4d.{family}.commands")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith(f"latent4d.{family}"):
+            raise ConfigError(f"the {family} family is not available in this version of latent4d") from e
+        raise
+
+
+def _family_command(family: str, command: str):
+    mod = _family_module(family)
+    fn = getattr(mod, command, None)
+    if fn is None:
+        have = [c for c in COMMANDS if hasattr(mod, c)]
+        raise ConfigError(f"the {family} family has no '{command}' command (it offers: {', '.join(have)}).")
+    return fn
+
+
+def _dotlist(items: list[str]):
+    from omegaconf import OmegaConf
+
+    bad = [i for i in items if "=" not in i]
+    if bad:
+        raise ConfigError(f"expected key=value options, got: {' '.join(bad)}")
+    return OmegaConf.from_dotlist(items)
+
+
+def _run_command(command: str, items: list[str]) -> None:
+    """sample / evaluate: need run=<dir>; dispatch on the run's family."""
+    from latent4d.config import find_run_dir, load_run_config
+
+    args = _dotlist(items)
+    run_dir = find_run_dir(args.get("run"))
+    run_cfg = load_run_config(run_dir)
+    _family_command(str(run_cfg.family), command)(run_dir, run_cfg, args)
+
+
+def _export(items: list[str]) -> None:
+    """Re-export the networks of a run from a checkpoint: run=<dir> [ckpt=best|last|<file>] [out=<dir>]."""
+    import torch
+    from hydra.utils import instantiate
+
+    from latent4d.config import find_run_dir, load_run_config
+    from latent4d.train import check_checkpoint
+
+    args = _dotlist(items)
+    run_dir = find_run_dir(args.get("run"))
+    cfg = load_run_config(run_dir)
+    which = str(args.get("ckpt", "best"))
+    if which in ("best", "last"):
+        cands = sorted((run_dir / "checkpoints").glob("best-*.ckpt" if which == "best" else "last*.ckpt"))
+        if not cands:
+            raise ConfigError(f"no {which} checkpoint in {run_dir / 'checkpoints'}")
+        ckpt = cands[-1]
+    else:
+        ckpt = Path(which)
+    check_checkpoint(ckpt)
+    model = instantiate(cfg.model)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    model.load_state_dict(state)
+    out = Path(args.get("out") or run_dir / "models")
+    for name, path in model.export(out).items():
+        print(f"[latent4d] exported {name} from {ckpt.name} -> {path}")
+
+
+def _list() -> None:
+    from latent4d.bench import registry
+    from latent4d.config import list_experiments
+
+    exps = list_experiments()
+    width = max((len(n) for n, _ in exps), default=10)
+    print("Experiments (latent4d train experiment=<name>):")
+    for name, desc in exps:
+        print(f"  {name.ljust(width)}  {desc}")
+    try:
+        names = sorted(registry())
+        print("\nBenchmarks (latent4d bench <name> [--quick]):\n  " + ", ".join(names))
+    except Exception as e:  # noqa: BLE001 - listing must not fail on one broken family
+        print(f"\n(benchmarks unavailable: {e})")
+
+
+def _demo(families: list[str] | None, quick: bool, out: str) -> None:
+    from latent4d.fileio import write_json_atomic
+
+    out_dir = Path(out)
+    summary = {}
+    chosen = families or list(FAMILIES)
+    for fam in chosen:
+        if fam not in FAMILIES:
+            raise ConfigError(f"unknown demo stage '{fam}'. Stages: {', '.join(FAMILIES)}.")
+        try:
+            mod = _family_module(fam)
+        except ConfigError:
+            continue
+        if not hasattr(mod, "demo"):
+            continue
+        print(f"[latent4d] demo stage: {fam}")
+        summary[fam] = mod.demo(out_dir / fam, quick=quick)
+        write_json_atomic(out_dir / "summary.json", summary)
+    print(f"[latent4d] demo finished; results under {out_dir.resolve()}:")
+    for fam, res in summary.items():
+        shown = {k: v for k, v in (res or {}).items() if isinstance(v, str | int | float)}
+        print(f"  {fam}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="latent4d", description="Latent generative models of 3D and 4D content.")
+    sub = p.add_subparsers(dest="command", metavar="command")
+    sub.add_parser("train", help="train an experiment: latent4d train experiment=<family>/<name> [overrides]",
+                   add_help=False)
+    for c, h in (("sample", "sample from a trained run: run=<dir> ..."),
+                 ("evaluate", "evaluate a trained run: run=<dir> ..."),
+                 ("export", "export networks (save_pretrained) from a checkpoint: run=<dir> [ckpt=best|last|file]")):
+        sp = sub.add_parser(c, help=h)
+        sp.add_argument("options", nargs="*")
+    sp = sub.add_parser("reconstruct", help="reconstruct from observations: latent4d reconstruct <family> ...")
+    sp.add_argument("family")
+    sp.add_argument("options", nargs="*")
+    sp = sub.add_parser("convert", help="convert between file formats (by extension): latent4d convert IN OUT")
+    sp.add_argument("inp")
+    sp.add_argument("out")
+    sp.add_argument("--resample", type=int, default=None, help="resample hair strands to this many points")
+    sp = sub.add_parser("demo", help="run the demo on the built-in procedural data")
+    sp.add_argument("--only", nargs="*", default=None, help=f"stages to run ({', '.join(FAMILIES)})")
+    sp.add_argument("--quick", action="store_true", help="shorter training (for tests)")
+    sp.add_argument("--out", default="outputs/demo")
+    sp = sub.add_parser("bench", help="run a benchmark: latent4d bench <name> [--quick]; `bench readme` updates README")
+    sp.add_argument("name")
+    sp.add_argument("--quick", action="store_true")
+    sp.add_argument("--out", default="outputs/bench")
+    sub.add_parser("list", help="list experiments and benchmarks")
+    sp = sub.add_parser("view", help="open the interactive viewer", add_help=False)
+    sp = sub.add_parser("render", help="render files to PNG turntables", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    cmd = argv[0]
+    if cmd not in COMMANDS:
+        parser.print_usage(sys.stderr)
+        print(f"latent4d: error: unknown command '{cmd}'. Commands: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    try:
+        if cmd == "train":
+            from latent4d.train import hydra_train
+
+            hydra_train(argv[1:])
+        elif cmd in ("view", "render"):
+            from latent4d.viewer_entry import main as viewer_main
+
+            return viewer_main(cmd, argv[1:])
+        else:
+            ns = parser.parse_args(argv)
+            if cmd in ("sample", "evaluate"):
+                _run_command(cmd, ns.options)
+            elif cmd == "export":
+                _export(ns.options)
+            elif cmd == "reconstruct":
+                _family_command(ns.family, "reconstruct")(_dotlist(ns.options))
+            elif cmd == "convert":
+                _family_command("hair", "convert")(ns.inp, ns.out, resample=ns.resample)
+            elif cmd == "demo":
+                _demo(ns.only, ns.quick, ns.out)
+            elif cmd == "bench":
+                from latent4d.bench import run_bench, update_readme
+
+                if ns.name == "readme":
+                    print(f"[latent4d] updated {update_readme(src=ns.out)}")
+                else:
+                    run_bench(ns.name, ns.quick, ns.out)
+            elif cmd == "list":
+                _list()
+    except Latent4DError as e:
+        print(f"latent4d {cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Diffusion processes: EDM preconditioning around diffusers schedulers, the Bernoulli scheduler."""

@@ -1,0 +1,139 @@
+"""RGB-D rendering of coloured meshes by ray casting (Open3D RaycastingScene) and depth back-projection.
+
+Camera convention (OpenCV): x right, y down, z forward; ``K`` is the 3x3 pinhole intrinsics matrix
+in pixels; ``world_to_cam`` is a 4x4 extrinsic (x_cam = R x_world + t). Depth is the z coordinate
+in the camera frame, metres; 0 where nothing is hit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+import trimesh
+
+from latent4d.errors import InputError
+
+
+def check_intrinsics(K) -> np.ndarray:
+    """Validate a pinhole matrix: 3x3, finite, positive focal lengths."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise InputError(f"intrinsics: expected a 3x3 matrix, got shape {K.shape}")
+    if not np.isfinite(K).all():
+        raise InputError("intrinsics: contains NaN or inf")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InputError(f"intrinsics: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+    return K
+
+
+def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """World-to-camera 4x4 for an OpenCV camera at ``eye`` looking at ``target`` (``up`` is world up)."""
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-8:
+        x = np.cross(z, np.array([1.0, 0.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = -R @ eye
+    return T
+
+
+@dataclass
+class RGBDFrame:
+    """depth (H, W) float32 m; rgb (H, W, 3) uint8; mask (H, W) int32 instance id (0 = background);
+    normals (H, W, 3) float32 camera-frame normals; K (3, 3); world_to_cam (4, 4)."""
+
+    depth: np.ndarray
+    rgb: np.ndarray
+    mask: np.ndarray
+    normals: np.ndarray
+    K: np.ndarray
+    world_to_cam: np.ndarray
+
+
+def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, height: int,
+                ids: list[int] | None = None, background=(0, 0, 0), shading: float = 0.0) -> RGBDFrame:
+    """Ray-cast meshes with vertex colours into depth, RGB, instance mask and normals.
+
+    ``ids[i]`` is the mask value of mesh i (default i + 1). ``shading`` in [0, 1] mixes a headlight
+    Lambert term into the colour (0 = pure albedo, what photometric losses expect).
+    """
+    K = check_intrinsics(K)
+    ids = list(range(1, len(meshes) + 1)) if ids is None else list(ids)
+    scene = o3d.t.geometry.RaycastingScene()
+    colors, faces = [], []
+    for m in meshes:
+        scene.add_triangles(o3d.core.Tensor(np.asarray(m.vertices, np.float32)),
+                            o3d.core.Tensor(np.asarray(m.faces, np.uint32)))
+        vc = getattr(m.visual, "vertex_colors", None)
+        if vc is None or len(vc) != len(m.vertices):
+            vc = np.full((len(m.vertices), 4), 200, np.uint8)
+        colors.append(np.asarray(vc)[:, :3].astype(np.float32))
+        faces.append(np.asarray(m.faces))
+    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
+        o3d.core.Tensor(K), o3d.core.Tensor(np.asarray(world_to_cam, np.float64)), width, height)
+    ans = scene.cast_rays(rays)
+    r = rays.numpy().reshape(height, width, 6)
+    t = ans["t_hit"].numpy().reshape(height, width)
+    hit = np.isfinite(t)
+    pts_w = r[..., :3] + r[..., 3:] * np.where(hit, t, 0)[..., None]
+    Rwc = np.asarray(world_to_cam)[:3, :3]
+    twc = np.asarray(world_to_cam)[:3, 3]
+    pts_c = pts_w @ Rwc.T + twc
+    depth = np.where(hit, pts_c[..., 2], 0).astype(np.float32)
+    geom = ans["geometry_ids"].numpy().reshape(height, width).astype(np.int64)
+    prim = ans["primitive_ids"].numpy().reshape(height, width).astype(np.int64)
+    uv = ans["primitive_uvs"].numpy().reshape(height, width, 2)
+    nrm_w = ans["primitive_normals"].numpy().reshape(height, width, 3)
+    mask = np.zeros((height, width), np.int32)
+    rgb = np.tile(np.asarray(background, np.float32), (height, width, 1))
+    for gi, (c, f) in enumerate(zip(colors, faces)):
+        sel = hit & (geom == gi)
+        if not sel.any():
+            continue
+        mask[sel] = ids[gi]
+        tri = c[f[prim[sel]]]
+        u, v = uv[sel][:, 0], uv[sel][:, 1]
+        rgb[sel] = tri[:, 0] * (1 - u - v)[:, None] + tri[:, 1] * u[:, None] + tri[:, 2] * v[:, None]
+    normals = (nrm_w @ Rwc.T).astype(np.float32)
+    if shading > 0:
+        view = -r[..., 3:] / np.linalg.norm(r[..., 3:], axis=-1, keepdims=True)
+        lam = np.abs((nrm_w * view).sum(-1))
+        rgb = np.where(hit[..., None], rgb * ((1 - shading) + shading * lam[..., None]), rgb)
+    normals[~hit] = 0
+    return RGBDFrame(depth, np.clip(rgb, 0, 255).astype(np.uint8), mask, normals, K,
+                     np.asarray(world_to_cam, np.float64))
+
+
+def backproject_depth(depth: np.ndarray, K, mask: np.ndarray | None = None,
+                      cam_to_world: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Depth (H, W) metres -> points (N, 3) for valid pixels (depth > 0, finite, inside ``mask``).
+
+    Returns ``(points, pixels)`` with ``pixels`` (N, 2) as (row, col). Points are in the camera
+    frame unless ``cam_to_world`` (4x4) is given.
+    """
+    K = check_intrinsics(K)
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise InputError(f"depth: expected an (H, W) image, got shape {depth.shape}")
+    valid = np.isfinite(depth) & (depth > 0)
+    if mask is not None:
+        if mask.shape != depth.shape:
+            raise InputError(f"mask shape {mask.shape} does not match depth shape {depth.shape}")
+        valid &= mask.astype(bool)
+    rows, cols = np.nonzero(valid)
+    z = depth[rows, cols].astype(np.float64)
+    x = (cols - K[0, 2]) * z / K[0, 0]
+    y = (rows - K[1, 2]) * z / K[1, 1]
+    pts = np.stack([x, y, z], axis=1)
+    if cam_to_world is not None:
+        T = np.asarray(cam_to_world)
+        pts = pts @ T[:3, :3].T + T[:3, 3]
+    return pts.astype(np.float32), np.stack([rows, cols], axis=1)

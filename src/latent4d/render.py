@@ -1,0 +1,131 @@
+"""PNG renders with Open3D's OffscreenRenderer (Filament; software Vulkan works without a display).
+
+``render_png(items, path)`` accepts trimesh meshes, Open3D geometries (TriangleMesh, PointCloud,
+LineSet) and (N, 3) arrays (drawn as point clouds); the camera frames everything from an
+azimuth / elevation (degrees, Y up). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open3d as o3d
+import trimesh
+
+from latent4d.errors import InputError
+from latent4d.fileio import atomic_path
+
+o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+
+
+def to_open3d(item: Any, color=None):
+    """Convert a trimesh mesh / point array to an Open3D legacy geometry (others pass through)."""
+    if isinstance(item, trimesh.Trimesh):
+        m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(item.vertices, np.float64)),
+                                      o3d.utility.Vector3iVector(np.asarray(item.faces, np.int32)))
+        vc = getattr(item.visual, "vertex_colors", None)
+        if color is not None:
+            m.paint_uniform_color(np.asarray(color, np.float64))
+        elif item.visual.kind == "vertex" and vc is not None and len(vc) == len(item.vertices):
+            m.vertex_colors = o3d.utility.Vector3dVector(np.asarray(vc)[:, :3] / 255.0)
+        else:
+            m.paint_uniform_color([0.75, 0.75, 0.78])
+        m.compute_vertex_normals()
+        return m
+    if isinstance(item, np.ndarray | list) or hasattr(item, "numpy"):
+        pts = np.asarray(item.detach().cpu() if hasattr(item, "detach") else item, np.float64).reshape(-1, 3)
+        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+        pc.paint_uniform_color(np.asarray(color if color is not None else [0.1, 0.3, 0.9], np.float64))
+        return pc
+    if isinstance(item, o3d.geometry.Geometry3D):
+        return item
+    raise InputError(f"cannot render an object of type {type(item).__name__}")
+
+
+def _material(geom, point_size: float, line_width: float):
+    mat = o3d.visualization.rendering.MaterialRecord()
+    if isinstance(geom, o3d.geometry.LineSet):
+        mat.shader = "unlitLine"
+        mat.line_width = line_width
+    elif isinstance(geom, o3d.geometry.PointCloud):
+        mat.shader = "defaultUnlit"
+        mat.point_size = point_size
+    else:
+        mat.shader = "defaultLit"
+    return mat
+
+
+def _bounds(geoms) -> tuple[np.ndarray, float]:
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for g in geoms:
+        if hasattr(g, "is_empty") and g.is_empty():
+            continue
+        lo = np.minimum(lo, g.get_min_bound())
+        hi = np.maximum(hi, g.get_max_bound())
+    if not np.isfinite(lo).all():
+        return np.zeros(3), 1.0
+    return (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-3)
+
+
+def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth: float = 30.0,
+                 elevation: float = 20.0, fov: float = 40.0, background=(1.0, 1.0, 1.0),
+                 point_size: float = 3.0, line_width: float = 1.5, center=None, radius=None) -> np.ndarray:
+    """Render ``items`` to an (H, W, 3) uint8 image."""
+    geoms = [to_open3d(it) for it in items]
+    renderer = o3d.visualization.rendering.OffscreenRenderer(width, height)
+    try:
+        scene = renderer.scene
+        scene.set_background([*background, 1.0])
+        for i, g in enumerate(geoms):
+            scene.add_geometry(f"g{i}", g, _material(g, point_size, line_width))
+        c, r = _bounds(geoms)
+        c = c if center is None else np.asarray(center, np.float64)
+        r = r if radius is None else float(radius)
+        dist = r / math.sin(math.radians(fov) / 2) * 1.05
+        az, el = math.radians(azimuth), math.radians(elevation)
+        eye = c + dist * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+        renderer.setup_camera(fov, c.astype(np.float32), eye.astype(np.float32), np.array([0, 1, 0], np.float32))
+        scene.scene.set_sun_light((c - eye) / np.linalg.norm(c - eye), [1.0, 1.0, 1.0], 60000)  # headlight
+        scene.scene.enable_sun_light(True)
+        img = np.asarray(renderer.render_to_image()).copy()
+    finally:
+        del renderer
+    return img
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W, 3|4) uint8 image as PNG atomically."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG")
+    return Path(path)
+
+
+def render_png(items: list[Any], path: str | Path, **kwargs) -> Path:
+    """Render ``items`` (see :func:`render_image`) and write a PNG."""
+    return save_png(render_image(items, **kwargs), path)
+
+
+def render_turntable(items: list[Any], path: str | Path, views: int = 8, elevation: float = 20.0,
+                     gif: bool = True, **kwargs) -> list[Path]:
+    """``views`` PNGs around the vertical axis (``<stem>_00.png``...) and an animated GIF when asked."""
+    path = Path(path)
+    frames, paths = [], []
+    geoms = [to_open3d(it) for it in items]
+    c, r = _bounds(geoms)
+    for i in range(views):
+        img = render_image(geoms, azimuth=360.0 * i / views, elevation=elevation, center=c, radius=r, **kwargs)
+        p = save_png(img, path.with_name(f"{path.stem}_{i:02d}.png"))
+        frames.append(img)
+        paths.append(p)
+    if gif:
+        import imageio.v2 as imageio
+
+        with atomic_path(path.with_suffix(".gif")) as tmp:
+            imageio.mimsave(tmp, frames, format="GIF", duration=0.25, loop=0)
+        paths.append(path.with_suffix(".gif"))
+    return paths

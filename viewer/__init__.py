@@ -1,0 +1,1 @@
+"""latent4d's Open3D viewer (importable as ``latent4d.viewer``)."""

@@ -44,11 +44,10 @@ def marching_cubes(volume, level: float = 0.0, bounds: float = 1.0, inside: str 
         vol = -vol
         level = -level
     side = 2.0 * bounds / R
-    verts, faces, normals, _ = measure.marching_cubes(vol, level=level, spacing=(side, side, side), mask=mask)
+    verts, faces, _, _ = measure.marching_cubes(vol, level=level, spacing=(side, side, side), mask=mask)
     verts = verts + (-bounds + 0.5 * side)
-    # skimage's winding gives inward-facing triangles for "negative inside" volumes: flip to outward.
-    faces = faces[:, ::-1]
-    return trimesh.Trimesh(vertices=verts, faces=faces, vertex_normals=-normals, process=False)
+    # with values growing outward, skimage's winding is counter-clockwise seen from outside
+    return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
 
 
 def dense_mesh(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int, bounds: float = 1.0,

@@ -45,6 +45,23 @@ def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     return T
 
 
+def pinhole_rays(K, world_to_cam, width: int, height: int) -> np.ndarray:
+    """(H, W, 6) float32 rays (world origin, world direction) through pixel centres.
+
+    OpenCV convention: pixel (row, col) is centred at integer coordinates, so its ray is
+    ``K^-1 [col, row, 1]`` (unit z in the camera frame). (Open3D's ``create_rays_pinhole`` shoots
+    through ``col + 0.5``, half a pixel off this convention.)
+    """
+    K = check_intrinsics(K)
+    T = np.asarray(world_to_cam, np.float64)
+    R, t = T[:3, :3], T[:3, 3]
+    cols, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    d_cam = np.stack([(cols - K[0, 2]) / K[0, 0], (rows - K[1, 2]) / K[1, 1], np.ones_like(cols)], -1)
+    d_world = d_cam @ R  # R^T d for row vectors
+    origin = np.broadcast_to(-R.T @ t, d_world.shape)
+    return np.concatenate([origin, d_world], -1).astype(np.float32)
+
+
 @dataclass
 class RGBDFrame:
     """depth (H, W) float32 m; rgb (H, W, 3) uint8; mask (H, W) int32 instance id (0 = background);
@@ -77,17 +94,13 @@ def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, heig
             vc = np.full((len(m.vertices), 4), 200, np.uint8)
         colors.append(np.asarray(vc)[:, :3].astype(np.float32))
         faces.append(np.asarray(m.faces))
-    rays = o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-        o3d.core.Tensor(K), o3d.core.Tensor(np.asarray(world_to_cam, np.float64)), width, height)
-    ans = scene.cast_rays(rays)
-    r = rays.numpy().reshape(height, width, 6)
+    r = pinhole_rays(K, world_to_cam, width, height)
+    ans = scene.cast_rays(o3d.core.Tensor(r.reshape(-1, 6)))
     t = ans["t_hit"].numpy().reshape(height, width)
     hit = np.isfinite(t)
-    pts_w = r[..., :3] + r[..., 3:] * np.where(hit, t, 0)[..., None]
+    # ray directions have unit z in the camera frame, so the ray parameter is the z-depth
+    depth = np.where(hit, t, 0).astype(np.float32)
     Rwc = np.asarray(world_to_cam)[:3, :3]
-    twc = np.asarray(world_to_cam)[:3, 3]
-    pts_c = pts_w @ Rwc.T + twc
-    depth = np.where(hit, pts_c[..., 2], 0).astype(np.float32)
     geom = ans["geometry_ids"].numpy().reshape(height, width).astype(np.int64)
     prim = ans["primitive_ids"].numpy().reshape(height, width).astype(np.int64)
     uv = ans["primitive_uvs"].numpy().reshape(height, width, 2)
@@ -108,7 +121,7 @@ def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, heig
         lam = np.abs((nrm_w * view).sum(-1))
         rgb = np.where(hit[..., None], rgb * ((1 - shading) + shading * lam[..., None]), rgb)
     normals[~hit] = 0
-    return RGBDFrame(depth, np.clip(rgb, 0, 255).astype(np.uint8), mask, normals, K,
+    return RGBDFrame(depth, np.clip(np.rint(rgb), 0, 255).astype(np.uint8), mask, normals, K,
                      np.asarray(world_to_cam, np.float64))
 
 

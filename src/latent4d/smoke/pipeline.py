@@ -24,7 +24,7 @@ class SDFPipeline:
         folder = p / "models" / "net" if (p / "models" / "net").is_dir() else p
         if not (folder / "config.json").is_file():
             raise ConfigError(f"no exported SDF network in '{p}' (expected models/net/config.json)")
-        return cls(SDFNet.from_pretrained(folder))
+        return cls(SDFNet.from_pretrained(folder, low_cpu_mem_usage=False))
 
     @torch.no_grad()
     def mesh(self, resolution: int = 128, octree: bool = True) -> trimesh.Trimesh:

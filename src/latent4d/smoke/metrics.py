@@ -10,7 +10,7 @@ from latent4d.geometry.distances import chamfer_distance
 from latent4d.geometry.sampling import sample_surface
 
 
-def mesh_chamfer_l1(pred: trimesh.Trimesh, gt: trimesh.Trimesh, n: int = 30000, seed: int = 0) -> float:
+def mesh_chamfer_l1(pred: trimesh.Trimesh, gt: trimesh.Trimesh, n: int = 100_000, seed: int = 0) -> float:
     """ONet-style Chamfer-L1: mean of accuracy and completeness (Euclidean), on ``n`` surface samples."""
     if len(pred.faces) == 0:
         return float("inf")

@@ -1,0 +1,420 @@
+"""Data for binary latent diffusion: images, occupancy grids, and their binary latents.
+
+* Images (``ImageDataModule``): scikit-learn's handwritten digits (1,797 real 8 x 8 digits shipped
+  with scikit-learn; the default), crops of scikit-image's sample photographs (``source=photos``), or
+  any folder of images (``source=folder root=...``; PNG/JPEG/... through Pillow, mixed sizes and modes
+  converted, unreadable files skipped with a warning, class labels from sub-folder names).
+  Batches are ``(images (B, C, H, W) float32 in [0, 1], labels (B,) int64)``, label -1 = none.
+* Occupancy grids (``VoxelDataModule``): ``R^3`` grids (default 32^3) of the procedural primitives in
+  :mod:`latent4d.binary.synthetic`, of the objects family's procedural objects, or of any folder of
+  meshes (trimesh). Batches are ``(occupancy (B, 1, R, R, R) float32 in {0, 1}, labels (B,))``.
+* Latents (``LatentDataModule``): the above encoded once by a trained autoencoder (bits for a
+  Bernoulli autoencoder, probabilities for the continuous baseline), ``(latents (B, C, *latent_shape),
+  labels (B,))``.
+
+Splits are seeded and stratified by label where labels exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from latent4d.errors import ConfigError, InputError
+
+log = logging.getLogger("latent4d.binary")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+          "colorwheel", "camera", "coins", "moon", "brick", "grass", "gravel")
+SPLITS = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------------------- splits
+def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, test_fraction: float,
+                  seed: int) -> dict[str, np.ndarray]:
+    """Seeded train / val / test index arrays (stratified by ``labels`` when every class allows it)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    strat = labels if labels is not None and (labels >= 0).all() and np.bincount(labels).min() >= 3 else None
+    n_test = max(1, int(round(n * test_fraction))) if test_fraction > 0 else 0
+    n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise InputError(f"only {n} samples: too few for val_fraction={val_fraction}, test_fraction={test_fraction}")
+    rest, test = (train_test_split(idx, test_size=n_test, random_state=seed, stratify=strat)
+                  if n_test else (idx, idx[:0]))
+    strat_rest = strat[rest] if strat is not None else None
+    train, val = (train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=strat_rest)
+                  if n_val else (rest, rest[:0]))
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+# ----------------------------------------------------------------------------- images
+def digits_arrays(image_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn digits as (1797, 1, S, S) float32 in [0, 1] (bilinear upsampling of 8 x 8) and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return x.clamp(0, 1).numpy(), d.target.astype(np.int64)
+
+
+def _to_rgb_float(img: np.ndarray) -> np.ndarray:
+    a = np.asarray(img)
+    if a.dtype == bool:
+        a = a.astype(np.float32)
+    elif a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    else:
+        a = a.astype(np.float32)
+        a = (a - a.min()) / max(float(a.max() - a.min()), 1e-8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=-1)
+    if a.shape[-1] == 4:  # composite onto white
+        a = a[..., :3] * a[..., 3:] + (1 - a[..., 3:])
+    return a[..., :3]
+
+
+def _resize(img: np.ndarray, scale: float) -> np.ndarray:
+    """(H, W, 3) float -> resized by ``scale`` (anti-aliased)."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    chans = [np.asarray(Image.fromarray(img[..., c].astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+             for c in range(img.shape[-1])]
+    return np.clip(np.stack(chans, -1), 0, 1)
+
+
+def photo_crops(n: int, image_size: int, split: str, seed: int, photos: tuple[str, ...] = PHOTOS,
+                photo_short_side: int = 128, channels: int = 3) -> np.ndarray:
+    """``n`` random ``image_size`` crops of scikit-image's sample photos -> (n, C, S, S) float32 in [0, 1].
+
+    Each photo is resized so its short side is ``photo_short_side`` px; train crops come from the left
+    75 % of every photo, val / test crops from the right 25 % (disjoint pixels).
+    """
+    import skimage.data
+
+    imgs = []
+    for name in photos:
+        fn = getattr(skimage.data, name, None)
+        if fn is None:
+            raise ConfigError(f"scikit-image has no sample image '{name}'")
+        a = _to_rgb_float(fn())
+        a = _resize(a, photo_short_side / min(a.shape[:2]))
+        imgs.append(a)
+    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    out = np.empty((n, 3, image_size, image_size), np.float32)
+    for i in range(n):
+        a = imgs[int(rng.integers(len(imgs)))]
+        h, w = a.shape[:2]
+        cut = int(w * 0.75)
+        lo, hi = (0, cut - image_size) if split == "train" else (cut, w - image_size)
+        x0 = int(rng.integers(lo, max(lo, hi) + 1))
+        y0 = int(rng.integers(0, h - image_size + 1))
+        crop = a[y0:y0 + image_size, x0:x0 + image_size]
+        if split == "train" and rng.uniform() < 0.5:
+            crop = crop[:, ::-1]
+        out[i] = crop.transpose(2, 0, 1)
+    if channels == 1:
+        out = out.mean(1, keepdims=True)
+    return out
+
+
+def _find_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+
+
+def _labels_from_folders(root: Path, files: list[Path]) -> tuple[np.ndarray, list[str]]:
+    """Class labels from the first sub-folder under ``root`` when every file sits in one; else all -1."""
+    parts = [f.relative_to(root).parts for f in files]
+    if files and all(len(p) > 1 for p in parts):
+        names = sorted({p[0] for p in parts})
+        if len(names) > 1:
+            return np.array([names.index(p[0]) for p in parts], np.int64), names
+    return np.full(len(files), -1, np.int64), []
+
+
+def load_image_folder(root: str | Path, image_size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every image under ``root`` (recursive) -> (N, C, S, S) float32 in [0, 1], labels (N,), class names.
+
+    Images are converted to RGB (alpha composited onto white) or grayscale, the short side resized to
+    ``image_size`` and centre-cropped. Unreadable files are skipped with a warning naming them; a
+    folder without any readable image raises :class:`InputError`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"image folder '{root}' does not exist or is not a directory")
+    files = _find_files(root, IMAGE_EXTENSIONS)
+    out, kept = [], []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                if im.mode in ("RGBA", "LA", "P", "PA") or "transparency" in im.info:
+                    im = im.convert("RGBA")
+                    bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                    im = Image.alpha_composite(bg, im)
+                im = im.convert("RGB" if channels == 3 else "L")
+                w, h = im.size
+                s = image_size / min(w, h)
+                im = im.resize((max(image_size, round(w * s)), max(image_size, round(h * s))), Image.LANCZOS)
+                w, h = im.size
+                left, top = (w - image_size) // 2, (h - image_size) // 2
+                im = im.crop((left, top, left + image_size, top + image_size))
+                a = np.asarray(im, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            warnings.warn(f"skipping unreadable image '{f}': {type(e).__name__}: {e}", stacklevel=2)
+            continue
+        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        kept.append(f)
+    if not out:
+        raise InputError(f"no readable images in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}; "
+                         f"found {len(files)} candidate file(s))")
+    labels, names = _labels_from_folders(root, kept)
+    return np.stack(out).astype(np.float32), labels, names
+
+
+class _ArrayDataModule(pl.LightningDataModule):
+    """Shared plumbing: ``self._arrays[split] = (x, y)`` tensors -> DataLoaders."""
+
+    def __init__(self, batch_size: int, num_workers: int):
+        super().__init__()
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self._arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.num_classes = 0
+        self.class_names: list[str] = []
+
+    def arrays(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, labels) tensors of ``split`` (train / val / test)."""
+        self.setup()
+        return self._arrays[split]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        x, y = self._arrays[split]
+        if len(x) == 0:
+            raise InputError(f"the {split} split is empty: use more data or a larger {split}_fraction")
+        return DataLoader(TensorDataset(x, y), batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, drop_last=shuffle and len(x) > self.batch_size)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+class ImageDataModule(_ArrayDataModule):
+    """Images for the binary autoencoder (see the module docstring).
+
+    source: ``digits`` (default) | ``photos`` | ``folder`` (with ``root``); image_size: output side (px);
+    channels: 1 or 3 (digits are 1). ``n_train`` / ``n_eval``: number of crops for ``photos``.
+    """
+
+    def __init__(self, source: str = "digits", root: str | None = None, image_size: int = 16, channels: int = 1,
+                 val_fraction: float = 0.1, test_fraction: float = 0.2, n_train: int = 4000, n_eval: int = 400,
+                 photo_short_side: int = 128, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__(batch_size, num_workers)
+        if source not in ("digits", "photos", "folder"):
+            raise ConfigError(f"unknown image source '{source}'; expected digits, photos or folder")
+        if source == "folder" and not root:
+            raise ConfigError("source=folder needs data.root=<folder of images>")
+        if int(channels) not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {channels}")
+        self.source, self.root = source, root
+        self.image_size, self.channels = int(image_size), int(channels)
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.n_train, self.n_eval, self.photo_short_side = int(n_train), int(n_eval), int(photo_short_side)
+        self.seed = int(seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._arrays:
+            return
+        if self.source == "photos":
+            self._arrays = {s: (torch.from_numpy(photo_crops(self.n_train if s == "train" else self.n_eval,
+                                                             self.image_size, s, self.seed,
+                                                             photo_short_side=self.photo_short_side,
+                                                             channels=self.channels)),
+                                torch.full((self.n_train if s == "train" else self.n_eval,), -1, dtype=torch.long))
+                            for s in SPLITS}
+            return
+        if self.source == "digits":
+            x, y = digits_arrays(self.image_size)
+            if self.channels == 3:
+                x = np.repeat(x, 3, axis=1)
+            self.num_classes, self.class_names = 10, [str(i) for i in range(10)]
+        else:
+            x, y, names = load_image_folder(self.root, self.image_size, self.channels)
+            self.num_classes, self.class_names = len(names), names
+        idx = split_indices(len(x), y, self.val_fraction, self.test_fraction, self.seed)
+        self._arrays = {s: (torch.from_numpy(x[i]), torch.from_numpy(y[i])) for s, i in idx.items()}
+
+
+# ----------------------------------------------------------------------------- occupancy grids
+def voxelize_mesh(mesh, resolution: int = 32, fill: float = 0.95) -> np.ndarray:
+    """Occupancy (R, R, R) bool of a mesh centred and scaled so its half-diagonal is ``fill`` (fits [-1, 1]^3)."""
+    from latent4d.geometry import MeshSDF
+    from latent4d.geometry.meshing import grid_centers
+
+    lo, hi = mesh.bounds
+    half = 0.5 * float(np.linalg.norm(hi - lo))
+    if not np.isfinite(half) or half <= 0:
+        raise InputError("mesh has a degenerate bounding box")
+    v = (np.asarray(mesh.vertices, np.float64) - 0.5 * (lo + hi)) / half * fill
+    sdf = MeshSDF((v.astype(np.float32), np.asarray(mesh.faces)))
+    occ = sdf.occupancy(grid_centers(resolution).numpy())
+    return occ.reshape(resolution, resolution, resolution)
+
+
+def load_mesh_folder(root: str | Path, resolution: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every mesh under ``root`` voxelised -> (N, R, R, R) bool, labels (from sub-folders or -1), names."""
+    import trimesh
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise InputError(f"mesh folder '{root}' does not exist or is not a directory")
+    files = _find_files(root, MESH_EXTENSIONS)
+    grids, kept = [], []
+    for f in files:
+        try:
+            mesh = trimesh.load(f, force="mesh")
+            if len(mesh.faces) == 0:
+                raise InputError("no faces")
+            occ = voxelize_mesh(mesh, resolution)
+            if not occ.any():
+                raise InputError("empty occupancy (open or degenerate mesh)")
+        except Exception as e:  # noqa: BLE001 - any failure to read one mesh skips it
+            warnings.warn(f"skipping unreadable mesh '{f}': {type(e).__name__}: {e}", stacklevel=2)
+            continue
+        grids.append(occ)
+        kept.append(f)
+    if not grids:
+        raise InputError(f"no readable meshes in '{root}' (looked for {', '.join(MESH_EXTENSIONS)}; "
+                         f"found {len(files)} candidate file(s))")
+    labels, names = _labels_from_folders(root, kept)
+    return np.stack(grids), labels, names
+
+
+def objects_occupancy(per_category: int, resolution: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+    """The objects family's procedural objects (:mod:`latent4d.objects.synthetic`) voxelised."""
+    try:
+        from latent4d.objects.synthetic import CATEGORIES, make_object
+    except ImportError as e:
+        raise ConfigError("source=objects needs the objects family (latent4d.objects.synthetic); "
+                          "use source=primitives instead") from e
+    occ, labels = [], []
+    for ci, cat in enumerate(CATEGORIES):
+        for i in range(per_category):
+            occ.append(voxelize_mesh(make_object(cat, seed * 100_003 + i, resolution=64).mesh, resolution))
+            labels.append(ci)
+    return {"occupancy": np.stack(occ), "labels": np.asarray(labels, np.int64),
+            "names": np.asarray(CATEGORIES)}
+
+
+class VoxelDataModule(_ArrayDataModule):
+    """Occupancy grids (see the module docstring).
+
+    source: ``primitives`` (default; analytic, fast) | ``objects`` (the objects family's procedural
+    objects) | ``folder`` (with ``root``: any folder of meshes); resolution: R; n_per_category: shapes
+    per category for the procedural sources (cached with :func:`latent4d.cache.cached_npz`).
+    """
+
+    def __init__(self, source: str = "primitives", root: str | None = None, resolution: int = 32,
+                 n_per_category: int = 120, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                 batch_size: int = 32, num_workers: int = 0, seed: int = 0, cache: bool = True):
+        super().__init__(batch_size, num_workers)
+        if source not in ("primitives", "objects", "folder"):
+            raise ConfigError(f"unknown voxel source '{source}'; expected primitives, objects or folder")
+        if source == "folder" and not root:
+            raise ConfigError("source=folder needs data.root=<folder of meshes>")
+        self.source, self.root, self.resolution = source, root, int(resolution)
+        self.n_per_category = int(n_per_category)
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.seed, self.cache = int(seed), bool(cache)
+        self.channels = 1
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._arrays:
+            return
+        from latent4d.binary.synthetic import SHAPE_CATEGORIES, shape_dataset
+        from latent4d.cache import cached_npz
+
+        if self.source == "primitives":
+            params = {"n": self.n_per_category, "R": self.resolution, "seed": self.seed, "v": 1}
+            d = cached_npz("binary_primitives", params,
+                           lambda: shape_dataset(self.n_per_category, self.resolution, self.seed), enabled=self.cache)
+            occ, y, names = d["occupancy"], d["labels"], list(SHAPE_CATEGORIES)
+        elif self.source == "objects":
+            params = {"n": self.n_per_category, "R": self.resolution, "seed": self.seed, "v": 1}
+            d = cached_npz("binary_objects", params,
+                           lambda: objects_occupancy(self.n_per_category, self.resolution, self.seed),
+                           enabled=self.cache)
+            occ, y, names = d["occupancy"], d["labels"], [str(n) for n in d["names"]]
+        else:
+            occ, y, names = load_mesh_folder(self.root, self.resolution)
+        self.num_classes, self.class_names = len(names), names
+        x = occ.astype(np.float32)[:, None]
+        idx = split_indices(len(x), y, self.val_fraction, self.test_fraction, self.seed)
+        self._arrays = {s: (torch.from_numpy(x[i]), torch.from_numpy(y[i])) for s, i in idx.items()}
+
+
+# ----------------------------------------------------------------------------- latents
+class LatentDataModule(_ArrayDataModule):
+    """Latents of a trained autoencoder for diffusion training.
+
+    autoencoder_path: an autoencoder run directory (``<run>/models/autoencoder`` + ``config.yaml``) or a
+    ``save_pretrained`` folder. source: the image / voxel DataModule to encode; when None it is rebuilt
+    from the autoencoder run's own ``config.yaml`` (same data, same split), which is the default.
+    Every split is encoded once (deterministic: thresholded bits, or probabilities for a continuous AE).
+    """
+
+    def __init__(self, autoencoder_path: str | None = None, source: pl.LightningDataModule | None = None,
+                 batch_size: int = 128, num_workers: int = 0, encode_batch_size: int = 256):
+        super().__init__(batch_size, num_workers)
+        if not autoencoder_path:
+            raise ConfigError("diffusion training needs a trained autoencoder: pass autoencoder_path=<AE run dir> "
+                              "(train one first, e.g. `latent4d train experiment=binary/ae_digits`)")
+        self.autoencoder_path = str(autoencoder_path)
+        self.source = source
+        self.encode_batch_size = int(encode_batch_size)
+        self.latent_shape: tuple[int, ...] = ()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._arrays:
+            return
+        from latent4d.binary.autoencoder import load_autoencoder
+
+        ae, run_cfg = load_autoencoder(self.autoencoder_path)
+        if self.source is None:
+            if run_cfg is None:
+                raise ConfigError(f"'{self.autoencoder_path}' has no run config.yaml next to it: pass the data "
+                                  "to encode explicitly (data.source=...)")
+            from hydra.utils import instantiate
+
+            self.source = instantiate(run_cfg.data)
+        self.source.setup()
+        self.num_classes, self.class_names = self.source.num_classes, self.source.class_names
+        for split in SPLITS:
+            x, y = self.source.arrays(split)
+            z = ae.encode_latents_batched(x, self.encode_batch_size)
+            self._arrays[split] = (z, y)
+        self.latent_shape = tuple(self._arrays["train"][0].shape[1:])
+        log.info("encoded %s latents %s with %s", {s: len(v[0]) for s, v in self._arrays.items()},
+                 self.latent_shape, self.autoencoder_path)

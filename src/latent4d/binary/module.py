@@ -1,0 +1,396 @@
+"""LightningModules of the binary family: Bernoulli autoencoder, Bernoulli latent diffusion, and the
+continuous-latent Gaussian diffusion baseline."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from latent4d.binary.autoencoder import BernoulliAutoencoder, PatchDiscriminator
+from latent4d.binary.metrics import BitUsage, iou, psnr
+from latent4d.errors import ConfigError
+from latent4d.module import LatentModule
+
+RECON_LOSSES = ("l1", "bce", "mse")
+
+
+class BernoulliAEModule(LatentModule):
+    """Trains a :class:`BernoulliAutoencoder` on batches ``(x (B, C, ...) in [0, 1], labels)``.
+
+    loss: ``l1`` (on the sigmoid output, the paper's), ``bce`` (on the logits; the natural choice for
+    occupancy) or ``mse``; entropy_weight: weight of the optional ``mean(p (1 - p))`` regulariser that
+    pushes bit probabilities away from 0.5; gan_weight > 0 adds a hinge patch-GAN term (2D only) from
+    step ``gan_start`` on (manual optimisation with a second optimiser for the discriminator).
+
+    Logged: ``{val,test}/loss``, ``{val,test}/psnr`` (images) or ``{val,test}/iou`` (grids), and
+    ``{val,test}/bit_usage`` (fraction of bits not constant over the split, thresholded bits) plus
+    ``{val,test}/bit_entropy``.
+    """
+
+    def __init__(self, autoencoder: BernoulliAutoencoder, lr: float = 1e-3, weight_decay: float = 0.0,
+                 loss: str = "l1", entropy_weight: float = 0.0, pos_weight: float = 1.0,
+                 gan_weight: float = 0.0, gan_start: int = 0, discriminator: PatchDiscriminator | None = None,
+                 disc_lr: float | None = None):
+        super().__init__()
+        if loss not in RECON_LOSSES:
+            raise ConfigError(f"unknown reconstruction loss '{loss}'; expected one of {', '.join(RECON_LOSSES)}")
+        self.autoencoder = autoencoder
+        self.lr, self.weight_decay, self.loss_name = lr, weight_decay, loss
+        self.entropy_weight, self.pos_weight = entropy_weight, pos_weight
+        self.gan_weight, self.gan_start = float(gan_weight), int(gan_start)
+        if self.gan_weight > 0:
+            if autoencoder.config.dims != 2:
+                raise ConfigError("the patch-GAN term is for images (dims=2)")
+            discriminator = discriminator or PatchDiscriminator(in_channels=autoencoder.config.in_channels)
+        self.discriminator = discriminator if self.gan_weight > 0 else None
+        self.disc_lr = disc_lr or lr
+        self.automatic_optimization = self.discriminator is None
+        self._usage: dict[str, BitUsage] = {}
+
+    @property
+    def is_volume(self) -> bool:
+        return self.autoencoder.config.dims == 3
+
+    def recon_loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "bce":
+            pw = torch.tensor(self.pos_weight, device=x.device) if self.pos_weight != 1.0 else None
+            return F.binary_cross_entropy_with_logits(logits, x, pos_weight=pw)
+        out = torch.sigmoid(logits)
+        return (out - x).abs().mean() if self.loss_name == "l1" else ((out - x) ** 2).mean()
+
+    def _losses(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.autoencoder(x)
+        rec = self.recon_loss(out["logits"], x)
+        p = out["probs"]
+        ent = (p * (1 - p)).mean()
+        loss = rec + self.entropy_weight * ent
+        return loss, {"recon": rec, "p_entropy": ent, "logits": out["logits"]}
+
+    def training_step(self, batch, batch_idx):
+        x, _ = batch
+        if self.automatic_optimization:
+            loss, parts = self._losses(x)
+            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/p_entropy", parts["p_entropy"])
+            return loss
+        # manual optimisation: autoencoder step (reconstruction + generator), then discriminator step
+        opt_ae, opt_d = self.optimizers()
+        loss, parts = self._losses(x)
+        step = self.current_epoch * self.trainer.num_training_batches + batch_idx
+        use_gan = step >= self.gan_start
+        recon = torch.sigmoid(parts["logits"])
+        if use_gan:
+            g_loss = -self.discriminator(recon).mean()
+            loss = loss + self.gan_weight * g_loss
+            self.log("train/g_loss", g_loss)
+        opt_ae.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_ae.step()
+        if use_gan:
+            d_real = self.discriminator(x)
+            d_fake = self.discriminator(recon.detach())
+            d_loss = 0.5 * (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            opt_d.step()
+            self.log("train/d_loss", d_loss)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self):
+        if not self.automatic_optimization:
+            for s in self.lr_schedulers() or []:
+                s.step()
+
+    def _eval_step(self, batch, stage: str):
+        x, _ = batch
+        logits = self.autoencoder.encode(x)
+        bits, p = self.autoencoder.quantize(logits, sample=False)
+        rec_logits = self.autoencoder.decode_logits(bits)
+        loss = self.recon_loss(rec_logits, x)
+        rec = torch.sigmoid(rec_logits)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
+        if self.is_volume:
+            self.log(f"{stage}/iou", iou(rec, x).mean(), sync_dist=True)
+        else:
+            self.log(f"{stage}/psnr", psnr(rec, x).mean(), sync_dist=True)
+            self.log(f"{stage}/l1", (rec - x).abs().mean(), sync_dist=True)
+        if self.autoencoder.config.quantize == "bernoulli":
+            self._usage.setdefault(stage, BitUsage()).update(bits)
+
+    def _eval_epoch_end(self, stage: str):
+        usage = self._usage.pop(stage, None)
+        if usage is not None and usage.count:
+            res = usage.compute()
+            self.log(f"{stage}/bit_usage", res["fraction_active"])
+            self.log(f"{stage}/bit_entropy", res["mean_entropy"])
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        epochs = max(1, self.trainer.max_epochs or 1)
+        opt = torch.optim.AdamW(self.autoencoder.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.lr * 0.05)
+        if self.discriminator is None:
+            return {"optimizer": opt, "lr_scheduler": sched}
+        opt_d = torch.optim.AdamW(self.discriminator.parameters(), lr=self.disc_lr, betas=(0.5, 0.9))
+        return [opt, opt_d], [sched]
+
+
+# ============================================================================= diffusion
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        e = [p for p in ema.parameters()]
+        m = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(e, m, 1.0 - decay)
+
+
+class _LatentDiffusionBase(LatentModule):
+    """Shared: frozen autoencoder from ``autoencoder_path``, denoiser (+ EMA copy), warmup + cosine LR,
+    label dropout for classifier-free guidance; exports the scheduler next to the networks."""
+
+    input_mode = "bits"
+
+    def __init__(self, denoiser, scheduler, autoencoder_path: str | None, lr: float, weight_decay: float,
+                 label_dropout: float, ema_decay: float, warmup_steps: int, num_train_timesteps: int):
+        super().__init__()
+        import copy
+
+        from latent4d.binary.autoencoder import load_autoencoder
+        from latent4d.binary.denoiser import LatentTransformer
+
+        if not autoencoder_path:
+            raise ConfigError("diffusion training needs a trained autoencoder: pass autoencoder_path=<AE run dir> "
+                              "(train one first, e.g. `latent4d train experiment=binary/ae_digits`)")
+        ae, _ = load_autoencoder(autoencoder_path)
+        want = "bernoulli" if self.input_mode == "bits" else "none"
+        if ae.config.quantize != want:
+            raise ConfigError(f"{type(self).__name__} needs an autoencoder with quantize={want!r}, but "
+                              f"'{autoencoder_path}' has quantize={ae.config.quantize!r}")
+        for p in ae.parameters():
+            p.requires_grad_(False)
+        self.autoencoder = ae.eval()
+        C, *grid = ae.latent_shape
+        if not isinstance(denoiser, LatentTransformer):  # a Hydra partial: complete it from the autoencoder
+            denoiser = denoiser(latent_channels=C, latent_shape=tuple(grid), input_mode=self.input_mode,
+                                num_train_timesteps=num_train_timesteps)
+        dc = denoiser.config
+        if dc.latent_channels != C or tuple(dc.latent_shape) != tuple(grid):
+            raise ConfigError(f"denoiser latents ({dc.latent_channels}, {tuple(dc.latent_shape)}) do not match the "
+                              f"autoencoder's ({C}, {tuple(grid)})")
+        if dc.input_mode != self.input_mode or dc.num_train_timesteps != num_train_timesteps:
+            raise ConfigError(f"denoiser input_mode/num_train_timesteps ({dc.input_mode}, {dc.num_train_timesteps})"
+                              f" do not match the diffusion ({self.input_mode}, {num_train_timesteps})")
+        self.denoiser = denoiser
+        self.denoiser_ema = None
+        if ema_decay > 0:
+            self.denoiser_ema = copy.deepcopy(denoiser).requires_grad_(False)
+        self.scheduler = scheduler
+        self.lr, self.weight_decay = lr, weight_decay
+        self.label_dropout, self.ema_decay, self.warmup_steps = label_dropout, ema_decay, int(warmup_steps)
+        self.autoencoder_path = str(autoencoder_path)
+
+    @property
+    def eval_denoiser(self):
+        return self.denoiser_ema if self.denoiser_ema is not None else self.denoiser
+
+    def setup(self, stage: str | None = None) -> None:
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "num_classes"):
+            return
+        dm.setup(stage)
+        n = dm.num_classes
+        if n and self.denoiser.config.num_classes not in (0, n):
+            raise ConfigError(f"the data has {n} classes but the denoiser was configured with "
+                              f"num_classes={self.denoiser.config.num_classes}")
+
+    def train_labels(self, y: torch.Tensor) -> torch.Tensor | None:
+        if self.denoiser.config.num_classes == 0:
+            return None
+        drop = torch.rand(y.shape, device=y.device) < self.label_dropout
+        return torch.where(drop | (y < 0), torch.full_like(y, -1), y)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.denoiser_ema is not None:
+            step = self.global_step
+            _ema_update(self.denoiser_ema, self.denoiser, min(self.ema_decay, (1 + step) / (10 + step)))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.autoencoder.eval()  # frozen: keep eval-mode behaviour (thresholded bits)
+        return self
+
+    def export(self, out_dir):
+        import shutil
+        from pathlib import Path
+
+        written = super().export(out_dir)
+        out = Path(out_dir)
+        tmp, final = out / ".scheduler.tmp", out / "scheduler"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        self.scheduler.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        written["scheduler"] = final
+        return written
+
+    def configure_optimizers(self):
+        params = [p for p in self.denoiser.parameters() if p.requires_grad]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr, betas=(0.9, 0.99))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = min(self.warmup_steps, total // 2)
+
+        def lr_lambda(step: int) -> float:
+            import math
+
+            if step < warm:
+                return (step + 1) / max(1, warm)
+            prog = (step - warm) / max(1, total - warm)
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, prog)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class BinaryDiffusionModule(_LatentDiffusionBase):
+    """Bernoulli diffusion on the bits of a frozen :class:`BernoulliAutoencoder`.
+
+    Batches ``(bits (B, C, *grid), labels (B,))`` from :class:`latent4d.binary.data.LatentDataModule`.
+    Training: ``t ~ U{1..T}``, ``x_t = scheduler.add_noise(x_0, t)``, the denoiser predicts the flip
+    ``x_0 XOR x_t``; loss: plain BCE (``loss=bce``, the paper's) or class-balanced BCE (``balanced``:
+    ones and zeros of the flip target weighted to equal total weight per batch, the official code's
+    alpha balancing without the focal term). Labels are dropped with probability ``label_dropout``
+    for classifier-free guidance.
+
+    denoiser: a :class:`LatentTransformer` or a Hydra partial of it (the latent shape, input mode and T
+    are then filled in from the autoencoder and the scheduler). The frozen autoencoder is a child, so a
+    run exports ``models/{autoencoder, denoiser, denoiser_ema, scheduler}`` and is self-contained.
+    """
+
+    input_mode = "bits"
+
+    def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
+                 weight_decay: float = 0.01, loss: str = "bce", label_dropout: float = 0.1,
+                 ema_decay: float = 0.999, warmup_steps: int = 200):
+        if loss not in ("bce", "balanced"):
+            raise ConfigError(f"unknown diffusion loss '{loss}'; expected bce or balanced")
+        super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
+                         warmup_steps, int(scheduler.config.num_train_timesteps))
+        self.loss_name = loss
+
+    def flip_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        if self.loss_name == "bce":
+            return bce.mean()
+        pos = target.mean().clamp(1e-4, 1 - 1e-4)
+        w = target * (1 - pos) + (1 - target) * pos
+        return (w * bce).sum() / w.sum()
+
+    def _noised(self, x0: torch.Tensor, generator: torch.Generator | None = None):
+        T = int(self.scheduler.config.num_train_timesteps)
+        t = torch.randint(1, T + 1, (x0.shape[0],), generator=generator, device="cpu").to(x0.device)
+        xt = self.scheduler.add_noise(x0, t, generator=generator)
+        return t, xt, (xt != x0).float()
+
+    def training_step(self, batch, batch_idx):
+        x0, y = batch
+        t, xt, target = self._noised(x0)
+        logits = self.denoiser(xt, t, self.train_labels(y))
+        loss = self.flip_loss(logits, target)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch, batch_idx, stage: str):
+        x0, y = batch
+        g = torch.Generator().manual_seed(1000 + batch_idx)  # same noise every evaluation
+        t, xt, target = self._noised(x0.cpu(), g)
+        t, xt, target = t.to(x0.device), xt.to(x0.device), target.to(x0.device)
+        labels = y if self.denoiser.config.num_classes else None
+        logits = self.eval_denoiser(xt, t, labels)
+        self.log(f"{stage}/loss", F.binary_cross_entropy_with_logits(logits, target), prog_bar=stage == "val",
+                 sync_dist=True)
+        p0 = torch.where(xt > 0.5, 1 - torch.sigmoid(logits), torch.sigmoid(logits))
+        self.log(f"{stage}/x0_accuracy", ((p0 > 0.5).float() == x0).float().mean(), sync_dist=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "test")
+
+
+class GaussianDiffusionModule(_LatentDiffusionBase):
+    """The benchmark's baseline: Gaussian diffusion (diffusers ``DDPMScheduler`` for training, DDIM for
+    sampling) on the continuous latents of the same autoencoder trained with ``quantize=none``,
+    with the same denoiser (``input_mode=continuous``). Latents are standardised per channel with
+    statistics of the training split, stored in the denoiser's ``latent_shift`` / ``latent_scale``
+    buffers (saved with it). Loss: MSE on the scheduler's ``prediction_type`` (epsilon / v_prediction).
+    """
+
+    input_mode = "continuous"
+
+    def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
+                 weight_decay: float = 0.01, label_dropout: float = 0.1, ema_decay: float = 0.999,
+                 warmup_steps: int = 200):
+        super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
+                         warmup_steps, int(scheduler.config.num_train_timesteps))
+
+    def on_fit_start(self) -> None:
+        dm = self.trainer.datamodule
+        z = dm.arrays("train")[0]
+        dims = [0] + list(range(2, z.dim()))
+        shift, scale = z.mean(dims), z.std(dims).clamp_min(1e-3)
+        for net in (self.denoiser, self.denoiser_ema):
+            if net is not None:
+                net.latent_shift.copy_(shift.to(net.latent_shift.device))
+                net.latent_scale.copy_(scale.to(net.latent_scale.device))
+
+    def _normalise(self, z: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (z.dim() - 2)
+        return (z - self.denoiser.latent_shift.view(shape)) / self.denoiser.latent_scale.view(shape)
+
+    def _loss(self, net, z: torch.Tensor, labels, generator: torch.Generator | None = None) -> torch.Tensor:
+        x0 = self._normalise(z)
+        T = int(self.scheduler.config.num_train_timesteps)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device) if generator is not None \
+            else torch.randn_like(x0)
+        t = torch.randint(0, T, (x0.shape[0],), generator=generator).to(x0.device)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        pred = net(xt, t, labels)
+        kind = self.scheduler.config.prediction_type
+        target = noise if kind == "epsilon" else self.scheduler.get_velocity(x0, noise, t) if kind == "v_prediction" \
+            else x0
+        return F.mse_loss(pred, target)
+
+    def training_step(self, batch, batch_idx):
+        z, y = batch
+        loss = self._loss(self.denoiser, z, self.train_labels(y))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch, batch_idx, stage):
+        z, y = batch
+        labels = y if self.denoiser.config.num_classes else None
+        loss = self._loss(self.eval_denoiser, z, labels, torch.Generator().manual_seed(1000 + batch_idx))
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, batch_idx, "test")

@@ -63,6 +63,25 @@ def _instantiate_all(section) -> list:
     return [instantiate(c) for c in section.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def _instantiate_checked(node):
+    """Hydra ``instantiate`` that re-raises latent4d's own errors from constructors unwrapped, so a bad
+    config value gets its clear one-line message instead of an ``InstantiationException`` traceback."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from latent4d.errors import Latent4DError
+
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, Latent4DError):
+            raise cause from None
+        raise
+
+
 def run_training(cfg: DictConfig) -> dict[str, float]:
     """Fit, test and export one experiment; returns the final metrics."""
     import pytorch_lightning as pl
@@ -85,8 +104,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path:
         ckpt_path = str(check_checkpoint(ckpt_path))
 
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    datamodule = _instantiate_checked(cfg.data)
+    model = _instantiate_checked(cfg.model)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

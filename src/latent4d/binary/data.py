@@ -45,9 +45,14 @@ def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, test_f
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(n)
-    strat = labels if labels is not None and (labels >= 0).all() and np.bincount(labels).min() >= 3 else None
     n_test = max(1, int(round(n * test_fraction))) if test_fraction > 0 else 0
     n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+    strat = None
+    if labels is not None and (labels >= 0).all():
+        counts = np.bincount(labels)
+        counts = counts[counts > 0]
+        if counts.min() >= 3 and min(n_test or n, n_val or n) >= len(counts):
+            strat = labels
     if n - n_test - n_val < 1:
         raise InputError(f"only {n} samples: too few for val_fraction={val_fraction}, test_fraction={test_fraction}")
     rest, test = (train_test_split(idx, test_size=n_test, random_state=seed, stratify=strat)

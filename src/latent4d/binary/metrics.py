@@ -57,7 +57,7 @@ class DigitClassifier(ModelMixin, ConfigMixin):
     """Small CNN on (B, 1, S, S) digits in [0, 1]; ``features`` is the penultimate layer (B, feature_dim)."""
 
     @register_to_config
-    def __init__(self, num_classes: int = 10, channels: int = 16, feature_dim: int = 64, in_channels: int = 1):
+    def __init__(self, num_classes: int = 10, channels: int = 32, feature_dim: int = 64, in_channels: int = 1):
         super().__init__()
         c = channels
         self.conv = nn.Sequential(
@@ -75,7 +75,7 @@ class DigitClassifier(ModelMixin, ConfigMixin):
         return self.head(self.features(x))
 
 
-def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 15, seed: int = 0, lr: float = 2e-3,
+def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 20, seed: int = 0, lr: float = 2e-3,
                      batch_size: int = 64, shift_augment: int = 1) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on images ``x`` (N, 1, S, S) and labels ``y`` (seeded, CPU-sized)."""
     g = torch.Generator().manual_seed(seed)
@@ -134,7 +134,7 @@ class DigitsEvaluator:
     ``$LATENT4D_CACHE`` (keyed by its settings).
     """
 
-    def __init__(self, image_size: int = 16, seed: int = 0, epochs: int = 15, split_seed: int = 42,
+    def __init__(self, image_size: int = 16, seed: int = 0, epochs: int = 20, split_seed: int = 42,
                  cache: bool = True):
         from latent4d.binary.data import ImageDataModule
 

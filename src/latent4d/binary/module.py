@@ -99,7 +99,8 @@ class BernoulliAEModule(LatentModule):
 
     def on_train_epoch_end(self):
         if not self.automatic_optimization:
-            for s in self.lr_schedulers() or []:
+            scheds = self.lr_schedulers()
+            for s in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
                 s.step()
 
     def _eval_step(self, batch, stage: str):

@@ -1,4 +1,5 @@
-"""Entry for ``latent4d view`` / ``latent4d render``: the viewer application lives in ``viewer/``."""
+"""Entry for ``latent4d view`` / ``latent4d render``: the viewer application lives in ``viewer/``
+(installed as ``latent4d.viewer``; see ``viewer/app.py`` and docs/viewer.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import sys
 
 def main(cmd: str, argv: list[str]) -> int:
     try:
-        from latent4d.viewer import app  # noqa: F401
-    except ImportError:
-        print(f"latent4d {cmd}: the viewer is not part of this version yet", file=sys.stderr)
+        from latent4d.viewer import app
+    except ImportError as e:
+        print(f"latent4d {cmd}: the viewer cannot start: {e} (it needs open3d; run `make setup`)", file=sys.stderr)
         return 2
     return app.main(cmd, argv)

@@ -1,0 +1,290 @@
+"""Guide-strand editing of a hairstyle without a model: the state behind the hair panel's edit tools.
+
+A loaded hairstyle is resampled to uniform strands ``dense (S, P, 3)`` (metres). ``guides`` are
+``G`` strands of it chosen by farthest-point sampling of the roots. Every dense strand is tied to
+its ``k`` nearest guides (root distance, inverse-distance weights that sum to one). An edit changes
+guides only; the dense hair follows by adding the weighted guide displacements, point by point
+along the normalised arc (so a cut guide shortens its neighbours and an extended one lengthens
+them), then points pushed into the head are moved out (GroomGen's penetration handling,
+``Head.resolve_strands``). Undo / redo restore the guide sets.
+
+This is the file-only path. With a trained hair run, :class:`viewer.hair_panel.HairPanel` edits
+guides the same way but re-densifies them with the model (``HairPipeline``).
+
+Edit operations on one polyline ``x (P, 3)`` (roots never move):
+
+- ``move_tip(target)``: displacement ``(target - tip) * (s / L)^2`` along the arc ``s``;
+- ``cut(fraction)``: keep the first ``fraction`` of the arc length;
+- ``extend(metres)``: continue past the tip along its direction, bending under gravity;
+- ``curl(amplitude, turns)``: add a helix around the strand (parallel-transport frame) whose
+  radius grows from 0 at the root to ``amplitude`` at the tip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from latent4d.errors import InputError
+from latent4d.hair.strands import Hairstyle, resample_polylines
+
+EDIT_OPS = ("move_tip", "cut", "extend", "curl")
+
+
+# --------------------------------------------------------------------------- polyline ops
+def arc_lengths(x: np.ndarray) -> np.ndarray:
+    """(..., P) cumulative arc length of polylines ``(..., P, 3)``."""
+    seg = np.linalg.norm(np.diff(x, axis=-2), axis=-1)
+    return np.concatenate([np.zeros(seg.shape[:-1] + (1,)), np.cumsum(seg, -1)], -1)
+
+
+def sample_arc(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Points of polyline ``x (P, 3)`` at arc lengths ``s (Q,)`` (clamped to the polyline)."""
+    cum = arc_lengths(x)
+    s = np.clip(s, 0.0, cum[-1])
+    return np.stack([np.interp(s, cum, x[:, d]) for d in range(3)], -1)
+
+
+def cut(x: np.ndarray, fraction: float) -> np.ndarray:
+    fraction = float(np.clip(fraction, 0.02, 1.0))
+    L = arc_lengths(x)[-1]
+    return sample_arc(x, np.linspace(0.0, fraction * L, len(x))).astype(np.float32)
+
+
+def extend(x: np.ndarray, metres: float, gravity: float = 0.6) -> np.ndarray:
+    """Grow ``x`` by ``metres`` past its tip (direction of the last 10% blended towards -Y)."""
+    if metres <= 0:
+        return cut(x, 1.0 + metres / max(arc_lengths(x)[-1], 1e-9))
+    P = len(x)
+    k = max(2, P // 10)
+    d = x[-1] - x[-k]
+    d = d / max(np.linalg.norm(d), 1e-9)
+    steps = max(8, P // 4)
+    t = np.linspace(0, 1, steps + 1)[1:, None]
+    down = np.array([0.0, -1.0, 0.0])
+    dirs = d[None] * (1 - gravity * t) + down[None] * gravity * t
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    ext = x[-1] + np.cumsum(dirs * (metres / steps), 0)
+    y = np.concatenate([x, ext], 0)
+    return resample_polylines(y[None], P)[0]
+
+
+def _transport_frames(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel-transport normals ``(P, 3)``, binormals ``(P, 3)`` along ``x (P, 3)``."""
+    t = np.gradient(x, axis=0)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    a = np.array([1.0, 0.0, 0.0]) if abs(t[0, 0]) < 0.9 else np.array([0.0, 0.0, 1.0])
+    n = np.cross(t[0], a)
+    n /= np.linalg.norm(n)
+    ns = np.empty_like(x, dtype=np.float64)
+    for i in range(len(x)):
+        n = n - t[i] * np.dot(n, t[i])
+        n /= max(np.linalg.norm(n), 1e-12)
+        ns[i] = n
+    return ns, np.cross(t, ns)
+
+
+def curl(x: np.ndarray, amplitude: float, turns: float = 4.0) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    s = arc_lengths(x)
+    u = s / max(s[-1], 1e-9)
+    n, b = _transport_frames(x)
+    r = amplitude * (3 * u ** 2 - 2 * u ** 3)
+    ang = 2 * np.pi * turns * u
+    return (x + r[:, None] * (np.cos(ang)[:, None] * n + np.sin(ang)[:, None] * b)).astype(np.float32)
+
+
+def move_tip(x: np.ndarray, target) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    s = arc_lengths(x)
+    u = s / max(s[-1], 1e-9)
+    return (x + (np.asarray(target, np.float64) - x[-1])[None] * (u ** 2)[:, None]).astype(np.float32)
+
+
+def apply_op(x: np.ndarray, op: str, **kw) -> np.ndarray:
+    if op == "move_tip":
+        return move_tip(x, kw["target"])
+    if op == "cut":
+        return cut(x, kw.get("fraction", 0.7))
+    if op == "extend":
+        return extend(x, kw.get("metres", 0.05))
+    if op == "curl":
+        return curl(x, kw.get("amplitude", 0.01), kw.get("turns", 4.0))
+    raise InputError(f"unknown guide edit '{op}' (expected one of {', '.join(EDIT_OPS)})")
+
+
+# ------------------------------------------------------------------------------ the editor
+class GuideEditor:
+    """Dense hair tied to guide strands; edits on guides, undo/redo, re-densification.
+
+    Args:
+        hairstyle: the loaded hair (any strand lengths; bald roots are dropped).
+        num_guides: guides chosen by farthest-point sampling of the roots.
+        num_points: points per strand in the editor (arc-length resampling).
+        head: a ``latent4d.hair.scalp.Head`` to keep edited strands out of, or None.
+        k: guides each dense strand follows.
+    """
+
+    def __init__(self, hairstyle: Hairstyle, num_guides: int = 128, num_points: int = 64, head=None, k: int = 4):
+        strands, index = hairstyle.hair_strands(num_points)
+        self.source = hairstyle
+        self.index = index  # dense strand -> strand of the source hairstyle
+        self.dense0 = strands.astype(np.float32)  # (S, P, 3)
+        self.root_uv = None if hairstyle.root_uv is None else hairstyle.root_uv[index]
+        self.head = head
+        S = len(strands)
+        roots = self.dense0[:, 0].astype(np.float64)
+        G = int(min(num_guides, S))
+        self.guide_ids = self._fps(roots, G)
+        self.guides0 = self.dense0[self.guide_ids].copy()
+        self.guides = self.guides0.copy()
+        from scipy.spatial import cKDTree
+
+        k = int(min(k, G))
+        d, nb = cKDTree(roots[self.guide_ids]).query(roots, k=k)
+        d, nb = d.reshape(S, k), nb.reshape(S, k)
+        w = 1.0 / np.maximum(d, 1e-6) ** 2
+        w[d < 1e-6] = 0.0
+        exact = (d < 1e-6).any(1)
+        w[exact] = (d[exact] < 1e-6).astype(np.float64)
+        self.nbr, self.weights = nb.astype(np.int64), (w / w.sum(1, keepdims=True)).astype(np.float32)
+        self._history: list[np.ndarray] = [self.guides.copy()]
+        self._pos = 0
+        self.selected: int | None = None
+
+    @staticmethod
+    def _fps(points: np.ndarray, n: int) -> np.ndarray:
+        """Farthest-point sampling from index 0 (what ``latent4d.geometry.farthest_point_sampling``
+        does, in numpy: opening a hair file should not pay for importing torch)."""
+        idx = np.empty(n, np.int64)
+        dist = np.full(len(points), np.inf)
+        cur = 0
+        for i in range(n):
+            idx[i] = cur
+            dist = np.minimum(dist, ((points - points[cur]) ** 2).sum(1))
+            cur = int(np.argmax(dist))
+        return idx
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_strands(self) -> int:
+        return len(self.dense0)
+
+    @property
+    def num_guides(self) -> int:
+        return len(self.guides)
+
+    @property
+    def edited(self) -> bool:
+        return bool(np.any(self.guides != self.guides0))
+
+    @property
+    def can_undo(self) -> bool:
+        return self._pos > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self._pos < len(self._history) - 1
+
+    # ----------------------------------------------------------------------- edits
+    def brush(self, guide: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """Guides within ``radius`` metres of ``guide``'s root and their Gaussian weights (1 at ``guide``)."""
+        if not 0 <= guide < self.num_guides:
+            raise InputError(f"guide {guide} does not exist (0..{self.num_guides - 1})")
+        if radius <= 0:
+            return np.array([guide]), np.ones(1, np.float32)
+        roots = self.guides[:, 0]
+        d = np.linalg.norm(roots - roots[guide], axis=1)
+        sel = np.flatnonzero(d <= radius)
+        return sel, np.exp(-0.5 * (d[sel] / (radius / 2)) ** 2).astype(np.float32)
+
+    def edit(self, guide: int, op: str, radius: float = 0.0, merge: bool = False, **kw) -> np.ndarray:
+        """Apply ``op`` (see module docstring) to ``guide`` (and, with ``radius`` > 0, its neighbours,
+        weighted). Records an undo step (``merge=True`` folds it into the previous step, as the moves
+        of one mouse drag are); returns the indices of the guides changed."""
+        sel, wts = self.brush(guide, radius)
+        new = self.guides.copy()
+        for g, wt in zip(sel, wts):
+            if op == "move_tip":
+                tgt = self.guides[g, -1] + (np.asarray(kw["target"], np.float64) - self.guides[guide, -1]) * wt
+                new[g] = move_tip(self.guides[g], tgt)
+            else:
+                edited = apply_op(self.guides[g], op, **kw)
+                new[g] = self.guides[g] + wt * (edited - self.guides[g])
+        if self.head is not None:
+            new[sel] = self.head.resolve_strands(new[sel])
+        self._push(new, merge)
+        return sel
+
+    def set_guides(self, guides: np.ndarray) -> None:
+        """Replace all guides (e.g. projected by a model); records an undo step."""
+        g = np.asarray(guides, np.float32)
+        if g.shape != self.guides.shape:
+            raise InputError(f"guides: expected shape {self.guides.shape}, got {g.shape}")
+        self._push(g.copy())
+
+    def _push(self, guides: np.ndarray, merge: bool = False) -> None:
+        if merge and self._pos > 0:
+            del self._history[self._pos + 1:]
+            self._history[self._pos] = guides
+            self.guides = guides
+            return
+        del self._history[self._pos + 1:]
+        self._history.append(guides)
+        self._pos += 1
+        self.guides = guides
+
+    def undo(self) -> bool:
+        if not self.can_undo:
+            return False
+        self._pos -= 1
+        self.guides = self._history[self._pos]
+        return True
+
+    def redo(self) -> bool:
+        if not self.can_redo:
+            return False
+        self._pos += 1
+        self.guides = self._history[self._pos]
+        return True
+
+    # ------------------------------------------------------------------ densification
+    def densify(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Dense strands ``(len(idx), P, 3)`` (all when ``idx`` is None) following the current guides."""
+        idx = np.arange(self.num_strands) if idx is None else np.asarray(idx)
+        base = self.dense0[idx]
+        delta = self.guides - self.guides0  # (G, P, 3)
+        moved = np.flatnonzero(np.abs(delta).reshape(len(delta), -1).max(1) > 0)
+        if not len(moved):
+            return base.copy()
+        hit = np.isin(self.nbr[idx], moved)
+        rows = np.flatnonzero(hit.any(1))
+        out = base.copy()
+        if not len(rows):
+            return out
+        nb, w = self.nbr[idx[rows]], self.weights[idx[rows]]
+        out[rows] += np.einsum("sk,skpd->spd", w, delta[nb])
+        if self.head is not None:
+            out[rows] = self.head.resolve_strands(out[rows])
+        return out
+
+    def hairstyle(self) -> Hairstyle:
+        """The edited hair at full density (uniform strands; root UVs kept)."""
+        return Hairstyle.from_strands(self.densify(), root_uv=self.root_uv, meta=dict(self.source.meta))
+
+    # ------------------------------------------------------------------------ picking
+    def nearest_guide(self, points_xy: np.ndarray, depth: np.ndarray, x: float, y: float,
+                      max_pixels: float = 12.0) -> int | None:
+        """The guide with a projected point nearest to pixel ``(x, y)`` (closest to the camera on ties).
+
+        ``points_xy (G, P, 2)`` / ``depth (G, P)`` are the guides' projected points.
+        """
+        d = np.linalg.norm(points_xy - np.array([x, y]), axis=-1)
+        d = np.where(depth > 0, d, np.inf)
+        best = d.min(1)
+        cand = np.flatnonzero(best <= max_pixels)
+        if not len(cand):
+            return None
+        # among guides within 2 px of the best, take the one nearest to the camera
+        close = cand[best[cand] <= best[cand].min() + 2.0]
+        zs = np.array([depth[g][np.argmin(d[g])] for g in close])
+        return int(close[np.argmin(zs)])

@@ -1,0 +1,391 @@
+"""The motion panel: play a deforming mesh sequence, with the input point clouds beside it.
+
+Accepted inputs (``read``):
+
+- a folder of per-frame meshes (``.ply``/``.obj``/``.off``, naturally sorted: ``frame_2`` before
+  ``frame_10``); PLY files without faces in the same folder are per-frame point clouds;
+- a folder with sub-folders ``meshes/`` (or ``mesh/``) and ``points/`` (or ``pointclouds/``,
+  ``observations/``, ``inputs/``);
+- an ``.npz`` with ``vertices (T, V, 3)`` and ``faces (F, 3)``, optionally ``points (T, N, 3)``.
+
+When every frame shares frame 0's faces (a tracked sequence), vertices can be coloured by
+correspondence: each vertex keeps the colour of its frame-0 position, so tracking drift shows as
+colours sliding over the surface. Play / pause, a timeline slider and the frame rate drive
+playback (a tick callback of the window advances frames).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from latent4d.viewer import ui
+from latent4d.viewer.scene import Style, mesh_geometry, point_geometry, position_colors
+
+from latent4d.errors import InputError
+
+MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb")
+POINT_DIRS = ("points", "pointclouds", "point_clouds", "observations", "inputs", "input")
+MESH_DIRS = ("meshes", "mesh", "reconstruction", "outputs")
+COLOR_MODES = ("correspondence", "plain")
+POINT_COLOR = (0.95, 0.45, 0.1)
+MESH_COLOR = (0.70, 0.72, 0.78)
+
+
+def natural_key(path: Path):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+@dataclass
+class Sequence:
+    """Per-frame meshes (``vertices[t] (V_t, 3)``, ``faces[t] (F_t, 3)``) and optional points."""
+
+    name: str
+    vertices: list[np.ndarray]
+    faces: list[np.ndarray]
+    points: list[np.ndarray] | None = None
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.vertices) if self.vertices else len(self.points or [])
+
+    @property
+    def shared_topology(self) -> bool:
+        if not self.vertices:
+            return False
+        f0, n0 = self.faces[0], len(self.vertices[0])
+        return all(len(v) == n0 and f.shape == f0.shape and np.array_equal(f, f0)
+                   for v, f in zip(self.vertices, self.faces))
+
+
+def _load_frame(path: Path):
+    """``("mesh", vertices, faces)`` or ``("points", points, None)`` for one file."""
+    import trimesh
+
+    try:
+        obj = trimesh.load(path, process=False)
+    except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
+        raise InputError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+    if isinstance(obj, trimesh.Scene):
+        geoms = [g for g in obj.geometry.values() if isinstance(g, trimesh.Trimesh)]
+        if not geoms:
+            raise InputError(f"{path}: no mesh in this scene file")
+        obj = trimesh.util.concatenate(geoms)
+    if isinstance(obj, trimesh.Trimesh) and len(obj.faces):
+        v, f = np.asarray(obj.vertices, np.float32), np.asarray(obj.faces, np.int64)
+        kind = "mesh"
+    elif hasattr(obj, "vertices") and len(obj.vertices):
+        v, f = np.asarray(obj.vertices, np.float32), None
+        kind = "points"
+    else:
+        raise InputError(f"{path}: empty (no vertices)")
+    if not np.isfinite(v).all():
+        raise InputError(f"{path}: NaN or infinite coordinates")
+    if f is not None and (f.min() < 0 or f.max() >= len(v)):
+        raise InputError(f"{path}: face indices out of range (0..{len(v) - 1})")
+    return kind, v, f
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_EXTS), key=natural_key)
+
+
+def read_sequence(path) -> Sequence:
+    """Read a sequence (see module docstring); InputError names the offending file."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _read_npz(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: expected a folder of per-frame meshes or an .npz sequence")
+    sub = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
+    mesh_dir = next((sub[d] for d in MESH_DIRS if d in sub), None)
+    point_dir = next((sub[d] for d in POINT_DIRS if d in sub), None)
+    verts, faces, pts, names = [], [], [], []
+    if mesh_dir is not None or point_dir is not None:
+        for f in _files(mesh_dir) if mesh_dir else []:
+            kind, v, fc = _load_frame(f)
+            if kind != "mesh":
+                raise InputError(f"{f}: expected a mesh (faces), found a point cloud")
+            verts.append(v)
+            faces.append(fc)
+            names.append(f.name)
+        for f in _files(point_dir) if point_dir else []:
+            pts.append(_load_frame(f)[1])
+    else:
+        for f in _files(path):
+            kind, v, fc = _load_frame(f)
+            if kind == "mesh":
+                verts.append(v)
+                faces.append(fc)
+                names.append(f.name)
+            else:
+                pts.append(v)
+    if not verts and not pts:
+        raise InputError(f"{path}: no per-frame meshes or point clouds ({', '.join(MESH_EXTS)}) found")
+    if verts and len(verts) < 2 and not pts:
+        raise InputError(f"{path}: a sequence needs at least 2 frames, found 1 mesh")
+    if verts and pts and len(pts) != len(verts):
+        raise InputError(f"{path}: {len(verts)} mesh frames but {len(pts)} point-cloud frames")
+    return Sequence(path.name, verts, faces, pts or None, names)
+
+
+def _read_npz(path: Path) -> Sequence:
+    from latent4d.hair.formats import safe_npz
+
+    arrays = safe_npz(path.read_bytes(), str(path))
+    if "vertices" not in arrays:
+        raise InputError(f"{path}: a sequence .npz needs 'vertices' (T, V, 3) and 'faces' (F, 3); "
+                         f"found {', '.join(sorted(arrays)) or 'nothing'}")
+    v = np.asarray(arrays["vertices"], np.float32)
+    if v.ndim != 3 or v.shape[-1] != 3 or v.shape[0] < 1:
+        raise InputError(f"{path}: 'vertices' must be (T, V, 3), got {v.shape}")
+    if not np.isfinite(v).all():
+        raise InputError(f"{path}: 'vertices' contains NaN or infinite values")
+    f = np.asarray(arrays.get("faces", np.zeros((0, 3))), np.int64)
+    if f.ndim != 2 or f.shape[-1] != 3 or len(f) == 0:
+        raise InputError(f"{path}: 'faces' must be (F, 3) with F > 0, got {f.shape}")
+    if f.min() < 0 or f.max() >= v.shape[1]:
+        raise InputError(f"{path}: face indices out of range (0..{v.shape[1] - 1})")
+    pts = None
+    if "points" in arrays:
+        p = np.asarray(arrays["points"], np.float32)
+        if p.ndim != 3 or p.shape[0] != v.shape[0] or p.shape[-1] != 3:
+            raise InputError(f"{path}: 'points' must be (T, N, 3) with T = {v.shape[0]}, got {p.shape}")
+        pts = list(p)
+    return Sequence(path.stem, list(v), [f] * len(v), pts)
+
+
+def is_sequence(path: Path) -> bool:
+    if path.is_dir():
+        sub = {p.name.lower() for p in path.iterdir() if p.is_dir()}
+        if sub & set(MESH_DIRS) or sub & set(POINT_DIRS):
+            return True
+        return len(_files(path)) >= 2
+    if path.suffix.lower() == ".npz":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as z:
+                return "vertices.npy" in z.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return False
+    return False
+
+
+class MotionPanel(ui.Panel):
+    title = "Motion"
+    prefix = "motion/"
+
+    def __init__(self, app):
+        super().__init__(app)
+        self.seq: Sequence | None = None
+        self.frame = 0
+        self.fps = 10.0
+        self.playing = False
+        self.color_mode = "correspondence"
+        self.show_mesh = True
+        self.show_points = True
+        self.side_by_side = True
+        self._last_step = 0.0
+        self._colors: np.ndarray | None = None
+        self._offset = np.zeros(3)
+
+    @property
+    def active(self) -> bool:
+        return self.seq is not None
+
+    @property
+    def num_frames(self) -> int:
+        return 0 if self.seq is None else self.seq.num_frames
+
+    @staticmethod
+    def can_read(path: Path) -> bool:
+        return is_sequence(path)
+
+    def read(self, path) -> Sequence:
+        return read_sequence(path)
+
+    def show(self, seq: Sequence) -> None:
+        self.stop()
+        self.seq = seq
+        self.frame = 0
+        self._colors = position_colors(seq.vertices[0]) if seq.vertices and seq.shared_topology else None
+        self.color_mode = "correspondence" if self._colors is not None else "plain"
+        lo = self._bounds(seq.vertices)
+        # points beside the meshes: shifted along +x by the meshes' width and a margin
+        if seq.vertices and seq.points:
+            self._offset = np.array([(lo[1][0] - lo[0][0]) * 1.25, 0.0, 0.0])
+        else:
+            self._offset = np.zeros(3)
+        self.clear()
+        self._draw()
+        self.set_visible(True)
+        self.enable("color", self._colors is not None, "the frames do not share one mesh topology")
+        self.sync()
+
+    def reset(self) -> None:
+        self.stop()
+        self.seq = None
+        self.clear()
+        self.sync()
+
+    @staticmethod
+    def _bounds(arrs) -> tuple[np.ndarray, np.ndarray]:
+        if not arrs:
+            return np.zeros(3), np.zeros(3)
+        return (np.min([a.min(0) for a in arrs], 0).astype(np.float64),
+                np.max([a.max(0) for a in arrs], 0).astype(np.float64))
+
+    def camera_hint(self) -> dict:
+        """Frame every frame of the sequence (the camera does not jump while playing)."""
+        seq = self.seq
+        parts = []
+        if seq.vertices and self.show_mesh:
+            parts += list(self._bounds(seq.vertices))
+        if seq.points and self.show_points:
+            lo, hi = self._bounds(seq.points)
+            off = self._offset if self.side_by_side else 0
+            parts += [lo + off, hi + off]
+        if not parts:
+            return {}
+        lo, hi = np.min(parts, 0), np.max(parts, 0)
+        return {"center": (lo + hi) / 2, "radius": max(float(np.linalg.norm(hi - lo)) / 2, 1e-3),
+                "azimuth": 20.0, "elevation": 15.0}
+
+    def _draw(self) -> None:
+        seq, t = self.seq, self.frame
+        if seq.vertices:
+            v, f = seq.vertices[t], seq.faces[t]
+            vc = self._colors if self.color_mode == "correspondence" and self._colors is not None else None
+            self.view.set(self.prefix + "mesh", mesh_geometry((v, f), color=None if vc is not None else MESH_COLOR,
+                                                              vertex_colors=vc))
+            self.view.show(self.prefix + "mesh", self.show_mesh)
+        if seq.points:
+            p = seq.points[t] + (self._offset if self.side_by_side else 0)
+            self.view.set(self.prefix + "points", point_geometry(p, color=POINT_COLOR), Style("unlit", point_size=4.0))
+            self.view.show(self.prefix + "points", self.show_points)
+
+    # ------------------------------------------------------------------- API
+    def set_frame(self, i: int) -> None:
+        if self.seq is None:
+            raise InputError("no sequence is open")
+        self.frame = int(i) % self.num_frames
+        self._draw()
+        self.sync()
+
+    def step(self, n: int = 1) -> None:
+        self.set_frame(self.frame + n)
+
+    def play(self) -> None:
+        if self.seq is None:
+            raise InputError("no sequence is open")
+        self.playing = True
+        self._last_step = time.monotonic()
+        self.sync()
+
+    def pause(self) -> None:
+        self.playing = False
+        self.sync()
+
+    stop = pause
+
+    def toggle_play(self) -> None:
+        self.pause() if self.playing else self.play()
+
+    def set_fps(self, fps: float) -> None:
+        if not fps > 0:
+            raise InputError(f"frame rate must be positive, got {fps}")
+        self.fps = float(fps)
+        self.sync()
+
+    def set_color_mode(self, mode: str) -> None:
+        if mode not in COLOR_MODES:
+            raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(COLOR_MODES)})")
+        if mode == "correspondence" and self._colors is None and self.seq is not None:
+            raise InputError(f"{self.seq.name}: the frames do not share one mesh topology (no correspondence)")
+        self.color_mode = mode
+        if self.seq is not None:
+            self._draw()
+        self.sync()
+
+    def set_show_points(self, on: bool) -> None:
+        self.show_points = bool(on)
+        self.view.show(self.prefix + "points", self.show_points)
+        self.sync()
+
+    def set_show_mesh(self, on: bool) -> None:
+        self.show_mesh = bool(on)
+        self.view.show(self.prefix + "mesh", self.show_mesh)
+        self.sync()
+
+    def set_side_by_side(self, on: bool) -> None:
+        self.side_by_side = bool(on)
+        if self.seq is not None:
+            self._draw()
+            self.app.reset_camera()
+        self.sync()
+
+    def tick(self, now: float) -> bool:
+        """Advance playback (called by the window's tick event); True when a frame was drawn."""
+        if not self.playing or self.seq is None:
+            return False
+        steps = int((now - self._last_step) * self.fps)
+        if steps <= 0:
+            return False
+        self._last_step += steps / self.fps
+        self.set_frame(self.frame + steps)
+        return True
+
+    # ------------------------------------------------------------------ widgets
+    def build(self, em: float):
+        g = ui.gui()
+        root = g.CollapsableVert(self.title, 0.25 * em, g.Margins(0.5 * em, 0, 0, 0))
+        w = self.widgets
+        w["info"] = g.Label("no sequence open")
+        root.add_child(w["info"])
+        w["play"] = ui.button("Play", lambda: self.app.call_ui(self.toggle_play), "play / pause (space)")
+        w["prev"] = ui.button("<", lambda: self.app.call_ui(self.step, -1), "previous frame")
+        w["next"] = ui.button(">", lambda: self.app.call_ui(self.step, 1), "next frame")
+        w["fps"] = ui.number(self.fps, lambda v: self.app.call_ui(self.set_fps, v), integer=False, lo=0.5, hi=120,
+                             tooltip="frames per second")
+        root.add_child(ui.hrow(em, w["play"], w["prev"], w["next"], g.Label("fps"), w["fps"]))
+        w["timeline"] = ui.slider(0, 1, 0, lambda v: self.app.call_ui(self.set_frame, int(v)), integer=True,
+                                  tooltip="frame")
+        root.add_child(w["timeline"])
+        w["frame"] = g.Label("frame 0 / 0")
+        root.add_child(w["frame"])
+        w["color"] = ui.combo(list(COLOR_MODES), lambda s, i: self.app.call_ui(self.set_color_mode, s),
+                              tooltip="correspondence: each vertex keeps its frame-0 colour (drift shows)")
+        root.add_child(ui.label_row("Colour", w["color"], em))
+        w["mesh"] = ui.checkbox("Meshes", self.show_mesh, lambda on: self.app.call_ui(self.set_show_mesh, on))
+        w["points"] = ui.checkbox("Points", self.show_points, lambda on: self.app.call_ui(self.set_show_points, on))
+        w["side"] = ui.checkbox("Beside", self.side_by_side, lambda on: self.app.call_ui(self.set_side_by_side, on),
+                                tooltip="draw the input points beside the meshes (else overlaid)")
+        root.add_child(ui.hrow(em, w["mesh"], w["points"], w["side"]))
+        self.root = root
+        root.visible = self.active
+        return root
+
+    def sync(self) -> None:
+        w = self.widgets
+        if not w:
+            return
+        if self.seq is not None:
+            seq = self.seq
+            kinds = [f"{len(seq.vertices)} meshes" if seq.vertices else "",
+                     f"{len(seq.points)} point clouds" if seq.points else ""]
+            w["info"].text = f"{seq.name}: " + ", ".join(k for k in kinds if k)
+            w["timeline"].set_limits(0, max(self.num_frames - 1, 1))
+            w["timeline"].int_value = self.frame
+            w["frame"].text = f"frame {self.frame} / {self.num_frames - 1}"
+        w["play"].text = "Pause" if self.playing else "Play"
+        w["fps"].set_value(self.fps)
+        w["color"].selected_index = COLOR_MODES.index(self.color_mode)
+        has_pts = self.seq is not None and bool(self.seq.points)
+        self.enable("points", has_pts, "no point clouds in this sequence")
+        self.enable("side", has_pts and self.seq is not None and bool(self.seq.vertices),
+                    "needs both meshes and point clouds")

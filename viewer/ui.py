@@ -1,0 +1,159 @@
+"""Small building blocks for the side panel: labelled rows, sliders, number fields, and the
+:class:`Panel` base class that each family panel (hair, objects, motion) derives from.
+
+A panel keeps its state in plain Python attributes and exposes it through methods (the viewer's
+API); its widgets only call those methods, and ``sync()`` copies the state back into the widgets.
+Without a window (headless ``--screenshot``) no widget exists and the same methods still work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from latent4d.viewer.controller import ViewerApp
+
+
+def gui():
+    from open3d.visualization import gui as _gui
+
+    return _gui
+
+
+def label_row(text: str, widget, em: float):
+    g = gui()
+    row = g.Horiz(0.25 * em)
+    lab = g.Label(text)
+    row.add_child(lab)
+    row.add_child(widget)
+    return row
+
+
+def slider(lo: float, hi: float, value: float, on_change: Callable[[float], None], integer: bool = False,
+           tooltip: str = ""):
+    g = gui()
+    s = g.Slider(g.Slider.INT if integer else g.Slider.DOUBLE)
+    s.set_limits(lo, hi)
+    if integer:
+        s.int_value = int(value)
+    else:
+        s.double_value = float(value)
+    s.set_on_value_changed(on_change)
+    s.tooltip = tooltip
+    return s
+
+
+def number(value: float, on_change: Callable[[float], None], integer: bool = True, lo: float | None = None,
+           hi: float | None = None, tooltip: str = ""):
+    g = gui()
+    n = g.NumberEdit(g.NumberEdit.INT if integer else g.NumberEdit.DOUBLE)
+    if lo is not None and hi is not None:
+        n.set_limits(lo, hi)
+    n.set_value(value)
+    n.set_on_value_changed(on_change)
+    n.tooltip = tooltip
+    return n
+
+
+def button(text: str, on_click: Callable[[], None], tooltip: str = ""):
+    g = gui()
+    b = g.Button(text)
+    b.horizontal_padding_em = 0.4
+    b.vertical_padding_em = 0.1
+    b.set_on_clicked(on_click)
+    b.tooltip = tooltip
+    return b
+
+
+def combo(items: list[str], on_change: Callable[[str, int], None], selected: int = 0, tooltip: str = ""):
+    g = gui()
+    c = g.Combobox()
+    for it in items:
+        c.add_item(it)
+    c.selected_index = selected
+    c.set_on_selection_changed(on_change)
+    c.tooltip = tooltip
+    return c
+
+
+def checkbox(text: str, checked: bool, on_change: Callable[[bool], None], tooltip: str = ""):
+    g = gui()
+    c = g.Checkbox(text)
+    c.checked = checked
+    c.set_on_checked(on_change)
+    c.tooltip = tooltip
+    return c
+
+
+def hrow(em: float, *widgets):
+    g = gui()
+    row = g.Horiz(0.25 * em)
+    for w in widgets:
+        row.add_child(w)
+    return row
+
+
+class Panel:
+    """Base class of the family panels.
+
+    Subclasses implement ``read(path) -> data`` (pure: parses files, may run in a worker thread,
+    raises ``InputError`` naming the file), ``show(data)`` (main thread: replaces the panel's
+    content and draws it), ``build(em)`` (creates the widgets, only with a window) and ``sync()``.
+    """
+
+    title = "panel"
+    prefix = "panel/"  # names of this panel's geometries in the scene
+
+    def __init__(self, app: ViewerApp):
+        self.app = app
+        self.root = None  # the CollapsableVert, once built
+        self.widgets: dict[str, Any] = {}
+        self.disabled_reasons: dict[str, str] = {}
+
+    @property
+    def view(self):
+        return self.app.view
+
+    @property
+    def active(self) -> bool:
+        return False
+
+    def build(self, em: float):
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Copy the panel's state into its widgets (no-op without a window)."""
+
+    def read(self, path):
+        raise NotImplementedError
+
+    def show(self, data) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Remove this panel's geometries from the scene."""
+        self.view.remove_prefix(self.prefix)
+
+    def reset(self) -> None:
+        """Close what the panel shows (its geometries and its data)."""
+        self.clear()
+
+    def enable(self, name: str, on: bool, reason: str = "", tooltip: str = "") -> None:
+        """Enable widget ``name``; when disabled its tooltip says ``reason`` (kept for the API/tests)."""
+        if on:
+            self.disabled_reasons.pop(name, None)
+        else:
+            self.disabled_reasons[name] = reason
+        w = self.widgets.get(name)
+        if w is not None:
+            w.enabled = bool(on)
+            w.tooltip = tooltip if on else reason
+
+    def is_enabled(self, name: str) -> bool:
+        return name not in self.disabled_reasons
+
+    def set_visible(self, on: bool) -> None:
+        if self.root is not None and self.root.visible != on:
+            self.root.visible = on
+            self.app.relayout()

@@ -1,0 +1,195 @@
+"""Object data for the latent databases: SDF and colour samples per object, as a LightningDataModule.
+
+Objects come from the procedural generator (:mod:`latent4d.objects.synthetic`, the default) or
+from any folder of meshes (:mod:`latent4d.objects.meshes`). Per object we draw
+
+* SDF samples (``n_sdf``): uniform in [-1, 1]^3 plus Gaussian-perturbed surface points, signed
+  distance from Open3D's RaycastingScene (:func:`latent4d.geometry.sdf.sdf_samples`), unclamped
+  (the model clamps);
+* colour samples (``n_color``): surface points jittered by ``color_sigma`` along random
+  directions, coloured with the closest surface point's interpolated vertex colour, so that the
+  appearance network is defined in a thin shell around the surface (what the optimiser queries).
+
+Each object's samples are split into train / val / test parts. A batch is a dict:
+``index`` (B,) object ids, ``sdf_points`` (B, S, 3), ``sdf`` (B, S), ``color_points`` (B, C, 3),
+``color`` (B, C, 3) in [0, 1]. Training items draw a fresh random subset each time; val / test
+items are fixed. Everything per object is cached with :func:`latent4d.cache.cached_npz`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from latent4d.cache import cached_npz
+from latent4d.errors import InputError
+from latent4d.geometry.sampling import sample_surface
+from latent4d.geometry.sdf import MeshSDF, sdf_samples
+from latent4d.objects.synthetic import CATEGORIES, ProceduralObject, make_object
+
+log = logging.getLogger("latent4d.objects")
+
+_VERSION = 2  # bump when the sampling changes (invalidates the cache)
+
+
+def object_samples(obj: ProceduralObject, n_sdf: int, n_color: int, near_fraction: float = 0.8,
+                   sigmas=(0.01, 0.04), color_sigma: float = 0.01, seed: int = 0) -> dict[str, np.ndarray]:
+    """SDF and colour samples of one canonical object (see the module docstring).
+
+    Returns ``sdf_points`` (n_sdf, 3), ``sdf`` (n_sdf,), ``color_points`` (n_color, 3),
+    ``color`` (n_color, 3) float32 in [0, 1], ``surface`` (n_color, 3) exact surface points.
+    """
+    rng = np.random.default_rng(seed)
+    n_near = int(round(n_sdf * near_fraction))
+    pts, sdf = sdf_samples(obj.mesh, n_sdf - n_near, n_near, sigmas=sigmas, rng=rng)
+    surf, fidx, bary = sample_surface(obj.mesh.vertices, obj.mesh.faces, n_color, rng)
+    vc = np.asarray(obj.mesh.visual.vertex_colors)[:, :3].astype(np.float32) / 255.0
+    d = rng.normal(size=(n_color, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    cpts = (surf + d * np.abs(rng.normal(size=(n_color, 1))) * color_sigma).astype(np.float32)
+    col = MeshSDF(obj.mesh, robust=False).closest_attribute(cpts, vc).astype(np.float32)
+    perm = rng.permutation(len(pts))
+    return {"sdf_points": pts[perm], "sdf": sdf[perm], "color_points": cpts, "color": np.clip(col, 0, 1),
+            "surface": surf.astype(np.float32)}
+
+
+class ObjectSamples(Dataset):
+    """Items of a split: object ``i % N`` with ``sdf_per_item`` SDF and ``color_per_item`` colour
+    samples (random subsets when ``train``; the first ones otherwise)."""
+
+    def __init__(self, arrays: list[dict[str, np.ndarray]], sdf_per_item: int, color_per_item: int,
+                 repeats: int = 1, train: bool = True):
+        self.sdf_p = [torch.from_numpy(a["sdf_points"]) for a in arrays]
+        self.sdf = [torch.from_numpy(a["sdf"]) for a in arrays]
+        self.col_p = [torch.from_numpy(a["color_points"]) for a in arrays]
+        self.col = [torch.from_numpy(a["color"]) for a in arrays]
+        self.sdf_per_item, self.color_per_item = sdf_per_item, color_per_item
+        self.repeats, self.train = repeats, train
+
+    def __len__(self) -> int:
+        return len(self.sdf) * self.repeats
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        k = i % len(self.sdf)
+        ns, nc = len(self.sdf[k]), len(self.col[k])
+        if self.train:
+            si = torch.randint(0, ns, (self.sdf_per_item,))
+            ci = torch.randint(0, nc, (self.color_per_item,))
+        else:
+            si = torch.arange(min(ns, self.sdf_per_item))
+            ci = torch.arange(min(nc, self.color_per_item))
+        return {"index": torch.tensor(k), "sdf_points": self.sdf_p[k][si], "sdf": self.sdf[k][si],
+                "color_points": self.col_p[k][ci], "color": self.col[k][ci]}
+
+
+class ObjectsDataModule(pl.LightningDataModule):
+    """Objects for the shape + appearance latent databases.
+
+    Args:
+        source: ``"procedural"`` (``categories`` x ``per_category`` objects, seeds
+            ``seed_offset + i``) or ``"folder"`` (every mesh under ``mesh_dir``; category = sub-folder).
+        resolution: marching-cubes resolution of the procedural meshes; repair_resolution: flood-fill
+            grid for non-watertight meshes from a folder.
+        n_sdf / n_color: samples drawn per object (then split ``1 - 2 * holdout`` / holdout / holdout).
+        sdf_per_item / color_per_item: samples per object in a batch; objects_per_batch: B.
+        repeats: items per object and training epoch.
+    """
+
+    def __init__(self, source: str = "procedural", categories=CATEGORIES, per_category: int = 6,
+                 seed_offset: int = 0, mesh_dir: str | None = None, resolution: int = 96,
+                 repair_resolution: int = 96, n_sdf: int = 20000, n_color: int = 8000, near_fraction: float = 0.8,
+                 sigmas=(0.01, 0.04), color_sigma: float = 0.01, holdout: float = 0.05,
+                 sdf_per_item: int = 1024, color_per_item: int = 512, objects_per_batch: int = 12,
+                 repeats: int = 8, num_workers: int = 0, seed: int = 0, cache: bool = True):
+        super().__init__()
+        categories, sigmas = [str(c) for c in categories], [float(x) for x in sigmas]  # plain types in ckpts
+        self.save_hyperparameters()
+        if source not in ("procedural", "folder"):
+            raise InputError(f"data.source must be 'procedural' or 'folder', got '{source}'")
+        if source == "folder" and not mesh_dir:
+            raise InputError("data.source=folder needs data.mesh_dir=<folder of meshes>")
+        unknown = [c for c in categories if c not in CATEGORIES] if source == "procedural" else []
+        if unknown:
+            raise InputError(f"unknown categories {unknown}; procedural categories: {', '.join(CATEGORIES)}")
+        self._objects: list[ProceduralObject] | None = None
+        self.skipped: list = []
+        self._arrays: list[dict[str, np.ndarray]] | None = None
+        self._sets: dict[str, ObjectSamples] = {}
+
+    # -- objects -------------------------------------------------------------------------------
+    @property
+    def objects(self) -> list[ProceduralObject]:
+        if self._objects is None:
+            hp = self.hparams
+            if hp.source == "procedural":
+                self._objects = [make_object(c, hp.seed_offset + i, hp.resolution)
+                                 for c in hp.categories for i in range(hp.per_category)]
+            else:
+                from latent4d.objects.meshes import load_mesh_folder
+
+                self._objects, self.skipped = load_mesh_folder(hp.mesh_dir, hp.repair_resolution)
+        return self._objects
+
+    @property
+    def object_names(self) -> list[str]:
+        return [o.name if o.pattern.get("kind") != "file" else o.params["file"] for o in self.objects]
+
+    @property
+    def object_categories(self) -> list[str]:
+        return [o.category for o in self.objects]
+
+    def _samples(self, i: int, obj: ProceduralObject) -> dict[str, np.ndarray]:
+        hp = self.hparams
+        params = {"v": _VERSION, "name": self.object_names[i], "source": hp.source, "res": hp.resolution,
+                  "n_sdf": hp.n_sdf, "n_color": hp.n_color, "near": hp.near_fraction, "sigmas": list(hp.sigmas),
+                  "color_sigma": hp.color_sigma, "seed": hp.seed}
+        if hp.source == "folder":  # key on the geometry itself: files may change under the same name
+            params["mesh"] = float(np.asarray(obj.mesh.vertices, np.float64).sum()) + len(obj.mesh.faces)
+        return cached_npz("objects-samples", params,
+                          lambda: object_samples(obj, hp.n_sdf, hp.n_color, hp.near_fraction, hp.sigmas,
+                                                 hp.color_sigma, seed=hp.seed * 7919 + i),
+                          enabled=hp.cache)
+
+    def prepare_data(self) -> None:
+        pass  # procedural: built on demand in setup (deterministic, cached)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._arrays is None:
+            self._arrays = [self._samples(i, o) for i, o in enumerate(self.objects)]
+            log.info("objects data: %d objects, %d skipped", len(self._arrays), len(self.skipped))
+        if self._sets:
+            return
+        hp = self.hparams
+        parts: dict[str, list[dict[str, np.ndarray]]] = {"train": [], "val": [], "test": []}
+        for a in self._arrays:
+            ns, nc = len(a["sdf"]), len(a["color"])
+            hs, hc = max(1, int(ns * hp.holdout)), max(1, int(nc * hp.holdout))
+            cut = {"train": (slice(0, ns - 2 * hs), slice(0, nc - 2 * hc)),
+                   "val": (slice(ns - 2 * hs, ns - hs), slice(nc - 2 * hc, nc - hc)),
+                   "test": (slice(ns - hs, ns), slice(nc - hc, nc))}
+            for split, (s_sl, c_sl) in cut.items():
+                parts[split].append({"sdf_points": a["sdf_points"][s_sl], "sdf": a["sdf"][s_sl],
+                                     "color_points": a["color_points"][c_sl], "color": a["color"][c_sl]})
+        self._sets = {
+            "train": ObjectSamples(parts["train"], hp.sdf_per_item, hp.color_per_item, hp.repeats, True),
+            "val": ObjectSamples(parts["val"], 10**9, 10**9, 1, False),
+            "test": ObjectSamples(parts["test"], 10**9, 10**9, 1, False),
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self._sets[split], batch_size=self.hparams.objects_per_batch, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers, drop_last=False,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)

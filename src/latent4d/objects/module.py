@@ -1,0 +1,113 @@
+"""LightningModule training the shape and appearance latent databases together (auto-decoding).
+
+Shape: clamped L1 on SDF samples, ``|clamp(f(x, z_i), d) - clamp(sdf, d)|`` (DeepSDF), plus the code
+prior ``code_reg * |z_i|^2`` (ramped in over ``code_reg_ramp`` epochs as in DeepSDF). Appearance:
+L1 between ``c(x, sg(z_i), a_i)`` and the sampled colours plus the same prior on ``a_i``; the shape
+code is detached there, so colours never disturb the shape database (ShAPO trains the colour net
+on a fixed shape database).
+
+The latent database (one row per training object) is created in :meth:`setup` from the
+datamodule's object list; its names travel in the checkpoint (``get_extra_state``), so a checkpoint
+restores into a freshly constructed module.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from latent4d.module import LatentModule
+from latent4d.objects.appearance import AppearanceNet
+from latent4d.objects.database import LatentDatabase
+from latent4d.objects.sdf import ShapeDecoder
+
+
+class ObjectsLatentModule(LatentModule):
+    def __init__(self, shape_decoder: ShapeDecoder, appearance: AppearanceNet, clamp: float = 0.1,
+                 code_reg: float = 1e-4, code_reg_ramp: int = 10, color_weight: float = 1.0,
+                 lr_decoder: float = 1e-3, lr_appearance: float = 5e-4, lr_codes: float = 5e-3,
+                 code_init_std: float | None = None, weight_decay: float = 0.0, lr_decay: float = 0.1):
+        super().__init__()
+        self.shape_decoder = shape_decoder
+        self.appearance = appearance
+        self.database: LatentDatabase | None = None
+        self.clamp, self.code_reg, self.code_reg_ramp = clamp, code_reg, code_reg_ramp
+        self.color_weight = color_weight
+        self.lrs = {"decoder": lr_decoder, "appearance": lr_appearance, "codes": lr_codes}
+        self.code_init_std, self.weight_decay, self.lr_decay = code_init_std, weight_decay, lr_decay
+
+    # -- latent database -----------------------------------------------------------------------
+    def build_database(self, names: list[str], categories: list[str]) -> LatentDatabase:
+        self.database = LatentDatabase(names=list(names), categories=list(categories),
+                                       shape_dim=self.shape_decoder.config.latent_dim,
+                                       appearance_dim=self.appearance.config.appearance_dim,
+                                       init_std=self.code_init_std)
+        return self.database
+
+    def setup(self, stage: str) -> None:
+        if self.database is None:
+            dm = self.trainer.datamodule
+            dm.setup(stage)
+            self.build_database(dm.object_names, dm.object_categories).to(self.device)
+
+    def get_extra_state(self):
+        if self.database is None:
+            return {}
+        return {"names": self.database.names, "categories": self.database.categories}
+
+    def set_extra_state(self, state) -> None:
+        if state and state.get("names") and (self.database is None or self.database.names != list(state["names"])):
+            self.build_database(state["names"], state["categories"])
+
+    # -- losses --------------------------------------------------------------------------------
+    def _reg_factor(self) -> float:
+        if self.code_reg_ramp <= 0 or self._trainer is None:
+            return 1.0
+        return min(1.0, (self.current_epoch + 1) / self.code_reg_ramp)
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        zs, za = self.database.codes(batch["index"])
+        pred = self.shape_decoder(batch["sdf_points"], zs)
+        c = self.clamp
+        sdf_l1 = (pred.clamp(-c, c) - batch["sdf"].clamp(-c, c)).abs().mean()
+        col = self.appearance(batch["color_points"], zs.detach(), za)
+        color_l1 = (col - batch["color"]).abs().mean()
+        reg = self.code_reg * self._reg_factor() * (zs.square().sum(-1).mean() + za.square().sum(-1).mean())
+        # sign agreement outside the clamp band: a cheap sanity metric (no gradient)
+        sign_acc = ((pred > 0) == (batch["sdf"] > 0)).float().mean().detach()
+        loss = sdf_l1 + self.color_weight * color_l1 + reg
+        return {"loss": loss, "sdf_l1": sdf_l1, "color_l1": color_l1, "code_reg": reg, "sign_acc": sign_acc}
+
+    def training_step(self, batch, batch_idx):
+        out = self.losses(batch)
+        B = len(batch["index"])
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=B)
+        self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"}, batch_size=B)
+        return out["loss"]
+
+    def _eval_step(self, split: str, batch) -> None:
+        out = self.losses(batch)
+        B = len(batch["index"])
+        self.log(f"{split}/loss", out["sdf_l1"] + self.color_weight * out["color_l1"], prog_bar=split == "val",
+                 batch_size=B, sync_dist=True)
+        self.log_dict({f"{split}/{k}": out[k] for k in ("sdf_l1", "color_l1", "sign_acc")}, batch_size=B,
+                      sync_dist=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step("test", batch)
+
+    def configure_optimizers(self):
+        groups = [
+            {"params": list(self.shape_decoder.parameters()), "lr": self.lrs["decoder"], "name": "decoder"},
+            {"params": list(self.appearance.parameters()), "lr": self.lrs["appearance"], "name": "appearance"},
+            {"params": list(self.database.parameters()), "lr": self.lrs["codes"], "name": "codes",
+             "weight_decay": 0.0},
+        ]
+        opt = torch.optim.Adam(groups, weight_decay=self.weight_decay)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        # exponential decay to lr_decay * lr over the run
+        gamma = self.lr_decay ** (1.0 / epochs)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+        return {"optimizer": opt, "lr_scheduler": sched}

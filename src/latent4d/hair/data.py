@@ -160,16 +160,18 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def procedural_guides(seeds: list[int], scalp: Scalp, res: int, strand_vae, num_points: int = STRAND_POINTS,
-                      chunk: int = 16, keep_local: bool = False) -> dict[str, np.ndarray]:
+                      chunk: int = 16, keep_local: bool = False, mirror: bool = False) -> dict[str, np.ndarray]:
     """Guide maps of procedural styles: ``maps (N, C+1, H, W)``, ``labels (N, 3)`` and, with
-    ``keep_local``, the guide strands ``local (N, V, P, 3)`` in their root frames."""
-    from latent4d.hair.guides import encode_guides
+    ``keep_local``, the guide strands ``local (N, V, P, 3)`` in their root frames. With ``mirror``
+    the left/right mirror image of every style is appended (2N maps; same labels)."""
+    from latent4d.hair.guides import encode_guides, mirror_local, mirror_permutation
 
     grid = scalp.grid(res)
     roots = grid.roots[grid.mask]
     frames = grid.frames[grid.mask]
-    maps, locs, labels = [], [], []
+    maps, locs, labels, mirrored = [], [], [], []
     presence = np.ones(len(roots), bool)
+    perm = mirror_permutation(grid) if mirror else None
     for c in range(0, len(seeds), chunk):
         styles = [sample_style(s) for s in seeds[c:c + chunk]]
         for world, _ in generate_strands_batch(styles, roots, scalp, uv=grid.uv[grid.mask], num_points=num_points):
@@ -179,6 +181,11 @@ def procedural_guides(seeds: list[int], scalp: Scalp, res: int, strand_vae, num_
                 locs.append(loc)
             lab = style_labels(world, scalp)
             labels.append([lab[k] for k in ("length", "curliness", "volume")])
+            if mirror:
+                mirrored.append(encode_guides(strand_vae, mirror_local(loc[perm]), presence, grid).numpy())
+    if mirror:
+        maps += mirrored
+        labels += labels
     out = {"maps": np.stack(maps).astype(np.float32), "labels": np.asarray(labels, np.float32)}
     if keep_local:
         out["local"] = np.stack(locs).astype(np.float32)
@@ -193,12 +200,13 @@ class HairGuideDataModule(pl.LightningDataModule):
     encoded with the strand-VAE at ``strand_vae_path`` (a run directory or a ``save_pretrained`` folder).
     ``latent_stats`` (per-channel mean / std of the training latents) is set in ``setup``;
     ``guide_local[split]`` keeps the val / test guide strands ``(N, V, P, 3)`` for metrics.
+    ``mirror`` doubles the procedural training styles with their left/right mirror images.
     """
 
     def __init__(self, strand_vae_path: str | None = None, root: str | None = None, n_train: int = 800,
                  n_val: int = 32, n_test: int = 32, grid: int = 32, num_points: int = STRAND_POINTS,
                  batch_size: int = 32, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.1,
-                 test_fraction: float = 0.1, cache: bool = True, scalp: dict | None = None):
+                 test_fraction: float = 0.1, cache: bool = True, scalp: dict | None = None, mirror: bool = True):
         super().__init__()
         self.save_hyperparameters()
         self.scalp = Scalp.from_dict(scalp)
@@ -227,10 +235,10 @@ class HairGuideDataModule(pl.LightningDataModule):
         seeds = split_seeds(split, n, hp.seed)
         params = {"v": GENERATOR_VERSION, "split": split, "seeds": [seeds[0], len(seeds)] if seeds else [],
                   "grid": hp.grid, "P": hp.num_points, "scalp": self.scalp.to_dict(), "vae": model_fingerprint(vae),
-                  "local": keep}
+                  "local": keep, "mirror": hp.mirror and not keep}
         return cached_npz("hair_guides", params,
-                          lambda: procedural_guides(seeds, self.scalp, hp.grid, vae, hp.num_points, keep_local=keep),
-                          enabled=hp.cache)
+                          lambda: procedural_guides(seeds, self.scalp, hp.grid, vae, hp.num_points, keep_local=keep,
+                                                    mirror=hp.mirror and not keep), enabled=hp.cache)
 
     def setup(self, stage: str | None = None) -> None:
         if self._sets:

@@ -139,8 +139,11 @@ def blend_latents(gmap: torch.Tensor, grid: GuideGrid, uv: np.ndarray | torch.Te
 
 @torch.no_grad()
 def decode_at_roots(strand_vae: StrandVAE, latents: torch.Tensor, roots: np.ndarray, frames: np.ndarray,
-                    chunk: int = 16384, out: np.ndarray | None = None) -> np.ndarray:
-    """World strands (N, P, 3) float32 of latents (N, C) decoded in the TBN frames (N, 3, 3) at roots (N, 3)."""
+                    chunk: int = 16384, out: np.ndarray | None = None, head=None, margin: float = 0.0005) -> np.ndarray:
+    """World strands (N, P, 3) float32 of latents (N, C) decoded in the TBN frames (N, 3, 3) at roots (N, 3).
+
+    With ``head`` (a :class:`~latent4d.hair.scalp.Head`), points past the root that end inside it are
+    pushed out to ``margin`` metres above its surface (chunk by chunk, float32)."""
     N = latents.shape[0]
     P = strand_vae.config.num_points
     if out is None:
@@ -150,7 +153,10 @@ def decode_at_roots(strand_vae: StrandVAE, latents: torch.Tensor, roots: np.ndar
         local = strand_vae.decode(z).float().cpu()
         F = torch.from_numpy(np.ascontiguousarray(frames[i:i + chunk], np.float32))
         r = torch.from_numpy(np.ascontiguousarray(roots[i:i + chunk], np.float32))
-        out[i:i + chunk] = (torch.bmm(local, F.transpose(1, 2)) + r[:, None]).numpy()
+        w = torch.bmm(local, F.transpose(1, 2)) + r[:, None]
+        if head is not None:
+            w[:, 1:] = head.push_out(w[:, 1:], margin)
+        out[i:i + chunk] = w.numpy()
     return out
 
 
@@ -187,9 +193,7 @@ def densify(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, scalp: S
         similarity = texel_similarity(gw, gp, grid)
     lat, present = blend_latents(gmap, grid, uv, mode, similarity)
     frames = scalp.frames(roots)
-    world = decode_at_roots(strand_vae, lat, roots, frames, chunk)
-    if push_out:
-        world[:, 1:] = scalp.head.push_out(world[:, 1:], 0.0)
+    world = decode_at_roots(strand_vae, lat, roots, frames, chunk, head=scalp.head if push_out else None)
     keep = present.numpy()
     P = world.shape[1]
     if keep.all():

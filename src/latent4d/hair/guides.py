@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from latent4d.errors import InputError
 from latent4d.hair.scalp import GuideGrid, Scalp
 from latent4d.hair.strand_vae import StrandVAE
 from latent4d.hair.strands import STRAND_POINTS, Hairstyle, to_local, to_world
@@ -99,3 +100,24 @@ def decode_guides(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, th
     point_mask[keep] = True
     point_mask[:, 0] = True  # absent texels keep their root (bald)
     return Hairstyle(world[point_mask], counts, root_uv=grid.uv[grid.mask])
+
+
+def mirror_permutation(grid: GuideGrid) -> np.ndarray:
+    """Permutation of the valid texels under the left/right mirror (u -> 1 - u, i.e. columns flipped):
+    ``perm[v]`` is the valid texel that texel ``v`` maps from. Requires a symmetric scalp mask."""
+    res = grid.res
+    full = np.full(res * res, -1, np.int64)
+    full[grid.valid] = np.arange(len(grid.valid))
+    r, c = np.divmod(grid.valid, res)
+    src = full[r * res + (res - 1 - c)]
+    if (src < 0).any():
+        raise InputError("the guide grid's scalp mask is not left/right symmetric")
+    return src
+
+
+def mirror_local(local: np.ndarray) -> np.ndarray:
+    """Local strands (..., P, 3) of the left/right mirrored hairstyle at the mirrored roots: under
+    x -> -x the TBN frame maps to (-t, b, n), so only the t coordinate changes sign."""
+    out = np.array(local, copy=True)
+    out[..., 0] *= -1
+    return out

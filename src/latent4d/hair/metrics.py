@@ -88,3 +88,28 @@ def diversity(guides: list) -> float:
         return 0.0
     d = [guide_set_distance(guides[i], guides[j]) for i in range(n) for j in range(i + 1, n)]
     return float(np.mean(d))
+
+
+def region_errors(pred_points, gt_points, gt_region) -> dict[str, float]:
+    """Chamfer-style errors (mm) of a reconstruction, split by a region label on the ground truth.
+
+    For each region R (``gt_region`` True = "a", False = "b"): completeness = mean distance from GT
+    points in R to the nearest predicted point; accuracy = mean distance from predicted points whose
+    nearest GT point is in R to that GT point; error = their average.
+    Returns ``{a_completeness, a_accuracy, a_error, b_...}`` with a = region True, b = region False.
+    """
+    from latent4d.geometry.distances import knn
+
+    p = _t(pred_points).reshape(-1, 3)
+    g = _t(gt_points).reshape(-1, 3)
+    reg = torch.as_tensor(np.asarray(gt_region)).reshape(-1).bool()
+    d_gp, _ = knn(g, p, 1)
+    d_pg, i_pg = knn(p, g, 1)
+    d_gp, d_pg, i_pg = d_gp[:, 0].sqrt(), d_pg[:, 0].sqrt(), i_pg[:, 0]
+    out = {}
+    for name, mask_g in (("a", reg), ("b", ~reg)):
+        mask_p = mask_g[i_pg]
+        comp = float(d_gp[mask_g].mean()) * 1000 if mask_g.any() else float("nan")
+        acc = float(d_pg[mask_p].mean()) * 1000 if mask_p.any() else float("nan")
+        out.update({f"{name}_completeness": comp, f"{name}_accuracy": acc, f"{name}_error": 0.5 * (comp + acc)})
+    return out

@@ -89,7 +89,7 @@ class StyleVAEModule(LatentModule):
     """
 
     def __init__(self, style_vae, strand_vae_path: str, lr: float = 1e-3, weight_decay: float = 0.0,
-                 w_latent: float = 1.0, w_presence: float = 0.1, w_strand: float = 0.05, w_kl: float = 1e-4,
+                 w_latent: float = 1.0, w_presence: float = 0.1, w_strand: float = 0.05, w_kl: float = 5e-4,
                  strand_samples: int = 96, kl_warmup_steps: int = 300, ridge: float = 1e-2,
                  min_lr_ratio: float = 0.02):
         super().__init__()

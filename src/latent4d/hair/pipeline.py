@@ -1,11 +1,37 @@
-"""Inference for the hair family (completed below)."""
+"""Hair inference: :class:`HairPipeline` (sample / encode / decode / interpolate / densify / fit) and
+:class:`HairEditor` (global attribute edits, local guide edits with projection, undo / redo).
+
+Typical use::
+
+    from latent4d.hair.pipeline import HairPipeline
+    pipe = HairPipeline.from_pretrained("outputs/hair/style_vae/<time>")   # a hairstyle-VAE run
+    res = pipe.sample(n=2, seed=0, temperature=0.8, strands=20000)       # list[HairResult]
+    z = pipe.encode(some_hairstyle)                                        # (D,) style latent
+    frames = pipe.interpolate(res[0].latent, res[1].latent, steps=8)
+    ed = pipe.editor(res[0].latent)
+    ed.edit_attribute("length", +1.0); ed.cut(ed.select(point=(0, 1.9, 0.05), radius=0.03), fraction=0.5)
+    preview = ed.dense(10000); ed.undo()
+
+All positions are metres in the USC-HairSalon head frame; strands have 100 points. Hairstyles come
+back as :class:`~latent4d.hair.strands.Hairstyle`; latents as float32 CPU tensors.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from latent4d.errors import ConfigError
+import numpy as np
+import torch
+
+from latent4d.errors import ConfigError, InputError
+from latent4d.hair.densify import MODES, densify, guide_world, texel_similarity
+from latent4d.hair.guides import encode_guides, gather_map, guide_strands, scatter_map
+from latent4d.hair.scalp import Scalp
 from latent4d.hair.strand_vae import StrandVAE
+from latent4d.hair.strands import Hairstyle, resample_polylines, to_local
 
 
 def resolve_model_dir(path: str | Path, name: str) -> Path:
@@ -13,7 +39,15 @@ def resolve_model_dir(path: str | Path, name: str) -> Path:
     p = Path(path).expanduser()
     for cand in (p / "models" / name, p / name, p):
         if (cand / "config.json").is_file():
-            return cand
+            try:
+                import json
+
+                cls = json.loads((cand / "config.json").read_text()).get("_class_name")
+            except ValueError:
+                cls = None
+            want = {"strand_vae": "StrandVAE", "style_vae": "HairstyleVAE"}.get(name)
+            if want is None or cls in (None, want):
+                return cand
     raise ConfigError(f"no exported '{name}' network in '{p}' (expected {p}/models/{name}/config.json; "
                       "train it with `latent4d train experiment=hair/...`)")
 
@@ -21,3 +55,498 @@ def resolve_model_dir(path: str | Path, name: str) -> Path:
 def load_strand_vae(path: str | Path) -> StrandVAE:
     """The strand-VAE of a run directory or a save_pretrained folder."""
     return StrandVAE.from_pretrained(resolve_model_dir(path, "strand_vae"), low_cpu_mem_usage=False)
+
+
+def load_style_vae(path: str | Path):
+    """The hairstyle-VAE of a run directory or a save_pretrained folder."""
+    from latent4d.hair.style_vae import HairstyleVAE
+
+    return HairstyleVAE.from_pretrained(resolve_model_dir(path, "style_vae"), low_cpu_mem_usage=False)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latents (linear when they are (anti)parallel or tiny)."""
+    na, nb = a.norm(), b.norm()
+    if float(na) < 1e-8 or float(nb) < 1e-8:
+        return (1 - t) * a + t * b
+    cos = float(torch.dot(a / na, b / nb).clamp(-1, 1))
+    omega = math.acos(cos)
+    if omega < 1e-4 or abs(math.pi - omega) < 1e-4:
+        return (1 - t) * a + t * b
+    s = math.sin(omega)
+    return (math.sin((1 - t) * omega) / s) * a + (math.sin(t * omega) / s) * b
+
+
+@dataclass
+class HairResult:
+    """A decoded hairstyle.
+
+    Attributes:
+        latent: (D,) style latent (None for guide maps that did not come from the hairstyle-VAE).
+        guide_map: (C + 1, H, W) strand latents + presence on the guide grid.
+        guides: guide strands (one per scalp texel; bald roots where absent), metres.
+        dense: densified hair (None when no dense strands were asked for).
+    """
+
+    latent: torch.Tensor | None
+    guide_map: torch.Tensor
+    guides: Hairstyle
+    dense: Hairstyle | None = None
+
+
+class HairPipeline:
+    """Strand-VAE + hairstyle-VAE inference on one scalp.
+
+    Args:
+        strand_vae: trained :class:`StrandVAE`.
+        style_vae: trained :class:`~latent4d.hair.style_vae.HairstyleVAE` (None: guide-map level only,
+            no sampling / encoding of style latents).
+        scalp: scalp for dense roots and frames (default: the one the hairstyle-VAE was trained on).
+    """
+
+    def __init__(self, strand_vae: StrandVAE, style_vae=None, scalp: Scalp | None = None):
+        self.strand_vae = strand_vae.eval()
+        self.style_vae = style_vae.eval() if style_vae is not None else None
+        base = style_vae.scalp if style_vae is not None else Scalp()
+        self.scalp = scalp or base
+        res = style_vae.config.grid if style_vae is not None else 32
+        self.grid = style_vae.guide_grid if style_vae is not None else base.grid(res)
+        self._sim_cache: tuple[int, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, run_or_folder: str | Path, scalp: Scalp | str | Path | None = None) -> HairPipeline:
+        """Load from a hairstyle-VAE run directory (``<run>/models/{strand_vae,style_vae}``) or a folder
+        written by :meth:`save_pretrained`; a strand-VAE run gives a guide-level pipeline.
+        ``scalp`` may be a :class:`Scalp` or a scalp mesh path (``.obj`` / ``.ply``)."""
+        p = Path(run_or_folder).expanduser()
+        if not p.exists():
+            raise ConfigError(f"'{p}' does not exist (expected a hair run directory or a saved pipeline folder)")
+        strand = load_strand_vae(p)
+        try:
+            style = load_style_vae(p)
+        except ConfigError:
+            style = None
+        if isinstance(scalp, str | Path):
+            scalp = Scalp.from_mesh(scalp, head=(style.scalp.head if style is not None else None))
+        return cls(strand, style, scalp)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write both networks (``strand_vae/``, ``style_vae/``) under ``folder``."""
+        folder = Path(folder)
+        self.strand_vae.save_pretrained(folder / "strand_vae")
+        if self.style_vae is not None:
+            self.style_vae.save_pretrained(folder / "style_vae")
+        return folder
+
+    def _need_style(self, what: str):
+        if self.style_vae is None:
+            raise ConfigError(f"{what} needs a hairstyle-VAE: load the pipeline from a run of "
+                              "`latent4d train experiment=hair/style_vae`")
+        return self.style_vae
+
+    @property
+    def style_dim(self) -> int:
+        return int(self._need_style("style_dim").config.style_dim)
+
+    @property
+    def head(self):
+        return self.scalp.head
+
+    # ------------------------------------------------------------------ latents <-> guide maps
+    def sample_latents(self, n: int = 1, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` style latents (n, D) from N(0, temperature^2 I) (seeded)."""
+        D = self.style_dim
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(int(n), D, generator=g) * float(temperature)
+
+    @torch.no_grad()
+    def guide_map(self, latent: torch.Tensor) -> torch.Tensor:
+        """Guide map(s) of style latent(s): (D,) -> (C+1, H, W); (B, D) -> (B, C+1, H, W)."""
+        vae = self._need_style("decoding a style latent")
+        z = torch.as_tensor(latent, dtype=torch.float32)
+        single = z.dim() == 1
+        out = vae.decode(z[None] if single else z)
+        return out[0] if single else out
+
+    def guide_map_of(self, hairstyle: Hairstyle) -> torch.Tensor:
+        """Guide map (C+1, H, W) of a hairstyle: the strand nearest (in UV) to each texel, encoded."""
+        if not isinstance(hairstyle, Hairstyle):
+            raise InputError(f"expected a Hairstyle, got {type(hairstyle).__name__}")
+        hairstyle.validate("hairstyle to encode")
+        roots = hairstyle.roots
+        far = np.abs(self.head.radial_distance(roots))
+        if np.median(far) > 0.05:
+            raise InputError(f"hairstyle roots lie {np.median(far) * 1000:.0f} mm (median) from the scalp: "
+                             "not in the USC-HairSalon head frame (metres, Y up)?")
+        local, presence, _, _ = guide_strands(hairstyle, self.scalp, self.grid, self.strand_vae.config.num_points)
+        return encode_guides(self.strand_vae, local, presence, self.grid)
+
+    @torch.no_grad()
+    def encode(self, hairstyle: Hairstyle | torch.Tensor) -> torch.Tensor:
+        """Style latent (D,) (posterior mean) of a Hairstyle (guides chosen from its strands) or a guide map."""
+        vae = self._need_style("encode")
+        gmap = hairstyle if isinstance(hairstyle, torch.Tensor) else self.guide_map_of(hairstyle)
+        mu, _ = vae.encode(gmap[None].float())
+        return mu[0]
+
+    # ------------------------------------------------------------------ strands
+    @torch.no_grad()
+    def guides(self, gmap: torch.Tensor, resolve: bool = True) -> Hairstyle:
+        """Guide strands (world) of a guide map; absent texels are bald roots. ``resolve`` pushes
+        strands out of the head (GroomGen's iterative push-out with length restoration)."""
+        world, present = guide_world(self.strand_vae, gmap, self.grid)
+        x = world.numpy()
+        if resolve:
+            x = self.head.resolve_strands(x, iterations=2)
+        keep = present.numpy()
+        mask = np.zeros(x.shape[:2], bool)
+        mask[keep] = True
+        mask[:, 0] = True
+        return Hairstyle(x[mask], np.where(keep, x.shape[1], 1), root_uv=self.grid.uv[self.grid.mask])
+
+    def similarity(self, gmap: torch.Tensor) -> torch.Tensor:
+        """Per-texel guide similarity (V,) for hybrid densification (cached for the last map)."""
+        key = hash(gmap.detach().cpu().numpy().tobytes())
+        if self._sim_cache is not None and self._sim_cache[0] == key:
+            return self._sim_cache[1]
+        world, present = guide_world(self.strand_vae, gmap, self.grid)
+        s = texel_similarity(world, present, self.grid)
+        self._sim_cache = (key, s)
+        return s
+
+    def densify(self, gmap: torch.Tensor, strands: int = 10000, mode: str = "hybrid", seed: int = 0,
+                roots: np.ndarray | None = None, chunk: int = 16384) -> Hairstyle:
+        """Dense hair (``strands`` roots on the scalp, seeded, or the given ``roots (N, 3)``) from a guide map."""
+        if mode not in MODES:
+            raise InputError(f"densification mode '{mode}' unknown; use one of {', '.join(MODES)}")
+        sim = self.similarity(gmap) if mode == "hybrid" else None
+        return densify(self.strand_vae, gmap, self.grid, self.scalp, n_strands=strands, roots=roots, mode=mode,
+                       seed=seed, chunk=chunk, similarity=sim)
+
+    def decode(self, latent: torch.Tensor, strands: int = 0, mode: str = "hybrid", seed: int = 0) -> HairResult:
+        """Hairstyle of a style latent (D,): guides, plus ``strands`` dense strands when > 0."""
+        z = torch.as_tensor(latent, dtype=torch.float32).reshape(-1)
+        gmap = self.guide_map(z)
+        return self.result(gmap, z, strands, mode, seed)
+
+    def result(self, gmap: torch.Tensor, latent: torch.Tensor | None = None, strands: int = 0, mode: str = "hybrid",
+               seed: int = 0) -> HairResult:
+        """A :class:`HairResult` for a guide map (guides always, dense when ``strands`` > 0)."""
+        dense = self.densify(gmap, strands, mode, seed) if strands else None
+        return HairResult(latent, gmap, self.guides(gmap), dense)
+
+    def sample(self, n: int = 1, seed: int = 0, temperature: float = 1.0, strands: int = 10000,
+               mode: str = "hybrid") -> list[HairResult]:
+        """``n`` random hairstyles (guides + ``strands`` dense strands each; 0 = guides only)."""
+        zs = self.sample_latents(n, seed, temperature)
+        return [self.decode(z, strands, mode, seed + i) for i, z in enumerate(zs)]
+
+    def interpolate(self, a, b, steps: int = 8, strands: int = 0, mode: str = "hybrid") -> list[HairResult]:
+        """``steps`` hairstyles from ``a`` to ``b`` (latents (D,) or Hairstyles), slerp in style-latent space.
+        Every frame has its roots on the scalp and is pushed out of the head."""
+        if steps < 2:
+            raise InputError(f"interpolate: steps must be >= 2, got {steps}")
+        za = a if isinstance(a, torch.Tensor) else self.encode(a)
+        zb = b if isinstance(b, torch.Tensor) else self.encode(b)
+        return [self.decode(slerp(za.float(), zb.float(), t), strands, mode)
+                for t in np.linspace(0.0, 1.0, int(steps))]
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def attributes(self) -> list[str]:
+        """Names of the global attribute directions (``length``, ``curliness``, ``volume``)."""
+        vae = self._need_style("attributes")
+        return vae.attribute_names if vae.has_attributes() else []
+
+    def attribute_direction(self, name: str) -> torch.Tensor:
+        """Unit-strength direction (D,) of a global attribute (+1 = one std of the training styles)."""
+        return self._need_style("attribute edits").attribute_direction(name).detach().clone()
+
+    def edit_attribute(self, latent: torch.Tensor, name: str, strength: float) -> torch.Tensor:
+        """``latent + strength * direction(name)``."""
+        return torch.as_tensor(latent, dtype=torch.float32) + float(strength) * self.attribute_direction(name)
+
+    @torch.no_grad()
+    def predict_attributes(self, latent: torch.Tensor) -> dict[str, float]:
+        """Regressed attributes of a latent: length (m), curliness (1/m), volume (m)."""
+        vae = self._need_style("attributes")
+        v = vae.predict_attributes(torch.as_tensor(latent, dtype=torch.float32).reshape(1, -1))[0]
+        return {n: float(x) for n, x in zip(vae.attribute_names, v)}
+
+    # ------------------------------------------------------------------ projection
+    def project(self, target: torch.Tensor, weights: torch.Tensor | None = None, init: torch.Tensor | None = None,
+                steps: int = 80, lr: float = 0.05, prior: float = 1e-3) -> torch.Tensor:
+        """Style latent whose decoded guide map matches ``target (C+1, H, W)`` (standardised latents,
+        texel ``weights (V,)``) with a Gaussian prior ``prior * |z|^2``; Adam from ``init`` (or the
+        encoding of ``target``)."""
+        vae = self._need_style("projection")
+        grid = self.grid
+        tgt = gather_map(target.float(), grid)  # (V, C+1)
+        pres = (tgt[:, -1] > 0.5).float()
+        w = torch.ones(tgt.shape[0]) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        mean, std = vae.latent_mean, vae.latent_std
+        tn = (tgt[:, :-1] - mean) / std
+        z0 = self.encode(target) if init is None else torch.as_tensor(init, dtype=torch.float32).reshape(-1)
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        for _ in range(int(steps)):
+            out = gather_map(vae.decode_raw(z[None])[0], grid)
+            lat = out[:, :-1]
+            err = ((lat - tn).square().mean(1) * pres * w).sum() / (w * pres).sum().clamp_min(1e-6)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(out[:, -1], pres, reduction="mean")
+            loss = err + 0.1 * bce + prior * z.square().sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return z.detach()
+
+    def editor(self, start, strands: int = 10000, mode: str = "hybrid", seed: int = 0) -> HairEditor:
+        """An editing session starting from a latent, a Hairstyle or a HairResult."""
+        return HairEditor(self, start, strands=strands, mode=mode, seed=seed)
+
+    # ------------------------------------------------------------------ reconstruction
+    def fit(self, observation, **kwargs):
+        """Reconstruct a complete hairstyle from a partial observation; see :func:`latent4d.hair.fit.fit_observation`."""
+        from latent4d.hair.fit import fit_observation
+
+        return fit_observation(self, observation, **kwargs)
+
+
+# =========================================================================== editing
+@dataclass
+class EditState:
+    """One entry of the undo stack: the style latent and the guide map shown (they differ only for
+    local edits applied with ``exact=True``)."""
+
+    latent: torch.Tensor
+    guide_map: torch.Tensor
+    label: str = ""
+    _cache: dict = field(default_factory=dict, repr=False)
+
+
+class HairEditor:
+    """Interactive editing with undo / redo. Every edit pushes a new :class:`EditState`.
+
+    Guides are addressed by their index among the valid scalp texels (``0 .. V-1``, the order of
+    :meth:`guides`); :meth:`select` finds them by position. Local edits change guide strands
+    (metres) and are then projected back onto the hairstyle-VAE manifold (``project=True``):
+    the style latent is optimised to match the edited guides (weighted ``edit_weight``) and the
+    rest, with a Gaussian prior. With ``exact=True`` the edited texels keep their exact latents on
+    top of the projected map.
+    """
+
+    def __init__(self, pipeline: HairPipeline, start, strands: int = 10000, mode: str = "hybrid", seed: int = 0):
+        self.pipe = pipeline
+        self.strands, self.mode, self.seed = int(strands), mode, int(seed)
+        if isinstance(start, HairResult):
+            z = start.latent if start.latent is not None else pipeline.encode(start.guide_map)
+        elif isinstance(start, Hairstyle):
+            z = pipeline.encode(start)
+        else:
+            z = torch.as_tensor(start, dtype=torch.float32).reshape(-1)
+        self._undo: list[EditState] = [EditState(z.clone(), pipeline.guide_map(z), "start")]
+        self._redo: list[EditState] = []
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> EditState:
+        return self._undo[-1]
+
+    @property
+    def latent(self) -> torch.Tensor:
+        return self.state.latent.clone()
+
+    @property
+    def history(self) -> list[str]:
+        return [s.label for s in self._undo]
+
+    def can_undo(self) -> bool:
+        return len(self._undo) > 1
+
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> EditState:
+        """Go back one edit (no-op at the start)."""
+        if self.can_undo():
+            self._redo.append(self._undo.pop())
+        return self.state
+
+    def redo(self) -> EditState:
+        """Re-apply the last undone edit (no-op when there is none)."""
+        if self._redo:
+            self._undo.append(self._redo.pop())
+        return self.state
+
+    def _push(self, latent: torch.Tensor, gmap: torch.Tensor | None, label: str) -> EditState:
+        st = EditState(latent.detach().clone(), self.pipe.guide_map(latent) if gmap is None else gmap, label)
+        self._undo.append(st)
+        self._redo.clear()
+        return st
+
+    def guides(self) -> Hairstyle:
+        """Guide strands of the current state (cached)."""
+        c = self.state._cache
+        if "guides" not in c:
+            c["guides"] = self.pipe.guides(self.state.guide_map)
+        return c["guides"]
+
+    def dense(self, strands: int | None = None, mode: str | None = None) -> Hairstyle:
+        """Densified hair of the current state (cached per strand count / mode)."""
+        n, m = int(strands or self.strands), mode or self.mode
+        c = self.state._cache
+        if ("dense", n, m) not in c:
+            c[("dense", n, m)] = self.pipe.densify(self.state.guide_map, n, m, self.seed)
+        return c[("dense", n, m)]
+
+    def result(self, strands: int | None = None) -> HairResult:
+        return HairResult(self.latent, self.state.guide_map, self.guides(), self.dense(strands))
+
+    # ------------------------------------------------------------------ global edits
+    def edit_attribute(self, name: str, strength: float) -> EditState:
+        """Move the style latent along a global attribute direction (``length``, ``curliness``, ``volume``)."""
+        z = self.pipe.edit_attribute(self.state.latent, name, strength)
+        return self._push(z, None, f"{name} {strength:+.2f}")
+
+    def set_latent(self, latent: torch.Tensor, label: str = "set latent") -> EditState:
+        return self._push(torch.as_tensor(latent, dtype=torch.float32).reshape(-1), None, label)
+
+    # ------------------------------------------------------------------ local edits
+    def select(self, point=None, radius: float = 0.02, uv=None) -> np.ndarray:
+        """Indices of guides whose root is within ``radius`` metres of ``point`` (3,) (or within
+        ``radius`` in UV units of ``uv`` (2,)); the single nearest guide when none is that close."""
+        grid = self.pipe.grid
+        if uv is not None:
+            d = np.linalg.norm(grid.uv[grid.mask] - np.asarray(uv, np.float32).reshape(1, 2), axis=1)
+        elif point is not None:
+            d = np.linalg.norm(grid.roots[grid.mask] - np.asarray(point, np.float32).reshape(1, 3), axis=1)
+        else:
+            raise InputError("select: give a point (metres) or a uv")
+        idx = np.flatnonzero(d <= radius)
+        return idx if len(idx) else np.array([int(np.argmin(d))])
+
+    def nearest_guide(self, point) -> int:
+        """Index of the guide whose strand passes closest to ``point`` (3,) (e.g. a picked 3D point)."""
+        g = self.guides()
+        hair = ~g.bald
+        pts, idx = g.hair_strands(None)
+        d = np.linalg.norm(pts - np.asarray(point, np.float32).reshape(1, 1, 3), axis=-1).min(1)
+        return int(np.flatnonzero(hair)[np.argmin(d)]) if len(idx) else 0
+
+    def _guide_world(self) -> np.ndarray:
+        """(V, P, 3) current guide strands (bald texels: repeated roots)."""
+        world, _ = guide_world(self.pipe.strand_vae, self.state.guide_map, self.pipe.grid)
+        return world.numpy().copy()
+
+    def _check(self, guides) -> np.ndarray:
+        idx = np.atleast_1d(np.asarray(guides, np.int64))
+        V = int(self.pipe.grid.mask.sum())
+        if len(idx) == 0 or (idx < 0).any() or (idx >= V).any():
+            raise InputError(f"guide indices must lie in [0, {V}), got {idx.tolist()}")
+        return idx
+
+    def set_guides(self, guides, strands: np.ndarray, project: bool = True, exact: bool = False,
+                   edit_weight: float = 20.0, steps: int = 80, label: str = "edit guides") -> EditState:
+        """Replace guide strands ``guides`` by ``strands (k, P', 3)`` (world, metres; resampled to P).
+
+        Their roots are moved to the guides' scalp roots. With ``project`` the style latent is
+        optimised to match the edited guide map (edited texels weighted ``edit_weight``).
+        """
+        idx = self._check(guides)
+        pipe = self.pipe
+        x = np.asarray(strands, np.float32).reshape(len(idx), -1, 3)
+        if not np.isfinite(x).all():
+            raise InputError("edited guide strands contain NaN or infinite values")
+        P = pipe.strand_vae.config.num_points
+        if x.shape[1] != P:
+            x = resample_polylines(x, P)
+        grid = pipe.grid
+        roots = grid.roots[grid.mask][idx]
+        x = x - x[:, :1] + roots[:, None]
+        x[:, 1:] = pipe.head.push_out(x[:, 1:], 0.0)
+        local = to_local(x, roots, grid.frames[grid.mask][idx])
+        with torch.no_grad():
+            lat = pipe.strand_vae.encode_mean(torch.from_numpy(local)).float()
+        vals = gather_map(self.state.guide_map.clone(), grid)
+        vals[torch.as_tensor(idx), :-1] = lat
+        vals[torch.as_tensor(idx), -1] = 1.0
+        edited = scatter_map(vals, grid)
+        if not project:
+            return self._push(self.state.latent, edited, label)
+        w = torch.ones(vals.shape[0])
+        w[torch.as_tensor(idx)] = float(edit_weight)
+        z = pipe.project(edited, w, init=self.state.latent, steps=steps)
+        gmap = pipe.guide_map(z)
+        if exact:
+            g = gather_map(gmap, grid)
+            g[torch.as_tensor(idx)] = vals[torch.as_tensor(idx)]
+            gmap = scatter_map(g, grid)
+        return self._push(z, gmap, label)
+
+    def move_tip(self, guide: int, target, falloff: float = 2.0, **kw) -> EditState:
+        """Move a guide's tip to ``target`` (3,) metres, bending the strand smoothly from the root
+        (displacement grows as (s / L)^falloff along the arc)."""
+        idx = self._check([guide])
+        x = self._guide_world()[idx]
+        s = np.linspace(0.0, 1.0, x.shape[1])[None, :, None] ** float(falloff)
+        delta = np.asarray(target, np.float32).reshape(1, 1, 3) - x[:, -1:]
+        return self.set_guides(idx, x + s * delta, label=f"move tip {int(guide)}", **kw)
+
+    def cut(self, guides, fraction: float | None = None, length: float | None = None, **kw) -> EditState:
+        """Cut guides to ``fraction`` of their length or to ``length`` metres (whichever is given)."""
+        idx = self._check(guides)
+        x = self._guide_world()[idx].astype(np.float64)
+        seg = np.linalg.norm(np.diff(x, axis=1), axis=-1)
+        cum = np.concatenate([np.zeros((len(x), 1)), np.cumsum(seg, 1)], 1)
+        total = cum[:, -1]
+        if fraction is not None:
+            keep_len = total * float(np.clip(fraction, 0.02, 1.0))
+        elif length is not None:
+            keep_len = np.minimum(total, max(float(length), 0.002))
+        else:
+            raise InputError("cut: give fraction or length")
+        out = []
+        for i in range(len(x)):
+            n = max(2, int(np.searchsorted(cum[i], keep_len[i])) + 1)
+            pts = x[i, :n].copy()
+            if n < x.shape[1]:
+                a, b = cum[i, n - 2], cum[i, n - 1]
+                t = (keep_len[i] - a) / max(b - a, 1e-12)
+                pts[-1] = x[i, n - 2] + np.clip(t, 0, 1) * (x[i, n - 1] - x[i, n - 2])
+            out.append(resample_polylines(pts[None], x.shape[1])[0])
+        return self.set_guides(idx, np.stack(out), label=f"cut {len(idx)}", **kw)
+
+    def extend(self, guides, length: float, **kw) -> EditState:
+        """Extend guides by ``length`` metres along their tip direction, drooping under gravity."""
+        idx = self._check(guides)
+        x = self._guide_world()[idx].astype(np.float64)
+        P = x.shape[1]
+        tipdir = x[:, -1] - x[:, -2]
+        tipdir /= np.maximum(np.linalg.norm(tipdir, axis=1, keepdims=True), 1e-9)
+        n_new = 50
+        h = float(length) / n_new
+        pts, d = [x], tipdir.copy()
+        cur = x[:, -1].copy()
+        for _ in range(n_new):
+            d[:, 1] -= 10.0 * h  # gravity
+            d /= np.linalg.norm(d, axis=1, keepdims=True)
+            cur = cur + h * d
+            pts.append(cur[:, None].copy())
+        full = np.concatenate(pts, 1)
+        return self.set_guides(idx, resample_polylines(full, P), label=f"extend {len(idx)}", **kw)
+
+    def curl(self, guides, radius: float = 0.008, turns: float = 3.0, **kw) -> EditState:
+        """Add a helical curl (``radius`` metres, ``turns`` cycles over the strand) to guides."""
+        from latent4d.hair.synthetic import _curl_offsets
+
+        idx = self._check(guides)
+        x = self._guide_world()[idx].astype(np.float64)
+        L = np.linalg.norm(np.diff(x, axis=1), axis=-1).sum(1)
+        nrm = self.pipe.scalp.normals(x[:, 0]).astype(np.float64)
+        k = len(idx)
+        off = _curl_offsets(x, nrm, np.full(k, 2), turns / np.maximum(L, 1e-3), np.zeros(k), np.full(k, radius), L)
+        return self.set_guides(idx, x + off, label=f"curl {len(idx)}", **kw)
+
+    def copy(self) -> HairEditor:
+        return copy.copy(self)

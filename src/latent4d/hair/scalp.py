@@ -184,6 +184,10 @@ class Scalp:
                 raw = self.raw_uv(self._dense_scalp_points(40000))
             pad = 0.01 * (raw.max(0) - raw.min(0))
             lo, hi = raw.min(0) - pad, raw.max(0) + pad
+            if self.mesh_vertices is None and self.head.center[0] == 0.0:
+                # the head is symmetric in x: make u symmetric too (u -> 1 - u mirrors left / right)
+                lo[0] = min(lo[0], 1.0 - hi[0])
+                hi[0] = 1.0 - lo[0]
             self.uv_bounds = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
 
     # ------------------------------------------------------------------ serialisation

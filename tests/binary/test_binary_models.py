@@ -31,6 +31,9 @@ def test_autoencoder_shapes_2d_and_3d():
     z = ae3.encode_latents(torch.rand(2, 1, 16, 16, 16))
     assert z.shape == (2, 4, 2, 2, 2) and set(z.unique().tolist()) <= {0.0, 1.0}
     assert ae3.decode(z).shape == (2, 1, 16, 16, 16)
+    aep = _ae(dims=3, channels=(8, 8), patch_size=2, sample_size=16, latent_channels=4)  # patchify stem
+    assert aep.latent_shape == (4, 2, 2, 2) and aep.downsampling == 8
+    assert aep(torch.rand(1, 1, 16, 16, 16))["logits"].shape == (1, 1, 16, 16, 16)
     with pytest.raises(InputError, match="expected"):
         ae(torch.rand(2, 3, 16, 16))
     with pytest.raises(InputError, match="divisible"):

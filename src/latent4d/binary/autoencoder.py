@@ -1,6 +1,6 @@
 """Bernoulli autoencoder (2D images / 3D occupancy grids) with straight-through binary latents.
 
-encoder: conv -> [res blocks -> stride-2 conv] x L -> res block -> 1x1 conv to C channels = bit logits;
+encoder: conv (or patchify) -> [res blocks -> stride-2 conv] x L -> res block -> 1x1 conv to C channels = bit logits;
 ``p = sigmoid(logits)``; bits ``b ~ Bernoulli(p)`` during training with the straight-through estimator
 ``b + p - p.detach()`` (thresholded ``p > 0.5`` in evaluation); decoder: ``2 b - 1`` -> 1x1 conv (the
 linear projection of the bits) -> res block -> [res blocks -> nearest x2 + conv] x L -> conv to the
@@ -56,13 +56,16 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
     dims: 2 (images) or 3 (grids); in_channels: image channels (1 gray, 3 RGB; 1 for occupancy);
     latent_channels: bits per latent token; channels: feature widths per resolution level (one
     stride-2 downsampling per entry); num_res_blocks: residual blocks per level; sample_size: input
-    side (px / voxels); quantize: ``bernoulli`` (bits) or ``none`` (continuous baseline).
+    side (px / voxels); quantize: ``bernoulli`` (bits) or ``none`` (continuous baseline); patch_size:
+    > 1 replaces the first 3x3 conv by a ``patch_size``-strided patchify conv (and the last one by its
+    transpose), so the full-resolution level costs nothing (used for 32^3 grids on CPUs). Latent side =
+    input side / (patch_size * 2^len(channels)).
     """
 
     @register_to_config
     def __init__(self, dims: int = 2, in_channels: int = 1, latent_channels: int = 16,
                  channels: tuple[int, ...] = (32, 64), num_res_blocks: int = 1, sample_size: int = 16,
-                 quantize: str = "bernoulli"):
+                 quantize: str = "bernoulli", patch_size: int = 1):
         super().__init__()
         if dims not in (2, 3):
             raise ConfigError(f"dims must be 2 or 3, got {dims}")
@@ -70,10 +73,13 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
             raise ConfigError(f"quantize must be 'bernoulli' or 'none', got {quantize!r}")
         channels = tuple(int(c) for c in channels)
         self.register_to_config(channels=list(channels))  # plain JSON list even when Hydra passes a ListConfig
-        if sample_size % (2 ** len(channels)):
-            raise ConfigError(f"sample_size {sample_size} is not divisible by 2^{len(channels)}")
+        if sample_size % self._factor(len(channels), patch_size):
+            raise ConfigError(f"sample_size {sample_size} is not divisible by {self._factor(len(channels), patch_size)}")
         Conv = _conv(dims)
-        enc: list[nn.Module] = [Conv(in_channels, channels[0], 3, padding=1)]
+        ConvT = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dims]
+        stem = (Conv(in_channels, channels[0], patch_size, stride=patch_size) if patch_size > 1
+                else Conv(in_channels, channels[0], 3, padding=1))
+        enc: list[nn.Module] = [stem]
         ch = channels[0]
         for c in channels:
             for _ in range(num_res_blocks):
@@ -89,14 +95,25 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
                 dec.append(ResBlock(dims, ch, c))
                 ch = c
             dec += [nn.Upsample(scale_factor=2, mode="nearest"), Conv(ch, ch, 3, padding=1)]
-        dec += [nn.GroupNorm(_groups(ch), ch), nn.SiLU(), Conv(ch, in_channels, 3, padding=1)]
+        head = (ConvT(ch, in_channels, patch_size, stride=patch_size) if patch_size > 1
+                else Conv(ch, in_channels, 3, padding=1))
+        dec += [nn.GroupNorm(_groups(ch), ch), nn.SiLU(), head]
         self.decoder = nn.Sequential(*dec)
 
     # ------------------------------------------------------------------ shapes
+    @staticmethod
+    def _factor(levels: int, patch_size: int) -> int:
+        return int(patch_size) * 2 ** levels
+
+    @property
+    def downsampling(self) -> int:
+        """Input side / latent side: ``patch_size * 2^len(channels)``."""
+        return self._factor(len(self.config.channels), self.config.patch_size)
+
     @property
     def latent_shape(self) -> tuple[int, ...]:
         """(C, h, w) or (C, d, h, w) of the latents of a ``sample_size`` input."""
-        s = self.config.sample_size // 2 ** len(self.config.channels)
+        s = self.config.sample_size // self.downsampling
         return (self.config.latent_channels,) + (s,) * self.config.dims
 
     @property
@@ -111,9 +128,9 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
         if x.dim() != want or x.shape[1] != self.config.in_channels:
             raise InputError(f"autoencoder input: expected (B, {self.config.in_channels}, "
                              f"{', '.join(['S'] * self.config.dims)}), got {tuple(x.shape)}")
-        if any(s % 2 ** len(self.config.channels) for s in x.shape[2:]):
+        if any(s % self.downsampling for s in x.shape[2:]):
             raise InputError(f"autoencoder input: spatial size {tuple(x.shape[2:])} must be divisible by "
-                             f"{2 ** len(self.config.channels)}")
+                             f"{self.downsampling}")
 
     # ------------------------------------------------------------------ encode / quantize / decode
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -212,7 +212,8 @@ def reconstruct(args: DictConfig) -> dict:
     torch.manual_seed(int(args.get("seed", 0)))
     frame = read_rgbd(args.rgb, args.depth, args.mask, args.intrinsics, float(args.get("depth_scale", 1000.0)))
     pipe = ObjectsPipeline.from_pretrained(args.get("run"))
-    cfg = OptimConfig(iterations=int(args.get("iterations", 100)), rotation=str(args.get("rotation", "6d")))
+    cfg = OptimConfig(iterations=int(args.get("iterations", 100)), rotation=str(args.get("rotation", "6d")),
+                      init_iterations=int(args.get("init_iterations", OptimConfig.init_iterations)))
     cats = _parse_categories(args.get("categories"))
     t0 = time.time()
     results = pipe.reconstruct(frame, categories=cats, config=cfg, mesh_level=int(args.get("level", 7)),

@@ -205,9 +205,18 @@ class ObjectsPipeline:
         return mesh
 
     @torch.no_grad()
+    def band_points(self, shape_code: torch.Tensor, level: int = 6, start_level: int = 2) -> torch.Tensor:
+        """Cheap surface samples without gradients: centres of the octree cells at ``level`` whose
+        |sdf| is below half a cell side (K, 3), canonical."""
+        from latent4d.geometry.octree import octree_band
+
+        band = octree_band(self.shape_decoder.bind(shape_code.to(self.device)), level, start_level)
+        return band.centers[band.values.abs() < 0.5 * band.side]
+
+    @torch.no_grad()
     def extents(self, shape_code: torch.Tensor, level: int = 6) -> np.ndarray:
-        """(3,) canonical bounding-box extents of the decoded surface (octree surface points)."""
-        pts = self.surface_points(shape_code, level=level)["points"].detach()
+        """(3,) canonical bounding-box extents of the decoded surface (octree band, +- half a cell)."""
+        pts = self.band_points(shape_code, level)
         if len(pts) == 0:
             return np.zeros(3)
         return (pts.max(0).values - pts.min(0).values).cpu().numpy().astype(np.float64)

@@ -128,6 +128,13 @@ def test_voxel_autoencoder_and_diffusion(tmp_path_factory, cli):
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((samples / "samples_s4_t0.9_g1.json").read_text())
     assert len(info["meshes"]) + info["empty"] == 3
+    from omegaconf import OmegaConf
+
+    from latent4d.binary.commands import evaluate
+
+    res = evaluate(out, OmegaConf.load(out / "config.yaml"), OmegaConf.from_dotlist(["steps=2", "n=3"]))
+    m = res["by_steps"][2]
+    assert 0.0 <= m["occupied_fraction"] <= 1.0 and 0.0 <= m["nearest_test_iou"] <= 1.0
 
 
 def test_photo_autoencoder_with_patch_gan_runs(tmp_path):
@@ -136,3 +143,18 @@ def test_photo_autoencoder_with_patch_gan_runs(tmp_path):
                 "data.n_eval=16", "data.batch_size=16", "model.autoencoder.channels=[8,16]"], tmp_path)
     assert "train/d_loss" in m and "train/g_loss" in m
     assert m["test/psnr"] > 5.0 and 0.0 <= m["test/bit_usage"] <= 1.0
+
+
+def test_evaluate_digits_diffusion_run(diffusion_run):
+    from omegaconf import OmegaConf
+
+    from latent4d.binary.commands import evaluate
+
+    out, _ = diffusion_run
+    args = OmegaConf.from_dotlist(["steps=[2,4]", "n=20", "classifier_epochs=2", "unconditional=true"])
+    res = evaluate(out, OmegaConf.load(out / "config.yaml"), args)
+    assert set(res["by_steps"]) == {2, 4}
+    for m in res["by_steps"].values():
+        assert m["fd"] >= 0 and 0 <= m["accuracy"] <= 1 and 0 <= m["accuracy_guided"] <= 1
+        assert "fd_unconditional" in m
+    assert (out / "evaluation.json").is_file() and res["real_fd"] >= 0

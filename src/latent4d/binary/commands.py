@@ -3,8 +3,10 @@
 ``latent4d sample run=<diffusion run> steps=16 temperature=0.9 guidance=1.0 [n=64] [class=3|all|none]
 [seed=0] [out=<dir>]`` writes a PNG grid (images) or meshes + renders (occupancy grids).
 ``latent4d evaluate run=<run>``: autoencoder runs -> reconstruction metrics, bit usage and a
-reconstruction grid; diffusion runs on digits -> Fréchet distance / confidence / class accuracy at
-``steps`` (one value or a list); diffusion runs on grids -> sample occupancy statistics.
+reconstruction grid; diffusion runs on digits -> Fréchet distance / confidence / class accuracy of ``n``
+class-conditional samples at ``steps`` (one value or a list), without and with ``guidance``
+(``unconditional=true`` adds label-free samples); diffusion runs on grids -> occupied fraction and
+the IoU of each sample with its nearest test shape.
 """
 
 from __future__ import annotations
@@ -189,8 +191,9 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> 
 
         from latent4d.binary.metrics import iou
 
-        dm = instantiate(OmegaConf.load(run_dir / "config.yaml").data)
-        test_x, _ = dm.arrays("test")
+        dm = instantiate(run_cfg.data)  # the latents' data module; its source holds the grids
+        dm.setup()
+        test_x, _ = dm.source.arrays("test")
         for s in steps:
             out = pipe(min(n, 64), steps=s, temperature=temperature, generator=torch.Generator().manual_seed(seed))
             occ = out.samples > 0.5
@@ -201,17 +204,23 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> 
     if run_cfg.data.get("source") is None and _digits_run(run_dir):
         from latent4d.binary.metrics import DigitsEvaluator
 
-        ev = DigitsEvaluator(image_size=pipe.autoencoder.config.sample_size)
+        ev = DigitsEvaluator(image_size=pipe.autoencoder.config.sample_size,
+                             epochs=int(args.get("classifier_epochs", 20)))
         res["real_fd"] = ev.real_fd
+        res["real_fd_n"] = len(ev.val_x)
         for s in steps:
-            g = torch.Generator().manual_seed(seed)
-            unc = pipe(n, steps=s, temperature=temperature, generator=g)
-            m = ev.evaluate(unc.samples)
-            if pipe.num_classes:
-                cond = pipe(n, steps=s, class_labels=torch.arange(n) % pipe.num_classes, guidance=guidance,
-                            temperature=temperature, generator=g)
-                c = ev.evaluate(cond.samples, cond.labels)
-                m.update({"fd_conditional": c["fd"], "accuracy": c["accuracy"]})
+            m: dict = {}
+            if pipe.num_classes:  # class-conditional samples, n / 10 per class, without and with guidance
+                labels = torch.arange(n) % pipe.num_classes
+                for key, w in (("", 0.0), ("_guided", guidance)):
+                    if key and w == 0:
+                        continue
+                    out = pipe(n, steps=s, class_labels=labels, guidance=w, temperature=temperature,
+                               generator=torch.Generator().manual_seed(seed))
+                    m.update({f"{k}{key}": v for k, v in ev.evaluate(out.samples, out.labels).items()})
+            if not pipe.num_classes or bool(args.get("unconditional", False)):
+                out = pipe(n, steps=s, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+                m.update({f"{k}_unconditional": v for k, v in ev.evaluate(out.samples).items()})
             res["by_steps"][s] = m
         return res
     raise ConfigError("evaluate for diffusion runs supports digits (Fréchet distance, accuracy) and occupancy grids")

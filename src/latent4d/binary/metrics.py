@@ -85,6 +85,12 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 20, seed: i
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     model.train()
+    with torch.enable_grad():  # callers may run under torch.no_grad()
+        _fit(model, opt, sched, x, y, epochs, batch_size, shift_augment, g)
+    return model.eval()
+
+
+def _fit(model, opt, sched, x, y, epochs, batch_size, shift_augment, g) -> None:
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
@@ -98,7 +104,6 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 20, seed: i
             loss.backward()
             opt.step()
             sched.step()
-    return model.eval()
 
 
 @torch.no_grad()

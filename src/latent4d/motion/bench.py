@@ -1,0 +1,371 @@
+"""Benchmarks of the motion family.
+
+``latent4d bench motion_ae`` - trains the CPU-default shape and deformation autoencoders (each capped
+at 20 minutes), then on held-out clips (unseen motion, unseen identity): shape-AE IoU on 100k
+uniform points and Chamfer-L1 of the extracted meshes, deformation-AE correspondence error relative
+to the bounding-box diagonal, autoencoder tracking of whole clips, training and encode / decode
+throughput, octree vs dense mesh extraction.
+
+``latent4d bench motion`` - (1) attention: the interleaved pair (spatial + temporal self-attention)
+vs one joint self-attention over T x M tokens, and whole blocks of each type, forward + backward at
+T = 5, 9, 17, 33, M = 512, width 512, 8 heads, batch 1: time, peak memory, analytic FLOPs; plus the
+unfused reshape-based pair to show what fusing the layouts gains; (2) reconstruction and tracking of
+held-out clips from sparse and partial noisy observations with the full model and the ablations
+(a) per-frame shape reconstruction without a temporal model, (b) ``joint`` attention, (c) no
+temporal attention: IoU, Chamfer-L1, correspondence L2, seconds per clip.
+
+Runs land in ``outputs/bench/motion_runs/``; ``bench motion`` reuses the autoencoders of a
+previous ``bench motion_ae`` with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latent4d.bench import BenchReport
+
+RUNS = Path(os.environ.get("LATENT4D_BENCH_RUNS", "outputs/bench/motion_runs"))
+QUIET = ["callbacks=minimal", "logger=csv", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+
+# quick mode: a few minutes in all (tiny models on short blob / tube clips)
+_Q_DATA = ["data.n_train=8", "data.n_val=2", "data.num_frames=9", "data.kinds=[blob,tube]", "data.n_points=512",
+           "data.n_surface=1024", "data.n_uniform_store=1024", "data.n_near_store=1024"]
+QUICK = {
+    "shape_ae": _Q_DATA + ["data.n_test=1", "model.ae.num_latents=64", "model.ae.width=64", "model.ae.depth=2",
+                           "trainer.max_epochs=4", "model.near_weight=1.0"],
+    "deform_ae": _Q_DATA + ["data.n_test=1", "model.ae.num_latents=32", "model.ae.width=64", "model.ae.depth=2",
+                            "trainer.max_epochs=3"],
+    "shape_diffusion": _Q_DATA + ["model.denoiser.num_latents=64", "model.denoiser.width=64", "model.denoiser.depth=2",
+                                  "trainer.max_epochs=2"],
+    "deform_diffusion": _Q_DATA + ["model.denoiser.num_latents=32", "model.denoiser.width=64", "model.denoiser.depth=2",
+                                   "model.denoiser.num_frames=9", "trainer.max_epochs=4"],
+}
+FULL = {
+    "shape_ae": ["trainer.max_time=00:00:20:00", "+trainer.max_steps=4000", "trainer.max_epochs=100",
+                 "model.near_weight=1.0"],
+    "deform_ae": ["trainer.max_time=00:00:20:00", "+trainer.max_steps=4000", "trainer.max_epochs=100"],
+    "shape_diffusion": ["trainer.max_time=00:00:12:00", "+trainer.max_steps=3000", "trainer.max_epochs=1000"],
+    "deform_diffusion": ["trainer.max_time=00:00:15:00", "+trainer.max_steps=1200", "trainer.max_epochs=1000"],
+}
+
+
+def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path, dict]:
+    """Train (or reuse) ``experiment=motion/<exp>`` into ``RUNS/<name>``; returns (run dir, stats)."""
+    from latent4d.train import compose_config, run_training
+
+    run = RUNS / name
+    key = {"experiment": exp, "overrides": overrides}
+    stamp = run / "bench_key.json"
+    if reuse and stamp.is_file() and (run / "models").is_dir():
+        saved = json.loads(stamp.read_text())
+        if saved.get("key") == key:
+            return run, saved["stats"]
+    cfg = compose_config([f"experiment=motion/{exp}", *QUIET, *overrides], run)
+    t0 = time.perf_counter()
+    metrics = run_training(cfg)
+    seconds = time.perf_counter() - t0
+    ckpt = sorted((run / "checkpoints").glob("last*.ckpt"))
+    steps = int(torch.load(ckpt[-1], map_location="cpu", weights_only=False)["global_step"]) if ckpt else 0
+    stats = {"seconds": seconds, "steps": steps, "batch_size": int(cfg.data.batch_size),
+             "metrics": {k: float(v) for k, v in metrics.items()}}
+    from latent4d.fileio import write_json_atomic
+
+    write_json_atomic(stamp, {"key": key, "stats": stats})
+    return run, stats
+
+
+def _load_note(report: BenchReport) -> None:
+    try:
+        load = os.getloadavg()[0]
+        report.note(f"1-minute load average at the start: {load:.1f} on {os.cpu_count()} CPUs "
+                    "(wall-clock figures scale with the machine's load)")
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# motion_ae
+
+
+def bench_motion_ae(report: BenchReport, quick: bool) -> None:
+    from latent4d.motion.evaluate import autoencode_metrics, evaluate_deform_ae, evaluate_shape_ae, held_out
+    from latent4d.motion.pipeline import MotionPipeline, extract_mesh
+
+    _load_note(report)
+    cfgs = QUICK if quick else FULL
+    reuse = os.environ.get("LATENT4D_BENCH_REUSE", "0") == "1"
+    shape_run, s_stats = _train("quick_shape_ae" if quick else "shape_ae", "shape_ae", cfgs["shape_ae"], reuse)
+    deform_run, d_stats = _train("quick_deform_ae" if quick else "deform_ae", "deform_ae", cfgs["deform_ae"], reuse)
+    for label, st in (("shape AE", s_stats), ("deformation AE", d_stats)):
+        report.add(f"{label}: training time", st["seconds"] / 60, "min", target="<= 20" if not quick else None)
+        report.add(f"{label}: training steps", st["steps"], "steps")
+        report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(st["seconds"], 1e-9),
+                   "samples/s")
+    T = 9 if quick else 17
+    kinds = ("blob", "tube") if quick else None
+    clips = held_out(1 if quick else 4, T, kinds=kinds)
+    pipe = MotionPipeline.from_runs(shape_ae=shape_run, deform_ae=deform_run)
+    frames = (0, T // 2) if quick else (0, 8, 16)
+    n_iou = 20_000 if quick else 100_000
+    res = 64 if quick else 128
+    sh = evaluate_shape_ae(pipe, clips, frames, n_points=512 if quick else 1024, n_iou=n_iou,
+                           n_chamfer=n_iou, resolution=res)
+    report.add("shape AE IoU (held-out, 100k uniform points)" if not quick else "shape AE IoU (held-out)", sh["iou"], "",
+               target=">= 0.85")
+    for split, v in sh["per_split"].items():
+        report.add(f"shape AE IoU, {split}", v["iou"], "")
+        report.add(f"shape AE Chamfer-L1, {split}", v["chamfer_l1"], "norm. units")
+    report.add(f"shape AE Chamfer-L1 (ONet, mesh at {res}^3)", sh["chamfer_l1"], "norm. units")
+    report.add("shape AE encode", 1.0 / max(sh["seconds"]["encode_per_shape"], 1e-9), "shapes/s")
+    report.add("shape AE decode", n_iou / max(sh["seconds"]["decode_per_shape"], 1e-9), "points/s")
+    de = evaluate_deform_ae(pipe, clips, n_points=512 if quick else 1024)
+    report.add("deformation AE correspondence error / bbox diagonal", 100 * de["corr_rel"], "%", target="<= 1.5")
+    for split, v in de["per_split"].items():
+        report.add(f"deformation AE correspondence error, {split}", 100 * v["corr_rel"], "%")
+    report.add("deformation AE correspondence L2", de["corr_l2"], "norm. units")
+    report.add("deformation AE encode", 1.0 / max(de["seconds"]["encode_per_pair"], 1e-9), "pairs/s")
+    report.add("deformation AE decode (mesh vertices of one target frame)", 1.0 / max(de["seconds"]["decode_per_pair"], 1e-9),
+               "frames/s")
+    # autoencoder tracking of whole clips: shape-AE mesh of frame 0 carried by the deformation AE
+    tr = [autoencode_metrics(pipe, c, 512 if quick else 1024, res, 20_000 if quick else 50_000,
+                             20_000 if quick else 50_000) for c in clips[:: max(1, len(clips) // 2)]]
+    report.add("AE tracking: IoU over the clip", float(np.mean([m["iou_mean"] for m in tr])), "")
+    report.add("AE tracking: correspondence L2 / bbox diagonal", 100 * float(np.mean([m["corr_rel_mean"] for m in tr])), "%")
+    report.add("AE tracking: seconds per clip", float(np.mean([m["seconds"] for m in tr])), "s")
+    # mesh extraction: octree vs dense on one held-out shape
+    z = pipe.encode_shape(clips[0].surface[0][: (512 if quick else 1024)])[0]
+    fn = pipe.occupancy_fn(z)
+    calls = {"n": 0}
+
+    def counted(x):
+        calls["n"] += len(x)
+        return fn(x)
+
+    from latent4d.motion.metrics import chamfer_l1
+
+    out = {}
+    for method in ("dense", "octree"):
+        calls["n"] = 0
+        t0 = time.perf_counter()
+        m = extract_mesh(counted, res, method=method)
+        out[method] = (time.perf_counter() - t0, calls["n"], m)
+    report.add(f"mesh {res}^3 dense: time", out["dense"][0], "s")
+    report.add(f"mesh {res}^3 octree: time", out["octree"][0], "s")
+    report.add("octree / dense decoder evaluations", out["octree"][1] / out["dense"][1], "")
+    report.add("octree vs dense mesh Chamfer-L1", chamfer_l1(out["octree"][2], out["dense"][2], 30_000), "norm. units",
+               target="<= 0.002")
+    report.artifact("shape_ae_run", shape_run)
+    report.artifact("deform_ae_run", deform_run)
+
+
+# ----------------------------------------------------------------------------------------------
+# motion: attention
+
+
+def _peak_bytes(fn) -> int:
+    """Peak bytes allocated by ``fn()`` on the CPU (torch profiler memory events, relative to the start)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    cur = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return peak
+
+
+def _time(fn, reps: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def bench_attention(report: BenchReport, quick: bool) -> None:
+    from latent4d.nn.spacetime import (
+        InterleavedSelfAttention,
+        JointSelfAttention,
+        SpaceTimeBlock,
+        spacetime_attention_flops,
+        spacetime_block_flops,
+    )
+
+    torch.manual_seed(0)
+    Ts = (5, 9) if quick else (5, 9, 17, 33)
+    M, D, H, dh = (128, 128, 4, 32) if quick else (512, 512, 8, 64)
+    ctx_tokens, obs_tokens = M, 64
+    report.note(f"attention benchmark: M={M}, width {D}, {H} heads x {dh}, batch 1, forward + backward, "
+                f"{torch.get_num_threads()} threads; blocks include cross-attention to {ctx_tokens} shape tokens, "
+                f"{obs_tokens} observation tokens per frame and the GEGLU FFN")
+    mods = {"pair": InterleavedSelfAttention(D, H, dh), "pair (unfused reshapes)": InterleavedSelfAttention(D, H, dh, fused=False),
+            "joint": JointSelfAttention(D, H, dh),
+            "block interleaved": SpaceTimeBlock(D, H, dh, D, D, D, "interleaved"),
+            "block joint": SpaceTimeBlock(D, H, dh, D, D, D, "joint")}
+    for name in ("block interleaved", "block joint"):  # open the zero-initialised AdaLN gates
+        for p in mods[name].parameters():
+            if p.abs().sum() == 0:
+                p.data.normal_(0, 0.02)
+    ratios = []
+    for T in Ts:
+        x = torch.randn(1, T, M, D, requires_grad=True)
+        cond = torch.randn(1, D)
+        ctx = torch.randn(1, ctx_tokens, D)
+        obs = torch.randn(1, T, obs_tokens, D)
+
+        def run(name, x=x, cond=cond, ctx=ctx, obs=obs):
+            m = mods[name]
+
+            def f():
+                m.zero_grad(set_to_none=True)
+                y = m(x, cond, ctx, obs) if name.startswith("block") else m(x)
+                y.square().mean().backward()
+                x.grad = None
+            return f
+
+        reps = 1 if (quick or T >= 33) else 2
+        times = {n: _time(run(n), reps) for n in mods}
+        mem = {n: _peak_bytes(run(n)) for n in ("pair", "joint", "block interleaved", "block joint")}
+        fl = spacetime_attention_flops(T, M, D, H, dh)
+        speed = times["joint"] / times["pair"]
+        ratios.append(speed)
+        report.add(f"T={T}: joint attention fwd+bwd", times["joint"] * 1e3, "ms")
+        report.add(f"T={T}: interleaved pair fwd+bwd", times["pair"] * 1e3, "ms")
+        report.add(f"T={T}: interleaved pair, unfused reshapes", times["pair (unfused reshapes)"] * 1e3, "ms")
+        report.add(f"T={T}: FLOP ratio joint / pair", fl["ratio"], "x")
+        report.add(f"T={T}: measured speed-up joint / pair", speed, "x", target=f">= {0.8 * fl['ratio']:.3f}")
+        report.add(f"T={T}: speed-up / FLOP ratio", speed / fl["ratio"], "", target=">= 0.8")
+        report.add(f"T={T}: fused pair gain over unfused", times["pair (unfused reshapes)"] / times["pair"], "x")
+        report.add(f"T={T}: peak memory joint / pair", mem["joint"] / 2**20, "MiB", pair_mib=mem["pair"] / 2**20)
+        report.add(f"T={T}: peak memory pair", mem["pair"] / 2**20, "MiB")
+        bj = spacetime_block_flops("joint", T, M, D, H, dh, ctx_tokens, obs_tokens)
+        bi = spacetime_block_flops("interleaved", T, M, D, H, dh, ctx_tokens, obs_tokens)
+        report.add(f"T={T}: block joint / interleaved time", times["block joint"] / times["block interleaved"], "x",
+                   flop_ratio=bj / bi, joint_ms=times["block joint"] * 1e3, interleaved_ms=times["block interleaved"] * 1e3)
+        report.add(f"T={T}: block peak memory joint / interleaved",
+                   mem["block joint"] / max(mem["block interleaved"], 1), "x",
+                   joint_mib=mem["block joint"] / 2**20, interleaved_mib=mem["block interleaved"] / 2**20)
+    grows = all(b > a for a, b in zip(ratios, ratios[1:]))
+    report.add("speed-up grows with T", int(grows), "", target="== 1")
+
+
+# ----------------------------------------------------------------------------------------------
+# motion: reconstruction ablations
+
+
+def _mean(xs):
+    xs = [x for x in xs if np.isfinite(x)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def bench_reconstruction(report: BenchReport, quick: bool) -> None:
+    from latent4d.motion.evaluate import held_out, observe, sequence_metrics
+    from latent4d.motion.pipeline import MotionPipeline
+
+    cfgs = QUICK if quick else FULL
+    pre = "quick_" if quick else ""
+    shape_run, _ = _train(f"{pre}shape_ae", "shape_ae", cfgs["shape_ae"], reuse=True)
+    deform_run, _ = _train(f"{pre}deform_ae", "deform_ae", cfgs["deform_ae"], reuse=True)
+    links = [f"shape_ae_run={shape_run.resolve()}", f"deform_ae_run={deform_run.resolve()}"]
+    sd_run, sd_stats = _train(f"{pre}shape_diffusion", "shape_diffusion", cfgs["shape_diffusion"] + links, reuse=True)
+    report.add("shape diffusion: training time", sd_stats["seconds"] / 60, "min", steps=sd_stats["steps"])
+    variants = {"full (interleaved)": "interleaved", "(b) joint attention": "joint", "(c) no temporal attention": "spatial"}
+    pipes, train_stats = {}, {}
+    for label, bt in variants.items():
+        run, st = _train(f"{pre}deform_diffusion_{bt}", "deform_diffusion",
+                         cfgs["deform_diffusion"] + links + [f"model.denoiser.block_type={bt}"], reuse=True)
+        pipes[label] = MotionPipeline.from_runs(shape_diffusion=sd_run, deform_diffusion=run)
+        train_stats[label] = st
+        report.add(f"deformation diffusion {label}: training", st["seconds"] / 60, "min", steps=st["steps"],
+                   seconds_per_step=st["seconds"] / max(st["steps"], 1))
+    T = 9 if quick else 17
+    clips = held_out(1 if quick else 3, T, kinds=("blob", "tube") if quick else None)
+    n_pts = 10_000 if quick else 50_000
+    steps = 6 if quick else 18
+    res = 64 if quick else 128
+    full = pipes["full (interleaved)"]
+    table: dict[tuple[str, str], list[dict]] = {}
+    seconds: dict[str, list[float]] = {}
+    for mode in ("sparse", "partial"):
+        for c in clips:
+            obs = observe(c, mode, n_obs=300, noise=0.002)
+            corresponding = mode == "sparse"
+            g = torch.Generator().manual_seed(c.index)
+            t0 = time.perf_counter()
+            z0 = full.sample_shape(obs[0], 1, steps, corresponding=corresponding, generator=g)
+            mesh0 = full.mesh(z0[0], res)
+            t_shape = time.perf_counter() - t0
+            if len(mesh0.faces) == 0:
+                report.note(f"{c.split}/{c.index} {mode}: the shape diffusion found no surface; clip skipped")
+                continue
+            for label, pipe in pipes.items():
+                t0 = time.perf_counter()
+                rec = pipe.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0, mesh0=mesh0)[0]
+                sec = time.perf_counter() - t0 + t_shape
+                seconds.setdefault(label, []).append(sec)
+                table.setdefault((label, mode), []).append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
+            t0 = time.perf_counter()
+            try:
+                rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=c.index)
+            except Exception as e:  # noqa: BLE001 - a frame without surface: count as failure
+                report.note(f"(a) per-frame on {c.split}/{c.index} {mode}: {e}")
+                continue
+            seconds.setdefault("(a) per-frame shape", []).append(time.perf_counter() - t0)
+            table.setdefault(("(a) per-frame shape", mode), []).append(
+                sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts, frame_meshes=meshes))
+    order = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention"]
+    summary = {}
+    for mode in ("sparse", "partial"):
+        for label in order:
+            rows = table.get((label, mode), [])
+            if not rows:
+                continue
+            s = {k: _mean([r[k] for r in rows]) for k in ("iou_mean", "chamfer_l1_mean", "corr_l2_mean", "corr_rel_mean")}
+            s["iou_sem"] = float(np.std([r["iou_mean"] for r in rows]) / max(1, np.sqrt(len(rows))))
+            summary[(label, mode)] = s
+            per_frame_iou = np.mean([r["iou"] for r in rows], axis=0).round(3).tolist()
+            per_frame_corr = np.mean([r["corr_rel"] for r in rows], axis=0).round(4).tolist()
+            report.add(f"{mode}, {label}: IoU", s["iou_mean"], "", per_frame=per_frame_iou, clips=len(rows))
+            report.add(f"{mode}, {label}: Chamfer-L1", s["chamfer_l1_mean"], "norm. units")
+            report.add(f"{mode}, {label}: correspondence L2 / bbox diagonal", 100 * s["corr_rel_mean"], "%",
+                       per_frame=per_frame_corr)
+    for mode in ("sparse", "partial"):
+        f = summary.get(("full (interleaved)", mode))
+        if not f:
+            continue
+        for label, short in (("(a) per-frame shape", "a"), ("(c) no temporal attention", "c")):
+            o = summary.get((label, mode))
+            if o:
+                report.add(f"{mode}: full - ({short}) IoU", f["iou_mean"] - o["iou_mean"], "", target="> 0")
+                report.add(f"{mode}: ({short}) - full correspondence error", 100 * (o["corr_rel_mean"] - f["corr_rel_mean"]),
+                           "% of diag", target="> 0")
+        b = summary.get(("(b) joint attention", mode))
+        if b:
+            noise = 2 * np.hypot(f["iou_sem"], b["iou_sem"])
+            report.add(f"{mode}: |full - (b) joint| IoU (2 x s.e.m. = {noise:.3f})", abs(f["iou_mean"] - b["iou_mean"]), "",
+                       met=bool(abs(f["iou_mean"] - b["iou_mean"]) <= max(noise, 0.01)), target=f"<= {max(noise, 0.01):.3f}")
+    for label in order:
+        if seconds.get(label):
+            report.add(f"{label}: seconds per {T}-frame clip", _mean(seconds[label]), "s")
+    ts = {k: v["seconds"] / max(v["steps"], 1) for k, v in train_stats.items()}
+    report.add("(b) joint / full: training seconds per step", ts["(b) joint attention"] / ts["full (interleaved)"], "x")
+
+
+def bench_motion(report: BenchReport, quick: bool) -> None:
+    _load_note(report)
+    bench_attention(report, quick)
+    bench_reconstruction(report, quick)
+
+
+BENCHMARKS = {"motion_ae": bench_motion_ae, "motion": bench_motion}

@@ -1,0 +1,538 @@
+"""Deforming-shape datasets: per-frame surface samples, occupancy queries, shape / deformation pairs.
+
+A split is held in memory as a dict of arrays (:func:`build_procedural_split`, or
+:func:`latent4d.motion.oflow.load_oflow_split` for D-FAUST / DeformingThings4D in the O-Flow layout):
+
+=================  ==================  =========================================================
+key                shape / dtype       meaning
+=================  ==================  =========================================================
+``surface``        (S, T, Ns, 3) f32   surface samples; index i is the same material point in
+                                       every frame (correspondence)
+``uniform``        (S, T, Nu, 3) f16   uniform queries in [-bounds, bounds]^3
+``uniform_occ``    (S, T, Nu) bool     inside / outside
+``near``           (S, T, Nn, 3) f16   near-surface queries (surface + Gaussian offsets)
+``near_occ``       (S, T, Nn) bool
+``loc``/``scale``  (S, 3) / (S,)       normalisation: world = normalised * scale + loc
+``identity_seed``  (S,) int64          procedural only: seeds that regenerate the meshes
+``motion_seed``    (S,) int64
+=================  ==================  =========================================================
+
+Splits of the procedural data (identity and motion are independent seeds):
+``train`` / ``val`` (training identities x training motions, disjoint pairs),
+``test_motion`` (training identities x unseen motions), ``test_identity`` (unseen identities x
+training motions). The test split of the data modules concatenates the two held-out splits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from latent4d.errors import ConfigError, InputError
+from latent4d.geometry.sampling import interpolate_barycentric, sample_surface
+from latent4d.geometry.sdf import MeshSDF
+from latent4d.motion.synthetic import KINDS, MOTIONS, procedural_sequence
+
+SPLITS = ("train", "val", "test_motion", "test_identity")
+HELD_OUT = ("test_motion", "test_identity")
+_ID_OFFSET = {"train": 0, "val": 0, "test_motion": 0, "test_identity": 1_000_000}
+_MOTION_OFFSET = {"train": 0, "val": 0, "test_motion": 2_000_000, "test_identity": 0}
+
+
+def split_pairs(split: str, n: int, n_identities: int = 32, n_motions: int = 32,
+                seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` (identity_seed, motion_seed) pairs of a procedural split (see module docstring)."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    rng = np.random.default_rng([seed, SPLITS.index(split), 7])
+    ids = np.arange(n_identities) + _ID_OFFSET[split] + seed * 10_000
+    mots = np.arange(n_motions) + _MOTION_OFFSET[split] + seed * 10_000
+    pairs: list[tuple[int, int]] = []
+    if split in ("train", "val"):
+        # train takes pairs (i, m) with (i + m) even, val with (i + m) odd: disjoint combinations
+        parity = 0 if split == "train" else 1
+        all_pairs = [(int(i), int(m)) for i in ids for m in mots if (i + m) % 2 == parity]
+        order = rng.permutation(len(all_pairs))
+        # cycle identities so that every identity appears before any repeats
+        by_id: dict[int, list[tuple[int, int]]] = {}
+        for k in order:
+            by_id.setdefault(all_pairs[k][0], []).append(all_pairs[k])
+        while len(pairs) < n and any(by_id.values()):
+            for i in sorted(by_id):
+                if by_id[i] and len(pairs) < n:
+                    pairs.append(by_id[i].pop())
+    else:
+        for k in range(n):
+            pairs.append((int(ids[k % len(ids)]), int(rng.choice(mots))))
+    return pairs
+
+
+def frame_samples(vertices: np.ndarray, faces: np.ndarray, n_surface: int, n_uniform: int, n_near: int,
+                  near_sigmas=(0.004, 0.015), bounds: float = 0.55, rng=None) -> dict[str, np.ndarray]:
+    """Samples of one mesh sequence ``vertices`` (T, V, 3) with shared ``faces``.
+
+    Surface samples reuse one (face, barycentric) draw across frames, so they correspond.
+    Occupancy from Open3D's RaycastingScene (majority vote over rays).
+    """
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    T = len(vertices)
+    _, fidx, bary = sample_surface(vertices[0], faces, n_surface, rng)
+    surface = interpolate_barycentric(vertices, faces, fidx, bary).astype(np.float32)
+    uni = rng.uniform(-bounds, bounds, size=(T, n_uniform, 3)).astype(np.float32)
+    near = np.empty((T, n_near, 3), np.float32)
+    uocc = np.empty((T, n_uniform), bool)
+    nocc = np.empty((T, n_near), bool)
+    for t in range(T):
+        _, fi, b = sample_surface(vertices[t], faces, n_near, rng)
+        base = interpolate_barycentric(vertices[t], faces, fi, b)
+        sig = np.asarray(near_sigmas)[rng.integers(0, len(near_sigmas), n_near)]
+        near[t] = base + rng.normal(size=(n_near, 3)) * sig[:, None]
+        sdf = MeshSDF((vertices[t], faces))
+        uocc[t] = sdf.occupancy(uni[t])
+        nocc[t] = sdf.occupancy(near[t])
+    return {"surface": surface, "uniform": uni.astype(np.float16), "uniform_occ": uocc,
+            "near": near.astype(np.float16), "near_occ": nocc}
+
+
+def build_procedural_split(split: str, n_sequences: int, num_frames: int = 17, n_surface: int = 2048,
+                           n_uniform: int = 2048, n_near: int = 2048, n_identities: int = 32,
+                           n_motions: int = 32, kinds=KINDS, motions=MOTIONS, bounds: float = 0.55,
+                           seed: int = 0, cache: bool = True) -> dict[str, np.ndarray]:
+    """Arrays of one procedural split (cached with :func:`latent4d.cache.cached_npz`)."""
+    from latent4d.cache import cached_npz
+
+    if n_sequences < 1:
+        raise ConfigError(f"split '{split}' needs at least one sequence, got n_sequences={n_sequences}")
+    if num_frames < 2:
+        raise ConfigError(f"num_frames must be >= 2, got {num_frames}")
+    kinds, motions = tuple(kinds), tuple(motions)
+    params = dict(split=split, n=n_sequences, T=num_frames, ns=n_surface, nu=n_uniform, nn=n_near,
+                  ni=n_identities, nm=n_motions, kinds=kinds, motions=motions, bounds=bounds, seed=seed, v=1)
+
+    def build() -> dict[str, np.ndarray]:
+        pairs = split_pairs(split, n_sequences, n_identities, n_motions, seed)
+        parts: dict[str, list] = {}
+        for k, (ids, ms) in enumerate(pairs):
+            seq = procedural_sequence(ids, ms, num_frames, kinds, motions)
+            smp = frame_samples(seq.vertices, seq.faces, n_surface, n_uniform, n_near, bounds=bounds,
+                                rng=np.random.default_rng([seed, SPLITS.index(split), k]))
+            smp.update(loc=seq.loc, scale=np.float32(seq.scale), identity_seed=np.int64(ids),
+                       motion_seed=np.int64(ms), kind=np.int64(KINDS.index(seq.identity.kind)),
+                       motion_kind=np.int64(MOTIONS.index(seq.motion.kind)))
+            for key, val in smp.items():
+                parts.setdefault(key, []).append(val)
+        return {key: np.stack(v) for key, v in parts.items()}
+
+    return cached_npz(f"motion-{split}", params, build, enabled=cache)
+
+
+def sequences_of(arrays: dict[str, np.ndarray], k: int, num_frames: int | None = None, kinds=KINDS,
+                 motions=MOTIONS):
+    """Regenerate the procedural mesh sequence of entry ``k`` of a split (same ``kinds`` / ``motions``
+    restrictions as when the split was built)."""
+    if "identity_seed" not in arrays:
+        raise InputError("this split was not generated procedurally: it has no identity/motion seeds")
+    T = num_frames or arrays["surface"].shape[1]
+    return procedural_sequence(int(arrays["identity_seed"][k]), int(arrays["motion_seed"][k]), T, tuple(kinds),
+                               tuple(motions))
+
+
+def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
+    """Sanity checks (shapes agree, at least 2 frames, finite)."""
+    need = ("surface", "uniform", "uniform_occ", "near", "near_occ")
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        raise InputError(f"{name}: missing arrays {missing}")
+    S, T = arrays["surface"].shape[:2]
+    if S == 0:
+        raise InputError(f"{name}: no sequences")
+    if T < 2:
+        raise InputError(f"{name}: sequences need at least 2 frames, got {T}")
+    for k in need[1:]:
+        if arrays[k].shape[:2] != (S, T):
+            raise InputError(f"{name}: '{k}' has {arrays[k].shape[:2]} (sequences, frames), "
+                             f"'surface' has {(S, T)}: mismatched frame counts")
+    if not np.isfinite(arrays["surface"]).all():
+        raise InputError(f"{name}: surface samples contain NaN or inf")
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets
+
+
+class ShapeFrameDataset(Dataset):
+    """One item per (sequence, frame): the shape autoencoder's training sample.
+
+    Returns ``points`` (N, 3) input surface cloud, ``queries`` (Qu + Qn, 3), ``occ`` (Qu + Qn,)
+    float {0, 1}, ``near`` (Qu + Qn,) bool (True for the near-surface queries). ``deterministic``
+    fixes the random subsets per item (validation / test).
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], n_points: int = 1024, n_uniform: int = 1024,
+                 n_near: int = 1024, deterministic: bool = False, seed: int = 0, frames=None):
+        check_arrays(arrays, "ShapeFrameDataset")
+        self.a = arrays
+        S, T, Ns = arrays["surface"].shape[:3]
+        if Ns < n_points:
+            raise InputError(f"ShapeFrameDataset: {n_points} input points requested, the data has {Ns} per frame")
+        self.frames = list(range(T)) if frames is None else list(frames)
+        self.index = [(s, t) for s in range(S) for t in self.frames]
+        self.n_points, self.n_uniform, self.n_near = n_points, n_uniform, n_near
+        self.deterministic, self.seed = deterministic, seed
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _choice(self, g, n: int, k: int) -> torch.Tensor:
+        return torch.randperm(n, generator=g)[:k] if k <= n else torch.randint(n, (k,), generator=g)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, t = self.index[i]
+        g = torch.Generator().manual_seed(self.seed * 100003 + i) if self.deterministic else None
+        a = self.a
+        pi = self._choice(g, a["surface"].shape[2], self.n_points)
+        ui = self._choice(g, a["uniform"].shape[2], self.n_uniform)
+        ni = self._choice(g, a["near"].shape[2], self.n_near)
+        q = np.concatenate([a["uniform"][s, t][ui.numpy()], a["near"][s, t][ni.numpy()]]).astype(np.float32)
+        occ = np.concatenate([a["uniform_occ"][s, t][ui.numpy()], a["near_occ"][s, t][ni.numpy()]])
+        near = np.r_[np.zeros(self.n_uniform, bool), np.ones(self.n_near, bool)]
+        return {"points": torch.from_numpy(a["surface"][s, t][pi.numpy()]), "queries": torch.from_numpy(q),
+                "occ": torch.from_numpy(occ.astype(np.float32)), "near": torch.from_numpy(near)}
+
+
+class DeformPairDataset(Dataset):
+    """Source / target frame pairs of one sequence for the deformation autoencoder.
+
+    Returns ``source`` and ``target`` (N, 3) input clouds with the same sample indices (so they
+    correspond), ``query`` (Q, 3) source surface points and ``query_target`` (Q, 3) their positions
+    in the target frame. Training draws random (source, target) frame pairs (``source_frame``
+    fixes the source, e.g. 0); evaluation enumerates (0, t) for t = 1..T-1.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], n_points: int = 1024, n_queries: int = 1024,
+                 deterministic: bool = False, seed: int = 0, source_frame: int | None = None,
+                 pairs_per_sequence: int = 16):
+        check_arrays(arrays, "DeformPairDataset")
+        self.a = arrays
+        S, T, Ns = arrays["surface"].shape[:3]
+        if Ns < n_points:
+            raise InputError(f"DeformPairDataset: {n_points} input points requested, the data has {Ns} per frame")
+        self.S, self.T, self.Ns = S, T, Ns
+        self.n_points, self.n_queries = n_points, n_queries
+        self.deterministic, self.seed, self.source_frame = deterministic, seed, source_frame
+        self.per_seq = (T - 1) if deterministic else pairs_per_sequence
+
+    def __len__(self) -> int:
+        return self.S * self.per_seq
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, j = divmod(i, self.per_seq)
+        if self.deterministic:
+            g = torch.Generator().manual_seed(self.seed * 100003 + i)
+            src, tgt = (self.source_frame or 0), 1 + j
+            if tgt == src:
+                tgt = 0
+        else:
+            g = None
+            src = self.source_frame if self.source_frame is not None else int(torch.randint(self.T, (1,)))
+            tgt = int(torch.randint(self.T, (1,)))
+        perm = torch.randperm(self.Ns, generator=g).numpy()
+        pi = perm[:self.n_points]
+        qi = perm[-self.n_queries:] if self.n_queries <= self.Ns else torch.randint(self.Ns, (self.n_queries,),
+                                                                                        generator=g).numpy()
+        surf = self.a["surface"][s]
+        return {"source": torch.from_numpy(surf[src][pi]), "target": torch.from_numpy(surf[tgt][pi]),
+                "query": torch.from_numpy(surf[src][qi]), "query_target": torch.from_numpy(surf[tgt][qi]),
+                "frames": torch.tensor([src, tgt])}
+
+
+# ----------------------------------------------------------------------------------------------
+# data modules
+
+
+class MotionDataModule(pl.LightningDataModule):
+    """Shape-AE (``mode="shape"``) or deformation-AE (``mode="deform"``) data.
+
+    ``source="procedural"`` builds the splits from the generator (cached); ``source="oflow"`` reads
+    an O-Flow / Motion2VecSets dataset under ``root`` (see :mod:`latent4d.motion.oflow`), whose
+    ``test.lst`` is the test split.
+    """
+
+    def __init__(self, mode: str = "shape", source: str = "procedural", root: str | None = None,
+                 n_train: int = 96, n_val: int = 8, n_test: int = 8, num_frames: int = 17,
+                 n_identities: int = 32, n_motions: int = 32, n_surface: int = 2048, n_uniform_store: int = 2048,
+                 n_near_store: int = 2048, n_points: int = 1024, n_uniform: int = 1024, n_near: int = 1024,
+                 n_queries: int = 1024, pairs_per_sequence: int = 16, batch_size: int = 16,
+                 num_workers: int = 0, bounds: float = 0.55, seed: int = 0, data_seed: int = 0,
+                 kinds=KINDS, motions=MOTIONS, oflow_categories=None, oflow_max_sequences=None):
+        super().__init__()
+        if mode not in ("shape", "deform"):
+            raise ConfigError(f"MotionDataModule: mode must be 'shape' or 'deform', got {mode!r}")
+        if source not in ("procedural", "oflow"):
+            raise ConfigError(f"MotionDataModule: source must be 'procedural' or 'oflow', got {source!r}")
+        if source == "oflow" and not root:
+            raise ConfigError("data.source=oflow needs data.root=<dataset folder in the O-Flow layout>")
+        # plain lists (not OmegaConf containers) so that checkpoints load with weights_only=True
+        kinds, motions = [str(k) for k in kinds], [str(m) for m in motions]
+        oflow_categories = None if oflow_categories is None else [str(c) for c in oflow_categories]
+        self.save_hyperparameters()
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self._sets: dict[str, Dataset] = {}
+
+    def load_split(self, split: str) -> dict[str, np.ndarray]:
+        hp = self.hparams
+        if split not in self.arrays:
+            if hp.source == "oflow":
+                from latent4d.motion.oflow import load_oflow_split
+
+                name = {"train": "train", "val": "val", "test_motion": "test", "test_identity": "test"}[split]
+                self.arrays[split] = load_oflow_split(hp.root, name, num_frames=hp.num_frames,
+                                                      n_surface=hp.n_surface, n_uniform=hp.n_uniform_store,
+                                                      n_near=hp.n_near_store, categories=hp.oflow_categories,
+                                                      max_sequences=hp.oflow_max_sequences, seed=hp.data_seed)
+            else:
+                n = {"train": hp.n_train, "val": hp.n_val}.get(split, hp.n_test)
+                self.arrays[split] = build_procedural_split(
+                    split, n, hp.num_frames, hp.n_surface, hp.n_uniform_store, hp.n_near_store, hp.n_identities,
+                    hp.n_motions, tuple(hp.kinds), tuple(hp.motions), hp.bounds, hp.data_seed)
+        return self.arrays[split]
+
+    def _dataset(self, split: str, train: bool) -> Dataset:
+        hp = self.hparams
+        a = self.load_split(split)
+        if hp.mode == "shape":
+            return ShapeFrameDataset(a, hp.n_points, hp.n_uniform, hp.n_near, deterministic=not train,
+                                     seed=hp.seed + SPLITS.index(split))
+        return DeformPairDataset(a, hp.n_points, hp.n_queries, deterministic=not train,
+                                 seed=hp.seed + SPLITS.index(split), pairs_per_sequence=hp.pairs_per_sequence)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate") and "train" not in self._sets:
+            self._sets["train"] = self._dataset("train", True)
+            self._sets["val"] = self._dataset("val", False)
+        if stage in (None, "test") and "test" not in self._sets:
+            if self.hparams.source == "oflow":
+                self._sets["test"] = self._dataset("test_motion", False)
+            else:
+                self._sets["test"] = ConcatDataset([self._dataset(s, False) for s in HELD_OUT])
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self._sets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers, drop_last=shuffle,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("test", False)
+
+
+# ----------------------------------------------------------------------------------------------
+# latent diffusion data
+
+
+def partial_views(arrays: dict[str, np.ndarray], n_points: int = 512, views: int = 2, resolution: int = 64,
+                  seed: int = 0, cache: bool = True, params: dict | None = None, kinds=KINDS,
+                  motions=MOTIONS) -> np.ndarray:
+    """(S, views, T, n_points, 3) float16 partial depth clouds of every sequence of a procedural split.
+
+    View 0 uses a fixed camera, view 1 an orbiting one (then alternating). Meshes are regenerated
+    from the split's seeds; cached alongside the split when ``params`` identify it.
+    """
+    from latent4d.cache import cached_npz
+    from latent4d.motion.observe import partial_observation
+
+    def build() -> dict[str, np.ndarray]:
+        S, T = arrays["surface"].shape[:2]
+        out = np.empty((S, views, T, n_points, 3), np.float16)
+        for s in range(S):
+            seq = sequences_of(arrays, s, T, kinds, motions)
+            for k in range(views):
+                out[s, k] = partial_observation(seq.vertices, seq.faces, n_points, "fixed" if k % 2 == 0 else "moving",
+                                                0.0, np.random.default_rng([seed, s, k]), resolution)
+        return {"partial": out}
+
+    key = dict(params or {}, n=n_points, views=views, res=resolution, seed=seed, kinds=list(kinds),
+               motion_kinds=list(motions), ids=arrays["identity_seed"].tolist(),
+               motions=arrays["motion_seed"].tolist())
+    return cached_npz("motion-partial", key, build, enabled=cache and params is not None)["partial"]
+
+
+@torch.no_grad()
+def encode_latents(arrays: dict[str, np.ndarray], shape_ae=None, deform_ae=None, n_points: int = 1024,
+                   seed: int = 0, reverse: bool = True) -> dict[str, np.ndarray]:
+    """Posterior-mean latents of every sequence, all computed from one subset of ``n_points`` surface
+    samples per sequence (so latent index m of the shape and deformation sets refers to the same
+    farthest-point sample of the source frame).
+
+    Returns ``shape`` (S, T, M, C) per-frame shape latents, ``subset`` (S, n_points) and, with a
+    deformation AE, ``deform`` (S, D, T-1, Md, Cd): D = 2 directions when ``reverse`` (frame 0 ->
+    frames 1..T-1, and frame T-1 -> frames T-2..0), else 1.
+    """
+    S, T, Ns = arrays["surface"].shape[:3]
+    rng = np.random.default_rng(seed)
+    subset = np.stack([rng.choice(Ns, n_points, replace=False) for _ in range(S)])
+    out: dict[str, list] = {"shape": [], "deform": []}
+    for s in range(S):
+        pts = torch.from_numpy(arrays["surface"][s][:, subset[s]])  # (T, n, 3)
+        if shape_ae is not None:
+            out["shape"].append(shape_ae.encode(pts, sample=False).z.numpy())
+        if deform_ae is not None:
+            dirs = [(0, list(range(1, T)))] + ([(T - 1, list(range(T - 2, -1, -1)))] if reverse else [])
+            zs = []
+            for src, tgts in dirs:
+                zs.append(deform_ae.encode(pts[src][None].expand(len(tgts), -1, -1), pts[tgts], sample=False).z.numpy())
+            out["deform"].append(np.stack(zs))
+    res = {"subset": subset}
+    for k, v in out.items():
+        if v:
+            res[k] = np.stack(v).astype(np.float32)
+    return res
+
+
+class LatentDiffusionDataset(Dataset):
+    """Training items for the diffusion models (``mode="shape"`` or ``"deform"``).
+
+    shape: one item per (sequence, frame): ``x0`` (M, C) shape latents of that frame and ``obs``
+    (N, 3) its observation. deform: one item per (sequence, direction) window: ``x0`` (T-1, M, C)
+    deformation latents, ``shape`` (M, C) shape latents of the window's first frame and ``obs``
+    (T, N, 3). ``corresponding`` says whether ``obs`` is sparse corresponding points (probability
+    ``p_sparse``) or partial depth clouds. Observation noise: Gaussian, std ``noise``.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], latents: dict[str, np.ndarray], partial: np.ndarray | None,
+                 mode: str = "shape", n_obs: int = 300, noise: float = 0.002, p_sparse: float = 0.5,
+                 deterministic: bool = False, seed: int = 0):
+        if mode not in ("shape", "deform"):
+            raise ConfigError(f"LatentDiffusionDataset: mode must be 'shape' or 'deform', got {mode!r}")
+        if mode == "deform" and "deform" not in latents:
+            raise ConfigError("deformation diffusion data needs deformation latents (a deformation AE)")
+        self.a, self.lat, self.partial = arrays, latents, partial
+        self.mode, self.n_obs, self.noise, self.p_sparse = mode, n_obs, noise, p_sparse
+        if partial is None:
+            self.p_sparse = 1.0
+        self.deterministic, self.seed = deterministic, seed
+        S, T = arrays["surface"].shape[:2]
+        self.S, self.T = S, T
+        self.D = latents["deform"].shape[1] if mode == "deform" else 1
+        self.index = [(s, t) for s in range(S) for t in range(T)] if mode == "shape" else \
+            [(s, d) for s in range(S) for d in range(self.D)]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _obs(self, rng: np.random.Generator, s: int, frames: list[int], sparse: bool) -> np.ndarray:
+        if sparse:
+            surf = self.a["surface"][s][frames]
+            idx = rng.choice(surf.shape[1], self.n_obs, replace=False)
+            o = surf[:, idx]
+        else:
+            k = int(rng.integers(self.partial.shape[1]))
+            p = self.partial[s, k][frames].astype(np.float32)
+            idx = rng.choice(p.shape[1], self.n_obs, replace=p.shape[1] < self.n_obs)
+            o = p[:, idx]
+        if self.noise > 0:
+            o = o + rng.normal(scale=self.noise, size=o.shape)
+        return o.astype(np.float32)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s, j = self.index[i]
+        seed = (self.seed, i) if self.deterministic else (self.seed, i, int(torch.randint(2**31 - 1, (1,))))
+        rng = np.random.default_rng(seed)
+        sparse = bool(rng.random() < self.p_sparse)
+        if self.mode == "shape":
+            obs = self._obs(rng, s, [j], sparse)[0]
+            return {"x0": torch.from_numpy(self.lat["shape"][s, j]), "obs": torch.from_numpy(obs),
+                    "corresponding": torch.tensor(sparse)}
+        T = self.T
+        frames = list(range(T)) if j == 0 else list(range(T - 1, -1, -1))
+        obs = self._obs(rng, s, frames, sparse)
+        return {"x0": torch.from_numpy(self.lat["deform"][s, j]), "shape": torch.from_numpy(self.lat["shape"][s, frames[0]]),
+                "obs": torch.from_numpy(obs), "corresponding": torch.tensor(sparse)}
+
+
+class MotionLatentDataModule(pl.LightningDataModule):
+    """Latents of the procedural splits under trained autoencoders, for the diffusion experiments.
+
+    ``shape_ae_run`` / ``deform_ae_run``: run directories (or exported folders) of
+    ``motion/shape_ae`` and ``motion/deform_ae``. Latents are encoded once in ``setup``.
+    """
+
+    def __init__(self, mode: str = "shape", shape_ae_run: str | None = None, deform_ae_run: str | None = None,
+                 n_train: int = 96, n_val: int = 8, num_frames: int = 17, n_identities: int = 32,
+                 n_motions: int = 32, n_surface: int = 2048, n_uniform_store: int = 2048, n_near_store: int = 2048,
+                 n_points: int = 1024, n_obs: int = 300, noise: float = 0.002, p_sparse: float = 0.5,
+                 partial_points: int = 512, partial_views_per_sequence: int = 2, partial_resolution: int = 64,
+                 reverse: bool = True, batch_size: int = 16, num_workers: int = 0, bounds: float = 0.55,
+                 seed: int = 0, data_seed: int = 0, kinds=KINDS, motions=MOTIONS):
+        super().__init__()
+        if mode not in ("shape", "deform"):
+            raise ConfigError(f"MotionLatentDataModule: mode must be 'shape' or 'deform', got {mode!r}")
+        if not shape_ae_run:
+            raise ConfigError("the diffusion experiments need a trained shape autoencoder: "
+                              "shape_ae_run=<run directory of motion/shape_ae>")
+        if mode == "deform" and not deform_ae_run:
+            raise ConfigError("deformation diffusion needs a trained deformation autoencoder: "
+                              "deform_ae_run=<run directory of motion/deform_ae>")
+        kinds, motions = [str(k) for k in kinds], [str(m) for m in motions]
+        shape_ae_run = str(shape_ae_run)
+        deform_ae_run = None if deform_ae_run is None else str(deform_ae_run)
+        self.save_hyperparameters()
+        self.latents: dict[str, dict[str, np.ndarray]] = {}
+        self._sets: dict[str, Dataset] = {}
+
+    def _split(self, split: str) -> dict[str, np.ndarray]:
+        hp = self.hparams
+        n = {"train": hp.n_train, "val": hp.n_val}[split]
+        return build_procedural_split(split, n, hp.num_frames, hp.n_surface, hp.n_uniform_store, hp.n_near_store,
+                                      hp.n_identities, hp.n_motions, tuple(hp.kinds), tuple(hp.motions), hp.bounds,
+                                      hp.data_seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._sets:
+            return
+        from latent4d.motion.deform import DeformVecSetAE
+        from latent4d.motion.pipeline import load_network
+        from latent4d.motion.vecset import ShapeVecSetAE
+
+        hp = self.hparams
+        sae = load_network(ShapeVecSetAE, hp.shape_ae_run, "ae")
+        dae = load_network(DeformVecSetAE, hp.deform_ae_run, "ae") if hp.mode == "deform" else None
+        for split in ("train", "val"):
+            a = self._split(split)
+            lat = encode_latents(a, sae, dae, hp.n_points, seed=hp.data_seed + SPLITS.index(split), reverse=hp.reverse)
+            self.latents[split] = lat
+            part = None
+            if hp.p_sparse < 1.0:
+                part = partial_views(a, hp.partial_points, hp.partial_views_per_sequence, hp.partial_resolution,
+                                     seed=hp.data_seed, params=dict(split=split, data=dict(
+                                         n=len(a["surface"]), T=hp.num_frames, ni=hp.n_identities, nm=hp.n_motions,
+                                         seed=hp.data_seed)), kinds=tuple(hp.kinds), motions=tuple(hp.motions))
+            self._sets[split] = LatentDiffusionDataset(a, lat, part, hp.mode, hp.n_obs, hp.noise, hp.p_sparse,
+                                                       deterministic=split != "train",
+                                                       seed=hp.seed + SPLITS.index(split))
+
+    def train_latents(self) -> dict[str, np.ndarray]:
+        """Training latents (for the denoiser's normalisation statistics)."""
+        self.setup("fit")
+        return self.latents["train"]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self._sets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+                          num_workers=self.hparams.num_workers, drop_last=shuffle,
+                          persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self):
+        return self._loader("train", True)
+
+    def val_dataloader(self):
+        return self._loader("val", False)
+
+    def test_dataloader(self):
+        return self._loader("val", False)

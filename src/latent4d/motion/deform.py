@@ -1,0 +1,101 @@
+"""Motion2VecSets deformation autoencoder: (source, target) clouds <-> M x C latents -> point motion.
+
+Encoder: source and target clouds (B, N, 3) correspond point by point. Farthest-point samples of
+the *source* give M query indices, reused on the target; every point is embedded as
+``[PointEmbed(source), PointEmbed(target)]`` (concatenated, then a linear map to ``width``); one
+cross-attention (queries <- all points) + feed-forward; KL bottleneck to (B, M, C) (C = 32 in the
+paper). Decoder: linear map up, ``depth`` self-attention blocks, then each source query point
+(B, Q, 3) -> PointEmbed -> cross-attention to the latents -> its position in the target frame.
+The network predicts the displacement and returns ``source + displacement``; the loss is the MSE
+on these absolute positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ModelMixin
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from torch import nn
+
+from latent4d.errors import InputError
+from latent4d.geometry.sampling import farthest_point_sampling
+from latent4d.motion.vecset import (
+    CrossAttentionBlock,
+    Posterior,
+    SelfAttentionBlock,
+    check_cloud,
+    init_logvar,
+)
+from latent4d.nn import FourierPointEmbed
+
+
+class DeformVecSetAE(ModelMixin, ConfigMixin):
+    """Deformation autoencoder (see module docstring). Shapes: source / target (B, N, 3),
+    latents (B, M, C), queries (B, Q, 3) -> positions (B, Q, 3), normalised units."""
+
+    @register_to_config
+    def __init__(self, num_latents: int = 128, latent_channels: int = 32, width: int = 128, heads: int = 4,
+                 dim_head: int = 32, depth: int = 4, num_freqs: int = 8, decoder_heads: int = 4,
+                 logvar_clamp: tuple[float, float] = (-30.0, 20.0)):
+        super().__init__()
+        self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
+        self.pair_proj = nn.Linear(2 * width, width)
+        self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
+        self.to_mean = nn.Linear(width, latent_channels)
+        self.to_logvar = nn.Linear(width, latent_channels)
+        init_logvar(self.to_logvar)
+        self.from_latent = nn.Linear(latent_channels, width)
+        self.layers = nn.ModuleList([SelfAttentionBlock(width, heads, dim_head) for _ in range(depth)])
+        self.decoder = CrossAttentionBlock(width, width, decoder_heads, width // decoder_heads, ff=False)
+        self.norm_out = nn.LayerNorm(width)
+        self.to_disp = nn.Linear(width, 3)
+        nn.init.zeros_(self.to_disp.weight)
+        nn.init.zeros_(self.to_disp.bias)
+
+    def _pair(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.pair_proj(torch.cat([self.point_embed(src), self.point_embed(tgt)], dim=-1))
+
+    def encode(self, source: torch.Tensor, target: torch.Tensor, sample: bool = True,
+               generator: torch.Generator | None = None) -> Posterior:
+        """source, target (B, N, 3) corresponding -> :class:`Posterior` over (B, M, C)."""
+        M = self.config.num_latents
+        check_cloud(source, M, "deformation autoencoder source cloud")
+        check_cloud(target, M, "deformation autoencoder target cloud")
+        if source.shape != target.shape:
+            raise InputError(f"deformation autoencoder: source {tuple(source.shape)} and target "
+                             f"{tuple(target.shape)} must have the same shape (corresponding points)")
+        idx = farthest_point_sampling(source, M)[..., None].expand(-1, -1, 3)
+        q = self._pair(torch.gather(source, 1, idx), torch.gather(target, 1, idx))
+        x = self.encoder(q, self._pair(source, target))
+        mean = self.to_mean(x)
+        lo, hi = self.config.logvar_clamp
+        logvar = self.to_logvar(x).clamp(lo, hi)
+        if sample:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z = mean + (0.5 * logvar).exp() * eps
+        else:
+            z = mean
+        return Posterior(z, mean, logvar)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, M, C) -> decoded tokens (B, M, width)."""
+        x = self.from_latent(z)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """Target positions (B, Q, 3) of source points xyz (B, Q, 3)."""
+        outs = []
+        for s in range(0, xyz.shape[1], chunk):
+            p = xyz[:, s:s + chunk]
+            h = self.decoder(self.point_embed(p), tokens)
+            outs.append(p + self.to_disp(self.norm_out(h)))
+        return torch.cat(outs, dim=1)
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor, query: torch.Tensor,
+                sample: bool = True) -> dict[str, torch.Tensor]:
+        """-> ``positions`` (B, Q, 3), ``kl`` (B,), ``z`` (B, M, C)."""
+        post = self.encode(source, target, sample=sample)
+        return {"positions": self.query(self.decode(post.z), query), "kl": post.kl(), "z": post.z,
+                "mean": post.mean}

@@ -1,0 +1,191 @@
+"""Motion2VecSets denoisers for EDM latent diffusion (used through :class:`latent4d.diffusion.edm.EDM`).
+
+Both networks take the preconditioned noisy latents ``x_in`` and ``c_noise`` (B,) and return the raw
+output F (same shape as x_in). Latents are normalised per channel inside (``latent_mean`` /
+``latent_std`` buffers, set from the training latents and saved with the weights); use
+:meth:`normalize` / :meth:`denormalize` around sampling.
+
+Observations are point clouds in the normalised frame, encoded per frame into K tokens by
+:class:`ObservationEncoder` (a *corresponding* mode for sparse inputs, whose points are tracked
+across frames, and a *per-frame* mode for partial depth clouds).
+
+* :class:`ShapeDenoiser` - frame-0 shape latents (B, M, C) conditioned on the frame-0 cloud
+  (B, N, 3): blocks of self-attention -> cross-attention to the observation -> FFN, AdaLN-Zero on
+  the diffusion time (one-frame :class:`~latent4d.nn.spacetime.SpaceTimeBlock`).
+* :class:`DeformDenoiser` - deformation latents (B, T-1, M, C) of frames 1..T-1 relative to frame 0,
+  conditioned on the frame-0 shape latents (B, Ms, Cs) and the observed clouds of all T frames
+  (B, T, N, 3); blocks: spatial self-attention -> cross-attention to the shape latents ->
+  per-frame cross-attention to the observation -> temporal self-attention -> FFN
+  (``block_type``: ``interleaved`` (default), ``joint`` (full attention over all frames' tokens),
+  ``spatial`` (no temporal layer)).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import ModelMixin
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from torch import nn
+
+from latent4d.errors import InputError, check_points
+from latent4d.geometry.sampling import farthest_point_sampling
+from latent4d.nn import Attention, FeedForward, FourierPointEmbed, TimestepEmbedder
+from latent4d.nn.spacetime import BLOCK_TYPES, SpaceTimeBlock
+
+
+class ObservationEncoder(nn.Module):
+    """Per-frame observation tokens: obs (B, T, N, 3) [+ reference (B, N, 3)] -> (B, T, K, dim).
+
+    Every observed point is embedded (``PointEmbed(o_t)`` + a learned mode vector; in the
+    corresponding mode also ``PointEmbed(o_0)`` of the same point); K = ``num_tokens`` farthest-point
+    samples per frame (of frame 0 in the corresponding mode, so token k follows one material point)
+    then gather all points of their frame by cross-attention (the 3DShape2VecSet encoder), + FFN.
+    ``corresponding`` (B,) bool: True for sparse corresponding points, False for partial clouds.
+    """
+
+    def __init__(self, dim: int, heads: int, dim_head: int, num_freqs: int = 8, num_tokens: int = 64):
+        super().__init__()
+        self.num_tokens = num_tokens
+        self.embed = FourierPointEmbed(dim, num_freqs=num_freqs)
+        self.embed_ref = FourierPointEmbed(dim, num_freqs=num_freqs)
+        self.mode = nn.Embedding(2, dim)
+        nn.init.normal_(self.mode.weight, std=0.02)
+        self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dim_head)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def forward(self, obs: torch.Tensor, reference: torch.Tensor | None = None,
+                corresponding: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, N, _ = obs.shape
+        corr = torch.ones(B, dtype=torch.bool, device=obs.device) if corresponding is None else \
+            corresponding.to(obs.device).bool().reshape(B)
+        tok = self.embed(obs) + self.mode(corr.long()).view(B, 1, 1, -1)
+        if reference is not None:
+            tok = tok + corr.to(tok.dtype).view(B, 1, 1, 1) * self.embed_ref(reference)[:, None]
+        K = min(self.num_tokens, N)
+        idx_frame = farthest_point_sampling(obs.reshape(B * T, N, 3), K).view(B, T, K)
+        if reference is not None:  # corresponding samples: frame-0 FPS indices in every frame
+            idx_ref = farthest_point_sampling(reference, K)[:, None].expand(B, T, K)
+            idx_frame = torch.where(corr.view(B, 1, 1), idx_ref, idx_frame)
+        q = torch.gather(tok, 2, idx_frame[..., None].expand(-1, -1, -1, tok.shape[-1]))
+        qf, kvf = q.reshape(B * T, K, -1), tok.reshape(B * T, N, -1)
+        h = qf + self.attn(self.norm_q(qf), self.norm_kv(kvf))
+        h = h + self.ff(self.norm_ff(h))
+        return self.norm_out(h).view(B, T, K, -1)
+
+
+class _LatentNorm(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("latent_mean", torch.zeros(channels))
+        self.register_buffer("latent_std", torch.ones(channels))
+
+    def set_stats(self, latents: torch.Tensor) -> None:
+        """Per-channel statistics of training latents (..., C)."""
+        flat = latents.reshape(-1, latents.shape[-1]).float()
+        self.latent_mean.copy_(flat.mean(0))
+        self.latent_std.copy_(flat.std(0).clamp_min(1e-4))
+
+
+def _check_obs(obs: torch.Tensor, what: str, frames: int | None = None) -> None:
+    check_points(obs, what)
+    if frames is not None and obs.shape[1] != frames:
+        raise InputError(f"{what}: expected {frames} frames, got {obs.shape[1]} (mismatched frame counts)")
+
+
+class ShapeDenoiser(ModelMixin, ConfigMixin):
+    """Conditional denoiser of shape latent sets.
+
+    forward(x_in (B, M, C), c_noise (B,), obs (B, N, 3), corresponding (B,) bool = True: sparse points
+    (True) or a partial cloud (False)) -> (B, M, C).
+    """
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 8, num_latents: int = 128, width: int = 128, depth: int = 4,
+                 heads: int = 4, dim_head: int = 32, num_freqs: int = 8, obs_tokens: int = 64, time_scale: float = 1000.0):
+        super().__init__()
+        self.stats = _LatentNorm(latent_channels)
+        self.time = TimestepEmbedder(width, scale=time_scale)
+        self.obs = ObservationEncoder(width, heads, dim_head, num_freqs, obs_tokens)
+        self.proj_in = nn.Linear(latent_channels, width)
+        self.blocks = nn.ModuleList([SpaceTimeBlock(width, heads, dim_head, width, context_dim=None,
+                                                    frame_context_dim=width, block_type="spatial")
+                                     for _ in range(depth)])
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False)
+        self.proj_out = nn.Linear(width, latent_channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.stats.latent_mean) / self.stats.latent_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.stats.latent_std + self.stats.latent_mean
+
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor,
+                corresponding: torch.Tensor | None = None) -> torch.Tensor:
+        _check_obs(obs, "shape diffusion observation")
+        cond = self.time(c_noise)
+        o = self.obs(obs[:, None], corresponding=corresponding)  # (B, 1, N, D)
+        h = self.proj_in(x_in)[:, None]  # (B, 1, M, D)
+        for blk in self.blocks:
+            h = blk(h, cond, frame_context=o)
+        return self.proj_out(self.norm_out(h[:, 0]))
+
+
+class DeformDenoiser(ModelMixin, ConfigMixin):
+    """Conditional denoiser of deformation latent sequences.
+
+    forward(x_in (B, T-1, M, C), c_noise (B,), shape_latents (B, Ms, Cs) shape latents (as the shape AE gives them),
+    obs (B, T, N, 3), corresponding (B,) bool = True) -> (B, T-1, M, C).
+    """
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 32, num_latents: int = 64, shape_channels: int = 8,
+                 num_frames: int = 17, width: int = 128, depth: int = 4, heads: int = 4, dim_head: int = 32,
+                 num_freqs: int = 8, obs_tokens: int = 64, block_type: str = "interleaved",
+                 time_scale: float = 1000.0):
+        super().__init__()
+        if block_type not in BLOCK_TYPES:
+            raise InputError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
+        self.stats = _LatentNorm(latent_channels)
+        self.shape_stats = _LatentNorm(shape_channels)
+        self.time = TimestepEmbedder(width, scale=time_scale)
+        self.obs = ObservationEncoder(width, heads, dim_head, num_freqs, obs_tokens)
+        self.shape_in = nn.Sequential(nn.Linear(shape_channels, width), nn.GELU(), nn.Linear(width, width))
+        self.proj_in = nn.Linear(latent_channels, width)
+        self.frame_embed = nn.Parameter(torch.zeros(num_frames, width))
+        nn.init.normal_(self.frame_embed, std=0.02)
+        self.blocks = nn.ModuleList([SpaceTimeBlock(width, heads, dim_head, width, context_dim=width,
+                                                    frame_context_dim=width, block_type=block_type)
+                                     for _ in range(depth)])
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False)
+        self.proj_out = nn.Linear(width, latent_channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.stats.latent_mean) / self.stats.latent_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.stats.latent_std + self.stats.latent_mean
+
+    def normalize_shape(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.shape_stats.latent_mean) / self.shape_stats.latent_std
+
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, shape_latents: torch.Tensor, obs: torch.Tensor,
+                corresponding: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T1, M, _ = x_in.shape
+        if T1 + 1 > self.config.num_frames:
+            raise InputError(f"deformation diffusion: {T1 + 1} frames exceed the model's window of "
+                             f"{self.config.num_frames}")
+        _check_obs(obs, "deformation diffusion observation", frames=T1 + 1)
+        cond = self.time(c_noise)
+        o = self.obs(obs[:, 1:], reference=obs[:, 0], corresponding=corresponding)  # (B, T-1, N, D)
+        ctx = self.shape_in(self.normalize_shape(shape_latents))
+        h = self.proj_in(x_in) + self.frame_embed[1:T1 + 1][None, :, None, :]
+        for blk in self.blocks:
+            h = blk(h, cond, context=ctx, frame_context=o, frame_mask=frame_mask)
+        return self.proj_out(self.norm_out(h))

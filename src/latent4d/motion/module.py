@@ -1,0 +1,264 @@
+"""LightningModules of the motion family: shape AE, deformation AE, shape / deformation diffusion.
+
+Losses (Motion2VecSets / 3DShape2VecSet):
+* shape AE: ``BCE(uniform) + near_weight * BCE(near) + kl_weight * KL`` (KL averaged over the
+  latent set's entries and the batch, as in the 3DShape2VecSet code); paper weights 0.1 and 1e-3;
+* deformation AE: ``MSE(predicted target positions, true target positions) + kl_weight * KL``;
+* diffusion: EDM's weighted denoising loss (:class:`latent4d.diffusion.edm.EDM`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from latent4d.module import LatentModule
+from latent4d.motion.deform import DeformVecSetAE
+from latent4d.motion.vecset import ShapeVecSetAE
+
+
+def warmup_cosine(optimizer, total_steps: int, warmup: int, min_ratio: float = 0.05):
+    """LambdaLR: linear warm-up over ``warmup`` steps, cosine decay to ``min_ratio`` at ``total_steps``."""
+    total_steps = max(1, int(total_steps))
+    warmup = max(0, min(int(warmup), total_steps - 1))
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        p = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
+
+
+class _OptimMixin:
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+
+    def configure_optimizers(self):
+        params = [p for n in self.trainable for p in getattr(self, n).parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.99))
+        total = self.trainer.estimated_stepping_batches if self.trainer is not None else 1000
+        sched = warmup_cosine(opt, int(total) if math.isfinite(total) else 10000, self.warmup_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def occupancy_iou(logits: torch.Tensor, occ: torch.Tensor) -> torch.Tensor:
+    """(B,) IoU of ``logits > 0`` against boolean / {0, 1} ``occ`` (B, Q); 1 where both are empty."""
+    pred, gt = logits > 0, occ > 0.5
+    inter = (pred & gt).sum(1).float()
+    union = (pred | gt).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+class ShapeAEModule(_OptimMixin, LatentModule):
+    """Trains :class:`ShapeVecSetAE` on :class:`~latent4d.motion.data.ShapeFrameDataset` batches."""
+
+    trainable = ("ae",)
+
+    def __init__(self, ae: ShapeVecSetAE, lr: float = 5e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
+                 near_weight: float = 0.1, kl_weight: float = 1e-3):
+        super().__init__()
+        self.ae = ae
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.near_weight, self.kl_weight = near_weight, kl_weight
+
+    def _step(self, batch, prefix: str, sample: bool):
+        out = self.ae(batch["points"], batch["queries"], sample=sample)
+        logits, occ, near = out["logits"], batch["occ"], batch["near"]
+        bce = F.binary_cross_entropy_with_logits(logits, occ, reduction="none")
+        near_f = near.float()
+        loss_vol = (bce * (1 - near_f)).sum() / (1 - near_f).sum().clamp_min(1)
+        loss_near = (bce * near_f).sum() / near_f.sum().clamp_min(1)
+        kl = out["kl"].mean()
+        loss = loss_vol + self.near_weight * loss_near + self.kl_weight * kl
+        uni = ~near
+        iou = occupancy_iou(logits.masked_fill(~uni, -1.0), occ * uni).mean()
+        bs = logits.shape[0]
+        self.log_dict({f"{prefix}/loss": loss, f"{prefix}/bce_vol": loss_vol, f"{prefix}/bce_near": loss_near,
+                       f"{prefix}/kl": kl, f"{prefix}/iou": iou}, prog_bar=prefix != "test", batch_size=bs,
+                      sync_dist=prefix != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", sample=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val", sample=False)
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test", sample=False)
+
+
+def bbox_diagonal(points: torch.Tensor) -> torch.Tensor:
+    """(B,) bounding-box diagonal of clouds (B, N, 3)."""
+    return (points.amax(1) - points.amin(1)).norm(dim=-1)
+
+
+class DeformAEModule(_OptimMixin, LatentModule):
+    """Trains :class:`DeformVecSetAE` on :class:`~latent4d.motion.data.DeformPairDataset` batches.
+
+    Logged ``corr_l2`` is the mean Euclidean error of the decoded target positions (normalised
+    units) and ``corr_rel`` the same divided by the target's bounding-box diagonal.
+    """
+
+    trainable = ("ae",)
+
+    def __init__(self, ae: DeformVecSetAE, lr: float = 5e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
+                 kl_weight: float = 1e-3):
+        super().__init__()
+        self.ae = ae
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.kl_weight = kl_weight
+
+    def _step(self, batch, prefix: str, sample: bool):
+        out = self.ae(batch["source"], batch["target"], batch["query"], sample=sample)
+        pred, gt = out["positions"], batch["query_target"]
+        mse = (pred - gt).square().sum(-1).mean()
+        kl = out["kl"].mean()
+        loss = mse + self.kl_weight * kl
+        err = (pred - gt).norm(dim=-1).mean(1)
+        rel = (err / bbox_diagonal(gt)).mean()
+        bs = pred.shape[0]
+        self.log_dict({f"{prefix}/loss": loss, f"{prefix}/mse": mse, f"{prefix}/kl": kl,
+                       f"{prefix}/corr_l2": err.mean(), f"{prefix}/corr_rel": rel}, prog_bar=prefix != "test",
+                      batch_size=bs, sync_dist=prefix != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", sample=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val", sample=False)
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test", sample=False)
+
+
+class _DiffusionBase(_OptimMixin, LatentModule):
+    """Shared EDM training logic: ``self.denoiser`` is trained, the autoencoders are frozen passengers
+    (exported with the run so that inference needs only the diffusion run directories)."""
+
+    trainable = ("denoiser",)
+
+    def _edm(self, edm: dict | None):
+        from latent4d.diffusion.edm import EDM
+
+        return EDM(**dict(edm or {}))
+
+    def _freeze(self, *nets):
+        for n in nets:
+            n.eval()
+            for p in n.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()
+        return self
+
+    def on_fit_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "train_latents") or self.stats_ready:
+            return
+        lat = dm.train_latents()
+        self.set_latent_stats(lat)
+
+    @property
+    def stats_ready(self) -> bool:
+        return bool(self._stats_ready.item())
+
+    def _fixed(self, batch_idx: int, n: int, like: torch.Tensor):
+        g = torch.Generator(device="cpu").manual_seed(1234 + batch_idx)
+        sigma = (torch.randn(n, generator=g) * self.edm.p_std + self.edm.p_mean).exp().to(like.device)
+        noise = torch.randn(like.shape, generator=g).to(like.device)
+        return sigma, noise
+
+
+class ShapeDiffusionModule(_DiffusionBase):
+    """EDM training of :class:`~latent4d.motion.denoiser.ShapeDenoiser` on frame latents of a frozen shape AE."""
+
+    frozen = ("shape_ae",)
+
+    def __init__(self, denoiser, shape_ae_run: str, edm: dict | None = None, lr: float = 3e-4,
+                 weight_decay: float = 0.0, warmup_steps: int = 100):
+        super().__init__()
+        from latent4d.motion.pipeline import load_network
+
+        self.denoiser = denoiser
+        self.shape_ae = load_network(ShapeVecSetAE, shape_ae_run, "ae")
+        self._freeze(self.shape_ae)
+        self.edm = self._edm(edm)
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.register_buffer("_stats_ready", torch.tensor(False))
+
+    def set_latent_stats(self, latents: dict) -> None:
+        self.denoiser.stats.set_stats(torch.as_tensor(latents["shape"]))
+        self._stats_ready.fill_(True)
+
+    def _loss(self, batch, sigma=None, noise=None) -> torch.Tensor:
+        x0 = self.denoiser.normalize(batch["x0"])
+        return self.edm.loss(self.denoiser, x0, sigma=sigma, noise=noise, obs=batch["obs"],
+                             corresponding=batch["corresponding"]).mean()
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["x0"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
+        self.log("val/loss", self._loss(batch, sigma, noise), prog_bar=True, batch_size=len(batch["x0"]),
+                 sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
+        self.log("test/loss", self._loss(batch, sigma, noise), batch_size=len(batch["x0"]), sync_dist=True)
+
+
+class DeformDiffusionModule(_DiffusionBase):
+    """EDM training of :class:`~latent4d.motion.denoiser.DeformDenoiser` on deformation latents of a
+    frozen deformation AE, conditioned on shape latents of a frozen shape AE and observations."""
+
+    frozen = ("shape_ae", "deform_ae")
+
+    def __init__(self, denoiser, shape_ae_run: str, deform_ae_run: str, edm: dict | None = None,
+                 lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 100):
+        super().__init__()
+        from latent4d.motion.pipeline import load_network
+
+        self.denoiser = denoiser
+        self.shape_ae = load_network(ShapeVecSetAE, shape_ae_run, "ae")
+        self.deform_ae = load_network(DeformVecSetAE, deform_ae_run, "ae")
+        self._freeze(self.shape_ae, self.deform_ae)
+        self.edm = self._edm(edm)
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.register_buffer("_stats_ready", torch.tensor(False))
+
+    def set_latent_stats(self, latents: dict) -> None:
+        self.denoiser.stats.set_stats(torch.as_tensor(latents["deform"]))
+        self.denoiser.shape_stats.set_stats(torch.as_tensor(latents["shape"]))
+        self._stats_ready.fill_(True)
+
+    def _loss(self, batch, sigma=None, noise=None) -> torch.Tensor:
+        x0 = self.denoiser.normalize(batch["x0"])
+        return self.edm.loss(self.denoiser, x0, sigma=sigma, noise=noise, shape_latents=batch["shape"], obs=batch["obs"],
+                             corresponding=batch["corresponding"]).mean()
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["x0"]))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
+        self.log("val/loss", self._loss(batch, sigma, noise), prog_bar=True, batch_size=len(batch["x0"]),
+                 sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
+        self.log("test/loss", self._loss(batch, sigma, noise), batch_size=len(batch["x0"]), sync_dist=True)

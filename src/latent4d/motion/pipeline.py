@@ -1,0 +1,438 @@
+"""Inference for the motion family: encode / decode, mesh extraction, tracking, 4D reconstruction.
+
+* :func:`extract_mesh` - occupancy logits -> mesh, on a dense grid or with the shared octree
+  (:func:`latent4d.geometry.octree.octree_mesh`) and a keep rule for logits (:func:`occupancy_keep`),
+  marching cubes at logit 0;
+* :class:`MotionPipeline` - loads exported networks (run directories or ``save_pretrained``
+  folders) and runs
+
+  - :meth:`MotionPipeline.autoencode`: dense corresponding clouds -> frame-0 mesh (shape AE) ->
+    its vertices carried through every frame by the deformation AE (fixed topology);
+  - :meth:`MotionPipeline.reconstruct`: sparse / partial / noisy observations -> shape diffusion
+    (frame 0) -> mesh -> deformation diffusion (frames 1..T-1) -> tracked vertices; clips longer
+    than the model's window are processed in overlapping windows chained on their last frame.
+
+Everything is in the normalised frame [-0.5, 0.5]^3 unless ``loc`` / ``scale`` are given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from latent4d.errors import ConfigError, InputError
+from latent4d.geometry.meshing import dense_mesh
+from latent4d.geometry.octree import octree_mesh
+from latent4d.geometry.sampling import sample_surface
+from latent4d.motion.deform import DeformVecSetAE
+from latent4d.motion.vecset import ShapeVecSetAE
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+def network_folder(path: str | Path, name: str) -> Path:
+    """``<run>/models/<name>`` when ``path`` is a run directory, else ``path`` itself."""
+    p = Path(path).expanduser()
+    for cand in (p / "models" / name, p / name, p):
+        if (cand / "config.json").is_file():
+            return cand
+    raise ConfigError(f"no exported '{name}' network in '{p}' (expected {p}/models/{name}/config.json; "
+                      "runs export their networks when training finishes, or with `latent4d export run=...`)")
+
+
+def load_network(cls, path: str | Path, name: str, device="cpu"):
+    """``cls.from_pretrained`` of :func:`network_folder`, in eval mode."""
+    return cls.from_pretrained(network_folder(path, name)).to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# mesh extraction
+
+
+def occupancy_keep(slope: float, safety: float = 2.5):
+    """Octree keep rule for occupancy logits: a logit grows roughly like ``slope`` x distance near the
+    surface, so a cell of side ``s`` may contain the zero level when ``|logit| <= safety * slope *
+    sqrt(3)/2 * s``."""
+    def keep(values: torch.Tensor, side: float) -> torch.Tensor:
+        return values.abs() <= safety * slope * 0.5 * math.sqrt(3.0) * side
+    return keep
+
+
+def estimate_logit_slope(fn: Callable[[torch.Tensor], torch.Tensor], bounds: float = 0.55, resolution: int = 24,
+                         band: float = 3.0) -> float:
+    """Median |grad logit| (per unit length) at the grid points of a coarse grid whose |logit| < ``band``
+    (autograd); falls back to the largest value seen when no point is near the surface."""
+    from latent4d.geometry.meshing import grid_centers
+
+    pts = grid_centers(resolution, bounds)
+    with torch.no_grad():
+        v = fn(pts)
+    sel = pts[v.abs() < band]
+    if len(sel) < 8:
+        sel = pts[v.abs().argsort()[:64]]
+    sel = sel.clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = fn(sel)
+        if not out.requires_grad:  # not differentiable (e.g. a constant): any band will do
+            return 1.0
+        (g,) = torch.autograd.grad(out.sum(), sel)
+    return float(g.norm(dim=-1).median().clamp_min(1.0))
+
+
+def extract_mesh(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int = 128, bounds: float = 0.55,
+                 method: str = "octree", start_level: int = 4, safety: float = 2.5) -> trimesh.Trimesh:
+    """Zero level set of occupancy logits ``fn`` ((N, 3) -> (N,), inside positive) as a mesh.
+
+    ``method="dense"`` evaluates a ``resolution^3`` grid; ``"octree"`` refines only cells that may
+    contain the surface (resolution rounded to a power of two). Empty mesh if nothing is inside.
+    """
+    if method == "dense":
+        return dense_mesh(fn, resolution, bounds, level=0.0, inside="positive")
+    if method != "octree":
+        raise ConfigError(f"mesh extraction method must be 'octree' or 'dense', got {method!r}")
+    level = max(start_level, int(round(math.log2(resolution))))
+    keep = occupancy_keep(estimate_logit_slope(fn, bounds), safety)
+    try:
+        mesh, _ = octree_mesh(fn, level=level, start_level=start_level, bounds=bounds, keep=keep, inside="positive")
+    except ValueError as e:  # scikit-image: the band never crosses the level set -> no surface
+        if "within volume data range" not in str(e):
+            raise
+        return trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=np.int64))
+    return mesh
+
+
+def largest_component(mesh: trimesh.Trimesh, min_fraction: float = 0.02) -> trimesh.Trimesh:
+    """Drop floating fragments smaller than ``min_fraction`` of the faces (keeps vertex order stable)."""
+    if len(mesh.faces) == 0:
+        return mesh
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    counts = np.bincount(labels)
+    keep_faces = np.isin(labels, np.nonzero(counts >= min_fraction * len(mesh.faces))[0])
+    if keep_faces.all():
+        return mesh
+    m = trimesh.Trimesh(mesh.vertices, mesh.faces[keep_faces], process=False)
+    m.remove_unreferenced_vertices()
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Reconstruction:
+    """A reconstructed / tracked sequence in the normalised frame.
+
+    ``vertices`` (T, V, 3) float32 trajectories of the frame-0 mesh vertices, ``faces`` (F, 3)
+    shared by every frame, ``observations`` (T, N, 3) the inputs (after resampling), ``timings``
+    seconds per stage, ``sample`` index when several samples are drawn.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    observations: np.ndarray | None = None
+    timings: dict = field(default_factory=dict)
+    sample: int = 0
+
+    def mesh(self, t: int) -> trimesh.Trimesh:
+        return trimesh.Trimesh(self.vertices[t], self.faces, process=False)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# the pipeline
+
+
+class MotionPipeline:
+    """Shape / deformation autoencoders (+ optional diffusion denoisers) for inference.
+
+    Build with :meth:`from_runs` (run directories or exported folders) or from network objects.
+    """
+
+    def __init__(self, shape_ae: ShapeVecSetAE | None = None, deform_ae: DeformVecSetAE | None = None,
+                 shape_denoiser=None, deform_denoiser=None, bounds: float = 0.55, device="cpu"):
+        self.shape_ae, self.deform_ae = shape_ae, deform_ae
+        self.shape_denoiser, self.deform_denoiser = shape_denoiser, deform_denoiser
+        self.bounds, self.device = bounds, torch.device(device)
+        for net in (shape_ae, deform_ae, shape_denoiser, deform_denoiser):
+            if net is not None:
+                net.to(self.device).eval()
+
+    @classmethod
+    def from_runs(cls, shape_ae=None, deform_ae=None, shape_diffusion=None, deform_diffusion=None,
+                  device="cpu", bounds: float = 0.55) -> MotionPipeline:
+        """Load networks. A diffusion run also holds the autoencoder it was trained on
+        (``models/shape_ae``, ``models/deform_ae``), used when no autoencoder path is given."""
+        from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
+
+        sae = load_network(ShapeVecSetAE, shape_ae, "ae", device) if shape_ae else None
+        dae = load_network(DeformVecSetAE, deform_ae, "ae", device) if deform_ae else None
+        sden = dden = None
+        if shape_diffusion:
+            sden = load_network(ShapeDenoiser, shape_diffusion, "denoiser", device)
+            sae = sae or load_network(ShapeVecSetAE, shape_diffusion, "shape_ae", device)
+        if deform_diffusion:
+            dden = load_network(DeformDenoiser, deform_diffusion, "denoiser", device)
+            dae = dae or load_network(DeformVecSetAE, deform_diffusion, "deform_ae", device)
+            sae = sae or load_network(ShapeVecSetAE, deform_diffusion, "shape_ae", device)
+        return cls(sae, dae, sden, dden, bounds, device)
+
+    def _need(self, what: str):
+        net = getattr(self, what)
+        if net is None:
+            raise ConfigError(f"this pipeline has no {what.replace('_', ' ')} (load it with MotionPipeline.from_runs)")
+        return net
+
+    def _t(self, a) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, np.float32), device=self.device)
+
+    # -- shape ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_shape(self, points) -> torch.Tensor:
+        """Posterior mean latents (B, M, C) of clouds (B, N, 3) or (N, 3)."""
+        p = self._t(points)
+        p = p[None] if p.dim() == 2 else p
+        return self._need("shape_ae").encode(p, sample=False).z
+
+    def occupancy_fn(self, z: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """xyz (N, 3) -> logits (N,) of one latent set z (M, C) or (1, M, C)."""
+        ae = self._need("shape_ae")
+        z = z[None] if z.dim() == 2 else z
+        with torch.no_grad():
+            tokens = ae.decode(z.to(self.device))
+
+        def fn(xyz: torch.Tensor) -> torch.Tensor:
+            return ae.query(tokens, xyz.to(self.device)[None], chunk=32768)[0]
+        return fn
+
+    @torch.no_grad()
+    def occupancy(self, z: torch.Tensor, points) -> np.ndarray:
+        """Occupancy logits (N,) of latent set z at points (N, 3)."""
+        return self.occupancy_fn(z)(self._t(points)).cpu().numpy()
+
+    def mesh(self, z: torch.Tensor, resolution: int = 128, method: str = "octree",
+             clean: bool = True) -> trimesh.Trimesh:
+        """Mesh of one latent set (zero level of the logits)."""
+        m = extract_mesh(self.occupancy_fn(z), resolution, self.bounds, method)
+        return largest_component(m) if clean else m
+
+    # -- deformation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_deformation(self, source, targets) -> torch.Tensor:
+        """Deformation latents (K, M, C) from a source cloud (N, 3) to K corresponding targets (K, N, 3)."""
+        tg = self._t(targets)
+        src = self._t(source)[None].expand(tg.shape[0], -1, -1)
+        return self._need("deform_ae").encode(src, tg, sample=False).z
+
+    @torch.no_grad()
+    def deform(self, z: torch.Tensor, points, chunk: int = 32768) -> np.ndarray:
+        """Positions (K, V, 3) of source points (V, 3) under K deformation latent sets z (K, M, C)."""
+        ae = self._need("deform_ae")
+        tokens = ae.decode(z.to(self.device))
+        p = self._t(points)[None].expand(z.shape[0], -1, -1)
+        return ae.query(tokens, p, chunk=chunk).cpu().numpy()
+
+    # -- autoencoder reconstruction and tracking -----------------------------------------------
+    @torch.no_grad()
+    def autoencode(self, clouds, resolution: int = 128, method: str = "octree", n_points: int | None = None,
+                   seed: int = 0) -> Reconstruction:
+        """Dense corresponding clouds (T, N, 3) -> mesh of frame 0 tracked through all frames.
+
+        Each frame is resampled to ``n_points`` (default: all of frame 0's points) with the same
+        indices in every frame (the clouds must correspond point by point).
+        """
+        import time
+
+        from latent4d.motion.observe import check_sequence
+
+        frames = check_sequence(clouds, "autoencode input")
+        n = len(frames[0])
+        if any(len(f) != n for f in frames):
+            raise InputError("autoencode: corresponding clouds need the same number of points in every frame "
+                             f"(got {[len(f) for f in frames]})")
+        arr = np.stack(frames)
+        if n_points is not None and n_points != n:
+            idx = np.random.default_rng(seed).choice(n, n_points, replace=n < n_points)
+            arr = arr[:, idx]
+        t0 = time.perf_counter()
+        z = self.encode_shape(arr[0])
+        mesh = self.mesh(z[0], resolution, method)
+        t1 = time.perf_counter()
+        if len(mesh.vertices) == 0:
+            raise InputError("autoencode: the shape decoder found no surface in frame 0")
+        zd = self.encode_deformation(arr[0], arr[1:])
+        moved = self.deform(zd, mesh.vertices)
+        verts = np.concatenate([np.asarray(mesh.vertices, np.float32)[None], moved.astype(np.float32)])
+        t2 = time.perf_counter()
+        return Reconstruction(verts, np.asarray(mesh.faces), arr, {"shape": t1 - t0, "track": t2 - t1})
+
+    # -- diffusion -----------------------------------------------------------------------------
+    def _edm(self, edm=None):
+        from latent4d.diffusion.edm import EDM
+
+        return edm or EDM()
+
+    @torch.no_grad()
+    def sample_shape(self, obs, num_samples: int = 1, steps: int = 18, sampler: str = "dpmsolver",
+                     corresponding: bool = True, generator: torch.Generator | None = None, edm=None) -> torch.Tensor:
+        """Shape latents (S, M, C) of frame 0 from its observed cloud (N, 3) (S = ``num_samples``)."""
+        den = self._need("shape_denoiser")
+        o = self._t(obs)[None].expand(num_samples, -1, -1)
+        corr = torch.full((num_samples,), bool(corresponding), device=self.device)
+        shape = (num_samples, den.config.num_latents, den.config.latent_channels)
+        x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, obs=o, corresponding=corr)
+        return den.denormalize(x)
+
+    @torch.no_grad()
+    def sample_deformation(self, shape_latents: torch.Tensor, obs, steps: int = 18, sampler: str = "dpmsolver",
+                           corresponding: bool = True, generator: torch.Generator | None = None,
+                           edm=None) -> torch.Tensor:
+        """Deformation latents (S, T-1, M, C) for frames 1..T-1 from shape latents (S, Ms, Cs) of frame 0
+        and the observed window (T, N, 3)."""
+        den = self._need("deform_denoiser")
+        S = shape_latents.shape[0]
+        o = self._t(obs)[None].expand(S, -1, -1, -1)
+        corr = torch.full((S,), bool(corresponding), device=self.device)
+        shape = (S, o.shape[1] - 1, den.config.num_latents, den.config.latent_channels)
+        x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device,
+                                  shape_latents=shape_latents.to(self.device),
+                                  obs=o, corresponding=corr)
+        return den.denormalize(x)
+
+    @property
+    def window(self) -> int:
+        """Frames per deformation-diffusion window (the model's T)."""
+        return int(self._need("deform_denoiser").config.num_frames)
+
+    def reconstruct(self, observations, mode: str = "sparse", num_samples: int = 1, steps: int = 18,
+                    sampler: str = "dpmsolver", resolution: int = 128, mesh_method: str = "octree",
+                    n_obs: int = 300, seed: int = 0, window: int | None = None,
+                    n_shape_points: int = 1024, shape_latents: torch.Tensor | None = None,
+                    mesh0: trimesh.Trimesh | None = None) -> list[Reconstruction]:
+        """Reconstruct and track a surface from observed clouds (normalised frame).
+
+        Args:
+            observations: (T, N, 3) array or a list of T (N_t, 3) arrays (resampled to ``n_obs``).
+            mode: ``sparse`` (corresponding points: the same index is the same material point in
+                every frame; needs equal counts, else falls back to ``partial``) or ``partial``.
+            num_samples: independent samples (diffusion is probabilistic).
+            window: frames per window (default and maximum: the model's T); longer clips are split
+                into windows overlapping by one frame, each chained on the previous window's last frame.
+            shape_latents: (S, M, C) frame-0 shape latents to use instead of sampling the shape
+                diffusion (e.g. the shape AE's encoding of a known frame-0 shape).
+            mesh0: a known frame-0 mesh (template) to track instead of extracting one; its shape
+                latents are the shape AE's encoding of points sampled on it (unless given).
+
+        Returns one :class:`Reconstruction` per sample: frame-0 mesh vertices tracked through all frames.
+        """
+        import time
+
+        from latent4d.motion.observe import check_sequence, resample_frames
+
+        if mode not in ("sparse", "partial"):
+            raise ConfigError(f"observation mode must be 'sparse' or 'partial', got {mode!r}")
+        frames = check_sequence(observations, "observations")
+        T = len(frames)
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        counts = {len(f) for f in frames}
+        corresponding = mode == "sparse" and len(counts) == 1
+        if corresponding:
+            n = counts.pop()
+            idx = rng.choice(n, n_obs, replace=n < n_obs) if n != n_obs else np.arange(n)
+            obs = np.stack(frames)[:, idx]
+        else:
+            obs = resample_frames(frames, n_obs, rng)
+        W = min(window or self.window, self.window)
+        if W < 2:
+            raise ConfigError(f"window must be >= 2 frames, got {W}")
+        timings = {"shape": 0.0, "mesh": 0.0, "deform": 0.0, "decode": 0.0}
+
+        t0 = time.perf_counter()
+        if mesh0 is not None and shape_latents is None:
+            p0, _, _ = sample_surface(mesh0.vertices, mesh0.faces, n_shape_points, rng)
+            shape_latents = self.encode_shape(p0)
+        if shape_latents is None:
+            z = self.sample_shape(obs[0], num_samples, steps, sampler, corresponding, gen)
+        else:
+            z = shape_latents.to(self.device)
+            z = z[None] if z.dim() == 2 else z
+            if len(z) == 1 and num_samples > 1:
+                z = z.expand(num_samples, -1, -1)
+            num_samples = len(z)
+        timings["shape"] += time.perf_counter() - t0
+        results = []
+        meshes = []
+        for s in range(num_samples):
+            t0 = time.perf_counter()
+            m = mesh0 if mesh0 is not None else self.mesh(z[s], resolution, mesh_method)
+            timings["mesh"] += time.perf_counter() - t0
+            if len(m.vertices) == 0:
+                raise InputError(f"sample {s}: the shape decoder found no surface in frame 0")
+            meshes.append(m)
+        verts = [np.zeros((T, len(m.vertices), 3), np.float32) for m in meshes]
+        for s, m in enumerate(meshes):
+            verts[s][0] = m.vertices
+        start = 0
+        while start < T - 1:
+            stop = min(start + W, T)  # window frames start..stop-1
+            if start > 0:  # chain: shape latents of the tracked mesh at the window's first frame
+                t0 = time.perf_counter()
+                pts = []
+                for s, m in enumerate(meshes):
+                    p, _, _ = sample_surface(verts[s][start], m.faces, n_shape_points, rng)
+                    pts.append(p)
+                z = self.encode_shape(np.stack(pts))
+                timings["shape"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            zd = self.sample_deformation(z, obs[start:stop], steps, sampler, corresponding, gen)
+            timings["deform"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for s in range(num_samples):
+                verts[s][start + 1:stop] = self.deform(zd[s], verts[s][start])
+            timings["decode"] += time.perf_counter() - t0
+            start = stop - 1
+        for s, m in enumerate(meshes):
+            results.append(Reconstruction(verts[s], np.asarray(m.faces), obs, dict(timings), sample=s))
+        return results
+
+    def reconstruct_per_frame(self, observations, mode: str = "sparse", steps: int = 18, sampler: str = "dpmsolver",
+                              resolution: int = 128, mesh_method: str = "octree", n_obs: int = 300,
+                              seed: int = 0) -> tuple[Reconstruction, list[trimesh.Trimesh]]:
+        """Baseline without a temporal model: shape diffusion on every frame independently.
+
+        Returns the per-frame meshes and a :class:`Reconstruction` whose vertices follow the frame-0
+        mesh by nearest-surface-point chaining from frame to frame (the only correspondence a
+        per-frame method has).
+        """
+        from latent4d.geometry.sdf import MeshSDF
+        from latent4d.motion.observe import check_sequence, resample_frames
+
+        frames = check_sequence(observations, "observations")
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        corresponding = mode == "sparse" and len({len(f) for f in frames}) == 1
+        obs = resample_frames(frames, n_obs, rng) if not corresponding else np.stack(frames)[
+            :, rng.choice(len(frames[0]), n_obs, replace=len(frames[0]) < n_obs)]
+        meshes = []
+        for t in range(len(frames)):
+            z = self.sample_shape(obs[t], 1, steps, sampler, corresponding, gen)
+            m = self.mesh(z[0], resolution, mesh_method)
+            if len(m.faces) == 0:
+                raise InputError(f"per-frame reconstruction: no surface found in frame {t}")
+            meshes.append(m)
+        verts = np.zeros((len(frames), len(meshes[0].vertices), 3), np.float32)
+        verts[0] = meshes[0].vertices
+        for t in range(1, len(frames)):
+            verts[t] = MeshSDF(meshes[t]).closest_points(verts[t - 1])["points"]
+        return Reconstruction(verts, np.asarray(meshes[0].faces), obs), meshes

@@ -138,3 +138,13 @@ def test_mesh_folder_voxelised_and_broken_skipped(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no readable meshes"):
         load_mesh_folder(tmp_path / "empty", resolution=8)
+
+
+def test_objects_family_shapes_voxelised():
+    pytest.importorskip("latent4d.objects.synthetic")
+    from latent4d.binary.data import objects_occupancy
+
+    d = objects_occupancy(1, resolution=16)
+    assert d["occupancy"].shape == (len(d["names"]), 16, 16, 16)
+    assert (d["occupancy"].reshape(len(d["names"]), -1).sum(1) >= 8).all()  # every object has an inside
+    assert d["labels"].tolist() == list(range(len(d["names"])))

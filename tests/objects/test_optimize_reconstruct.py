@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from latent4d.errors import InputError
 from latent4d.objects.metrics import (
@@ -16,7 +15,14 @@ from latent4d.objects.metrics import (
     pose_errors,
     rotation_error_deg,
 )
-from latent4d.objects.optimize import ObjectOptimizer, OptimConfig, PoseInit, estimate_up, observe, perturb_pose
+from latent4d.objects.optimize import (
+    ObjectOptimizer,
+    OptimConfig,
+    PoseInit,
+    estimate_up,
+    observe,
+    perturb_pose,
+)
 from latent4d.objects.scenes import make_scene, save_scene
 from latent4d.objects.synthetic import make_object
 
@@ -171,19 +177,19 @@ def test_reconstruct_command_and_script(tiny_run, tiny_pipe, seen_scene, tmp_pat
 
 
 def test_box_iou_and_errors():
-    I = np.eye(3)
-    assert box_iou_3d(I, [0, 0, 0], [1, 2, 3], I, [0, 0, 0], [1, 2, 3]) == pytest.approx(1.0)
-    assert box_iou_3d(I, [0, 0, 0], [1, 1, 1], I, [3, 0, 0], [1, 1, 1]) == 0.0
-    assert box_iou_3d(I, [0, 0, 0], [2, 2, 2], I, [0, 0, 0], [1, 1, 1]) == pytest.approx(1 / 8)
+    eye = np.eye(3)
+    assert box_iou_3d(eye, [0, 0, 0], [1, 2, 3], eye, [0, 0, 0], [1, 2, 3]) == pytest.approx(1.0)
+    assert box_iou_3d(eye, [0, 0, 0], [1, 1, 1], eye, [3, 0, 0], [1, 1, 1]) == 0.0
+    assert box_iou_3d(eye, [0, 0, 0], [2, 2, 2], eye, [0, 0, 0], [1, 1, 1]) == pytest.approx(1 / 8)
     Ry = np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0.0]])
-    assert rotation_error_deg(Ry, I) == pytest.approx(90)
-    assert rotation_error_deg(Ry, I, symmetric=True) == pytest.approx(0, abs=1e-6)
+    assert rotation_error_deg(Ry, eye) == pytest.approx(90)
+    assert rotation_error_deg(Ry, eye, symmetric=True) == pytest.approx(0, abs=1e-6)
     # symmetric categories: yaw is free, the box is compared at the best yaw
     e = pose_errors({"R": Ry, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]},
-                    {"R": I, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]}, "bottle")
+                    {"R": eye, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]}, "bottle")
     assert e["rot_deg"] < 1e-6 and e["iou"] == pytest.approx(1.0)
     e = pose_errors({"R": Ry, "t": [0, 0, 0.01], "scale": 1.1, "size": [1, 2, 3]},
-                    {"R": I, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]}, "mug")
+                    {"R": eye, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]}, "mug")
     assert e["rot_deg"] == pytest.approx(90) and e["trans_m"] == pytest.approx(0.01) and e["scale_rel"] == pytest.approx(0.1)
 
 

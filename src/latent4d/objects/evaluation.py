@@ -7,6 +7,7 @@ translation, size, shape Chamfer (start vs end), colour error and NOCS-style mAP
 
 Size error compares metric half-diagonals: ``s_pred * hd(pred shape)`` vs ``s_gt`` (the ground
 truth canonical shape has half-diagonal 1), so a different decoded shape cannot hide a wrong size.
+Shape Chamfer-L1 compares the decoded surface with the ground-truth mesh in the canonical frame.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ class OptimConfig:
     lr_shape: float = 0.02
     lr_appearance: float = 0.03
     lr_final: float = 0.05
+    retrieval: bool = True            # at the end of the warm-up, restart the codes from the best database codes
     init_candidates: int = 3          # initial hypotheses optimised briefly when no estimate is given
     init_iterations: int = 12
     shapo_pair_threshold: float = 0.2
@@ -267,6 +268,9 @@ class ObjectOptimizer:
                 status, reason = "diverged", f"a parameter is NaN or infinite at iteration {it}"
                 break
             codes_on = optimize_codes and (shapo or it >= cfg.warmup)
+            if codes_on and not shapo and cfg.retrieval and it == cfg.warmup:
+                self._retrieve(params, P, C, init.category)
+                centers = None  # the shape changed: rebuild the band
             zs = params.zs if codes_on else params.zs.detach()
             za = params.za if codes_on else params.za.detach()
             fn = dec.bind(zs)
@@ -325,6 +329,30 @@ class ObjectOptimizer:
         if not (np.isfinite(res.R).all() and np.isfinite(res.t).all() and np.isfinite(res.scale) and res.scale > 0):
             res.status, res.reason = "diverged", "the final pose is not finite (or the scale is not positive)"
         return res
+
+    @torch.no_grad()
+    def _retrieve(self, params: _Params, P: torch.Tensor, C: torch.Tensor, category: str | None) -> None:
+        """Coarse search over the latent database: keep the current shape code unless a database code
+        of the category explains the observations better (robust metric SDF at the observed points
+        under the current pose); same for the appearance code with the colour error."""
+        db = self.pipe.database
+        try:
+            idx = db.category_indices(category).to(P.device)
+        except InputError:
+            idx = torch.arange(len(db), device=P.device)
+        R, s, t = params.R(), params.scale(), params.t
+        X = ((P - t) @ R) / s
+        cand_s = torch.cat([params.zs.detach()[None], db.shape(idx)])
+        f = self.pipe.shape_decoder(X[None].expand(len(cand_s), -1, -1), cand_s)  # (K, N)
+        cost = _huber(100.0 * s * f, self.cfg.huber_cm).mean(-1)
+        k = int(cost.argmin())
+        params.zs.copy_(cand_s[k])
+        cand_a = torch.cat([params.za.detach()[None], db.appearance(idx)])
+        near = (100.0 * s * f[k]).abs() < self.cfg.color_sigma_cm
+        if int(near.sum()) >= 10:
+            col = self.pipe.appearance(X[near][None].expand(len(cand_a), -1, -1), cand_s[k], cand_a)
+            ka = int((col - C[near][None]).abs().mean((-1, -2)).argmin())
+            params.za.copy_(cand_a[ka])
 
     def _surface_band(self, zs: torch.Tensor, keep, gen: torch.Generator):
         """Octree band of the current shape (no gradients) reduced to the cells whose centre is within

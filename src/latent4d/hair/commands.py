@@ -211,10 +211,10 @@ def reconstruct(args: DictConfig) -> dict:
 
 
 # ------------------------------------------------------------------------------- demo
-DEMO_QUICK_STRAND = ["trainer.max_epochs=2", "data.n_train=16", "data.n_val=2", "data.n_test=4",
+DEMO_QUICK_STRAND = ["trainer.max_epochs=2", "data.n_train=10", "data.n_val=2", "data.n_test=2",
                      "data.strands_per_style=128", "data.batch_size=128", "model.strand_vae.channels=[16,32,32,32]",
                      "model.strand_vae.hidden=256", "model.strand_vae.layers=2", "model.kl_warmup_steps=20"]
-DEMO_QUICK_STYLE = ["trainer.max_epochs=3", "data.n_train=24", "data.n_val=4", "data.n_test=4", "data.batch_size=8",
+DEMO_QUICK_STYLE = ["trainer.max_epochs=2", "data.n_train=12", "data.n_val=2", "data.n_test=2", "data.batch_size=8",
                     "model.style_vae.channels=[16,32,48,64]", "model.style_vae.style_dim=32",
                     "model.strand_samples=16", "model.kl_warmup_steps=5"]
 DEMO_STRAND = ["trainer.max_epochs=3", "data.n_train=200"]
@@ -261,7 +261,8 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
                       pipe.scalp, max_strands=600 if quick else 1500, cols=n if quick else 5)
     gw = [guide_world(pipe.strand_vae, r.guide_map, pipe.grid)[0].numpy() for r in samples]
     dense = [r.dense for r in samples]
-    hair_pts = np.concatenate([d.subset(~d.bald).points for d in dense if (~d.bald).any()] or [np.zeros((0, 3))])
+    hair = [d.subset(~d.bald).strands for d in dense if (~d.bald).any()]
+    hair_pts = np.concatenate(hair) if hair else np.zeros((0, 2, 3), np.float32)  # (S, P, 3): roots excluded
     roots = np.concatenate([d.roots for d in dense])
     result = {"strand_test_pos_err_mm": m1.get("test/pos_err_mm"), "guide_test_err_mm": m2.get("test/guide_err_mm"),
               "inside_head_fraction": inside_head_fraction(hair_pts, pipe.head),

@@ -169,7 +169,8 @@ def guide_world(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid) -> t
 
 def densify(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, scalp: Scalp, n_strands: int | None = 10000,
             roots: np.ndarray | None = None, uv: np.ndarray | None = None, mode: str = "hybrid", seed: int = 0,
-            chunk: int = 16384, push_out: bool = True, similarity: torch.Tensor | None = None) -> Hairstyle:
+            chunk: int = 16384, push_out: bool = True, similarity: torch.Tensor | None = None,
+            frames: np.ndarray | None = None) -> Hairstyle:
     """Dense hair from a guide map ``(C+1, H, W)``.
 
     Args:
@@ -179,6 +180,7 @@ def densify(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, scalp: S
         chunk: strands decoded at once (bounds memory: ~chunk * hidden * 4 bytes per layer).
         push_out: push points that end inside the head out to its surface.
         similarity: precomputed :func:`texel_similarity` (computed from decoded guides when None).
+        frames: precomputed TBN frames (N, 3, 3) of ``roots`` (computed when None).
     Returns:
         A Hairstyle with one strand per root (P points, or 1 point for bald roots), ``root_uv`` set.
     """
@@ -192,7 +194,7 @@ def densify(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, scalp: S
         gw, gp = guide_world(strand_vae, gmap, grid)
         similarity = texel_similarity(gw, gp, grid)
     lat, present = blend_latents(gmap, grid, uv, mode, similarity)
-    frames = scalp.frames(roots)
+    frames = scalp.frames(roots) if frames is None else frames
     world = decode_at_roots(strand_vae, lat, roots, frames, chunk, head=scalp.head if push_out else None)
     keep = present.numpy()
     P = world.shape[1]

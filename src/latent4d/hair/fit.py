@@ -208,7 +208,7 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
         base_lat = torch.zeros(V, C)  # standardised: the mean strand everywhere
         present = torch.ones(V, dtype=torch.bool)
         latent_out = None
-        refine_steps = max(int(refine_steps), int(steps))
+        refine_steps = int(steps) + int(refine_steps)  # all iterations go to the guide latents
     delta = torch.zeros(V, C, requires_grad=True)
     if refine_steps > 0:
         opt = torch.optim.Adam([delta], lr=refine_lr)

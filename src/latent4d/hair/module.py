@@ -9,6 +9,17 @@ from latent4d.hair.strand_vae import StrandVAE, kl_divergence, strand_losses
 from latent4d.module import LatentModule
 
 
+def _one_cycle(opt, lr: float, total_steps, min_lr_ratio: float):
+    """One-cycle schedule (5 % warm-up, cosine decay to ``lr * min_lr_ratio``) stepped per batch;
+    a constant learning rate for runs too short for one (a few steps)."""
+    total = int(total_steps) if total_steps is not None and total_steps != float("inf") else 0
+    if total < 8:
+        return opt
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=max(0.05, 2.0 / total),
+                                                final_div_factor=1.0 / min_lr_ratio / 25.0)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class StrandVAEModule(LatentModule):
     """Strand-VAE training: ``w_position * L1(pos) + w_direction * (1 - cos) + w_curvature * curvature
     + w_kl * KL`` (DiffLocks weights by default, positions in units of ``position_unit`` metres),
@@ -70,10 +81,7 @@ class StrandVAEModule(LatentModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.strand_vae.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total, pct_start=0.05,
-                                                    final_div_factor=1.0 / hp.min_lr_ratio / 25.0)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return _one_cycle(opt, hp.lr, self.trainer.estimated_stepping_batches, hp.min_lr_ratio)
 
 
 class StyleVAEModule(LatentModule):
@@ -228,7 +236,4 @@ class StyleVAEModule(LatentModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.style_vae.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total, pct_start=0.05,
-                                                    final_div_factor=1.0 / hp.min_lr_ratio / 25.0)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return _one_cycle(opt, hp.lr, self.trainer.estimated_stepping_batches, hp.min_lr_ratio)

@@ -112,6 +112,7 @@ class HairPipeline:
         res = style_vae.config.grid if style_vae is not None else 32
         self.grid = style_vae.guide_grid if style_vae is not None else base.grid(res)
         self._sim_cache: tuple[int, torch.Tensor] | None = None
+        self._roots_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -221,8 +222,17 @@ class HairPipeline:
         if mode not in MODES:
             raise InputError(f"densification mode '{mode}' unknown; use one of {', '.join(MODES)}")
         sim = self.similarity(gmap) if mode == "hybrid" else None
-        return densify(self.strand_vae, gmap, self.grid, self.scalp, n_strands=strands, roots=roots, mode=mode,
-                       seed=seed, chunk=chunk, similarity=sim)
+        uv = frames = None
+        if roots is None:  # cache the dense roots, their UVs and frames per (count, seed): fast previews
+            key = (int(strands), int(seed))
+            if key not in self._roots_cache:
+                if len(self._roots_cache) > 8:
+                    self._roots_cache.clear()
+                r, u = self.scalp.sample_roots(int(strands), seed=int(seed))
+                self._roots_cache[key] = (r, u, self.scalp.frames(r))
+            roots, uv, frames = self._roots_cache[key]
+        return densify(self.strand_vae, gmap, self.grid, self.scalp, n_strands=strands, roots=roots, uv=uv,
+                       mode=mode, seed=seed, chunk=chunk, similarity=sim, frames=frames)
 
     def decode(self, latent: torch.Tensor, strands: int = 0, mode: str = "hybrid", seed: int = 0) -> HairResult:
         """Hairstyle of a style latent (D,): guides, plus ``strands`` dense strands when > 0."""

@@ -70,6 +70,8 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
             dec += [nn.SiLU(), nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.SiLU(), nn.Conv2d(b, b, 3, padding=1)]
         dec += [nn.SiLU(), nn.Conv2d(c[0], C + 1, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
+        with torch.no_grad():  # most scalp texels carry hair: start with presence ~0.95
+            self.decoder[-1].bias[-1] = 3.0
 
     # ------------------------------------------------------------------ normalisation
     def normalize(self, gmap: torch.Tensor) -> torch.Tensor:

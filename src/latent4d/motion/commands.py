@@ -296,12 +296,12 @@ def _demo_overrides(quick: bool) -> dict[str, list[str]]:
         den = ["model.denoiser.width=32", "model.denoiser.depth=1", "model.denoiser.heads=2",
                "model.denoiser.dim_head=16", "model.denoiser.obs_tokens=8", "model.denoiser.num_latents=24",
                "data.n_obs=48", "data.partial_points=64", "data.partial_resolution=24", "model.warmup_steps=2"]
-        return {"shape_ae": ae + ["model.near_weight=1.0", "trainer.max_epochs=8"],
+        return {"shape_ae": ae + ["trainer.max_epochs=8"],
                 "deform_ae": ae + ["trainer.max_epochs=2"],
                 "shape_diffusion": data + den + ["trainer.max_epochs=1"],
                 "deform_diffusion": data + den + ["model.denoiser.num_frames=5", "trainer.max_epochs=1"]}
     common = ["data.n_train=32", "data.n_val=4", "data.n_test=2"]
-    return {"shape_ae": common + ["trainer.max_epochs=6", "model.near_weight=1.0"],
+    return {"shape_ae": common + ["trainer.max_epochs=6"],
             "deform_ae": common + ["trainer.max_epochs=6"],
             "shape_diffusion": ["data.n_train=32", "data.n_val=4", "trainer.max_epochs=10"],
             "deform_diffusion": ["data.n_train=32", "data.n_val=4", "trainer.max_epochs=30"]}
@@ -317,7 +317,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
 
     out_dir = Path(out_dir)
     ov = _demo_overrides(quick)
-    base = ["callbacks=minimal", "logger=csv"] + (["+trainer.enable_progress_bar=false",
+    base = ["callbacks=minimal", "logger=csv"] + (["+trainer.enable_progress_bar=false", "test=false",
                                                    "+trainer.enable_model_summary=false"] if quick else [])
     t0 = time.perf_counter()
     runs = {}

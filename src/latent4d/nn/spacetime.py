@@ -48,16 +48,14 @@ class SpaceTimeSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, M, _ = x.shape
         H, dh = self.heads, self.dim_head
+        if self.axis == "time":
+            return self._temporal(x, mask)
         qkv = self.qkv(x).view(B, T, M, 3, H, dh).unbind(3)  # unbind: one stacked gradient, no zero-filled copies
         attn_mask = None
         # 4-D (batch, heads, length, dh) operands so that SDPA takes its fused (flash) CPU kernel;
         # the reshapes below are views whenever the merged axes are adjacent in memory
         if self.axis == "space":
             q, k, v = (t.transpose(2, 3).reshape(B * T, H, M, dh) for t in qkv)
-        elif self.axis == "time":
-            q, k, v = (t.permute(0, 2, 3, 1, 4).reshape(B * M, H, T, dh) for t in qkv)
-            if mask is not None:
-                attn_mask = mask[:, None, None, None, :].expand(B, M, 1, 1, T).reshape(B * M, 1, 1, T)
         else:
             q, k, v = (t.reshape(B, T * M, H, dh).transpose(1, 2) for t in qkv)
             if mask is not None:
@@ -65,11 +63,24 @@ class SpaceTimeSelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         if self.axis == "space":
             out = out.view(B, T, H, M, dh).transpose(2, 3)  # (B, T, M, H, dh)
-        elif self.axis == "time":
-            out = out.view(B, M, H, T, dh).permute(0, 3, 1, 2, 4)  # (B, T, M, H, dh)
         else:
             out = out.transpose(1, 2).reshape(B, T, M, H, dh)
         return self.to_out(out.reshape(B, T, M, H * dh))
+
+    def _temporal(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attention across frames in the (B, M, T) layout: the frames of one latent index sit next to
+        each other for the kernel; the layout change back is left to the caller's next elementwise op
+        (the returned (B, T, M, dim) tensor is a transposed view)."""
+        B, T, M, _ = x.shape
+        H, dh = self.heads, self.dim_head
+        qkv = self.qkv(x.transpose(1, 2)).view(B * M, T, 3, H, dh).unbind(2)  # one copy of x into (B, M, T)
+        q, k, v = (t.transpose(1, 2) for t in qkv)  # (B*M, H, T, dh) views
+        attn_mask = None
+        if mask is not None:
+            attn_mask = mask[:, None, None, None, :].expand(B, M, 1, 1, T).reshape(B * M, 1, 1, T)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B*M, H, T, dh)
+        out = self.to_out(out.transpose(1, 2).reshape(B, M, T, H * dh))
+        return out.transpose(1, 2)
 
 
 class ReshapeSpaceTimeAttention(nn.Module):

@@ -34,7 +34,8 @@ log = logging.getLogger("latent4d.binary")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "colorwheel", "camera", "coins", "moon", "brick", "grass", "gravel")
+          "colorwheel", "camera", "coins", "moon")
+"""scikit-image's sample photographs used by ``source=photos`` (its texture samples are left out)."""
 SPLITS = ("train", "val", "test")
 
 

@@ -28,7 +28,7 @@ from latent4d.hair.synthetic import generate_strands_batch, sample_style, style_
 
 log = logging.getLogger("latent4d.hair")
 
-GENERATOR_VERSION = 3  # bump when the procedural generator changes (invalidates caches)
+GENERATOR_VERSION = 4  # bump when the procedural generator changes (invalidates caches)
 SPLIT_OFFSETS = {"train": 0, "val": 1_000_000, "test": 2_000_000}
 
 
@@ -196,7 +196,7 @@ class HairGuideDataModule(pl.LightningDataModule):
     """Guide maps ``(C + 1, H, W)`` (strand-VAE latents + presence) for the hairstyle-VAE.
 
     Items are ``(guide_map (C+1, H, W), labels (3,), index)``; labels are the measured length (m),
-    curliness (1/m) and volume (m) of each style (zeros for real data). The guide strands are
+    curliness (log(1 + mean curvature in 1/m)) and volume (m) of each style (zeros for real data). The guide strands are
     encoded with the strand-VAE at ``strand_vae_path`` (a run directory or a ``save_pretrained`` folder).
     ``latent_stats`` (per-channel mean / std of the training latents) is set in ``setup``;
     ``guide_local[split]`` keeps the val / test guide strands ``(N, V, P, 3)`` for metrics.

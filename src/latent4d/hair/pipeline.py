@@ -279,7 +279,7 @@ class HairPipeline:
 
     @torch.no_grad()
     def predict_attributes(self, latent: torch.Tensor) -> dict[str, float]:
-        """Regressed attributes of a latent: length (m), curliness (1/m), volume (m)."""
+        """Regressed attributes of a latent: length (m), curliness (log(1 + mean curvature in 1/m)), volume (m)."""
         vae = self._need_style("attributes")
         v = vae.predict_attributes(torch.as_tensor(latent, dtype=torch.float32).reshape(1, -1))[0]
         return {n: float(x) for n, x in zip(vae.attribute_names, v)}
@@ -306,8 +306,7 @@ class HairPipeline:
             err = ((lat - tn).square().mean(1) * pres * w).sum() / (w * pres).sum().clamp_min(1e-6)
             bce = torch.nn.functional.binary_cross_entropy_with_logits(out[:, -1], pres, reduction="mean")
             loss = err + 0.1 * bce + prior * z.square().sum()
-            opt.zero_grad()
-            loss.backward()
+            (z.grad,) = torch.autograd.grad(loss, [z])  # gradients for z only, not the network weights
             opt.step()
         return z.detach()
 

@@ -132,7 +132,7 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
         return w / n2
 
     def predict_attributes(self, z: torch.Tensor) -> torch.Tensor:
-        """Attributes (B, A) in label units (length m, curliness 1/m, volume m) predicted from z (B, D)."""
+        """Attributes (B, A) in label units (length m, curliness log(1 + 1/m), volume m) predicted from z (B, D)."""
         return ((z - self.attr_zmean) @ self.attr_weight.T) * self.attr_std + self.attr_mean
 
     @torch.no_grad()

@@ -49,25 +49,35 @@ def hair_lineset(hairstyle: Hairstyle, max_strands: int | None = 4000, seed: int
     return ls
 
 
+def _frame(geoms, margin: float = 1.08, aspect: float = 1.0) -> dict:
+    """Camera centre / radius framing the x-y extent of ``geoms`` in an image of ``aspect`` = width /
+    height (the renderer's default uses the 3D diagonal, which leaves wide margins around hair)."""
+    lo = np.min([g.get_min_bound() for g in geoms], 0)
+    hi = np.max([g.get_max_bound() for g in geoms], 0)
+    half = 0.5 * max(hi[1] - lo[1], (hi[0] - lo[0]) / aspect, 1e-3)
+    return {"center": (lo + hi) / 2, "radius": float(half) * margin}
+
+
 def render_hair(hairstyles: Hairstyle | list, path: str | Path, scalp: Scalp | None = None,
                 max_strands: int = 3000, extra: list | None = None, azimuth: float = 30.0, elevation: float = 10.0,
                 width: int = 640, height: int = 640, **kwargs) -> Path:
     """Render hairstyle(s) over the head mesh to a PNG (atomically). ``extra`` adds geometries
     (e.g. an observation point cloud as an (N, 3) array)."""
-    from latent4d.render import render_png
+    from latent4d.render import render_png, to_open3d
 
     scalp = scalp or Scalp()
-    items = [scalp.mesh(3)]
+    items = [to_open3d(scalp.mesh(3))]
     hss = hairstyles if isinstance(hairstyles, list | tuple) else [hairstyles]
     for i, h in enumerate(hss):
         items.append(hair_lineset(h, max_strands, seed=i))
-    items += list(extra or [])
+    items += [to_open3d(e) for e in (extra or [])]
+    frame = {} if "radius" in kwargs else _frame(items, 1.15, width / height)
     return render_png(items, path, azimuth=azimuth, elevation=elevation, width=width, height=height,
-                      line_width=1.0, **kwargs)
+                      line_width=1.0, **frame, **kwargs)
 
 
 def render_grid(hairstyles: list[Hairstyle], path: str | Path, scalp: Scalp | None = None, max_strands: int = 1500,
-                cols: int = 4, spacing: float = 0.5, size: int = 320, azimuth: float = 30.0, **kwargs) -> Path:
+                cols: int = 4, spacing: float = 0.4, size: int = 320, azimuth: float = 30.0, **kwargs) -> Path:
     """Several hairstyles side by side in one PNG (one scene, one render: copies shifted along x / y)."""
     import copy
 
@@ -82,11 +92,12 @@ def render_grid(hairstyles: list[Hairstyle], path: str | Path, scalp: Scalp | No
     centre = scalp.head.c
     for i, h in enumerate(hairstyles):
         r, c = divmod(i, cols)
-        shift = centre + np.array([c * spacing, -r * spacing * 1.6, 0.0])
+        shift = centre + np.array([c * spacing, -r * spacing * 1.75, 0.0])
         for g in (copy.deepcopy(head), hair_lineset(h, max_strands, seed=i)):
             g.translate(-centre)
             g.rotate(rot, center=np.zeros(3))
             items.append(g.translate(shift))
     cols_used = min(cols, len(hairstyles))
-    return render_png(items, path, azimuth=0.0, elevation=5.0, width=size * cols_used,
-                      height=int(size * rows * 1.6), line_width=1.0, **kwargs)
+    w, h = size * cols_used, int(size * rows * 1.4)
+    return render_png(items, path, azimuth=0.0, elevation=5.0, width=w, height=h, line_width=1.0,
+                      **{**_frame(items, 1.1, w / h), **kwargs})

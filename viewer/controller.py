@@ -428,26 +428,26 @@ class ViewerApp:
         return False
 
     def _on_mouse(self, e) -> int:
+        """Ctrl+click picks a guide strand; Ctrl+drag moves its tip (one edit on release)."""
         from open3d.visualization import gui
 
         W = gui.SceneWidget.EventCallbackResult
+        dragging = getattr(self, "_drag", None)
+        if e.type == gui.MouseEvent.Type.BUTTON_UP and dragging is not None:
+            self._drag = None
+            if dragging[1]:  # the tip moved: commit the edit
+                self.call_ui(self.hair.drag_tip, *dragging[2])
+            return W.CONSUMED
         if not self.hair.active or not e.is_modifier_down(gui.KeyModifier.CTRL):
-            if e.type == gui.MouseEvent.Type.BUTTON_UP:
-                self.hair._drag_active = False
             return W.IGNORED
         x, y = e.x - self.widget.frame.x, e.y - self.widget.frame.y
         if e.type == gui.MouseEvent.Type.BUTTON_DOWN and e.is_button_down(gui.MouseButton.LEFT):
             g = self.call_ui(self.hair.pick, x, y)
-            self.hair._drag_active = False
-            self._drag_guide = g
+            self._drag = (g, False, (x, y)) if g is not None else None
             return W.CONSUMED
-        if e.type == gui.MouseEvent.Type.DRAG and getattr(self, "_drag_guide", None) is not None:
-            self.call_ui(self.hair.drag_tip, x, y, self.hair._drag_active)
-            self.hair._drag_active = True
-            return W.CONSUMED
-        if e.type == gui.MouseEvent.Type.BUTTON_UP:
-            self._drag_guide = None
-            self.hair._drag_active = False
+        if e.type == gui.MouseEvent.Type.DRAG and dragging is not None:
+            self.call_ui(self.hair.preview_tip, x, y)
+            self._drag = (dragging[0], True, (x, y))
             return W.CONSUMED
         return W.IGNORED
 
@@ -468,7 +468,11 @@ def _wrap(text: str, width: int) -> str:
 
 
 def _run_family(path: Path) -> str | None:
-    """The ``family`` of a run directory (``config.yaml`` or ``.hydra/config.yaml``), else None."""
+    """The ``family`` of a run directory (``config.yaml`` or ``.hydra/config.yaml``), else None.
+    A folder of saved hair networks (``strand_vae/config.json``) counts as a hair run."""
+    for net in ("strand_vae", "models/strand_vae"):
+        if (path / net / "config.json").is_file():
+            return "hair"
     for cfg in (path / "config.yaml", path / ".hydra" / "config.yaml"):
         if cfg.is_file():
             try:

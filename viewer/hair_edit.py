@@ -267,24 +267,43 @@ class GuideEditor:
             out[rows] = self.head.resolve_strands(out[rows])
         return out
 
-    def hairstyle(self) -> Hairstyle:
-        """The edited hair at full density (uniform strands; root UVs kept)."""
+    def hairstyle(self, n: int | None = None) -> Hairstyle:
+        """The edited hair at full density (uniform strands; root UVs kept; ``n`` is ignored: a file's
+        strand count is fixed)."""
         return Hairstyle.from_strands(self.densify(), root_uv=self.root_uv, meta=dict(self.source.meta))
 
-    # ------------------------------------------------------------------------ picking
-    def nearest_guide(self, points_xy: np.ndarray, depth: np.ndarray, x: float, y: float,
-                      max_pixels: float = 12.0) -> int | None:
-        """The guide with a projected point nearest to pixel ``(x, y)`` (closest to the camera on ties).
+    # -------------------------------------------------------- interface of the hair panel
+    def guides_array(self) -> np.ndarray:
+        return self.guides
 
-        ``points_xy (G, P, 2)`` / ``depth (G, P)`` are the guides' projected points.
-        """
-        d = np.linalg.norm(points_xy - np.array([x, y]), axis=-1)
-        d = np.where(depth > 0, d, np.inf)
-        best = d.min(1)
-        cand = np.flatnonzero(best <= max_pixels)
-        if not len(cand):
-            return None
-        # among guides within 2 px of the best, take the one nearest to the camera
-        close = cand[best[cand] <= best[cand].min() + 2.0]
-        zs = np.array([depth[g][np.argmin(d[g])] for g in close])
-        return int(close[np.argmin(zs)])
+    def guide_present(self) -> np.ndarray:
+        return np.ones(self.num_guides, bool)
+
+    def preview_index(self, n: int) -> np.ndarray:
+        """A fixed random subset of ``n`` dense strands (all when ``n`` >= the strand count)."""
+        S = self.num_strands
+        if n >= S:
+            return np.arange(S)
+        return np.sort(np.random.default_rng(0).choice(S, int(n), replace=False))
+
+    def preview(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(strands (S, P, 3), keys (S,), root_uv (S, 2) or None)`` of ``n`` dense strands."""
+        idx = self.preview_index(n)
+        return self.densify(idx), idx, None if self.root_uv is None else self.root_uv[idx]
+
+
+def nearest_guide(points_xy: np.ndarray, depth: np.ndarray, x: float, y: float, max_pixels: float = 12.0) -> int | None:
+    """The guide with a projected point nearest to pixel ``(x, y)`` (closest to the camera on ties).
+
+    ``points_xy (G, P, 2)`` / ``depth (G, P)`` are the guides' projected points (depth <= 0: not drawn).
+    """
+    d = np.linalg.norm(points_xy - np.array([x, y]), axis=-1)
+    d = np.where(depth > 0, d, np.inf)
+    best = d.min(1)
+    cand = np.flatnonzero(best <= max_pixels)
+    if not len(cand):
+        return None
+    # among guides within 2 px of the best, take the one nearest to the camera
+    close = cand[best[cand] <= best[cand].min() + 2.0]
+    zs = np.array([depth[g][np.argmin(d[g])] for g in close])
+    return int(close[np.argmin(zs)])

@@ -41,13 +41,21 @@ NO_MODEL = ("needs a trained hair run: open a run directory of `latent4d train e
 
 @dataclass
 class HairData:
-    """What ``HairPanel.read`` returns: the file's hairstyle and its editor."""
+    """What ``HairPanel.read`` returns for a file: the hairstyle and its (file-only) editor."""
 
     path: Path
     hairstyle: Hairstyle
     editor: GuideEditor
     on_head: bool
-    pipeline: object | None = None
+
+
+@dataclass
+class HairRun:
+    """What ``HairPanel.read`` returns for a run directory: its pipeline (or None) and why not."""
+
+    path: Path
+    pipeline: object | None
+    reason: str
 
 
 _SCALP = None
@@ -87,13 +95,19 @@ def is_hair_file(path: Path) -> bool:
     return False
 
 
+MODEL_CONTROLS = ("seed", "sample", "set_a", "set_b", "blend", "attr_length", "attr_curliness", "attr_volume",
+                  "pc0", "pc1", "pc2", "dense_count", "encode", "project")
+
+
 class HairPanel(ui.Panel):
     title = "Hair"
     prefix = "hair/"
 
     def __init__(self, app):
         super().__init__(app)
-        self.data: HairData | None = None
+        self.session = None  # GuideEditor (file) or ModelSession (trained run)
+        self.name = ""
+        self.on_head = True
         self.color_mode = "natural"
         self.preview_count = 10000
         self.show_head = True
@@ -105,60 +119,92 @@ class HairPanel(ui.Panel):
         self.curl_amplitude = 0.01
         self.curl_turns = 4.0
         self.last_update_s = 0.0  # wall time of the last dense-hair preview update
-        self._preview_idx: np.ndarray | None = None
-        self._drag_active = False
+        self.last_edit_s = 0.0  # wall time of the last edit, preview included
+        # model
         self.pipeline = None
+        self.run_path: Path | None = None
         self._model_reason = NO_MODEL
-        self._update_model_controls()
+        self.dense_count = 10000
+        self.project_edits = True
+        self.temperature = 1.0
+        self.slots: dict[str, object] = {}
+        self.sliders: dict[str, float] = {}
+        self._pcs: np.ndarray | None = None
+        self._pending_tip = None
+        self.sync()
 
     # ------------------------------------------------------------------ state
     @property
     def active(self) -> bool:
-        return self.data is not None
+        return self.session is not None
 
     @property
-    def editor(self) -> GuideEditor:
-        if self.data is None:
+    def model_mode(self) -> bool:
+        from latent4d.viewer.hair_model import ModelSession
+
+        return isinstance(self.session, ModelSession)
+
+    @property
+    def has_style_model(self) -> bool:
+        return self.pipeline is not None and getattr(self.pipeline, "style_vae", None) is not None
+
+    @property
+    def editor(self):
+        if self.session is None:
             raise InputError("no hairstyle is open")
-        return self.data.editor
+        return self.session
 
     @property
     def hairstyle(self) -> Hairstyle:
         """The edited hair at full density."""
-        return self.editor.hairstyle()
+        return self.editor.hairstyle(self.dense_count)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
     def can_read(path: Path) -> bool:
         return path.is_file() and is_hair_file(path)
 
-    def read(self, path) -> HairData:
+    def read(self, path):
+        path = Path(path)
+        if path.is_dir():
+            from latent4d.viewer.hair_model import load_pipeline
+
+            pipe, reason = load_pipeline(path)
+            return HairRun(path, pipe, reason)
         from latent4d.hair.formats import read_hair
 
-        path = Path(path)
         hs = read_hair(path).validate(str(path))
         if hs.bald.all():
             raise InputError(f"{path}: every strand is a bald root (nothing to draw)")
-        return self._prepare(path, hs)
-
-    def _prepare(self, path: Path, hs: Hairstyle, pipeline=None) -> HairData:
         scalp = default_scalp()
         roots = hs.roots[~hs.bald]
         on_head = bool(np.median(np.abs(scalp.head.radial_distance(roots))) < 0.03)
         if hs.root_uv is None and on_head:
             hs.root_uv = scalp.uv(hs.roots)
-        editor = GuideEditor(hs, head=scalp.head if on_head else None)
-        return HairData(path, hs, editor, on_head, pipeline)
+        return HairData(path, hs, GuideEditor(hs, head=scalp.head if on_head else None), on_head)
 
-    def show(self, data: HairData) -> None:
-        self.data = data
+    def show(self, data) -> None:
+        if isinstance(data, HairRun):
+            self.pipeline, self.run_path = data.pipeline, data.path
+            self._model_reason = data.reason or NO_MODEL
+            self._pcs = None
+            self.slots.clear()
+            if self.has_style_model:
+                self.sample(0)
+            else:
+                self.app.set_status(self._model_reason)
+                self.sync()
+            return
+        self._set_session(data.editor, data.path.name, data.on_head)
+
+    def _set_session(self, session, name: str, on_head: bool = True) -> None:
+        self.session = session
+        self.name = name
+        self.on_head = on_head
         self.selected = None
-        rng = np.random.default_rng(0)
-        S = data.editor.num_strands
-        n = min(self.preview_count, S)
-        self._preview_idx = np.sort(rng.choice(S, n, replace=False)) if n < S else np.arange(S)
+        self.sliders = {}
         self.clear()
-        if data.on_head:
+        if on_head:
             self.view.set(self.prefix + "head", mesh_geometry(default_scalp().mesh(3), color=HEAD_COLOR))
             self.view.show(self.prefix + "head", self.show_head)
         self._draw_dense()
@@ -167,21 +213,23 @@ class HairPanel(ui.Panel):
         self.sync()
 
     def reset(self) -> None:
-        self.data = None
+        self.session = None
         self.selected = None
         self.clear()
         self.sync()
 
+    def camera_hint(self) -> dict:
+        return {"azimuth": 30.0, "elevation": 10.0}
+
     # -------------------------------------------------------------- drawing
-    def _colors(self, strands: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    def _colors(self, strands: np.ndarray, keys: np.ndarray, uv: np.ndarray | None) -> np.ndarray:
         S, P, _ = strands.shape
         mode = self.color_mode
-        if mode == "root UV" and self.editor.root_uv is not None:
-            uv = self.editor.root_uv[idx]
+        if mode == "root UV" and uv is not None:
             c = np.stack([0.15 + 0.8 * uv[:, 0], 0.25 + 0.3 * (1 - uv[:, 1]), 0.15 + 0.8 * uv[:, 1]], 1)
             return np.repeat(c[:, None], P, 1)
         if mode in ("root UV", "strand"):
-            return np.repeat(index_colors(int(idx.max()) + 1)[idx][:, None], P, 1)
+            return np.repeat(index_colors(int(keys.max()) + 1)[keys][:, None], P, 1)
         if mode == "curvature":
             k = curvature(strands)  # (S, P-2)
             k = np.concatenate([k[:, :1], k, k[:, -1:]], 1)
@@ -189,31 +237,36 @@ class HairPanel(ui.Panel):
         t = np.linspace(0, 1, P)[None, :, None]
         return np.broadcast_to(ROOT_COLOR * (1 - t) + TIP_COLOR * t, (S, P, 3))
 
+    def preview_size(self) -> int:
+        n = self.preview_count
+        return min(n, self.dense_count) if self.model_mode else n
+
     def _draw_dense(self) -> None:
         t0 = time.perf_counter()
-        idx = self._preview_idx
-        strands = self.editor.densify(idx)
+        strands, keys, uv = self.editor.preview(self.preview_size())
         P = strands.shape[1]
         pick = np.unique(np.linspace(0, P - 1, min(DRAW_POINTS, P)).round().astype(int))
         strands = strands[:, pick]
-        self.view.set(self.prefix + "dense", polyline_lineset(strands, self._colors(strands, idx)),
+        self.view.set(self.prefix + "dense", polyline_lineset(strands, self._colors(strands, keys, uv)),
                       Style("line", line_width=1.0))
+        self.drawn_strands = len(strands)
         self.last_update_s = time.perf_counter() - t0
 
     def _draw_guides(self) -> None:
-        ed = self.editor
-        g = ed.guides
-        self.view.set(self.prefix + "guides", polyline_lineset(g, color=GUIDE_COLOR), Style("line", line_width=2.0))
+        g = self.editor.guides_array()
+        present = self.editor.guide_present()
+        self.view.set(self.prefix + "guides", polyline_lineset(g[present], color=GUIDE_COLOR),
+                      Style("line", line_width=2.0))
         self.view.show(self.prefix + "guides", self.show_guides)
         if self.selected is not None:
-            self.view.set(self.prefix + "selected", polyline_lineset(g[self.selected:self.selected + 1],
-                                                                     color=SELECTED_COLOR),
+            sel = g[self.selected:self.selected + 1] if self._pending_tip is None else self._pending_tip[None]
+            self.view.set(self.prefix + "selected", polyline_lineset(sel, color=SELECTED_COLOR),
                           Style("line", line_width=4.0))
         else:
             self.view.remove(self.prefix + "selected")
 
     def redraw(self) -> None:
-        if self.data is not None:
+        if self.session is not None:
             self._draw_dense()
             self._draw_guides()
             self.sync()
@@ -223,20 +276,21 @@ class HairPanel(ui.Panel):
         if mode not in COLOR_MODES:
             raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(COLOR_MODES)})")
         self.color_mode = mode
-        if self.data is not None:
+        if self.session is not None:
             self._draw_dense()
         self.sync()
 
     def set_preview_count(self, n: int) -> None:
-        """Draw at most ``n`` strands (a fixed random subset)."""
+        """Draw at most ``n`` strands (a fixed subset)."""
         self.preview_count = max(1, int(n))
-        if self.data is not None:
-            self.show(self.data)
+        if self.session is not None:
+            self._draw_dense()
+        self.sync()
 
     def full_density(self) -> None:
-        """Draw every strand."""
-        if self.data is not None:
-            self.set_preview_count(self.editor.num_strands)
+        """Draw every strand (the dense strand count with a model)."""
+        if self.session is not None:
+            self.set_preview_count(self.dense_count if self.model_mode else self.editor.num_strands)
 
     def set_show_head(self, on: bool) -> None:
         self.show_head = bool(on)
@@ -253,19 +307,26 @@ class HairPanel(ui.Panel):
         if guide is not None and not 0 <= guide < self.editor.num_guides:
             raise InputError(f"guide {guide} does not exist (0..{self.editor.num_guides - 1})")
         self.selected = guide
+        self._pending_tip = None
         self._draw_guides()
         self.sync()
 
     def guide_screen_points(self, guide: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Projected guide points: ``(G, P, 2)`` pixels and ``(G, P)`` depths (one guide if given)."""
-        g = self.editor.guides if guide is None else self.editor.guides[guide:guide + 1]
+        """Projected guide points: ``(G, P, 2)`` pixels and ``(G, P)`` depths (-1 for absent guides)."""
+        g = self.editor.guides_array()
         xy, z = self.view.project(g.reshape(-1, 3))
-        return xy.reshape(len(g), -1, 2), z.reshape(len(g), -1)
+        xy, z = xy.reshape(len(g), -1, 2), z.reshape(len(g), -1)
+        z[~self.editor.guide_present()] = -1.0
+        if guide is not None:
+            return xy[guide:guide + 1], z[guide:guide + 1]
+        return xy, z
 
     def pick(self, x: float, y: float, max_pixels: float = 12.0) -> int | None:
         """Select the guide drawn nearest to view pixel ``(x, y)`` (None: nothing close)."""
+        from latent4d.viewer.hair_edit import nearest_guide
+
         xy, z = self.guide_screen_points()
-        g = self.editor.nearest_guide(xy, z, x, y, max_pixels)
+        g = nearest_guide(xy, z, x, y, max_pixels)
         self.select_guide(g)
         self.app.set_status(f"guide {g} selected" if g is not None else "no guide under the cursor")
         return g
@@ -276,14 +337,15 @@ class HairPanel(ui.Panel):
         return self.selected
 
     def edit(self, op: str, merge: bool = False, **kw) -> None:
-        """Edit the selected guide (``op`` in move_tip / cut / extend / curl, see ``viewer.hair_edit``)."""
+        """Edit the selected guide (``op`` in move_tip / cut / extend / curl, see ``viewer.hair_edit``);
+        with a model the edit is projected to the style space and the hair re-densified by the model."""
         g = self._need_selection()
+        t0 = time.perf_counter()
         self.editor.edit(g, op, radius=self.brush_radius, merge=merge, **kw)
-        if self.pipeline is not None and hasattr(self.pipeline, "project_guides"):
-            self._project_with_model()
-        self.redraw()
-        self.app.set_status(f"{op}: preview of {len(self._preview_idx)} strands updated in "
-                            f"{self.last_update_s * 1000:.0f} ms")
+        self._pending_tip = None
+        self._after_latent_change(keep_sliders=False)
+        self.last_edit_s = time.perf_counter() - t0
+        self.app.set_status(f"{op}: {self.drawn_strands} strands updated in {self.last_edit_s * 1000:.0f} ms")
 
     def cut(self, fraction: float | None = None) -> None:
         self.edit("cut", fraction=self.cut_fraction if fraction is None else fraction)
@@ -298,22 +360,33 @@ class HairPanel(ui.Panel):
     def move_tip(self, target) -> None:
         self.edit("move_tip", target=np.asarray(target, np.float64))
 
-    def drag_tip(self, x: float, y: float, merge: bool = False) -> None:
-        """Move the selected guide's tip under view pixel ``(x, y)`` (in the plane facing the camera)."""
+    def tip_target(self, x: float, y: float) -> np.ndarray:
+        """The point under view pixel ``(x, y)`` in the plane through the selected tip facing the camera."""
         g = self._need_selection()
-        target = self.view.unproject(x, y, self.editor.guides[g, -1])
-        self.edit("move_tip", merge=merge, target=target)
+        return self.view.unproject(x, y, self.editor.guides_array()[g, -1])
+
+    def preview_tip(self, x: float, y: float) -> None:
+        """While dragging: draw the selected guide with its tip at ``(x, y)`` (no edit yet)."""
+        from latent4d.viewer.hair_edit import move_tip
+
+        g = self._need_selection()
+        self._pending_tip = move_tip(self.editor.guides_array()[g], self.tip_target(x, y))
+        self._draw_guides()
+
+    def drag_tip(self, x: float, y: float) -> None:
+        """Move the selected guide's tip under view pixel ``(x, y)`` (one edit)."""
+        self.edit("move_tip", target=self.tip_target(x, y))
 
     def undo(self) -> bool:
         ok = self.editor.undo()
         if ok:
-            self.redraw()
+            self._after_latent_change(keep_sliders=False)
         return ok
 
     def redo(self) -> bool:
         ok = self.editor.redo()
         if ok:
-            self.redraw()
+            self._after_latent_change(keep_sliders=False)
         return ok
 
     def save(self, path) -> Path:
@@ -325,28 +398,114 @@ class HairPanel(ui.Panel):
         self.app.set_status(f"saved {path}")
         return path
 
-    # -------------------------------------------------------------- model controls
-    def _update_model_controls(self) -> None:
-        on = self.pipeline is not None
-        for name in ("seed", "sample", "set_a", "set_b", "blend", "dense_count", "attr_length",
-                     "attr_curliness", "attr_volume", "pc0", "pc1", "pc2"):
-            self.enable(name, on, self._model_reason)
+    def _after_latent_change(self, keep_sliders: bool) -> None:
+        if not keep_sliders:
+            self.sliders = {}
+        self.redraw()
 
-    def _project_with_model(self) -> None:  # replaced once the hair pipeline exists
-        pass
-
-    def _require_model(self) -> None:
-        if self.pipeline is None:
+    # -------------------------------------------------------------- model API
+    def _require_style(self, what: str = "this") -> None:
+        if not self.has_style_model:
             raise InputError(self._model_reason)
 
-    def sample(self, seed: int) -> None:
-        self._require_model()
+    def _require_model_session(self):
+        self._require_style()
+        if not self.model_mode:
+            raise InputError("the open hair comes from a file: press Encode (or sample a style) to edit it with "
+                             "the model")
+        return self.session
+
+    def sample(self, seed: int, temperature: float | None = None) -> None:
+        """A new hairstyle from the model: style latent ~ N(0, temperature^2 I) with ``seed``."""
+        from latent4d.viewer.hair_model import ModelSession
+
+        self._require_style()
+        t = self.temperature if temperature is None else float(temperature)
+        z = self.pipeline.sample_latents(1, int(seed), t)[0]
+        self._set_session(ModelSession(self.pipeline, z, self.dense_count, self.project_edits),
+                          f"{self.run_path.name if self.run_path else 'model'}: seed {int(seed)}")
+        self.seed = int(seed)
+        self.app.set_status(f"sampled seed {int(seed)}")
+
+    def encode_current(self) -> None:
+        """Encode the open hair file into the model (then edit it with the model)."""
+        from latent4d.viewer.hair_model import ModelSession
+
+        self._require_style()
+        if self.session is None:
+            raise InputError("open a hair file first")
+        src = self.session.hairstyle() if not self.model_mode else self.session.hairstyle(self.dense_count)
+        self._set_session(ModelSession(self.pipeline, src, self.dense_count, self.project_edits),
+                          f"{self.name} (encoded)")
+
+    def set_style_slot(self, slot: str) -> None:
+        """Remember the current style as ``A`` or ``B`` for blending."""
+        if slot not in ("A", "B"):
+            raise InputError(f"style slot must be 'A' or 'B', got {slot!r}")
+        self.slots[slot] = self._require_model_session().latent
+        self.sync()
 
     def set_blend(self, t: float) -> None:
-        self._require_model()
+        """Show the slerp of styles A and B at ``t`` in [0, 1]."""
+        from latent4d.hair.pipeline import slerp
+
+        ses = self._require_model_session()
+        if "A" not in self.slots or "B" not in self.slots:
+            raise InputError("set styles A and B first (Set A / Set B)")
+        t = float(np.clip(t, 0.0, 1.0))
+        ses.slide("blend", t, lambda base: slerp(self.slots["A"], self.slots["B"], t))
+        self.sliders["blend"] = t
+        self._after_latent_change(keep_sliders=True)
 
     def set_attribute(self, name: str, value: float) -> None:
-        self._require_model()
+        """Move along the attribute direction ``name`` (length / curliness / volume), in training stds."""
+        ses = self._require_model_session()
+        if not self.pipeline.style_vae.has_attributes():
+            raise InputError("this hairstyle-VAE has no attribute model (trained without labels)")
+        try:
+            d = self.pipeline.attribute_direction(name)
+        except KeyError as e:
+            raise InputError(str(e.args[0])) from e
+        v = float(value)
+        ses.slide(f"attr:{name}", v, lambda base: base + v * d)
+        self.sliders[f"attr_{name}"] = v
+        self._after_latent_change(keep_sliders=True)
+
+    def principal_directions(self) -> np.ndarray:
+        from latent4d.viewer.hair_model import principal_directions
+
+        self._require_style()
+        if self._pcs is None:
+            self._pcs = principal_directions(self.pipeline)
+        return self._pcs
+
+    def set_principal(self, i: int, value: float) -> None:
+        """Move along the ``i``-th main direction of the style latent space (in standard deviations)."""
+        import torch
+
+        ses = self._require_model_session()
+        pcs = self.principal_directions()
+        if not 0 <= i < len(pcs):
+            raise InputError(f"principal direction {i} does not exist (0..{len(pcs) - 1})")
+        d = torch.from_numpy(pcs[i])
+        v = float(value)
+        ses.slide(f"pc{i}", v, lambda base: base + v * d)
+        self.sliders[f"pc{i}"] = v
+        self._after_latent_change(keep_sliders=True)
+
+    def set_dense_count(self, n: int) -> None:
+        """Dense strands made by the model (full density and saved hair)."""
+        ses = self._require_model_session()
+        self.dense_count = max(1, int(n))
+        ses.set_dense_count(self.dense_count)
+        self._draw_dense()
+        self.sync()
+
+    def set_project(self, on: bool) -> None:
+        self.project_edits = bool(on)
+        if self.model_mode:
+            self.session.project = self.project_edits
+        self.sync()
 
     # ----------------------------------------------------------------------- widgets
     def build(self, em: float):
@@ -359,44 +518,52 @@ class HairPanel(ui.Panel):
                               tooltip="strand colours: natural, root position on the scalp, per strand, curvature")
         root.add_child(ui.label_row("Colour", w["color"], em))
         w["preview"] = ui.number(self.preview_count, lambda v: self._ui(self.set_preview_count, int(v)),
-                                 lo=1, hi=10_000_000, tooltip="strands drawn (a random subset)")
+                                 lo=1, hi=10_000_000, tooltip="strands drawn (a fixed subset)")
         w["full"] = ui.button("Full", lambda: self._ui(self.full_density), "draw every strand")
         root.add_child(ui.hrow(em, g.Label("Preview"), w["preview"], w["full"]))
         w["head"] = ui.checkbox("Head", self.show_head, lambda on: self._ui(self.set_show_head, on))
         w["guides"] = ui.checkbox("Guides", self.show_guides, lambda on: self._ui(self.set_show_guides, on))
         root.add_child(ui.hrow(em, w["head"], w["guides"]))
 
-        root.add_child(g.Label("Edit (Ctrl+click a guide, Ctrl+drag its tip)"))
+        root.add_child(g.Label("Edit: Ctrl+click a guide, Ctrl+drag its tip"))
         w["selected"] = g.Label("no guide selected")
         root.add_child(w["selected"])
-        w["brush"] = ui.slider(0.0, 10.0, self.brush_radius * 100, lambda v: setattr(self, "brush_radius", v / 100),
-                               tooltip="edit neighbouring guides within this radius (cm)")
+        w["brush"] = ui.slider(0.0, 10.0, self.brush_radius * 100,
+                               lambda v: self._ui(setattr, self, "brush_radius", v / 100),
+                               tooltip="also edit the guides within this radius (cm)")
         root.add_child(ui.label_row("Brush cm", w["brush"], em))
-        w["cut_f"] = ui.slider(0.1, 1.0, self.cut_fraction, lambda v: setattr(self, "cut_fraction", v),
+        w["cut_f"] = ui.slider(0.1, 1.0, self.cut_fraction, lambda v: self._ui(setattr, self, "cut_fraction", v),
                                tooltip="fraction of the length kept by Cut")
         w["cut"] = ui.button("Cut", lambda: self._ui(self.cut))
         root.add_child(ui.hrow(em, w["cut"], w["cut_f"]))
-        w["ext_m"] = ui.slider(0.5, 30.0, self.extend_metres * 100, lambda v: setattr(self, "extend_metres", v / 100),
+        w["ext_m"] = ui.slider(0.5, 30.0, self.extend_metres * 100,
+                               lambda v: self._ui(setattr, self, "extend_metres", v / 100),
                                tooltip="length added by Extend (cm)")
         w["extend"] = ui.button("Extend", lambda: self._ui(self.extend))
         root.add_child(ui.hrow(em, w["extend"], w["ext_m"]))
         w["curl_a"] = ui.slider(0.1, 4.0, self.curl_amplitude * 100,
-                                lambda v: setattr(self, "curl_amplitude", v / 100), tooltip="curl radius (cm)")
+                                lambda v: self._ui(setattr, self, "curl_amplitude", v / 100), tooltip="curl radius (cm)")
         w["curl"] = ui.button("Curl", lambda: self._ui(self.curl))
         root.add_child(ui.hrow(em, w["curl"], w["curl_a"]))
-        w["undo"] = ui.button("Undo", lambda: self._ui(self.undo))
-        w["redo"] = ui.button("Redo", lambda: self._ui(self.redo))
+        w["undo"] = ui.button("Undo", lambda: self._ui(self.undo), "Ctrl+Z")
+        w["redo"] = ui.button("Redo", lambda: self._ui(self.redo), "Ctrl+Y")
         w["save"] = ui.button("Save...", self._on_save, "write the edited hair (.data/.hair/.ply/.npz)")
         root.add_child(ui.hrow(em, w["undo"], w["redo"], w["save"]))
 
         root.add_child(g.Label("Model"))
-        w["seed"] = ui.number(0, lambda v: None, lo=0, hi=2 ** 31 - 1)
+        w["model"] = g.Label("no trained hair run")
+        root.add_child(w["model"])
+        w["seed"] = ui.number(0, lambda v: None, lo=0, hi=2 ** 31 - 1, tooltip="seed of the style latent")
         w["sample"] = ui.button("Sample", lambda: self._ui(self.sample, int(w["seed"].int_value)))
-        root.add_child(ui.hrow(em, g.Label("Seed"), w["seed"], w["sample"]))
-        w["set_a"] = ui.button("Set A", lambda: self._ui(self.set_style_slot, "A"))
-        w["set_b"] = ui.button("Set B", lambda: self._ui(self.set_style_slot, "B"))
+        w["encode"] = ui.button("Encode", lambda: self._ui(self.encode_current),
+                                "encode the open hair file into the model")
+        root.add_child(ui.hrow(em, g.Label("Seed"), w["seed"], w["sample"], w["encode"]))
+        w["set_a"] = ui.button("Set A", lambda: self._ui(self.set_style_slot, "A"), "remember this style as A")
+        w["set_b"] = ui.button("Set B", lambda: self._ui(self.set_style_slot, "B"), "remember this style as B")
+        w["project"] = ui.checkbox("Project edits", self.project_edits, lambda on: self._ui(self.set_project, on),
+                                   tooltip="project guide edits onto the style space (GroomGen); off: keep them exact")
+        root.add_child(ui.hrow(em, w["set_a"], w["set_b"], w["project"]))
         w["blend"] = ui.slider(0.0, 1.0, 0.0, lambda v: self._ui(self.set_blend, v))
-        root.add_child(ui.hrow(em, w["set_a"], w["set_b"]))
         root.add_child(ui.label_row("A - B", w["blend"], em))
         for name in ("length", "curliness", "volume"):
             w[f"attr_{name}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, n=name: self._ui(self.set_attribute, n, v))
@@ -404,22 +571,13 @@ class HairPanel(ui.Panel):
         for i in range(3):
             w[f"pc{i}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, i=i: self._ui(self.set_principal, i, v))
             root.add_child(ui.label_row(f"PC {i + 1}", w[f"pc{i}"], em))
-        w["dense_count"] = ui.number(10000, lambda v: self._ui(self.set_dense_count, int(v)), lo=100, hi=500_000)
+        w["dense_count"] = ui.number(self.dense_count, lambda v: self._ui(self.set_dense_count, int(v)),
+                                     lo=100, hi=1_000_000)
         root.add_child(ui.label_row("Dense strands", w["dense_count"], em))
         self.root = root
-        root.visible = self.active
-        self._update_model_controls()
+        root.visible = True
         self.sync()
         return root
-
-    def set_style_slot(self, slot: str) -> None:
-        self._require_model()
-
-    def set_principal(self, i: int, value: float) -> None:
-        self._require_model()
-
-    def set_dense_count(self, n: int) -> None:
-        self._require_model()
 
     def _ui(self, fn, *args):
         self.app.call_ui(fn, *args)
@@ -429,21 +587,52 @@ class HairPanel(ui.Panel):
                                                             (".ply", "PLY polylines"), (".npz", "NumPy")],
                           on_done=lambda p: self._ui(self.save, p))
 
-    def sync(self) -> None:
-        w = self.widgets
-        if not w:
+    def _update_model_controls(self) -> None:
+        style = self.has_style_model
+        reason = self._model_reason
+        for name in MODEL_CONTROLS:
+            self.enable(name, style, reason)
+        if not style:
             return
-        if self.data is not None:
-            ed = self.editor
-            w["info"].text = (f"{self.data.path.name}: {ed.num_strands} strands, {ed.num_guides} guides"
-                              + ("" if self.data.on_head else " (not on the head)"))
-        w["color"].selected_index = COLOR_MODES.index(self.color_mode)
-        w["head"].checked = self.show_head
-        w["guides"].checked = self.show_guides
-        w["selected"].text = "no guide selected" if self.selected is None else f"guide {self.selected} selected"
-        has = self.data is not None
+        model = self.model_mode
+        file_reason = "the open hair comes from a file: Sample a style or press Encode first"
+        for name in ("set_a", "set_b", "blend", "attr_length", "attr_curliness", "attr_volume",
+                     "pc0", "pc1", "pc2", "dense_count"):
+            self.enable(name, model, file_reason)
+        if model:
+            self.enable("blend", "A" in self.slots and "B" in self.slots, "set styles A and B first (Set A / Set B)")
+            if not self.pipeline.style_vae.has_attributes():
+                for name in ("attr_length", "attr_curliness", "attr_volume"):
+                    self.enable(name, False, "this hairstyle-VAE has no attribute model (trained without labels)")
+        self.enable("encode", self.session is not None and not model, "open a hair file to encode it")
+
+    def sync(self) -> None:
+        self._update_model_controls()
+        w = self.widgets
+        has = self.session is not None
         for name in ("cut", "extend", "curl"):
             self.enable(name, has and self.selected is not None, "select a guide first (Ctrl+click)")
         self.enable("undo", has and self.editor.can_undo, "nothing to undo")
         self.enable("redo", has and self.editor.can_redo, "nothing to redo")
         self.enable("save", has, "no hairstyle open")
+        if not w:
+            return
+        if has:
+            ed = self.editor
+            n = self.dense_count if self.model_mode else ed.num_strands
+            w["info"].text = (f"{self.name}: {n} strands, {ed.num_guides} guides"
+                              + ("" if self.on_head else " (not on the head)"))
+        else:
+            w["info"].text = "no hairstyle open"
+        w["model"].text = (f"run {self.run_path.name}" if self.has_style_model else
+                           ("no trained hair run" if self.pipeline is None and self.run_path is None
+                            else "model unavailable (see tooltips)"))
+        w["color"].selected_index = COLOR_MODES.index(self.color_mode)
+        w["preview"].set_value(self.preview_count)
+        w["head"].checked = self.show_head
+        w["guides"].checked = self.show_guides
+        w["project"].checked = self.project_edits
+        w["dense_count"].set_value(self.dense_count)
+        w["selected"].text = "no guide selected" if self.selected is None else f"guide {self.selected} selected"
+        for key in ("blend", "attr_length", "attr_curliness", "attr_volume", "pc0", "pc1", "pc2"):
+            w[key].double_value = float(self.sliders.get(key, 0.0))

@@ -191,6 +191,7 @@ class MotionPanel(ui.Panel):
         self.show_points = True
         self.side_by_side = True
         self._last_step = 0.0
+        self.frames_played = 0  # frames advanced by playback (not by set_frame)
         self._colors: np.ndarray | None = None
         self._offset = np.zeros(3)
 
@@ -337,6 +338,7 @@ class MotionPanel(ui.Panel):
         if steps <= 0:
             return False
         self._last_step += steps / self.fps
+        self.frames_played += steps
         self.set_frame(self.frame + steps)
         return True
 

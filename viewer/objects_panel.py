@@ -123,6 +123,7 @@ def find_frame_files(path: Path) -> dict[str, Path]:
         if not cands:
             raise InputError(f"{folder}: no depth PNG (depth.png) in this RGB-D frame folder")
         out["depth"] = cands[0]
+        pre = cands[0].name.lower()[: cands[0].name.lower().rfind("depth")]  # siblings share its prefix
     out["color"] = first("color.png", "colour.png", "rgb.png", "image.png")
     out["mask"] = first("mask.png", "instances.png", "seg.png")
     out["intrinsics"] = first("intrinsics.json", "camera.json", "k.json")

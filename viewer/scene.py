@@ -14,7 +14,6 @@ one colour per point), :func:`mesh_geometry` (trimesh -> coloured ``TriangleMesh
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,6 +83,10 @@ class SceneView:
         # no post-processing (tone mapping / colour grading): white stays white and colours are drawn as
         # given, so what the panels choose is what the screenshots show
         self.scene.view.set_post_processing(False)
+        # no shadow maps and no MSAA: on a software rasteriser (llvmpipe) shadow-map passes dominate the
+        # frame time and some view / light directions made single frames take minutes
+        self.scene.view.set_shadowing(False, rendering.View.ShadowType.PCF)
+        self.scene.view.set_sample_count(1)
         self.scene.set_lighting(rendering.Open3DScene.LightingProfile.NO_SHADOWS, np.array([0.3, -0.8, -0.5],
                                                                                          np.float32))
         self.scene.scene.set_indirect_light_intensity(30000)
@@ -238,21 +241,11 @@ class SceneView:
             return np.asarray(self._renderer.render_to_image()).copy()
         from open3d.visualization import gui
 
-        app = gui.Application.instance
-        t0 = time.monotonic()
-        while True:
-            box: dict[str, np.ndarray] = {}
-            self.render_async(lambda img, box=box: box.setdefault("img", img))
-            while "img" not in box:
-                self.window.post_redraw()
-                if not app.run_one_tick():
-                    raise RuntimeError("the viewer window closed before the screenshot was drawn")
-                if time.monotonic() - t0 > timeout:
-                    raise TimeoutError("the viewer did not draw a frame within the timeout")
-            W, H = self.view_size()
-            # the very first frame of a new window is drawn before its first layout (1x1): draw again
-            if box["img"].shape[:2] == (H, W) or time.monotonic() - t0 > timeout:
-                return box["img"]
+        # synchronous: the scene is drawn into an offscreen target by the window's renderer now
+        # (the asynchronous Scene.render_to_image request can wait for a redraw that never comes)
+        W, H = self.view_size()
+        img = gui.Application.instance.render_to_image(self.scene, W, H)
+        return np.asarray(img)[..., :3].copy()
 
     def render_async(self, callback: Callable[[np.ndarray], None]) -> None:
         """Ask for the next drawn frame; ``callback(image)`` runs on the main thread once it exists."""
@@ -260,6 +253,7 @@ class SceneView:
             callback(self.render())
             return
         self.scene.scene.render_to_image(lambda im: callback(np.asarray(im)[..., :3].copy()))
+        self.widget.force_redraw()
         self._redraw()
 
     def _redraw(self) -> None:

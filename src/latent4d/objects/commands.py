@@ -277,7 +277,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
             continue
         hd = 0.5 * float(np.linalg.norm(r.extents))
         e = pose_errors({"R": r.R, "t": r.t, "scale": r.scale * hd, "size": r.size},
-                        {"R": gt.R, "t": gt.t, "scale": gt.scale, "size": gt.size}, gt.category)
+                        {"R": gt.R, "t": gt.t, "scale": gt.scale, "size": gt.size}, gt.category, gt.symmetric)
         per.append({"instance_id": r.instance_id, "category": gt.category, **e})
     result = {"test_sdf_l1": metrics.get("test/sdf_l1"), "test_color_l1": metrics.get("test/color_l1"),
               "objects": len(results), "reconstructed": sum(r.status == "ok" for r in results),

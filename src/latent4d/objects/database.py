@@ -77,3 +77,23 @@ class LatentDatabase(ModelMixin, ConfigMixin):
         if len(idx) < 2:
             return float(s.pow(2).mean().sqrt()), float(a.pow(2).mean().sqrt())
         return float((s - s.mean(0)).pow(2).mean().sqrt()), float((a - a.mean(0)).pow(2).mean().sqrt())
+
+    @torch.no_grad()
+    def code_gaussian(self, category: str | None = None, shrink: float = 0.1) -> dict[str, torch.Tensor]:
+        """Gaussian fits of a category's codes for priors: ``shape_mean`` (D,), ``shape_precision``
+        (D, D) and the same for ``appearance_*``. The covariance is the sample covariance plus
+        ``shrink`` x its mean variance on the diagonal (well defined with fewer codes than dimensions),
+        so moving along the category's principal variations is cheap and off them expensive."""
+        idx = self.category_indices(category).to(self.shape.weight.device)
+        out = {}
+        for name, emb in (("shape", self.shape), ("appearance", self.appearance)):
+            z = emb(idx)
+            mu = z.mean(0)
+            zc = z - mu
+            n, d = z.shape
+            cov = zc.T @ zc / max(n - 1, 1)
+            var = float(cov.diagonal().mean()) if n > 1 else float(z.pow(2).mean())
+            cov = cov + max(shrink * var, 1e-8) * torch.eye(d, device=z.device)
+            out[f"{name}_mean"] = mu
+            out[f"{name}_precision"] = torch.linalg.inv(cov)
+        return out

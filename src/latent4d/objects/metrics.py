@@ -1,6 +1,7 @@
 """Pose, size, shape and colour metrics, NOCS-style.
 
-* rotation error in degrees; for symmetric categories (bottle, bowl, can) only the up axis counts;
+* rotation error in degrees; for symmetric categories (bottle, bowl, can) only the up axis counts,
+  and, as in the NOCS evaluation, for mugs whose handle is not visible (``symmetric=True``);
 * translation error (m), relative scale error ``|s_pred / s_gt - 1|``;
 * 3D IoU of the oriented boxes ``(R, t, size)`` computed exactly (convex polytope intersection);
   for symmetric categories the predicted box is first turned about its up axis to its best yaw;
@@ -108,12 +109,13 @@ def box_iou_3d(R1, t1, size1, R2, t2, size2) -> float:
     return float(inter / (v1 + v2 - inter))
 
 
-def pose_errors(pred: dict, gt: dict, category: str | None = None) -> dict[str, float]:
+def pose_errors(pred: dict, gt: dict, category: str | None = None, symmetric: bool | None = None) -> dict[str, float]:
     """Errors of one prediction against ground truth; both dicts hold ``R``, ``t``, ``scale``, ``size``.
 
-    Returns ``rot_deg``, ``trans_m``, ``scale_rel`` and ``iou`` (yaw-aligned for symmetric categories).
+    Returns ``rot_deg``, ``trans_m``, ``scale_rel`` and ``iou`` (yaw-aligned when symmetric:
+    ``symmetric`` if given, else whether ``category`` is a symmetric category).
     """
-    sym = category in SYMMETRIC
+    sym = (category in SYMMETRIC) if symmetric is None else bool(symmetric)
     Rp = align_yaw(pred["R"], gt["R"]) if sym else np.asarray(pred["R"])
     return {"rot_deg": rotation_error_deg(pred["R"], gt["R"], symmetric=sym),
             "trans_m": translation_error(pred["t"], gt["t"]),

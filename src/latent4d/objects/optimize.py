@@ -16,7 +16,8 @@ Loss of the default recipe (``"latent4d"``), distances in centimetres with a Hub
   image, not behind the observed depth) to their nearest observed point;
 * ``color``: L1 between the appearance network at the observed points and their RGB, weighted by
   how close the points are to the predicted surface;
-* ``prior``: Gaussian priors on both codes around the category mean, scaled by the category spread.
+* ``prior``: Gaussian priors on both codes fitted to the category's database codes (sample
+  covariance, shrunk towards a scaled identity): moving along the category's variations is cheap.
 
 Codes are frozen for the first ``warmup`` iterations (pose and size first), learning rates decay
 by cosine to ``lr_final`` of their start value.
@@ -76,6 +77,7 @@ class OptimConfig:
     w_color: float = 2.0
     w_shape_prior: float = 0.02
     w_app_prior: float = 0.01
+    prior_shrink: float = 0.1         # code priors: category covariance + shrink * mean variance * I
     huber_cm: float = 0.5
     color_sigma_cm: float = 1.0
     vis_margin: float = 0.015         # metres behind the observed depth that still counts as visible
@@ -203,15 +205,13 @@ class ObjectOptimizer:
         self.cfg = config or OptimConfig()
         self._prior: dict[str | None, tuple] = {}
 
-    def _prior_stats(self, category: str | None):
+    def _prior_stats(self, category: str | None) -> dict[str, torch.Tensor]:
         if category not in self._prior:
             try:
-                ms, ma = self.pipe.database.mean_codes(category)
-                ss, sa = self.pipe.database.code_std(category)
+                g = self.pipe.database.code_gaussian(category, self.cfg.prior_shrink)
             except InputError:
-                ms, ma = self.pipe.database.mean_codes(None)
-                ss, sa = self.pipe.database.code_std(None)
-            self._prior[category] = (ms.detach(), ma.detach(), max(ss, 1e-3), max(sa, 1e-3))
+                g = self.pipe.database.code_gaussian(None, self.cfg.prior_shrink)
+            self._prior[category] = {k: v.detach() for k, v in g.items()}
         return self._prior[category]
 
     # ------------------------------------------------------------------------------------------
@@ -398,9 +398,9 @@ class ObjectOptimizer:
         col = self.pipe.appearance(X, zs.detach(), za)
         wc = torch.exp(-(r_sdf.detach() / cfg.color_sigma_cm) ** 2)
         l_col = (wc * (col - C).abs().sum(-1)).sum() / wc.sum().clamp_min(1e-6) / 3.0
-        ms, ma, ss, sa = prior
-        p_s = ((zs - ms) / ss).square().mean()
-        p_a = ((za - ma) / sa).square().mean()
+        ds, da = zs - prior["shape_mean"], za - prior["appearance_mean"]
+        p_s = ds @ prior["shape_precision"] @ ds / len(ds)  # Mahalanobis, per dimension
+        p_a = da @ prior["appearance_precision"] @ da / len(da)
         loss = (cfg.w_sdf * l_sdf + cfg.w_obs * l_obs + cfg.w_vis * l_vis + cfg.w_color * l_col
                 + cfg.w_shape_prior * p_s + cfg.w_app_prior * p_a)
         terms = {"sdf": l_sdf.detach(), "obs": l_obs.detach(), "vis": l_vis.detach(), "color": l_col.detach(),

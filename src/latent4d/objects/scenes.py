@@ -54,10 +54,19 @@ class SceneObject:
     shape_code: np.ndarray | None = None
     appearance_code: np.ndarray | None = None
     mesh: trimesh.Trimesh | None = field(default=None, repr=False)
+    handle_visible: bool | None = None
 
     @property
     def size(self) -> np.ndarray:
         return self.scale * np.asarray(self.extents)
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the rotation about the up axis is unobservable: symmetric categories, and (as in
+        the NOCS evaluation) mugs whose handle is hidden."""
+        from latent4d.objects.synthetic import SYMMETRIC
+
+        return self.category in SYMMETRIC or (self.category == "mug" and self.handle_visible is False)
 
     def to_json(self) -> dict:
         d = {"instance_id": int(self.instance_id), "category": self.category, "name": self.name,
@@ -67,6 +76,8 @@ class SceneObject:
             d["shape_code"] = np.asarray(self.shape_code).tolist()
         if self.appearance_code is not None:
             d["appearance_code"] = np.asarray(self.appearance_code).tolist()
+        if self.handle_visible is not None:
+            d["handle_visible"] = bool(self.handle_visible)
         return d
 
     @classmethod
@@ -74,7 +85,8 @@ class SceneObject:
         return cls(int(d["instance_id"]), d["category"], d.get("name", ""), np.asarray(d["R"], np.float64),
                    np.asarray(d["t"], np.float64), float(d["scale"]), np.asarray(d["extents"], np.float64),
                    None if d.get("shape_code") is None else np.asarray(d["shape_code"], np.float32),
-                   None if d.get("appearance_code") is None else np.asarray(d["appearance_code"], np.float32))
+                   None if d.get("appearance_code") is None else np.asarray(d["appearance_code"], np.float32),
+                   handle_visible=d.get("handle_visible"))
 
 
 @dataclass
@@ -214,8 +226,30 @@ def make_scene(objects: list[ProceduralObject], seed: int = 0, n_objects: int | 
         gts.append(SceneObject(iid, obj.category, obj.name, Rc @ R_w, Rc @ t_w + tc, float(s),
                                np.asarray(obj.extents), None if zc is None else np.asarray(zc[0]),
                                None if zc is None else np.asarray(zc[1]), obj.mesh))
+    for g in gts:
+        if g.category == "mug":
+            g.handle_visible = _handle_visible(g, frame.depth, frame.mask, K)
     depth = add_depth_noise(frame.depth, frame.normals, rng) if noise else frame.depth.astype(np.float32)
     return RGBDInput(frame.rgb, depth, frame.mask.astype(np.int32), K, gts, depth_clean=frame.depth)
+
+
+def _handle_visible(g: SceneObject, depth: np.ndarray, mask: np.ndarray, K: np.ndarray, min_pixels: int = 15) -> bool:
+    """Whether at least ``min_pixels`` pixels show the handle of a mug (canonical +x beyond the body)."""
+    v = np.asarray(g.mesh.vertices)
+    rim = v[v[:, 1] > v[:, 1].max() - 0.03]
+    axis_x = rim[:, 0].mean()
+    radius = np.abs(rim[:, 0] - axis_x).max()
+    handle = v[v[:, 0] > axis_x + radius + 0.02]
+    if len(handle) == 0:
+        return False
+    c = g.scale * handle @ g.R.T + g.t
+    u = np.rint(K[0, 0] * c[:, 0] / c[:, 2] + K[0, 2]).astype(int)
+    w = np.rint(K[1, 1] * c[:, 1] / c[:, 2] + K[1, 2]).astype(int)
+    H, W = depth.shape
+    ok = (u >= 0) & (u < W) & (w >= 0) & (w < H)
+    u, w, z = u[ok], w[ok], c[ok, 2]
+    seen = (mask[w, u] == g.instance_id) & (np.abs(depth[w, u] - z) < 0.005)
+    return len(set(zip(u[seen].tolist(), w[seen].tolist()))) >= min_pixels
 
 
 def _in_view(mesh: trimesh.Trimesh, K: np.ndarray, T: np.ndarray, width: int, height: int, margin: int) -> bool:

@@ -2,7 +2,10 @@
 
 Encoder: source and target clouds (B, N, 3) correspond point by point. Farthest-point samples of
 the *source* give M query indices, reused on the target; every point is embedded as
-``[PointEmbed(source), PointEmbed(target)]`` (concatenated, then a linear map to ``width``); one
+``[PointEmbed(source), PointEmbed(target)]`` (concatenated, then a linear map to ``width``) -
+with ``displacement_features`` (default) also a low-frequency Fourier embedding of the
+displacement ``target - source`` (scaled by ``displacement_scale``), which the two position
+embeddings only carry implicitly and which speeds up training markedly; one
 cross-attention (queries <- all points) + feed-forward; KL bottleneck to (B, M, C) (C = 32 in the
 paper). Decoder: linear map up, ``depth`` self-attention blocks, then each source query point
 (B, Q, 3) -> PointEmbed -> cross-attention to the latents -> its position in the target frame.
@@ -36,10 +39,12 @@ class DeformVecSetAE(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, num_latents: int = 128, latent_channels: int = 32, width: int = 128, heads: int = 4,
                  dim_head: int = 32, depth: int = 4, num_freqs: int = 8, decoder_heads: int = 4,
-                 logvar_clamp: tuple[float, float] = (-30.0, 20.0)):
+                 logvar_clamp: tuple[float, float] = (-30.0, 20.0), displacement_features: bool = True,
+                 displacement_scale: float = 4.0):
         super().__init__()
         self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
-        self.pair_proj = nn.Linear(2 * width, width)
+        self.disp_embed = FourierPointEmbed(width, num_freqs=4) if displacement_features else None
+        self.pair_proj = nn.Linear((3 if displacement_features else 2) * width, width)
         self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
         self.to_mean = nn.Linear(width, latent_channels)
         self.to_logvar = nn.Linear(width, latent_channels)
@@ -53,7 +58,10 @@ class DeformVecSetAE(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.to_disp.bias)
 
     def _pair(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        return self.pair_proj(torch.cat([self.point_embed(src), self.point_embed(tgt)], dim=-1))
+        feats = [self.point_embed(src), self.point_embed(tgt)]
+        if self.disp_embed is not None:
+            feats.append(self.disp_embed((tgt - src) * self.config.displacement_scale))
+        return self.pair_proj(torch.cat(feats, dim=-1))
 
     def encode(self, source: torch.Tensor, target: torch.Tensor, sample: bool = True,
                generator: torch.Generator | None = None) -> Posterior:

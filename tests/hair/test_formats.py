@@ -299,3 +299,23 @@ def test_mutated_files_never_crash(ext, cut, flips, insert):
     pos = cut % (len(data) + 1)
     _check_parse(ext, data[:pos])
     _check_parse(ext, data[:pos] + insert + data[pos:])
+
+
+@pytest.mark.parametrize("ext", [".ply", ".npz"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400), cut=st.integers(0, 5000))
+def test_point_reader_never_crashes(tmp_path, ext, data, cut):
+    good = tmp_path / f"good{ext}"
+    if not good.exists():
+        write_points(good, np.random.default_rng(0).random((20, 3)), np.ones((20, 3)))
+    raw = good.read_bytes()
+    for i, blob in enumerate((data, raw[: cut % (len(raw) + 1)] + data)):
+        p = tmp_path / f"fuzz{i}{ext}"
+        p.write_bytes(blob)
+        try:
+            pts, dirs = read_points(p)
+        except InputError as e:
+            assert p.name in str(e)
+            continue
+        assert len(pts) > 0 and np.isfinite(pts).all()
+        assert dirs is None or dirs.shape == pts.shape

@@ -153,3 +153,24 @@ def test_densify_from_a_procedural_guide_map(strand_run, scalp, grid):
         assert 0 < hair.num_strands < 3000 and hair.is_uniform
         assert not scalp.head.inside(hair.strands[:, 1:]).any()
         assert np.allclose(hs.roots, scalp.sample_roots(3000, seed=1)[0], atol=1e-6)
+
+
+def test_guide_datamodule_reads_hair_files(strand_run, tmp_path):
+    from latent4d.hair.data import HairGuideDataModule
+    from latent4d.hair.formats import write_hair
+    from latent4d.hair.synthetic import generate_hairstyle
+
+    for i in range(3):
+        h = generate_hairstyle(i, 3000)
+        if i == 0:  # a bald patch: the first 500 strands become bald roots
+            pts = [h.strand(j)[:1] if j < 500 else h.strand(j) for j in range(h.num_strands)]
+            h = Hairstyle.from_list(pts)
+        write_hair(tmp_path / f"s{i}.data", h)
+    dm = HairGuideDataModule(strand_vae_path=str(strand_run[0]), root=str(tmp_path), batch_size=2, cache=False)
+    dm.setup()
+    total = sum(len(dm.dataset(s)) for s in ("train", "val", "test"))
+    assert total == 3
+    maps = torch.cat([dm.dataset(s).tensors[0] for s in ("train", "val", "test")])
+    assert maps.shape[1:] == (65, 32, 32)
+    pres = maps[:, -1][:, torch.as_tensor(dm.grid.mask.reshape(32, 32))]
+    assert 0.5 < float(pres.mean()) < 1.0  # the bald patch shows up as absent texels

@@ -156,6 +156,9 @@ class ViewerApp:
         run_family = _run_family(path) if path.is_dir() else None
         if run_family is not None:
             panel = {"hair": self.hair, "objects": self.objects, "motion": self.motion}.get(run_family)
+            if run_family == "motion" and not self.motion.can_read(path):
+                raise InputError(f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
+                                 "motion ...` and open its output folder (meshes, inputs and trajectories.npz)")
             if panel is None:
                 raise InputError(f"{path}: a '{run_family}' run; the viewer shows hair, objects and motion runs")
             return panel
@@ -284,14 +287,17 @@ class ViewerApp:
 
         gui.Application.instance.post_to_main_thread(self.window, run)
 
-    def run_worker(self, fn: Callable[[], object], on_done: Callable[[object], None] | None = None) -> threading.Thread:
-        """Run ``fn`` on a worker thread; ``on_done(result)`` is posted to the main thread."""
+    def run_worker(self, fn: Callable[[], object], on_done: Callable[[object], None] | None = None,
+                   on_error: Callable[[str], None] | None = None) -> threading.Thread:
+        """Run ``fn`` on a worker thread; ``on_done(result)`` (or ``on_error(message)`` and an error
+        dialog) is posted to the main thread."""
         def work():
             try:
                 result = fn()
             except Exception as e:  # noqa: BLE001
+                traceback.print_exc()
                 msg = _describe(e, None)
-                self.post(lambda: self.error(msg))
+                self.post(lambda: (on_error and on_error(msg), self.error(msg)))
                 return
             if on_done is not None:
                 self.post(lambda: on_done(result))
@@ -469,10 +475,13 @@ def _wrap(text: str, width: int) -> str:
 
 def _run_family(path: Path) -> str | None:
     """The ``family`` of a run directory (``config.yaml`` or ``.hydra/config.yaml``), else None.
-    A folder of saved hair networks (``strand_vae/config.json``) counts as a hair run."""
+    Folders of saved networks count too: ``strand_vae/`` (hair), ``shape_decoder/`` (objects)."""
     for net in ("strand_vae", "models/strand_vae"):
         if (path / net / "config.json").is_file():
             return "hair"
+    for net in ("shape_decoder", "models/shape_decoder"):
+        if (path / net / "config.json").is_file():
+            return "objects"
     for cfg in (path / "config.yaml", path / ".hydra" / "config.yaml"):
         if cfg.is_file():
             try:

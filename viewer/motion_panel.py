@@ -6,7 +6,11 @@ Accepted inputs (``read``):
   ``frame_10``); PLY files without faces in the same folder are per-frame point clouds;
 - a folder with sub-folders ``meshes/`` (or ``mesh/``) and ``points/`` (or ``pointclouds/``,
   ``observations/``, ``inputs/``);
-- an ``.npz`` with ``vertices (T, V, 3)`` and ``faces (F, 3)``, optionally ``points (T, N, 3)``.
+- an ``.npz`` with ``vertices (T, V, 3)`` and ``faces (F, 3)``, optionally ``points (T, N, 3)``;
+- a motion reconstruction output (``latent4d reconstruct motion``, see docs/motion.md): a sample
+  folder with ``trajectories.npz`` (meshes, observations and correspondence colours), or the
+  output root (its first ``sample_*``);
+- a folder of observed point clouds only (any format ``latent4d.motion.io.read_sequence`` reads).
 
 When every frame shares frame 0's faces (a tracked sequence), vertices can be coloured by
 correspondence: each vertex keeps the colour of its frame-0 position, so tracking drift shows as
@@ -48,6 +52,7 @@ class Sequence:
     faces: list[np.ndarray]
     points: list[np.ndarray] | None = None
     files: list[str] = field(default_factory=list)
+    colors: np.ndarray | None = None  # (V, 3) in [0, 1]: correspondence colours given by the file
 
     @property
     def num_frames(self) -> int:
@@ -94,11 +99,49 @@ def _files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_EXTS), key=natural_key)
 
 
+def _recon_sample(path: Path) -> Path | None:
+    """The sample folder of a motion reconstruction output (``trajectories.npz``), if ``path`` is one
+    (or an output root holding ``sample_*`` folders: the first)."""
+    if (path / "trajectories.npz").is_file():
+        return path
+    samples = sorted((p for p in path.glob("sample_*") if (p / "trajectories.npz").is_file()), key=natural_key)
+    return samples[0] if samples else None
+
+
+def _read_reconstruction(folder: Path) -> Sequence:
+    from latent4d.motion.io import load_reconstruction
+
+    try:
+        d = load_reconstruction(folder)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt npz
+        raise InputError(f"{folder / 'trajectories.npz'}: cannot read ({type(e).__name__}: {e})") from e
+    v = np.asarray(d.get("vertices"), np.float32)
+    f = np.asarray(d.get("faces"), np.int64)
+    if v.ndim != 3 or v.shape[-1] != 3 or f.ndim != 2 or f.shape[-1] != 3 or len(f) == 0:
+        raise InputError(f"{folder / 'trajectories.npz'}: expected vertices (T, V, 3) and faces (F, 3), got "
+                         f"{v.shape} and {f.shape}")
+    if not np.isfinite(v).all() or f.min() < 0 or f.max() >= v.shape[1]:
+        raise InputError(f"{folder / 'trajectories.npz'}: non-finite vertices or face indices out of range")
+    obs = d.get("observations")
+    pts = [np.asarray(o, np.float32) for o in obs] if obs is not None and len(obs) == len(v) else None
+    name = f"{folder.parent.name}/{folder.name}" if folder.name.startswith("sample") else folder.name
+    seq = Sequence(name, list(v), [f] * len(v), pts)
+    if d.get("colors") is not None and len(d["colors"]) == v.shape[1]:
+        seq.colors = np.asarray(d["colors"], np.float64)[:, :3] / 255.0
+    return seq
+
+
 def read_sequence(path) -> Sequence:
     """Read a sequence (see module docstring); InputError names the offending file."""
     path = Path(path)
     if path.is_file() and path.suffix.lower() == ".npz":
+        if path.name == "trajectories.npz":
+            return _read_reconstruction(path.parent)
         return _read_npz(path)
+    if path.is_dir() and (sample := _recon_sample(path)) is not None:
+        return _read_reconstruction(sample)
     if not path.is_dir():
         raise InputError(f"{path}: expected a folder of per-frame meshes or an .npz sequence")
     sub = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
@@ -125,7 +168,12 @@ def read_sequence(path) -> Sequence:
             else:
                 pts.append(v)
     if not verts and not pts:
-        raise InputError(f"{path}: no per-frame meshes or point clouds ({', '.join(MESH_EXTS)}) found")
+        from latent4d.motion.io import read_sequence as read_clouds
+
+        try:  # observed clouds in the formats the motion family reads (.npy, .npz, .xyz, .txt, .pts)
+            pts = read_clouds(path)
+        except InputError as e:
+            raise InputError(f"{path}: no per-frame meshes or point clouds found ({e})") from e
     if verts and len(verts) < 2 and not pts:
         raise InputError(f"{path}: a sequence needs at least 2 frames, found 1 mesh")
     if verts and pts and len(pts) != len(verts):
@@ -160,6 +208,10 @@ def _read_npz(path: Path) -> Sequence:
 
 
 def is_sequence(path: Path) -> bool:
+    if path.is_dir() and _recon_sample(path) is not None:
+        return True
+    if path.is_file() and path.name == "trajectories.npz":
+        return True
     if path.is_dir():
         sub = {p.name.lower() for p in path.iterdir() if p.is_dir()}
         if sub & set(MESH_DIRS) or sub & set(POINT_DIRS):
@@ -214,7 +266,9 @@ class MotionPanel(ui.Panel):
         self.stop()
         self.seq = seq
         self.frame = 0
-        self._colors = position_colors(seq.vertices[0]) if seq.vertices and seq.shared_topology else None
+        self._colors = None
+        if seq.vertices and seq.shared_topology:
+            self._colors = seq.colors if seq.colors is not None else position_colors(seq.vertices[0])
         self.color_mode = "correspondence" if self._colors is not None else "plain"
         lo = self._bounds(seq.vertices)
         # points beside the meshes: shifted along +x by the meshes' width and a margin

@@ -14,6 +14,15 @@ Files:
 
 The RGB-D camera frame is OpenCV's (x right, y down, z forward); the viewer draws observations
 in OpenGL's (x right, y up, z backward) so that the initial view is the camera's own.
+
+An objects run (``latent4d train experiment=objects/latent_db``; ``latent4d.objects.pipeline``)
+adds: a database object decoded to a coloured mesh (canonical frame, drawn beside the scene) whose
+shape and appearance codes move along the main directions of the database codes (sliders), and
+*Reconstruct*: the ShAPO-style optimisation of shape, appearance, 6D pose and size of every masked
+instance of the open RGB-D frame. It runs on a worker thread; each iteration's surface points
+and box are posted to the main thread (``post_to_main_thread``), so the window stays responsive
+and the shapes visibly converge; *Stop* ends it early. Without a run (or without an instance mask)
+those controls are disabled and their tooltip says why.
 """
 
 from __future__ import annotations
@@ -63,6 +72,44 @@ class FrameItem:
 
         pts, pix = backproject_depth(self.depth, self.K)
         return (pts.astype(np.float64) @ CV_TO_GL).astype(np.float32), pix
+
+
+@dataclass
+class ObjectsRun:
+    path: Path
+    pipeline: object | None
+    reason: str
+
+
+def load_objects_pipeline(path: Path) -> ObjectsRun:
+    try:
+        from latent4d.objects.pipeline import ObjectsPipeline
+    except ImportError as e:  # pragma: no cover
+        return ObjectsRun(path, None, f"{path}: this latent4d has no objects pipeline ({e})")
+    from latent4d.viewer.hair_model import limit_torch_threads
+
+    limit_torch_threads()
+    try:
+        return ObjectsRun(path, ObjectsPipeline.from_pretrained(path), "")
+    except Exception as e:  # noqa: BLE001 - a run without networks disables the model controls
+        return ObjectsRun(path, None, f"{path}: {e}")
+
+
+def code_directions(codes: np.ndarray, k: int = 3) -> np.ndarray:
+    """``k`` principal directions ``(k, D)`` of database codes ``(N, D)``, scaled to one standard deviation
+    (zeros where the database has fewer than ``k + 1`` objects)."""
+    c = np.asarray(codes, np.float64)
+    out = np.zeros((k, c.shape[1]))
+    if len(c) < 2:
+        return out
+    _, sv, vt = np.linalg.svd(c - c.mean(0), full_matrices=False)
+    n = min(k, len(sv))
+    out[:n] = vt[:n] * (sv[:n] / np.sqrt(len(c) - 1))[:, None]
+    return out
+
+
+NO_RUN = ("needs a trained objects run: open a run directory of `latent4d train experiment=objects/latent_db` "
+          "(models/shape_decoder, appearance, database)")
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -219,10 +266,31 @@ class ObjectsPanel(ui.Panel):
         self.color_mode = "rgb"
         self.show_observation = True
         self.show_boxes = True
+        # model
+        self.pipeline = None
+        self.run_path: Path | None = None
+        self._model_reason = NO_RUN
+        self.object_index = 0
+        self.shape_offsets = np.zeros(3)
+        self.appearance_offsets = np.zeros(3)
+        self.mesh_level = 5
+        self.code_mesh = None  # trimesh of the decoded database object (canonical)
+        self._dirs: tuple[np.ndarray, np.ndarray] | None = None
+        self.iterations = 60
+        self.max_draw_points = 30000  # points drawn per reconstructed shape
+        self.running = False
+        self._stop = False
+        self.live: dict[int, dict] = {}  # instance id -> latest optimisation state
+        self.live_updates = 0  # states drawn on the main thread
+        self.iterations_done: dict[int, int] = {}
+        self.results: list = []
+        self._worker = None
+        self._last_post = 0.0
+        self._update_model_controls()
 
     @property
     def active(self) -> bool:
-        return bool(self.meshes or self.clouds or self.frame is not None)
+        return bool(self.meshes or self.clouds or self.frame is not None or self.code_mesh is not None)
 
     @staticmethod
     def can_read(path: Path) -> bool:
@@ -232,11 +300,25 @@ class ObjectsPanel(ui.Panel):
 
     def read(self, path):
         path = Path(path)
+        if path.is_dir() and not is_frame(path):
+            return load_objects_pipeline(path)
         if is_frame(path):
             return read_frame(path)
         return read_geometry(path)
 
     def show(self, item) -> None:
+        if isinstance(item, ObjectsRun):
+            self.stop()
+            self.pipeline, self.run_path = item.pipeline, item.path
+            self._model_reason = item.reason or NO_RUN
+            self._dirs = None
+            if self.pipeline is not None:
+                self.select_object(0)
+            else:
+                self.app.set_status(self._model_reason)
+            self.set_visible(True)
+            self.sync()
+            return
         if isinstance(item, FrameItem):
             self.frame = item
         elif isinstance(item, MeshItem):
@@ -265,6 +347,8 @@ class ObjectsPanel(ui.Panel):
             self.view.set(f"{self.prefix}cloud{i}", point_geometry(c.points, c.colors), Style("unlit", point_size=3.0))
         if self.frame is not None:
             self._draw_frame()
+        self._draw_code_mesh()
+        self._draw_results()
 
     def _draw_frame(self) -> None:
         f = self.frame
@@ -311,9 +395,202 @@ class ObjectsPanel(ui.Panel):
         self.clear_all()
 
     def clear_all(self) -> None:
+        self.stop()
         self.meshes, self.clouds, self.frame = [], [], None
+        self.code_mesh, self.results, self.live = None, [], {}
         self.clear()
         self.sync()
+
+    # ---------------------------------------------------------------------- model
+    def _require_model(self):
+        if self.pipeline is None:
+            raise InputError(self._model_reason)
+        return self.pipeline
+
+    def directions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Main directions of the database's shape and appearance codes (3 each, one std long)."""
+        pipe = self._require_model()
+        if self._dirs is None:
+            db = pipe.database
+            zs = np.stack([db.codes(i)[0].detach().cpu().numpy() for i in range(len(db))])
+            za = np.stack([db.codes(i)[1].detach().cpu().numpy() for i in range(len(db))])
+            self._dirs = (code_directions(zs), code_directions(za))
+        return self._dirs
+
+    def current_codes(self):
+        import torch
+
+        pipe = self._require_model()
+        zs, za = pipe.codes(int(self.object_index))
+        ds, da = self.directions()
+        zs = zs + torch.as_tensor(self.shape_offsets @ ds, dtype=zs.dtype)
+        za = za + torch.as_tensor(self.appearance_offsets @ da, dtype=za.dtype)
+        return zs, za
+
+    def select_object(self, index: int) -> None:
+        """Show database object ``index`` (codes reset to the database's)."""
+        pipe = self._require_model()
+        if not 0 <= int(index) < len(pipe.database):
+            raise InputError(f"object {index} does not exist (the database holds {len(pipe.database)})")
+        self.object_index = int(index)
+        self.shape_offsets[:] = 0
+        self.appearance_offsets[:] = 0
+        self._decode()
+
+    def set_shape_code(self, i: int, value: float) -> None:
+        """Move the shape code along its ``i``-th main direction (in standard deviations)."""
+        self._require_model()
+        self.shape_offsets[int(i)] = float(value)
+        self._decode()
+
+    def set_appearance_code(self, i: int, value: float) -> None:
+        """Move the appearance code along its ``i``-th main direction (in standard deviations)."""
+        self._require_model()
+        self.appearance_offsets[int(i)] = float(value)
+        self._decode()
+
+    def _decode(self) -> None:
+        import time as _time
+
+        pipe = self._require_model()
+        t0 = _time.perf_counter()
+        zs, za = self.current_codes()
+        mesh = pipe.mesh(zs, za, level=self.mesh_level)
+        if len(mesh.faces) == 0:
+            self.code_mesh = None
+            self.view.remove(self.prefix + "code")
+            self.app.set_status("this code decodes to no surface")
+        else:
+            self.code_mesh = mesh
+            self._draw_code_mesh()
+            self.app.set_status(f"decoded object {self.object_index} in {_time.perf_counter() - t0:.2f} s")
+        self.sync()
+
+    def _code_offset(self) -> np.ndarray:
+        """Where the canonical object is drawn: beside the observation (right of it), else at the origin."""
+        if self.frame is None:
+            return np.zeros(3)
+        pts, _ = self.frame.points()
+        lo, hi = np.percentile(pts, 2, 0), np.percentile(pts, 98, 0)
+        return np.array([hi[0] + 0.1 + 0.25, (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2])
+
+    def _draw_code_mesh(self) -> None:
+        if self.code_mesh is None:
+            return
+        m = self.code_mesh.copy()
+        scale = 0.25 if self.frame is not None else 1.0  # canonical [-1, 1] -> 25 cm next to a frame
+        m.vertices = np.asarray(m.vertices) * scale + self._code_offset()
+        self.view.set(self.prefix + "code", mesh_geometry(m))
+
+    # ------------------------------------------------------------ reconstruction
+    def rgbd_input(self):
+        """The open frame as ``latent4d.objects.scenes.RGBDInput`` (InputError when unusable)."""
+        from latent4d.objects.scenes import RGBDInput
+
+        f = self.frame
+        if f is None:
+            raise InputError("open an RGB-D frame first (a folder with depth.png, rgb.png, mask.png, intrinsics.json)")
+        if f.mask is None or not (f.mask > 0).any():
+            raise InputError(f"{f.path.parent}: the frame has no instance mask (mask.png); reconstruction needs one")
+        rgb = f.rgb if f.rgb is not None else np.full(f.depth.shape + (3,), 128, np.uint8)
+        return RGBDInput(rgb, f.depth, f.mask.astype(np.int32), f.K)
+
+    def reconstruct(self, iterations: int | None = None, background: bool = True) -> None:
+        """Optimise every masked instance (shape, appearance, pose, size). With a window and
+        ``background`` it runs on a worker thread and draws each iteration as it arrives."""
+        pipe = self._require_model()
+        frame = self.rgbd_input()
+        if self.running:
+            raise InputError("a reconstruction is already running (Stop it first)")
+        from latent4d.objects.optimize import OptimConfig
+
+        cfg = OptimConfig(iterations=int(iterations or self.iterations))
+        self.running, self._stop = True, False
+        self.live, self.results, self.iterations_done = {}, [], {}
+        self.view.remove_prefix(self.prefix + "recon")
+        self.sync()
+
+        def work():
+            return pipe.reconstruct(frame, config=cfg, callback=self._on_iteration)
+
+        if background and self.app.window is not None:
+            self._worker = self.app.run_worker(work, self._finish, on_error=self._failed)
+        else:
+            try:
+                res = work()
+            except BaseException:
+                self.running = False
+                self.sync()
+                raise
+            self._finish(res)
+
+    def _on_iteration(self, iid: int, it: int, state: dict):
+        """Worker thread: keep the latest state; post a redraw at most every 0.2 s."""
+        import time as _time
+
+        self.live[iid] = state
+        self.iterations_done[iid] = it + 1
+        now = _time.monotonic()
+        if self.app.window is not None and now - self._last_post > 0.2:
+            self._last_post = now
+            self.app.post(lambda: self._draw_live())
+        elif self.app.window is None:
+            self._draw_live()
+        return not self._stop
+
+    def stop(self) -> None:
+        """Ask a running reconstruction to stop after the current iteration."""
+        self._stop = True
+
+    def _failed(self, message: str) -> None:
+        self.running = False
+        self.sync()
+
+    def _finish(self, results) -> None:
+        self.running = False
+        self.results = list(results)
+        self._draw_live()
+        self._draw_results()
+        ok = sum(r.status == "ok" for r in self.results)
+        self.app.set_status(f"reconstruction done: {ok}/{len(self.results)} objects ok"
+                            + (" (stopped)" if self._stop else ""))
+        self.sync()
+
+    def _draw_live(self) -> None:
+        for iid, st in list(self.live.items()):
+            pts = np.asarray(st["surface_points"], np.float64)
+            if len(pts) == 0:
+                continue
+            gl = pts @ CV_TO_GL
+            self.view.set(f"{self.prefix}recon_live{iid}", point_geometry(gl, np.clip(st["surface_colors"], 0, 1)),
+                          Style("unlit", point_size=3.0))
+            R, t, s = np.asarray(st["R"]), np.asarray(st["t"]), float(st["scale"])
+            local = (pts - t) @ R / max(s, 1e-9)  # object frame
+            lo, hi = local.min(0), local.max(0)
+            corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+            cam = s * corners @ R.T + t
+            self.view.set(f"{self.prefix}recon_box{iid}", box_lineset(cam @ CV_TO_GL, index_colors(iid + 1)[iid]),
+                          Style("line", line_width=2.0))
+        self.live_updates += 1
+
+    def _draw_results(self) -> None:
+        """Each reconstructed shape as its coloured mesh's vertices, drawn as unlit points in its
+        pose (lit meshes of this size took tens of seconds per frame under software GL)."""
+        for r in self.results:
+            if r.status != "ok" or r.mesh_camera is None or len(r.mesh_camera.faces) == 0:
+                continue
+            m = r.mesh_camera
+            v = np.asarray(m.vertices, np.float64)
+            try:
+                c = np.asarray(m.visual.vertex_colors, np.float64)[:, :3] / 255.0
+            except Exception:  # noqa: BLE001 - no colours: grey
+                c = np.full((len(v), 3), 0.6)
+            if len(v) > self.max_draw_points:
+                keep = np.random.default_rng(0).choice(len(v), self.max_draw_points, replace=False)
+                v, c = v[keep], c[keep]
+            self.view.set(f"{self.prefix}recon_shape{r.instance_id}", point_geometry(v @ CV_TO_GL, c),
+                          Style("unlit", point_size=3.0))
+            self.view.remove(f"{self.prefix}recon_live{r.instance_id}")
 
     # -------------------------------------------------------------------- widgets
     def build(self, em: float):
@@ -331,11 +608,30 @@ class ObjectsPanel(ui.Panel):
         root.add_child(ui.hrow(em, w["obs"], w["boxes"]))
         w["clear"] = ui.button("Clear", lambda: self.app.call_ui(self.clear_all), "remove every object")
         root.add_child(w["clear"])
+        root.add_child(g.Label("Model"))
+        w["model"] = g.Label("no trained objects run")
+        root.add_child(w["model"])
+        w["object"] = ui.combo(["-"], lambda s, i: self.app.call_ui(self.select_object, i),
+                               tooltip="database object whose codes the sliders move")
+        root.add_child(ui.label_row("Object", w["object"], em))
+        for kind, fn in (("shape", self.set_shape_code), ("appearance", self.set_appearance_code)):
+            for i in range(3):
+                w[f"{kind}{i}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, i=i, fn=fn: self.app.call_ui(fn, i, v),
+                                            tooltip=f"{kind} code along its main direction {i + 1} (std)")
+                root.add_child(ui.label_row(f"{kind[:5].capitalize()} {i + 1}", w[f"{kind}{i}"], em))
+        w["iterations"] = ui.number(self.iterations, lambda v: setattr(self, "iterations", max(1, int(v))),
+                                    lo=1, hi=5000, tooltip="optimisation iterations per object")
+        w["reconstruct"] = ui.button("Reconstruct", lambda: self.app.call_ui(self.reconstruct),
+                                     "optimise shape, appearance, pose and size of every masked instance")
+        w["stop"] = ui.button("Stop", lambda: self.app.call_ui(self.stop), "stop the optimisation")
+        root.add_child(ui.hrow(em, w["reconstruct"], w["stop"], g.Label("its"), w["iterations"]))
         self.root = root
         root.visible = self.active
+        self._update_model_controls()  # without a run the model controls start disabled, saying why
         return root
 
     def sync(self) -> None:
+        self._update_model_controls()
         w = self.widgets
         if not w:
             return
@@ -351,3 +647,30 @@ class ObjectsPanel(ui.Panel):
         self.enable("color", self.frame is not None and self.frame.mask is not None, "no instance mask in the frame")
         w["obs"].checked = self.show_observation
         w["boxes"].checked = self.show_boxes
+        has = self.pipeline is not None
+        w["model"].text = f"run {self.run_path.name}" if has else (
+            "no trained objects run" if self.run_path is None else "model unavailable (see tooltips)")
+        if has and w["object"].number_of_items != len(self.pipeline.database):
+            w["object"].clear_items()
+            for i, n in enumerate(self.pipeline.database.names):
+                w["object"].add_item(f"{i}: {n}")
+        if has:
+            w["object"].selected_index = self.object_index
+        for i in range(3):
+            w[f"shape{i}"].double_value = float(self.shape_offsets[i])
+            w[f"appearance{i}"].double_value = float(self.appearance_offsets[i])
+        w["reconstruct"].text = "Running..." if self.running else "Reconstruct"
+
+    def _update_model_controls(self) -> None:
+        has = self.pipeline is not None
+        for name in ("object", "shape0", "shape1", "shape2", "appearance0", "appearance1", "appearance2"):
+            self.enable(name, has, self._model_reason)
+        if not has:
+            self.enable("reconstruct", False, self._model_reason)
+        elif self.frame is None:
+            self.enable("reconstruct", False, "open an RGB-D frame (depth.png, rgb.png, mask.png, intrinsics.json)")
+        elif self.frame.mask is None:
+            self.enable("reconstruct", False, "the open frame has no instance mask (mask.png)")
+        else:
+            self.enable("reconstruct", not self.running, "a reconstruction is running")
+        self.enable("stop", self.running, "nothing is running")

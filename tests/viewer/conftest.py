@@ -56,6 +56,7 @@ def viewer_data(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("viewer_data")
     vd.make_hair(d / "hair.data")
     vd.make_hair_model(d / "model")
+    vd.make_objects_model(d / "objmodel")
     vd.make_sequence(d / "seq")
     vd.make_rgbd(d / "frame")
     vd.make_mesh(d / "mesh.obj")

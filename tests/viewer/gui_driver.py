@@ -210,6 +210,46 @@ def scenario_objects(app, data: Path, out: Path) -> dict:
     return r
 
 
+def scenario_objects_model(app, data: Path, out: Path) -> dict:
+    r: dict = {}
+    o = app.objects
+    r["disabled_before"] = {k: o.disabled_reasons.get(k, "") for k in ("reconstruct", "shape0")}
+    app.load(data / "frame")
+    r["loaded_run"] = app.load(data / "objmodel")
+    r["code_mesh"] = o.code_mesh is not None
+    a = app.screenshot(out / "objmodel_code.png")
+    o.set_shape_code(0, -1.0)  # a bigger ball
+    r["shape_slider_changed"] = changed(a, app.screenshot(out / "objmodel_shape.png"))
+    o.select_object(2)
+    r["object_changed"] = changed(a, app.screenshot(out / "objmodel_object2.png"))
+    r["reconstruct_enabled"] = o.is_enabled("reconstruct")
+    # the optimisation runs on a worker thread: the event loop keeps ticking and draws its progress
+    t0 = time.perf_counter()
+    o.reconstruct(iterations=25)
+    r["returned_while_running"] = o.running
+    ticks = 0
+    while o.running and time.perf_counter() - t0 < 300:
+        app.pump(ticks=1)
+        ticks += 1
+    r["ticks_while_running"], r["live_updates"] = ticks, o.live_updates
+    r["iterations_done"] = {str(k): v for k, v in o.iterations_done.items()}
+    r["statuses"] = [x.status for x in o.results]
+    r["recon_shapes"] = sorted(n for n in app.view.names() if "recon_shape" in n)
+    r["recon_changed"] = changed(a, app.screenshot(out / "objmodel_recon.png"))
+    # Stop ends a long run early
+    o.reconstruct(iterations=2000)
+    while o.running and not o.iterations_done:
+        app.pump(ticks=1)
+    o.stop()
+    t1 = time.perf_counter()
+    while o.running and time.perf_counter() - t1 < 120:
+        app.pump(ticks=1)
+    r["stopped_iterations"] = max(o.iterations_done.values()) if o.iterations_done else 0
+    r["stopped_running"] = o.running
+    r["seconds_recon"] = time.perf_counter() - t0
+    return r
+
+
 def scenario_errors(app, data: Path, out: Path) -> dict:
     r: dict = {}
     bad = data / "bad"
@@ -243,7 +283,7 @@ def scenario_errors(app, data: Path, out: Path) -> dict:
 
 
 SCENARIOS = {"hair": scenario_hair, "hair_model": scenario_hair_model, "motion": scenario_motion,
-             "objects": scenario_objects, "errors": scenario_errors}
+             "objects": scenario_objects, "objects_model": scenario_objects_model, "errors": scenario_errors}
 
 
 def main() -> int:

@@ -76,6 +76,21 @@ def test_objects_rgbd_and_meshes(gui_results):
     assert r["loaded_mesh"] and r["meshes"] == 1 and r["mesh_changed"] > 1000
 
 
+def test_objects_model_codes_and_live_reconstruction(gui_results):
+    r = scenario(gui_results, "objects_model")
+    assert "objects run" in r["disabled_before"]["reconstruct"] and "objects run" in r["disabled_before"]["shape0"]
+    assert r["loaded_run"] and r["code_mesh"]
+    assert r["shape_slider_changed"] > 300 and r["object_changed"] > 300, "code sliders change the decoded object"
+    assert r["reconstruct_enabled"]
+    assert r["returned_while_running"], "Reconstruct returns at once: the optimisation runs on a worker thread"
+    assert r["ticks_while_running"] >= 3, "the event loop kept running during the optimisation"
+    assert r["live_updates"] >= 1, "per-iteration states were drawn on the main thread"
+    assert r["iterations_done"] == {"1": 25, "2": 25}
+    assert len(r["statuses"]) == 2 and all(s in ("ok", "diverged") for s in r["statuses"])
+    assert len(r["recon_shapes"]) == r["statuses"].count("ok") and r["recon_changed"] > 300
+    assert not r["stopped_running"] and 0 < r["stopped_iterations"] < 2000, "Stop ends the optimisation early"
+
+
 def test_bad_input_keeps_the_scene(gui_results):
     r = scenario(gui_results, "errors")
     assert not r["corrupt_ok"] and "corrupt.data" in r["corrupt_error"]

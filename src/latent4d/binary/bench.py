@@ -25,6 +25,7 @@ QUIET = ["callbacks=minimal", "logger=csv"]
 
 
 TRAINING_KEYS = ("family", "name", "seed", "data", "model", "trainer", "autoencoder_path")
+REUSED: list[str] = []  # runs reused by _train in this process (named in the report's notes)
 
 
 def _train(overrides: list[str], out: Path) -> dict:
@@ -49,6 +50,7 @@ def _train(overrides: list[str], out: Path) -> dict:
         except Exception:  # noqa: BLE001 - an unreadable old config: retrain
             same = False
         if same:
+            REUSED.append(out.name)
             return json.loads(done.read_text())
     return run_training(cfg)
 
@@ -80,8 +82,10 @@ def digits(report: BenchReport, quick: bool, work: Path) -> None:
     aec_m = _train(["experiment=binary/ae_digits_continuous", *quick_ep[0]], runs["ae_continuous"])
     _train(["experiment=binary/diffusion_digits_continuous", f"autoencoder_path={runs['ae_continuous']}", *quick_ep[1]],
            runs["diffusion_continuous"])
-    report.note(f"digits: trained 2 autoencoders + 2 diffusion models (default experiment configs"
-                f"{', quick: 3 / 10 epochs' if quick else ''}; same denoiser size) in {time.time() - t0:.0f} s")
+    reused = [k for k in runs if k in REUSED]
+    report.note(f"digits: 2 autoencoders + 2 diffusion models (default experiment configs"
+                f"{', quick: 3 / 10 epochs' if quick else ''}; same denoiser size) ready in {time.time() - t0:.0f} s"
+                + (f"; finished runs with the same settings reused from {work}: {', '.join(reused)}" if reused else ""))
     report.add("digits AE test PSNR (binary, 256 bits)", ae_m.get("test/psnr"), "dB")
     report.add("digits AE test PSNR (continuous, 256 floats)", aec_m.get("test/psnr"), "dB")
     report.add("digits AE bit usage (fraction of bits not constant)", ae_m.get("test/bit_usage"), "",
@@ -144,7 +148,9 @@ def voxels(report: BenchReport, quick: bool, work: Path) -> None:
     report.add("voxel AE test IoU (32^3)", ae_m.get("test/iou"), "")
     report.add("voxel AE bit usage", ae_m.get("test/bit_usage"), "")
     _train(df_over, df_run)
-    report.note(f"voxels: AE + diffusion trained in {time.time() - t0:.0f} s")
+    reused = [r.name for r in (ae_run, df_run) if r.name in REUSED]
+    report.note(f"voxels: AE + diffusion ready in {time.time() - t0:.0f} s"
+                + (f" (reused: {', '.join(reused)})" if reused else ""))
     pipe = BinaryLatentPipeline.from_pretrained(df_run)
     labels = torch.arange(12) % max(1, pipe.num_classes) if pipe.num_classes else None
     res = pipe(12, steps=16, temperature=0.9, guidance=1.0, class_labels=labels,

@@ -191,7 +191,9 @@ def update_readme(readme: str | Path = "README.md", src: str | Path = "outputs/b
     store.mkdir(parents=True, exist_ok=True)
     for f in sorted(Path(src).glob("*.json")):
         write_bytes_atomic(store / f.name, f.read_bytes())
-    results = [json.loads(f.read_text()) for f in sorted(store.glob("*.json"))]
+    loaded = [json.loads(f.read_text()) for f in sorted(store.glob("*.json"))]
+    # reports only (benchmarks may write companion files, e.g. per-object records)
+    results = [r for r in loaded if isinstance(r, dict) and "name" in r and "records" in r]
     text = Path(readme).read_text()
     if README_START not in text or README_END not in text:
         raise ConfigError(f"{readme} has no {README_START} ... {README_END} section")

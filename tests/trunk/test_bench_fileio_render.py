@@ -34,12 +34,14 @@ def test_update_readme_rewrites_only_the_marked_section(tmp_path):
     rep = BenchReport("unit", out_dir=tmp_path / "bench")
     rep.add("x", 1.0)
     rep.write()
+    write_json_atomic(tmp_path / "bench" / "unit_records.json", {"per_object": [1, 2]})  # a companion file
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- BENCH:START -->\nold\n<!-- BENCH:END -->\noutro\n")
     update_readme(readme, tmp_path / "bench", tmp_path / "store")
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text and "`unit`" in text
-    assert (tmp_path / "store" / "unit.json").is_file()
+    assert (tmp_path / "store" / "unit.json").is_file() and (tmp_path / "store" / "unit_records.json").is_file()
+    assert "per_object" not in text and text.count("### ") == 1
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):

@@ -261,7 +261,13 @@ class SceneView:
             self.window.post_redraw()
 
     def close(self) -> None:
-        self._renderer = None
+        """Release the offscreen renderer. Its geometry goes first: Filament aborts the process when a
+        renderer is destroyed while a material instance is still used by a renderable."""
+        if self._renderer is not None:
+            self.scene.clear_geometry()
+            self.items.clear()
+            self.scene = None
+            self._renderer = None
 
 
 # ------------------------------------------------------------------------ geometry helpers

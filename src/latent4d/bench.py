@@ -130,13 +130,14 @@ def versions() -> dict[str, str]:
 
 
 def registry() -> dict[str, Callable[[BenchReport, bool], None]]:
-    """All benchmarks of the families present (``latent4d.<family>.bench.BENCHMARKS``)."""
+    """All benchmarks of the families present (``latent4d.<family>.bench.BENCHMARKS``) and of the
+    viewer (``latent4d.viewer.bench``)."""
     out: dict[str, Callable] = {}
-    for fam in FAMILIES:
+    for fam in (*FAMILIES, "viewer"):
         try:
             mod = importlib.import_module(f"latent4d.{fam}.bench")
         except ModuleNotFoundError as e:
-            if e.name in (f"latent4d.{fam}", f"latent4d.{fam}.bench"):
+            if e.name in (f"latent4d.{fam}", f"latent4d.{fam}.bench", "open3d"):
                 continue
             raise
         out.update(getattr(mod, "BENCHMARKS", {}))

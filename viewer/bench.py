@@ -1,0 +1,94 @@
+"""``latent4d bench viewer``: how long a hair edit takes to show in the viewer.
+
+Issue target: after an edit, a preview of 10k strands updates in under a second on 2 cores. The
+viewer runs without a window (``ViewerApp(headless=True)``: the same scene drawn by Open3D's
+``OffscreenRenderer``) and every timing includes the redraw (``app.screenshot()``):
+
+- file-only editing (``viewer.hair_edit.GuideEditor``) of a 10k-strand procedural hairstyle:
+  extend / cut / curl a guide, the dense hair following;
+- model-backed editing with a trained hair run (``HairPipeline``, the runs of ``latent4d bench
+  hair``, trained here when missing): sample a style, the same guide edits (projection of the
+  edited guides onto the hairstyle-VAE manifold + re-densification of the preview), an attribute
+  slider step.
+
+Each operation is timed ``repeats`` times (median). ``--quick``: 2k strands and tiny hair runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from latent4d.bench import BenchReport
+
+EDITS = ("extend", "cut", "curl")
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench_viewer(report: BenchReport, quick: bool) -> None:
+    import torch
+    from latent4d.viewer.controller import ViewerApp
+
+    from latent4d.hair.bench import _train
+    from latent4d.hair.formats import write_hair
+    from latent4d.hair.synthetic import generate_hairstyle
+
+    n = 2000 if quick else 10000
+    repeats = 2 if quick else 5
+    work = Path(report.out_dir) / "viewer_work"
+    work.mkdir(parents=True, exist_ok=True)
+    hair_file = work / f"style_{n}.data"
+    write_hair(hair_file, generate_hairstyle(3, n))
+    target = None if quick else "<= 1"
+
+    # file-only editing
+    app = ViewerApp(800, 600, headless=True)
+    try:
+        app.load(hair_file)
+        h = app.hair
+        report.add("file: strands drawn", int(min(h.preview_size(), h.hairstyle.num_strands)), "")
+        h.select_guide(5)
+        for op in EDITS:
+            report.add(f"file: {op} + redraw", _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()),
+                                                              repeats), "s", target)
+        report.add("file: undo + redraw", _median_seconds(lambda: (h.undo(), app.screenshot()), 1), "s", target)
+    finally:
+        app.close()
+
+    # model-backed editing (the hair bench's runs)
+    info = _train(report, reuse=True)
+    app = ViewerApp(800, 600, headless=True)
+    try:
+        t0 = time.perf_counter()
+        app.load(Path(info["style_dir"]))
+        report.add("model: load run", time.perf_counter() - t0, "s")
+        h = app.hair
+        h.set_dense_count(n)
+        report.add("model: sample a style + redraw", _median_seconds(lambda: (h.sample(3), app.screenshot()), repeats),
+                   "s", target)
+        report.add("model: strands drawn", int(h.preview_size()), "")
+        h.select_guide(40)
+        for op in EDITS:
+            report.add(f"model: {op} (projection + densify) + redraw",
+                       _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats), "s", target)
+        report.add("model: attribute slider step + redraw",
+                   _median_seconds(lambda: (h.set_attribute("length", float(np.random.uniform(-1, 1))),
+                                            app.screenshot()), repeats), "s", target)
+    finally:
+        app.close()
+    report.note(f"headless viewer (OffscreenRenderer, 800x600), {n}-strand preview, median of {repeats}; "
+                f"torch threads {torch.get_num_threads()}; hair run {info['style_dir']}; times include the redraw "
+                "and depend on machine load")
+
+
+BENCHMARKS = {"viewer": bench_viewer}

@@ -79,6 +79,11 @@ def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth:
     try:
         scene = renderer.scene
         scene.set_background([*background, 1.0])
+        # no shadow maps and no MSAA: on a software rasteriser (Mesa llvmpipe / lavapipe) shadow-map
+        # passes made some frames take many minutes (a demo render under pytest spun for 25 min)
+        rendering = o3d.visualization.rendering
+        scene.view.set_shadowing(False, rendering.View.ShadowType.PCF)
+        scene.view.set_sample_count(1)
         for i, g in enumerate(geoms):
             scene.add_geometry(f"g{i}", g, _material(g, point_size, line_width))
         c, r = _bounds(geoms)
@@ -92,6 +97,7 @@ def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth:
         scene.scene.enable_sun_light(True)
         img = np.asarray(renderer.render_to_image()).copy()
     finally:
+        renderer.scene.clear_geometry()  # Filament aborts when materials still in use are destroyed
         del renderer
     return img
 

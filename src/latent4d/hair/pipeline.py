@@ -456,11 +456,13 @@ class HairEditor:
         return idx
 
     def set_guides(self, guides, strands: np.ndarray, project: bool = True, exact: bool = False,
-                   edit_weight: float = 20.0, steps: int = 80, label: str = "edit guides") -> EditState:
+                   edit_weight: float = 20.0, steps: int = 80, lr: float = 0.05,
+                   label: str = "edit guides") -> EditState:
         """Replace guide strands ``guides`` by ``strands (k, P', 3)`` (world, metres; resampled to P).
 
         Their roots are moved to the guides' scalp roots. With ``project`` the style latent is
-        optimised to match the edited guide map (edited texels weighted ``edit_weight``).
+        optimised to match the edited guide map (edited texels weighted ``edit_weight``; ``steps`` Adam
+        steps of learning rate ``lr`` from the current latent, see :meth:`HairPipeline.project`).
         """
         idx = self._check(guides)
         pipe = self.pipe
@@ -485,7 +487,7 @@ class HairEditor:
             return self._push(self.state.latent, edited, label)
         w = torch.ones(vals.shape[0])
         w[torch.as_tensor(idx)] = float(edit_weight)
-        z = pipe.project(edited, w, init=self.state.latent, steps=steps)
+        z = pipe.project(edited, w, init=self.state.latent, steps=steps, lr=lr)
         gmap = pipe.guide_map(z)
         if exact:
             g = gather_map(gmap, grid)

@@ -129,6 +129,29 @@ def versions() -> dict[str, str]:
     return out
 
 
+TRAINING_KEYS = ("family", "name", "seed", "data", "model", "trainer", "autoencoder_path")
+
+
+def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_KEYS) -> bool:
+    """True when ``run`` holds a finished training (``metrics.json``, ``models/``, ``config.yaml``)
+    whose resolved training settings (``keys`` of the config) equal those of ``cfg``; benches use it
+    to reuse a run instead of retraining. An unreadable saved config counts as different."""
+    from omegaconf import OmegaConf
+
+    run = Path(run)
+    if not ((run / "metrics.json").is_file() and (run / "config.yaml").is_file() and (run / "models").is_dir()):
+        return False
+
+    def settings(c) -> dict:
+        d = OmegaConf.to_container(c, resolve=True)
+        return {k: d.get(k) for k in keys}
+
+    try:
+        return settings(OmegaConf.load(run / "config.yaml")) == settings(cfg)
+    except Exception:  # noqa: BLE001 - an old or broken config: retrain
+        return False
+
+
 def registry() -> dict[str, Callable[[BenchReport, bool], None]]:
     """All benchmarks of the families present (``latent4d.<family>.bench.BENCHMARKS``) and of the
     viewer (``latent4d.viewer.bench``)."""

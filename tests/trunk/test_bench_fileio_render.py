@@ -67,3 +67,22 @@ def test_render_draws_the_object(tmp_path):
     assert not ((bg[..., 0] > 120) & (bg[..., 1] < 80)).any()
     p = render_png([box], tmp_path / "box.png", width=64, height=48)
     assert p.stat().st_size > 100
+
+
+def test_finished_run_matches_compares_training_settings(tmp_path):
+    from omegaconf import OmegaConf
+
+    from latent4d.bench import finished_run_matches
+    from latent4d.train import compose_config
+
+    cfg = compose_config(["experiment=smoke/sdf_sphere"], tmp_path)
+    assert not finished_run_matches(tmp_path, cfg)  # nothing trained there
+    (tmp_path / "models").mkdir()
+    write_json_atomic(tmp_path / "metrics.json", {"test/l1": 0.1})
+    OmegaConf.save(cfg, tmp_path / "config.yaml")
+    assert finished_run_matches(tmp_path, cfg)
+    # callbacks are not training settings; the seed and the model are
+    assert finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "callbacks=minimal"], tmp_path))
+    assert not finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "seed=123"], tmp_path))
+    (tmp_path / "config.yaml").write_text("{{ not yaml")
+    assert not finished_run_matches(tmp_path, cfg)

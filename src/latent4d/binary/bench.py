@@ -24,34 +24,21 @@ STEPS = (4, 8, 16, 32, 64)
 QUIET = ["callbacks=minimal", "logger=csv"]
 
 
-TRAINING_KEYS = ("family", "name", "seed", "data", "model", "trainer", "autoencoder_path")
 REUSED: list[str] = []  # runs reused by _train in this process (named in the report's notes)
 
 
 def _train(overrides: list[str], out: Path) -> dict:
-    """Train ``overrides`` into ``out``, or reuse a finished run there whose training settings
-    (:data:`TRAINING_KEYS` of the resolved config) are the same; returns its test metrics."""
+    """Train ``overrides`` into ``out``, or reuse a finished run there whose training settings are
+    the same (:func:`latent4d.bench.finished_run_matches`); returns its test metrics."""
     import json
 
-    from omegaconf import OmegaConf
-
+    from latent4d.bench import finished_run_matches
     from latent4d.train import compose_config, run_training
 
     cfg = compose_config([*overrides, *QUIET], out)
-
-    def settings(c) -> dict:
-        d = OmegaConf.to_container(c, resolve=True)
-        return {k: d.get(k) for k in TRAINING_KEYS}
-
-    done = out / "metrics.json"
-    if done.is_file() and (out / "config.yaml").is_file() and (out / "models").is_dir():
-        try:
-            same = settings(OmegaConf.load(out / "config.yaml")) == settings(cfg)
-        except Exception:  # noqa: BLE001 - an unreadable old config: retrain
-            same = False
-        if same:
-            REUSED.append(out.name)
-            return json.loads(done.read_text())
+    if finished_run_matches(out, cfg):
+        REUSED.append(out.name)
+        return json.loads((out / "metrics.json").read_text())
     return run_training(cfg)
 
 

@@ -56,17 +56,20 @@ FULL = {
 
 
 def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path, dict]:
-    """Train (or reuse) ``experiment=motion/<exp>`` into ``RUNS/<name>``; returns (run dir, stats)."""
+    """Train (or reuse, with ``reuse``: same overrides and same resolved training settings,
+    :func:`latent4d.bench.finished_run_matches`) ``experiment=motion/<exp>`` into ``RUNS/<name>``;
+    returns (run dir, stats)."""
+    from latent4d.bench import finished_run_matches
     from latent4d.train import compose_config, run_training
 
     run = RUNS / name
     key = {"experiment": exp, "overrides": overrides}
     stamp = run / "bench_key.json"
-    if reuse and stamp.is_file() and (run / "models").is_dir():
+    cfg = compose_config([f"experiment=motion/{exp}", *QUIET, *overrides], run)
+    if reuse and stamp.is_file() and finished_run_matches(run, cfg):
         saved = json.loads(stamp.read_text())
         if saved.get("key") == key:
             return run, saved["stats"]
-    cfg = compose_config([f"experiment=motion/{exp}", *QUIET, *overrides], run)
     t0 = time.perf_counter()
     metrics = run_training(cfg)
     seconds = time.perf_counter() - t0

@@ -72,11 +72,15 @@ def test_evaluate_and_reconstruct_cli(style_run, tmp_path):
     write_points(tmp_path / "obs.ply", obs.points)
     out = tmp_path / "rec"
     code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'obs.ply'}", f"out={out}",
-                      "strands=300", "inits=1", "steps=3", "refine_steps=2", "format=hair", "render=false")
+                      "strands=300", "inits=1", "steps=3", "refine_steps=2", "format=hair", "render=false", "view=front")
     assert code == 0, err[-2000:]
     assert read_hair(out / "obs_hair.hair").num_strands == 300
     fit = json.loads((out / "obs_fit.json").read_text())
     assert fit["observed_points"] == 400 and np.isfinite(fit["chamfer_mm"])
+    assert fit["view"] == [0.0, 0.0, 1.0] and np.isfinite(fit["silhouette_mm"]) and np.isfinite(fit["in_front_mm"])
+    code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'obs.ply'}", f"out={tmp_path / 'rv'}",
+                      "view=sideways")
+    assert code == 2 and "view 'sideways'" in err and not (tmp_path / "rv").exists()
     assert np.load(out / "obs_latent.npz")["latent"].shape == (32,)
     write_points(tmp_path / "nan.ply", np.full((4, 3), np.nan, np.float32))
     code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'nan.ply'}", f"out={tmp_path / 'r2'}")

@@ -150,3 +150,46 @@ def test_fit_reconstructs_and_validates(pipe):
         fit_observation(pipe, Observation(np.full((5, 3), np.nan, np.float32)))
     with pytest.raises(InputError, match="does not match the head frame"):
         fit_observation(pipe, Observation(obs.points + np.float32(5.0)))
+
+
+def test_parse_view():
+    from latent4d.hair.fit import parse_view
+
+    assert np.allclose(parse_view("front"), [0, 0, 1]) and np.allclose(parse_view("Back"), [0, 0, -1])
+    assert np.allclose(parse_view("2,0,0"), [1, 0, 0]) and np.allclose(parse_view([0, 3, 4]), [0, 0.6, 0.8])
+    for bad in ("sideways", "1,2", [0, 0, 0], [np.nan, 0, 1]):
+        with pytest.raises(InputError, match="view"):
+            parse_view(bad)
+
+
+def test_free_space_term(pipe):
+    """With a view, hair in front of the observed surface or outside the observed silhouette costs;
+    hair hidden behind the head does not."""
+    from latent4d.hair.fit import _Objective
+
+    head = pipe.head
+    c = np.asarray(head.c, np.float32)
+    front_z = float(c[2] + head.a[2]) + 0.02
+    # an observed patch of hair 2 cm in front of the face, 4 x 4 cm
+    g = np.stack(np.meshgrid(np.linspace(-0.02, 0.02, 21), np.linspace(-0.02, 0.02, 21)), -1).reshape(-1, 2)
+    pts = np.c_[c[0] + g[:, 0], c[1] + g[:, 1], np.full(len(g), front_z)].astype(np.float32)
+    obs = Observation(pts, view="front").validate(pipe)
+    ob = _Objective(pipe, obs, 0.0, 0.0, 1, 10_000, 0, w_free=1.0, free_margin=0.004)
+
+    def terms(p):
+        _, parts = ob._free_space(torch.as_tensor(np.asarray(p, np.float32).reshape(-1, 3)))
+        return parts["silhouette_mm"], parts["in_front_mm"]
+
+    on = pts[:5]
+    assert terms(on) == pytest.approx((0.0, 0.0), abs=1e-6)
+    assert terms(on - [0, 0, 0.05])[1] == pytest.approx(0.0, abs=1e-6)  # behind the observed surface: allowed
+    s, f = terms(on + [0, 0, 0.03])  # 3 cm in front of it
+    assert s == pytest.approx(0.0, abs=1e-6) and f == pytest.approx(26.0, abs=0.5)
+    s, _ = terms(on + [0.10, 0, 0])  # beside the observed patch, in front of nothing
+    assert s > 50
+    behind = np.array([[c[0], c[1] + 0.05, float(c[2] - head.a[2]) - 0.01]], np.float32)  # behind the head
+    assert terms(behind)[0] == pytest.approx(0.0, abs=1e-6)
+    assert terms(behind + [0, 0, front_z - behind[0, 2]])[0] > 20  # the same spot in front of the head shows
+    # an observation without a view has no free-space term
+    plain = _Objective(pipe, Observation(pts).validate(pipe), 0.0, 0.0, 1, 10_000, 0, w_free=1.0)
+    assert plain.w_free == 0.0

@@ -155,9 +155,11 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 # ------------------------------------------------------------------------------- reconstruct
 def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None = None, scalp: str | None = None,
                        fmt: str = "data", strands: int = 20000, inits: int = 4, steps: int = 120,
-                       refine_steps: int = 60, seed: int = 0, render: bool = True) -> dict:
+                       refine_steps: int = 0, seed: int = 0, render: bool = True, view: str | None = None) -> dict:
     """Fit a complete hairstyle to an observation file and write ``<out>/<stem>_hair.<fmt>``,
     ``_guides.<fmt>``, ``_latent.npz``, ``.png`` (hair + observation) and ``_fit.json``.
+    ``view`` (``front``/``back``/``left``/``right``/``top`` or ``"x,y,z"``): the direction towards the
+    camera that saw the hair, which adds the free-space term (see :func:`latent4d.hair.fit.fit_observation`).
     Everything is computed before anything is written; every file is written atomically."""
     from latent4d.fileio import atomic_path
     from latent4d.hair.fit import Observation, fit_observation
@@ -173,6 +175,10 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
         raise ConfigError("reconstruct hair needs run=<hairstyle-VAE run directory>")
     inp = Path(inp)
     obs = Observation.from_file(inp)
+    if view:
+        from latent4d.hair.fit import parse_view
+
+        obs.view = parse_view(view, f"{inp}: view")
     pipe = HairPipeline.from_pretrained(run, scalp=scalp)
     if pipe.style_vae is None:
         raise ConfigError(f"'{run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
@@ -185,6 +191,7 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
     with atomic_path(f"{stem}_latent.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, latent=res.hair.latent.numpy(), guide_map=res.hair.guide_map.numpy())
     summary = {"input": str(inp), "observed_points": len(obs.points), "directions": obs.directions is not None,
+               "view": None if obs.view is None else [float(v) for v in obs.view],
                "loss": res.loss, **res.losses, "seconds": res.seconds, "inits": res.inits,
                "strands": hair.num_strands, "hair": f"{stem}_hair.{fmt}", "guides": f"{stem}_guides.{fmt}",
                "latent": f"{stem}_latent.npz"}
@@ -203,11 +210,11 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
 
 def reconstruct(args: DictConfig) -> dict:
     """``latent4d reconstruct hair run=<style run> input=<file> [scalp=<mesh> out=<dir> format=data strands=20000
-    inits=4 steps=120 refine_steps=60 seed=0 render=true]``."""
+    inits=4 steps=120 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
     return run_reconstruction(args.get("run"), args.get("input"), args.get("out"), args.get("scalp"), _fmt(args),
                               _int(args, "strands", 20000, 0), _int(args, "inits", 4, 1), _int(args, "steps", 120, 0),
-                              _int(args, "refine_steps", 60, 0), _int(args, "seed", 0),
-                              bool(args.get("render", True)))
+                              _int(args, "refine_steps", 0, 0), _int(args, "seed", 0),
+                              bool(args.get("render", True)), args.get("view"))
 
 
 # ------------------------------------------------------------------------------- demo

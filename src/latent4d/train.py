@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -110,10 +111,13 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    t_fit = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    fit_seconds = time.perf_counter() - t_fit
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
     metrics: dict[str, float] = dict(fit_metrics)
+    metrics["fit_seconds"] = fit_seconds  # wall time of trainer.fit (training + validation)
     if cfg.get("test"):
         ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
         best = "best" if (ckpt_cb is not None and ckpt_cb.best_model_path and not trainer.fast_dev_run) else None

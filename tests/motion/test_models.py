@@ -74,3 +74,19 @@ def test_corresponding_mode_changes_the_output():
     a = dd(*args, corresponding=torch.tensor([True]))
     b = dd(*args, corresponding=torch.tensor([False]))
     assert (a - b).abs().max() > 1e-4
+
+
+def test_warmup_cosine_follows_time_budget():
+    """A time-limited run anneals by wall clock when that is ahead of the step count."""
+    from latent4d.motion.module import warmup_cosine
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    clock = {"p": 0.0}
+    sched = warmup_cosine(opt, 1000, 0, min_ratio=0.1, progress=lambda: clock["p"])
+    f = sched.lr_lambdas[0]
+    assert f(0) == pytest.approx(1.0)
+    assert f(500) == pytest.approx(0.55)  # half the steps, no time spent: step-based
+    clock["p"] = 1.0
+    assert f(10) == pytest.approx(0.1)  # time budget spent: end of the decay
+    clock["p"] = 0.5
+    assert f(10) == pytest.approx(0.55) and f(900) < 0.55  # whichever is further along

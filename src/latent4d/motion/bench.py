@@ -48,7 +48,7 @@ QUICK = {
                                    "model.denoiser.num_frames=9", "trainer.max_epochs=8", "model.warmup_steps=10"],
 }
 FULL = {
-    "shape_ae": ["trainer.max_time=00:00:20:00", "+trainer.max_steps=4000", "trainer.max_epochs=100"],
+    "shape_ae": ["trainer.max_time=00:00:19:45", "+trainer.max_steps=20000", "trainer.max_epochs=1000"],
     "deform_ae": ["trainer.max_time=00:00:20:00", "+trainer.max_steps=4000", "trainer.max_epochs=100"],
     "shape_diffusion": ["trainer.max_time=00:00:12:00", "+trainer.max_steps=3000", "trainer.max_epochs=1000"],
     "deform_diffusion": ["trainer.max_time=00:00:15:00", "+trainer.max_steps=1200", "trainer.max_epochs=1000"],
@@ -74,7 +74,8 @@ def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path
     metrics = run_training(cfg)
     seconds = time.perf_counter() - t0
     steps = _trained_steps(run)
-    stats = {"seconds": seconds, "steps": steps, "batch_size": int(cfg.data.batch_size),
+    stats = {"seconds": seconds, "fit_seconds": float(metrics.get("fit_seconds", seconds)), "steps": steps,
+             "batch_size": int(cfg.data.batch_size),
              "metrics": {k: float(v) for k, v in metrics.items()}}
     from latent4d.fileio import write_json_atomic
 
@@ -117,9 +118,13 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
     shape_run, s_stats = _train("quick_shape_ae" if quick else "shape_ae", "shape_ae", cfgs["shape_ae"], reuse)
     deform_run, d_stats = _train("quick_deform_ae" if quick else "deform_ae", "deform_ae", cfgs["deform_ae"], reuse)
     for label, st in (("shape AE", s_stats), ("deformation AE", d_stats)):
-        report.add(f"{label}: training time", st["seconds"] / 60, "min", target="<= 20" if not quick else None)
+        fit = st.get("fit_seconds")  # trainer.fit alone; older runs only have the whole run_training time
+        report.add(f"{label}: training time" + ("" if fit else " (incl. data, test, export)"),
+                   (fit or st["seconds"]) / 60, "min", target="<= 20" if not quick else None)
+        if fit:
+            report.add(f"{label}: whole run incl. data, test, export", st["seconds"] / 60, "min")
         report.add(f"{label}: training steps", st["steps"], "steps")
-        report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(st["seconds"], 1e-9),
+        report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(fit or st["seconds"], 1e-9),
                    "samples/s")
     T = 9 if quick else 17
     kinds = ("blob", "tube") if quick else None

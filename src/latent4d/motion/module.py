@@ -19,8 +19,12 @@ from latent4d.motion.deform import DeformVecSetAE
 from latent4d.motion.vecset import ShapeVecSetAE
 
 
-def warmup_cosine(optimizer, total_steps: int, warmup: int, min_ratio: float = 0.05):
-    """LambdaLR: linear warm-up over ``warmup`` steps, cosine decay to ``min_ratio`` at ``total_steps``."""
+def warmup_cosine(optimizer, total_steps: int, warmup: int, min_ratio: float = 0.05, progress=None):
+    """LambdaLR: linear warm-up over ``warmup`` steps, cosine decay to ``min_ratio`` at ``total_steps``.
+
+    ``progress() -> float`` (optional, e.g. the fraction of a wall-clock budget spent) moves the decay
+    along when it is ahead of the step count, so that a run stopped by time still ends at a low rate.
+    """
     total_steps = max(1, int(total_steps))
     warmup = max(0, min(int(warmup), total_steps - 1))
 
@@ -28,12 +32,34 @@ def warmup_cosine(optimizer, total_steps: int, warmup: int, min_ratio: float = 0
         if step < warmup:
             return (step + 1) / (warmup + 1)
         p = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if progress is not None:
+            p = max(p, min(1.0, float(progress())))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, f)
 
 
+def time_progress(trainer):
+    """``progress()`` for :func:`warmup_cosine`: the fraction of ``trainer.max_time`` spent training
+    (from Lightning's Timer callback), or None when the run has no time limit."""
+    from pytorch_lightning.callbacks import Timer
+
+    timer = next((c for c in getattr(trainer, "callbacks", []) if isinstance(c, Timer)), None)
+    if timer is None or timer.time_remaining() is None:
+        return None
+
+    def progress() -> float:
+        done = timer.time_elapsed()
+        left = timer.time_remaining() or 0.0
+        return done / max(done + left, 1e-9)
+
+    return progress
+
+
 class _OptimMixin:
+    """AdamW + warm-up/cosine over the run's steps; with ``trainer.max_time`` set, the cosine follows
+    whichever of steps and wall-clock time is further along (a time-limited run still anneals)."""
+
     lr: float
     weight_decay: float
     warmup_steps: int
@@ -42,7 +68,8 @@ class _OptimMixin:
         params = [p for n in self.trainable for p in getattr(self, n).parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.99))
         total = self.trainer.estimated_stepping_batches if self.trainer is not None else 1000
-        sched = warmup_cosine(opt, int(total) if math.isfinite(total) else 10000, self.warmup_steps)
+        prog = time_progress(self.trainer) if self.trainer is not None else None
+        sched = warmup_cosine(opt, int(total) if math.isfinite(total) else 10000, self.warmup_steps, progress=prog)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -34,30 +34,43 @@ def _runs_dir(report: BenchReport) -> Path:
 
 
 def _train(report: BenchReport, reuse: bool) -> dict:
-    """Train (or reuse) the strand-VAE and hairstyle-VAE runs; returns dirs, metrics and train times."""
+    """Train (or reuse) the strand-VAE and hairstyle-VAE runs; returns dirs, metrics and train times.
+
+    With ``reuse`` a finished run is kept when its resolved training settings equal the current
+    config's (:func:`latent4d.bench.finished_run_matches`); the hairstyle-VAE is retrained whenever
+    the strand-VAE is.
+    """
+    from latent4d.bench import finished_run_matches
+    from latent4d.fileio import write_json_atomic
     from latent4d.train import compose_config, run_training
 
     root = _runs_dir(report)
     s_ov = ["experiment=hair/strand_vae", "callbacks=minimal", "logger=csv", *(QUICK_STRAND if report.quick else [])]
     t_ov = ["experiment=hair/style_vae", "callbacks=minimal", "logger=csv", f"model.strand_vae_path={root / 'strand_vae'}",
             *(QUICK_STYLE if report.quick else [])]
+    s_cfg, t_cfg = compose_config(s_ov, root / "strand_vae"), compose_config(t_ov, root / "style_vae")
     stamp = root / "bench_runs.json"
-    if reuse and stamp.is_file():
-        info = json.loads(stamp.read_text())
-        if info.get("strand_overrides") == s_ov and info.get("style_overrides") == t_ov and \
-                (root / "style_vae" / "models" / "style_vae" / "config.json").is_file():
-            report.note(f"reusing the runs under {root} (trained by a previous `latent4d bench hair`)")
-            return info
-    t0, c0 = time.time(), time.process_time()
-    m1 = run_training(compose_config(s_ov, root / "strand_vae"))
-    t1, c1 = time.time(), time.process_time()
-    m2 = run_training(compose_config(t_ov, root / "style_vae"))
-    t2, c2 = time.time(), time.process_time()
-    info = {"strand_dir": str(root / "strand_vae"), "style_dir": str(root / "style_vae"), "strand_metrics": m1,
-            "style_metrics": m2, "strand_seconds": t1 - t0, "style_seconds": t2 - t1, "strand_cpu": c1 - c0,
-            "style_cpu": c2 - c1, "strand_overrides": s_ov, "style_overrides": t_ov}
-    from latent4d.fileio import write_json_atomic
-
+    old = json.loads(stamp.read_text()) if reuse and stamp.is_file() else {}
+    info = {"strand_dir": str(root / "strand_vae"), "style_dir": str(root / "style_vae"),
+            "strand_overrides": s_ov, "style_overrides": t_ov}
+    reused = []
+    if old.get("strand_overrides") == s_ov and finished_run_matches(root / "strand_vae", s_cfg):
+        info.update({k: old[k] for k in ("strand_metrics", "strand_seconds", "strand_cpu")})
+        reused.append("strand_vae")
+    else:
+        t0, c0 = time.time(), time.process_time()
+        info["strand_metrics"] = run_training(s_cfg)
+        info.update(strand_seconds=time.time() - t0, strand_cpu=time.process_time() - c0)
+    if reused and old.get("style_overrides") == t_ov and finished_run_matches(root / "style_vae", t_cfg):
+        info.update({k: old[k] for k in ("style_metrics", "style_seconds", "style_cpu")})
+        reused.append("style_vae")
+    else:
+        t0, c0 = time.time(), time.process_time()
+        info["style_metrics"] = run_training(t_cfg)
+        info.update(style_seconds=time.time() - t0, style_cpu=time.process_time() - c0)
+    if reused:
+        report.note(f"reusing {' and '.join(reused)} under {root} (same training settings, trained by a previous "
+                    "`latent4d bench hair`)")
     write_json_atomic(stamp, info)
     return info
 
@@ -247,7 +260,7 @@ def bench_hair_fit(report: BenchReport, quick: bool) -> None:
     pipe = HairPipeline.from_pretrained(info["style_dir"])
     scalp = pipe.scalp
     n_styles, n_dense, n_obs = (1, 2000, 1500) if quick else (6, 10000, 4000)
-    fit_kw = dict(inits=2, steps=20, refine_steps=0) if quick else dict(inits=4, steps=100, refine_steps=0)
+    fit_kw = dict(inits=2, steps=20, refine_steps=0) if quick else dict(inits=4, steps=200, refine_steps=0)
     seed0 = int(_load_cfg(info["style_dir"]).seed)
     seeds = split_seeds("test", n_styles, seed0)
     rows = {k: {"vis": [], "hid": [], "vis_pt": [], "hid_pt": []} for k in ("prior", "nearest_train", "no_prior")}

@@ -154,7 +154,7 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 
 # ------------------------------------------------------------------------------- reconstruct
 def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None = None, scalp: str | None = None,
-                       fmt: str = "data", strands: int = 20000, inits: int = 4, steps: int = 120,
+                       fmt: str = "data", strands: int = 20000, inits: int = 4, steps: int = 200,
                        refine_steps: int = 0, seed: int = 0, render: bool = True, view: str | None = None) -> dict:
     """Fit a complete hairstyle to an observation file and write ``<out>/<stem>_hair.<fmt>``,
     ``_guides.<fmt>``, ``_latent.npz``, ``.png`` (hair + observation) and ``_fit.json``.
@@ -210,9 +210,9 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
 
 def reconstruct(args: DictConfig) -> dict:
     """``latent4d reconstruct hair run=<style run> input=<file> [scalp=<mesh> out=<dir> format=data strands=20000
-    inits=4 steps=120 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
+    inits=4 steps=200 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
     return run_reconstruction(args.get("run"), args.get("input"), args.get("out"), args.get("scalp"), _fmt(args),
-                              _int(args, "strands", 20000, 0), _int(args, "inits", 4, 1), _int(args, "steps", 120, 0),
+                              _int(args, "strands", 20000, 0), _int(args, "inits", 4, 1), _int(args, "steps", 200, 0),
                               _int(args, "refine_steps", 0, 0), _int(args, "seed", 0),
                               bool(args.get("render", True)), args.get("view"))
 

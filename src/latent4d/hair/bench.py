@@ -54,20 +54,17 @@ def _train(report: BenchReport, reuse: bool) -> dict:
     info = {"strand_dir": str(root / "strand_vae"), "style_dir": str(root / "style_vae"),
             "strand_overrides": s_ov, "style_overrides": t_ov}
     reused = []
-    if old.get("strand_overrides") == s_ov and finished_run_matches(root / "strand_vae", s_cfg):
-        info.update({k: old[k] for k in ("strand_metrics", "strand_seconds", "strand_cpu")})
-        reused.append("strand_vae")
-    else:
-        t0, c0 = time.time(), time.process_time()
-        info["strand_metrics"] = run_training(s_cfg)
-        info.update(strand_seconds=time.time() - t0, strand_cpu=time.process_time() - c0)
-    if reused and old.get("style_overrides") == t_ov and finished_run_matches(root / "style_vae", t_cfg):
-        info.update({k: old[k] for k in ("style_metrics", "style_seconds", "style_cpu")})
-        reused.append("style_vae")
-    else:
-        t0, c0 = time.time(), time.process_time()
-        info["style_metrics"] = run_training(t_cfg)
-        info.update(style_seconds=time.time() - t0, style_cpu=time.process_time() - c0)
+    for name, ov, cfg in (("strand", s_ov, s_cfg), ("style", t_ov, t_cfg)):
+        keys = (f"{name}_metrics", f"{name}_seconds", f"{name}_cpu")
+        # the hairstyle-VAE is only reused on top of a reused strand-VAE
+        if (name == "strand" or reused) and old.get(f"{name}_overrides") == ov and \
+                finished_run_matches(root / f"{name}_vae", cfg):
+            info.update({k: old[k] for k in keys})
+            reused.append(f"{name}_vae")
+        else:
+            t0, c0 = time.time(), time.process_time()
+            metrics = run_training(cfg)
+            info.update(dict(zip(keys, (metrics, time.time() - t0, time.process_time() - c0))))
     if reused:
         report.note(f"reusing {' and '.join(reused)} under {root} (same training settings, trained by a previous "
                     "`latent4d bench hair`)")

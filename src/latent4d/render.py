@@ -1,13 +1,20 @@
-"""PNG renders with Open3D's OffscreenRenderer (Filament; software Vulkan works without a display).
+"""PNG renders of meshes, hair line sets and point clouds.
 
 ``render_png(items, path)`` accepts trimesh meshes, Open3D geometries (TriangleMesh, PointCloud,
 LineSet) and (N, 3) arrays (drawn as point clouds); the camera frames everything from an
 azimuth / elevation (degrees, Y up). Files are written atomically.
+
+Two backends draw the same scene with the same camera: ``"software"`` (default; the numpy
+z-buffer rasteriser in ``latent4d.raster``: deterministic, no graphics stack) and ``"open3d"``
+(Open3D's Filament OffscreenRenderer). Pick one with ``backend=`` or ``LATENT4D_RENDER``. The default
+is the software one because, without a GPU, Filament runs on Mesa's llvmpipe, where a large hair
+render sometimes stalls for many minutes (it did in CI); figures must not hang a script.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +77,65 @@ def _bounds(geoms) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-3)
 
 
+BACKENDS = ("software", "open3d")
+
+
+def _eye(c: np.ndarray, r: float, azimuth: float, elevation: float, fov: float) -> np.ndarray:
+    dist = r / math.sin(math.radians(fov) / 2) * 1.05
+    az, el = math.radians(azimuth), math.radians(elevation)
+    return c + dist * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+
+
 def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth: float = 30.0,
                  elevation: float = 20.0, fov: float = 40.0, background=(1.0, 1.0, 1.0),
-                 point_size: float = 3.0, line_width: float = 1.5, center=None, radius=None) -> np.ndarray:
-    """Render ``items`` to an (H, W, 3) uint8 image."""
+                 point_size: float = 3.0, line_width: float = 1.5, center=None, radius=None,
+                 backend: str | None = None) -> np.ndarray:
+    """Render ``items`` to an (H, W, 3) uint8 image (``backend``: see the module docstring)."""
+    backend = backend or os.environ.get("LATENT4D_RENDER", "software")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if int(width) < 1 or int(height) < 1:
+        raise InputError(f"render size must be positive, got {width} x {height}")
     geoms = [to_open3d(it) for it in items]
+    c, r = _bounds(geoms)
+    c = c if center is None else np.asarray(center, np.float64)
+    r = r if radius is None else float(radius)
+    eye = _eye(c, r, azimuth, elevation, fov)
+    if backend == "software":
+        return _render_software(geoms, width, height, c, eye, fov, background, point_size, line_width)
+    return _render_open3d(geoms, width, height, c, eye, fov, background, point_size, line_width)
+
+
+def _colors(geom, n: int, default) -> np.ndarray:
+    """(n, 3) colours of a geometry's vertices / lines / points, ``default`` where it has none."""
+    cols = np.asarray(geom.vertex_colors if isinstance(geom, o3d.geometry.TriangleMesh) else geom.colors)
+    if len(cols) == n:
+        return cols.astype(np.float64)
+    return np.tile(np.asarray(default, np.float64), (n, 1))
+
+
+def _render_software(geoms, width, height, c, eye, fov, background, point_size, line_width) -> np.ndarray:
+    from latent4d import raster
+
+    cam = raster.Camera(eye=eye, center=c, fov=fov, width=int(width), height=int(height))
+    zb = raster.ZBuffer(width, height, background)
+    for g in geoms:
+        if isinstance(g, o3d.geometry.TriangleMesh):
+            v, f = np.asarray(g.vertices, np.float64), np.asarray(g.triangles, np.int64)
+            raster.draw_triangles(zb, cam, v, f, _colors(g, len(v), [0.7, 0.7, 0.7]))
+        elif isinstance(g, o3d.geometry.LineSet):
+            ln = np.asarray(g.lines, np.int64)
+            raster.draw_lines(zb, cam, np.asarray(g.points, np.float64), ln, _colors(g, len(ln), [0, 0, 0]),
+                              width=line_width)
+        elif isinstance(g, o3d.geometry.PointCloud):
+            p = np.asarray(g.points, np.float64)
+            raster.draw_points(zb, cam, p, _colors(g, len(p), [0.1, 0.3, 0.9]), size=point_size)
+        else:
+            raise InputError(f"the software renderer cannot draw a {type(g).__name__}")
+    return zb.image()
+
+
+def _render_open3d(geoms, width, height, c, eye, fov, background, point_size, line_width) -> np.ndarray:
     renderer = o3d.visualization.rendering.OffscreenRenderer(width, height)
     try:
         scene = renderer.scene
@@ -86,12 +147,6 @@ def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth:
         scene.view.set_sample_count(1)
         for i, g in enumerate(geoms):
             scene.add_geometry(f"g{i}", g, _material(g, point_size, line_width))
-        c, r = _bounds(geoms)
-        c = c if center is None else np.asarray(center, np.float64)
-        r = r if radius is None else float(radius)
-        dist = r / math.sin(math.radians(fov) / 2) * 1.05
-        az, el = math.radians(azimuth), math.radians(elevation)
-        eye = c + dist * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
         renderer.setup_camera(fov, c.astype(np.float32), eye.astype(np.float32), np.array([0, 1, 0], np.float32))
         scene.scene.set_sun_light((c - eye) / np.linalg.norm(c - eye), [1.0, 1.0, 1.0], 60000)  # headlight
         scene.scene.enable_sun_light(True)

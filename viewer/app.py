@@ -3,7 +3,7 @@
 ``latent4d view [paths ...]`` opens the viewer window with hair files, meshes, RGB-D frames, mesh
 sequences or run directories. ``--screenshot out.png`` draws what the window's 3D view shows and
 exits (without a display the same scene is drawn offscreen). ``latent4d render paths ... --out DIR``
-writes PNG turntables (and a GIF) through ``latent4d.render`` (see its backends); a
+writes PNG turntables (and a GIF) with Open3D's OffscreenRenderer (the viewer's own scene); a
 sequence becomes one PNG per frame from a fixed camera plus an animated GIF.
 """
 

@@ -111,6 +111,12 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    # build / load the data before trainer.fit (setup is idempotent; Lightning calls it again) so
+    # that fit_seconds and trainer.max_time measure training alone, and bad data fails before any
+    # checkpoint or log is written
+    t_data = time.perf_counter()
+    datamodule.setup("fit")
+    data_seconds = time.perf_counter() - t_data
     t_fit = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - t_fit
@@ -118,6 +124,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = dict(fit_metrics)
     metrics["fit_seconds"] = fit_seconds  # wall time of trainer.fit (training + validation)
+    metrics["data_seconds"] = data_seconds  # building / loading the training and validation data
     if cfg.get("test"):
         ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
         best = "best" if (ckpt_cb is not None and ckpt_cb.best_model_path and not trainer.fast_dev_run) else None

@@ -123,6 +123,9 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
                    (fit or st["seconds"]) / 60, "min", target="<= 20" if not quick else None)
         if fit:
             report.add(f"{label}: whole run incl. data, test, export", st["seconds"] / 60, "min")
+        data_s = st.get("metrics", {}).get("data_seconds")
+        if data_s is not None:
+            report.add(f"{label}: data building / loading (before training)", data_s / 60, "min")
         report.add(f"{label}: training steps", st["steps"], "steps")
         report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(fit or st["seconds"], 1e-9),
                    "samples/s")

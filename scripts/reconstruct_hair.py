@@ -5,7 +5,7 @@ Same as ``latent4d reconstruct hair run=... input=...``:
 
     python scripts/reconstruct_hair.py --run outputs/hair/style_vae/<time> --input scan.ply \
         [--scalp scalp.obj] [--out out_dir] [--format data|hair|ply|npz] [--strands 20000] \
-        [--inits 4] [--steps 200] [--refine-steps 0] [--seed 0] [--no-render] [--view front]
+        [--inits 4] [--retrieve 2] [--steps 200] [--refine-steps 0] [--seed 0] [--no-render] [--view front]
 
 Input: a point cloud of the visible hair surface (``.ply`` with x y z [dx dy dz | nx ny nz], or
 ``.npz`` with ``points`` [+ ``directions``]), or a hair file with partial strands
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", default="data", choices=["data", "hair", "ply", "npz"])
     p.add_argument("--strands", type=int, default=20000, help="dense strands of the result")
     p.add_argument("--inits", type=int, default=4, help="initial style latents tried")
+    p.add_argument("--retrieve", type=int, default=2, help="nearest training styles of the run's latent bank "
+                   "used as extra starts (0: none)")
     p.add_argument("--steps", type=int, default=200, help="Adam steps per initial latent")
     p.add_argument("--refine-steps", type=int, default=0, help="guide-latent refinement steps (default none)")
     p.add_argument("--seed", type=int, default=0)
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_reconstruction(a.run, a.input, a.out, a.scalp, a.format, a.strands, a.inits, a.steps, a.refine_steps,
-                           a.seed, not a.no_render, a.view)
+                           a.seed, not a.no_render, a.view, a.retrieve)
     except Latent4DError as e:
         print(f"reconstruct_hair: error: {e}", file=sys.stderr)
         return 2

@@ -193,3 +193,37 @@ def test_free_space_term(pipe):
     # an observation without a view has no free-space term
     plain = _Objective(pipe, Observation(pts).validate(pipe), 0.0, 0.0, 1, 10_000, 0, w_free=1.0)
     assert plain.w_free == 0.0
+
+
+def test_latent_bank_retrieval(pipe, style_run, tmp_path):
+    """The exported run carries a bank of its training styles; retrieval finds a style from points on
+    it and gives the fit a better start; the bank survives save_pretrained and can be rebuilt."""
+    import shutil
+
+    from latent4d.hair.retrieval import BANK_FILE, LatentBank, ensure_latent_bank
+
+    bank = pipe.bank
+    assert bank is not None and len(bank) >= 12 and bank.latents.shape[1] == pipe.style_dim
+    j = 5
+    guides = pipe.guides(pipe.guide_map(bank.latents[j]))
+    pts = guides.subset(~guides.bald).points
+    idx, score = bank.nearest(pts, k=3)
+    assert int(idx[0]) == j and float(score[0]) < 0.01 and bool((score[1:] >= score[0]).all())
+    # the retrieved start explains an observation of that style better than the prior mean alone
+    obs = Observation(pts[::3].astype(np.float32))
+    plain = fit_observation(pipe, obs, inits=1, steps=0, retrieve=0, strands=0)
+    retr = fit_observation(pipe, obs, inits=1, steps=0, retrieve=1, strands=0)
+    assert retr.loss < plain.loss and torch.allclose(retr.hair.latent, bank.latents[j])
+    # save_pretrained keeps it; a corrupt file is named; an old run gets it rebuilt
+    pipe.save_pretrained(tmp_path / "saved")
+    again = HairPipeline.from_pretrained(tmp_path / "saved")
+    assert torch.allclose(again.bank.latents, bank.latents) and torch.allclose(again.bank.points, bank.points, atol=1e-3)
+    (tmp_path / "saved" / "style_vae" / BANK_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="latent bank"):
+        HairPipeline.from_pretrained(tmp_path / "saved")
+    old = tmp_path / "old_run"
+    shutil.copytree(style_run[0], old)
+    (old / "models" / "style_vae" / BANK_FILE).unlink()
+    assert HairPipeline.from_pretrained(old).bank is None
+    ensure_latent_bank(old)
+    assert torch.allclose(LatentBank.load(old / "models" / "style_vae").latents, bank.latents, atol=1e-5)

@@ -93,6 +93,31 @@ def test_datasets_items(blob_clip):
         ShapeFrameDataset(a, n_points=1024)
 
 
+def test_aspect_augmentation_scales_cloud_and_queries_together(blob_clip):
+    from latent4d.errors import ConfigError
+
+    _, surface = blob_clip
+    a = _arrays(surface)
+    plain = ShapeFrameDataset(a, n_points=128, n_uniform=32, n_near=16, deterministic=True, augment_aspect=0.6)
+    assert torch.equal(plain[1]["points"], ShapeFrameDataset(a, 128, 32, 16, deterministic=True)[1]["points"])
+    ds = ShapeFrameDataset(a, n_points=surface.shape[1], n_uniform=64, n_near=64, augment_aspect=0.6)
+    torch.manual_seed(0)
+    ratios = []
+    for _ in range(40):
+        it = ds[0]
+        # every stored point is drawn (n = stored count), so the extents compare the whole cloud
+        f = (it["points"].max(0).values - it["points"].min(0).values) / torch.from_numpy(
+            np.ptp(surface[0].astype(np.float32), 0))
+        ratios.append(f)
+        assert it["occ"].shape == (128,)
+    r = torch.stack(ratios)
+    assert torch.allclose(r.max(1).values, torch.ones(40), atol=1e-4)  # one axis keeps its extent
+    assert (r.min(1).values < 0.95).sum() >= 8 and r.min() >= 0.6 - 1e-4  # others shrink, within range
+    assert (r.min(1).values > 1 - 1e-4).sum() >= 8  # about half the items are left as they are
+    with pytest.raises(ConfigError, match="augment_aspect"):
+        ShapeFrameDataset(a, n_points=128, augment_aspect=1.5)
+
+
 def test_check_arrays_mismatched_frames(blob_clip):
     _, surface = blob_clip
     a = _arrays(surface)

@@ -4,7 +4,7 @@
 - ``latent4d sample run=<style run> n=4 strands=20000 format=data|hair|ply|npz [seed temperature mode out]``.
 - ``latent4d evaluate run=<strand or style run> [data.root=<folder of hair files>] [n=8 out=...]``.
 - ``latent4d reconstruct hair run=<style run> input=<obs.ply|.npz|.data|.hair> [scalp=<mesh>] [out format
-  strands inits steps refine_steps seed]``.
+  strands inits retrieve steps refine_steps seed view]``.
 - ``latent4d demo --only hair``.
 """
 
@@ -155,11 +155,13 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 # ------------------------------------------------------------------------------- reconstruct
 def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None = None, scalp: str | None = None,
                        fmt: str = "data", strands: int = 20000, inits: int = 4, steps: int = 200,
-                       refine_steps: int = 0, seed: int = 0, render: bool = True, view: str | None = None) -> dict:
+                       refine_steps: int = 0, seed: int = 0, render: bool = True, view: str | None = None,
+                       retrieve: int = 2) -> dict:
     """Fit a complete hairstyle to an observation file and write ``<out>/<stem>_hair.<fmt>``,
     ``_guides.<fmt>``, ``_latent.npz``, ``.png`` (hair + observation) and ``_fit.json``.
     ``view`` (``front``/``back``/``left``/``right``/``top`` or ``"x,y,z"``): the direction towards the
     camera that saw the hair, which adds the free-space term (see :func:`latent4d.hair.fit.fit_observation`).
+    ``retrieve``: training styles of the run's latent bank nearest to the observation used as extra starts.
     Everything is computed before anything is written; every file is written atomically."""
     from latent4d.fileio import atomic_path
     from latent4d.hair.fit import Observation, fit_observation
@@ -182,7 +184,8 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
     pipe = HairPipeline.from_pretrained(run, scalp=scalp)
     if pipe.style_vae is None:
         raise ConfigError(f"'{run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
-    res = fit_observation(pipe, obs, inits=inits, steps=steps, refine_steps=refine_steps, strands=strands, seed=seed)
+    res = fit_observation(pipe, obs, inits=inits, steps=steps, refine_steps=refine_steps, strands=strands, seed=seed,
+                          retrieve=retrieve)
     out = Path(out or inp.parent / f"{inp.stem}_reconstruction")
     stem = out / inp.stem
     hair = res.hair.dense if res.hair.dense is not None else res.hair.guides
@@ -193,6 +196,7 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
     summary = {"input": str(inp), "observed_points": len(obs.points), "directions": obs.directions is not None,
                "view": None if obs.view is None else [float(v) for v in obs.view],
                "loss": res.loss, **res.losses, "seconds": res.seconds, "inits": res.inits,
+               "retrieved": min(retrieve, len(pipe.bank)) if pipe.bank is not None else 0,
                "strands": hair.num_strands, "hair": f"{stem}_hair.{fmt}", "guides": f"{stem}_guides.{fmt}",
                "latent": f"{stem}_latent.npz"}
     if render:
@@ -210,11 +214,11 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
 
 def reconstruct(args: DictConfig) -> dict:
     """``latent4d reconstruct hair run=<style run> input=<file> [scalp=<mesh> out=<dir> format=data strands=20000
-    inits=4 steps=200 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
+    inits=4 retrieve=2 steps=200 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
     return run_reconstruction(args.get("run"), args.get("input"), args.get("out"), args.get("scalp"), _fmt(args),
                               _int(args, "strands", 20000, 0), _int(args, "inits", 4, 1), _int(args, "steps", 200, 0),
                               _int(args, "refine_steps", 0, 0), _int(args, "seed", 0),
-                              bool(args.get("render", True)), args.get("view"))
+                              bool(args.get("render", True)), args.get("view"), _int(args, "retrieve", 2, 0))
 
 
 # ------------------------------------------------------------------------------- demo

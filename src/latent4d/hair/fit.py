@@ -213,7 +213,8 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
                     w_pen: float = 1.0, w_prior: float = 1e-5, w_refine: float = 1e-4, use_prior: bool = True,
                     init_latents: torch.Tensor | None = None, strands: int = 10000, mode: str = "hybrid",
                     seed: int = 0, max_obs: int = 4000, point_stride: int = 2, w_free: float = 1.0,
-                    free_margin: float = 0.003, w_free_refine: float | None = None, screen: int = 0) -> FitResult:
+                    free_margin: float = 0.003, w_free_refine: float | None = None, screen: int = 0,
+                    retrieve: int = 2) -> FitResult:
     """Reconstruct a complete hairstyle that explains ``observation`` (see the module docstring).
 
     Args:
@@ -221,6 +222,10 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
         inits: initial latents tried besides any ``init_latents (K, D)``: the zero latent, then random
             samples at temperature 0.7; each is optimised for ``steps`` Adam steps, the best kept
             (200: on validation styles the per-point error kept falling from 100 to 150 to 200).
+        retrieve: when the pipeline has a latent bank (:mod:`latent4d.hair.retrieval`), the latents of
+            the ``retrieve`` training styles nearest to the observation (one-sided Chamfer to their
+            guides) are optimised too, before the others (on validation styles, 2 retrieved starts
+            lowered the per-point error from 18.5 / 19.9 mm to 15.2 / 17.3 mm, visible / hidden).
         screen: when larger than ``inits``, that many candidates (the zero latent and samples) are
             scored by the objective without optimisation and the best ``inits`` are optimised.
         w_free, free_margin: weight and margin (metres) of the free-space term, used when the
@@ -259,6 +264,9 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
             p.requires_grad_(False)
         cands = [] if init_latents is None else list(torch.as_tensor(init_latents, dtype=torch.float32).reshape(
             -1, pipe.style_dim))
+        if retrieve > 0 and getattr(pipe, "bank", None) is not None:
+            idx, _ = pipe.bank.nearest(obs.points, int(retrieve), seed=seed)
+            cands += list(pipe.bank.latents[idx])
         n_given, n_free = len(cands), max(int(inits), 1)
         g = torch.Generator().manual_seed(seed)
         cands.append(torch.zeros(pipe.style_dim))

@@ -123,6 +123,21 @@ class StyleVAEModule(LatentModule):
         self.strand_vae.eval()  # frozen
         return self
 
+    def export(self, out_dir):
+        """Both networks, plus the latent bank of the training styles (``style_vae/latent_bank.safetensors``,
+        see :mod:`latent4d.hair.retrieval`) when the trainer's datamodule is at hand."""
+        written = super().export(out_dir)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "dataset") and "style_vae" in written:
+            from latent4d.hair.pipeline import HairPipeline
+            from latent4d.hair.retrieval import build_latent_bank
+
+            was = self.training
+            build_latent_bank(HairPipeline(self.strand_vae, self.style_vae),
+                              dm.dataset("train").tensors[0]).save(written["style_vae"])
+            self.train(was)
+        return written
+
     def setup(self, stage: str | None = None) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if stage == "fit" and dm is not None and getattr(dm, "latent_stats", None) is None and hasattr(dm, "setup"):

@@ -112,6 +112,7 @@ class HairPipeline:
         res = style_vae.config.grid if style_vae is not None else 32
         self.grid = style_vae.guide_grid if style_vae is not None else base.grid(res)
         self._sim_cache: tuple[int, torch.Tensor] | None = None
+        self.bank = None  # LatentBank of training styles (retrieval starts for fitting), when saved
         self._roots_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ loading
@@ -130,14 +131,22 @@ class HairPipeline:
             style = None
         if isinstance(scalp, str | Path):
             scalp = Scalp.from_mesh(scalp, head=(style.scalp.head if style is not None else None))
-        return cls(strand, style, scalp)
+        pipe = cls(strand, style, scalp)
+        if style is not None:
+            from latent4d.hair.retrieval import LatentBank
+
+            pipe.bank = LatentBank.load(resolve_model_dir(p, "style_vae"))
+        return pipe
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write both networks (``strand_vae/``, ``style_vae/``) under ``folder``."""
+        """Write both networks (``strand_vae/``, ``style_vae/``) under ``folder``, and the latent bank
+        (``style_vae/latent_bank.safetensors``) when the pipeline has one."""
         folder = Path(folder)
         self.strand_vae.save_pretrained(folder / "strand_vae")
         if self.style_vae is not None:
             self.style_vae.save_pretrained(folder / "style_vae")
+            if self.bank is not None:
+                self.bank.save(folder / "style_vae")
         return folder
 
     def _need_style(self, what: str):

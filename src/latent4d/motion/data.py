@@ -168,10 +168,16 @@ class ShapeFrameDataset(Dataset):
     Returns ``points`` (N, 3) input surface cloud, ``queries`` (Qu + Qn, 3), ``occ`` (Qu + Qn,)
     float {0, 1}, ``near`` (Qu + Qn,) bool (True for the near-surface queries). ``deterministic``
     fixes the random subsets per item (validation / test).
+
+    ``augment_aspect`` (training only; 0 = off): with probability 1/2, the cloud and the queries are
+    scaled per axis by factors drawn from [augment_aspect, 1] and divided by the largest, so one
+    axis keeps its extent and the shape stays inside the normalised cube. Occupancy is unchanged by
+    the common scaling; new aspect ratios stand in for identities (proportions) never seen.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], n_points: int = 1024, n_uniform: int = 1024,
-                 n_near: int = 1024, deterministic: bool = False, seed: int = 0, frames=None):
+                 n_near: int = 1024, deterministic: bool = False, seed: int = 0, frames=None,
+                 augment_aspect: float = 0.0):
         check_arrays(arrays, "ShapeFrameDataset")
         self.a = arrays
         S, T, Ns = arrays["surface"].shape[:3]
@@ -181,6 +187,9 @@ class ShapeFrameDataset(Dataset):
         self.index = [(s, t) for s in range(S) for t in self.frames]
         self.n_points, self.n_uniform, self.n_near = n_points, n_uniform, n_near
         self.deterministic, self.seed = deterministic, seed
+        if not 0.0 <= augment_aspect < 1.0:
+            raise ConfigError(f"augment_aspect must be in [0, 1) (0 turns it off), got {augment_aspect}")
+        self.augment_aspect = 0.0 if deterministic else float(augment_aspect)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -198,7 +207,12 @@ class ShapeFrameDataset(Dataset):
         q = np.concatenate([a["uniform"][s, t][ui.numpy()], a["near"][s, t][ni.numpy()]]).astype(np.float32)
         occ = np.concatenate([a["uniform_occ"][s, t][ui.numpy()], a["near_occ"][s, t][ni.numpy()]])
         near = np.r_[np.zeros(self.n_uniform, bool), np.ones(self.n_near, bool)]
-        return {"points": torch.from_numpy(a["surface"][s, t][pi.numpy()]), "queries": torch.from_numpy(q),
+        pts = a["surface"][s, t][pi.numpy()].astype(np.float32)
+        if self.augment_aspect > 0 and bool(torch.rand(1) < 0.5):
+            f = self.augment_aspect + (1 - self.augment_aspect) * torch.rand(3).numpy().astype(np.float32)
+            f /= f.max()
+            pts, q = pts * f, q * f
+        return {"points": torch.from_numpy(pts), "queries": torch.from_numpy(q),
                 "occ": torch.from_numpy(occ.astype(np.float32)), "near": torch.from_numpy(near)}
 
 
@@ -266,7 +280,8 @@ class MotionDataModule(pl.LightningDataModule):
                  n_near_store: int = 2048, n_points: int = 1024, n_uniform: int = 1024, n_near: int = 1024,
                  n_queries: int = 1024, pairs_per_sequence: int = 16, batch_size: int = 16,
                  num_workers: int = 0, bounds: float = 0.55, seed: int = 0, data_seed: int = 0,
-                 kinds=KINDS, motions=MOTIONS, oflow_categories=None, oflow_max_sequences=None):
+                 kinds=KINDS, motions=MOTIONS, oflow_categories=None, oflow_max_sequences=None,
+                 augment_aspect: float = 0.0):
         super().__init__()
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionDataModule: mode must be 'shape' or 'deform', got {mode!r}")
@@ -304,7 +319,7 @@ class MotionDataModule(pl.LightningDataModule):
         a = self.load_split(split)
         if hp.mode == "shape":
             return ShapeFrameDataset(a, hp.n_points, hp.n_uniform, hp.n_near, deterministic=not train,
-                                     seed=hp.seed + SPLITS.index(split))
+                                     seed=hp.seed + SPLITS.index(split), augment_aspect=hp.augment_aspect)
         return DeformPairDataset(a, hp.n_points, hp.n_queries, deterministic=not train,
                                  seed=hp.seed + SPLITS.index(split), pairs_per_sequence=hp.pairs_per_sequence)
 

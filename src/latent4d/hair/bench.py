@@ -250,10 +250,9 @@ def bench_hair_fit(report: BenchReport, quick: bool) -> None:
     from latent4d.hair.fit import fit_observation
     from latent4d.hair.metrics import region_errors
     from latent4d.hair.pipeline import HairPipeline
+    from latent4d.hair.retrieval import ensure_latent_bank
     from latent4d.hair.strands import Hairstyle
     from latent4d.hair.synthetic import generate_strands, sample_style
-
-    from latent4d.hair.retrieval import ensure_latent_bank
 
     info = _train(report, reuse=True)
     ensure_latent_bank(info["style_dir"])  # runs exported before the bank existed

@@ -196,7 +196,7 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
     summary = {"input": str(inp), "observed_points": len(obs.points), "directions": obs.directions is not None,
                "view": None if obs.view is None else [float(v) for v in obs.view],
                "loss": res.loss, **res.losses, "seconds": res.seconds, "inits": res.inits,
-               "retrieved": min(retrieve, len(pipe.bank)) if pipe.bank is not None else 0,
+               "retrieved": res.retrieved, "winning_start": res.winner,
                "strands": hair.num_strands, "hair": f"{stem}_hair.{fmt}", "guides": f"{stem}_guides.{fmt}",
                "latent": f"{stem}_latent.npz"}
     if render:

@@ -83,6 +83,8 @@ class FitResult:
     losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     inits: int = 0
+    retrieved: list[int] = field(default_factory=list)  # latent-bank styles used as starts
+    winner: str = ""  # which start won: "retrieved <i>", "given <i>", "zero" or "random <i>"
 
     @property
     def latent(self) -> torch.Tensor | None:
@@ -244,6 +246,7 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
         :class:`FitResult` (``hair.latent`` is None when ``use_prior`` is False).
     """
     t0 = time.time()
+    retrieved: list[int] = []
     obs = observation if isinstance(observation, Observation) else Observation.from_file(observation)
     obs.validate(pipe)
     objective = _Objective(pipe, obs, w_dir, w_pen, point_stride, max_obs, seed, w_free, free_margin)
@@ -264,14 +267,19 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
             p.requires_grad_(False)
         cands = [] if init_latents is None else list(torch.as_tensor(init_latents, dtype=torch.float32).reshape(
             -1, pipe.style_dim))
+        labels = [f"given {i}" for i in range(len(cands))]
         if retrieve > 0 and getattr(pipe, "bank", None) is not None:
             idx, _ = pipe.bank.nearest(obs.points, int(retrieve), seed=seed)
             cands += list(pipe.bank.latents[idx])
+            retrieved = [int(i) for i in idx]
+            labels += [f"retrieved {i}" for i in retrieved]
         n_given, n_free = len(cands), max(int(inits), 1)
         g = torch.Generator().manual_seed(seed)
         cands.append(torch.zeros(pipe.style_dim))
+        labels.append("zero")
         while len(cands) < n_given + max(n_free, int(screen)):
             cands.append(torch.randn(pipe.style_dim, generator=g) * 0.7)
+            labels.append(f"random {len(cands) - n_given - 1}")
         if len(cands) > n_given + n_free:  # screening: keep the best n_free of the generated candidates
             with torch.no_grad():
                 scores = []
@@ -282,8 +290,9 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
                     scores.append(float(sc) + w_prior * float(z0.square().sum()))
             keep = np.argsort(scores)[:n_free]
             cands = cands[:n_given] + [cands[n_given + int(k)] for k in keep]
+            labels = labels[:n_given] + [labels[n_given + int(k)] for k in keep]
         best = None
-        for z0 in cands:
+        for z0, label in zip(cands, labels, strict=True):
             z = z0.clone().requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr)
             for _ in range(int(steps)):
@@ -303,14 +312,15 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
                 final, parts = objective(raw[:, :-1] * std + mean, present if present.any() else ~present)
                 final = float(final) + w_prior * float(z.square().sum())
             if best is None or final < best[0]:
-                best = (final, z.detach().clone(), parts)
-        _, z_best, parts = best
+                best = (final, z.detach().clone(), parts, label)
+        _, z_best, parts, winner = best
         with torch.no_grad():
             base = gather_map(vae.decode_raw(z_best[None])[0], grid)
         base_lat = base[:, :-1]
         present = base[:, -1] > 0
         latent_out: torch.Tensor | None = z_best
     else:
+        winner = "no prior"
         base_lat = torch.zeros(V, C)  # standardised: the mean strand everywhere
         present = torch.ones(V, dtype=torch.bool)
         latent_out = None
@@ -333,7 +343,7 @@ def fit_observation(pipe: HairPipeline, observation: Observation | str | Path, i
         vals = torch.cat([lat, present.float()[:, None]], 1)
         gmap = scatter_map(vals, grid)
     hair = pipe.result(gmap, latent_out, strands, mode, seed)
-    return FitResult(hair, float(final), parts, time.time() - t0, inits if use_prior else 0)
+    return FitResult(hair, float(final), parts, time.time() - t0, inits if use_prior else 0, retrieved, winner)
 
 
 def visible_mask(strands: np.ndarray, view: str = "front", pixel: float = 0.002, depth_tol: float = 0.006,

@@ -75,7 +75,7 @@ class OptimConfig:
     w_obs: float = 1.0
     w_vis: float = 0.5
     w_color: float = 2.0
-    w_shape_prior: float = 0.02
+    w_shape_prior: float = 0.2       # 0.02 -> 0.2 raised the Chamfer reduction on validation scenes 30 -> 37 %
     w_app_prior: float = 0.01
     prior_shrink: float = 0.1         # code priors: category covariance + shrink * mean variance * I
     huber_cm: float = 0.5

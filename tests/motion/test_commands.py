@@ -101,3 +101,18 @@ def test_sample_and_evaluate_each_run(tiny_runs, tmp_path):
             out = commands.sample(run, cfg, args)
             folder = out.get("folder") or out["folders"][0]
             assert (tmp_path / name / "sample_00" / "trajectories.npz").is_file() and folder
+
+
+def test_bench_key_follows_the_linked_autoencoder_weights(tmp_path):
+    """A diffusion run trained on an autoencoder that was retrained at the same path is not reused."""
+    from latent4d.motion.bench import _linked_weights
+
+    w = tmp_path / "ae" / "models" / "ae" / "diffusion_pytorch_model.safetensors"
+    w.parent.mkdir(parents=True)
+    w.write_bytes(b"weights v1")
+    ov = [f"shape_ae_run={tmp_path / 'ae'}", "trainer.max_steps=10"]
+    first = _linked_weights(ov)
+    assert list(first) == ["shape_ae_run"] and first == _linked_weights(ov)
+    w.write_bytes(b"weights v2")
+    assert _linked_weights(ov) != first
+    assert _linked_weights(["trainer.max_steps=10"]) == {}

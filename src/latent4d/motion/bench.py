@@ -64,6 +64,9 @@ def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path
 
     run = RUNS / name
     key = {"experiment": exp, "overrides": overrides}
+    linked = _linked_weights(overrides)
+    if linked:
+        key["inputs"] = linked
     stamp = run / "bench_key.json"
     cfg = compose_config([f"experiment=motion/{exp}", *QUIET, *overrides], run)
     if reuse and stamp.is_file() and finished_run_matches(run, cfg):
@@ -81,6 +84,22 @@ def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path
 
     write_json_atomic(stamp, {"key": key, "stats": stats})
     return run, stats
+
+
+def _linked_weights(overrides: list[str]) -> dict[str, str]:
+    """SHA-256 of the exported weights of the runs an experiment builds on (``*_run=<dir>``), so a
+    model trained on an autoencoder that has since been retrained at the same path is not reused."""
+    import hashlib
+
+    out = {}
+    for o in overrides:
+        k, _, v = o.partition("=")
+        if k.endswith("_run") and v:
+            h = hashlib.sha256()
+            for f in sorted(Path(v).glob("models/*/*.safetensors")):
+                h.update(f.read_bytes())
+            out[k] = h.hexdigest()
+    return out
 
 
 def _trained_steps(run: Path) -> int:

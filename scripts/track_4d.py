@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=18)
     p.add_argument("--sampler", default="dpmsolver", choices=("dpmsolver", "euler", "heun"))
     p.add_argument("--resolution", type=int, default=128)
-    p.add_argument("--mesh", default="octree", choices=("octree", "dense"))
+    p.add_argument("--mesh", default="octree", choices=("octree", "mise", "dense"))
     p.add_argument("--n-obs", type=int, default=300)
     p.add_argument("--noise", type=float, default=0.0, help="extra Gaussian noise on the input (normalised units)")
     p.add_argument("--window", type=int, default=None)
@@ -44,11 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="diffusion", choices=("diffusion", "autoencoder"))
     p.add_argument("--shape-ae", default=None, help="method=autoencoder: run directory of motion/shape_ae")
     p.add_argument("--deform-ae", default=None, help="method=autoencoder: run directory of motion/deform_ae")
+    p.add_argument("--guidance", type=float, default=1.0,
+                   help="weight of the observation guidance of shape and deformation sampling (0: off)")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="track the frame-0 sample alone (no temporal occupancy fusion over the first window)")
+    p.add_argument("--accumulate", type=int, default=0,
+                   help="rounds of re-estimating the frame-0 shape from all frames' observations (0: off)")
     a = p.parse_args(argv)
     try:
         summary = track(a.input, a.out, a.shape_run, a.deform_run, a.mode, a.num_samples, a.steps, a.sampler,
                         a.resolution, a.mesh, a.n_obs, a.noise, a.window, not a.no_normalize, not a.no_render, a.seed,
-                        a.gt, a.method, a.shape_ae, a.deform_ae, template=a.template)
+                        a.gt, a.method, a.shape_ae, a.deform_ae, template=a.template,
+                        guidance=a.guidance, fuse=not a.no_fuse, accumulate=a.accumulate)
     except Latent4DError as e:
         print(f"track_4d: error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,8 @@ import numpy as np
 import open3d as o3d
 from open3d.visualization import rendering
 
+from latent4d.geometry.rgbd import orbit_eye
+
 BACKGROUND = (1.0, 1.0, 1.0, 1.0)
 HEAD_COLOR = (0.78, 0.78, 0.80)
 DEFAULT_FOV = 40.0
@@ -180,9 +182,7 @@ class SceneView:
         half = math.radians(self.fov) / 2
         if w < h:
             half = math.atan(math.tan(half) * w / h)
-        dist = r / math.sin(half) * 1.08
-        az, el = math.radians(self.azimuth), math.radians(self.elevation)
-        eye = c + dist * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+        eye = orbit_eye(c, r / math.sin(half) * 1.08, self.azimuth, self.elevation)
         up = np.array([0.0, 1.0, 0.0], np.float32)
         c32, eye32 = c.astype(np.float32), eye.astype(np.float32)
         # a headlight from the camera, slightly from above

@@ -124,6 +124,10 @@ def versions() -> dict[str, str]:
         root = Path(__file__).resolve().parents[2]
         out["git"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if out["git"] and dirty:  # the figures come from uncommitted package code
+            out["git"] += "-dirty"
     except Exception:  # noqa: BLE001
         pass
     return out

@@ -81,9 +81,9 @@ BACKENDS = ("software", "open3d")
 
 
 def _eye(c: np.ndarray, r: float, azimuth: float, elevation: float, fov: float) -> np.ndarray:
-    dist = r / math.sin(math.radians(fov) / 2) * 1.05
-    az, el = math.radians(azimuth), math.radians(elevation)
-    return c + dist * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+    from latent4d.geometry.rgbd import orbit_eye
+
+    return orbit_eye(c, r / math.sin(math.radians(fov) / 2) * 1.05, azimuth, elevation)
 
 
 def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth: float = 30.0,

@@ -52,3 +52,14 @@ def test_bad_intrinsics_and_depth():
         backproject_depth(np.zeros((2, 3, 4)), K)
     with pytest.raises(InputError, match="mask shape"):
         backproject_depth(np.ones((4, 4)), K, mask=np.ones((3, 3)))
+
+
+def test_orbit_eye_convention():
+    """Azimuth 0 looks from +z, 90 from +x; elevation 90 from above; distance and centre respected."""
+    from latent4d.geometry.rgbd import orbit_eye
+
+    c = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(orbit_eye(c, 2.0, 0, 0), c + [0, 0, 2], atol=1e-12)
+    np.testing.assert_allclose(orbit_eye(c, 2.0, 90, 0), c + [2, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(orbit_eye(c, 2.0, 33, 90), c + [0, 2, 0], atol=1e-12)
+    np.testing.assert_allclose(orbit_eye(c, 1.5, np.pi / 3, 0.4, degrees=False), orbit_eye(c, 1.5, 60, np.rad2deg(0.4)))

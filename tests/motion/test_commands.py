@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,15 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
     info = json.loads((out / "sample_00" / "reconstruction.json").read_text())
     assert info["metrics"]["corr_l2"][0] == pytest.approx(0.0, abs=1e-4)  # template = truth at frame 0
     assert set(json.loads((out / "summary.json").read_text())) >= {"samples", "seconds", "metrics"}
+    assert info["guidance"] == 1.0 and info["accumulate"] == 0  # guided by default
+    # guidance=0: the models' plain samples (a different result); accumulation needs no template
+    plain = commands.reconstruct(OmegaConf.merge(args, {"out": str(tmp_path / "plain"), "guidance": 0,
+                                                        "num_samples": 1, "template": None}))
+    acc = commands.reconstruct(OmegaConf.merge(args, {"out": str(tmp_path / "acc"), "accumulate": 1,
+                                                      "num_samples": 1, "template": None}))
+    for summ in (plain, acc):
+        z = np.load(Path(summ["samples"][0]) / "trajectories.npz")
+        assert z["vertices"].shape[0] == 4 and np.isfinite(z["vertices"]).all()
 
 
 def test_reconstruct_bad_inputs(tiny_runs, blob_clip, tmp_path):

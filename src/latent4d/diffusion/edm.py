@@ -91,8 +91,14 @@ class EDM:
     @torch.no_grad()
     def sample(self, net: Callable, shape: tuple[int, ...], steps: int = 18, sampler: str = "dpmsolver",
                generator: torch.Generator | None = None, device=None, noise: torch.Tensor | None = None,
-               **cond) -> torch.Tensor:
-        """Draw samples of ``shape`` (B, ...) from ``net`` conditioned on ``cond`` in ``steps`` steps."""
+               guide: Callable[[torch.Tensor, float], torch.Tensor] | None = None, **cond) -> torch.Tensor:
+        """Draw samples of ``shape`` (B, ...) from ``net`` conditioned on ``cond`` in ``steps`` steps.
+
+        ``guide(x0, sigma) -> x0'``: optional data-consistency step applied to the denoised estimate
+        D(x; sigma) before every solver step (plug-and-play posterior sampling: the solver continues
+        from the corrected estimate, so the prior still shapes the result). It runs under
+        ``torch.enable_grad`` when it needs gradients.
+        """
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         sched = self.scheduler(sampler)
@@ -101,19 +107,25 @@ class EDM:
         x = x * sched.init_noise_sigma
         B = shape[0]
         if sampler == "heun":
-            return self._heun(net, x, sched, **cond)
+            return self._heun(net, x, sched, guide, **cond)
         for t in sched.timesteps:
             x_in = sched.scale_model_input(x, t)
             f = net(x_in, t.reshape(1).expand(B).to(x.dtype), **cond)
+            if guide is not None:  # correct the denoised estimate, hand the solver the matching output
+                sigma = sched.sigmas[sched.step_index].to(x.device, x.dtype).reshape(1)
+                c_skip, c_out, _, _ = self.coefficients(sigma)
+                x0 = guide(c_skip * x + c_out * f, float(sigma))
+                f = (x0 - c_skip * x) / c_out
             x = sched.step(f, t, x).prev_sample
         return x
 
-    def _heun(self, net: Callable, x: torch.Tensor, sched, **cond) -> torch.Tensor:
+    def _heun(self, net: Callable, x: torch.Tensor, sched, guide=None, **cond) -> torch.Tensor:
         sigmas = sched.sigmas.to(x.device, x.dtype)
         B = x.shape[0]
 
         def d_of(xc: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            return self.denoise(net, xc, s.expand(B), **cond)
+            d = self.denoise(net, xc, s.expand(B), **cond)
+            return d if guide is None else guide(d, float(s))
 
         for i in range(len(sigmas) - 1):
             s, s_next = sigmas[i], sigmas[i + 1]

@@ -2,6 +2,7 @@
 
 from latent4d.geometry.distances import chamfer_distance, gather_points, knn, nearest_distance
 from latent4d.geometry.meshing import dense_mesh, evaluate_grid, grid_centers, marching_cubes
+from latent4d.geometry.mise import mise_mesh, mise_volume
 from latent4d.geometry.octree import (
     octree_band,
     octree_mesh,
@@ -9,7 +10,14 @@ from latent4d.geometry.octree import (
     project_to_surface,
     sdf_keep,
 )
-from latent4d.geometry.rgbd import RGBDFrame, backproject_depth, check_intrinsics, look_at, render_rgbd
+from latent4d.geometry.rgbd import (
+    RGBDFrame,
+    backproject_depth,
+    check_intrinsics,
+    look_at,
+    orbit_eye,
+    render_rgbd,
+)
 from latent4d.geometry.rotations import (
     axis_angle_to_matrix,
     geodesic_angle,
@@ -43,6 +51,8 @@ __all__ = [
     "knn",
     "look_at",
     "marching_cubes",
+    "mise_mesh",
+    "mise_volume",
     "matrix_to_6d",
     "matrix_to_axis_angle",
     "matrix_to_quaternion",
@@ -50,6 +60,7 @@ __all__ = [
     "octree_band",
     "octree_mesh",
     "octree_surface_points",
+    "orbit_eye",
     "project_to_rotation",
     "project_to_surface",
     "quaternion_to_matrix",

@@ -7,6 +7,7 @@ in the camera frame, metres; 0 where nothing is hit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,15 @@ def check_intrinsics(K) -> np.ndarray:
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise InputError(f"intrinsics: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
     return K
+
+
+def orbit_eye(center, distance: float, azimuth: float, elevation: float, degrees: bool = True) -> np.ndarray:
+    """Camera position (3,) on a sphere of radius ``distance`` about ``center``, y up: azimuth about
+    +y measured from +z towards +x, elevation above the xz-plane (degrees unless ``degrees=False``).
+    The orbit convention shared by the renderer, the viewer and the object scenes."""
+    az, el = (math.radians(azimuth), math.radians(elevation)) if degrees else (float(azimuth), float(elevation))
+    d = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
+    return np.asarray(center, np.float64) + float(distance) * d
 
 
 def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:

@@ -191,7 +191,7 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
     from latent4d.motion.metrics import chamfer_points
 
     out = {}
-    for method in ("dense", "octree"):
+    for method in ("dense", "octree", "mise"):
         calls["n"] = 0
         t0 = time.perf_counter()
         m = extract_mesh(counted, res, method=method)
@@ -199,13 +199,18 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
     report.add(f"mesh {res}^3 dense: time", out["dense"][0], "s")
     report.add(f"mesh {res}^3 octree: time", out["octree"][0], "s")
     report.add("octree / dense decoder evaluations", out["octree"][1] / out["dense"][1], "")
-    mo, md = out["octree"][2], out["dense"][2]
-    if len(mo.vertices) and len(md.vertices):
-        voxel = 2 * 0.55 / res
-        report.add("octree vs dense mesh: mean vertex distance", chamfer_points(mo.vertices, md.vertices) / voxel,
-                   "voxels", target="<= 0.1")
-    else:
-        report.note("mesh comparison skipped: the decoder found no surface")
+    report.add(f"mesh {res}^3 MISE (sign-change refinement): time", out["mise"][0], "s")
+    report.add("MISE / dense decoder evaluations", out["mise"][1] / out["dense"][1], "")
+    md = out["dense"][2]
+    for method in ("octree", "mise"):
+        mo = out[method][2]
+        if len(mo.vertices) and len(md.vertices):
+            voxel = 2 * 0.55 / res
+            # MISE samples cell corners, dense / octree cell centres: the surfaces agree to a fraction of a voxel
+            report.add(f"{method} vs dense mesh: mean vertex distance", chamfer_points(mo.vertices, md.vertices) / voxel,
+                       "voxels", target="<= 0.1" if method == "octree" else None)
+        else:
+            report.note(f"{method} mesh comparison skipped: the decoder found no surface")
     report.artifact("shape_ae_run", shape_run)
     report.artifact("deform_ae_run", deform_run)
 
@@ -309,13 +314,19 @@ def bench_attention(report: BenchReport, quick: bool) -> None:
 # motion: reconstruction ablations
 
 
+ACCUMULATE = 0  # rounds of canonical accumulation in the reconstruction recipe (= the CLI default)
+FUSE = True  # temporal occupancy fusion in the reconstruction recipe (= the CLI default)
+
+
 def _mean(xs):
     xs = [x for x in xs if np.isfinite(x)]
     return float(np.mean(xs)) if xs else float("nan")
 
 
 def bench_reconstruction(report: BenchReport, quick: bool) -> None:
+    from latent4d.errors import InputError
     from latent4d.motion.evaluate import held_out, observe, sequence_metrics
+    from latent4d.motion.guidance import default_guidance
     from latent4d.motion.pipeline import MotionPipeline
 
     cfgs = QUICK if quick else FULL
@@ -340,36 +351,51 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
     steps = 6 if quick else 18
     res = 64 if quick else 128
     full = pipes["full (interleaved)"]
+    sg, dg = default_guidance(1.0)
+    report.note(f"reconstruction recipe (latent4d reconstruct motion defaults): observation guidance of shape and "
+                f"deformation sampling (shape {sg}, deformation {dg}), temporal occupancy fusion over the window "
+                f"(fuse={FUSE}), {ACCUMULATE} round(s) of canonical accumulation; (a) samples every frame with the "
+                "same guided shape sampler; the 'no guidance' rows are the models' plain samples (no guidance, "
+                "no fusion)")
     table: dict[tuple[str, str], list[dict]] = {}
     seconds: dict[str, list[float]] = {}
     for mode in ("sparse", "partial"):
         for c in clips:
             obs = observe(c, mode, n_obs=300, noise=0.002)
             corresponding = mode == "sparse"
-            g = torch.Generator().manual_seed(c.index)
-            t0 = time.perf_counter()
-            z0 = full.sample_shape(obs[0], 1, steps, corresponding=corresponding, generator=g)
-            mesh0 = full.mesh(z0[0], res)
-            t_shape = time.perf_counter() - t0
-            if len(mesh0.faces) == 0:
-                report.note(f"{c.split}/{c.index} {mode}: the shape diffusion found no surface; clip skipped")
-                continue
-            for label, pipe in pipes.items():
+            for guided in (True, False):
+                g = torch.Generator().manual_seed(c.index)
                 t0 = time.perf_counter()
-                rec = pipe.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0, mesh0=mesh0)[0]
-                sec = time.perf_counter() - t0 + t_shape
-                seconds.setdefault(label, []).append(sec)
-                table.setdefault((label, mode), []).append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
-            t0 = time.perf_counter()
-            try:
-                rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=c.index)
-            except Exception as e:  # noqa: BLE001 - a frame without surface: count as failure
-                report.note(f"(a) per-frame on {c.split}/{c.index} {mode}: {e}")
-                continue
-            seconds.setdefault("(a) per-frame shape", []).append(time.perf_counter() - t0)
-            table.setdefault(("(a) per-frame shape", mode), []).append(
-                sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts, frame_meshes=meshes))
-    order = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention"]
+                z0 = full.sample_shape(obs[0], 1, steps, corresponding=corresponding, generator=g,
+                                       guidance=sg if guided else None)
+                t_shape = time.perf_counter() - t0
+                for label, pipe in pipes.items():
+                    if not guided and label != "full (interleaved)":
+                        continue
+                    name = label if guided else "full, no guidance"
+                    t0 = time.perf_counter()
+                    try:
+                        rec = pipe.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0,
+                                               guidance=dg if guided else None, shape_guidance=sg if guided else None,
+                                               fuse=FUSE and guided, accumulate=ACCUMULATE if guided else 0)[0]
+                    except InputError as e:  # no surface in frame 0: count as failure
+                        report.note(f"{name} on {c.split}/{c.index} {mode}: {e}")
+                        continue
+                    seconds.setdefault(name, []).append(time.perf_counter() - t0 + t_shape)
+                    table.setdefault((name, mode), []).append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
+                name = "(a) per-frame shape" + ("" if guided else ", no guidance")
+                t0 = time.perf_counter()
+                try:
+                    rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=c.index,
+                                                             shape_guidance=sg if guided else None)
+                except InputError as e:  # a frame without surface: count as failure
+                    report.note(f"{name} on {c.split}/{c.index} {mode}: {e}")
+                    continue
+                seconds.setdefault(name, []).append(time.perf_counter() - t0)
+                table.setdefault((name, mode), []).append(
+                    sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts, frame_meshes=meshes))
+    order = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention",
+             "full, no guidance", "(a) per-frame shape, no guidance"]
     summary = {}
     for mode in ("sparse", "partial"):
         for label in order:

@@ -91,12 +91,19 @@ def extract_mesh(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int = 1
     """Zero level set of occupancy logits ``fn`` ((N, 3) -> (N,), inside positive) as a mesh.
 
     ``method="dense"`` evaluates a ``resolution^3`` grid; ``"octree"`` refines only cells that may
-    contain the surface (resolution rounded to a power of two). Empty mesh if nothing is inside.
+    contain the surface (resolution rounded to a power of two); ``"mise"`` refines cells whose corners
+    change sign (:mod:`latent4d.geometry.mise`; resolution rounded to a power of two, start grid 16^3).
+    Empty mesh if nothing is inside.
     """
     if method == "dense":
         return dense_mesh(fn, resolution, bounds, level=0.0, inside="positive")
+    if method == "mise":
+        from latent4d.geometry.mise import mise_mesh
+
+        res = 2 ** max(start_level, int(round(math.log2(resolution))))
+        return mise_mesh(fn, res, bounds, start_resolution=min(16, res), level=0.0, inside="positive")[0]
     if method != "octree":
-        raise ConfigError(f"mesh extraction method must be 'octree' or 'dense', got {method!r}")
+        raise ConfigError(f"mesh extraction method must be 'octree', 'mise' or 'dense', got {method!r}")
     level = max(start_level, int(round(math.log2(resolution))))
     keep = occupancy_keep(estimate_logit_slope(fn, bounds), safety)
     try:
@@ -147,6 +154,23 @@ class Reconstruction:
     @property
     def num_frames(self) -> int:
         return int(self.vertices.shape[0])
+
+
+def accumulate_observations(vertices: np.ndarray, obs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Observed points of every frame carried back to frame 0 through a tracked mesh: a point seen at
+    frame t follows its nearest tracked vertex (frame-0 position + the point's offset from it).
+
+    vertices (T, V, 3) tracked trajectories, obs (T, N, 3) observations -> (n, 3) frame-0 cloud
+    (a random subset of the T x N carried points).
+    """
+    from scipy.spatial import cKDTree
+
+    out = []
+    for t in range(len(obs)):
+        _, i = cKDTree(vertices[t]).query(obs[t])
+        out.append(vertices[0][i] + (obs[t] - vertices[t][i]))
+    pts = np.concatenate(out).astype(np.float32)
+    return pts[rng.choice(len(pts), n, replace=len(pts) < n)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,27 +308,49 @@ class MotionPipeline:
 
     @torch.no_grad()
     def sample_shape(self, obs, num_samples: int = 1, steps: int = 18, sampler: str = "dpmsolver",
-                     corresponding: bool = True, generator: torch.Generator | None = None, edm=None) -> torch.Tensor:
-        """Shape latents (S, M, C) of frame 0 from its observed cloud (N, 3) (S = ``num_samples``)."""
+                     corresponding: bool = True, generator: torch.Generator | None = None, edm=None,
+                     guidance=None) -> torch.Tensor:
+        """Shape latents (S, M, C) of frame 0 from its observed cloud (N, 3) (S = ``num_samples``).
+
+        ``guidance``: a :class:`~latent4d.motion.guidance.GuidanceConfig` pulling every solver step
+        towards surfaces through the observed points (None or weight 0: plain sampling).
+        """
+        from latent4d.motion.guidance import ShapeObservationGuide
+
         den = self._need("shape_denoiser")
         o = self._t(obs)[None].expand(num_samples, -1, -1)
         corr = torch.full((num_samples,), bool(corresponding), device=self.device)
         shape = (num_samples, den.config.num_latents, den.config.latent_channels)
-        x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, obs=o, corresponding=corr)
+        guide = None
+        if guidance is not None and guidance.enabled:
+            guide = ShapeObservationGuide(self._need("shape_ae"), den, o, guidance)
+        x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, guide=guide,
+                                  obs=o, corresponding=corr)
         return den.denormalize(x)
 
     @torch.no_grad()
     def sample_deformation(self, shape_latents: torch.Tensor, obs, steps: int = 18, sampler: str = "dpmsolver",
                            corresponding: bool = True, generator: torch.Generator | None = None,
-                           edm=None) -> torch.Tensor:
+                           edm=None, guidance=None, surface0=None) -> torch.Tensor:
         """Deformation latents (S, T-1, M, C) for frames 1..T-1 from shape latents (S, Ms, Cs) of frame 0
-        and the observed window (T, N, 3)."""
+        and the observed window (T, N, 3).
+
+        ``guidance``: a :class:`~latent4d.motion.guidance.GuidanceConfig` to steer every solver step
+        towards the observations (None or weight 0: plain sampling); partial (non-corresponding)
+        guidance needs ``surface0`` (S, P, 3), points on each sample's frame-0 surface.
+        """
+        from latent4d.motion.guidance import DeformObservationGuide
+
         den = self._need("deform_denoiser")
         S = shape_latents.shape[0]
         o = self._t(obs)[None].expand(S, -1, -1, -1)
         corr = torch.full((S,), bool(corresponding), device=self.device)
         shape = (S, o.shape[1] - 1, den.config.num_latents, den.config.latent_channels)
-        x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device,
+        guide = None
+        if guidance is not None and guidance.enabled:
+            guide = DeformObservationGuide(self._need("deform_ae"), den, o, corresponding,
+                                           None if surface0 is None else self._t(surface0), guidance)
+        x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, guide=guide,
                                   shape_latents=shape_latents.to(self.device),
                                   obs=o, corresponding=corr)
         return den.denormalize(x)
@@ -318,7 +364,8 @@ class MotionPipeline:
                     sampler: str = "dpmsolver", resolution: int = 128, mesh_method: str = "octree",
                     n_obs: int = 300, seed: int = 0, window: int | None = None,
                     n_shape_points: int = 1024, shape_latents: torch.Tensor | None = None,
-                    mesh0: trimesh.Trimesh | None = None) -> list[Reconstruction]:
+                    mesh0: trimesh.Trimesh | None = None, guidance=None, shape_guidance=None,
+                    fuse: bool = False, accumulate: int = 0, n_accumulate: int = 2048) -> list[Reconstruction]:
         """Reconstruct and track a surface from observed clouds (normalised frame).
 
         Args:
@@ -331,7 +378,24 @@ class MotionPipeline:
             shape_latents: (S, M, C) frame-0 shape latents to use instead of sampling the shape
                 diffusion (e.g. the shape AE's encoding of a known frame-0 shape).
             mesh0: a known frame-0 mesh (template) to track instead of extracting one; its shape
-                latents are the shape AE's encoding of points sampled on it (unless given).
+                latents are the shape AE's encoding of points sampled on it (unless given). A
+                template is never re-estimated (``accumulate`` is ignored).
+            guidance: :class:`~latent4d.motion.guidance.GuidanceConfig` of the observation guidance
+                of the deformation sampling (None: the model's samples as they are).
+            shape_guidance: the same for the frame-0 shape sampling.
+            fuse: temporal occupancy fusion. The shape diffusion is also sampled on every other frame
+                of the first window; the frame-0 surface becomes the zero level of the mean over
+                frames t of logit_t(phi_t(x)), each frame's occupancy pulled back to frame 0 through
+                the sampled deformation phi_t, so every frame's observation shapes the one tracked
+                mesh (meshed with ``mesh_method="mise"`` if ``mesh_method`` is ``"octree"``: the mean of
+                saturated logits defeats the octree's value-based keep rule). Ignored with ``mesh0``.
+            accumulate: rounds of canonical accumulation: the observations of every frame are carried
+                back to frame 0 through the tracked mesh (each point follows its nearest tracked vertex),
+                the frame-0 shape is sampled again from the accumulated cloud (``n_accumulate`` points,
+                sparse mode, guided by ``shape_guidance``) and the new mesh is tracked again, so later
+                frames can complete what a partial frame-0 view leaves out. Off by default: with the
+                CPU-trained shape diffusion it did not raise frame-0 IoU on held-out partial clips
+                (0.718 -> 0.700 over 6 clips; the carried points lie 0.004-0.009 from the true surface).
 
         Returns one :class:`Reconstruction` per sample: frame-0 mesh vertices tracked through all frames.
         """
@@ -341,8 +405,9 @@ class MotionPipeline:
 
         if mode not in ("sparse", "partial"):
             raise ConfigError(f"observation mode must be 'sparse' or 'partial', got {mode!r}")
+        if accumulate < 0:
+            raise ConfigError(f"accumulate must be >= 0 rounds, got {accumulate}")
         frames = check_sequence(observations, "observations")
-        T = len(frames)
         rng = np.random.default_rng(seed)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         counts = {len(f) for f in frames}
@@ -356,14 +421,14 @@ class MotionPipeline:
         W = min(window or self.window, self.window)
         if W < 2:
             raise ConfigError(f"window must be >= 2 frames, got {W}")
-        timings = {"shape": 0.0, "mesh": 0.0, "deform": 0.0, "decode": 0.0}
+        timings = {"shape": 0.0, "mesh": 0.0, "deform": 0.0, "decode": 0.0, "accumulate": 0.0}
 
         t0 = time.perf_counter()
         if mesh0 is not None and shape_latents is None:
             p0, _, _ = sample_surface(mesh0.vertices, mesh0.faces, n_shape_points, rng)
             shape_latents = self.encode_shape(p0)
         if shape_latents is None:
-            z = self.sample_shape(obs[0], num_samples, steps, sampler, corresponding, gen)
+            z = self.sample_shape(obs[0], num_samples, steps, sampler, corresponding, gen, guidance=shape_guidance)
         else:
             z = shape_latents.to(self.device)
             z = z[None] if z.dim() == 2 else z
@@ -371,15 +436,97 @@ class MotionPipeline:
                 z = z.expand(num_samples, -1, -1)
             num_samples = len(z)
         timings["shape"] += time.perf_counter() - t0
-        results = []
-        meshes = []
-        for s in range(num_samples):
+        track = dict(W=W, steps=steps, sampler=sampler, corresponding=corresponding, gen=gen, rng=rng,
+                     guidance=guidance, n_shape_points=n_shape_points, timings=timings)
+        if fuse and mesh0 is None:
+            meshes, first = self._fused_meshes(z, obs, resolution, "mise" if mesh_method == "octree" else mesh_method,
+                                               shape_guidance, **track)
+            verts = self._track(meshes, z, obs, first=first, **track)
+        else:
+            meshes = [mesh0 if mesh0 is not None else self._frame0_mesh(z[s], s, resolution, mesh_method, timings)
+                      for s in range(num_samples)]
+            verts = self._track(meshes, z, obs, **track)
+        for _ in range(accumulate if mesh0 is None else 0):
             t0 = time.perf_counter()
-            m = mesh0 if mesh0 is not None else self.mesh(z[s], resolution, mesh_method)
+            zs = []
+            for s in range(num_samples):
+                cloud = accumulate_observations(verts[s], obs, n_accumulate, rng)
+                zs.append(self.sample_shape(cloud, 1, steps, sampler, True, gen, guidance=shape_guidance)[0])
+            z = torch.stack(zs)
+            timings["accumulate"] += time.perf_counter() - t0
+            meshes = [self._frame0_mesh(z[s], s, resolution, mesh_method, timings) for s in range(num_samples)]
+            verts = self._track(meshes, z, obs, **track)
+        return [Reconstruction(verts[s], np.asarray(m.faces), obs, dict(timings), sample=s)
+                for s, m in enumerate(meshes)]
+
+    def _frame0_mesh(self, z: torch.Tensor, s: int, resolution: int, method: str, timings: dict) -> trimesh.Trimesh:
+        import time
+
+        t0 = time.perf_counter()
+        m = self.mesh(z, resolution, method)
+        timings["mesh"] += time.perf_counter() - t0
+        if len(m.vertices) == 0:
+            raise InputError(f"sample {s}: the shape decoder found no surface in frame 0")
+        return m
+
+    def fused_occupancy_fn(self, shape_latents: torch.Tensor, deform_latents: torch.Tensor
+                           ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """xyz (N, 3) at frame 0 -> mean over frames t of logit_t(phi_t(xyz)) (N,): per-frame shape latents
+        (T, M, C) (frame 0 first), deformation latents (T-1, Md, Cd) of frames 1..T-1 (phi_0 = identity)."""
+        sae, dae = self._need("shape_ae"), self._need("deform_ae")
+        T = len(shape_latents)
+        if len(deform_latents) != T - 1:
+            raise InputError(f"fusion: {len(deform_latents)} deformation latent sets for {T} frames (need {T - 1})")
+        with torch.no_grad():
+            stoks = sae.decode(shape_latents.to(self.device))
+            dtoks = dae.decode(deform_latents.to(self.device)) if T > 1 else None
+
+        def fn(xyz: torch.Tensor) -> torch.Tensor:
+            x = xyz.to(self.device)[None]
+            out = sae.query(stoks[:1], x)[0]
+            for t in range(1, T):
+                out = out + sae.query(stoks[t:t + 1], dae.query(dtoks[t - 1:t], x))[0]
+            return out / T
+        return fn
+
+    def _fused_meshes(self, z, obs, resolution, method, shape_guidance, W, steps, sampler, corresponding, gen, rng,
+                      guidance, n_shape_points, timings):
+        """Temporal occupancy fusion over the first window (see :meth:`reconstruct`, ``fuse``):
+        -> (frame-0 meshes, the window's deformation latents (S, W-1, M, C))."""
+        import time
+
+        S, W0 = len(z), min(W, len(obs))
+        t0 = time.perf_counter()
+        surface0 = None
+        if guidance is not None and guidance.enabled and not corresponding:  # partial guidance: a first surface
+            first_meshes = [self._frame0_mesh(z[s], s, resolution, method, timings) for s in range(S)]
+            surface0 = np.stack([sample_surface(m.vertices, m.faces, guidance.n_surface, rng)[0] for m in first_meshes])
+        zd = self.sample_deformation(z, obs[:W0], steps, sampler, corresponding, gen, guidance=guidance,
+                                     surface0=surface0)
+        timings["deform"] += time.perf_counter() - t0
+        meshes = []
+        for s in range(S):
+            t0 = time.perf_counter()
+            zs = [z[s]] + [self.sample_shape(obs[t], 1, steps, sampler, corresponding, gen, guidance=shape_guidance)[0]
+                           for t in range(1, W0)]
+            timings["shape"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            m = largest_component(extract_mesh(self.fused_occupancy_fn(torch.stack(zs), zd[s]), resolution,
+                                               self.bounds, method))
             timings["mesh"] += time.perf_counter() - t0
             if len(m.vertices) == 0:
-                raise InputError(f"sample {s}: the shape decoder found no surface in frame 0")
+                raise InputError(f"sample {s}: the fused occupancy has no surface in frame 0")
             meshes.append(m)
+        return meshes, zd
+
+    def _track(self, meshes, z, obs, W, steps, sampler, corresponding, gen, rng, guidance, n_shape_points,
+               timings, first: torch.Tensor | None = None) -> list[np.ndarray]:
+        """Frame-0 meshes (one per sample) carried through the observed frames, window by window;
+        returns per-sample vertex trajectories (T, V, 3). ``first``: deformation latents of the first
+        window already sampled (S, W-1, M, C)."""
+        import time
+
+        T = len(obs)
         verts = [np.zeros((T, len(m.vertices), 3), np.float32) for m in meshes]
         for s, m in enumerate(meshes):
             verts[s][0] = m.vertices
@@ -388,27 +535,30 @@ class MotionPipeline:
             stop = min(start + W, T)  # window frames start..stop-1
             if start > 0:  # chain: shape latents of the tracked mesh at the window's first frame
                 t0 = time.perf_counter()
-                pts = []
-                for s, m in enumerate(meshes):
-                    p, _, _ = sample_surface(verts[s][start], m.faces, n_shape_points, rng)
-                    pts.append(p)
+                pts = [sample_surface(verts[s][start], m.faces, n_shape_points, rng)[0] for s, m in enumerate(meshes)]
                 z = self.encode_shape(np.stack(pts))
                 timings["shape"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            zd = self.sample_deformation(z, obs[start:stop], steps, sampler, corresponding, gen)
+            if start == 0 and first is not None:
+                zd = first
+            else:
+                surface0 = None
+                if guidance is not None and guidance.enabled and not corresponding:
+                    surface0 = np.stack([sample_surface(verts[s][start], m.faces, guidance.n_surface, rng)[0]
+                                         for s, m in enumerate(meshes)])
+                zd = self.sample_deformation(z, obs[start:stop], steps, sampler, corresponding, gen,
+                                             guidance=guidance, surface0=surface0)
             timings["deform"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            for s in range(num_samples):
+            for s in range(len(meshes)):
                 verts[s][start + 1:stop] = self.deform(zd[s], verts[s][start])
             timings["decode"] += time.perf_counter() - t0
             start = stop - 1
-        for s, m in enumerate(meshes):
-            results.append(Reconstruction(verts[s], np.asarray(m.faces), obs, dict(timings), sample=s))
-        return results
+        return verts
 
     def reconstruct_per_frame(self, observations, mode: str = "sparse", steps: int = 18, sampler: str = "dpmsolver",
                               resolution: int = 128, mesh_method: str = "octree", n_obs: int = 300,
-                              seed: int = 0) -> tuple[Reconstruction, list[trimesh.Trimesh]]:
+                              seed: int = 0, shape_guidance=None) -> tuple[Reconstruction, list[trimesh.Trimesh]]:
         """Baseline without a temporal model: shape diffusion on every frame independently.
 
         Returns the per-frame meshes and a :class:`Reconstruction` whose vertices follow the frame-0
@@ -426,7 +576,7 @@ class MotionPipeline:
             :, rng.choice(len(frames[0]), n_obs, replace=len(frames[0]) < n_obs)]
         meshes = []
         for t in range(len(frames)):
-            z = self.sample_shape(obs[t], 1, steps, sampler, corresponding, gen)
+            z = self.sample_shape(obs[t], 1, steps, sampler, corresponding, gen, guidance=shape_guidance)
             m = self.mesh(z[0], resolution, mesh_method)
             if len(m.faces) == 0:
                 raise InputError(f"per-frame reconstruction: no surface found in frame {t}")

@@ -28,7 +28,7 @@ import trimesh
 
 from latent4d.errors import InputError
 from latent4d.fileio import atomic_path, write_json_atomic
-from latent4d.geometry.rgbd import check_intrinsics, look_at, render_rgbd
+from latent4d.geometry.rgbd import check_intrinsics, look_at, orbit_eye, render_rgbd
 from latent4d.objects.synthetic import METRIC_HALF_DIAGONAL, ProceduralObject
 
 WIDTH, HEIGHT = 640, 480
@@ -207,7 +207,7 @@ def make_scene(objects: list[ProceduralObject], seed: int = 0, n_objects: int | 
         az = rng.uniform(0, 2 * np.pi)
         el = np.deg2rad(rng.uniform(30, 60))
         dist = rng.uniform(0.7, 1.05)
-        eye = dist * np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
+        eye = orbit_eye(np.zeros(3), dist, az, el, degrees=False)
         target = np.array([rng.uniform(-0.04, 0.04), 0.04, rng.uniform(-0.04, 0.04)])
         T = look_at(eye, target, up=(0.0, 1.0, 0.0))
         inside = [_in_view(m, K, T, width, height, margin=8) for m in world_meshes]

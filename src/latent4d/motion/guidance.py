@@ -65,7 +65,41 @@ def default_guidance(weight: float = 1.0) -> tuple[GuidanceConfig | None, Guidan
     return GuidanceConfig(weight=weight, lr=0.02), GuidanceConfig(weight=weight, lr=0.05)
 
 
-class DeformObservationGuide:
+class _LatentGuide:
+    """Shared plug-and-play step: Adam on ``weight * data_loss / data_scale + mean((x - x0)^2)``.
+    Subclasses define :meth:`data_loss` of denormalised latents (-> (S,)) and ``data_scale``. The
+    autoencoder's weights are frozen (inference only) so the steps never accumulate gradients in them."""
+
+    data_scale = 1.0
+
+    def __init__(self, ae, denoiser, obs: torch.Tensor, config: GuidanceConfig | None):
+        self.ae, self.den = ae, denoiser
+        self.cfg = config or GuidanceConfig()
+        self.obs = obs.detach()
+        for p in list(self.ae.parameters()):
+            p.requires_grad_(False)
+
+    def data_loss(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x0: torch.Tensor, sigma: float) -> torch.Tensor:
+        cfg = self.cfg
+        if not cfg.enabled or sigma > cfg.sigma_max:
+            return x0
+        anchor = x0.detach()
+        with torch.enable_grad():
+            x = anchor.clone().requires_grad_(True)
+            opt = torch.optim.Adam([x], lr=cfg.lr)
+            for _ in range(cfg.iters):
+                opt.zero_grad(set_to_none=True)
+                data = self.data_loss(self.den.denormalize(x))
+                prior = (x - anchor).square().flatten(1).mean(1)
+                (cfg.weight * data / self.data_scale + prior).sum().backward()
+                opt.step()
+        return x.detach()
+
+
+class DeformObservationGuide(_LatentGuide):
     """``guide(x0, sigma) -> x0'`` for :meth:`EDM.sample` on deformation latents (S, T-1, M, C).
 
     Args:
@@ -74,22 +108,18 @@ class DeformObservationGuide:
         obs: observed window (S, T, N, 3) (frame 0 first).
         corresponding: True for sparse corresponding points, False for partial clouds.
         surface0: (S, P, 3) points on each sample's frame-0 surface (needed when not corresponding).
+
+    The data term is in units of the expected observation error (``config.noise``) squared.
     """
 
     def __init__(self, deform_ae, denoiser, obs: torch.Tensor, corresponding: bool,
                  surface0: torch.Tensor | None = None, config: GuidanceConfig | None = None):
-        self.ae, self.den = deform_ae, denoiser
-        self.cfg = config or GuidanceConfig()
-        self.obs = obs.detach()
+        super().__init__(deform_ae, denoiser, obs, config)
+        self.data_scale = self.cfg.noise ** 2
         self.corresponding = bool(corresponding)
         if not self.corresponding and surface0 is None:
             raise ConfigError("partial-observation guidance needs points on the frame-0 surface (surface0)")
         self.surface0 = None if surface0 is None else surface0.detach()
-        for p in list(self.ae.parameters()):
-            p.requires_grad_(False)
-
-    def _data_scale(self) -> float:
-        return self.cfg.noise ** 2
 
     def data_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Mean squared observation error (S,) of denormalised deformation latents z (S, T-1, M, C)."""
@@ -105,47 +135,18 @@ class DeformObservationGuide:
             d2 = torch.cdist(target, moved).min(-1).values.square()
         return d2.mean(-1).view(S, T1).mean(1)
 
-    def __call__(self, x0: torch.Tensor, sigma: float) -> torch.Tensor:
-        cfg = self.cfg
-        if not cfg.enabled or sigma > cfg.sigma_max:
-            return x0
-        anchor = x0.detach()
-        with torch.enable_grad():
-            x = anchor.clone().requires_grad_(True)
-            opt = torch.optim.Adam([x], lr=cfg.lr)
-            for _ in range(cfg.iters):
-                opt.zero_grad(set_to_none=True)
-                data = self.data_loss(self.den.denormalize(x))
-                prior = (x - anchor).square().flatten(1).mean(1)
-                (cfg.weight * data / self._data_scale() + prior).sum().backward()
-                opt.step()
-        return x.detach()
 
-
-class ShapeObservationGuide:
+class ShapeObservationGuide(_LatentGuide):
     """``guide(x0, sigma) -> x0'`` for :meth:`EDM.sample` on shape latents (S, M, C): the observed
     points (S, N, 3) should lie on the zero level of the decoded occupancy logits (data term: mean
-    squared logit divided by ``logit_scale``^2, i.e. in units of the logit's value one noise step
-    off the surface)."""
+    squared logit)."""
 
-    def __init__(self, shape_ae, denoiser, obs: torch.Tensor, config: GuidanceConfig | None = None,
-                 logit_scale: float = 1.0):
-        self.ae, self.den = shape_ae, denoiser
-        self.cfg = config or GuidanceConfig()
-        self.obs = obs.detach()
-        self.logit_scale = float(logit_scale)
-        for p in list(self.ae.parameters()):
-            p.requires_grad_(False)
+    def __init__(self, shape_ae, denoiser, obs: torch.Tensor, config: GuidanceConfig | None = None):
+        super().__init__(shape_ae, denoiser, obs, config)
 
     def data_loss(self, z: torch.Tensor) -> torch.Tensor:
-        """(S,) mean squared (scaled) logit at the observed points of denormalised latents z (S, M, C)."""
-        logits = self.ae.query(self.ae.decode(z), self.obs)
-        return (logits / self.logit_scale).square().mean(-1)
-
-    def _data_scale(self) -> float:
-        return 1.0
-
-    __call__ = DeformObservationGuide.__call__
+        """(S,) mean squared logit at the observed points of denormalised latents z (S, M, C)."""
+        return self.ae.query(self.ae.decode(z), self.obs).square().mean(-1)
 
 
 __all__ = ["DeformObservationGuide", "GuidanceConfig", "ShapeObservationGuide", "default_guidance"]

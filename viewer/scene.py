@@ -22,6 +22,7 @@ import open3d as o3d
 from open3d.visualization import rendering
 
 from latent4d.geometry.rgbd import orbit_eye
+from latent4d.render import with_uvs
 
 BACKGROUND = (1.0, 1.0, 1.0, 1.0)
 HEAD_COLOR = (0.78, 0.78, 0.80)
@@ -109,7 +110,7 @@ class SceneView:
         bounds = None if empty else (np.asarray(geom.get_min_bound(), np.float64),
                                      np.asarray(geom.get_max_bound(), np.float64))
         if not empty:
-            self.scene.add_geometry(name, geom, style.material())
+            self.scene.add_geometry(name, with_uvs(geom), style.material())
             self.scene.show_geometry(name, visible and name not in self.hidden)
         self.items[name] = (style, bounds)
         self._redraw()

@@ -8,7 +8,8 @@ Two backends draw the same scene with the same camera: ``"software"`` (default; 
 z-buffer rasteriser in ``latent4d.raster``: deterministic, no graphics stack) and ``"open3d"``
 (Open3D's Filament OffscreenRenderer). Pick one with ``backend=`` or ``LATENT4D_RENDER``. The default
 is the software one because, without a GPU, Filament runs on Mesa's llvmpipe, where a large hair
-render sometimes stalls for many minutes (it did in CI); figures must not hang a script.
+render sometimes stalled for many minutes (it did in CI); figures must not hang a script. The
+likely cause (lit meshes without UVs, see :func:`with_uvs`) is mended, but the default stays.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ from latent4d.fileio import atomic_path
 o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
 
 
+def with_uvs(geom):
+    """``geom`` with all-zero per-corner UVs when it is a ``TriangleMesh`` without any (in place).
+
+    Without UVs, the tangent frames Filament derives for lit meshes are read from uninitialised
+    memory; depending on the heap (e.g. whether trimesh was imported before the renderer was made)
+    llvmpipe then spent 20-230 s per frame on a 1280-triangle head instead of 0.2 s. Zero UVs draw
+    the same image (untextured materials ignore them) at full speed.
+    """
+    if isinstance(geom, o3d.geometry.TriangleMesh) and len(geom.triangles) and not geom.has_triangle_uvs():
+        geom.triangle_uvs = o3d.utility.Vector2dVector(np.zeros((3 * len(geom.triangles), 2)))
+    return geom
+
+
 def to_open3d(item: Any, color=None):
     """Convert a trimesh mesh / point array to an Open3D legacy geometry (others pass through)."""
     if isinstance(item, trimesh.Trimesh):
@@ -41,7 +55,7 @@ def to_open3d(item: Any, color=None):
         else:
             m.paint_uniform_color([0.75, 0.75, 0.78])
         m.compute_vertex_normals()
-        return m
+        return with_uvs(m)
     if isinstance(item, np.ndarray | list) or hasattr(item, "numpy"):
         pts = np.asarray(item.detach().cpu() if hasattr(item, "detach") else item, np.float64).reshape(-1, 3)
         pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
@@ -146,7 +160,7 @@ def _render_open3d(geoms, width, height, c, eye, fov, background, point_size, li
         scene.view.set_shadowing(False, rendering.View.ShadowType.PCF)
         scene.view.set_sample_count(1)
         for i, g in enumerate(geoms):
-            scene.add_geometry(f"g{i}", g, _material(g, point_size, line_width))
+            scene.add_geometry(f"g{i}", with_uvs(g), _material(g, point_size, line_width))
         renderer.setup_camera(fov, c.astype(np.float32), eye.astype(np.float32), np.array([0, 1, 0], np.float32))
         scene.scene.set_sun_light((c - eye) / np.linalg.norm(c - eye), [1.0, 1.0, 1.0], 60000)  # headlight
         scene.scene.enable_sun_light(True)

@@ -86,3 +86,20 @@ def test_finished_run_matches_compares_training_settings(tmp_path):
     assert not finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "seed=123"], tmp_path))
     (tmp_path / "config.yaml").write_text("{{ not yaml")
     assert not finished_run_matches(tmp_path, cfg)
+
+
+def test_open3d_meshes_get_zero_uvs_so_filament_never_reads_garbage_tangents():
+    import open3d as o3d
+
+    from latent4d.render import with_uvs
+
+    m = to_open3d(trimesh.creation.icosphere(2))
+    assert m.has_triangle_uvs() and np.asarray(m.triangle_uvs).shape == (3 * len(m.triangles), 2)
+    assert not np.asarray(m.triangle_uvs).any()
+    textured = o3d.geometry.TriangleMesh.create_box(create_uv_map=True)
+    uv = np.asarray(textured.triangle_uvs).copy()
+    assert np.array_equal(np.asarray(with_uvs(textured).triangle_uvs), uv), "existing UVs are kept"
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.zeros((4, 3))))
+    assert with_uvs(pc) is pc
+    empty = o3d.geometry.TriangleMesh()
+    assert not with_uvs(empty).has_triangle_uvs()

@@ -326,6 +326,8 @@ class MotionPipeline:
             guide = ShapeObservationGuide(self._need("shape_ae"), den, o, guidance)
         x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, guide=guide,
                                   obs=o, corresponding=corr)
+        if guide is not None:
+            x = guide.refine(x)
         return den.denormalize(x)
 
     @torch.no_grad()
@@ -353,6 +355,8 @@ class MotionPipeline:
         x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, guide=guide,
                                   shape_latents=shape_latents.to(self.device),
                                   obs=o, corresponding=corr)
+        if guide is not None:
+            x = guide.refine(x)
         return den.denormalize(x)
 
     @property

@@ -79,7 +79,8 @@ def default_guidance(weight: float = 1.0) -> tuple[GuidanceConfig | None, Guidan
 class _LatentGuide:
     """Shared plug-and-play step: Adam on ``weight * data_loss / data_scale + mean((x - x0)^2)``.
     Subclasses define :meth:`data_loss` of denormalised latents (-> (S,)) and ``data_scale``. The
-    autoencoder's weights are frozen (inference only) so the steps never accumulate gradients in them."""
+    autoencoder's weights are frozen while a fit runs (their ``requires_grad`` flags are restored
+    afterwards), so the steps never accumulate gradients in them."""
 
     data_scale = 1.0
 
@@ -87,8 +88,6 @@ class _LatentGuide:
         self.ae, self.den = ae, denoiser
         self.cfg = config or GuidanceConfig()
         self.obs = obs.detach()
-        for p in list(self.ae.parameters()):
-            p.requires_grad_(False)
 
     def data_loss(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -109,8 +108,18 @@ class _LatentGuide:
         return self._fit(x, iters)
 
     def _fit(self, x0: torch.Tensor, iters: int) -> torch.Tensor:
-        cfg = self.cfg
         anchor = x0.detach()
+        params = [p for p in self.ae.parameters() if p.requires_grad]
+        for p in params:  # gradients flow to the latents only; the flags are restored below
+            p.requires_grad_(False)
+        try:
+            return self._adam(anchor, iters)
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+    def _adam(self, anchor: torch.Tensor, iters: int) -> torch.Tensor:
+        cfg = self.cfg
         with torch.enable_grad():
             x = anchor.clone().requires_grad_(True)
             opt = torch.optim.Adam([x], lr=cfg.lr)

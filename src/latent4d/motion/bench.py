@@ -386,14 +386,12 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
                 name = "(a) per-frame shape" + ("" if guided else ", no guidance")
                 t0 = time.perf_counter()
                 try:
-                    rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=c.index,
-                                                             shape_guidance=sg if guided else None)
+                    metrics = _per_frame_metrics(full, obs, mode, c, steps, res, n_pts, sg if guided else None)
                 except InputError as e:  # a frame without surface: count as failure
                     report.note(f"{name} on {c.split}/{c.index} {mode}: {e}")
                     continue
                 seconds.setdefault(name, []).append(time.perf_counter() - t0)
-                table.setdefault((name, mode), []).append(
-                    sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts, frame_meshes=meshes))
+                table.setdefault((name, mode), []).append(metrics)
     order = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention",
              "full, no guidance", "(a) per-frame shape, no guidance"]
     summary = {}
@@ -435,6 +433,15 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
     report.add("(b) joint / full: training seconds per step", ts["(b) joint attention"] / ts["full (interleaved)"], "x")
 
 
+def _per_frame_metrics(full, obs, mode: str, clip, steps: int, res: int, n_pts: int, shape_guidance) -> dict:
+    """Ablation (a) on one clip: the shape diffusion on every frame, chained by nearest surface points."""
+    from latent4d.motion.evaluate import sequence_metrics
+
+    rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=clip.index,
+                                             shape_guidance=shape_guidance)
+    return sequence_metrics(rec.vertices, rec.faces, clip, n_pts, n_pts, frame_meshes=meshes)
+
+
 def _validation(report: BenchReport, full, sg, dg, T: int, steps: int, res: int, n_pts: int) -> None:
     """The full recipe and (a) on the 3 validation clips per mode (training identities and motions in
     unseen pairs), where the deformation's final fit was chosen: reported, no targets."""
@@ -453,10 +460,7 @@ def _validation(report: BenchReport, full, sg, dg, T: int, steps: int, res: int,
                 rec = full.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0,
                                        guidance=dg, shape_guidance=sg, fuse=FUSE, accumulate=ACCUMULATE)[0]
                 rows.setdefault("full", []).append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
-                rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=c.index,
-                                                         shape_guidance=sg)
-                rows.setdefault("(a)", []).append(
-                    sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts, frame_meshes=meshes))
+                rows.setdefault("(a)", []).append(_per_frame_metrics(full, obs, mode, c, steps, res, n_pts, sg))
             except InputError as e:
                 report.note(f"validation {c.split}/{c.index} {mode}: {e}")
         for name, rs in rows.items():

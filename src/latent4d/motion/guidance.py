@@ -98,14 +98,16 @@ class _LatentGuide:
             return x0
         return self._fit(x0, self.cfg.iters)
 
-    final_iters_attr = "final_iters"
+    @property
+    def final_iters(self) -> int:
+        """Adam steps of :meth:`refine` (``config.final_iters``)."""
+        return self.cfg.final_iters
 
     def refine(self, x: torch.Tensor) -> torch.Tensor:
         """The configured final steps on a finished sample x (normalised latents), anchored at x."""
-        iters = getattr(self.cfg, self.final_iters_attr)
-        if self.cfg.weight <= 0 or iters <= 0:
+        if self.cfg.weight <= 0 or self.final_iters <= 0:
             return x
-        return self._fit(x, iters)
+        return self._fit(x, self.final_iters)
 
     def _fit(self, x0: torch.Tensor, iters: int) -> torch.Tensor:
         anchor = x0.detach()
@@ -150,10 +152,14 @@ class DeformObservationGuide(_LatentGuide):
         super().__init__(deform_ae, denoiser, obs, config)
         self.data_scale = self.cfg.noise ** 2
         self.corresponding = bool(corresponding)
-        self.final_iters_attr = "final_iters" if self.corresponding else "final_iters_partial"
         if not self.corresponding and surface0 is None:
             raise ConfigError("partial-observation guidance needs points on the frame-0 surface (surface0)")
         self.surface0 = None if surface0 is None else surface0.detach()
+
+    @property
+    def final_iters(self) -> int:
+        """``config.final_iters`` for corresponding points, ``config.final_iters_partial`` for partial clouds."""
+        return self.cfg.final_iters if self.corresponding else self.cfg.final_iters_partial
 
     def data_loss(self, z: torch.Tensor) -> torch.Tensor:
         """Mean squared observation error (S,) of denormalised deformation latents z (S, T-1, M, C)."""

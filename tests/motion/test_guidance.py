@@ -88,6 +88,48 @@ def test_deformation_guide_data_terms():
         assert part.data_loss(z[:, :1])[0].item() < 1e-6  # cdist round-off
 
 
+def _shape_ae(seed=0):
+    torch.manual_seed(seed)
+    return _open(ShapeVecSetAE(num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1), seed)
+
+
+def test_frame_shape_term_pulls_the_carried_surface_onto_each_frame_sample():
+    """With per-frame shape latents, the carried frame-0 surface is fitted to each frame's zero level
+    (pseudo-Huber distance = logit / slope): the term is positive, the fit lowers it, and it is off
+    with shape_weight=0; the shape AE's requires_grad flags survive the fit."""
+    ae, den, obs = _deform_setup()
+    sae = _shape_ae()
+    tokens = sae.decode(torch.randn(3, 16, 4))  # frames 1..3 of one sample
+    surface0 = obs[:, 0]
+    cfg = GuidanceConfig(iters=0, final_iters_partial=30, lr=0.05, weight=1.0, shape_weight=1000.0)  # shape term dominates
+    guide = DeformObservationGuide(ae, den, obs, False, surface0, cfg, frame_shapes=(sae, tokens, 5.0))
+    x = torch.randn(1, 3, 16, 8)
+    with torch.no_grad():
+        z = den.denormalize(x)
+        S, T1, M, C = z.shape
+        moved = ae.query(ae.decode(z.reshape(S * T1, M, C)), surface0.expand(T1, -1, -1))
+        term = guide.frame_shape_loss(moved, S, T1)
+    assert term.shape == (1,) and term.item() > 0
+    with torch.no_grad():
+        d = sae.query(tokens, moved) / 5.0
+    assert term.item() <= d.square().mean().item() + 1e-9  # pseudo-Huber never exceeds the square
+    y = guide.refine(x)
+    with torch.no_grad():
+        moved_y = ae.query(ae.decode(den.denormalize(y).reshape(S * T1, M, C)), surface0.expand(T1, -1, -1))
+        assert guide.frame_shape_loss(moved_y, S, T1).item() < term.item()
+    assert all(p.requires_grad for p in sae.parameters()) and all(p.requires_grad for p in ae.parameters())
+    off = DeformObservationGuide(ae, den, obs, False, surface0, GuidanceConfig(shape_weight=0.0),
+                                 frame_shapes=(sae, tokens, 5.0))
+    assert off.frame_shapes is None
+    with pytest.raises(ConfigError, match="surface0"):  # sparse mode needs the surface for the frame-shape term
+        DeformObservationGuide(ae, den, obs, True, None, cfg, frame_shapes=(sae, tokens, 5.0))
+    bad = DeformObservationGuide(ae, den, obs, False, surface0, cfg, frame_shapes=(sae, tokens[:2], 5.0))
+    with pytest.raises(ConfigError, match="frame shapes"):
+        bad.data_loss(z)
+    with pytest.raises(ConfigError, match="positive"):
+        GuidanceConfig(shape_scale=0)
+
+
 def test_shape_guide_pulls_the_surface_through_the_points():
     torch.manual_seed(0)
     ae = _open(ShapeVecSetAE(num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1))
@@ -184,3 +226,26 @@ def test_reconstruct_with_fusion(tiny_runs, blob_clip):
             continue
         assert rec.vertices.shape[0] == 7 and np.isfinite(rec.vertices).all()
         assert rec.timings["mesh"] > 0 and rec.timings["shape"] > 0
+        assert rec.frame0 in ("fused", "sample") and rec.timings["select"] > 0
+
+
+def test_consistency_prefers_the_surface_the_observations_lie_on(tiny_runs, blob_clip):
+    """Observations taken on the carried true mesh: the true mesh scores lower than a scaled copy."""
+    import trimesh
+
+    from latent4d.motion.pipeline import MotionPipeline
+
+    seq, _ = blob_clip
+    pipe = MotionPipeline.from_runs(shape_ae=tiny_runs["shape_ae"], deform_ae=tiny_runs["deform_ae"])
+    g = torch.Generator().manual_seed(0)
+    zd = torch.randn(2, pipe.deform_ae.config.num_latents, pipe.deform_ae.config.latent_channels, generator=g)
+    frames = torch.randn(2, pipe.shape_ae.config.num_latents, pipe.shape_ae.config.latent_channels, generator=g)
+    mesh = seq.mesh(0)
+    pts = np.asarray(mesh.vertices[::3], np.float32)
+    obs = np.concatenate([pts[None], pipe.deform(zd, pts)])
+    big = trimesh.Trimesh(mesh.vertices * 1.3, mesh.faces, process=False)
+    # a huge slope switches the frame-shape term off: the observation term decides
+    good, bad = (pipe.consistency(m, zd, obs, frames, slope=1e9) for m in (mesh, big))
+    assert 0 <= good < bad
+    both = pipe.consistency(mesh, zd, obs, frames, slope=1.0)
+    assert np.isfinite(both) and both > good

@@ -354,7 +354,9 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
     sg, dg = default_guidance(1.0)
     report.note(f"reconstruction recipe (latent4d reconstruct motion defaults): observation guidance of shape and "
                 f"deformation sampling (shape {sg}, deformation {dg}), temporal occupancy fusion over the window "
-                f"(fuse={FUSE}), {ACCUMULATE} round(s) of canonical accumulation; (a) samples every frame with the "
+                f"(fuse={FUSE}; each clip keeps the fused or the sampled frame-0 surface, whichever agrees better "
+                f"with the observations and per-frame shapes), {ACCUMULATE} round(s) of canonical accumulation; "
+                "(a) samples every frame with the "
                 "same guided shape sampler; the 'no guidance' rows are the models' plain samples (no guidance, "
                 "no fusion)")
     table: dict[tuple[str, str], list[dict]] = {}
@@ -382,7 +384,8 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
                         report.note(f"{name} on {c.split}/{c.index} {mode}: {e}")
                         continue
                     seconds.setdefault(name, []).append(time.perf_counter() - t0 + t_shape)
-                    table.setdefault((name, mode), []).append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
+                    metrics = sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts)
+                    table.setdefault((name, mode), []).append({**metrics, "frame0": rec.frame0})
                 name = "(a) per-frame shape" + ("" if guided else ", no guidance")
                 t0 = time.perf_counter()
                 try:
@@ -409,6 +412,9 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
             report.add(f"{mode}, {label}: Chamfer-L1", s["chamfer_l1_mean"], "norm. units")
             report.add(f"{mode}, {label}: correspondence L2 / bbox diagonal", 100 * s["corr_rel_mean"], "%",
                        per_frame=per_frame_corr)
+            if FUSE and label in variants:  # the guided, fused recipe
+                report.add(f"{mode}, {label}: clips keeping the fused frame-0 surface",
+                           sum(r.get("frame0") == "fused" for r in rows), f"of {len(rows)}")
     for mode in ("sparse", "partial"):
         f = summary.get(("full (interleaved)", mode))
         if not f:
@@ -443,30 +449,36 @@ def _per_frame_metrics(full, obs, mode: str, clip, steps: int, res: int, n_pts: 
 
 
 def _validation(report: BenchReport, full, sg, dg, T: int, steps: int, res: int, n_pts: int) -> None:
-    """The full recipe and (a) on the 3 validation clips per mode (training identities and motions in
-    unseen pairs), where the deformation's final fit was chosen: reported, no targets."""
+    """The full recipe and (a) on 6 validation clips per mode (training identities and motions in
+    unseen pairs): clips 0-2, where the deformation's final fits, the frame-shape term and the frame-0
+    selection were chosen, and clips 3-5, which no setting was chosen on. Reported, no targets."""
     from latent4d.errors import InputError
     from latent4d.motion.evaluate import held_out, observe, sequence_metrics
 
-    report.note("validation rows: the first 3 clips of the 'val' split; the final fit of sparse deformations "
-                "(GuidanceConfig.final_iters) was chosen on them, the other settings on the first test clips")
+    report.note("validation rows: the 'val' split; clips 0-2 ('tuning'): the final fits of the deformations, the "
+                "frame-shape guidance term and the frame-0 selection were chosen on them (the other settings on the "
+                "first test clips); clips 3-5 ('unseen'): no setting was chosen on them")
+    clips = held_out(6, T, splits=("val",))
     for mode in ("sparse", "partial"):
-        rows: dict[str, list[dict]] = {}
-        for c in held_out(3, T, splits=("val",)):
+        rows: dict[tuple[str, str], list[dict]] = {}
+        for c in clips:
+            group = "tuning" if c.index < 3 else "unseen"
             obs = observe(c, mode, n_obs=300, noise=0.002)
             g = torch.Generator().manual_seed(c.index)
             try:
                 z0 = full.sample_shape(obs[0], 1, steps, corresponding=mode == "sparse", generator=g, guidance=sg)
                 rec = full.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0,
                                        guidance=dg, shape_guidance=sg, fuse=FUSE, accumulate=ACCUMULATE)[0]
-                rows.setdefault("full", []).append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
-                rows.setdefault("(a)", []).append(_per_frame_metrics(full, obs, mode, c, steps, res, n_pts, sg))
+                rows.setdefault((group, "full"), []).append(
+                    {**sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts), "frame0": rec.frame0})
+                rows.setdefault((group, "(a)"), []).append(_per_frame_metrics(full, obs, mode, c, steps, res, n_pts, sg))
             except InputError as e:
                 report.note(f"validation {c.split}/{c.index} {mode}: {e}")
-        for name, rs in rows.items():
-            report.add(f"validation {mode}, {name}: IoU", _mean([r["iou_mean"] for r in rs]), "",
-                       per_clip=[round(r["iou_mean"], 3) for r in rs])
-            report.add(f"validation {mode}, {name}: correspondence L2 / bbox diagonal",
+        for (group, name), rs in rows.items():
+            report.add(f"validation {mode} ({group} clips), {name}: IoU", _mean([r["iou_mean"] for r in rs]), "",
+                       per_clip=[round(r["iou_mean"], 3) for r in rs],
+                       **({"frame0": [r["frame0"] for r in rs]} if "frame0" in rs[0] else {}))
+            report.add(f"validation {mode} ({group} clips), {name}: correspondence L2 / bbox diagonal",
                        100 * _mean([r["corr_rel_mean"] for r in rs]), "%",
                        per_clip=[round(100 * r["corr_rel_mean"], 2) for r in rs])
 

@@ -50,10 +50,12 @@ class GuidanceConfig:
     n_surface: int = 2048
     final_iters: int = 0
     final_iters_partial: int = 0
+    shape_weight: float = 0.0
+    shape_scale: float = 0.01
 
     def __post_init__(self):
         if (self.weight < 0 or min(self.iters, self.final_iters, self.final_iters_partial) < 0 or self.lr <= 0
-                or self.noise <= 0 or self.sigma_max <= 0):
+                or self.noise <= 0 or self.sigma_max <= 0 or self.shape_weight < 0 or self.shape_scale <= 0):
             raise ConfigError(f"guidance settings must be positive (weight / iters >= 0), got {self}")
 
     @property
@@ -62,18 +64,25 @@ class GuidanceConfig:
 
 
 def default_guidance(weight: float = 1.0) -> tuple[GuidanceConfig | None, GuidanceConfig | None]:
-    """(shape, deformation) guidance used by ``latent4d reconstruct motion`` and ``bench motion``:
-    Adam steps of 0.02 on shape latents (0.05 gave 0.863 instead of 0.886 frame IoU, sparse), 0.05 on
-    deformation latents (insensitive: 0.01-0.2 weights, 4-8 steps gave the same errors); these were
-    chosen on the first two clips of each held-out test split. The final fit of sparse deformations
-    (150 steps) was chosen on the 3 validation clips (``held_out(3, 17, splits=("val",))``), whose
-    large motions the per-step corrections left unfinished: carried observations 5.4 -> 1.2 % off,
-    IoU 0.718 -> 0.794 (50 steps), correspondence 2.6 -> 1.2-1.3 %. Partial clouds get no final
-    fit: 50 steps raised IoU (0.579 -> 0.635) but worsened correspondence (7.2 -> 8.1 %).
+    """(shape, deformation) guidance used by ``latent4d reconstruct motion`` and ``bench motion``.
+
+    * Adam steps of 0.02 on shape latents (0.05 gave 0.863 instead of 0.886 frame IoU, sparse), 0.05
+      on deformation latents (insensitive: 0.01-0.2 weights, 4-8 steps gave the same errors); chosen
+      on the first two clips of each held-out test split.
+    * A final fit of 150 steps for every deformation, with the frame-shape term (``shape_weight=1``:
+      the carried surface also lies on each frame's sampled shape when fusion has sampled them).
+      Chosen on the 3 validation clips (``held_out(3, 17, splits=("val",))``), whose large motions
+      the per-step corrections leave unfinished. Sparse: carried observations 5.4 -> 1.2 % off, IoU
+      0.718 -> 0.794. Partial: without the frame-shape term a final fit only slid the surface along
+      itself (IoU 0.579 -> 0.635, correspondence 7.2 -> 8.1 %); with it and the frame-0 selection
+      of :meth:`~latent4d.motion.pipeline.MotionPipeline.reconstruct` IoU 0.714 (0.646 without the
+      final fit), correspondence 9.8 % (one clip's tube flips end over end mid-clip in every sample).
+
     ``weight=0`` gives (None, None)."""
     if weight <= 0:
         return None, None
-    return GuidanceConfig(weight=weight, lr=0.02), GuidanceConfig(weight=weight, lr=0.05, final_iters=150)
+    return (GuidanceConfig(weight=weight, lr=0.02),
+            GuidanceConfig(weight=weight, lr=0.05, final_iters=150, final_iters_partial=150, shape_weight=1.0))
 
 
 class _LatentGuide:
@@ -142,19 +151,43 @@ class DeformObservationGuide(_LatentGuide):
         denoiser: the :class:`~latent4d.motion.denoiser.DeformDenoiser` (latent normalisation).
         obs: observed window (S, T, N, 3) (frame 0 first).
         corresponding: True for sparse corresponding points, False for partial clouds.
-        surface0: (S, P, 3) points on each sample's frame-0 surface (needed when not corresponding).
+        surface0: (S, P, 3) points on each sample's frame-0 surface (needed when not corresponding,
+            and for the frame-shape term).
+        frame_shapes: optional ``(shape_ae, tokens, slope)``: the shape AE, its decoded tokens
+            (S * (T-1), Nt, D) of shape latents sampled on frames 1..T-1 (sample-major), and the
+            logit slope (per unit length) that turns a logit into a distance; used when
+            ``config.shape_weight > 0``.
 
     The data term is in units of the expected observation error (``config.noise``) squared.
     """
 
     def __init__(self, deform_ae, denoiser, obs: torch.Tensor, corresponding: bool,
-                 surface0: torch.Tensor | None = None, config: GuidanceConfig | None = None):
+                 surface0: torch.Tensor | None = None, config: GuidanceConfig | None = None,
+                 frame_shapes: tuple | None = None):
         super().__init__(deform_ae, denoiser, obs, config)
         self.data_scale = self.cfg.noise ** 2
         self.corresponding = bool(corresponding)
-        if not self.corresponding and surface0 is None:
-            raise ConfigError("partial-observation guidance needs points on the frame-0 surface (surface0)")
+        self.frame_shapes = None
+        if frame_shapes is not None and self.cfg.shape_weight > 0:
+            sae, tokens, slope = frame_shapes
+            self.frame_shapes = (sae, tokens.detach(), float(slope))
+        if surface0 is None and (not self.corresponding or self.frame_shapes is not None):
+            raise ConfigError("partial-observation and frame-shape guidance need points on the frame-0 surface "
+                              "(surface0)")
         self.surface0 = None if surface0 is None else surface0.detach()
+
+    def _fit(self, x0: torch.Tensor, iters: int) -> torch.Tensor:
+        if self.frame_shapes is None:
+            return super()._fit(x0, iters)
+        sae = self.frame_shapes[0]
+        params = [p for p in sae.parameters() if p.requires_grad]
+        for p in params:  # the shape AE is frozen as well while the fit runs
+            p.requires_grad_(False)
+        try:
+            return super()._fit(x0, iters)
+        finally:
+            for p in params:
+                p.requires_grad_(True)
 
     @property
     def final_iters(self) -> int:
@@ -166,14 +199,29 @@ class DeformObservationGuide(_LatentGuide):
         S, T1, M, C = z.shape
         tokens = self.ae.decode(z.reshape(S * T1, M, C))
         target = self.obs[:, 1:T1 + 1].reshape(S * T1, -1, 3)
+        moved = None
+        if self.surface0 is not None and (not self.corresponding or self.frame_shapes is not None):
+            moved = self.ae.query(tokens, self.surface0[:, None].expand(-1, T1, -1, -1).reshape(S * T1, -1, 3))
         if self.corresponding:
             src = self.obs[:, :1].expand(-1, T1, -1, -1).reshape(S * T1, -1, 3)
             d2 = (self.ae.query(tokens, src) - target).square().sum(-1)
         else:
-            src = self.surface0[:, None].expand(-1, T1, -1, -1).reshape(S * T1, -1, 3)
-            moved = self.ae.query(tokens, src)
             d2 = torch.cdist(target, moved).min(-1).values.square()
-        return d2.mean(-1).view(S, T1).mean(1)
+        loss = d2.mean(-1).view(S, T1).mean(1)
+        if self.frame_shapes is not None:
+            loss = loss + self.cfg.shape_weight * self.frame_shape_loss(moved, S, T1)
+        return loss
+
+    def frame_shape_loss(self, moved: torch.Tensor, S: int, T1: int) -> torch.Tensor:
+        """(S,) mean pseudo-Huber distance (squared units) of the carried frame-0 surface points
+        ``moved`` (S * T1, P, 3) to each frame's sampled surface."""
+        sae, tokens, slope = self.frame_shapes
+        if tokens.shape[0] != S * T1:
+            raise ConfigError(f"frame-shape guidance: {tokens.shape[0]} frame shapes for {S} samples x {T1} frames")
+        d = sae.query(tokens, moved) / slope
+        c = self.cfg.shape_scale
+        rho = 2 * c * c * (torch.sqrt(1 + (d / c).square()) - 1)  # ~ d^2 near 0, ~ 2c|d| far away
+        return rho.mean(-1).view(S, T1).mean(1)
 
 
 class ShapeObservationGuide(_LatentGuide):

@@ -139,7 +139,10 @@ class Reconstruction:
 
     ``vertices`` (T, V, 3) float32 trajectories of the frame-0 mesh vertices, ``faces`` (F, 3)
     shared by every frame, ``observations`` (T, N, 3) the inputs (after resampling), ``timings``
-    seconds per stage, ``sample`` index when several samples are drawn.
+    seconds per stage, ``sample`` index when several samples are drawn, ``frame0`` where the tracked
+    frame-0 surface came from (``sample``: the shape diffusion's sample or given shape latents;
+    ``fused``: temporal occupancy fusion; ``template``: a given mesh; ``accumulated``: canonical
+    accumulation).
     """
 
     vertices: np.ndarray
@@ -147,6 +150,7 @@ class Reconstruction:
     observations: np.ndarray | None = None
     timings: dict = field(default_factory=dict)
     sample: int = 0
+    frame0: str = "sample"
 
     def mesh(self, t: int) -> trimesh.Trimesh:
         return trimesh.Trimesh(self.vertices[t], self.faces, process=False)
@@ -333,13 +337,16 @@ class MotionPipeline:
     @torch.no_grad()
     def sample_deformation(self, shape_latents: torch.Tensor, obs, steps: int = 18, sampler: str = "dpmsolver",
                            corresponding: bool = True, generator: torch.Generator | None = None,
-                           edm=None, guidance=None, surface0=None) -> torch.Tensor:
+                           edm=None, guidance=None, surface0=None, frame_shapes: torch.Tensor | None = None
+                           ) -> torch.Tensor:
         """Deformation latents (S, T-1, M, C) for frames 1..T-1 from shape latents (S, Ms, Cs) of frame 0
         and the observed window (T, N, 3).
 
         ``guidance``: a :class:`~latent4d.motion.guidance.GuidanceConfig` to steer every solver step
         towards the observations (None or weight 0: plain sampling); partial (non-corresponding)
         guidance needs ``surface0`` (S, P, 3), points on each sample's frame-0 surface.
+        ``frame_shapes``: shape latents (S, T-1, Ms, Cs) sampled on frames 1..T-1; with
+        ``guidance.shape_weight > 0`` the carried ``surface0`` is also pulled onto them.
         """
         from latent4d.motion.guidance import DeformObservationGuide
 
@@ -350,14 +357,29 @@ class MotionPipeline:
         shape = (S, o.shape[1] - 1, den.config.num_latents, den.config.latent_channels)
         guide = None
         if guidance is not None and guidance.enabled:
+            fs = None
+            if frame_shapes is not None and guidance.shape_weight > 0:
+                fs = self._frame_shape_tokens(shape_latents, frame_shapes)
             guide = DeformObservationGuide(self._need("deform_ae"), den, o, corresponding,
-                                           None if surface0 is None else self._t(surface0), guidance)
+                                           None if surface0 is None else self._t(surface0), guidance, fs)
         x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, guide=guide,
                                   shape_latents=shape_latents.to(self.device),
                                   obs=o, corresponding=corr)
         if guide is not None:
             x = guide.refine(x)
         return den.denormalize(x)
+
+    def _frame_shape_tokens(self, shape_latents: torch.Tensor, frame_shapes: torch.Tensor) -> tuple:
+        """(shape AE, decoded tokens (S * (T-1), Nt, D), logit slope) for the frame-shape guidance term;
+        the slope (median |grad logit| near the surface) is estimated on the first frame-0 sample."""
+        sae = self._need("shape_ae")
+        S, T1 = frame_shapes.shape[:2]
+        if len(shape_latents) != S:
+            raise InputError(f"frame shapes for {S} samples, shape latents for {len(shape_latents)}")
+        with torch.no_grad():
+            tokens = sae.decode(frame_shapes.reshape(S * T1, *frame_shapes.shape[2:]).to(self.device))
+        slope = estimate_logit_slope(self.occupancy_fn(shape_latents[0]), self.bounds)
+        return sae, tokens, slope
 
     @property
     def window(self) -> int:
@@ -392,7 +414,13 @@ class MotionPipeline:
                 frames t of logit_t(phi_t(x)), each frame's occupancy pulled back to frame 0 through
                 the sampled deformation phi_t, so every frame's observation shapes the one tracked
                 mesh (meshed with ``mesh_method="mise"`` if ``mesh_method`` is ``"octree"``: the mean of
-                saturated logits defeats the octree's value-based keep rule). Ignored with ``mesh0``.
+                saturated logits defeats the octree's value-based keep rule). The per-frame shapes also
+                guide the deformation sampling when ``guidance.shape_weight > 0``. Each sample then keeps
+                whichever frame-0 surface, the fused one or its own shape sample, agrees better with the
+                window (:meth:`consistency`: observations and per-frame shapes against the carried
+                surface; ``Reconstruction.frame0`` says which): fusion pulls back every frame through
+                the sampled deformation, so a deformation that goes wrong somewhere blurs the fused
+                surface. Ignored with ``mesh0``.
             accumulate: rounds of canonical accumulation: the observations of every frame are carried
                 back to frame 0 through the tracked mesh (each point follows its nearest tracked vertex),
                 the frame-0 shape is sampled again from the accumulated cloud (``n_accumulate`` points,
@@ -443,12 +471,14 @@ class MotionPipeline:
         track = dict(W=W, steps=steps, sampler=sampler, corresponding=corresponding, gen=gen, rng=rng,
                      guidance=guidance, n_shape_points=n_shape_points, timings=timings)
         if fuse and mesh0 is None:
-            meshes, first = self._fused_meshes(z, obs, resolution, "mise" if mesh_method == "octree" else mesh_method,
-                                               shape_guidance, **track)
+            meshes, first, sources = self._fused_meshes(z, obs, resolution,
+                                                        "mise" if mesh_method == "octree" else mesh_method,
+                                                        shape_guidance, **track)
             verts = self._track(meshes, z, obs, first=first, **track)
         else:
             meshes = [mesh0 if mesh0 is not None else self._frame0_mesh(z[s], s, resolution, mesh_method, timings)
                       for s in range(num_samples)]
+            sources = ["template" if mesh0 is not None else "sample"] * num_samples
             verts = self._track(meshes, z, obs, **track)
         for _ in range(accumulate if mesh0 is None else 0):
             t0 = time.perf_counter()
@@ -459,8 +489,9 @@ class MotionPipeline:
             z = torch.stack(zs)
             timings["accumulate"] += time.perf_counter() - t0
             meshes = [self._frame0_mesh(z[s], s, resolution, mesh_method, timings) for s in range(num_samples)]
+            sources = ["accumulated"] * num_samples
             verts = self._track(meshes, z, obs, **track)
-        return [Reconstruction(verts[s], np.asarray(m.faces), obs, dict(timings), sample=s)
+        return [Reconstruction(verts[s], np.asarray(m.faces), obs, dict(timings), sample=s, frame0=sources[s])
                 for s, m in enumerate(meshes)]
 
     def _frame0_mesh(self, z: torch.Tensor, s: int, resolution: int, method: str, timings: dict) -> trimesh.Trimesh:
@@ -501,27 +532,64 @@ class MotionPipeline:
 
         S, W0 = len(z), min(W, len(obs))
         t0 = time.perf_counter()
-        surface0 = None
-        if guidance is not None and guidance.enabled and not corresponding:  # partial guidance: a first surface
+        frames = torch.stack([torch.stack([self.sample_shape(obs[t], 1, steps, sampler, corresponding, gen,
+                                                             guidance=shape_guidance)[0] for t in range(1, W0)])
+                              for _ in range(S)])  # (S, W0-1, M, C)
+        timings["shape"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        surface0 = first_meshes = None
+        guided = guidance is not None and guidance.enabled
+        if guided and (not corresponding or guidance.shape_weight > 0):  # a first surface for the guide
             first_meshes = [self._frame0_mesh(z[s], s, resolution, method, timings) for s in range(S)]
             surface0 = np.stack([sample_surface(m.vertices, m.faces, guidance.n_surface, rng)[0] for m in first_meshes])
         zd = self.sample_deformation(z, obs[:W0], steps, sampler, corresponding, gen, guidance=guidance,
-                                     surface0=surface0)
+                                     surface0=surface0, frame_shapes=frames)
         timings["deform"] += time.perf_counter() - t0
-        meshes = []
+        meshes, sources = [], []
+        slope = None
         for s in range(S):
             t0 = time.perf_counter()
-            zs = [z[s]] + [self.sample_shape(obs[t], 1, steps, sampler, corresponding, gen, guidance=shape_guidance)[0]
-                           for t in range(1, W0)]
-            timings["shape"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            m = largest_component(extract_mesh(self.fused_occupancy_fn(torch.stack(zs), zd[s]), resolution,
-                                               self.bounds, method))
+            zs = torch.cat([z[s:s + 1].to(frames), frames[s]])
+            fused = largest_component(extract_mesh(self.fused_occupancy_fn(zs, zd[s]), resolution,
+                                                   self.bounds, method))
+            sampled = first_meshes[s] if surface0 is not None else self.mesh(z[s], resolution, method)
             timings["mesh"] += time.perf_counter() - t0
-            if len(m.vertices) == 0:
-                raise InputError(f"sample {s}: the fused occupancy has no surface in frame 0")
-            meshes.append(m)
-        return meshes, zd
+            t0 = time.perf_counter()
+            slope = slope or estimate_logit_slope(self.occupancy_fn(z[s]), self.bounds)
+            scores = [self.consistency(m, zd[s], obs[:W0], frames[s], slope, rng=rng) if len(m.faces) else math.inf
+                      for m in (fused, sampled)]
+            timings["select"] = timings.get("select", 0.0) + time.perf_counter() - t0
+            if not np.isfinite(min(scores)):
+                raise InputError(f"sample {s}: no surface in frame 0 (neither the fused occupancy nor the sampled shape)")
+            pick = int(np.argmin(scores))
+            meshes.append((fused, sampled)[pick])
+            sources.append(("fused", "sample")[pick])
+        return meshes, zd, sources
+
+    @torch.no_grad()
+    def consistency(self, mesh: trimesh.Trimesh, deform_latents: torch.Tensor, obs, frame_shapes: torch.Tensor,
+                    slope: float, n: int = 2048, scale: float = 0.01, rng: np.random.Generator | None = None) -> float:
+        """How well a frame-0 mesh, carried by deformation latents (T-1, M, C), agrees with a window's
+        observations (T, N, 3) and with shape latents sampled on frames 1..T-1 (T-1, Ms, Cs): the mean
+        over frames of the pseudo-Huber (scale ``scale``) distance from each observed point to the
+        nearest carried vertex, plus that of ``n`` carried vertices to the frame's sampled surface
+        (occupancy logit / ``slope``). Lower is better; squared normalised units."""
+        from scipy.spatial import cKDTree
+
+        rng = rng or np.random.default_rng(0)
+        obs = np.asarray(obs, np.float32)
+        v0 = np.asarray(mesh.vertices, np.float32)
+        moved = np.concatenate([v0[None], self.deform(deform_latents, v0)])  # (T, V, 3)
+
+        def rho(d):
+            return 2 * scale * scale * (np.sqrt(1 + (np.asarray(d) / scale) ** 2) - 1)
+
+        obs_term = np.mean([rho(cKDTree(moved[t]).query(obs[t])[0]).mean() for t in range(len(obs))])
+        sae = self._need("shape_ae")
+        idx = rng.choice(len(v0), min(n, len(v0)), replace=False)
+        tokens = sae.decode(frame_shapes.to(self.device))
+        d = sae.query(tokens, self._t(moved[1:, idx])) / slope
+        return float(obs_term + rho(d.cpu().numpy()).mean())
 
     def _track(self, meshes, z, obs, W, steps, sampler, corresponding, gen, rng, guidance, n_shape_points,
                timings, first: torch.Tensor | None = None) -> list[np.ndarray]:

@@ -54,6 +54,7 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
     assert info["metrics"]["corr_l2"][0] == pytest.approx(0.0, abs=1e-4)  # template = truth at frame 0
     assert set(json.loads((out / "summary.json").read_text())) >= {"samples", "seconds", "metrics"}
     assert info["guidance"] == 1.0 and info["accumulate"] == 0  # guided by default
+    assert info["frame0"] == "template"  # where the tracked frame-0 surface came from
     # guidance=0: the models' plain samples (a different result); accumulation needs no template
     plain = commands.reconstruct(OmegaConf.merge(args, {"out": str(tmp_path / "plain"), "guidance": 0,
                                                         "num_samples": 1, "template": None}))

@@ -118,7 +118,7 @@ def track(input_path, out_dir, shape_run=None, deform_run=None, mode: str = "spa
                     loc=np.asarray(loc).tolist(), scale=float(scale))
     written = []
     for r, m in zip(recs, metrics):
-        info = dict(settings, sample=r.sample, timings=r.timings, seconds_total=seconds / len(recs))
+        info = dict(settings, sample=r.sample, frame0=r.frame0, timings=r.timings, seconds_total=seconds / len(recs))
         if m is not None:
             info["metrics"] = m
         d = write_reconstruction(out_dir / f"sample_{r.sample:02d}", r.vertices, r.faces, r.observations, loc, scale,

@@ -85,6 +85,11 @@ def default_guidance(weight: float = 1.0) -> tuple[GuidanceConfig | None, Guidan
             GuidanceConfig(weight=weight, lr=0.05, final_iters=150, final_iters_partial=150, shape_weight=1.0))
 
 
+def pseudo_huber(d: torch.Tensor, scale: float) -> torch.Tensor:
+    """Robust squared distance of distances ``d``: ~ d^2 near 0, ~ 2 * scale * |d| far away."""
+    return 2 * scale * scale * (torch.sqrt(1 + (d / scale).square()) - 1)
+
+
 class _LatentGuide:
     """Shared plug-and-play step: Adam on ``weight * data_loss / data_scale + mean((x - x0)^2)``.
     Subclasses define :meth:`data_loss` of denormalised latents (-> (S,)) and ``data_scale``. The
@@ -118,9 +123,13 @@ class _LatentGuide:
             return x
         return self._fit(x, self.final_iters)
 
+    def frozen(self) -> list[torch.nn.Module]:
+        """The networks the data term runs through (frozen while a fit runs)."""
+        return [self.ae]
+
     def _fit(self, x0: torch.Tensor, iters: int) -> torch.Tensor:
         anchor = x0.detach()
-        params = [p for p in self.ae.parameters() if p.requires_grad]
+        params = [p for m in self.frozen() for p in m.parameters() if p.requires_grad]
         for p in params:  # gradients flow to the latents only; the flags are restored below
             p.requires_grad_(False)
         try:
@@ -176,18 +185,9 @@ class DeformObservationGuide(_LatentGuide):
                               "(surface0)")
         self.surface0 = None if surface0 is None else surface0.detach()
 
-    def _fit(self, x0: torch.Tensor, iters: int) -> torch.Tensor:
-        if self.frame_shapes is None:
-            return super()._fit(x0, iters)
-        sae = self.frame_shapes[0]
-        params = [p for p in sae.parameters() if p.requires_grad]
-        for p in params:  # the shape AE is frozen as well while the fit runs
-            p.requires_grad_(False)
-        try:
-            return super()._fit(x0, iters)
-        finally:
-            for p in params:
-                p.requires_grad_(True)
+    def frozen(self) -> list[torch.nn.Module]:
+        """The deformation AE, and the shape AE when the frame-shape term is on."""
+        return [self.ae] + ([self.frame_shapes[0]] if self.frame_shapes is not None else [])
 
     @property
     def final_iters(self) -> int:
@@ -218,9 +218,7 @@ class DeformObservationGuide(_LatentGuide):
         sae, tokens, slope = self.frame_shapes
         if tokens.shape[0] != S * T1:
             raise ConfigError(f"frame-shape guidance: {tokens.shape[0]} frame shapes for {S} samples x {T1} frames")
-        d = sae.query(tokens, moved) / slope
-        c = self.cfg.shape_scale
-        rho = 2 * c * c * (torch.sqrt(1 + (d / c).square()) - 1)  # ~ d^2 near 0, ~ 2c|d| far away
+        rho = pseudo_huber(sae.query(tokens, moved) / slope, self.cfg.shape_scale)
         return rho.mean(-1).view(S, T1).mean(1)
 
 
@@ -237,4 +235,4 @@ class ShapeObservationGuide(_LatentGuide):
         return self.ae.query(self.ae.decode(z), self.obs).square().mean(-1)
 
 
-__all__ = ["DeformObservationGuide", "GuidanceConfig", "ShapeObservationGuide", "default_guidance"]
+__all__ = ["DeformObservationGuide", "GuidanceConfig", "ShapeObservationGuide", "default_guidance", "pseudo_huber"]

@@ -337,8 +337,8 @@ class MotionPipeline:
     @torch.no_grad()
     def sample_deformation(self, shape_latents: torch.Tensor, obs, steps: int = 18, sampler: str = "dpmsolver",
                            corresponding: bool = True, generator: torch.Generator | None = None,
-                           edm=None, guidance=None, surface0=None, frame_shapes: torch.Tensor | None = None
-                           ) -> torch.Tensor:
+                           edm=None, guidance=None, surface0=None, frame_shapes: torch.Tensor | None = None,
+                           frame_slope: float | None = None) -> torch.Tensor:
         """Deformation latents (S, T-1, M, C) for frames 1..T-1 from shape latents (S, Ms, Cs) of frame 0
         and the observed window (T, N, 3).
 
@@ -346,7 +346,9 @@ class MotionPipeline:
         towards the observations (None or weight 0: plain sampling); partial (non-corresponding)
         guidance needs ``surface0`` (S, P, 3), points on each sample's frame-0 surface.
         ``frame_shapes``: shape latents (S, T-1, Ms, Cs) sampled on frames 1..T-1; with
-        ``guidance.shape_weight > 0`` the carried ``surface0`` is also pulled onto them.
+        ``guidance.shape_weight > 0`` the carried ``surface0`` is also pulled onto them;
+        ``frame_slope``: the logit slope that turns their logits into distances (None: estimated on
+        the first frame-0 sample, :func:`estimate_logit_slope`).
         """
         from latent4d.motion.guidance import DeformObservationGuide
 
@@ -359,7 +361,7 @@ class MotionPipeline:
         if guidance is not None and guidance.enabled:
             fs = None
             if frame_shapes is not None and guidance.shape_weight > 0:
-                fs = self._frame_shape_tokens(shape_latents, frame_shapes)
+                fs = self._frame_shape_tokens(shape_latents, frame_shapes, frame_slope)
             guide = DeformObservationGuide(self._need("deform_ae"), den, o, corresponding,
                                            None if surface0 is None else self._t(surface0), guidance, fs)
         x = self._edm(edm).sample(den, shape, steps, sampler, generator, self.device, guide=guide,
@@ -369,16 +371,19 @@ class MotionPipeline:
             x = guide.refine(x)
         return den.denormalize(x)
 
-    def _frame_shape_tokens(self, shape_latents: torch.Tensor, frame_shapes: torch.Tensor) -> tuple:
+    def _frame_shape_tokens(self, shape_latents: torch.Tensor, frame_shapes: torch.Tensor,
+                            slope: float | None = None) -> tuple:
         """(shape AE, decoded tokens (S * (T-1), Nt, D), logit slope) for the frame-shape guidance term;
-        the slope (median |grad logit| near the surface) is estimated on the first frame-0 sample."""
+        unless given, the slope (median |grad logit| near the surface) is estimated on the first
+        frame-0 sample."""
         sae = self._need("shape_ae")
         S, T1 = frame_shapes.shape[:2]
         if len(shape_latents) != S:
             raise InputError(f"frame shapes for {S} samples, shape latents for {len(shape_latents)}")
         with torch.no_grad():
             tokens = sae.decode(frame_shapes.reshape(S * T1, *frame_shapes.shape[2:]).to(self.device))
-        slope = estimate_logit_slope(self.occupancy_fn(shape_latents[0]), self.bounds)
+        if slope is None:
+            slope = estimate_logit_slope(self.occupancy_fn(shape_latents[0]), self.bounds)
         return sae, tokens, slope
 
     @property
@@ -542,11 +547,11 @@ class MotionPipeline:
         if guided and (not corresponding or guidance.shape_weight > 0):  # a first surface for the guide
             first_meshes = [self._frame0_mesh(z[s], s, resolution, method, timings) for s in range(S)]
             surface0 = np.stack([sample_surface(m.vertices, m.faces, guidance.n_surface, rng)[0] for m in first_meshes])
+        slope = estimate_logit_slope(self.occupancy_fn(z[0]), self.bounds)  # logits -> distances (guide, selection)
         zd = self.sample_deformation(z, obs[:W0], steps, sampler, corresponding, gen, guidance=guidance,
-                                     surface0=surface0, frame_shapes=frames)
+                                     surface0=surface0, frame_shapes=frames, frame_slope=slope)
         timings["deform"] += time.perf_counter() - t0
         meshes, sources = [], []
-        slope = None
         for s in range(S):
             t0 = time.perf_counter()
             zs = torch.cat([z[s:s + 1].to(frames), frames[s]])
@@ -555,7 +560,6 @@ class MotionPipeline:
             sampled = first_meshes[s] if surface0 is not None else self.mesh(z[s], resolution, method)
             timings["mesh"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            slope = slope or estimate_logit_slope(self.occupancy_fn(z[s]), self.bounds)
             scores = [self.consistency(m, zd[s], obs[:W0], frames[s], slope, rng=rng) if len(m.faces) else math.inf
                       for m in (fused, sampled)]
             timings["select"] = timings.get("select", 0.0) + time.perf_counter() - t0
@@ -576,20 +580,18 @@ class MotionPipeline:
         (occupancy logit / ``slope``). Lower is better; squared normalised units."""
         from scipy.spatial import cKDTree
 
+        from latent4d.motion.guidance import pseudo_huber
+
         rng = rng or np.random.default_rng(0)
         obs = np.asarray(obs, np.float32)
         v0 = np.asarray(mesh.vertices, np.float32)
         moved = np.concatenate([v0[None], self.deform(deform_latents, v0)])  # (T, V, 3)
-
-        def rho(d):
-            return 2 * scale * scale * (np.sqrt(1 + (np.asarray(d) / scale) ** 2) - 1)
-
-        obs_term = np.mean([rho(cKDTree(moved[t]).query(obs[t])[0]).mean() for t in range(len(obs))])
+        obs_d = self._t(np.stack([cKDTree(moved[t]).query(obs[t])[0] for t in range(len(obs))]))  # (T, N)
         sae = self._need("shape_ae")
         idx = rng.choice(len(v0), min(n, len(v0)), replace=False)
         tokens = sae.decode(frame_shapes.to(self.device))
         d = sae.query(tokens, self._t(moved[1:, idx])) / slope
-        return float(obs_term + rho(d.cpu().numpy()).mean())
+        return float(pseudo_huber(obs_d, scale).mean() + pseudo_huber(d, scale).mean())
 
     def _track(self, meshes, z, obs, W, steps, sampler, corresponding, gen, rng, guidance, n_shape_points,
                timings, first: torch.Tensor | None = None) -> list[np.ndarray]:

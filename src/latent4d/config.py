@@ -90,5 +90,20 @@ def load_run_config(run: str | Path):
     """The resolved training config saved in a run directory (``<run>/config.yaml``)."""
     from omegaconf import OmegaConf
 
+    from omegaconf import DictConfig
+
     p = find_run_dir(run)
-    return OmegaConf.load(p / "config.yaml")
+    path = p / "config.yaml"
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - yaml / omegaconf / decoding errors: the file is garbage
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"run config '{path}' is not a readable YAML config ({first}); the run folder is "
+                          "damaged: it is written by `latent4d train`") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"run config '{path}' does not hold a mapping of settings")
+    family = OmegaConf.to_container(cfg, resolve=False).get("family")
+    if family not in FAMILIES:
+        raise ConfigError(f"run config '{path}': family {family!r} is not a latent4d family "
+                          f"({', '.join(FAMILIES)}); the run folder is damaged or not a latent4d run")
+    return cfg

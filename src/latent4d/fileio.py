@@ -61,3 +61,41 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, marker: str | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``path``; on success it replaces ``path`` whole.
+
+    The body writes every output file into the yielded folder. If the body raises, the temporary
+    folder is removed and ``path`` keeps exactly what it had. On success an existing ``path`` is
+    moved aside, the new folder renamed onto it, and the old one deleted. With ``marker``, an
+    existing non-empty ``path`` that lacks that file (so is not an earlier output of the same
+    command) is refused before anything is written (:func:`latent4d.options.check_output_dir`).
+    """
+    import shutil
+
+    from latent4d.options import check_output_dir
+
+    path = Path(path)
+    check_output_dir(path, marker=marker)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    old: Path | None = None
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            old.rmdir()
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None and old.exists() and not path.exists():
+            os.replace(old, path)  # put the earlier output back
+            old = None
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and old.exists():
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,207 @@
+"""One argument-validation layer for every command: typed options, ranges, unknown keys, output paths.
+
+A command declares its ``key=value`` options as a dataclass; :func:`parse_options` merges the
+user's options into it (OmegaConf structured config: types are converted and checked, unknown keys
+refused) and checks the ranges / choices declared with :func:`opt`. Every failure is one
+:class:`ConfigError` naming the command, the option, the value and what is expected, raised before
+any compute starts::
+
+    @dataclass
+    class SampleOptions:
+        run: str | None = None
+        n: int = opt(4, min=1, max=10_000, help="number of samples")
+        format: str = opt("data", choices=("data", "hair", "ply", "npz"))
+
+    o = parse_options(SampleOptions, args, "sample")
+
+:func:`check_output_file` and :func:`check_output_dir` check ``out=`` before the work, so a run
+that would fail to write never computes for minutes first (and never overwrites what is not its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+from latent4d.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def opt(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,  # noqa: A002
+        gt: float | None = None, choices: tuple | None = None, help: str = "",  # noqa: A002
+        default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with a validated range (``min <= v <= max``, ``v > gt``) or choices."""
+    meta = {"min": min, "max": max, "gt": gt, "choices": choices, "help": help}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _close(word: str, choices) -> str:
+    hits = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" Did you mean '{hits[0]}'?" if hits else ""
+
+
+def _as_container(args: Any) -> dict:
+    from omegaconf import DictConfig, OmegaConf
+
+    if args is None:
+        return {}
+    if isinstance(args, DictConfig):
+        return OmegaConf.to_container(args, resolve=False)  # type: ignore[return-value]
+    if isinstance(args, dict):
+        return dict(args)
+    if isinstance(args, list | tuple):
+        bad = [i for i in args if "=" not in str(i)]
+        if bad:
+            raise ConfigError(f"expected key=value options, got: {' '.join(map(str, bad))}")
+        return OmegaConf.to_container(OmegaConf.from_dotlist([str(a) for a in args]))  # type: ignore[return-value]
+    raise ConfigError(f"options must be key=value pairs, got {type(args).__name__}")
+
+
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+
+
+def _explain(e: Exception, command: str, spec: type) -> ConfigError:
+    """One line from an OmegaConf validation error."""
+    key = getattr(e, "full_key", None) or ""
+    msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
+    if "not in struct" in msg or "Key '" in msg and "not in" in msg:
+        names = [f.name for f in dataclasses.fields(spec)]
+        return ConfigError(f"{command}: unknown option '{key}'.{_close(key.split('.')[0], names)} "
+                           f"Options: {', '.join(names)}.")
+    m = re.search(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", msg)
+    if m:
+        want = _TYPE_WORDS.get(m.group(3), m.group(3))
+        return ConfigError(f"{command}: {key}={m.group(1)!s} is not valid: expected {want}")
+    if "is not Optional" in msg or "non-optional" in msg.lower() or "Incompatible value 'None'" in msg:
+        return ConfigError(f"{command}: {key} needs a value (null is not allowed)")
+    return ConfigError(f"{command}: option {key or '?'}: {msg}")
+
+
+def parse_options(spec: type[T], args: Any, command: str) -> T:
+    """Options ``args`` (DictConfig, dict, ``key=value`` list or None) checked against ``spec``.
+
+    Returns a ``spec`` instance. Raises :class:`ConfigError` for unknown keys (with a suggestion),
+    values of the wrong type, values outside the declared ranges / choices, and whatever the spec's
+    optional ``validate(self)`` method refuses.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    given = _as_container(args)
+    names = [f.name for f in dataclasses.fields(spec)]  # type: ignore[arg-type]
+    for k in given:
+        if k not in names:
+            raise ConfigError(f"{command}: unknown option '{k}'.{_close(k, names)} Options: {', '.join(names)}.")
+    try:
+        base = OmegaConf.structured(spec)
+        merged = OmegaConf.merge(base, given)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise _explain(e, command, spec) from None
+    check_ranges(obj, command)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj  # type: ignore[return-value]
+
+
+def check_ranges(obj: Any, command: str) -> None:
+    """Check every field's ``min`` / ``max`` / ``gt`` / ``choices`` metadata (see :func:`opt`)."""
+    import math
+
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        meta = f.metadata or {}
+        if v is None:
+            continue
+        choices = meta.get("choices")
+        if choices is not None and v not in choices:
+            raise ConfigError(f"{command}: {f.name}={v} is not one of {', '.join(map(str, choices))}."
+                              f"{_close(v, choices)}")
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{command}: {f.name}={v} must be a finite number")
+        lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
+        if lo is not None and v < lo:
+            raise ConfigError(f"{command}: {f.name}={v} must be >= {lo}")
+        if hi is not None and v > hi:
+            raise ConfigError(f"{command}: {f.name}={v} must be <= {hi}")
+        if gt is not None and not v > gt:
+            raise ConfigError(f"{command}: {f.name}={v} must be > {gt}")
+
+
+# ----------------------------------------------------------------------------------------------
+# paths
+
+
+def _nearest_existing(p: Path) -> Path:
+    q = p
+    while not q.exists() and q != q.parent:
+        q = q.parent
+    return q
+
+
+def _check_creatable(p: Path, option: str) -> None:
+    anc = _nearest_existing(p.parent if not p.exists() else p)
+    if anc.exists() and not anc.is_dir():
+        raise ConfigError(f"{option}={p}: '{anc}' is a file, so no folder can be made under it")
+    if anc.exists() and not os.access(anc, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}={p}: '{anc}' is not writable")
+
+
+def check_input_file(path: Any, option: str, suffixes: tuple[str, ...] | None = None) -> Path:
+    """An existing, non-empty file (optionally with one of ``suffixes``); ConfigError otherwise."""
+    if path in (None, ""):
+        raise ConfigError(f"{option}=<file> is required")
+    p = Path(str(path)).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{option}={p}: no such file")
+    if p.is_dir():
+        raise ConfigError(f"{option}={p} is a folder; expected a file")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option}={p}: unsupported file type '{p.suffix}'; expected {', '.join(suffixes)}")
+    return p
+
+
+def check_output_file(path: Any, option: str = "out", suffixes: tuple[str, ...] | None = None) -> Path:
+    """An output file path that can be written: not a folder, a known suffix, a creatable parent.
+
+    An existing *file* is fine (it is replaced atomically when the new one is complete).
+    """
+    if path in (None, ""):
+        raise ConfigError(f"{option}=<file> is required")
+    p = Path(str(path)).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{option}={p} is a folder; give a file name (e.g. {p / ('result' + (suffixes or ('.ply',))[0])})")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ConfigError(f"{option}={p}: unsupported output type '{p.suffix or '(none)'}'; use one of "
+                          f"{', '.join(suffixes)}")
+    _check_creatable(p, option)
+    return p
+
+
+def check_output_dir(path: Any, option: str = "out", marker: str | None = None) -> Path:
+    """An output folder that can be written without destroying anything that is not ours.
+
+    It must not be a file. If it exists and is not empty, it must hold ``marker`` (the file every
+    output of this command writes, e.g. ``summary.json``): an earlier output of the same command,
+    which the new one replaces whole once it is complete (see :func:`latent4d.fileio.atomic_dir`).
+    """
+    if path in (None, ""):
+        raise ConfigError(f"{option}=<folder> is required")
+    p = Path(str(path)).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{option}={p} is an existing file; give a folder name (e.g. {p.with_suffix('')}_out)")
+    if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).exists():
+        raise ConfigError(f"{option}={p} exists and is not an earlier output of this command (no {marker}); "
+                          "latent4d will not replace a folder it did not write: choose a new or empty folder")
+    _check_creatable(p, option)
+    return p

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from latent4d.config import FAMILIES
 from latent4d.errors import ConfigError, Latent4DError
+from latent4d.options import opt, parse_options
 
 COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "convert", "demo", "bench", "list",
             "view", "render")
@@ -46,7 +48,11 @@ def _dotlist(items: list[str]):
     bad = [i for i in items if "=" not in i]
     if bad:
         raise ConfigError(f"expected key=value options, got: {' '.join(bad)}")
-    return OmegaConf.from_dotlist(items)
+    try:
+        return OmegaConf.from_dotlist(items)
+    except Exception as e:  # noqa: BLE001 - OmegaConf grammar errors for keys such as 'a..b' or '=1'
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot parse the options {' '.join(items)!r}: {first}") from None
 
 
 def _run_command(command: str, items: list[str]) -> None:
@@ -59,30 +65,42 @@ def _run_command(command: str, items: list[str]) -> None:
     _family_command(str(run_cfg.family), command)(run_dir, run_cfg, args)
 
 
+@dataclass
+class ExportOptions:
+    """``latent4d export`` options."""
+
+    run: str | None = None
+    ckpt: str = opt("best", help="best | last | a checkpoint file")
+    out: str | None = opt(None, help="folder for the networks (default <run>/models)")
+
+
 def _export(items: list[str]) -> None:
-    """Re-export the networks of a run from a checkpoint: run=<dir> [ckpt=best|last|<file>] [out=<dir>]."""
-    import torch
-    from hydra.utils import instantiate
+    """Re-export the networks of a run from a checkpoint: run=<dir> [ckpt=best|last|<file>] [out=<dir>].
 
+    The checkpoint is read with ``weights_only=True`` and the run's model config is instantiated only
+    when every ``_target_`` in it is a latent4d class of the run's family (:mod:`latent4d.trust`).
+    """
     from latent4d.config import find_run_dir, load_run_config
+    from latent4d.options import check_output_dir
     from latent4d.train import check_checkpoint
+    from latent4d.trust import check_lightning_checkpoint, instantiate_from_run, load_state_checked
 
-    args = _dotlist(items)
-    run_dir = find_run_dir(args.get("run"))
+    o = parse_options(ExportOptions, _dotlist(items), "export")
+    run_dir = find_run_dir(o.run)
     cfg = load_run_config(run_dir)
-    which = str(args.get("ckpt", "best"))
-    if which in ("best", "last"):
-        cands = sorted((run_dir / "checkpoints").glob("best-*.ckpt" if which == "best" else "last*.ckpt"))
+    out = check_output_dir(o.out or run_dir / "models", "out")
+    if o.ckpt in ("best", "last"):
+        cands = sorted((run_dir / "checkpoints").glob("best-*.ckpt" if o.ckpt == "best" else "last*.ckpt"))
         if not cands:
-            raise ConfigError(f"no {which} checkpoint in {run_dir / 'checkpoints'}")
+            raise ConfigError(f"no {o.ckpt} checkpoint in {run_dir / 'checkpoints'}")
         ckpt = cands[-1]
     else:
-        ckpt = Path(which)
-    check_checkpoint(ckpt)
-    model = instantiate(cfg.model)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(state)
-    out = Path(args.get("out") or run_dir / "models")
+        ckpt = Path(o.ckpt)
+    model = instantiate_from_run(cfg.model, str(cfg.family), f"{run_dir}/config.yaml: model")
+    check_checkpoint(ckpt, cfg)
+    load_state_checked(model, check_lightning_checkpoint(ckpt)["state_dict"], ckpt)
+    if not hasattr(model, "export"):
+        raise ConfigError(f"{type(model).__name__} has no networks to export")
     for name, path in model.export(out).items():
         print(f"[latent4d] exported {name} from {ckpt.name} -> {path}")
 
@@ -202,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     except Latent4DError as e:
         print(f"latent4d {cmd}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"latent4d {cmd}: interrupted; outputs already written are complete, partial ones were removed",
+              file=sys.stderr)
+        return 130
     return 0
 
 

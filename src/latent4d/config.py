@@ -88,9 +88,7 @@ def find_run_dir(run: str | Path | None) -> Path:
 
 def load_run_config(run: str | Path):
     """The resolved training config saved in a run directory (``<run>/config.yaml``)."""
-    from omegaconf import OmegaConf
-
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
     p = find_run_dir(run)
     path = p / "config.yaml"
@@ -107,3 +105,77 @@ def load_run_config(run: str | Path):
         raise ConfigError(f"run config '{path}': family {family!r} is not a latent4d family "
                           f"({', '.join(FAMILIES)}); the run folder is damaged or not a latent4d run")
     return cfg
+
+
+def _simple_type(annotation) -> tuple[type, ...] | None:
+    """(int,) / (float,) / (bool,) / (str,) (plus NoneType when Optional) for simple annotations."""
+    import types
+    import typing
+
+    simple = (bool, int, float, str)
+    if annotation in simple:
+        return (annotation,)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and rest[0] in simple:
+            return (rest[0], type(None))
+    return None
+
+
+def _value_ok(value, kinds: tuple[type, ...]) -> bool:
+    if value is None:
+        return type(None) in kinds
+    if isinstance(value, bool):
+        return bool in kinds or (str in kinds)
+    if isinstance(value, int):
+        return any(k in kinds for k in (int, float, str))
+    if isinstance(value, float):
+        return float in kinds or str in kinds
+    if isinstance(value, str):
+        return str in kinds
+    return True
+
+
+def check_value_types(node, where: str) -> None:
+    """Compare the values of every ``_target_`` node under ``node`` with the constructor's annotations.
+
+    Catches ``model.lr=abc`` (a string where the constructor declares ``lr: float``) before anything is
+    built or trained, with a ConfigError naming the key. Only simple annotations (int, float, bool,
+    str and their Optional) are checked; classes are located only for latent4d and Lightning targets
+    (``_target_`` values of the composed training config, never of a downloaded run folder).
+    """
+    import inspect
+    import typing
+
+    from hydra.utils import get_class
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
+    stack = [(where, container)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        stack.extend((f"{path}.{k}", v) for k, v in item.items() if not str(k).startswith("_"))
+        target = item.get("_target_")
+        if not isinstance(target, str) or not target.startswith(("latent4d.", "pytorch_lightning.")):
+            continue
+        try:
+            cls = get_class(target)
+            hints = typing.get_type_hints(cls.__init__)
+            params = inspect.signature(cls.__init__).parameters
+        except Exception:  # noqa: BLE001 - unresolvable annotations: leave it to the constructor
+            continue
+        for key, value in item.items():
+            if str(key).startswith("_") or key not in params or key not in hints:
+                continue
+            kinds = _simple_type(hints[key])
+            if kinds is not None and not _value_ok(value, kinds):
+                names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise ConfigError(f"{path}.{key}={value!r} is not valid: {target.rsplit('.', 1)[-1]} expects "
+                                  f"{names}")

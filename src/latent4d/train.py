@@ -38,18 +38,50 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
     return cfg
 
 
-def check_checkpoint(path: str | Path) -> Path:
-    """Make sure ``path`` is a readable Lightning checkpoint; clear error otherwise."""
+def check_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> Path:
+    """Make sure ``path`` is a readable Lightning checkpoint (loaded with ``weights_only=True``: nothing
+    in it is executed) and, given the training config, that it was written by the same LightningModule
+    (``model._target_``); clear :class:`InputError` otherwise."""
+    from latent4d.trust import check_lightning_checkpoint
+
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(f"checkpoint '{p}' does not exist")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means corrupt
-        raise InputError(f"checkpoint '{p}' is corrupted or not a PyTorch file ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise InputError(f"checkpoint '{p}' is not a Lightning checkpoint (no 'state_dict' entry)")
+    ckpt = check_lightning_checkpoint(p)
+    if cfg is not None and cfg.get("model") is not None:
+        meta = ckpt.get("latent4d") if isinstance(ckpt.get("latent4d"), dict) else {}
+        written_by, want = meta.get("module"), cfg.model.get("_target_")
+        if written_by and want and written_by != want:
+            raise InputError(f"checkpoint '{p}' was written by {written_by}, but experiment "
+                             f"{cfg.get('family')}/{cfg.get('name')} trains {want}: resume with a checkpoint "
+                             "of this experiment (<run>/checkpoints/last.ckpt)")
     return p
+
+
+def check_resume_target(out: Path, cfg: DictConfig) -> None:
+    """Training into an existing run folder is allowed only to resume it (``ckpt_path=``), with the
+    same experiment; nothing in the folder is touched when this refuses."""
+    from latent4d.config import load_run_config
+
+    if not (out / "config.yaml").is_file():
+        return
+    if not cfg.get("ckpt_path"):
+        raise ConfigError(f"'{out}' already holds a run (config.yaml); latent4d trains into an existing run folder "
+                          f"only to resume it: add ckpt_path={out / 'checkpoints' / 'last.ckpt'}, or leave out "
+                          "hydra.run.dir= to get a new folder")
+    old = load_run_config(out)
+    if (old.get("family"), old.get("name")) != (cfg.get("family"), cfg.get("name")):
+        raise ConfigError(f"'{out}' holds a run of {old.get('family')}/{old.get('name')}, not of "
+                          f"{cfg.get('family')}/{cfg.get('name')}: resume it with its own experiment, or train "
+                          "into a new folder")
+
+
+def _ckpt_mismatch(e: RuntimeError, ckpt_path: str, cfg: DictConfig) -> InputError | None:
+    """Lightning's state-dict mismatch on resume, as one clear error (None for other errors)."""
+    text = str(e)
+    if "Error(s) in loading state_dict" not in text and "size mismatch" not in text:
+        return None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][1:4]
+    return InputError(f"checkpoint '{ckpt_path}' does not fit experiment {cfg.get('family')}/{cfg.get('name')} "
+                      f"({'; '.join(lines)[:400]}): it was written by another experiment or model size")
 
 
 def _is_rank_zero() -> bool:
@@ -94,31 +126,42 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
         raise ConfigError("no experiment selected: run `latent4d train experiment=<family>/<name>`. "
                           "Valid experiments: " + ", ".join(group_options("experiment")))
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    if _is_rank_zero():
-        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    from latent4d.config import check_value_types
 
+    out = Path(cfg.paths.output_dir)
+    check_resume_target(out, cfg)
+    for section in ("data", "model", "trainer"):
+        check_value_types(cfg.get(section), section)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
-        ckpt_path = str(check_checkpoint(ckpt_path))
+        ckpt_path = str(check_checkpoint(ckpt_path, cfg))
+    torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = _instantiate_checked(cfg.data)
     model = _instantiate_checked(cfg.model)
+    # build / load the data before trainer.fit (setup is idempotent; Lightning calls it again) so
+    # that fit_seconds and trainer.max_time measure training alone, and bad data fails before any
+    # config, checkpoint or log is written
+    t_data = time.perf_counter()
+    datamodule.setup("fit")
+    data_seconds = time.perf_counter() - t_data
+    # the config and the data are valid: only now is anything written into the run folder
+    out.mkdir(parents=True, exist_ok=True)
+    if _is_rank_zero():
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    # build / load the data before trainer.fit (setup is idempotent; Lightning calls it again) so
-    # that fit_seconds and trainer.max_time measure training alone, and bad data fails before any
-    # checkpoint or log is written
-    t_data = time.perf_counter()
-    datamodule.setup("fit")
-    data_seconds = time.perf_counter() - t_data
     t_fit = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except RuntimeError as e:
+        err = _ckpt_mismatch(e, str(ckpt_path), cfg) if ckpt_path else None
+        if err is None:
+            raise
+        raise err from None
     fit_seconds = time.perf_counter() - t_fit
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
@@ -128,7 +171,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test"):
         ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
         best = "best" if (ckpt_cb is not None and ckpt_cb.best_model_path and not trainer.fast_dev_run) else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         for r in results:
             metrics.update({k: float(v) for k, v in r.items()})
 
@@ -145,6 +188,21 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 _ORIG_ARGV: list[str] | None = None
 
 
+def _guard_run_dir(overrides: list[str]) -> list[str]:
+    """Before Hydra writes anything: an existing run folder (``hydra.run.dir=`` holding config.yaml) is
+    only trained into to resume it (``ckpt_path=``), and then Hydra does not rewrite its ``.hydra/``
+    copies (the run's own ``config.yaml`` is replaced only once the new config is validated)."""
+    kv = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("+", "~")))
+    run_dir = kv.get("hydra.run.dir")
+    if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+        return overrides
+    if kv.get("ckpt_path") in (None, "", "null"):
+        raise ConfigError(f"'{run_dir}' already holds a run (config.yaml); latent4d trains into an existing run "
+                          f"folder only to resume it: add ckpt_path={Path(run_dir) / 'checkpoints' / 'last.ckpt'}, "
+                          "or leave out hydra.run.dir= to get a new folder")
+    return [*overrides, "hydra.output_subdir=null"] if "hydra.output_subdir" not in kv else overrides
+
+
 def hydra_train(overrides: list[str]) -> None:
     """Run training as a Hydra app with ``overrides`` (what ``latent4d train`` calls)."""
     import hydra
@@ -152,6 +210,7 @@ def hydra_train(overrides: list[str]) -> None:
     from latent4d.config import conf_dir, validate_overrides
 
     validate_overrides(overrides)
+    overrides = _guard_run_dir(overrides)
     global _ORIG_ARGV
     _ORIG_ARGV = list(sys.argv)
     sys.argv = [sys.argv[0], *overrides]

@@ -126,7 +126,7 @@ def check_target(target: Any, family: str, where: str = "config") -> None:
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        raise ConfigError(f"{where}: _target_ '{target}': no module '{module}' in this latent4d") from None
+        raise ConfigError(f"{where}: refusing _target_ '{target}': no module '{module}' in this latent4d") from None
     obj = getattr(mod, name, None)
     if not isinstance(obj, type) or not _allowed_module(getattr(obj, "__module__", ""), family):
         raise ConfigError(f"{where}: refusing _target_ '{target}': it is not a class defined in latent4d.{family} "

@@ -6,95 +6,203 @@
 - ``latent4d reconstruct hair run=<style run> input=<obs.ply|.npz|.data|.hair> [scalp=<mesh>] [out format
   strands inits retrieve steps refine_steps seed view]``.
 - ``latent4d demo --only hair``.
+
+Options are dataclass specs (:class:`SampleOptions`, :class:`EvaluateOptions`,
+:class:`ReconstructOptions`) parsed with :func:`latent4d.options.parse_options`: unknown keys, wrong
+types and out-of-range values are one ConfigError naming the option, and every input / ``out=`` path
+is checked before any network is loaded or any compute starts.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from latent4d.errors import ConfigError
 from latent4d.fileio import write_json_atomic
+from latent4d.hair.densify import MODES
+from latent4d.options import check_input_file, check_output_dir, check_output_file, opt, parse_options
 
 FORMATS = ("data", "hair", "ply", "npz")
+OBSERVATION_EXTENSIONS = (".ply", ".npz", ".data", ".hair")
+#: most dense strands a command writes per hairstyle (500k strands x 100 points = 50M points, the
+#: reader limit :data:`latent4d.hair.formats.MAX_POINTS`)
+MAX_DENSE_STRANDS = 500_000
+MAX_SEED = 2**32 - 1
 
 
-def _fmt(args, default: str = "data") -> str:
-    f = str(args.get("format", default)).lstrip(".").lower()
+def _check_format(value, command: str) -> str:
+    """``format=`` as one of :data:`FORMATS` (``.PLY`` -> ``ply``); ConfigError otherwise."""
+    f = str(value).lstrip(".").lower()
     if f not in FORMATS:
-        raise ConfigError(f"format={f} is not a hair format; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"{command}: format={value} is not a hair format; use one of {', '.join(FORMATS)}")
     return f
 
 
-def _int(args, key: str, default: int, lo: int = 0) -> int:
-    try:
-        v = int(args.get(key, default))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{key} must be an integer, got {args.get(key)!r}") from e
-    if v < lo:
-        raise ConfigError(f"{key} must be >= {lo}, got {v}")
-    return v
+def _check_out_file(path, option: str, suffixes: tuple[str, ...]) -> Path:
+    """:func:`latent4d.options.check_output_file`, also for an existing file (replaced atomically when the
+    new one is complete): its folder must be writable."""
+    p = Path(str(path)).expanduser()
+    if p.is_file():
+        if p.suffix.lower() not in suffixes:
+            raise ConfigError(f"{option}={p}: unsupported output type '{p.suffix or '(none)'}'; use one of "
+                              f"{', '.join(suffixes)}")
+        if not os.access(p.parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{option}={p}: its folder '{p.parent}' is not writable")
+        return p
+    return check_output_file(p, option, suffixes)
 
 
+# ------------------------------------------------------------------------------- options
+@dataclass
+class SampleOptions:
+    """``latent4d sample run=<hairstyle-VAE run> ...`` (defaults as documented in the README)."""
+
+    run: str | None = None
+    n: int = opt(4, min=1, max=1000, help="number of hairstyles")
+    strands: int = opt(20000, min=0, max=MAX_DENSE_STRANDS, help="dense strands per hairstyle (0: guides only)")
+    seed: int = opt(0, min=0, max=MAX_SEED)
+    temperature: float = opt(1.0, min=0.0, max=100.0, help="prior standard deviation scale")
+    mode: str = opt("hybrid", choices=MODES, help="densification mode")
+    format: str = opt("data", help=f"output hair format ({', '.join(FORMATS)})")
+    out: str | None = opt(None, help="output folder (default <run>/samples)")
+
+    def validate(self) -> None:
+        self.format = _check_format(self.format, "sample")
+
+
+@dataclass
+class EvaluateDataOptions:
+    root: str | None = opt(None, help="folder of hair files (default: procedural test styles)")
+
+
+@dataclass
+class EvaluateOptions:
+    """``latent4d evaluate run=<strand or hairstyle-VAE run> [data.root=<folder>] ...``."""
+
+    run: str | None = None
+    data: EvaluateDataOptions = opt(default_factory=EvaluateDataOptions)
+    n: int = opt(8, min=1, max=1000, help="procedural test styles (without data.root)")
+    strands: int = opt(10000, min=100, max=MAX_DENSE_STRANDS, help="strands per procedural style")
+    strands_per_file: int = opt(2000, min=1, max=1_000_000, help="strands per file for the strand errors")
+    out: str | None = opt(None, help="output JSON (default <run>/evaluation.json)")
+
+
+@dataclass
+class ReconstructOptions:
+    """``latent4d reconstruct hair run=<hairstyle-VAE run> input=<observation> ...``."""
+
+    run: str | None = None
+    input: str | None = None
+    scalp: str | None = opt(None, help="scalp mesh (.obj / .ply) in the head frame")
+    out: str | None = opt(None, help="output folder (default <input>_reconstruction next to the input)")
+    format: str = "data"
+    strands: int = opt(20000, min=0, max=MAX_DENSE_STRANDS)
+    inits: int = opt(4, min=1, max=256)
+    retrieve: int = opt(2, min=0, max=256)
+    steps: int = opt(200, min=1, max=100_000)
+    refine_steps: int = opt(0, min=0, max=100_000)
+    seed: int = opt(0, min=0, max=MAX_SEED)
+    render: bool = True
+    view: str | None = opt(None, help="front|back|left|right|top or x,y,z")
+
+    def validate(self) -> None:
+        self.format = _check_format(self.format, "reconstruct hair")
+
+
+# ------------------------------------------------------------------------------- convert
 def convert(inp: str, out: str, resample: int | None = None) -> dict:
-    """``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz (by extension)."""
-    from latent4d.hair.formats import convert_hair
+    """``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz (by extension).
 
-    hs = convert_hair(inp, out, resample)
+    Checked before anything is read: ``N`` in [2, :data:`~latent4d.hair.formats.MAX_RESAMPLE`]
+    (10000) points per strand, IN an existing hair file, OUT a writable file path with a hair
+    extension (not a folder). The resampled output holds at most
+    :data:`~latent4d.hair.formats.MAX_POINTS` points (checked after reading, before resampling).
+    """
+    from latent4d.hair.formats import HAIR_EXTENSIONS, check_resample, convert_hair
+
+    check_resample(resample, "--resample")
+    src, dst = Path(str(inp)).expanduser(), Path(str(out)).expanduser()
+    if not src.exists():
+        raise ConfigError(f"convert: input file '{src}' does not exist")
+    if src.is_dir():
+        raise ConfigError(f"convert: input '{src}' is a folder; give a hair file ({', '.join(HAIR_EXTENSIONS)})")
+    if src.suffix.lower() not in HAIR_EXTENSIONS:
+        raise ConfigError(f"convert: input '{src}' has an unknown hair format '{src.suffix or '(no extension)'}'; "
+                          f"supported: {', '.join(HAIR_EXTENSIONS)}")
+    if dst.is_dir():
+        raise ConfigError(f"convert: output '{dst}' is an existing folder; give a file name, e.g. "
+                          f"{dst / (src.stem + '.data')}")
+    if dst.suffix.lower() not in HAIR_EXTENSIONS:
+        raise ConfigError(f"convert: output '{dst}' has an unknown hair format '{dst.suffix or '(no extension)'}'; "
+                          f"supported: {', '.join(HAIR_EXTENSIONS)}")
+    _check_out_file(dst, "OUT", HAIR_EXTENSIONS)
+    hs = convert_hair(src, dst, resample)
     print(f"[latent4d] wrote {out}: {hs.num_strands} strands ({int(hs.bald.sum())} bald), {hs.num_points} points")
     return {"strands": hs.num_strands, "points": hs.num_points, "out": str(Path(out))}
 
 
+# ------------------------------------------------------------------------------- sample
 def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
-    """Sample hairstyles from a hairstyle-VAE run: per sample a dense file, a guides file and a PNG."""
+    """Sample hairstyles from a hairstyle-VAE run: per sample a dense file, a guides file and a PNG.
+
+    The output folder (``out=``, default ``<run>/samples``) is written whole: into a temporary
+    sibling, swapped in when complete; an existing non-empty folder must be an earlier sample output
+    (it holds ``latents.npz``), which is replaced."""
+    from latent4d.fileio import atomic_dir
     from latent4d.hair.formats import write_hair
     from latent4d.hair.pipeline import HairPipeline
     from latent4d.hair.viz import render_hair
 
-    fmt = _fmt(args)
-    n, strands = _int(args, "n", 4, 1), _int(args, "strands", 20000, 0)
-    seed, temp = _int(args, "seed", 0), float(args.get("temperature", 1.0))
-    mode = str(args.get("mode", "hybrid"))
+    o = parse_options(SampleOptions, args, "sample")
+    out = check_output_dir(o.out or run_dir / "samples", "out", marker="latents.npz")
+    fmt, n, strands, seed, temp = o.format, o.n, o.strands, o.seed, o.temperature
     pipe = HairPipeline.from_pretrained(run_dir)
     if pipe.style_vae is None:
         raise ConfigError(f"'{run_dir}' is a strand-VAE run; sampling hairstyles needs a hairstyle-VAE run "
                           "(latent4d train experiment=hair/style_vae model.strand_vae_path=<this run>)")
-    out = Path(args.get("out") or run_dir / "samples")
-    results = pipe.sample(n, seed=seed, temperature=temp, strands=strands, mode=mode)
+    results = pipe.sample(n, seed=seed, temperature=temp, strands=strands, mode=o.mode)
     written = []
-    for i, r in enumerate(results):
-        stem = out / f"sample_{i:02d}"
-        if r.dense is not None:
-            write_hair(f"{stem}.{fmt}", r.dense)
-        write_hair(f"{stem}_guides.{fmt}", r.guides)
-        render_hair(r.dense if r.dense is not None else r.guides, f"{stem}.png", pipe.scalp)
-        written.append(str(stem))
-    lat = np.stack([r.latent.numpy() for r in results])
-    from latent4d.fileio import atomic_path
-
-    with atomic_path(out / "latents.npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, latents=lat, seed=seed, temperature=temp)
+    with atomic_dir(out, marker="latents.npz") as tmp:
+        for i, r in enumerate(results):
+            name = f"sample_{i:02d}"
+            if r.dense is not None:
+                write_hair(tmp / f"{name}.{fmt}", r.dense)
+            write_hair(tmp / f"{name}_guides.{fmt}", r.guides)
+            render_hair(r.dense if r.dense is not None else r.guides, tmp / f"{name}.png", pipe.scalp)
+            written.append(str(out / name))
+        lat = np.stack([r.latent.numpy() for r in results])
+        with open(tmp / "latents.npz", "wb") as f:
+            np.savez(f, latents=lat, seed=seed, temperature=temp)
     print(f"[latent4d] wrote {n} samples ({strands} strands each, .{fmt} + guides + PNG) under {out}")
     return {"samples": written, "out": str(out)}
 
 
 # ------------------------------------------------------------------------------- evaluate
-def _eval_files(args, run_cfg) -> list:
+def _eval_files(o: EvaluateOptions, run_cfg) -> list:
     """Hairstyles to evaluate: ``data.root`` files, else procedural test styles of the run's split."""
+    from omegaconf import OmegaConf
+
     from latent4d.hair.data import list_hair_files, split_seeds
     from latent4d.hair.formats import read_hair
     from latent4d.hair.synthetic import generate_hairstyle
 
-    root = OmegaConf.select(args, "data.root")
-    if root:
-        return [(p.name, read_hair(p)) for p in list_hair_files(root)]
-    n = _int(args, "n", 8, 1)
-    seed = int(OmegaConf.select(run_cfg, "seed", default=0) or 0)
-    strands = _int(args, "strands", 10000, 100)
-    return [(f"procedural_{s}", generate_hairstyle(s, strands, root_seed=s)) for s in split_seeds("test", n, seed)]
+    if o.data.root:
+        return [(p.name, read_hair(p)) for p in list_hair_files(o.data.root)]
+    try:
+        seed = int(OmegaConf.select(run_cfg, "seed", default=0) or 0)
+    except (TypeError, ValueError):
+        raise ConfigError(f"the run's config.yaml: seed={OmegaConf.select(run_cfg, 'seed')!r} is not an integer; "
+                          "the run folder is damaged") from None
+    return [(f"procedural_{s}", generate_hairstyle(s, o.strands, root_seed=s))
+            for s in split_seeds("test", o.n, seed)]
 
 
 def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
@@ -107,13 +215,15 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     from latent4d.hair.metrics import curvature_error, position_error, summarize_errors
     from latent4d.hair.pipeline import HairPipeline
 
+    o = parse_options(EvaluateOptions, args, "evaluate")
+    out = _check_out_file(o.out or run_dir / "evaluation.json", "out", (".json",))
+    items = _eval_files(o, run_cfg)
     pipe = HairPipeline.from_pretrained(run_dir)
-    items = _eval_files(args, run_cfg)
     per_file, errs, curvs = [], [], []
     dens = {m: [] for m in ("nearest", "bilinear", "hybrid")}
     guide_errs = []
     for name, hs in items:
-        local = torch.from_numpy(local_strands(hs, pipe.scalp, _int(args, "strands_per_file", 2000, 1)))
+        local = torch.from_numpy(local_strands(hs, pipe.scalp, o.strands_per_file))
         with torch.no_grad():
             rec = pipe.strand_vae(local, sample=False)["recon"]
         e, c = position_error(rec, local), curvature_error(rec, local)
@@ -145,7 +255,6 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
         res["guide_err_mm"] = float(np.mean(guide_errs))
         res.update({f"densify_{m}_mm": float(np.nanmean(v)) for m, v in dens.items()})
     res["per_file"] = per_file
-    out = Path(args.get("out") or run_dir / "evaluation.json")
     write_json_atomic(out, res)
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items() if k != "per_file"})
     print(f"[latent4d] wrote {out}")
@@ -153,6 +262,13 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 
 
 # ------------------------------------------------------------------------------- reconstruct
+def _publish(tmp: Path, out: Path) -> None:
+    """Move every file of ``tmp`` into ``out`` (each an atomic rename; ``tmp`` is a sibling of ``out``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted(tmp.iterdir()):
+        os.replace(f, out / f.name)
+
+
 def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None = None, scalp: str | None = None,
                        fmt: str = "data", strands: int = 20000, inits: int = 4, steps: int = 200,
                        refine_steps: int = 0, seed: int = 0, render: bool = True, view: str | None = None,
@@ -162,51 +278,65 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
     ``view`` (``front``/``back``/``left``/``right``/``top`` or ``"x,y,z"``): the direction towards the
     camera that saw the hair, which adds the free-space term (see :func:`latent4d.hair.fit.fit_observation`).
     ``retrieve``: training styles of the run's latent bank nearest to the observation used as extra starts.
-    Everything is computed before anything is written; every file is written atomically."""
-    from latent4d.fileio import atomic_path
-    from latent4d.hair.fit import Observation, fit_observation
+    Every argument (the run, the input, the scalp, the view, ``out``) is checked before any compute;
+    everything is computed before anything is written; the files are written into a temporary folder
+    next to ``out`` and moved into ``out`` once all are complete (other files in ``out`` are kept)."""
+    from latent4d.hair.fit import Observation, fit_observation, parse_view
     from latent4d.hair.formats import write_hair
     from latent4d.hair.pipeline import HairPipeline
     from latent4d.hair.viz import render_hair
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"format={fmt} is not a hair format; use one of {', '.join(FORMATS)}")
+    fmt = _check_format(fmt, "reconstruct hair")
     if not inp:
         raise ConfigError("reconstruct hair needs input=<observation .ply/.npz or partial hair file>")
     if not run:
         raise ConfigError("reconstruct hair needs run=<hairstyle-VAE run directory>")
-    inp = Path(inp)
+    if not Path(str(run)).expanduser().is_dir():
+        raise ConfigError(f"reconstruct hair: run={run} is not a folder (expected a hairstyle-VAE run directory "
+                          "or a saved pipeline folder)")
+    inp = check_input_file(inp, "input")
+    if inp.suffix.lower() not in OBSERVATION_EXTENSIONS:
+        raise ConfigError(f"reconstruct hair: input={inp}: unknown observation format '{inp.suffix}'; use "
+                          f"{', '.join(OBSERVATION_EXTENSIONS)}")
+    if scalp:
+        scalp = check_input_file(scalp, "scalp", (".obj", ".ply"))
+    view_dir = parse_view(view, f"{inp}: view") if view else None
+    out = check_output_dir(out or inp.parent / f"{inp.stem}_reconstruction", "out")
     obs = Observation.from_file(inp)
-    if view:
-        from latent4d.hair.fit import parse_view
-
-        obs.view = parse_view(view, f"{inp}: view")
+    if view_dir is not None:
+        obs.view = view_dir
     pipe = HairPipeline.from_pretrained(run, scalp=scalp)
     if pipe.style_vae is None:
         raise ConfigError(f"'{run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
     res = fit_observation(pipe, obs, inits=inits, steps=steps, refine_steps=refine_steps, strands=strands, seed=seed,
                           retrieve=retrieve)
-    out = Path(out or inp.parent / f"{inp.stem}_reconstruction")
     stem = out / inp.stem
     hair = res.hair.dense if res.hair.dense is not None else res.hair.guides
-    write_hair(f"{stem}_hair.{fmt}", hair)
-    write_hair(f"{stem}_guides.{fmt}", res.hair.guides)
-    with atomic_path(f"{stem}_latent.npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, latent=res.hair.latent.numpy(), guide_map=res.hair.guide_map.numpy())
     summary = {"input": str(inp), "observed_points": len(obs.points), "directions": obs.directions is not None,
                "view": None if obs.view is None else [float(v) for v in obs.view],
                "loss": res.loss, **res.losses, "seconds": res.seconds, "inits": res.inits,
                "retrieved": res.retrieved, "winning_start": res.winner,
                "strands": hair.num_strands, "hair": f"{stem}_hair.{fmt}", "guides": f"{stem}_guides.{fmt}",
                "latent": f"{stem}_latent.npz"}
-    if render:
-        import open3d as o3d
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        t = tmp / inp.stem
+        write_hair(f"{t}_hair.{fmt}", hair)
+        write_hair(f"{t}_guides.{fmt}", res.hair.guides)
+        with open(f"{t}_latent.npz", "wb") as f:
+            np.savez(f, latent=res.hair.latent.numpy(), guide_map=res.hair.guide_map.numpy())
+        if render:
+            import open3d as o3d
 
-        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(obs.points, np.float64)))
-        pc.paint_uniform_color([0.1, 0.4, 0.95])
-        render_hair(hair, f"{stem}.png", pipe.scalp, extra=[pc], azimuth=30.0)
-        summary["render"] = f"{stem}.png"
-    write_json_atomic(f"{stem}_fit.json", summary)
+            pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(obs.points, np.float64)))
+            pc.paint_uniform_color([0.1, 0.4, 0.95])
+            render_hair(hair, f"{t}.png", pipe.scalp, extra=[pc], azimuth=30.0)
+            summary["render"] = f"{stem}.png"
+        write_json_atomic(f"{t}_fit.json", summary)
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"[latent4d] reconstructed {inp.name} in {res.seconds:.1f} s (obs->hair {res.losses.get('chamfer_mm', 0):.2f}"
           f" mm); wrote {stem}_hair.{fmt}, _guides.{fmt}, _latent.npz, _fit.json" + (", .png" if render else ""))
     return summary
@@ -215,10 +345,9 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
 def reconstruct(args: DictConfig) -> dict:
     """``latent4d reconstruct hair run=<style run> input=<file> [scalp=<mesh> out=<dir> format=data strands=20000
     inits=4 retrieve=2 steps=200 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
-    return run_reconstruction(args.get("run"), args.get("input"), args.get("out"), args.get("scalp"), _fmt(args),
-                              _int(args, "strands", 20000, 0), _int(args, "inits", 4, 1), _int(args, "steps", 200, 0),
-                              _int(args, "refine_steps", 0, 0), _int(args, "seed", 0),
-                              bool(args.get("render", True)), args.get("view"), _int(args, "retrieve", 2, 0))
+    o = parse_options(ReconstructOptions, args, "reconstruct hair")
+    return run_reconstruction(o.run, o.input, o.out, o.scalp, o.format, o.strands, o.inits, o.steps,
+                              o.refine_steps, o.seed, o.render, o.view, o.retrieve)
 
 
 # ------------------------------------------------------------------------------- demo

@@ -18,9 +18,13 @@ All formats are little-endian (PLY: also ASCII and big-endian on reading).
   ``transparency``, ``colors``, ``root_uv``, ``meta_json``; an ``.npz`` holding only
   ``strands (S, P, 3)`` is read too.
 
-Every reader validates the bytes before allocating: counts in headers are checked against the file
-size, NaN/inf coordinates and zero strands are rejected, and each problem raises
-:class:`~latent4d.errors.InputError` naming the file. Writers go through
+Every reader validates the bytes before allocating: files larger than :data:`MAX_FILE_BYTES` are
+refused before they are read; every count in a header (strands, points, PLY rows, npz array shapes)
+is checked against the bytes the file actually holds and against :data:`MAX_STRANDS` /
+:data:`MAX_POINTS` before anything sized by it is allocated; NaN/inf coordinates, negative counts and
+zero strands are rejected; each problem raises :class:`~latent4d.errors.InputError` naming the file.
+:func:`convert_hair` limits resampling to :data:`MAX_RESAMPLE` points per strand and
+:data:`MAX_POINTS` points in all, checked before the work. Writers go through
 :func:`~latent4d.fileio.atomic_path` (nothing half-written is left behind).
 """
 
@@ -28,13 +32,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from latent4d.errors import InputError
+from latent4d.errors import ConfigError, InputError
 from latent4d.fileio import atomic_path
 from latent4d.hair.strands import Hairstyle
 
@@ -48,6 +53,28 @@ HAIR_DEFAULTS = {"d_segments": 0, "d_thickness": 1.0, "d_transparency": 0.0, "d_
 
 _MAX_NPZ_RATIO = 1100  # deflate cannot compress better than ~1032:1; larger declared sizes are lies
 
+#: largest hair / observation file read (2 GiB); larger files are refused before they are read.
+#: A dense hairstyle (200k strands x 100 points, all per-point arrays) is about 0.65 GB.
+MAX_FILE_BYTES = 2 << 30
+#: most strands a hair file may declare (USC-HairSalon: ~10k; dense grooms: a few 100k).
+MAX_STRANDS = 5_000_000
+#: most points a hair file may hold, and most points :func:`convert_hair` may write after resampling
+#: (50M points = 600 MB of float32 coordinates).
+MAX_POINTS = 50_000_000
+#: most points per strand for resampling (``latent4d convert --resample N``).
+MAX_RESAMPLE = 10_000
+_LIMITS = "latent4d.hair.formats.MAX_FILE_BYTES / MAX_STRANDS / MAX_POINTS"
+
+
+def _check_counts(name: str, strands: int | None = None, points: int | None = None) -> None:
+    """InputError (naming ``name``) when a declared count exceeds :data:`MAX_STRANDS` / :data:`MAX_POINTS`."""
+    if strands is not None and strands > MAX_STRANDS:
+        raise InputError(f"{name}: declares {strands} strands, more than the {MAX_STRANDS} latent4d reads "
+                         f"(a corrupt header, or raise the limit {_LIMITS})")
+    if points is not None and points > MAX_POINTS:
+        raise InputError(f"{name}: declares {points} points, more than the {MAX_POINTS} latent4d reads "
+                         f"(a corrupt header, or raise the limit {_LIMITS})")
+
 
 def _fmt(path: str | Path) -> str:
     ext = Path(path).suffix.lower()
@@ -58,10 +85,34 @@ def _fmt(path: str | Path) -> str:
 
 
 def _read_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``; InputError for a missing file, a folder, an empty or an oversized file."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, expected a hair or point-cloud file")
     if not p.is_file():
         raise InputError(f"{p}: no such file")
-    return p.read_bytes()
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"{p}: the file is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{p}: the file has {size} bytes, more than the {MAX_FILE_BYTES} latent4d reads "
+                         f"(raise {_LIMITS} if it is genuine)")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise InputError(f"{p}: cannot read the file ({e.strerror or e})") from None
+
+
+def check_resample(resample: int | None, option: str = "--resample") -> int | None:
+    """``resample`` as an int in [2, :data:`MAX_RESAMPLE`] (None: no resampling); ConfigError otherwise."""
+    if resample is None:
+        return None
+    if isinstance(resample, bool) or not isinstance(resample, int | np.integer):
+        raise ConfigError(f"{option} {resample!r} is not valid: expected an integer number of points per strand")
+    n = int(resample)
+    if not 2 <= n <= MAX_RESAMPLE:
+        raise ConfigError(f"{option} {n} is not valid: points per strand must be between 2 and {MAX_RESAMPLE}")
+    return n
 
 
 # ============================================================================ public API
@@ -97,10 +148,21 @@ def write_hair(path: str | Path, hairstyle: Hairstyle) -> Path:
 
 
 def convert_hair(inp: str | Path, out: str | Path, resample: int | None = None) -> Hairstyle:
-    """Read ``inp``, optionally resample strands to ``resample`` points, write ``out``; returns the result."""
+    """Read ``inp``, optionally resample strands to ``resample`` points, write ``out``; returns the result.
+
+    ``resample`` must lie in [2, :data:`MAX_RESAMPLE`] (ConfigError, checked before reading) and the
+    resampled hairstyle may hold at most :data:`MAX_POINTS` points (InputError, checked before resampling).
+    """
+    n = check_resample(resample, "resample")
+    _fmt(out)
     hs = read_hair(inp)
-    if resample:
-        hs = hs.resample(int(resample))
+    if n is not None:
+        total = int(np.where(hs.counts > 1, n, 1).sum())
+        if total > MAX_POINTS:
+            raise InputError(f"{inp}: resampling its {hs.num_strands} strands to {n} points would make {total} "
+                             f"points, more than {MAX_POINTS} (latent4d.hair.formats.MAX_POINTS): use fewer points "
+                             "per strand")
+        hs = hs.resample(n)
     write_hair(out, hs)
     return hs
 
@@ -118,6 +180,7 @@ def parse_data(data: bytes, name: str = "<bytes>") -> Hairstyle:
     if num > (size - 4) // 16:
         raise InputError(f"{name}: .data header declares {num} strands but the file ({size} bytes) can hold "
                          f"at most {(size - 4) // 16}")
+    _check_counts(name, strands=num)
     counts = np.empty(num, np.int64)
     starts = np.empty(num, np.int64)
     off = 4
@@ -138,6 +201,7 @@ def parse_data(data: bytes, name: str = "<bytes>") -> Hairstyle:
     if off != size:
         raise InputError(f"{name}: {size - off} unexpected trailing bytes after the last of {num} strands "
                          "(not a USC-HairSalon .data file?)")
+    _check_counts(name, points=int(counts.sum()))
     words = np.frombuffer(data, dtype="<f4", count=size // 4)
     from latent4d.hair.strands import _ranges
 
@@ -174,6 +238,8 @@ def parse_hair(data: bytes, name: str = "<bytes>") -> Hairstyle:
         raise InputError(f"{name}: not a .hair file (signature {sig!r}, expected b'HAIR')")
     if hair_count == 0:
         raise InputError(f"{name}: .hair header declares zero strands")
+    if point_count == 0:
+        raise InputError(f"{name}: .hair header declares zero points")
     if arrays & ~0x1F:
         raise InputError(f"{name}: .hair arrays field {arrays:#x} has unknown bits set (only 0x1f defined)")
     if not arrays & HAIR_BIT_POINTS:
@@ -187,11 +253,21 @@ def parse_hair(data: bytes, name: str = "<bytes>") -> Hairstyle:
                          f"({need} bytes with its arrays) but the file has only {size} bytes")
     if need < size:
         raise InputError(f"{name}: {size - need} unexpected trailing bytes after the .hair arrays")
+    # every strand has at least one point: a strand count above the point count is a lie (and, without a
+    # segments array, nothing else bounds it by the file size), so check it before allocating per strand
+    if hair_count > point_count:
+        raise InputError(f"{name}: .hair header declares {hair_count} strands but only {point_count} points "
+                         "(every strand has at least one point)")
+    _check_counts(name, strands=hair_count, points=point_count)
     off = 128
     if arrays & HAIR_BIT_SEGMENTS:
         counts = np.frombuffer(data, "<u2", hair_count, off).astype(np.int64) + 1
         off += 2 * hair_count
     else:
+        if hair_count * (int(d_seg) + 1) != point_count:
+            raise InputError(f"{name}: .hair header declares {hair_count} strands of {int(d_seg) + 1} points "
+                             f"(default segments {int(d_seg)}) = {hair_count * (int(d_seg) + 1)} points, but "
+                             f"{point_count} points")
         counts = np.full(hair_count, int(d_seg) + 1, np.int64)
     if int(counts.sum()) != point_count:
         raise InputError(f"{name}: strand segment counts add up to {int(counts.sum())} points but the header "
@@ -315,6 +391,10 @@ def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("ve
         lines = data[body_start:].split(b"\n")
     endian = "<" if fmt == "binary_little_endian" else ">"
     names = [e[0] for e in elements]
+    for el_name, count, _props in elements:
+        if count > MAX_POINTS:
+            raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows, more than the {MAX_POINTS} "
+                             f"latent4d reads (a corrupt header, or raise {_LIMITS})")
     for k, (el_name, count, props) in enumerate(elements):
         if any(p[1] is not None for p in props):
             if el_name in wanted:
@@ -342,6 +422,11 @@ def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("ve
                 raise InputError(f"{name}: PLY element '{el_name}' has a non-numeric value ({e})") from e
             out[el_name] = {p[0]: vals[:, j].astype(p[2]) for j, p in enumerate(props)}
         else:
+            if not props:
+                if count:
+                    raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows but no properties")
+                out[el_name] = {}
+                continue
             dt = np.dtype([(f"p{j}", endian + p[2]) for j, p in enumerate(props)])
             need = count * dt.itemsize
             if need > len(data) - off:
@@ -475,6 +560,7 @@ def safe_npz(data: bytes, name: str = "<bytes>") -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise InputError(f"{name}: not a valid .npz (zip) file ({e})") from e
     out: dict[str, np.ndarray] = {}
+    total = 0
     with zf:
         for info in zf.infolist():
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
@@ -496,10 +582,16 @@ def safe_npz(data: bytes, name: str = "<bytes>") -> dict[str, np.ndarray]:
                         raise ValueError(f"unsupported .npy version {version}")
                     if dtype.hasobject:
                         raise InputError(f"{name}: npz member '{key}' holds Python objects (refused)")
-                    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+                    if any(int(d) < 0 for d in shape):
+                        raise InputError(f"{name}: npz member '{key}' declares a negative shape {shape}")
+                    nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
                     if nbytes > info.file_size:
                         raise InputError(f"{name}: npz member '{key}' declares shape {shape} ({nbytes} bytes) but the "
                                          f"entry holds only {info.file_size} bytes")
+                    total += nbytes
+                    if total > MAX_FILE_BYTES:
+                        raise InputError(f"{name}: npz arrays declare more than {MAX_FILE_BYTES} bytes in all "
+                                         f"(member '{key}' has shape {shape}): a corrupt header, or raise {_LIMITS}")
                     raw = f.read(nbytes)
                     if len(raw) != nbytes:
                         raise InputError(f"{name}: npz member '{key}' is truncated")
@@ -534,8 +626,9 @@ def parse_npz(data: bytes, name: str = "<bytes>") -> Hairstyle:
             meta = json.loads(str(z["meta_json"].reshape(-1)[0]))
             if not isinstance(meta, dict):
                 raise ValueError("not an object")
-        except (ValueError, IndexError) as e:
-            raise InputError(f"{name}: 'meta_json' is not a JSON object ({e})") from e
+        except (ValueError, IndexError, RecursionError) as e:
+            raise InputError(f"{name}: 'meta_json' is not a JSON object ({str(e)[:200]})") from None
+        _check_meta(meta, name)
     if "points" in z:
         pts = get("points", 2, 3)
         counts = get("counts", 1, kind="iu")
@@ -545,6 +638,9 @@ def parse_npz(data: bytes, name: str = "<bytes>") -> Hairstyle:
             raise InputError(f"{name}: contains zero strands")
         if (counts < 1).any():
             raise InputError(f"{name}: a strand count is < 1")
+        if (counts > len(pts)).any():
+            raise InputError(f"{name}: a strand count exceeds the {len(pts)} stored points")
+        _check_counts(name, strands=len(counts), points=len(pts))
         if int(counts.astype(np.int64).sum()) != len(pts):
             raise InputError(f"{name}: counts sum to {int(counts.sum())} points but 'points' has {len(pts)}")
         hs = Hairstyle(pts, counts, get("thickness", 1), get("transparency", 1), get("colors", 2, 3),
@@ -555,10 +651,34 @@ def parse_npz(data: bytes, name: str = "<bytes>") -> Hairstyle:
             raise InputError(f"{name}: 'strands' has shape {s.shape} / dtype {s.dtype}, expected float (S, P, 3)")
         if s.shape[0] == 0 or s.shape[1] == 0:
             raise InputError(f"{name}: contains zero strands")
+        _check_counts(name, strands=s.shape[0], points=s.shape[0] * s.shape[1])
         hs = Hairstyle.from_strands(s, root_uv=get("root_uv", 2, 2), meta=meta)
     else:
-        raise InputError(f"{name}: npz has neither 'points'+'counts' nor 'strands' (keys: {sorted(z)})")
+        raise InputError(f"{name}: npz has neither 'points'+'counts' nor 'strands' (keys: {sorted(z)[:20]})")
+    if hs.root_uv is not None and not np.isfinite(hs.root_uv).all():
+        raise InputError(f"{name}: 'root_uv' contains NaN or infinite values")
     return hs.validate(name)
+
+
+def _check_meta(meta: dict, name: str) -> None:
+    """The ``.hair`` defaults kept in an npz's ``meta_json`` must have the types the writers need."""
+    def bad(key: str, want: str):
+        return InputError(f"{name}: 'meta_json' entry '{key}' is {meta[key]!r:.80}, expected {want}")
+
+    for key, hi in (("d_segments", 2**32 - 1), ("hair_arrays", 0x1F)):
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int) or not 0 <= meta[key] <= hi):
+            raise bad(key, f"an integer in [0, {hi}]")
+    for key in ("d_thickness", "d_transparency"):
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int | float)
+                            or not math.isfinite(meta[key])):
+            raise bad(key, "a finite number")
+    if "d_color" in meta:
+        c = meta["d_color"]
+        if not isinstance(c, list) or len(c) != 3 or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in c):
+            raise bad("d_color", "a list of 3 finite numbers")
+    if "info" in meta and not isinstance(meta["info"], str):
+        raise bad("info", "a string")
 
 
 def encode_npz(hs: Hairstyle) -> bytes:
@@ -593,26 +713,27 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         if v is None or not all(k in v for k in "xyz"):
             raise InputError(f"{name}: PLY has no vertex x/y/z properties")
         if "edge" in els and len(els["edge"].get("vertex1", [])):
-            return _hair_points(parse_ply_hair(data, name))
+            return _hair_points(parse_ply_hair(data, name), name)
         pts = np.stack([v["x"], v["y"], v["z"]], 1).astype(np.float32)
         for keys in (("dx", "dy", "dz"), ("nx", "ny", "nz")):
             if all(k in v for k in keys):
                 dirs = np.stack([v[k] for k in keys], 1).astype(np.float32)
                 break
     elif ext == ".npz":
-        z = safe_npz(_read_bytes(p), name)
+        data = _read_bytes(p)
+        z = safe_npz(data, name)
         if "points" in z and "counts" not in z:
-            pts = np.asarray(z["points"], np.float32)
+            pts = _numeric(z["points"], "points", name)
             if pts.ndim != 2 or pts.shape[1] != 3:
                 raise InputError(f"{name}: 'points' has shape {pts.shape}, expected (N, 3)")
             if "directions" in z:
-                dirs = np.asarray(z["directions"], np.float32)
+                dirs = _numeric(z["directions"], "directions", name)
                 if dirs.shape != pts.shape:
                     raise InputError(f"{name}: 'directions' has shape {dirs.shape}, expected {pts.shape}")
         else:
-            return _hair_points(parse_npz(_read_bytes(p), name))
+            return _hair_points(parse_npz(data, name), name)
     elif ext in (".data", ".hair"):
-        return _hair_points(read_hair(p))
+        return _hair_points(read_hair(p), name)
     else:
         raise InputError(f"{name}: unknown observation format '{ext}'; use .ply, .npz, .data or .hair")
     if len(pts) == 0:
@@ -622,16 +743,24 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if dirs is not None:
         if not np.isfinite(dirs).all():
             raise InputError(f"{name}: the directions contain NaN or infinite values")
-        nrm = np.linalg.norm(dirs, axis=1, keepdims=True)
-        dirs = np.where(nrm > 1e-12, dirs / np.maximum(nrm, 1e-12), 0.0).astype(np.float32)
+        d64 = dirs.astype(np.float64)  # float64: no overflow for float32 values near their maximum
+        nrm = np.linalg.norm(d64, axis=1, keepdims=True)
+        dirs = np.where(nrm > 1e-12, d64 / np.maximum(nrm, 1e-12), 0.0).astype(np.float32)
     return pts, dirs
 
 
-def _hair_points(hs: Hairstyle) -> tuple[np.ndarray, np.ndarray]:
+def _numeric(a: np.ndarray, key: str, name: str) -> np.ndarray:
+    """An npz array of numbers as float32; InputError for strings, structured or complex arrays."""
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"{name}: '{key}' has dtype {a.dtype}, expected numbers")
+    return np.asarray(a, np.float32)
+
+
+def _hair_points(hs: Hairstyle, name: str = "observation") -> tuple[np.ndarray, np.ndarray]:
     """Points of the non-bald strands and their unit tangents (forward differences, last = previous)."""
     keep = ~hs.bald
     if not keep.any():
-        raise InputError("observation: every strand is a bald root (no hair points)")
+        raise InputError(f"{name}: every strand is a bald root (no hair points)")
     sub = hs.subset(np.flatnonzero(keep))
     pts = sub.points
     d = np.zeros_like(pts)

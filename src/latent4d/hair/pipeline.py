@@ -35,33 +35,116 @@ from latent4d.hair.strands import Hairstyle, resample_polylines, to_local
 
 
 def resolve_model_dir(path: str | Path, name: str) -> Path:
-    """``<run>/models/<name>``, ``<folder>/<name>`` or ``<folder>`` itself (a save_pretrained folder)."""
+    """``<run>/models/<name>``, ``<folder>/<name>`` or ``<folder>`` itself (a save_pretrained folder).
+
+    A candidate whose config.json names another class is skipped (a strand-VAE folder is not a
+    hairstyle-VAE); one whose config.json is unreadable is returned, so that loading it reports the
+    damaged file (:func:`latent4d.trust.load_network`) instead of "not found".
+    """
+    import json
+
     p = Path(path).expanduser()
+    want = {"strand_vae": "StrandVAE", "style_vae": "HairstyleVAE"}.get(name)
     for cand in (p / "models" / name, p / name, p):
         if (cand / "config.json").is_file():
             try:
-                import json
-
-                cls = json.loads((cand / "config.json").read_text()).get("_class_name")
-            except ValueError:
+                cfg = json.loads((cand / "config.json").read_text())
+                cls = cfg.get("_class_name") if isinstance(cfg, dict) else None
+            except (ValueError, UnicodeDecodeError, OSError):
                 cls = None
-            want = {"strand_vae": "StrandVAE", "style_vae": "HairstyleVAE"}.get(name)
             if want is None or cls in (None, want):
                 return cand
     raise ConfigError(f"no exported '{name}' network in '{p}' (expected {p}/models/{name}/config.json; "
                       "train it with `latent4d train experiment=hair/...`)")
 
 
+#: plausible ranges of the size settings in a network's config.json, checked before anything sized by
+#: them is built (a damaged or hostile config.json must not allocate gigabytes)
+STRAND_VAE_LIMITS = {"num_points": (2, 10_000), "latent_dim": (1, 4096), "channels": (1, 4096),
+                     "hidden": (1, 16384), "layers": (1, 64)}
+STYLE_VAE_LIMITS = {"latent_channels": (1, 4096), "grid": (8, 512), "style_dim": (1, 4096), "channels": (1, 4096)}
+
+
+def _check_network_config(cls, folder: Path, limits: dict[str, tuple[int, int]]) -> None:
+    """Check ``folder/config.json`` before building ``cls`` from it.
+
+    Size settings (``limits``: name -> (min, max); lists are checked element-wise, at most 16 long)
+    must be integers in range; every number must be finite; then the network is built on PyTorch's
+    ``meta`` device (no memory) and each tensor's shape is compared with the safetensors header, so a
+    config.json that does not belong to its weights is refused before anything is allocated.
+    Raises :class:`InputError` naming the file.
+    """
+    import math
+
+    import torch
+    from safetensors import safe_open
+
+    from latent4d.trust import check_safetensors, read_model_config
+
+    cfg = read_model_config(folder)
+    where = folder / "config.json"
+    for key, (lo, hi) in limits.items():
+        if key not in cfg:
+            continue
+        v = cfg[key]
+        vals = v if isinstance(v, list) and 0 < len(v) <= 16 else [v]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in vals):
+            raise InputError(f"network config '{where}': {key}={_json_short(v)} is not valid for a {cls.__name__} "
+                             f"(integers in [{lo}, {hi}] expected); the file is damaged: re-export the run")
+    stack = [cfg]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InputError(f"network config '{where}' holds a NaN or infinite number; the file is damaged")
+    weights = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))  # what diffusers loads (not the bank)
+    if not weights:
+        return  # load_network names what is missing
+    stored: dict[str, tuple[int, ...]] = {}
+    for w in weights:
+        check_safetensors(w)
+        with safe_open(str(w), framework="pt") as f:
+            for k in f.keys():
+                stored[k] = tuple(f.get_slice(k).get_shape())
+    try:
+        with torch.device("meta"):
+            own = {k: tuple(t.shape) for k, t in cls.from_config(cfg).state_dict().items()}
+    except Exception as e:  # noqa: BLE001 - constructors raise many kinds for bad settings
+        raise InputError(f"network config '{where}': a {cls.__name__} cannot be built from it ({type(e).__name__}: "
+                         f"{str(e).strip()[:200]}); the file is damaged: re-export the run") from None
+    bad = [f"{k} {stored.get(k, 'missing')} vs {v}" for k, v in own.items() if stored.get(k) != v]
+    if bad:
+        raise InputError(f"'{folder}': config.json and the weights do not belong together ({len(bad)} tensors "
+                         f"differ, e.g. {'; '.join(bad[:2])}); re-export the run")
+
+
+def _json_short(v) -> str:
+    import json
+
+    text = json.dumps(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def load_strand_vae(path: str | Path) -> StrandVAE:
-    """The strand-VAE of a run directory or a save_pretrained folder."""
-    return StrandVAE.from_pretrained(resolve_model_dir(path, "strand_vae"), low_cpu_mem_usage=False)
+    """The strand-VAE of a run directory or a save_pretrained folder (checked: see :func:`_check_network_config`)."""
+    from latent4d.trust import load_network
+
+    folder = resolve_model_dir(path, "strand_vae")
+    _check_network_config(StrandVAE, folder, STRAND_VAE_LIMITS)
+    return load_network(StrandVAE, folder)
 
 
 def load_style_vae(path: str | Path):
-    """The hairstyle-VAE of a run directory or a save_pretrained folder."""
+    """The hairstyle-VAE of a run directory or a save_pretrained folder (checked like :func:`load_strand_vae`)."""
     from latent4d.hair.style_vae import HairstyleVAE
+    from latent4d.trust import load_network
 
-    return HairstyleVAE.from_pretrained(resolve_model_dir(path, "style_vae"), low_cpu_mem_usage=False)
+    folder = resolve_model_dir(path, "style_vae")
+    _check_network_config(HairstyleVAE, folder, STYLE_VAE_LIMITS)
+    return load_network(HairstyleVAE, folder)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -126,16 +209,26 @@ class HairPipeline:
             raise ConfigError(f"'{p}' does not exist (expected a hair run directory or a saved pipeline folder)")
         strand = load_strand_vae(p)
         try:
-            style = load_style_vae(p)
+            style_dir = resolve_model_dir(p, "style_vae")
         except ConfigError:
-            style = None
+            style_dir = None  # a strand-VAE run: guide-level pipeline
+        bank = None
+        if style_dir is not None:
+            from latent4d.hair.retrieval import LatentBank
+
+            bank = LatentBank.load(style_dir)  # first: a damaged bank is named as such
+        style = load_style_vae(style_dir) if style_dir is not None else None
+        if style is not None and style.config.latent_channels != strand.config.latent_dim:
+            raise InputError(f"'{p}': the hairstyle-VAE expects {style.config.latent_channels}-d strand latents but "
+                             f"the strand-VAE gives {strand.config.latent_dim}-d ones: the two networks are from "
+                             "different runs")
         if isinstance(scalp, str | Path):
             scalp = Scalp.from_mesh(scalp, head=(style.scalp.head if style is not None else None))
         pipe = cls(strand, style, scalp)
-        if style is not None:
-            from latent4d.hair.retrieval import LatentBank
-
-            pipe.bank = LatentBank.load(resolve_model_dir(p, "style_vae"))
+        if bank is not None and style is not None and bank.latents.shape[1] != style.config.style_dim:
+            raise InputError(f"{style_dir}: the latent bank holds {bank.latents.shape[1]}-d latents but the "
+                             f"hairstyle-VAE's are {style.config.style_dim}-d: the bank is from another run")
+        pipe.bank = bank
         return pipe
 
     def save_pretrained(self, folder: str | Path) -> Path:

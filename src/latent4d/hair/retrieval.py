@@ -115,16 +115,32 @@ def build_latent_bank(pipe, guide_maps: torch.Tensor, points_per_style: int = 51
 
 
 def bank_from_run(run_dir: str | Path, pipe=None, points_per_style: int = 512) -> LatentBank:
-    """Build the bank of a hairstyle-VAE run from its saved config (rebuilds the training maps)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    """Build the bank of a hairstyle-VAE run from its saved config (rebuilds the training maps).
 
+    The run folder is data: its ``config.yaml`` is read with :func:`latent4d.config.load_run_config`
+    and ``data`` is built with :func:`latent4d.trust.instantiate_from_run`, which refuses any
+    ``_target_`` that is not a latent4d hair class before anything is called."""
+    from omegaconf import DictConfig
+
+    from latent4d.config import load_run_config
+    from latent4d.errors import ConfigError
+    from latent4d.hair.data import HairGuideDataModule
     from latent4d.hair.pipeline import HairPipeline
+    from latent4d.trust import check_targets, instantiate_from_run
 
     run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = load_run_config(run_dir)
+    where = f"{run_dir / 'config.yaml'}: data"
+    if str(cfg.get("family")) != "hair":
+        raise ConfigError(f"{run_dir / 'config.yaml'}: a {cfg.get('family')} run, not a hair run")
+    if not isinstance(cfg.get("data"), DictConfig):
+        raise ConfigError(f"{where}: expected a mapping with a _target_ (the run folder is damaged)")
+    check_targets(cfg.data, "hair", where)  # before anything else reads the run: no code from run folders
     pipe = pipe or HairPipeline.from_pretrained(run_dir)
-    dm = instantiate(cfg.data)
+    dm = instantiate_from_run(cfg.data, "hair", where)
+    if not isinstance(dm, HairGuideDataModule):
+        raise ConfigError(f"{where}: builds a {type(dm).__name__}, not the HairGuideDataModule of a "
+                          "hairstyle-VAE run")
     return build_latent_bank(pipe, dm.dataset("train").tensors[0], points_per_style)
 
 

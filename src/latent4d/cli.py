@@ -197,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return viewer_main(cmd, argv[1:])
         else:
-            ns = parser.parse_args(argv)
+            try:
+                ns = parser.parse_args(argv)
+            except SystemExit as e:  # argparse already printed the usage and the reason
+                return int(e.code or 0)
             if cmd in ("sample", "evaluate"):
                 _run_command(cmd, ns.options)
             elif cmd == "export":

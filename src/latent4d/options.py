@@ -150,7 +150,7 @@ def _nearest_existing(p: Path) -> Path:
 
 
 def _check_creatable(p: Path, option: str) -> None:
-    anc = _nearest_existing(p.parent if not p.exists() else p)
+    anc = _nearest_existing(p.parent)
     if anc.exists() and not anc.is_dir():
         raise ConfigError(f"{option}={p}: '{anc}' is a file, so no folder can be made under it")
     if anc.exists() and not os.access(anc, os.W_OK | os.X_OK):

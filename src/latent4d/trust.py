@@ -217,26 +217,86 @@ def check_safetensors(path: str | Path) -> None:
                          "the download or export was interrupted: re-export or re-download it") from None
 
 
-def load_network(cls, folder: str | Path, **kwargs: Any):
+def _short(v: Any) -> str:
+    text = json.dumps(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_network_config(cls, folder: str | Path, limits: dict[str, tuple[int, int]] | None = None) -> None:
+    """Check ``folder/config.json`` against its weights before anything sized by it is allocated.
+
+    ``limits`` (name -> (min, max); lists checked element-wise, at most 16 long): size settings that
+    must be integers in range. Every number must be finite. Then the network is built on PyTorch's
+    ``meta`` device (no memory) and each tensor's shape is compared with the safetensors header, so a
+    config.json that does not belong to its weights (or asks for gigabytes) is refused first.
+    Raises :class:`InputError` naming the file.
+    """
+    import math
+
+    import torch
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    cfg = read_model_config(folder)
+    where = folder / "config.json"
+    for key, (lo, hi) in (limits or {}).items():
+        if key not in cfg:
+            continue
+        v = cfg[key]
+        vals = v if isinstance(v, list) and 0 < len(v) <= 16 else [v]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in vals):
+            raise InputError(f"network config '{where}': {key}={_short(v)} is not valid for a {cls.__name__} "
+                             f"(integers in [{lo}, {hi}] expected); the file is damaged: re-export the run")
+    stack: list[Any] = [cfg]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise InputError(f"network config '{where}' holds a NaN or infinite number; the file is damaged")
+    weights = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))  # what diffusers loads
+    if not weights:
+        return  # load_network names what is missing
+    stored: dict[str, tuple[int, ...]] = {}
+    for w in weights:
+        check_safetensors(w)
+        with safe_open(str(w), framework="pt") as f:
+            for k in f.keys():
+                stored[k] = tuple(f.get_slice(k).get_shape())
+    try:
+        with torch.device("meta"):
+            own = {k: tuple(t.shape) for k, t in cls.from_config(cfg).state_dict().items()}
+    except Exception as e:  # noqa: BLE001 - constructors raise many kinds for bad settings
+        raise InputError(f"network config '{where}': a {cls.__name__} cannot be built from it ({type(e).__name__}: "
+                         f"{str(e).strip()[:200]}); the file is damaged: re-export the run") from None
+    bad = [f"{k} {stored.get(k, 'missing')} vs {v}" for k, v in own.items() if stored.get(k) != v]
+    if bad:
+        raise InputError(f"'{folder}': config.json and the weights do not belong together ({len(bad)} tensors "
+                         f"differ, e.g. {'; '.join(bad[:2])}); re-export the run")
+
+
+def load_network(cls, folder: str | Path, limits: dict[str, tuple[int, int]] | None = None, **kwargs: Any):
     """``cls.from_pretrained(folder)`` for a folder that may come from anyone.
 
     Checks, before loading: config.json is a JSON object whose ``_class_name`` (when present) is
     ``cls``'s; the weights are safetensors (pickled ``.bin`` weights are refused) with a valid
-    header. Any remaining failure (wrong sizes, bad config values) is one :class:`InputError`.
+    header whose tensor shapes match the network the config builds (:func:`check_network_config`,
+    with optional size ``limits``). Any remaining failure is one :class:`InputError`.
     """
     folder = Path(folder)
     cfg = read_model_config(folder)
     name = cfg.get("_class_name")
     if name is not None and name != cls.__name__:
         raise InputError(f"'{folder}' holds a {name}, not a {cls.__name__}: point to the {cls.__name__} folder")
-    weights = sorted(folder.glob("*.safetensors"))
+    weights = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
     if not weights:
         pickled = sorted(p.name for p in folder.glob("*.bin"))
         extra = (f" ({', '.join(pickled)} is pickled and is never loaded: convert it to safetensors)"
                  if pickled else "")
-        raise InputError(f"'{folder}' has no .safetensors weights{extra}")
-    for w in weights:
-        check_safetensors(w)
+        raise InputError(f"'{folder}' has no diffusion_pytorch_model.safetensors weights{extra}")
+    check_network_config(cls, folder, limits)
     kwargs.setdefault("low_cpu_mem_usage", False)
     try:
         return cls.from_pretrained(folder, use_safetensors=True, **kwargs)

@@ -46,20 +46,6 @@ def _check_format(value, command: str) -> str:
     return f
 
 
-def _check_out_file(path, option: str, suffixes: tuple[str, ...]) -> Path:
-    """:func:`latent4d.options.check_output_file`, also for an existing file (replaced atomically when the
-    new one is complete): its folder must be writable."""
-    p = Path(str(path)).expanduser()
-    if p.is_file():
-        if p.suffix.lower() not in suffixes:
-            raise ConfigError(f"{option}={p}: unsupported output type '{p.suffix or '(none)'}'; use one of "
-                              f"{', '.join(suffixes)}")
-        if not os.access(p.parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{option}={p}: its folder '{p.parent}' is not writable")
-        return p
-    return check_output_file(p, option, suffixes)
-
-
 # ------------------------------------------------------------------------------- options
 @dataclass
 class SampleOptions:
@@ -143,7 +129,7 @@ def convert(inp: str, out: str, resample: int | None = None) -> dict:
     if dst.suffix.lower() not in HAIR_EXTENSIONS:
         raise ConfigError(f"convert: output '{dst}' has an unknown hair format '{dst.suffix or '(no extension)'}'; "
                           f"supported: {', '.join(HAIR_EXTENSIONS)}")
-    _check_out_file(dst, "OUT", HAIR_EXTENSIONS)
+    check_output_file(dst, "OUT", HAIR_EXTENSIONS)
     hs = convert_hair(src, dst, resample)
     print(f"[latent4d] wrote {out}: {hs.num_strands} strands ({int(hs.bald.sum())} bald), {hs.num_points} points")
     return {"strands": hs.num_strands, "points": hs.num_points, "out": str(Path(out))}
@@ -216,7 +202,7 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     from latent4d.hair.pipeline import HairPipeline
 
     o = parse_options(EvaluateOptions, args, "evaluate")
-    out = _check_out_file(o.out or run_dir / "evaluation.json", "out", (".json",))
+    out = check_output_file(o.out or run_dir / "evaluation.json", "out", (".json",))
     items = _eval_files(o, run_cfg)
     pipe = HairPipeline.from_pretrained(run_dir)
     per_file, errs, curvs = [], [], []

@@ -65,76 +65,12 @@ STRAND_VAE_LIMITS = {"num_points": (2, 10_000), "latent_dim": (1, 4096), "channe
 STYLE_VAE_LIMITS = {"latent_channels": (1, 4096), "grid": (8, 512), "style_dim": (1, 4096), "channels": (1, 4096)}
 
 
-def _check_network_config(cls, folder: Path, limits: dict[str, tuple[int, int]]) -> None:
-    """Check ``folder/config.json`` before building ``cls`` from it.
-
-    Size settings (``limits``: name -> (min, max); lists are checked element-wise, at most 16 long)
-    must be integers in range; every number must be finite; then the network is built on PyTorch's
-    ``meta`` device (no memory) and each tensor's shape is compared with the safetensors header, so a
-    config.json that does not belong to its weights is refused before anything is allocated.
-    Raises :class:`InputError` naming the file.
-    """
-    import math
-
-    import torch
-    from safetensors import safe_open
-
-    from latent4d.trust import check_safetensors, read_model_config
-
-    cfg = read_model_config(folder)
-    where = folder / "config.json"
-    for key, (lo, hi) in limits.items():
-        if key not in cfg:
-            continue
-        v = cfg[key]
-        vals = v if isinstance(v, list) and 0 < len(v) <= 16 else [v]
-        if not all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in vals):
-            raise InputError(f"network config '{where}': {key}={_json_short(v)} is not valid for a {cls.__name__} "
-                             f"(integers in [{lo}, {hi}] expected); the file is damaged: re-export the run")
-    stack = [cfg]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise InputError(f"network config '{where}' holds a NaN or infinite number; the file is damaged")
-    weights = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))  # what diffusers loads (not the bank)
-    if not weights:
-        return  # load_network names what is missing
-    stored: dict[str, tuple[int, ...]] = {}
-    for w in weights:
-        check_safetensors(w)
-        with safe_open(str(w), framework="pt") as f:
-            for k in f.keys():
-                stored[k] = tuple(f.get_slice(k).get_shape())
-    try:
-        with torch.device("meta"):
-            own = {k: tuple(t.shape) for k, t in cls.from_config(cfg).state_dict().items()}
-    except Exception as e:  # noqa: BLE001 - constructors raise many kinds for bad settings
-        raise InputError(f"network config '{where}': a {cls.__name__} cannot be built from it ({type(e).__name__}: "
-                         f"{str(e).strip()[:200]}); the file is damaged: re-export the run") from None
-    bad = [f"{k} {stored.get(k, 'missing')} vs {v}" for k, v in own.items() if stored.get(k) != v]
-    if bad:
-        raise InputError(f"'{folder}': config.json and the weights do not belong together ({len(bad)} tensors "
-                         f"differ, e.g. {'; '.join(bad[:2])}); re-export the run")
-
-
-def _json_short(v) -> str:
-    import json
-
-    text = json.dumps(v)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def load_strand_vae(path: str | Path) -> StrandVAE:
-    """The strand-VAE of a run directory or a save_pretrained folder (checked: see :func:`_check_network_config`)."""
+    """The strand-VAE of a run directory or a save_pretrained folder (checked: see
+    :func:`latent4d.trust.check_network_config`)."""
     from latent4d.trust import load_network
 
-    folder = resolve_model_dir(path, "strand_vae")
-    _check_network_config(StrandVAE, folder, STRAND_VAE_LIMITS)
-    return load_network(StrandVAE, folder)
+    return load_network(StrandVAE, resolve_model_dir(path, "strand_vae"), limits=STRAND_VAE_LIMITS)
 
 
 def load_style_vae(path: str | Path):
@@ -142,9 +78,7 @@ def load_style_vae(path: str | Path):
     from latent4d.hair.style_vae import HairstyleVAE
     from latent4d.trust import load_network
 
-    folder = resolve_model_dir(path, "style_vae")
-    _check_network_config(HairstyleVAE, folder, STYLE_VAE_LIMITS)
-    return load_network(HairstyleVAE, folder)
+    return load_network(HairstyleVAE, resolve_model_dir(path, "style_vae"), limits=STYLE_VAE_LIMITS)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from latent4d.viewer.scene import SceneView
 
-from latent4d.errors import InputError
+from latent4d.errors import InputError, Latent4DError
 
 PANEL_EM = 21.0  # side panel width in em
 STATUS_EM = 1.9  # status line height in em
@@ -69,6 +69,7 @@ class ViewerApp:
         self.status = "ready"
         self.dialog_text: str | None = None
         self.loaded: list[Path] = []
+        self.command: str | None = None  # "view" / "render": prefix of errors printed headless
         self.window = None
         self._dialog = None
         self._closed = False
@@ -150,24 +151,8 @@ class ViewerApp:
 
     # ------------------------------------------------------------------- loading
     def panel_for(self, path: Path):
-        """The panel that opens ``path`` (InputError naming it when none does)."""
-        if not path.exists():
-            raise InputError(f"{path}: no such file or directory")
-        run_family = _run_family(path) if path.is_dir() else None
-        if run_family is not None:
-            panel = {"hair": self.hair, "objects": self.objects, "motion": self.motion}.get(run_family)
-            if run_family == "motion" and not self.motion.can_read(path):
-                raise InputError(f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
-                                 "motion ...` and open its output folder (meshes, inputs and trajectories.npz)")
-            if panel is None:
-                raise InputError(f"{path}: a '{run_family}' run; the viewer shows hair, objects and motion runs")
-            return panel
-        for p in (self.hair, self.motion, self.objects):
-            if p.can_read(path):
-                return p
-        kind = "folder" if path.is_dir() else f"'{path.suffix or '(no extension)'}' file"
-        raise InputError(f"{path}: cannot open this {kind}: expected hair (.data/.hair/.ply/.npz), a mesh "
-                         "(.obj/.ply/.glb/.off), an RGB-D frame, a mesh sequence folder or a run directory")
+        """The panel that opens ``path`` (InputError naming it when none does; see :func:`panel_name_for`)."""
+        return getattr(self, panel_name_for(path))
 
     def load(self, path) -> bool:
         """Open ``path`` (file or folder). On failure: error dialog, ``errors`` entry, scene unchanged."""
@@ -181,6 +166,11 @@ class ViewerApp:
             self.error(_describe(e, path))
             return False
         return self._apply(panel, data, path, t0)
+
+    def show_input(self, name: str, data, path) -> bool:
+        """Show what :func:`read_input` read from ``path`` in panel ``name`` (False and an error when
+        drawing it fails; the scene is then unchanged)."""
+        return self._apply(getattr(self, name), data, Path(path), time.perf_counter())
 
     def load_async(self, path, on_done: Callable[[bool], None] | None = None) -> None:
         """Read ``path`` on a worker thread and show it on the main thread (the GUI's Open...)."""
@@ -231,7 +221,8 @@ class ViewerApp:
         if self.window is None:
             import sys
 
-            print(f"latent4d: error: {message}", file=sys.stderr)
+            prefix = f"latent4d {self.command}" if self.command else "latent4d"
+            print(f"{prefix}: error: {one_line(message)}", file=sys.stderr)
             return
         from open3d.visualization import gui
 
@@ -460,7 +451,7 @@ class ViewerApp:
 
 def _describe(e: BaseException, path: Path | None) -> str:
     msg = str(e) or type(e).__name__
-    if not isinstance(e, InputError | OSError | ValueError):
+    if not isinstance(e, Latent4DError | OSError | ValueError):
         msg = f"{type(e).__name__}: {msg}"
     if path is not None and str(path) not in msg and path.name not in msg:
         msg = f"{path}: {msg}"
@@ -473,9 +464,131 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.splitlines() or [""])
 
 
+def one_line(message: str, limit: int = 1000) -> str:
+    """``message`` on one line (whitespace collapsed), at most ``limit`` characters."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_line(e: BaseException, path=None) -> str:
+    """``<path>: <reason>`` on one line for an exception raised while opening ``path``."""
+    msg = one_line(_describe(e, None))
+    if path is not None and not msg.startswith(str(path)):
+        msg = f"{path}: {msg}"
+    return one_line(msg)
+
+
+def mesh_read_error(path, e: BaseException) -> InputError:
+    """An :class:`InputError` naming ``path`` for an exception raised by a third-party mesh / point
+    cloud loader (trimesh), with the reason in words where it is known."""
+    detail = one_line(str(e), 200)
+    if isinstance(e, IndexError):
+        reason = f"face indices out of range: a face refers to a vertex the file does not have ({detail})"
+    elif isinstance(e, MemoryError):
+        reason = "the file declares more data than can be loaded (a corrupt or hostile header)"
+    elif isinstance(e, UnicodeDecodeError):
+        reason = "not a text file of this format (undecodable bytes)"
+    else:
+        reason = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
+    return InputError(f"{path}: cannot read this file as a mesh or point cloud ({reason})")
+
+
+#: panel attribute names in the order they are asked whether they read a file
+PANELS = ("hair", "motion", "objects")
+MAX_RUN_CONFIG_BYTES = 4 << 20  # a run's config.yaml is a few kB
+
+
+def _panel_class(name: str):
+    if name == "hair":
+        from latent4d.viewer.hair_panel import HairPanel
+
+        return HairPanel
+    if name == "motion":
+        from latent4d.viewer.motion_panel import MotionPanel
+
+        return MotionPanel
+    from latent4d.viewer.objects_panel import ObjectsPanel
+
+    return ObjectsPanel
+
+
+def panel_name_for(path) -> str:
+    """Which panel opens ``path``: ``"hair"``, ``"motion"`` or ``"objects"``.
+
+    Cheap checks only (existence, size, extension, a file's first bytes, a folder's listing and
+    run config); no window or renderer is needed. Raises :class:`InputError` naming ``path`` and
+    the reason when nothing can open it (missing, empty, unknown type, damaged run config).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if not (path.is_file() or path.is_dir()):
+        raise InputError(f"{path}: not a regular file or folder")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise InputError(f"{path}: permission denied (not readable)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes)")
+    run_family = _run_family(path) if path.is_dir() else None
+    if run_family is not None:
+        if run_family == "motion" and not _panel_class("motion").can_read(path):
+            raise InputError(f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
+                             "motion ...` and open its output folder (meshes, inputs and trajectories.npz)")
+        if run_family not in PANELS:
+            raise InputError(f"{path}: a '{run_family}' run; the viewer shows hair, objects and motion runs")
+        return run_family
+    for name in PANELS:
+        if _panel_class(name).can_read(path):
+            return name
+    kind = "folder" if path.is_dir() else f"'{path.suffix or '(no extension)'}' file"
+    raise InputError(f"{path}: cannot open this {kind}: expected hair (.data/.hair/.ply/.npz), a mesh "
+                     "(.obj/.ply/.glb/.off/.stl), a point cloud (.ply/.pcd/.xyz/.pts), an RGB-D frame, a mesh "
+                     "sequence folder or a run directory")
+
+
+def read_input(path) -> tuple[str, object]:
+    """``(panel name, data)`` for ``path``: the panel's pure read (no window, no renderer).
+
+    ``ViewerApp.show_input(name, data, path)`` then shows it. Raises whatever the reader raises
+    (an :class:`InputError` naming the file for bad input).
+    """
+    path = Path(path)
+    name = panel_name_for(path)
+    return name, _panel_class(name).read(path)
+
+
+class _NoAliasLoader:
+    """A YAML SafeLoader that refuses aliases (``*name``): a few hundred bytes of nested aliases
+    expand to billions of nodes (a "billion laughs" file); latent4d never writes them."""
+
+    _cls = None
+
+    @classmethod
+    def get(cls):
+        if cls._cls is None:
+            import yaml
+
+            class Loader(yaml.SafeLoader):
+                def compose_node(self, parent, index):
+                    if self.check_event(yaml.AliasEvent):
+                        mark = self.peek_event().start_mark
+                        raise yaml.YAMLError(f"YAML aliases (*name) are not allowed (line {mark.line + 1})")
+                    return super().compose_node(parent, index)
+
+            cls._cls = Loader
+        return cls._cls
+
+
 def _run_family(path: Path) -> str | None:
     """The ``family`` of a run directory (``config.yaml`` or ``.hydra/config.yaml``), else None.
-    Folders of saved networks count too: ``strand_vae/`` (hair), ``shape_decoder/`` (objects)."""
+    Folders of saved networks count too: ``strand_vae/`` (hair), ``shape_decoder/`` (objects).
+
+    A config.yaml that is not readable YAML, is too large, uses YAML aliases, or names a family that
+    is not a latent4d family is an :class:`InputError` naming it (a damaged or hostile run folder);
+    a readable config without a ``family`` key is not a run config (None). The config is only read
+    (safe YAML, no Hydra instantiation).
+    """
+    from latent4d.config import FAMILIES
+
     for net in ("strand_vae", "models/strand_vae"):
         if (path / net / "config.json").is_file():
             return "hair"
@@ -483,13 +596,24 @@ def _run_family(path: Path) -> str | None:
         if (path / net / "config.json").is_file():
             return "objects"
     for cfg in (path / "config.yaml", path / ".hydra" / "config.yaml"):
-        if cfg.is_file():
-            try:
-                from omegaconf import OmegaConf
+        if not cfg.is_file():
+            continue
+        size = cfg.stat().st_size
+        if size > MAX_RUN_CONFIG_BYTES:
+            raise InputError(f"{cfg}: {size} bytes is too large for a run config (at most "
+                             f"{MAX_RUN_CONFIG_BYTES} bytes); the run folder is damaged")
+        import yaml
 
-                fam = OmegaConf.load(cfg).get("family")
-            except Exception:  # noqa: BLE001 - not a run config
-                continue
-            if fam:
-                return str(fam)
+        try:
+            node = yaml.load(cfg.read_bytes().decode("utf-8"), Loader=_NoAliasLoader.get())
+        except (UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError) as e:
+            raise InputError(f"{cfg}: not a readable YAML run config ({one_line(str(e), 200)}); the run folder "
+                             "is damaged: run folders are written by `latent4d train`") from None
+        fam = node.get("family") if isinstance(node, dict) else None
+        if fam is None:
+            continue
+        if not isinstance(fam, str) or fam not in FAMILIES:
+            raise InputError(f"{cfg}: family {fam!r} is not a latent4d family ({', '.join(FAMILIES)}); the run "
+                             "folder is damaged or not a latent4d run")
+        return fam
     return None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latent4d.errors import InputError
+from latent4d.errors import ConfigError, InputError
 
 
 def limit_torch_threads() -> int:
@@ -38,7 +38,13 @@ def limit_torch_threads() -> int:
 
 
 def load_pipeline(path: Path):
-    """``(pipeline, reason)``: the run's HairPipeline, or None and why the model controls are off."""
+    """``(pipeline, reason)``: the run's HairPipeline, or None and why the model controls are off.
+
+    A run without exported networks opens with the model controls disabled (``reason`` says why);
+    damaged networks (garbage config.json, empty / truncated / pickled weights) are an
+    :class:`InputError` naming the folder. The pipeline loads its networks through
+    :func:`latent4d.trust.load_network` (safetensors only, nothing executed from the folder).
+    """
     limit_torch_threads()
     try:
         from latent4d.hair.pipeline import HairPipeline
@@ -46,8 +52,13 @@ def load_pipeline(path: Path):
         return None, f"{path}: this latent4d has no hair pipeline ({e})"
     try:
         pipe = HairPipeline.from_pretrained(path)
-    except Exception as e:  # noqa: BLE001 - missing / broken networks disable the controls
+    except ConfigError as e:  # no exported networks: the model controls are off
         return None, f"{path}: {e}"
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - diffusers / torch raise many kinds for a damaged folder
+        raise InputError(f"{path}: cannot load the hair model ({type(e).__name__}: {str(e).strip()[:300]}); the "
+                         "run folder is damaged: re-export it with `latent4d export run=<run>`") from None
     if pipe.style_vae is None:
         return pipe, (f"{path}: only a strand-VAE here; sampling, blending and latent sliders need a hairstyle-VAE "
                       "run (`latent4d train experiment=hair/style_vae`)")

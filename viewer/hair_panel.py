@@ -164,7 +164,9 @@ class HairPanel(ui.Panel):
     def can_read(path: Path) -> bool:
         return path.is_file() and is_hair_file(path)
 
-    def read(self, path):
+    @staticmethod
+    def read(path):
+        """A hair file -> :class:`HairData`; a run directory -> :class:`HairRun` (pure: no drawing)."""
         path = Path(path)
         if path.is_dir():
             from latent4d.viewer.hair_model import load_pipeline

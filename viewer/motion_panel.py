@@ -74,7 +74,9 @@ def _load_frame(path: Path):
     try:
         obj = trimesh.load(path, process=False)
     except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-        raise InputError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+        from latent4d.viewer.controller import mesh_read_error
+
+        raise mesh_read_error(path, e) from None
     if isinstance(obj, trimesh.Scene):
         geoms = [g for g in obj.geometry.values() if isinstance(g, trimesh.Trimesh)]
         if not geoms:
@@ -259,7 +261,8 @@ class MotionPanel(ui.Panel):
     def can_read(path: Path) -> bool:
         return is_sequence(path)
 
-    def read(self, path) -> Sequence:
+    @staticmethod
+    def read(path) -> Sequence:
         return read_sequence(path)
 
     def show(self, seq: Sequence) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from latent4d.viewer import ui
 from latent4d.viewer.scene import Style, box_lineset, index_colors, mesh_geometry, point_geometry
 
-from latent4d.errors import InputError
+from latent4d.errors import ConfigError, InputError
 
 MESH_EXTS = (".obj", ".ply", ".glb", ".gltf", ".off", ".stl")
 POINT_EXTS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
@@ -82,6 +82,8 @@ class ObjectsRun:
 
 
 def load_objects_pipeline(path: Path) -> ObjectsRun:
+    """The run's ObjectsPipeline, or None and why the model controls are off (no exported networks);
+    damaged networks are an :class:`InputError` naming the folder."""
     try:
         from latent4d.objects.pipeline import ObjectsPipeline
     except ImportError as e:  # pragma: no cover
@@ -91,8 +93,13 @@ def load_objects_pipeline(path: Path) -> ObjectsRun:
     limit_torch_threads()
     try:
         return ObjectsRun(path, ObjectsPipeline.from_pretrained(path), "")
-    except Exception as e:  # noqa: BLE001 - a run without networks disables the model controls
+    except ConfigError as e:  # a run without exported networks: the model controls are off
         return ObjectsRun(path, None, f"{path}: {e}")
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged networks: diffusers / torch raise many kinds
+        raise InputError(f"{path}: cannot load the objects model ({type(e).__name__}: {str(e).strip()[:300]}); "
+                         "the run folder is damaged: re-export it with `latent4d export run=<run>`") from None
 
 
 def code_directions(codes: np.ndarray, k: int = 3) -> np.ndarray:
@@ -123,28 +130,56 @@ def _read_png(path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
 
 
-def read_intrinsics(path: Path) -> np.ndarray:
+MAX_INTRINSICS_BYTES = 1 << 20  # an intrinsics JSON is ~100 bytes
+
+
+def read_intrinsics(path: Path, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """The (3, 3) pinhole matrix (pixels) of an intrinsics JSON: ``{"fx", "fy", "cx", "cy"}``, ``{"K": 3x3}``,
+    either nested under ``"intrinsics"``, or a bare 3x3 list.
+
+    ``image_size`` ``(width, height)``: when the JSON declares ``width`` / ``height``, they must match it.
+    Raises :class:`InputError` naming the file for anything else (not JSON, non-numeric or non-finite
+    values, non-positive focal lengths, a size written for other images).
+    """
     from latent4d.geometry.rgbd import check_intrinsics
 
     try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from e
-    if isinstance(d, dict) and "intrinsics" in d:
+        size = path.stat().st_size
+        if size > MAX_INTRINSICS_BYTES:
+            raise InputError(f"{path}: {size} bytes is too large for an intrinsics JSON")
+        d = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(d, dict) and isinstance(d.get("intrinsics"), dict | list):
         d = d["intrinsics"]
-    if isinstance(d, dict) and "K" in d:
-        K = np.asarray(d["K"], np.float64)
-        K = K.reshape(3, 3) if K.size == 9 else K
-    elif isinstance(d, dict) and {"fx", "fy", "cx", "cy"} <= set(d):
-        K = np.array([[d["fx"], 0, d["cx"]], [0, d["fy"], d["cy"]], [0, 0, 1]], np.float64)
-    elif isinstance(d, list):
-        K = np.asarray(d, np.float64).reshape(3, 3) if np.asarray(d).size == 9 else np.asarray(d)
-    else:
-        raise InputError(f"{path}: intrinsics JSON needs 'K' (3x3) or 'fx', 'fy', 'cx', 'cy'")
     try:
-        return check_intrinsics(K)
+        if isinstance(d, dict) and "K" in d:
+            K = np.asarray(d["K"], np.float64)
+            K = K.reshape(3, 3) if K.size == 9 else K
+        elif isinstance(d, dict) and {"fx", "fy", "cx", "cy"} <= set(d):
+            vals = [d[k] for k in ("fx", "fy", "cx", "cy")]
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+                raise InputError(f"{path}: fx, fy, cx, cy must be numbers (pixels), got {vals}")
+            K = np.array([[d["fx"], 0, d["cx"]], [0, d["fy"], d["cy"]], [0, 0, 1]], np.float64)
+        elif isinstance(d, list):
+            K = np.asarray(d, np.float64)
+            K = K.reshape(3, 3) if K.size == 9 else K
+        else:
+            raise InputError(f"{path}: intrinsics JSON needs 'K' (3x3) or 'fx', 'fy', 'cx', 'cy'")
+    except (TypeError, ValueError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{path}: intrinsics must be numbers (pixels): {e}") from None
+    try:
+        K = check_intrinsics(K)
     except InputError as e:
-        raise InputError(f"{path}: {e}") from e
+        raise InputError(f"{path}: {e}") from None
+    if image_size is not None and isinstance(d, dict) and ("width" in d or "height" in d):
+        declared = (d.get("width"), d.get("height"))
+        if tuple(declared) != tuple(int(v) for v in image_size):
+            raise InputError(f"{path}: written for {declared[0]}x{declared[1]} images but the depth image is "
+                             f"{image_size[0]}x{image_size[1]}: use the intrinsics of this camera resolution")
+    return K
 
 
 def find_frame_files(path: Path) -> dict[str, Path]:
@@ -189,9 +224,11 @@ def read_frame(path: Path) -> FrameItem:
         raise InputError(f"{files['depth']}: expected a 16-bit single-channel depth PNG in millimetres, "
                          f"got dtype {d.dtype} shape {d.shape}")
     depth = d.astype(np.float32) / 1000.0
+    if (depth < 0).any():
+        raise InputError(f"{files['depth']}: negative depth values; depth PNGs hold millimetres (0 = no measurement)")
     if not (depth > 0).any():
         raise InputError(f"{files['depth']}: no valid depth (every pixel is 0)")
-    K = read_intrinsics(files["intrinsics"])
+    K = read_intrinsics(files["intrinsics"], image_size=(depth.shape[1], depth.shape[0]))
     rgb = mask = None
     if files["color"] is not None:
         rgb = _read_png(files["color"])
@@ -219,7 +256,9 @@ def read_geometry(path: Path) -> MeshItem | CloudItem:
     try:
         obj = trimesh.load(path, process=False)
     except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-        raise InputError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+        from latent4d.viewer.controller import mesh_read_error
+
+        raise mesh_read_error(path, e) from None
     if isinstance(obj, trimesh.Scene):
         meshes = [g for g in obj.dump() if isinstance(g, trimesh.Trimesh)] if hasattr(obj, "dump") else []
         if not meshes:
@@ -298,7 +337,9 @@ class ObjectsPanel(ui.Panel):
             return True
         return path.is_file() and path.suffix.lower() in set(MESH_EXTS) | set(POINT_EXTS)
 
-    def read(self, path):
+    @staticmethod
+    def read(path):
+        """A run directory, an RGB-D frame, a mesh or a point cloud (pure: no drawing)."""
         path = Path(path)
         if path.is_dir() and not is_frame(path):
             return load_objects_pipeline(path)

@@ -92,6 +92,27 @@ def _bounds(geoms) -> tuple[np.ndarray, float]:
 
 
 BACKENDS = ("software", "open3d")
+MAX_SIDE = 16384  # pixels per image side (an (H, W, 3) float z-buffer of 16k x 16k is ~6 GiB already)
+MAX_VIEWS = 3600
+
+
+def check_size(width, height) -> tuple[int, int]:
+    """``(width, height)`` as ints in [1, :data:`MAX_SIDE`] pixels (whole numbers; ``640.0`` is fine);
+    InputError naming both otherwise."""
+    ok = all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+             and math.isfinite(v) and float(v).is_integer() for v in (width, height))
+    if not ok or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise InputError(f"render size {width!r} x {height!r} is not valid: expected whole numbers of pixels "
+                         f"from 1 to {MAX_SIDE}")
+    return int(width), int(height)
+
+
+def check_finite(geoms) -> None:
+    """Refuse geometries with NaN / infinite coordinates (they would frame and draw silently wrong)."""
+    for i, g in enumerate(geoms):
+        pts = getattr(g, "vertices", None) if isinstance(g, o3d.geometry.TriangleMesh) else getattr(g, "points", None)
+        if pts is not None and len(pts) and not np.isfinite(np.asarray(pts)).all():
+            raise InputError(f"render item {i} ({type(g).__name__}) has NaN or infinite coordinates")
 
 
 def _eye(c: np.ndarray, r: float, azimuth: float, elevation: float, fov: float) -> np.ndarray:
@@ -108,9 +129,9 @@ def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth:
     backend = backend or os.environ.get("LATENT4D_RENDER", "software")
     if backend not in BACKENDS:
         raise InputError(f"unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if int(width) < 1 or int(height) < 1:
-        raise InputError(f"render size must be positive, got {width} x {height}")
+    width, height = check_size(width, height)
     geoms = [to_open3d(it) for it in items]
+    check_finite(geoms)
     c, r = _bounds(geoms)
     c = c if center is None else np.asarray(center, np.float64)
     r = r if radius is None else float(radius)
@@ -189,8 +210,12 @@ def render_turntable(items: list[Any], path: str | Path, views: int = 8, elevati
                      gif: bool = True, **kwargs) -> list[Path]:
     """``views`` PNGs around the vertical axis (``<stem>_00.png``...) and an animated GIF when asked."""
     path = Path(path)
+    if isinstance(views, bool) or not isinstance(views, int | np.integer) or not 1 <= views <= MAX_VIEWS:
+        raise InputError(f"render_turntable: views={views!r} is not valid: expected a whole number from 1 to "
+                         f"{MAX_VIEWS}")
     frames, paths = [], []
     geoms = [to_open3d(it) for it in items]
+    check_finite(geoms)
     c, r = _bounds(geoms)
     for i in range(views):
         img = render_image(geoms, azimuth=360.0 * i / views, elevation=elevation, center=c, radius=r, **kwargs)

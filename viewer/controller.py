@@ -495,7 +495,6 @@ def mesh_read_error(path, e: BaseException) -> InputError:
 
 #: panel attribute names in the order they are asked whether they read a file
 PANELS = ("hair", "motion", "objects")
-MAX_RUN_CONFIG_BYTES = 4 << 20  # a run's config.yaml is a few kB
 
 
 def _panel_class(name: str):
@@ -556,28 +555,6 @@ def read_input(path) -> tuple[str, object]:
     return name, _panel_class(name).read(path)
 
 
-class _NoAliasLoader:
-    """A YAML SafeLoader that refuses aliases (``*name``): a few hundred bytes of nested aliases
-    expand to billions of nodes (a "billion laughs" file); latent4d never writes them."""
-
-    _cls = None
-
-    @classmethod
-    def get(cls):
-        if cls._cls is None:
-            import yaml
-
-            class Loader(yaml.SafeLoader):
-                def compose_node(self, parent, index):
-                    if self.check_event(yaml.AliasEvent):
-                        mark = self.peek_event().start_mark
-                        raise yaml.YAMLError(f"YAML aliases (*name) are not allowed (line {mark.line + 1})")
-                    return super().compose_node(parent, index)
-
-            cls._cls = Loader
-        return cls._cls
-
-
 def _run_family(path: Path) -> str | None:
     """The ``family`` of a run directory (``config.yaml`` or ``.hydra/config.yaml``), else None.
     Folders of saved networks count too: ``strand_vae/`` (hair), ``shape_decoder/`` (objects).
@@ -587,7 +564,8 @@ def _run_family(path: Path) -> str | None:
     a readable config without a ``family`` key is not a run config (None). The config is only read
     (safe YAML, no Hydra instantiation).
     """
-    from latent4d.config import FAMILIES
+    from latent4d.config import FAMILIES, read_yaml
+    from latent4d.errors import ConfigError
 
     for net in ("strand_vae", "models/strand_vae"):
         if (path / net / "config.json").is_file():
@@ -598,17 +576,10 @@ def _run_family(path: Path) -> str | None:
     for cfg in (path / "config.yaml", path / ".hydra" / "config.yaml"):
         if not cfg.is_file():
             continue
-        size = cfg.stat().st_size
-        if size > MAX_RUN_CONFIG_BYTES:
-            raise InputError(f"{cfg}: {size} bytes is too large for a run config (at most "
-                             f"{MAX_RUN_CONFIG_BYTES} bytes); the run folder is damaged")
-        import yaml
-
         try:
-            node = yaml.load(cfg.read_bytes().decode("utf-8"), Loader=_NoAliasLoader.get())
-        except (UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError) as e:
-            raise InputError(f"{cfg}: not a readable YAML run config ({one_line(str(e), 200)}); the run folder "
-                             "is damaged: run folders are written by `latent4d train`") from None
+            node = read_yaml(cfg)
+        except ConfigError as e:
+            raise InputError(str(e)) from None
         fam = node.get("family") if isinstance(node, dict) else None
         if fam is None:
             continue

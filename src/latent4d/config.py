@@ -86,22 +86,62 @@ def find_run_dir(run: str | Path | None) -> Path:
     return p
 
 
+#: a run's config.yaml is a few kB; anything this large is not one
+MAX_RUN_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def _no_alias_loader():
+    """A YAML SafeLoader that refuses aliases (``*name``): a few hundred bytes of nested aliases expand
+    to billions of nodes (a "billion laughs" file); latent4d never writes them."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.YAMLError(f"YAML aliases (*name) are not allowed (line {mark.line + 1})")
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
+def read_yaml(path: str | Path, max_bytes: int = MAX_RUN_CONFIG_BYTES):
+    """Plain data from a YAML file that may come from anyone: size-limited, safe (no Python tags), no
+    aliases. Raises :class:`ConfigError` naming the file when it is not readable YAML."""
+    import yaml
+
+    p = Path(path)
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise ConfigError(f"'{p}': {size} bytes is too large for a latent4d config (at most {max_bytes}); "
+                          "the run folder is damaged")
+    try:
+        return yaml.load(p.read_bytes().decode("utf-8"), Loader=_no_alias_loader())
+    except (UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"run config '{p}' is not a readable YAML config ({first}); the run folder is "
+                          "damaged: it is written by `latent4d train`") from None
+
+
 def load_run_config(run: str | Path):
-    """The resolved training config saved in a run directory (``<run>/config.yaml``)."""
+    """The resolved training config saved in a run directory (``<run>/config.yaml``).
+
+    Read as untrusted data (:func:`read_yaml`); it must be a mapping whose ``family`` is a latent4d
+    family. Nothing named in it is imported or called here (see :mod:`latent4d.trust`).
+    """
     from omegaconf import DictConfig, OmegaConf
 
     p = find_run_dir(run)
     path = p / "config.yaml"
-    try:
-        cfg = OmegaConf.load(path)
-    except Exception as e:  # noqa: BLE001 - yaml / omegaconf / decoding errors: the file is garbage
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"run config '{path}' is not a readable YAML config ({first}); the run folder is "
-                          "damaged: it is written by `latent4d train`") from None
-    if not isinstance(cfg, DictConfig):
+    data = read_yaml(path)
+    if not isinstance(data, dict):
         raise ConfigError(f"run config '{path}' does not hold a mapping of settings")
-    family = OmegaConf.to_container(cfg, resolve=False).get("family")
-    if family not in FAMILIES:
+    try:
+        cfg = OmegaConf.create(data)
+    except Exception as e:  # noqa: BLE001 - keys OmegaConf cannot hold
+        raise ConfigError(f"run config '{path}' is not a valid config ({str(e).strip().splitlines()[0][:200]})") from None
+    family = data.get("family")
+    if not isinstance(cfg, DictConfig) or family not in FAMILIES:
         raise ConfigError(f"run config '{path}': family {family!r} is not a latent4d family "
                           f"({', '.join(FAMILIES)}); the run folder is damaged or not a latent4d run")
     return cfg

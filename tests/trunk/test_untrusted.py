@@ -128,7 +128,14 @@ def test_nested_targets_are_checked_too():
         check_targets({"_target_": "latent4d.smoke.sdf.SDFNet"}, "nope")
 
 
-@pytest.mark.parametrize("text", [b"", b"{{{: [", b"- just\n- a list\n", b"family: os\n", b"\xff\xfe\x00bin"])
+_LAUGHS = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    .encode() for i in range(12)) + b"family: smoke\n"
+
+
+@pytest.mark.parametrize("text", [b"", b"{{{: [", b"- just\n- a list\n", b"family: os\n", b"\xff\xfe\x00bin",
+                                  b"family: !!python/object/apply:os.system [touch pwned]\n", _LAUGHS,
+                                  b"family: smoke\n" + b"x: " + b"y" * (5 << 20) + b"\n"])
 def test_garbage_run_config_is_a_clear_error(tmp_path, capsys, text):
     run = tmp_path / "run"
     run.mkdir()

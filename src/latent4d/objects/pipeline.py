@@ -48,6 +48,62 @@ def find_latest_run(root: str | Path = "outputs/objects/latent_db") -> Path:
     return runs[-1]
 
 
+def _compare_shapes(expected: dict[str, tuple], found: dict[str, tuple], source, what: str,
+                    fix: str = "the weights and the config come from different models (or one was edited): "
+                               "re-export the run with `latent4d export run=<run>`") -> None:
+    """InputError naming missing / unexpected / mis-shaped tensors of ``source`` for a ``what``."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k} {found[k]} vs {expected[k]}" for k in expected if k in found and found[k] != expected[k]]
+    if missing or unexpected or shapes:
+        parts = [f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
+                 for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+                 if items]
+        raise InputError(f"'{source}' does not fit its {what} config: " + "; ".join(parts) + f"; {fix}")
+
+
+def _check_network_shapes(net_cls, folder: Path) -> None:
+    """Compare the tensor shapes ``folder/config.json`` implies (model built on the meta device, so
+    nothing is allocated) with the shapes in the safetensors header, before any weight is loaded."""
+    from safetensors import safe_open
+
+    from latent4d.trust import check_safetensors, read_model_config
+
+    cfg = read_model_config(folder)
+    weights = sorted(folder.glob("*.safetensors"))
+    if len(weights) != 1 or cfg.get("_class_name", net_cls.__name__) != net_cls.__name__:
+        return  # no weights, sharded ones or another class: load_network reports it
+    check_safetensors(weights[0])
+    try:
+        with torch.device("meta"):
+            probe = net_cls.from_config(cfg)
+    except Exception as e:  # noqa: BLE001 - constructors raise many kinds for bad config values
+        raise InputError(f"network config '{folder / 'config.json'}' does not describe a {net_cls.__name__} "
+                         f"({type(e).__name__}: {str(e).strip()[:200]}); the folder is damaged") from None
+    with safe_open(str(weights[0]), framework="pt") as f:
+        found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    _compare_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items()}, found, weights[0], net_cls.__name__)
+
+
+def _database_state(state: dict, source) -> tuple[list[str], list[str]] | None:
+    """(names, categories) of the latent database stored in a checkpoint's ``_extra_state``, checked
+    (lists of strings, one per row of ``database.shape.weight``); None when there is none."""
+    extra = state.get("_extra_state")
+    if not extra:
+        return None
+    names, cats = (extra.get("names"), extra.get("categories")) if isinstance(extra, dict) else (None, None)
+    if not (isinstance(names, list) and isinstance(cats, list) and len(names) == len(cats)
+            and all(isinstance(x, str) for x in names + cats)):
+        raise InputError(f"checkpoint '{source}': its latent database entry (_extra_state) is not two lists of "
+                         "names and categories of equal length; the checkpoint is damaged")
+    rows = state.get("database.shape.weight")
+    if not isinstance(rows, torch.Tensor) or rows.ndim != 2 or rows.shape[0] != max(len(names), 1):
+        raise InputError(f"checkpoint '{source}': {len(names)} database names but database.shape.weight is "
+                         f"{None if not isinstance(rows, torch.Tensor) else tuple(rows.shape)}; the checkpoint "
+                         "is damaged")
+    return names, cats
+
+
 @dataclass
 class ObjectReconstruction:
     """Result for one instance.
@@ -113,16 +169,27 @@ class ObjectsPipeline:
     @classmethod
     def from_pretrained(cls, run_or_folder: str | Path | None = None, device: str = "cpu") -> ObjectsPipeline:
         """Load ``<run>/models/{shape_decoder,appearance,database}`` (or a folder holding them);
-        ``None`` takes the latest run under ``outputs/objects/latent_db``."""
+        ``None`` takes the latest run under ``outputs/objects/latent_db``.
+
+        Each network goes through :func:`latent4d.trust.load_network` (config.json checked, safetensors
+        only); before anything is built, the tensor shapes its config.json implies are compared with
+        the safetensors header, so a config declaring huge sizes allocates nothing. Damaged folders
+        raise :class:`InputError` naming the file.
+        """
+        from latent4d.trust import load_network
+
         p = find_latest_run() if run_or_folder is None else Path(run_or_folder)
         folder = p / "models" if (p / "models").is_dir() else p
         missing = [n for n in ("shape_decoder", "appearance", "database") if not (folder / n / "config.json").is_file()]
         if missing:
             raise ConfigError(f"'{p}' has no exported objects latent database (missing {', '.join(missing)} under "
                               f"{folder}); train with `latent4d train experiment=objects/latent_db`")
-        return cls(ShapeDecoder.from_pretrained(folder / "shape_decoder"),
-                   AppearanceNet.from_pretrained(folder / "appearance"),
-                   LatentDatabase.from_pretrained(folder / "database"), device)
+        nets = {}
+        for name, net_cls in (("shape_decoder", ShapeDecoder), ("appearance", AppearanceNet),
+                              ("database", LatentDatabase)):
+            _check_network_shapes(net_cls, folder / name)
+            nets[name] = load_network(net_cls, folder / name)
+        return cls(nets["shape_decoder"], nets["appearance"], nets["database"], device)
 
     @classmethod
     def from_module(cls, module, device: str = "cpu") -> ObjectsPipeline:
@@ -136,17 +203,40 @@ class ObjectsPipeline:
 
     @classmethod
     def from_checkpoint(cls, run_dir: str | Path, ckpt: str | Path | None = None, device: str = "cpu") -> ObjectsPipeline:
-        """From a run's Lightning checkpoint (``last.ckpt`` by default), e.g. while it still trains."""
-        from hydra.utils import instantiate
+        """From a run's Lightning checkpoint (``last.ckpt`` by default), e.g. while it still trains.
 
+        Nothing from the run folder is executed: the checkpoint loads with ``weights_only=True``
+        (:func:`latent4d.trust.check_lightning_checkpoint`), the model is built only from latent4d
+        objects classes (:func:`latent4d.trust.instantiate_from_run`), first on the meta device to
+        compare its tensor shapes with the checkpoint (no allocation sized by the config), and the
+        weights load through :func:`latent4d.trust.load_state_checked`.
+        """
         from latent4d.config import load_run_config
+        from latent4d.trust import check_lightning_checkpoint, instantiate_from_run, load_state_checked
 
         run_dir = Path(run_dir)
         cfg = load_run_config(run_dir)
-        module = instantiate(cfg.model)
+        where = f"run config '{run_dir / 'config.yaml'}'"
+        if str(cfg.get("family")) != "objects":
+            raise ConfigError(f"{where}: family '{cfg.get('family')}' is not objects; from_checkpoint needs a run of "
+                              "experiment=objects/latent_db")
+        if cfg.get("model") is None:
+            raise ConfigError(f"{where} has no model section; the run folder is damaged")
         path = Path(ckpt) if ckpt else run_dir / "checkpoints" / "last.ckpt"
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
+        state = check_lightning_checkpoint(path)["state_dict"]
+        extra = _database_state(state, path)
+        with torch.device("meta"):  # shapes only: a config declaring huge layers allocates nothing
+            probe = instantiate_from_run(cfg.model, "objects", f"{where}: model")
+            if extra is not None:
+                probe.build_database(*extra)
+        _compare_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items() if isinstance(v, torch.Tensor)},
+                        {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)},
+                        path, type(probe).__name__, "the checkpoint was written by another experiment or model "
+                        "size than the run's config.yaml describes: use a checkpoint of this run")
+        module = instantiate_from_run(cfg.model, "objects", f"{where}: model")
+        if extra is not None:
+            module.build_database(*extra)
+        load_state_checked(module, state, path)
         return cls.from_module(module, device)
 
     # -- codes ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _usual_mode(tmp_path, path, 0o666)
     try:
         yield tmp_path
         if not tmp_path.exists() or tmp_path.stat().st_size == 0:
@@ -33,6 +34,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _usual_mode(tmp: Path, final: Path, base: int) -> None:
+    """Give a temporary file / folder the mode a plain ``open`` / ``mkdir`` would (``base & ~umask``),
+    or the mode of the file it replaces (``mkstemp`` / ``mkdtemp`` create them private)."""
+    try:
+        mode = final.stat().st_mode & 0o777 if final.exists() else base & ~_umask()
+        os.chmod(tmp, mode)
+    except OSError:
+        pass
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -81,6 +98,7 @@ def atomic_dir(path: str | os.PathLike, marker: str | None = None) -> Iterator[P
     check_output_dir(path, marker=marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _usual_mode(tmp, path, 0o777)
     old: Path | None = None
     try:
         yield tmp

@@ -18,7 +18,7 @@ from latent4d.errors import InputError
 
 
 def check_intrinsics(K) -> np.ndarray:
-    """Validate a pinhole matrix: 3x3, finite, positive focal lengths."""
+    """Validate a pinhole matrix: 3x3, finite, positive focal lengths, bottom row ``[0, 0, 1]``."""
     K = np.asarray(K, dtype=np.float64)
     if K.shape != (3, 3):
         raise InputError(f"intrinsics: expected a 3x3 matrix, got shape {K.shape}")
@@ -26,6 +26,9 @@ def check_intrinsics(K) -> np.ndarray:
         raise InputError("intrinsics: contains NaN or inf")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise InputError(f"intrinsics: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
+    if not np.allclose(K[2], [0.0, 0.0, 1.0], atol=1e-6):
+        raise InputError(f"intrinsics: the last row of K must be [0, 0, 1], got {K[2].tolist()} (a scaled or "
+                         "projection matrix: divide by K[2, 2] or pass the 3x3 camera matrix)")
     return K
 
 

@@ -208,6 +208,9 @@ class PatchDiscriminator(ModelMixin, ConfigMixin):
 def resolve_model_folder(path: str | Path, name: str) -> tuple[Path, Path | None]:
     """``(folder with config.json, run dir or None)`` for a run directory (``<run>/models/<name>``) or a folder."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"'{p}' does not exist: expected a binary run directory with models/{name}/ or a "
+                          "save_pretrained folder")
     if (p / "models" / name / "config.json").is_file():
         return p / "models" / name, p
     if (p / "config.json").is_file():
@@ -218,10 +221,24 @@ def resolve_model_folder(path: str | Path, name: str) -> tuple[Path, Path | None
 
 
 def load_autoencoder(path: str | Path):
-    """``(BernoulliAutoencoder in eval mode, the run's config or None)`` from a run dir or exported folder."""
+    """``(BernoulliAutoencoder in eval mode, the run's config or None)`` from a run dir or exported folder.
+
+    The weights load through :func:`latent4d.trust.load_network` (safetensors only, damaged folders are
+    a clear :class:`InputError`); the run's ``config.yaml`` through
+    :func:`latent4d.config.load_run_config` and must be a binary-family run. Nothing in the config is
+    instantiated here (see :func:`latent4d.trust.instantiate_from_run`).
+    """
     from omegaconf import OmegaConf
 
+    from latent4d.config import load_run_config
+    from latent4d.trust import load_network
+
     folder, run = resolve_model_folder(path, "autoencoder")
-    ae = BernoulliAutoencoder.from_pretrained(folder).eval()
-    cfg = OmegaConf.load(run / "config.yaml") if run is not None else None
+    cfg = None
+    if run is not None:
+        cfg = load_run_config(run)
+        family = OmegaConf.select(cfg, "family")
+        if family != "binary":
+            raise ConfigError(f"'{run}' is a {family} run, not a binary autoencoder run (config.yaml family)")
+    ae = load_network(BernoulliAutoencoder, folder).eval()
     return ae, cfg

@@ -412,9 +412,14 @@ class LatentDataModule(_ArrayDataModule):
             if run_cfg is None:
                 raise ConfigError(f"'{self.autoencoder_path}' has no run config.yaml next to it: pass the data "
                                   "to encode explicitly (data.source=...)")
-            from hydra.utils import instantiate
+            from latent4d.trust import instantiate_from_run
 
-            self.source = instantiate(run_cfg.data)
+            if run_cfg.get("data") is None:
+                raise ConfigError(f"autoencoder run '{self.autoencoder_path}': its config.yaml has no data section; "
+                                  "pass the data to encode explicitly (data.source=...)")
+            # a run folder is data: only binary-family data modules may be built from it (allow-list)
+            self.source = instantiate_from_run(run_cfg.data, "binary",
+                                               f"autoencoder run '{self.autoencoder_path}' config.yaml: data")
         self.source.setup()
         self.num_classes, self.class_names = self.source.num_classes, self.source.class_names
         for split in SPLITS:

@@ -33,12 +33,51 @@ class LatentSamples:
 
 def _models_dir(run_or_models: str | Path) -> Path:
     p = Path(run_or_models).expanduser()
+    if not p.exists():
+        raise ConfigError(f"'{p}' does not exist: expected a binary diffusion run directory (or its models/ folder)")
     if (p / "models").is_dir():
         return p / "models"
     if p.is_dir() and (p / "denoiser").is_dir():
         return p
     raise ConfigError(f"no exported diffusion model in '{p}': expected <run>/models/{{autoencoder, denoiser, "
                       "scheduler}} (train one with `latent4d train experiment=binary/diffusion_digits ...`)")
+
+
+def _load_nets(m: Path, use_ema: bool) -> tuple[BernoulliAutoencoder, LatentTransformer]:
+    """The autoencoder and the (EMA) denoiser of a models folder, through :func:`latent4d.trust.load_network`
+    (safetensors only; empty / truncated weights or a garbage config.json are a clear InputError)."""
+    from latent4d.trust import load_network
+
+    name = "denoiser_ema" if use_ema and (m / "denoiser_ema" / "config.json").is_file() else "denoiser"
+    if not (m / name / "config.json").is_file():
+        raise ConfigError(f"no exported denoiser in '{m}' (expected {m / name}/config.json)")
+    ae_folder, _ = resolve_model_folder(m / "autoencoder", "autoencoder")
+    return load_network(BernoulliAutoencoder, ae_folder), load_network(LatentTransformer, m / name)
+
+
+def _load_scheduler(cls, folder: Path, check_class: bool = True, **kwargs):
+    """``cls.from_pretrained(folder, **kwargs)`` of a scheduler folder after checking its JSON config
+    (a pure configuration object: nothing in it is executed); InputError naming the file otherwise."""
+    import json
+
+    cfg_path = folder / "scheduler_config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"no exported scheduler in '{folder}' (expected {cfg_path.name})")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"scheduler config '{cfg_path}' is not valid JSON ({e}); the run folder is damaged: "
+                         "re-export it with `latent4d export run=<run>`") from None
+    if not isinstance(cfg, dict):
+        raise InputError(f"scheduler config '{cfg_path}' holds a {type(cfg).__name__}, expected a JSON object")
+    name = cfg.get("_class_name")
+    if check_class and name is not None and name != cls.__name__:
+        raise InputError(f"'{folder}' holds a {name}, not a {cls.__name__}")
+    try:
+        return cls.from_pretrained(folder, **kwargs)
+    except Exception as e:  # noqa: BLE001 - bad values in the config
+        raise InputError(f"cannot load the scheduler from '{cfg_path}' ({type(e).__name__}: {str(e)[:200]}); "
+                         "the run folder is damaged") from None
 
 
 def _labels(num_samples: int, class_labels, num_classes: int) -> torch.Tensor:
@@ -115,10 +154,8 @@ class BinaryLatentPipeline(_Pipeline):
     @classmethod
     def from_pretrained(cls, run_or_models: str | Path, use_ema: bool = True) -> BinaryLatentPipeline:
         m = _models_dir(run_or_models)
-        name = "denoiser_ema" if use_ema and (m / "denoiser_ema" / "config.json").is_file() else "denoiser"
-        ae_folder, _ = resolve_model_folder(m / "autoencoder", "autoencoder")
-        return cls(BernoulliAutoencoder.from_pretrained(ae_folder), LatentTransformer.from_pretrained(m / name),
-                   BernoulliDiffusionScheduler.from_pretrained(m / "scheduler"))
+        ae, den = _load_nets(m, use_ema)
+        return cls(ae, den, _load_scheduler(BernoulliDiffusionScheduler, m / "scheduler"))
 
     @torch.no_grad()
     def sample_latents(self, labels: torch.Tensor, steps: int = 16, temperature: float = 0.9,
@@ -148,12 +185,10 @@ class GaussianLatentPipeline(_Pipeline):
         from diffusers import DDIMScheduler
 
         m = _models_dir(run_or_models)
-        name = "denoiser_ema" if use_ema and (m / "denoiser_ema" / "config.json").is_file() else "denoiser"
-        ae_folder, _ = resolve_model_folder(m / "autoencoder", "autoencoder")
-        sched = DDIMScheduler.from_pretrained(m / "scheduler", clip_sample=False, timestep_spacing="trailing",
-                                              set_alpha_to_one=True)
-        return cls(BernoulliAutoencoder.from_pretrained(ae_folder), LatentTransformer.from_pretrained(m / name),
-                   sched)
+        ae, den = _load_nets(m, use_ema)
+        sched = _load_scheduler(DDIMScheduler, m / "scheduler", check_class=False, clip_sample=False,
+                                timestep_spacing="trailing", set_alpha_to_one=True)
+        return cls(ae, den, sched)
 
     @torch.no_grad()
     def sample_latents(self, labels: torch.Tensor, steps: int = 16, guidance: float = 0.0,

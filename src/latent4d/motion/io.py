@@ -3,7 +3,9 @@
 Input (:func:`read_sequence`): a folder with one point cloud per frame (``.ply``, ``.npz`` with a
 ``points`` array, ``.npy``, ``.xyz`` / ``.txt`` / ``.pts`` text with x y z in the first columns;
 frames ordered by file name), or one ``.npz`` / ``.npy`` file holding a (T, N, 3) array (key
-``points``, ``observations`` or the only array).
+``points``, ``observations`` or the only array). Readers never unpickle, and check the shapes /
+counts declared in ``.npy`` / ``.npz`` / ``.ply`` headers against the file size and
+:data:`MAX_VALUES` before allocating anything; every bad file is an :class:`InputError` naming it.
 
 Output (:func:`write_reconstruction`), one folder per sample, written to a temporary folder and
 renamed when complete (a failure leaves nothing behind)::
@@ -39,19 +41,148 @@ from latent4d.fileio import atomic_path, write_json_atomic
 from latent4d.motion.observe import check_sequence
 
 CLOUD_EXTS = (".ply", ".npz", ".npy", ".xyz", ".txt", ".pts", ".obj", ".off")
+#: the most numbers one input file may declare (a (T, N, 3) sequence of 2^26 points: 0.75 GiB as float32)
+MAX_VALUES = 3 * 2**26
+#: the most frames a sequence may have
+MAX_FRAMES = 100_000
+_MAX_NPZ_RATIO = 1100  # zlib cannot compress better than ~1030:1; a larger declared size is a zip bomb
+_MAX_PLY_HEADER = 65536
+_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _npy_header(fp, available: int, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from an ``.npy`` header (file object at its start), checked before anything is
+    allocated: numeric dtype, at most :data:`MAX_VALUES` numbers, no more bytes than ``available``."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            shape, _, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise InputError(f"{where}: not a valid .npy array ({str(e).strip()[:200]})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise InputError(f"{where}: holds {dtype} values; expected numbers (Python objects are never unpickled)")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count > MAX_VALUES:
+        raise InputError(f"{where}: declares shape {tuple(shape)} ({count} numbers), more than the limit of "
+                         f"{MAX_VALUES}; subsample the points first")
+    if count * dtype.itemsize > available:
+        raise InputError(f"{where}: declares shape {tuple(shape)} ({count * dtype.itemsize} bytes) but holds only "
+                         f"{max(available, 0)} bytes of data: the file is truncated or corrupted")
+    return tuple(shape), dtype
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """An ``.npy`` array after :func:`_npy_header` (header sizes checked against the file size)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(0)
+        _npy_header(fh, size, str(path))  # checks the declared bytes against the whole file (header included)
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - data shorter than declared: numpy's own error
+        raise InputError(f"{path}: cannot read the array ({type(e).__name__}: {str(e)[:200]}); the file is "
+                         "truncated or corrupted") from None
+
+
+def _load_npz(path: Path, keys: tuple[str, ...], what: str, only: bool = True) -> tuple[str, np.ndarray]:
+    """``(key, array)`` of the first of ``keys`` in an ``.npz`` (or, with ``only``, its only array), its
+    header and zip sizes checked before it is read. ``what`` describes the expected array for the error."""
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path}: not a valid .npz file ({e}); the file is truncated or corrupted") from None
+    with zf:
+        members = {i.filename[:-4] if i.filename.endswith(".npy") else i.filename: i for i in zf.infolist()}
+        key = next((k for k in keys if k in members), None)
+        if key is None and only and len(members) == 1:
+            key = next(iter(members))
+        if key is None:
+            raise InputError(f"{path}: expected {what} (found arrays {sorted(members)})")
+        info = members[key]
+        limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else \
+            max(info.compress_size, 1) * _MAX_NPZ_RATIO
+        if info.file_size > limit:
+            raise InputError(f"{path}: array '{key}' declares {info.file_size} bytes, implausible for its "
+                             f"{info.compress_size} stored bytes (corrupted or hostile file)")
+        try:
+            with zf.open(info) as fh:
+                _npy_header(fh, info.file_size, f"{path}: array '{key}'")
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - zlib / zip errors: a corrupt file
+            raise InputError(f"{path}: array '{key}' is corrupted ({type(e).__name__}: {e})") from None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = z[key]
+    except Exception as e:  # noqa: BLE001 - truncated data, CRC errors
+        raise InputError(f"{path}: array '{key}' cannot be read ({type(e).__name__}: {str(e)[:200]}); "
+                         "the file is truncated or corrupted") from None
+    return key, a
+
+
+def check_ply_header(path: Path) -> int:
+    """Check a PLY file's header before a PLY reader allocates anything; returns its vertex count.
+
+    Every element's count must fit in the bytes that follow the header (binary: count x row size,
+    lists counted at their smallest; ASCII: at least 2 bytes per row) and the vertex count must be
+    at most :data:`MAX_VALUES` / 3. Raises :class:`InputError` naming the file otherwise.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(_MAX_PLY_HEADER)
+    if not head.startswith(b"ply"):
+        raise InputError(f"{path}: not a PLY file (no 'ply' magic at its start)")
+    end = head.find(b"end_header")
+    nl = head.find(b"\n", end) if end >= 0 else -1
+    if end < 0 or nl < 0:
+        raise InputError(f"{path}: PLY header has no complete 'end_header' line in its first {_MAX_PLY_HEADER} bytes")
+    body = size - (nl + 1)
+    fmt, elements = None, []
+    for raw in head[:end].decode("ascii", errors="replace").splitlines()[1:]:
+        tok = raw.split()
+        if not tok or tok[0] in ("comment", "obj_info"):
+            continue
+        if tok[0] == "format" and len(tok) >= 2:
+            fmt = tok[1]
+        elif tok[0] == "element":
+            if len(tok) != 3 or not tok[2].isdigit():
+                raise InputError(f"{path}: bad PLY element line '{raw.strip()}'")
+            elements.append([tok[1], int(tok[2]), 0])
+        elif tok[0] == "property" and elements:
+            if len(tok) == 5 and tok[1] == "list" and tok[2] in _PLY_SIZES:
+                elements[-1][2] += _PLY_SIZES[tok[2]]  # an empty list: the count alone
+            elif len(tok) == 3 and tok[1] in _PLY_SIZES:
+                elements[-1][2] += _PLY_SIZES[tok[1]]
+            else:
+                raise InputError(f"{path}: bad PLY property line '{raw.strip()}'")
+    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise InputError(f"{path}: PLY format {fmt!r} is not ascii / binary_little_endian / binary_big_endian")
+    need = sum(n * (2 if fmt == "ascii" else row) for _, n, row in elements)
+    if need > body:
+        raise InputError(f"{path}: PLY header declares {', '.join(f'{n} {e}' for e, n, _ in elements)} "
+                         f"(at least {need} bytes) but only {body} bytes follow it: truncated or corrupted")
+    vertices = next((n for e, n, _ in elements if e == "vertex"), 0)
+    if vertices * 3 > MAX_VALUES:
+        raise InputError(f"{path}: {vertices} vertices, more than the limit of {MAX_VALUES // 3}; subsample first")
+    return vertices
 
 
 def _read_cloud(path: Path) -> np.ndarray:
     ext = path.suffix.lower()
     try:
         if ext == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                key = "points" if "points" in z.files else (z.files[0] if len(z.files) == 1 else None)
-                if key is None:
-                    raise InputError(f"{path}: expected an array named 'points' (found {z.files})")
-                a = z[key]
+            _, a = _load_npz(path, ("points",), "an array named 'points' (N, 3)")
         elif ext == ".npy":
-            a = np.load(path, allow_pickle=False)
+            a = _load_npy(path)
         elif ext in (".xyz", ".txt", ".pts"):
             a = np.loadtxt(path, ndmin=2, comments=("#", "//"))
             if a.size and a.shape[1] < 3:
@@ -60,6 +191,7 @@ def _read_cloud(path: Path) -> np.ndarray:
         elif ext == ".ply":
             import open3d as o3d
 
+            check_ply_header(path)
             pc = o3d.io.read_point_cloud(str(path))
             a = np.asarray(pc.points)
             if len(a) == 0:  # maybe a mesh without the point-cloud reader's fields
@@ -78,7 +210,13 @@ def _read_cloud(path: Path) -> np.ndarray:
 
 
 def read_sequence(path: str | Path) -> list[np.ndarray]:
-    """Observed frames as a list of (N_t, 3) float32 arrays (validated: >= 2 frames, no empty frame, no NaN)."""
+    """Observed frames as a list of (N_t, 3) float32 arrays (world units).
+
+    Validated before use: the input exists, >= 2 and <= :data:`MAX_FRAMES` frames, every frame an
+    (N, 3) array with at least one point and only finite coordinates, at most :data:`MAX_VALUES`
+    numbers in all; headers of ``.npy`` / ``.npz`` / ``.ply`` files are checked against their file size
+    before anything is allocated. Every :class:`InputError` names the file (and frame).
+    """
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"input '{p}' does not exist")
@@ -87,58 +225,89 @@ def read_sequence(path: str | Path) -> list[np.ndarray]:
                        and not f.name.startswith("."))
         if not files:
             raise InputError(f"input folder '{p}' holds no point-cloud files ({', '.join(CLOUD_EXTS)}): empty sequence")
-        frames = [_read_cloud(f) for f in files]
-        for f, a in zip(files, frames):
+        if len(files) > MAX_FRAMES:
+            raise InputError(f"input folder '{p}' holds {len(files)} frames, more than the limit of {MAX_FRAMES}")
+        frames, total = [], 0
+        for f in files:
+            a = _read_cloud(f)
             if len(a) == 0:
                 raise InputError(f"{f}: frame has no points")
             if not np.isfinite(a).all():
                 raise InputError(f"{f}: contains NaN or infinite coordinates")
+            total += a.size
+            if total > MAX_VALUES:
+                raise InputError(f"input folder '{p}': more than {MAX_VALUES // 3} points in all (at {f.name}); "
+                                 "subsample the frames first")
+            frames.append(a)
         return check_sequence(frames, str(p))
     if p.suffix.lower() not in (".npz", ".npy"):
         raise InputError(f"input '{p}': expected a folder of per-frame clouds or a (T, N, 3) .npz / .npy file")
-    try:
-        if p.suffix.lower() == ".npy":
-            a = np.load(p, allow_pickle=False)
-        else:
-            with np.load(p, allow_pickle=False) as z:
-                key = next((k for k in ("points", "observations") if k in z.files), None)
-                if key is None and len(z.files) == 1:
-                    key = z.files[0]
-                if key is None:
-                    raise InputError(f"{p}: expected an array 'points' or 'observations' of shape (T, N, 3), "
-                                     f"found {z.files}")
-                a = z[key]
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"{p}: cannot read ({type(e).__name__}: {e})") from e
+    if p.suffix.lower() == ".npy":
+        a = _load_npy(p)
+    else:
+        _, a = _load_npz(p, ("points", "observations"), "an array 'points' or 'observations' of shape (T, N, 3)")
     a = np.asarray(a)
     if a.ndim != 3 or a.shape[-1] != 3:
         raise InputError(f"{p}: expected a (T, N, 3) array, got shape {a.shape}")
+    if len(a) > MAX_FRAMES:
+        raise InputError(f"{p}: {len(a)} frames, more than the limit of {MAX_FRAMES}")
     return check_sequence(a.astype(np.float32), str(p))
 
 
 def read_template(path: str | Path) -> trimesh.Trimesh:
-    """A frame-0 template mesh (OBJ / PLY / OFF / GLB...) with at least one face, finite vertices."""
+    """A frame-0 template mesh (OBJ / PLY / OFF / GLB...) with at least one face, finite vertices,
+    face indices within the vertex list. PLY headers are checked before reading."""
     p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"template '{p}' does not exist (or is not a file)")
+    if p.suffix.lower() == ".ply":
+        check_ply_header(p)
     try:
         m = trimesh.load(p, process=False, force="mesh")
     except Exception as e:  # noqa: BLE001
-        raise InputError(f"{p}: cannot read a mesh ({type(e).__name__}: {e})") from e
-    if len(m.faces) == 0:
+        raise InputError(f"{p}: cannot read a mesh ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
         raise InputError(f"{p}: template mesh has no faces")
     if not np.isfinite(np.asarray(m.vertices)).all():
         raise InputError(f"{p}: template vertices contain NaN or inf")
     return m
 
 
-def normalization(frames: list[np.ndarray], margin: float = 0.0) -> tuple[np.ndarray, float]:
-    """(loc (3,), scale) mapping the frames' joint bounding box into [-0.5, 0.5]^3: normalized = (x - loc) / scale."""
+def read_ground_truth(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth of ``gt=``: an ``.npz`` with ``vertices`` (T, V, 3) (world units, finite) and
+    ``faces`` (F, 3) (integers in [0, V)). Returns (vertices float32, faces int64)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"ground truth '{p}' does not exist (or is not a file)")
+    if p.suffix.lower() != ".npz":
+        raise InputError(f"ground truth '{p}': expected an .npz with 'vertices' (T, V, 3) and 'faces' (F, 3)")
+    what = "arrays 'vertices' (T, V, 3) and 'faces' (F, 3)"
+    _, v = _load_npz(p, ("vertices",), what, only=False)
+    _, f = _load_npz(p, ("faces",), what, only=False)
+    v, f = np.asarray(v), np.asarray(f)
+    if v.ndim != 3 or v.shape[-1] != 3 or v.shape[0] < 1 or v.shape[1] < 3:
+        raise InputError(f"{p}: 'vertices' must be (T, V, 3) with V >= 3, got shape {v.shape}")
+    if f.ndim != 2 or f.shape[-1] != 3 or len(f) == 0 or f.dtype.kind not in "iu":
+        raise InputError(f"{p}: 'faces' must be a non-empty (F, 3) integer array, got {f.dtype} {f.shape}")
+    if f.min() < 0 or f.max() >= v.shape[1]:
+        raise InputError(f"{p}: 'faces' index vertices outside [0, {v.shape[1] - 1}]")
+    v = v.astype(np.float32)
+    if not np.isfinite(v).all():
+        raise InputError(f"{p}: 'vertices' contain NaN or infinite coordinates")
+    return v, f.astype(np.int64)
+
+
+def normalization(frames: list[np.ndarray], margin: float = 0.0, name: str = "observations") -> tuple[np.ndarray, float]:
+    """(loc (3,), scale) mapping the frames' joint bounding box into [-0.5, 0.5]^3: normalized = (x - loc) / scale.
+
+    InputError naming ``name`` when all points coincide (or the extent overflows float32)."""
     allp = np.concatenate(frames)
     lo, hi = allp.min(0), allp.max(0)
     scale = float((hi - lo).max()) * (1.0 + margin)
-    if scale <= 0:
-        raise InputError("observations: all points coincide; cannot normalise the sequence")
+    if not scale > 0:
+        raise InputError(f"{name}: all points coincide; cannot normalise the sequence")
+    if not np.isfinite(scale):
+        raise InputError(f"{name}: coordinates span more than float32 can hold; check the units")
     return ((lo + hi) / 2).astype(np.float32), scale
 
 
@@ -242,8 +411,17 @@ def load_reconstruction(folder: str | Path) -> dict:
     f = folder / "trajectories.npz"
     if not f.is_file():
         raise InputError(f"'{folder}' is not a motion reconstruction folder (no trajectories.npz)")
-    with np.load(f, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(f) as zf:
+            names = [n[:-4] if n.endswith(".npy") else n for n in zf.namelist()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise InputError(f"{f}: not a valid .npz file ({e}); the folder is damaged") from None
+    out: dict = {k: _load_npz(f, (k,), f"an array '{k}'", only=False)[1] for k in names}
     j = folder / "reconstruction.json"
-    out["info"] = json.loads(j.read_text()) if j.is_file() else {}
+    try:
+        out["info"] = json.loads(j.read_text()) if j.is_file() else {}
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{j}: not valid JSON ({e})") from None
     return out

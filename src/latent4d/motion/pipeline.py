@@ -38,8 +38,12 @@ from latent4d.motion.vecset import ShapeVecSetAE
 
 
 def network_folder(path: str | Path, name: str) -> Path:
-    """``<run>/models/<name>`` when ``path`` is a run directory, else ``path`` itself."""
+    """``<run>/models/<name>`` when ``path`` is a run directory, else ``path`` itself (a
+    ``save_pretrained`` folder); :class:`ConfigError` naming the path when neither holds a config.json."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"no exported '{name}' network in '{p}': it does not exist (expected a motion run "
+                          "directory or a save_pretrained folder)")
     for cand in (p / "models" / name, p / name, p):
         if (cand / "config.json").is_file():
             return cand
@@ -48,8 +52,12 @@ def network_folder(path: str | Path, name: str) -> Path:
 
 
 def load_network(cls, path: str | Path, name: str, device="cpu"):
-    """``cls.from_pretrained`` of :func:`network_folder`, in eval mode."""
-    return cls.from_pretrained(network_folder(path, name)).to(device).eval()
+    """``cls.from_pretrained`` of :func:`network_folder`, in eval mode, through
+    :func:`latent4d.trust.load_network` (safetensors only; an empty / truncated weights file, a
+    garbage config.json or a network of another class is a clear :class:`InputError`)."""
+    from latent4d.trust import load_network as load_checked
+
+    return load_checked(cls, network_folder(path, name)).to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------------

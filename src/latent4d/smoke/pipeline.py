@@ -20,11 +20,16 @@ class SDFPipeline:
     @classmethod
     def from_pretrained(cls, run_or_folder: str | Path) -> SDFPipeline:
         """Load from a run directory (``<run>/models/net``) or a ``save_pretrained`` folder."""
-        p = Path(run_or_folder)
+        from latent4d.trust import load_network
+
+        p = Path(run_or_folder).expanduser()
+        if not p.exists():
+            raise ConfigError(f"'{p}' does not exist: expected a smoke run directory or a save_pretrained folder")
         folder = p / "models" / "net" if (p / "models" / "net").is_dir() else p
         if not (folder / "config.json").is_file():
             raise ConfigError(f"no exported SDF network in '{p}' (expected models/net/config.json)")
-        return cls(SDFNet.from_pretrained(folder, low_cpu_mem_usage=False))
+        # safetensors only; empty / truncated weights or a garbage config.json: a clear InputError
+        return cls(load_network(SDFNet, folder))
 
     @torch.no_grad()
     def mesh(self, resolution: int = 128, octree: bool = True) -> trimesh.Trimesh:

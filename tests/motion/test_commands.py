@@ -101,15 +101,15 @@ def test_sample_and_evaluate_each_run(tiny_runs, tmp_path):
     for name in ("shape_ae", "deform_ae", "shape_diffusion", "deform_diffusion"):
         run = tiny_runs[name]
         cfg = load_run_config(run)
-        args = OmegaConf.create({"out": str(tmp_path / name), "resolution": 24, "steps": 2, "n": 1, "n_iou": 2000,
-                                 "n_chamfer": 2000, "n_obs": 48})
-        res = commands.evaluate(run, cfg, args)
+        res = commands.evaluate(run, cfg, OmegaConf.create({"resolution": 24, "steps": 2, "n": 1, "n_iou": 2000,
+                                                            "n_chamfer": 2000}))
         assert (run / "evaluation.json").is_file()
         key = {"shape_ae": "iou", "deform_ae": "corr_rel"}.get(name)
         if key:
             assert np.isfinite(res[key])
         if name in ("deform_ae", "deform_diffusion"):
-            out = commands.sample(run, cfg, args)
+            out = commands.sample(run, cfg, OmegaConf.create({"out": str(tmp_path / name), "resolution": 24,
+                                                              "steps": 2, "n_obs": 48}))
             folder = out.get("folder") or out["folders"][0]
             assert (tmp_path / name / "sample_00" / "trajectories.npz").is_file() and folder
 

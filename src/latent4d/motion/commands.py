@@ -19,7 +19,8 @@ sampling the shape diffusion. ``method=autoencoder shape_ae=<run> deform_ae=<run
 
 Every option is typed and range-checked (:class:`ReconstructOptions`, :class:`SampleOptions`,
 :class:`EvaluateOptions`; unknown keys are errors), ``out=`` is checked and every input file read
-and validated (shapes, NaNs, frame counts, points per frame >= the shape encoder's latent queries)
+and validated (shapes, NaNs, frame counts, and for ``method=autoencoder`` points per frame >= the shape
+encoder's latent queries)
 before any network runs; the output folder is written whole into a temporary sibling and swapped in
 when complete, so a failed run leaves an earlier output untouched.
 """
@@ -185,7 +186,10 @@ def track(input_path, out_dir, shape_run=None, deform_run=None, mode: str = "spa
 
 
 def _check_latent_queries(frames: list[np.ndarray], pipe, input_path: str) -> None:
-    """Every frame needs at least as many points as the shape encoder has latent queries (docs/motion.md)."""
+    """``method=autoencoder`` encodes every frame with the shape AE, whose FPS picks ``num_latents``
+    query points: each frame needs at least that many (docs/motion.md). The diffusion methods need no
+    such minimum: their observation encoder takes min(obs_tokens, N) tokens and the clouds are
+    resampled to ``n_obs`` (the paper's sparse D-FAUST input is 300 points against 512 latents)."""
     M = int(pipe.shape_ae.config.num_latents)
     for t, f in enumerate(frames):
         if len(f) < M:
@@ -219,7 +223,8 @@ def _track(o: ReconstructOptions) -> dict:
         pipe = MotionPipeline.from_runs(shape_ae=o.shape_ae, deform_ae=o.deform_ae)
     else:
         pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=o.deform_run)
-    _check_latent_queries(frames, pipe, str(o.input))
+    if o.method == "autoencoder":
+        _check_latent_queries(frames, pipe, str(o.input))
     if o.normalize:
         loc, scale = normalization(frames, name=f"input '{o.input}'")
     else:

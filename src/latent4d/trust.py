@@ -306,3 +306,27 @@ def load_network(cls, folder: str | Path, limits: dict[str, tuple[int, int]] | N
         raise InputError(f"cannot load {cls.__name__} from '{folder}' ({type(e).__name__}: "
                          f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); the folder is "
                          "damaged or was written by another model size or version") from None
+
+
+def load_scheduler(cls, folder: str | Path, check_class: bool = True, **kwargs: Any):
+    """``cls.from_pretrained(folder)`` of a diffusers-style scheduler folder after checking its
+    ``scheduler_config.json`` (a pure configuration object: nothing in it is executed)."""
+    folder = Path(folder)
+    cfg_path = folder / "scheduler_config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"no exported scheduler in '{folder}' (expected {cfg_path.name})")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"scheduler config '{cfg_path}' is not valid JSON ({e}); the run folder is damaged: "
+                         "re-export it with `latent4d export run=<run>`") from None
+    if not isinstance(cfg, dict):
+        raise InputError(f"scheduler config '{cfg_path}' holds a {type(cfg).__name__}, expected a JSON object")
+    name = cfg.get("_class_name")
+    if check_class and name is not None and name != cls.__name__:
+        raise InputError(f"'{folder}' holds a {name}, not a {cls.__name__}")
+    try:
+        return cls.from_pretrained(folder, **kwargs)
+    except Exception as e:  # noqa: BLE001 - bad values in the config
+        raise InputError(f"cannot load the scheduler from '{cfg_path}' ({type(e).__name__}: {str(e)[:200]}); "
+                         "the run folder is damaged") from None

@@ -9,7 +9,7 @@ from pathlib import Path
 from latent4d.errors import ConfigError
 
 FAMILIES = ("smoke", "hair", "objects", "motion", "binary")
-GROUPS = ("data", "model", "trainer", "logger", "callbacks", "paths", "experiment")
+GROUPS = ("data", "model", "trainer", "logger", "callbacks", "paths", "experiment", "preset")
 
 
 def conf_dir() -> Path:

@@ -205,3 +205,70 @@ def check_output_dir(path: Any, option: str = "out", marker: str | None = None) 
                           "latent4d will not replace a folder it did not write: choose a new or empty folder")
     _check_creatable(p, option)
     return p
+
+
+# ----------------------------------------------------------------------------------------------
+# settings composed by Hydra (conf/<group>/<name>.yaml over a dataclass schema)
+
+_NEEDS_QUOTES = re.compile(r"[,\s=:'\"]|^$")
+
+
+def _quote(override: str) -> str:
+    """``key=value`` with the value quoted when Hydra's override grammar would misread it
+    (``categories=1:mug,2:camera`` would be a sweep; a path with spaces a parse error)."""
+    key, sep, value = override.partition("=")
+    if not sep or value.startswith(("[", "{", "'", '"')) or not _NEEDS_QUOTES.search(value):
+        return override
+    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _hydra_error(e: Exception, schema: type, command: str) -> ConfigError:
+    """One line from a Hydra composition error."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    names = [f.name for f in dataclasses.fields(schema)]
+    m = re.match(r"Could not override '([^']+)'", msg)
+    if m:
+        key = m.group(1)
+        return ConfigError(f"{command}: unknown option '{key}'.{_close(key.split('.')[0], names)} "
+                           f"Options: {', '.join(names)}.")
+    m = re.match(r"Error merging override (.+)", msg)
+    cause = e.__cause__
+    if m and cause is not None:
+        inner = _explain(cause, command, schema)
+        if "option ?" not in str(inner):
+            return inner
+        return ConfigError(f"{command}: {m.group(1)} is not valid ({str(cause).strip().splitlines()[0]})")
+    return ConfigError(f"{command}: {msg}")
+
+
+def compose_settings(config_name: str, schema: type[T], overrides: list[str], command: str) -> T:
+    """Hydra-composed settings: ``conf/<config_name>.yaml`` (defaults) over ``schema`` (a dataclass
+    registered as a structured config), with ``key=value`` ``overrides`` and Hydra's own refusal of
+    unknown keys and wrong types, then the ranges of :func:`opt` and the schema's ``validate()``.
+
+    The YAML file names its schema in its defaults list as ``/schema/<config_name with _>@_here_``
+    and starts with ``# @package _global_``. Returns a ``schema`` instance; raises :class:`ConfigError`.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from latent4d.config import conf_dir
+
+    ConfigStore.instance().store(group="schema", name=config_name.replace("/", "_"), node=schema)
+    bad = [o for o in overrides if "=" not in o or o.startswith(("+", "~", "hydra"))]
+    if bad:
+        raise ConfigError(f"{command}: expected key=value options, got: {' '.join(bad)}")
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name, overrides=[_quote(o) for o in overrides])
+        obj = OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise _hydra_error(e, schema, command) from None
+    check_ranges(obj, command)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj  # type: ignore[return-value]

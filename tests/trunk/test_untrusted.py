@@ -18,8 +18,7 @@ from latent4d.errors import ConfigError, InputError
 from latent4d.train import compose_config, run_training
 from latent4d.trust import check_targets, load_checkpoint
 
-SMOKE = ["experiment=smoke/sdf_sphere", "data.n_train=2048", "data.n_val=256", "data.n_test=256",
-         "model.net.hidden=16", "model.net.layers=2", "test=false"]
+SMOKE = ["experiment=smoke/sdf_sphere", "preset=smoke_tiny", "test=false"]
 
 
 class _Payload:

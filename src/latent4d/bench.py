@@ -156,6 +156,35 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
         return False
 
 
+def train_or_reuse(overrides: list[str], run: str | Path, key: dict | None = None,
+                   reuse: bool = True) -> tuple[dict[str, float], bool]:
+    """Train ``overrides`` into the bench's own folder ``run``, or reuse a finished run there.
+
+    A run is reused when its resolved training settings equal the new config's
+    (:func:`finished_run_matches`) and, with ``key`` (anything else the result depends on, e.g.
+    hashes of the weights of linked runs), when ``run/bench_key.json`` holds the same key. Otherwise
+    the folder is cleared (:func:`latent4d.train.replace_run`) and trained again. Returns
+    ``(metrics, reused)``; the metrics are those of ``run/metrics.json``.
+    """
+    import json
+
+    from latent4d.fileio import write_json_atomic
+    from latent4d.train import compose_config, replace_run, run_training
+
+    run = Path(run)
+    cfg = compose_config(list(overrides), run)
+    stamp = run / "bench_key.json"
+    if reuse and finished_run_matches(run, cfg):
+        saved = json.loads(stamp.read_text()).get("key") if stamp.is_file() else None
+        if key is None or saved == key:
+            return json.loads((run / "metrics.json").read_text()), True
+    replace_run(run)
+    metrics = run_training(cfg)
+    if key is not None:
+        write_json_atomic(stamp, {"key": key})
+    return metrics, False
+
+
 def registry() -> dict[str, Callable[[BenchReport, bool], None]]:
     """All benchmarks of the families present (``latent4d.<family>.bench.BENCHMARKS``) and of the
     viewer (``latent4d.viewer.bench``)."""

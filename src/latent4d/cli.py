@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "export":
                 _export(ns.options)
             elif cmd == "reconstruct":
-                _family_command(ns.family, "reconstruct")(_dotlist(ns.options))
+                _family_command(ns.family, "reconstruct")(list(ns.options))
             elif cmd == "convert":
                 _family_command("hair", "convert")(ns.inp, ns.out, resample=ns.resample)
             elif cmd == "demo":

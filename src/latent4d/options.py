@@ -60,7 +60,11 @@ def _as_container(args: Any) -> dict:
         bad = [i for i in args if "=" not in str(i)]
         if bad:
             raise ConfigError(f"expected key=value options, got: {' '.join(map(str, bad))}")
-        return OmegaConf.to_container(OmegaConf.from_dotlist([str(a) for a in args]))  # type: ignore[return-value]
+        try:
+            return OmegaConf.to_container(OmegaConf.from_dotlist([str(a) for a in args]))  # type: ignore[return-value]
+        except Exception as e:  # noqa: BLE001 - OmegaConf / YAML grammar errors ('a..b=1', control characters)
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot parse the options {' '.join(map(str, args))!r}: {first}") from None
     raise ConfigError(f"options must be key=value pairs, got {type(args).__name__}")
 
 

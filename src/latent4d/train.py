@@ -74,6 +74,24 @@ def check_resume_target(out: Path, cfg: DictConfig) -> None:
                           "into a new folder")
 
 
+def replace_run(run_dir: str | Path) -> Path:
+    """Clear a folder that latent4d itself owns (a demo or benchmark run) before training into it again.
+
+    Training never writes into an existing run unless resuming it; the demo and the benches retrain
+    into fixed folders, so they call this first. Only an empty folder or a latent4d run folder
+    (``config.yaml``) is removed; anything else is a :class:`ConfigError`.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"'{run_dir}' exists and is not a latent4d run folder: latent4d will not replace it "
+                              "(choose another output folder)")
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
 def _ckpt_mismatch(e: RuntimeError, ckpt_path: str, cfg: DictConfig) -> InputError | None:
     """Lightning's state-dict mismatch on resume, as one clear error (None for other errors)."""
     text = str(e)

@@ -33,12 +33,13 @@ def _train(overrides: list[str], out: Path) -> dict:
     import json
 
     from latent4d.bench import finished_run_matches
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     cfg = compose_config([*overrides, *QUIET], out)
     if finished_run_matches(out, cfg):
         REUSED.append(out.name)
         return json.loads((out / "metrics.json").read_text())
+    replace_run(out)
     return run_training(cfg)
 
 

@@ -336,18 +336,18 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
 
     from latent4d.binary.metrics import DigitsEvaluator
     from latent4d.binary.pipeline import BinaryLatentPipeline, save_image_grid
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     t0 = time.time()
     out_dir = Path(out_dir)
     ae_run, dm_run = out_dir / "ae_digits", out_dir / "diffusion_digits"
     quiet = ["callbacks=minimal", "logger=csv"]
     ae_over = ["experiment=binary/ae_digits", *quiet] + (["trainer.max_epochs=4"] if quick else [])
-    ae_metrics = run_training(compose_config(ae_over, ae_run))
+    ae_metrics = run_training(compose_config(ae_over, replace_run(ae_run)))
     df_over = ["experiment=binary/diffusion_digits", f"autoencoder_path={ae_run}", *quiet]
     if quick:
         df_over += ["trainer.max_epochs=10", "model.warmup_steps=20", "model.denoiser.depth=2"]
-    df_metrics = run_training(compose_config(df_over, dm_run))
+    df_metrics = run_training(compose_config(df_over, replace_run(dm_run)))
     pipe = BinaryLatentPipeline.from_pretrained(dm_run)
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(80) // 8

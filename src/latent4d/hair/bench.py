@@ -42,7 +42,7 @@ def _train(report: BenchReport, reuse: bool) -> dict:
     """
     from latent4d.bench import finished_run_matches
     from latent4d.fileio import write_json_atomic
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     root = _runs_dir(report)
     s_ov = ["experiment=hair/strand_vae", "callbacks=minimal", "logger=csv", *(QUICK_STRAND if report.quick else [])]
@@ -63,6 +63,7 @@ def _train(report: BenchReport, reuse: bool) -> dict:
             reused.append(f"{name}_vae")
         else:
             t0, c0 = time.time(), time.process_time()
+            replace_run(root / f"{name}_vae")
             metrics = run_training(cfg)
             info.update(dict(zip(keys, (metrics, time.time() - t0, time.process_time() - c0))))
     if reused:

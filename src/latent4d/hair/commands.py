@@ -350,16 +350,16 @@ DEMO_STYLE = ["trainer.max_epochs=20", "data.n_train=300"]
 def train_pair(out_dir: Path, quick: bool, strand_overrides: list[str] | None = None,
                style_overrides: list[str] | None = None) -> tuple[Path, Path, dict, dict]:
     """Train a strand-VAE and a hairstyle-VAE on it (in-process); returns their run dirs and metrics."""
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     common = ["callbacks=minimal", "logger=csv"]
     s_dir, t_dir = out_dir / "strand_vae", out_dir / "style_vae"
     s_ov = ["experiment=hair/strand_vae", *common, *(DEMO_QUICK_STRAND if quick else DEMO_STRAND),
             *(strand_overrides or [])]
-    m1 = run_training(compose_config(s_ov, s_dir))
+    m1 = run_training(compose_config(s_ov, replace_run(s_dir)))
     t_ov = ["experiment=hair/style_vae", *common, f"model.strand_vae_path={s_dir}",
             *(DEMO_QUICK_STYLE if quick else DEMO_STYLE), *(style_overrides or [])]
-    m2 = run_training(compose_config(t_ov, t_dir))
+    m2 = run_training(compose_config(t_ov, replace_run(t_dir)))
     return s_dir, t_dir, m1, m2
 
 

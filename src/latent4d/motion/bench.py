@@ -60,7 +60,7 @@ def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path
     :func:`latent4d.bench.finished_run_matches`) ``experiment=motion/<exp>`` into ``RUNS/<name>``;
     returns (run dir, stats)."""
     from latent4d.bench import finished_run_matches
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     run = RUNS / name
     key = {"experiment": exp, "overrides": overrides}
@@ -74,6 +74,7 @@ def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path
         if saved.get("key") == key:
             return run, saved["stats"]
     t0 = time.perf_counter()
+    replace_run(run)
     metrics = run_training(cfg)
     seconds = time.perf_counter() - t0
     steps = _trained_steps(run)

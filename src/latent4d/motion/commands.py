@@ -453,7 +453,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     from latent4d.motion.evaluate import held_out, observe, sequence_metrics
     from latent4d.motion.io import write_reconstruction
     from latent4d.motion.pipeline import MotionPipeline
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     out_dir = Path(out_dir)
     ov = _demo_overrides(quick)
@@ -463,11 +463,11 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     runs = {}
     for exp in ("shape_ae", "deform_ae"):
         runs[exp] = out_dir / "runs" / exp
-        run_training(compose_config([f"experiment=motion/{exp}", *base, *ov[exp]], runs[exp]))
+        run_training(compose_config([f"experiment=motion/{exp}", *base, *ov[exp]], replace_run(runs[exp])))
     links = [f"shape_ae_run={runs['shape_ae']}", f"deform_ae_run={runs['deform_ae']}"]
     for exp in ("shape_diffusion", "deform_diffusion"):
         runs[exp] = out_dir / "runs" / exp
-        run_training(compose_config([f"experiment=motion/{exp}", *base, *links, *ov[exp]], runs[exp]))
+        run_training(compose_config([f"experiment=motion/{exp}", *base, *links, *ov[exp]], replace_run(runs[exp])))
     t_train = time.perf_counter() - t0
     T = 5 if quick else 17
     clip = held_out(1, T, splits=("test_identity",), kinds=("blob",) if quick else None)[0]

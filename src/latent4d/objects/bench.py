@@ -41,7 +41,7 @@ def trained_database(out_dir: Path, quick: bool) -> Path:
     """Train (or reuse) the benchmark's latent database; returns its run directory."""
     from omegaconf import OmegaConf
 
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     run = Path(out_dir) / ("objects_db_quick" if quick else "objects_db")
     overrides = ["experiment=objects/latent_db", "callbacks=minimal", "logger=csv"] + (QUICK_OVERRIDES if quick else [])
@@ -55,6 +55,7 @@ def trained_database(out_dir: Path, quick: bool) -> Path:
     if (run / "models" / "database" / "config.json").is_file() and (run / "config.yaml").is_file():
         if relevant(OmegaConf.load(run / "config.yaml")) == relevant(cfg):
             return run
+    replace_run(run)
     run_training(cfg)
     return run
 

@@ -381,7 +381,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     from latent4d.objects.pipeline import ObjectsPipeline
     from latent4d.objects.scenes import make_scene, save_scene
     from latent4d.objects.synthetic import object_set
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     out_dir = Path(out_dir)
     run = out_dir / "run"
@@ -393,7 +393,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
                       "data.objects_per_batch=6", "model.shape_decoder.hidden=96", "model.shape_decoder.num_layers=4", "model.shape_decoder.num_freqs=2",
                       "model.shape_decoder.latent_in=[2]", "model.appearance.hidden=48",
                       "model.appearance.num_layers=2", "model.lr_decoder=3e-3", "model.lr_codes=1e-2"]
-    metrics = run_training(compose_config(overrides, run))
+    metrics = run_training(compose_config(overrides, replace_run(run)))
     pipe = ObjectsPipeline.from_pretrained(run)
     objs = object_set(cats, 1, seed_offset=HELDOUT_SEED_OFFSET, resolution=64 if quick else 96)
     frame = make_scene(objs, seed=3, n_objects=2 if quick else 3)

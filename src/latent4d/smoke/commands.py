@@ -79,13 +79,13 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     from latent4d.render import render_png
     from latent4d.smoke.metrics import mesh_chamfer_l1
     from latent4d.smoke.pipeline import SDFPipeline
-    from latent4d.train import compose_config, run_training
+    from latent4d.train import compose_config, replace_run, run_training
 
     run = out_dir / "run"
     overrides = ["experiment=smoke/sdf_sphere", "callbacks=minimal", "logger=csv"]
     if quick:
         overrides += ["trainer.max_epochs=2", "data.n_train=20000"]
-    metrics = run_training(compose_config(overrides, run))
+    metrics = run_training(compose_config(overrides, replace_run(run)))
     mesh = SDFPipeline.from_pretrained(run).mesh(128)
     with atomic_path(out_dir / "sdf_sphere.ply") as tmp:
         mesh.export(tmp)

@@ -99,7 +99,7 @@ class BenchReport:
 def machine_info() -> dict[str, Any]:
     import torch
 
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available()}
     try:
@@ -148,7 +148,7 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
 
     def settings(c) -> dict:
         d = OmegaConf.to_container(c, resolve=True)
-        return {k: d.get(k) for k in keys}
+        return {k: d.get(k) for k in keys} if isinstance(d, dict) else {}
 
     try:
         return settings(OmegaConf.load(run / "config.yaml")) == settings(cfg)

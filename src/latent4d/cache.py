@@ -43,5 +43,5 @@ def cached_npz(name: str, params: dict, build: Callable[[], dict[str, np.ndarray
     data = build()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **data)
+            np.savez_compressed(f, **data)  # type: ignore[arg-type]  # numpy stubs: **arrays
     return data

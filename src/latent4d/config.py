@@ -201,14 +201,15 @@ def check_value_types(node, where: str) -> None:
             continue
         if not isinstance(item, dict):
             continue
-        stack.extend((f"{path}.{k}", v) for k, v in item.items() if not str(k).startswith("_"))
+        stack.extend((f"{path}.{k!s}", v) for k, v in item.items() if not str(k).startswith("_"))
         target = item.get("_target_")
         if not isinstance(target, str) or not target.startswith(("latent4d.", "pytorch_lightning.")):
             continue
         try:
             cls = get_class(target)
-            hints = typing.get_type_hints(cls.__init__)
-            params = inspect.signature(cls.__init__).parameters
+            init = getattr(cls, "__init__")  # noqa: B009 - the class's constructor, not an instance's
+            hints = typing.get_type_hints(init)
+            params = inspect.signature(init).parameters
         except Exception:  # noqa: BLE001 - unresolvable annotations: leave it to the constructor
             continue
         for key, value in item.items():

@@ -30,9 +30,9 @@ class CSVLogger(_PLCSVLogger):
     """``pytorch_lightning.loggers.CSVLogger`` whose ``metrics.csv`` survives a resume (rows are appended)."""
 
     @property
-    def experiment(self) -> AppendingExperimentWriter:
+    def experiment(self) -> _PLWriter:
         if self._experiment is not None:
-            return self._experiment
+            return self._experiment  # type: ignore[return-value]  # Lightning annotates its private base
         self._fs.makedirs(self.root_dir, exist_ok=True)
         self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
         return self._experiment

@@ -28,7 +28,7 @@ class LatentModule(pl.LightningModule):
             tmp = out_dir / f".{name}.tmp"
             if tmp.exists():
                 shutil.rmtree(tmp)
-            net.save_pretrained(tmp, safe_serialization=True)
+            net.save_pretrained(tmp, safe_serialization=True)  # type: ignore[attr-defined]  # diffusers stubs
             if final.exists():
                 shutil.rmtree(final)
             tmp.rename(final)

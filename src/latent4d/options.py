@@ -36,7 +36,7 @@ def opt(default: Any = dataclasses.MISSING, *, min: float | None = None, max: fl
         gt: float | None = None, choices: tuple | None = None, help: str = "",  # noqa: A002
         default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with a validated range (``min <= v <= max``, ``v > gt``) or choices."""
-    meta = {"min": min, "max": max, "gt": gt, "choices": choices, "help": help}
+    meta: dict[str, Any] = {"min": min, "max": max, "gt": gt, "choices": choices, "help": help}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -122,7 +122,7 @@ def check_ranges(obj: Any, command: str) -> None:
 
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
-        meta = f.metadata or {}
+        meta: Any = f.metadata or {}
         if v is None:
             continue
         choices = meta.get("choices")
@@ -237,7 +237,7 @@ def _hydra_error(e: Exception, schema: type, command: str) -> ConfigError:
                            f"Options: {', '.join(names)}.")
     m = re.match(r"Error merging override (.+)", msg)
     cause = e.__cause__
-    if m and cause is not None:
+    if m and isinstance(cause, Exception):
         inner = _explain(cause, command, schema)
         if "option ?" not in str(inner):
             return inner

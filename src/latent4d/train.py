@@ -47,7 +47,8 @@ def check_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> Path:
     p = Path(path).expanduser()
     ckpt = check_lightning_checkpoint(p)
     if cfg is not None and cfg.get("model") is not None:
-        meta = ckpt.get("latent4d") if isinstance(ckpt.get("latent4d"), dict) else {}
+        found = ckpt.get("latent4d")
+        meta: dict = found if isinstance(found, dict) else {}
         written_by, want = meta.get("module"), cfg.model.get("_target_")
         if written_by and want and written_by != want:
             raise InputError(f"checkpoint '{p}' was written by {written_by}, but experiment "
@@ -188,7 +189,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     metrics["data_seconds"] = data_seconds  # building / loading the training and validation data
     if cfg.get("test"):
         ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-        best = "best" if (ckpt_cb is not None and ckpt_cb.best_model_path and not trainer.fast_dev_run) else None
+        best = "best" if (ckpt_cb is not None and ckpt_cb.best_model_path and not getattr(trainer, "fast_dev_run", False)) else None
         results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         for r in results:
             metrics.update({k: float(v) for k, v in r.items()})

@@ -62,7 +62,7 @@ def keep_schedule(num_train_timesteps: int, schedule: str = "linear") -> np.ndar
     return k
 
 
-class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):
+class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[misc]  # diffusers' own bases disagree on config_name
     """Bernoulli (bit-flip) diffusion with ``T = num_train_timesteps`` steps; diffusers scheduler API.
 
     Timesteps are integers in [0, T]; ``x_T ~ Bernoulli(0.5)`` is pure noise. Tensors of bits are
@@ -92,7 +92,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):
 
     def set_timesteps(self, num_inference_steps: int, device: str | torch.device | None = None) -> None:
         """Choose ``S = num_inference_steps`` timesteps ``floor(T (S - i) / S)``, i = 0..S-1 (descending)."""
-        T = int(self.config.num_train_timesteps)
+        T = int(self.config["num_train_timesteps"])
         if isinstance(num_inference_steps, bool) or int(num_inference_steps) != num_inference_steps:
             raise InputError(f"steps must be an integer, got {num_inference_steps!r}")
         S = int(num_inference_steps)
@@ -130,7 +130,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):
         """Sample ``x_t ~ q(x_t | x_0)`` for bits ``original_samples`` (B, ...); ``timesteps`` int or (B,)."""
         _check_bits(original_samples, "original_samples")
         t = torch.as_tensor(timesteps)
-        T = int(self.config.num_train_timesteps)
+        T = int(self.config["num_train_timesteps"])
         if (t < 0).any() or (t > T).any():
             raise InputError(f"timesteps must lie in [0, {T}], got {t.tolist()}")
         probs = self.marginal_probs(original_samples.float(), t)
@@ -144,7 +144,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):
         with ``q(x_t | x_s) = Bernoulli(r x_s + (1 - r) / 2)``, ``r = k_t / k_s``.
         """
         t, s = _as_int(t), _as_int(prev_t)
-        if not 0 <= s < t <= int(self.config.num_train_timesteps):
+        if not 0 <= s < t <= int(self.config["num_train_timesteps"]):
             raise InputError(f"posterior needs 0 <= prev_t < t <= T, got prev_t={s}, t={t}")
         ks, kt = float(self.k[s]), float(self.k[t])
         r = kt / ks
@@ -184,7 +184,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):
         return BernoulliSchedulerOutput(prev_sample=prev, pred_original_sample=p0)
 
     def __len__(self) -> int:
-        return int(self.config.num_train_timesteps)
+        return int(self.config["num_train_timesteps"])
 
 
 def check_temperature(temperature) -> float:

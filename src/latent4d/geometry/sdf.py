@@ -33,7 +33,7 @@ class MeshSDF:
             raise InputError("MeshSDF: mesh vertices contain NaN or inf")
         self.vertices, self.faces = v, f
         self.scene = o3d.t.geometry.RaycastingScene()
-        self.scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(f))
+        self.scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(f))  # type: ignore[call-overload]  # open3d stubs
         self.robust = robust
         self.nsamples = nsamples
 
@@ -42,7 +42,7 @@ class MeshSDF:
         p = np.ascontiguousarray(np.asarray(points, dtype=np.float32))
         if p.ndim != 2 or p.shape[1] != 3:
             raise InputError(f"query points must be (N, 3), got {p.shape}")
-        return o3d.core.Tensor(p)
+        return o3d.core.Tensor(p)  # type: ignore[call-overload]  # open3d stubs lack the ndarray overload
 
     def unsigned_distance(self, points) -> np.ndarray:
         """(N,) distance to the surface."""

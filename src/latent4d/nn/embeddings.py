@@ -16,6 +16,8 @@ class FourierPointEmbed(nn.Module):
     is 3 * 8 * 2 + 3 = 51 wide, as in the paper.
     """
 
+    freqs: torch.Tensor
+
     def __init__(self, dim: int, num_freqs: int = 8, include_input: bool = True, in_dim: int = 3):
         super().__init__()
         freqs = (2.0 ** torch.arange(num_freqs, dtype=torch.float32)) * math.pi

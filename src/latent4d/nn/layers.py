@@ -41,9 +41,10 @@ class AdaLayerNorm(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.gate = gate
-        self.mod = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, dim * (3 if gate else 2)))
-        nn.init.zeros_(self.mod[1].weight)
-        nn.init.zeros_(self.mod[1].bias)
+        lin = nn.Linear(cond_dim, dim * (3 if gate else 2))
+        nn.init.zeros_(lin.weight)
+        nn.init.zeros_(lin.bias)
+        self.mod = nn.Sequential(nn.SiLU(), lin)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor):
         m = self.mod(cond)

@@ -185,17 +185,17 @@ class SpaceTimeBlock(nn.Module):
         B, T, M, D = x.shape
         h, g = self.norm1(x, cond)
         x = x + g * self.attn1(h, mask=frame_mask if self.block_type == "joint" else None)
-        if self.ctx is not None and context is not None:
+        if self.ctx is not None and self.norm_ctx is not None and context is not None:
             h, g = self.norm_ctx(x, cond)
             # the context is shared by all frames: fold T into the query length (no copies of it)
             x = x + g * self.ctx(h.reshape(B, T * M, D), context).reshape(B, T, M, D)
-        if self.obs is not None and frame_context is not None:
+        if self.obs is not None and self.norm_obs is not None and frame_context is not None:
             h, g = self.norm_obs(x, cond)
             N = frame_context.shape[2]
             fm = None if frame_context_mask is None else frame_context_mask.reshape(B * T, N)
             o = self.obs(h.reshape(B * T, M, D), frame_context.reshape(B * T, N, -1), mask=fm)
             x = x + g * o.reshape(B, T, M, D)
-        if self.temporal is not None:
+        if self.temporal is not None and self.norm_t is not None:
             h, g = self.norm_t(x, cond)
             x = x + g * self.temporal(h, mask=frame_mask)
         h, g = self.norm_ff(x, cond)
@@ -206,7 +206,7 @@ class SpaceTimeBlock(nn.Module):
 # analytic costs
 
 
-def spacetime_attention_flops(T: int, M: int, dim: int, heads: int, dim_head: int) -> dict[str, int]:
+def spacetime_attention_flops(T: int, M: int, dim: int, heads: int, dim_head: int) -> dict[str, float]:
     """Forward FLOPs of the interleaved pair and of joint self-attention (projections included)."""
     spatial = T * attention_flops(M, M, dim, heads, dim_head)
     temporal = M * attention_flops(T, T, dim, heads, dim_head)

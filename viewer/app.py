@@ -77,7 +77,7 @@ def main(cmd: str, argv: list[str]) -> int:
             check_render_args(args)
             return run_render(args)
     except Latent4DError as e:
-        from latent4d.viewer.controller import one_line
+        from latent4d.viewer.messages import one_line
 
         print(f"latent4d {cmd}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
@@ -157,7 +157,8 @@ def apply_view_options(app, args) -> None:
 
 def read_inputs(cmd: str, paths: list[str]) -> list[tuple[str, object, Path]] | None:
     """Read every input (no window); None after printing one error line for the first that fails."""
-    from latent4d.viewer.controller import error_line, read_input
+    from latent4d.viewer.controller import read_input
+    from latent4d.viewer.messages import error_line
 
     out = []
     for p in paths:
@@ -224,7 +225,8 @@ def run_render(args) -> int:
     and skipped, and the others are still rendered (exit status 1). The renderer starts only once
     an input has been read.
     """
-    from latent4d.viewer.controller import ViewerApp, error_line, read_input
+    from latent4d.viewer.controller import ViewerApp, read_input
+    from latent4d.viewer.messages import error_line
 
     from latent4d.fileio import atomic_path
 

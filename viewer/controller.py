@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from latent4d.viewer.messages import describe, one_line, wrap
 from latent4d.viewer.scene import SceneView
 
-from latent4d.errors import InputError, Latent4DError
+from latent4d.errors import InputError
 
 PANEL_EM = 21.0  # side panel width in em
 STATUS_EM = 1.9  # status line height in em
@@ -163,7 +164,7 @@ class ViewerApp:
             panel = self.panel_for(path)
             data = panel.read(path)
         except Exception as e:  # noqa: BLE001 - every failure is reported, the viewer stays up
-            self.error(_describe(e, path))
+            self.error(describe(e, path))
             return False
         return self._apply(panel, data, path, t0)
 
@@ -190,7 +191,7 @@ class ViewerApp:
                 panel = self.panel_for(path)
                 data = panel.read(path)
             except Exception as e:  # noqa: BLE001
-                msg = _describe(e, path)
+                msg = describe(e, path)
                 self.post(lambda: (self.error(msg), on_done and on_done(False)))
                 return
             self.post(lambda: (r := self._apply(panel, data, path, t0), on_done and on_done(r)))
@@ -201,7 +202,7 @@ class ViewerApp:
         try:
             panel.show(data)
         except Exception as e:  # noqa: BLE001
-            self.error(_describe(e, path))
+            self.error(describe(e, path))
             return False
         self.loaded.append(path)
         self.reset_camera()
@@ -229,7 +230,7 @@ class ViewerApp:
         em = self.em
         dlg = gui.Dialog("Error")
         box = gui.Vert(0.5 * em, gui.Margins(em, em, em, em))
-        box.add_child(gui.Label(_wrap(message, 70)))
+        box.add_child(gui.Label(wrap(message, 70)))
         ok = gui.Button("OK")
         ok.set_on_clicked(self.close_dialog)
         row = gui.Horiz()
@@ -262,7 +263,7 @@ class ViewerApp:
         except Exception as e:  # noqa: BLE001
             if not isinstance(e, InputError):
                 traceback.print_exc()
-            self.error(_describe(e, None))
+            self.error(describe(e, None))
             return None
 
     def post(self, fn: Callable[[], object]) -> None:
@@ -287,7 +288,7 @@ class ViewerApp:
                 result = fn()
             except Exception as e:  # noqa: BLE001
                 traceback.print_exc()
-                msg = _describe(e, None)
+                msg = describe(e, None)
                 self.post(lambda: (on_error and on_error(msg), self.error(msg)))
                 return
             if on_done is not None:
@@ -447,50 +448,6 @@ class ViewerApp:
             self._drag = (dragging[0], True, (x, y))
             return W.CONSUMED
         return W.IGNORED
-
-
-def _describe(e: BaseException, path: Path | None) -> str:
-    msg = str(e) or type(e).__name__
-    if not isinstance(e, Latent4DError | OSError | ValueError):
-        msg = f"{type(e).__name__}: {msg}"
-    if path is not None and str(path) not in msg and path.name not in msg:
-        msg = f"{path}: {msg}"
-    return msg
-
-
-def _wrap(text: str, width: int) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.fill(line, width) for line in text.splitlines() or [""])
-
-
-def one_line(message: str, limit: int = 1000) -> str:
-    """``message`` on one line (whitespace collapsed), at most ``limit`` characters."""
-    text = " ".join(str(message).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def error_line(e: BaseException, path=None) -> str:
-    """``<path>: <reason>`` on one line for an exception raised while opening ``path``."""
-    msg = one_line(_describe(e, None))
-    if path is not None and not msg.startswith(str(path)):
-        msg = f"{path}: {msg}"
-    return one_line(msg)
-
-
-def mesh_read_error(path, e: BaseException) -> InputError:
-    """An :class:`InputError` naming ``path`` for an exception raised by a third-party mesh / point
-    cloud loader (trimesh), with the reason in words where it is known."""
-    detail = one_line(str(e), 200)
-    if isinstance(e, IndexError):
-        reason = f"face indices out of range: a face refers to a vertex the file does not have ({detail})"
-    elif isinstance(e, MemoryError):
-        reason = "the file declares more data than can be loaded (a corrupt or hostile header)"
-    elif isinstance(e, UnicodeDecodeError):
-        reason = "not a text file of this format (undecodable bytes)"
-    else:
-        reason = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
-    return InputError(f"{path}: cannot read this file as a mesh or point cloud ({reason})")
 
 
 #: panel attribute names in the order they are asked whether they read a file

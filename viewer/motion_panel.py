@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from latent4d.viewer import ui
+from latent4d.viewer.messages import mesh_read_error
 from latent4d.viewer.scene import Style, mesh_geometry, point_geometry, position_colors
 
 from latent4d.errors import InputError
@@ -74,8 +75,6 @@ def _load_frame(path: Path):
     try:
         obj = trimesh.load(path, process=False)
     except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-        from latent4d.viewer.controller import mesh_read_error
-
         raise mesh_read_error(path, e) from None
     if isinstance(obj, trimesh.Scene):
         geoms = [g for g in obj.geometry.values() if isinstance(g, trimesh.Trimesh)]

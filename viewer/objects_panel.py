@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from latent4d.viewer import ui
+from latent4d.viewer.messages import mesh_read_error
 from latent4d.viewer.scene import Style, box_lineset, index_colors, mesh_geometry, point_geometry
 
 from latent4d.errors import ConfigError, InputError
@@ -256,8 +257,6 @@ def read_geometry(path: Path) -> MeshItem | CloudItem:
     try:
         obj = trimesh.load(path, process=False)
     except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-        from latent4d.viewer.controller import mesh_read_error
-
         raise mesh_read_error(path, e) from None
     if isinstance(obj, trimesh.Scene):
         meshes = [g for g in obj.dump() if isinstance(g, trimesh.Trimesh)] if hasattr(obj, "dump") else []

@@ -9,10 +9,34 @@ Without a window (headless ``--screenshot``) no widget exists and the same metho
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:  # pragma: no cover
-    from latent4d.viewer.controller import ViewerApp
+
+class App(Protocol):
+    """What a panel uses of the application (:class:`latent4d.viewer.controller.ViewerApp`).
+
+    Panels depend on this contract, not on the controller module, so that the controller can
+    build the panels without the two importing each other.
+    """
+
+    view: Any  # latent4d.viewer.scene.SceneView
+    window: Any  # the open3d gui.Window, None when headless
+
+    def set_status(self, text: str) -> None: ...
+
+    def call_ui(self, fn: Callable, *args) -> Any: ...
+
+    def post(self, fn: Callable[[], object]) -> None: ...
+
+    def run_worker(self, fn: Callable[[], object], on_done: Callable[[object], None] | None = None,
+                   on_error: Callable[[str], None] | None = None) -> Any: ...
+
+    def relayout(self) -> None: ...
+
+    def reset_camera(self) -> None: ...
+
+    def ask_path(self, title: str, save: bool, filters: list[tuple[str, str]],
+                 on_done: Callable[[str], None]) -> None: ...
 
 
 def gui():
@@ -105,7 +129,7 @@ class Panel:
     title = "panel"
     prefix = "panel/"  # names of this panel's geometries in the scene
 
-    def __init__(self, app: ViewerApp):
+    def __init__(self, app: App):
         self.app = app
         self.root = None  # the CollapsableVert, once built
         self.widgets: dict[str, Any] = {}

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 L4D := $(VENV)/bin/latent4d
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench lint typecheck check clean
 
 setup:
 	@bash scripts/setup.sh
@@ -15,8 +15,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# the same checks as .pre-commit-config.yaml and CI
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts viewer
+	$(VENV)/bin/ruff format --check src tests scripts viewer
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
 
 bench: setup
 	@for b in $$($(PY) -c "from latent4d.bench import registry; print(' '.join(sorted(registry())))"); do \

@@ -10,8 +10,7 @@ import torch
 
 from latent4d.hair.data import HairStrandDataModule, split_seeds
 from latent4d.hair.metrics import PCABaseline, position_error
-from latent4d.hair.pipeline import load_strand_vae
-from latent4d.hair.strand_vae import StrandVAE, kl_divergence, strand_losses
+from latent4d.hair.strand_vae import StrandVAE, kl_divergence, load_strand_vae, strand_losses
 
 
 def test_model_shapes_and_root_at_origin():

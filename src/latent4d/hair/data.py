@@ -243,7 +243,7 @@ class HairGuideDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._sets:
             return
-        from latent4d.hair.pipeline import load_strand_vae
+        from latent4d.hair.strand_vae import load_strand_vae
 
         hp = self.hparams
         if not hp.strand_vae_path:

@@ -102,7 +102,7 @@ class StyleVAEModule(LatentModule):
                  min_lr_ratio: float = 0.02):
         super().__init__()
         from latent4d.errors import ConfigError
-        from latent4d.hair.pipeline import load_strand_vae
+        from latent4d.hair.strand_vae import load_strand_vae
 
         if not strand_vae_path:
             raise ConfigError("the hairstyle-VAE needs a trained strand-VAE: add model.strand_vae_path=<run directory "
@@ -129,12 +129,11 @@ class StyleVAEModule(LatentModule):
         written = super().export(out_dir)
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and hasattr(dm, "dataset") and "style_vae" in written:
-            from latent4d.hair.pipeline import HairPipeline
             from latent4d.hair.retrieval import build_latent_bank
 
             was = self.training
-            build_latent_bank(HairPipeline(self.strand_vae, self.style_vae),
-                              dm.dataset("train").tensors[0]).save(written["style_vae"])
+            self.eval()
+            build_latent_bank(self.strand_vae, self.style_vae, dm.dataset("train").tensors[0]).save(written["style_vae"])
             self.train(was)
         return written
 

@@ -30,55 +30,10 @@ from latent4d.errors import ConfigError, InputError
 from latent4d.hair.densify import MODES, densify, guide_world, texel_similarity
 from latent4d.hair.guides import encode_guides, gather_map, guide_strands, scatter_map
 from latent4d.hair.scalp import Scalp
-from latent4d.hair.strand_vae import StrandVAE
+from latent4d.hair.strand_vae import STRAND_VAE_LIMITS, StrandVAE
 from latent4d.hair.strands import Hairstyle, resample_polylines, to_local
-
-
-def resolve_model_dir(path: str | Path, name: str) -> Path:
-    """``<run>/models/<name>``, ``<folder>/<name>`` or ``<folder>`` itself (a save_pretrained folder).
-
-    A candidate whose config.json names another class is skipped (a strand-VAE folder is not a
-    hairstyle-VAE); one whose config.json is unreadable is returned, so that loading it reports the
-    damaged file (:func:`latent4d.trust.load_network`) instead of "not found".
-    """
-    import json
-
-    p = Path(path).expanduser()
-    want = {"strand_vae": "StrandVAE", "style_vae": "HairstyleVAE"}.get(name)
-    for cand in (p / "models" / name, p / name, p):
-        if (cand / "config.json").is_file():
-            try:
-                cfg = json.loads((cand / "config.json").read_text())
-                cls = cfg.get("_class_name") if isinstance(cfg, dict) else None
-            except (ValueError, UnicodeDecodeError, OSError):
-                cls = None
-            if want is None or cls in (None, want):
-                return cand
-    raise ConfigError(f"no exported '{name}' network in '{p}' (expected {p}/models/{name}/config.json; "
-                      "train it with `latent4d train experiment=hair/...`)")
-
-
-#: plausible ranges of the size settings in a network's config.json, checked before anything sized by
-#: them is built (a damaged or hostile config.json must not allocate gigabytes)
-STRAND_VAE_LIMITS = {"num_points": (2, 10_000), "latent_dim": (1, 4096), "channels": (1, 4096),
-                     "hidden": (1, 16384), "layers": (1, 64)}
-STYLE_VAE_LIMITS = {"latent_channels": (1, 4096), "grid": (8, 512), "style_dim": (1, 4096), "channels": (1, 4096)}
-
-
-def load_strand_vae(path: str | Path) -> StrandVAE:
-    """The strand-VAE of a run directory or a save_pretrained folder (checked: see
-    :func:`latent4d.trust.check_network_config`)."""
-    from latent4d.trust import load_network
-
-    return load_network(StrandVAE, resolve_model_dir(path, "strand_vae"), limits=STRAND_VAE_LIMITS)
-
-
-def load_style_vae(path: str | Path):
-    """The hairstyle-VAE of a run directory or a save_pretrained folder (checked like :func:`load_strand_vae`)."""
-    from latent4d.hair.style_vae import HairstyleVAE
-    from latent4d.trust import load_network
-
-    return load_network(HairstyleVAE, resolve_model_dir(path, "style_vae"), limits=STYLE_VAE_LIMITS)
+from latent4d.hair.style_vae import STYLE_VAE_LIMITS, HairstyleVAE
+from latent4d.pipeline import LatentPipeline
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -111,69 +66,71 @@ class HairResult:
     dense: Hairstyle | None = None
 
 
-class HairPipeline:
-    """Strand-VAE + hairstyle-VAE inference on one scalp.
+class HairPipeline(LatentPipeline):
+    """Strand-VAE + hairstyle-VAE inference on one scalp (a :class:`~latent4d.pipeline.LatentPipeline`:
+    ``from_pretrained(run or folder, scalp=...)``, ``save_pretrained``, ``components``, ``to``).
 
     Args:
         strand_vae: trained :class:`StrandVAE`.
         style_vae: trained :class:`~latent4d.hair.style_vae.HairstyleVAE` (None: guide-map level only,
-            no sampling / encoding of style latents).
-        scalp: scalp for dense roots and frames (default: the one the hairstyle-VAE was trained on).
+            no sampling / encoding of style latents; a strand-VAE run loads this way).
+        scalp: scalp for dense roots and frames: a :class:`Scalp`, a scalp mesh path (``.obj`` /
+            ``.ply``, head frame) or None (the one the hairstyle-VAE was trained on).
+        bank: :class:`~latent4d.hair.retrieval.LatentBank` of the training styles (retrieval starts for
+            fitting); ``from_pretrained`` reads ``style_vae/latent_bank.safetensors`` when there is one.
     """
 
-    def __init__(self, strand_vae: StrandVAE, style_vae=None, scalp: Scalp | None = None):
-        self.strand_vae = strand_vae.eval()
-        self.style_vae = style_vae.eval() if style_vae is not None else None
+    family = "hair"
+    component_classes = {"strand_vae": StrandVAE, "style_vae": HairstyleVAE}
+    optional = ("style_vae",)
+    limits = {"strand_vae": STRAND_VAE_LIMITS, "style_vae": STYLE_VAE_LIMITS}
+
+    def __init__(self, strand_vae: StrandVAE, style_vae: HairstyleVAE | None = None,
+                 scalp: Scalp | str | Path | None = None, bank=None):
+        if style_vae is not None and style_vae.config.latent_channels != strand_vae.config.latent_dim:
+            raise InputError(f"the hairstyle-VAE expects {style_vae.config.latent_channels}-d strand latents but "
+                             f"the strand-VAE gives {strand_vae.config.latent_dim}-d ones: the two networks are "
+                             "from different runs")
+        if bank is not None and style_vae is not None and bank.latents.shape[1] != style_vae.config.style_dim:
+            raise InputError(f"the latent bank holds {bank.latents.shape[1]}-d latents but the hairstyle-VAE's are "
+                             f"{style_vae.config.style_dim}-d: the bank is from another run")
+        self.register_modules(strand_vae=strand_vae.eval(),
+                              style_vae=style_vae.eval() if style_vae is not None else None)
         base = style_vae.scalp if style_vae is not None else Scalp()
+        if isinstance(scalp, str | Path):
+            scalp = Scalp.from_mesh(scalp, head=(style_vae.scalp.head if style_vae is not None else None))
         self.scalp = scalp or base
-        res = style_vae.config.grid if style_vae is not None else 32
-        self.grid = style_vae.guide_grid if style_vae is not None else base.grid(res)
+        self.grid = style_vae.guide_grid if style_vae is not None else base.grid(32)
+        self.bank = bank
         self._sim_cache: tuple[int, torch.Tensor] | None = None
-        self.bank = None  # LatentBank of training styles (retrieval starts for fitting), when saved
         self._roots_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    # ------------------------------------------------------------------ loading
+    # ------------------------------------------------------------------ loading / saving
     @classmethod
-    def from_pretrained(cls, run_or_folder: str | Path, scalp: Scalp | str | Path | None = None) -> HairPipeline:
+    def from_pretrained(cls, run_or_folder: str | Path, device: str | torch.device = "cpu", **options) -> HairPipeline:
         """Load from a hairstyle-VAE run directory (``<run>/models/{strand_vae,style_vae}``) or a folder
-        written by :meth:`save_pretrained`; a strand-VAE run gives a guide-level pipeline.
-        ``scalp`` may be a :class:`Scalp` or a scalp mesh path (``.obj`` / ``.ply``)."""
-        p = Path(run_or_folder).expanduser()
-        if not p.exists():
-            raise ConfigError(f"'{p}' does not exist (expected a hair run directory or a saved pipeline folder)")
-        strand = load_strand_vae(p)
-        try:
-            style_dir = resolve_model_dir(p, "style_vae")
-        except ConfigError:
-            style_dir = None  # a strand-VAE run: guide-level pipeline
-        bank = None
-        if style_dir is not None:
+        written by :meth:`save_pretrained`; a strand-VAE run gives a guide-level pipeline. ``options``
+        go to ``__init__`` (``scalp=<Scalp or mesh path>``). The latent bank next to the hairstyle-VAE
+        is read first, so that a damaged bank is named as such."""
+        if run_or_folder not in (None, "") and "bank" not in options:
             from latent4d.hair.retrieval import LatentBank
 
-            bank = LatentBank.load(style_dir)  # first: a damaged bank is named as such
-        style = load_style_vae(style_dir) if style_dir is not None else None
-        if style is not None and style.config.latent_channels != strand.config.latent_dim:
-            raise InputError(f"'{p}': the hairstyle-VAE expects {style.config.latent_channels}-d strand latents but "
-                             f"the strand-VAE gives {strand.config.latent_dim}-d ones: the two networks are from "
-                             "different runs")
-        if isinstance(scalp, str | Path):
-            scalp = Scalp.from_mesh(scalp, head=(style.scalp.head if style is not None else None))
-        pipe = cls(strand, style, scalp)
-        if bank is not None and style is not None and bank.latents.shape[1] != style.config.style_dim:
-            raise InputError(f"{style_dir}: the latent bank holds {bank.latents.shape[1]}-d latents but the "
-                             f"hairstyle-VAE's are {style.config.style_dim}-d: the bank is from another run")
-        pipe.bank = bank
-        return pipe
+            style_dir = cls.component_folder(run_or_folder, "style_vae")
+            options["bank"] = LatentBank.load(style_dir) if style_dir is not None else None
+        try:
+            return super().from_pretrained(run_or_folder, device, **options)
+        except InputError as e:
+            if str(run_or_folder) in str(e):
+                raise
+            raise InputError(f"'{run_or_folder}': {e}") from None
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write both networks (``strand_vae/``, ``style_vae/``) under ``folder``, and the latent bank
-        (``style_vae/latent_bank.safetensors``) when the pipeline has one."""
-        folder = Path(folder)
-        self.strand_vae.save_pretrained(folder / "strand_vae")
-        if self.style_vae is not None:
-            self.style_vae.save_pretrained(folder / "style_vae")
-            if self.bank is not None:
-                self.bank.save(folder / "style_vae")
+        """Both networks (``strand_vae/``, ``style_vae/``) and ``pipeline.json`` as a whole folder (see
+        :meth:`LatentPipeline.save_pretrained`), then the latent bank (``style_vae/latent_bank.safetensors``,
+        written atomically) when the pipeline has one."""
+        folder = super().save_pretrained(folder)
+        if self.style_vae is not None and self.bank is not None:
+            self.bank.save(folder / "style_vae")
         return folder
 
     def _need_style(self, what: str):

@@ -92,21 +92,22 @@ class LatentBank:
 
 
 @torch.no_grad()
-def build_latent_bank(pipe, guide_maps: torch.Tensor, points_per_style: int = 512, seed: int = 0,
+def build_latent_bank(strand_vae, style_vae, guide_maps: torch.Tensor, points_per_style: int = 512, seed: int = 0,
                       batch: int = 64) -> LatentBank:
     """Encode ``guide_maps`` (N, C + 1, G, G) (a hairstyle-VAE's training maps) to posterior means,
-    decode each to guide strands and keep ``points_per_style`` random points on them."""
+    decode each to guide strands (``strand_vae`` on ``style_vae``'s guide grid) and keep
+    ``points_per_style`` random points on them. Both networks should be in eval mode."""
     from latent4d.hair.densify import guide_world
 
-    vae = pipe.style_vae
-    if vae is None:
+    if style_vae is None:
         raise InputError("a latent bank needs a hairstyle-VAE")
     maps = torch.as_tensor(guide_maps, dtype=torch.float32)
-    mu = torch.cat([vae.encode(maps[i:i + batch])[0] for i in range(0, len(maps), batch)])
+    mu = torch.cat([style_vae.encode(maps[i:i + batch])[0] for i in range(0, len(maps), batch)])
     g = torch.Generator().manual_seed(seed)
     pts = torch.zeros(len(mu), points_per_style, 3)
+    grid = style_vae.guide_grid
     for i, z in enumerate(mu):
-        w, present = guide_world(pipe.strand_vae, pipe.guide_map(z[None])[0], pipe.grid)
+        w, present = guide_world(strand_vae, style_vae.decode(z[None])[0], grid)
         p = torch.as_tensor(w[present][:, ::2].reshape(-1, 3), dtype=torch.float32)
         if len(p) == 0:
             continue  # a bald decode: its points stay at the origin, far from any observation
@@ -114,18 +115,20 @@ def build_latent_bank(pipe, guide_maps: torch.Tensor, points_per_style: int = 51
     return LatentBank(mu, pts)
 
 
-def bank_from_run(run_dir: str | Path, pipe=None, points_per_style: int = 512) -> LatentBank:
+def bank_from_run(run_dir: str | Path, points_per_style: int = 512) -> LatentBank:
     """Build the bank of a hairstyle-VAE run from its saved config (rebuilds the training maps).
 
     The run folder is data: its ``config.yaml`` is read with :func:`latent4d.config.load_run_config`
     and ``data`` is built with :func:`latent4d.trust.instantiate_from_run`, which refuses any
-    ``_target_`` that is not a latent4d hair class before anything is called."""
+    ``_target_`` that is not a latent4d hair class before anything is called. The networks load
+    through :func:`latent4d.hair.strand_vae.load_strand_vae` / :func:`latent4d.hair.style_vae.load_style_vae`."""
     from omegaconf import DictConfig
 
     from latent4d.config import load_run_config
     from latent4d.errors import ConfigError
     from latent4d.hair.data import HairGuideDataModule
-    from latent4d.hair.pipeline import HairPipeline
+    from latent4d.hair.strand_vae import load_strand_vae
+    from latent4d.hair.style_vae import load_style_vae
     from latent4d.trust import check_targets, instantiate_from_run
 
     run_dir = Path(run_dir)
@@ -136,12 +139,16 @@ def bank_from_run(run_dir: str | Path, pipe=None, points_per_style: int = 512) -
     if not isinstance(cfg.get("data"), DictConfig):
         raise ConfigError(f"{where}: expected a mapping with a _target_ (the run folder is damaged)")
     check_targets(cfg.data, "hair", where)  # before anything else reads the run: no code from run folders
-    pipe = pipe or HairPipeline.from_pretrained(run_dir)
+    strand, style = load_strand_vae(run_dir).eval(), load_style_vae(run_dir).eval()
+    if style.config.latent_channels != strand.config.latent_dim:
+        raise InputError(f"'{run_dir}': the hairstyle-VAE expects {style.config.latent_channels}-d strand latents "
+                         f"but the strand-VAE gives {strand.config.latent_dim}-d ones: the two networks are from "
+                         "different runs")
     dm = instantiate_from_run(cfg.data, "hair", where)
     if not isinstance(dm, HairGuideDataModule):
         raise ConfigError(f"{where}: builds a {type(dm).__name__}, not the HairGuideDataModule of a "
                           "hairstyle-VAE run")
-    return build_latent_bank(pipe, dm.dataset("train").tensors[0], points_per_style)
+    return build_latent_bank(strand, style, dm.dataset("train").tensors[0], points_per_style)
 
 
 def ensure_latent_bank(run_dir: str | Path) -> Path:

@@ -13,6 +13,11 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+#: plausible ranges of the size settings in a strand-VAE's config.json, checked before anything sized
+#: by them is built (a damaged or hostile config.json must not allocate gigabytes)
+STRAND_VAE_LIMITS = {"num_points": (2, 10_000), "latent_dim": (1, 4096), "channels": (1, 4096),
+                     "hidden": (1, 16384), "layers": (1, 64)}
+
 
 class StrandVAE(ModelMixin, ConfigMixin):
     """Strand autoencoder with a Gaussian latent.
@@ -114,3 +119,14 @@ def strand_losses(pred: torch.Tensor, target: torch.Tensor, position_unit: float
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) summed over latent dims, averaged over the batch."""
     return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1).mean()
+
+
+def load_strand_vae(path) -> StrandVAE:
+    """The strand-VAE of a run directory (``<run>/models/strand_vae``) or a save_pretrained folder,
+    found by :func:`latent4d.runs.network_folder` and loaded as untrusted data by the pipeline base
+    (:func:`latent4d.pipeline.load_component`: config sizes within :data:`STRAND_VAE_LIMITS`, weights
+    checked against the config). Training code uses it for the frozen strand-VAE of a hairstyle-VAE."""
+    from latent4d.pipeline import load_component
+    from latent4d.runs import network_folder
+
+    return load_component(StrandVAE, network_folder(path, "strand_vae", "StrandVAE", "hair"), STRAND_VAE_LIMITS)

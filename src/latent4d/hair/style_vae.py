@@ -20,6 +20,9 @@ from torch import nn
 from latent4d.hair.scalp import Scalp
 from latent4d.hair.synthetic import ATTRIBUTES
 
+#: plausible ranges of the size settings in a hairstyle-VAE's config.json (see ``STRAND_VAE_LIMITS``)
+STYLE_VAE_LIMITS = {"latent_channels": (1, 4096), "grid": (8, 512), "style_dim": (1, 4096), "channels": (1, 4096)}
+
 
 class HairstyleVAE(ModelMixin, ConfigMixin):
     """Conv VAE over guide maps.
@@ -158,3 +161,12 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
 def guide_map_numpy_mask(model: HairstyleVAE) -> np.ndarray:
     """(H, W) bool scalp mask of a model's guide grid."""
     return model.guide_grid.mask.reshape(model.config.grid, model.config.grid)
+
+
+def load_style_vae(path) -> HairstyleVAE:
+    """The hairstyle-VAE of a run directory (``<run>/models/style_vae``) or a save_pretrained folder,
+    loaded like :func:`latent4d.hair.strand_vae.load_strand_vae` (limits :data:`STYLE_VAE_LIMITS`)."""
+    from latent4d.pipeline import load_component
+    from latent4d.runs import network_folder
+
+    return load_component(HairstyleVAE, network_folder(path, "style_vae", "HairstyleVAE", "hair"), STYLE_VAE_LIMITS)

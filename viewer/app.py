@@ -103,7 +103,7 @@ def _check_angle(option: str, value: float | None, limit: float | None = None) -
 def check_inputs(paths: list[str]) -> None:
     """Every input path exists, is not empty and is something a panel opens (cheap checks; no
     window). Raises :class:`InputError` naming the first bad path and why."""
-    from latent4d.viewer.controller import panel_name_for
+    from latent4d.viewer.registry import panel_name_for
 
     for p in paths:
         panel_name_for(Path(p))
@@ -157,8 +157,8 @@ def apply_view_options(app, args) -> None:
 
 def read_inputs(cmd: str, paths: list[str]) -> list[tuple[str, object, Path]] | None:
     """Read every input (no window); None after printing one error line for the first that fails."""
-    from latent4d.viewer.controller import read_input
     from latent4d.viewer.messages import error_line
+    from latent4d.viewer.registry import read_input
 
     out = []
     for p in paths:
@@ -225,8 +225,9 @@ def run_render(args) -> int:
     and skipped, and the others are still rendered (exit status 1). The renderer starts only once
     an input has been read.
     """
-    from latent4d.viewer.controller import ViewerApp, read_input
+    from latent4d.viewer.controller import ViewerApp
     from latent4d.viewer.messages import error_line
+    from latent4d.viewer.registry import read_input
 
     from latent4d.fileio import atomic_path
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from latent4d.viewer import registry
 from latent4d.viewer.messages import describe, one_line, wrap
 from latent4d.viewer.scene import SceneView
 
@@ -60,10 +61,6 @@ class ViewerApp:
 
     def __init__(self, width: int = 1280, height: int = 800, headless: bool | None = None,
                  title: str = "latent4d viewer", view_size: tuple[int, int] | None = None):
-        from latent4d.viewer.hair_panel import HairPanel
-        from latent4d.viewer.motion_panel import MotionPanel
-        from latent4d.viewer.objects_panel import ObjectsPanel
-
         self.headless = (not display_available()) if headless is None else bool(headless)
         self.width, self.height = int(width), int(height)
         self.errors: list[str] = []
@@ -81,10 +78,11 @@ class ViewerApp:
             self.view = SceneView(None, None, view_size or size)
         else:
             self._build_window(title)
-        self.hair = HairPanel(self)
-        self.objects = ObjectsPanel(self)
-        self.motion = MotionPanel(self)
-        self.panels = [self.hair, self.objects, self.motion]
+        self.panels = []  # in side-panel order; each is also an attribute: app.hair, app.objects, ...
+        for entry in registry.entries():
+            panel = entry.cls(self)
+            setattr(self, entry.name, panel)
+            self.panels.append(panel)
         if self.window is not None:
             self._build_panel()
         self.view.reset_camera()
@@ -151,9 +149,15 @@ class ViewerApp:
         return True
 
     # ------------------------------------------------------------------- loading
+    def panel(self, name: str):
+        """The panel registered as ``name`` (``"hair"``, ``"objects"``, ``"motion"``, ...)."""
+        registry.entry(name)  # KeyError naming the registered panels
+        return getattr(self, name)
+
     def panel_for(self, path: Path):
-        """The panel that opens ``path`` (InputError naming it when none does; see :func:`panel_name_for`)."""
-        return getattr(self, panel_name_for(path))
+        """The panel that opens ``path`` (InputError naming it when none does; see
+        :func:`latent4d.viewer.registry.panel_name_for`)."""
+        return self.panel(registry.panel_name_for(path))
 
     def load(self, path) -> bool:
         """Open ``path`` (file or folder). On failure: error dialog, ``errors`` entry, scene unchanged."""
@@ -169,9 +173,9 @@ class ViewerApp:
         return self._apply(panel, data, path, t0)
 
     def show_input(self, name: str, data, path) -> bool:
-        """Show what :func:`read_input` read from ``path`` in panel ``name`` (False and an error when
+        """Show what :func:`latent4d.viewer.registry.read_input` read from ``path`` in panel ``name`` (False and an error when
         drawing it fails; the scene is then unchanged)."""
-        return self._apply(getattr(self, name), data, Path(path), time.perf_counter())
+        return self._apply(self.panel(name), data, Path(path), time.perf_counter())
 
     def load_async(self, path, on_done: Callable[[bool], None] | None = None) -> None:
         """Read ``path`` on a worker thread and show it on the main thread (the GUI's Open...)."""
@@ -371,9 +375,7 @@ class ViewerApp:
 
     # --------------------------------------------------------------- GUI actions
     def _on_open(self) -> None:
-        self.ask_path("Open", save=False, filters=[
-            (".data .hair .ply .npz", "Hair"), (".obj .ply .glb .gltf .off .stl", "Meshes"),
-            (".png .json", "RGB-D frame")], on_done=lambda p: self.load_async(p))
+        self.ask_path("Open", save=False, filters=registry.open_filters(), on_done=lambda p: self.load_async(p))
 
     def _on_screenshot(self) -> None:
         def done(path):
@@ -405,143 +407,29 @@ class ViewerApp:
         self.window.show_dialog(dlg)
 
     def _on_key(self, e) -> bool:
+        """Key presses go to the panels that show something (Ctrl+Z / Ctrl+Y: hair undo / redo,
+        space: motion play / pause)."""
         from open3d.visualization import gui
 
         if e.type != gui.KeyEvent.Type.DOWN:
             return False
-        ctrl = False
         try:
             ctrl = bool(e.modifiers & int(gui.KeyModifier.CTRL))  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - KeyEvent has no modifiers on some versions
             ctrl = False
-        if e.key == gui.KeyName.Z and ctrl and self.hair.active:
-            self.call_ui(self.hair.undo)
-            return True
-        if e.key == gui.KeyName.Y and ctrl and self.hair.active:
-            self.call_ui(self.hair.redo)
-            return True
-        if e.key == gui.KeyName.SPACE and self.motion.active:
-            self.call_ui(self.motion.toggle_play)
-            return True
-        return False
+        return any(p.active and p.on_key(e.key, ctrl) for p in self.panels)
 
     def _on_mouse(self, e) -> int:
-        """Ctrl+click picks a guide strand; Ctrl+drag moves its tip (one edit on release)."""
+        """Mouse events over the 3D view go to the panels that show something (hair: Ctrl+click
+        picks a guide strand, Ctrl+drag moves its tip); the camera gets those nobody handles."""
         from open3d.visualization import gui
 
         W = gui.SceneWidget.EventCallbackResult
-        dragging = getattr(self, "_drag", None)
-        if e.type == gui.MouseEvent.Type.BUTTON_UP and dragging is not None:
-            self._drag = None
-            if dragging[1]:  # the tip moved: commit the edit
-                self.call_ui(self.hair.drag_tip, *dragging[2])
-            return W.CONSUMED
-        if not self.hair.active or not e.is_modifier_down(gui.KeyModifier.CTRL):
+        T = gui.MouseEvent.Type
+        kind = {T.BUTTON_DOWN: "down", T.DRAG: "drag", T.BUTTON_UP: "up"}.get(e.type)
+        if kind is None or (kind == "down" and not e.is_button_down(gui.MouseButton.LEFT)):
             return W.IGNORED
+        ctrl = e.is_modifier_down(gui.KeyModifier.CTRL)
         x, y = e.x - self.widget.frame.x, e.y - self.widget.frame.y
-        if e.type == gui.MouseEvent.Type.BUTTON_DOWN and e.is_button_down(gui.MouseButton.LEFT):
-            g = self.call_ui(self.hair.pick, x, y)
-            self._drag = (g, False, (x, y)) if g is not None else None
-            return W.CONSUMED
-        if e.type == gui.MouseEvent.Type.DRAG and dragging is not None:
-            self.call_ui(self.hair.preview_tip, x, y)
-            self._drag = (dragging[0], True, (x, y))
-            return W.CONSUMED
-        return W.IGNORED
-
-
-#: panel attribute names in the order they are asked whether they read a file
-PANELS = ("hair", "motion", "objects")
-
-
-def _panel_class(name: str):
-    if name == "hair":
-        from latent4d.viewer.hair_panel import HairPanel
-
-        return HairPanel
-    if name == "motion":
-        from latent4d.viewer.motion_panel import MotionPanel
-
-        return MotionPanel
-    from latent4d.viewer.objects_panel import ObjectsPanel
-
-    return ObjectsPanel
-
-
-def panel_name_for(path) -> str:
-    """Which panel opens ``path``: ``"hair"``, ``"motion"`` or ``"objects"``.
-
-    Cheap checks only (existence, size, extension, a file's first bytes, a folder's listing and
-    run config); no window or renderer is needed. Raises :class:`InputError` naming ``path`` and
-    the reason when nothing can open it (missing, empty, unknown type, damaged run config).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    if not (path.is_file() or path.is_dir()):
-        raise InputError(f"{path}: not a regular file or folder")
-    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
-        raise InputError(f"{path}: permission denied (not readable)")
-    if path.is_file() and path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty (0 bytes)")
-    run_family = _run_family(path) if path.is_dir() else None
-    if run_family is not None:
-        if run_family == "motion" and not _panel_class("motion").can_read(path):
-            raise InputError(f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
-                             "motion ...` and open its output folder (meshes, inputs and trajectories.npz)")
-        if run_family not in PANELS:
-            raise InputError(f"{path}: a '{run_family}' run; the viewer shows hair, objects and motion runs")
-        return run_family
-    for name in PANELS:
-        if _panel_class(name).can_read(path):
-            return name
-    kind = "folder" if path.is_dir() else f"'{path.suffix or '(no extension)'}' file"
-    raise InputError(f"{path}: cannot open this {kind}: expected hair (.data/.hair/.ply/.npz), a mesh "
-                     "(.obj/.ply/.glb/.off/.stl), a point cloud (.ply/.pcd/.xyz/.pts), an RGB-D frame, a mesh "
-                     "sequence folder or a run directory")
-
-
-def read_input(path) -> tuple[str, object]:
-    """``(panel name, data)`` for ``path``: the panel's pure read (no window, no renderer).
-
-    ``ViewerApp.show_input(name, data, path)`` then shows it. Raises whatever the reader raises
-    (an :class:`InputError` naming the file for bad input).
-    """
-    path = Path(path)
-    name = panel_name_for(path)
-    return name, _panel_class(name).read(path)
-
-
-def _run_family(path: Path) -> str | None:
-    """The ``family`` of a run directory (``config.yaml`` or ``.hydra/config.yaml``), else None.
-    Folders of saved networks count too: ``strand_vae/`` (hair), ``shape_decoder/`` (objects).
-
-    A config.yaml that is not readable YAML, is too large, uses YAML aliases, or names a family that
-    is not a latent4d family is an :class:`InputError` naming it (a damaged or hostile run folder);
-    a readable config without a ``family`` key is not a run config (None). The config is only read
-    (safe YAML, no Hydra instantiation).
-    """
-    from latent4d.config import FAMILIES, read_yaml
-    from latent4d.errors import ConfigError
-
-    for net in ("strand_vae", "models/strand_vae"):
-        if (path / net / "config.json").is_file():
-            return "hair"
-    for net in ("shape_decoder", "models/shape_decoder"):
-        if (path / net / "config.json").is_file():
-            return "objects"
-    for cfg in (path / "config.yaml", path / ".hydra" / "config.yaml"):
-        if not cfg.is_file():
-            continue
-        try:
-            node = read_yaml(cfg)
-        except ConfigError as e:
-            raise InputError(str(e)) from None
-        fam = node.get("family") if isinstance(node, dict) else None
-        if fam is None:
-            continue
-        if not isinstance(fam, str) or fam not in FAMILIES:
-            raise InputError(f"{cfg}: family {fam!r} is not a latent4d family ({', '.join(FAMILIES)}); the run "
-                             "folder is damaged or not a latent4d run")
-        return fam
-    return None
+        handled = any(p.active and p.on_mouse(kind, x, y, ctrl) for p in self.panels)
+        return W.CONSUMED if handled else W.IGNORED

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from latent4d.viewer import ui
 from latent4d.viewer.hair_edit import GuideEditor
+from latent4d.viewer.registry import FileKind, register_panel
 from latent4d.viewer.scene import HEAD_COLOR, Style, colormap, index_colors, mesh_geometry, polyline_lineset
 
 from latent4d.errors import InputError
@@ -99,6 +100,10 @@ MODEL_CONTROLS = ("seed", "sample", "set_a", "set_b", "blend", "attr_length", "a
                   "pc0", "pc1", "pc2", "dense_count", "encode", "project")
 
 
+HAIR_EXTS = (".data", ".hair", ".ply", ".npz")
+
+
+@register_panel("hair", kinds=(FileKind("hair", HAIR_EXTS),), runs=("hair",), order=0, probe=0)
 class HairPanel(ui.Panel):
     title = "Hair"
     prefix = "hair/"
@@ -131,6 +136,7 @@ class HairPanel(ui.Panel):
         self.sliders: dict[str, float] = {}
         self._pcs: np.ndarray | None = None
         self._pending_tip = None
+        self._drag: tuple | None = None  # (guide, moved, (x, y)) while Ctrl+dragging a tip
         self.sync()
 
     # ------------------------------------------------------------------ state
@@ -378,6 +384,34 @@ class HairPanel(ui.Panel):
     def drag_tip(self, x: float, y: float) -> None:
         """Move the selected guide's tip under view pixel ``(x, y)`` (one edit)."""
         self.edit("move_tip", target=self.tip_target(x, y))
+
+    def on_key(self, key, ctrl: bool) -> bool:
+        """Ctrl+Z undo, Ctrl+Y redo."""
+        g = ui.gui()
+        if ctrl and key in (g.KeyName.Z, g.KeyName.Y):
+            self.app.call_ui(self.undo if key == g.KeyName.Z else self.redo)
+            return True
+        return False
+
+    def on_mouse(self, kind: str, x: float, y: float, ctrl: bool) -> bool:
+        """Ctrl+click picks a guide strand; Ctrl+drag moves its tip (one edit on release)."""
+        drag = self._drag
+        if kind == "up" and drag is not None:
+            self._drag = None
+            if drag[1]:  # the tip moved: commit the edit
+                self.app.call_ui(self.drag_tip, *drag[2])
+            return True
+        if not ctrl:
+            return False
+        if kind == "down":
+            g = self.app.call_ui(self.pick, x, y)
+            self._drag = (g, False, (x, y)) if g is not None else None
+            return True
+        if kind == "drag" and drag is not None:
+            self.app.call_ui(self.preview_tip, x, y)
+            self._drag = (drag[0], True, (x, y))
+            return True
+        return False
 
     def undo(self) -> bool:
         ok = self.editor.undo()

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from latent4d.viewer import ui
 from latent4d.viewer.messages import mesh_read_error
+from latent4d.viewer.registry import FileKind, register_panel
 from latent4d.viewer.scene import Style, mesh_geometry, point_geometry, position_colors
 
 from latent4d.errors import InputError
@@ -229,6 +230,8 @@ def is_sequence(path: Path) -> bool:
     return False
 
 
+@register_panel("motion", kinds=(FileKind("a mesh sequence folder"), FileKind("a mesh sequence", (".npz",)),
+                                 FileKind("a motion reconstruction folder")), runs=("motion",), order=2, probe=1)
 class MotionPanel(ui.Panel):
     title = "Motion"
     prefix = "motion/"
@@ -263,6 +266,19 @@ class MotionPanel(ui.Panel):
     @staticmethod
     def read(path) -> Sequence:
         return read_sequence(path)
+
+    @classmethod
+    def check_run(cls, path) -> None:
+        if not is_sequence(Path(path)):
+            raise InputError(f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
+                             "motion ...` and open its output folder (meshes, inputs and trajectories.npz)")
+
+    def on_key(self, key, ctrl: bool) -> bool:
+        """Space: play / pause."""
+        if key == ui.gui().KeyName.SPACE:
+            self.app.call_ui(self.toggle_play)
+            return True
+        return False
 
     def show(self, seq: Sequence) -> None:
         self.stop()

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from latent4d.viewer import ui
 from latent4d.viewer.messages import mesh_read_error
+from latent4d.viewer.registry import FileKind, register_panel
 from latent4d.viewer.scene import Style, box_lineset, index_colors, mesh_geometry, point_geometry
 
 from latent4d.errors import ConfigError, InputError
@@ -292,6 +293,9 @@ def is_frame(path: Path) -> bool:
     return path.suffix.lower() == ".png" and "depth" in path.stem.lower()
 
 
+@register_panel("objects", kinds=(FileKind("a mesh", MESH_EXTS), FileKind("a point cloud", POINT_EXTS),
+                                  FileKind("an RGB-D frame folder or depth PNG", (".png",))),
+                runs=("objects",), order=1, probe=2)
 class ObjectsPanel(ui.Panel):
     title = "Objects"
     prefix = "objects/"

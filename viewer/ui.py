@@ -121,9 +121,12 @@ def hrow(em: float, *widgets):
 class Panel:
     """Base class of the family panels.
 
-    Subclasses implement ``read(path) -> data`` (pure: parses files, may run in a worker thread,
-    raises ``InputError`` naming the file), ``show(data)`` (main thread: replaces the panel's
-    content and draws it), ``build(em)`` (creates the widgets, only with a window) and ``sync()``.
+    Subclasses register with :func:`latent4d.viewer.registry.register_panel` and implement
+    ``can_read(path)`` and ``read(path) -> data`` (pure: parses files through the family's I/O
+    module, may run in a worker thread, raises ``InputError`` naming the file), ``show(data)``
+    (main thread: replaces the panel's content and draws it), ``build(em)`` (creates the widgets,
+    only with a window) and ``sync()``; optionally ``check_run``, ``on_key``, ``on_mouse``,
+    ``tick(now)``, ``stop()`` and ``camera_hint()``.
     """
 
     title = "panel"
@@ -149,8 +152,30 @@ class Panel:
     def sync(self) -> None:
         """Copy the panel's state into its widgets (no-op without a window)."""
 
-    def read(self, path):
+    # ------------------------------------------------------------------ opening (see viewer.registry)
+    @staticmethod
+    def can_read(path) -> bool:
+        """Whether this panel opens the file or folder ``path`` (cheap checks only)."""
+        return False
+
+    @staticmethod
+    def read(path):
+        """Parse ``path`` (pure: no drawing, may run on a worker thread); InputError naming the file."""
         raise NotImplementedError
+
+    @classmethod
+    def check_run(cls, path) -> None:
+        """Refuse (InputError) a run directory of this panel's family that it cannot show."""
+
+    # ------------------------------------------------------------------ input events
+    def on_key(self, key, ctrl: bool) -> bool:
+        """A key press (``gui.KeyName``) while this panel shows something; True when handled."""
+        return False
+
+    def on_mouse(self, kind: str, x: float, y: float, ctrl: bool) -> bool:
+        """A mouse event over the 3D view (``kind``: ``down`` (left button), ``drag``, ``up``; view
+        pixels) while this panel shows something; True when handled (the camera ignores it)."""
+        return False
 
     def show(self, data) -> None:
         raise NotImplementedError

@@ -284,7 +284,14 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     for n in ("shape_decoder", "appearance", "database"):
         (run / "models" / n).mkdir(parents=True)
         (run / "models" / n / "config.json").write_text("[1, 2")
-    add("objects_net_garbage_json", run, r"config\.json|json")
+    (run / "config.yaml").write_text("family: objects\nname: latent_db\n")
+    add("objects_net_garbage_json", run, r"config\.json.*json")
+    # the same networks without a run config: latent4d.runs.run_family cannot tell the family from a
+    # config.json it cannot parse, so the folder is no run the viewer recognises
+    nets = d / "networks_garbage_no_run_config"
+    (nets / "models" / "shape_decoder").mkdir(parents=True)
+    (nets / "models" / "shape_decoder" / "config.json").write_text("[1, 2")
+    add("networks_garbage_json", nets, r"config\.json.*json|cannot open this folder")
     return cases
 
 
@@ -312,7 +319,7 @@ INPUT_CASES = [
     "intrinsics_fx_abc", "intrinsics_K_ragged", "intrinsics_nan", "intrinsics_negative", "intrinsics_other_size",
     "frame_no_intrinsics", "run_garbage_yaml", "run_binary_yaml", "run_yaml_bomb", "run_bad_family",
     "run_motion_training", "run_binary_family", "hair_net_garbage_json", "hair_net_truncated_safetensors",
-    "hair_net_empty_safetensors", "objects_net_garbage_json",
+    "hair_net_empty_safetensors", "objects_net_garbage_json", "networks_garbage_json",
 ]
 
 
@@ -450,7 +457,7 @@ def test_run_folder_payloads_never_run(tmp_path, no_window, capfd):
 def test_run_config_targets_are_only_read(tmp_path):
     """A run without networks opens (model controls off, with the reason); its config's ``_target_``
     entries are never imported or called."""
-    from latent4d.viewer.controller import read_input
+    from latent4d.viewer.registry import read_input
 
     marker = tmp_path / "PWNED"
     run = tmp_path / "run"
@@ -464,7 +471,7 @@ def test_run_config_targets_are_only_read(tmp_path):
 # ------------------------------------------------------------------------------------------ valid input
 def test_valid_inputs_still_read(good_inputs):
     """The checks refuse nothing valid: each kind of input is read (no window needed)."""
-    from latent4d.viewer.controller import read_input
+    from latent4d.viewer.registry import read_input
 
     kinds = {key: read_input(p)[0] for key, p in good_inputs.items()}
     assert kinds == {"hair": "hair", "mesh": "objects", "seq": "motion", "frame": "objects"}

@@ -63,3 +63,21 @@ def test_orbit_eye_convention():
     np.testing.assert_allclose(orbit_eye(c, 2.0, 90, 0), c + [2, 0, 0], atol=1e-12)
     np.testing.assert_allclose(orbit_eye(c, 2.0, 33, 90), c + [0, 2, 0], atol=1e-12)
     np.testing.assert_allclose(orbit_eye(c, 1.5, np.pi / 3, 0.4, degrees=False), orbit_eye(c, 1.5, 60, np.rad2deg(0.4)))
+
+
+def test_rgbd_frame_is_the_one_frame_type():
+    """render_rgbd returns an RGBDFrame (rgb, depth, mask, K, normals, world_to_cam); frames without
+    rgb / mask are allowed; points() back-projects all valid pixels or one instance's."""
+    from latent4d.geometry.rgbd import RGBDFrame
+
+    near = trimesh.creation.box(extents=[0.5, 0.5, 0.1])
+    near.apply_translation([0, 0, 1.0])
+    fr = render_rgbd([near], K, np.eye(4), 320, 240, ids=[3])
+    assert isinstance(fr, RGBDFrame) and fr.rgb.dtype == np.uint8 and fr.normals.shape == (240, 320, 3)
+    assert (fr.width, fr.height) == (320, 240) and fr.instance_ids == [3]
+    pts, pix = fr.points(3)
+    assert len(pts) == int((fr.mask == 3).sum()) and np.allclose(pts[:, 2], 0.95, atol=1e-4)
+    bare = RGBDFrame(rgb=None, depth=fr.depth, mask=None, K=K)
+    assert bare.instance_ids == [] and bare.world_to_cam is None and len(bare.points()[0]) == len(pts)
+    with pytest.raises(InputError, match="no instance mask"):
+        bare.points(3)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-TINY = ["experiment=objects/latent_db", "callbacks=minimal", "logger=csv", "trainer.max_epochs=8",
-        "data.categories=[mug,camera,bottle]", "data.per_category=2", "data.n_sdf=4000", "data.n_color=1500",
-        "data.resolution=64", "data.repeats=6", "data.objects_per_batch=6", "data.sdf_per_item=512",
-        "data.color_per_item=256", "model.shape_decoder.hidden=96", "model.shape_decoder.num_layers=4", "model.shape_decoder.num_freqs=2",
-        "model.shape_decoder.latent_in=[2]", "model.appearance.hidden=48", "model.appearance.num_layers=2",
-        "model.lr_decoder=3e-3", "model.lr_codes=1e-2"]
+TINY = ["experiment=objects/latent_db", "preset=objects_tiny", "callbacks=minimal", "logger=csv"]
 
 
 @pytest.fixture(autouse=True, scope="package")
@@ -24,7 +19,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A run directory of a tiny objects/latent_db training (3 categories x 2 objects)."""
+    """A run directory of a tiny objects/latent_db training (3 categories x 2 objects, conf/preset/objects_tiny)."""
     from latent4d.train import compose_config, run_training
 
     out = tmp_path_factory.mktemp("objects_run")

@@ -158,3 +158,33 @@ def test_sample_command_writes_meshes_and_preview(tiny_run, tmp_path):
 
     img = np.asarray(Image.open(res["preview"]))
     assert img.shape[2] == 3 and (img < 250).any()  # something was drawn on the white background
+
+
+def test_pipeline_shape_save_pretrained_and_latest_run(tiny_run, tiny_pipe, tmp_path, monkeypatch):
+    """ObjectsPipeline is a LatentPipeline: registered components, save_pretrained writes a folder that
+    loads back with the same outputs (fused weight norm included), device moves; run=None finds the
+    latest run through latent4d.runs."""
+    from latent4d.errors import ConfigError
+    from latent4d.objects.pipeline import ObjectsPipeline, find_latest_run
+    from latent4d.pipeline import LatentPipeline
+
+    assert isinstance(tiny_pipe, LatentPipeline)
+    assert set(tiny_pipe.components) == {"shape_decoder", "appearance", "database"}
+    folder = tiny_pipe.save_pretrained(tmp_path / "saved")
+    assert json.loads((folder / "pipeline.json").read_text())["_class_name"] == "ObjectsPipeline"
+    back = ObjectsPipeline.from_pretrained(folder)
+    zs, za = tiny_pipe.codes(1)
+    x = torch.rand(200, 3) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(back.sdf(x, zs), tiny_pipe.sdf(x, zs), atol=1e-6)
+        assert torch.allclose(back.color(x, zs, za), tiny_pipe.color(x, zs, za), atol=1e-6)
+    assert back.database.names == tiny_pipe.database.names and back.device.type == "cpu"
+    runs = tmp_path / "outputs" / "objects" / "latent_db"
+    with pytest.raises(ConfigError, match="no trained run"):
+        find_latest_run(runs)
+    import shutil
+
+    shutil.copytree(tiny_run[0], runs / "2024-01-01")
+    assert find_latest_run(runs) == runs / "2024-01-01"
+    monkeypatch.chdir(tmp_path)
+    assert ObjectsPipeline.from_pretrained(None).database.names == tiny_pipe.database.names

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from latent4d.errors import InputError
+from latent4d.objects.io import save_scene
 from latent4d.objects.metrics import (
     average_precision,
     box_iou_3d,
@@ -15,16 +16,12 @@ from latent4d.objects.metrics import (
     pose_errors,
     rotation_error_deg,
 )
-from latent4d.objects.optimize import (
-    ObjectOptimizer,
-    OptimConfig,
-    PoseInit,
-    estimate_up,
-    observe,
-    perturb_pose,
-)
-from latent4d.objects.scenes import make_scene, save_scene
+from latent4d.objects.optimize import ObjectOptimizer, estimate_up, perturb_pose
+from latent4d.objects.reconstruct import ObjectsReconstructConfig as Config
+from latent4d.objects.reconstruct import observe_instance
+from latent4d.objects.scenes import make_scene
 from latent4d.objects.synthetic import make_object
+from latent4d.objects.types import PoseInit
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +50,8 @@ def test_perturbation_is_exact():
 def test_optimisation_reduces_pose_error(tiny_pipe, seen_scene, rotation):
     gt = seen_scene.objects[0]
     init = _start(tiny_pipe, gt)
-    obs = observe(seen_scene, gt.instance_id, max_points=600)
-    opt = ObjectOptimizer(tiny_pipe, OptimConfig(iterations=40, rotation=rotation, warmup=10))
+    obs = observe_instance(seen_scene, gt.instance_id, max_points=600)
+    opt = ObjectOptimizer(tiny_pipe, Config(iterations=40, rotation=rotation, warmup=10))
     res = opt.optimize(obs, init, frame=seen_scene)
     assert res.status == "ok" and res.iterations == 40
     assert np.allclose(res.R @ res.R.T, np.eye(3), atol=1e-5) and np.linalg.det(res.R) > 0
@@ -67,26 +64,28 @@ def test_optimisation_reduces_pose_error(tiny_pipe, seen_scene, rotation):
 
 def test_raw_matrix_only_for_the_shapo_recipe(tiny_pipe, seen_scene):
     with pytest.raises(InputError, match="rotation must be one of"):
-        OptimConfig(rotation="matrix")
+        ObjectOptimizer(tiny_pipe, Config(rotation="matrix"))
     with pytest.raises(InputError, match="recipe must be one of"):
-        OptimConfig(recipe="magic")
+        ObjectOptimizer(tiny_pipe, Config(), recipe="magic")
     gt = seen_scene.objects[0]
-    obs = observe(seen_scene, gt.instance_id, max_points=400)
-    res = ObjectOptimizer(tiny_pipe, OptimConfig.shapo(iterations=5)).optimize(obs, _start(tiny_pipe, gt), frame=seen_scene)
+    obs = observe_instance(seen_scene, gt.instance_id, max_points=400)
+    opt = ObjectOptimizer(tiny_pipe, Config(iterations=5), recipe="shapo")
+    assert opt.rotation == "matrix" and opt.cfg.band_every == 1 and opt.cfg.warmup == 0
+    res = opt.optimize(obs, _start(tiny_pipe, gt), frame=seen_scene)
     assert res.status == "ok" and np.allclose(res.R @ res.R.T, np.eye(3), atol=1e-5)  # projected to SO(3)
     assert set(res.loss) == {"shapo_3d", "shapo_rgb"}
 
 
 def test_callback_state_and_early_stop(tiny_pipe, seen_scene):
     gt = seen_scene.objects[0]
-    obs = observe(seen_scene, gt.instance_id, max_points=300)
+    obs = observe_instance(seen_scene, gt.instance_id, max_points=300)
     seen = []
 
     def cb(it, state):
         seen.append((it, state))
         return it < 4  # stop after the 5th iteration
 
-    res = ObjectOptimizer(tiny_pipe, OptimConfig(iterations=30)).optimize(obs, _start(tiny_pipe, gt), callback=cb)
+    res = ObjectOptimizer(tiny_pipe, Config(iterations=30)).optimize(obs, _start(tiny_pipe, gt), callback=cb)
     assert [i for i, _ in seen] == [0, 1, 2, 3, 4] and res.iterations == 5
     st = seen[-1][1]
     assert {"loss", "terms", "R", "t", "scale", "shape_code", "appearance_code", "surface_points",
@@ -103,15 +102,15 @@ def test_initial_estimate_from_observation(tiny_pipe, seen_scene):
     world_up_cam = seen_scene.objects[0].R[:, 1]  # objects stand upright: their +y is the table normal
     assert np.degrees(np.arccos(np.clip(up @ world_up_cam, -1, 1))) < 3
     gt = seen_scene.objects[0]
-    obs = observe(seen_scene, gt.instance_id)
-    init = initial_estimate(tiny_pipe, seen_scene, obs, gt.category, OptimConfig(init_iterations=3))
+    obs = observe_instance(seen_scene, gt.instance_id)
+    init = initial_estimate(tiny_pipe, seen_scene, obs, gt.category, Config(init_iterations=3))
     assert rotation_error_deg(init.R, gt.R, symmetric=True) < 10  # upright
     assert np.linalg.norm(init.t - gt.t) < 0.06
     assert 0.5 < init.scale / gt.scale < 2.0
 
 
 def test_reconstruct_skips_reports_and_writes(tiny_pipe, seen_scene, tmp_path):
-    from latent4d.objects.commands import write_reconstruction
+    from latent4d.objects.io import write_scene_reconstruction
 
     frame = seen_scene
     ids = frame.instance_ids
@@ -120,13 +119,13 @@ def test_reconstruct_skips_reports_and_writes(tiny_pipe, seen_scene, tmp_path):
     gt1 = frame.gt(ids[0])
     bad = _start(tiny_pipe, gt1)
     bad.scale = float("nan")
-    cfg = OptimConfig(iterations=6, init_iterations=2)
+    cfg = Config(iterations=6, init_iterations=2, level=4)
     results = tiny_pipe.reconstruct(frame, categories={o.instance_id: o.category for o in frame.objects},
-                                    config=cfg, init={ids[0]: bad}, mesh_level=4)
+                                    config=cfg, init={ids[0]: bad})
     status = {r.instance_id: r.status for r in results}
     assert status[ids[0]] == "diverged" and status[9] == "skipped"
     assert all(status[i] == "ok" for i in ids[1:])
-    summary = write_reconstruction(frame, results, tmp_path)
+    summary = write_scene_reconstruction(frame, results, tmp_path)
     assert sorted(summary["written"]) == sorted(str(i) for i in ids[1:])
     for i in ids[1:]:
         js = json.loads((tmp_path / f"object_{i}.json").read_text())
@@ -144,8 +143,6 @@ def test_reconstruct_skips_reports_and_writes(tiny_pipe, seen_scene, tmp_path):
 
 
 def test_reconstruct_command_and_script(tiny_run, tiny_pipe, seen_scene, tmp_path):
-    from omegaconf import OmegaConf
-
     from latent4d.errors import ConfigError
     from latent4d.objects.commands import reconstruct
 
@@ -153,27 +150,51 @@ def test_reconstruct_command_and_script(tiny_run, tiny_pipe, seen_scene, tmp_pat
     args = {"rgb": str(p["rgb"]), "depth": str(p["depth"]), "mask": str(p["mask"]), "intrinsics": str(p["intrinsics"]),
             "run": str(tiny_run[0]), "iterations": 4, "level": 4, "init_iterations": 2, "out": str(tmp_path / "out"),
             "categories": ",".join(f"{o.instance_id}:{o.category}" for o in seen_scene.objects)}
-    summary = reconstruct(OmegaConf.create(args))
+    summary = reconstruct([f"{k}={v}" for k, v in args.items()])
     assert len(summary["written"]) == len(seen_scene.objects)
     assert (tmp_path / "out" / "overlay.png").is_file()
     with pytest.raises(ConfigError, match="needs rgb=<file>"):
-        reconstruct(OmegaConf.create({"depth": "x"}))
+        reconstruct(["depth=x"])
     with pytest.raises(ConfigError, match="id:name"):
-        reconstruct(OmegaConf.create({**args, "categories": "1:mug,oops"}))
+        reconstruct([f"{k}={v}" for k, v in {**args, "categories": "1:mug,oops"}.items()])
+    with pytest.raises(ConfigError, match="unknown option 'iteratoins'.*Did you mean 'iterations'"):
+        reconstruct([f"{k}={v}" for k, v in args.items()] + ["iteratoins=3"])
     import runpy
     import sys
 
     argv = sys.argv
     sys.argv = ["reconstruct_objects.py", "--rgb", args["rgb"], "--depth", args["depth"], "--mask", args["mask"],
                 "--intrinsics", args["intrinsics"], "--run", args["run"], "--iterations", "3", "--level", "4",
-                "--out", str(tmp_path / "script")]
+                "--out", str(tmp_path / "script"), "init_iterations=1", "max_points=300"]
     try:
         with pytest.raises(SystemExit) as e:
             runpy.run_path("scripts/reconstruct_objects.py", run_name="__main__")
         assert e.value.code == 0
     finally:
         sys.argv = argv
-    assert (tmp_path / "script" / "summary.json").is_file()
+    written = json.loads((tmp_path / "script" / "summary.json").read_text())["objects"]
+    assert written and all(o["iterations"] == 3 for o in written if o["status"] == "ok")
+
+
+def test_settings_defaults_are_the_yaml(tmp_path):
+    """conf/reconstruct/objects.yaml and the schema's defaults are the same values (the Python API's
+    ``ObjectsReconstructConfig()`` equals what the CLI, scripts and benches compose); the quick
+    settings differ only where they say so; overrides are typed and checked."""
+    import dataclasses
+
+    from latent4d.errors import ConfigError
+    from latent4d.objects.reconstruct import reconstruct_settings
+
+    assert reconstruct_settings() == Config()
+    quick = reconstruct_settings(name="objects_quick")
+    changed = {f.name for f in dataclasses.fields(Config) if getattr(quick, f.name) != getattr(Config(), f.name)}
+    assert changed == {"iterations", "init_iterations", "level"}
+    s = reconstruct_settings(["iterations=7", "categories=1:mug,2:camera", "w_vis=0"])
+    assert (s.iterations, s.category_map(), s.w_vis) == (7, {1: "mug", 2: "camera"}, 0.0)
+    for bad, words in ((["rotation=matrix"], "rotation"), (["iterations=1.5"], "iterations"),
+                       (["w_vis=-1"], "w_vis"), (["recipe=shapo"], "unknown option 'recipe'")):
+        with pytest.raises(ConfigError, match=words):
+            reconstruct_settings(bad)
 
 
 def test_box_iou_and_errors():

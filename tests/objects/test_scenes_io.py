@@ -9,15 +9,16 @@ import pytest
 from PIL import Image
 
 from latent4d.errors import InputError
-from latent4d.objects.scenes import (
+from latent4d.objects.io import (
     load_scene,
-    make_scene,
     read_depth_png,
+    read_frame,
     read_intrinsics,
     read_rgbd,
     save_scene,
     write_depth_png,
 )
+from latent4d.objects.scenes import make_scene
 from latent4d.objects.synthetic import make_object
 
 
@@ -103,3 +104,31 @@ def test_colour_coded_mask(scene, tmp_path):
     f = read_rgbd(tmp_path / "rgb.png", tmp_path / "depth.png", tmp_path / "mask_rgb.png", tmp_path / "intrinsics.json")
     assert len(f.instance_ids) == len(scene.instance_ids)
     assert np.array_equal(f.mask > 0, scene.mask > 0)
+
+
+def test_one_frame_type_and_optional_rgb_mask(scene, tmp_path):
+    """A scene is an RGB-D frame (geometry.rgbd.RGBDFrame) with ground truth; read_frame reads a frame
+    without rgb or mask (what a viewer shows) with the same checks as read_rgbd."""
+    from latent4d.geometry.rgbd import RGBDFrame
+    from latent4d.objects.types import Scene
+
+    assert isinstance(scene, RGBDFrame) and isinstance(scene, Scene)
+    assert scene.world_to_cam.shape == (4, 4) and scene.normals.shape == (480, 640, 3)
+    paths = save_scene(scene, tmp_path)
+    f = read_frame(paths["depth"], paths["intrinsics"])
+    assert type(f) is RGBDFrame and f.rgb is None and f.mask is None and f.instance_ids == []
+    assert (f.width, f.height) == (640, 480) and np.allclose(f.depth, load_scene(tmp_path).depth)
+    pts, pix = f.points()
+    assert len(pts) == int((f.depth > 0).sum()) and pix.shape == (len(pts), 2)
+    g = read_frame(paths["depth"], paths["intrinsics"], mask=paths["mask"])
+    assert g.instance_ids == scene.instance_ids
+    iid = scene.instance_ids[0]
+    assert len(g.points(iid)[0]) == int(((g.mask == iid) & (g.depth > 0)).sum())
+    with pytest.raises(InputError, match="no instance mask"):
+        f.points(1)
+    Image.fromarray(np.zeros((240, 320), np.uint8)).save(tmp_path / "small_mask.png")
+    with pytest.raises(InputError, match="320x240 but depth"):
+        read_frame(paths["depth"], paths["intrinsics"], mask=tmp_path / "small_mask.png")
+    write_depth_png(tmp_path / "far.png", np.full((480, 640), 40.0))
+    with pytest.raises(InputError, match="median valid depth"):
+        read_frame(tmp_path / "far.png", paths["intrinsics"])

@@ -21,8 +21,9 @@ from PIL import Image
 
 from latent4d.cli import main
 from latent4d.errors import ConfigError, InputError
+from latent4d.objects.io import FOV_RANGE_DEG, read_rgbd, save_scene
 from latent4d.objects.pipeline import ObjectsPipeline
-from latent4d.objects.scenes import FOV_RANGE_DEG, make_scene, read_rgbd, save_scene
+from latent4d.objects.scenes import make_scene
 from latent4d.objects.synthetic import make_object
 
 W, H = 640, 480
@@ -295,15 +296,15 @@ def test_plausibility_overrides(scene_files, tmp_path):
 
 
 def test_option_defaults_unchanged():
-    from latent4d.objects.commands import EvaluateOptions, ReconstructOptions, SampleOptions
-    from latent4d.objects.optimize import OptimConfig
+    from latent4d.objects.commands import EvaluateOptions, SampleOptions
+    from latent4d.objects.reconstruct import reconstruct_settings
 
-    r = ReconstructOptions()
-    assert (r.iterations, r.init_iterations, r.rotation, r.level, r.depth_scale, r.seed, r.out) == (
-        100, OptimConfig.init_iterations, "6d", 7, 1000.0, 0, None)
+    r = reconstruct_settings()
+    assert (r.iterations, r.init_iterations, r.rotation, r.level, r.depth_scale, r.seed, r.min_fov, r.out) == (
+        100, 12, "6d", 7, 1000.0, 0, 20.0, "outputs/objects/reconstruct")
     assert (SampleOptions().level, SampleOptions().means, SampleOptions().objects) == (7, True, None)
     e = EvaluateOptions()
-    assert (e.scenes, e.iterations, e.seed, e.max_objects) == (6, 100, 0, None)
+    assert (e.scenes, e.iterations, e.seed, e.max_objects) == (6, None, 0, None)  # iterations: the YAML's 100
 
 
 # ------------------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def test_option_defaults_unchanged():
 
 
 def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path, capsys, monkeypatch):
-    from latent4d.objects import commands
+    from latent4d.objects import io
 
     frame, files = scene_files
     out = tmp_path / "out"
@@ -339,7 +340,7 @@ def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path
     def boom(*a, **k):
         raise InputError("disk full (simulated)")
 
-    monkeypatch.setattr(commands, "_save_png", boom)
+    monkeypatch.setattr(io, "save_png", boom)
     rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **base))
     _clear_error(rc, err, "disk full")
     assert _digest(out) == earlier
@@ -439,7 +440,7 @@ def test_pickle_payload_in_checkpoint_never_runs(run_copy, tmp_path):
 
 
 @pytest.mark.parametrize("target", ["builtins.open", "os.system", "subprocess.run",
-                                    "latent4d.objects.commands.write_reconstruction"])
+                                    "latent4d.objects.io.write_scene_reconstruction"])
 def test_hostile_config_target_is_refused(run_copy, tmp_path, target):
     marker = tmp_path / "pwned"
     cfg = OmegaConf.load(run_copy / "config.yaml")

@@ -8,7 +8,7 @@ in the camera frame, metres; 0 where nothing is hit.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import open3d as o3d
@@ -77,15 +77,47 @@ def pinhole_rays(K, world_to_cam, width: int, height: int) -> np.ndarray:
 
 @dataclass
 class RGBDFrame:
-    """depth (H, W) float32 m; rgb (H, W, 3) uint8; mask (H, W) int32 instance id (0 = background);
-    normals (H, W, 3) float32 camera-frame normals; K (3, 3); world_to_cam (4, 4)."""
+    """One RGB-D frame: the frame type of every latent4d reader, renderer and family.
 
+    rgb (H, W, 3) uint8, or None for a depth-only frame; depth (H, W) float32 metres along the
+    optical axis (0 = no measurement); mask (H, W) int32 instance ids (0 = background), or None;
+    K (3, 3) pinhole intrinsics in pixels (OpenCV camera: x right, y down, z forward);
+    normals (H, W, 3) float32 camera-frame normals (rendered frames), or None; world_to_cam (4, 4)
+    extrinsics (x_cam = R x_world + t), or None when the camera frame is the world frame.
+    Families add what they need by subclassing (e.g. ``latent4d.objects.types.Scene``: instance
+    masks and ground truth).
+    """
+
+    rgb: np.ndarray | None
     depth: np.ndarray
-    rgb: np.ndarray
-    mask: np.ndarray
-    normals: np.ndarray
+    mask: np.ndarray | None
     K: np.ndarray
-    world_to_cam: np.ndarray
+    normals: np.ndarray | None = field(default=None, repr=False)
+    world_to_cam: np.ndarray | None = None
+
+    @property
+    def width(self) -> int:
+        return int(self.depth.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.depth.shape[0])
+
+    @property
+    def instance_ids(self) -> list[int]:
+        """Sorted instance ids present in the mask (none without a mask)."""
+        if self.mask is None:
+            return []
+        return [int(i) for i in np.unique(self.mask) if i != 0]
+
+    def points(self, instance_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Valid depth pixels (of one instance when ``instance_id`` is given) back-projected:
+        ``(points (N, 3) camera frame metres, pixels (N, 2) (row, col))`` (:func:`backproject_depth`)."""
+        if instance_id is None:
+            return backproject_depth(self.depth, self.K)
+        if self.mask is None:
+            raise InputError(f"instance {instance_id}: the frame has no instance mask")
+        return backproject_depth(self.depth, self.K, self.mask == instance_id)
 
 
 def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, height: int,
@@ -134,8 +166,8 @@ def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, heig
         lam = np.abs((nrm_w * view).sum(-1))
         rgb = np.where(hit[..., None], rgb * ((1 - shading) + shading * lam[..., None]), rgb)
     normals[~hit] = 0
-    return RGBDFrame(depth, np.clip(np.rint(rgb), 0, 255).astype(np.uint8), mask, normals, K,
-                     np.asarray(world_to_cam, np.float64))
+    return RGBDFrame(rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8), depth=depth, mask=mask, K=K,
+                     normals=normals, world_to_cam=np.asarray(world_to_cam, np.float64))
 
 
 def backproject_depth(depth: np.ndarray, K, mask: np.ndarray | None = None,

@@ -12,7 +12,9 @@
    its own 200).
 
 The latent database is trained once with ``experiment=objects/latent_db`` into
-``<out>/objects_db`` (reused while its config is unchanged; ``--quick`` uses a tiny one).
+``<out>/objects_db`` (reused while its config is unchanged, :func:`latent4d.bench.train_or_reuse`;
+``--quick`` uses ``preset=objects_quick``). Reconstruction settings: ``conf/reconstruct/objects.yaml``.
+One function per benchmark: :func:`bench_octree`, :func:`bench_pose`.
 """
 
 from __future__ import annotations
@@ -29,34 +31,14 @@ import torch
 
 log = logging.getLogger("latent4d.objects")
 
-QUICK_OVERRIDES = ["trainer.max_epochs=4", "data.categories=[mug,camera,bottle]", "data.per_category=2",
-                   "data.n_sdf=4000", "data.n_color=1500", "data.resolution=64", "data.repeats=6",
-                   "data.objects_per_batch=6", "model.shape_decoder.hidden=96", "model.shape_decoder.num_layers=4",
-                   "model.shape_decoder.num_freqs=2", "model.shape_decoder.latent_in=[2]",
-                   "model.appearance.hidden=48", "model.appearance.num_layers=2", "model.lr_decoder=3e-3",
-                   "model.lr_codes=1e-2"]
-
-
 def trained_database(out_dir: Path, quick: bool) -> Path:
-    """Train (or reuse) the benchmark's latent database; returns its run directory."""
-    from omegaconf import OmegaConf
-
-    from latent4d.train import compose_config, replace_run, run_training
+    """Train (or reuse, :func:`latent4d.bench.train_or_reuse`) the benchmark's latent database:
+    ``experiment=objects/latent_db`` (``preset=objects_quick`` with ``quick``); returns its run directory."""
+    from latent4d.bench import train_or_reuse
 
     run = Path(out_dir) / ("objects_db_quick" if quick else "objects_db")
-    overrides = ["experiment=objects/latent_db", "callbacks=minimal", "logger=csv"] + (QUICK_OVERRIDES if quick else [])
-    cfg = compose_config(overrides, run)
-    keys = ("data", "model", "trainer", "seed")
-
-    def relevant(c):
-        d = OmegaConf.to_container(c, resolve=True)
-        return {k: d.get(k) for k in keys}
-
-    if (run / "models" / "database" / "config.json").is_file() and (run / "config.yaml").is_file():
-        if relevant(OmegaConf.load(run / "config.yaml")) == relevant(cfg):
-            return run
-    replace_run(run)
-    run_training(cfg)
+    overrides = ["experiment=objects/latent_db", "callbacks=minimal", "logger=csv"]
+    train_or_reuse(overrides + (["preset=objects_quick"] if quick else []), run)
     return run
 
 
@@ -160,7 +142,7 @@ def octree_vs_dense(pipe, codes: list[torch.Tensor], resolution: int, start_leve
 
 
 def bench_objects(report, quick: bool) -> None:
-    from latent4d.objects.evaluation import compare_recipes, heldout_scenes
+    """``latent4d bench objects``: the latent database, then :func:`bench_octree` and :func:`bench_pose`."""
     from latent4d.objects.pipeline import ObjectsPipeline
 
     out_dir = Path(report.out_dir)
@@ -169,13 +151,17 @@ def bench_objects(report, quick: bool) -> None:
     fit_s = None
     if (run / "metrics.json").is_file():
         fit_s = json.loads((run / "metrics.json").read_text()).get("fit_seconds")
-    report.note(f"latent database: {run} (experiment=objects/latent_db{' quick' if quick else ''}), "
+    report.note(f"latent database: {run} (experiment=objects/latent_db{' preset=objects_quick' if quick else ''}), "
                 f"ready in {time.time() - t0:.0f} s" + (f" (its training: {fit_s:.0f} s)" if fit_s else ""))
     pipe = ObjectsPipeline.from_pretrained(run)
+    bench_octree(report, pipe, quick)
+    bench_pose(report, pipe, quick)
+
+
+def bench_octree(report, pipe, quick: bool) -> None:
+    """Octree vs dense extraction on database shapes (one per category): 128^3 and 256^3 (64^3 quick)."""
     cats = sorted(set(pipe.database.categories))
     first = [pipe.database.categories.index(c) for c in cats]
-
-    # 1. octree vs dense ---------------------------------------------------------------------
     plans = [(64, first[:1])] if quick else [(128, first), (256, first[:3])]
     targets = {128: (">= 10", ">= 5"), 256: (">= 30", ">= 15"), 64: (None, None)}  # 64^3: quick plumbing only
     for res, idx in plans:
@@ -201,12 +187,34 @@ def bench_objects(report, quick: bool) -> None:
                     "Chamfer / Hausdorff: exact point-to-mesh distances between the two surfaces (worst shape), in voxels (2/R); "
                     "memory: peak RSS increase")
 
-    # 2. pose / shape --------------------------------------------------------------------------
+
+def bench_pose(report, pipe, quick: bool) -> None:
+    """Pose / shape on held-out scenes from perturbed ground truth: our recipe (settings of
+    ``conf/reconstruct/objects.yaml``, 100 iterations, 30 quick) vs the ShAPO recipe (same, and 200)."""
+    from latent4d.fileio import write_json_atomic
+    from latent4d.objects.evaluation import compare_recipes, heldout_scenes
+    from latent4d.objects.reconstruct import reconstruct_settings
+
+    cats = sorted(set(pipe.database.categories))
     n_scenes = 1 if quick else 8
     scenes = heldout_scenes(n_scenes, categories=cats, seed=100, n_objects=(2, 2) if quick else (2, 4))
     iters = 30 if quick else 100
-    res = compare_recipes(pipe, scenes, iterations=iters, seed=7, max_objects=2 if quick else None,
+    config = reconstruct_settings([f"iterations={iters}"], command="bench objects")
+    res = compare_recipes(pipe, scenes, config, seed=7, max_objects=2 if quick else None,
                           shapo_iterations=() if quick else (200,))
+    _pose_records(report, res, iters)
+    report.note(f"pose/shape: {res['latent4d']['summary']['objects']} objects in {n_scenes} held-out scenes (instances "
+                "with seeds >= 1000, never in the database); same perturbations for every recipe. ShAPO recipe = raw 3x3 "
+                "rotation + translation (Adam 1e-4), raw scale (1e-4), appearance code (Adam 1e-2), shape code (SGD "
+                "8e-5), surface->observation nearest neighbours (pairs < 0.2) + colour; its colour-net fine-tuning is "
+                "not reproduced. Size error compares metric half-diagonals.")
+    path = write_json_atomic(Path(report.out_dir) / "objects_records.json",
+                             {k: {"summary": v["summary"], "records": v["records"]} for k, v in res.items()})
+    report.artifact("per-object records", path)
+
+
+def _pose_records(report, res: dict, iters: int) -> None:
+    """The pose / shape table of :func:`bench_pose`."""
     ours, shapo = res["latent4d"]["summary"], res["shapo"]["summary"]
     report.add(f"pose: median rotation error after {iters} it. (symmetry-aware)", ours["rot_deg"], "deg", "<= 5")
     report.add(f"pose: median translation error after {iters} it.", ours["trans_cm"], "cm", "<= 1")
@@ -229,16 +237,6 @@ def bench_objects(report, quick: bool) -> None:
                    f"{s['chamfer_reduction_pct']:.1f} % , {s['seconds']:.2f} s", "")
     report.add("start: median rotation / translation / size error",
                f"{ours['start_rot_deg']:.1f} deg / {ours['start_trans_cm']:.1f} cm / {ours['start_scale_pct']:.1f} %", "")
-    report.note(f"pose/shape: {ours['objects']} objects in {n_scenes} held-out scenes (instances with seeds >= 1000, "
-                "never in the database); same perturbations for every recipe. ShAPO recipe = raw 3x3 rotation + "
-                "translation (Adam 1e-4), raw scale (1e-4), appearance code (Adam 1e-2), shape code (SGD 8e-5), "
-                "surface->observation nearest neighbours (pairs < 0.2) + colour; its colour-net fine-tuning is not "
-                "reproduced. Size error compares metric half-diagonals.")
-    from latent4d.fileio import write_json_atomic
-
-    path = write_json_atomic(out_dir / "objects_records.json",
-                             {k: {"summary": v["summary"], "records": v["records"]} for k, v in res.items()})
-    report.artifact("per-object records", path)
 
 
 BENCHMARKS = {"objects": bench_objects}

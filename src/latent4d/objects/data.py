@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from latent4d.cache import cached_npz
+from latent4d.datamodule import SplitDataModule
 from latent4d.errors import InputError
 from latent4d.geometry.sampling import sample_surface
 from latent4d.geometry.sdf import MeshSDF, sdf_samples
@@ -86,7 +86,7 @@ class ObjectSamples(Dataset):
                 "color_points": self.col_p[k][ci], "color": self.col[k][ci]}
 
 
-class ObjectsDataModule(pl.LightningDataModule):
+class ObjectsDataModule(SplitDataModule):
     """Objects for the shape + appearance latent databases.
 
     Args:
@@ -97,6 +97,8 @@ class ObjectsDataModule(pl.LightningDataModule):
         n_sdf / n_color: samples drawn per object (then split ``1 - 2 * holdout`` / holdout / holdout).
         sdf_per_item / color_per_item: samples per object in a batch; objects_per_batch: B.
         repeats: items per object and training epoch.
+
+    Loaders: :class:`latent4d.datamodule.SplitDataModule` (batch size ``objects_per_batch``).
     """
 
     def __init__(self, source: str = "procedural", categories=CATEGORIES, per_category: int = 6,
@@ -105,7 +107,7 @@ class ObjectsDataModule(pl.LightningDataModule):
                  sigmas=(0.01, 0.04), color_sigma: float = 0.01, holdout: float = 0.05,
                  sdf_per_item: int = 1024, color_per_item: int = 512, objects_per_batch: int = 12,
                  repeats: int = 8, num_workers: int = 0, seed: int = 0, cache: bool = True):
-        super().__init__()
+        super().__init__(batch_size=objects_per_batch, num_workers=num_workers)
         categories, sigmas = [str(c) for c in categories], [float(x) for x in sigmas]  # plain types in ckpts
         self.save_hyperparameters()
         if source not in ("procedural", "folder"):
@@ -118,7 +120,6 @@ class ObjectsDataModule(pl.LightningDataModule):
         self._objects: list[ProceduralObject] | None = None
         self.skipped: list = []
         self._arrays: list[dict[str, np.ndarray]] | None = None
-        self._sets: dict[str, ObjectSamples] = {}
 
     # -- objects -------------------------------------------------------------------------------
     @property
@@ -161,7 +162,7 @@ class ObjectsDataModule(pl.LightningDataModule):
         if self._arrays is None:
             self._arrays = [self._samples(i, o) for i, o in enumerate(self.objects)]
             log.info("objects data: %d objects, %d skipped", len(self._arrays), len(self.skipped))
-        if self._sets:
+        if self.sets:
             return
         hp = self.hparams
         parts: dict[str, list[dict[str, np.ndarray]]] = {"train": [], "val": [], "test": []}
@@ -174,22 +175,8 @@ class ObjectsDataModule(pl.LightningDataModule):
             for split, (s_sl, c_sl) in cut.items():
                 parts[split].append({"sdf_points": a["sdf_points"][s_sl], "sdf": a["sdf"][s_sl],
                                      "color_points": a["color_points"][c_sl], "color": a["color"][c_sl]})
-        self._sets = {
+        self.sets = {
             "train": ObjectSamples(parts["train"], hp.sdf_per_item, hp.color_per_item, hp.repeats, True),
             "val": ObjectSamples(parts["val"], 10**9, 10**9, 1, False),
             "test": ObjectSamples(parts["test"], 10**9, 10**9, 1, False),
         }
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self._sets[split], batch_size=self.hparams.objects_per_batch, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, drop_last=False,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)

@@ -29,9 +29,11 @@ from latent4d.objects.metrics import (
     pose_errors,
     rotation_error_deg,
 )
-from latent4d.objects.optimize import ObjectOptimizer, OptimConfig, PoseInit, observe, perturb_pose
-from latent4d.objects.scenes import RGBDInput, make_scene
+from latent4d.objects.optimize import ObjectOptimizer, perturb_pose
+from latent4d.objects.reconstruct import ObjectsReconstructConfig, observe_instance
+from latent4d.objects.scenes import make_scene
 from latent4d.objects.synthetic import CATEGORIES, object_set
+from latent4d.objects.types import PoseInit, Scene
 
 log = logging.getLogger("latent4d.objects")
 
@@ -39,7 +41,7 @@ HELDOUT_SEED_OFFSET = 1000
 
 
 def heldout_scenes(n_scenes: int, categories=CATEGORIES, per_category: int = 2, seed: int = 0,
-                   n_objects=(1, 5), resolution: int = 96) -> list[RGBDInput]:
+                   n_objects=(1, 5), resolution: int = 96) -> list[Scene]:
     """``n_scenes`` synthetic scenes of unseen instances (seeds >= 1000, never in a training set)."""
     objs = object_set(categories, per_category, seed_offset=HELDOUT_SEED_OFFSET, resolution=resolution)
     return [make_scene(objs, seed=seed + i, n_objects=n_objects) for i in range(n_scenes)]
@@ -61,10 +63,10 @@ def _decoded_points(pipe, zs, level: int = 6) -> tuple[np.ndarray, np.ndarray]:
     return pts, pts.max(0) - pts.min(0)
 
 
-def evaluate_object(pipe, frame: RGBDInput, gt, config: OptimConfig, rng: np.random.Generator,
-                    init: PoseInit | None = None) -> dict:
-    """Perturb one ground-truth object, optimise, and measure. Returns a flat record."""
-    obs = observe(frame, gt.instance_id, max_points=config.max_points, seed=gt.instance_id)
+def evaluate_object(pipe, frame: Scene, gt, config: ObjectsReconstructConfig, rng: np.random.Generator,
+                    init: PoseInit | None = None, recipe: str = "latent4d") -> dict:
+    """Perturb one ground-truth object, optimise with ``recipe``, and measure. Returns a flat record."""
+    obs = observe_instance(frame, gt.instance_id, max_points=config.max_points, seed=gt.instance_id)
     if init is None:
         R0, t0, s0 = perturb_pose(gt.R, gt.t, gt.scale, rng)
         zs, za = pipe.mean_codes(gt.category)
@@ -74,11 +76,11 @@ def evaluate_object(pipe, frame: RGBDInput, gt, config: OptimConfig, rng: np.ran
     gtd = {"R": gt.R, "t": gt.t, "scale": gt.scale, "size": gt.size}
     start = pose_errors({"R": init.R, "t": init.t, "scale": init.scale * 0.5 * np.linalg.norm(start_ext),
                          "size": init.scale * start_ext}, gtd, gt.category, gt.symmetric)
-    opt = ObjectOptimizer(pipe, config)
+    opt = ObjectOptimizer(pipe, config, recipe)
     t0 = time.perf_counter()
     res = opt.optimize(obs, init, frame=frame)
     seconds = time.perf_counter() - t0
-    rec = {"category": gt.category, "name": gt.name, "symmetric": gt.symmetric, "recipe": config.recipe, "status": res.status,
+    rec = {"category": gt.category, "name": gt.name, "symmetric": gt.symmetric, "recipe": recipe, "status": res.status,
            "seconds": seconds, "iterations": res.iterations, "start_rot_deg": start["rot_deg"],
            "start_trans_m": start["trans_m"], "start_scale_rel": start["scale_rel"], "start_iou": start["iou"],
            "start_chamfer": chamfer_l1(start_pts, gt_pts) if len(start_pts) else float("nan"), "score": None}
@@ -98,20 +100,20 @@ def evaluate_object(pipe, frame: RGBDInput, gt, config: OptimConfig, rng: np.ran
     return rec
 
 
-def evaluate_scenes(pipe, scenes: list[RGBDInput], config: OptimConfig, seed: int = 0,
-                    max_objects: int | None = None) -> list[dict]:
+def evaluate_scenes(pipe, scenes: list[Scene], config: ObjectsReconstructConfig, seed: int = 0,
+                    max_objects: int | None = None, recipe: str = "latent4d") -> list[dict]:
     """Every ground-truth object of every scene (at most ``max_objects``), same perturbations for
-    every config given the same ``seed``."""
+    every config and recipe given the same ``seed``."""
     rng = np.random.default_rng(seed)
     records = []
     for si, frame in enumerate(scenes):
         for gt in frame.objects:
             if max_objects is not None and len(records) >= max_objects:
                 return records
-            rec = evaluate_object(pipe, frame, gt, config, rng)
+            rec = evaluate_object(pipe, frame, gt, config, rng, recipe=recipe)
             rec["scene"] = si
             records.append(rec)
-            log.info("%s %s: rot %.2f deg, trans %.2f cm, size %.1f %%, %.1f s", config.recipe, gt.category,
+            log.info("%s %s: rot %.2f deg, trans %.2f cm, size %.1f %%, %.1f s", recipe, gt.category,
                      rec["rot_deg"], 100 * rec["trans_m"], 100 * rec["scale_rel"], rec["seconds"])
     return records
 
@@ -137,15 +139,15 @@ def summarize(records: list[dict]) -> dict[str, float]:
     return out
 
 
-def compare_recipes(pipe, scenes: list[RGBDInput], iterations: int = 100, seed: int = 0,
+def compare_recipes(pipe, scenes: list[Scene], config: ObjectsReconstructConfig, seed: int = 0,
                     max_objects: int | None = None, shapo_iterations: tuple[int, ...] = ()) -> dict[str, dict]:
-    """Our recipe and the official ShAPO loop's recipe on the same objects and perturbations."""
-    cfgs = {"latent4d": OptimConfig(iterations=iterations),
-            "shapo": OptimConfig.shapo(iterations=iterations)}
+    """Our recipe and the official ShAPO loop's recipe (``config.iterations``, and each of
+    ``shapo_iterations`` as ``shapo_<n>``) on the same objects and perturbations."""
+    runs = {"latent4d": ("latent4d", config), "shapo": ("shapo", config)}
     for n in shapo_iterations:
-        cfgs[f"shapo_{n}"] = replace(OptimConfig.shapo(iterations=n))
+        runs[f"shapo_{n}"] = ("shapo", replace(config, iterations=n))
     out = {}
-    for name, cfg in cfgs.items():
-        recs = evaluate_scenes(pipe, scenes, cfg, seed=seed, max_objects=max_objects)
+    for name, (recipe, cfg) in runs.items():
+        recs = evaluate_scenes(pipe, scenes, cfg, seed=seed, max_objects=max_objects, recipe=recipe)
         out[name] = {"records": recs, "summary": summarize(recs)}
     return out

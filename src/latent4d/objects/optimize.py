@@ -19,15 +19,20 @@ Loss of the default recipe (``"latent4d"``), distances in centimetres with a Hub
 * ``prior``: Gaussian priors on both codes fitted to the category's database codes (sample
   covariance, shrunk towards a scaled identity): moving along the category's variations is cheap.
 
-Codes are frozen for the first ``warmup`` iterations (pose and size first), learning rates decay
-by cosine to ``lr_final`` of their start value.
+Codes are frozen for the first ``warmup`` iterations (pose and size first); at the end of the
+warm-up they restart from the best database codes of the category when those explain the
+observations better; learning rates decay by cosine to ``lr_final`` of their start value.
 
-The ``"shapo"`` recipe is the official ShAPO loop run through the same code: raw 3 x 3 rotation
-matrix and translation (Adam, lr 1e-4), raw scale (Adam, 1e-4), appearance code (Adam, 1e-2),
-shape code (SGD, 8e-5), loss = mean distance of predicted surface points to their nearest
-canonicalised observed point (pairs < 0.2) + L2 colour error of those pairs, octree with the
-``|sdf| < side`` rule and detached normals. (The official loop also fine-tunes the colour network
-per object; that is not reproduced.) Its result rotation is the nearest rotation to the final matrix.
+The ``"shapo"`` recipe (the benchmark's reference; worse) is the official ShAPO loop run through the
+same code: raw 3 x 3 rotation matrix and translation (Adam, lr 1e-4), raw scale (Adam, 1e-4),
+appearance code (Adam, 1e-2), shape code (SGD, 8e-5), loss = mean distance of predicted surface
+points to their nearest canonicalised observed point (pairs < 0.2) + L2 colour error of those pairs,
+octree with the ``|sdf| < side`` rule rebuilt every iteration, no warm-up, every band point. (The
+official loop also fine-tunes the colour network per object; that is not reproduced.) Its result
+rotation is the nearest rotation to the final matrix.
+
+Every function takes its settings as a :class:`latent4d.objects.reconstruct.ObjectsReconstructConfig`
+(``config``; defaults in ``conf/reconstruct/objects.yaml``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -50,111 +55,18 @@ from latent4d.geometry.rotations import (
     sixd_to_matrix,
 )
 from latent4d.objects.synthetic import SYMMETRIC
+from latent4d.objects.types import ObjectObservation, ObjectReconstruction, PoseInit
 
 RECIPES = ("latent4d", "shapo")
-
-
-@dataclass
-class OptimConfig:
-    """Settings of one object's optimisation (see the module docstring).
-
-    Learning rates are per parameter group: rotation (6D entries or so(3) radians), translation
-    (metres), log-scale, shape code, appearance code. Weights multiply the loss terms.
-    """
-
-    iterations: int = 100
-    recipe: str = "latent4d"
-    rotation: str = "6d"              # 6d | so3 (| matrix: only with recipe=shapo)
-    octree_level: int = 5             # surface points from a 2^level octree
-    start_level: int = 2
-    band_every: int = 4               # recompute the octree band + normals every k iterations
-    max_surface_points: int = 2500    # surface points per band (random subset; 0 = all)
-    max_points: int = 1000            # observed points used per object
-    warmup: int = 15                  # iterations with frozen codes
-    w_sdf: float = 1.0
-    w_obs: float = 1.0
-    w_vis: float = 0.5
-    w_color: float = 2.0
-    w_shape_prior: float = 0.2       # 0.02 -> 0.2 raised the Chamfer reduction on validation scenes 30 -> 37 %
-    w_app_prior: float = 0.01
-    prior_shrink: float = 0.1         # code priors: category covariance + shrink * mean variance * I
-    huber_cm: float = 0.5
-    color_sigma_cm: float = 1.0
-    vis_margin: float = 0.015         # metres behind the observed depth that still counts as visible
-    lr_rotation: float = 0.02
-    lr_translation: float = 0.004
-    lr_scale: float = 0.02
-    lr_shape: float = 0.02
-    lr_appearance: float = 0.03
-    lr_final: float = 0.05
-    retrieval: bool = True            # at the end of the warm-up, restart the codes from the best database codes
-    init_candidates: int = 3          # initial hypotheses optimised briefly when no estimate is given
-    init_iterations: int = 12
-    shapo_pair_threshold: float = 0.2
-
-    def __post_init__(self):
-        if self.recipe not in RECIPES:
-            raise InputError(f"recipe must be one of {RECIPES}, got '{self.recipe}'")
-        allowed = ("6d", "so3", "matrix") if self.recipe == "shapo" else ("6d", "so3")
-        if self.rotation not in allowed:
-            raise InputError(f"rotation must be one of {allowed} for recipe '{self.recipe}', got '{self.rotation}'")
-
-    @classmethod
-    def shapo(cls, iterations: int = 200, **kw) -> OptimConfig:
-        """The official ShAPO loop's recipe (raw matrix, its learning rates, 200 iterations)."""
-        kw.setdefault("max_surface_points", 0)
-        return cls(iterations=iterations, recipe="shapo", rotation="matrix", band_every=1, warmup=0, **kw)
-
-
-@dataclass
-class PoseInit:
-    """An initial estimate: R (3, 3), t (3,) m, scale (m), codes (D,), category (prior)."""
-
-    R: np.ndarray
-    t: np.ndarray
-    scale: float
-    shape_code: torch.Tensor
-    appearance_code: torch.Tensor
-    category: str | None = None
-
-
-@dataclass
-class Observation:
-    """Observed points of one instance: points (N, 3) camera metres, colors (N, 3) in [0, 1],
-    pixels (N, 2) (row, col); n_valid: valid depth pixels in the mask before subsampling."""
-
-    instance_id: int
-    points: np.ndarray
-    colors: np.ndarray
-    pixels: np.ndarray
-    n_valid: int = 0
-
-
-def observe(frame, instance_id: int, max_points: int = 1500, seed: int = 0, min_points: int = 50,
-            erode: int = 1) -> Observation:
-    """Back-project the valid depth inside an instance mask (eroded by ``erode`` pixels when enough
-    remains), subsample to ``max_points``; InputError when fewer than ``min_points`` remain."""
-    from scipy import ndimage
-
-    from latent4d.geometry.rgbd import backproject_depth
-
-    m = frame.mask == instance_id
-    if not m.any():
-        raise InputError(f"instance {instance_id}: not in the mask")
-    if erode > 0:
-        me = ndimage.binary_erosion(m, iterations=erode)
-        if ((frame.depth > 0) & me).sum() >= min_points:
-            m = me
-    pts, pix = backproject_depth(frame.depth, frame.K, m)
-    if len(pts) < min_points:
-        raise InputError(f"instance {instance_id}: {len(pts)} valid depth pixel(s) inside the mask, "
-                         f"need at least {min_points}")
-    n_valid = len(pts)
-    if len(pts) > max_points:
-        sel = np.random.default_rng(seed).choice(len(pts), max_points, replace=False)
-        pts, pix = pts[sel], pix[sel]
-    cols = frame.rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
-    return Observation(instance_id, pts.astype(np.float32), cols, pix, n_valid)
+"""``latent4d``: the default recipe; ``shapo``: the official ShAPO loop (benchmark reference)."""
+ROTATIONS = ("6d", "so3")
+"""Rotation parametrisations of the default recipe (the ShAPO recipe optimises the raw matrix)."""
+START_LEVEL = 2
+"""Coarsest octree level of the surface band (4^3 cells)."""
+SHAPO_PAIR_THRESHOLD = 0.2
+"""ShAPO recipe: surface / observation pairs farther apart than this (canonical units) are ignored."""
+SHAPO_SETTINGS = {"band_every": 1, "warmup": 0, "max_surface_points": 0}
+"""ShAPO recipe: the official loop's octree band schedule (every iteration, all points) and no warm-up."""
 
 
 def _huber(x: torch.Tensor, delta: float) -> torch.Tensor:
@@ -198,12 +110,24 @@ class _Params(torch.nn.Module):
 
 
 class ObjectOptimizer:
-    """Optimise one object at a time against a pipeline's decoders (which stay frozen)."""
+    """Optimise one object at a time against a pipeline's decoders (which stay frozen).
 
-    def __init__(self, pipeline, config: OptimConfig | None = None):
+    ``config``: :class:`latent4d.objects.reconstruct.ObjectsReconstructConfig`; ``recipe``: one of
+    :data:`RECIPES` (``"shapo"`` replaces the band schedule, warm-up and rotation parametrisation by
+    the official loop's, :data:`SHAPO_SETTINGS`).
+    """
+
+    def __init__(self, pipeline, config, recipe: str = "latent4d"):
+        if recipe not in RECIPES:
+            raise InputError(f"recipe must be one of {RECIPES}, got '{recipe}'")
+        if config.rotation not in ROTATIONS:
+            raise InputError(f"rotation must be one of {ROTATIONS}, got '{config.rotation}'")
         self.pipe = pipeline
-        self.cfg = config or OptimConfig()
-        self._prior: dict[str | None, tuple] = {}
+        self.recipe = recipe
+        self.shapo = recipe == "shapo"
+        self.cfg = replace(config, **SHAPO_SETTINGS) if self.shapo else config
+        self.rotation = "matrix" if self.shapo else config.rotation
+        self._prior: dict[str | None, dict] = {}
 
     def _prior_stats(self, category: str | None) -> dict[str, torch.Tensor]:
         if category not in self._prior:
@@ -215,86 +139,90 @@ class ObjectOptimizer:
         return self._prior[category]
 
     # ------------------------------------------------------------------------------------------
-    def optimize(self, obs: Observation, init: PoseInit, frame=None,
+    def optimize(self, obs: ObjectObservation, init: PoseInit, frame=None,
                  callback: Callable[[int, dict], bool | None] | None = None,
-                 iterations: int | None = None, optimize_codes: bool = True, score: bool = True):
+                 iterations: int | None = None, optimize_codes: bool = True, score: bool = True
+                 ) -> ObjectReconstruction:
         """Run the optimisation; returns an :class:`ObjectReconstruction` (mesh not yet extracted).
 
         ``callback(iteration, state)`` is called after every iteration with ``state`` =
         ``{"loss": float, "terms": {name: float}, "R": (3, 3), "t": (3,), "scale": float,
         "shape_code": (D,), "appearance_code": (D,), "surface_points": (K, 3) camera frame,
         "surface_colors": (K, 3) in [0, 1]}`` (numpy, detached); returning ``False`` stops.
-        ``frame`` (the full RGB-D input) enables the visibility test of the ``vis`` term.
+        ``frame`` (the full RGB-D input, an :class:`~latent4d.geometry.rgbd.RGBDFrame`) enables the
+        visibility test of the ``vis`` term.
         """
-        from latent4d.objects.pipeline import ObjectReconstruction
-
-        cfg = self.cfg
-        n_it = cfg.iterations if iterations is None else iterations
-        dec = self.pipe.shape_decoder
+        n_it = self.cfg.iterations if iterations is None else iterations
         dev = self.pipe.device
-        P = torch.as_tensor(obs.points, device=dev)
-        C = torch.as_tensor(obs.colors, device=dev)
-        shapo = cfg.recipe == "shapo"
-        params = _Params(init, cfg.rotation, log_scale=not shapo).to(dev)
-        if shapo:
+        params = _Params(init, self.rotation, log_scale=not self.shapo).to(dev)
+        view = None
+        if frame is not None:
+            view = (torch.as_tensor(np.asarray(frame.depth), dtype=torch.float32, device=dev),
+                    torch.as_tensor(np.asarray(frame.K), dtype=torch.float32, device=dev))
+        t0 = time.perf_counter()
+        it, status, reason, history, terms = self._loop(
+            params, torch.as_tensor(obs.points, device=dev), torch.as_tensor(obs.colors, device=dev), init, view,
+            n_it, obs.instance_id, callback, optimize_codes)
+        res = ObjectReconstruction(obs.instance_id, category=init.category, history=history, iterations=it,
+                                   seconds=time.perf_counter() - t0, status=status, reason=reason)
+        if status == "ok":
+            self._finish(res, params, terms, obs, score)
+        return res
+
+    def _optimizers(self, params: _Params, n_it: int, optimize_codes: bool) -> tuple[list, list]:
+        """(optimizers, lr schedulers) of the recipe."""
+        cfg = self.cfg
+        if self.shapo:
             opt_a = torch.optim.Adam([{"params": [params.rot, params.t], "lr": 1e-4},
                                       {"params": [params.s], "lr": 1e-4},
                                       {"params": [params.za], "lr": 1e-2}])
-            opt_b = torch.optim.SGD([params.zs], lr=8e-5)
-            optimizers = [opt_a, opt_b]
-            scheds = []
-        else:
-            groups = [{"params": [params.rot], "lr": cfg.lr_rotation}, {"params": [params.t], "lr": cfg.lr_translation},
-                      {"params": [params.s], "lr": cfg.lr_scale}]
-            if optimize_codes:
-                groups += [{"params": [params.zs], "lr": cfg.lr_shape}, {"params": [params.za], "lr": cfg.lr_appearance}]
-            opt = torch.optim.Adam(groups)
-            optimizers = [opt]
-            lam = lambda i: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(i, n_it) / max(n_it, 1)))  # noqa: E731
-            scheds = [torch.optim.lr_scheduler.LambdaLR(opt, lam)]
+            return [opt_a, torch.optim.SGD([params.zs], lr=8e-5)], []
+        groups = [{"params": [params.rot], "lr": cfg.lr_rotation}, {"params": [params.t], "lr": cfg.lr_translation},
+                  {"params": [params.s], "lr": cfg.lr_scale}]
+        if optimize_codes:
+            groups += [{"params": [params.zs], "lr": cfg.lr_shape}, {"params": [params.za], "lr": cfg.lr_appearance}]
+        opt = torch.optim.Adam(groups)
+
+        def lam(i: int) -> float:  # cosine decay to lr_final
+            return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(i, n_it) / max(n_it, 1)))
+
+        return [opt], [torch.optim.lr_scheduler.LambdaLR(opt, lam)]
+
+    def _loop(self, params: _Params, P: torch.Tensor, C: torch.Tensor, init: PoseInit, view, n_it: int,
+              seed: int, callback, optimize_codes: bool) -> tuple[int, str, str, list[float], dict]:
+        """The iterations: ``(iterations done, status, reason, loss history, last loss terms)``."""
+        cfg = self.cfg
+        optimizers, scheds = self._optimizers(params, n_it, optimize_codes)
         prior = self._prior_stats(init.category)
-        depth = None
-        if frame is not None:
-            depth = torch.as_tensor(np.asarray(frame.depth), dtype=torch.float32, device=dev)
-            K = torch.as_tensor(np.asarray(frame.K), dtype=torch.float32, device=dev)
-        keep = shapo_keep() if shapo else sdf_keep()
-        gen = torch.Generator().manual_seed(obs.instance_id)
-        centers, history, terms = None, [], {}
-        status, reason = "ok", ""
-        t0 = time.perf_counter()
-        it = 0
+        keep = shapo_keep() if self.shapo else sdf_keep()
+        gen = torch.Generator().manual_seed(seed)
+        band, history, terms = None, [], {}
         for it in range(n_it):
             if not params.finite():
-                status, reason = "diverged", f"a parameter is NaN or infinite at iteration {it}"
-                break
-            codes_on = optimize_codes and (shapo or it >= cfg.warmup)
-            if codes_on and not shapo and cfg.retrieval and it == cfg.warmup:
+                return it, "diverged", f"a parameter is NaN or infinite at iteration {it}", history, terms
+            codes_on = optimize_codes and (self.shapo or it >= cfg.warmup)
+            if codes_on and not self.shapo and it == cfg.warmup:
                 self._retrieve(params, P, C, init.category)
-                centers = None  # the shape changed: rebuild the band
+                band = None  # the shape changed: rebuild the band
             zs = params.zs if codes_on else params.zs.detach()
             za = params.za if codes_on else params.za.detach()
-            fn = dec.bind(zs)
-            if centers is None or it % max(1, cfg.band_every) == 0:
-                centers, normals, side = self._surface_band(zs.detach(), keep, gen)
+            fn = self.pipe.shape_decoder.bind(zs)
+            if band is None or it % max(1, cfg.band_every) == 0:
+                band = self._surface_band(zs.detach(), keep, gen)
+            centers, normals = band
             # projection with the cached (constant) normals: p' = p - f(p) n, differentiable via f
-            vals = fn(centers)
-            S = centers - vals[:, None] * normals
-            nrm = normals
+            S = centers - fn(centers)[:, None] * normals
             if len(S) < 4:
-                status, reason = "diverged", f"the predicted surface vanished at iteration {it}"
-                break
+                return it, "diverged", f"the predicted surface vanished at iteration {it}", history, terms
             if not bool(torch.isfinite(S).all()):
-                status, reason = "diverged", f"the predicted surface became NaN at iteration {it}"
-                break
+                return it, "diverged", f"the predicted surface became NaN at iteration {it}", history, terms
             R, s, t = params.R(), params.scale(), params.t
-            if shapo:
+            if self.shapo:
                 loss, terms = self._shapo_loss(P, C, S, R, s, t, zs, za)
             else:
-                loss, terms = self._loss(P, C, S, nrm, R, s, t, zs, za, fn, prior, depth,
-                                         K if depth is not None else None)
+                loss, terms = self._loss(P, C, S, normals, R, s, t, zs, za, fn, prior, view)
             if not torch.isfinite(loss):
-                status, reason = "diverged", f"the loss became {float(loss)} at iteration {it}"
-                break
+                return it, "diverged", f"the loss became {float(loss)} at iteration {it}", history, terms
             for o in optimizers:
                 o.zero_grad(set_to_none=True)
             loss.backward()
@@ -303,32 +231,26 @@ class ObjectOptimizer:
             for sc in scheds:
                 sc.step()
             history.append(float(loss.detach()))
-            if callback is not None:
-                state = self._state(params, float(loss.detach()), terms, S, zs, za)
-                if callback(it, state) is False:
-                    it += 1
-                    break
-        else:
-            it = n_it
-        seconds = time.perf_counter() - t0
-        res = ObjectReconstruction(obs.instance_id, category=init.category, history=history, iterations=it,
-                                   seconds=seconds, status=status, reason=reason)
-        if status != "ok":
-            return res
-        with torch.no_grad():
-            R = params.R().detach()
-            if shapo:
-                R = project_to_rotation(R)
-            res.R = R.cpu().numpy().astype(np.float64)
-            res.t = params.t.detach().cpu().numpy().astype(np.float64)
-            res.scale = float(params.scale().detach())
-            res.shape_code = params.zs.detach().cpu().numpy()
-            res.appearance_code = params.za.detach().cpu().numpy()
-            res.loss = {k: float(v) for k, v in terms.items()}
-            res.score = self.inlier_fraction(obs, res) if score else 0.0
+            if callback is not None and callback(it, self._state(params, history[-1], terms, S, zs, za)) is False:
+                return it + 1, "ok", "", history, terms
+        return n_it, "ok", "", history, terms
+
+    @torch.no_grad()
+    def _finish(self, res: ObjectReconstruction, params: _Params, terms: dict, obs: ObjectObservation,
+                score: bool) -> None:
+        """Fill the final pose, size, codes, loss and score into ``res`` (diverged when not finite)."""
+        R = params.R().detach()
+        if self.shapo:
+            R = project_to_rotation(R)
+        res.R = R.cpu().numpy().astype(np.float64)
+        res.t = params.t.detach().cpu().numpy().astype(np.float64)
+        res.scale = float(params.scale().detach())
+        res.shape_code = params.zs.detach().cpu().numpy()
+        res.appearance_code = params.za.detach().cpu().numpy()
+        res.loss = {k: float(v) for k, v in terms.items()}
+        res.score = self.inlier_fraction(obs, res) if score else 0.0
         if not (np.isfinite(res.R).all() and np.isfinite(res.t).all() and np.isfinite(res.scale) and res.scale > 0):
             res.status, res.reason = "diverged", "the final pose is not finite (or the scale is not positive)"
-        return res
 
     @torch.no_grad()
     def _retrieve(self, params: _Params, P: torch.Tensor, C: torch.Tensor, category: str | None) -> None:
@@ -357,20 +279,23 @@ class ObjectOptimizer:
     def _surface_band(self, zs: torch.Tensor, keep, gen: torch.Generator):
         """Octree band of the current shape (no gradients) reduced to the cells whose centre is within
         one cell side of the surface, at most ``max_surface_points`` of them (random, reproducible),
-        with their unit normals. Returns ``(centers (K, 3), normals (K, 3), side)``."""
+        with their unit normals. Returns ``(centers (K, 3), normals (K, 3))``."""
         cfg = self.cfg
         fn = self.pipe.shape_decoder.bind(zs)
-        band = octree_band(fn, cfg.octree_level, cfg.start_level, keep=keep)
+        band = octree_band(fn, cfg.octree_level, START_LEVEL, keep=keep)
         near = band.values.abs() < band.side
         c = band.centers[near]
         if cfg.max_surface_points and len(c) > cfg.max_surface_points:
             c = c[torch.randperm(len(c), generator=gen)[: cfg.max_surface_points].to(c.device)]
         _, _, n = project_to_surface(fn, c, create_graph=False)
-        return c, n.detach(), band.side
+        return c, n.detach()
 
-    # ------------------------------------------------------------------------------------------
-    def _loss(self, P, C, S, nrm, R, s, t, zs, za, fn, prior, depth, K):
+
+    def _loss(self, P, C, S, nrm, R, s, t, zs, za, fn, prior, view):
+        """The default recipe's loss (see the module docstring) and its terms; ``view``: (depth (H, W) m,
+        K (3, 3)) of the frame for the visibility test, or None."""
         cfg = self.cfg
+        depth, K = view if view is not None else (None, None)
         X = ((P - t) @ R) / s
         f = fn(X)
         r_sdf = 100.0 * s * f  # cm
@@ -408,11 +333,12 @@ class ObjectOptimizer:
         return loss, terms
 
     def _shapo_loss(self, P, C, S, M, s, t, zs, za):
+        """The official ShAPO loop's loss (raw matrix ``M``) and its terms."""
         X = ((P - t) @ torch.linalg.inv(M).T) / s  # (s M)^-1 (p - t)
         _, idx = knn(S, X, 1)
         nn = X[idx[:, 0]]
         d = (nn - S).norm(dim=-1)
-        close = d.detach() < self.cfg.shapo_pair_threshold
+        close = d.detach() < SHAPO_PAIR_THRESHOLD
         if int(close.sum()) == 0:
             z = (S.sum() + X.sum()) * 0.0
             return z, {"shapo_3d": z.detach(), "shapo_rgb": z.detach()}
@@ -433,7 +359,7 @@ class ObjectOptimizer:
                 "surface_points": (s * Sd @ R.T + params.t.detach()).cpu().numpy(), "surface_colors": cols.cpu().numpy()}
 
     @torch.no_grad()
-    def inlier_fraction(self, obs: Observation, res, tol: float = 0.01) -> float:
+    def inlier_fraction(self, obs: ObjectObservation, res, tol: float = 0.01) -> float:
         """Fraction of observed points within ``tol`` metres of the reconstructed surface (a confidence
         score in [0, 1]); the surface is the octree band at ``octree_level + 1`` (cells within half a side)."""
         dev = self.pipe.device
@@ -444,6 +370,8 @@ class ObjectOptimizer:
         S = res.scale * pts @ R.T + torch.as_tensor(res.t, dtype=torch.float32, device=dev)
         d, _ = nearest_distance(torch.as_tensor(obs.points, device=dev), S)
         return float((d < tol).float().mean())
+
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -490,63 +418,65 @@ def _frame_from_up(up: np.ndarray, yaw_dir: np.ndarray) -> np.ndarray:
     return np.stack([x, up, z], 1)
 
 
-def initial_estimate(pipe, frame, obs: Observation, category: str | None = None,
-                     config: OptimConfig | None = None) -> PoseInit:
-    """Initial pose, size and codes from the observation alone.
 
-    Up axis from the supporting plane (:func:`estimate_up`); height -> scale with the category's
-    mean shape; in-plane centre from the footprint centroid pushed away from the camera; yaw
-    hypotheses from the footprint's principal axis (x4 for non-symmetric categories); every
-    (category, yaw) candidate is scored by the SDF of the observations and the best
-    ``init_candidates`` are optimised briefly (pose and scale only) to pick one.
-    """
-    cfg = config or OptimConfig()
+def _candidates(pipe, obs: ObjectObservation, up: np.ndarray, off: float, category: str | None,
+                huber_cm: float) -> list[tuple[float, PoseInit]]:
+    """(score, PoseInit) for every (category, yaw) hypothesis: height -> scale with the category's mean
+    shape, footprint centroid pushed away from the camera -> position, footprint principal axis ->
+    yaw (x4 for non-symmetric categories); score: robust SDF of the observations (lower is better)."""
     dev = pipe.device
-    up, off = estimate_up(frame)
     P = obs.points.astype(np.float64)
     h = P @ up + off
     top = max(float(np.percentile(h, 98)), 0.01)
     foot = P - np.outer(h, up)
     c0 = foot.mean(0)
     Q = foot - c0
-    cov = Q.T @ Q / max(len(Q), 1)
-    w, V = np.linalg.eigh(cov)
+    _, V = np.linalg.eigh(Q.T @ Q / max(len(Q), 1))
     major = V[:, -1]
     view = c0 - up * (c0 @ up)
     view /= max(np.linalg.norm(view), 1e-9)
-    cats = [category] if category else sorted(set(pipe.database.categories))
     cands = []
     Pt = torch.as_tensor(obs.points, device=dev)
-    for cat in cats:
+    for cat in [category] if category else sorted(set(pipe.database.categories)):
         zs, za = pipe.mean_codes(cat)
         pts = pipe.band_points(zs, level=5).cpu().numpy()
         if len(pts) == 0:
             continue
         lo, hi = pts.min(0), pts.max(0)
         s = top / max(hi[1] - lo[1], 1e-3)
-        depth_half = 0.25 * s * 0.5 * ((hi[0] - lo[0]) + (hi[2] - lo[2]))
-        centre = c0 + view * depth_half
-        yaws = [0.0] if cat in SYMMETRIC else [0.0, 0.5 * np.pi, np.pi, 1.5 * np.pi]
-        for yaw in yaws:
-            d = np.cos(yaw) * major + np.sin(yaw) * np.cross(up, major)
-            R = _frame_from_up(up, d)
-            # canonical centre height: the bottom (lo_y) sits on the plane
+        centre = c0 + view * (0.25 * s * 0.5 * ((hi[0] - lo[0]) + (hi[2] - lo[2])))
+        mid = 0.5 * (lo + hi)
+        for yaw in [0.0] if cat in SYMMETRIC else [0.0, 0.5 * np.pi, np.pi, 1.5 * np.pi]:
+            R = _frame_from_up(up, np.cos(yaw) * major + np.sin(yaw) * np.cross(up, major))
+            # canonical centre height: the bottom (lo_y) sits on the plane; in-plane shift by the
+            # canonical centre offset of the mean shape
             t = centre + up * (-s * lo[1]) - up * (centre @ up + off)
-            # shift in-plane by the canonical centre offset of the mean shape
-            mid = 0.5 * (lo + hi)
             t = t - s * (R @ np.array([mid[0], 0.0, mid[2]]))
             with torch.no_grad():
                 Rt = torch.as_tensor(R, dtype=torch.float32, device=dev)
                 X = ((Pt - torch.as_tensor(t, dtype=torch.float32, device=dev)) @ Rt) / s
-                score = float(_huber(100 * s * pipe.sdf(X, zs), cfg.huber_cm).mean())
+                score = float(_huber(100 * s * pipe.sdf(X, zs), huber_cm).mean())
             cands.append((score, PoseInit(R, t, float(s), zs.detach(), za.detach(), cat)))
+    return cands
+
+
+def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, config) -> PoseInit:
+    """Initial pose, size and codes from the observation alone.
+
+    Up axis from the supporting plane (:func:`estimate_up`); every (category, yaw) hypothesis
+    (:func:`_candidates`) is scored by the SDF of the observations and the best
+    ``config.init_candidates`` are optimised briefly (``config.init_iterations``, pose and scale
+    only) to pick one.
+    """
+    up, off = estimate_up(frame)
+    cands = _candidates(pipe, obs, up, off, category, config.huber_cm)
     if not cands:
         raise InputError(f"instance {obs.instance_id}: no usable category prior in the database")
     cands.sort(key=lambda c: c[0])
-    best = cands[: max(1, cfg.init_candidates)]
-    if len(best) == 1 or cfg.init_iterations <= 0:
+    best = cands[: max(1, config.init_candidates)]
+    if len(best) == 1 or config.init_iterations <= 0:
         return best[0][1]
-    short = ObjectOptimizer(pipe, replace(cfg, iterations=cfg.init_iterations, warmup=0, w_vis=0.0))
+    short = ObjectOptimizer(pipe, replace(config, iterations=config.init_iterations, warmup=0, w_vis=0.0))
     scored = []
     for _, c in best:
         r = short.optimize(obs, c, frame=frame, optimize_codes=False, score=False)
@@ -574,5 +504,4 @@ def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Gene
     return dR @ np.asarray(R), np.asarray(t) + trans_m * d, float(scale) * f
 
 
-__all__ = ["OptimConfig", "PoseInit", "Observation", "ObjectOptimizer", "observe", "initial_estimate",
-           "estimate_up", "perturb_pose", "RECIPES"]
+__all__ = ["ObjectOptimizer", "RECIPES", "ROTATIONS", "estimate_up", "initial_estimate", "perturb_pose"]

@@ -3,12 +3,12 @@ objects (shape, appearance, 6D pose, size) from one RGB-D frame.
 
 Typical use::
 
+    from latent4d.objects.io import read_rgbd
     from latent4d.objects.pipeline import ObjectsPipeline
-    from latent4d.objects.scenes import read_rgbd
 
     pipe = ObjectsPipeline.from_pretrained("outputs/objects/latent_db/<run>")
     frame = read_rgbd("rgb.png", "depth.png", "mask.png", "intrinsics.json")
-    results = pipe.reconstruct(frame, callback=lambda it, state: print(it, state["loss"]))
+    results = pipe.reconstruct(frame, callback=lambda iid, it, state: print(iid, it, state["loss"]))
     for r in results:                      # one ObjectReconstruction per instance id
         r.mesh_camera                      # trimesh, camera frame, vertex colours
         r.R, r.t, r.scale, r.size          # canonical -> camera pose, metric size
@@ -19,9 +19,7 @@ coordinates are canonical ([-1, 1]^3) unless the name says camera (metres, OpenC
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +31,19 @@ from latent4d.geometry.octree import octree_mesh, octree_surface_points
 from latent4d.objects.appearance import AppearanceNet
 from latent4d.objects.database import LatentDatabase
 from latent4d.objects.sdf import ShapeDecoder
+from latent4d.objects.types import ObjectReconstruction
+from latent4d.pipeline import LatentPipeline
 
-log = logging.getLogger("latent4d.objects")
+DEFAULT_RUNS = "outputs/objects/latent_db"
+"""Where ``latent4d train experiment=objects/latent_db`` writes its runs (searched when no run is given)."""
 
 
-def find_latest_run(root: str | Path = "outputs/objects/latent_db") -> Path:
+def find_latest_run(root: str | Path = DEFAULT_RUNS) -> Path:
     """The most recent run directory of ``experiment=objects/latent_db`` with exported models."""
-    root = Path(root)
-    runs = sorted((p.parent.parent for p in root.glob("**/models/shape_decoder/config.json")),
-                  key=lambda p: p.stat().st_mtime)
-    if not runs:
-        raise ConfigError(f"no trained objects latent database under '{root}': train one with "
-                          "`latent4d train experiment=objects/latent_db` or pass run=<run dir>")
-    return runs[-1]
+    from latent4d.runs import latest_run
+
+    return latest_run(root, "shape_decoder", "train one with `latent4d train experiment=objects/latent_db` or "
+                      "pass run=<run dir>")
 
 
 def _compare_shapes(expected: dict[str, tuple], found: dict[str, tuple], source, what: str,
@@ -104,92 +102,53 @@ def _database_state(state: dict, source) -> tuple[list[str], list[str]] | None:
     return names, cats
 
 
-@dataclass
-class ObjectReconstruction:
-    """Result for one instance.
-
-    R (3, 3) canonical -> camera rotation; t (3,) metres; scale: metric half-diagonal (m);
-    size (3,) metric box extents (m); shape_code / appearance_code (D,); category: the prior used;
-    mesh_camera: coloured mesh in the camera frame (None when skipped); loss: final loss terms;
-    history: per-iteration total loss; status: "ok" | "diverged" | "skipped"; reason: why not ok.
-    """
-
-    instance_id: int
-    R: np.ndarray | None = None
-    t: np.ndarray | None = None
-    scale: float | None = None
-    extents: np.ndarray | None = None
-    shape_code: np.ndarray | None = None
-    appearance_code: np.ndarray | None = None
-    category: str | None = None
-    mesh_camera: trimesh.Trimesh | None = field(default=None, repr=False)
-    mesh_canonical: trimesh.Trimesh | None = field(default=None, repr=False)
-    loss: dict = field(default_factory=dict)
-    history: list[float] = field(default_factory=list, repr=False)
-    iterations: int = 0
-    seconds: float = 0.0
-    status: str = "ok"
-    reason: str = ""
-    score: float = 0.0
-
-    @property
-    def size(self) -> np.ndarray | None:
-        return None if self.extents is None or self.scale is None else self.scale * np.asarray(self.extents)
-
-    def to_json(self) -> dict:
-        d = {"instance_id": self.instance_id, "status": self.status, "category": self.category,
-             "iterations": self.iterations, "seconds": round(self.seconds, 3)}
-        if self.reason:
-            d["reason"] = self.reason
-        if self.status == "ok":
-            d.update({"R": np.asarray(self.R).tolist(), "t": np.asarray(self.t).tolist(),
-                      "scale": float(self.scale), "size": self.size.tolist(),
-                      "extents": np.asarray(self.extents).tolist(), "score": float(self.score),
-                      "shape_code": np.asarray(self.shape_code).tolist(),
-                      "appearance_code": np.asarray(self.appearance_code).tolist(),
-                      "loss": {k: float(v) for k, v in self.loss.items()}})
-        return d
-
-
-class ObjectsPipeline:
+class ObjectsPipeline(LatentPipeline):
     """Shape decoder + appearance network + latent database of one trained run.
 
-    Attributes: ``shape_decoder`` (:class:`ShapeDecoder`), ``appearance`` (:class:`AppearanceNet`),
-    ``database`` (:class:`LatentDatabase`); all in eval mode on ``device``.
+    Attributes: ``shape_decoder`` (:class:`ShapeDecoder`, weight norm fused), ``appearance``
+    (:class:`AppearanceNet`), ``database`` (:class:`LatentDatabase`); all frozen, in eval mode on
+    ``device``. Loading, saving and device moves: :class:`latent4d.pipeline.LatentPipeline`.
     """
+
+    family = "objects"
+    component_classes = {"shape_decoder": ShapeDecoder, "appearance": AppearanceNet, "database": LatentDatabase}
 
     def __init__(self, shape_decoder: ShapeDecoder, appearance: AppearanceNet, database: LatentDatabase,
                  device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.shape_decoder = shape_decoder.fuse_weight_norm().to(self.device).eval().requires_grad_(False)
-        self.appearance = appearance.to(self.device).eval().requires_grad_(False)
-        self.database = database.to(self.device).eval().requires_grad_(False)
-        self._extents_cache: dict[str, np.ndarray] = {}
+        self.register_modules(shape_decoder=shape_decoder.fuse_weight_norm().eval().requires_grad_(False),
+                              appearance=appearance.eval().requires_grad_(False),
+                              database=database.eval().requires_grad_(False))
+        self.to(device)
 
     @classmethod
-    def from_pretrained(cls, run_or_folder: str | Path | None = None, device: str = "cpu") -> ObjectsPipeline:
-        """Load ``<run>/models/{shape_decoder,appearance,database}`` (or a folder holding them);
-        ``None`` takes the latest run under ``outputs/objects/latent_db``.
+    def from_pretrained(cls, run_or_folder: str | Path | None = None, device: str | torch.device = "cpu"
+                        ) -> ObjectsPipeline:
+        """Load ``<run>/models/{shape_decoder,appearance,database}`` (or a folder holding them, e.g.
+        one written by :meth:`save_pretrained`); ``None`` takes the latest run under
+        :data:`DEFAULT_RUNS`.
 
         Each network goes through :func:`latent4d.trust.load_network` (config.json checked, safetensors
         only); before anything is built, the tensor shapes its config.json implies are compared with
         the safetensors header, so a config declaring huge sizes allocates nothing. Damaged folders
         raise :class:`InputError` naming the file.
         """
-        from latent4d.trust import load_network
+        return super().from_pretrained(find_latest_run() if run_or_folder is None else run_or_folder, device)
 
-        p = find_latest_run() if run_or_folder is None else Path(run_or_folder)
-        folder = p / "models" if (p / "models").is_dir() else p
-        missing = [n for n in ("shape_decoder", "appearance", "database") if not (folder / n / "config.json").is_file()]
+    @classmethod
+    def load_components(cls, run_or_folder: str | Path, names: list[str] | None = None) -> dict:
+        """The base loader after two checks: every network is there (one ConfigError naming the missing
+        ones), and each folder's config.json fits its weights (:func:`_check_network_shapes`)."""
+        from latent4d.runs import MODELS, has_network
+
+        p = Path(run_or_folder)
+        missing = [n for n in cls.component_classes if not has_network(p, n)]
         if missing:
+            folder = p / MODELS if (p / MODELS).is_dir() else p
             raise ConfigError(f"'{p}' has no exported objects latent database (missing {', '.join(missing)} under "
                               f"{folder}); train with `latent4d train experiment=objects/latent_db`")
-        nets = {}
-        for name, net_cls in (("shape_decoder", ShapeDecoder), ("appearance", AppearanceNet),
-                              ("database", LatentDatabase)):
-            _check_network_shapes(net_cls, folder / name)
-            nets[name] = load_network(net_cls, folder / name)
-        return cls(nets["shape_decoder"], nets["appearance"], nets["database"], device)
+        for name, net_cls in cls.component_classes.items():
+            _check_network_shapes(net_cls, cls.component_folder(p, name))
+        return super().load_components(p, names)
 
     @classmethod
     def from_module(cls, module, device: str = "cpu") -> ObjectsPipeline:
@@ -211,18 +170,18 @@ class ObjectsPipeline:
         compare its tensor shapes with the checkpoint (no allocation sized by the config), and the
         weights load through :func:`latent4d.trust.load_state_checked`.
         """
-        from latent4d.config import load_run_config
+        from latent4d.runs import Run
         from latent4d.trust import check_lightning_checkpoint, instantiate_from_run, load_state_checked
 
-        run_dir = Path(run_dir)
-        cfg = load_run_config(run_dir)
-        where = f"run config '{run_dir / 'config.yaml'}'"
+        run = Run.open(run_dir)
+        cfg = run.config
+        where = f"run config '{run.dir / 'config.yaml'}'"
         if str(cfg.get("family")) != "objects":
             raise ConfigError(f"{where}: family '{cfg.get('family')}' is not objects; from_checkpoint needs a run of "
                               "experiment=objects/latent_db")
         if cfg.get("model") is None:
             raise ConfigError(f"{where} has no model section; the run folder is damaged")
-        path = Path(ckpt) if ckpt else run_dir / "checkpoints" / "last.ckpt"
+        path = Path(ckpt) if ckpt else run.dir / "checkpoints" / "last.ckpt"
         state = check_lightning_checkpoint(path)["state_dict"]
         extra = _database_state(state, path)
         with torch.device("meta"):  # shapes only: a config declaring huge layers allocates nothing
@@ -314,49 +273,11 @@ class ObjectsPipeline:
     # -- reconstruction ------------------------------------------------------------------------
     def reconstruct(self, frame, categories: dict[int, str] | str | None = None, config=None,
                     init: dict | None = None, callback: Callable[[int, int, dict], bool | None] | None = None,
-                    instance_ids: list[int] | None = None, mesh_level: int = 7,
-                    seed: int = 0) -> list[ObjectReconstruction]:
-        """Reconstruct every instance of ``frame`` (:class:`latent4d.objects.scenes.RGBDInput`).
+                    instance_ids: list[int] | None = None) -> list[ObjectReconstruction]:
+        """Reconstruct every instance of ``frame`` (:class:`latent4d.objects.types.Scene`) with the
+        settings ``config`` (:class:`latent4d.objects.reconstruct.ObjectsReconstructConfig`; the
+        defaults when None): see :func:`latent4d.objects.reconstruct.reconstruct_scene`."""
+        from latent4d.objects.reconstruct import reconstruct_scene
 
-        Args:
-            categories: category per instance id (or one for all); unknown -> chosen by the
-                initialisation among the database categories.
-            config: :class:`latent4d.objects.optimize.OptimConfig` (defaults when None).
-            init: optional ``{instance_id: PoseInit}`` initial estimates (else from the observation).
-            callback: ``callback(instance_id, iteration, state)`` after every iteration (state: see
-                :meth:`ObjectOptimizer.optimize`); returning False stops that object's optimisation.
-            mesh_level: octree level of the output meshes.
-
-        Returns one :class:`ObjectReconstruction` per instance; objects without enough valid
-        depth are ``skipped`` and diverged ones ``diverged`` (with reasons), the others ``ok``.
-        """
-        from latent4d.objects.optimize import ObjectOptimizer, OptimConfig, initial_estimate, observe
-
-        cfg = config or OptimConfig()
-        opt = ObjectOptimizer(self, cfg)
-        ids = instance_ids or frame.instance_ids
-        results = []
-        for iid in ids:
-            try:
-                obs = observe(frame, iid, max_points=cfg.max_points, seed=seed + iid)
-            except InputError as e:
-                log.warning("instance %d skipped: %s", iid, e)
-                results.append(ObjectReconstruction(iid, status="skipped", reason=str(e)))
-                continue
-            cat = categories.get(iid) if isinstance(categories, dict) else categories
-            start = (init or {}).get(iid) or initial_estimate(self, frame, obs, cat, cfg)
-            cb = None if callback is None else (lambda it, st, _i=iid: callback(_i, it, st))
-            res = opt.optimize(obs, start, frame=frame, callback=cb)
-            res.instance_id = iid
-            if res.status == "ok":
-                zs, za = torch.as_tensor(res.shape_code), torch.as_tensor(res.appearance_code)
-                canon = self.mesh(zs, za, level=mesh_level)
-                res.mesh_canonical = canon
-                res.extents = self.extents(zs)
-                cam = canon.copy()
-                cam.vertices = res.scale * np.asarray(canon.vertices) @ res.R.T + res.t
-                res.mesh_camera = cam
-            else:
-                log.warning("instance %d %s: %s", iid, res.status, res.reason)
-            results.append(res)
-        return results
+        return reconstruct_scene(self, frame, config, categories=categories, init=init, callback=callback,
+                                 instance_ids=instance_ids)

@@ -95,12 +95,16 @@ class ShapeDecoder(ModelMixin, ConfigMixin):
         return torch.tanh(out) if self.output_tanh else out
 
     def fuse_weight_norm(self) -> ShapeDecoder:
-        """Bake the weight normalisation into plain weights (faster inference; no more training of g, v)."""
+        """Bake the weight normalisation into plain weights (faster inference; no more training of g, v).
+
+        The config then says ``weight_norm=False``, so ``save_pretrained`` writes a network that loads
+        back as it is (plain weights, same outputs)."""
         from torch.nn.utils import parametrize
 
         for m in [*self.layers, self.out]:
             if parametrize.is_parametrized(m, "weight"):
                 parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        self.register_to_config(weight_norm=False)
         return self
 
     def bind(self, code: torch.Tensor):

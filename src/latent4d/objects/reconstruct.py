@@ -1,0 +1,245 @@
+"""Reconstruction of objects (shape, appearance, 6D pose, size) from one RGB-D frame: the typed
+settings (:class:`ObjectsReconstructConfig`) and the solver (:func:`reconstruct_scene`).
+
+The defaults live in ``conf/reconstruct/objects.yaml`` (a Hydra config over this dataclass, which
+is registered as its structured schema); :func:`reconstruct_settings` composes them with
+``key=value`` overrides, so ``latent4d reconstruct objects key=value``,
+``scripts/reconstruct_objects.py``, ``latent4d evaluate``, the demo and ``latent4d bench objects``
+read the same defaults, and an unknown key or a wrong type is Hydra's error, as one
+:class:`~latent4d.errors.ConfigError` naming the option. ``conf/reconstruct/objects_quick.yaml``
+holds the quick demo's settings.
+
+Per instance the solver back-projects the valid depth inside the (1-pixel eroded) mask
+(:func:`observe_instance`), estimates a starting pose without a detector
+(:func:`latent4d.objects.optimize.initial_estimate`) unless one is given, optimises
+(:class:`latent4d.objects.optimize.ObjectOptimizer`) and extracts a coloured mesh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latent4d.errors import ConfigError, InputError
+from latent4d.objects.io import FOV_RANGE_DEG
+from latent4d.objects.optimize import ROTATIONS, ObjectOptimizer, initial_estimate
+from latent4d.objects.types import ObjectObservation, ObjectReconstruction, PoseInit
+from latent4d.options import check_input_file, compose_settings, opt
+
+MESH_LEVELS = (3, 10)
+"""Octree levels of output meshes: 2**level cells per side (8 to 1024)."""
+INPUT_FILES = ("rgb", "depth", "mask", "intrinsics")
+
+
+@dataclass
+class ObjectsReconstructConfig:
+    """Settings of ``latent4d reconstruct objects`` (defaults: ``conf/reconstruct/objects.yaml``).
+
+    Inputs and outputs: the four files of one frame, the run, categories, units, output mesh level,
+    seed and output folder. Optimisation (see :mod:`latent4d.objects.optimize`): learning rates are
+    per parameter group (rotation: 6D entries or so(3) radians; translation: metres; log-scale;
+    shape code; appearance code); weights multiply the loss terms; distances are in centimetres.
+    """
+
+    # -- inputs / outputs --------------------------------------------------------------------------
+    rgb: str | None = opt(None, help="8-bit RGB image")
+    depth: str | None = opt(None, help="16-bit depth PNG (depth_scale units per metre) or (H, W) float .npy in metres")
+    mask: str | None = opt(None, help="instance ids (0 = background) or a colour-coded mask")
+    intrinsics: str | None = opt(None, help="JSON {fx, fy, cx, cy, width, height} (pixels) or {K}")
+    run: str | None = opt(None, help="objects/latent_db run directory (default: the latest)")
+    categories: Any = opt(None, help="one category for all instances, or id:name,id:name (default: tried)")
+    depth_scale: float = opt(1000.0, gt=0, help="raw depth PNG units per metre (1000: millimetres)")
+    min_fov: float = opt(FOV_RANGE_DEG[0], gt=0, max=FOV_RANGE_DEG[1],
+                         help="smallest plausible field of view (degrees): lower it for a zoom lens or a crop")
+    level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
+    seed: int = opt(0, help="sampling / initialisation seed")
+    out: str = opt("outputs/objects/reconstruct", help="output folder")
+    # -- optimisation ------------------------------------------------------------------------------
+    iterations: int = opt(100, min=1, max=100_000, help="optimisation iterations per object")
+    init_iterations: int = opt(12, min=0, max=100_000, help="iterations per initial hypothesis")
+    init_candidates: int = opt(3, min=1, max=64, help="initial hypotheses optimised briefly (no estimate given)")
+    rotation: str = opt("6d", choices=ROTATIONS, help="rotation parametrisation")
+    max_points: int = opt(1000, min=10, max=1_000_000, help="observed points used per object")
+    octree_level: int = opt(5, min=3, max=8, help="surface points from a 2^level octree")
+    band_every: int = opt(4, min=1, max=100_000, help="rebuild the octree band and normals every k iterations")
+    max_surface_points: int = opt(2500, min=0, max=10_000_000, help="surface points per band (0 = all)")
+    warmup: int = opt(15, min=0, max=100_000, help="iterations with frozen codes (pose and size first)")
+    w_sdf: float = opt(1.0, min=0, help="weight of the metric SDF at the observed points")
+    w_obs: float = opt(1.0, min=0, help="weight of observed point -> predicted surface")
+    w_vis: float = opt(0.5, min=0, help="weight of visible predicted surface -> observed points")
+    w_color: float = opt(2.0, min=0, help="weight of the colour L1")
+    w_shape_prior: float = opt(0.2, min=0, help="shape-code prior (0.02 -> 0.2: Chamfer reduction 30 -> 37 %)")
+    w_app_prior: float = opt(0.01, min=0, help="appearance-code prior")
+    prior_shrink: float = opt(0.1, min=0, help="code priors: category covariance + shrink * mean variance * I")
+    huber_cm: float = opt(0.5, gt=0, help="Huber threshold (cm)")
+    color_sigma_cm: float = opt(1.0, gt=0, help="colour weight falls off with the SDF over this (cm)")
+    vis_margin: float = opt(0.015, min=0, help="metres behind the observed depth that still count as visible")
+    lr_rotation: float = opt(0.02, min=0, help="learning rate of the rotation")
+    lr_translation: float = opt(0.004, min=0, help="learning rate of the translation (m)")
+    lr_scale: float = opt(0.02, min=0, help="learning rate of the log-scale")
+    lr_shape: float = opt(0.02, min=0, help="learning rate of the shape code")
+    lr_appearance: float = opt(0.03, min=0, help="learning rate of the appearance code")
+    lr_final: float = opt(0.05, min=0, max=1, help="cosine decay to this fraction of the start rates")
+
+    def validate(self) -> None:
+        """Checks Hydra cannot express: the ``categories=`` syntax."""
+        self.category_map()
+
+    def category_map(self) -> dict[int, str] | str | None:
+        """``categories=`` as None, one name for every instance, or ``{instance id: name}``."""
+        return parse_categories(self.categories)
+
+    def input_files(self) -> dict[str, Path]:
+        """The four input files, checked to exist (ConfigError naming what is missing)."""
+        missing = [k for k in INPUT_FILES if not getattr(self, k)]
+        if missing:
+            raise ConfigError("reconstruct objects needs " + ", ".join(f"{k}=<file>" for k in missing)
+                              + " (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)")
+        return {k: check_input_file(getattr(self, k), k) for k in INPUT_FILES}
+
+
+def reconstruct_settings(overrides: list[str] | tuple[str, ...] = (), name: str = "objects",
+                         command: str = "reconstruct objects") -> ObjectsReconstructConfig:
+    """``conf/reconstruct/<name>.yaml`` composed with ``key=value`` ``overrides`` (ConfigError for
+    unknown keys, wrong types, values out of range and a malformed ``categories=``)."""
+    return compose_settings(f"reconstruct/{name}", ObjectsReconstructConfig, list(overrides), command)
+
+
+def parse_categories(value) -> dict[int, str] | str | None:
+    """``categories=``: None, one name for every instance, ``'id:name,id:name'`` or a mapping."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not str(k).strip().isdigit() or not isinstance(v, str) or not v.strip():
+                raise ConfigError(f"categories: expected 'name' or 'id:name,id:name', got {dict(value)}")
+            out[int(k)] = v.strip()
+        return out
+    if isinstance(value, list | tuple):
+        raise ConfigError(f"categories: expected 'name' or 'id:name,id:name', got a list {list(value)}")
+    text = str(value)
+    if ":" not in text:
+        return text.strip()
+    out = {}
+    for part in text.split(","):
+        k, _, v = part.partition(":")
+        if not k.strip().isdigit() or not v.strip():
+            raise ConfigError(f"categories: expected 'name' or 'id:name,id:name', got '{text}'")
+        out[int(k)] = v.strip()
+    return out
+
+
+def check_categories(cats: dict[int, str] | str | None, frame, database, mask: str) -> None:
+    """ConfigError for instance ids of ``categories=`` that are not in the frame's mask and for
+    category names the latent database does not hold (before any optimisation)."""
+    if cats is None:
+        return
+    present = frame.instance_ids
+    known = sorted(set(database.categories))
+    if isinstance(cats, dict):
+        absent = sorted(set(cats) - set(present))
+        if absent:
+            raise ConfigError(f"categories: instance id(s) {', '.join(map(str, absent))} are not in mask '{mask}' "
+                              f"(it holds {', '.join(map(str, present))}); give categories for those ids")
+        names = sorted(set(cats.values()))
+    else:
+        names = [cats]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"categories: {', '.join(unknown)} not in the latent database (it holds "
+                          f"{', '.join(known)}); use one of those or train a database with that category")
+
+
+def observe_instance(frame, instance_id: int, max_points: int = 1500, seed: int = 0, min_points: int = 50,
+                     erode: int = 1) -> ObjectObservation:
+    """Back-project the valid depth of ``frame`` (an RGB-D frame with rgb and mask) inside one
+    instance's mask (eroded by ``erode`` pixels when enough remains), subsample to ``max_points``;
+    InputError when fewer than ``min_points`` remain."""
+    from scipy import ndimage
+
+    from latent4d.geometry.rgbd import backproject_depth
+
+    m = frame.mask == instance_id
+    if not m.any():
+        raise InputError(f"instance {instance_id}: not in the mask")
+    if erode > 0:
+        me = ndimage.binary_erosion(m, iterations=erode)
+        if ((frame.depth > 0) & me).sum() >= min_points:
+            m = me
+    pts, pix = backproject_depth(frame.depth, frame.K, m)
+    if len(pts) < min_points:
+        raise InputError(f"instance {instance_id}: {len(pts)} valid depth pixel(s) inside the mask, "
+                         f"need at least {min_points}")
+    n_valid = len(pts)
+    if len(pts) > max_points:
+        sel = np.random.default_rng(seed).choice(len(pts), max_points, replace=False)
+        pts, pix = pts[sel], pix[sel]
+    cols = frame.rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0
+    return ObjectObservation(instance_id, pts.astype(np.float32), cols, pix, n_valid)
+
+
+def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = None,
+                      categories: dict[int, str] | str | None = None, init: dict[int, PoseInit] | None = None,
+                      callback: Callable[[int, int, dict], bool | None] | None = None,
+                      instance_ids: list[int] | None = None) -> list[ObjectReconstruction]:
+    """Reconstruct every instance of ``frame`` (:class:`latent4d.objects.types.Scene`) with the
+    networks of ``pipe`` (:class:`latent4d.objects.pipeline.ObjectsPipeline`).
+
+    Args:
+        config: the settings (``ObjectsReconstructConfig()``, i.e. the defaults, when None); its
+            ``level`` is the octree level of the output meshes, ``seed`` the sampling seed.
+        categories: category per instance id (or one for all); None takes ``config.categories``;
+            unknown -> chosen by the initialisation among the database categories.
+        init: optional ``{instance_id: PoseInit}`` initial estimates (else from the observation).
+        callback: ``callback(instance_id, iteration, state)`` after every iteration (state: see
+            :meth:`ObjectOptimizer.optimize`); returning False stops that object's optimisation.
+
+    Returns one :class:`ObjectReconstruction` per instance; objects without enough valid depth are
+    ``skipped`` and diverged ones ``diverged`` (with reasons), the others ``ok``.
+    """
+    import logging
+
+    log = logging.getLogger("latent4d.objects")
+    cfg = config or ObjectsReconstructConfig()
+    cats = cfg.category_map() if categories is None else categories
+    opt_ = ObjectOptimizer(pipe, cfg)
+    results = []
+    for iid in instance_ids or frame.instance_ids:
+        try:
+            obs = observe_instance(frame, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
+        except InputError as e:
+            log.warning("instance %d skipped: %s", iid, e)
+            results.append(ObjectReconstruction(iid, status="skipped", reason=str(e)))
+            continue
+        cat = cats.get(iid) if isinstance(cats, dict) else cats
+        start = (init or {}).get(iid) or initial_estimate(pipe, frame, obs, cat, cfg)
+        cb = None if callback is None else (lambda it, st, _i=iid: callback(_i, it, st))
+        res = opt_.optimize(obs, start, frame=frame, callback=cb)
+        res.instance_id = iid
+        if res.status == "ok":
+            _attach_meshes(pipe, res, cfg.level)
+        else:
+            log.warning("instance %d %s: %s", iid, res.status, res.reason)
+        results.append(res)
+    return results
+
+
+def _attach_meshes(pipe, res: ObjectReconstruction, level: int) -> None:
+    """The canonical coloured mesh of a result, its box extents and the mesh in the camera frame."""
+    zs, za = torch.as_tensor(res.shape_code), torch.as_tensor(res.appearance_code)
+    canon = pipe.mesh(zs, za, level=level)
+    res.mesh_canonical = canon
+    res.extents = pipe.extents(zs)
+    cam = canon.copy()
+    cam.vertices = res.scale * np.asarray(canon.vertices) @ res.R.T + res.t
+    res.mesh_camera = cam
+
+
+__all__ = ["MESH_LEVELS", "ObjectsReconstructConfig", "check_categories", "observe_instance", "parse_categories",
+           "reconstruct_scene", "reconstruct_settings"]

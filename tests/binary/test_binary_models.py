@@ -11,7 +11,7 @@ from latent4d.binary.denoiser import LatentTransformer
 from latent4d.binary.metrics import BitUsage, frechet_distance, iou, psnr
 from latent4d.binary.pipeline import BinaryLatentPipeline, image_grid, occupancy_mesh
 from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler
-from latent4d.errors import InputError
+from latent4d.errors import ConfigError, InputError
 
 
 def _ae(**kw):
@@ -169,3 +169,50 @@ def test_image_grid_and_occupancy_mesh():
     assert mesh.is_watertight and abs(mesh.volume - 1.0) < 0.15  # an 8-voxel cube of side 1 in [-1, 1]^3
     full = torch.ones(8, 8, 8)  # touching the border: still closed thanks to the padding
     assert occupancy_mesh(full).is_watertight
+
+
+def test_pipeline_from_run_prefers_ema_and_roundtrips_through_save_pretrained(tmp_path):
+    """The trunk's LatentPipeline contract: <run>/models/{autoencoder, denoiser_ema or denoiser, scheduler}
+    and a folder written by save_pretrained load to the same sampler."""
+    import json
+
+    ae, den, ema = _ae(), _den(), _den()
+    torch.nn.init.normal_(ema.out.weight, std=0.1)  # the EMA copy differs from the raw denoiser
+    run = tmp_path / "run"
+    for name, module in (("autoencoder", ae), ("denoiser", den), ("denoiser_ema", ema),
+                         ("scheduler", BernoulliDiffusionScheduler(16))):
+        module.save_pretrained(run / "models" / name)
+    (run / "config.yaml").write_text("family: binary\nname: diffusion_digits\n")
+    pipe = BinaryLatentPipeline.from_pretrained(run)
+    assert set(pipe.components) == {"autoencoder", "denoiser", "scheduler"} and pipe.device.type == "cpu"
+    assert torch.equal(pipe.denoiser.out.weight, ema.out.weight)
+    pipe.save_pretrained(tmp_path / "saved")
+    meta = json.loads((tmp_path / "saved" / "pipeline.json").read_text())
+    assert meta["components"] == {"autoencoder": "BernoulliAutoencoder", "denoiser": "LatentTransformer",
+                                  "scheduler": "BernoulliDiffusionScheduler"}
+    again = BinaryLatentPipeline.from_pretrained(tmp_path / "saved")
+    for p in (pipe, again):
+        p.sampled = p(3, steps=4, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0)).latents
+    assert torch.equal(pipe.sampled, again.sampled)
+    with pytest.raises(ConfigError, match="holds a BernoulliAutoencoder, not a LatentTransformer"):
+        BinaryLatentPipeline.from_pretrained(run / "models" / "autoencoder")
+    with pytest.raises(ConfigError, match="no exported 'autoencoder'"):
+        BinaryLatentPipeline.from_pretrained(tmp_path)
+
+
+def test_gaussian_pipeline_reads_the_training_scheduler_as_ddim(tmp_path):
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from latent4d.binary.pipeline import GaussianLatentPipeline
+
+    run = tmp_path / "run"
+    _ae(quantize="none").save_pretrained(run / "models" / "autoencoder")
+    _den(input_mode="continuous").save_pretrained(run / "models" / "denoiser")
+    DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction").save_pretrained(run / "models" / "scheduler")
+    pipe = GaussianLatentPipeline.from_pretrained(run)
+    assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.timestep_spacing == "trailing"
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and not pipe.scheduler.config.clip_sample
+    out = pipe(2, steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.latents.shape == (2, 8, 4, 4) and 0 <= out.latents.min() and out.latents.max() <= 1
+    again = GaussianLatentPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "saved"))
+    assert again.scheduler.config == pipe.scheduler.config

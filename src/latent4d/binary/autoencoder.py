@@ -205,40 +205,26 @@ class PatchDiscriminator(ModelMixin, ConfigMixin):
         return self.net(x * 2.0 - 1.0)
 
 
-def resolve_model_folder(path: str | Path, name: str) -> tuple[Path, Path | None]:
-    """``(folder with config.json, run dir or None)`` for a run directory (``<run>/models/<name>``) or a folder."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError(f"'{p}' does not exist: expected a binary run directory with models/{name}/ or a "
-                          "save_pretrained folder")
-    if (p / "models" / name / "config.json").is_file():
-        return p / "models" / name, p
-    if (p / "config.json").is_file():
-        run = p.parent.parent if (p.parent.parent / "config.yaml").is_file() else None
-        return p, run
-    raise ConfigError(f"no exported {name} in '{p}': expected a run directory with models/{name}/config.json "
-                      f"or a save_pretrained folder (train one with `latent4d train experiment=binary/ae_...`)")
-
-
 def load_autoencoder(path: str | Path):
     """``(BernoulliAutoencoder in eval mode, the run's config or None)`` from a run dir or exported folder.
 
-    The weights load through :func:`latent4d.trust.load_network` (safetensors only, damaged folders are
-    a clear :class:`InputError`); the run's ``config.yaml`` through
-    :func:`latent4d.config.load_run_config` and must be a binary-family run. Nothing in the config is
-    instantiated here (see :func:`latent4d.trust.instantiate_from_run`).
+    The folder is found by :func:`latent4d.runs.network_folder` (``<run>/models/autoencoder``,
+    ``<path>/autoencoder`` or ``path`` itself); the weights load through
+    :func:`latent4d.trust.load_network` (safetensors only, damaged folders are a clear
+    :class:`InputError`); the run's ``config.yaml`` (when the folder belongs to a run) through
+    :class:`latent4d.runs.Run` and must be a binary-family run. Nothing in the config is instantiated
+    here (see :func:`latent4d.trust.instantiate_from_run`).
     """
-    from omegaconf import OmegaConf
-
-    from latent4d.config import load_run_config
+    from latent4d.runs import Run, network_folder, run_of
     from latent4d.trust import load_network
 
-    folder, run = resolve_model_folder(path, "autoencoder")
+    folder = network_folder(path, "autoencoder", BernoulliAutoencoder.__name__, "binary")
+    run = run_of(folder)
     cfg = None
     if run is not None:
-        cfg = load_run_config(run)
-        family = OmegaConf.select(cfg, "family")
-        if family != "binary":
-            raise ConfigError(f"'{run}' is a {family} run, not a binary autoencoder run (config.yaml family)")
+        found = Run.open(run)
+        if found.family != "binary":
+            raise ConfigError(f"'{run}' is a {found.family} run, not a binary autoencoder run (config.yaml family)")
+        cfg = found.config
     ae = load_network(BernoulliAutoencoder, folder).eval()
     return ae, cfg

@@ -106,10 +106,7 @@ def _pipeline(run_dir: Path, run_cfg: DictConfig):
                           "(`latent4d train experiment=binary/diffusion_digits autoencoder_path=<this run>`), "
                           "or use `latent4d evaluate run=<this run>` for reconstructions")
     cls = BinaryLatentPipeline if kind == _BINARY else GaussianLatentPipeline
-    pipe = cls.from_pretrained(run_dir)
-    if torch.cuda.is_available():
-        pipe.to("cuda")
-    return pipe
+    return cls.from_pretrained(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _run_data(run_cfg: DictConfig, run_dir: Path):

@@ -1,8 +1,11 @@
 """Inference: sample binary latents with the Bernoulli scheduler and decode them (images / occupancy),
 plus the continuous-latent DDIM baseline and image-grid / mesh writers.
 
-``BinaryLatentPipeline.from_pretrained(run)`` loads ``<run>/models/{autoencoder, denoiser_ema (or
-denoiser), scheduler}`` written by a ``binary/diffusion_*`` run.
+Both pipelines derive from :class:`latent4d.pipeline.LatentPipeline` with the components
+``autoencoder`` (:class:`BernoulliAutoencoder`), ``denoiser`` (:class:`LatentTransformer`) and
+``scheduler``: ``BinaryLatentPipeline.from_pretrained(run)`` loads ``<run>/models/{autoencoder,
+denoiser_ema (or denoiser), scheduler}`` written by a ``binary/diffusion_*`` run (or a folder written
+by ``save_pretrained``), through :mod:`latent4d.runs` and :mod:`latent4d.trust`.
 """
 
 from __future__ import annotations
@@ -10,15 +13,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler
 
-from latent4d.binary.autoencoder import BernoulliAutoencoder, resolve_model_folder
+from latent4d.binary.autoencoder import BernoulliAutoencoder
 from latent4d.binary.denoiser import LatentTransformer
 from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler, check_temperature
-from latent4d.errors import ConfigError, InputError
+from latent4d.errors import InputError
 from latent4d.fileio import atomic_path
+from latent4d.pipeline import LatentPipeline
+
+#: DDIM sampling settings of the continuous baseline (eta = 0 at sampling time)
+DDIM_SAMPLING = {"clip_sample": False, "timestep_spacing": "trailing", "set_alpha_to_one": True}
 
 
 @dataclass
@@ -29,55 +38,6 @@ class LatentSamples:
     samples: torch.Tensor
     latents: torch.Tensor
     labels: torch.Tensor
-
-
-def _models_dir(run_or_models: str | Path) -> Path:
-    p = Path(run_or_models).expanduser()
-    if not p.exists():
-        raise ConfigError(f"'{p}' does not exist: expected a binary diffusion run directory (or its models/ folder)")
-    if (p / "models").is_dir():
-        return p / "models"
-    if p.is_dir() and (p / "denoiser").is_dir():
-        return p
-    raise ConfigError(f"no exported diffusion model in '{p}': expected <run>/models/{{autoencoder, denoiser, "
-                      "scheduler}} (train one with `latent4d train experiment=binary/diffusion_digits ...`)")
-
-
-def _load_nets(m: Path, use_ema: bool) -> tuple[BernoulliAutoencoder, LatentTransformer]:
-    """The autoencoder and the (EMA) denoiser of a models folder, through :func:`latent4d.trust.load_network`
-    (safetensors only; empty / truncated weights or a garbage config.json are a clear InputError)."""
-    from latent4d.trust import load_network
-
-    name = "denoiser_ema" if use_ema and (m / "denoiser_ema" / "config.json").is_file() else "denoiser"
-    if not (m / name / "config.json").is_file():
-        raise ConfigError(f"no exported denoiser in '{m}' (expected {m / name}/config.json)")
-    ae_folder, _ = resolve_model_folder(m / "autoencoder", "autoencoder")
-    return load_network(BernoulliAutoencoder, ae_folder), load_network(LatentTransformer, m / name)
-
-
-def _load_scheduler(cls, folder: Path, check_class: bool = True, **kwargs):
-    """``cls.from_pretrained(folder, **kwargs)`` of a scheduler folder after checking its JSON config
-    (a pure configuration object: nothing in it is executed); InputError naming the file otherwise."""
-    import json
-
-    cfg_path = folder / "scheduler_config.json"
-    if not cfg_path.is_file():
-        raise ConfigError(f"no exported scheduler in '{folder}' (expected {cfg_path.name})")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"scheduler config '{cfg_path}' is not valid JSON ({e}); the run folder is damaged: "
-                         "re-export it with `latent4d export run=<run>`") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"scheduler config '{cfg_path}' holds a {type(cfg).__name__}, expected a JSON object")
-    name = cfg.get("_class_name")
-    if check_class and name is not None and name != cls.__name__:
-        raise InputError(f"'{folder}' holds a {name}, not a {cls.__name__}")
-    try:
-        return cls.from_pretrained(folder, **kwargs)
-    except Exception as e:  # noqa: BLE001 - bad values in the config
-        raise InputError(f"cannot load the scheduler from '{cfg_path}' ({type(e).__name__}: {str(e)[:200]}); "
-                         "the run folder is damaged") from None
 
 
 def _labels(num_samples: int, class_labels, num_classes: int) -> torch.Tensor:
@@ -95,18 +55,28 @@ def _labels(num_samples: int, class_labels, num_classes: int) -> torch.Tensor:
     return y
 
 
-class _Pipeline:
-    def __init__(self, autoencoder: BernoulliAutoencoder, denoiser: LatentTransformer, scheduler):
-        self.autoencoder = autoencoder.eval()
-        self.denoiser = denoiser.eval()
-        self.scheduler = scheduler
-        self.device = torch.device("cpu")
+class _LatentDiffusionPipeline(LatentPipeline):
+    """Shared by both pipelines: the components, classifier-free guidance, batched sampling + decoding.
 
-    def to(self, device) -> _Pipeline:
-        self.device = torch.device(device)
-        self.autoencoder.to(self.device)
-        self.denoiser.to(self.device)
-        return self
+    ``use_ema``: load the denoiser's EMA copy (``denoiser_ema``) when the run has one (the default).
+    """
+
+    family = "binary"
+    component_classes: ClassVar[dict[str, type]] = {"autoencoder": BernoulliAutoencoder,
+                                                    "denoiser": LatentTransformer}
+    use_ema: ClassVar[bool] = True
+
+    def __init__(self, autoencoder: BernoulliAutoencoder, denoiser: LatentTransformer, scheduler: Any):
+        self.register_modules(autoencoder=autoencoder.eval(), denoiser=denoiser.eval(), scheduler=scheduler)
+
+    @classmethod
+    def component_folder(cls, run_or_folder: str | Path, name: str) -> Path | None:
+        """The EMA denoiser (``denoiser_ema``) in place of ``denoiser`` when the run exported one."""
+        from latent4d.runs import has_network, network_folder
+
+        if name == "denoiser" and cls.use_ema and has_network(run_or_folder, "denoiser_ema", "LatentTransformer"):
+            return network_folder(run_or_folder, "denoiser_ema", "LatentTransformer", cls.family)
+        return super().component_folder(run_or_folder, name)
 
     @property
     def num_classes(self) -> int:
@@ -146,16 +116,13 @@ class _Pipeline:
         return LatentSamples(self.decode(latents), latents, labels)
 
 
-class BinaryLatentPipeline(_Pipeline):
+class BinaryLatentPipeline(_LatentDiffusionPipeline):
     """Bernoulli diffusion sampling: x_T ~ Bernoulli(0.5), ``steps`` reverse steps of
     :class:`BernoulliDiffusionScheduler` at ``temperature``, classifier-free ``guidance`` on the flip
     logits, then the autoencoder's decoder."""
 
-    @classmethod
-    def from_pretrained(cls, run_or_models: str | Path, use_ema: bool = True) -> BinaryLatentPipeline:
-        m = _models_dir(run_or_models)
-        ae, den = _load_nets(m, use_ema)
-        return cls(ae, den, _load_scheduler(BernoulliDiffusionScheduler, m / "scheduler"))
+    component_classes: ClassVar[dict[str, type]] = {**_LatentDiffusionPipeline.component_classes,
+                                                    "scheduler": BernoulliDiffusionScheduler}
 
     @torch.no_grad()
     def sample_latents(self, labels: torch.Tensor, steps: int = 16, temperature: float = 0.9,
@@ -176,19 +143,39 @@ class BinaryLatentPipeline(_Pipeline):
         return x
 
 
-class GaussianLatentPipeline(_Pipeline):
+class GaussianLatentPipeline(_LatentDiffusionPipeline):
     """The continuous baseline: DDIM (diffusers ``DDIMScheduler``, eta = 0, trailing timestep spacing) over
-    the standardised continuous latents, classifier-free guidance on the model output, then the decoder."""
+    the standardised continuous latents, classifier-free guidance on the model output, then the decoder.
+
+    The run exports its training scheduler (a ``DDPMScheduler``); any diffusers scheduler config is
+    read as a DDIM one with the sampling settings :data:`DDIM_SAMPLING`.
+    """
+
+    component_classes: ClassVar[dict[str, type]] = {**_LatentDiffusionPipeline.component_classes,
+                                                    "scheduler": DDIMScheduler}
+
+    def __init__(self, autoencoder: BernoulliAutoencoder, denoiser: LatentTransformer, scheduler: Any):
+        super().__init__(autoencoder, denoiser, DDIMScheduler.from_config(scheduler.config, **DDIM_SAMPLING))
 
     @classmethod
-    def from_pretrained(cls, run_or_models: str | Path, use_ema: bool = True) -> GaussianLatentPipeline:
-        from diffusers import DDIMScheduler
+    def component_folder(cls, run_or_folder: str | Path, name: str) -> Path | None:
+        from latent4d.runs import network_folder
 
-        m = _models_dir(run_or_models)
-        ae, den = _load_nets(m, use_ema)
-        sched = _load_scheduler(DDIMScheduler, m / "scheduler", check_class=False, clip_sample=False,
-                                timestep_spacing="trailing", set_alpha_to_one=True)
-        return cls(ae, den, sched)
+        if name == "scheduler":  # saved as the training DDPMScheduler: no class to insist on
+            return network_folder(run_or_folder, name, None, cls.family)
+        return super().component_folder(run_or_folder, name)
+
+    @classmethod
+    def load_components(cls, run_or_folder: str | Path, names: list[str] | None = None) -> dict[str, Any]:
+        from latent4d.trust import load_scheduler
+
+        names = list(names or cls.component_classes)
+        nets = [n for n in names if n != "scheduler"]
+        out = super().load_components(run_or_folder, nets) if nets else {}
+        if "scheduler" in names:
+            out["scheduler"] = load_scheduler(DDIMScheduler, cls.component_folder(run_or_folder, "scheduler"),
+                                              check_class=False)
+        return out
 
     @torch.no_grad()
     def sample_latents(self, labels: torch.Tensor, steps: int = 16, guidance: float = 0.0,

@@ -62,8 +62,8 @@ def check_resume_target(out: Path, cfg: DictConfig) -> None:
     same experiment; nothing in the folder is touched when this refuses."""
     from latent4d.config import load_run_config
 
-    if not (out / "config.yaml").is_file():
-        return
+    if not (out / "config.yaml").is_file() or not _is_rank_zero():
+        return  # DDP worker processes start after rank 0 has written the run's config.yaml
     if not cfg.get("ckpt_path"):
         raise ConfigError(f"'{out}' already holds a run (config.yaml); latent4d trains into an existing run folder "
                           f"only to resume it: add ckpt_path={out / 'checkpoints' / 'last.ckpt'}, or leave out "
@@ -213,8 +213,8 @@ def _guard_run_dir(overrides: list[str]) -> list[str]:
     copies (the run's own ``config.yaml`` is replaced only once the new config is validated)."""
     kv = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("+", "~")))
     run_dir = kv.get("hydra.run.dir")
-    if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
-        return overrides
+    if not run_dir or not (Path(run_dir) / "config.yaml").is_file() or not _is_rank_zero():
+        return overrides  # DDP worker processes re-run the command after rank 0 wrote config.yaml
     if kv.get("ckpt_path") in (None, "", "null"):
         raise ConfigError(f"'{run_dir}' already holds a run (config.yaml); latent4d trains into an existing run "
                           f"folder only to resume it: add ckpt_path={Path(run_dir) / 'checkpoints' / 'last.ckpt'}, "

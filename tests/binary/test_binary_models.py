@@ -8,8 +8,9 @@ import torch
 
 from latent4d.binary.autoencoder import BernoulliAutoencoder
 from latent4d.binary.denoiser import LatentTransformer
+from latent4d.binary.io import image_grid, occupancy_mesh
 from latent4d.binary.metrics import BitUsage, frechet_distance, iou, psnr
-from latent4d.binary.pipeline import BinaryLatentPipeline, image_grid, occupancy_mesh
+from latent4d.binary.pipeline import BinaryLatentPipeline
 from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler
 from latent4d.errors import ConfigError, InputError
 

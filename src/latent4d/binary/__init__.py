@@ -3,6 +3,7 @@ grids, Bernoulli diffusion over their bits with a transformer denoiser, sampling
 
 Modules: ``data`` (digits / photos / image folders, occupancy grids, encoded latents), ``synthetic``
 (procedural voxel shapes), ``autoencoder``, ``denoiser``, ``module`` (Lightning), ``pipeline``
-(sampling), ``metrics``, ``commands`` (CLI), ``bench``. The scheduler is
+(sampling, on :class:`latent4d.pipeline.LatentPipeline`), ``types`` (result types), ``io`` (image
+grids, occupancy meshes), ``metrics``, ``commands`` (CLI), ``bench``. The scheduler is
 :class:`latent4d.diffusion.bernoulli.BernoulliDiffusionScheduler`.
 """

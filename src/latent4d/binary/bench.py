@@ -57,8 +57,9 @@ def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, se
 
 
 def digits(report: BenchReport, quick: bool, work: Path) -> None:
+    from latent4d.binary.io import save_image_grid
     from latent4d.binary.metrics import DigitsEvaluator
-    from latent4d.binary.pipeline import BinaryLatentPipeline, GaussianLatentPipeline, save_image_grid
+    from latent4d.binary.pipeline import BinaryLatentPipeline, GaussianLatentPipeline
 
     quick_ep = (["trainer.max_epochs=3"], ["trainer.max_epochs=10"]) if quick else ([], [])
     n = 200 if quick else 1000
@@ -122,7 +123,7 @@ def digits(report: BenchReport, quick: bool, work: Path) -> None:
 
 
 def voxels(report: BenchReport, quick: bool, work: Path) -> None:
-    from latent4d.binary.commands import write_voxel_samples
+    from latent4d.binary.io import write_voxel_samples
     from latent4d.binary.pipeline import BinaryLatentPipeline
 
     ae_run, df_run = work / "ae_voxels", work / "diffusion_voxels"

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from latent4d.binary.io import save_image_grid, write_voxel_samples
 from latent4d.errors import ConfigError, Latent4DError
-from latent4d.fileio import atomic_path, write_json_atomic
+from latent4d.fileio import write_json_atomic
 from latent4d.options import check_output_dir, opt, parse_options
 
 _AE = "BernoulliAEModule"
@@ -132,45 +133,10 @@ def _is_volume(pipe) -> bool:
     return pipe.autoencoder.config.dims == 3
 
 
-def write_voxel_samples(occupancy: torch.Tensor, out: Path, prefix: str = "sample", render: bool = True,
-                        ncol: int = 4) -> dict:
-    """Meshes (``<prefix>_XX.ply``, marching cubes at 0.5) for (B, 1, R, R, R) occupancies and one gallery PNG."""
-    import trimesh
-
-    from latent4d.binary.pipeline import occupancy_mesh
-
-    meshes, paths = [], []
-    for i, occ in enumerate(occupancy[:, 0]):
-        mesh = occupancy_mesh(occ)
-        if len(mesh.faces):
-            with atomic_path(out / f"{prefix}_{i:02d}.ply") as tmp:
-                mesh.export(tmp)
-            paths.append(str(out / f"{prefix}_{i:02d}.ply"))
-        meshes.append(mesh)
-    result = {"meshes": paths, "empty": sum(len(m.faces) == 0 for m in meshes)}
-    if render and any(len(m.faces) for m in meshes):
-        from latent4d.render import render_png
-
-        placed = []
-        for i, m in enumerate(meshes):
-            if len(m.faces) == 0:
-                continue
-            r, c = divmod(i, ncol)
-            mm = m.copy()
-            mm.apply_translation([2.4 * c, -2.4 * r, 0.0])
-            placed.append(mm)
-        gallery = trimesh.util.concatenate(placed)
-        render_png([gallery], out / f"{prefix}_gallery.png", width=900, height=900, azimuth=25, elevation=25)
-        result["gallery"] = str(out / f"{prefix}_gallery.png")
-    return result
-
-
 def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     """Sample a diffusion run: PNG grid for images, meshes + a rendered gallery for occupancy grids.
 
     Options: :class:`SampleOptions` (checked, with ``out=``, before the networks load)."""
-    from latent4d.binary.pipeline import save_image_grid
-
     o = _parse(SampleOptions, args, "sample")
     out = check_output_dir(o.out or run_dir / "samples", "out")
     pipe = _pipeline(run_dir, run_cfg)
@@ -238,8 +204,6 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 def evaluate_autoencoder(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -> dict:
     from latent4d.binary.autoencoder import load_autoencoder
     from latent4d.binary.metrics import BitUsage, iou, psnr
-    from latent4d.binary.pipeline import save_image_grid
-
     dm = _run_data(run_cfg, run_dir)
     ae, _ = load_autoencoder(run_dir)
     x, _ = dm.arrays(o.split)
@@ -332,7 +296,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     import time
 
     from latent4d.binary.metrics import DigitsEvaluator
-    from latent4d.binary.pipeline import BinaryLatentPipeline, save_image_grid
+    from latent4d.binary.pipeline import BinaryLatentPipeline
     from latent4d.train import compose_config, replace_run, run_training
 
     t0 = time.time()

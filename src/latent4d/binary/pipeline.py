@@ -1,5 +1,6 @@
 """Inference: sample binary latents with the Bernoulli scheduler and decode them (images / occupancy),
-plus the continuous-latent DDIM baseline and image-grid / mesh writers.
+plus the continuous-latent DDIM baseline (the image-grid / mesh writers live in
+:mod:`latent4d.binary.io` and are re-exported here).
 
 Both pipelines derive from :class:`latent4d.pipeline.LatentPipeline` with the components
 ``autoencoder`` (:class:`BernoulliAutoencoder`), ``denoiser`` (:class:`LatentTransformer`) and
@@ -10,34 +11,22 @@ by ``save_pretrained``), through :mod:`latent4d.runs` and :mod:`latent4d.trust`.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler
 
 from latent4d.binary.autoencoder import BernoulliAutoencoder
 from latent4d.binary.denoiser import LatentTransformer
+from latent4d.binary.io import image_grid, occupancy_mesh, save_image_grid  # noqa: F401 - re-exported (API)
+from latent4d.binary.types import LatentSamples
 from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler, check_temperature
 from latent4d.errors import InputError
-from latent4d.fileio import atomic_path
 from latent4d.pipeline import LatentPipeline
 
 #: DDIM sampling settings of the continuous baseline (eta = 0 at sampling time)
 DDIM_SAMPLING = {"clip_sample": False, "timestep_spacing": "trailing", "set_alpha_to_one": True}
-
-
-@dataclass
-class LatentSamples:
-    """samples: decoded (B, C_in, H, W) images in [0, 1] or (B, 1, R, R, R) occupancy probabilities;
-    latents: (B, C, *grid) bits (or continuous latents); labels: (B,) requested classes (-1 = none)."""
-
-    samples: torch.Tensor
-    latents: torch.Tensor
-    labels: torch.Tensor
 
 
 def _labels(num_samples: int, class_labels, num_classes: int) -> torch.Tensor:
@@ -197,43 +186,3 @@ class GaussianLatentPipeline(_LatentDiffusionPipeline):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         z = x * self.denoiser.latent_scale.view(shape) + self.denoiser.latent_shift.view(shape)
         return z.clamp(0.0, 1.0)
-
-
-# ----------------------------------------------------------------------------- writers
-def image_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, pad: int = 1, scale: int = 1
-               ) -> np.ndarray:
-    """(N, C, H, W) images in [0, 1] -> one (H', W', 3) uint8 grid (``nrow`` images per row, upscaled by ``scale``)."""
-    x = torch.as_tensor(images).float().clamp(0, 1)
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise InputError(f"image_grid: expected (N, 1|3, H, W), got {tuple(x.shape)}")
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
-    if scale > 1:
-        x = x.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
-    n, _, h, w = x.shape
-    nrow = nrow or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / nrow))
-    grid = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for i in range(n):
-        r, c = divmod(i, nrow)
-        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[i]
-    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def save_image_grid(images, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
-    """Write :func:`image_grid` as a PNG (atomically)."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(image_grid(images, nrow, scale=scale)).save(tmp, format="PNG")
-    return Path(path)
-
-
-def occupancy_mesh(occupancy: torch.Tensor | np.ndarray, level: float = 0.5):
-    """(R, R, R) occupancy probability over [-1, 1]^3 -> trimesh surface (marching cubes, inside = above level)."""
-    from latent4d.geometry.meshing import marching_cubes
-
-    vol = torch.as_tensor(occupancy).float()
-    vol = torch.nn.functional.pad(vol, (1, 1, 1, 1, 1, 1))  # close surfaces that touch the border
-    R = vol.shape[0]
-    return marching_cubes(vol, level=level, bounds=R / (R - 2), inside="positive")

@@ -173,11 +173,8 @@ def _in_view(mesh: trimesh.Trimesh, K: np.ndarray, T: np.ndarray, width: int, he
 
 
 
-# ----------------------------------------------------------------------------------------------
-# Transitional names for callers outside the objects family (viewer/objects_panel.py,
-# tests/trunk/test_bad_input_properties.py) until they import from their new homes (issue 17):
-# the readers are in latent4d.objects.io, the frame type is latent4d.objects.types.Scene.
-# Remove this block once nothing imports them from here.
-from latent4d.objects.io import read_depth_png, read_intrinsics, write_depth_png, write_intrinsics  # noqa: E402,F401
 
-RGBDInput = Scene
+# ----------------------------------------------------------------------------------------------
+# Transitional: tests/trunk/test_bad_input_properties.py imports the readers from here; they live in
+# latent4d.objects.io (issue 17). Remove this line once it imports them from there.
+from latent4d.objects.io import read_depth_png, read_intrinsics, write_depth_png, write_intrinsics  # noqa: E402,F401

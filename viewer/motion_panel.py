@@ -1,16 +1,18 @@
 """The motion panel: play a deforming mesh sequence, with the input point clouds beside it.
 
-Accepted inputs (``read``):
+Accepted inputs (``read``), each read by the motion family's I/O module (:mod:`latent4d.motion.io`)
+or, for plain per-frame mesh files, by the viewer's mesh reader (:mod:`latent4d.viewer.meshes`):
 
 - a folder of per-frame meshes (``.ply``/``.obj``/``.off``, naturally sorted: ``frame_2`` before
   ``frame_10``); PLY files without faces in the same folder are per-frame point clouds;
 - a folder with sub-folders ``meshes/`` (or ``mesh/``) and ``points/`` (or ``pointclouds/``,
-  ``observations/``, ``inputs/``);
-- an ``.npz`` with ``vertices (T, V, 3)`` and ``faces (F, 3)``, optionally ``points (T, N, 3)``;
+  ``observations/``, ``inputs/``; the clouds through ``motion.io.read_sequence``);
+- an ``.npz`` with ``vertices (T, V, 3)`` and ``faces (F, 3)`` (``motion.io.read_ground_truth``),
+  optionally ``points (T, N, 3)`` (``motion.io.read_sequence``);
 - a motion reconstruction output (``latent4d reconstruct motion``, see docs/motion.md): a sample
-  folder with ``trajectories.npz`` (meshes, observations and correspondence colours), or the
-  output root (its first ``sample_*``);
-- a folder of observed point clouds only (any format ``latent4d.motion.io.read_sequence`` reads).
+  folder with ``trajectories.npz`` (meshes, observations and correspondence colours;
+  ``motion.io.load_tracked_sequence``), or the output root (its first ``sample_*``);
+- a folder of observed point clouds only (any format ``motion.io.read_sequence`` reads).
 
 When every frame shares frame 0's faces (a tracked sequence), vertices can be coloured by
 correspondence: each vertex keeps the colour of its frame-0 position, so tracking drift shows as
@@ -27,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from latent4d.viewer import ui
-from latent4d.viewer.messages import mesh_read_error
+from latent4d.viewer.meshes import MeshItem, read_geometry
 from latent4d.viewer.registry import FileKind, register_panel
 from latent4d.viewer.scene import Style, mesh_geometry, point_geometry, position_colors
 
 from latent4d.errors import InputError
 
-MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb")
+SEQUENCE_MESH_EXTS = (".ply", ".obj", ".off", ".stl", ".glb")  # per-frame files of a sequence folder
 POINT_DIRS = ("points", "pointclouds", "point_clouds", "observations", "inputs", "input")
 MESH_DIRS = ("meshes", "mesh", "reconstruction", "outputs")
 COLOR_MODES = ("correspondence", "plain")
@@ -46,8 +48,9 @@ def natural_key(path: Path):
 
 
 @dataclass
-class Sequence:
-    """Per-frame meshes (``vertices[t] (V_t, 3)``, ``faces[t] (F_t, 3)``) and optional points."""
+class MotionData:
+    """What ``MotionPanel.read`` returns: per-frame meshes (``vertices[t] (V_t, 3)``, ``faces[t]
+    (F_t, 3)``, world units) and / or per-frame observed points ``points[t] (N_t, 3)``."""
 
     name: str
     vertices: list[np.ndarray]
@@ -69,36 +72,9 @@ class Sequence:
                    for v, f in zip(self.vertices, self.faces))
 
 
-def _load_frame(path: Path):
-    """``("mesh", vertices, faces)`` or ``("points", points, None)`` for one file."""
-    import trimesh
-
-    try:
-        obj = trimesh.load(path, process=False)
-    except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-        raise mesh_read_error(path, e) from None
-    if isinstance(obj, trimesh.Scene):
-        geoms = [g for g in obj.geometry.values() if isinstance(g, trimesh.Trimesh)]
-        if not geoms:
-            raise InputError(f"{path}: no mesh in this scene file")
-        obj = trimesh.util.concatenate(geoms)
-    if isinstance(obj, trimesh.Trimesh) and len(obj.faces):
-        v, f = np.asarray(obj.vertices, np.float32), np.asarray(obj.faces, np.int64)
-        kind = "mesh"
-    elif hasattr(obj, "vertices") and len(obj.vertices):
-        v, f = np.asarray(obj.vertices, np.float32), None
-        kind = "points"
-    else:
-        raise InputError(f"{path}: empty (no vertices)")
-    if not np.isfinite(v).all():
-        raise InputError(f"{path}: NaN or infinite coordinates")
-    if f is not None and (f.min() < 0 or f.max() >= len(v)):
-        raise InputError(f"{path}: face indices out of range (0..{len(v) - 1})")
-    return kind, v, f
-
-
 def _files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_EXTS), key=natural_key)
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SEQUENCE_MESH_EXTS),
+                  key=natural_key)
 
 
 def _recon_sample(path: Path) -> Path | None:
@@ -110,68 +86,85 @@ def _recon_sample(path: Path) -> Path | None:
     return samples[0] if samples else None
 
 
-def _read_reconstruction(folder: Path) -> Sequence:
-    from latent4d.motion.io import load_reconstruction
+def _npz_keys(path: Path) -> set[str]:
+    """Array names of an ``.npz`` (its listing only; nothing is read)."""
+    import zipfile
 
     try:
-        d = load_reconstruction(folder)
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a corrupt npz
-        raise InputError(f"{folder / 'trajectories.npz'}: cannot read ({type(e).__name__}: {e})") from e
+        with zipfile.ZipFile(path) as z:
+            return {n.removesuffix(".npy") for n in z.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return set()
+
+
+def _read_tracked(folder: Path) -> MotionData:
+    """A sample folder of ``latent4d reconstruct motion`` (:func:`latent4d.motion.io.load_tracked_sequence`)."""
+    from latent4d.motion.io import load_tracked_sequence
+
+    f = folder / "trajectories.npz"
+    d = load_tracked_sequence(folder)
     v = np.asarray(d.get("vertices"), np.float32)
-    f = np.asarray(d.get("faces"), np.int64)
-    if v.ndim != 3 or v.shape[-1] != 3 or f.ndim != 2 or f.shape[-1] != 3 or len(f) == 0:
-        raise InputError(f"{folder / 'trajectories.npz'}: expected vertices (T, V, 3) and faces (F, 3), got "
-                         f"{v.shape} and {f.shape}")
-    if not np.isfinite(v).all() or f.min() < 0 or f.max() >= v.shape[1]:
-        raise InputError(f"{folder / 'trajectories.npz'}: non-finite vertices or face indices out of range")
+    faces = np.asarray(d.get("faces"), np.int64)
+    if v.ndim != 3 or v.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3 or len(faces) == 0:
+        raise InputError(f"{f}: expected vertices (T, V, 3) and faces (F, 3), got {v.shape} and {faces.shape}")
+    if not np.isfinite(v).all() or faces.min() < 0 or faces.max() >= v.shape[1]:
+        raise InputError(f"{f}: non-finite vertices or face indices out of range")
     obs = d.get("observations")
     pts = [np.asarray(o, np.float32) for o in obs] if obs is not None and len(obs) == len(v) else None
     name = f"{folder.parent.name}/{folder.name}" if folder.name.startswith("sample") else folder.name
-    seq = Sequence(name, list(v), [f] * len(v), pts)
+    seq = MotionData(name, list(v), [faces] * len(v), pts)
     if d.get("colors") is not None and len(d["colors"]) == v.shape[1]:
         seq.colors = np.asarray(d["colors"], np.float64)[:, :3] / 255.0
     return seq
 
 
-def read_sequence(path) -> Sequence:
-    """Read a sequence (see module docstring); InputError names the offending file."""
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".npz":
-        if path.name == "trajectories.npz":
-            return _read_reconstruction(path.parent)
-        return _read_npz(path)
-    if path.is_dir() and (sample := _recon_sample(path)) is not None:
-        return _read_reconstruction(sample)
-    if not path.is_dir():
-        raise InputError(f"{path}: expected a folder of per-frame meshes or an .npz sequence")
-    sub = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
-    mesh_dir = next((sub[d] for d in MESH_DIRS if d in sub), None)
-    point_dir = next((sub[d] for d in POINT_DIRS if d in sub), None)
+def _read_npz(path: Path) -> MotionData:
+    """``vertices (T, V, 3)`` and ``faces (F, 3)`` (:func:`latent4d.motion.io.read_ground_truth`), and
+    ``points (T, N, 3)`` when present (:func:`latent4d.motion.io.read_sequence`)."""
+    from latent4d.motion.io import read_ground_truth
+    from latent4d.motion.io import read_sequence as read_clouds
+
+    v, f = read_ground_truth(path)
+    pts = None
+    if "points" in _npz_keys(path):
+        pts = read_clouds(path)
+        if len(pts) != len(v):
+            raise InputError(f"{path}: 'points' has {len(pts)} frames but 'vertices' {len(v)}")
+    return MotionData(path.stem, list(v), [f] * len(v), pts)
+
+
+def _read_frames(files: list[Path], meshes_only: bool) -> tuple[list, list, list, list[str]]:
+    """Per-frame mesh files (:func:`latent4d.viewer.meshes.read_geometry`): ``(vertices, faces,
+    points, mesh file names)``; files without faces are point clouds (refused with ``meshes_only``)."""
     verts, faces, pts, names = [], [], [], []
-    if mesh_dir is not None or point_dir is not None:
-        for f in _files(mesh_dir) if mesh_dir else []:
-            kind, v, fc = _load_frame(f)
-            if kind != "mesh":
-                raise InputError(f"{f}: expected a mesh (faces), found a point cloud")
+    for f in files:
+        item = read_geometry(f)
+        if isinstance(item, MeshItem):
+            v, fc = item.arrays
             verts.append(v)
             faces.append(fc)
             names.append(f.name)
-        for f in _files(point_dir) if point_dir else []:
-            pts.append(_load_frame(f)[1])
-    else:
-        for f in _files(path):
-            kind, v, fc = _load_frame(f)
-            if kind == "mesh":
-                verts.append(v)
-                faces.append(fc)
-                names.append(f.name)
-            else:
-                pts.append(v)
-    if not verts and not pts:
-        from latent4d.motion.io import read_sequence as read_clouds
+        elif meshes_only:
+            raise InputError(f"{f}: expected a mesh (faces), found a point cloud")
+        else:
+            pts.append(item.points)
+    return verts, faces, pts, names
 
+
+def _read_folder(path: Path) -> MotionData:
+    """A folder of per-frame meshes (and clouds), or ``meshes/`` + ``points/`` sub-folders; point
+    clouds alone through :func:`latent4d.motion.io.read_sequence`."""
+    from latent4d.motion.io import read_sequence as read_clouds
+
+    sub = {p.name.lower(): p for p in path.iterdir() if p.is_dir()}
+    mesh_dir = next((sub[d] for d in MESH_DIRS if d in sub), None)
+    point_dir = next((sub[d] for d in POINT_DIRS if d in sub), None)
+    if mesh_dir is not None or point_dir is not None:
+        verts, faces, _, names = _read_frames(_files(mesh_dir), True) if mesh_dir else ([], [], [], [])
+        pts = read_clouds(point_dir) if point_dir is not None else []
+    else:
+        verts, faces, pts, names = _read_frames(_files(path), False)
+    if not verts and not pts:
         try:  # observed clouds in the formats the motion family reads (.npy, .npz, .xyz, .txt, .pts)
             pts = read_clouds(path)
         except InputError as e:
@@ -180,33 +173,19 @@ def read_sequence(path) -> Sequence:
         raise InputError(f"{path}: a sequence needs at least 2 frames, found 1 mesh")
     if verts and pts and len(pts) != len(verts):
         raise InputError(f"{path}: {len(verts)} mesh frames but {len(pts)} point-cloud frames")
-    return Sequence(path.name, verts, faces, pts or None, names)
+    return MotionData(path.name, verts, faces, pts or None, names)
 
 
-def _read_npz(path: Path) -> Sequence:
-    from latent4d.hair.formats import safe_npz
-
-    arrays = safe_npz(path.read_bytes(), str(path))
-    if "vertices" not in arrays:
-        raise InputError(f"{path}: a sequence .npz needs 'vertices' (T, V, 3) and 'faces' (F, 3); "
-                         f"found {', '.join(sorted(arrays)) or 'nothing'}")
-    v = np.asarray(arrays["vertices"], np.float32)
-    if v.ndim != 3 or v.shape[-1] != 3 or v.shape[0] < 1:
-        raise InputError(f"{path}: 'vertices' must be (T, V, 3), got {v.shape}")
-    if not np.isfinite(v).all():
-        raise InputError(f"{path}: 'vertices' contains NaN or infinite values")
-    f = np.asarray(arrays.get("faces", np.zeros((0, 3))), np.int64)
-    if f.ndim != 2 or f.shape[-1] != 3 or len(f) == 0:
-        raise InputError(f"{path}: 'faces' must be (F, 3) with F > 0, got {f.shape}")
-    if f.min() < 0 or f.max() >= v.shape[1]:
-        raise InputError(f"{path}: face indices out of range (0..{v.shape[1] - 1})")
-    pts = None
-    if "points" in arrays:
-        p = np.asarray(arrays["points"], np.float32)
-        if p.ndim != 3 or p.shape[0] != v.shape[0] or p.shape[-1] != 3:
-            raise InputError(f"{path}: 'points' must be (T, N, 3) with T = {v.shape[0]}, got {p.shape}")
-        pts = list(p)
-    return Sequence(path.stem, list(v), [f] * len(v), pts)
+def read_motion(path) -> MotionData:
+    """Read a sequence (see the module docstring); InputError names the offending file."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return _read_tracked(path.parent) if path.name == "trajectories.npz" else _read_npz(path)
+    if path.is_dir() and (sample := _recon_sample(path)) is not None:
+        return _read_tracked(sample)
+    if not path.is_dir():
+        raise InputError(f"{path}: expected a folder of per-frame meshes or an .npz sequence")
+    return _read_folder(path)
 
 
 def is_sequence(path: Path) -> bool:
@@ -219,15 +198,7 @@ def is_sequence(path: Path) -> bool:
         if sub & set(MESH_DIRS) or sub & set(POINT_DIRS):
             return True
         return len(_files(path)) >= 2
-    if path.suffix.lower() == ".npz":
-        import zipfile
-
-        try:
-            with zipfile.ZipFile(path) as z:
-                return "vertices.npy" in z.namelist()
-        except (OSError, zipfile.BadZipFile):
-            return False
-    return False
+    return path.suffix.lower() == ".npz" and "vertices" in _npz_keys(path)
 
 
 @register_panel("motion", kinds=(FileKind("a mesh sequence folder"), FileKind("a mesh sequence", (".npz",)),
@@ -238,7 +209,7 @@ class MotionPanel(ui.Panel):
 
     def __init__(self, app):
         super().__init__(app)
-        self.seq: Sequence | None = None
+        self.seq: MotionData | None = None
         self.frame = 0
         self.fps = 10.0
         self.playing = False
@@ -264,8 +235,8 @@ class MotionPanel(ui.Panel):
         return is_sequence(path)
 
     @staticmethod
-    def read(path) -> Sequence:
-        return read_sequence(path)
+    def read(path) -> MotionData:
+        return read_motion(path)
 
     @classmethod
     def check_run(cls, path) -> None:
@@ -280,7 +251,7 @@ class MotionPanel(ui.Panel):
             return True
         return False
 
-    def show(self, seq: Sequence) -> None:
+    def show(self, seq: MotionData) -> None:
         self.stop()
         self.seq = seq
         self.frame = 0

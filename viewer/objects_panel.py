@@ -6,11 +6,14 @@ Files:
 - meshes (``.obj``/``.ply`` with faces/``.glb``/``.gltf``/``.off``/``.stl``, via trimesh; vertex colours or
   textures baked to vertex colours) are added to the scene (several can be open);
 - point clouds (``.ply``/``.pcd``/``.xyz`` without faces) are drawn as observed points;
-- an RGB-D frame: a 16-bit depth PNG in millimetres, a colour PNG, an optional instance mask PNG and
-  an intrinsics JSON (``{"K": 3x3}`` or ``fx, fy, cx, cy``), given as the folder holding them or as
-  the depth PNG (siblings found by name: ``[prefix]depth.png``, ``[prefix]color.png`` /
-  ``rgb.png``, ``[prefix]mask.png``, ``[prefix]intrinsics.json`` / ``camera.json``). The depth
-  is back-projected (``latent4d.geometry.backproject_depth``) into the observed point cloud.
+- an RGB-D frame: a 16-bit depth PNG in millimetres, an optional colour PNG, an optional instance
+  mask PNG and an intrinsics JSON (``{"K": 3x3}`` or ``fx, fy, cx, cy[, width, height]``), given as
+  the folder holding them or as the depth PNG (siblings found by name: ``[prefix]depth.png``,
+  ``[prefix]color.png`` / ``rgb.png``, ``[prefix]mask.png``, ``[prefix]intrinsics.json`` /
+  ``camera.json``). The files are read and checked by the objects family's reader
+  (:func:`latent4d.objects.io.read_frame`, the same checks as ``latent4d reconstruct objects``)
+  into a :class:`latent4d.geometry.rgbd.RGBDFrame`, whose depth is back-projected into the
+  observed point cloud.
 
 The RGB-D camera frame is OpenCV's (x right, y down, z forward); the viewer draws observations
 in OpenGL's (x right, y up, z backward) so that the initial view is the camera's own.
@@ -19,7 +22,8 @@ An objects run (``latent4d train experiment=objects/latent_db``; ``latent4d.obje
 adds: a database object decoded to a coloured mesh (canonical frame, drawn beside the scene) whose
 shape and appearance codes move along the main directions of the database codes (sliders), and
 *Reconstruct*: the ShAPO-style optimisation of shape, appearance, 6D pose and size of every masked
-instance of the open RGB-D frame. It runs on a worker thread; each iteration's surface points
+instance of the open RGB-D frame, with the settings of ``latent4d reconstruct objects``
+(``conf/reconstruct/objects.yaml``; the panel sets only the iteration count). It runs on a worker thread; each iteration's surface points
 and box are posted to the main thread (``post_to_main_thread``), so the window stays responsive
 and the shapes visibly converge; *Stop* ends it early. Without a run (or without an instance mask)
 those controls are disabled and their tooltip says why.
@@ -27,53 +31,33 @@ those controls are disabled and their tooltip says why.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from latent4d.viewer import ui
-from latent4d.viewer.messages import mesh_read_error
+from latent4d.viewer.meshes import MESH_EXTS, POINT_EXTS, CloudItem, MeshItem, read_geometry
 from latent4d.viewer.registry import FileKind, register_panel
 from latent4d.viewer.scene import Style, box_lineset, index_colors, mesh_geometry, point_geometry
 
 from latent4d.errors import ConfigError, InputError
 
-MESH_EXTS = (".obj", ".ply", ".glb", ".gltf", ".off", ".stl")
-POINT_EXTS = (".ply", ".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 CV_TO_GL = np.diag([1.0, -1.0, -1.0])
 COLOR_MODES = ("rgb", "instance")
 
 
 @dataclass
-class MeshItem:
-    path: Path
-    mesh: object  # trimesh.Trimesh
-
-
-@dataclass
-class CloudItem:
-    path: Path
-    points: np.ndarray  # (N, 3)
-    colors: np.ndarray | None = None  # (N, 3) in [0, 1]
-
-
-@dataclass
-class FrameItem:
-    """An RGB-D frame: depth (H, W) metres, rgb (H, W, 3) uint8, mask (H, W) int or None, K (3, 3)."""
+class FrameData:
+    """What ``ObjectsPanel.read`` returns for an RGB-D frame: the depth PNG it was opened by and the
+    frame (:class:`latent4d.geometry.rgbd.RGBDFrame`; rgb and mask may be None)."""
 
     path: Path
-    depth: np.ndarray
-    rgb: np.ndarray | None
-    mask: np.ndarray | None
-    K: np.ndarray
+    frame: object
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
-        """Observed points (OpenGL camera frame) and their pixels (row, col)."""
-        from latent4d.geometry.rgbd import backproject_depth
-
-        pts, pix = backproject_depth(self.depth, self.K)
-        return (pts.astype(np.float64) @ CV_TO_GL).astype(np.float32), pix
+        """Observed points ``(N, 3)`` in the OpenGL camera frame and their pixels ``(N, 2)`` (row, col)."""
+        pts, pix = self.frame.points()
+        return (np.asarray(pts, np.float64) @ CV_TO_GL).astype(np.float32), pix
 
 
 @dataclass
@@ -121,69 +105,6 @@ NO_RUN = ("needs a trained objects run: open a run directory of `latent4d train 
           "(models/shape_decoder, appearance, database)")
 
 
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im)
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad file
-        raise InputError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-
-
-MAX_INTRINSICS_BYTES = 1 << 20  # an intrinsics JSON is ~100 bytes
-
-
-def read_intrinsics(path: Path, image_size: tuple[int, int] | None = None) -> np.ndarray:
-    """The (3, 3) pinhole matrix (pixels) of an intrinsics JSON: ``{"fx", "fy", "cx", "cy"}``, ``{"K": 3x3}``,
-    either nested under ``"intrinsics"``, or a bare 3x3 list.
-
-    ``image_size`` ``(width, height)``: when the JSON declares ``width`` / ``height``, they must match it.
-    Raises :class:`InputError` naming the file for anything else (not JSON, non-numeric or non-finite
-    values, non-positive focal lengths, a size written for other images).
-    """
-    from latent4d.geometry.rgbd import check_intrinsics
-
-    try:
-        size = path.stat().st_size
-        if size > MAX_INTRINSICS_BYTES:
-            raise InputError(f"{path}: {size} bytes is too large for an intrinsics JSON")
-        d = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise InputError(f"{path}: not valid JSON ({e})") from None
-    if isinstance(d, dict) and isinstance(d.get("intrinsics"), dict | list):
-        d = d["intrinsics"]
-    try:
-        if isinstance(d, dict) and "K" in d:
-            K = np.asarray(d["K"], np.float64)
-            K = K.reshape(3, 3) if K.size == 9 else K
-        elif isinstance(d, dict) and {"fx", "fy", "cx", "cy"} <= set(d):
-            vals = [d[k] for k in ("fx", "fy", "cx", "cy")]
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
-                raise InputError(f"{path}: fx, fy, cx, cy must be numbers (pixels), got {vals}")
-            K = np.array([[d["fx"], 0, d["cx"]], [0, d["fy"], d["cy"]], [0, 0, 1]], np.float64)
-        elif isinstance(d, list):
-            K = np.asarray(d, np.float64)
-            K = K.reshape(3, 3) if K.size == 9 else K
-        else:
-            raise InputError(f"{path}: intrinsics JSON needs 'K' (3x3) or 'fx', 'fy', 'cx', 'cy'")
-    except (TypeError, ValueError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"{path}: intrinsics must be numbers (pixels): {e}") from None
-    try:
-        K = check_intrinsics(K)
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from None
-    if image_size is not None and isinstance(d, dict) and ("width" in d or "height" in d):
-        declared = (d.get("width"), d.get("height"))
-        if tuple(declared) != tuple(int(v) for v in image_size):
-            raise InputError(f"{path}: written for {declared[0]}x{declared[1]} images but the depth image is "
-                             f"{image_size[0]}x{image_size[1]}: use the intrinsics of this camera resolution")
-    return K
-
-
 def find_frame_files(path: Path) -> dict[str, Path]:
     """The files of an RGB-D frame given its folder or its depth PNG (see module docstring)."""
     folder = path if path.is_dir() else path.parent
@@ -219,72 +140,14 @@ def find_frame_files(path: Path) -> dict[str, Path]:
     return out
 
 
-def read_frame(path: Path) -> FrameItem:
+def read_frame(path: Path) -> FrameData:
+    """The RGB-D frame whose folder or depth PNG is ``path`` (files: :func:`find_frame_files`), read
+    and checked by :func:`latent4d.objects.io.read_frame`."""
+    from latent4d.objects.io import read_frame as read_rgbd_frame
+
     files = find_frame_files(path)
-    d = _read_png(files["depth"])
-    if d.ndim != 2 or d.dtype not in (np.uint16, np.int32, np.uint32, np.int16):
-        raise InputError(f"{files['depth']}: expected a 16-bit single-channel depth PNG in millimetres, "
-                         f"got dtype {d.dtype} shape {d.shape}")
-    depth = d.astype(np.float32) / 1000.0
-    if (depth < 0).any():
-        raise InputError(f"{files['depth']}: negative depth values; depth PNGs hold millimetres (0 = no measurement)")
-    if not (depth > 0).any():
-        raise InputError(f"{files['depth']}: no valid depth (every pixel is 0)")
-    K = read_intrinsics(files["intrinsics"], image_size=(depth.shape[1], depth.shape[0]))
-    rgb = mask = None
-    if files["color"] is not None:
-        rgb = _read_png(files["color"])
-        if rgb.ndim == 2:
-            rgb = np.repeat(rgb[..., None], 3, -1)
-        rgb = rgb[..., :3].astype(np.uint8)
-        if rgb.shape[:2] != depth.shape:
-            raise InputError(f"{files['color']}: size {rgb.shape[1]}x{rgb.shape[0]} does not match the depth "
-                             f"image {depth.shape[1]}x{depth.shape[0]}")
-    if files["mask"] is not None:
-        mask = _read_png(files["mask"])
-        if mask.ndim == 3:
-            mask = mask[..., 0]
-        if mask.shape != depth.shape:
-            raise InputError(f"{files['mask']}: size {mask.shape[1]}x{mask.shape[0]} does not match the depth "
-                             f"image {depth.shape[1]}x{depth.shape[0]}")
-        mask = mask.astype(np.int32)
-    return FrameItem(files["depth"], depth, rgb, mask, K)
-
-
-def read_geometry(path: Path) -> MeshItem | CloudItem:
-    """A mesh or a point cloud file."""
-    import trimesh
-
-    try:
-        obj = trimesh.load(path, process=False)
-    except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-        raise mesh_read_error(path, e) from None
-    if isinstance(obj, trimesh.Scene):
-        meshes = [g for g in obj.dump() if isinstance(g, trimesh.Trimesh)] if hasattr(obj, "dump") else []
-        if not meshes:
-            raise InputError(f"{path}: no mesh in this scene file")
-        obj = trimesh.util.concatenate(meshes)
-    if isinstance(obj, trimesh.Trimesh):
-        if len(obj.faces) == 0 or len(obj.vertices) == 0:
-            if len(obj.vertices):
-                return _cloud(path, np.asarray(obj.vertices), None)
-            raise InputError(f"{path}: empty mesh (no vertices or faces)")
-        if not np.isfinite(obj.vertices).all():
-            raise InputError(f"{path}: NaN or infinite vertex coordinates")
-        return MeshItem(path, obj)
-    if hasattr(obj, "vertices"):
-        cols = getattr(obj, "colors", None)
-        cols = None if cols is None or len(cols) != len(obj.vertices) else np.asarray(cols)[:, :3] / 255.0
-        return _cloud(path, np.asarray(obj.vertices), cols)
-    raise InputError(f"{path}: not a mesh or point cloud ({type(obj).__name__})")
-
-
-def _cloud(path: Path, v: np.ndarray, cols) -> CloudItem:
-    if len(v) == 0:
-        raise InputError(f"{path}: point cloud has no points")
-    if not np.isfinite(v).all():
-        raise InputError(f"{path}: NaN or infinite point coordinates")
-    return CloudItem(path, v.astype(np.float32), cols)
+    frame = read_rgbd_frame(files["depth"], files["intrinsics"], rgb=files["color"], mask=files["mask"])
+    return FrameData(files["depth"], frame)
 
 
 def is_frame(path: Path) -> bool:
@@ -304,7 +167,7 @@ class ObjectsPanel(ui.Panel):
         super().__init__(app)
         self.meshes: list[MeshItem] = []
         self.clouds: list[CloudItem] = []
-        self.frame: FrameItem | None = None
+        self.frame: FrameData | None = None
         self.color_mode = "rgb"
         self.show_observation = True
         self.show_boxes = True
@@ -318,7 +181,7 @@ class ObjectsPanel(ui.Panel):
         self.mesh_level = 5
         self.code_mesh = None  # trimesh of the decoded database object (canonical)
         self._dirs: tuple[np.ndarray, np.ndarray] | None = None
-        self.iterations = 60
+        self.iterations: int | None = None  # None: conf/reconstruct/objects.yaml's (set when a run opens)
         self.max_draw_points = 30000  # points drawn per reconstructed shape
         self.running = False
         self._stop = False
@@ -357,13 +220,15 @@ class ObjectsPanel(ui.Panel):
             self._model_reason = item.reason or NO_RUN
             self._dirs = None
             if self.pipeline is not None:
+                if self.iterations is None:
+                    self.iterations = self.settings().iterations
                 self.select_object(0)
             else:
                 self.app.set_status(self._model_reason)
             self.set_visible(True)
             self.sync()
             return
-        if isinstance(item, FrameItem):
+        if isinstance(item, FrameData):
             self.frame = item
         elif isinstance(item, MeshItem):
             self.meshes.append(item)
@@ -395,8 +260,8 @@ class ObjectsPanel(ui.Panel):
         self._draw_results()
 
     def _draw_frame(self) -> None:
-        f = self.frame
-        pts, pix = f.points()
+        pts, pix = self.frame.points()
+        f = self.frame.frame
         if self.color_mode == "instance" and f.mask is not None:
             ids = f.mask[pix[:, 0], pix[:, 1]]
             pal = np.concatenate([[[0.6, 0.6, 0.6]], index_colors(int(ids.max()) + 1)[1:]], 0)
@@ -527,28 +392,36 @@ class ObjectsPanel(ui.Panel):
         self.view.set(self.prefix + "code", mesh_geometry(m))
 
     # ------------------------------------------------------------ reconstruction
-    def rgbd_input(self):
-        """The open frame as ``latent4d.objects.scenes.RGBDInput`` (InputError when unusable)."""
-        from latent4d.objects.scenes import RGBDInput
+    def scene(self):
+        """The open frame as the objects family's reconstruction input
+        (:class:`latent4d.objects.types.Scene`; InputError when it has no instance mask)."""
+        from latent4d.objects.types import Scene
 
-        f = self.frame
-        if f is None:
+        if self.frame is None:
             raise InputError("open an RGB-D frame first (a folder with depth.png, rgb.png, mask.png, intrinsics.json)")
+        f = self.frame.frame
         if f.mask is None or not (f.mask > 0).any():
-            raise InputError(f"{f.path.parent}: the frame has no instance mask (mask.png); reconstruction needs one")
+            raise InputError(f"{self.frame.path.parent}: the frame has no instance mask (mask.png); reconstruction "
+                             "needs one")
         rgb = f.rgb if f.rgb is not None else np.full(f.depth.shape + (3,), 128, np.uint8)
-        return RGBDInput(rgb, f.depth, f.mask.astype(np.int32), f.K)
+        return Scene(rgb=rgb, depth=f.depth, mask=f.mask, K=f.K)
+
+    def settings(self, iterations: int | None = None):
+        """The settings of ``latent4d reconstruct objects`` (``conf/reconstruct/objects.yaml``) with
+        the panel's iteration count (``iterations``, else the panel's, else the config's)."""
+        from latent4d.objects.reconstruct import reconstruct_settings
+
+        n = iterations or self.iterations
+        return reconstruct_settings([] if n is None else [f"iterations={int(n)}"], command="viewer reconstruct")
 
     def reconstruct(self, iterations: int | None = None, background: bool = True) -> None:
         """Optimise every masked instance (shape, appearance, pose, size). With a window and
         ``background`` it runs on a worker thread and draws each iteration as it arrives."""
         pipe = self._require_model()
-        frame = self.rgbd_input()
+        frame = self.scene()
         if self.running:
             raise InputError("a reconstruction is already running (Stop it first)")
-        from latent4d.objects.optimize import OptimConfig
-
-        cfg = OptimConfig(iterations=int(iterations or self.iterations))
+        cfg = self.settings(iterations)
         self.running, self._stop = True, False
         self.live, self.results, self.iterations_done = {}, [], {}
         self.view.remove_prefix(self.prefix + "recon")
@@ -663,7 +536,7 @@ class ObjectsPanel(ui.Panel):
                 w[f"{kind}{i}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, i=i, fn=fn: self.app.call_ui(fn, i, v),
                                             tooltip=f"{kind} code along its main direction {i + 1} (std)")
                 root.add_child(ui.label_row(f"{kind[:5].capitalize()} {i + 1}", w[f"{kind}{i}"], em))
-        w["iterations"] = ui.number(self.iterations, lambda v: setattr(self, "iterations", max(1, int(v))),
+        w["iterations"] = ui.number(self.iterations or 1, lambda v: setattr(self, "iterations", max(1, int(v))),
                                     lo=1, hi=5000, tooltip="optimisation iterations per object")
         w["reconstruct"] = ui.button("Reconstruct", lambda: self.app.call_ui(self.reconstruct),
                                      "optimise shape, appearance, pose and size of every masked instance")
@@ -688,7 +561,8 @@ class ObjectsPanel(ui.Panel):
             parts.append(f"frame {self.frame.path.parent.name}/{self.frame.path.name}")
         w["info"].text = ", ".join(parts) or "nothing open"
         w["color"].selected_index = COLOR_MODES.index(self.color_mode)
-        self.enable("color", self.frame is not None and self.frame.mask is not None, "no instance mask in the frame")
+        self.enable("color", self.frame is not None and self.frame.frame.mask is not None,
+                    "no instance mask in the frame")
         w["obs"].checked = self.show_observation
         w["boxes"].checked = self.show_boxes
         has = self.pipeline is not None
@@ -703,17 +577,19 @@ class ObjectsPanel(ui.Panel):
         for i in range(3):
             w[f"shape{i}"].double_value = float(self.shape_offsets[i])
             w[f"appearance{i}"].double_value = float(self.appearance_offsets[i])
+        if self.iterations is not None:
+            w["iterations"].set_value(self.iterations)
         w["reconstruct"].text = "Running..." if self.running else "Reconstruct"
 
     def _update_model_controls(self) -> None:
         has = self.pipeline is not None
-        for name in ("object", "shape0", "shape1", "shape2", "appearance0", "appearance1", "appearance2"):
+        for name in ("object", "shape0", "shape1", "shape2", "appearance0", "appearance1", "appearance2", "iterations"):
             self.enable(name, has, self._model_reason)
         if not has:
             self.enable("reconstruct", False, self._model_reason)
         elif self.frame is None:
             self.enable("reconstruct", False, "open an RGB-D frame (depth.png, rgb.png, mask.png, intrinsics.json)")
-        elif self.frame.mask is None:
+        elif self.frame.frame.mask is None:
             self.enable("reconstruct", False, "the open frame has no instance mask (mask.png)")
         else:
             self.enable("reconstruct", not self.running, "a reconstruction is running")

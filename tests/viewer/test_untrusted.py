@@ -221,11 +221,11 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
                                        {"fx": 20, "fy": 20, "cx": 8, "cy": 6}), "no valid depth|0")
     (d / "depth_garbage").mkdir()
     (d / "depth_garbage" / "depth.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    (d / "depth_garbage" / "intrinsics.json").write_text("{}")
+    (d / "depth_garbage" / "intrinsics.json").write_text(json.dumps({"fx": 20, "fy": 20, "cx": 8, "cy": 6}))
     add("depth_garbage_png", d / "depth_garbage", "cannot read image|depth")
     add("intrinsics_not_json", _depth_frame(d / "k_garbage", depth, "{fx: 1,,"), "not valid JSON")
     add("intrinsics_fx_abc", _depth_frame(d / "k_abc", depth, {"fx": "abc", "fy": 20, "cx": 8, "cy": 6}),
-        "must be numbers")
+        "fx must be a number")
     add("intrinsics_K_ragged", _depth_frame(d / "k_ragged", depth, {"K": [[20, 0], [0, 20, 6]]}),
         "must be numbers|3x3|shape")
     add("intrinsics_nan", _depth_frame(d / "k_nan", depth, '{"fx": NaN, "fy": 20, "cx": 8, "cy": 6}'), "nan|inf")
@@ -475,8 +475,8 @@ def test_valid_inputs_still_read(good_inputs):
 
     kinds = {key: read_input(p)[0] for key, p in good_inputs.items()}
     assert kinds == {"hair": "hair", "mesh": "objects", "seq": "motion", "frame": "objects"}
-    frame = read_input(good_inputs["frame"])[1]
-    assert frame.depth.shape == (24, 32) and (frame.depth > 0).any()
+    frame = read_input(good_inputs["frame"])[1].frame
+    assert frame.depth.shape == (24, 32) and (frame.depth > 0).any() and frame.instance_ids == [1, 2]
     k = good_inputs["frame"] / "intrinsics.json"
     k.write_text(json.dumps({"fx": 28.0, "fy": 28.0, "cx": 16, "cy": 12, "width": 32, "height": 24}))
     assert read_input(good_inputs["frame"])[0] == "objects", "a matching width/height is accepted"

@@ -1,4 +1,5 @@
-"""The viewer's non-GUI parts: guide edits and densification, picking, sequence / RGB-D / hair readers."""
+"""The viewer's non-GUI parts: guide edits and densification, picking, what the panels read (through the
+families' I/O modules and the viewer's mesh reader)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 from latent4d.viewer import hair_edit
 from latent4d.viewer.hair_panel import is_hair_file
-from latent4d.viewer.motion_panel import is_sequence, read_sequence
-from latent4d.viewer.objects_panel import find_frame_files, read_frame, read_intrinsics
+from latent4d.viewer.motion_panel import is_sequence, read_motion
+from latent4d.viewer.objects_panel import find_frame_files, read_frame
 
 from latent4d.errors import InputError
 from latent4d.hair.strands import Hairstyle
@@ -101,21 +102,29 @@ def test_sequence_reader_checks_its_input(tmp_path):
     for t in range(3):
         trimesh.Trimesh(box.vertices * (1 + 0.1 * t), box.faces).export(d / "meshes" / f"m_{t}.ply")
         trimesh.PointCloud(box.vertices).export(d / "points" / f"p_{t}.ply")
-    seq = read_sequence(d)
+    seq = read_motion(d)
     assert seq.num_frames == 3 and seq.shared_topology and len(seq.points) == 3
     (d / "points" / "p_2.ply").unlink()
     with pytest.raises(InputError, match="3 mesh frames but 2 point-cloud frames"):
-        read_sequence(d)
+        read_motion(d)
     bad = tmp_path / "bad.npz"
     np.savez(bad, vertices=np.full((2, 3, 3), np.nan), faces=np.array([[0, 1, 2]]))
     with pytest.raises(InputError, match="NaN"):
-        read_sequence(bad)
+        read_motion(bad)
     np.savez(bad, vertices=np.zeros((2, 3, 3)), faces=np.array([[0, 1, 7]]))
-    with pytest.raises(InputError, match="out of range"):
-        read_sequence(bad)
+    with pytest.raises(InputError, match=r"bad\.npz: 'faces' index vertices outside \[0, 2\]"):
+        read_motion(bad)
+    np.savez(bad, vertices=np.zeros((2, 3, 3)), faces=np.array([[0, 1, 2]]), points=np.zeros((3, 5, 3)))
+    with pytest.raises(InputError, match="'points' has 3 frames but 'vertices' 2"):
+        read_motion(bad)
+    np.savez(bad, vertices=np.zeros((2, 3, 3)), faces=np.array([[0, 1, 2]]), points=np.ones((2, 5, 3)))
+    seq = read_motion(bad)
+    assert seq.num_frames == 2 and len(seq.points) == 2 and seq.points[1].shape == (5, 3)
 
 
 def test_rgbd_frame_reader(tmp_path):
+    """Frame files found by name (prefix, colour / mask optional), read and checked by
+    ``latent4d.objects.io.read_frame``."""
     from PIL import Image
 
     d = tmp_path / "f"
@@ -127,31 +136,37 @@ def test_rgbd_frame_reader(tmp_path):
     (d / "cam0_intrinsics.json").write_text(json.dumps({"fx": 10, "fy": 10, "cx": 8, "cy": 6}))
     files = find_frame_files(d / "cam0_depth.png")
     assert files["color"].name == "cam0_color.png" and files["intrinsics"].name == "cam0_intrinsics.json"
+    assert files["mask"] is None
     f = read_frame(d / "cam0_depth.png")
     pts, _ = f.points()
     assert len(pts) == 48 and np.allclose(pts[:, 2], -1.5)  # OpenGL frame: the camera looks down -z
+    assert f.frame.rgb.shape == (12, 16, 3) and f.frame.mask is None and f.path.name == "cam0_depth.png"
     (d / "cam0_intrinsics.json").write_text(json.dumps({"K": [[-1, 0, 0], [0, 1, 0], [0, 0, 1]]}))
     with pytest.raises(InputError, match="cam0_intrinsics.json.*focal"):
-        read_intrinsics(d / "cam0_intrinsics.json")
-    Image.fromarray(np.full((10, 16, 3), 200, np.uint8)).save(d / "cam0_color.png")
-    (d / "cam0_intrinsics.json").write_text(json.dumps({"K": np.eye(3).tolist()}))
-    with pytest.raises(InputError, match="cam0_color.png: size 16x10 does not match"):
         read_frame(d)
+    (d / "cam0_intrinsics.json").write_text(json.dumps({"fx": 10, "fy": 10, "cx": 8, "cy": 6}))
+    Image.fromarray(np.full((10, 16, 3), 200, np.uint8)).save(d / "cam0_color.png")
+    with pytest.raises(InputError, match="cam0_depth.png' is 16x12 but rgb '.*cam0_color.png' is 16x10"):
+        read_frame(d)
+    (d / "cam0_color.png").unlink()
+    Image.fromarray(np.zeros((12, 16), np.uint8)).save(d / "cam0_mask.png")
+    f = read_frame(d)
+    assert f.frame.rgb is None and f.frame.mask.shape == (12, 16), "colour and mask are optional"
 
 
 def test_motion_reconstruction_output(tmp_path):
     import trimesh
 
-    from latent4d.motion.io import write_reconstruction
+    from latent4d.motion.io import write_tracked_sequence
 
     box = trimesh.creation.box()
     T = 4
     verts = np.stack([box.vertices * (1 + 0.1 * t) for t in range(T)]).astype(np.float32) * 0.4
     obs = np.random.default_rng(0).uniform(-0.3, 0.3, (T, 50, 3)).astype(np.float32)
-    write_reconstruction(tmp_path / "out" / "sample_00", verts, box.faces, obs)
+    write_tracked_sequence(tmp_path / "out" / "sample_00", verts, box.faces, obs)
     for p in (tmp_path / "out", tmp_path / "out" / "sample_00", tmp_path / "out" / "sample_00" / "trajectories.npz"):
         assert is_sequence(p)
-        seq = read_sequence(p)
+        seq = read_motion(p)
         assert seq.num_frames == T and seq.shared_topology and len(seq.points) == T
         assert seq.colors is not None and seq.colors.shape == (len(box.vertices), 3) and seq.colors.max() <= 1.0
         assert np.allclose(seq.vertices[2], verts[2], atol=1e-5)

@@ -132,15 +132,16 @@ def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, heig
     scene = o3d.t.geometry.RaycastingScene()
     colors, faces = [], []
     for m in meshes:
-        scene.add_triangles(o3d.core.Tensor(np.asarray(m.vertices, np.float32)),
-                            o3d.core.Tensor(np.asarray(m.faces, np.uint32)))
+        # Open3D's stubs lack the (np_array) overload of Tensor without dtype / device
+        scene.add_triangles(o3d.core.Tensor(np.asarray(m.vertices, np.float32)),  # type: ignore[call-overload]
+                            o3d.core.Tensor(np.asarray(m.faces, np.uint32)))  # type: ignore[call-overload]
         vc = getattr(m.visual, "vertex_colors", None)
         if vc is None or len(vc) != len(m.vertices):
             vc = np.full((len(m.vertices), 4), 200, np.uint8)
         colors.append(np.asarray(vc)[:, :3].astype(np.float32))
         faces.append(np.asarray(m.faces))
     r = pinhole_rays(K, world_to_cam, width, height)
-    ans = scene.cast_rays(o3d.core.Tensor(r.reshape(-1, 6)))
+    ans = scene.cast_rays(o3d.core.Tensor(r.reshape(-1, 6)))  # type: ignore[call-overload]
     t = ans["t_hit"].numpy().reshape(height, width)
     hit = np.isfinite(t)
     # ray directions have unit z in the camera frame, so the ray parameter is the z-depth

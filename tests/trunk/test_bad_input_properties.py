@@ -216,7 +216,7 @@ def test_run_config_reader_on_random_and_mutated_files(tmp_path, fake_runs):
 
 
 def test_rgbd_readers_on_random_and_mutated_files(tmp_path):
-    from latent4d.objects.scenes import read_depth_png, read_intrinsics, write_depth_png, write_intrinsics
+    from latent4d.objects.io import read_depth_png, read_intrinsics, write_depth_png, write_intrinsics
 
     depth = np.full((48, 64), 0.8, np.float32)
     write_depth_png(tmp_path / "d.png", depth)

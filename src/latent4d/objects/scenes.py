@@ -170,11 +170,3 @@ def _in_view(mesh: trimesh.Trimesh, K: np.ndarray, T: np.ndarray, width: int, he
     w = K[1, 1] * v[:, 1] / v[:, 2] + K[1, 2]
     return bool((u >= margin).all() and (u < width - margin).all() and (w >= margin).all()
                 and (w < height - margin).all())
-
-
-
-
-# ----------------------------------------------------------------------------------------------
-# Transitional: tests/trunk/test_bad_input_properties.py imports the readers from here; they live in
-# latent4d.objects.io (issue 17). Remove this line once it imports them from there.
-from latent4d.objects.io import read_depth_png, read_intrinsics, write_depth_png, write_intrinsics  # noqa: E402,F401

@@ -8,16 +8,12 @@ along the normalised arc (so a cut guide shortens its neighbours and an extended
 them), then points pushed into the head are moved out (GroomGen's penetration handling,
 ``Head.resolve_strands``). Undo / redo restore the guide sets.
 
-This is the file-only path. With a trained hair run, :class:`viewer.hair_panel.HairPanel` edits
-guides the same way but re-densifies them with the model (``HairPipeline``).
+This is the file-only path. With a trained hair run, :class:`viewer.hair_model.ModelSession` edits
+guides with the same operations and brush but re-densifies them with the model (``HairPipeline``).
 
-Edit operations on one polyline ``x (P, 3)`` (roots never move):
-
-- ``move_tip(target)``: displacement ``(target - tip) * (s / L)^2`` along the arc ``s``;
-- ``cut(fraction)``: keep the first ``fraction`` of the arc length;
-- ``extend(metres)``: continue past the tip along its direction, bending under gravity;
-- ``curl(amplitude, turns)``: add a helix around the strand (parallel-transport frame) whose
-  radius grows from 0 at the root to ``amplitude`` at the tip.
+The edit operations themselves (``move_tip``, ``cut``, ``extend``, ``curl``, the brush) are
+:mod:`latent4d.hair.edit`'s, shared with the model-backed editor; their names are re-exported here.
+:class:`GuideEditor` is an :class:`~latent4d.hair.edit.EditSession`.
 """
 
 from __future__ import annotations
@@ -25,91 +21,20 @@ from __future__ import annotations
 import numpy as np
 
 from latent4d.errors import InputError
-from latent4d.hair.strands import Hairstyle, resample_polylines
-
-EDIT_OPS = ("move_tip", "cut", "extend", "curl")
-
-
-# --------------------------------------------------------------------------- polyline ops
-def arc_lengths(x: np.ndarray) -> np.ndarray:
-    """(..., P) cumulative arc length of polylines ``(..., P, 3)``."""
-    seg = np.linalg.norm(np.diff(x, axis=-2), axis=-1)
-    return np.concatenate([np.zeros(seg.shape[:-1] + (1,)), np.cumsum(seg, -1)], -1)
-
-
-def sample_arc(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Points of polyline ``x (P, 3)`` at arc lengths ``s (Q,)`` (clamped to the polyline)."""
-    cum = arc_lengths(x)
-    s = np.clip(s, 0.0, cum[-1])
-    return np.stack([np.interp(s, cum, x[:, d]) for d in range(3)], -1)
-
-
-def cut(x: np.ndarray, fraction: float) -> np.ndarray:
-    fraction = float(np.clip(fraction, 0.02, 1.0))
-    L = arc_lengths(x)[-1]
-    return sample_arc(x, np.linspace(0.0, fraction * L, len(x))).astype(np.float32)
-
-
-def extend(x: np.ndarray, metres: float, gravity: float = 0.6) -> np.ndarray:
-    """Grow ``x`` by ``metres`` past its tip (direction of the last 10% blended towards -Y)."""
-    if metres <= 0:
-        return cut(x, 1.0 + metres / max(arc_lengths(x)[-1], 1e-9))
-    P = len(x)
-    k = max(2, P // 10)
-    d = x[-1] - x[-k]
-    d = d / max(np.linalg.norm(d), 1e-9)
-    steps = max(8, P // 4)
-    t = np.linspace(0, 1, steps + 1)[1:, None]
-    down = np.array([0.0, -1.0, 0.0])
-    dirs = d[None] * (1 - gravity * t) + down[None] * gravity * t
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    ext = x[-1] + np.cumsum(dirs * (metres / steps), 0)
-    y = np.concatenate([x, ext], 0)
-    return resample_polylines(y[None], P)[0]
-
-
-def _transport_frames(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Parallel-transport normals ``(P, 3)``, binormals ``(P, 3)`` along ``x (P, 3)``."""
-    t = np.gradient(x, axis=0)
-    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    a = np.array([1.0, 0.0, 0.0]) if abs(t[0, 0]) < 0.9 else np.array([0.0, 0.0, 1.0])
-    n = np.cross(t[0], a)
-    n /= np.linalg.norm(n)
-    ns = np.empty_like(x, dtype=np.float64)
-    for i in range(len(x)):
-        n = n - t[i] * np.dot(n, t[i])
-        n /= max(np.linalg.norm(n), 1e-12)
-        ns[i] = n
-    return ns, np.cross(t, ns)
-
-
-def curl(x: np.ndarray, amplitude: float, turns: float = 4.0) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    s = arc_lengths(x)
-    u = s / max(s[-1], 1e-9)
-    n, b = _transport_frames(x)
-    r = amplitude * (3 * u ** 2 - 2 * u ** 3)
-    ang = 2 * np.pi * turns * u
-    return (x + r[:, None] * (np.cos(ang)[:, None] * n + np.sin(ang)[:, None] * b)).astype(np.float32)
-
-
-def move_tip(x: np.ndarray, target) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    s = arc_lengths(x)
-    u = s / max(s[-1], 1e-9)
-    return (x + (np.asarray(target, np.float64) - x[-1])[None] * (u ** 2)[:, None]).astype(np.float32)
-
-
-def apply_op(x: np.ndarray, op: str, **kw) -> np.ndarray:
-    if op == "move_tip":
-        return move_tip(x, kw["target"])
-    if op == "cut":
-        return cut(x, kw.get("fraction", 0.7))
-    if op == "extend":
-        return extend(x, kw.get("metres", 0.05))
-    if op == "curl":
-        return curl(x, kw.get("amplitude", 0.01), kw.get("turns", 4.0))
-    raise InputError(f"unknown guide edit '{op}' (expected one of {', '.join(EDIT_OPS)})")
+from latent4d.hair.edit import (  # noqa: F401 - re-exported: the hair panel and the viewer tests use them here
+    DEFAULTS,
+    EDIT_OPS,
+    apply_op,
+    arc_lengths,
+    brush,
+    brush_edit,
+    curl,
+    cut,
+    extend,
+    move_tip,
+    sample_arc,
+)
+from latent4d.hair.strands import Hairstyle
 
 
 # ------------------------------------------------------------------------------ the editor
@@ -188,28 +113,15 @@ class GuideEditor:
     # ----------------------------------------------------------------------- edits
     def brush(self, guide: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """Guides within ``radius`` metres of ``guide``'s root and their Gaussian weights (1 at ``guide``)."""
-        if not 0 <= guide < self.num_guides:
-            raise InputError(f"guide {guide} does not exist (0..{self.num_guides - 1})")
-        if radius <= 0:
-            return np.array([guide]), np.ones(1, np.float32)
-        roots = self.guides[:, 0]
-        d = np.linalg.norm(roots - roots[guide], axis=1)
-        sel = np.flatnonzero(d <= radius)
-        return sel, np.exp(-0.5 * (d[sel] / (radius / 2)) ** 2).astype(np.float32)
+        return brush(self.guides[:, 0], guide, radius)
 
     def edit(self, guide: int, op: str, radius: float = 0.0, merge: bool = False, **kw) -> np.ndarray:
-        """Apply ``op`` (see module docstring) to ``guide`` (and, with ``radius`` > 0, its neighbours,
-        weighted). Records an undo step (``merge=True`` folds it into the previous step, as the moves
-        of one mouse drag are); returns the indices of the guides changed."""
-        sel, wts = self.brush(guide, radius)
+        """Apply ``op`` (:mod:`latent4d.hair.edit`) to ``guide`` (and, with ``radius`` > 0, its neighbours,
+        weighted: :func:`latent4d.hair.edit.brush_edit`). Records an undo step (``merge=True`` folds it
+        into the previous step, as the moves of one mouse drag are); returns the indices of the guides changed."""
+        sel, edited = brush_edit(self.guides, guide, op, radius, **kw)
         new = self.guides.copy()
-        for g, wt in zip(sel, wts):
-            if op == "move_tip":
-                tgt = self.guides[g, -1] + (np.asarray(kw["target"], np.float64) - self.guides[guide, -1]) * wt
-                new[g] = move_tip(self.guides[g], tgt)
-            else:
-                edited = apply_op(self.guides[g], op, **kw)
-                new[g] = self.guides[g] + wt * (edited - self.guides[g])
+        new[sel] = edited
         if self.head is not None:
             new[sel] = self.head.resolve_strands(new[sel])
         self._push(new, merge)

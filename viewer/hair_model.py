@@ -5,9 +5,10 @@
 undo / redo, the full hairstyle), but every state is a style latent of the hairstyle-VAE:
 
 - sampling, A/B blending (slerp), attribute directions and principal directions move the latent;
-- local guide edits (cut / extend / curl / move tip) go through ``HairEditor``: the edited guides
-  are re-encoded by the strand-VAE and projected back to the style latent space (GroomGen), then
-  the dense hair is re-densified from the guide map by the model (hybrid densification);
+- local guide edits (cut / extend / curl / move tip, with the brush) are the operations of
+  :mod:`latent4d.hair.edit`, the same as the file-only editor's, applied through ``HairEditor``: the
+  edited guides are re-encoded by the strand-VAE and projected back to the style latent space
+  (GroomGen), then the dense hair is re-densified from the guide map by the model (hybrid densification);
 - undo / redo are the pipeline editor's.
 
 A slider (attribute, principal direction, blend) that moves several times in a row replaces its
@@ -179,27 +180,11 @@ class ModelSession:
         self._slider = None
         return ok
 
-    def select(self, guide: int, radius: float) -> np.ndarray:
-        if radius <= 0:
-            return np.array([int(guide)])
-        root = self.pipe.grid.roots[self.pipe.grid.mask][int(guide)]
-        return self.editor.select(point=root, radius=radius)
-
     def edit(self, guide: int, op: str, radius: float = 0.0, merge: bool = False, **kw) -> np.ndarray:
-        if not 0 <= int(guide) < self.num_guides:
-            raise InputError(f"guide {guide} does not exist (0..{self.num_guides - 1})")
-        sel = self.select(guide, radius)
-        opts = {"project": self.project, "steps": self.steps, "lr": self.lr}
-        if op == "cut":
-            self.editor.cut(sel, fraction=float(kw.get("fraction", 0.7)), **opts)
-        elif op == "extend":
-            self.editor.extend(sel, length=float(kw.get("metres", 0.05)), **opts)
-        elif op == "curl":
-            self.editor.curl(sel, radius=float(kw.get("amplitude", 0.008)), turns=float(kw.get("turns", 3.0)), **opts)
-        elif op == "move_tip":
-            self.editor.move_tip(int(guide), np.asarray(kw["target"], np.float32), **opts)
-        else:
-            raise InputError(f"unknown guide edit '{op}'")
+        """``op`` on ``guide`` and its neighbours within ``radius`` (the file editor's operations and
+        brush, :func:`latent4d.hair.edit.brush_edit`), projected onto the style space when
+        ``project``; one undo step (``merge`` is not used: every model edit is its own step)."""
+        sel = self.editor.edit(int(guide), op, radius, project=self.project, steps=self.steps, lr=self.lr, **kw)
         self._slider = None
         return sel
 

@@ -1,13 +1,12 @@
-"""Hair fixtures: tiny strand-VAE and hairstyle-VAE trainings (seconds), shared by the session."""
+"""Hair fixtures: tiny strand-VAE and hairstyle-VAE trainings (seconds), shared by the session.
+
+Their sizes are the presets ``conf/preset/hair_strand_tiny.yaml`` / ``hair_style_tiny.yaml``."""
 
 from __future__ import annotations
 
 import pytest
 
-TINY_STRAND = ["experiment=hair/strand_vae", "callbacks=minimal", "logger=csv", "trainer.max_epochs=2",
-               "data.n_train=12", "data.n_val=2", "data.n_test=3", "data.strands_per_style=64", "data.batch_size=64",
-               "model.strand_vae.channels=[16,32,32,32]", "model.strand_vae.hidden=128", "model.strand_vae.layers=2",
-               "model.kl_warmup_steps=5"]
+TINY_STRAND = ["experiment=hair/strand_vae", "callbacks=minimal", "logger=csv", "preset=hair_strand_tiny"]
 
 
 @pytest.fixture(scope="session")
@@ -21,10 +20,8 @@ def strand_run(tmp_path_factory):
 
 
 def tiny_style_overrides(strand_dir) -> list[str]:
-    return ["experiment=hair/style_vae", "callbacks=minimal", "logger=csv", "trainer.max_epochs=2",
-            f"model.strand_vae_path={strand_dir}", "data.n_train=12", "data.n_val=3", "data.n_test=3",
-            "data.batch_size=4", "model.style_vae.channels=[16,32,32,48]", "model.style_vae.style_dim=32",
-            "model.strand_samples=16", "model.kl_warmup_steps=2"]
+    return ["experiment=hair/style_vae", "callbacks=minimal", "logger=csv", f"model.strand_vae_path={strand_dir}",
+            "preset=hair_style_tiny"]
 
 
 @pytest.fixture(scope="session")

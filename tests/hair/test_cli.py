@@ -52,8 +52,8 @@ def test_sample_cli_writes_files_and_pngs(style_run, strand_run, tmp_path, cli):
 def test_evaluate_and_reconstruct_cli(style_run, tmp_path):
     import json
 
-    from latent4d.hair.fit import synthetic_observation
     from latent4d.hair.formats import write_points
+    from latent4d.hair.reconstruct import synthetic_observation
 
     run = style_run[0]
     files = tmp_path / "files"
@@ -72,7 +72,7 @@ def test_evaluate_and_reconstruct_cli(style_run, tmp_path):
     write_points(tmp_path / "obs.ply", obs.points)
     out = tmp_path / "rec"
     code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'obs.ply'}", f"out={out}",
-                      "strands=300", "inits=1", "steps=3", "refine_steps=2", "format=hair", "render=false", "view=front")
+                      "strands=300", "inits=1", "steps=3", "format=hair", "render=false", "view=front")
     assert code == 0, err[-2000:]
     assert read_hair(out / "obs_hair.hair").num_strands == 300
     fit = json.loads((out / "obs_fit.json").read_text())
@@ -105,3 +105,23 @@ def test_demo_quick(tmp_path):
     assert np.isfinite(m["strand_test_pos_err_mm"]) and np.isfinite(m["guide_test_err_mm"])
     assert (tmp_path / "demo" / "hair" / "hair_samples.png").stat().st_size > 1000
     assert read_hair(m["samples"][0]).num_strands == 2000
+
+
+def test_reconstruct_script_reads_the_same_defaults(tmp_path, capsys):
+    """scripts/reconstruct_hair.py passes only the options it was given, as overrides of
+    conf/reconstruct/hair.yaml (so it has the CLI's defaults), and refuses what the CLI refuses."""
+    import importlib.util
+    from pathlib import Path
+
+    from latent4d.hair.reconstruct import reconstruct_settings
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "reconstruct_hair.py"
+    spec = importlib.util.spec_from_file_location("reconstruct_hair_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    given = script.overrides(["--run", "r", "--input", "x.ply", "--strands", "300", "--no-render", "lr=0.02"])
+    assert given == ["run=r", "input=x.ply", "strands=300", "render=false", "lr=0.02"]
+    cfg, cli = reconstruct_settings(given), reconstruct_settings([])
+    assert (cfg.strands, cfg.render, cfg.lr, cfg.steps, cfg.inits) == (300, False, 0.02, cli.steps, cli.inits)
+    assert script.main(["--run", str(tmp_path), "--input", "x.ply", "bogus=1"]) == 2
+    assert "unknown option 'bogus'" in capsys.readouterr().err

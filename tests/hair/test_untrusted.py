@@ -287,7 +287,7 @@ EVAL_BAD = [("bogus=1", "unknown option 'bogus'"), ("data.bogus=1", "bogus"), ("
             ("strands_per_file=x", "strands_per_file=x")]
 RECON_BAD = [("bogus=1", "unknown option 'bogus'"), ("steps=0", "steps=0"), ("strands=-1", "strands=-1"),
              ("format=xyz", "format=xyz"), ("inits=0", "inits=0"), ("retrieve=-1", "retrieve=-1"),
-             ("refine_steps=-2", "refine_steps=-2"), ("render=maybe", "render"), ("seed=abc", "seed=abc"),
+             ("refine_steps=2", "unknown option 'refine_steps'"), ("lr=0", "lr=0"), ("view=0,0,0", "view="), ("steps=${oc.env:HOME}", "steps="), ("render=maybe", "render"), ("seed=abc", "seed=abc"),
              ("steps=1.5", "steps=1.5")]
 
 

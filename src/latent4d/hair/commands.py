@@ -3,14 +3,15 @@
 - ``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz.
 - ``latent4d sample run=<style run> n=4 strands=20000 format=data|hair|ply|npz [seed temperature mode out]``.
 - ``latent4d evaluate run=<strand or style run> [data.root=<folder of hair files>] [n=8 out=...]``.
-- ``latent4d reconstruct hair run=<style run> input=<obs.ply|.npz|.data|.hair> [scalp=<mesh>] [out format
-  strands inits retrieve steps refine_steps seed view]``.
-- ``latent4d demo --only hair``.
+- ``latent4d reconstruct hair run=<style run> input=<obs.ply|.npz|.data|.hair> [key=value ...]``: Hydra
+  overrides of ``conf/reconstruct/hair.yaml`` (:class:`~latent4d.hair.reconstruct.HairReconstructConfig`).
+- ``latent4d demo --only hair``: sizes from ``conf/preset/hair_{strand,style}_demo[_quick].yaml``.
 
-Options are dataclass specs (:class:`SampleOptions`, :class:`EvaluateOptions`,
-:class:`ReconstructOptions`) parsed with :func:`latent4d.options.parse_options`: unknown keys, wrong
-types and out-of-range values are one ConfigError naming the option, and every input / ``out=`` path
-is checked before any network is loaded or any compute starts.
+Sample / evaluate options are dataclass specs (:class:`SampleOptions`, :class:`EvaluateOptions`) parsed
+with :func:`latent4d.options.parse_options`; reconstruct options are composed by Hydra
+(:func:`latent4d.hair.reconstruct.reconstruct_settings`). Either way unknown keys, wrong types and
+out-of-range values are one ConfigError naming the option, and every input / ``out=`` path is checked
+before any network is loaded or any compute starts.
 """
 
 from __future__ import annotations
@@ -28,22 +29,9 @@ from omegaconf import DictConfig
 from latent4d.errors import ConfigError
 from latent4d.fileio import write_json_atomic
 from latent4d.hair.densify import MODES
+from latent4d.hair.formats import FORMATS, MAX_DENSE_STRANDS, OBSERVATION_EXTENSIONS, check_format
+from latent4d.hair.reconstruct import MAX_SEED, HairReconstructConfig, reconstruct_settings
 from latent4d.options import check_input_file, check_output_dir, check_output_file, opt, parse_options
-
-FORMATS = ("data", "hair", "ply", "npz")
-OBSERVATION_EXTENSIONS = (".ply", ".npz", ".data", ".hair")
-#: most dense strands a command writes per hairstyle (500k strands x 100 points = 50M points, the
-#: reader limit :data:`latent4d.hair.formats.MAX_POINTS`)
-MAX_DENSE_STRANDS = 500_000
-MAX_SEED = 2**32 - 1
-
-
-def _check_format(value, command: str) -> str:
-    """``format=`` as one of :data:`FORMATS` (``.PLY`` -> ``ply``); ConfigError otherwise."""
-    f = str(value).lstrip(".").lower()
-    if f not in FORMATS:
-        raise ConfigError(f"{command}: format={value} is not a hair format; use one of {', '.join(FORMATS)}")
-    return f
 
 
 # ------------------------------------------------------------------------------- options
@@ -61,7 +49,7 @@ class SampleOptions:
     out: str | None = opt(None, help="output folder (default <run>/samples)")
 
     def validate(self) -> None:
-        self.format = _check_format(self.format, "sample")
+        self.format = check_format(self.format, "sample")
 
 
 @dataclass
@@ -81,26 +69,8 @@ class EvaluateOptions:
     out: str | None = opt(None, help="output JSON (default <run>/evaluation.json)")
 
 
-@dataclass
-class ReconstructOptions:
-    """``latent4d reconstruct hair run=<hairstyle-VAE run> input=<observation> ...``."""
-
-    run: str | None = None
-    input: str | None = None
-    scalp: str | None = opt(None, help="scalp mesh (.obj / .ply) in the head frame")
-    out: str | None = opt(None, help="output folder (default <input>_reconstruction next to the input)")
-    format: str = "data"
-    strands: int = opt(20000, min=0, max=MAX_DENSE_STRANDS)
-    inits: int = opt(4, min=1, max=256)
-    retrieve: int = opt(2, min=0, max=256)
-    steps: int = opt(200, min=1, max=100_000)
-    refine_steps: int = opt(0, min=0, max=100_000)
-    seed: int = opt(0, min=0, max=MAX_SEED)
-    render: bool = True
-    view: str | None = opt(None, help="front|back|left|right|top or x,y,z")
-
-    def validate(self) -> None:
-        self.format = _check_format(self.format, "reconstruct hair")
+#: the option spec of ``latent4d reconstruct hair`` (defaults: conf/reconstruct/hair.yaml)
+ReconstructOptions = HairReconstructConfig
 
 
 # ------------------------------------------------------------------------------- convert
@@ -255,47 +225,30 @@ def _publish(tmp: Path, out: Path) -> None:
         os.replace(f, out / f.name)
 
 
-def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None = None, scalp: str | None = None,
-                       fmt: str = "data", strands: int = 20000, inits: int = 4, steps: int = 200,
-                       refine_steps: int = 0, seed: int = 0, render: bool = True, view: str | None = None,
-                       retrieve: int = 2) -> dict:
-    """Fit a complete hairstyle to an observation file and write ``<out>/<stem>_hair.<fmt>``,
-    ``_guides.<fmt>``, ``_latent.npz``, ``.png`` (hair + observation) and ``_fit.json``.
-    ``view`` (``front``/``back``/``left``/``right``/``top`` or ``"x,y,z"``): the direction towards the
-    camera that saw the hair, which adds the free-space term (see :func:`latent4d.hair.fit.fit_observation`).
-    ``retrieve``: training styles of the run's latent bank nearest to the observation used as extra starts.
-    Every argument (the run, the input, the scalp, the view, ``out``) is checked before any compute;
-    everything is computed before anything is written; the files are written into a temporary folder
-    next to ``out`` and moved into ``out`` once all are complete (other files in ``out`` are kept)."""
-    from latent4d.hair.fit import Observation, fit_observation, parse_view
-    from latent4d.hair.formats import write_hair
-    from latent4d.hair.pipeline import HairPipeline
-    from latent4d.hair.viz import render_hair
-
-    fmt = _check_format(fmt, "reconstruct hair")
-    if not inp:
+def _reconstruct_inputs(cfg: HairReconstructConfig) -> tuple[Path, Path | None, Path]:
+    """The checked input, scalp and output folder of a reconstruction (ConfigError before any work)."""
+    if not cfg.input:
         raise ConfigError("reconstruct hair needs input=<observation .ply/.npz or partial hair file>")
-    if not run:
+    if not cfg.run:
         raise ConfigError("reconstruct hair needs run=<hairstyle-VAE run directory>")
-    if not Path(str(run)).expanduser().is_dir():
-        raise ConfigError(f"reconstruct hair: run={run} is not a folder (expected a hairstyle-VAE run directory "
+    if not Path(str(cfg.run)).expanduser().is_dir():
+        raise ConfigError(f"reconstruct hair: run={cfg.run} is not a folder (expected a hairstyle-VAE run directory "
                           "or a saved pipeline folder)")
-    inp = check_input_file(inp, "input")
+    inp = check_input_file(cfg.input, "input")
     if inp.suffix.lower() not in OBSERVATION_EXTENSIONS:
         raise ConfigError(f"reconstruct hair: input={inp}: unknown observation format '{inp.suffix}'; use "
                           f"{', '.join(OBSERVATION_EXTENSIONS)}")
-    if scalp:
-        scalp = check_input_file(scalp, "scalp", (".obj", ".ply"))
-    view_dir = parse_view(view, f"{inp}: view") if view else None
-    out = check_output_dir(out or inp.parent / f"{inp.stem}_reconstruction", "out")
-    obs = Observation.from_file(inp)
-    if view_dir is not None:
-        obs.view = view_dir
-    pipe = HairPipeline.from_pretrained(run, scalp=scalp)
-    if pipe.style_vae is None:
-        raise ConfigError(f"'{run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
-    res = fit_observation(pipe, obs, inits=inits, steps=steps, refine_steps=refine_steps, strands=strands, seed=seed,
-                          retrieve=retrieve)
+    scalp = check_input_file(cfg.scalp, "scalp", (".obj", ".ply")) if cfg.scalp else None
+    out = check_output_dir(cfg.out or inp.parent / f"{inp.stem}_reconstruction", "out")
+    return inp, scalp, out
+
+
+def _write_reconstruction(res, obs, pipe, inp: Path, out: Path, fmt: str, render: bool) -> dict:
+    """Write ``<out>/<stem>_hair.<fmt>``, ``_guides.<fmt>``, ``_latent.npz``, ``.png`` and ``_fit.json``:
+    into a temporary folder next to ``out``, moved into ``out`` once all are complete."""
+    from latent4d.hair.formats import write_hair
+    from latent4d.hair.viz import render_hair
+
     stem = out / inp.stem
     hair = res.hair.dense if res.hair.dense is not None else res.hair.guides
     summary = {"input": str(inp), "observed_points": len(obs.points), "directions": obs.directions is not None,
@@ -323,42 +276,56 @@ def run_reconstruction(run: str | Path, inp: str | Path, out: str | Path | None 
         _publish(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"[latent4d] reconstructed {inp.name} in {res.seconds:.1f} s (obs->hair {res.losses.get('chamfer_mm', 0):.2f}"
-          f" mm); wrote {stem}_hair.{fmt}, _guides.{fmt}, _latent.npz, _fit.json" + (", .png" if render else ""))
     return summary
 
 
-def reconstruct(args: DictConfig) -> dict:
-    """``latent4d reconstruct hair run=<style run> input=<file> [scalp=<mesh> out=<dir> format=data strands=20000
-    inits=4 retrieve=2 steps=200 refine_steps=0 seed=0 render=true view=<front|back|left|right|top|x,y,z>]``."""
-    o = parse_options(ReconstructOptions, args, "reconstruct hair")
-    return run_reconstruction(o.run, o.input, o.out, o.scalp, o.format, o.strands, o.inits, o.steps,
-                              o.refine_steps, o.seed, o.render, o.view, o.retrieve)
+def run_reconstruction(cfg: HairReconstructConfig) -> dict:
+    """Fit a complete hairstyle to the observation file ``cfg.input`` with the hairstyle-VAE of
+    ``cfg.run`` (:func:`latent4d.hair.reconstruct.fit_observation`) and write the files of
+    :func:`_write_reconstruction`. ``view`` (``front``/``back``/``left``/``right``/``top`` or ``"x,y,z"``):
+    the direction towards the camera that saw the hair (adds the free-space term). Every argument is
+    checked before any compute; everything is computed before anything is written; other files in
+    ``out`` are kept."""
+    from latent4d.hair.pipeline import HairPipeline
+    from latent4d.hair.reconstruct import fit_observation
+    from latent4d.hair.types import HairObservation, parse_view
+
+    inp, scalp, out = _reconstruct_inputs(cfg)
+    obs = HairObservation.from_file(inp)
+    if cfg.view:
+        obs.view = parse_view(cfg.view, f"{inp}: view")
+    pipe = HairPipeline.from_pretrained(cfg.run, scalp=scalp)
+    if pipe.style_vae is None:
+        raise ConfigError(f"'{cfg.run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
+    res = fit_observation(pipe, obs, cfg)
+    summary = _write_reconstruction(res, obs, pipe, inp, out, cfg.format, cfg.render)
+    stem, fmt = out / inp.stem, cfg.format
+    print(f"[latent4d] reconstructed {inp.name} in {res.seconds:.1f} s (obs->hair {res.losses.get('chamfer_mm', 0):.2f}"
+          f" mm); wrote {stem}_hair.{fmt}, _guides.{fmt}, _latent.npz, _fit.json" + (", .png" if cfg.render else ""))
+    return summary
+
+
+def reconstruct(options: list[str]) -> dict:
+    """``latent4d reconstruct hair run=<style run> input=<file> [key=value ...]``: the ``key=value``
+    options are Hydra overrides of ``conf/reconstruct/hair.yaml`` (:class:`HairReconstructConfig`:
+    scalp, out, format, render, view, strands, mode, seed, inits, retrieve, steps, lr, loss weights)."""
+    return run_reconstruction(reconstruct_settings(list(options)))
 
 
 # ------------------------------------------------------------------------------- demo
-DEMO_QUICK_STRAND = ["trainer.max_epochs=2", "data.n_train=10", "data.n_val=2", "data.n_test=2",
-                     "data.strands_per_style=128", "data.batch_size=128", "model.strand_vae.channels=[16,32,32,32]",
-                     "model.strand_vae.hidden=256", "model.strand_vae.layers=2", "model.kl_warmup_steps=20"]
-DEMO_QUICK_STYLE = ["trainer.max_epochs=2", "data.n_train=12", "data.n_val=2", "data.n_test=2", "data.batch_size=8",
-                    "model.style_vae.channels=[16,32,48,64]", "model.style_vae.style_dim=32",
-                    "model.strand_samples=16", "model.kl_warmup_steps=5"]
-DEMO_STRAND = ["trainer.max_epochs=3", "data.n_train=200"]
-DEMO_STYLE = ["trainer.max_epochs=20", "data.n_train=300"]
-
-
 def train_pair(out_dir: Path, quick: bool, strand_overrides: list[str] | None = None,
                style_overrides: list[str] | None = None) -> tuple[Path, Path, dict, dict]:
-    """Train a strand-VAE and a hairstyle-VAE on it (in-process); returns their run dirs and metrics."""
+    """Train a strand-VAE and a hairstyle-VAE on it (in-process; sizes from ``preset=hair_strand_demo`` /
+    ``hair_style_demo``, ``_quick`` with ``quick``); returns their run dirs and metrics."""
     from latent4d.train import compose_config, replace_run, run_training
 
     common = ["callbacks=minimal", "logger=csv"]
+    size = "demo_quick" if quick else "demo"
     s_dir, t_dir = out_dir / "strand_vae", out_dir / "style_vae"
-    s_ov = ["experiment=hair/strand_vae", *common, *(DEMO_QUICK_STRAND if quick else DEMO_STRAND),
-            *(strand_overrides or [])]
+    s_ov = ["experiment=hair/strand_vae", *common, f"preset=hair_strand_{size}", *(strand_overrides or [])]
     m1 = run_training(compose_config(s_ov, replace_run(s_dir)))
-    t_ov = ["experiment=hair/style_vae", *common, f"model.strand_vae_path={s_dir}",
-            *(DEMO_QUICK_STYLE if quick else DEMO_STYLE), *(style_overrides or [])]
+    t_ov = ["experiment=hair/style_vae", *common, f"model.strand_vae_path={s_dir}", f"preset=hair_style_{size}",
+            *(style_overrides or [])]
     m2 = run_training(compose_config(t_ov, replace_run(t_dir)))
     return s_dir, t_dir, m1, m2
 

@@ -64,6 +64,20 @@ MAX_POINTS = 50_000_000
 #: most points per strand for resampling (``latent4d convert --resample N``).
 MAX_RESAMPLE = 10_000
 _LIMITS = "latent4d.hair.formats.MAX_FILE_BYTES / MAX_STRANDS / MAX_POINTS"
+#: most dense strands a command writes per hairstyle (500k strands x 100 points = 50M points, :data:`MAX_POINTS`)
+MAX_DENSE_STRANDS = 500_000
+#: the ``format=`` values of the commands (hair file formats, by extension without the dot)
+FORMATS = tuple(e.lstrip(".") for e in HAIR_EXTENSIONS)
+#: observation files ``reconstruct hair`` reads (point clouds, or hair files with partial strands)
+OBSERVATION_EXTENSIONS = (".ply", ".npz", ".data", ".hair")
+
+
+def check_format(value, command: str) -> str:
+    """``format=`` as one of :data:`FORMATS` (``.PLY`` -> ``ply``); ConfigError naming ``command`` otherwise."""
+    f = str(value).lstrip(".").lower()
+    if f not in FORMATS:
+        raise ConfigError(f"{command}: format={value} is not a hair format; use one of {', '.join(FORMATS)}")
+    return f
 
 
 def _check_counts(name: str, strands: int | None = None, points: int | None = None) -> None:
@@ -333,14 +347,22 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
 _MAX_PLY_HEADER = 1 << 16
 
 
-def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("vertex", "edge")
-              ) -> dict[str, dict[str, np.ndarray]]:
-    """Parse a PLY file's scalar-property elements into ``{element: {property: array}}``.
+_PlyElement = tuple[str, int, list[tuple[str, "str | None", str]]]  # name, rows, [(property, list count type, type)]
 
-    Elements listed in ``wanted`` must have scalar properties only; parsing stops at the first
-    element with a list property once all wanted elements present before it have been read.
-    Element counts are checked against the remaining file size before any allocation.
-    """
+
+def _ply_property(tok: list[str], raw: str, name: str) -> tuple[str, str | None, str]:
+    """``(property name, list-count dtype or None, dtype)`` of a ``property`` header line."""
+    if len(tok) == 5 and tok[1] == "list":
+        if tok[2] not in _PLY_TYPES or tok[3] not in _PLY_TYPES:
+            raise InputError(f"{name}: unknown PLY type in '{raw.strip()}'")
+        return tok[4], _PLY_TYPES[tok[2]], _PLY_TYPES[tok[3]]
+    if len(tok) == 3 and tok[1] in _PLY_TYPES:
+        return tok[2], None, _PLY_TYPES[tok[1]]
+    raise InputError(f"{name}: bad PLY property line '{raw.strip()}'")
+
+
+def _ply_header(data: bytes, name: str) -> tuple[str, list[_PlyElement], int]:
+    """``(format, elements, offset of the body)`` of a PLY file; InputError for anything malformed."""
     if not data.startswith(b"ply"):
         raise InputError(f"{name}: not a PLY file (missing 'ply' magic)")
     end = data.find(b"end_header", 0, _MAX_PLY_HEADER)
@@ -349,13 +371,12 @@ def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("ve
     nl = data.find(b"\n", end)
     if nl < 0:
         raise InputError(f"{name}: truncated PLY: nothing after 'end_header'")
-    body_start = nl + 1
     try:
         header = data[:end].decode("ascii")
     except UnicodeDecodeError as e:
         raise InputError(f"{name}: PLY header is not ASCII ({e})") from e
     fmt = None
-    elements: list[tuple[str, int, list[tuple[str, str | None, str]]]] = []
+    elements: list[_PlyElement] = []
     for raw in header.splitlines()[1:]:
         tok = raw.split()
         if not tok or tok[0] in ("comment", "obj_info"):
@@ -371,31 +392,68 @@ def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("ve
         elif tok[0] == "property":
             if not elements:
                 raise InputError(f"{name}: PLY property before any element: '{raw.strip()}'")
-            if len(tok) == 5 and tok[1] == "list":
-                if tok[2] not in _PLY_TYPES or tok[3] not in _PLY_TYPES:
-                    raise InputError(f"{name}: unknown PLY type in '{raw.strip()}'")
-                elements[-1][2].append((tok[4], _PLY_TYPES[tok[2]], _PLY_TYPES[tok[3]]))
-            elif len(tok) == 3 and tok[1] in _PLY_TYPES:
-                elements[-1][2].append((tok[2], None, _PLY_TYPES[tok[1]]))
-            else:
-                raise InputError(f"{name}: bad PLY property line '{raw.strip()}'")
+            elements[-1][2].append(_ply_property(tok, raw, name))
         else:
             raise InputError(f"{name}: unexpected PLY header line '{raw.strip()}'")
     if fmt is None:
         raise InputError(f"{name}: PLY header has no format line")
-    out: dict[str, dict[str, np.ndarray]] = {}
-    off = body_start
-    lines: list[bytes] | None = None
-    line_i = 0
-    if fmt == "ascii":
-        lines = data[body_start:].split(b"\n")
-    endian = "<" if fmt == "binary_little_endian" else ">"
-    names = [e[0] for e in elements]
     for el_name, count, _props in elements:
         if count > MAX_POINTS:
             raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows, more than the {MAX_POINTS} "
                              f"latent4d reads (a corrupt header, or raise {_LIMITS})")
-    for k, (el_name, count, props) in enumerate(elements):
+    return fmt, elements, nl + 1
+
+
+def _ply_ascii_rows(lines: list[bytes], line_i: int, element: _PlyElement, name: str) -> dict[str, np.ndarray]:
+    """The scalar properties of ``element`` from ASCII ``lines[line_i:]``."""
+    el_name, count, props = element
+    if count > len(lines) - line_i:
+        raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows but only "
+                         f"{len(lines) - line_i} lines remain")
+    toks = b" ".join(lines[line_i:line_i + count]).split()
+    if len(toks) != count * len(props):
+        raise InputError(f"{name}: PLY element '{el_name}': expected {count * len(props)} values in "
+                         f"{count} rows, found {len(toks)}")
+    try:
+        vals = np.array(toks, dtype=np.float64).reshape(count, len(props)) if props else np.zeros((count, 0))
+    except ValueError as e:
+        raise InputError(f"{name}: PLY element '{el_name}' has a non-numeric value ({e})") from e
+    return {p[0]: vals[:, j].astype(p[2]) for j, p in enumerate(props)}
+
+
+def _ply_binary_rows(data: bytes, off: int, element: _PlyElement, endian: str,
+                     name: str) -> tuple[dict[str, np.ndarray], int]:
+    """The scalar properties of ``element`` read from ``data[off:]``, and the offset after them."""
+    el_name, count, props = element
+    if not props:
+        if count:
+            raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows but no properties")
+        return {}, off
+    dt = np.dtype([(f"p{j}", endian + p[2]) for j, p in enumerate(props)])
+    need = count * dt.itemsize
+    if need > len(data) - off:
+        raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows ({need} bytes) but only "
+                         f"{len(data) - off} bytes remain")
+    rec = np.frombuffer(data, dt, count, off)
+    return {p[0]: rec[f"p{j}"].astype(p[2]) for j, p in enumerate(props)}, off + need
+
+
+def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("vertex", "edge")
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """Parse a PLY file's scalar-property elements into ``{element: {property: array}}``.
+
+    Elements listed in ``wanted`` must have scalar properties only; parsing stops at the first
+    element with a list property once all wanted elements present before it have been read.
+    Element counts are checked against the remaining file size before any allocation.
+    """
+    fmt, elements, off = _ply_header(data, name)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    lines = data[off:].split(b"\n") if fmt == "ascii" else []
+    line_i = 0
+    endian = "<" if fmt == "binary_little_endian" else ">"
+    names = [e[0] for e in elements]
+    for k, element in enumerate(elements):
+        el_name, count, props = element
         if any(p[1] is not None for p in props):
             if el_name in wanted:
                 raise InputError(f"{name}: PLY element '{el_name}' has list properties; expected scalars")
@@ -405,36 +463,10 @@ def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("ve
                                  f"properties ('{el_name}'), which is not supported")
             break
         if fmt == "ascii":
-            assert lines is not None
-            if count > len(lines) - line_i:
-                raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows but only "
-                                 f"{len(lines) - line_i} lines remain")
-            chunk = lines[line_i:line_i + count]
+            out[el_name] = _ply_ascii_rows(lines, line_i, element, name)
             line_i += count
-            toks = b" ".join(chunk).split()
-            if len(toks) != count * len(props):
-                raise InputError(f"{name}: PLY element '{el_name}': expected {count * len(props)} values in "
-                                 f"{count} rows, found {len(toks)}")
-            try:
-                vals = np.array(toks, dtype=np.float64).reshape(count, len(props)) if props else \
-                    np.zeros((count, 0))
-            except ValueError as e:
-                raise InputError(f"{name}: PLY element '{el_name}' has a non-numeric value ({e})") from e
-            out[el_name] = {p[0]: vals[:, j].astype(p[2]) for j, p in enumerate(props)}
         else:
-            if not props:
-                if count:
-                    raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows but no properties")
-                out[el_name] = {}
-                continue
-            dt = np.dtype([(f"p{j}", endian + p[2]) for j, p in enumerate(props)])
-            need = count * dt.itemsize
-            if need > len(data) - off:
-                raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows ({need} bytes) but only "
-                                 f"{len(data) - off} bytes remain")
-            rec = np.frombuffer(data, dt, count, off)
-            off += need
-            out[el_name] = {p[0]: rec[f"p{j}"].astype(p[2]) for j, p in enumerate(props)}
+            out[el_name], off = _ply_binary_rows(data, off, element, endian, name)
     return out
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,14 @@ import torch
 
 from latent4d.errors import ConfigError, InputError
 from latent4d.hair.densify import MODES, densify, guide_world, texel_similarity
+from latent4d.hair.edit import DEFAULTS as EDIT_DEFAULTS
+from latent4d.hair.edit import apply_op, brush_edit
 from latent4d.hair.guides import encode_guides, gather_map, guide_strands, scatter_map
 from latent4d.hair.scalp import Scalp
 from latent4d.hair.strand_vae import STRAND_VAE_LIMITS, StrandVAE
 from latent4d.hair.strands import Hairstyle, resample_polylines, to_local
 from latent4d.hair.style_vae import STYLE_VAE_LIMITS, HairstyleVAE
+from latent4d.hair.types import EditState, HairResult
 from latent4d.pipeline import LatentPipeline
 
 
@@ -47,23 +49,6 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
         return (1 - t) * a + t * b
     s = math.sin(omega)
     return (math.sin((1 - t) * omega) / s) * a + (math.sin(t * omega) / s) * b
-
-
-@dataclass
-class HairResult:
-    """A decoded hairstyle.
-
-    Attributes:
-        latent: (D,) style latent (None for guide maps that did not come from the hairstyle-VAE).
-        guide_map: (C + 1, H, W) strand latents + presence on the guide grid.
-        guides: guide strands (one per scalp texel; bald roots where absent), metres.
-        dense: densified hair (None when no dense strands were asked for).
-    """
-
-    latent: torch.Tensor | None
-    guide_map: torch.Tensor
-    guides: Hairstyle
-    dense: Hairstyle | None = None
 
 
 class HairPipeline(LatentPipeline):
@@ -308,31 +293,29 @@ class HairPipeline(LatentPipeline):
         return HairEditor(self, start, strands=strands, mode=mode, seed=seed)
 
     # ------------------------------------------------------------------ reconstruction
-    def fit(self, observation, **kwargs):
-        """Reconstruct a complete hairstyle from a partial observation; see :func:`latent4d.hair.fit.fit_observation`."""
-        from latent4d.hair.fit import fit_observation
+    def fit(self, observation, config=None, **settings):
+        """Reconstruct a complete hairstyle from a partial observation (a
+        :class:`~latent4d.hair.types.HairObservation` or a file): :func:`latent4d.hair.reconstruct.fit_observation`
+        with ``config`` (a :class:`~latent4d.hair.reconstruct.HairReconstructConfig`; default the
+        defaults of ``conf/reconstruct/hair.yaml``) and ``settings`` replacing some of its fields
+        (``strands=0``, ``steps=50``, ...). Returns a :class:`~latent4d.hair.types.FitResult`."""
+        import dataclasses
 
-        return fit_observation(self, observation, **kwargs)
+        from latent4d.hair.reconstruct import HairReconstructConfig, fit_observation
+
+        cfg = dataclasses.replace(config or HairReconstructConfig(), **settings)
+        return fit_observation(self, observation, cfg)
 
 
 # =========================================================================== editing
-@dataclass
-class EditState:
-    """One entry of the undo stack: the style latent and the guide map shown (they differ only for
-    local edits applied with ``exact=True``)."""
-
-    latent: torch.Tensor
-    guide_map: torch.Tensor
-    label: str = ""
-    _cache: dict = field(default_factory=dict, repr=False)
-
-
 class HairEditor:
     """Interactive editing with undo / redo. Every edit pushes a new :class:`EditState`.
 
     Guides are addressed by their index among the valid scalp texels (``0 .. V-1``, the order of
-    :meth:`guides`); :meth:`select` finds them by position. Local edits change guide strands
-    (metres) and are then projected back onto the hairstyle-VAE manifold (``project=True``):
+    :meth:`guides`); :meth:`select` finds them by position. Local edits (:meth:`edit` with the
+    brush, or :meth:`cut` / :meth:`extend` / :meth:`curl` / :meth:`move_tip` on chosen guides) are the
+    operations of :mod:`latent4d.hair.edit`, the same as the viewer's file-only editor's; they change
+    guide strands (metres), which are then projected back onto the hairstyle-VAE manifold (``project=True``):
     the style latent is optimised to match the edited guides (weighted ``edit_weight``) and the
     rest, with a Gaussian prior. With ``exact=True`` the edited texels keep their exact latents on
     top of the projected map.
@@ -488,69 +471,50 @@ class HairEditor:
             gmap = scatter_map(g, grid)
         return self._push(z, gmap, label)
 
-    def move_tip(self, guide: int, target, falloff: float = 2.0, **kw) -> EditState:
-        """Move a guide's tip to ``target`` (3,) metres, bending the strand smoothly from the root
-        (displacement grows as (s / L)^falloff along the arc)."""
-        idx = self._check([guide])
+    # one set of operations (latent4d.hair.edit), shared with the viewer's file-only editor
+    def edit(self, guide: int, op: str, radius: float = 0.0, **kw) -> np.ndarray:
+        """Apply ``op`` (``move_tip`` / ``cut`` / ``extend`` / ``curl``, settings as in
+        :mod:`latent4d.hair.edit`) to ``guide`` and, with ``radius`` > 0 metres, to its neighbours with
+        Gaussian weights (:func:`latent4d.hair.edit.brush_edit`, the viewer's brush), then
+        :meth:`set_guides` (``project`` / ``exact`` / ``edit_weight`` / ``steps`` / ``lr``). Returns the
+        indices of the guides changed (the new state is :attr:`state`)."""
+        self._check([guide])
+        opts = {k: kw.pop(k) for k in ("project", "exact", "edit_weight", "steps", "lr") if k in kw}
+        sel, new = brush_edit(self._guide_world(), int(guide), op, radius, **kw)
+        label = f"move tip {int(guide)}" if op == "move_tip" else f"{op} {len(sel)}"
+        self.set_guides(sel, new, label=label, **opts)
+        return sel
+
+    def _each(self, guides, op: str, label: str, kw: dict, **settings) -> EditState:
+        """``op`` with ``settings`` on every guide of ``guides`` at full strength, then :meth:`set_guides`."""
+        idx = self._check(guides)
         x = self._guide_world()[idx]
-        s = np.linspace(0.0, 1.0, x.shape[1])[None, :, None] ** float(falloff)
-        delta = np.asarray(target, np.float32).reshape(1, 1, 3) - x[:, -1:]
-        return self.set_guides(idx, x + s * delta, label=f"move tip {int(guide)}", **kw)
+        new = np.stack([apply_op(xi, op, **settings) for xi in x])
+        return self.set_guides(idx, new, label=label, **kw)
+
+    def move_tip(self, guide: int, target, falloff: float = EDIT_DEFAULTS["move_tip"]["falloff"], **kw) -> EditState:
+        """Move a guide's tip to ``target`` (3,) metres, bending the strand smoothly from the root
+        (displacement grows as ``u^falloff`` along the normalised arc length ``u``)."""
+        return self._each([guide], "move_tip", f"move tip {int(guide)}", kw, target=target, falloff=falloff)
 
     def cut(self, guides, fraction: float | None = None, length: float | None = None, **kw) -> EditState:
         """Cut guides to ``fraction`` of their length or to ``length`` metres (whichever is given)."""
-        idx = self._check(guides)
-        x = self._guide_world()[idx].astype(np.float64)
-        seg = np.linalg.norm(np.diff(x, axis=1), axis=-1)
-        cum = np.concatenate([np.zeros((len(x), 1)), np.cumsum(seg, 1)], 1)
-        total = cum[:, -1]
-        if fraction is not None:
-            keep_len = total * float(np.clip(fraction, 0.02, 1.0))
-        elif length is not None:
-            keep_len = np.minimum(total, max(float(length), 0.002))
-        else:
+        if fraction is None and length is None:
             raise InputError("cut: give fraction or length")
-        out = []
-        for i in range(len(x)):
-            n = max(2, int(np.searchsorted(cum[i], keep_len[i])) + 1)
-            pts = x[i, :n].copy()
-            if n < x.shape[1]:
-                a, b = cum[i, n - 2], cum[i, n - 1]
-                t = (keep_len[i] - a) / max(b - a, 1e-12)
-                pts[-1] = x[i, n - 2] + np.clip(t, 0, 1) * (x[i, n - 1] - x[i, n - 2])
-            out.append(resample_polylines(pts[None], x.shape[1])[0])
-        return self.set_guides(idx, np.stack(out), label=f"cut {len(idx)}", **kw)
+        n = len(np.atleast_1d(guides))
+        return self._each(guides, "cut", f"cut {n}", kw, fraction=fraction, length=length)
 
-    def extend(self, guides, length: float, **kw) -> EditState:
-        """Extend guides by ``length`` metres along their tip direction, drooping under gravity."""
-        idx = self._check(guides)
-        x = self._guide_world()[idx].astype(np.float64)
-        P = x.shape[1]
-        tipdir = x[:, -1] - x[:, -2]
-        tipdir /= np.maximum(np.linalg.norm(tipdir, axis=1, keepdims=True), 1e-9)
-        n_new = 50
-        h = float(length) / n_new
-        pts, d = [x], tipdir.copy()
-        cur = x[:, -1].copy()
-        for _ in range(n_new):
-            d[:, 1] -= 10.0 * h  # gravity
-            d /= np.linalg.norm(d, axis=1, keepdims=True)
-            cur = cur + h * d
-            pts.append(cur[:, None].copy())
-        full = np.concatenate(pts, 1)
-        return self.set_guides(idx, resample_polylines(full, P), label=f"extend {len(idx)}", **kw)
+    def extend(self, guides, length: float = EDIT_DEFAULTS["extend"]["metres"], **kw) -> EditState:
+        """Extend guides by ``length`` metres past their tips, bending under gravity (:func:`latent4d.hair.edit.extend`)."""
+        n = len(np.atleast_1d(guides))
+        return self._each(guides, "extend", f"extend {n}", kw, metres=float(length))
 
-    def curl(self, guides, radius: float = 0.008, turns: float = 3.0, **kw) -> EditState:
-        """Add a helical curl (``radius`` metres, ``turns`` cycles over the strand) to guides."""
-        from latent4d.hair.synthetic import _curl_offsets
-
-        idx = self._check(guides)
-        x = self._guide_world()[idx].astype(np.float64)
-        L = np.linalg.norm(np.diff(x, axis=1), axis=-1).sum(1)
-        nrm = self.pipe.scalp.normals(x[:, 0]).astype(np.float64)
-        k = len(idx)
-        off = _curl_offsets(x, nrm, np.full(k, 2), turns / np.maximum(L, 1e-3), np.zeros(k), np.full(k, radius), L)
-        return self.set_guides(idx, x + off, label=f"curl {len(idx)}", **kw)
+    def curl(self, guides, radius: float = EDIT_DEFAULTS["curl"]["amplitude"],
+             turns: float = EDIT_DEFAULTS["curl"]["turns"], **kw) -> EditState:
+        """Add a helical curl to guides: ``radius`` metres at the tip, ``turns`` cycles over the strand
+        (:func:`latent4d.hair.edit.curl`)."""
+        n = len(np.atleast_1d(guides))
+        return self._each(guides, "curl", f"curl {n}", kw, amplitude=float(radius), turns=float(turns))
 
     def copy(self) -> HairEditor:
         return copy.copy(self)

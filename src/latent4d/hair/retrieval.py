@@ -3,7 +3,7 @@
 The bank holds, for every training hairstyle (mirrored copies included), its posterior-mean style
 latent and a fixed random subset of points on its decoded guide strands. Given an observation,
 :meth:`LatentBank.nearest` ranks the styles by the one-sided Chamfer distance observation -> guide
-points, and :func:`latent4d.hair.fit.fit_observation` starts from the best few latents besides the
+points, and :func:`latent4d.hair.reconstruct.fit_observation` starts from the best few latents besides the
 prior mean and random samples (as ShAPO starts from database codes). It is written next to the
 hairstyle-VAE as ``style_vae/latent_bank.safetensors`` when a hairstyle-VAE run is exported;
 :func:`ensure_latent_bank` adds it to runs exported before the bank existed.

@@ -39,7 +39,7 @@ def bench_viewer(report: BenchReport, quick: bool) -> None:
     import torch
     from latent4d.viewer.controller import ViewerApp
 
-    from latent4d.hair.bench import _train
+    from latent4d.hair.bench import train_runs
     from latent4d.hair.formats import write_hair
     from latent4d.hair.synthetic import generate_hairstyle
 
@@ -66,7 +66,7 @@ def bench_viewer(report: BenchReport, quick: bool) -> None:
         app.close()
 
     # model-backed editing (the hair bench's runs)
-    info = _train(report, reuse=True)
+    info = train_runs(report, reuse=True)
     app = ViewerApp(800, 600, headless=True)
     try:
         t0 = time.perf_counter()

@@ -28,6 +28,8 @@ from latent4d.viewer.registry import FileKind, register_panel
 from latent4d.viewer.scene import HEAD_COLOR, Style, colormap, index_colors, mesh_geometry, polyline_lineset
 
 from latent4d.errors import InputError
+from latent4d.hair.edit import DEFAULTS as EDIT_DEFAULTS
+from latent4d.hair.edit import EditSession
 from latent4d.hair.strands import Hairstyle, curvature
 
 COLOR_MODES = ("natural", "root UV", "strand", "curvature")
@@ -110,7 +112,7 @@ class HairPanel(ui.Panel):
 
     def __init__(self, app):
         super().__init__(app)
-        self.session = None  # GuideEditor (file) or ModelSession (trained run)
+        self.session: EditSession | None = None  # GuideEditor (file) or ModelSession (trained run)
         self.name = ""
         self.on_head = True
         self.color_mode = "natural"
@@ -119,10 +121,11 @@ class HairPanel(ui.Panel):
         self.show_guides = True
         self.selected: int | None = None
         self.brush_radius = 0.0  # metres
-        self.cut_fraction = 0.7
-        self.extend_metres = 0.05
-        self.curl_amplitude = 0.01
-        self.curl_turns = 4.0
+        # tool settings start at the edit operations' defaults (latent4d.hair.edit, with and without a model)
+        self.cut_fraction = EDIT_DEFAULTS["cut"]["fraction"]
+        self.extend_metres = EDIT_DEFAULTS["extend"]["metres"]  # metres
+        self.curl_amplitude = EDIT_DEFAULTS["curl"]["amplitude"]  # metres
+        self.curl_turns = EDIT_DEFAULTS["curl"]["turns"]
         self.last_update_s = 0.0  # wall time of the last dense-hair preview update
         self.last_edit_s = 0.0  # wall time of the last edit, preview included
         # model
@@ -345,7 +348,7 @@ class HairPanel(ui.Panel):
         return self.selected
 
     def edit(self, op: str, merge: bool = False, **kw) -> None:
-        """Edit the selected guide (``op`` in move_tip / cut / extend / curl, see ``viewer.hair_edit``);
+        """Edit the selected guide (``op`` in move_tip / cut / extend / curl, see ``latent4d.hair.edit``);
         with a model the edit is projected to the style space and the hair re-densified by the model."""
         g = self._need_selection()
         t0 = time.perf_counter()
@@ -375,7 +378,7 @@ class HairPanel(ui.Panel):
 
     def preview_tip(self, x: float, y: float) -> None:
         """While dragging: draw the selected guide with its tip at ``(x, y)`` (no edit yet)."""
-        from latent4d.viewer.hair_edit import move_tip
+        from latent4d.hair.edit import move_tip
 
         g = self._need_selection()
         self._pending_tip = move_tip(self.editor.guides_array()[g], self.tip_target(x, y))

@@ -23,9 +23,10 @@ adds: a database object decoded to a coloured mesh (canonical frame, drawn besid
 shape and appearance codes move along the main directions of the database codes (sliders), and
 *Reconstruct*: the ShAPO-style optimisation of shape, appearance, 6D pose and size of every masked
 instance of the open RGB-D frame, with the settings of ``latent4d reconstruct objects``
-(``conf/reconstruct/objects.yaml``; the panel sets only the iteration count). It runs on a worker thread; each iteration's surface points
-and box are posted to the main thread (``post_to_main_thread``), so the window stays responsive
-and the shapes visibly converge; *Stop* ends it early. Without a run (or without an instance mask)
+(``conf/reconstruct/objects.yaml``; the panel sets only the iteration count). It runs on a worker
+thread; each iteration's surface points and box are posted to the main thread
+(``post_to_main_thread``), so the window stays responsive and the shapes visibly converge; *Stop*
+ends it early. Without a run (or without an instance mask)
 those controls are disabled and their tooltip says why.
 """
 

@@ -38,11 +38,15 @@ class _Parser(argparse.ArgumentParser):
 
 def view_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="latent4d view", description="Open3D viewer for hair, objects and motion.")
-    p.add_argument("paths", nargs="*", help="hair files, meshes, RGB-D frames, sequence folders or run directories")
+    p.add_argument(
+        "paths", nargs="*", help="hair files, meshes, RGB-D frames, sequence folders or run directories"
+    )
     p.add_argument("--screenshot", metavar="PNG", help="draw the 3D view to this PNG and exit")
     p.add_argument("--width", type=int, default=1280, help="window width in pixels")
     p.add_argument("--height", type=int, default=800, help="window height in pixels")
-    p.add_argument("--headless", action="store_true", help="no window: draw offscreen (implied without a display)")
+    p.add_argument(
+        "--headless", action="store_true", help="no window: draw offscreen (implied without a display)"
+    )
     p.add_argument("--azimuth", type=float, default=None, help="camera azimuth in degrees")
     p.add_argument("--elevation", type=float, default=None, help="camera elevation in degrees")
     p.add_argument("--frame", type=int, default=None, help="motion: show this frame")
@@ -54,8 +58,12 @@ def view_parser() -> argparse.ArgumentParser:
 
 
 def render_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="latent4d render", description="Render hair files, meshes or sequences to PNG turntables.")
-    p.add_argument("paths", nargs="+", help="hair files, meshes, point clouds, sequence folders, RGB-D frames")
+    p = _Parser(
+        prog="latent4d render", description="Render hair files, meshes or sequences to PNG turntables."
+    )
+    p.add_argument(
+        "paths", nargs="+", help="hair files, meshes, point clouds, sequence folders, RGB-D frames"
+    )
     p.add_argument("--out", default="outputs/render", help="output folder (default outputs/render)")
     p.add_argument("--views", type=int, default=8, help="turntable views (default 8)")
     p.add_argument("--size", type=int, default=512, help="image width and height in pixels")
@@ -123,8 +131,9 @@ def check_view_args(args) -> None:
         from latent4d.viewer.hair_panel import COLOR_MODES
 
         if args.hair_color not in COLOR_MODES:
-            raise ConfigError(f"--hair-color {args.hair_color!r}: expected one of "
-                              f"{', '.join(repr(m) for m in COLOR_MODES)}")
+            raise ConfigError(
+                f"--hair-color {args.hair_color!r}: expected one of {', '.join(repr(m) for m in COLOR_MODES)}"
+            )
     if args.screenshot is not None:
         args.screenshot = str(check_output_file(args.screenshot, "--screenshot", (".png",)))
     check_inputs(args.paths)
@@ -176,8 +185,11 @@ def run_view(args) -> int:
 
     headless = args.headless or not display_available()
     if headless and not args.screenshot:
-        print("latent4d view: no display (DISPLAY is not set). Run it under `xvfb-run -a latent4d view ...`, "
-              "on a desktop, or pass --screenshot out.png to draw the view offscreen.", file=sys.stderr)
+        print(
+            "latent4d view: no display (DISPLAY is not set). Run it under `xvfb-run -a latent4d view ...`, "
+            "on a desktop, or pass --screenshot out.png to draw the view offscreen.",
+            file=sys.stderr,
+        )
         return 2
     inputs = read_inputs("view", args.paths)
     if inputs is None:
@@ -188,7 +200,9 @@ def run_view(args) -> int:
             raise ConfigError("--frame needs a motion sequence among the inputs")
         for p, seq in seqs:
             if args.frame >= seq.num_frames:
-                raise ConfigError(f"--frame {args.frame}: {p} has {seq.num_frames} frames (0 to {seq.num_frames - 1})")
+                raise ConfigError(
+                    f"--frame {args.frame}: {p} has {seq.num_frames} frames (0 to {seq.num_frames - 1})"
+                )
     app = ViewerApp(args.width, args.height, headless=headless)
     app.command = "view"
     try:

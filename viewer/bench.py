@@ -36,8 +36,8 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def bench_viewer(report: BenchReport, quick: bool) -> None:
+    """Edit-to-redraw timings of the headless viewer: file-only, then with the hair bench's runs."""
     import torch
-    from latent4d.viewer.controller import ViewerApp
 
     from latent4d.hair.bench import train_runs
     from latent4d.hair.formats import write_hair
@@ -50,8 +50,20 @@ def bench_viewer(report: BenchReport, quick: bool) -> None:
     hair_file = work / f"style_{n}.data"
     write_hair(hair_file, generate_hairstyle(3, n))
     target = None if quick else "<= 1"
+    _file_editing(report, hair_file, repeats, target)
+    info = train_runs(report, reuse=True)
+    _model_editing(report, Path(info["style_dir"]), n, repeats, target)
+    report.note(
+        f"headless viewer (OffscreenRenderer, 800x600), {n}-strand preview, median of {repeats}; "
+        f"torch threads {torch.get_num_threads()}; hair run {info['style_dir']}; times include the redraw "
+        "and depend on machine load"
+    )
 
-    # file-only editing
+
+def _file_editing(report: BenchReport, hair_file: Path, repeats: int, target: str | None) -> None:
+    """File-only editing (``viewer.hair_edit.GuideEditor``): guide edits, the dense hair following."""
+    from latent4d.viewer.controller import ViewerApp
+
     app = ViewerApp(800, 600, headless=True)
     try:
         app.load(hair_file)
@@ -59,37 +71,57 @@ def bench_viewer(report: BenchReport, quick: bool) -> None:
         report.add("file: strands drawn", int(min(h.preview_size(), h.hairstyle.num_strands)), "")
         h.select_guide(5)
         for op in EDITS:
-            report.add(f"file: {op} + redraw", _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()),
-                                                              repeats), "s", target)
-        report.add("file: undo + redraw", _median_seconds(lambda: (h.undo(), app.screenshot()), 1), "s", target)
+            report.add(
+                f"file: {op} + redraw",
+                _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats),
+                "s",
+                target,
+            )
+        report.add(
+            "file: undo + redraw", _median_seconds(lambda: (h.undo(), app.screenshot()), 1), "s", target
+        )
     finally:
         app.close()
 
-    # model-backed editing (the hair bench's runs)
-    info = train_runs(report, reuse=True)
+
+def _model_editing(report: BenchReport, run: Path, n: int, repeats: int, target: str | None) -> None:
+    """Model-backed editing with a trained hair run: sample, guide edits (projection + densify), a slider."""
+    from latent4d.viewer.controller import ViewerApp
+
     app = ViewerApp(800, 600, headless=True)
     try:
         t0 = time.perf_counter()
-        app.load(Path(info["style_dir"]))
+        app.load(run)
         report.add("model: load run", time.perf_counter() - t0, "s")
         h = app.hair
         h.set_dense_count(n)
-        report.add("model: sample a style + redraw", _median_seconds(lambda: (h.sample(3), app.screenshot()), repeats),
-                   "s", target)
+        report.add(
+            "model: sample a style + redraw",
+            _median_seconds(lambda: (h.sample(3), app.screenshot()), repeats),
+            "s",
+            target,
+        )
         report.add("model: strands drawn", int(h.preview_size()), "")
         h.select_guide(40)
         for op in EDITS:
-            report.add(f"model: {op} (projection + densify) + redraw",
-                       _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats), "s", target)
-        report.add("model: attribute slider step + redraw",
-                   _median_seconds(lambda: (h.set_attribute("length", float(np.random.uniform(-1, 1))),
-                                            app.screenshot()), repeats), "s", target)
+            report.add(
+                f"model: {op} (projection + densify) + redraw",
+                _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats),
+                "s",
+                target,
+            )
+        report.add(
+            "model: attribute slider step + redraw",
+            _median_seconds(
+                lambda: (h.set_attribute("length", float(np.random.uniform(-1, 1))), app.screenshot()),
+                repeats,
+            ),
+            "s",
+            target,
+        )
         _projection_gap(report, h.session, h.session.latent)
     finally:
         app.close()
-    report.note(f"headless viewer (OffscreenRenderer, 800x600), {n}-strand preview, median of {repeats}; "
-                f"torch threads {torch.get_num_threads()}; hair run {info['style_dir']}; times include the redraw "
-                "and depend on machine load")
 
 
 def _projection_gap(report: BenchReport, session, latent) -> None:
@@ -107,8 +139,10 @@ def _projection_gap(report: BenchReport, session, latent) -> None:
             guides.append(guide_world(pipe.strand_vae, ed.state.guide_map, pipe.grid)[0])
         gap = float((guides[0] - guides[1]).norm(dim=-1).mean()) * 1000.0
         report.add(f"model: {op} projection gap to converged", gap, "mm")
-    report.note(f"viewer projection: {session.steps} Adam steps at lr {session.lr} from the current latent; the "
-                "'projection gap' rows compare its guides with a 200-step projection at lr 0.05")
+    report.note(
+        f"viewer projection: {session.steps} Adam steps at lr {session.lr} from the current latent; the "
+        "'projection gap' rows compare its guides with a 200-step projection at lr 0.05"
+    )
 
 
 BENCHMARKS = {"viewer": bench_viewer}

@@ -59,8 +59,14 @@ class ViewerApp:
         view_size: headless only: the image size (default: what the window's 3D view would be).
     """
 
-    def __init__(self, width: int = 1280, height: int = 800, headless: bool | None = None,
-                 title: str = "latent4d viewer", view_size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        width: int = 1280,
+        height: int = 800,
+        headless: bool | None = None,
+        title: str = "latent4d viewer",
+        view_size: tuple[int, int] | None = None,
+    ):
         self.headless = (not display_available()) if headless is None else bool(headless)
         self.width, self.height = int(width), int(height)
         self.errors: list[str] = []
@@ -113,9 +119,12 @@ class ViewerApp:
 
         em = self.em
         self.side = gui.ScrollableVert(0.3 * em, gui.Margins(0.5 * em, 0.5 * em, 0.5 * em, 0.5 * em))
-        bar = ui.hrow(em, ui.button("Open...", self._on_open, "open a hair file, mesh, sequence, RGB-D frame or run"),
-                      ui.button("Screenshot...", self._on_screenshot, "save the 3D view as PNG"),
-                      ui.button("Reset camera", lambda: self.call_ui(self.reset_camera)))
+        bar = ui.hrow(
+            em,
+            ui.button("Open...", self._on_open, "open a hair file, mesh, sequence, RGB-D frame or run"),
+            ui.button("Screenshot...", self._on_screenshot, "save the 3D view as PNG"),
+            ui.button("Reset camera", lambda: self.call_ui(self.reset_camera)),
+        )
         self.side.add_child(bar)
         for p in self.panels:
             self.side.add_child(p.build(em))
@@ -283,10 +292,15 @@ class ViewerApp:
 
         gui.Application.instance.post_to_main_thread(self.window, run)
 
-    def run_worker(self, fn: Callable[[], object], on_done: Callable[[object], None] | None = None,
-                   on_error: Callable[[str], None] | None = None) -> threading.Thread:
+    def run_worker(
+        self,
+        fn: Callable[[], object],
+        on_done: Callable[[object], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> threading.Thread:
         """Run ``fn`` on a worker thread; ``on_done(result)`` (or ``on_error(message)`` and an error
         dialog) is posted to the main thread."""
+
         def work():
             try:
                 result = fn()
@@ -375,19 +389,25 @@ class ViewerApp:
 
     # --------------------------------------------------------------- GUI actions
     def _on_open(self) -> None:
-        self.ask_path("Open", save=False, filters=registry.open_filters(), on_done=lambda p: self.load_async(p))
+        self.ask_path(
+            "Open", save=False, filters=registry.open_filters(), on_done=lambda p: self.load_async(p)
+        )
 
     def _on_screenshot(self) -> None:
         def done(path):
             from latent4d.render import save_png
 
-            self.view.render_async(lambda img: self.call_ui(lambda: (save_png(img, path),
-                                                                     self.set_status(f"screenshot saved to {path}"))))
+            self.view.render_async(
+                lambda img: self.call_ui(
+                    lambda: (save_png(img, path), self.set_status(f"screenshot saved to {path}"))
+                )
+            )
 
         self.ask_path("Save screenshot", save=True, filters=[(".png", "PNG image")], on_done=done)
 
-    def ask_path(self, title: str, save: bool, filters: list[tuple[str, str]],
-                 on_done: Callable[[str], None]) -> None:
+    def ask_path(
+        self, title: str, save: bool, filters: list[tuple[str, str]], on_done: Callable[[str], None]
+    ) -> None:
         """A file dialog; ``on_done(path)`` runs when the user picks a path."""
         if self.window is None:
             raise RuntimeError("file dialogs need a window")

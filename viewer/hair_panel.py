@@ -38,8 +38,10 @@ TIP_COLOR = np.array([0.55, 0.35, 0.16])
 GUIDE_COLOR = (0.15, 0.45, 1.0)
 SELECTED_COLOR = (1.0, 0.45, 0.0)
 DRAW_POINTS = 32  # points per drawn strand
-NO_MODEL = ("needs a trained hair run: open a run directory of `latent4d train experiment=hair/...` "
-            "(with models/strand_vae and the hairstyle model)")
+NO_MODEL = (
+    "needs a trained hair run: open a run directory of `latent4d train experiment=hair/...` "
+    "(with models/strand_vae and the hairstyle model)"
+)
 
 
 @dataclass
@@ -98,8 +100,22 @@ def is_hair_file(path: Path) -> bool:
     return False
 
 
-MODEL_CONTROLS = ("seed", "sample", "set_a", "set_b", "blend", "attr_length", "attr_curliness", "attr_volume",
-                  "pc0", "pc1", "pc2", "dense_count", "encode", "project")
+MODEL_CONTROLS = (
+    "seed",
+    "sample",
+    "set_a",
+    "set_b",
+    "blend",
+    "attr_length",
+    "attr_curliness",
+    "attr_volume",
+    "pc0",
+    "pc1",
+    "pc2",
+    "dense_count",
+    "encode",
+    "project",
+)
 
 
 HAIR_EXTS = (".data", ".hair", ".ply", ".npz")
@@ -258,21 +274,32 @@ class HairPanel(ui.Panel):
         P = strands.shape[1]
         pick = np.unique(np.linspace(0, P - 1, min(DRAW_POINTS, P)).round().astype(int))
         strands = strands[:, pick]
-        self.view.set(self.prefix + "dense", polyline_lineset(strands, self._colors(strands, keys, uv)),
-                      Style("line", line_width=1.0))
+        self.view.set(
+            self.prefix + "dense",
+            polyline_lineset(strands, self._colors(strands, keys, uv)),
+            Style("line", line_width=1.0),
+        )
         self.drawn_strands = len(strands)
         self.last_update_s = time.perf_counter() - t0
 
     def _draw_guides(self) -> None:
         g = self.editor.guides_array()
         present = self.editor.guide_present()
-        self.view.set(self.prefix + "guides", polyline_lineset(g[present], color=GUIDE_COLOR),
-                      Style("line", line_width=2.0))
+        self.view.set(
+            self.prefix + "guides",
+            polyline_lineset(g[present], color=GUIDE_COLOR),
+            Style("line", line_width=2.0),
+        )
         self.view.show(self.prefix + "guides", self.show_guides)
         if self.selected is not None:
-            sel = g[self.selected:self.selected + 1] if self._pending_tip is None else self._pending_tip[None]
-            self.view.set(self.prefix + "selected", polyline_lineset(sel, color=SELECTED_COLOR),
-                          Style("line", line_width=4.0))
+            sel = (
+                g[self.selected : self.selected + 1] if self._pending_tip is None else self._pending_tip[None]
+            )
+            self.view.set(
+                self.prefix + "selected",
+                polyline_lineset(sel, color=SELECTED_COLOR),
+                Style("line", line_width=4.0),
+            )
         else:
             self.view.remove(self.prefix + "selected")
 
@@ -329,7 +356,7 @@ class HairPanel(ui.Panel):
         xy, z = xy.reshape(len(g), -1, 2), z.reshape(len(g), -1)
         z[~self.editor.guide_present()] = -1.0
         if guide is not None:
-            return xy[guide:guide + 1], z[guide:guide + 1]
+            return xy[guide : guide + 1], z[guide : guide + 1]
         return xy, z
 
     def pick(self, x: float, y: float, max_pixels: float = 12.0) -> int | None:
@@ -365,8 +392,11 @@ class HairPanel(ui.Panel):
         self.edit("extend", metres=self.extend_metres if metres is None else metres)
 
     def curl(self, amplitude: float | None = None, turns: float | None = None) -> None:
-        self.edit("curl", amplitude=self.curl_amplitude if amplitude is None else amplitude,
-                  turns=self.curl_turns if turns is None else turns)
+        self.edit(
+            "curl",
+            amplitude=self.curl_amplitude if amplitude is None else amplitude,
+            turns=self.curl_turns if turns is None else turns,
+        )
 
     def move_tip(self, target) -> None:
         self.edit("move_tip", target=np.asarray(target, np.float64))
@@ -450,8 +480,9 @@ class HairPanel(ui.Panel):
     def _require_model_session(self):
         self._require_style()
         if not self.model_mode:
-            raise InputError("the open hair comes from a file: press Encode (or sample a style) to edit it with "
-                             "the model")
+            raise InputError(
+                "the open hair comes from a file: press Encode (or sample a style) to edit it with the model"
+            )
         return self.session
 
     def sample(self, seed: int, temperature: float | None = None) -> None:
@@ -461,8 +492,10 @@ class HairPanel(ui.Panel):
         self._require_style()
         t = self.temperature if temperature is None else float(temperature)
         z = self.pipeline.sample_latents(1, int(seed), t)[0]
-        self._set_session(ModelSession(self.pipeline, z, self.dense_count, self.project_edits),
-                          f"{self.run_path.name if self.run_path else 'model'}: seed {int(seed)}")
+        self._set_session(
+            ModelSession(self.pipeline, z, self.dense_count, self.project_edits),
+            f"{self.run_path.name if self.run_path else 'model'}: seed {int(seed)}",
+        )
         self.seed = int(seed)
         self.app.set_status(f"sampled seed {int(seed)}")
 
@@ -474,8 +507,9 @@ class HairPanel(ui.Panel):
         if self.session is None:
             raise InputError("open a hair file first")
         src = self.session.hairstyle() if not self.model_mode else self.session.hairstyle(self.dense_count)
-        self._set_session(ModelSession(self.pipeline, src, self.dense_count, self.project_edits),
-                          f"{self.name} (encoded)")
+        self._set_session(
+            ModelSession(self.pipeline, src, self.dense_count, self.project_edits), f"{self.name} (encoded)"
+        )
 
     def set_style_slot(self, slot: str) -> None:
         """Remember the current style as ``A`` or ``B`` for blending."""
@@ -550,38 +584,79 @@ class HairPanel(ui.Panel):
     def build(self, em: float):
         g = ui.gui()
         root = g.CollapsableVert(self.title, 0.25 * em, g.Margins(0.5 * em, 0, 0, 0))
+        self._build_display(root, em)
+        self._build_edit(root, em)
+        self._build_model(root, em)
+        self.root = root
+        root.visible = True
+        self.sync()
+        return root
+
+    def _build_display(self, root, em: float) -> None:
+        """Colours, preview size, head and guides."""
+        g = ui.gui()
         w = self.widgets
         w["info"] = g.Label("no hairstyle open")
         root.add_child(w["info"])
-        w["color"] = ui.combo(list(COLOR_MODES), lambda s, i: self._ui(self.set_color_mode, s),
-                              tooltip="strand colours: natural, root position on the scalp, per strand, curvature")
+        w["color"] = ui.combo(
+            list(COLOR_MODES),
+            lambda s, i: self._ui(self.set_color_mode, s),
+            tooltip="strand colours: natural, root position on the scalp, per strand, curvature",
+        )
         root.add_child(ui.label_row("Colour", w["color"], em))
-        w["preview"] = ui.number(self.preview_count, lambda v: self._ui(self.set_preview_count, int(v)),
-                                 lo=1, hi=10_000_000, tooltip="strands drawn (a fixed subset)")
+        w["preview"] = ui.number(
+            self.preview_count,
+            lambda v: self._ui(self.set_preview_count, int(v)),
+            lo=1,
+            hi=10_000_000,
+            tooltip="strands drawn (a fixed subset)",
+        )
         w["full"] = ui.button("Full", lambda: self._ui(self.full_density), "draw every strand")
         root.add_child(ui.hrow(em, g.Label("Preview"), w["preview"], w["full"]))
         w["head"] = ui.checkbox("Head", self.show_head, lambda on: self._ui(self.set_show_head, on))
         w["guides"] = ui.checkbox("Guides", self.show_guides, lambda on: self._ui(self.set_show_guides, on))
         root.add_child(ui.hrow(em, w["head"], w["guides"]))
 
+    def _build_edit(self, root, em: float) -> None:
+        """Guide selection, the brush, cut / extend / curl, undo / redo, save."""
+        g = ui.gui()
+        w = self.widgets
         root.add_child(g.Label("Edit: Ctrl+click a guide, Ctrl+drag its tip"))
         w["selected"] = g.Label("no guide selected")
         root.add_child(w["selected"])
-        w["brush"] = ui.slider(0.0, 10.0, self.brush_radius * 100,
-                               lambda v: self._ui(setattr, self, "brush_radius", v / 100),
-                               tooltip="also edit the guides within this radius (cm)")
+        w["brush"] = ui.slider(
+            0.0,
+            10.0,
+            self.brush_radius * 100,
+            lambda v: self._ui(setattr, self, "brush_radius", v / 100),
+            tooltip="also edit the guides within this radius (cm)",
+        )
         root.add_child(ui.label_row("Brush cm", w["brush"], em))
-        w["cut_f"] = ui.slider(0.1, 1.0, self.cut_fraction, lambda v: self._ui(setattr, self, "cut_fraction", v),
-                               tooltip="fraction of the length kept by Cut")
+        w["cut_f"] = ui.slider(
+            0.1,
+            1.0,
+            self.cut_fraction,
+            lambda v: self._ui(setattr, self, "cut_fraction", v),
+            tooltip="fraction of the length kept by Cut",
+        )
         w["cut"] = ui.button("Cut", lambda: self._ui(self.cut))
         root.add_child(ui.hrow(em, w["cut"], w["cut_f"]))
-        w["ext_m"] = ui.slider(0.5, 30.0, self.extend_metres * 100,
-                               lambda v: self._ui(setattr, self, "extend_metres", v / 100),
-                               tooltip="length added by Extend (cm)")
+        w["ext_m"] = ui.slider(
+            0.5,
+            30.0,
+            self.extend_metres * 100,
+            lambda v: self._ui(setattr, self, "extend_metres", v / 100),
+            tooltip="length added by Extend (cm)",
+        )
         w["extend"] = ui.button("Extend", lambda: self._ui(self.extend))
         root.add_child(ui.hrow(em, w["extend"], w["ext_m"]))
-        w["curl_a"] = ui.slider(0.1, 4.0, self.curl_amplitude * 100,
-                                lambda v: self._ui(setattr, self, "curl_amplitude", v / 100), tooltip="curl radius (cm)")
+        w["curl_a"] = ui.slider(
+            0.1,
+            4.0,
+            self.curl_amplitude * 100,
+            lambda v: self._ui(setattr, self, "curl_amplitude", v / 100),
+            tooltip="curl radius (cm)",
+        )
         w["curl"] = ui.button("Curl", lambda: self._ui(self.curl))
         root.add_child(ui.hrow(em, w["curl"], w["curl_a"]))
         w["undo"] = ui.button("Undo", lambda: self._ui(self.undo), "Ctrl+Z")
@@ -589,42 +664,62 @@ class HairPanel(ui.Panel):
         w["save"] = ui.button("Save...", self._on_save, "write the edited hair (.data/.hair/.ply/.npz)")
         root.add_child(ui.hrow(em, w["undo"], w["redo"], w["save"]))
 
+    def _build_model(self, root, em: float) -> None:
+        """Controls of a trained run: sample, encode, blend A-B, attributes, principal directions."""
+        g = ui.gui()
+        w = self.widgets
         root.add_child(g.Label("Model"))
         w["model"] = g.Label("no trained hair run")
         root.add_child(w["model"])
-        w["seed"] = ui.number(0, lambda v: None, lo=0, hi=2 ** 31 - 1, tooltip="seed of the style latent")
+        w["seed"] = ui.number(0, lambda v: None, lo=0, hi=2**31 - 1, tooltip="seed of the style latent")
         w["sample"] = ui.button("Sample", lambda: self._ui(self.sample, int(w["seed"].int_value)))
-        w["encode"] = ui.button("Encode", lambda: self._ui(self.encode_current),
-                                "encode the open hair file into the model")
+        w["encode"] = ui.button(
+            "Encode", lambda: self._ui(self.encode_current), "encode the open hair file into the model"
+        )
         root.add_child(ui.hrow(em, g.Label("Seed"), w["seed"], w["sample"], w["encode"]))
-        w["set_a"] = ui.button("Set A", lambda: self._ui(self.set_style_slot, "A"), "remember this style as A")
-        w["set_b"] = ui.button("Set B", lambda: self._ui(self.set_style_slot, "B"), "remember this style as B")
-        w["project"] = ui.checkbox("Project edits", self.project_edits, lambda on: self._ui(self.set_project, on),
-                                   tooltip="project guide edits onto the style space (GroomGen); off: keep them exact")
+        w["set_a"] = ui.button(
+            "Set A", lambda: self._ui(self.set_style_slot, "A"), "remember this style as A"
+        )
+        w["set_b"] = ui.button(
+            "Set B", lambda: self._ui(self.set_style_slot, "B"), "remember this style as B"
+        )
+        w["project"] = ui.checkbox(
+            "Project edits",
+            self.project_edits,
+            lambda on: self._ui(self.set_project, on),
+            tooltip="project guide edits onto the style space (GroomGen); off: keep them exact",
+        )
         root.add_child(ui.hrow(em, w["set_a"], w["set_b"], w["project"]))
         w["blend"] = ui.slider(0.0, 1.0, 0.0, lambda v: self._ui(self.set_blend, v))
         root.add_child(ui.label_row("A - B", w["blend"], em))
         for name in ("length", "curliness", "volume"):
-            w[f"attr_{name}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, n=name: self._ui(self.set_attribute, n, v))
+            w[f"attr_{name}"] = ui.slider(
+                -3.0, 3.0, 0.0, lambda v, n=name: self._ui(self.set_attribute, n, v)
+            )
             root.add_child(ui.label_row(name.capitalize(), w[f"attr_{name}"], em))
         for i in range(3):
             w[f"pc{i}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, i=i: self._ui(self.set_principal, i, v))
             root.add_child(ui.label_row(f"PC {i + 1}", w[f"pc{i}"], em))
-        w["dense_count"] = ui.number(self.dense_count, lambda v: self._ui(self.set_dense_count, int(v)),
-                                     lo=100, hi=1_000_000)
+        w["dense_count"] = ui.number(
+            self.dense_count, lambda v: self._ui(self.set_dense_count, int(v)), lo=100, hi=1_000_000
+        )
         root.add_child(ui.label_row("Dense strands", w["dense_count"], em))
-        self.root = root
-        root.visible = True
-        self.sync()
-        return root
 
     def _ui(self, fn, *args):
         self.app.call_ui(fn, *args)
 
     def _on_save(self) -> None:
-        self.app.ask_path("Save hair", save=True, filters=[(".data", "USC-HairSalon"), (".hair", "Cem Yuksel"),
-                                                            (".ply", "PLY polylines"), (".npz", "NumPy")],
-                          on_done=lambda p: self._ui(self.save, p))
+        self.app.ask_path(
+            "Save hair",
+            save=True,
+            filters=[
+                (".data", "USC-HairSalon"),
+                (".hair", "Cem Yuksel"),
+                (".ply", "PLY polylines"),
+                (".npz", "NumPy"),
+            ],
+            on_done=lambda p: self._ui(self.save, p),
+        )
 
     def _update_model_controls(self) -> None:
         style = self.has_style_model
@@ -635,14 +730,28 @@ class HairPanel(ui.Panel):
             return
         model = self.model_mode
         file_reason = "the open hair comes from a file: Sample a style or press Encode first"
-        for name in ("set_a", "set_b", "blend", "attr_length", "attr_curliness", "attr_volume",
-                     "pc0", "pc1", "pc2", "dense_count"):
+        for name in (
+            "set_a",
+            "set_b",
+            "blend",
+            "attr_length",
+            "attr_curliness",
+            "attr_volume",
+            "pc0",
+            "pc1",
+            "pc2",
+            "dense_count",
+        ):
             self.enable(name, model, file_reason)
         if model:
-            self.enable("blend", "A" in self.slots and "B" in self.slots, "set styles A and B first (Set A / Set B)")
+            self.enable(
+                "blend", "A" in self.slots and "B" in self.slots, "set styles A and B first (Set A / Set B)"
+            )
             if not self.pipeline.style_vae.has_attributes():
                 for name in ("attr_length", "attr_curliness", "attr_volume"):
-                    self.enable(name, False, "this hairstyle-VAE has no attribute model (trained without labels)")
+                    self.enable(
+                        name, False, "this hairstyle-VAE has no attribute model (trained without labels)"
+                    )
         self.enable("encode", self.session is not None and not model, "open a hair file to encode it")
 
     def sync(self) -> None:
@@ -659,19 +768,28 @@ class HairPanel(ui.Panel):
         if has:
             ed = self.editor
             n = self.dense_count if self.model_mode else ed.num_strands
-            w["info"].text = (f"{self.name}: {n} strands, {ed.num_guides} guides"
-                              + ("" if self.on_head else " (not on the head)"))
+            w["info"].text = f"{self.name}: {n} strands, {ed.num_guides} guides" + (
+                "" if self.on_head else " (not on the head)"
+            )
         else:
             w["info"].text = "no hairstyle open"
-        w["model"].text = (f"run {self.run_path.name}" if self.has_style_model else
-                           ("no trained hair run" if self.pipeline is None and self.run_path is None
-                            else "model unavailable (see tooltips)"))
+        w["model"].text = (
+            f"run {self.run_path.name}"
+            if self.has_style_model
+            else (
+                "no trained hair run"
+                if self.pipeline is None and self.run_path is None
+                else "model unavailable (see tooltips)"
+            )
+        )
         w["color"].selected_index = COLOR_MODES.index(self.color_mode)
         w["preview"].set_value(self.preview_count)
         w["head"].checked = self.show_head
         w["guides"].checked = self.show_guides
         w["project"].checked = self.project_edits
         w["dense_count"].set_value(self.dense_count)
-        w["selected"].text = "no guide selected" if self.selected is None else f"guide {self.selected} selected"
+        w["selected"].text = (
+            "no guide selected" if self.selected is None else f"guide {self.selected} selected"
+        )
         for key in ("blend", "attr_length", "attr_curliness", "attr_volume", "pc0", "pc1", "pc2"):
             w[key].double_value = float(self.sliders.get(key, 0.0))

@@ -68,13 +68,17 @@ class MotionData:
         if not self.vertices:
             return False
         f0, n0 = self.faces[0], len(self.vertices[0])
-        return all(len(v) == n0 and f.shape == f0.shape and np.array_equal(f, f0)
-                   for v, f in zip(self.vertices, self.faces))
+        return all(
+            len(v) == n0 and f.shape == f0.shape and np.array_equal(f, f0)
+            for v, f in zip(self.vertices, self.faces)
+        )
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SEQUENCE_MESH_EXTS),
-                  key=natural_key)
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SEQUENCE_MESH_EXTS),
+        key=natural_key,
+    )
 
 
 def _recon_sample(path: Path) -> Path | None:
@@ -82,7 +86,9 @@ def _recon_sample(path: Path) -> Path | None:
     (or an output root holding ``sample_*`` folders: the first)."""
     if (path / "trajectories.npz").is_file():
         return path
-    samples = sorted((p for p in path.glob("sample_*") if (p / "trajectories.npz").is_file()), key=natural_key)
+    samples = sorted(
+        (p for p in path.glob("sample_*") if (p / "trajectories.npz").is_file()), key=natural_key
+    )
     return samples[0] if samples else None
 
 
@@ -106,7 +112,9 @@ def _read_tracked(folder: Path) -> MotionData:
     v = np.asarray(d.get("vertices"), np.float32)
     faces = np.asarray(d.get("faces"), np.int64)
     if v.ndim != 3 or v.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3 or len(faces) == 0:
-        raise InputError(f"{f}: expected vertices (T, V, 3) and faces (F, 3), got {v.shape} and {faces.shape}")
+        raise InputError(
+            f"{f}: expected vertices (T, V, 3) and faces (F, 3), got {v.shape} and {faces.shape}"
+        )
     if not np.isfinite(v).all() or faces.min() < 0 or faces.max() >= v.shape[1]:
         raise InputError(f"{f}: non-finite vertices or face indices out of range")
     obs = d.get("observations")
@@ -201,8 +209,17 @@ def is_sequence(path: Path) -> bool:
     return path.suffix.lower() == ".npz" and "vertices" in _npz_keys(path)
 
 
-@register_panel("motion", kinds=(FileKind("a mesh sequence folder"), FileKind("a mesh sequence", (".npz",)),
-                                 FileKind("a motion reconstruction folder")), runs=("motion",), order=2, probe=1)
+@register_panel(
+    "motion",
+    kinds=(
+        FileKind("a mesh sequence folder"),
+        FileKind("a mesh sequence", (".npz",)),
+        FileKind("a motion reconstruction folder"),
+    ),
+    runs=("motion",),
+    order=2,
+    probe=1,
+)
 class MotionPanel(ui.Panel):
     title = "Motion"
     prefix = "motion/"
@@ -241,8 +258,10 @@ class MotionPanel(ui.Panel):
     @classmethod
     def check_run(cls, path) -> None:
         if not is_sequence(Path(path)):
-            raise InputError(f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
-                             "motion ...` and open its output folder (meshes, inputs and trajectories.npz)")
+            raise InputError(
+                f"{path}: a motion training run; reconstruct a sequence with `latent4d reconstruct "
+                "motion ...` and open its output folder (meshes, inputs and trajectories.npz)"
+            )
 
     def on_key(self, key, ctrl: bool) -> bool:
         """Space: play / pause."""
@@ -281,8 +300,10 @@ class MotionPanel(ui.Panel):
     def _bounds(arrs) -> tuple[np.ndarray, np.ndarray]:
         if not arrs:
             return np.zeros(3), np.zeros(3)
-        return (np.min([a.min(0) for a in arrs], 0).astype(np.float64),
-                np.max([a.max(0) for a in arrs], 0).astype(np.float64))
+        return (
+            np.min([a.min(0) for a in arrs], 0).astype(np.float64),
+            np.max([a.max(0) for a in arrs], 0).astype(np.float64),
+        )
 
     def camera_hint(self) -> dict:
         """Frame every frame of the sequence (the camera does not jump while playing)."""
@@ -297,20 +318,28 @@ class MotionPanel(ui.Panel):
         if not parts:
             return {}
         lo, hi = np.min(parts, 0), np.max(parts, 0)
-        return {"center": (lo + hi) / 2, "radius": max(float(np.linalg.norm(hi - lo)) / 2, 1e-3),
-                "azimuth": 20.0, "elevation": 15.0}
+        return {
+            "center": (lo + hi) / 2,
+            "radius": max(float(np.linalg.norm(hi - lo)) / 2, 1e-3),
+            "azimuth": 20.0,
+            "elevation": 15.0,
+        }
 
     def _draw(self) -> None:
         seq, t = self.seq, self.frame
         if seq.vertices:
             v, f = seq.vertices[t], seq.faces[t]
             vc = self._colors if self.color_mode == "correspondence" and self._colors is not None else None
-            self.view.set(self.prefix + "mesh", mesh_geometry((v, f), color=None if vc is not None else MESH_COLOR,
-                                                              vertex_colors=vc))
+            self.view.set(
+                self.prefix + "mesh",
+                mesh_geometry((v, f), color=None if vc is not None else MESH_COLOR, vertex_colors=vc),
+            )
             self.view.show(self.prefix + "mesh", self.show_mesh)
         if seq.points:
             p = seq.points[t] + (self._offset if self.side_by_side else 0)
-            self.view.set(self.prefix + "points", point_geometry(p, color=POINT_COLOR), Style("unlit", point_size=4.0))
+            self.view.set(
+                self.prefix + "points", point_geometry(p, color=POINT_COLOR), Style("unlit", point_size=4.0)
+            )
             self.view.show(self.prefix + "points", self.show_points)
 
     # ------------------------------------------------------------------- API
@@ -350,7 +379,9 @@ class MotionPanel(ui.Panel):
         if mode not in COLOR_MODES:
             raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(COLOR_MODES)})")
         if mode == "correspondence" and self._colors is None and self.seq is not None:
-            raise InputError(f"{self.seq.name}: the frames do not share one mesh topology (no correspondence)")
+            raise InputError(
+                f"{self.seq.name}: the frames do not share one mesh topology (no correspondence)"
+            )
         self.color_mode = mode
         if self.seq is not None:
             self._draw()
@@ -395,21 +426,37 @@ class MotionPanel(ui.Panel):
         w["play"] = ui.button("Play", lambda: self.app.call_ui(self.toggle_play), "play / pause (space)")
         w["prev"] = ui.button("<", lambda: self.app.call_ui(self.step, -1), "previous frame")
         w["next"] = ui.button(">", lambda: self.app.call_ui(self.step, 1), "next frame")
-        w["fps"] = ui.number(self.fps, lambda v: self.app.call_ui(self.set_fps, v), integer=False, lo=0.5, hi=120,
-                             tooltip="frames per second")
+        w["fps"] = ui.number(
+            self.fps,
+            lambda v: self.app.call_ui(self.set_fps, v),
+            integer=False,
+            lo=0.5,
+            hi=120,
+            tooltip="frames per second",
+        )
         root.add_child(ui.hrow(em, w["play"], w["prev"], w["next"], g.Label("fps"), w["fps"]))
-        w["timeline"] = ui.slider(0, 1, 0, lambda v: self.app.call_ui(self.set_frame, int(v)), integer=True,
-                                  tooltip="frame")
+        w["timeline"] = ui.slider(
+            0, 1, 0, lambda v: self.app.call_ui(self.set_frame, int(v)), integer=True, tooltip="frame"
+        )
         root.add_child(w["timeline"])
         w["frame"] = g.Label("frame 0 / 0")
         root.add_child(w["frame"])
-        w["color"] = ui.combo(list(COLOR_MODES), lambda s, i: self.app.call_ui(self.set_color_mode, s),
-                              tooltip="correspondence: each vertex keeps its frame-0 colour (drift shows)")
+        w["color"] = ui.combo(
+            list(COLOR_MODES),
+            lambda s, i: self.app.call_ui(self.set_color_mode, s),
+            tooltip="correspondence: each vertex keeps its frame-0 colour (drift shows)",
+        )
         root.add_child(ui.label_row("Colour", w["color"], em))
         w["mesh"] = ui.checkbox("Meshes", self.show_mesh, lambda on: self.app.call_ui(self.set_show_mesh, on))
-        w["points"] = ui.checkbox("Points", self.show_points, lambda on: self.app.call_ui(self.set_show_points, on))
-        w["side"] = ui.checkbox("Beside", self.side_by_side, lambda on: self.app.call_ui(self.set_side_by_side, on),
-                                tooltip="draw the input points beside the meshes (else overlaid)")
+        w["points"] = ui.checkbox(
+            "Points", self.show_points, lambda on: self.app.call_ui(self.set_show_points, on)
+        )
+        w["side"] = ui.checkbox(
+            "Beside",
+            self.side_by_side,
+            lambda on: self.app.call_ui(self.set_side_by_side, on),
+            tooltip="draw the input points beside the meshes (else overlaid)",
+        )
         root.add_child(ui.hrow(em, w["mesh"], w["points"], w["side"]))
         self.root = root
         root.visible = self.active
@@ -421,8 +468,10 @@ class MotionPanel(ui.Panel):
             return
         if self.seq is not None:
             seq = self.seq
-            kinds = [f"{len(seq.vertices)} meshes" if seq.vertices else "",
-                     f"{len(seq.points)} point clouds" if seq.points else ""]
+            kinds = [
+                f"{len(seq.vertices)} meshes" if seq.vertices else "",
+                f"{len(seq.points)} point clouds" if seq.points else "",
+            ]
             w["info"].text = f"{seq.name}: " + ", ".join(k for k in kinds if k)
             w["timeline"].set_limits(0, max(self.num_frames - 1, 1))
             w["timeline"].int_value = self.frame
@@ -432,5 +481,8 @@ class MotionPanel(ui.Panel):
         w["color"].selected_index = COLOR_MODES.index(self.color_mode)
         has_pts = self.seq is not None and bool(self.seq.points)
         self.enable("points", has_pts, "no point clouds in this sequence")
-        self.enable("side", has_pts and self.seq is not None and bool(self.seq.vertices),
-                    "needs both meshes and point clouds")
+        self.enable(
+            "side",
+            has_pts and self.seq is not None and bool(self.seq.vertices),
+            "needs both meshes and point clouds",
+        )

@@ -85,8 +85,10 @@ def load_objects_pipeline(path: Path) -> ObjectsRun:
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - damaged networks: diffusers / torch raise many kinds
-        raise InputError(f"{path}: cannot load the objects model ({type(e).__name__}: {str(e).strip()[:300]}); "
-                         "the run folder is damaged: re-export it with `latent4d export run=<run>`") from None
+        raise InputError(
+            f"{path}: cannot load the objects model ({type(e).__name__}: {str(e).strip()[:300]}); "
+            "the run folder is damaged: re-export it with `latent4d export run=<run>`"
+        ) from None
 
 
 def code_directions(codes: np.ndarray, k: int = 3) -> np.ndarray:
@@ -102,8 +104,10 @@ def code_directions(codes: np.ndarray, k: int = 3) -> np.ndarray:
     return out
 
 
-NO_RUN = ("needs a trained objects run: open a run directory of `latent4d train experiment=objects/latent_db` "
-          "(models/shape_decoder, appearance, database)")
+NO_RUN = (
+    "needs a trained objects run: open a run directory of `latent4d train experiment=objects/latent_db` "
+    "(models/shape_decoder, appearance, database)"
+)
 
 
 def find_frame_files(path: Path) -> dict[str, Path]:
@@ -136,7 +140,9 @@ def find_frame_files(path: Path) -> dict[str, Path]:
     if out["intrinsics"] is None:
         js = sorted(p for n, p in files.items() if n.endswith(".json"))
         if not js:
-            raise InputError(f"{folder}: no intrinsics JSON (intrinsics.json) for the depth image {out['depth'].name}")
+            raise InputError(
+                f"{folder}: no intrinsics JSON (intrinsics.json) for the depth image {out['depth'].name}"
+            )
         out["intrinsics"] = js[0]
     return out
 
@@ -157,9 +163,17 @@ def is_frame(path: Path) -> bool:
     return path.suffix.lower() == ".png" and "depth" in path.stem.lower()
 
 
-@register_panel("objects", kinds=(FileKind("a mesh", MESH_EXTS), FileKind("a point cloud", POINT_EXTS),
-                                  FileKind("an RGB-D frame folder or depth PNG", (".png",))),
-                runs=("objects",), order=1, probe=2)
+@register_panel(
+    "objects",
+    kinds=(
+        FileKind("a mesh", MESH_EXTS),
+        FileKind("a point cloud", POINT_EXTS),
+        FileKind("an RGB-D frame folder or depth PNG", (".png",)),
+    ),
+    runs=("objects",),
+    order=1,
+    probe=2,
+)
 class ObjectsPanel(ui.Panel):
     title = "Objects"
     prefix = "objects/"
@@ -245,8 +259,12 @@ class ObjectsPanel(ui.Panel):
         if self.frame is not None and not self.meshes and not self.clouds:
             pts, _ = self.frame.points()
             lo, hi = np.percentile(pts, 1, 0), np.percentile(pts, 99, 0)
-            return {"center": (lo + hi) / 2, "radius": float(np.linalg.norm(hi - lo)) / 2 * 1.1,
-                    "azimuth": 0.0, "elevation": 0.0}
+            return {
+                "center": (lo + hi) / 2,
+                "radius": float(np.linalg.norm(hi - lo)) / 2 * 1.1,
+                "azimuth": 0.0,
+                "elevation": 0.0,
+            }
         return {"azimuth": 30.0, "elevation": 20.0}
 
     def redraw(self) -> None:
@@ -254,7 +272,9 @@ class ObjectsPanel(ui.Panel):
         for i, m in enumerate(self.meshes):
             self.view.set(f"{self.prefix}mesh{i}", mesh_geometry(m.mesh))
         for i, c in enumerate(self.clouds):
-            self.view.set(f"{self.prefix}cloud{i}", point_geometry(c.points, c.colors), Style("unlit", point_size=3.0))
+            self.view.set(
+                f"{self.prefix}cloud{i}", point_geometry(c.points, c.colors), Style("unlit", point_size=3.0)
+            )
         if self.frame is not None:
             self._draw_frame()
         self._draw_code_mesh()
@@ -278,9 +298,14 @@ class ObjectsPanel(ui.Panel):
             for k in np.unique(ids[ids > 0]):
                 sel = pts[ids == k]
                 lo, hi = np.percentile(sel, 2, 0), np.percentile(sel, 98, 0)
-                corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-                self.view.set(f"{self.prefix}obsbox{int(k)}", box_lineset(corners, index_colors(int(k) + 1)[int(k)]),
-                              Style("line", line_width=2.0))
+                corners = np.array(
+                    [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+                )
+                self.view.set(
+                    f"{self.prefix}obsbox{int(k)}",
+                    box_lineset(corners, index_colors(int(k) + 1)[int(k)]),
+                    Style("line", line_width=2.0),
+                )
 
     # ------------------------------------------------------------------------ API
     def set_color_mode(self, mode: str) -> None:
@@ -399,11 +424,15 @@ class ObjectsPanel(ui.Panel):
         from latent4d.objects.types import Scene
 
         if self.frame is None:
-            raise InputError("open an RGB-D frame first (a folder with depth.png, rgb.png, mask.png, intrinsics.json)")
+            raise InputError(
+                "open an RGB-D frame first (a folder with depth.png, rgb.png, mask.png, intrinsics.json)"
+            )
         f = self.frame.frame
         if f.mask is None or not (f.mask > 0).any():
-            raise InputError(f"{self.frame.path.parent}: the frame has no instance mask (mask.png); reconstruction "
-                             "needs one")
+            raise InputError(
+                f"{self.frame.path.parent}: the frame has no instance mask (mask.png); reconstruction "
+                "needs one"
+            )
         rgb = f.rgb if f.rgb is not None else np.full(f.depth.shape + (3,), 128, np.uint8)
         return Scene(rgb=rgb, depth=f.depth, mask=f.mask, K=f.K)
 
@@ -413,7 +442,9 @@ class ObjectsPanel(ui.Panel):
         from latent4d.objects.reconstruct import reconstruct_settings
 
         n = iterations or self.iterations
-        return reconstruct_settings([] if n is None else [f"iterations={int(n)}"], command="viewer reconstruct")
+        return reconstruct_settings(
+            [] if n is None else [f"iterations={int(n)}"], command="viewer reconstruct"
+        )
 
     def reconstruct(self, iterations: int | None = None, background: bool = True) -> None:
         """Optimise every masked instance (shape, appearance, pose, size). With a window and
@@ -470,8 +501,9 @@ class ObjectsPanel(ui.Panel):
         self._draw_live()
         self._draw_results()
         ok = sum(r.status == "ok" for r in self.results)
-        self.app.set_status(f"reconstruction done: {ok}/{len(self.results)} objects ok"
-                            + (" (stopped)" if self._stop else ""))
+        self.app.set_status(
+            f"reconstruction done: {ok}/{len(self.results)} objects ok" + (" (stopped)" if self._stop else "")
+        )
         self.sync()
 
     def _draw_live(self) -> None:
@@ -480,15 +512,23 @@ class ObjectsPanel(ui.Panel):
             if len(pts) == 0:
                 continue
             gl = pts @ CV_TO_GL
-            self.view.set(f"{self.prefix}recon_live{iid}", point_geometry(gl, np.clip(st["surface_colors"], 0, 1)),
-                          Style("unlit", point_size=3.0))
+            self.view.set(
+                f"{self.prefix}recon_live{iid}",
+                point_geometry(gl, np.clip(st["surface_colors"], 0, 1)),
+                Style("unlit", point_size=3.0),
+            )
             R, t, s = np.asarray(st["R"]), np.asarray(st["t"]), float(st["scale"])
             local = (pts - t) @ R / max(s, 1e-9)  # object frame
             lo, hi = local.min(0), local.max(0)
-            corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+            corners = np.array(
+                [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+            )
             cam = s * corners @ R.T + t
-            self.view.set(f"{self.prefix}recon_box{iid}", box_lineset(cam @ CV_TO_GL, index_colors(iid + 1)[iid]),
-                          Style("line", line_width=2.0))
+            self.view.set(
+                f"{self.prefix}recon_box{iid}",
+                box_lineset(cam @ CV_TO_GL, index_colors(iid + 1)[iid]),
+                Style("line", line_width=2.0),
+            )
         self.live_updates += 1
 
     def _draw_results(self) -> None:
@@ -506,8 +546,11 @@ class ObjectsPanel(ui.Panel):
             if len(v) > self.max_draw_points:
                 keep = np.random.default_rng(0).choice(len(v), self.max_draw_points, replace=False)
                 v, c = v[keep], c[keep]
-            self.view.set(f"{self.prefix}recon_shape{r.instance_id}", point_geometry(v @ CV_TO_GL, c),
-                          Style("unlit", point_size=3.0))
+            self.view.set(
+                f"{self.prefix}recon_shape{r.instance_id}",
+                point_geometry(v @ CV_TO_GL, c),
+                Style("unlit", point_size=3.0),
+            )
             self.view.remove(f"{self.prefix}recon_live{r.instance_id}")
 
     # -------------------------------------------------------------------- widgets
@@ -517,30 +560,52 @@ class ObjectsPanel(ui.Panel):
         w = self.widgets
         w["info"] = g.Label("nothing open")
         root.add_child(w["info"])
-        w["color"] = ui.combo(list(COLOR_MODES), lambda s, i: self.app.call_ui(self.set_color_mode, s),
-                              tooltip="observed points coloured by the colour image or by instance mask")
+        w["color"] = ui.combo(
+            list(COLOR_MODES),
+            lambda s, i: self.app.call_ui(self.set_color_mode, s),
+            tooltip="observed points coloured by the colour image or by instance mask",
+        )
         root.add_child(ui.label_row("Points", w["color"], em))
-        w["obs"] = ui.checkbox("Observation", self.show_observation,
-                               lambda on: self.app.call_ui(self.set_show_observation, on))
-        w["boxes"] = ui.checkbox("Boxes", self.show_boxes, lambda on: self.app.call_ui(self.set_show_boxes, on))
+        w["obs"] = ui.checkbox(
+            "Observation", self.show_observation, lambda on: self.app.call_ui(self.set_show_observation, on)
+        )
+        w["boxes"] = ui.checkbox(
+            "Boxes", self.show_boxes, lambda on: self.app.call_ui(self.set_show_boxes, on)
+        )
         root.add_child(ui.hrow(em, w["obs"], w["boxes"]))
         w["clear"] = ui.button("Clear", lambda: self.app.call_ui(self.clear_all), "remove every object")
         root.add_child(w["clear"])
         root.add_child(g.Label("Model"))
         w["model"] = g.Label("no trained objects run")
         root.add_child(w["model"])
-        w["object"] = ui.combo(["-"], lambda s, i: self.app.call_ui(self.select_object, i),
-                               tooltip="database object whose codes the sliders move")
+        w["object"] = ui.combo(
+            ["-"],
+            lambda s, i: self.app.call_ui(self.select_object, i),
+            tooltip="database object whose codes the sliders move",
+        )
         root.add_child(ui.label_row("Object", w["object"], em))
         for kind, fn in (("shape", self.set_shape_code), ("appearance", self.set_appearance_code)):
             for i in range(3):
-                w[f"{kind}{i}"] = ui.slider(-3.0, 3.0, 0.0, lambda v, i=i, fn=fn: self.app.call_ui(fn, i, v),
-                                            tooltip=f"{kind} code along its main direction {i + 1} (std)")
+                w[f"{kind}{i}"] = ui.slider(
+                    -3.0,
+                    3.0,
+                    0.0,
+                    lambda v, i=i, fn=fn: self.app.call_ui(fn, i, v),
+                    tooltip=f"{kind} code along its main direction {i + 1} (std)",
+                )
                 root.add_child(ui.label_row(f"{kind[:5].capitalize()} {i + 1}", w[f"{kind}{i}"], em))
-        w["iterations"] = ui.number(self.iterations or 1, lambda v: setattr(self, "iterations", max(1, int(v))),
-                                    lo=1, hi=5000, tooltip="optimisation iterations per object")
-        w["reconstruct"] = ui.button("Reconstruct", lambda: self.app.call_ui(self.reconstruct),
-                                     "optimise shape, appearance, pose and size of every masked instance")
+        w["iterations"] = ui.number(
+            self.iterations or 1,
+            lambda v: setattr(self, "iterations", max(1, int(v))),
+            lo=1,
+            hi=5000,
+            tooltip="optimisation iterations per object",
+        )
+        w["reconstruct"] = ui.button(
+            "Reconstruct",
+            lambda: self.app.call_ui(self.reconstruct),
+            "optimise shape, appearance, pose and size of every masked instance",
+        )
         w["stop"] = ui.button("Stop", lambda: self.app.call_ui(self.stop), "stop the optimisation")
         root.add_child(ui.hrow(em, w["reconstruct"], w["stop"], g.Label("its"), w["iterations"]))
         self.root = root
@@ -562,13 +627,19 @@ class ObjectsPanel(ui.Panel):
             parts.append(f"frame {self.frame.path.parent.name}/{self.frame.path.name}")
         w["info"].text = ", ".join(parts) or "nothing open"
         w["color"].selected_index = COLOR_MODES.index(self.color_mode)
-        self.enable("color", self.frame is not None and self.frame.frame.mask is not None,
-                    "no instance mask in the frame")
+        self.enable(
+            "color",
+            self.frame is not None and self.frame.frame.mask is not None,
+            "no instance mask in the frame",
+        )
         w["obs"].checked = self.show_observation
         w["boxes"].checked = self.show_boxes
         has = self.pipeline is not None
-        w["model"].text = f"run {self.run_path.name}" if has else (
-            "no trained objects run" if self.run_path is None else "model unavailable (see tooltips)")
+        w["model"].text = (
+            f"run {self.run_path.name}"
+            if has
+            else ("no trained objects run" if self.run_path is None else "model unavailable (see tooltips)")
+        )
         if has and w["object"].number_of_items != len(self.pipeline.database):
             w["object"].clear_items()
             for i, n in enumerate(self.pipeline.database.names):
@@ -584,12 +655,23 @@ class ObjectsPanel(ui.Panel):
 
     def _update_model_controls(self) -> None:
         has = self.pipeline is not None
-        for name in ("object", "shape0", "shape1", "shape2", "appearance0", "appearance1", "appearance2", "iterations"):
+        for name in (
+            "object",
+            "shape0",
+            "shape1",
+            "shape2",
+            "appearance0",
+            "appearance1",
+            "appearance2",
+            "iterations",
+        ):
             self.enable(name, has, self._model_reason)
         if not has:
             self.enable("reconstruct", False, self._model_reason)
         elif self.frame is None:
-            self.enable("reconstruct", False, "open an RGB-D frame (depth.png, rgb.png, mask.png, intrinsics.json)")
+            self.enable(
+                "reconstruct", False, "open an RGB-D frame (depth.png, rgb.png, mask.png, intrinsics.json)"
+            )
         elif self.frame.frame.mask is None:
             self.enable("reconstruct", False, "the open frame has no instance mask (mask.png)")
         else:

@@ -62,8 +62,9 @@ _ENTRIES: dict[str, PanelEntry] = {}
 _discovered = False
 
 
-def register_panel(name: str, kinds: tuple[FileKind, ...], runs: tuple[str, ...] = (), order: int = 100,
-                   probe: int = 100) -> Callable[[type], type]:
+def register_panel(
+    name: str, kinds: tuple[FileKind, ...], runs: tuple[str, ...] = (), order: int = 100, probe: int = 100
+) -> Callable[[type], type]:
     """Class decorator: register the panel class under ``name`` (a later registration replaces it)."""
     if not name.isidentifier():
         raise ValueError(f"panel name {name!r} must be a Python identifier (it becomes an attribute)")
@@ -143,8 +144,11 @@ def _run_panel(path: Path) -> str | None:
             e.cls.check_run(path)
             return e.name
     shown = [f for e in entries() for f in e.runs]
-    raise InputError(f"{path}: a '{family}' run; the viewer shows {', '.join(shown[:-1])} and {shown[-1]} runs"
-                     if len(shown) > 1 else f"{path}: a '{family}' run; the viewer shows no runs of that family")
+    raise InputError(
+        f"{path}: a '{family}' run; the viewer shows {', '.join(shown[:-1])} and {shown[-1]} runs"
+        if len(shown) > 1
+        else f"{path}: a '{family}' run; the viewer shows no runs of that family"
+    )
 
 
 def panel_name_for(path) -> str:

@@ -90,8 +90,9 @@ class SceneView:
         # frame time and some view / light directions made single frames take minutes
         self.scene.view.set_shadowing(False, rendering.View.ShadowType.PCF)
         self.scene.view.set_sample_count(1)
-        self.scene.set_lighting(rendering.Open3DScene.LightingProfile.NO_SHADOWS, np.array([0.3, -0.8, -0.5],
-                                                                                         np.float32))
+        self.scene.set_lighting(
+            rendering.Open3DScene.LightingProfile.NO_SHADOWS, np.array([0.3, -0.8, -0.5], np.float32)
+        )
         self.scene.scene.set_indirect_light_intensity(30000)
         self.scene.scene.enable_sun_light(True)
         self._size = (int(size[0]), int(size[1]))
@@ -107,8 +108,11 @@ class SceneView:
         if self.scene.has_geometry(name):
             self.scene.remove_geometry(name)
         empty = hasattr(geom, "is_empty") and geom.is_empty()
-        bounds = None if empty else (np.asarray(geom.get_min_bound(), np.float64),
-                                     np.asarray(geom.get_max_bound(), np.float64))
+        bounds = (
+            None
+            if empty
+            else (np.asarray(geom.get_min_bound(), np.float64), np.asarray(geom.get_max_bound(), np.float64))
+        )
         if not empty:
             self.scene.add_geometry(name, with_uvs(geom), style.material())
             self.scene.show_geometry(name, visible and name not in self.hidden)
@@ -167,8 +171,13 @@ class SceneView:
             return max(int(f.width), 1), max(int(f.height), 1)
         return self._size
 
-    def reset_camera(self, center=None, radius: float | None = None, azimuth: float | None = None,
-                     elevation: float | None = None) -> None:
+    def reset_camera(
+        self,
+        center=None,
+        radius: float | None = None,
+        azimuth: float | None = None,
+        elevation: float | None = None,
+    ) -> None:
         """Frame ``center``/``radius`` (default: everything visible) from ``azimuth``/``elevation`` degrees."""
         if azimuth is not None:
             self.azimuth = float(azimuth)
@@ -188,7 +197,9 @@ class SceneView:
         c32, eye32 = c.astype(np.float32), eye.astype(np.float32)
         # a headlight from the camera, slightly from above
         light = (c - eye) / max(np.linalg.norm(c - eye), 1e-9) + np.array([0.0, -0.3, 0.0])
-        self.scene.scene.set_sun_light((light / np.linalg.norm(light)).astype(np.float32), [1.0, 1.0, 1.0], 45000)
+        self.scene.scene.set_sun_light(
+            (light / np.linalg.norm(light)).astype(np.float32), [1.0, 1.0, 1.0], 45000
+        )
         if self.widget is not None:
             bbox = o3d.geometry.AxisAlignedBoundingBox(c - r, c + r)
             self.widget.setup_camera(self.fov, bbox, c32)
@@ -272,7 +283,9 @@ class SceneView:
 
 
 # ------------------------------------------------------------------------ geometry helpers
-def polyline_lineset(strands: np.ndarray, colors: np.ndarray | None = None, color=None) -> o3d.geometry.LineSet:
+def polyline_lineset(
+    strands: np.ndarray, colors: np.ndarray | None = None, color=None
+) -> o3d.geometry.LineSet:
     """LineSet of uniform polylines ``(S, P, 3)``; ``colors`` per point ``(S, P, 3)`` or one ``color``."""
     x = np.asarray(strands, np.float64)
     S, P, _ = x.shape
@@ -296,8 +309,10 @@ def mesh_geometry(mesh, color=None, vertex_colors: np.ndarray | None = None) -> 
     if isinstance(mesh, tuple):
         v, f = mesh
         mesh = trimesh.Trimesh(np.asarray(v), np.asarray(f), process=False)
-    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(mesh.vertices, np.float64)),
-                                  o3d.utility.Vector3iVector(np.asarray(mesh.faces, np.int32)))
+    m = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(np.asarray(mesh.vertices, np.float64)),
+        o3d.utility.Vector3iVector(np.asarray(mesh.faces, np.int32)),
+    )
     if vertex_colors is not None:
         m.vertex_colors = o3d.utility.Vector3dVector(np.asarray(vertex_colors, np.float64)[:, :3])
     elif color is not None:
@@ -334,8 +349,10 @@ def point_geometry(points, colors=None, color=(0.1, 0.35, 0.9)) -> o3d.geometry.
 def box_lineset(corners: np.ndarray, color=(0.1, 0.7, 0.2)) -> o3d.geometry.LineSet:
     """The 12 edges of a box from its 8 corners ordered as ``itertools.product([0, 1], repeat=3)``."""
     edges = [(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 3), (2, 6), (3, 7), (4, 5), (4, 6), (5, 7), (6, 7)]
-    ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(corners, np.float64)),
-                              o3d.utility.Vector2iVector(np.asarray(edges, np.int32)))
+    ls = o3d.geometry.LineSet(
+        o3d.utility.Vector3dVector(np.asarray(corners, np.float64)),
+        o3d.utility.Vector2iVector(np.asarray(edges, np.int32)),
+    )
     ls.paint_uniform_color(np.asarray(color, np.float64))
     return ls
 
@@ -371,9 +388,16 @@ def index_colors(n: int, seed: int = 0) -> np.ndarray:
     i = np.floor(h * 6).astype(int) % 6
     f = h * 6 - np.floor(h * 6)
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.stack([np.stack([np.full(n, v), t, np.full(n, p)], 1), np.stack([q, np.full(n, v), np.full(n, p)], 1),
-                      np.stack([np.full(n, p), np.full(n, v), t], 1), np.stack([np.full(n, p), q, np.full(n, v)], 1),
-                      np.stack([t, np.full(n, p), np.full(n, v)], 1), np.stack([np.full(n, v), np.full(n, p), q], 1)])
+    table = np.stack(
+        [
+            np.stack([np.full(n, v), t, np.full(n, p)], 1),
+            np.stack([q, np.full(n, v), np.full(n, p)], 1),
+            np.stack([np.full(n, p), np.full(n, v), t], 1),
+            np.stack([np.full(n, p), q, np.full(n, v)], 1),
+            np.stack([t, np.full(n, p), np.full(n, v)], 1),
+            np.stack([np.full(n, v), np.full(n, p), q], 1),
+        ]
+    )
     return table[i, np.arange(n)]
 
 

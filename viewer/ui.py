@@ -28,15 +28,20 @@ class App(Protocol):
 
     def post(self, fn: Callable[[], object]) -> None: ...
 
-    def run_worker(self, fn: Callable[[], object], on_done: Callable[[object], None] | None = None,
-                   on_error: Callable[[str], None] | None = None) -> Any: ...
+    def run_worker(
+        self,
+        fn: Callable[[], object],
+        on_done: Callable[[object], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> Any: ...
 
     def relayout(self) -> None: ...
 
     def reset_camera(self) -> None: ...
 
-    def ask_path(self, title: str, save: bool, filters: list[tuple[str, str]],
-                 on_done: Callable[[str], None]) -> None: ...
+    def ask_path(
+        self, title: str, save: bool, filters: list[tuple[str, str]], on_done: Callable[[str], None]
+    ) -> None: ...
 
 
 def gui():
@@ -54,8 +59,14 @@ def label_row(text: str, widget, em: float):
     return row
 
 
-def slider(lo: float, hi: float, value: float, on_change: Callable[[float], None], integer: bool = False,
-           tooltip: str = ""):
+def slider(
+    lo: float,
+    hi: float,
+    value: float,
+    on_change: Callable[[float], None],
+    integer: bool = False,
+    tooltip: str = "",
+):
     g = gui()
     s = g.Slider(g.Slider.INT if integer else g.Slider.DOUBLE)
     s.set_limits(lo, hi)
@@ -68,8 +79,14 @@ def slider(lo: float, hi: float, value: float, on_change: Callable[[float], None
     return s
 
 
-def number(value: float, on_change: Callable[[float], None], integer: bool = True, lo: float | None = None,
-           hi: float | None = None, tooltip: str = ""):
+def number(
+    value: float,
+    on_change: Callable[[float], None],
+    integer: bool = True,
+    lo: float | None = None,
+    hi: float | None = None,
+    tooltip: str = "",
+):
     g = gui()
     n = g.NumberEdit(g.NumberEdit.INT if integer else g.NumberEdit.DOUBLE)
     if lo is not None and hi is not None:

@@ -84,7 +84,9 @@ class ZBuffer:
         return (c * 255 + 0.5).astype(np.uint8).reshape(self.h, self.w, 3)
 
 
-def draw_triangles(zb: ZBuffer, cam: Camera, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
+def draw_triangles(
+    zb: ZBuffer, cam: Camera, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray
+) -> None:
     """Rasterise (F, 3) faces over (V, 3) vertices with (V, 3) colours, Lambert-lit by a headlight."""
     if len(faces) == 0:
         return
@@ -99,8 +101,13 @@ def draw_triangles(zb: ZBuffer, cam: Camera, verts: np.ndarray, faces: np.ndarra
     y0 = np.clip(np.floor(tri[:, :, 1].min(1)), 0, zb.h - 1).astype(np.int64)
     y1 = np.clip(np.ceil(tri[:, :, 1].max(1)), 0, zb.h - 1).astype(np.int64)
     bw, bh = x1 - x0 + 1, y1 - y0 + 1
-    keep = np.flatnonzero(front & (tri[:, :, 0].max(1) >= 0) & (tri[:, :, 0].min(1) < zb.w)
-                          & (tri[:, :, 1].max(1) >= 0) & (tri[:, :, 1].min(1) < zb.h))
+    keep = np.flatnonzero(
+        front
+        & (tri[:, :, 0].max(1) >= 0)
+        & (tri[:, :, 0].min(1) < zb.w)
+        & (tri[:, :, 1].max(1) >= 0)
+        & (tri[:, :, 1].min(1) < zb.h)
+    )
     area = bw[keep] * bh[keep]
     start = 0
     csum = np.cumsum(area)
@@ -124,7 +131,7 @@ def draw_triangles(zb: ZBuffer, cam: Camera, verts: np.ndarray, faces: np.ndarra
         t, w0, w1, w2 = t[inside], w0[inside], w1[inside], w2[inside]
         z = w0 * tri[t, 0, 2] + w1 * tri[t, 1, 2] + w2 * tri[t, 2, 2]
         f = faces[t]
-        rgb = (w0[:, None] * colors[f[:, 0]] + w1[:, None] * colors[f[:, 1]] + w2[:, None] * colors[f[:, 2]])
+        rgb = w0[:, None] * colors[f[:, 0]] + w1[:, None] * colors[f[:, 1]] + w2[:, None] * colors[f[:, 2]]
         zb.splat(px[inside], py[inside], z, rgb * shade[t, None])
         start = stop
 
@@ -147,8 +154,9 @@ def draw_points(zb: ZBuffer, cam: Camera, pts: np.ndarray, colors: np.ndarray, s
     zb.splat(x, y, np.repeat(p[:, 2], len(off)), np.repeat(colors, len(off), 0))
 
 
-def draw_lines(zb: ZBuffer, cam: Camera, pts: np.ndarray, lines: np.ndarray, colors: np.ndarray,
-               width: float = 1.0) -> None:
+def draw_lines(
+    zb: ZBuffer, cam: Camera, pts: np.ndarray, lines: np.ndarray, colors: np.ndarray, width: float = 1.0
+) -> None:
     """(L, 2) segments over (N, 3) points with (L, 3) colours, ``width`` pixels wide."""
     if len(lines) == 0:
         return

@@ -45,8 +45,10 @@ def with_uvs(geom):
 def to_open3d(item: Any, color=None):
     """Convert a trimesh mesh / point array to an Open3D legacy geometry (others pass through)."""
     if isinstance(item, trimesh.Trimesh):
-        m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(item.vertices, np.float64)),
-                                      o3d.utility.Vector3iVector(np.asarray(item.faces, np.int32)))
+        m = o3d.geometry.TriangleMesh(
+            o3d.utility.Vector3dVector(np.asarray(item.vertices, np.float64)),
+            o3d.utility.Vector3iVector(np.asarray(item.faces, np.int32)),
+        )
         vc = getattr(item.visual, "vertex_colors", None)
         if color is not None:
             m.paint_uniform_color(np.asarray(color, np.float64))
@@ -99,18 +101,29 @@ MAX_VIEWS = 3600
 def check_size(width, height) -> tuple[int, int]:
     """``(width, height)`` as ints in [1, :data:`MAX_SIDE`] pixels (whole numbers; ``640.0`` is fine);
     InputError naming both otherwise."""
-    ok = all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
-             and math.isfinite(v) and float(v).is_integer() for v in (width, height))
+    ok = all(
+        isinstance(v, int | float | np.integer | np.floating)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and float(v).is_integer()
+        for v in (width, height)
+    )
     if not ok or not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise InputError(f"render size {width!r} x {height!r} is not valid: expected whole numbers of pixels "
-                         f"from 1 to {MAX_SIDE}")
+        raise InputError(
+            f"render size {width!r} x {height!r} is not valid: expected whole numbers of pixels "
+            f"from 1 to {MAX_SIDE}"
+        )
     return int(width), int(height)
 
 
 def check_finite(geoms) -> None:
     """Refuse geometries with NaN / infinite coordinates (they would frame and draw silently wrong)."""
     for i, g in enumerate(geoms):
-        pts = getattr(g, "vertices", None) if isinstance(g, o3d.geometry.TriangleMesh) else getattr(g, "points", None)
+        pts = (
+            getattr(g, "vertices", None)
+            if isinstance(g, o3d.geometry.TriangleMesh)
+            else getattr(g, "points", None)
+        )
         if pts is not None and len(pts) and not np.isfinite(np.asarray(pts)).all():
             raise InputError(f"render item {i} ({type(g).__name__}) has NaN or infinite coordinates")
 
@@ -121,10 +134,20 @@ def _eye(c: np.ndarray, r: float, azimuth: float, elevation: float, fov: float) 
     return orbit_eye(c, r / math.sin(math.radians(fov) / 2) * 1.05, azimuth, elevation)
 
 
-def render_image(items: list[Any], width: int = 640, height: int = 480, azimuth: float = 30.0,
-                 elevation: float = 20.0, fov: float = 40.0, background=(1.0, 1.0, 1.0),
-                 point_size: float = 3.0, line_width: float = 1.5, center=None, radius=None,
-                 backend: str | None = None) -> np.ndarray:
+def render_image(
+    items: list[Any],
+    width: int = 640,
+    height: int = 480,
+    azimuth: float = 30.0,
+    elevation: float = 20.0,
+    fov: float = 40.0,
+    background=(1.0, 1.0, 1.0),
+    point_size: float = 3.0,
+    line_width: float = 1.5,
+    center=None,
+    radius=None,
+    backend: str | None = None,
+) -> np.ndarray:
     """Render ``items`` to an (H, W, 3) uint8 image (``backend``: see the module docstring)."""
     backend = backend or os.environ.get("LATENT4D_RENDER", "software")
     if backend not in BACKENDS:
@@ -160,8 +183,14 @@ def _render_software(geoms, width, height, c, eye, fov, background, point_size, 
             raster.draw_triangles(zb, cam, v, f, _colors(g, len(v), [0.7, 0.7, 0.7]))
         elif isinstance(g, o3d.geometry.LineSet):
             ln = np.asarray(g.lines, np.int64)
-            raster.draw_lines(zb, cam, np.asarray(g.points, np.float64), ln, _colors(g, len(ln), [0, 0, 0]),
-                              width=line_width)
+            raster.draw_lines(
+                zb,
+                cam,
+                np.asarray(g.points, np.float64),
+                ln,
+                _colors(g, len(ln), [0, 0, 0]),
+                width=line_width,
+            )
         elif isinstance(g, o3d.geometry.PointCloud):
             p = np.asarray(g.points, np.float64)
             raster.draw_points(zb, cam, p, _colors(g, len(p), [0.1, 0.3, 0.9]), size=point_size)
@@ -182,7 +211,9 @@ def _render_open3d(geoms, width, height, c, eye, fov, background, point_size, li
         scene.view.set_sample_count(1)
         for i, g in enumerate(geoms):
             scene.add_geometry(f"g{i}", with_uvs(g), _material(g, point_size, line_width))
-        renderer.setup_camera(fov, c.astype(np.float32), eye.astype(np.float32), np.array([0, 1, 0], np.float32))
+        renderer.setup_camera(
+            fov, c.astype(np.float32), eye.astype(np.float32), np.array([0, 1, 0], np.float32)
+        )
         scene.scene.set_sun_light((c - eye) / np.linalg.norm(c - eye), [1.0, 1.0, 1.0], 60000)  # headlight
         scene.scene.enable_sun_light(True)
         img = np.asarray(renderer.render_to_image()).copy()
@@ -206,19 +237,23 @@ def render_png(items: list[Any], path: str | Path, **kwargs) -> Path:
     return save_png(render_image(items, **kwargs), path)
 
 
-def render_turntable(items: list[Any], path: str | Path, views: int = 8, elevation: float = 20.0,
-                     gif: bool = True, **kwargs) -> list[Path]:
+def render_turntable(
+    items: list[Any], path: str | Path, views: int = 8, elevation: float = 20.0, gif: bool = True, **kwargs
+) -> list[Path]:
     """``views`` PNGs around the vertical axis (``<stem>_00.png``...) and an animated GIF when asked."""
     path = Path(path)
     if isinstance(views, bool) or not isinstance(views, int | np.integer) or not 1 <= views <= MAX_VIEWS:
-        raise InputError(f"render_turntable: views={views!r} is not valid: expected a whole number from 1 to "
-                         f"{MAX_VIEWS}")
+        raise InputError(
+            f"render_turntable: views={views!r} is not valid: expected a whole number from 1 to {MAX_VIEWS}"
+        )
     frames, paths = [], []
     geoms = [to_open3d(it) for it in items]
     check_finite(geoms)
     c, r = _bounds(geoms)
     for i in range(views):
-        img = render_image(geoms, azimuth=360.0 * i / views, elevation=elevation, center=c, radius=r, **kwargs)
+        img = render_image(
+            geoms, azimuth=360.0 * i / views, elevation=elevation, center=c, radius=r, **kwargs
+        )
         p = save_png(img, path.with_name(f"{path.stem}_{i:02d}.png"))
         frames.append(img)
         paths.append(p)

@@ -10,6 +10,9 @@ def main(cmd: str, argv: list[str]) -> int:
     try:
         from latent4d.viewer import app
     except ImportError as e:
-        print(f"latent4d {cmd}: the viewer cannot start: {e} (it needs open3d; run `make setup`)", file=sys.stderr)
+        print(
+            f"latent4d {cmd}: the viewer cannot start: {e} (it needs open3d; run `make setup`)",
+            file=sys.stderr,
+        )
         return 2
     return app.main(cmd, argv)

@@ -23,8 +23,10 @@ XVFB = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24"]
 
 def require_xvfb() -> None:
     if shutil.which("xvfb-run") is None:
-        pytest.fail("xvfb-run is missing: the viewer tests run the GUI under Xvfb; run `bash scripts/setup.sh` "
-                    "(Debian packages xvfb xauth)")
+        pytest.fail(
+            "xvfb-run is missing: the viewer tests run the GUI under Xvfb; run `bash scripts/setup.sh` "
+            "(Debian packages xvfb xauth)"
+        )
 
 
 def gui_env() -> dict:
@@ -38,14 +40,22 @@ def run_group(cmd: list[str], timeout: float, env: dict | None = None) -> subpro
     viewer too, not only xvfb-run) and fail."""
     import signal
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env or gui_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or gui_env(),
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        raise AssertionError(f"{' '.join(cmd[:6])}... did not finish within {timeout} s:\n{out[-2000:]}\n{err[-2000:]}") from None
+        raise AssertionError(
+            f"{' '.join(cmd[:6])}... did not finish within {timeout} s:\n{out[-2000:]}\n{err[-2000:]}"
+        ) from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -69,11 +79,15 @@ def gui_results(viewer_data, tmp_path_factory) -> dict:
     """Every scenario of gui_driver.py, run once in a real window under Xvfb."""
     require_xvfb()
     out = tmp_path_factory.mktemp("gui_out")
-    proc = run_group([*XVFB, sys.executable, str(HERE / "gui_driver.py"), str(viewer_data), str(out)], timeout=900)
+    proc = run_group(
+        [*XVFB, sys.executable, str(HERE / "gui_driver.py"), str(viewer_data), str(out)], timeout=900
+    )
     res = out / "results.json"
     if not res.is_file():
-        raise AssertionError(f"the GUI driver wrote no results (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"the GUI driver wrote no results (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-3000:]}"
+        )
     results = json.loads(res.read_text())
     results["_out"] = str(out)
     return results

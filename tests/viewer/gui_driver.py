@@ -282,8 +282,14 @@ def scenario_errors(app, data: Path, out: Path) -> dict:
     return r
 
 
-SCENARIOS = {"hair": scenario_hair, "hair_model": scenario_hair_model, "motion": scenario_motion,
-             "objects": scenario_objects, "objects_model": scenario_objects_model, "errors": scenario_errors}
+SCENARIOS = {
+    "hair": scenario_hair,
+    "hair_model": scenario_hair_model,
+    "motion": scenario_motion,
+    "objects": scenario_objects,
+    "objects_model": scenario_objects_model,
+    "errors": scenario_errors,
+}
 
 
 def main() -> int:

@@ -13,8 +13,14 @@ EXE = str(Path(sys.executable).parent / "latent4d")
 
 
 def test_quick_viewer_bench_reports_every_timing(tmp_path):
-    proc = subprocess.run([EXE, "bench", "viewer", "--quick"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600, env=_headless_env())
+    proc = subprocess.run(
+        [EXE, "bench", "viewer", "--quick"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_headless_env(),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "outputs" / "bench" / "viewer.json").read_text())
     rec = {r["metric"]: r["value"] for r in data["records"]}

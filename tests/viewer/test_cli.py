@@ -31,11 +31,26 @@ def _headless_env() -> dict:
 def test_view_screenshot_window_and_offscreen_agree(viewer_data, tmp_path):
     require_xvfb()
     size = ["--width", "976", "--height", "480"]
-    win = run_group([*XVFB, EXE, "view", str(viewer_data / "hair.data"), "--screenshot", str(tmp_path / "win.png"),
-                     *size], timeout=300)
+    win = run_group(
+        [
+            *XVFB,
+            EXE,
+            "view",
+            str(viewer_data / "hair.data"),
+            "--screenshot",
+            str(tmp_path / "win.png"),
+            *size,
+        ],
+        timeout=300,
+    )
     assert win.returncode == 0, win.stderr[-2000:]
-    off = subprocess.run([EXE, "view", str(viewer_data / "hair.data"), "--screenshot", str(tmp_path / "off.png"),
-                          *size], capture_output=True, text=True, timeout=300, env=_headless_env())
+    off = subprocess.run(
+        [EXE, "view", str(viewer_data / "hair.data"), "--screenshot", str(tmp_path / "off.png"), *size],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_headless_env(),
+    )
     assert off.returncode == 0, off.stderr[-2000:]
     a, b = _png(tmp_path / "win.png"), _png(tmp_path / "off.png")
     assert a.shape == b.shape == (450, 640, 3)  # the window minus the side panel and the status line
@@ -45,21 +60,47 @@ def test_view_screenshot_window_and_offscreen_agree(viewer_data, tmp_path):
 
 def test_view_bad_input_and_no_display(viewer_data, tmp_path):
     out = tmp_path / "never.png"
-    bad = subprocess.run([EXE, "view", str(viewer_data / "bad" / "corrupt.data"), "--screenshot", str(out)],
-                         capture_output=True, text=True, timeout=300, env=_headless_env())
+    bad = subprocess.run(
+        [EXE, "view", str(viewer_data / "bad" / "corrupt.data"), "--screenshot", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_headless_env(),
+    )
     assert bad.returncode == 1
     assert "corrupt.data" in bad.stderr and not out.exists()
-    nodisp = subprocess.run([EXE, "view", str(viewer_data / "hair.data")], capture_output=True, text=True,
-                            timeout=300, env=_headless_env())
+    nodisp = subprocess.run(
+        [EXE, "view", str(viewer_data / "hair.data")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_headless_env(),
+    )
     assert nodisp.returncode == 2 and "xvfb-run" in nodisp.stderr
 
 
 def test_render_turntables_and_sequences(viewer_data, tmp_path):
     out = tmp_path / "render"
-    proc = subprocess.run([EXE, "render", str(viewer_data / "hair.data"), str(viewer_data / "mesh.obj"),
-                           str(viewer_data / "seq"), str(viewer_data / "bad" / "corrupt.data"), "--views", "3",
-                           "--size", "128", "--out", str(out)], capture_output=True, text=True, timeout=600,
-                          env=_headless_env())
+    proc = subprocess.run(
+        [
+            EXE,
+            "render",
+            str(viewer_data / "hair.data"),
+            str(viewer_data / "mesh.obj"),
+            str(viewer_data / "seq"),
+            str(viewer_data / "bad" / "corrupt.data"),
+            "--views",
+            "3",
+            "--size",
+            "128",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_headless_env(),
+    )
     assert proc.returncode == 1, "one input is corrupt"
     assert "corrupt.data" in proc.stderr
     hair = [_png(out / f"hair_{i:02d}.png") for i in range(3)]

@@ -44,7 +44,13 @@ def test_hair_drag_tip_and_save(gui_results):
 def test_hair_model_controls(gui_results):
     r = scenario(gui_results, "hair_model")
     assert r["loaded"] and r["model_mode"]
-    assert r["enabled"] == {"sample": True, "attr_length": True, "pc0": True, "blend": False, "dense_count": True}
+    assert r["enabled"] == {
+        "sample": True,
+        "attr_length": True,
+        "pc0": True,
+        "blend": False,
+        "dense_count": True,
+    }
     assert "A and B" in r["blend_reason"]
     assert r["seed_changed"] > 2000, "another seed gives another hairstyle"
     assert r["same_seed_changed"] == 0, "the same seed gives the same hairstyle"
@@ -61,7 +67,9 @@ def test_motion_playback(gui_results):
     r = scenario(gui_results, "motion")
     assert r["loaded"] and r["frames"] == 6
     assert r["frame_changed"] > 1000 and r["same_frame_changed"] == 0
-    assert r["points_px"] > 300 and r["points_hidden_px"] == 0, "input points drawn beside, and hidden on demand"
+    assert r["points_px"] > 300 and r["points_hidden_px"] == 0, (
+        "input points drawn beside, and hidden on demand"
+    )
     assert r["corr_saturation"] > r["plain_saturation"] + 30, "correspondence colours vs plain grey"
     assert r["playing"] and r["frames_played"] >= 2, "playing advances frames"
     assert r["frame_stays_paused"]
@@ -78,11 +86,18 @@ def test_objects_rgbd_and_meshes(gui_results):
 
 def test_objects_model_codes_and_live_reconstruction(gui_results):
     r = scenario(gui_results, "objects_model")
-    assert "objects run" in r["disabled_before"]["reconstruct"] and "objects run" in r["disabled_before"]["shape0"]
+    assert (
+        "objects run" in r["disabled_before"]["reconstruct"]
+        and "objects run" in r["disabled_before"]["shape0"]
+    )
     assert r["loaded_run"] and r["code_mesh"]
-    assert r["shape_slider_changed"] > 300 and r["object_changed"] > 300, "code sliders change the decoded object"
+    assert r["shape_slider_changed"] > 300 and r["object_changed"] > 300, (
+        "code sliders change the decoded object"
+    )
     assert r["reconstruct_enabled"]
-    assert r["returned_while_running"], "Reconstruct returns at once: the optimisation runs on a worker thread"
+    assert r["returned_while_running"], (
+        "Reconstruct returns at once: the optimisation runs on a worker thread"
+    )
     assert r["ticks_while_running"] >= 3, "the event loop kept running during the optimisation"
     assert r["live_updates"] >= 1, "per-iteration states were drawn on the main thread"
     assert r["iterations_done"] == {"1": 25, "2": 25}

@@ -94,7 +94,12 @@ def test_controller_builds_the_registered_panels(tmp_path, scratch_registry, mon
     monkeypatch.delenv("DISPLAY", raising=False)
     app = ViewerApp(320, 240, headless=True, view_size=(64, 48))
     try:
-        assert [type(p).__name__ for p in app.panels] == ["NotesPanel", "HairPanel", "ObjectsPanel", "MotionPanel"]
+        assert [type(p).__name__ for p in app.panels] == [
+            "NotesPanel",
+            "HairPanel",
+            "ObjectsPanel",
+            "MotionPanel",
+        ]
         assert app.panel("hair") is app.hair and app.panel("notes") is app.panels[0]
         note = tmp_path / "n.txt"
         note.write_text("hi")

@@ -6,8 +6,11 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VIEWER_FILES = [*sorted((ROOT / "viewer").glob("*.py")),
-                *(ROOT / "src" / "latent4d" / f for f in ("viewer_entry.py", "render.py", "raster.py"))]
+VIEWER_FILES = [
+    *sorted((ROOT / "viewer").glob("*.py")),
+    *(ROOT / "src" / "latent4d" / f for f in ("viewer_entry.py", "render.py", "raster.py")),
+    *sorted((ROOT / "tests" / "viewer").glob("*.py")),
+]
 
 
 def _modules() -> dict[str, Path]:

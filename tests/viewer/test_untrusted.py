@@ -21,8 +21,10 @@ import pytest
 from latent4d.cli import main
 
 #: exception class names that must never be the whole explanation of a bad input
-RAW_EXCEPTIONS = re.compile(r"\b(KeyError|IndexError|TypeError|AttributeError|MemoryError|RecursionError|"
-                            r"ZeroDivisionError|UnboundLocalError|OverflowError|struct\.error|NameError)\b")
+RAW_EXCEPTIONS = re.compile(
+    r"\b(KeyError|IndexError|TypeError|AttributeError|MemoryError|RecursionError|"
+    r"ZeroDivisionError|UnboundLocalError|OverflowError|struct\.error|NameError)\b"
+)
 
 
 class WindowOpened(Exception):
@@ -125,14 +127,8 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
-    """Bad inputs: case id -> (path, regex the reason must match)."""
-    cases: dict[str, tuple[Path, str]] = {}
-
-    def add(name: str, path: Path, reason: str) -> None:
-        cases[name] = (path, reason)
-
-    # --- paths: missing, folders, empty files, unknown types
+def _paths_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """Paths: missing, folders, empty files, unknown types."""
     add("missing", d / "missing.data", "no such file")
     (d / "empty_dir").mkdir()
     add("empty_dir", d / "empty_dir", "cannot open this folder")
@@ -144,17 +140,21 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     (d / "README").write_text("hello")
     add("no_ext", d / "README", r"cannot open this '\(no extension\)' file")
 
-    # --- truncated files
+
+def _truncated_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """Truncated files."""
     good = _data_bytes([_strand(), _strand(x=0.01)])
     (d / "truncated.data").write_bytes(good[: len(good) // 2])
     add("truncated.data", d / "truncated.data", "truncat|declares|bytes|expected")
     (d / "truncated.hair").write_bytes(_hair_header(2, 24, 0x2, 11) + b"\0" * 40)
     add("truncated.hair", d / "truncated.hair", "truncat|declares|bytes")
-    ply = (b"ply\nformat binary_little_endian 1.0\nelement vertex 24\nproperty float x\nproperty float y\n"
-           b"property float z\nelement edge 22\nproperty int vertex1\nproperty int vertex2\nend_header\n")
+    ply = (
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 24\nproperty float x\nproperty float y\n"
+        b"property float z\nelement edge 22\nproperty int vertex1\nproperty int vertex2\nend_header\n"
+    )
     (d / "truncated.ply").write_bytes(ply + b"\0" * 50)
     add("truncated.ply", d / "truncated.ply", "truncat|declares|bytes|short|expected")
-    buf = (d / "full.npz")
+    buf = d / "full.npz"
     np.savez(buf, points=np.zeros((24, 3), np.float32), counts=np.array([12, 12]))
     (d / "truncated.npz").write_bytes(buf.read_bytes()[:150])
     buf.unlink()
@@ -162,26 +162,33 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     (d / "truncated.glb").write_bytes(b"glTF\x02\x00\x00\x00\xff\xff\x00\x00" + b"\0" * 8)
     add("truncated.glb", d / "truncated.glb", "cannot read|no mesh|empty")
 
-    # --- garbage bytes
-    rng = np.random.default_rng(16)
+
+def _garbage_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """Garbage bytes."""
     for ext in (".data", ".hair", ".ply", ".npz", ".obj", ".stl", ".off", ".glb"):
         (d / f"garbage{ext}").write_bytes(rng.integers(0, 256, 700, dtype=np.uint8).tobytes())
         add(f"garbage{ext}", d / f"garbage{ext}", r"\w")
 
-    # --- NaN coordinates
+
+def _nan_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """NaN coordinates."""
     (d / "nan.data").write_bytes(_data_bytes([_strand(), np.full((12, 3), np.nan)]))
     add("nan.data", d / "nan.data", "nan|finite")
     (d / "nan.obj").write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     add("nan.obj", d / "nan.obj", "nan|finite")
-    (d / "nan_cloud.ply").write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
-                                     "property float z\nend_header\n0 0 0\nnan 1 0\n0 0 1\n")
+    (d / "nan_cloud.ply").write_text(
+        "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+        "property float z\nend_header\n0 0 0\nnan 1 0\n0 0 1\n"
+    )
     add("nan_cloud.ply", d / "nan_cloud.ply", "nan|finite")
     np.savez(d / "nan_seq.npz", vertices=np.full((2, 3, 3), np.nan, np.float32), faces=np.array([[0, 1, 2]]))
     add("nan_seq.npz", d / "nan_seq.npz", "nan|finite")
     np.savez(d / "nan_hair.npz", points=np.full((24, 3), np.nan, np.float32), counts=np.array([12, 12]))
     add("nan_hair.npz", d / "nan_hair.npz", "nan|finite")
 
-    # --- hostile headers (a few bytes that declare gigabytes)
+
+def _hostile_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """Hostile headers (a few bytes that declare gigabytes)."""
     (d / "hostile.hair").write_bytes(_hair_header(2**32 - 1, 0, 0x2))
     add("hostile.hair", d / "hostile.hair", "declares|zero|strands|points")
     (d / "hostile_segments.hair").write_bytes(_hair_header(2**27, 2**30, 0x3) + b"\0" * 64)
@@ -191,16 +198,26 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     (d / "hostile.ply").write_bytes(
         b"ply\nformat binary_little_endian 1.0\nelement vertex 4294967295\nproperty float x\nproperty float y\n"
         b"property float z\nelement edge 4294967295\nproperty int vertex1\nproperty int vertex2\nend_header\n"
-        + b"\0" * 64)
+        + b"\0"
+        * 64
+    )
     add("hostile.ply", d / "hostile.ply", "declares|bytes|vertex|vertices")
-    _npz(d / "hostile.npz", {"points.npy": _npy("(1099511627776, 3)"), "counts.npy": _npy("(2,)", "<i8", b"\0" * 16)})
+    _npz(
+        d / "hostile.npz",
+        {"points.npy": _npy("(1099511627776, 3)"), "counts.npy": _npy("(2,)", "<i8", b"\0" * 16)},
+    )
     add("hostile.npz", d / "hostile.npz", "declares|bytes")
-    _npz(d / "hostile_seq.npz", {"vertices.npy": _npy("(4096, 1048576, 3)"), "faces.npy": _npy("(1, 3)", "<i8")})
+    _npz(
+        d / "hostile_seq.npz",
+        {"vertices.npy": _npy("(4096, 1048576, 3)"), "faces.npy": _npy("(1, 3)", "<i8")},
+    )
     add("hostile_seq.npz", d / "hostile_seq.npz", "declares|bytes")
     _npz(d / "pickled_seq.npz", {"vertices.npy": _npy("(2,)", "|O", b"\0" * 16)})
     add("pickled_seq.npz", d / "pickled_seq.npz", "object|pickle")
 
-    # --- sequences
+
+def _sequences_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """Sequences."""
     seq = d / "seq_bad_frame"
     seq.mkdir()
     (seq / "frame_0.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
@@ -212,35 +229,64 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
         (seq / f"frame_{t}.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n")
     add("seq_bad_faces", seq, r"frame_0\.obj|cannot read|range|index")
 
-    # --- RGB-D frames
+
+def _rgbd_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """RGB-D frames."""
     depth = np.zeros((12, 16), np.uint16)
     depth[3:9, 4:12] = 900
-    add("depth_8bit", _depth_frame(d / "depth_8bit", np.full((12, 16), 7, np.uint8), {"fx": 20, "fy": 20, "cx": 8,
-                                                                                   "cy": 6}), "16-bit")
-    add("depth_all_zero", _depth_frame(d / "depth_zero", np.zeros((12, 16), np.uint16),
-                                       {"fx": 20, "fy": 20, "cx": 8, "cy": 6}), "no valid depth|0")
+    add(
+        "depth_8bit",
+        _depth_frame(
+            d / "depth_8bit", np.full((12, 16), 7, np.uint8), {"fx": 20, "fy": 20, "cx": 8, "cy": 6}
+        ),
+        "16-bit",
+    )
+    add(
+        "depth_all_zero",
+        _depth_frame(d / "depth_zero", np.zeros((12, 16), np.uint16), {"fx": 20, "fy": 20, "cx": 8, "cy": 6}),
+        "no valid depth|0",
+    )
     (d / "depth_garbage").mkdir()
     (d / "depth_garbage" / "depth.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     (d / "depth_garbage" / "intrinsics.json").write_text(json.dumps({"fx": 20, "fy": 20, "cx": 8, "cy": 6}))
     add("depth_garbage_png", d / "depth_garbage", "cannot read image|depth")
     add("intrinsics_not_json", _depth_frame(d / "k_garbage", depth, "{fx: 1,,"), "not valid JSON")
-    add("intrinsics_fx_abc", _depth_frame(d / "k_abc", depth, {"fx": "abc", "fy": 20, "cx": 8, "cy": 6}),
-        "fx must be a number")
-    add("intrinsics_K_ragged", _depth_frame(d / "k_ragged", depth, {"K": [[20, 0], [0, 20, 6]]}),
-        "must be numbers|3x3|shape")
-    add("intrinsics_nan", _depth_frame(d / "k_nan", depth, '{"fx": NaN, "fy": 20, "cx": 8, "cy": 6}'), "nan|inf")
-    add("intrinsics_negative", _depth_frame(d / "k_neg", depth, {"fx": -20, "fy": 20, "cx": 8, "cy": 6}),
-        "focal")
-    add("intrinsics_other_size", _depth_frame(d / "k_size", depth,
-                                              {"fx": 20, "fy": 20, "cx": 8, "cy": 6, "width": 1280, "height": 960}),
-        "1280x960.*16x12")
+    add(
+        "intrinsics_fx_abc",
+        _depth_frame(d / "k_abc", depth, {"fx": "abc", "fy": 20, "cx": 8, "cy": 6}),
+        "fx must be a number",
+    )
+    add(
+        "intrinsics_K_ragged",
+        _depth_frame(d / "k_ragged", depth, {"K": [[20, 0], [0, 20, 6]]}),
+        "must be numbers|3x3|shape",
+    )
+    add(
+        "intrinsics_nan",
+        _depth_frame(d / "k_nan", depth, '{"fx": NaN, "fy": 20, "cx": 8, "cy": 6}'),
+        "nan|inf",
+    )
+    add(
+        "intrinsics_negative",
+        _depth_frame(d / "k_neg", depth, {"fx": -20, "fy": 20, "cx": 8, "cy": 6}),
+        "focal",
+    )
+    add(
+        "intrinsics_other_size",
+        _depth_frame(
+            d / "k_size", depth, {"fx": 20, "fy": 20, "cx": 8, "cy": 6, "width": 1280, "height": 960}
+        ),
+        "1280x960.*16x12",
+    )
     (d / "no_intrinsics").mkdir()
     from PIL import Image
 
     Image.fromarray(depth).save(d / "no_intrinsics" / "depth.png")
     add("frame_no_intrinsics", d / "no_intrinsics", "no intrinsics")
 
-    # --- run folders
+
+def _runs_cases(d: Path, add, rng: np.random.Generator) -> None:
+    """Run folders."""
     run = d / "run_garbage_yaml"
     run.mkdir()
     (run / "config.yaml").write_text("family: [hair\n  - : {{\n")
@@ -292,6 +338,24 @@ def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     (nets / "models" / "shape_decoder").mkdir(parents=True)
     (nets / "models" / "shape_decoder" / "config.json").write_text("[1, 2")
     add("networks_garbage_json", nets, r"config\.json.*json|cannot open this folder")
+
+
+def _build_inputs(d: Path) -> dict[str, tuple[Path, str]]:
+    """Bad inputs: case id -> (path, regex the reason must match)."""
+    cases: dict[str, tuple[Path, str]] = {}
+
+    def add(name: str, path: Path, reason: str) -> None:
+        cases[name] = (path, reason)
+
+    rng = np.random.default_rng(16)
+    _paths_cases(d, add, rng)
+    _truncated_cases(d, add, rng)
+    _garbage_cases(d, add, rng)
+    _nan_cases(d, add, rng)
+    _hostile_cases(d, add, rng)
+    _sequences_cases(d, add, rng)
+    _rgbd_cases(d, add, rng)
+    _runs_cases(d, add, rng)
     return cases
 
 
@@ -305,21 +369,73 @@ def good_inputs(tmp_path_factory) -> dict[str, Path]:
     import viewer_data as vd
 
     d = tmp_path_factory.mktemp("good_inputs")
-    return {"hair": vd.make_hair(d / "hair.data", n=200), "mesh": vd.make_mesh(d / "mesh.obj"),
-            "seq": vd.make_sequence(d / "seq", frames=3), "frame": vd.make_rgbd(d / "frame", 32, 24)}
+    return {
+        "hair": vd.make_hair(d / "hair.data", n=200),
+        "mesh": vd.make_mesh(d / "mesh.obj"),
+        "seq": vd.make_sequence(d / "seq", frames=3),
+        "frame": vd.make_rgbd(d / "frame", 32, 24),
+    }
 
 
 INPUT_CASES = [
-    "missing", "empty_dir", "empty.data", "empty.hair", "empty.ply", "empty.npz", "empty.obj", "empty.glb",
-    "unknown_ext", "no_ext", "truncated.data", "truncated.hair", "truncated.ply", "truncated.npz", "truncated.glb",
-    "garbage.data", "garbage.hair", "garbage.ply", "garbage.npz", "garbage.obj", "garbage.stl", "garbage.off",
-    "garbage.glb", "nan.data", "nan.obj", "nan_cloud.ply", "nan_seq.npz", "nan_hair.npz", "hostile.hair",
-    "hostile_segments.hair", "hostile.data", "hostile.ply", "hostile.npz", "hostile_seq.npz", "pickled_seq.npz",
-    "seq_inf_frame", "seq_bad_faces", "depth_8bit", "depth_all_zero", "depth_garbage_png", "intrinsics_not_json",
-    "intrinsics_fx_abc", "intrinsics_K_ragged", "intrinsics_nan", "intrinsics_negative", "intrinsics_other_size",
-    "frame_no_intrinsics", "run_garbage_yaml", "run_binary_yaml", "run_yaml_bomb", "run_bad_family",
-    "run_motion_training", "run_binary_family", "hair_net_garbage_json", "hair_net_truncated_safetensors",
-    "hair_net_empty_safetensors", "objects_net_garbage_json", "networks_garbage_json",
+    "missing",
+    "empty_dir",
+    "empty.data",
+    "empty.hair",
+    "empty.ply",
+    "empty.npz",
+    "empty.obj",
+    "empty.glb",
+    "unknown_ext",
+    "no_ext",
+    "truncated.data",
+    "truncated.hair",
+    "truncated.ply",
+    "truncated.npz",
+    "truncated.glb",
+    "garbage.data",
+    "garbage.hair",
+    "garbage.ply",
+    "garbage.npz",
+    "garbage.obj",
+    "garbage.stl",
+    "garbage.off",
+    "garbage.glb",
+    "nan.data",
+    "nan.obj",
+    "nan_cloud.ply",
+    "nan_seq.npz",
+    "nan_hair.npz",
+    "hostile.hair",
+    "hostile_segments.hair",
+    "hostile.data",
+    "hostile.ply",
+    "hostile.npz",
+    "hostile_seq.npz",
+    "pickled_seq.npz",
+    "seq_inf_frame",
+    "seq_bad_faces",
+    "depth_8bit",
+    "depth_all_zero",
+    "depth_garbage_png",
+    "intrinsics_not_json",
+    "intrinsics_fx_abc",
+    "intrinsics_K_ragged",
+    "intrinsics_nan",
+    "intrinsics_negative",
+    "intrinsics_other_size",
+    "frame_no_intrinsics",
+    "run_garbage_yaml",
+    "run_binary_yaml",
+    "run_yaml_bomb",
+    "run_bad_family",
+    "run_motion_training",
+    "run_binary_family",
+    "hair_net_garbage_json",
+    "hair_net_truncated_safetensors",
+    "hair_net_empty_safetensors",
+    "objects_net_garbage_json",
+    "networks_garbage_json",
 ]
 
 
@@ -341,7 +457,9 @@ def test_view_screenshot_bad_input(case, bad_inputs, no_window, capfd, tmp_path)
 def test_render_bad_input(case, bad_inputs, no_window, capfd, tmp_path):
     path, reason = bad_inputs[case]
     out_dir = tmp_path / "render"
-    rc, out, err = run_cli(capfd, ["render", str(path), "--out", str(out_dir), "--views", "2", "--size", "64"])
+    rc, out, err = run_cli(
+        capfd, ["render", str(path), "--out", str(out_dir), "--views", "2", "--size", "64"]
+    )
     assert_clear_error(rc, out, err, "render", path.name, reason)
     assert not out_dir.exists() or not any(out_dir.iterdir()), "nothing is rendered for bad input"
 
@@ -369,7 +487,9 @@ def test_render_names_every_bad_input(bad_inputs, no_window, capfd, tmp_path):
 def test_view_reads_every_input_before_the_window(bad_inputs, good_inputs, no_window, capfd, tmp_path):
     """A good file then a bad one: the bad one is named and no window opens (nothing half-shown)."""
     bad, reason = bad_inputs["nan.data"]
-    rc, out, err = run_cli(capfd, ["view", str(good_inputs["hair"]), str(bad), "--screenshot", str(tmp_path / "s.png")])
+    rc, out, err = run_cli(
+        capfd, ["view", str(good_inputs["hair"]), str(bad), "--screenshot", str(tmp_path / "s.png")]
+    )
     assert_clear_error(rc, out, err, "view", bad.name, reason)
 
 
@@ -446,7 +566,8 @@ def test_run_folder_payloads_never_run(tmp_path, no_window, capfd):
     torch.save({"w": Payload(marker)}, net / "diffusion_pytorch_model.bin")
     (run / "config.yaml").write_text(
         "family: hair\nname: style_vae\nmodel:\n  _target_: pathlib.Path.touch\n  self: " + str(marker) + "\n"
-        "data:\n  _target_: os.system\n  command: touch " + str(marker) + "\n")
+        "data:\n  _target_: os.system\n  command: touch " + str(marker) + "\n"
+    )
     rc, out, err = run_cli(capfd, ["view", str(run), "--screenshot", str(tmp_path / "s.png")])
     assert_clear_error(rc, out, err, "view", "hostile_run", r"safetensors|pickle|\.bin")
     rc, out, err = run_cli(capfd, ["render", str(run), "--out", str(tmp_path / "r")])
@@ -462,7 +583,9 @@ def test_run_config_targets_are_only_read(tmp_path):
     marker = tmp_path / "PWNED"
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("family: hair\nmodel:\n  _target_: os.system\n  command: touch " + str(marker) + "\n")
+    (run / "config.yaml").write_text(
+        "family: hair\nmodel:\n  _target_: os.system\n  command: touch " + str(marker) + "\n"
+    )
     name, data = read_input(run)
     assert name == "hair" and data.pipeline is None and "strand_vae" in data.reason
     assert not marker.exists()
@@ -483,8 +606,16 @@ def test_valid_inputs_still_read(good_inputs):
 
 
 # ------------------------------------------------------------------------------------------ generated garbage
-MAGICS = [b"", b"HAIR", b"ply\nformat binary_little_endian 1.0\nelement vertex 3\n", b"PK\x03\x04", b"glTF",
-          b"solid x\n", b"OFF\n", b"\x93NUMPY"]
+MAGICS = [
+    b"",
+    b"HAIR",
+    b"ply\nformat binary_little_endian 1.0\nelement vertex 3\n",
+    b"PK\x03\x04",
+    b"glTF",
+    b"solid x\n",
+    b"OFF\n",
+    b"\x93NUMPY",
+]
 EXTS = [".data", ".hair", ".ply", ".npz", ".obj", ".stl", ".off", ".glb"]
 
 
@@ -496,8 +627,13 @@ def test_generated_garbage_is_a_clear_error(tmp_path, no_window, capfd):
 
     seen = {"errors": 0, "valid": 0}
 
-    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=60,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(ext=st.sampled_from(EXTS), magic=st.sampled_from(MAGICS), body=st.binary(min_size=0, max_size=600))
     def check(ext, magic, body):
         f = tmp_path / f"gen{ext}"

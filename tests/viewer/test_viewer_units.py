@@ -164,9 +164,15 @@ def test_motion_reconstruction_output(tmp_path):
     verts = np.stack([box.vertices * (1 + 0.1 * t) for t in range(T)]).astype(np.float32) * 0.4
     obs = np.random.default_rng(0).uniform(-0.3, 0.3, (T, 50, 3)).astype(np.float32)
     write_tracked_sequence(tmp_path / "out" / "sample_00", verts, box.faces, obs)
-    for p in (tmp_path / "out", tmp_path / "out" / "sample_00", tmp_path / "out" / "sample_00" / "trajectories.npz"):
+    for p in (
+        tmp_path / "out",
+        tmp_path / "out" / "sample_00",
+        tmp_path / "out" / "sample_00" / "trajectories.npz",
+    ):
         assert is_sequence(p)
         seq = read_motion(p)
         assert seq.num_frames == T and seq.shared_topology and len(seq.points) == T
-        assert seq.colors is not None and seq.colors.shape == (len(box.vertices), 3) and seq.colors.max() <= 1.0
+        assert (
+            seq.colors is not None and seq.colors.shape == (len(box.vertices), 3) and seq.colors.max() <= 1.0
+        )
         assert np.allclose(seq.vertices[2], verts[2], atol=1e-5)

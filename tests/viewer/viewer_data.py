@@ -64,8 +64,13 @@ def make_hair_model(folder: Path, latent: int = 16, style_dim: int = 16, grid: i
         bias = np.concatenate([-(basis / sigma[:, None]) @ mean, np.full(latent, -10.0)])
         sv.enc_skip.weight.copy_(torch.as_tensor(enc, dtype=torch.float32))
         sv.enc_skip.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-    vae = HairstyleVAE(latent_channels=latent, grid=grid, style_dim=style_dim, channels=(8, 16, 16, 16),
-                       scalp=scalp.to_dict())
+    vae = HairstyleVAE(
+        latent_channels=latent,
+        grid=grid,
+        style_dim=style_dim,
+        channels=(8, 16, 16, 16),
+        scalp=scalp.to_dict(),
+    )
     with torch.no_grad():
         # random weights barely react to z: scale the output layer so that style latents drawn from the
         # prior give strand latents with about unit spread (the strand-VAE's PCA units)
@@ -133,7 +138,11 @@ def make_rgbd(folder: Path, width: int = 160, height: int = 120) -> Path:
 def make_mesh(path: Path) -> Path:
     import trimesh
 
-    m = trimesh.creation.torus(0.3, 0.1) if hasattr(trimesh.creation, "torus") else trimesh.creation.icosphere()
+    m = (
+        trimesh.creation.torus(0.3, 0.1)
+        if hasattr(trimesh.creation, "torus")
+        else trimesh.creation.icosphere()
+    )
     m.visual.vertex_colors = np.tile([60, 180, 90, 255], (len(m.vertices), 1))
     m.export(path)
     return path
@@ -167,7 +176,9 @@ def make_objects_model(folder: Path, code: int = 4) -> Path:
     from latent4d.objects.sdf import ShapeDecoder
 
     torch.manual_seed(0)
-    dec = ShapeDecoder(latent_dim=code, hidden=17, num_layers=1, latent_in=(), weight_norm=False, activation="relu")
+    dec = ShapeDecoder(
+        latent_dim=code, hidden=17, num_layers=1, latent_in=(), weight_norm=False, activation="relu"
+    )
     dirs = torch.randn(16, 3)
     dirs = dirs / dirs.norm(dim=1, keepdim=True)
     with torch.no_grad():
@@ -183,8 +194,13 @@ def make_objects_model(folder: Path, code: int = 4) -> Path:
         dec.out.weight[0, 16] = 0.15
         dec.out.bias.fill_(-0.6 - 0.3)  # radius ~ 0.6 - 0.15 z0 (canonical units)
     app = AppearanceNet(shape_dim=code, appearance_dim=code, hidden=16, num_layers=2)
-    db = LatentDatabase(names=["small", "medium", "large"], categories=["ball"] * 3, shape_dim=code,
-                        appearance_dim=code, init_std=0.5)
+    db = LatentDatabase(
+        names=["small", "medium", "large"],
+        categories=["ball"] * 3,
+        shape_dim=code,
+        appearance_dim=code,
+        init_std=0.5,
+    )
     with torch.no_grad():
         for i, z0 in enumerate((1.5, 0.0, -1.5)):
             db.shape.weight[i, 0] = z0

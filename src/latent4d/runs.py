@@ -153,7 +153,14 @@ def run_family(path: str | Path) -> str | None:
         if not folder.is_dir():
             continue
         for sub in sorted(folder.iterdir()):
-            fam = NETWORK_FAMILY.get(_class_name(sub) or "") if sub.is_dir() else None
+            if not (sub.is_dir() and (sub / "config.json").is_file()):
+                continue
+            try:
+                json.loads((sub / "config.json").read_text())
+            except (UnicodeDecodeError, ValueError) as e:
+                raise ConfigError(f"network config '{sub / 'config.json'}' is not valid JSON ({e}); the folder is "
+                                  "damaged: re-export it with `latent4d export run=<run>`") from None
+            fam = NETWORK_FAMILY.get(_class_name(sub) or "")
             if fam:
                 return fam
     return None

@@ -44,6 +44,21 @@ def test_digits_datamodule_batches():
     assert dm.num_classes == 10
 
 
+def test_array_datamodules_use_the_split_loader_rule():
+    """One loader rule (latent4d.datamodule.SplitDataModule): shuffled training batches drop the last
+    incomplete one, validation / test keep every sample in order; the tensors are built once."""
+    from latent4d.datamodule import SplitDataModule
+
+    dm = ImageDataModule(source="digits", image_size=8, batch_size=100, seed=0)
+    assert isinstance(dm, SplitDataModule)
+    x_train, _ = dm.arrays("train")
+    assert len(dm.train_dataloader()) == len(x_train) // 100 and len(x_train) % 100
+    x_val, y_val = dm.arrays("val")
+    xs, ys = zip(*dm.val_dataloader(), strict=True)
+    assert torch.equal(torch.cat(xs), x_val) and torch.equal(torch.cat(ys), y_val)
+    assert dm.arrays("train")[0] is x_train
+
+
 def _write_images(root):
     from PIL import Image
 

@@ -25,8 +25,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
+from latent4d.datamodule import SPLITS, SplitDataModule
 from latent4d.errors import ConfigError, InputError
 
 log = logging.getLogger("latent4d.binary")
@@ -36,7 +37,6 @@ MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "colorwheel", "camera", "coins", "moon")
 """scikit-image's sample photographs used by ``source=photos`` (its texture samples are left out)."""
-SPLITS = ("train", "val", "test")
 
 
 # ----------------------------------------------------------------------------- splits
@@ -194,37 +194,32 @@ def load_image_folder(root: str | Path, image_size: int, channels: int = 3) -> t
     return np.stack(out).astype(np.float32), labels, names
 
 
-class _ArrayDataModule(pl.LightningDataModule):
-    """Shared plumbing: ``self._arrays[split] = (x, y)`` tensors -> DataLoaders."""
+class _ArrayDataModule(SplitDataModule):
+    """Shared plumbing: :meth:`load_arrays` builds every split's ``(x, labels)`` tensors once; the
+    datasets and loaders (one loader rule) come from :class:`latent4d.datamodule.SplitDataModule`."""
 
     def __init__(self, batch_size: int, num_workers: int):
-        super().__init__()
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
         self._arrays: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.num_classes = 0
         self.class_names: list[str] = []
 
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{split: (x, labels)}`` for train / val / test (sets ``num_classes`` / ``class_names``)."""
+        raise NotImplementedError
+
     def arrays(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, labels) tensors of ``split`` (train / val / test)."""
-        self.setup()
+        """(x, labels) tensors of ``split`` (train / val / test), built on first use."""
+        if not self._arrays:
+            self._arrays = self.load_arrays()
         return self._arrays[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        x, y = self._arrays[split]
-        if len(x) == 0:
-            raise InputError(f"the {split} split is empty: use more data or a larger {split}_fraction")
-        return DataLoader(TensorDataset(x, y), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, drop_last=shuffle and len(x) > self.batch_size)
+    def split_dataset(self, split: str) -> Dataset:
+        return TensorDataset(*self.arrays(split))
 
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
+    def setup(self, stage: str | None = None) -> None:
+        self.arrays("train")  # every split at once: they come from one seeded split of one source
+        super().setup(stage)
 
 
 class ImageDataModule(_ArrayDataModule):
@@ -250,17 +245,13 @@ class ImageDataModule(_ArrayDataModule):
         self.n_train, self.n_eval, self.photo_short_side = int(n_train), int(n_eval), int(photo_short_side)
         self.seed = int(seed)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._arrays:
-            return
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         if self.source == "photos":
-            self._arrays = {s: (torch.from_numpy(photo_crops(self.n_train if s == "train" else self.n_eval,
-                                                             self.image_size, s, self.seed,
-                                                             photo_short_side=self.photo_short_side,
-                                                             channels=self.channels)),
-                                torch.full((self.n_train if s == "train" else self.n_eval,), -1, dtype=torch.long))
-                            for s in SPLITS}
-            return
+            n = {s: self.n_train if s == "train" else self.n_eval for s in SPLITS}
+            return {s: (torch.from_numpy(photo_crops(n[s], self.image_size, s, self.seed,
+                                                     photo_short_side=self.photo_short_side,
+                                                     channels=self.channels)),
+                        torch.full((n[s],), -1, dtype=torch.long)) for s in SPLITS}
         if self.source == "digits":
             x, y = digits_arrays(self.image_size)
             if self.channels == 3:
@@ -270,7 +261,7 @@ class ImageDataModule(_ArrayDataModule):
             x, y, names = load_image_folder(self.root, self.image_size, self.channels)
             self.num_classes, self.class_names = len(names), names
         idx = split_indices(len(x), y, self.val_fraction, self.test_fraction, self.seed)
-        self._arrays = {s: (torch.from_numpy(x[i]), torch.from_numpy(y[i])) for s, i in idx.items()}
+        return {s: (torch.from_numpy(x[i]), torch.from_numpy(y[i])) for s, i in idx.items()}
 
 
 # ----------------------------------------------------------------------------- occupancy grids
@@ -356,9 +347,7 @@ class VoxelDataModule(_ArrayDataModule):
         self.seed, self.cache = int(seed), bool(cache)
         self.channels = 1
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._arrays:
-            return
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         from latent4d.binary.synthetic import SHAPE_CATEGORIES, shape_dataset
         from latent4d.cache import cached_npz
 
@@ -378,7 +367,7 @@ class VoxelDataModule(_ArrayDataModule):
         self.num_classes, self.class_names = len(names), names
         x = occ.astype(np.float32)[:, None]
         idx = split_indices(len(x), y, self.val_fraction, self.test_fraction, self.seed)
-        self._arrays = {s: (torch.from_numpy(x[i]), torch.from_numpy(y[i])) for s, i in idx.items()}
+        return {s: (torch.from_numpy(x[i]), torch.from_numpy(y[i])) for s, i in idx.items()}
 
 
 # ----------------------------------------------------------------------------- latents
@@ -402,9 +391,7 @@ class LatentDataModule(_ArrayDataModule):
         self.encode_batch_size = int(encode_batch_size)
         self.latent_shape: tuple[int, ...] = ()
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._arrays:
-            return
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         from latent4d.binary.autoencoder import load_autoencoder
 
         ae, run_cfg = load_autoencoder(self.autoencoder_path)
@@ -422,10 +409,11 @@ class LatentDataModule(_ArrayDataModule):
                                                f"autoencoder run '{self.autoencoder_path}' config.yaml: data")
         self.source.setup()
         self.num_classes, self.class_names = self.source.num_classes, self.source.class_names
+        out = {}
         for split in SPLITS:
             x, y = self.source.arrays(split)
-            z = ae.encode_latents_batched(x, self.encode_batch_size)
-            self._arrays[split] = (z, y)
-        self.latent_shape = tuple(self._arrays["train"][0].shape[1:])
-        log.info("encoded %s latents %s with %s", {s: len(v[0]) for s, v in self._arrays.items()},
+            out[split] = (ae.encode_latents_batched(x, self.encode_batch_size), y)
+        self.latent_shape = tuple(out["train"][0].shape[1:])
+        log.info("encoded %s latents %s with %s", {s: len(v[0]) for s, v in out.items()},
                  self.latent_shape, self.autoencoder_path)
+        return out

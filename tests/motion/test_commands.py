@@ -39,10 +39,9 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
     gt = tmp_path / "gt.npz"
     np.savez(gt, vertices=seq.vertices * 2.0 + 5.0, faces=seq.faces)
     out = tmp_path / "rec"
-    args = OmegaConf.create({"input": str(inp), "out": str(out), "shape_run": str(tiny_runs["shape_diffusion"]),
-                             "deform_run": str(tiny_runs["deform_diffusion"]), "num_samples": 2, "steps": 2,
-                             "n_obs": 40, "render": False, "template": str(tmpl), "gt": str(gt)})
-    summary = commands.reconstruct(args)
+    args = [f"input={inp}", f"shape_run={tiny_runs['shape_diffusion']}", f"deform_run={tiny_runs['deform_diffusion']}",
+            "steps=2", "n_obs=40", "render=false"]
+    summary = commands.reconstruct([*args, f"out={out}", "num_samples=2", f"template={tmpl}", f"gt={gt}"])
     assert len(summary["samples"]) == 2
     for s in range(2):
         z = np.load(out / f"sample_{s:02d}" / "trajectories.npz")
@@ -53,35 +52,53 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
     info = json.loads((out / "sample_00" / "reconstruction.json").read_text())
     assert info["metrics"]["corr_l2"][0] == pytest.approx(0.0, abs=1e-4)  # template = truth at frame 0
     assert set(json.loads((out / "summary.json").read_text())) >= {"samples", "seconds", "metrics"}
-    assert info["guidance"] == 1.0 and info["accumulate"] == 0  # guided by default
+    assert info["guidance"] == 1.0 and info["fuse"] is True  # guided and fused by default
+    assert info["settings"]["deform_guidance"]["final_iters"] == 150  # every setting is recorded
     assert info["frame0"] == "template"  # where the tracked frame-0 surface came from
-    # guidance=0: the models' plain samples (a different result); accumulation needs no template
-    plain = commands.reconstruct(OmegaConf.merge(args, {"out": str(tmp_path / "plain"), "guidance": 0,
-                                                        "num_samples": 1, "template": None}))
-    acc = commands.reconstruct(OmegaConf.merge(args, {"out": str(tmp_path / "acc"), "accumulate": 1,
-                                                      "num_samples": 1, "template": None}))
-    for summ in (plain, acc):
+    # guidance=0: the models' plain samples; nested settings of conf/reconstruct/motion.yaml are options too
+    plain = commands.reconstruct([*args, f"out={tmp_path / 'plain'}", "guidance=0"])
+    fused = commands.reconstruct([*args, f"out={tmp_path / 'fused'}", "deform_guidance.final_iters=10"])
+    assert fused["settings"]["deform_guidance"]["final_iters"] == 10
+    for summ in (plain, fused):
         z = np.load(Path(summ["samples"][0]) / "trajectories.npz")
         assert z["vertices"].shape[0] == 4 and np.isfinite(z["vertices"]).all()
 
 
 def test_reconstruct_bad_inputs(tiny_runs, blob_clip, tmp_path):
     _, surface = blob_clip
-    runs = {"shape_run": str(tiny_runs["shape_diffusion"]), "deform_run": str(tiny_runs["deform_diffusion"])}
+    runs = [f"shape_run={tiny_runs['shape_diffusion']}", f"deform_run={tiny_runs['deform_diffusion']}"]
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InputError, match="empty sequence"):
-        commands.reconstruct(OmegaConf.create({"input": str(empty), "out": str(tmp_path / "o1"), **runs}))
+        commands.reconstruct([f"input={empty}", f"out={tmp_path / 'o1'}", *runs])
     one = tmp_path / "one"
     one.mkdir()
     np.savetxt(one / "a.xyz", surface[0][:50])
     with pytest.raises(InputError, match="at least 2 frames"):
-        commands.reconstruct(OmegaConf.create({"input": str(one), "out": str(tmp_path / "o2"), **runs}))
+        commands.reconstruct([f"input={one}", f"out={tmp_path / 'o2'}", *runs])
     with pytest.raises(ConfigError, match="shape_run"):
-        commands.reconstruct(OmegaConf.create({"input": str(empty)}))
+        commands.reconstruct([f"input={empty}"])
     with pytest.raises(ConfigError, match="unknown option"):
-        commands.reconstruct(OmegaConf.create({"input": str(one), "colour": "red"}))
+        commands.reconstruct([f"input={one}", "colour=red"])
+    with pytest.raises(ConfigError, match="accumulate"):  # canonical accumulation is gone (it did not help)
+        commands.reconstruct([f"input={one}", "accumulate=1", *runs])
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_track_script_reads_the_same_defaults(tiny_runs, tmp_path):
+    """scripts/track_4d.py passes only what its command line gives; the rest is conf/reconstruct/motion.yaml."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("track_4d", Path(__file__).parents[2] / "scripts" / "track_4d.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = mod.parser().parse_args(["in", "out", "--steps", "3", "--no-fuse", "--set", "deform_guidance.lr=0.1"])
+    assert mod.overrides(a) == ["input=in", "out=out", "steps=3", "fuse=false", "deform_guidance.lr=0.1"]
+    cfg = commands.reconstruct_config(mod.overrides(a))
+    assert (cfg.steps, cfg.fuse, cfg.resolution, cfg.deform_guidance.lr) == (3, False, 128, 0.1)
+    assert mod.main(["in", str(tmp_path / "o"), "--shape-run", str(tiny_runs["shape_diffusion"]),
+                     "--deform-run", str(tiny_runs["deform_diffusion"]), "--steps", "0"]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_reconstruct_reports_nan_frames(cli, tiny_runs, tmp_path):

@@ -1,4 +1,4 @@
-"""Observation guidance of shape / deformation sampling and canonical accumulation."""
+"""Observation guidance of shape / deformation sampling, temporal occupancy fusion, frame-0 selection."""
 
 import numpy as np
 import pytest
@@ -7,13 +7,8 @@ import torch
 from latent4d.errors import ConfigError, InputError
 from latent4d.motion.deform import DeformVecSetAE
 from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
-from latent4d.motion.guidance import (
-    DeformObservationGuide,
-    GuidanceConfig,
-    ShapeObservationGuide,
-    default_guidance,
-)
-from latent4d.motion.pipeline import accumulate_observations
+from latent4d.motion.guidance import DeformObservationGuide, GuidanceConfig, ShapeObservationGuide
+from latent4d.motion.reconstruct import MotionSolver, consistency, reconstruct_config
 from latent4d.motion.vecset import ShapeVecSetAE
 
 
@@ -148,43 +143,32 @@ def test_guidance_config_checks_and_defaults():
     with pytest.raises(ConfigError, match="positive"):
         GuidanceConfig(weight=-1)
     assert not GuidanceConfig(weight=0).enabled and not GuidanceConfig(iters=0).enabled
-    assert default_guidance(0) == (None, None)
-    sg, dg = default_guidance(2.0)
+    assert reconstruct_config(["guidance=0"]).guides() == (None, None)
+    sg, dg = reconstruct_config(["guidance=2"]).guides()  # guidance= scales both weights
     assert sg.enabled and dg.enabled and sg.weight == dg.weight == 2.0
+    # the tuned recipe of conf/reconstruct/motion.yaml
+    assert (sg.lr, sg.final_iters, dg.lr, dg.final_iters, dg.final_iters_partial, dg.shape_weight) == (
+        0.02, 0, 0.05, 150, 150, 1.0)
+    with pytest.raises(ConfigError, match="positive"):
+        reconstruct_config(["deform_guidance.lr=0"])
 
 
-def test_accumulation_carries_points_back_to_frame_zero():
-    """Points observed on a translating mesh come back to where they were at frame 0."""
-    rng = np.random.default_rng(0)
-    v0 = rng.uniform(-0.4, 0.4, (500, 3)).astype(np.float32)
-    shift = np.array([0.03, -0.01, 0.02], np.float32)
-    verts = np.stack([v0 + t * shift for t in range(5)])
-    p0 = v0[:40] + 0.001
-    obs = np.stack([p0 + t * shift for t in range(5)])
-    out = accumulate_observations(verts, obs, 200, rng)
-    assert out.shape == (200, 3)
-    d = np.linalg.norm(out[:, None] - p0[None], axis=-1).min(1)
-    assert d.max() < 1e-5
+def test_reconstruct_with_guidance(tiny_runs, blob_clip):
+    """Deformation guidance changes the tracked template's motion (and keeps it finite)."""
+    import dataclasses
 
-
-def test_reconstruct_with_guidance_and_accumulation(tiny_runs, blob_clip):
     from latent4d.motion.pipeline import MotionPipeline
 
     seq, surface = blob_clip
     full = MotionPipeline.from_runs(shape_diffusion=tiny_runs["shape_diffusion"],
                                     deform_diffusion=tiny_runs["deform_diffusion"])
-    sg, dg = default_guidance(1.0)
+    cfg = reconstruct_config(["steps=3", "resolution=24", "n_obs=48", "fuse=false"])
     frames = surface[:, :96]
     for mode in ("sparse", "partial"):
-        plain = full.reconstruct(frames, mode, steps=3, resolution=24, n_obs=48, mesh0=seq.mesh(0))[0]
-        guided = full.reconstruct(frames, mode, steps=3, resolution=24, n_obs=48, mesh0=seq.mesh(0), guidance=dg)[0]
+        plain = MotionSolver(full, dataclasses.replace(cfg, mode=mode, guidance=0.0)).reconstruct(frames, mesh0=seq.mesh(0))[0]
+        guided = MotionSolver(full, dataclasses.replace(cfg, mode=mode)).reconstruct(frames, mesh0=seq.mesh(0))[0]
         assert guided.vertices.shape == plain.vertices.shape and np.isfinite(guided.vertices).all()
         assert np.abs(guided.vertices[1:] - plain.vertices[1:]).max() > 0
-    rec = full.reconstruct(frames, "sparse", steps=3, resolution=24, n_obs=48, guidance=dg, shape_guidance=sg,
-                           accumulate=1)[0]
-    assert rec.vertices.shape[0] == 4 and rec.timings["accumulate"] > 0
-    with pytest.raises(ConfigError, match="accumulate"):
-        full.reconstruct(frames, "sparse", accumulate=-1)
 
 
 def test_fused_occupancy_is_the_mean_of_pulled_back_logits(tiny_runs):
@@ -214,13 +198,12 @@ def test_reconstruct_with_fusion(tiny_runs, blob_clip):
     seq, surface = blob_clip
     full = MotionPipeline.from_runs(shape_diffusion=tiny_runs["shape_diffusion"],
                                     deform_diffusion=tiny_runs["deform_diffusion"])
-    sg, dg = default_guidance(1.0)
     # 7 frames, window 5: fusion over the first window, the second window chained on the fused mesh
     frames = np.concatenate([surface, surface[::-1][1:]])[:, :96]
     for mode in ("sparse", "partial"):
+        cfg = reconstruct_config(["steps=3", "resolution=32", "n_obs=48", "fuse=true", f"mode={mode}"])
         try:
-            rec = full.reconstruct(frames, mode, steps=3, resolution=32, n_obs=48, guidance=dg, shape_guidance=sg,
-                                   fuse=True)[0]
+            rec = MotionSolver(full, cfg).reconstruct(frames)[0]
         except InputError as e:  # a tiny model may find no surface: the error must say so
             assert "no surface" in str(e)
             continue
@@ -245,7 +228,7 @@ def test_consistency_prefers_the_surface_the_observations_lie_on(tiny_runs, blob
     obs = np.concatenate([pts[None], pipe.deform(zd, pts)])
     big = trimesh.Trimesh(mesh.vertices * 1.3, mesh.faces, process=False)
     # a huge slope switches the frame-shape term off: the observation term decides
-    good, bad = (pipe.consistency(m, zd, obs, frames, slope=1e9) for m in (mesh, big))
+    good, bad = (consistency(pipe, m, zd, obs, frames, slope=1e9) for m in (mesh, big))
     assert 0 <= good < bad
-    both = pipe.consistency(mesh, zd, obs, frames, slope=1.0)
+    both = consistency(pipe, mesh, zd, obs, frames, slope=1.0)
     assert np.isfinite(both) and both > good

@@ -3,7 +3,7 @@ import pytest
 import trimesh
 
 from latent4d.errors import InputError
-from latent4d.motion.io import load_reconstruction, normalization, read_sequence, write_reconstruction
+from latent4d.motion.io import load_tracked_sequence, normalization, read_sequence, write_tracked_sequence
 from latent4d.motion.metrics import chamfer_l1, correspondence_l2, iou, mesh_iou
 
 
@@ -62,20 +62,20 @@ def test_read_sequence_errors(tmp_path, case, message):
         read_sequence(d)
 
 
-def test_write_reconstruction_layout_and_atomicity(tmp_path, blob_clip, monkeypatch):
+def test_write_tracked_sequence_layout_and_atomicity(tmp_path, blob_clip, monkeypatch):
     seq, surface = blob_clip
-    out = write_reconstruction(tmp_path / "rec" / "sample_00", seq.vertices, seq.faces, surface[:, :50],
+    out = write_tracked_sequence(tmp_path / "rec" / "sample_00", seq.vertices, seq.faces, surface[:, :50],
                                loc=[1, 2, 3], scale=2.0, info={"mode": "sparse"})
     names = sorted(p.name for p in out.iterdir())
     assert names[:2] == ["input_0000.ply", "input_0001.ply"] and "mesh_0003.ply" in names
-    data = load_reconstruction(out)
+    data = load_tracked_sequence(out)
     np.testing.assert_allclose(data["vertices"], seq.vertices * 2 + [1, 2, 3], atol=1e-5)
     assert data["faces"].shape == seq.faces.shape and data["colors"].shape == (seq.vertices.shape[1], 3)
     m3 = trimesh.load(out / "mesh_0003.ply", process=False)
     np.testing.assert_allclose(m3.vertices, data["vertices"][3], atol=1e-4)
     assert data["info"]["mode"] == "sparse" and data["info"]["frames"] == 4
     with pytest.raises(InputError, match="observations"):
-        write_reconstruction(tmp_path / "rec" / "sample_01", seq.vertices, seq.faces, np.zeros((4, 5)))
+        write_tracked_sequence(tmp_path / "rec" / "sample_01", seq.vertices, seq.faces, np.zeros((4, 5)))
     # a failure half-way (after the meshes) leaves neither the folder nor temporary files
     import latent4d.motion.io as mio
 
@@ -84,5 +84,5 @@ def test_write_reconstruction_layout_and_atomicity(tmp_path, blob_clip, monkeypa
 
     monkeypatch.setattr(mio, "_write_ply_cloud", broken)
     with pytest.raises(OSError, match="disk full"):
-        write_reconstruction(tmp_path / "rec" / "sample_01", seq.vertices, seq.faces, surface[:, :50])
+        write_tracked_sequence(tmp_path / "rec" / "sample_01", seq.vertices, seq.faces, surface[:, :50])
     assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["sample_00"]

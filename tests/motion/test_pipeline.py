@@ -5,6 +5,7 @@ import torch
 from latent4d.errors import ConfigError, InputError
 from latent4d.motion.metrics import correspondence_l2, mesh_iou
 from latent4d.motion.pipeline import MotionPipeline, extract_mesh, occupancy_keep
+from latent4d.motion.reconstruct import MotionSolver, reconstruct_config
 
 
 def _ellipsoid_logits(xyz: torch.Tensor) -> torch.Tensor:
@@ -51,22 +52,66 @@ def test_autoencode_and_reconstruct_with_tiny_runs(tiny_runs, blob_clip):
     assert full.window == 5
     # 7 frames with a window of 5: two chained windows; different counts -> per-frame (partial) mode
     frames = [surface[t % 4][: 60 + t] for t in range(7)]
-    recs = full.reconstruct(frames, "sparse", num_samples=2, steps=2, resolution=24, n_obs=32, mesh0=seq.mesh(0))
+    solver = MotionSolver(full, reconstruct_config(["num_samples=2", "steps=2", "resolution=24", "n_obs=32",
+                                                    "guidance=0", "fuse=false"]))
+    recs = solver.reconstruct(frames, mesh0=seq.mesh(0))
     assert len(recs) == 2 and recs[0].vertices.shape == (7, seq.vertices.shape[1], 3)
     np.testing.assert_allclose(recs[0].vertices[0], seq.vertices[0], atol=1e-6)
     assert recs[0].observations.shape == (7, 32, 3)
     # samples differ (diffusion is stochastic) but are reproducible with the seed
-    again = full.reconstruct(frames, "sparse", num_samples=2, steps=2, resolution=24, n_obs=32, mesh0=seq.mesh(0))
+    again = solver.reconstruct(frames, mesh0=seq.mesh(0))
     np.testing.assert_allclose(again[1].vertices, recs[1].vertices, atol=1e-5)
     assert np.abs(recs[0].vertices[1:] - recs[1].vertices[1:]).max() > 0
     with pytest.raises(ConfigError, match="mode"):
-        full.reconstruct(frames, "dense")
+        reconstruct_config(["mode=dense"])
     with pytest.raises(InputError, match="at least 2 frames"):
-        full.reconstruct(frames[:1])
+        solver.reconstruct(frames[:1])
 
 
 def test_pipeline_without_networks_says_what_is_missing():
     with pytest.raises(ConfigError, match="no shape ae"):
         MotionPipeline().encode_shape(np.zeros((10, 3)))
-    with pytest.raises(ConfigError, match="no exported 'ae' network"):
+    with pytest.raises(ConfigError, match="does not exist"):
         MotionPipeline.from_runs(shape_ae="/nonexistent/run")
+
+
+def _tiny_networks():
+    from latent4d.motion.deform import DeformVecSetAE
+    from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
+    from latent4d.motion.vecset import ShapeVecSetAE
+
+    torch.manual_seed(0)
+    small = dict(width=16, heads=2, dim_head=8, depth=1, decoder_heads=2)
+    return {"shape_ae": ShapeVecSetAE(num_latents=8, latent_channels=4, **small),
+            "deform_ae": DeformVecSetAE(num_latents=8, latent_channels=4, **small),
+            "shape_denoiser": ShapeDenoiser(latent_channels=4, num_latents=8, width=16, depth=1, heads=2, dim_head=8,
+                                            obs_tokens=4),
+            "deform_denoiser": DeformDenoiser(latent_channels=4, num_latents=8, shape_channels=4, num_frames=3, width=16,
+                                              depth=1, heads=2, dim_head=8, obs_tokens=4)}
+
+
+def test_pipeline_folders_and_run_layouts(tmp_path):
+    """save_pretrained / from_pretrained (latent4d.pipeline.LatentPipeline) keep every component; a run
+    directory holds its networks under the names of the run that trained them (``ae``, ``denoiser``,
+    a diffusion run's ``shape_ae`` / ``deform_ae``); from_runs combines runs; a network of another
+    class is refused, naming it."""
+    nets = _tiny_networks()
+    pipe = MotionPipeline(**nets)
+    pipe.save_pretrained(tmp_path / "pipe")
+    again = MotionPipeline.from_pretrained(tmp_path / "pipe")
+    assert set(again.components) == set(nets) and again.window == 3
+    for name, net in nets.items():
+        for a, b in zip(net.state_dict().values(), again.components[name].state_dict().values()):
+            torch.testing.assert_close(a, b)
+    # run layouts: an autoencoder run (models/ae) and a deformation diffusion run
+    nets["shape_ae"].save_pretrained(tmp_path / "sae" / "models" / "ae")
+    for sub, net in (("denoiser", nets["deform_denoiser"]), ("shape_ae", nets["shape_ae"]),
+                     ("deform_ae", nets["deform_ae"])):
+        net.save_pretrained(tmp_path / "dd" / "models" / sub)
+    run = MotionPipeline.from_pretrained(tmp_path / "dd")
+    assert set(run.components) == {"shape_ae", "deform_ae", "deform_denoiser"}
+    assert set(MotionPipeline.from_pretrained(tmp_path / "sae").components) == {"shape_ae"}
+    both = MotionPipeline.from_runs(shape_ae=tmp_path / "sae", deform_diffusion=tmp_path / "dd")
+    assert set(both.components) == {"shape_ae", "deform_ae", "deform_denoiser"}
+    with pytest.raises(ConfigError, match="holds a ShapeVecSetAE"):
+        MotionPipeline.from_runs(deform_ae=tmp_path / "sae")

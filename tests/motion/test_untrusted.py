@@ -23,7 +23,6 @@ import trimesh
 from omegaconf import OmegaConf
 
 from latent4d.cli import main
-from latent4d.errors import ConfigError
 
 M_SHAPE = 16  # latent queries of the fabricated shape encoder
 
@@ -119,7 +118,7 @@ BAD_OPTIONS = [
     (["mesh=marching"], "mesh"),
     (["window=1"], "window"),
     (["seed=-1"], "seed"),
-    (["accumulate=-1"], "accumulate"),
+    (["accumulate=-1"], "accumulate"),  # an option that went (unknown keys are refused)
     (["guidance=nan"], "guidance"),
     (["method=bogus"], "method"),
     (["render_size=0"], "render_size"),
@@ -141,23 +140,29 @@ def test_reconstruct_missing_required_options(capsys, runs, clouds, tmp_path):
            "shape_run")
 
 
-def test_track_api_checks_its_arguments(runs, clouds, tmp_path):
-    """scripts/track_4d.py calls track(): the same checks apply."""
-    from latent4d.motion.commands import track
+def test_track_script_checks_its_arguments(capsys, runs, clouds, tmp_path):
+    """scripts/track_4d.py passes its options to the same checks (conf/reconstruct/motion.yaml's schema)."""
+    import importlib.util
 
-    with pytest.raises(ConfigError, match="steps"):
-        track(clouds, tmp_path / "o", runs["shape_diffusion"], runs["deform_diffusion"], steps=0)
-    with pytest.raises(ConfigError, match="sampler"):
-        track(clouds, tmp_path / "o", runs["shape_diffusion"], runs["deform_diffusion"], sampler="bogus")
+    spec = importlib.util.spec_from_file_location("track_4d", Path(__file__).parents[2] / "scripts" / "track_4d.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = [str(clouds), str(tmp_path / "o"), "--shape-run", str(runs["shape_diffusion"]), "--deform-run",
+            str(runs["deform_diffusion"])]
+    for extra, needle in ((["--steps", "0"], "steps"), (["--sampler", "bogus"], "sampler"),
+                          (["--set", "accumulate=1"], "accumulate")):
+        assert mod.main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "track_4d: error:" in err and needle in err, err
     assert not (tmp_path / "o").exists()
 
 
 def test_local_choice_tuples_match_their_sources():
     from latent4d.diffusion.edm import SAMPLERS
-    from latent4d.motion import commands
+    from latent4d.motion import commands, reconstruct
     from latent4d.motion.data import HELD_OUT
 
-    assert commands.SAMPLERS == SAMPLERS and commands.HELD_OUT == HELD_OUT
+    assert reconstruct.SAMPLERS == SAMPLERS and commands.HELD_OUT == HELD_OUT
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,25 +1,32 @@
-"""Benchmarks of the motion family.
+"""Benchmarks of the motion family, one function per benchmark (``BENCHMARKS``).
 
-``latent4d bench motion_ae`` - trains the CPU-default shape and deformation autoencoders (each capped
-at 20 minutes), then on held-out clips (unseen motion, unseen identity): shape-AE IoU on 100k
-uniform points and Chamfer-L1 of the extracted meshes, deformation-AE correspondence error relative
-to the bounding-box diagonal, autoencoder tracking of whole clips, training and encode / decode
-throughput, octree vs dense mesh extraction.
+``latent4d bench motion_ae`` (:func:`bench_motion_ae`) - trains the CPU-default shape and deformation
+autoencoders (each capped at 20 minutes), then on held-out clips (unseen motion, unseen identity):
+shape-AE IoU on 100k uniform points and Chamfer-L1 of the extracted meshes, deformation-AE
+correspondence error relative to the bounding-box diagonal, autoencoder tracking of whole clips,
+training and encode / decode throughput, octree vs dense mesh extraction.
 
-``latent4d bench motion`` - (1) attention: the interleaved pair (spatial + temporal self-attention)
-vs one joint self-attention over T x M tokens, and whole blocks of each type, forward + backward at
-T = 5, 9, 17, 33, M = 512, width 512, 8 heads, batch 1: time, peak memory, analytic FLOPs; plus the
-unfused reshape-based pair to show what fusing the layouts gains; (2) reconstruction and tracking of
-held-out clips from sparse and partial noisy observations with the full model and the ablations
-(a) per-frame shape reconstruction without a temporal model, (b) ``joint`` attention, (c) no
-temporal attention: IoU, Chamfer-L1, correspondence L2, seconds per clip.
+``latent4d bench motion`` (:func:`bench_motion`) - (1) attention: the interleaved pair (spatial +
+temporal self-attention) vs one joint self-attention over T x M tokens, and whole blocks of each
+type, forward + backward at T = 5, 9, 17, 33, M = 512, width 512, 8 heads, batch 1: time, peak
+memory, analytic FLOPs; plus the unfused reshape-based pair to show what fusing the layouts gains;
+(2) reconstruction and tracking of held-out clips from sparse and partial noisy observations with
+the full model and the ablations (a) per-frame shape reconstruction without a temporal model,
+(b) ``joint`` attention, (c) no temporal attention: IoU, Chamfer-L1, correspondence L2, seconds per clip.
 
-Runs land in ``outputs/bench/motion_runs/``; ``bench motion`` reuses the autoencoders of a
-previous ``bench motion_ae`` with the same settings.
+Training sizes are presets (``conf/preset/motion_<experiment>_quick.yaml`` for ``--quick``,
+``motion_<experiment>_bench.yaml`` for the time caps of the full runs); the reconstruction settings
+are ``conf/reconstruct/motion.yaml`` (``motion_quick.yaml`` for ``--quick``), the defaults of
+``latent4d reconstruct motion``. Runs land in ``outputs/bench/motion_runs/`` and are trained or
+reused by :func:`latent4d.bench.train_or_reuse` (a diffusion run's key holds the SHA-256 of the
+autoencoder weights it was trained on); ``bench motion`` reuses the autoencoders of a previous
+``bench motion_ae`` with the same settings. Each run's training statistics (seconds, steps, batch
+size) are kept in its ``bench_stats.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -33,58 +40,47 @@ from latent4d.bench import BenchReport
 
 RUNS = Path(os.environ.get("LATENT4D_BENCH_RUNS", "outputs/bench/motion_runs"))
 QUIET = ["callbacks=minimal", "logger=csv", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
-
-# quick mode: a few minutes in all (tiny models on short blob / tube clips)
-_Q_DATA = ["data.n_train=8", "data.n_val=2", "data.num_frames=9", "data.kinds=[blob,tube]", "data.n_points=512",
-           "data.n_surface=1024", "data.n_uniform_store=1024", "data.n_near_store=1024"]
-QUICK = {
-    "shape_ae": _Q_DATA + ["data.n_test=1", "model.ae.num_latents=64", "model.ae.width=64", "model.ae.depth=2",
-                           "trainer.max_epochs=12", "model.lr=1e-3", "model.warmup_steps=10"],
-    "deform_ae": _Q_DATA + ["data.n_test=1", "model.ae.num_latents=32", "model.ae.width=64", "model.ae.depth=2",
-                            "trainer.max_epochs=4", "model.lr=1e-3", "model.warmup_steps=10"],
-    "shape_diffusion": _Q_DATA + ["model.denoiser.num_latents=64", "model.denoiser.width=64", "model.denoiser.depth=2",
-                                  "trainer.max_epochs=4", "model.warmup_steps=10"],
-    "deform_diffusion": _Q_DATA + ["model.denoiser.num_latents=32", "model.denoiser.width=64", "model.denoiser.depth=2",
-                                   "model.denoiser.num_frames=9", "trainer.max_epochs=8", "model.warmup_steps=10"],
-}
-FULL = {
-    "shape_ae": ["trainer.max_time=00:00:19:45", "+trainer.max_steps=20000", "trainer.max_epochs=1000"],
-    "deform_ae": ["trainer.max_time=00:00:20:00", "+trainer.max_steps=4000", "trainer.max_epochs=100"],
-    "shape_diffusion": ["trainer.max_time=00:00:12:00", "+trainer.max_steps=3000", "trainer.max_epochs=1000"],
-    "deform_diffusion": ["trainer.max_time=00:00:15:00", "+trainer.max_steps=1200", "trainer.max_epochs=1000"],
-}
+STATS = "bench_stats.json"
 
 
-def _train(name: str, exp: str, overrides: list[str], reuse: bool) -> tuple[Path, dict]:
-    """Train (or reuse, with ``reuse``: same overrides and same resolved training settings,
-    :func:`latent4d.bench.finished_run_matches`) ``experiment=motion/<exp>`` into ``RUNS/<name>``;
-    returns (run dir, stats)."""
-    from latent4d.bench import finished_run_matches
-    from latent4d.train import compose_config, replace_run, run_training
-
-    run = RUNS / name
-    key = {"experiment": exp, "overrides": overrides}
-    linked = _linked_weights(overrides)
-    if linked:
-        key["inputs"] = linked
-    stamp = run / "bench_key.json"
-    cfg = compose_config([f"experiment=motion/{exp}", *QUIET, *overrides], run)
-    if reuse and stamp.is_file() and finished_run_matches(run, cfg):
-        saved = json.loads(stamp.read_text())
-        if saved.get("key") == key:
-            return run, saved["stats"]
-    t0 = time.perf_counter()
-    replace_run(run)
-    metrics = run_training(cfg)
-    seconds = time.perf_counter() - t0
-    steps = _trained_steps(run)
-    stats = {"seconds": seconds, "fit_seconds": float(metrics.get("fit_seconds", seconds)), "steps": steps,
-             "batch_size": int(cfg.data.batch_size),
-             "metrics": {k: float(v) for k, v in metrics.items()}}
+def _train(exp: str, quick: bool, links: tuple[str, ...] = (), extra: tuple[str, ...] = (), name: str | None = None,
+           reuse: bool = True) -> tuple[Path, dict]:
+    """Train ``experiment=motion/<exp>`` with its bench preset (``motion_<exp>_quick`` / ``_bench``) into
+    ``RUNS/[quick_]<name or exp>``, or reuse a finished run there (:func:`latent4d.bench.train_or_reuse`;
+    ``links``: ``*_run=<dir>`` of the autoencoders, whose weights' hashes are part of the reuse key);
+    returns (run dir, training statistics)."""
+    from latent4d.bench import train_or_reuse
     from latent4d.fileio import write_json_atomic
 
-    write_json_atomic(stamp, {"key": key, "stats": stats})
+    run = RUNS / f"{'quick_' if quick else ''}{name or exp}"
+    preset = f"preset=motion_{exp}_{'quick' if quick else 'bench'}"
+    linked = _linked_weights(list(links))
+    t0 = time.perf_counter()
+    metrics, reused = train_or_reuse([f"experiment=motion/{exp}", *QUIET, preset, *links, *extra], run,
+                                     key={"inputs": linked} if linked else None, reuse=reuse)
+    seconds = time.perf_counter() - t0
+    stats = _saved_stats(run) if reused else None
+    if stats is None:
+        from omegaconf import OmegaConf
+
+        stats = {"seconds": seconds, "fit_seconds": float(metrics.get("fit_seconds", seconds)),
+                 "steps": _trained_steps(run), "batch_size": int(OmegaConf.load(run / "config.yaml").data.batch_size),
+                 "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}}
+        write_json_atomic(run / STATS, stats)
     return run, stats
+
+
+def _saved_stats(run: Path) -> dict | None:
+    """Training statistics of a reused run (``bench_stats.json``; runs of earlier versions kept them in
+    ``bench_key.json``)."""
+    for name, key in ((STATS, None), ("bench_key.json", "stats")):
+        f = run / name
+        if f.is_file():
+            data = json.loads(f.read_text())
+            data = data.get(key) if key and isinstance(data, dict) else data
+            if isinstance(data, dict) and "seconds" in data:
+                return data
+    return None
 
 
 def _linked_weights(overrides: list[str]) -> dict[str, str]:
@@ -124,40 +120,70 @@ def _load_note(report: BenchReport) -> None:
         pass
 
 
+def _held_out(run: Path, n: int, splits=None) -> list:
+    """The first ``n`` held-out clips per split with the run's clip length and identity kinds."""
+    from latent4d.config import load_run_config
+    from latent4d.motion.commands import num_frames
+    from latent4d.motion.evaluate import held_out
+
+    cfg = load_run_config(run)
+    kw = {"splits": splits} if splits else {}
+    return held_out(n, num_frames(cfg, run), kinds=tuple(cfg.data.kinds), **kw)
+
+
 # ----------------------------------------------------------------------------------------------
 # motion_ae
 
 
 def bench_motion_ae(report: BenchReport, quick: bool) -> None:
-    from latent4d.motion.evaluate import autoencode_metrics, evaluate_deform_ae, evaluate_shape_ae, held_out
-    from latent4d.motion.pipeline import MotionPipeline, extract_mesh
+    """``latent4d bench motion_ae`` (module docstring)."""
+    from latent4d.motion.pipeline import MotionPipeline
 
     _load_note(report)
-    cfgs = QUICK if quick else FULL
     reuse = os.environ.get("LATENT4D_BENCH_REUSE", "0") == "1"
-    shape_run, s_stats = _train("quick_shape_ae" if quick else "shape_ae", "shape_ae", cfgs["shape_ae"], reuse)
-    deform_run, d_stats = _train("quick_deform_ae" if quick else "deform_ae", "deform_ae", cfgs["deform_ae"], reuse)
+    shape_run, s_stats = _train("shape_ae", quick, reuse=reuse)
+    deform_run, d_stats = _train("deform_ae", quick, reuse=reuse)
     for label, st in (("shape AE", s_stats), ("deformation AE", d_stats)):
-        fit = st.get("fit_seconds")  # trainer.fit alone; older runs only have the whole run_training time
-        report.add(f"{label}: training time" + ("" if fit else " (incl. data, test, export)"),
-                   (fit or st["seconds"]) / 60, "min", target="<= 20" if not quick else None)
-        if fit:
-            report.add(f"{label}: whole run incl. data, test, export", st["seconds"] / 60, "min")
-        data_s = st.get("metrics", {}).get("data_seconds")
-        if data_s is not None:
-            report.add(f"{label}: data building / loading (before training)", data_s / 60, "min")
-        report.add(f"{label}: training steps", st["steps"], "steps")
-        report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(fit or st["seconds"], 1e-9),
-                   "samples/s")
-    T = 9 if quick else 17
-    kinds = ("blob", "tube") if quick else None
-    clips = held_out(1 if quick else 4, T, kinds=kinds)
+        _report_training(report, label, st, quick)
+    clips = _held_out(shape_run, 1 if quick else 4)
     pipe = MotionPipeline.from_runs(shape_ae=shape_run, deform_ae=deform_run)
-    frames = (0, T // 2) if quick else (0, 8, 16)
+    n_points, res = (512, 64) if quick else (1024, 128)
+    _report_shape_ae(report, pipe, clips, quick, n_points, res)
+    _report_deform_ae(report, pipe, clips, n_points)
+    # autoencoder tracking of whole clips: shape-AE mesh of frame 0 carried by the deformation AE
+    from latent4d.motion.evaluate import autoencode_metrics
+
+    n_eval = 20_000 if quick else 50_000
+    tr = [autoencode_metrics(pipe, c, n_points, res, n_eval, n_eval) for c in clips[:: max(1, len(clips) // 2)]]
+    report.add("AE tracking: IoU over the clip", float(np.mean([m["iou_mean"] for m in tr])), "")
+    report.add("AE tracking: correspondence L2 / bbox diagonal", 100 * float(np.mean([m["corr_rel_mean"] for m in tr])), "%")
+    report.add("AE tracking: seconds per clip", float(np.mean([m["seconds"] for m in tr])), "s")
+    _report_mesh_extraction(report, pipe, clips[0].surface[0][:n_points], res)
+    report.artifact("shape_ae_run", shape_run)
+    report.artifact("deform_ae_run", deform_run)
+
+
+def _report_training(report: BenchReport, label: str, st: dict, quick: bool) -> None:
+    fit = st.get("fit_seconds")  # trainer.fit alone; older runs only have the whole run_training time
+    report.add(f"{label}: training time" + ("" if fit else " (incl. data, test, export)"),
+               (fit or st["seconds"]) / 60, "min", target="<= 20" if not quick else None)
+    if fit:
+        report.add(f"{label}: whole run incl. data, test, export", st["seconds"] / 60, "min")
+    data_s = st.get("metrics", {}).get("data_seconds")
+    if data_s is not None:
+        report.add(f"{label}: data building / loading (before training)", data_s / 60, "min")
+    report.add(f"{label}: training steps", st["steps"], "steps")
+    report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(fit or st["seconds"], 1e-9),
+               "samples/s")
+
+
+def _report_shape_ae(report: BenchReport, pipe, clips, quick: bool, n_points: int, res: int) -> None:
+    from latent4d.motion.evaluate import evaluate_shape_ae
+
+    T = clips[0].sequence.num_frames
+    frames = (0, T // 2) if quick else (0, T // 2, T - 1)
     n_iou = 20_000 if quick else 100_000
-    res = 64 if quick else 128
-    sh = evaluate_shape_ae(pipe, clips, frames, n_points=512 if quick else 1024, n_iou=n_iou,
-                           n_chamfer=n_iou, resolution=res)
+    sh = evaluate_shape_ae(pipe, clips, frames, n_points=n_points, n_iou=n_iou, n_chamfer=n_iou, resolution=res)
     report.add("shape AE IoU (held-out, 100k uniform points)" if not quick else "shape AE IoU (held-out)", sh["iou"], "",
                target=">= 0.85")
     for split, v in sh["per_split"].items():
@@ -166,7 +192,12 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
     report.add(f"shape AE Chamfer-L1 (ONet, mesh at {res}^3)", sh["chamfer_l1"], "norm. units")
     report.add("shape AE encode", 1.0 / max(sh["seconds"]["encode_per_shape"], 1e-9), "shapes/s")
     report.add("shape AE decode", n_iou / max(sh["seconds"]["decode_per_shape"], 1e-9), "points/s")
-    de = evaluate_deform_ae(pipe, clips, n_points=512 if quick else 1024)
+
+
+def _report_deform_ae(report: BenchReport, pipe, clips, n_points: int) -> None:
+    from latent4d.motion.evaluate import evaluate_deform_ae
+
+    de = evaluate_deform_ae(pipe, clips, n_points=n_points)
     report.add("deformation AE correspondence error / bbox diagonal", 100 * de["corr_rel"], "%", target="<= 1.5")
     for split, v in de["per_split"].items():
         report.add(f"deformation AE correspondence error, {split}", 100 * v["corr_rel"], "%")
@@ -174,22 +205,19 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
     report.add("deformation AE encode", 1.0 / max(de["seconds"]["encode_per_pair"], 1e-9), "pairs/s")
     report.add("deformation AE decode (mesh vertices of one target frame)", 1.0 / max(de["seconds"]["decode_per_pair"], 1e-9),
                "frames/s")
-    # autoencoder tracking of whole clips: shape-AE mesh of frame 0 carried by the deformation AE
-    tr = [autoencode_metrics(pipe, c, 512 if quick else 1024, res, 20_000 if quick else 50_000,
-                             20_000 if quick else 50_000) for c in clips[:: max(1, len(clips) // 2)]]
-    report.add("AE tracking: IoU over the clip", float(np.mean([m["iou_mean"] for m in tr])), "")
-    report.add("AE tracking: correspondence L2 / bbox diagonal", 100 * float(np.mean([m["corr_rel_mean"] for m in tr])), "%")
-    report.add("AE tracking: seconds per clip", float(np.mean([m["seconds"] for m in tr])), "s")
-    # mesh extraction: octree vs dense on one held-out shape
-    z = pipe.encode_shape(clips[0].surface[0][: (512 if quick else 1024)])[0]
-    fn = pipe.occupancy_fn(z)
+
+
+def _report_mesh_extraction(report: BenchReport, pipe, cloud: np.ndarray, res: int) -> None:
+    """Octree, MISE and dense mesh extraction of one held-out shape: time, decoder evaluations, agreement."""
+    from latent4d.motion.metrics import chamfer_points
+    from latent4d.motion.pipeline import extract_mesh
+
+    fn = pipe.occupancy_fn(pipe.encode_shape(cloud)[0])
     calls = {"n": 0}
 
     def counted(x):
         calls["n"] += len(x)
         return fn(x)
-
-    from latent4d.motion.metrics import chamfer_points
 
     out = {}
     for method in ("dense", "octree", "mise"):
@@ -212,8 +240,6 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
                        "voxels", target="<= 0.1" if method == "octree" else None)
         else:
             report.note(f"{method} mesh comparison skipped: the decoder found no surface")
-    report.artifact("shape_ae_run", shape_run)
-    report.artifact("deform_ae_run", deform_run)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,9 +340,10 @@ def bench_attention(report: BenchReport, quick: bool) -> None:
 # ----------------------------------------------------------------------------------------------
 # motion: reconstruction ablations
 
-
-ACCUMULATE = 0  # rounds of canonical accumulation in the reconstruction recipe (= the CLI default)
-FUSE = True  # temporal occupancy fusion in the reconstruction recipe (= the CLI default)
+#: deformation diffusion variants of the ablation: label -> model.denoiser.block_type
+VARIANTS = {"full (interleaved)": "interleaved", "(b) joint attention": "joint", "(c) no temporal attention": "spatial"}
+ORDER = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention",
+         "full, no guidance", "(a) per-frame shape, no guidance"]
 
 
 def _mean(xs):
@@ -324,53 +351,77 @@ def _mean(xs):
     return float(np.mean(xs)) if xs else float("nan")
 
 
+def _plain(cfg):
+    """The reconstruction recipe without guidance and fusion (the models' plain samples)."""
+    return dataclasses.replace(cfg, guidance=0.0, fuse=False)
+
+
 def bench_reconstruction(report: BenchReport, quick: bool) -> None:
-    from latent4d.errors import InputError
-    from latent4d.motion.evaluate import held_out, observe, sequence_metrics
-    from latent4d.motion.guidance import default_guidance
+    """Part (2) of ``bench motion``: the full model and the ablations on held-out clips (module docstring)."""
+    from latent4d.motion.reconstruct import reconstruct_config
+
+    pipes, train_stats, ae_run = _train_reconstruction_runs(report, quick)
+    cfg = reconstruct_config(name="motion_quick" if quick else "motion")
+    clips = _held_out(ae_run, 1 if quick else 3)
+    n_pts = 10_000 if quick else 50_000
+    sg, dg = cfg.guides()
+    report.note(f"reconstruction recipe (latent4d reconstruct motion defaults): observation guidance of shape and "
+                f"deformation sampling (shape {sg}, deformation {dg}), temporal occupancy fusion over the window "
+                f"(fuse={cfg.fuse}; each clip keeps the fused or the sampled frame-0 surface, whichever agrees better "
+                "with the observations and per-frame shapes); (a) samples every frame with the "
+                "same guided shape sampler; the 'no guidance' rows are the models' plain samples (no guidance, "
+                "no fusion)")
+    table, seconds = _ablation_rows(report, pipes, clips, cfg, n_pts)
+    summary = _report_ablations(report, table, cfg.fuse)
+    _report_differences(report, summary)
+    T = clips[0].sequence.num_frames
+    if not quick:
+        _validation(report, pipes["full (interleaved)"], ae_run, cfg, n_pts)
+    for label in ORDER:
+        if seconds.get(label):
+            report.add(f"{label}: seconds per {T}-frame clip", _mean(seconds[label]), "s")
+    ts = {k: v["seconds"] / max(v["steps"], 1) for k, v in train_stats.items()}
+    report.add("(b) joint / full: training seconds per step", ts["(b) joint attention"] / ts["full (interleaved)"], "x")
+
+
+def _train_reconstruction_runs(report: BenchReport, quick: bool):
+    """The autoencoders, the shape diffusion and the three deformation diffusion variants (trained or
+    reused) -> ({variant label: pipeline}, {variant label: training stats}, the shape AE run)."""
     from latent4d.motion.pipeline import MotionPipeline
 
-    cfgs = QUICK if quick else FULL
-    pre = "quick_" if quick else ""
-    shape_run, _ = _train(f"{pre}shape_ae", "shape_ae", cfgs["shape_ae"], reuse=True)
-    deform_run, _ = _train(f"{pre}deform_ae", "deform_ae", cfgs["deform_ae"], reuse=True)
-    links = [f"shape_ae_run={shape_run.resolve()}", f"deform_ae_run={deform_run.resolve()}"]
-    sd_run, sd_stats = _train(f"{pre}shape_diffusion", "shape_diffusion", cfgs["shape_diffusion"] + links, reuse=True)
+    shape_run, _ = _train("shape_ae", quick)
+    deform_run, _ = _train("deform_ae", quick)
+    links = (f"shape_ae_run={shape_run.resolve()}", f"deform_ae_run={deform_run.resolve()}")
+    sd_run, sd_stats = _train("shape_diffusion", quick, links)
     report.add("shape diffusion: training time", sd_stats["seconds"] / 60, "min", steps=sd_stats["steps"])
-    variants = {"full (interleaved)": "interleaved", "(b) joint attention": "joint", "(c) no temporal attention": "spatial"}
     pipes, train_stats = {}, {}
-    for label, bt in variants.items():
-        run, st = _train(f"{pre}deform_diffusion_{bt}", "deform_diffusion",
-                         cfgs["deform_diffusion"] + links + [f"model.denoiser.block_type={bt}"], reuse=True)
+    for label, bt in VARIANTS.items():
+        run, st = _train("deform_diffusion", quick, links, (f"model.denoiser.block_type={bt}",),
+                         name=f"deform_diffusion_{bt}")
         pipes[label] = MotionPipeline.from_runs(shape_diffusion=sd_run, deform_diffusion=run)
         train_stats[label] = st
         report.add(f"deformation diffusion {label}: training", st["seconds"] / 60, "min", steps=st["steps"],
                    seconds_per_step=st["seconds"] / max(st["steps"], 1))
-    T = 9 if quick else 17
-    clips = held_out(1 if quick else 3, T, kinds=("blob", "tube") if quick else None)
-    n_pts = 10_000 if quick else 50_000
-    steps = 6 if quick else 18
-    res = 64 if quick else 128
+    return pipes, train_stats, shape_run
+
+
+def _ablation_rows(report: BenchReport, pipes: dict, clips, cfg, n_pts: int):
+    """Metrics of every variant on every clip and mode -> ({(label, mode): [metrics]}, {label: [seconds]})."""
+    from latent4d.errors import InputError
+    from latent4d.motion.evaluate import observe_clip, sequence_metrics
+    from latent4d.motion.reconstruct import MotionSolver
+
     full = pipes["full (interleaved)"]
-    sg, dg = default_guidance(1.0)
-    report.note(f"reconstruction recipe (latent4d reconstruct motion defaults): observation guidance of shape and "
-                f"deformation sampling (shape {sg}, deformation {dg}), temporal occupancy fusion over the window "
-                f"(fuse={FUSE}; each clip keeps the fused or the sampled frame-0 surface, whichever agrees better "
-                f"with the observations and per-frame shapes), {ACCUMULATE} round(s) of canonical accumulation; "
-                "(a) samples every frame with the "
-                "same guided shape sampler; the 'no guidance' rows are the models' plain samples (no guidance, "
-                "no fusion)")
     table: dict[tuple[str, str], list[dict]] = {}
     seconds: dict[str, list[float]] = {}
     for mode in ("sparse", "partial"):
         for c in clips:
-            obs = observe(c, mode, n_obs=300, noise=0.002)
-            corresponding = mode == "sparse"
+            obs = observe_clip(c, mode, n_obs=300, noise=0.002)
             for guided in (True, False):
-                g = torch.Generator().manual_seed(c.index)
+                run_cfg = dataclasses.replace(cfg if guided else _plain(cfg), mode=mode, seed=c.index)
                 t0 = time.perf_counter()
-                z0 = full.sample_shape(obs[0], 1, steps, corresponding=corresponding, generator=g,
-                                       guidance=sg if guided else None)
+                z0 = full.sample_shape(obs[0], 1, run_cfg.steps, run_cfg.sampler, mode == "sparse",
+                                       torch.Generator().manual_seed(c.index), guidance=run_cfg.guides()[0])
                 t_shape = time.perf_counter() - t0
                 for label, pipe in pipes.items():
                     if not guided and label != "full (interleaved)":
@@ -378,9 +429,7 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
                     name = label if guided else "full, no guidance"
                     t0 = time.perf_counter()
                     try:
-                        rec = pipe.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0,
-                                               guidance=dg if guided else None, shape_guidance=sg if guided else None,
-                                               fuse=FUSE and guided, accumulate=ACCUMULATE if guided else 0)[0]
+                        rec = MotionSolver(pipe, run_cfg).reconstruct(obs, shape_latents=z0)[0]
                     except InputError as e:  # no surface in frame 0: count as failure
                         report.note(f"{name} on {c.split}/{c.index} {mode}: {e}")
                         continue
@@ -390,17 +439,20 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
                 name = "(a) per-frame shape" + ("" if guided else ", no guidance")
                 t0 = time.perf_counter()
                 try:
-                    metrics = _per_frame_metrics(full, obs, mode, c, steps, res, n_pts, sg if guided else None)
+                    metrics = _per_frame_metrics(full, obs, c, run_cfg, n_pts)
                 except InputError as e:  # a frame without surface: count as failure
                     report.note(f"{name} on {c.split}/{c.index} {mode}: {e}")
                     continue
                 seconds.setdefault(name, []).append(time.perf_counter() - t0)
                 table.setdefault((name, mode), []).append(metrics)
-    order = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention",
-             "full, no guidance", "(a) per-frame shape, no guidance"]
+    return table, seconds
+
+
+def _report_ablations(report: BenchReport, table: dict, fuse: bool) -> dict:
+    """One row per variant and mode (IoU, Chamfer-L1, correspondence); returns their means."""
     summary = {}
     for mode in ("sparse", "partial"):
-        for label in order:
+        for label in ORDER:
             rows = table.get((label, mode), [])
             if not rows:
                 continue
@@ -413,9 +465,14 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
             report.add(f"{mode}, {label}: Chamfer-L1", s["chamfer_l1_mean"], "norm. units")
             report.add(f"{mode}, {label}: correspondence L2 / bbox diagonal", 100 * s["corr_rel_mean"], "%",
                        per_frame=per_frame_corr)
-            if FUSE and label in variants:  # the guided, fused recipe
+            if fuse and label in VARIANTS:  # the guided, fused recipe
                 report.add(f"{mode}, {label}: clips keeping the fused frame-0 surface",
                            sum(r.get("frame0") == "fused" for r in rows), f"of {len(rows)}")
+    return summary
+
+
+def _report_differences(report: BenchReport, summary: dict) -> None:
+    """The targets: the full model beats (a) and (c); (b) joint attention matches it within noise."""
     for mode in ("sparse", "partial"):
         f = summary.get(("full (interleaved)", mode))
         if not f:
@@ -431,48 +488,43 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
             noise = 2 * np.hypot(f["iou_sem"], b["iou_sem"])
             report.add(f"{mode}: |full - (b) joint| IoU (2 x s.e.m. = {noise:.3f})", abs(f["iou_mean"] - b["iou_mean"]), "",
                        met=bool(abs(f["iou_mean"] - b["iou_mean"]) <= max(noise, 0.01)), target=f"<= {max(noise, 0.01):.3f}")
-    if not quick:
-        _validation(report, full, sg, dg, T, steps, res, n_pts)
-    for label in order:
-        if seconds.get(label):
-            report.add(f"{label}: seconds per {T}-frame clip", _mean(seconds[label]), "s")
-    ts = {k: v["seconds"] / max(v["steps"], 1) for k, v in train_stats.items()}
-    report.add("(b) joint / full: training seconds per step", ts["(b) joint attention"] / ts["full (interleaved)"], "x")
 
 
-def _per_frame_metrics(full, obs, mode: str, clip, steps: int, res: int, n_pts: int, shape_guidance) -> dict:
+def _per_frame_metrics(full, obs, clip, cfg, n_pts: int) -> dict:
     """Ablation (a) on one clip: the shape diffusion on every frame, chained by nearest surface points."""
     from latent4d.motion.evaluate import sequence_metrics
+    from latent4d.motion.reconstruct import MotionSolver
 
-    rec, meshes = full.reconstruct_per_frame(obs, mode, steps, resolution=res, seed=clip.index,
-                                             shape_guidance=shape_guidance)
+    rec, meshes = MotionSolver(full, cfg).reconstruct_per_frame(obs)
     return sequence_metrics(rec.vertices, rec.faces, clip, n_pts, n_pts, frame_meshes=meshes)
 
 
-def _validation(report: BenchReport, full, sg, dg, T: int, steps: int, res: int, n_pts: int) -> None:
+def _validation(report: BenchReport, full, ae_run: Path, cfg, n_pts: int) -> None:
     """The full recipe and (a) on 6 validation clips per mode (training identities and motions in
     unseen pairs): clips 0-2, where the deformation's final fits, the frame-shape term and the frame-0
     selection were chosen, and clips 3-5, which no setting was chosen on. Reported, no targets."""
     from latent4d.errors import InputError
-    from latent4d.motion.evaluate import held_out, observe, sequence_metrics
+    from latent4d.motion.evaluate import observe_clip, sequence_metrics
+    from latent4d.motion.reconstruct import MotionSolver
 
     report.note("validation rows: the 'val' split; clips 0-2 ('tuning'): the final fits of the deformations, the "
                 "frame-shape guidance term and the frame-0 selection were chosen on them (the other settings on the "
                 "first test clips); clips 3-5 ('unseen'): no setting was chosen on them")
-    clips = held_out(6, T, splits=("val",))
+    clips = _held_out(ae_run, 6, splits=("val",))
     for mode in ("sparse", "partial"):
         rows: dict[tuple[str, str], list[dict]] = {}
         for c in clips:
             group = "tuning" if c.index < 3 else "unseen"
-            obs = observe(c, mode, n_obs=300, noise=0.002)
+            obs = observe_clip(c, mode, n_obs=300, noise=0.002)
+            run_cfg = dataclasses.replace(cfg, mode=mode, seed=c.index)
             g = torch.Generator().manual_seed(c.index)
             try:
-                z0 = full.sample_shape(obs[0], 1, steps, corresponding=mode == "sparse", generator=g, guidance=sg)
-                rec = full.reconstruct(obs, mode, 1, steps, resolution=res, seed=c.index, shape_latents=z0,
-                                       guidance=dg, shape_guidance=sg, fuse=FUSE, accumulate=ACCUMULATE)[0]
+                z0 = full.sample_shape(obs[0], 1, run_cfg.steps, run_cfg.sampler, mode == "sparse", g,
+                                       guidance=run_cfg.guides()[0])
+                rec = MotionSolver(full, run_cfg).reconstruct(obs, shape_latents=z0)[0]
                 rows.setdefault((group, "full"), []).append(
                     {**sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts), "frame0": rec.frame0})
-                rows.setdefault((group, "(a)"), []).append(_per_frame_metrics(full, obs, mode, c, steps, res, n_pts, sg))
+                rows.setdefault((group, "(a)"), []).append(_per_frame_metrics(full, obs, c, run_cfg, n_pts))
             except InputError as e:
                 report.note(f"validation {c.split}/{c.index} {mode}: {e}")
         for (group, name), rs in rows.items():
@@ -485,6 +537,7 @@ def _validation(report: BenchReport, full, sg, dg, T: int, steps: int, res: int,
 
 
 def bench_motion(report: BenchReport, quick: bool) -> None:
+    """``latent4d bench motion``: the attention benchmark, then the reconstruction ablations."""
     _load_note(report)
     bench_attention(report, quick)
     bench_reconstruction(report, quick)

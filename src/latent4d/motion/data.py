@@ -26,10 +26,10 @@ training motions). The test split of the data modules concatenates the two held-
 from __future__ import annotations
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
+from latent4d.datamodule import SplitDataModule
 from latent4d.errors import ConfigError, InputError
 from latent4d.geometry.sampling import interpolate_barycentric, sample_surface
 from latent4d.geometry.sdf import MeshSDF
@@ -266,7 +266,7 @@ class DeformPairDataset(Dataset):
 # data modules
 
 
-class MotionDataModule(pl.LightningDataModule):
+class MotionDataModule(SplitDataModule):
     """Shape-AE (``mode="shape"``) or deformation-AE (``mode="deform"``) data.
 
     ``source="procedural"`` builds the splits from the generator (cached); ``source="oflow"`` reads
@@ -282,7 +282,7 @@ class MotionDataModule(pl.LightningDataModule):
                  num_workers: int = 0, bounds: float = 0.55, seed: int = 0, data_seed: int = 0,
                  kinds=KINDS, motions=MOTIONS, oflow_categories=None, oflow_max_sequences=None,
                  augment_aspect: float = 0.0):
-        super().__init__()
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionDataModule: mode must be 'shape' or 'deform', got {mode!r}")
         if source not in ("procedural", "oflow"):
@@ -294,7 +294,6 @@ class MotionDataModule(pl.LightningDataModule):
         oflow_categories = None if oflow_categories is None else [str(c) for c in oflow_categories]
         self.save_hyperparameters()
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
-        self._sets: dict[str, Dataset] = {}
 
     def load_split(self, split: str) -> dict[str, np.ndarray]:
         hp = self.hparams
@@ -323,29 +322,13 @@ class MotionDataModule(pl.LightningDataModule):
         return DeformPairDataset(a, hp.n_points, hp.n_queries, deterministic=not train,
                                  seed=hp.seed + SPLITS.index(split), pairs_per_sequence=hp.pairs_per_sequence)
 
-    def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit", "validate") and "train" not in self._sets:
-            self._sets["train"] = self._dataset("train", True)
-            self._sets["val"] = self._dataset("val", False)
-        if stage in (None, "test") and "test" not in self._sets:
-            if self.hparams.source == "oflow":
-                self._sets["test"] = self._dataset("test_motion", False)
-            else:
-                self._sets["test"] = ConcatDataset([self._dataset(s, False) for s in HELD_OUT])
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self._sets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, drop_last=shuffle,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
+    def split_dataset(self, split: str) -> Dataset:
+        """``train`` / ``val``; ``test``: both held-out splits (O-Flow data: its ``test.lst``)."""
+        if split != "test":
+            return self._dataset(split, split == "train")
+        if self.hparams.source == "oflow":
+            return self._dataset("test_motion", False)
+        return ConcatDataset([self._dataset(s, False) for s in HELD_OUT])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -472,7 +455,7 @@ class LatentDiffusionDataset(Dataset):
                 "obs": torch.from_numpy(obs), "corresponding": torch.tensor(sparse)}
 
 
-class MotionLatentDataModule(pl.LightningDataModule):
+class MotionLatentDataModule(SplitDataModule):
     """Latents of the procedural splits under trained autoencoders, for the diffusion experiments.
 
     ``shape_ae_run`` / ``deform_ae_run``: run directories (or exported folders) of
@@ -486,7 +469,7 @@ class MotionLatentDataModule(pl.LightningDataModule):
                  partial_points: int = 512, partial_views_per_sequence: int = 2, partial_resolution: int = 64,
                  reverse: bool = True, batch_size: int = 16, num_workers: int = 0, bounds: float = 0.55,
                  seed: int = 0, data_seed: int = 0, kinds=KINDS, motions=MOTIONS):
-        super().__init__()
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionLatentDataModule: mode must be 'shape' or 'deform', got {mode!r}")
         if not shape_ae_run:
@@ -500,7 +483,6 @@ class MotionLatentDataModule(pl.LightningDataModule):
         deform_ae_run = None if deform_ae_run is None else str(deform_ae_run)
         self.save_hyperparameters()
         self.latents: dict[str, dict[str, np.ndarray]] = {}
-        self._sets: dict[str, Dataset] = {}
 
     def _split(self, split: str) -> dict[str, np.ndarray]:
         hp = self.hparams
@@ -509,16 +491,20 @@ class MotionLatentDataModule(pl.LightningDataModule):
                                       hp.n_identities, hp.n_motions, tuple(hp.kinds), tuple(hp.motions), hp.bounds,
                                       hp.data_seed)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self._sets:
-            return
+    def split_dataset(self, split: str) -> Dataset:
+        """The latents are encoded once for ``train`` and ``val``; ``test`` is the validation set."""
+        if "val" not in self.sets:
+            self._encode_splits()
+        return self.sets["val" if split == "test" else split]
+
+    def _encode_splits(self) -> None:
         from latent4d.motion.deform import DeformVecSetAE
-        from latent4d.motion.pipeline import load_network
+        from latent4d.motion.module import load_autoencoder
         from latent4d.motion.vecset import ShapeVecSetAE
 
         hp = self.hparams
-        sae = load_network(ShapeVecSetAE, hp.shape_ae_run, "ae")
-        dae = load_network(DeformVecSetAE, hp.deform_ae_run, "ae") if hp.mode == "deform" else None
+        sae = load_autoencoder(ShapeVecSetAE, hp.shape_ae_run)
+        dae = load_autoencoder(DeformVecSetAE, hp.deform_ae_run) if hp.mode == "deform" else None
         for split in ("train", "val"):
             a = self._split(split)
             lat = encode_latents(a, sae, dae, hp.n_points, seed=hp.data_seed + SPLITS.index(split), reverse=hp.reverse)
@@ -529,7 +515,7 @@ class MotionLatentDataModule(pl.LightningDataModule):
                                      seed=hp.data_seed, params=dict(split=split, data=dict(
                                          n=len(a["surface"]), T=hp.num_frames, ni=hp.n_identities, nm=hp.n_motions,
                                          seed=hp.data_seed)), kinds=tuple(hp.kinds), motions=tuple(hp.motions))
-            self._sets[split] = LatentDiffusionDataset(a, lat, part, hp.mode, hp.n_obs, hp.noise, hp.p_sparse,
+            self.sets[split] = LatentDiffusionDataset(a, lat, part, hp.mode, hp.n_obs, hp.noise, hp.p_sparse,
                                                        deterministic=split != "train",
                                                        seed=hp.seed + SPLITS.index(split))
 
@@ -537,17 +523,3 @@ class MotionLatentDataModule(pl.LightningDataModule):
         """Training latents (for the denoiser's normalisation statistics)."""
         self.setup("fit")
         return self.latents["train"]
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self._sets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, drop_last=shuffle,
-                          persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("val", False)

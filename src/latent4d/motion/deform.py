@@ -22,17 +22,11 @@ from torch import nn
 
 from latent4d.errors import InputError
 from latent4d.geometry.sampling import farthest_point_sampling
-from latent4d.motion.vecset import (
-    CrossAttentionBlock,
-    Posterior,
-    SelfAttentionBlock,
-    check_cloud,
-    init_logvar,
-)
+from latent4d.motion.vecset import CrossAttentionBlock, Posterior, VecSetCodec, check_cloud
 from latent4d.nn import FourierPointEmbed
 
 
-class DeformVecSetAE(ModelMixin, ConfigMixin):
+class DeformVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
     """Deformation autoencoder (see module docstring). Shapes: source / target (B, N, 3),
     latents (B, M, C), queries (B, Q, 3) -> positions (B, Q, 3), normalised units."""
 
@@ -46,13 +40,7 @@ class DeformVecSetAE(ModelMixin, ConfigMixin):
         self.disp_embed = FourierPointEmbed(width, num_freqs=4) if displacement_features else None
         self.pair_proj = nn.Linear((3 if displacement_features else 2) * width, width)
         self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
-        self.to_mean = nn.Linear(width, latent_channels)
-        self.to_logvar = nn.Linear(width, latent_channels)
-        init_logvar(self.to_logvar)
-        self.from_latent = nn.Linear(latent_channels, width)
-        self.layers = nn.ModuleList([SelfAttentionBlock(width, heads, dim_head) for _ in range(depth)])
-        self.decoder = CrossAttentionBlock(width, width, decoder_heads, width // decoder_heads, ff=False)
-        self.norm_out = nn.LayerNorm(width)
+        self._build_latents(width, latent_channels, heads, dim_head, depth, decoder_heads)
         self.to_disp = nn.Linear(width, 3)
         nn.init.zeros_(self.to_disp.weight)
         nn.init.zeros_(self.to_disp.bias)
@@ -74,32 +62,11 @@ class DeformVecSetAE(ModelMixin, ConfigMixin):
                              f"{tuple(target.shape)} must have the same shape (corresponding points)")
         idx = farthest_point_sampling(source, M)[..., None].expand(-1, -1, 3)
         q = self._pair(torch.gather(source, 1, idx), torch.gather(target, 1, idx))
-        x = self.encoder(q, self._pair(source, target))
-        mean = self.to_mean(x)
-        lo, hi = self.config.logvar_clamp
-        logvar = self.to_logvar(x).clamp(lo, hi)
-        if sample:
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + (0.5 * logvar).exp() * eps
-        else:
-            z = mean
-        return Posterior(z, mean, logvar)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, M, C) -> decoded tokens (B, M, width)."""
-        x = self.from_latent(z)
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return self.posterior(self.encoder(q, self._pair(source, target)), sample, generator)
 
     def query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-        """Target positions (B, Q, 3) of source points xyz (B, Q, 3)."""
-        outs = []
-        for s in range(0, xyz.shape[1], chunk):
-            p = xyz[:, s:s + chunk]
-            h = self.decoder(self.point_embed(p), tokens)
-            outs.append(p + self.to_disp(self.norm_out(h)))
-        return torch.cat(outs, dim=1)
+        """Target positions (B, Q, 3) of source points xyz (B, Q, 3) given decoded tokens (B, M, width)."""
+        return self._query(tokens, xyz, chunk, lambda p, h: p + self.to_disp(h))
 
     def forward(self, source: torch.Tensor, target: torch.Tensor, query: torch.Tensor,
                 sample: bool = True) -> dict[str, torch.Tensor]:

@@ -77,6 +77,8 @@ class ObservationEncoder(nn.Module):
 
 
 class _LatentNorm(nn.Module):
+    """Per-channel latent statistics (buffers saved with the weights): ``normalize`` / ``denormalize``."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.register_buffer("latent_mean", torch.zeros(channels))
@@ -88,6 +90,32 @@ class _LatentNorm(nn.Module):
         self.latent_mean.copy_(flat.mean(0))
         self.latent_std.copy_(flat.std(0).clamp_min(1e-4))
 
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (..., C) -> zero mean, unit standard deviation per channel."""
+        return (z - self.latent_mean) / self.latent_std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.latent_std + self.latent_mean
+
+
+class _LatentDenoiser:
+    """What both denoisers share (mixed into their ``ModelMixin`` classes): the normalisation of the
+    denoised latents (``self.stats``) and the zero-initialised output head (``norm_out``, ``proj_out``)."""
+
+    def _build_output(self, width: int, latent_channels: int) -> None:
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False)
+        self.proj_out = nn.Linear(width, latent_channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents as the autoencoder gives them -> the denoiser's normalised units."""
+        return self.stats.normalize(z)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The denoiser's normalised units -> latents as the autoencoder decodes them."""
+        return self.stats.denormalize(x)
+
 
 def _check_obs(obs: torch.Tensor, what: str, frames: int | None = None) -> None:
     check_points(obs, what)
@@ -95,7 +123,7 @@ def _check_obs(obs: torch.Tensor, what: str, frames: int | None = None) -> None:
         raise InputError(f"{what}: expected {frames} frames, got {obs.shape[1]} (mismatched frame counts)")
 
 
-class ShapeDenoiser(ModelMixin, ConfigMixin):
+class ShapeDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
     """Conditional denoiser of shape latent sets.
 
     forward(x_in (B, M, C), c_noise (B,), obs (B, N, 3), corresponding (B,) bool = True: sparse points
@@ -113,16 +141,7 @@ class ShapeDenoiser(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList([SpaceTimeBlock(width, heads, dim_head, width, context_dim=None,
                                                     frame_context_dim=width, block_type="spatial")
                                      for _ in range(depth)])
-        self.norm_out = nn.LayerNorm(width, elementwise_affine=False)
-        self.proj_out = nn.Linear(width, latent_channels)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
-
-    def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.stats.latent_mean) / self.stats.latent_std
-
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.stats.latent_std + self.stats.latent_mean
+        self._build_output(width, latent_channels)
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor,
                 corresponding: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,7 +154,7 @@ class ShapeDenoiser(ModelMixin, ConfigMixin):
         return self.proj_out(self.norm_out(h[:, 0]))
 
 
-class DeformDenoiser(ModelMixin, ConfigMixin):
+class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
     """Conditional denoiser of deformation latent sequences.
 
     forward(x_in (B, T-1, M, C), c_noise (B,), shape_latents (B, Ms, Cs) shape latents (as the shape AE gives them),
@@ -161,19 +180,11 @@ class DeformDenoiser(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList([SpaceTimeBlock(width, heads, dim_head, width, context_dim=width,
                                                     frame_context_dim=width, block_type=block_type)
                                      for _ in range(depth)])
-        self.norm_out = nn.LayerNorm(width, elementwise_affine=False)
-        self.proj_out = nn.Linear(width, latent_channels)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
-
-    def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.stats.latent_mean) / self.stats.latent_std
-
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.stats.latent_std + self.stats.latent_mean
+        self._build_output(width, latent_channels)
 
     def normalize_shape(self, z: torch.Tensor) -> torch.Tensor:
-        return (z - self.shape_stats.latent_mean) / self.shape_stats.latent_std
+        """Shape latents (..., Cs) -> normalised by the training shape latents' statistics."""
+        return self.shape_stats.normalize(z)
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, shape_latents: torch.Tensor, obs: torch.Tensor,
                 corresponding: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,7 +8,6 @@ to the bounding-box diagonal of the true sequence (``*_rel``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,17 +23,7 @@ from latent4d.motion.metrics import (
     uniform_points,
 )
 from latent4d.motion.observe import add_noise, partial_observation, sparse_observation
-from latent4d.motion.synthetic import Sequence
-
-
-@dataclass
-class HeldOut:
-    """One held-out clip: its split name, the true mesh sequence and its stored samples."""
-
-    split: str
-    index: int
-    sequence: Sequence
-    surface: np.ndarray  # (T, Ns, 3)
+from latent4d.motion.types import HeldOut
 
 
 def held_out(n_per_split: int = 4, num_frames: int = 17, data_seed: int = 0, n_surface: int = 2048,
@@ -129,10 +118,10 @@ def evaluate_deform_ae(pipe, clips: list[HeldOut], n_points: int = 1024, seed: i
             "rows": rows, "seconds": {"encode_per_pair": t_enc / max(1, n_dec), "decode_per_pair": t_dec / max(1, n_dec)}}
 
 
-def observe(clip: HeldOut, mode: str, n_obs: int = 300, noise: float = 0.002, seed: int = 0,
+def observe_clip(clip: HeldOut, mode: str, n_obs: int = 300, noise: float = 0.002, seed: int = 0,
             camera: str = "fixed") -> np.ndarray:
-    """The held-out observation used by the benchmark: ``sparse`` corresponding points or a
-    ``partial`` depth sequence, with noise. (T, n_obs, 3)."""
+    """The observation of a held-out clip used by the benchmarks, the demo and ``evaluate``: ``sparse``
+    corresponding points or a ``partial`` depth sequence, with noise. (T, n_obs, 3)."""
     rng = np.random.default_rng([seed, clip.index, 11])
     if mode == "sparse":
         return sparse_observation(clip.surface, n_obs, noise, rng)

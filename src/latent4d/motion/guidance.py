@@ -39,7 +39,9 @@ class GuidanceConfig:
     sample: a last fit to the observations that the per-step corrections leave unfinished when the
     motion is large); ``final_iters_partial``: the same for a deformation guided by partial clouds
     (one-sided Chamfer: a long fit also slides the surface along itself, which correspondence pays
-    for); ``n_surface``: frame-0 surface points for the partial (Chamfer) term.
+    for); ``n_surface``: frame-0 surface points for the partial (Chamfer) term; ``shape_weight`` /
+    ``shape_scale``: weight and pseudo-Huber scale of the frame-shape term. The tuned values of
+    ``latent4d reconstruct motion`` (and why): ``conf/reconstruct/motion.yaml``.
     """
 
     weight: float = 1.0
@@ -61,28 +63,6 @@ class GuidanceConfig:
     @property
     def enabled(self) -> bool:
         return self.weight > 0 and (self.iters > 0 or self.final_iters > 0 or self.final_iters_partial > 0)
-
-
-def default_guidance(weight: float = 1.0) -> tuple[GuidanceConfig | None, GuidanceConfig | None]:
-    """(shape, deformation) guidance used by ``latent4d reconstruct motion`` and ``bench motion``.
-
-    * Adam steps of 0.02 on shape latents (0.05 gave 0.863 instead of 0.886 frame IoU, sparse), 0.05
-      on deformation latents (insensitive: 0.01-0.2 weights, 4-8 steps gave the same errors); chosen
-      on the first two clips of each held-out test split.
-    * A final fit of 150 steps for every deformation, with the frame-shape term (``shape_weight=1``:
-      the carried surface also lies on each frame's sampled shape when fusion has sampled them).
-      Chosen on the 3 validation clips (``held_out(3, 17, splits=("val",))``), whose large motions
-      the per-step corrections leave unfinished. Sparse: carried observations 5.4 -> 1.2 % off, IoU
-      0.718 -> 0.794. Partial: without the frame-shape term a final fit only slid the surface along
-      itself (IoU 0.579 -> 0.635, correspondence 7.2 -> 8.1 %); with it and the frame-0 selection
-      of :meth:`~latent4d.motion.pipeline.MotionPipeline.reconstruct` IoU 0.714 (0.646 without the
-      final fit), correspondence 9.8 % (one clip's tube flips end over end mid-clip in every sample).
-
-    ``weight=0`` gives (None, None)."""
-    if weight <= 0:
-        return None, None
-    return (GuidanceConfig(weight=weight, lr=0.02),
-            GuidanceConfig(weight=weight, lr=0.05, final_iters=150, final_iters_partial=150, shape_weight=1.0))
 
 
 def pseudo_huber(d: torch.Tensor, scale: float) -> torch.Tensor:
@@ -235,4 +215,4 @@ class ShapeObservationGuide(_LatentGuide):
         return self.ae.query(self.ae.decode(z), self.obs).square().mean(-1)
 
 
-__all__ = ["DeformObservationGuide", "GuidanceConfig", "ShapeObservationGuide", "default_guidance", "pseudo_huber"]
+__all__ = ["DeformObservationGuide", "GuidanceConfig", "ShapeObservationGuide", "pseudo_huber"]

@@ -7,7 +7,7 @@ frames ordered by file name), or one ``.npz`` / ``.npy`` file holding a (T, N, 3
 counts declared in ``.npy`` / ``.npz`` / ``.ply`` headers against the file size and
 :data:`MAX_VALUES` before allocating anything; every bad file is an :class:`InputError` naming it.
 
-Output (:func:`write_reconstruction`), one folder per sample, written to a temporary folder and
+Output (:func:`write_tracked_sequence`), one folder per sample, written to a temporary folder and
 renamed when complete (a failure leaves nothing behind)::
 
     <out>/sample_00/
@@ -331,7 +331,7 @@ def _write_ply_cloud(path: Path, points: np.ndarray) -> None:
         pc.export(tmp)
 
 
-def write_reconstruction(out_dir: str | Path, vertices: np.ndarray, faces: np.ndarray, observations: np.ndarray | None,
+def write_tracked_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.ndarray, observations: np.ndarray | None,
                          loc=None, scale: float = 1.0, info: dict | None = None, render: bool = False,
                          render_size: int = 320, turntable: bool = True) -> Path:
     """Write one sample's folder (layout in the module docstring); vertices / observations normalised."""
@@ -339,11 +339,11 @@ def write_reconstruction(out_dir: str | Path, vertices: np.ndarray, faces: np.nd
     loc = np.zeros(3, np.float32) if loc is None else np.asarray(loc, np.float32)
     verts_n = np.asarray(vertices, np.float32)
     if verts_n.ndim != 3 or verts_n.shape[0] < 1:
-        raise InputError(f"write_reconstruction: vertices must be (T, V, 3), got {verts_n.shape}")
+        raise InputError(f"write_tracked_sequence: vertices must be (T, V, 3), got {verts_n.shape}")
     if observations is not None:
         obs = np.asarray(observations)
         if obs.ndim != 3 or obs.shape[-1] != 3 or len(obs) != len(verts_n):
-            raise InputError(f"write_reconstruction: observations must be (T={len(verts_n)}, N, 3), got {obs.shape}")
+            raise InputError(f"write_tracked_sequence: observations must be (T={len(verts_n)}, N, 3), got {obs.shape}")
     world = verts_n * scale + loc
     faces = np.asarray(faces, np.int32)
     colors = correspondence_colors(verts_n[0])
@@ -405,8 +405,8 @@ def render_sequence(out_dir: Path, world: np.ndarray, faces: np.ndarray, colors:
     return out
 
 
-def load_reconstruction(folder: str | Path) -> dict:
-    """Arrays of a sample folder written by :func:`write_reconstruction` (+ ``info`` from the JSON)."""
+def load_tracked_sequence(folder: str | Path) -> dict:
+    """Arrays of a sample folder written by :func:`write_tracked_sequence` (+ ``info`` from the JSON)."""
     folder = Path(folder)
     f = folder / "trajectories.npz"
     if not f.is_file():
@@ -425,3 +425,8 @@ def load_reconstruction(folder: str | Path) -> dict:
     except (UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{j}: not valid JSON ({e})") from None
     return out
+
+
+#: former names, kept while the viewer and its tests move to the new ones
+write_reconstruction = write_tracked_sequence
+load_reconstruction = load_tracked_sequence

@@ -10,13 +10,25 @@ Losses (Motion2VecSets / 3DShape2VecSet):
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from latent4d.errors import ConfigError
 from latent4d.module import LatentModule
 from latent4d.motion.deform import DeformVecSetAE
 from latent4d.motion.vecset import ShapeVecSetAE
+
+
+def load_autoencoder(cls, run: str | Path):
+    """The trained autoencoder ``cls`` of a motion run (``<run>/models/ae``, or its own exported
+    folder), found by :func:`latent4d.runs.network_folder` and loaded through
+    :func:`latent4d.trust.load_network` (checked as untrusted data), in eval mode on the CPU."""
+    from latent4d.runs import network_folder
+    from latent4d.trust import load_network
+
+    return load_network(cls, network_folder(run, "ae", cls.__name__, "motion")).eval()
 
 
 def warmup_cosine(optimizer, total_steps: int, warmup: int, min_ratio: float = 0.05, progress=None):
@@ -167,9 +179,23 @@ class DeformAEModule(_OptimMixin, LatentModule):
 
 class _DiffusionBase(_OptimMixin, LatentModule):
     """Shared EDM training logic: ``self.denoiser`` is trained, the autoencoders are frozen passengers
-    (exported with the run so that inference needs only the diffusion run directories)."""
+    (exported with the run so that inference needs only the diffusion run directories). Subclasses
+    name their frozen networks (``frozen``), set the denoiser's latent statistics and give the
+    conditioning of a batch (:meth:`condition`); the steps are shared."""
 
     trainable = ("denoiser",)
+    frozen: tuple[str, ...] = ()
+
+    def __init__(self, denoiser, autoencoders: dict, edm: dict | None, lr: float, weight_decay: float,
+                 warmup_steps: int):
+        super().__init__()
+        self.denoiser = denoiser
+        for name, ae in autoencoders.items():
+            setattr(self, name, ae)
+            self._freeze(ae)
+        self.edm = self._edm(edm)
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.register_buffer("_stats_ready", torch.tensor(False))
 
     def _edm(self, edm: dict | None):
         from latent4d.diffusion.edm import EDM
@@ -199,38 +225,22 @@ class _DiffusionBase(_OptimMixin, LatentModule):
     def stats_ready(self) -> bool:
         return bool(self._stats_ready.item())
 
+    def set_latent_stats(self, latents: dict) -> None:
+        raise NotImplementedError
+
+    def condition(self, batch: dict) -> dict:
+        """The denoiser's conditioning inputs of a batch (keyword arguments)."""
+        raise NotImplementedError
+
     def _fixed(self, batch_idx: int, n: int, like: torch.Tensor):
         g = torch.Generator(device="cpu").manual_seed(1234 + batch_idx)
         sigma = (torch.randn(n, generator=g) * self.edm.p_std + self.edm.p_mean).exp().to(like.device)
         noise = torch.randn(like.shape, generator=g).to(like.device)
         return sigma, noise
 
-
-class ShapeDiffusionModule(_DiffusionBase):
-    """EDM training of :class:`~latent4d.motion.denoiser.ShapeDenoiser` on frame latents of a frozen shape AE."""
-
-    frozen = ("shape_ae",)
-
-    def __init__(self, denoiser, shape_ae_run: str, edm: dict | None = None, lr: float = 3e-4,
-                 weight_decay: float = 0.0, warmup_steps: int = 100):
-        super().__init__()
-        from latent4d.motion.pipeline import load_network
-
-        self.denoiser = denoiser
-        self.shape_ae = load_network(ShapeVecSetAE, shape_ae_run, "ae")
-        self._freeze(self.shape_ae)
-        self.edm = self._edm(edm)
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.register_buffer("_stats_ready", torch.tensor(False))
-
-    def set_latent_stats(self, latents: dict) -> None:
-        self.denoiser.stats.set_stats(torch.as_tensor(latents["shape"]))
-        self._stats_ready.fill_(True)
-
     def _loss(self, batch, sigma=None, noise=None) -> torch.Tensor:
         x0 = self.denoiser.normalize(batch["x0"])
-        return self.edm.loss(self.denoiser, x0, sigma=sigma, noise=noise, obs=batch["obs"],
-                             corresponding=batch["corresponding"]).mean()
+        return self.edm.loss(self.denoiser, x0, sigma=sigma, noise=noise, **self.condition(batch)).mean()
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -245,6 +255,37 @@ class ShapeDiffusionModule(_DiffusionBase):
     def test_step(self, batch, batch_idx):
         sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
         self.log("test/loss", self._loss(batch, sigma, noise), batch_size=len(batch["x0"]), sync_dist=True)
+
+
+def check_latent_sizes(denoiser, sizes: dict[str, tuple[int, int]], run: str) -> None:
+    """A denoiser's latent sizes must be those of the autoencoder it is trained on: ``sizes`` maps the
+    denoiser's config keys to (its value, the autoencoder's); a :class:`ConfigError` otherwise."""
+    bad = [f"{k}={mine} (autoencoder: {theirs})" for k, (mine, theirs) in sizes.items() if mine != theirs]
+    if bad:
+        raise ConfigError(f"{type(denoiser).__name__}: {', '.join(bad)} do not match the autoencoder of '{run}'; "
+                          "set motion_latents.* to the sizes the autoencoder runs were trained with "
+                          "(conf/model/motion_latents.yaml)")
+
+
+class ShapeDiffusionModule(_DiffusionBase):
+    """EDM training of :class:`~latent4d.motion.denoiser.ShapeDenoiser` on frame latents of a frozen shape AE."""
+
+    frozen = ("shape_ae",)
+
+    def __init__(self, denoiser, shape_ae_run: str, edm: dict | None = None, lr: float = 3e-4,
+                 weight_decay: float = 0.0, warmup_steps: int = 100):
+        sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
+        c, a = denoiser.config, sae.config
+        check_latent_sizes(denoiser, {"num_latents": (c.num_latents, a.num_latents),
+                                      "latent_channels": (c.latent_channels, a.latent_channels)}, shape_ae_run)
+        super().__init__(denoiser, {"shape_ae": sae}, edm, lr, weight_decay, warmup_steps)
+
+    def set_latent_stats(self, latents: dict) -> None:
+        self.denoiser.stats.set_stats(torch.as_tensor(latents["shape"]))
+        self._stats_ready.fill_(True)
+
+    def condition(self, batch: dict) -> dict:
+        return {"obs": batch["obs"], "corresponding": batch["corresponding"]}
 
 
 class DeformDiffusionModule(_DiffusionBase):
@@ -255,37 +296,19 @@ class DeformDiffusionModule(_DiffusionBase):
 
     def __init__(self, denoiser, shape_ae_run: str, deform_ae_run: str, edm: dict | None = None,
                  lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 100):
-        super().__init__()
-        from latent4d.motion.pipeline import load_network
-
-        self.denoiser = denoiser
-        self.shape_ae = load_network(ShapeVecSetAE, shape_ae_run, "ae")
-        self.deform_ae = load_network(DeformVecSetAE, deform_ae_run, "ae")
-        self._freeze(self.shape_ae, self.deform_ae)
-        self.edm = self._edm(edm)
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.register_buffer("_stats_ready", torch.tensor(False))
+        sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
+        dae = load_autoencoder(DeformVecSetAE, deform_ae_run)
+        c = denoiser.config
+        check_latent_sizes(denoiser, {"num_latents": (c.num_latents, dae.config.num_latents),
+                                      "latent_channels": (c.latent_channels, dae.config.latent_channels)},
+                           deform_ae_run)
+        check_latent_sizes(denoiser, {"shape_channels": (c.shape_channels, sae.config.latent_channels)}, shape_ae_run)
+        super().__init__(denoiser, {"shape_ae": sae, "deform_ae": dae}, edm, lr, weight_decay, warmup_steps)
 
     def set_latent_stats(self, latents: dict) -> None:
         self.denoiser.stats.set_stats(torch.as_tensor(latents["deform"]))
         self.denoiser.shape_stats.set_stats(torch.as_tensor(latents["shape"]))
         self._stats_ready.fill_(True)
 
-    def _loss(self, batch, sigma=None, noise=None) -> torch.Tensor:
-        x0 = self.denoiser.normalize(batch["x0"])
-        return self.edm.loss(self.denoiser, x0, sigma=sigma, noise=noise, shape_latents=batch["shape"], obs=batch["obs"],
-                             corresponding=batch["corresponding"]).mean()
-
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["x0"]))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
-        self.log("val/loss", self._loss(batch, sigma, noise), prog_bar=True, batch_size=len(batch["x0"]),
-                 sync_dist=True)
-
-    def test_step(self, batch, batch_idx):
-        sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
-        self.log("test/loss", self._loss(batch, sigma, noise), batch_size=len(batch["x0"]), sync_dist=True)
+    def condition(self, batch: dict) -> dict:
+        return {"shape_latents": batch["shape"], "obs": batch["obs"], "corresponding": batch["corresponding"]}

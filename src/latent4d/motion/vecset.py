@@ -88,16 +88,15 @@ def check_cloud(points: torch.Tensor, n_min: int, what: str) -> None:
                          f"(farthest-point samples) the encoder needs")
 
 
-class ShapeVecSetAE(ModelMixin, ConfigMixin):
-    """3DShape2VecSet KL autoencoder (see module docstring)."""
+class VecSetCodec:
+    """What the shape and deformation autoencoders share (mixed into their ``ModelMixin`` classes): the
+    KL bottleneck of the encoder tokens, the latent decoder (a linear map up, ``depth`` self-attention
+    blocks) and the chunked cross-attention queries. Attribute names are those of the saved weights."""
 
-    @register_to_config
-    def __init__(self, num_latents: int = 128, latent_channels: int = 8, width: int = 128, heads: int = 4,
-                 dim_head: int = 32, depth: int = 4, num_freqs: int = 8, decoder_heads: int = 4,
-                 logvar_clamp: tuple[float, float] = (-30.0, 20.0)):
-        super().__init__()
-        self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
-        self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
+    def _build_latents(self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int,
+                       decoder_heads: int) -> None:
+        """The bottleneck (``to_mean``, ``to_logvar``), the latent decoder (``from_latent``, ``layers``)
+        and the query cross-attention (``decoder``, ``norm_out``), in this order."""
         self.to_mean = nn.Linear(width, latent_channels)
         self.to_logvar = nn.Linear(width, latent_channels)
         init_logvar(self.to_logvar)
@@ -105,16 +104,10 @@ class ShapeVecSetAE(ModelMixin, ConfigMixin):
         self.layers = nn.ModuleList([SelfAttentionBlock(width, heads, dim_head) for _ in range(depth)])
         self.decoder = CrossAttentionBlock(width, width, decoder_heads, width // decoder_heads, ff=False)
         self.norm_out = nn.LayerNorm(width)
-        self.to_occ = nn.Linear(width, 1)
 
-    # -- encoder -------------------------------------------------------------------------------
-    def encode(self, points: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> Posterior:
-        """points (B, N, 3), N >= num_latents -> :class:`Posterior` with z (B, M, C)."""
-        M = self.config.num_latents
-        check_cloud(points, M, "shape autoencoder input cloud")
-        idx = farthest_point_sampling(points, M)  # (B, M)
-        q = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
-        x = self.encoder(self.point_embed(q), self.point_embed(points))
+    def posterior(self, x: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> Posterior:
+        """Encoder tokens x (B, M, width) -> :class:`Posterior` over (B, M, C) (log variance clamped to
+        ``config.logvar_clamp``; ``sample=False``: z is the mean)."""
         mean = self.to_mean(x)
         lo, hi = self.config.logvar_clamp
         logvar = self.to_logvar(x).clamp(lo, hi)
@@ -125,7 +118,6 @@ class ShapeVecSetAE(ModelMixin, ConfigMixin):
             z = mean
         return Posterior(z, mean, logvar)
 
-    # -- decoder -------------------------------------------------------------------------------
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, M, C) -> decoded latent tokens (B, M, width) (run once, query many times)."""
         x = self.from_latent(z)
@@ -133,13 +125,40 @@ class ShapeVecSetAE(ModelMixin, ConfigMixin):
             x = layer(x)
         return x
 
-    def query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-        """Occupancy logits (B, Q) at xyz (B, Q, 3) given decoded tokens (B, M, width)."""
+    def _query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int, head) -> torch.Tensor:
+        """``head(points, features)`` of query points xyz (B, Q, 3) cross-attending to decoded tokens
+        (B, M, width), ``chunk`` points at a time; concatenated along Q."""
         outs = []
         for s in range(0, xyz.shape[1], chunk):
-            h = self.decoder(self.point_embed(xyz[:, s:s + chunk]), tokens)
-            outs.append(self.to_occ(self.norm_out(h)).squeeze(-1))
+            p = xyz[:, s:s + chunk]
+            outs.append(head(p, self.norm_out(self.decoder(self.point_embed(p), tokens))))
         return torch.cat(outs, dim=1)
+
+
+class ShapeVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
+    """3DShape2VecSet KL autoencoder (see module docstring)."""
+
+    @register_to_config
+    def __init__(self, num_latents: int = 128, latent_channels: int = 8, width: int = 128, heads: int = 4,
+                 dim_head: int = 32, depth: int = 4, num_freqs: int = 8, decoder_heads: int = 4,
+                 logvar_clamp: tuple[float, float] = (-30.0, 20.0)):
+        super().__init__()
+        self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
+        self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
+        self._build_latents(width, latent_channels, heads, dim_head, depth, decoder_heads)
+        self.to_occ = nn.Linear(width, 1)
+
+    def encode(self, points: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> Posterior:
+        """points (B, N, 3), N >= num_latents -> :class:`Posterior` with z (B, M, C)."""
+        M = self.config.num_latents
+        check_cloud(points, M, "shape autoencoder input cloud")
+        idx = farthest_point_sampling(points, M)  # (B, M)
+        q = torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
+        return self.posterior(self.encoder(self.point_embed(q), self.point_embed(points)), sample, generator)
+
+    def query(self, tokens: torch.Tensor, xyz: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """Occupancy logits (B, Q) at xyz (B, Q, 3) given decoded tokens (B, M, width)."""
+        return self._query(tokens, xyz, chunk, lambda p, h: self.to_occ(h).squeeze(-1))
 
     def forward(self, points: torch.Tensor, queries: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
         """points (B, N, 3), queries (B, Q, 3) -> ``logits`` (B, Q), ``kl`` (B,), ``z`` (B, M, C)."""

@@ -549,3 +549,16 @@ def test_read_hair_mutated_files(tmp_path, ext, cut, flips, insert, word):
     _read_file(tmp_path, ext, bytes(raw[:pos]) + insert + bytes(raw[pos:]), 0)
     raw[pos:pos + 4] = struct.pack("<I", word)  # a count-sized word anywhere (headers included)
     _read_file(tmp_path, ext, bytes(raw), 1)
+
+
+def test_npz_with_an_unreadable_zip_version_is_named(tmp_path):
+    """A damaged central directory that declares a zip version Python cannot extract (zipfile raises
+    NotImplementedError, found by the mutation test above) is an InputError naming the file."""
+    raw = bytearray(_valid(".npz"))
+    cd = raw.find(b"PK\x01\x02")
+    assert cd > 0
+    raw[cd + 6] = 64  # "version needed to extract" = 6.4
+    p = tmp_path / "version.npz"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="version.npz"):
+        read_hair(p)

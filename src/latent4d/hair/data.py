@@ -6,7 +6,9 @@ Both DataModules read either the built-in procedural styles (default; determinis
 train / val / test by a seeded permutation of the file list.
 
 Procedural splits use disjoint style seeds (train from 0, val from 1,000,000, test from 2,000,000),
-so the test styles of every experiment and benchmark are held out.
+so the test styles of every experiment and benchmark are held out. Loaders: the trunk
+:class:`~latent4d.datamodule.SplitDataModule` rule (shuffled training batches drop the last incomplete
+one only when the split holds more than one batch).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from latent4d.cache import cached_npz
+from latent4d.datamodule import SplitDataModule
 from latent4d.errors import InputError
 from latent4d.hair.formats import HAIR_EXTENSIONS, read_hair
 from latent4d.hair.scalp import Scalp
@@ -84,7 +86,7 @@ def procedural_strand_set(seeds: list[int], strands_per_style: int, scalp: Scalp
     return np.concatenate(out).astype(np.float32)
 
 
-class HairStrandDataModule(pl.LightningDataModule):
+class HairStrandDataModule(SplitDataModule):
     """Strands in their root TBN frames, ``(P, 3)`` metres per item, for the strand-VAE.
 
     Args:
@@ -99,10 +101,9 @@ class HairStrandDataModule(pl.LightningDataModule):
                  strands_per_style: int = 256, num_points: int = STRAND_POINTS, batch_size: int = 256,
                  num_workers: int = 0, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
                  cache: bool = True, scalp: dict | None = None):
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         self.scalp = Scalp.from_dict(scalp)
-        self._sets: dict[str, TensorDataset] = {}
 
     def _split_data(self, split: str) -> np.ndarray:
         hp = self.hparams
@@ -120,31 +121,18 @@ class HairStrandDataModule(pl.LightningDataModule):
                                                                   hp.num_points)}, enabled=hp.cache)["local"]
 
     def setup(self, stage: str | None = None) -> None:
-        if not self._sets:
+        if not self.sets:
             for split in ("train", "val", "test"):
                 x = self._split_data(split)
                 if not np.isfinite(x).all():
                     raise InputError(f"hair strands ({split}) contain NaN or infinite values")
-                self._sets[split] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x)))
+                self.sets[split] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x)))
                 log.info("hair strands %s: %d", split, len(x))
 
     def dataset(self, split: str) -> TensorDataset:
         self.setup()
-        return self._sets[split]
+        return self.sets[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self._sets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, drop_last=shuffle and len(self._sets[split]) >
-                          self.hparams.batch_size)
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)
 
 
 # --------------------------------------------------------------------------------------- guides
@@ -192,7 +180,7 @@ def procedural_guides(seeds: list[int], scalp: Scalp, res: int, strand_vae, num_
     return out
 
 
-class HairGuideDataModule(pl.LightningDataModule):
+class HairGuideDataModule(SplitDataModule):
     """Guide maps ``(C + 1, H, W)`` (strand-VAE latents + presence) for the hairstyle-VAE.
 
     Items are ``(guide_map (C+1, H, W), labels (3,), index)``; labels are the measured length (m),
@@ -207,11 +195,10 @@ class HairGuideDataModule(pl.LightningDataModule):
                  n_val: int = 32, n_test: int = 32, grid: int = 32, num_points: int = STRAND_POINTS,
                  batch_size: int = 32, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.1,
                  test_fraction: float = 0.1, cache: bool = True, scalp: dict | None = None, mirror: bool = True):
-        super().__init__()
+        super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         self.scalp = Scalp.from_dict(scalp)
         self.grid = self.scalp.grid(grid)
-        self._sets: dict[str, TensorDataset] = {}
         self.latent_stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.guide_local: dict[str, np.ndarray] = {}
 
@@ -241,7 +228,7 @@ class HairGuideDataModule(pl.LightningDataModule):
                                                     mirror=hp.mirror and not keep), enabled=hp.cache)
 
     def setup(self, stage: str | None = None) -> None:
-        if self._sets:
+        if self.sets:
             return
         from latent4d.hair.strand_vae import load_strand_vae
 
@@ -254,12 +241,12 @@ class HairGuideDataModule(pl.LightningDataModule):
             maps = torch.from_numpy(np.ascontiguousarray(d["maps"], np.float32))
             if not torch.isfinite(maps).all():
                 raise InputError(f"hair guide maps ({split}) contain NaN or infinite values")
-            self._sets[split] = TensorDataset(maps, torch.from_numpy(np.asarray(d["labels"], np.float32)),
+            self.sets[split] = TensorDataset(maps, torch.from_numpy(np.asarray(d["labels"], np.float32)),
                                               torch.arange(len(maps)))
             if "local" in d:
                 self.guide_local[split] = d["local"]
             log.info("hair guide maps %s: %s", split, tuple(maps.shape))
-        maps = self._sets["train"].tensors[0]
+        maps = self.sets["train"].tensors[0]
         mask = torch.as_tensor(self.grid.mask.reshape(hp.grid, hp.grid))
         sel = (maps[:, -1] > 0.5) & mask
         lat = maps[:, :-1].permute(0, 2, 3, 1)[sel]  # (K, C)
@@ -267,18 +254,5 @@ class HairGuideDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str) -> TensorDataset:
         self.setup()
-        return self._sets[split]
+        return self.sets[split]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self._sets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers,
-                          drop_last=shuffle and len(self._sets[split]) > self.hparams.batch_size)
-
-    def train_dataloader(self):
-        return self._loader("train", True)
-
-    def val_dataloader(self):
-        return self._loader("val", False)
-
-    def test_dataloader(self):
-        return self._loader("test", False)

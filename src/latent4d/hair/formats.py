@@ -589,8 +589,9 @@ def safe_npz(data: bytes, name: str = "<bytes>") -> dict[str, np.ndarray]:
     """
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise InputError(f"{name}: not a valid .npz (zip) file ({e})") from e
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, struct.error) as e:
+        # NotImplementedError: a damaged central directory declaring a zip version Python does not read
+        raise InputError(f"{name}: not a valid .npz (zip) file ({type(e).__name__}: {e})") from e
     out: dict[str, np.ndarray] = {}
     total = 0
     with zf:

@@ -10,8 +10,7 @@ import torch
 from latent4d.errors import ConfigError
 
 QUIET = ["callbacks=minimal", "logger=csv"]
-TINY_DEN = ["model.denoiser.dim=32", "model.denoiser.depth=1", "model.denoiser.heads=2", "model.denoiser.dim_head=16",
-            "model.warmup_steps=5", "trainer.check_val_every_n_epoch=2"]
+TINY_DEN = ["preset=binary_diffusion_tiny"]  # conf/preset: a 1-layer 32-wide denoiser, validation every 2 epochs
 
 
 def _train(overrides, out):
@@ -23,8 +22,7 @@ def _train(overrides, out):
 @pytest.fixture(scope="session")
 def ae_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("binary_ae")
-    m = _train(["experiment=binary/ae_digits", "trainer.max_epochs=3", "model.autoencoder.channels=[8,16]",
-                "model.autoencoder.latent_channels=8", "data.batch_size=128"], out)
+    m = _train(["experiment=binary/ae_digits", "preset=binary_ae_tiny", "trainer.max_epochs=3"], out)
     return out, m
 
 
@@ -98,8 +96,7 @@ def test_gaussian_baseline_trains_and_samples(tmp_path_factory):
     from latent4d.binary.pipeline import GaussianLatentPipeline
 
     ae = tmp_path_factory.mktemp("binary_ae_cont")
-    _train(["experiment=binary/ae_digits_continuous", "trainer.max_epochs=1", "model.autoencoder.channels=[8,16]",
-            "model.autoencoder.latent_channels=8", "data.batch_size=128"], ae)
+    _train(["experiment=binary/ae_digits_continuous", "preset=binary_ae_tiny", "trainer.max_epochs=1"], ae)
     with pytest.raises(ConfigError, match="quantize"):  # a continuous AE cannot feed Bernoulli diffusion
         _train(["experiment=binary/diffusion_digits", f"autoencoder_path={ae}", "trainer.max_epochs=1"],
                tmp_path_factory.mktemp("x"))
@@ -117,9 +114,7 @@ def test_gaussian_baseline_trains_and_samples(tmp_path_factory):
 
 def test_voxel_autoencoder_and_diffusion(tmp_path_factory, cli):
     ae = tmp_path_factory.mktemp("binary_vox_ae")
-    m = _train(["experiment=binary/ae_voxels", "trainer.max_epochs=2", "data.n_per_category=8", "data.resolution=16",
-                "model.autoencoder.sample_size=16", "model.autoencoder.channels=[8,8]",
-                "model.autoencoder.latent_channels=4", "data.batch_size=8"], ae)
+    m = _train(["experiment=binary/ae_voxels", "preset=binary_ae_voxels_tiny", "trainer.max_epochs=2"], ae)
     assert 0.0 <= m["test/iou"] <= 1.0 and "test/bit_usage" in m
     out = tmp_path_factory.mktemp("binary_vox_diff")
     _train(["experiment=binary/diffusion_voxels", f"autoencoder_path={ae}", "trainer.max_epochs=2", *TINY_DEN], out)

@@ -9,6 +9,10 @@ real training split (:class:`latent4d.binary.metrics.DigitsEvaluator`) scores ``
 samples (``n / 10`` per digit) at S = 4, 8, 16, 32, 64 steps: Fréchet distance of its features to the
 held-out real digits, mean confidence, accuracy of the requested class; and the wall time per 1,000
 samples (sampling + decoding, batch 500, this machine).
+
+Runs are trained (or reused, :func:`latent4d.bench.train_or_reuse`) with the default experiment
+configs; ``--quick`` adds the presets ``binary_ae_quick`` / ``binary_ae_voxels_quick`` /
+``binary_diffusion_quick`` (conf/preset/).
 """
 
 from __future__ import annotations
@@ -22,25 +26,30 @@ from latent4d.bench import BenchReport
 
 STEPS = (4, 8, 16, 32, 64)
 QUIET = ["callbacks=minimal", "logger=csv"]
+GUIDANCE, TEMPERATURE = 1.0, 0.9
+DIGITS = {"ae": "binary/ae_digits", "diffusion": "binary/diffusion_digits",
+          "ae_continuous": "binary/ae_digits_continuous", "diffusion_continuous": "binary/diffusion_digits_continuous"}
 
 
-REUSED: list[str] = []  # runs reused by _train in this process (named in the report's notes)
+def _weights_key(run: Path) -> dict[str, str]:
+    """Hashes of a run's exported autoencoder weights: a diffusion run trained on them is reused only
+    while they are the same."""
+    import hashlib
+
+    folder = run / "models" / "autoencoder"
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob("*.safetensors"))}
 
 
-def _train(overrides: list[str], out: Path) -> dict:
-    """Train ``overrides`` into ``out``, or reuse a finished run there whose training settings are
-    the same (:func:`latent4d.bench.finished_run_matches`); returns its test metrics."""
-    import json
+def _train(experiment: str, run: Path, quick: bool, preset: str, ae_run: Path | None = None) -> tuple[dict, bool]:
+    """Train ``experiment`` into ``run`` (with ``preset`` when quick; on ``ae_run``'s autoencoder for a
+    diffusion experiment), or reuse a finished run there: ``(test metrics, reused)``."""
+    from latent4d.bench import train_or_reuse
 
-    from latent4d.bench import finished_run_matches
-    from latent4d.train import compose_config, replace_run, run_training
-
-    cfg = compose_config([*overrides, *QUIET], out)
-    if finished_run_matches(out, cfg):
-        REUSED.append(out.name)
-        return json.loads((out / "metrics.json").read_text())
-    replace_run(out)
-    return run_training(cfg)
+    overrides = [f"experiment={experiment}", *QUIET, *([f"preset={preset}"] if quick else [])]
+    if ae_run is None:
+        return train_or_reuse(overrides, run)
+    return train_or_reuse([*overrides, f"autoencoder_path={ae_run}"], run, key=_weights_key(ae_run))
 
 
 def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, seed: int = 0):
@@ -56,54 +65,55 @@ def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, se
     return m, res.samples
 
 
-def digits(report: BenchReport, quick: bool, work: Path) -> None:
-    from latent4d.binary.io import save_image_grid
-    from latent4d.binary.metrics import DigitsEvaluator
-    from latent4d.binary.pipeline import BinaryLatentPipeline, GaussianLatentPipeline
-
-    quick_ep = (["trainer.max_epochs=3"], ["trainer.max_epochs=10"]) if quick else ([], [])
-    n = 200 if quick else 1000
-    guidance, temperature = 1.0, 0.9
+def _train_digits(report: BenchReport, quick: bool, work: Path) -> dict[str, Path]:
+    """The two autoencoders and the two diffusion models; their AE rows and a note."""
     t0 = time.time()
-    runs = {k: work / k for k in ("ae", "diffusion", "ae_continuous", "diffusion_continuous")}
-    ae_m = _train(["experiment=binary/ae_digits", *quick_ep[0]], runs["ae"])
-    _train(["experiment=binary/diffusion_digits", f"autoencoder_path={runs['ae']}", *quick_ep[1]], runs["diffusion"])
-    aec_m = _train(["experiment=binary/ae_digits_continuous", *quick_ep[0]], runs["ae_continuous"])
-    _train(["experiment=binary/diffusion_digits_continuous", f"autoencoder_path={runs['ae_continuous']}", *quick_ep[1]],
-           runs["diffusion_continuous"])
-    reused = [k for k in runs if k in REUSED]
+    runs = {k: work / k for k in DIGITS}
+    metrics, reused = {}, []
+    for k in ("ae", "ae_continuous"):
+        metrics[k], again = _train(DIGITS[k], runs[k], quick, "binary_ae_quick")
+        reused += [k] if again else []
+        d = k.replace("ae", "diffusion")
+        _, again = _train(DIGITS[d], runs[d], quick, "binary_diffusion_quick", ae_run=runs[k])
+        reused += [d] if again else []
     report.note(f"digits: 2 autoencoders + 2 diffusion models (default experiment configs"
                 f"{', quick: 3 / 10 epochs' if quick else ''}; same denoiser size) ready in {time.time() - t0:.0f} s"
                 + (f"; finished runs with the same settings reused from {work}: {', '.join(reused)}" if reused else ""))
-    report.add("digits AE test PSNR (binary, 256 bits)", ae_m.get("test/psnr"), "dB")
-    report.add("digits AE test PSNR (continuous, 256 floats)", aec_m.get("test/psnr"), "dB")
-    report.add("digits AE bit usage (fraction of bits not constant)", ae_m.get("test/bit_usage"), "",
+    report.add("digits AE test PSNR (binary, 256 bits)", metrics["ae"].get("test/psnr"), "dB")
+    report.add("digits AE test PSNR (continuous, 256 floats)", metrics["ae_continuous"].get("test/psnr"), "dB")
+    report.add("digits AE bit usage (fraction of bits not constant)", metrics["ae"].get("test/bit_usage"), "",
                target=">= 0.9")
+    return runs
 
-    ev = DigitsEvaluator(epochs=5 if quick else 20)
-    report.add("judge classifier test accuracy", ev.test_accuracy, "", target=">= 0.95")
-    report.add(f"FD real held-out val digits vs test digits (n={len(ev.val_x)}, reference)", ev.real_fd, "")
 
-    pipes = {"binary": BinaryLatentPipeline.from_pretrained(runs["diffusion"]),
-             "continuous DDIM": GaussianLatentPipeline.from_pretrained(runs["diffusion_continuous"])}
+def _sample_digits(report: BenchReport, pipes: dict, ev, n: int, work: Path) -> dict[str, dict[int, dict]]:
+    """Scores of every pipeline at every step count, without and with guidance; 16-step sample grids."""
+    from latent4d.binary.io import save_image_grid
+
     results: dict[str, dict[int, dict]] = {k: {} for k in pipes}
     for name, pipe in pipes.items():
         for s in STEPS:
-            m0, samples = _score(pipe, ev, n, s, 0.0, temperature)
-            mg, samples_g = _score(pipe, ev, n, s, guidance, temperature)
+            m0, samples = _score(pipe, ev, n, s, 0.0, TEMPERATURE)
+            mg, samples_g = _score(pipe, ev, n, s, GUIDANCE, TEMPERATURE)
             results[name][s] = {"plain": m0, "guided": mg}
-            if s == 16:
-                for tag, x in (("w0", samples), (f"w{guidance:g}", samples_g)):
-                    p = save_image_grid(x[:100], work / f"digits_{name.split()[0]}_16steps_{tag}.png", nrow=10, scale=3)
-                    report.artifact(f"digits samples, {name}, 16 steps, guidance {tag[1:]}", p)
-    for name in pipes:
+            if s != 16:
+                continue
+            for tag, x in (("w0", samples), (f"w{GUIDANCE:g}", samples_g)):
+                p = save_image_grid(x[:100], work / f"digits_{name.split()[0]}_16steps_{tag}.png", nrow=10, scale=3)
+                report.artifact(f"digits samples, {name}, 16 steps, guidance {tag[1:]}", p)
+    return results
+
+
+def _report_digits(report: BenchReport, results: dict[str, dict[int, dict]], n: int) -> None:
+    w = f"{GUIDANCE:g}"
+    for name, by_steps in results.items():
         for s in STEPS:
-            m0, mg = results[name][s]["plain"], results[name][s]["guided"]
+            m0, mg = by_steps[s]["plain"], by_steps[s]["guided"]
             report.add(f"{name} S={s}: FD", m0["fd"], "")
             report.add(f"{name} S={s}: confidence", m0["confidence"], "")
             report.add(f"{name} S={s}: class accuracy", m0["accuracy"], "")
-            report.add(f"{name} S={s}: FD, guidance {guidance:g}", mg["fd"], "")
-            report.add(f"{name} S={s}: class accuracy, guidance {guidance:g}", mg["accuracy"], "",
+            report.add(f"{name} S={s}: FD, guidance {w}", mg["fd"], "")
+            report.add(f"{name} S={s}: class accuracy, guidance {w}", mg["accuracy"], "",
                        target=">= 0.9" if (name == "binary" and s == 16) else None)
             report.add(f"{name} S={s}: time per 1000 samples", m0["seconds_per_1000"], "s")
     b, c = results["binary"], results["continuous DDIM"]
@@ -111,38 +121,49 @@ def digits(report: BenchReport, quick: bool, work: Path) -> None:
                target="<= 1.1")
     report.add("binary FD(16) / continuous FD(16)", b[16]["plain"]["fd"] / max(c[16]["plain"]["fd"], 1e-9), "",
                target="<= 1.0")
-    report.add(f"binary FD(16) / continuous FD(16), guidance {guidance:g}",
+    report.add(f"binary FD(16) / continuous FD(16), guidance {w}",
                b[16]["guided"]["fd"] / max(c[16]["guided"]["fd"], 1e-9), "", target="<= 1.0")
-    report.add(f"binary accuracy(16) - continuous accuracy(16), guidance {guidance:g}",
+    report.add(f"binary accuracy(16) - continuous accuracy(16), guidance {w}",
                b[16]["guided"]["accuracy"] - c[16]["guided"]["accuracy"], "", target=">= 0")
     report.note(f"digits: n={n} class-conditional samples per setting (n/10 per digit); 'FD', 'confidence', "
                 f"'class accuracy' without guidance, ', guidance w' with classifier-free guidance (1+w) cond - w "
-                f"uncond; Bernoulli temperature {temperature}; DDIM eta=0, trailing spacing. FD depends on n: compare "
+                f"uncond; Bernoulli temperature {TEMPERATURE}; DDIM eta=0, trailing spacing. FD depends on n: compare "
                 "rows with the same n only. Time per 1000 samples is sampling + decoding without guidance "
                 "(guidance doubles the denoiser cost), batch 500, on this machine.")
 
 
-def voxels(report: BenchReport, quick: bool, work: Path) -> None:
+def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
+    """Bernoulli vs continuous latent diffusion on the digits (see the module docstring)."""
+    from latent4d.binary.metrics import DigitsEvaluator
+    from latent4d.binary.pipeline import BinaryLatentPipeline, GaussianLatentPipeline
+
+    n = 200 if quick else 1000
+    runs = _train_digits(report, quick, work)
+    ev = DigitsEvaluator(epochs=5 if quick else 20)
+    report.add("judge classifier test accuracy", ev.test_accuracy, "", target=">= 0.95")
+    report.add(f"FD real held-out val digits vs test digits (n={len(ev.val_x)}, reference)", ev.real_fd, "")
+    pipes = {"binary": BinaryLatentPipeline.from_pretrained(runs["diffusion"]),
+             "continuous DDIM": GaussianLatentPipeline.from_pretrained(runs["diffusion_continuous"])}
+    _report_digits(report, _sample_digits(report, pipes, ev, n, work), n)
+
+
+def bench_voxels(report: BenchReport, quick: bool, work: Path) -> None:
+    """Voxel autoencoder IoU / bit usage and a gallery of 16-step diffusion samples (one per category)."""
     from latent4d.binary.io import write_voxel_samples
     from latent4d.binary.pipeline import BinaryLatentPipeline
 
     ae_run, df_run = work / "ae_voxels", work / "diffusion_voxels"
-    ae_over = ["experiment=binary/ae_voxels"]
-    df_over = ["experiment=binary/diffusion_voxels", f"autoencoder_path={ae_run}"]
-    if quick:
-        ae_over += ["trainer.max_epochs=2", "data.n_per_category=12"]
-        df_over += ["trainer.max_epochs=10"]
     t0 = time.time()
-    ae_m = _train(ae_over, ae_run)
+    ae_m, ae_again = _train("binary/ae_voxels", ae_run, quick, "binary_ae_voxels_quick")
     report.add("voxel AE test IoU (32^3)", ae_m.get("test/iou"), "")
     report.add("voxel AE bit usage", ae_m.get("test/bit_usage"), "")
-    _train(df_over, df_run)
-    reused = [r.name for r in (ae_run, df_run) if r.name in REUSED]
+    _, df_again = _train("binary/diffusion_voxels", df_run, quick, "binary_diffusion_quick", ae_run=ae_run)
+    reused = [r.name for r, again in ((ae_run, ae_again), (df_run, df_again)) if again]
     report.note(f"voxels: AE + diffusion ready in {time.time() - t0:.0f} s"
                 + (f" (reused: {', '.join(reused)})" if reused else ""))
     pipe = BinaryLatentPipeline.from_pretrained(df_run)
     labels = torch.arange(12) % max(1, pipe.num_classes) if pipe.num_classes else None
-    res = pipe(12, steps=16, temperature=0.9, guidance=1.0, class_labels=labels,
+    res = pipe(12, steps=16, temperature=TEMPERATURE, guidance=GUIDANCE, class_labels=labels,
                generator=torch.Generator().manual_seed(0))
     try:
         info = write_voxel_samples(res.samples, work / "voxel_samples", ncol=6)
@@ -154,12 +175,14 @@ def voxels(report: BenchReport, quick: bool, work: Path) -> None:
     report.add("voxel samples that mesh to a surface (of 12)", 12 - info["empty"], "")
 
 
-def binary(report: BenchReport, quick: bool) -> None:
+def bench_binary(report: BenchReport, quick: bool) -> None:
+    """``latent4d bench binary``: the digits, then the voxels (work folder ``$LATENT4D_BENCH_WORK`` or
+    ``<out>/binary_work``, where finished runs with the same settings are reused)."""
     import os
 
     work = Path(os.environ.get("LATENT4D_BENCH_WORK", report.out_dir / "binary_work"))
-    digits(report, quick, work / "digits")
-    voxels(report, quick, work / "voxels")
+    bench_digits(report, quick, work / "digits")
+    bench_voxels(report, quick, work / "voxels")
 
 
-BENCHMARKS = {"binary": binary}
+BENCHMARKS = {"binary": bench_binary}

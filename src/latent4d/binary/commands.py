@@ -292,7 +292,8 @@ def _digits_run(run_cfg: DictConfig) -> bool:
 
 def demo(out_dir: Path, quick: bool = False) -> dict:
     """Train the digits autoencoder, then the class-conditional Bernoulli diffusion on its bits, sample
-    with 16 steps (one row per digit), and score the samples with the benchmark's classifier."""
+    with 16 steps (one row per digit), and score the samples with the benchmark's classifier
+    (``quick``: the presets ``binary_ae_demo_quick`` / ``binary_diffusion_demo_quick``)."""
     import time
 
     from latent4d.binary.metrics import DigitsEvaluator
@@ -303,11 +304,10 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     out_dir = Path(out_dir)
     ae_run, dm_run = out_dir / "ae_digits", out_dir / "diffusion_digits"
     quiet = ["callbacks=minimal", "logger=csv"]
-    ae_over = ["experiment=binary/ae_digits", *quiet] + (["trainer.max_epochs=4"] if quick else [])
+    ae_over = ["experiment=binary/ae_digits", *quiet] + (["preset=binary_ae_demo_quick"] if quick else [])
     ae_metrics = run_training(compose_config(ae_over, replace_run(ae_run)))
     df_over = ["experiment=binary/diffusion_digits", f"autoencoder_path={ae_run}", *quiet]
-    if quick:
-        df_over += ["trainer.max_epochs=10", "model.warmup_steps=20", "model.denoiser.depth=2"]
+    df_over += ["preset=binary_diffusion_demo_quick"] if quick else []
     df_metrics = run_training(compose_config(df_over, replace_run(dm_run)))
     pipe = BinaryLatentPipeline.from_pretrained(dm_run)
     g = torch.Generator().manual_seed(0)

@@ -34,6 +34,7 @@ class EvaluateOptions:
 
 
 def _gt_mesh(run_cfg: DictConfig | None):
+    """The procedural ground truth of a run (its ``data.scene_seed``; scene 0 without a run config)."""
     from latent4d.smoke.synthetic import sphere_and_box
 
     if run_cfg is None:
@@ -75,7 +76,8 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 
 
 def demo(out_dir: Path, quick: bool = False) -> dict:
-    """Train the smoke experiment, reload the exported network, mesh it, render a PNG."""
+    """Train the smoke experiment (``quick``: preset ``smoke_demo_quick``), reload the exported network,
+    mesh it, render a PNG."""
     from latent4d.render import render_png
     from latent4d.smoke.metrics import mesh_chamfer_l1
     from latent4d.smoke.pipeline import SDFPipeline
@@ -83,8 +85,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
 
     run = out_dir / "run"
     overrides = ["experiment=smoke/sdf_sphere", "callbacks=minimal", "logger=csv"]
-    if quick:
-        overrides += ["trainer.max_epochs=2", "data.n_train=20000"]
+    overrides += ["preset=smoke_demo_quick"] if quick else []
     metrics = run_training(compose_config(overrides, replace_run(run)))
     mesh = SDFPipeline.from_pretrained(run).mesh(128)
     with atomic_path(out_dir / "sdf_sphere.ply") as tmp:

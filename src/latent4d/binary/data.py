@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -152,46 +153,68 @@ def _labels_from_folders(root: Path, files: list[Path]) -> tuple[np.ndarray, lis
     return np.full(len(files), -1, np.int64), []
 
 
-def load_image_folder(root: str | Path, image_size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Every image under ``root`` (recursive) -> (N, C, S, S) float32 in [0, 1], labels (N,), class names.
+def read_folder(root: str | Path, extensions: tuple[str, ...], kind: tuple[str, str],
+                read: Callable[[Path], np.ndarray],
+                errors: tuple[type[BaseException], ...] = (Exception,)) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every file with one of ``extensions`` under ``root`` (recursive, sorted) through ``read`` ->
+    (stacked arrays, labels (N,) from the sub-folders or -1, class names).
 
-    Images are converted to RGB (alpha composited onto white) or grayscale, the short side resized to
-    ``image_size`` and centre-cropped. Unreadable files are skipped with a warning naming them; a
-    folder without any readable image raises :class:`InputError`.
+    ``kind``: (singular, plural) for messages. A file whose ``read`` raises one of ``errors`` is
+    skipped with a warning naming it; a folder without any readable file raises :class:`InputError`.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise InputError(f"image folder '{root}' does not exist or is not a directory")
-    files = _find_files(root, IMAGE_EXTENSIONS)
+        raise InputError(f"{kind[0]} folder '{root}' does not exist or is not a directory")
+    files = _find_files(root, extensions)
     out, kept = [], []
     for f in files:
         try:
-            with Image.open(f) as im:
-                im.load()
-                if im.mode in ("RGBA", "LA", "P", "PA") or "transparency" in im.info:
-                    im = im.convert("RGBA")
-                    bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                    im = Image.alpha_composite(bg, im)
-                im = im.convert("RGB" if channels == 3 else "L")
-                w, h = im.size
-                s = image_size / min(w, h)
-                im = im.resize((max(image_size, round(w * s)), max(image_size, round(h * s))), Image.LANCZOS)
-                w, h = im.size
-                left, top = (w - image_size) // 2, (h - image_size) // 2
-                im = im.crop((left, top, left + image_size, top + image_size))
-                a = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            warnings.warn(f"skipping unreadable image '{f}': {type(e).__name__}: {e}", stacklevel=2)
+            out.append(read(f))
+        except errors as e:
+            warnings.warn(f"skipping unreadable {kind[0]} '{f}': {type(e).__name__}: {e}", stacklevel=3)
             continue
-        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
         kept.append(f)
     if not out:
-        raise InputError(f"no readable images in '{root}' (looked for {', '.join(IMAGE_EXTENSIONS)}; "
+        raise InputError(f"no readable {kind[1]} in '{root}' (looked for {', '.join(extensions)}; "
                          f"found {len(files)} candidate file(s))")
     labels, names = _labels_from_folders(root, kept)
-    return np.stack(out).astype(np.float32), labels, names
+    return np.stack(out), labels, names
+
+
+def read_image(path: Path, image_size: int, channels: int = 3) -> np.ndarray:
+    """One image -> (C, S, S) float32 in [0, 1]: RGB (alpha composited onto white) or grayscale, the
+    short side resized to ``image_size`` (Lanczos), centre-cropped."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "P", "PA") or "transparency" in im.info:
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        im = im.convert("RGB" if channels == 3 else "L")
+        w, h = im.size
+        s = image_size / min(w, h)
+        im = im.resize((max(image_size, round(w * s)), max(image_size, round(h * s))), Image.LANCZOS)
+        w, h = im.size
+        left, top = (w - image_size) // 2, (h - image_size) // 2
+        im = im.crop((left, top, left + image_size, top + image_size))
+        a = np.asarray(im, dtype=np.float32) / 255.0
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def load_image_folder(root: str | Path, image_size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every image under ``root`` (recursive) -> (N, C, S, S) float32 in [0, 1], labels (N,), class names.
+
+    Images are read by :func:`read_image`. Unreadable files are skipped with a warning naming them; a
+    folder without any readable image raises :class:`InputError`.
+    """
+    from PIL import UnidentifiedImageError
+
+    x, labels, names = read_folder(root, IMAGE_EXTENSIONS, ("image", "images"),
+                                   lambda f: read_image(f, image_size, channels),
+                                   (UnidentifiedImageError, OSError, ValueError, SyntaxError))
+    return x.astype(np.float32), labels, names
 
 
 class _ArrayDataModule(SplitDataModule):
@@ -280,33 +303,27 @@ def voxelize_mesh(mesh, resolution: int = 32, fill: float = 0.95) -> np.ndarray:
     return occ.reshape(resolution, resolution, resolution)
 
 
-def load_mesh_folder(root: str | Path, resolution: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Every mesh under ``root`` voxelised -> (N, R, R, R) bool, labels (from sub-folders or -1), names."""
+def read_mesh_occupancy(path: Path, resolution: int = 32) -> np.ndarray:
+    """One mesh file (trimesh) voxelised by :func:`voxelize_mesh` -> (R, R, R) bool; InputError when it
+    has no faces or no inside."""
     import trimesh
 
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise InputError(f"mesh folder '{root}' does not exist or is not a directory")
-    files = _find_files(root, MESH_EXTENSIONS)
-    grids, kept = [], []
-    for f in files:
-        try:
-            mesh = trimesh.load(f, force="mesh")
-            if len(mesh.faces) == 0:
-                raise InputError("no faces")
-            occ = voxelize_mesh(mesh, resolution)
-            if not occ.any():
-                raise InputError("empty occupancy (open or degenerate mesh)")
-        except Exception as e:  # noqa: BLE001 - any failure to read one mesh skips it
-            warnings.warn(f"skipping unreadable mesh '{f}': {type(e).__name__}: {e}", stacklevel=2)
-            continue
-        grids.append(occ)
-        kept.append(f)
-    if not grids:
-        raise InputError(f"no readable meshes in '{root}' (looked for {', '.join(MESH_EXTENSIONS)}; "
-                         f"found {len(files)} candidate file(s))")
-    labels, names = _labels_from_folders(root, kept)
-    return np.stack(grids), labels, names
+    mesh = trimesh.load(path, force="mesh")
+    if len(mesh.faces) == 0:
+        raise InputError("no faces")
+    occ = voxelize_mesh(mesh, resolution)
+    if not occ.any():
+        raise InputError("empty occupancy (open or degenerate mesh)")
+    return occ
+
+
+def load_mesh_folder(root: str | Path, resolution: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every mesh under ``root`` voxelised -> (N, R, R, R) bool, labels (from sub-folders or -1), names.
+
+    Any failure to read one mesh skips it with a warning naming it; a folder without any readable
+    mesh raises :class:`InputError`.
+    """
+    return read_folder(root, MESH_EXTENSIONS, ("mesh", "meshes"), lambda f: read_mesh_occupancy(f, resolution))
 
 
 def objects_occupancy(per_category: int, resolution: int = 32, seed: int = 0) -> dict[str, np.ndarray]:

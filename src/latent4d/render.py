@@ -52,7 +52,7 @@ def to_open3d(item: Any, color=None):
         vc = getattr(item.visual, "vertex_colors", None)
         if color is not None:
             m.paint_uniform_color(np.asarray(color, np.float64))
-        elif item.visual.kind == "vertex" and vc is not None and len(vc) == len(item.vertices):
+        elif getattr(item.visual, "kind", None) == "vertex" and vc is not None and len(vc) == len(item.vertices):
             m.vertex_colors = o3d.utility.Vector3dVector(np.asarray(vc)[:, :3] / 255.0)
         else:
             m.paint_uniform_color([0.75, 0.75, 0.78])
@@ -261,6 +261,6 @@ def render_turntable(
         import imageio.v2 as imageio
 
         with atomic_path(path.with_suffix(".gif")) as tmp:
-            imageio.mimsave(tmp, frames, format="GIF", duration=0.25, loop=0)
+            imageio.mimsave(tmp, list(frames), format="GIF", duration=0.25, loop=0)
         paths.append(path.with_suffix(".gif"))
     return paths

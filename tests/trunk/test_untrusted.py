@@ -4,8 +4,8 @@ safety on resume: nothing from a file is executed, nothing already written is lo
 from __future__ import annotations
 
 import csv
-import math
 import hashlib
+import math
 import os
 from pathlib import Path
 

@@ -265,6 +265,11 @@ def compose_settings(config_name: str, schema: type[T], overrides: list[str], co
     bad = [o for o in overrides if "=" not in o or o.startswith(("+", "~", "hydra"))]
     if bad:
         raise ConfigError(f"{command}: expected key=value options, got: {' '.join(bad)}")
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if "${" in value:
+            raise ConfigError(f"{command}: {key}={value}: interpolations (${{...}}) are not allowed in options; "
+                              "give the value itself")
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose(config_name, overrides=[_quote(o) for o in overrides])

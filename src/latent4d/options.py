@@ -109,11 +109,16 @@ def parse_options(spec: type[T], args: Any, command: str) -> T:
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise _explain(e, command, spec) from None
+    return _checked(obj, command)
+
+
+def _checked(obj: Any, command: str) -> Any:
+    """``obj`` after :func:`check_ranges` and its own ``validate()`` (when it has one)."""
     check_ranges(obj, command)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()
-    return obj  # type: ignore[return-value]
+    return obj
 
 
 def check_ranges(obj: Any, command: str) -> None:
@@ -276,8 +281,4 @@ def compose_settings(config_name: str, schema: type[T], overrides: list[str], co
         obj = OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as e:
         raise _hydra_error(e, schema, command) from None
-    check_ranges(obj, command)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate()
-    return obj  # type: ignore[return-value]
+    return _checked(obj, command)

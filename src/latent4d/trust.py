@@ -187,19 +187,26 @@ def instantiate_from_run(node: Any, family: str, where: str = "config", **kwargs
 # save_pretrained folders
 
 
+def read_json_config(path: str | Path, what: str = "network config") -> dict:
+    """A JSON object from ``path`` (a saved network's or scheduler's config); :class:`InputError`
+    naming the file when it is not valid JSON or not an object."""
+    p = Path(path)
+    try:
+        cfg = json.loads(p.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{what} '{p}' is not valid JSON ({e}); the folder is damaged: re-export it "
+                         "with `latent4d export run=<run>`") from None
+    if not isinstance(cfg, dict):
+        raise InputError(f"{what} '{p}' holds a {type(cfg).__name__}, expected a JSON object")
+    return cfg
+
+
 def read_model_config(folder: str | Path) -> dict:
     """``<folder>/config.json`` as a dict; :class:`InputError` naming the file when it is not."""
     p = Path(folder) / "config.json"
     if not p.is_file():
         raise InputError(f"'{folder}' is not a saved network: {p.name} is missing (written by save_pretrained)")
-    try:
-        cfg = json.loads(p.read_text())
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"network config '{p}' is not valid JSON ({e}); the folder is damaged: re-export it "
-                         "with `latent4d export run=<run>`") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"network config '{p}' holds a {type(cfg).__name__}, expected a JSON object")
-    return cfg
+    return read_json_config(p)
 
 
 def check_safetensors(path: str | Path) -> None:
@@ -315,14 +322,7 @@ def load_scheduler(cls, folder: str | Path, check_class: bool = True, **kwargs: 
     cfg_path = folder / "scheduler_config.json"
     if not cfg_path.is_file():
         raise ConfigError(f"no exported scheduler in '{folder}' (expected {cfg_path.name})")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"scheduler config '{cfg_path}' is not valid JSON ({e}); the run folder is damaged: "
-                         "re-export it with `latent4d export run=<run>`") from None
-    if not isinstance(cfg, dict):
-        raise InputError(f"scheduler config '{cfg_path}' holds a {type(cfg).__name__}, expected a JSON object")
-    name = cfg.get("_class_name")
+    name = read_json_config(cfg_path, "scheduler config").get("_class_name")
     if check_class and name is not None and name != cls.__name__:
         raise InputError(f"'{folder}' holds a {name}, not a {cls.__name__}")
     try:

@@ -47,10 +47,15 @@ def _digest(folder: Path) -> dict[str, str]:
 def _specs(family: str) -> dict[str, type]:
     mod = importlib.import_module(f"latent4d.{family}.commands")
     out = {}
-    for cmd in ("sample", "evaluate", "reconstruct"):
+    for cmd in ("sample", "evaluate"):
         spec = getattr(mod, f"{cmd.capitalize()}Options", None)
         if spec is not None and hasattr(mod, cmd):
             out[cmd] = spec
+    try:  # reconstruction settings: <family>/reconstruct.py, <Family>ReconstructConfig (conf/reconstruct/)
+        rec = importlib.import_module(f"latent4d.{family}.reconstruct")
+    except ModuleNotFoundError:
+        return out
+    out["reconstruct"] = getattr(rec, f"{family.capitalize()}ReconstructConfig")
     return out
 
 

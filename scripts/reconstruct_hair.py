@@ -22,20 +22,18 @@ import argparse
 import sys
 
 #: argparse option -> config key (the defaults are the config file's: None here means "not given")
-OPTIONS = {
-    "run": "hairstyle-VAE run directory (or saved pipeline folder)",
-    "input": "observation: .ply/.npz point cloud or a partial hair file",
-    "scalp": "scalp mesh (.obj/.ply) in the head frame",
-    "out": "output folder (default: <input>_reconstruction)",
-    "format": "data, hair, ply or npz",
-    "strands": "dense strands of the result",
-    "inits": "initial style latents tried",
-    "retrieve": "nearest training styles of the run's latent bank used as extra starts (0: none)",
-    "steps": "Adam steps per initial latent",
-    "seed": "seed",
-    "view": "direction towards the camera that saw the hair (front, back, left, right, top or x,y,z): "
-    "adds the free-space term",
-}
+OPTIONS = {"run": "hairstyle-VAE run directory (or saved pipeline folder)",
+           "input": "observation: .ply/.npz point cloud or a partial hair file",
+           "scalp": "scalp mesh (.obj/.ply) in the head frame",
+           "out": "output folder (default: <input>_reconstruction)",
+           "format": "data, hair, ply or npz",
+           "strands": "dense strands of the result",
+           "inits": "initial style latents tried",
+           "retrieve": "nearest training styles of the run's latent bank used as extra starts (0: none)",
+           "steps": "Adam steps per initial latent",
+           "seed": "seed",
+           "view": "direction towards the camera that saw the hair (front, back, left, right, top or x,y,z): "
+                   "adds the free-space term"}
 
 
 def overrides(argv: list[str] | None = None) -> list[str]:

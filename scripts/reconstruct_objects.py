@@ -20,15 +20,8 @@ import argparse
 import sys
 
 #: flag -> setting of conf/reconstruct/objects.yaml (flags left out keep the YAML's defaults)
-FLAGS = {
-    "run": "run",
-    "categories": "categories",
-    "iterations": "iterations",
-    "rotation": "rotation",
-    "level": "level",
-    "depth_scale": "depth_scale",
-    "out": "out",
-}
+FLAGS = {"run": "run", "categories": "categories", "iterations": "iterations", "rotation": "rotation",
+         "level": "level", "depth_scale": "depth_scale", "out": "out"}
 
 
 def main(argv: list[str] | None = None) -> int:

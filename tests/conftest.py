@@ -24,10 +24,8 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: int = 600, check
     exe = Path(sys.executable).parent / "latent4d"
     proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"latent4d {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-            f"{proc.stderr[-3000:]}"
-        )
+        raise AssertionError(f"latent4d {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
     return proc
 
 
@@ -42,15 +40,7 @@ def smoke_run(tmp_path_factory):
     from latent4d.train import compose_config, run_training
 
     out = tmp_path_factory.mktemp("smoke_run")
-    cfg = compose_config(
-        [
-            "experiment=smoke/sdf_sphere",
-            "trainer.max_epochs=2",
-            "data.n_train=12000",
-            "callbacks=minimal",
-            "logger=csv",
-        ],
-        out,
-    )
+    cfg = compose_config(["experiment=smoke/sdf_sphere", "trainer.max_epochs=2", "data.n_train=12000",
+                          "callbacks=minimal", "logger=csv"], out)
     run_training(cfg)
     return out

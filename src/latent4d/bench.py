@@ -58,25 +58,12 @@ class BenchReport:
         self.artifacts: dict[str, str] = {}
         self._t0 = time.time()
 
-    def add(
-        self,
-        metric: str,
-        value: Any,
-        unit: str = "",
-        target: str | None = None,
-        met: bool | None = None,
-        **extra: Any,
-    ) -> dict[str, Any]:
+    def add(self, metric: str, value: Any, unit: str = "", target: str | None = None,
+            met: bool | None = None, **extra: Any) -> dict[str, Any]:
         if isinstance(value, float) and not math.isfinite(value):
             value = None if math.isnan(value) else value
-        rec = {
-            "metric": metric,
-            "value": value,
-            "unit": unit,
-            "target": target,
-            "met": check_target(value, target) if met is None else bool(met),
-            **extra,
-        }
+        rec = {"metric": metric, "value": value, "unit": unit, "target": target,
+               "met": check_target(value, target) if met is None else bool(met), **extra}
         self.records.append(rec)
         return rec
 
@@ -87,18 +74,11 @@ class BenchReport:
         self.artifacts[label] = str(path)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "quick": self.quick,
-            "records": self.records,
-            "notes": self.notes,
-            "artifacts": self.artifacts,
-            "machine": machine_info(),
-            "versions": versions(),
-            "command": "latent4d " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "duration_s": round(time.time() - self._t0, 1),
-        }
+        return {"name": self.name, "quick": self.quick, "records": self.records, "notes": self.notes,
+                "artifacts": self.artifacts, "machine": machine_info(), "versions": versions(),
+                "command": "latent4d " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "duration_s": round(time.time() - self._t0, 1)}
 
     def write(self) -> Path:
         path = self.out_dir / f"{self.name}.json"
@@ -119,13 +99,9 @@ class BenchReport:
 def machine_info() -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
+    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available()}
     try:
         info["load_avg_1min"] = round(os.getloadavg()[0], 2)
     except OSError:
@@ -146,18 +122,10 @@ def versions() -> dict[str, str]:
             pass
     try:
         root = Path(__file__).resolve().parents[2]
-        out["git"] = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        out["git"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
         if out["git"] and dirty:  # the figures come from uncommitted package code
             out["git"] += "-dirty"
     except Exception:  # noqa: BLE001
@@ -175,9 +143,7 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
     from omegaconf import OmegaConf
 
     run = Path(run)
-    if not (
-        (run / "metrics.json").is_file() and (run / "config.yaml").is_file() and (run / "models").is_dir()
-    ):
+    if not ((run / "metrics.json").is_file() and (run / "config.yaml").is_file() and (run / "models").is_dir()):
         return False
 
     def settings(c) -> dict:
@@ -190,9 +156,8 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
         return False
 
 
-def train_or_reuse(
-    overrides: list[str], run: str | Path, key: dict | None = None, reuse: bool = True
-) -> tuple[dict[str, float], bool]:
+def train_or_reuse(overrides: list[str], run: str | Path, key: dict | None = None,
+                   reuse: bool = True) -> tuple[dict[str, float], bool]:
     """Train ``overrides`` into the bench's own folder ``run``, or reuse a finished run there.
 
     A run is reused when its resolved training settings equal the new config's
@@ -257,13 +222,11 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
     for res in sorted(results, key=lambda r: r["name"]):
         m = res.get("machine", {})
         parts.append(f"### `{res['name']}`{' (quick)' if res.get('quick') else ''}\n")
-        parts.append(
-            f"Command: `{res.get('command', '')}` — {res.get('finished', '')}, "
-            f"{m.get('cpu_count', '?')} CPUs, {m.get('torch_threads', '?')} torch thread(s)"
-            f"{', 1-min load at the end ' + str(m['load_avg_1min']) if 'load_avg_1min' in m else ''}"
-            f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
-            f"commit {res.get('versions', {}).get('git', '?')}, {res.get('duration_s', '?')} s.\n"
-        )
+        parts.append(f"Command: `{res.get('command', '')}` — {res.get('finished', '')}, "
+                     f"{m.get('cpu_count', '?')} CPUs, {m.get('torch_threads', '?')} torch thread(s)"
+                     f"{', 1-min load at the end ' + str(m['load_avg_1min']) if 'load_avg_1min' in m else ''}"
+                     f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
+                     f"commit {res.get('versions', {}).get('git', '?')}, {res.get('duration_s', '?')} s.\n")
         parts.append("| metric | value | unit | target | met |\n|---|---|---|---|---|")
         for r in res["records"]:
             v = r["value"]
@@ -276,9 +239,8 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def update_readme(
-    readme: str | Path = "README.md", src: str | Path = "outputs/bench", store: str | Path = "docs/bench"
-) -> Path:
+def update_readme(readme: str | Path = "README.md", src: str | Path = "outputs/bench",
+                  store: str | Path = "docs/bench") -> Path:
     """Copy ``src/*.json`` into ``store`` and rewrite the README section between the BENCH markers."""
     from latent4d.fileio import write_bytes_atomic
 

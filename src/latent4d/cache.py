@@ -24,13 +24,8 @@ def cache_key(params: dict) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
-def cached_npz(
-    name: str,
-    params: dict,
-    build: Callable[[], dict[str, np.ndarray]],
-    cache_dir: str | Path | None = None,
-    enabled: bool = True,
-) -> dict[str, np.ndarray]:
+def cached_npz(name: str, params: dict, build: Callable[[], dict[str, np.ndarray]],
+               cache_dir: str | Path | None = None, enabled: bool = True) -> dict[str, np.ndarray]:
     """Load ``<cache>/<name>-<hash(params)>.npz`` or build it with ``build()`` and store it atomically.
 
     A corrupt cache file is rebuilt, never trusted.

@@ -21,5 +21,4 @@ class NaNGuard(Callback):
                 f"training loss became {loss.detach().float().item()} at global step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}); stopping. The checkpoints on disk are from before this "
                 "step. Try a lower learning rate, gradient clipping (trainer.gradient_clip_val=1.0) or "
-                "check the data for NaNs."
-            )
+                "check the data for NaNs.")

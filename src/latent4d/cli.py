@@ -18,19 +18,8 @@ from latent4d.config import FAMILIES
 from latent4d.errors import ConfigError, Latent4DError
 from latent4d.options import opt, parse_options
 
-COMMANDS = (
-    "train",
-    "sample",
-    "evaluate",
-    "reconstruct",
-    "export",
-    "convert",
-    "demo",
-    "bench",
-    "list",
-    "view",
-    "render",
-)
+COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "convert", "demo", "bench", "list",
+            "view", "render")
 
 
 def _family_module(family: str):
@@ -159,26 +148,17 @@ def _demo(families: list[str] | None, quick: bool, out: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="latent4d", description="Latent generative models of 3D and 4D content.")
     sub = p.add_subparsers(dest="command", metavar="command")
-    sub.add_parser(
-        "train",
-        help="train an experiment: latent4d train experiment=<family>/<name> [overrides]",
-        add_help=False,
-    )
-    for c, h in (
-        ("sample", "sample from a trained run: run=<dir> ..."),
-        ("evaluate", "evaluate a trained run: run=<dir> ..."),
-        ("export", "export networks (save_pretrained) from a checkpoint: run=<dir> [ckpt=best|last|file]"),
-    ):
+    sub.add_parser("train", help="train an experiment: latent4d train experiment=<family>/<name> [overrides]",
+                   add_help=False)
+    for c, h in (("sample", "sample from a trained run: run=<dir> ..."),
+                 ("evaluate", "evaluate a trained run: run=<dir> ..."),
+                 ("export", "export networks (save_pretrained) from a checkpoint: run=<dir> [ckpt=best|last|file]")):
         sp = sub.add_parser(c, help=h)
         sp.add_argument("options", nargs="*")
-    sp = sub.add_parser(
-        "reconstruct", help="reconstruct from observations: latent4d reconstruct <family> ..."
-    )
+    sp = sub.add_parser("reconstruct", help="reconstruct from observations: latent4d reconstruct <family> ...")
     sp.add_argument("family")
     sp.add_argument("options", nargs="*")
-    sp = sub.add_parser(
-        "convert", help="convert between file formats (by extension): latent4d convert IN OUT"
-    )
+    sp = sub.add_parser("convert", help="convert between file formats (by extension): latent4d convert IN OUT")
     sp.add_argument("inp")
     sp.add_argument("out")
     sp.add_argument("--resample", type=int, default=None, help="resample hair strands to this many points")
@@ -186,9 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", nargs="*", default=None, help=f"stages to run ({', '.join(FAMILIES)})")
     sp.add_argument("--quick", action="store_true", help="shorter training (for tests)")
     sp.add_argument("--out", default="outputs/demo")
-    sp = sub.add_parser(
-        "bench", help="run a benchmark: latent4d bench <name> [--quick]; `bench readme` updates README"
-    )
+    sp = sub.add_parser("bench", help="run a benchmark: latent4d bench <name> [--quick]; `bench readme` updates README")
     sp.add_argument("name")
     sp.add_argument("--quick", action="store_true")
     sp.add_argument("--out", default="outputs/bench")
@@ -246,10 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latent4d {cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"latent4d {cmd}: interrupted; outputs already written are complete, partial ones were removed",
-            file=sys.stderr,
-        )
+        print(f"latent4d {cmd}: interrupted; outputs already written are complete, partial ones were removed",
+              file=sys.stderr)
         return 130
     return 0
 

@@ -68,29 +68,21 @@ def validate_overrides(overrides: list[str]) -> None:
             if value not in choices:
                 raise ConfigError(
                     f"Unknown {key} '{value}'.{_close(value, choices)} Valid choices for {key}=: "
-                    + ", ".join(choices)
-                    + ". (`latent4d list` describes the experiments.)"
-                )
+                    + ", ".join(choices) + ". (`latent4d list` describes the experiments.)")
 
 
 def find_run_dir(run: str | Path | None) -> Path:
     """Check that ``run`` is a latent4d run directory (has config.yaml) and return it."""
     if run is None or str(run) in ("", "None", "null"):
-        raise ConfigError(
-            "this command needs run=<run directory> (a folder written by `latent4d train`, "
-            "e.g. outputs/<family>/<name>/<time>)."
-        )
+        raise ConfigError("this command needs run=<run directory> (a folder written by `latent4d train`, "
+                          "e.g. outputs/<family>/<name>/<time>).")
     p = Path(run).expanduser()
     if not p.is_dir():
-        raise ConfigError(
-            f"run directory '{p}' does not exist. Runs are written by `latent4d train` "
-            "under outputs/<family>/<name>/<time>."
-        )
+        raise ConfigError(f"run directory '{p}' does not exist. Runs are written by `latent4d train` "
+                          "under outputs/<family>/<name>/<time>.")
     if not (p / "config.yaml").is_file():
-        raise ConfigError(
-            f"'{p}' is not a latent4d run directory: config.yaml is missing "
-            "(it is written by `latent4d train`)."
-        )
+        raise ConfigError(f"'{p}' is not a latent4d run directory: config.yaml is missing "
+                          "(it is written by `latent4d train`).")
     return p
 
 
@@ -121,18 +113,14 @@ def read_yaml(path: str | Path, max_bytes: int = MAX_RUN_CONFIG_BYTES):
     p = Path(path)
     size = p.stat().st_size
     if size > max_bytes:
-        raise ConfigError(
-            f"'{p}': {size} bytes is too large for a latent4d config (at most {max_bytes}); "
-            "the run folder is damaged"
-        )
+        raise ConfigError(f"'{p}': {size} bytes is too large for a latent4d config (at most {max_bytes}); "
+                          "the run folder is damaged")
     try:
         return yaml.load(p.read_bytes().decode("utf-8"), Loader=_no_alias_loader())
     except (UnicodeDecodeError, ValueError, RecursionError, yaml.YAMLError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"run config '{p}' is not a readable YAML config ({first}); the run folder is "
-            "damaged: it is written by `latent4d train`"
-        ) from None
+        raise ConfigError(f"run config '{p}' is not a readable YAML config ({first}); the run folder is "
+                          "damaged: it is written by `latent4d train`") from None
 
 
 def load_run_config(run: str | Path):
@@ -151,15 +139,11 @@ def load_run_config(run: str | Path):
     try:
         cfg = OmegaConf.create(data)
     except Exception as e:  # noqa: BLE001 - keys OmegaConf cannot hold
-        raise ConfigError(
-            f"run config '{path}' is not a valid config ({str(e).strip().splitlines()[0][:200]})"
-        ) from None
+        raise ConfigError(f"run config '{path}' is not a valid config ({str(e).strip().splitlines()[0][:200]})") from None
     family = data.get("family")
     if not isinstance(cfg, DictConfig) or family not in FAMILIES:
-        raise ConfigError(
-            f"run config '{path}': family {family!r} is not a latent4d family "
-            f"({', '.join(FAMILIES)}); the run folder is damaged or not a latent4d run"
-        )
+        raise ConfigError(f"run config '{path}': family {family!r} is not a latent4d family "
+                          f"({', '.join(FAMILIES)}); the run folder is damaged or not a latent4d run")
     return cfg
 
 
@@ -208,9 +192,7 @@ def check_value_types(node, where: str) -> None:
     from hydra.utils import get_class
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
-    container = (
-        OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
-    )
+    container = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
     stack = [(where, container)]
     while stack:
         path, item = stack.pop()
@@ -236,6 +218,5 @@ def check_value_types(node, where: str) -> None:
             kinds = _simple_type(hints[key])
             if kinds is not None and not _value_ok(value, kinds):
                 names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-                raise ConfigError(
-                    f"{path}.{key}={value!r} is not valid: {target.rsplit('.', 1)[-1]} expects {names}"
-                )
+                raise ConfigError(f"{path}.{key}={value!r} is not valid: {target.rsplit('.', 1)[-1]} expects "
+                                  f"{names}")

@@ -58,17 +58,9 @@ class SplitDataModule(pl.LightningDataModule):
         ds = self.dataset(split)
         n = len(ds)  # type: ignore[arg-type]
         if n == 0:
-            raise InputError(
-                f"{type(self).__name__}: the {split} split is empty: use more data or another split"
-            )
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            drop_last=shuffle and n > self.batch_size,
-            persistent_workers=self.num_workers > 0,
-        )
+            raise InputError(f"{type(self).__name__}: the {split} split is empty: use more data or another split")
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          drop_last=shuffle and n > self.batch_size, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train", True)

@@ -99,10 +99,8 @@ def continue_schedules(module: pl.LightningModule) -> list[str]:
         for group, lr in zip(old.optimizer.param_groups, lrs):
             group["lr"] = lr
         old._last_lr = [g["lr"] for g in old.optimizer.param_groups]
-        changes.append(
-            f"{type(old).__name__}: "
-            + ", ".join(f"{k} -> {getattr(new, k)}" for k in keys if k != "_schedule_phases")
-        )
+        changes.append(f"{type(old).__name__}: " + ", ".join(
+            f"{k} -> {getattr(new, k)}" for k in keys if k != "_schedule_phases"))
     for c in changes:
         logging.getLogger("latent4d.train").info("resumed LR schedule stretched to this run's length: %s", c)
     return changes

@@ -32,16 +32,9 @@ from latent4d.errors import ConfigError
 T = TypeVar("T")
 
 
-def opt(
-    default: Any = dataclasses.MISSING,
-    *,
-    min: float | None = None,
-    max: float | None = None,  # noqa: A002
-    gt: float | None = None,
-    choices: tuple | None = None,
-    help: str = "",  # noqa: A002
-    default_factory: Any = dataclasses.MISSING,
-) -> Any:
+def opt(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,  # noqa: A002
+        gt: float | None = None, choices: tuple | None = None, help: str = "",  # noqa: A002
+        default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with a validated range (``min <= v <= max``, ``v > gt``) or choices."""
     meta: dict[str, Any] = {"min": min, "max": max, "gt": gt, "choices": choices, "help": help}
     if default_factory is not dataclasses.MISSING:
@@ -84,10 +77,8 @@ def _explain(e: Exception, command: str, spec: type) -> ConfigError:
     msg = str(getattr(e, "msg", None) or e).strip().splitlines()[0]
     if "not in struct" in msg or "Key '" in msg and "not in" in msg:
         names = [f.name for f in dataclasses.fields(spec)]
-        return ConfigError(
-            f"{command}: unknown option '{key}'.{_close(key.split('.')[0], names)} "
-            f"Options: {', '.join(names)}."
-        )
+        return ConfigError(f"{command}: unknown option '{key}'.{_close(key.split('.')[0], names)} "
+                           f"Options: {', '.join(names)}.")
     m = re.search(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", msg)
     if m:
         want = _TYPE_WORDS.get(m.group(3), m.group(3))
@@ -111,9 +102,7 @@ def parse_options(spec: type[T], args: Any, command: str) -> T:
     names = [f.name for f in dataclasses.fields(spec)]  # type: ignore[arg-type]
     for k in given:
         if k not in names:
-            raise ConfigError(
-                f"{command}: unknown option '{k}'.{_close(k, names)} Options: {', '.join(names)}."
-            )
+            raise ConfigError(f"{command}: unknown option '{k}'.{_close(k, names)} Options: {', '.join(names)}.")
     try:
         base = OmegaConf.structured(spec)
         merged = OmegaConf.merge(base, given)
@@ -143,9 +132,8 @@ def check_ranges(obj: Any, command: str) -> None:
             continue
         choices = meta.get("choices")
         if choices is not None and v not in choices:
-            raise ConfigError(
-                f"{command}: {f.name}={v} is not one of {', '.join(map(str, choices))}.{_close(v, choices)}"
-            )
+            raise ConfigError(f"{command}: {f.name}={v} is not one of {', '.join(map(str, choices))}."
+                              f"{_close(v, choices)}")
         if isinstance(v, bool) or not isinstance(v, int | float):
             continue
         if isinstance(v, float) and not math.isfinite(v):
@@ -201,14 +189,10 @@ def check_output_file(path: Any, option: str = "out", suffixes: tuple[str, ...] 
         raise ConfigError(f"{option}=<file> is required")
     p = Path(str(path)).expanduser()
     if p.is_dir():
-        raise ConfigError(
-            f"{option}={p} is a folder; give a file name (e.g. {p / ('result' + (suffixes or ('.ply',))[0])})"
-        )
+        raise ConfigError(f"{option}={p} is a folder; give a file name (e.g. {p / ('result' + (suffixes or ('.ply',))[0])})")
     if suffixes and p.suffix.lower() not in suffixes:
-        raise ConfigError(
-            f"{option}={p}: unsupported output type '{p.suffix or '(none)'}'; use one of "
-            f"{', '.join(suffixes)}"
-        )
+        raise ConfigError(f"{option}={p}: unsupported output type '{p.suffix or '(none)'}'; use one of "
+                          f"{', '.join(suffixes)}")
     _check_creatable(p, option)
     return p
 
@@ -224,14 +208,10 @@ def check_output_dir(path: Any, option: str = "out", marker: str | None = None) 
         raise ConfigError(f"{option}=<folder> is required")
     p = Path(str(path)).expanduser()
     if p.exists() and not p.is_dir():
-        raise ConfigError(
-            f"{option}={p} is an existing file; give a folder name (e.g. {p.with_suffix('')}_out)"
-        )
+        raise ConfigError(f"{option}={p} is an existing file; give a folder name (e.g. {p.with_suffix('')}_out)")
     if marker is not None and p.is_dir() and any(p.iterdir()) and not (p / marker).exists():
-        raise ConfigError(
-            f"{option}={p} exists and is not an earlier output of this command (no {marker}); "
-            "latent4d will not replace a folder it did not write: choose a new or empty folder"
-        )
+        raise ConfigError(f"{option}={p} exists and is not an earlier output of this command (no {marker}); "
+                          "latent4d will not replace a folder it did not write: choose a new or empty folder")
     _check_creatable(p, option)
     return p
 
@@ -258,10 +238,8 @@ def _hydra_error(e: Exception, schema: type, command: str) -> ConfigError:
     m = re.match(r"Could not override '([^']+)'", msg)
     if m:
         key = m.group(1)
-        return ConfigError(
-            f"{command}: unknown option '{key}'.{_close(key.split('.')[0], names)} "
-            f"Options: {', '.join(names)}."
-        )
+        return ConfigError(f"{command}: unknown option '{key}'.{_close(key.split('.')[0], names)} "
+                           f"Options: {', '.join(names)}.")
     m = re.match(r"Error merging override (.+)", msg)
     cause = e.__cause__
     if m and isinstance(cause, Exception):
@@ -295,10 +273,8 @@ def compose_settings(config_name: str, schema: type[T], overrides: list[str], co
     for o in overrides:
         key, _, value = o.partition("=")
         if "${" in value:
-            raise ConfigError(
-                f"{command}: {key}={value}: interpolations (${{...}}) are not allowed in options; "
-                "give the value itself"
-            )
+            raise ConfigError(f"{command}: {key}={value}: interpolations (${{...}}) are not allowed in options; "
+                              "give the value itself")
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             cfg = compose(config_name, overrides=[_quote(o) for o in overrides])

@@ -69,9 +69,7 @@ class LatentPipeline:
     @property
     def components(self) -> dict[str, Any]:
         """``{name: component}`` of the registered components that are present."""
-        return {
-            n: getattr(self, n) for n in getattr(self, "_component_names", []) if getattr(self, n) is not None
-        }
+        return {n: getattr(self, n) for n in getattr(self, "_component_names", []) if getattr(self, n) is not None}
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         """Move every network component (floating-point weights to ``dtype``); returns self."""
@@ -108,20 +106,16 @@ class LatentPipeline:
         out: dict[str, Any] = {}
         for name in names or list(cls.component_classes):
             folder = cls.component_folder(run_or_folder, name)
-            out[name] = (
-                None
-                if folder is None
-                else load_component(cls.component_classes[name], folder, cls.limits.get(name))
-            )
+            out[name] = None if folder is None else load_component(cls.component_classes[name], folder,
+                                                                    cls.limits.get(name))
         return out
 
     @classmethod
     def from_pretrained(cls, run_or_folder: str | Path, device: str | torch.device = "cpu", **options: Any):
         """Load every component from ``run_or_folder`` and build the pipeline (``options`` go to ``__init__``)."""
         if run_or_folder is None or str(run_or_folder) in ("", "None"):
-            raise ConfigError(
-                f"{cls.__name__} needs a {cls.family or 'latent4d'} run directory or a saved pipeline folder"
-            )
+            raise ConfigError(f"{cls.__name__} needs a {cls.family or 'latent4d'} run directory or a saved "
+                              "pipeline folder")
         pipe = cls(**cls.load_components(run_or_folder), **options)
         return pipe.to(device)
 
@@ -136,16 +130,8 @@ class LatentPipeline:
             for name, module in self.components.items():
                 if hasattr(module, "save_pretrained"):
                     module.save_pretrained(tmp / name)
-            write_json_atomic(
-                tmp / PIPELINE_FILE,
-                {
-                    "_class_name": type(self).__name__,
-                    "family": self.family,
-                    "components": {
-                        n: type(m).__name__
-                        for n, m in self.components.items()
-                        if hasattr(m, "save_pretrained")
-                    },
-                },
-            )
+            write_json_atomic(tmp / PIPELINE_FILE, {
+                "_class_name": type(self).__name__, "family": self.family,
+                "components": {n: type(m).__name__ for n, m in self.components.items()
+                               if hasattr(m, "save_pretrained")}})
         return folder

@@ -52,11 +52,7 @@ def to_open3d(item: Any, color=None):
         vc = getattr(item.visual, "vertex_colors", None)
         if color is not None:
             m.paint_uniform_color(np.asarray(color, np.float64))
-        elif (
-            getattr(item.visual, "kind", None) == "vertex"
-            and vc is not None
-            and len(vc) == len(item.vertices)
-        ):
+        elif getattr(item.visual, "kind", None) == "vertex" and vc is not None and len(vc) == len(item.vertices):
             m.vertex_colors = o3d.utility.Vector3dVector(np.asarray(vc)[:, :3] / 255.0)
         else:
             m.paint_uniform_color([0.75, 0.75, 0.78])

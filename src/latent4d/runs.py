@@ -46,9 +46,7 @@ def network_candidates(path: Path, name: str) -> list[Path]:
     return [path / MODELS / name, path / name, path]
 
 
-def network_folder(
-    path: str | Path, name: str, class_name: str | None = None, family: str = "latent4d"
-) -> Path:
+def network_folder(path: str | Path, name: str, class_name: str | None = None, family: str = "latent4d") -> Path:
     """The ``save_pretrained`` folder of network ``name`` (``<run>/models/<name>``, ``<path>/<name>``
     or ``path`` itself); with ``class_name``, the first candidate whose config names that class.
 
@@ -56,10 +54,8 @@ def network_folder(
     """
     p = Path(path).expanduser()
     if not p.exists():
-        raise ConfigError(
-            f"'{p}' does not exist: expected a {family} run directory (with {MODELS}/{name}/) or "
-            "a save_pretrained folder"
-        )
+        raise ConfigError(f"'{p}' does not exist: expected a {family} run directory (with {MODELS}/{name}/) or "
+                          "a save_pretrained folder")
     other = []
     for cand in network_candidates(p, name):
         if _is_network(cand):
@@ -68,13 +64,9 @@ def network_folder(
                 return cand
             other.append(f"'{cand}' holds a {found}")
     if other:
-        raise ConfigError(
-            f"no '{name}' network ({class_name}) in '{p}': {'; '.join(other)}, not a {class_name}"
-        )
-    raise ConfigError(
-        f"no exported '{name}' network in '{p}' (expected {p}/{MODELS}/{name}/config.json); runs "
-        "export their networks when training finishes, or with `latent4d export run=<run>`"
-    )
+        raise ConfigError(f"no '{name}' network ({class_name}) in '{p}': {'; '.join(other)}, not a {class_name}")
+    raise ConfigError(f"no exported '{name}' network in '{p}' (expected {p}/{MODELS}/{name}/config.json); runs "
+                      "export their networks when training finishes, or with `latent4d export run=<run>`")
 
 
 def has_network(path: str | Path, name: str, class_name: str | None = None) -> bool:
@@ -98,10 +90,8 @@ def run_of(folder: str | Path) -> Path | None:
 def latest_run(root: str | Path, network: str, hint: str) -> Path:
     """The most recently exported run under ``root`` that holds ``models/<network>``."""
     root = Path(root)
-    runs = sorted(
-        (p.parent.parent.parent for p in root.glob(f"**/{MODELS}/{network}/config.json")),
-        key=lambda p: p.stat().st_mtime,
-    )
+    runs = sorted((p.parent.parent.parent for p in root.glob(f"**/{MODELS}/{network}/config.json")),
+                  key=lambda p: p.stat().st_mtime)
     if not runs:
         raise ConfigError(f"no trained run with a '{network}' network under '{root}': {hint}")
     return runs[-1]
@@ -121,9 +111,7 @@ class Run:
 
         cfg = load_run_config(path)
         if family is not None and cfg.family != family:
-            raise ConfigError(
-                f"'{path}' is a {cfg.family} run ({cfg.family}/{cfg.get('name')}), not a {family} run"
-            )
+            raise ConfigError(f"'{path}' is a {cfg.family} run ({cfg.family}/{cfg.get('name')}), not a {family} run")
         return cls(Path(path).expanduser(), cfg)
 
     @property
@@ -158,10 +146,8 @@ def run_family(path: str | Path) -> str | None:
             if fam is None:
                 continue
             if not isinstance(fam, str) or fam not in FAMILIES:
-                raise ConfigError(
-                    f"{cfg}: family {fam!r} is not a latent4d family ({', '.join(FAMILIES)}); the "
-                    "run folder is damaged or not a latent4d run"
-                )
+                raise ConfigError(f"{cfg}: family {fam!r} is not a latent4d family ({', '.join(FAMILIES)}); the "
+                                  "run folder is damaged or not a latent4d run")
             return fam
     for folder in (p / MODELS, p):
         if not folder.is_dir():
@@ -172,10 +158,8 @@ def run_family(path: str | Path) -> str | None:
             try:
                 json.loads((sub / "config.json").read_text())
             except (UnicodeDecodeError, ValueError) as e:
-                raise ConfigError(
-                    f"network config '{sub / 'config.json'}' is not valid JSON ({e}); the folder is "
-                    "damaged: re-export it with `latent4d export run=<run>`"
-                ) from None
+                raise ConfigError(f"network config '{sub / 'config.json'}' is not valid JSON ({e}); the folder is "
+                                  "damaged: re-export it with `latent4d export run=<run>`") from None
             fam = NETWORK_FAMILY.get(_class_name(sub) or "")
             if fam:
                 return fam
@@ -183,17 +167,7 @@ def run_family(path: str | Path) -> str | None:
 
 
 #: which family a saved network class belongs to (for folders of networks without a run config)
-NETWORK_FAMILY = {
-    "StrandVAE": "hair",
-    "HairstyleVAE": "hair",
-    "ShapeDecoder": "objects",
-    "AppearanceNet": "objects",
-    "LatentDatabase": "objects",
-    "ShapeVecSetAE": "motion",
-    "DeformVecSetAE": "motion",
-    "ShapeDenoiser": "motion",
-    "DeformDenoiser": "motion",
-    "BernoulliAutoencoder": "binary",
-    "LatentTransformer": "binary",
-    "SDFNet": "smoke",
-}
+NETWORK_FAMILY = {"StrandVAE": "hair", "HairstyleVAE": "hair", "ShapeDecoder": "objects", "AppearanceNet": "objects",
+                  "LatentDatabase": "objects", "ShapeVecSetAE": "motion", "DeformVecSetAE": "motion",
+                  "ShapeDenoiser": "motion", "DeformDenoiser": "motion", "BernoulliAutoencoder": "binary",
+                  "LatentTransformer": "binary", "SDFNet": "smoke"}

@@ -51,11 +51,9 @@ def check_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> Path:
         meta: dict = found if isinstance(found, dict) else {}
         written_by, want = meta.get("module"), cfg.model.get("_target_")
         if written_by and want and written_by != want:
-            raise InputError(
-                f"checkpoint '{p}' was written by {written_by}, but experiment "
-                f"{cfg.get('family')}/{cfg.get('name')} trains {want}: resume with a checkpoint "
-                "of this experiment (<run>/checkpoints/last.ckpt)"
-            )
+            raise InputError(f"checkpoint '{p}' was written by {written_by}, but experiment "
+                             f"{cfg.get('family')}/{cfg.get('name')} trains {want}: resume with a checkpoint "
+                             "of this experiment (<run>/checkpoints/last.ckpt)")
     return p
 
 
@@ -67,18 +65,14 @@ def check_resume_target(out: Path, cfg: DictConfig) -> None:
     if not (out / "config.yaml").is_file() or not _is_rank_zero():
         return  # DDP worker processes start after rank 0 has written the run's config.yaml
     if not cfg.get("ckpt_path"):
-        raise ConfigError(
-            f"'{out}' already holds a run (config.yaml); latent4d trains into an existing run folder "
-            f"only to resume it: add ckpt_path={out / 'checkpoints' / 'last.ckpt'}, or leave out "
-            "hydra.run.dir= to get a new folder"
-        )
+        raise ConfigError(f"'{out}' already holds a run (config.yaml); latent4d trains into an existing run folder "
+                          f"only to resume it: add ckpt_path={out / 'checkpoints' / 'last.ckpt'}, or leave out "
+                          "hydra.run.dir= to get a new folder")
     old = load_run_config(out)
     if (old.get("family"), old.get("name")) != (cfg.get("family"), cfg.get("name")):
-        raise ConfigError(
-            f"'{out}' holds a run of {old.get('family')}/{old.get('name')}, not of "
-            f"{cfg.get('family')}/{cfg.get('name')}: resume it with its own experiment, or train "
-            "into a new folder"
-        )
+        raise ConfigError(f"'{out}' holds a run of {old.get('family')}/{old.get('name')}, not of "
+                          f"{cfg.get('family')}/{cfg.get('name')}: resume it with its own experiment, or train "
+                          "into a new folder")
 
 
 def replace_run(run_dir: str | Path) -> Path:
@@ -93,10 +87,8 @@ def replace_run(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(
-                f"'{run_dir}' exists and is not a latent4d run folder: latent4d will not replace it "
-                "(choose another output folder)"
-            )
+            raise ConfigError(f"'{run_dir}' exists and is not a latent4d run folder: latent4d will not replace it "
+                              "(choose another output folder)")
         shutil.rmtree(run_dir)
     return run_dir
 
@@ -107,10 +99,8 @@ def _ckpt_mismatch(e: RuntimeError, ckpt_path: str, cfg: DictConfig) -> InputErr
     if "Error(s) in loading state_dict" not in text and "size mismatch" not in text:
         return None
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()][1:4]
-    return InputError(
-        f"checkpoint '{ckpt_path}' does not fit experiment {cfg.get('family')}/{cfg.get('name')} "
-        f"({'; '.join(lines)[:400]}): it was written by another experiment or model size"
-    )
+    return InputError(f"checkpoint '{ckpt_path}' does not fit experiment {cfg.get('family')}/{cfg.get('name')} "
+                      f"({'; '.join(lines)[:400]}): it was written by another experiment or model size")
 
 
 def _is_rank_zero() -> bool:
@@ -153,10 +143,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("model") is None or cfg.get("data") is None:
         from latent4d.config import group_options
 
-        raise ConfigError(
-            "no experiment selected: run `latent4d train experiment=<family>/<name>`. "
-            "Valid experiments: " + ", ".join(group_options("experiment"))
-        )
+        raise ConfigError("no experiment selected: run `latent4d train experiment=<family>/<name>`. "
+                          "Valid experiments: " + ", ".join(group_options("experiment")))
     from latent4d.config import check_value_types
 
     out = Path(cfg.paths.output_dir)
@@ -201,15 +189,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     metrics["data_seconds"] = data_seconds  # building / loading the training and validation data
     if cfg.get("test"):
         ckpt_cb = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-        best = (
-            "best"
-            if (
-                ckpt_cb is not None
-                and ckpt_cb.best_model_path
-                and not getattr(trainer, "fast_dev_run", False)
-            )
-            else None
-        )
+        best = "best" if (ckpt_cb is not None and ckpt_cb.best_model_path and not getattr(trainer, "fast_dev_run", False)) else None
         results = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         for r in results:
             metrics.update({k: float(v) for k, v in r.items()})
@@ -236,11 +216,9 @@ def _guard_run_dir(overrides: list[str]) -> list[str]:
     if not run_dir or not (Path(run_dir) / "config.yaml").is_file() or not _is_rank_zero():
         return overrides  # DDP worker processes re-run the command after rank 0 wrote config.yaml
     if kv.get("ckpt_path") in (None, "", "null"):
-        raise ConfigError(
-            f"'{run_dir}' already holds a run (config.yaml); latent4d trains into an existing run "
-            f"folder only to resume it: add ckpt_path={Path(run_dir) / 'checkpoints' / 'last.ckpt'}, "
-            "or leave out hydra.run.dir= to get a new folder"
-        )
+        raise ConfigError(f"'{run_dir}' already holds a run (config.yaml); latent4d trains into an existing run "
+                          f"folder only to resume it: add ckpt_path={Path(run_dir) / 'checkpoints' / 'last.ckpt'}, "
+                          "or leave out hydra.run.dir= to get a new folder")
     return [*overrides, "hydra.output_subdir=null"] if "hydra.output_subdir" not in kv else overrides
 
 

@@ -25,17 +25,11 @@ from latent4d.errors import ConfigError, InputError
 #: shared latent4d packages any family's configs may name (classes only)
 SHARED_PACKAGES = ("latent4d.diffusion", "latent4d.nn")
 #: third-party classes a run's model config may name (schedulers: pure configuration objects)
-THIRD_PARTY_CLASSES = frozenset(
-    {
-        "diffusers.DDPMScheduler",
-        "diffusers.DDIMScheduler",
-        "diffusers.EulerDiscreteScheduler",
-        "diffusers.EDMEulerScheduler",
-        "diffusers.DPMSolverMultistepScheduler",
-        "diffusers.schedulers.DDPMScheduler",
-        "diffusers.schedulers.DDIMScheduler",
-    }
-)
+THIRD_PARTY_CLASSES = frozenset({
+    "diffusers.DDPMScheduler", "diffusers.DDIMScheduler", "diffusers.EulerDiscreteScheduler",
+    "diffusers.EDMEulerScheduler", "diffusers.DPMSolverMultistepScheduler",
+    "diffusers.schedulers.DDPMScheduler", "diffusers.schedulers.DDIMScheduler",
+})
 _HYDRA_KEYS = frozenset({"_target_", "_partial_", "_convert_", "_recursive_", "_args_"})
 
 
@@ -66,13 +60,10 @@ def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict:
         raise InputError(
             f"{what} '{p}' refers to Python objects other than tensors and plain containers "
             f"({first[:200]}). latent4d never unpickles code from files: re-save it as a plain state dict "
-            "(torch.save({'state_dict': model.state_dict()}, path)) or as safetensors."
-        ) from None
+            "(torch.save({'state_dict': model.state_dict()}, path)) or as safetensors.") from None
     except Exception as e:  # noqa: BLE001 - any other failure means a corrupt or foreign file
-        raise InputError(
-            f"{what} '{p}' is corrupted, truncated or not a PyTorch file "
-            f"({type(e).__name__}: {str(e).strip()[:200]})"
-        ) from None
+        raise InputError(f"{what} '{p}' is corrupted, truncated or not a PyTorch file "
+                         f"({type(e).__name__}: {str(e).strip()[:200]})") from None
     if not isinstance(obj, dict):
         raise InputError(f"{what} '{p}' holds a {type(obj).__name__}, expected a dict of tensors")
     return obj
@@ -82,10 +73,8 @@ def check_lightning_checkpoint(path: str | Path) -> dict:
     """:func:`load_checkpoint` + the checkpoint must be a Lightning one (a ``state_dict`` entry)."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt.get("state_dict"), dict):
-        raise InputError(
-            f"checkpoint '{path}' is not a Lightning checkpoint (no 'state_dict' entry); "
-            "latent4d resumes and exports from <run>/checkpoints/{last,best-*}.ckpt"
-        )
+        raise InputError(f"checkpoint '{path}' is not a Lightning checkpoint (no 'state_dict' entry); "
+                         "latent4d resumes and exports from <run>/checkpoints/{last,best-*}.ckpt")
     return ckpt
 
 
@@ -100,24 +89,16 @@ def load_state_checked(module, state: dict, source: str | Path) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
         parts = []
         for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)):
             if items:
-                parts.append(
-                    f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
-                )
-        raise InputError(
-            f"checkpoint '{source}' does not fit this model ({type(module).__name__}): "
-            + "; ".join(parts)
-            + ". It was probably written by another experiment or model size: "
-            "use a checkpoint of this run, or train with the same experiment and model settings."
-        )
+                parts.append(f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+        raise InputError(f"checkpoint '{source}' does not fit this model ({type(module).__name__}): "
+                         + "; ".join(parts) + ". It was probably written by another experiment or model size: "
+                         "use a checkpoint of this run, or train with the same experiment and model settings.")
     module.load_state_dict(state)
 
 
@@ -141,20 +122,15 @@ def check_target(target: Any, family: str, where: str = "config") -> None:
         raise ConfigError(
             f"{where}: refusing _target_ '{target}': a run folder's config may only name latent4d classes of "
             f"its family ('latent4d.{family}.*', {', '.join(SHARED_PACKAGES)}). Run folders are data: "
-            "latent4d does not call arbitrary functions named in them."
-        )
+            "latent4d does not call arbitrary functions named in them.")
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        raise ConfigError(
-            f"{where}: refusing _target_ '{target}': no module '{module}' in this latent4d"
-        ) from None
+        raise ConfigError(f"{where}: refusing _target_ '{target}': no module '{module}' in this latent4d") from None
     obj = getattr(mod, name, None)
     if not isinstance(obj, type) or not _allowed_module(getattr(obj, "__module__", ""), family):
-        raise ConfigError(
-            f"{where}: refusing _target_ '{target}': it is not a class defined in latent4d.{family} "
-            "(run folders may only name the family's classes)"
-        )
+        raise ConfigError(f"{where}: refusing _target_ '{target}': it is not a class defined in latent4d.{family} "
+                          "(run folders may only name the family's classes)")
 
 
 def check_targets(node: Any, family: str, where: str = "config") -> None:
@@ -198,16 +174,13 @@ def instantiate_from_run(node: Any, family: str, where: str = "config", **kwargs
         if isinstance(cause, Latent4DError):
             raise cause from None
         msg = str(cause or e).strip().splitlines()[0][:300]
-        raise ConfigError(
-            f"{where}: cannot build it from the run's config.yaml ({msg}); the run folder "
-            "is damaged or from another latent4d version"
-        ) from None
+        raise ConfigError(f"{where}: cannot build it from the run's config.yaml ({msg}); the run folder "
+                          "is damaged or from another latent4d version") from None
     except Latent4DError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise ConfigError(
-            f"{where}: cannot build it from the run's config.yaml ({type(e).__name__}: {str(e)[:300]})"
-        ) from None
+        raise ConfigError(f"{where}: cannot build it from the run's config.yaml ({type(e).__name__}: "
+                          f"{str(e)[:300]})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,10 +194,8 @@ def read_json_config(path: str | Path, what: str = "network config") -> dict:
     try:
         cfg = json.loads(p.read_text())
     except (UnicodeDecodeError, ValueError) as e:
-        raise InputError(
-            f"{what} '{p}' is not valid JSON ({e}); the folder is damaged: re-export it "
-            "with `latent4d export run=<run>`"
-        ) from None
+        raise InputError(f"{what} '{p}' is not valid JSON ({e}); the folder is damaged: re-export it "
+                         "with `latent4d export run=<run>`") from None
     if not isinstance(cfg, dict):
         raise InputError(f"{what} '{p}' holds a {type(cfg).__name__}, expected a JSON object")
     return cfg
@@ -234,9 +205,7 @@ def read_model_config(folder: str | Path) -> dict:
     """``<folder>/config.json`` as a dict; :class:`InputError` naming the file when it is not."""
     p = Path(folder) / "config.json"
     if not p.is_file():
-        raise InputError(
-            f"'{folder}' is not a saved network: {p.name} is missing (written by save_pretrained)"
-        )
+        raise InputError(f"'{folder}' is not a saved network: {p.name} is missing (written by save_pretrained)")
     return read_json_config(p)
 
 
@@ -251,10 +220,8 @@ def check_safetensors(path: str | Path) -> None:
         with safe_open(str(p), framework="pt") as f:
             list(f.keys())
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise InputError(
-            f"weights file '{p}' is not a valid safetensors file ({str(e).strip()[:200]}); "
-            "the download or export was interrupted: re-export or re-download it"
-        ) from None
+        raise InputError(f"weights file '{p}' is not a valid safetensors file ({str(e).strip()[:200]}); "
+                         "the download or export was interrupted: re-export or re-download it") from None
 
 
 def _short(v: Any) -> str:
@@ -285,10 +252,8 @@ def check_network_config(cls, folder: str | Path, limits: dict[str, tuple[int, i
         v = cfg[key]
         vals = v if isinstance(v, list) and 0 < len(v) <= 16 else [v]
         if not all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in vals):
-            raise InputError(
-                f"network config '{where}': {key}={_short(v)} is not valid for a {cls.__name__} "
-                f"(integers in [{lo}, {hi}] expected); the file is damaged: re-export the run"
-            )
+            raise InputError(f"network config '{where}': {key}={_short(v)} is not valid for a {cls.__name__} "
+                             f"(integers in [{lo}, {hi}] expected); the file is damaged: re-export the run")
     stack: list[Any] = [cfg]
     while stack:
         item = stack.pop()
@@ -311,16 +276,12 @@ def check_network_config(cls, folder: str | Path, limits: dict[str, tuple[int, i
         with torch.device("meta"):
             own = {k: tuple(t.shape) for k, t in cls.from_config(cfg).state_dict().items()}
     except Exception as e:  # noqa: BLE001 - constructors raise many kinds for bad settings
-        raise InputError(
-            f"network config '{where}': a {cls.__name__} cannot be built from it ({type(e).__name__}: "
-            f"{str(e).strip()[:200]}); the file is damaged: re-export the run"
-        ) from None
+        raise InputError(f"network config '{where}': a {cls.__name__} cannot be built from it ({type(e).__name__}: "
+                         f"{str(e).strip()[:200]}); the file is damaged: re-export the run") from None
     bad = [f"{k} {stored.get(k, 'missing')} vs {v}" for k, v in own.items() if stored.get(k) != v]
     if bad:
-        raise InputError(
-            f"'{folder}': config.json and the weights do not belong together ({len(bad)} tensors "
-            f"differ, e.g. {'; '.join(bad[:2])}); re-export the run"
-        )
+        raise InputError(f"'{folder}': config.json and the weights do not belong together ({len(bad)} tensors "
+                         f"differ, e.g. {'; '.join(bad[:2])}); re-export the run")
 
 
 def load_network(cls, folder: str | Path, limits: dict[str, tuple[int, int]] | None = None, **kwargs: Any):
@@ -335,17 +296,12 @@ def load_network(cls, folder: str | Path, limits: dict[str, tuple[int, int]] | N
     cfg = read_model_config(folder)
     name = cfg.get("_class_name")
     if name is not None and name != cls.__name__:
-        raise InputError(
-            f"'{folder}' holds a {name}, not a {cls.__name__}: point to the {cls.__name__} folder"
-        )
+        raise InputError(f"'{folder}' holds a {name}, not a {cls.__name__}: point to the {cls.__name__} folder")
     weights = sorted(folder.glob("diffusion_pytorch_model*.safetensors"))
     if not weights:
         pickled = sorted(p.name for p in folder.glob("*.bin"))
-        extra = (
-            f" ({', '.join(pickled)} is pickled and is never loaded: convert it to safetensors)"
-            if pickled
-            else ""
-        )
+        extra = (f" ({', '.join(pickled)} is pickled and is never loaded: convert it to safetensors)"
+                 if pickled else "")
         raise InputError(f"'{folder}' has no diffusion_pytorch_model.safetensors weights{extra}")
     check_network_config(cls, folder, limits)
     kwargs.setdefault("low_cpu_mem_usage", False)
@@ -354,11 +310,9 @@ def load_network(cls, folder: str | Path, limits: dict[str, tuple[int, int]] | N
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - diffusers raises many kinds for a damaged folder
-        raise InputError(
-            f"cannot load {cls.__name__} from '{folder}' ({type(e).__name__}: "
-            f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); the folder is "
-            "damaged or was written by another model size or version"
-        ) from None
+        raise InputError(f"cannot load {cls.__name__} from '{folder}' ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}); the folder is "
+                         "damaged or was written by another model size or version") from None
 
 
 def load_scheduler(cls, folder: str | Path, check_class: bool = True, **kwargs: Any):
@@ -374,7 +328,5 @@ def load_scheduler(cls, folder: str | Path, check_class: bool = True, **kwargs: 
     try:
         return cls.from_pretrained(folder, **kwargs)
     except Exception as e:  # noqa: BLE001 - bad values in the config
-        raise InputError(
-            f"cannot load the scheduler from '{cfg_path}' ({type(e).__name__}: {str(e)[:200]}); "
-            "the run folder is damaged"
-        ) from None
+        raise InputError(f"cannot load the scheduler from '{cfg_path}' ({type(e).__name__}: {str(e)[:200]}); "
+                         "the run folder is damaged") from None

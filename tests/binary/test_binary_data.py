@@ -72,8 +72,7 @@ def _write_images(root):
     rgba[..., 3] = 0  # fully transparent red -> white after compositing
     Image.fromarray(rgba, mode="RGBA").save(root / "dogs" / "transparent.png")
     Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8), mode="L").convert("P").save(
-        root / "dogs" / "palette.gif"
-    )
+        root / "dogs" / "palette.gif")
     (root / "dogs" / "broken.png").write_bytes(b"not an image at all")
     (root / "dogs" / "notes.txt").write_text("ignored")
 
@@ -119,16 +118,8 @@ def test_procedural_shapes_are_nonempty_inside_and_labelled():
         occ = shape_occupancy(cat, seed=1, resolution=32)
         assert occ.shape == (32, 32, 32) and occ.dtype == bool
         assert 0.01 < occ.mean() < 0.6, cat
-        border = np.concatenate(
-            [
-                occ[0].ravel(),
-                occ[-1].ravel(),
-                occ[:, 0].ravel(),
-                occ[:, -1].ravel(),
-                occ[:, :, 0].ravel(),
-                occ[:, :, -1].ravel(),
-            ]
-        )
+        border = np.concatenate([occ[0].ravel(), occ[-1].ravel(), occ[:, 0].ravel(), occ[:, -1].ravel(),
+                                 occ[:, :, 0].ravel(), occ[:, :, -1].ravel()])
         assert not border.any(), cat
     assert not np.array_equal(shape_occupancy("box", 1), shape_occupancy("box", 2))
     d = shape_dataset(2, 16)
@@ -155,7 +146,7 @@ def test_mesh_folder_voxelised_and_broken_skipped(tmp_path):
     assert occ.shape == (2, 24, 24, 24) and names == [] and (labels == -1).all()
     # the sphere is scaled so its bounding-box half-diagonal is 0.95: radius 0.95 / sqrt(3)
     r = 0.95 / np.sqrt(3)
-    ref = (grid_points(24) ** 2).sum(-1) <= r**2
+    ref = (grid_points(24) ** 2).sum(-1) <= r ** 2
     sphere = occ[1]  # sorted: box.obj, sphere.ply
     inter, union = (sphere & ref).sum(), (sphere | ref).sum()
     assert inter / union > 0.85

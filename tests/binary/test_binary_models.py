@@ -76,16 +76,8 @@ def test_autoencoder_save_load_roundtrip(tmp_path):
 
 def _den(**kw):
     torch.manual_seed(0)
-    cfg = dict(
-        latent_channels=8,
-        latent_shape=(4, 4),
-        dim=32,
-        depth=2,
-        heads=2,
-        dim_head=16,
-        num_classes=3,
-        num_train_timesteps=16,
-    )
+    cfg = dict(latent_channels=8, latent_shape=(4, 4), dim=32, depth=2, heads=2, dim_head=16, num_classes=3,
+               num_train_timesteps=16)
     cfg.update(kw)
     return LatentTransformer(**cfg)
 
@@ -100,9 +92,7 @@ def test_denoiser_shapes_labels_and_3d():
     assert y.shape == x.shape
     # -1 and None both mean "no label"
     torch.testing.assert_close(d(x[3:], 4, None), d(x[3:], 4, torch.tensor([-1, -1])))
-    assert not torch.allclose(
-        d(x, 3, torch.zeros(5, dtype=torch.long)), d(x, 3, torch.ones(5, dtype=torch.long))
-    )
+    assert not torch.allclose(d(x, 3, torch.zeros(5, dtype=torch.long)), d(x, 3, torch.ones(5, dtype=torch.long)))
     with pytest.raises(InputError, match="out of range"):
         d(x, 1, torch.full((5,), 7))
     with pytest.raises(InputError, match="expected"):
@@ -190,12 +180,8 @@ def test_pipeline_from_run_prefers_ema_and_roundtrips_through_save_pretrained(tm
     ae, den, ema = _ae(), _den(), _den()
     torch.nn.init.normal_(ema.out.weight, std=0.1)  # the EMA copy differs from the raw denoiser
     run = tmp_path / "run"
-    for name, module in (
-        ("autoencoder", ae),
-        ("denoiser", den),
-        ("denoiser_ema", ema),
-        ("scheduler", BernoulliDiffusionScheduler(16)),
-    ):
+    for name, module in (("autoencoder", ae), ("denoiser", den), ("denoiser_ema", ema),
+                         ("scheduler", BernoulliDiffusionScheduler(16))):
         module.save_pretrained(run / "models" / name)
     (run / "config.yaml").write_text("family: binary\nname: diffusion_digits\n")
     pipe = BinaryLatentPipeline.from_pretrained(run)
@@ -203,11 +189,8 @@ def test_pipeline_from_run_prefers_ema_and_roundtrips_through_save_pretrained(tm
     assert torch.equal(pipe.denoiser.out.weight, ema.out.weight)
     pipe.save_pretrained(tmp_path / "saved")
     meta = json.loads((tmp_path / "saved" / "pipeline.json").read_text())
-    assert meta["components"] == {
-        "autoencoder": "BernoulliAutoencoder",
-        "denoiser": "LatentTransformer",
-        "scheduler": "BernoulliDiffusionScheduler",
-    }
+    assert meta["components"] == {"autoencoder": "BernoulliAutoencoder", "denoiser": "LatentTransformer",
+                                  "scheduler": "BernoulliDiffusionScheduler"}
     again = BinaryLatentPipeline.from_pretrained(tmp_path / "saved")
     for p in (pipe, again):
         p.sampled = p(3, steps=4, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0)).latents
@@ -226,9 +209,7 @@ def test_gaussian_pipeline_reads_the_training_scheduler_as_ddim(tmp_path):
     run = tmp_path / "run"
     _ae(quantize="none").save_pretrained(run / "models" / "autoencoder")
     _den(input_mode="continuous").save_pretrained(run / "models" / "denoiser")
-    DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction").save_pretrained(
-        run / "models" / "scheduler"
-    )
+    DDPMScheduler(num_train_timesteps=50, prediction_type="v_prediction").save_pretrained(run / "models" / "scheduler")
     pipe = GaussianLatentPipeline.from_pretrained(run)
     assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.timestep_spacing == "trailing"
     assert pipe.scheduler.config.prediction_type == "v_prediction" and not pipe.scheduler.config.clip_sample

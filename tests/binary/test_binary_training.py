@@ -10,9 +10,7 @@ import torch
 from latent4d.errors import ConfigError
 
 QUIET = ["callbacks=minimal", "logger=csv"]
-TINY_DEN = [
-    "preset=binary_diffusion_tiny"
-]  # conf/preset: a 1-layer 32-wide denoiser, validation every 2 epochs
+TINY_DEN = ["preset=binary_diffusion_tiny"]  # conf/preset: a 1-layer 32-wide denoiser, validation every 2 epochs
 
 
 def _train(overrides, out):
@@ -31,15 +29,8 @@ def ae_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def diffusion_run(ae_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("binary_diffusion")
-    m = _train(
-        [
-            "experiment=binary/diffusion_digits",
-            f"autoencoder_path={ae_run[0]}",
-            "trainer.max_epochs=6",
-            *TINY_DEN,
-        ],
-        out,
-    )
+    m = _train(["experiment=binary/diffusion_digits", f"autoencoder_path={ae_run[0]}", "trainer.max_epochs=6",
+                *TINY_DEN], out)
     return out, m
 
 
@@ -66,24 +57,11 @@ def test_pipeline_and_sample_cli(diffusion_run, cli, tmp_path):
 
     out, _ = diffusion_run
     pipe = BinaryLatentPipeline.from_pretrained(out)
-    res = pipe(
-        4,
-        steps=8,
-        class_labels=torch.tensor([0, 1, 2, 3]),
-        guidance=1.0,
-        generator=torch.Generator().manual_seed(0),
-    )
+    res = pipe(4, steps=8, class_labels=torch.tensor([0, 1, 2, 3]), guidance=1.0,
+               generator=torch.Generator().manual_seed(0))
     assert res.samples.shape == (4, 1, 16, 16)
-    r = cli(
-        "sample",
-        f"run={out}",
-        "steps=16",
-        "temperature=0.9",
-        "guidance=1.5",
-        "n=20",
-        f"out={tmp_path}",
-        cwd=tmp_path,
-    )
+    r = cli("sample", f"run={out}", "steps=16", "temperature=0.9", "guidance=1.5", "n=20", f"out={tmp_path}",
+            cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     png = tmp_path / "samples_s16_t0.9_g1.5.png"
     assert png.stat().st_size > 500
@@ -120,31 +98,17 @@ def test_gaussian_baseline_trains_and_samples(tmp_path_factory):
     ae = tmp_path_factory.mktemp("binary_ae_cont")
     _train(["experiment=binary/ae_digits_continuous", "preset=binary_ae_tiny", "trainer.max_epochs=1"], ae)
     with pytest.raises(ConfigError, match="quantize"):  # a continuous AE cannot feed Bernoulli diffusion
-        _train(
-            ["experiment=binary/diffusion_digits", f"autoencoder_path={ae}", "trainer.max_epochs=1"],
-            tmp_path_factory.mktemp("x"),
-        )
+        _train(["experiment=binary/diffusion_digits", f"autoencoder_path={ae}", "trainer.max_epochs=1"],
+               tmp_path_factory.mktemp("x"))
     out = tmp_path_factory.mktemp("binary_gauss")
-    m = _train(
-        [
-            "experiment=binary/diffusion_digits_continuous",
-            f"autoencoder_path={ae}",
-            "trainer.max_epochs=2",
-            *TINY_DEN,
-        ],
-        out,
-    )
+    m = _train(["experiment=binary/diffusion_digits_continuous", f"autoencoder_path={ae}", "trainer.max_epochs=2",
+                *TINY_DEN], out)
     assert m["test/loss"] < 1.5
     pipe = GaussianLatentPipeline.from_pretrained(out)
     scale = pipe.denoiser.latent_scale
     assert not torch.allclose(scale, torch.ones_like(scale))  # standardisation statistics were saved
-    res = pipe(
-        3,
-        steps=4,
-        class_labels=torch.tensor([1, 2, 3]),
-        guidance=1.0,
-        generator=torch.Generator().manual_seed(0),
-    )
+    res = pipe(3, steps=4, class_labels=torch.tensor([1, 2, 3]), guidance=1.0,
+               generator=torch.Generator().manual_seed(0))
     assert res.samples.shape == (3, 1, 16, 16) and torch.isfinite(res.samples).all()
 
 
@@ -153,10 +117,7 @@ def test_voxel_autoencoder_and_diffusion(tmp_path_factory, cli):
     m = _train(["experiment=binary/ae_voxels", "preset=binary_ae_voxels_tiny", "trainer.max_epochs=2"], ae)
     assert 0.0 <= m["test/iou"] <= 1.0 and "test/bit_usage" in m
     out = tmp_path_factory.mktemp("binary_vox_diff")
-    _train(
-        ["experiment=binary/diffusion_voxels", f"autoencoder_path={ae}", "trainer.max_epochs=2", *TINY_DEN],
-        out,
-    )
+    _train(["experiment=binary/diffusion_voxels", f"autoencoder_path={ae}", "trainer.max_epochs=2", *TINY_DEN], out)
     samples = out / "s"
     r = cli("sample", f"run={out}", "steps=4", "n=3", "render=false", f"out={samples}")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -173,18 +134,8 @@ def test_voxel_autoencoder_and_diffusion(tmp_path_factory, cli):
 
 def test_photo_autoencoder_with_patch_gan_runs(tmp_path):
     """ae_images: photo crops, manual optimisation with the patch-GAN term from step 0 (one batch each)."""
-    m = _train(
-        [
-            "experiment=binary/ae_images",
-            "trainer=debug",
-            "model.gan_start=0",
-            "data.n_train=32",
-            "data.n_eval=16",
-            "data.batch_size=16",
-            "model.autoencoder.channels=[8,16]",
-        ],
-        tmp_path,
-    )
+    m = _train(["experiment=binary/ae_images", "trainer=debug", "model.gan_start=0", "data.n_train=32",
+                "data.n_eval=16", "data.batch_size=16", "model.autoencoder.channels=[8,16]"], tmp_path)
     assert "train/d_loss" in m and "train/g_loss" in m
     assert m["test/psnr"] > 5.0 and 0.0 <= m["test/bit_usage"] <= 1.0
 

@@ -43,9 +43,7 @@ def _ae(dims: int = 2):
 
     torch.manual_seed(0)
     if dims == 2:
-        return BernoulliAutoencoder(
-            dims=2, in_channels=1, latent_channels=8, channels=(8, 16), sample_size=16
-        )
+        return BernoulliAutoencoder(dims=2, in_channels=1, latent_channels=8, channels=(8, 16), sample_size=16)
     return BernoulliAutoencoder(dims=3, in_channels=1, latent_channels=4, channels=(8, 8), sample_size=8)
 
 
@@ -54,26 +52,10 @@ def _den(dims: int = 2):
 
     torch.manual_seed(0)
     if dims == 2:
-        return LatentTransformer(
-            latent_channels=8,
-            latent_shape=(4, 4),
-            dim=32,
-            depth=1,
-            heads=2,
-            dim_head=16,
-            num_classes=3,
-            num_train_timesteps=16,
-        )
-    return LatentTransformer(
-        latent_channels=4,
-        latent_shape=(2, 2, 2),
-        dim=32,
-        depth=1,
-        heads=2,
-        dim_head=16,
-        num_classes=0,
-        num_train_timesteps=16,
-    )
+        return LatentTransformer(latent_channels=8, latent_shape=(4, 4), dim=32, depth=1, heads=2, dim_head=16,
+                                 num_classes=3, num_train_timesteps=16)
+    return LatentTransformer(latent_channels=4, latent_shape=(2, 2, 2), dim=32, depth=1, heads=2, dim_head=16,
+                             num_classes=0, num_train_timesteps=16)
 
 
 def _run(root: Path, name: str, cfg: dict, models: dict | None = None) -> Path:
@@ -95,19 +77,10 @@ def diffusion_run(root) -> Path:
     """A class-conditional image diffusion run (tiny random autoencoder, denoiser, T=16 scheduler)."""
     from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler
 
-    return _run(
-        root,
-        "diffusion",
-        {
-            "family": "binary",
-            "model": {"_target_": DIFF_MODULE},
-            "data": {
-                "_target_": "latent4d.binary.data.LatentDataModule",
-                "autoencoder_path": str(root / "absent"),
-            },
-        },
-        {"autoencoder": _ae(), "denoiser": _den(), "scheduler": BernoulliDiffusionScheduler(16)},
-    )
+    return _run(root, "diffusion", {"family": "binary", "model": {"_target_": DIFF_MODULE},
+                                    "data": {"_target_": "latent4d.binary.data.LatentDataModule",
+                                             "autoencoder_path": str(root / "absent")}},
+                {"autoencoder": _ae(), "denoiser": _den(), "scheduler": BernoulliDiffusionScheduler(16)})
 
 
 def _evil_data(kind: str, marker: Path) -> dict:
@@ -116,37 +89,24 @@ def _evil_data(kind: str, marker: Path) -> dict:
     if kind == "system":
         return {"_target_": "os.system", "command": f"touch {marker}"}
     if kind == "nested":  # an allowed class whose argument is a payload
-        return {
-            "_target_": "latent4d.binary.data.ImageDataModule",
-            "source": {"_target_": "os.system", "command": f"touch {marker}"},
-        }
+        return {"_target_": "latent4d.binary.data.ImageDataModule",
+                "source": {"_target_": "os.system", "command": f"touch {marker}"}}
     if kind == "lookalike":  # a class path under latent4d.binary that is not a latent4d class
         return {"_target_": "latent4d.binary.autoencoder.Path", "_args_": [str(marker)]}
     raise AssertionError(kind)
 
 
 def _evil_ae_run(root: Path, name: str, kind: str, marker: Path, models: bool = True) -> Path:
-    return _run(
-        root,
-        name,
-        {"family": "binary", "model": {"_target_": AE_MODULE}, "data": _evil_data(kind, marker)},
-        {"autoencoder": _ae()} if models else None,
-    )
+    return _run(root, name, {"family": "binary", "model": {"_target_": AE_MODULE}, "data": _evil_data(kind, marker)},
+                {"autoencoder": _ae()} if models else None)
 
 
 # ----------------------------------------------------------------------------------------------
 # run folders whose config names a function: never called
 
 
-@pytest.mark.parametrize(
-    "kind,needle",
-    [
-        ("open", "builtins.open"),
-        ("system", "os.system"),
-        ("nested", "os.system"),
-        ("lookalike", "latent4d.binary.autoencoder.Path"),
-    ],
-)
+@pytest.mark.parametrize("kind,needle", [("open", "builtins.open"), ("system", "os.system"),
+                                         ("nested", "os.system"), ("lookalike", "latent4d.binary.autoencoder.Path")])
 def test_evaluate_refuses_config_targets(capsys, tmp_path, kind, needle):
     marker = tmp_path / "pwned.txt"
     run = _evil_ae_run(tmp_path, "evil", kind, marker)
@@ -174,17 +134,10 @@ def test_voxel_diffusion_evaluate_refuses_its_autoencoder_runs_targets(capsys, t
 
     marker = tmp_path / "pwned.txt"
     evil = _evil_ae_run(tmp_path, "evil", "system", marker)
-    run = _run(
-        tmp_path,
-        "vox",
-        {
-            "family": "binary",
-            "model": {"_target_": DIFF_MODULE},
-            "autoencoder_path": str(evil),
-            "data": {"_target_": "latent4d.binary.data.LatentDataModule", "autoencoder_path": str(evil)},
-        },
-        {"autoencoder": _ae(3), "denoiser": _den(3), "scheduler": BernoulliDiffusionScheduler(16)},
-    )
+    run = _run(tmp_path, "vox", {"family": "binary", "model": {"_target_": DIFF_MODULE}, "autoencoder_path": str(evil),
+                                 "data": {"_target_": "latent4d.binary.data.LatentDataModule",
+                                          "autoencoder_path": str(evil)}},
+               {"autoencoder": _ae(3), "denoiser": _den(3), "scheduler": BernoulliDiffusionScheduler(16)})
     _fails(capsys, ["evaluate", f"run={run}", "n=2", "steps=1"], "os.system", str(evil))
     assert not marker.exists() and not (run / "evaluation.json").exists()
 
@@ -194,9 +147,8 @@ def test_autoencoder_path_damaged_or_foreign(tmp_path):
 
     with pytest.raises(ConfigError, match="does not exist"):
         LatentDataModule(autoencoder_path=str(tmp_path / "nope")).setup()
-    other = _run(
-        tmp_path, "motion_run", {"family": "motion", "model": {"_target_": AE_MODULE}}, {"autoencoder": _ae()}
-    )
+    other = _run(tmp_path, "motion_run", {"family": "motion", "model": {"_target_": AE_MODULE}},
+                 {"autoencoder": _ae()})
     with pytest.raises(ConfigError, match="motion run, not a binary"):
         LatentDataModule(autoencoder_path=str(other)).setup()
     garbage = _run(tmp_path, "garbage", {"family": "binary"}, {"autoencoder": _ae()})
@@ -230,9 +182,8 @@ def _garbage_json(d: Path) -> None:
 
 
 def _wrong_class(d: Path) -> None:
-    (d / "config.json").write_text(
-        (d / "config.json").read_text().replace('"BernoulliAutoencoder"', '"LatentTransformer"')
-    )
+    (d / "config.json").write_text((d / "config.json").read_text().replace('"BernoulliAutoencoder"',
+                                                                             '"LatentTransformer"'))
 
 
 DAMAGE = [
@@ -276,20 +227,10 @@ def test_pickled_weights_are_never_loaded(capsys, diffusion_run, tmp_path):
 
 
 SAMPLE_BAD = [
-    (["bogus=1"], "bogus"),
-    (["steps=0"], "steps"),
-    (["steps=abc"], "steps"),
-    (["n=0"], "n=0"),
-    (["n=-3"], "n=-3"),
-    (["temperature=0"], "temperature"),
-    (["temperature=abc"], "temperature"),
-    (["guidance=-1"], "guidance"),
-    (["class=bogus"], "class=bogus"),
-    (["seed=-1"], "seed"),
-    (["scale=0"], "scale"),
-    (["render=perhaps"], "render"),
-    (["steps=17"], "steps=17"),
-    (["class=99"], "class=99"),
+    (["bogus=1"], "bogus"), (["steps=0"], "steps"), (["steps=abc"], "steps"), (["n=0"], "n=0"), (["n=-3"], "n=-3"),
+    (["temperature=0"], "temperature"), (["temperature=abc"], "temperature"), (["guidance=-1"], "guidance"),
+    (["class=bogus"], "class=bogus"), (["seed=-1"], "seed"), (["scale=0"], "scale"), (["render=perhaps"], "render"),
+    (["steps=17"], "steps=17"), (["class=99"], "class=99"),
 ]
 
 
@@ -302,9 +243,8 @@ def test_sample_bad_options(capsys, diffusion_run, tmp_path, extra, needle):
 
 def test_sample_valid_and_out_file(capsys, diffusion_run, tmp_path):
     out = tmp_path / "s"
-    assert main(["sample", f"run={diffusion_run}", "steps=2", "n=3", "class=1", f"out={out}"]) == 0, (
+    assert main(["sample", f"run={diffusion_run}", "steps=2", "n=3", "class=1", f"out={out}"]) == 0, \
         capsys.readouterr().err
-    )
     assert (out / "samples_s2_t0.9_g1.png").stat().st_size > 100
     f = tmp_path / "file.png"
     f.write_bytes(b"keep")
@@ -313,13 +253,8 @@ def test_sample_valid_and_out_file(capsys, diffusion_run, tmp_path):
 
 
 EVALUATE_BAD = [
-    (["n=0"], "n=0"),
-    (["steps=[0,2]"], "steps"),
-    (["steps=abc"], "steps"),
-    (["split=bogus"], "split"),
-    (["classifier_epochs=0"], "classifier_epochs"),
-    (["temperature=-1"], "temperature"),
-    (["bogus=1"], "bogus"),
+    (["n=0"], "n=0"), (["steps=[0,2]"], "steps"), (["steps=abc"], "steps"), (["split=bogus"], "split"),
+    (["classifier_epochs=0"], "classifier_epochs"), (["temperature=-1"], "temperature"), (["bogus=1"], "bogus"),
     (["seed=x"], "seed"),
 ]
 
@@ -339,23 +274,13 @@ def smoke_run(root) -> Path:
     from latent4d.smoke.sdf import SDFNet
 
     torch.manual_seed(0)
-    return _run(
-        root,
-        "smoke",
-        {
-            "family": "smoke",
-            "model": {"_target_": "latent4d.smoke.module.SmokeSDFModule"},
-            "data": {"scene_seed": 0},
-        },
-        {"net": SDFNet(hidden=16, layers=2)},
-    )
+    return _run(root, "smoke", {"family": "smoke", "model": {"_target_": "latent4d.smoke.module.SmokeSDFModule"},
+                                "data": {"scene_seed": 0}}, {"net": SDFNet(hidden=16, layers=2)})
 
 
 SMOKE_BAD = [
-    ("sample", ["resolution=0"], "resolution"),
-    ("sample", ["resolution=abc"], "resolution"),
-    ("sample", ["bogus=1"], "bogus"),
-    ("evaluate", ["resolution=-8"], "resolution"),
+    ("sample", ["resolution=0"], "resolution"), ("sample", ["resolution=abc"], "resolution"),
+    ("sample", ["bogus=1"], "bogus"), ("evaluate", ["resolution=-8"], "resolution"),
     ("evaluate", ["out=x"], "out"),
 ]
 
@@ -366,11 +291,9 @@ def test_smoke_bad_options(capsys, smoke_run, tmp_path, cmd, extra, needle):
     assert not (smoke_run / "evaluation.json").exists() and not (smoke_run / "samples").exists()
 
 
-@pytest.mark.parametrize(
-    "damage,needle",
-    [(_empty, "empty or truncated"), (_truncate, "safetensors"), (_garbage_json, "not valid JSON")],
-    ids=["empty", "truncated", "garbage-config"],
-)
+@pytest.mark.parametrize("damage,needle", [(_empty, "empty or truncated"), (_truncate, "safetensors"),
+                                           (_garbage_json, "not valid JSON")],
+                         ids=["empty", "truncated", "garbage-config"])
 def test_smoke_damaged_network(capsys, smoke_run, tmp_path, damage, needle):
     run = tmp_path / "smoke"
     shutil.copytree(smoke_run, run)

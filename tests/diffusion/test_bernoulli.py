@@ -134,10 +134,7 @@ def test_step_samples_the_posterior_and_applies_temperature():
     x_t = torch.tensor([0.0, 1.0, 1.0, 0.0]).repeat(n, 1)
     temp = 0.7
     pf = torch.sigmoid(torch.tensor([-1.5, 0.3, 2.0, -0.2]) / temp).double()
-    p0 = (
-        torch.tensor([0.0, 1.0, 1.0, 0.0]).double() * (1 - pf)
-        + (1 - torch.tensor([0.0, 1.0, 1.0, 0.0]).double()) * pf
-    )
+    p0 = torch.tensor([0.0, 1.0, 1.0, 0.0]).double() * (1 - pf) + (1 - torch.tensor([0.0, 1.0, 1.0, 0.0]).double()) * pf
     # expected posterior from brute force over a single bit (6 -> 4)
     k = keep_schedule(T, "linear")
     qst = _chain_matrix(k, 4, 6, 1)

@@ -8,14 +8,12 @@ MU, STD = 0.3, 0.6
 
 def _optimal_net(edm: EDM):
     """The exact EDM network F for Gaussian data N(MU, STD^2) (so that D is the ideal denoiser)."""
-
     def net(x_in, c_noise):
         sigma = (4 * c_noise).exp().view(-1, *([1] * (x_in.dim() - 1)))
         c_skip, c_out, c_in, _ = edm.coefficients(sigma)
         x = x_in / c_in
-        d = MU + (x - MU) * STD**2 / (STD**2 + sigma**2)
+        d = MU + (x - MU) * STD ** 2 / (STD ** 2 + sigma ** 2)
         return (d - c_skip * x) / c_out
-
     return net
 
 
@@ -23,9 +21,9 @@ def test_coefficients_match_karras():
     edm = EDM(sigma_data=0.5)
     s = torch.tensor([0.1, 1.0, 10.0])
     c_skip, c_out, c_in, c_noise = edm.coefficients(s)
-    torch.testing.assert_close(c_skip, 0.25 / (s**2 + 0.25))
-    torch.testing.assert_close(c_out, s * 0.5 / (s**2 + 0.25).sqrt())
-    torch.testing.assert_close(c_in, 1 / (s**2 + 0.25).sqrt())
+    torch.testing.assert_close(c_skip, 0.25 / (s ** 2 + 0.25))
+    torch.testing.assert_close(c_out, s * 0.5 / (s ** 2 + 0.25).sqrt())
+    torch.testing.assert_close(c_in, 1 / (s ** 2 + 0.25).sqrt())
     torch.testing.assert_close(c_noise, s.log() / 4)
     # the scheduler's own preconditioning is the same
     sched = edm.scheduler("euler")
@@ -41,14 +39,10 @@ def test_scheduler_sigmas_are_the_edm_schedule():
         assert sched.sigmas[-1] == 0
 
 
-@pytest.mark.parametrize(
-    "sampler,steps,tol", [("dpmsolver", 40, 0.02), ("heun", 40, 0.02), ("euler", 100, 0.04)]
-)
+@pytest.mark.parametrize("sampler,steps,tol", [("dpmsolver", 40, 0.02), ("heun", 40, 0.02), ("euler", 100, 0.04)])
 def test_sampling_the_ideal_denoiser_recovers_the_data(sampler, steps, tol):
     edm = EDM()
-    x = edm.sample(
-        _optimal_net(edm), (4000, 4), steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(0)
-    )
+    x = edm.sample(_optimal_net(edm), (4000, 4), steps=steps, sampler=sampler, generator=torch.Generator().manual_seed(0))
     assert abs(x.mean().item() - MU) < 0.03
     assert abs(x.std().item() - STD) / STD < tol
 
@@ -79,14 +73,8 @@ def test_a_guide_that_pins_the_estimate_pins_the_sample(sampler):
         seen.append(sigma)
         return torch.full_like(x0, 0.7)
 
-    x = edm.sample(
-        _optimal_net(edm),
-        (64, 4),
-        steps=12,
-        sampler=sampler,
-        generator=torch.Generator().manual_seed(0),
-        guide=guide,
-    )
+    x = edm.sample(_optimal_net(edm), (64, 4), steps=12, sampler=sampler, generator=torch.Generator().manual_seed(0),
+                   guide=guide)
     torch.testing.assert_close(x, torch.full_like(x, 0.7), atol=0.02, rtol=0)
     assert seen[0] == pytest.approx(80.0, rel=1e-3) and seen == sorted(seen, reverse=True)
 

@@ -33,7 +33,7 @@ def sphere_and_box(p):
 def surface_cells(fn, level, bounds=1.0, samples=6):
     """Indices of the target-level cells that truly contain the zero level (sign change among
     ``samples^3`` points per cell), by brute force."""
-    R = 2**level
+    R = 2 ** level
     side = 2 * bounds / R
     lin = (torch.arange(samples) + 0.5) / samples - 0.5
     off = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3) * side
@@ -60,10 +60,7 @@ def test_half_diagonal_keeps_every_surface_cell():
         lost |= not truth <= tight
     assert lost  # a bound below the half-diagonal drops surface cells
     # and it is tighter than ShAPO's |sdf| < side: fewer evaluations on a real surface
-    assert (
-        octree_band(sphere_and_box, 6).evaluations
-        < octree_band(sphere_and_box, 6, keep=shapo_keep()).evaluations
-    )
+    assert octree_band(sphere_and_box, 6).evaluations < octree_band(sphere_and_box, 6, keep=shapo_keep()).evaluations
 
 
 def test_band_is_sparse_and_counts_evaluations():
@@ -77,7 +74,7 @@ def test_band_is_sparse_and_counts_evaluations():
 @pytest.mark.parametrize("level", [4, 6])
 def test_sparse_marching_cubes_matches_dense(level):
     sparse, band = octree_mesh(sphere_and_box, level)
-    dense = dense_mesh(sphere_and_box, 2**level)
+    dense = dense_mesh(sphere_and_box, 2 ** level)
     assert len(sparse.faces) == len(dense.faces)
     assert sparse.is_watertight and dense.is_watertight
     assert abs(sparse.volume - dense.volume) < 1e-4

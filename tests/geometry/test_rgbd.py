@@ -9,9 +9,7 @@ K = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
 
 
 def test_plane_depth_is_analytic():
-    plane = trimesh.Trimesh(
-        vertices=[[-5, -5, 2], [5, -5, 2], [5, 5, 2], [-5, 5, 2]], faces=[[0, 1, 2], [0, 2, 3]]
-    )
+    plane = trimesh.Trimesh(vertices=[[-5, -5, 2], [5, -5, 2], [5, 5, 2], [-5, 5, 2]], faces=[[0, 1, 2], [0, 2, 3]])
     fr = render_rgbd([plane], K, np.eye(4), 320, 240)
     assert np.allclose(fr.depth, 2.0, atol=1e-5)  # z-depth, not ray length
     assert (fr.mask == 1).all()
@@ -64,9 +62,7 @@ def test_orbit_eye_convention():
     np.testing.assert_allclose(orbit_eye(c, 2.0, 0, 0), c + [0, 0, 2], atol=1e-12)
     np.testing.assert_allclose(orbit_eye(c, 2.0, 90, 0), c + [2, 0, 0], atol=1e-12)
     np.testing.assert_allclose(orbit_eye(c, 2.0, 33, 90), c + [0, 2, 0], atol=1e-12)
-    np.testing.assert_allclose(
-        orbit_eye(c, 1.5, np.pi / 3, 0.4, degrees=False), orbit_eye(c, 1.5, 60, np.rad2deg(0.4))
-    )
+    np.testing.assert_allclose(orbit_eye(c, 1.5, np.pi / 3, 0.4, degrees=False), orbit_eye(c, 1.5, 60, np.rad2deg(0.4)))
 
 
 def test_rgbd_frame_is_the_one_frame_type():

@@ -45,11 +45,8 @@ def test_axis_angle_matches_scipy(R):
     assert np.allclose(SciR.from_rotvec(rv).as_matrix(), R.numpy(), atol=1e-8)
     v = torch.tensor([[0.0, 0.0, np.pi / 2]], dtype=torch.float64)
     M = rot.axis_angle_to_matrix(v)[0]
-    assert torch.allclose(
-        M @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
-        torch.tensor([0.0, 1.0, 0], dtype=torch.float64),
-        atol=1e-12,
-    )  # column-vector convention
+    assert torch.allclose(M @ torch.tensor([1.0, 0, 0], dtype=torch.float64),
+                          torch.tensor([0.0, 1.0, 0], dtype=torch.float64), atol=1e-12)  # column-vector convention
 
 
 def test_geodesic_and_symmetric_error():

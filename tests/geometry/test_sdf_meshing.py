@@ -56,13 +56,8 @@ def test_marching_cubes_sphere():
     assert m.volume > 0  # outward normals
     assert abs(m.volume - 4 / 3 * np.pi * 0.6**3) / (4 / 3 * np.pi * 0.6**3) < 0.03
     # occupancy-style volumes (inside positive)
-    occ = -f(
-        torch.from_numpy(
-            np.stack(np.meshgrid(*[np.linspace(-1 + 1 / 64, 1 - 1 / 64, 64)] * 3, indexing="ij"), -1).reshape(
-                -1, 3
-            )
-        ).float()
-    ).reshape(64, 64, 64)
+    occ = -f(torch.from_numpy(np.stack(np.meshgrid(*[np.linspace(-1 + 1 / 64, 1 - 1 / 64, 64)] * 3,
+                                                  indexing="ij"), -1).reshape(-1, 3)).float()).reshape(64, 64, 64)
     m2 = marching_cubes(occ, inside="positive")
     assert m2.volume > 0
     d = chamfer_distance(torch.tensor(m.vertices), torch.tensor(m2.vertices))

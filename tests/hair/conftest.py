@@ -20,13 +20,8 @@ def strand_run(tmp_path_factory):
 
 
 def tiny_style_overrides(strand_dir) -> list[str]:
-    return [
-        "experiment=hair/style_vae",
-        "callbacks=minimal",
-        "logger=csv",
-        f"model.strand_vae_path={strand_dir}",
-        "preset=hair_style_tiny",
-    ]
+    return ["experiment=hair/style_vae", "callbacks=minimal", "logger=csv", f"model.strand_vae_path={strand_dir}",
+            "preset=hair_style_tiny"]
 
 
 @pytest.fixture(scope="session")

@@ -37,9 +37,7 @@ def _main(*args) -> tuple[int, str]:
 
 def test_sample_cli_writes_files_and_pngs(style_run, strand_run, tmp_path, cli):
     run = style_run[0]
-    r = cli(
-        "sample", f"run={run}", "n=1", "strands=300", "format=ply", f"out={tmp_path / 's'}", "temperature=0.7"
-    )
+    r = cli("sample", f"run={run}", "n=1", "strands=300", "format=ply", f"out={tmp_path / 's'}", "temperature=0.7")
     assert r.returncode == 0, r.stderr[-2000:]
     dense = read_hair(tmp_path / "s" / "sample_00.ply")
     assert dense.num_strands == 300
@@ -61,71 +59,34 @@ def test_evaluate_and_reconstruct_cli(style_run, tmp_path):
     files = tmp_path / "files"
     for i in range(2):
         write_hair(files / f"h{i}.data", generate_hairstyle(2_000_000 + i, 800))
-    code, err = _main(
-        "evaluate",
-        f"run={run}",
-        f"data.root={files}",
-        f"out={tmp_path / 'eval.json'}",
-        "strands_per_file=200",
-    )
+    code, err = _main("evaluate", f"run={run}", f"data.root={files}", f"out={tmp_path / 'eval.json'}",
+                      "strands_per_file=200")
     assert code == 0, err[-2000:]
     ev = json.loads((tmp_path / "eval.json").read_text())
     assert ev["files"] == 2 and len(ev["per_file"]) == 2
-    for k in (
-        "pos_err_mm",
-        "pos_err_p95_mm",
-        "curv_err",
-        "guide_err_mm",
-        "densify_hybrid_mm",
-        "densify_nearest_mm",
-    ):
+    for k in ("pos_err_mm", "pos_err_p95_mm", "curv_err", "guide_err_mm", "densify_hybrid_mm", "densify_nearest_mm"):
         assert np.isfinite(ev[k]), k
 
     h = generate_hairstyle(2_000_003, 1500)
     obs, _ = synthetic_observation(h.strands, n_points=400)
     write_points(tmp_path / "obs.ply", obs.points)
     out = tmp_path / "rec"
-    code, err = _main(
-        "reconstruct",
-        "hair",
-        f"run={run}",
-        f"input={tmp_path / 'obs.ply'}",
-        f"out={out}",
-        "strands=300",
-        "inits=1",
-        "steps=3",
-        "format=hair",
-        "render=false",
-        "view=front",
-    )
+    code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'obs.ply'}", f"out={out}",
+                      "strands=300", "inits=1", "steps=3", "format=hair", "render=false", "view=front")
     assert code == 0, err[-2000:]
     assert read_hair(out / "obs_hair.hair").num_strands == 300
     fit = json.loads((out / "obs_fit.json").read_text())
     assert fit["observed_points"] == 400 and np.isfinite(fit["chamfer_mm"])
-    assert (
-        fit["view"] == [0.0, 0.0, 1.0]
-        and np.isfinite(fit["silhouette_mm"])
-        and np.isfinite(fit["in_front_mm"])
-    )
-    code, err = _main(
-        "reconstruct",
-        "hair",
-        f"run={run}",
-        f"input={tmp_path / 'obs.ply'}",
-        f"out={tmp_path / 'rv'}",
-        "view=sideways",
-    )
+    assert fit["view"] == [0.0, 0.0, 1.0] and np.isfinite(fit["silhouette_mm"]) and np.isfinite(fit["in_front_mm"])
+    code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'obs.ply'}", f"out={tmp_path / 'rv'}",
+                      "view=sideways")
     assert code == 2 and "view 'sideways'" in err and not (tmp_path / "rv").exists()
     assert np.load(out / "obs_latent.npz")["latent"].shape == (32,)
     write_points(tmp_path / "nan.ply", np.full((4, 3), np.nan, np.float32))
-    code, err = _main(
-        "reconstruct", "hair", f"run={run}", f"input={tmp_path / 'nan.ply'}", f"out={tmp_path / 'r2'}"
-    )
+    code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'nan.ply'}", f"out={tmp_path / 'r2'}")
     assert code == 2 and "NaN" in err and not (tmp_path / "r2").exists()
     write_points(tmp_path / "far.ply", obs.points + 3.0)
-    code, err = _main(
-        "reconstruct", "hair", f"run={run}", f"input={tmp_path / 'far.ply'}", f"out={tmp_path / 'r3'}"
-    )
+    code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'far.ply'}", f"out={tmp_path / 'r3'}")
     assert code == 2 and "head frame" in err and not (tmp_path / "r3").exists()
     (tmp_path / "weird.xyz").write_text("1 2 3\n")
     code, err = _main("reconstruct", "hair", f"run={run}", f"input={tmp_path / 'weird.xyz'}")

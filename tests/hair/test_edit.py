@@ -97,9 +97,7 @@ def test_model_editor_uses_the_shared_operations(style_run):
     assert isinstance(session, edit.EditSession)
     with mock.patch.object(session.editor, "edit", return_value=np.array([7])) as e:
         assert session.edit(7, "extend", radius=0.01, metres=0.02).tolist() == [7]
-    assert e.call_args == mock.call(
-        7, "extend", 0.01, project=True, steps=session.steps, lr=session.lr, metres=0.02
-    )
+    assert e.call_args == mock.call(7, "extend", 0.01, project=True, steps=session.steps, lr=session.lr, metres=0.02)
 
 
 def test_the_file_editor_is_an_edit_session_with_the_same_operations():

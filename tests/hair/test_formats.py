@@ -40,9 +40,7 @@ def _with_attrs(seed=0) -> Hairstyle:
     h = _ragged(seed)
     rng = np.random.default_rng(seed + 1)
     n = h.num_points
-    return Hairstyle(
-        h.points, h.counts, thickness=rng.random(n), transparency=rng.random(n), colors=rng.random((n, 3))
-    )
+    return Hairstyle(h.points, h.counts, thickness=rng.random(n), transparency=rng.random(n), colors=rng.random((n, 3)))
 
 
 def _same(a: Hairstyle, b: Hairstyle, attrs=("thickness", "transparency", "colors")) -> None:
@@ -110,22 +108,9 @@ def test_data_layout_matches_usc_reference(tmp_path):
     assert off == len(raw) and all(np.array_equal(a, b) for a, b in zip(got, strands))
 
 
-def _hair_bytes_struct(
-    counts,
-    pts,
-    arrays,
-    d_seg=0,
-    d_th=1.0,
-    d_tr=0.0,
-    d_col=(1.0, 1.0, 1.0),
-    info=b"",
-    thick=None,
-    transp=None,
-    cols=None,
-) -> bytes:
-    head = struct.pack(
-        "<4sIIIIff3f88s", b"HAIR", len(counts), len(pts), arrays, d_seg, d_th, d_tr, *d_col, info
-    )
+def _hair_bytes_struct(counts, pts, arrays, d_seg=0, d_th=1.0, d_tr=0.0, d_col=(1.0, 1.0, 1.0), info=b"",
+                       thick=None, transp=None, cols=None) -> bytes:
+    head = struct.pack("<4sIIIIff3f88s", b"HAIR", len(counts), len(pts), arrays, d_seg, d_th, d_tr, *d_col, info)
     body = b""
     if arrays & 1:
         body += struct.pack(f"<{len(counts)}H", *[c - 1 for c in counts])
@@ -138,14 +123,8 @@ def _hair_bytes_struct(
 
 def test_hair_layout_matches_yuksel_reference(tmp_path):
     h = _with_attrs()
-    ref = _hair_bytes_struct(
-        h.counts.tolist(),
-        h.points,
-        1 | 2 | 4 | 8 | 16,
-        thick=h.thickness,
-        transp=h.transparency,
-        cols=h.colors,
-    )
+    ref = _hair_bytes_struct(h.counts.tolist(), h.points, 1 | 2 | 4 | 8 | 16, thick=h.thickness,
+                             transp=h.transparency, cols=h.colors)
     assert encode_hair(h) == ref
     sig, hc, pc, arrays = struct.unpack_from("<4sIII", encode_hair(h), 0)
     assert (sig, hc, pc, arrays) == (b"HAIR", h.num_strands, h.num_points, 31)
@@ -154,9 +133,8 @@ def test_hair_layout_matches_yuksel_reference(tmp_path):
 def test_hair_defaults_without_segments_and_optional_arrays(tmp_path):
     # 3 strands of d_segments + 1 = 4 points each, only points stored; defaults in the header
     pts = np.arange(36, dtype=np.float32).reshape(12, 3) / 10
-    raw = _hair_bytes_struct(
-        [4, 4, 4], pts, 2, d_seg=3, d_th=0.25, d_tr=0.5, d_col=(0.1, 0.2, 0.3), info=b"made by struct"
-    )
+    raw = _hair_bytes_struct([4, 4, 4], pts, 2, d_seg=3, d_th=0.25, d_tr=0.5, d_col=(0.1, 0.2, 0.3),
+                             info=b"made by struct")
     (tmp_path / "d.hair").write_bytes(raw)
     h = read_hair(tmp_path / "d.hair")
     assert h.counts.tolist() == [4, 4, 4] and np.array_equal(h.points, pts)
@@ -184,18 +162,8 @@ def test_ply_layout_is_standard_polyline(tmp_path):
 
 def test_ply_ascii_and_shuffled_edges_are_read(tmp_path):
     pts = np.array([[0, 0, 0], [0, 1, 0], [0, 2, 0], [5, 0, 0], [5, 1, 0], [9, 9, 9]], np.float32)
-    lines = [
-        "ply",
-        "format ascii 1.0",
-        "element vertex 6",
-        "property float x",
-        "property float y",
-        "property float z",
-        "element edge 3",
-        "property int vertex1",
-        "property int vertex2",
-        "end_header",
-    ]
+    lines = ["ply", "format ascii 1.0", "element vertex 6", "property float x", "property float y",
+             "property float z", "element edge 3", "property int vertex1", "property int vertex2", "end_header"]
     lines += [" ".join(str(v) for v in p) for p in pts]
     lines += ["4 3", "1 2", "0 1"]  # out of order, one reversed
     (tmp_path / "a.ply").write_text("\n".join(lines) + "\n")
@@ -207,10 +175,8 @@ def test_ply_ascii_and_shuffled_edges_are_read(tmp_path):
 
 def test_ply_without_edges_uses_fixed_strand_length(tmp_path):
     pts = np.random.default_rng(0).random((200, 3)).astype(np.float32)
-    head = (
-        "ply\nformat binary_little_endian 1.0\nelement vertex 200\nproperty float x\nproperty float y\n"
-        "property float z\nend_header\n"
-    )
+    head = "ply\nformat binary_little_endian 1.0\nelement vertex 200\nproperty float x\nproperty float y\n" \
+           "property float z\nend_header\n"
     (tmp_path / "haar.ply").write_bytes(head.encode() + pts.tobytes())
     h = read_hair(tmp_path / "haar.ply")
     assert h.counts.tolist() == [100, 100]
@@ -247,36 +213,20 @@ def test_bad_files_raise_clear_errors(tmp_path):
         "inf.data": (_data_bytes_struct([np.array([[0, np.inf, 0]], np.float32)]), "infinite"),
         "sig.hair": (b"HAIX" + b"\0" * 124, "signature"),
         "short.hair": (b"HAIR" + b"\0" * 20, "header alone is 128 bytes"),
-        "counts.hair": (
-            _hair_bytes_struct([2], np.zeros((2, 3)), 3)[:128].replace(
-                struct.pack("<II", 1, 2), struct.pack("<II", 1, 2**31), 1
-            )
-            + b"\0" * 64,
-            "file has only",
-        ),
+        "counts.hair": (_hair_bytes_struct([2], np.zeros((2, 3)), 3)[:128].replace(
+            struct.pack("<II", 1, 2), struct.pack("<II", 1, 2**31), 1) + b"\0" * 64, "file has only"),
         "zero.hair": (struct.pack("<4sIIIIff3f88s", b"HAIR", 0, 0, 2, 0, 1, 0, 1, 1, 1, b""), "zero strands"),
-        "nopoints.hair": (
-            struct.pack("<4sIIIIff3f88s", b"HAIR", 1, 2, 1, 0, 1, 0, 1, 1, 1, b"") + b"\1\0",
-            "no points array",
-        ),
+        "nopoints.hair": (struct.pack("<4sIIIIff3f88s", b"HAIR", 1, 2, 1, 0, 1, 0, 1, 1, 1, b"") + b"\1\0",
+                          "no points array"),
         "segsum.hair": (_hair_bytes_struct([3], np.zeros((2, 3)), 3), "add up to 3 points"),
         "magic.ply": (b"plx\n", "missing 'ply'"),
-        "count.ply": (
-            b"ply\nformat binary_little_endian 1.0\nelement vertex 99999999999\nproperty float x\n"
-            b"property float y\nproperty float z\nend_header\n" + b"\0" * 24,
-            "declares 99999999999 rows",
-        ),
-        "empty.ply": (
-            b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
-            b"property float z\nend_header\n",
-            "zero vertices",
-        ),
-        "loop.ply": (
-            b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
-            b"property float z\nelement edge 3\nproperty int vertex1\nproperty int vertex2\nend_header\n"
-            b"0 0 0\n1 0 0\n2 0 0\n0 1\n1 2\n2 0\n",
-            "closed loop",
-        ),
+        "count.ply": (b"ply\nformat binary_little_endian 1.0\nelement vertex 99999999999\nproperty float x\n"
+                      b"property float y\nproperty float z\nend_header\n" + b"\0" * 24, "declares 99999999999 rows"),
+        "empty.ply": (b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+                      b"property float z\nend_header\n", "zero vertices"),
+        "loop.ply": (b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+                     b"property float z\nelement edge 3\nproperty int vertex1\nproperty int vertex2\nend_header\n"
+                     b"0 0 0\n1 0 0\n2 0 0\n0 1\n1 2\n2 0\n", "closed loop"),
         "notzip.npz": (b"PK\3\4garbage", "not a valid .npz"),
     }
     for name, (data, msg) in cases.items():
@@ -339,11 +289,8 @@ def test_random_bytes_never_crash(ext, data):
 
 @pytest.mark.parametrize("ext", [".data", ".hair", ".ply", ".npz"])
 @settings(max_examples=80, deadline=None)
-@given(
-    cut=st.integers(0, 10_000),
-    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
-    insert=st.binary(max_size=8),
-)
+@given(cut=st.integers(0, 10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)),
+                                                    max_size=6), insert=st.binary(max_size=8))
 def test_mutated_files_never_crash(ext, cut, flips, insert):
     raw = bytearray(ENCODERS[ext](_with_attrs() if ext != ".data" else _ragged()))
     for pos, val in flips:

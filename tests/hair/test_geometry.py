@@ -48,9 +48,7 @@ def test_hairstyle_resample_keeps_bald_roots_and_attributes():
     r = h.resample(100)
     assert r.counts.tolist() == [100, 1, 100]
     assert np.array_equal(r.strand(1), h.strand(1))
-    assert (
-        r.thickness.shape == (r.num_points,) and r.thickness[0] == 0 and r.thickness[-1] == h.num_points - 1
-    )
+    assert r.thickness.shape == (r.num_points,) and r.thickness[0] == 0 and r.thickness[-1] == h.num_points - 1
     strands, idx = h.hair_strands(50)
     assert strands.shape == (2, 50, 3) and idx.tolist() == [0, 2]
     with pytest.raises(InputError, match="different point counts"):
@@ -165,9 +163,8 @@ def test_generator_styles_parting_curls_and_labels(scalp):
     left, right = near & (uv[:, 0] < 0.5), near & (uv[:, 0] >= 0.5)
     assert left.sum() > 10 and right.sum() > 10
     assert (along_t[left] < 0).mean() > 0.9 and (along_t[right] > 0).mean() > 0.9
-    curly, _ = generate_strands(
-        StyleParams(seed=1, curl="curly", curl_radius=0.008, turns=5, **base), roots[:500], scalp
-    )
+    curly, _ = generate_strands(StyleParams(seed=1, curl="curly", curl_radius=0.008, turns=5, **base), roots[:500],
+                                scalp)
     lab_s, lab_c = style_labels(x[:500], scalp), style_labels(curly, scalp)
     assert lab_c["curliness"] > lab_s["curliness"] + 1.0  # log(1 + curvature): > e times curlier
     assert lab_s["length"] == pytest.approx(0.3, rel=0.05)

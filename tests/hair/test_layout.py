@@ -9,18 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HAIR = ROOT / "src" / "latent4d" / "hair"
 #: the hair family's other files (issue 17 ownership): the viewer's hair editing and the script
-EXTRA = [
-    ROOT / "viewer" / "hair_edit.py",
-    ROOT / "viewer" / "hair_model.py",
-    ROOT / "scripts" / "reconstruct_hair.py",
-]
+EXTRA = [ROOT / "viewer" / "hair_edit.py", ROOT / "viewer" / "hair_model.py", ROOT / "scripts" / "reconstruct_hair.py"]
 TRAINING = ("latent4d.hair.module", "latent4d.hair.data")
-INFERENCE = (
-    "latent4d.hair.pipeline",
-    "latent4d.hair.commands",
-    "latent4d.hair.reconstruct",
-    "latent4d.hair.bench",
-)
+INFERENCE = ("latent4d.hair.pipeline", "latent4d.hair.commands", "latent4d.hair.reconstruct", "latent4d.hair.bench")
 MAX_LINES = 80
 
 

@@ -113,15 +113,8 @@ def test_editor_local_edits_and_undo(pipe):
     assert after < 0.5 * before  # up to the (tiny, test-sized) strand-VAE's reconstruction error
     ed.extend(idx[:2], 0.05, steps=3)
     ed.curl(idx[:2], radius=0.01, turns=3, steps=3)
-    assert ed.history == [
-        "start",
-        f"cut {len(idx)}",
-        "volume +1.00",
-        f"cut {len(idx)}",
-        f"move tip {int(idx[0])}",
-        "extend 2",
-        "curl 2",
-    ]
+    assert ed.history == ["start", f"cut {len(idx)}", "volume +1.00", f"cut {len(idx)}", f"move tip {int(idx[0])}",
+                          "extend 2", "curl 2"]
     dense_before = ed.dense(300)
     assert dense_before.num_strands == 300
     for _ in range(6):
@@ -148,24 +141,19 @@ def test_visibility_and_synthetic_observation(pipe):
 
 def test_fit_reconstructs_and_validates(pipe):
     target = pipe.sample(1, seed=11, temperature=0.5, strands=1500)[0]
-    obs, vis = synthetic_observation(
-        target.dense.subset(~target.dense.bald).strands, n_points=600, seed=1, head=pipe.head
-    )
+    obs, vis = synthetic_observation(target.dense.subset(~target.dense.bald).strands, n_points=600, seed=1,
+                                     head=pipe.head)
     res = fit_observation(pipe, obs, HairReconstructConfig(inits=2, steps=12, strands=300))
     assert res.hair.latent.shape == (32,) and res.hair.dense.num_strands == 300
     assert np.isfinite(res.loss) and res.losses["chamfer_mm"] < 60
     assert _outside(pipe, res.hair.dense)
-    assert pipe.fit(obs, inits=2, steps=12, strands=300).loss == pytest.approx(
-        res.loss, rel=1e-5
-    )  # same solver
+    assert pipe.fit(obs, inits=2, steps=12, strands=300).loss == pytest.approx(res.loss, rel=1e-5)  # same solver
     # the fitted latent explains the observation better than the mean hairstyle
     zero = fit_observation(pipe, obs, HairReconstructConfig(inits=1, steps=0, strands=0))
     assert res.losses["chamfer_mm"] < zero.losses["chamfer_mm"]
     # the ablation: guide latents refined on top of the prior fit (the style latent is kept)
     refined = refine_guides(pipe, res, obs, steps=4, config=HairReconstructConfig(strands=0))
-    assert (
-        torch.equal(refined.latent, res.latent) and np.isfinite(refined.loss) and refined.hair.dense is None
-    )
+    assert torch.equal(refined.latent, res.latent) and np.isfinite(refined.loss) and refined.hair.dense is None
     assert not torch.equal(refined.hair.guide_map, res.hair.guide_map)
     base = fit_without_prior(pipe, obs, HairReconstructConfig(steps=5, strands=0))
     assert base.hair.latent is None and base.winner == "no prior"
@@ -237,20 +225,14 @@ def test_latent_bank_retrieval(pipe, style_run, tmp_path):
     # every latent, so which start wins is not tested here; the hair_fit benchmark measures that)
     obs = Observation(pts.astype(np.float32))
     plain = fit_observation(pipe, obs, HairReconstructConfig(inits=1, steps=0, retrieve=0, strands=0))
-    retr = fit_observation(
-        pipe, obs, HairReconstructConfig(inits=1, steps=0, retrieve=2, strands=0, w_prior=0.0)
-    )
+    retr = fit_observation(pipe, obs, HairReconstructConfig(inits=1, steps=0, retrieve=2, strands=0, w_prior=0.0))
     assert plain.retrieved == [] and plain.winner == "zero"
     assert retr.retrieved[0] == j and len(retr.retrieved) == 2
-    assert retr.loss <= plain.loss + 1e-9 and retr.winner in {f"retrieved {i}" for i in retr.retrieved} | {
-        "zero"
-    }
+    assert retr.loss <= plain.loss + 1e-9 and retr.winner in {f"retrieved {i}" for i in retr.retrieved} | {"zero"}
     # save_pretrained keeps it; a corrupt file is named; an old run gets it rebuilt
     pipe.save_pretrained(tmp_path / "saved")
     again = HairPipeline.from_pretrained(tmp_path / "saved")
-    assert torch.allclose(again.bank.latents, bank.latents) and torch.allclose(
-        again.bank.points, bank.points, atol=1e-3
-    )
+    assert torch.allclose(again.bank.latents, bank.latents) and torch.allclose(again.bank.points, bank.points, atol=1e-3)
     (tmp_path / "saved" / "style_vae" / BANK_FILE).write_bytes(b"not a safetensors file")
     with pytest.raises(InputError, match="latent bank"):
         HairPipeline.from_pretrained(tmp_path / "saved")

@@ -36,10 +36,8 @@ def grid(scalp):
 def test_hybrid_weight_is_haars_formula():
     s = torch.tensor([0.0, 0.5, 0.9, 0.95, 1.0])
     w = hybrid_weight(s)
-    assert torch.allclose(w, torch.tensor([1.0, 1 - 1.63 * 0.5**5, 1 - 1.63 * 0.9**5, 0.4 - 0.4 * 0.95, 0.0]))
-    assert (
-        abs(float(hybrid_weight(torch.tensor(0.9 + 1e-6))) - float(w[2])) < 5e-3
-    )  # nearly continuous at 0.9
+    assert torch.allclose(w, torch.tensor([1.0, 1 - 1.63 * 0.5 ** 5, 1 - 1.63 * 0.9 ** 5, 0.4 - 0.4 * 0.95, 0.0]))
+    assert abs(float(hybrid_weight(torch.tensor(0.9 + 1e-6))) - float(w[2])) < 5e-3  # nearly continuous at 0.9
 
 
 def test_scatter_gather_and_mirror(grid, scalp):
@@ -53,9 +51,8 @@ def test_scatter_gather_and_mirror(grid, scalp):
     assert np.allclose(roots[perm] * [-1, 1, 1], roots, atol=1e-6)
     world, _ = generate_strands(sample_style(4), roots, scalp)
     mirrored_world = world[perm] * np.array([-1, 1, 1], np.float32)
-    assert np.allclose(
-        to_local(mirrored_world, roots, frames), mirror_local(to_local(world, roots, frames)[perm]), atol=1e-5
-    )
+    assert np.allclose(to_local(mirrored_world, roots, frames), mirror_local(to_local(world, roots, frames)[perm]),
+                       atol=1e-5)
 
 
 def test_similarity_detects_partings(grid):
@@ -134,9 +131,7 @@ def test_style_training_end_to_end(style_run, strand_run):
     run, metrics = style_run
     for name in ("style_vae", "strand_vae"):
         assert (run / "models" / name / "config.json").is_file()
-    assert np.isfinite(metrics["test/guide_err_mm"]) and np.isfinite(
-        metrics["test/guide_err_vs_strand_vae_mm"]
-    )
+    assert np.isfinite(metrics["test/guide_err_mm"]) and np.isfinite(metrics["test/guide_err_vs_strand_vae_mm"])
     vae = load_style_vae(run)
     assert vae.has_attributes() and float(vae.latent_std.min()) > 0
     assert not torch.equal(vae.latent_mean, torch.zeros_like(vae.latent_mean))
@@ -171,9 +166,7 @@ def test_guide_datamodule_reads_hair_files(strand_run, tmp_path):
             pts = [h.strand(j)[:1] if j < 500 else h.strand(j) for j in range(h.num_strands)]
             h = Hairstyle.from_list(pts)
         write_hair(tmp_path / f"s{i}.data", h)
-    dm = HairGuideDataModule(
-        strand_vae_path=str(strand_run[0]), root=str(tmp_path), batch_size=2, cache=False
-    )
+    dm = HairGuideDataModule(strand_vae_path=str(strand_run[0]), root=str(tmp_path), batch_size=2, cache=False)
     dm.setup()
     total = sum(len(dm.dataset(s)) for s in ("train", "val", "test"))
     assert total == 3

@@ -57,8 +57,8 @@ _XYZ = ("property float x", "property float y", "property float z")
 
 #: headers declaring far more than the file holds (each would allocate >= 1 GiB if trusted)
 HOSTILE = {
-    "strands32.hair": _hair_header(2**32 - 1, 0, 2),  # no segments array: nothing bounded it (32 GiB)
-    "strands27.hair": _hair_header(2**27, 0, 2),  # 1 GiB
+    "strands32.hair": _hair_header(2**32 - 1, 0, 2),       # no segments array: nothing bounded it (32 GiB)
+    "strands27.hair": _hair_header(2**27, 0, 2),           # 1 GiB
     "strands27p1.hair": _hair_header(2**27, 1, 2) + b"\0" * 12,  # consistent size, more strands than points
     "segs32.hair": _hair_header(2**32 - 1, 2**32 - 1, 3) + b"\0" * 64,
     "dseg.hair": _hair_header(2**26, 2**26, 2, d_seg=2**31) + b"\0" * 12,
@@ -67,14 +67,8 @@ HOSTILE = {
     "rows.ply": _ply(b"\0" * 24, "element vertex 99999999999", *_XYZ),
     "rows_ascii.ply": _ply(b"0 0 0\n", "element vertex 99999999999", *_XYZ, fmt="ascii"),
     "noprops.ply": _ply(b"\0" * 24, "element vertex 2", *_XYZ, "element junk 4000000000"),
-    "edges.ply": _ply(
-        b"\0" * 24,
-        "element vertex 2",
-        *_XYZ,
-        "element edge 3000000000",
-        "property int vertex1",
-        "property int vertex2",
-    ),
+    "edges.ply": _ply(b"\0" * 24, "element vertex 2", *_XYZ, "element edge 3000000000",
+                      "property int vertex1", "property int vertex2"),
     "shape.npz": _zip(points=_npy((10**12, 3)), counts=_npy((10**12,), "<i8")),
     "overflow.npz": _zip(points=_npy((2**32, 2**32, 3)), counts=_npy((1,), "<i8", b"\1" + b"\0" * 7)),
     "negative.npz": _zip(points=_npy((-1, 3)), counts=_npy((1,), "<i8")),
@@ -147,15 +141,9 @@ def _valid(ext: str) -> bytes:
     h = Hairstyle.from_list([rng.normal(size=(n, 3)).astype(np.float32) * 0.05 + [0, 1.7, 0] for n in counts])
     if ext != ".data":
         n = h.num_points
-        h = Hairstyle(
-            h.points, h.counts, thickness=rng.random(n), transparency=rng.random(n), colors=rng.random((n, 3))
-        )
-    return {
-        ".data": formats.encode_data,
-        ".hair": formats.encode_hair,
-        ".ply": formats.encode_ply,
-        ".npz": formats.encode_npz,
-    }[ext](h)
+        h = Hairstyle(h.points, h.counts, thickness=rng.random(n), transparency=rng.random(n), colors=rng.random((n, 3)))
+    return {".data": formats.encode_data, ".hair": formats.encode_hair, ".ply": formats.encode_ply,
+            ".npz": formats.encode_npz}[ext](h)
 
 
 def _malformed_files() -> dict[str, tuple[bytes, str]]:
@@ -178,51 +166,22 @@ def _malformed_files() -> dict[str, tuple[bytes, str]]:
     cases["zero.data"] = (struct.pack("<i", 0), "0 strands")
     cases["zero.hair"] = (_hair_header(0, 0, 2), "zero strands")
     cases["zero.ply"] = (_ply(b"", "element vertex 0", *_XYZ), "zero vertices")
-    cases["zero.npz"] = (
-        _zip(points=_npy((0, 3), payload=b""), counts=_npy((0,), "<i8", b"")),
-        "zero strands",
-    )
-    cases["negcount.npz"] = (
-        _zip(points=_npy((2, 3), payload=b"\0" * 24), counts=_npy((1,), "<i8", struct.pack("<q", -2))),
-        "count",
-    )
-    cases["hugecount.npz"] = (
-        _zip(
-            points=_npy((2, 3), payload=b"\0" * 24),
-            counts=_npy((2,), "<u8", struct.pack("<QQ", 2**64 - 1, 3)),
-        ),
-        "count",
-    )
+    cases["zero.npz"] = (_zip(points=_npy((0, 3), payload=b""), counts=_npy((0,), "<i8", b"")), "zero strands")
+    cases["negcount.npz"] = (_zip(points=_npy((2, 3), payload=b"\0" * 24),
+                                  counts=_npy((1,), "<i8", struct.pack("<q", -2))), "count")
+    cases["hugecount.npz"] = (_zip(points=_npy((2, 3), payload=b"\0" * 24),
+                                   counts=_npy((2,), "<u8", struct.pack("<QQ", 2**64 - 1, 3))), "count")
     cases["strings.npz"] = (_zip(strands=_npy((2, 2, 3), "<U4", b"\0" * 192)), "strands")
     cases["pickle.npz"] = (_zip(points=_npy((2, 3), "|O")), "Python objects")
     cases["badmeta.npz"] = (_npz_with_meta('{"d_thickness": "abc"}'), "d_thickness")
     cases["deepmeta.npz"] = (_npz_with_meta("[" * 100000 + "]" * 100000), "meta_json")
     cases["signature.hair"] = (b"HAIX" + _valid(".hair")[4:], "signature")
     cases["badbits.hair"] = (_hair_header(1, 2, 0x22) + b"\0" * 24, "unknown bits")
-    cases["loop.ply"] = (
-        _ply(
-            b"0 0 0\n1 0 0\n2 0 0\n0 1\n1 2\n2 0\n",
-            "element vertex 3",
-            *_XYZ,
-            "element edge 3",
-            "property int vertex1",
-            "property int vertex2",
-            fmt="ascii",
-        ),
-        "closed loop",
-    )
-    cases["edge_out.ply"] = (
-        _ply(
-            b"0 0 0\n1 0 0\n0 7\n",
-            "element vertex 2",
-            *_XYZ,
-            "element edge 1",
-            "property int vertex1",
-            "property int vertex2",
-            fmt="ascii",
-        ),
-        "outside",
-    )
+    cases["loop.ply"] = (_ply(b"0 0 0\n1 0 0\n2 0 0\n0 1\n1 2\n2 0\n", "element vertex 3", *_XYZ,
+                              "element edge 3", "property int vertex1", "property int vertex2", fmt="ascii"),
+                         "closed loop")
+    cases["edge_out.ply"] = (_ply(b"0 0 0\n1 0 0\n0 7\n", "element vertex 2", *_XYZ, "element edge 1",
+                                  "property int vertex1", "property int vertex2", fmt="ascii"), "outside")
     cases["noprops.ply"] = (_ply(b"\0" * 24, "element vertex 2", *_XYZ, "element junk 1000"), "no properties")
     cases["text.ply"] = (_ply(b"0 0 zero\n", "element vertex 1", *_XYZ, fmt="ascii"), "non-numeric")
     return cases
@@ -230,12 +189,8 @@ def _malformed_files() -> dict[str, tuple[bytes, str]]:
 
 def _raw(ext: str, h: Hairstyle) -> bytes:
     """Encode ``h`` without the writer's validation (NaN/inf files as another tool might write them)."""
-    return {
-        ".data": formats.encode_data,
-        ".hair": formats.encode_hair,
-        ".ply": formats.encode_ply,
-        ".npz": formats.encode_npz,
-    }[ext](h)
+    return {".data": formats.encode_data, ".hair": formats.encode_hair, ".ply": formats.encode_ply,
+            ".npz": formats.encode_npz}[ext](h)
 
 
 def _npz_with_meta(meta: str) -> bytes:
@@ -260,9 +215,7 @@ def test_malformed_files_are_one_clear_error(tmp_path, capsys, name):
     out.write_bytes(b"earlier output")
     code, err = _main(capsys, "convert", str(p), str(out))
     assert code == 2 and name in err
-    assert out.read_bytes() == b"earlier output" and sorted(x.name for x in tmp_path.iterdir()) == sorted(
-        [name, "out.hair"]
-    )
+    assert out.read_bytes() == b"earlier output" and sorted(x.name for x in tmp_path.iterdir()) == sorted([name, "out.hair"])
 
 
 # ------------------------------------------------------------------ convert
@@ -275,9 +228,7 @@ def hair_file(tmp_path):
 
 @pytest.mark.parametrize("n", ["1000000000", "10001", "1", "0", "-5"])
 def test_convert_resample_is_checked_before_reading(hair_file, capsys, monkeypatch, n):
-    monkeypatch.setattr(
-        formats, "_read_bytes", lambda *a: pytest.fail("read before the options were checked")
-    )
+    monkeypatch.setattr(formats, "_read_bytes", lambda *a: pytest.fail("read before the options were checked"))
     code, err = _main(capsys, "convert", str(hair_file), str(hair_file.with_name("o.ply")), "--resample", n)
     assert code == 2 and "--resample" in err and "10000" in err
 
@@ -322,50 +273,22 @@ def test_convert_paths(tmp_path, hair_file, capsys, monkeypatch):
 def fake_run(tmp_path_factory):
     """A hair run folder with a config.yaml and no networks: option errors must come before loading."""
     run = tmp_path_factory.mktemp("fake_hair_run")
-    (run / "config.yaml").write_text(
-        "family: hair\nseed: 0\ndata:\n  _target_: latent4d.hair.data.HairGuideDataModule\n"
-    )
+    (run / "config.yaml").write_text("family: hair\nseed: 0\ndata:\n  _target_: latent4d.hair.data.HairGuideDataModule\n")
     return run
 
 
-SAMPLE_BAD = [
-    ("bogus=1", "unknown option 'bogus'"),
-    ("n=0", "n=0"),
-    ("n=abc", "n=abc"),
-    ("n=1001", "n=1001"),
-    ("strands=-1", "strands=-1"),
-    ("strands=10000000", "strands="),
-    ("format=xyz", "format=xyz"),
-    ("temperature=abc", "temperature=abc"),
-    ("temperature=-1", "temperature="),
-    ("temperature=nan", "temperature="),
-    ("mode=bogus", "mode=bogus"),
-    ("seed=-1", "seed=-1"),
-    ("seed=1e40", "seed="),
-]
-EVAL_BAD = [
-    ("bogus=1", "unknown option 'bogus'"),
-    ("data.bogus=1", "bogus"),
-    ("n=0", "n=0"),
-    ("strands=50", "strands=50"),
-    ("strands_per_file=0", "strands_per_file=0"),
-    ("strands_per_file=x", "strands_per_file=x"),
-]
-RECON_BAD = [
-    ("bogus=1", "unknown option 'bogus'"),
-    ("steps=0", "steps=0"),
-    ("strands=-1", "strands=-1"),
-    ("format=xyz", "format=xyz"),
-    ("inits=0", "inits=0"),
-    ("retrieve=-1", "retrieve=-1"),
-    ("refine_steps=2", "unknown option 'refine_steps'"),
-    ("lr=0", "lr=0"),
-    ("view=0,0,0", "view="),
-    ("steps=${oc.env:HOME}", "steps="),
-    ("render=maybe", "render"),
-    ("seed=abc", "seed=abc"),
-    ("steps=1.5", "steps=1.5"),
-]
+SAMPLE_BAD = [("bogus=1", "unknown option 'bogus'"), ("n=0", "n=0"), ("n=abc", "n=abc"), ("n=1001", "n=1001"),
+              ("strands=-1", "strands=-1"), ("strands=10000000", "strands="), ("format=xyz", "format=xyz"),
+              ("temperature=abc", "temperature=abc"), ("temperature=-1", "temperature="),
+              ("temperature=nan", "temperature="), ("mode=bogus", "mode=bogus"), ("seed=-1", "seed=-1"),
+              ("seed=1e40", "seed=")]
+EVAL_BAD = [("bogus=1", "unknown option 'bogus'"), ("data.bogus=1", "bogus"), ("n=0", "n=0"),
+            ("strands=50", "strands=50"), ("strands_per_file=0", "strands_per_file=0"),
+            ("strands_per_file=x", "strands_per_file=x")]
+RECON_BAD = [("bogus=1", "unknown option 'bogus'"), ("steps=0", "steps=0"), ("strands=-1", "strands=-1"),
+             ("format=xyz", "format=xyz"), ("inits=0", "inits=0"), ("retrieve=-1", "retrieve=-1"),
+             ("refine_steps=2", "unknown option 'refine_steps'"), ("lr=0", "lr=0"), ("view=0,0,0", "view="), ("steps=${oc.env:HOME}", "steps="), ("render=maybe", "render"), ("seed=abc", "seed=abc"),
+             ("steps=1.5", "steps=1.5")]
 
 
 @pytest.mark.parametrize("opt,phrase", SAMPLE_BAD)
@@ -417,26 +340,13 @@ def test_evaluate_nested_data_root_still_parses(fake_run, tmp_path, capsys):
     """data.root=<folder> is accepted (nested option); a missing folder is named before any loading."""
     code, err = _main(capsys, "evaluate", f"run={fake_run}", f"data.root={tmp_path / 'nope'}")
     assert code == 2 and "data.root" in err and "nope" in err
-    write_hair(
-        tmp_path / "files" / "a.data", Hairstyle.from_strands(np.zeros((3, 4, 3), np.float32) + [0, 1.7, 0])
-    )
+    write_hair(tmp_path / "files" / "a.data", Hairstyle.from_strands(np.zeros((3, 4, 3), np.float32) + [0, 1.7, 0]))
     code, err = _main(capsys, "evaluate", f"run={fake_run}", f"data.root={tmp_path / 'files'}")
-    assert (
-        code == 2 and "strand_vae" in err
-    )  # got past the options and the files: no networks in the fake run
+    assert code == 2 and "strand_vae" in err  # got past the options and the files: no networks in the fake run
 
 
-RECON_INPUTS = [
-    "missing.ply",
-    "folder",
-    "obs.xyz",
-    "empty.ply",
-    "nan.ply",
-    "nan.npz",
-    "strings.npz",
-    "bald.data",
-    "noxyz.ply",
-]
+RECON_INPUTS = ["missing.ply", "folder", "obs.xyz", "empty.ply", "nan.ply", "nan.npz", "strings.npz",
+                "bald.data", "noxyz.ply"]
 
 
 def _observation_cases(tmp_path: Path) -> None:
@@ -466,14 +376,8 @@ def test_reconstruct_missing_arguments(fake_run, tmp_path, capsys):
         (("reconstruct", "hair", f"input={obs}"), "run="),
         (("reconstruct", "hair", f"run={fake_run}"), "input="),
         (("reconstruct", "hair", f"run={tmp_path / 'norun'}", f"input={obs}"), "norun"),
-        (
-            ("reconstruct", "hair", f"run={fake_run}", f"input={obs}", f"scalp={tmp_path / 'no.obj'}"),
-            "scalp=",
-        ),
-        (
-            ("reconstruct", "hair", f"run={fake_run}", f"input={obs}", f"scalp={obs.with_suffix('.stl')}"),
-            "scalp=",
-        ),
+        (("reconstruct", "hair", f"run={fake_run}", f"input={obs}", f"scalp={tmp_path / 'no.obj'}"), "scalp="),
+        (("reconstruct", "hair", f"run={fake_run}", f"input={obs}", f"scalp={obs.with_suffix('.stl')}"), "scalp="),
         (("reconstruct", "hair", f"run={fake_run}", f"input={obs}", "view=0,0,0"), "view"),
         (("reconstruct", "hair", f"run={fake_run}", f"input={obs}", "view=sideways"), "view"),
     ]
@@ -484,15 +388,10 @@ def test_reconstruct_missing_arguments(fake_run, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ run folders are data
-@pytest.mark.parametrize(
-    "target,args",
-    [
-        ("builtins.open", ["{marker}", "w"]),
-        ("os.system", ["touch {marker}"]),
-        ("subprocess.call", [["touch", "{marker}"]]),
-        ("latent4d.hair.formats.write_points", ["{marker}", [[0, 0, 0]]]),
-    ],
-)
+@pytest.mark.parametrize("target,args", [("builtins.open", ["{marker}", "w"]),
+                                         ("os.system", ["touch {marker}"]),
+                                         ("subprocess.call", [["touch", "{marker}"]]),
+                                         ("latent4d.hair.formats.write_points", ["{marker}", [[0, 0, 0]]])])
 def test_run_config_targets_are_never_called(tmp_path, capsys, target, args):
     """A downloaded run whose config names a callable to create a file: building its latent bank (and
     the nested form, a data module argument with its own _target_) refuses it; the file never appears."""
@@ -521,12 +420,9 @@ def tiny_pipeline_dir(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("tiny_hair_run")
     (run / "config.yaml").write_text("family: hair\nseed: 0\n")
-    StrandVAE(latent_dim=8, channels=(8, 8), hidden=16, layers=1).save_pretrained(
-        run / "models" / "strand_vae"
-    )
+    StrandVAE(latent_dim=8, channels=(8, 8), hidden=16, layers=1).save_pretrained(run / "models" / "strand_vae")
     HairstyleVAE(latent_channels=8, grid=8, style_dim=4, channels=(8, 8, 8, 8)).save_pretrained(
-        run / "models" / "style_vae"
-    )
+        run / "models" / "style_vae")
     return run
 
 
@@ -570,19 +466,8 @@ def _damage(run: Path, tmp_path: Path, which: str, how: str) -> Path:
     return copy
 
 
-DAMAGE = [
-    "empty_weights",
-    "truncated_weights",
-    "garbage_weights",
-    "pickled_weights",
-    "garbage_config",
-    "list_config",
-    "huge_config",
-    "other_size_config",
-    "wrong_type_config",
-    "nan_config",
-    "foreign_tensors",
-]
+DAMAGE = ["empty_weights", "truncated_weights", "garbage_weights", "pickled_weights", "garbage_config",
+          "list_config", "huge_config", "other_size_config", "wrong_type_config", "nan_config", "foreign_tensors"]
 
 
 def test_tiny_pipeline_loads(tiny_pipeline_dir):
@@ -618,9 +503,7 @@ def test_mismatched_networks_and_bank(tiny_pipeline_dir, tmp_path):
     run = tmp_path / "mixed"
     shutil.copytree(tiny_pipeline_dir, run)
     shutil.rmtree(run / "models" / "strand_vae")
-    StrandVAE(latent_dim=6, channels=(8, 8), hidden=16, layers=1).save_pretrained(
-        run / "models" / "strand_vae"
-    )
+    StrandVAE(latent_dim=6, channels=(8, 8), hidden=16, layers=1).save_pretrained(run / "models" / "strand_vae")
     with pytest.raises(InputError, match="different runs"):
         HairPipeline.from_pretrained(run)
     run2 = tmp_path / "bank"
@@ -656,19 +539,15 @@ def test_read_hair_random_bytes(tmp_path, ext, data):
 
 @pytest.mark.parametrize("ext", EXTS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    cut=st.integers(0, 4000),
-    flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6),
-    insert=st.binary(max_size=8),
-    word=st.sampled_from([0, 1, 2**15, 2**31 - 1, 2**32 - 1]),
-)
+@given(cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6),
+       insert=st.binary(max_size=8), word=st.sampled_from([0, 1, 2**15, 2**31 - 1, 2**32 - 1]))
 def test_read_hair_mutated_files(tmp_path, ext, cut, flips, insert, word):
     raw = bytearray(_valid(ext))
     for pos, val in flips:
         raw[pos % len(raw)] = val
     pos = cut % (len(raw) - 3)
     _read_file(tmp_path, ext, bytes(raw[:pos]) + insert + bytes(raw[pos:]), 0)
-    raw[pos : pos + 4] = struct.pack("<I", word)  # a count-sized word anywhere (headers included)
+    raw[pos:pos + 4] = struct.pack("<I", word)  # a count-sized word anywhere (headers included)
     _read_file(tmp_path, ext, bytes(raw), 1)
 
 

@@ -38,11 +38,7 @@ def test_fused_matches_reshape_reference(axis):
 def test_axes_mix_the_right_tokens():
     torch.manual_seed(0)
     x = torch.randn(1, 4, 6, 16, requires_grad=True)
-    for axis, expect in (
-        ("space", lambda t, m: t == 2),
-        ("time", lambda t, m: m == 3),
-        ("joint", lambda t, m: True),
-    ):
+    for axis, expect in (("space", lambda t, m: t == 2), ("time", lambda t, m: m == 3), ("joint", lambda t, m: True)):
         attn = SpaceTimeSelfAttention(16, 2, 8, axis)
         y = attn(x)
         (g,) = torch.autograd.grad(y[0, 2, 3].sum(), x)
@@ -81,6 +77,4 @@ def test_pair_modules_and_flop_counts():
     assert f["ratio"] == pytest.approx(3.77, abs=0.01)  # the "about 3.8x at T = 17"
     ratios = [spacetime_attention_flops(T, 512, 512, 8, 64)["ratio"] for T in (5, 9, 17, 33)]
     assert ratios == sorted(ratios)
-    assert spacetime_block_flops("joint", 17, 512, 512, 8, 64) > spacetime_block_flops(
-        "interleaved", 17, 512, 512, 8, 64
-    )
+    assert spacetime_block_flops("joint", 17, 512, 512, 8, 64) > spacetime_block_flops("interleaved", 17, 512, 512, 8, 64)

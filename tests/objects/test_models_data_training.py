@@ -53,9 +53,7 @@ def test_appearance_range_and_code_dependence():
 
 
 def test_database_means_and_errors():
-    db = LatentDatabase(
-        names=["a", "b", "c"], categories=["mug", "mug", "can"], shape_dim=8, appearance_dim=4
-    )
+    db = LatentDatabase(names=["a", "b", "c"], categories=["mug", "mug", "can"], shape_dim=8, appearance_dim=4)
     ms, ma = db.mean_codes("mug")
     assert torch.allclose(ms, db.shape.weight[:2].mean(0)) and ma.shape == (4,)
     assert db.index("c") == 2
@@ -70,18 +68,8 @@ def test_database_means_and_errors():
 def test_datamodule_batches_and_sdf_signs():
     from latent4d.objects.data import ObjectsDataModule
 
-    dm = ObjectsDataModule(
-        categories=["can", "mug"],
-        per_category=1,
-        n_sdf=3000,
-        n_color=800,
-        resolution=48,
-        sdf_per_item=256,
-        color_per_item=64,
-        objects_per_batch=2,
-        repeats=2,
-        cache=False,
-    )
+    dm = ObjectsDataModule(categories=["can", "mug"], per_category=1, n_sdf=3000, n_color=800, resolution=48,
+                           sdf_per_item=256, color_per_item=64, objects_per_batch=2, repeats=2, cache=False)
     dm.setup("fit")
     b = next(iter(dm.train_dataloader()))
     assert b["sdf_points"].shape == (2, 256, 3) and b["sdf"].shape == (2, 256)
@@ -132,9 +120,7 @@ def test_checkpoint_restores_database_into_fresh_module(tiny_run):
     cfg = OmegaConf.load(run / "config.yaml")
     module = instantiate(cfg.model)
     assert module.database is None
-    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)[
-        "state_dict"
-    ]
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
     assert module.database is not None and len(module.database.names) == 6
     assert torch.equal(module.database.shape.weight, state["database.shape.weight"])
@@ -163,17 +149,9 @@ def test_sample_command_writes_meshes_and_preview(tiny_run, tmp_path):
     from latent4d.objects.commands import sample
 
     run, _ = tiny_run
-    res = sample(
-        run, OmegaConf.load(run / "config.yaml"), OmegaConf.create({"out": str(tmp_path), "level": 5})
-    )
-    assert set(res["meshes"]) == {
-        "bottle_00000",
-        "camera_00000",
-        "mug_00000",
-        "mean_bottle",
-        "mean_camera",
-        "mean_mug",
-    }
+    res = sample(run, OmegaConf.load(run / "config.yaml"), OmegaConf.create({"out": str(tmp_path), "level": 5}))
+    assert set(res["meshes"]) == {"bottle_00000", "camera_00000", "mug_00000", "mean_bottle", "mean_camera",
+                                  "mean_mug"}
     m = trimesh.load(res["meshes"]["mug_00000"])
     assert len(m.faces) > 100
     from PIL import Image

@@ -88,17 +88,8 @@ def test_callback_state_and_early_stop(tiny_pipe, seen_scene):
     res = ObjectOptimizer(tiny_pipe, Config(iterations=30)).optimize(obs, _start(tiny_pipe, gt), callback=cb)
     assert [i for i, _ in seen] == [0, 1, 2, 3, 4] and res.iterations == 5
     st = seen[-1][1]
-    assert {
-        "loss",
-        "terms",
-        "R",
-        "t",
-        "scale",
-        "shape_code",
-        "appearance_code",
-        "surface_points",
-        "surface_colors",
-    } <= set(st)
+    assert {"loss", "terms", "R", "t", "scale", "shape_code", "appearance_code", "surface_points",
+            "surface_colors"} <= set(st)
     assert st["surface_points"].shape == st["surface_colors"].shape and st["surface_points"].shape[1] == 3
     # surface points are in the camera frame, near the object
     assert np.linalg.norm(np.median(st["surface_points"], 0) - gt.t) < 0.1
@@ -129,9 +120,8 @@ def test_reconstruct_skips_reports_and_writes(tiny_pipe, seen_scene, tmp_path):
     bad = _start(tiny_pipe, gt1)
     bad.scale = float("nan")
     cfg = Config(iterations=6, init_iterations=2, level=4)
-    results = tiny_pipe.reconstruct(
-        frame, categories={o.instance_id: o.category for o in frame.objects}, config=cfg, init={ids[0]: bad}
-    )
+    results = tiny_pipe.reconstruct(frame, categories={o.instance_id: o.category for o in frame.objects},
+                                    config=cfg, init={ids[0]: bad})
     status = {r.instance_id: r.status for r in results}
     assert status[ids[0]] == "diverged" and status[9] == "skipped"
     assert all(status[i] == "ok" for i in ids[1:])
@@ -143,10 +133,7 @@ def test_reconstruct_skips_reports_and_writes(tiny_pipe, seen_scene, tmp_path):
         assert len(js["shape_code"]) == 64 and js["status"] == "ok"
         assert (tmp_path / f"object_{i}.ply").is_file()
     assert not (tmp_path / f"object_{ids[0]}.ply").exists()
-    reasons = {
-        o["instance_id"]: o.get("reason", "")
-        for o in json.loads((tmp_path / "summary.json").read_text())["objects"]
-    }
+    reasons = {o["instance_id"]: o.get("reason", "") for o in json.loads((tmp_path / "summary.json").read_text())["objects"]}
     assert "nan" in reasons[ids[0]].lower() and "valid depth pixel" in reasons[9]
     from PIL import Image
 
@@ -160,18 +147,9 @@ def test_reconstruct_command_and_script(tiny_run, tiny_pipe, seen_scene, tmp_pat
     from latent4d.objects.commands import reconstruct
 
     p = save_scene(seen_scene, tmp_path / "scene")
-    args = {
-        "rgb": str(p["rgb"]),
-        "depth": str(p["depth"]),
-        "mask": str(p["mask"]),
-        "intrinsics": str(p["intrinsics"]),
-        "run": str(tiny_run[0]),
-        "iterations": 4,
-        "level": 4,
-        "init_iterations": 2,
-        "out": str(tmp_path / "out"),
-        "categories": ",".join(f"{o.instance_id}:{o.category}" for o in seen_scene.objects),
-    }
+    args = {"rgb": str(p["rgb"]), "depth": str(p["depth"]), "mask": str(p["mask"]), "intrinsics": str(p["intrinsics"]),
+            "run": str(tiny_run[0]), "iterations": 4, "level": 4, "init_iterations": 2, "out": str(tmp_path / "out"),
+            "categories": ",".join(f"{o.instance_id}:{o.category}" for o in seen_scene.objects)}
     summary = reconstruct([f"{k}={v}" for k, v in args.items()])
     assert len(summary["written"]) == len(seen_scene.objects)
     assert (tmp_path / "out" / "overlay.png").is_file()
@@ -185,27 +163,9 @@ def test_reconstruct_command_and_script(tiny_run, tiny_pipe, seen_scene, tmp_pat
     import sys
 
     argv = sys.argv
-    sys.argv = [
-        "reconstruct_objects.py",
-        "--rgb",
-        args["rgb"],
-        "--depth",
-        args["depth"],
-        "--mask",
-        args["mask"],
-        "--intrinsics",
-        args["intrinsics"],
-        "--run",
-        args["run"],
-        "--iterations",
-        "3",
-        "--level",
-        "4",
-        "--out",
-        str(tmp_path / "script"),
-        "init_iterations=1",
-        "max_points=300",
-    ]
+    sys.argv = ["reconstruct_objects.py", "--rgb", args["rgb"], "--depth", args["depth"], "--mask", args["mask"],
+                "--intrinsics", args["intrinsics"], "--run", args["run"], "--iterations", "3", "--level", "4",
+                "--out", str(tmp_path / "script"), "init_iterations=1", "max_points=300"]
     try:
         with pytest.raises(SystemExit) as e:
             runpy.run_path("scripts/reconstruct_objects.py", run_name="__main__")
@@ -227,18 +187,12 @@ def test_settings_defaults_are_the_yaml(tmp_path):
 
     assert reconstruct_settings() == Config()
     quick = reconstruct_settings(name="objects_quick")
-    changed = {
-        f.name for f in dataclasses.fields(Config) if getattr(quick, f.name) != getattr(Config(), f.name)
-    }
+    changed = {f.name for f in dataclasses.fields(Config) if getattr(quick, f.name) != getattr(Config(), f.name)}
     assert changed == {"iterations", "init_iterations", "level"}
     s = reconstruct_settings(["iterations=7", "categories=1:mug,2:camera", "w_vis=0"])
     assert (s.iterations, s.category_map(), s.w_vis) == (7, {1: "mug", 2: "camera"}, 0.0)
-    for bad, words in (
-        (["rotation=matrix"], "rotation"),
-        (["iterations=1.5"], "iterations"),
-        (["w_vis=-1"], "w_vis"),
-        (["recipe=shapo"], "unknown option 'recipe'"),
-    ):
+    for bad, words in ((["rotation=matrix"], "rotation"), (["iterations=1.5"], "iterations"),
+                       (["w_vis=-1"], "w_vis"), (["recipe=shapo"], "unknown option 'recipe'")):
         with pytest.raises(ConfigError, match=words):
             reconstruct_settings(bad)
 
@@ -252,33 +206,21 @@ def test_box_iou_and_errors():
     assert rotation_error_deg(Ry, eye) == pytest.approx(90)
     assert rotation_error_deg(Ry, eye, symmetric=True) == pytest.approx(0, abs=1e-6)
     # symmetric categories: yaw is free, the box is compared at the best yaw
-    e = pose_errors(
-        {"R": Ry, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]},
-        {"R": eye, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]},
-        "bottle",
-    )
+    e = pose_errors({"R": Ry, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]},
+                    {"R": eye, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]}, "bottle")
     assert e["rot_deg"] < 1e-6 and e["iou"] == pytest.approx(1.0)
-    e = pose_errors(
-        {"R": Ry, "t": [0, 0, 0.01], "scale": 1.1, "size": [1, 2, 3]},
-        {"R": eye, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]},
-        "mug",
-    )
-    assert (
-        e["rot_deg"] == pytest.approx(90)
-        and e["trans_m"] == pytest.approx(0.01)
-        and e["scale_rel"] == pytest.approx(0.1)
-    )
+    e = pose_errors({"R": Ry, "t": [0, 0, 0.01], "scale": 1.1, "size": [1, 2, 3]},
+                    {"R": eye, "t": [0, 0, 0], "scale": 1.0, "size": [1, 2, 3]}, "mug")
+    assert e["rot_deg"] == pytest.approx(90) and e["trans_m"] == pytest.approx(0.01) and e["scale_rel"] == pytest.approx(0.1)
 
 
 def test_average_precision_and_map():
     assert average_precision([0.9, 0.8], [True, True], 2) == pytest.approx(1.0)
     assert average_precision([0.9, 0.8], [False, True], 2) == pytest.approx(0.5 * 51 / 101, abs=0.01)
     assert average_precision([0.9], [True], 2) == pytest.approx(51 / 101)  # half the objects missed
-    recs = [
-        {"category": "mug", "score": 0.9, "iou": 0.6, "rot_deg": 3, "trans_m": 0.01},
-        {"category": "mug", "score": 0.5, "iou": 0.3, "rot_deg": 12, "trans_m": 0.01},
-        {"category": "can", "score": None, "iou": 0, "rot_deg": np.nan, "trans_m": np.nan},
-    ]
+    recs = [{"category": "mug", "score": 0.9, "iou": 0.6, "rot_deg": 3, "trans_m": 0.01},
+            {"category": "mug", "score": 0.5, "iou": 0.3, "rot_deg": 12, "trans_m": 0.01},
+            {"category": "can", "score": None, "iou": 0, "rot_deg": np.nan, "trans_m": np.nan}]
     m = nocs_map(recs)
     assert m["IoU25"] == pytest.approx(0.5)  # mug AP 1, can AP 0
     assert m["IoU50"] < m["IoU25"] and m["10deg5cm"] <= m["IoU25"]

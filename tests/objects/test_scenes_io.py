@@ -101,9 +101,7 @@ def test_colour_coded_mask(scene, tmp_path):
     save_scene(scene, tmp_path)
     pal = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
     Image.fromarray(pal[scene.mask]).save(tmp_path / "mask_rgb.png")
-    f = read_rgbd(
-        tmp_path / "rgb.png", tmp_path / "depth.png", tmp_path / "mask_rgb.png", tmp_path / "intrinsics.json"
-    )
+    f = read_rgbd(tmp_path / "rgb.png", tmp_path / "depth.png", tmp_path / "mask_rgb.png", tmp_path / "intrinsics.json")
     assert len(f.instance_ids) == len(scene.instance_ids)
     assert np.array_equal(f.mask > 0, scene.mask > 0)
 

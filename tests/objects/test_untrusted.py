@@ -41,11 +41,8 @@ class _Payload:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _cli(capsys, *argv) -> tuple[int, str]:
@@ -113,230 +110,92 @@ RECONSTRUCT_CASES = [
     ("missing-rgb", lambda t, f, p: {"rgb": None}, ["rgb=<file>"]),
     ("rgb-missing-file", lambda t, f, p: {"rgb": str(t / "nope.png")}, ["rgb=", "nope.png"]),
     ("categories-syntax", lambda t, f, p: {"categories": "1:mug,oops"}, ["categories", "id:name"]),
-    (
-        "categories-id-absent",
-        lambda t, f, p: {"categories": "1:mug,7:camera"},
-        ["categories", "7", "not in mask"],
-    ),
+    ("categories-id-absent", lambda t, f, p: {"categories": "1:mug,7:camera"}, ["categories", "7", "not in mask"]),
     ("categories-unknown-name", lambda t, f, p: {"categories": "banana"}, ["banana", "latent database"]),
     # intrinsics
-    (
-        "intrinsics-for-1280x960",
-        lambda t, f, p: {
-            "intrinsics": _intr(
-                t,
-                "k.json",
-                {"fx": 2 * FX, "fy": 2 * FX, "cx": 645.0, "cy": 488.2, "width": 1280, "height": 960},
-            )
-        },
-        ["k.json", "1280x960", "640x480"],
-    ),
-    (
-        "intrinsics-1280x960-no-size",
-        lambda t, f, p: {
-            "intrinsics": _intr(t, "k.json", {"fx": 2 * FX, "fy": 2 * FX, "cx": 645.0, "cy": 488.2})
-        },
-        ["k.json", "principal point"],
-    ),
-    (
-        "fx-1e-9",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": 1e-9, "fy": 1e-9})},
-        ["k.json", "field of view"],
-    ),
-    (
-        "fx-normalised",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"fx": 0.92, "fy": 1.23, "cx": 0.5, "cy": 0.5})},
-        ["k.json", "field of view", "normalised"],
-    ),
-    (
-        "fx-telephoto",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": 8000.0, "fy": 8000.0})},
-        ["k.json", "field of view", "min_fov"],
-    ),
+    ("intrinsics-for-1280x960", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {
+        "fx": 2 * FX, "fy": 2 * FX, "cx": 645.0, "cy": 488.2, "width": 1280, "height": 960})},
+     ["k.json", "1280x960", "640x480"]),
+    ("intrinsics-1280x960-no-size", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {
+        "fx": 2 * FX, "fy": 2 * FX, "cx": 645.0, "cy": 488.2})}, ["k.json", "principal point"]),
+    ("fx-1e-9", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": 1e-9, "fy": 1e-9})},
+     ["k.json", "field of view"]),
+    ("fx-normalised", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {
+        "fx": 0.92, "fy": 1.23, "cx": 0.5, "cy": 0.5})}, ["k.json", "field of view", "normalised"]),
+    ("fx-telephoto", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": 8000.0, "fy": 8000.0})},
+     ["k.json", "field of view", "min_fov"]),
     ("fx-0", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": 0.0})}, ["k.json", "positive"]),
-    (
-        "fx-negative",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": -FX, "fy": -FX})},
-        ["k.json", "positive"],
-    ),
-    (
-        "fx-string",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": "abc"})},
-        ["k.json", "fx", "abc"],
-    ),
-    (
-        "fx-nan",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", '{"fx": NaN, "fy": 591, "cx": 322, "cy": 244}')},
-        ["k.json", "fx", "finite"],
-    ),
+    ("fx-negative", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": -FX, "fy": -FX})},
+     ["k.json", "positive"]),
+    ("fx-string", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": "abc"})}, ["k.json", "fx", "abc"]),
+    ("fx-nan", lambda t, f, p: {"intrinsics": _intr(t, "k.json", '{"fx": NaN, "fy": 591, "cx": 322, "cy": 244}')},
+     ["k.json", "fx", "finite"]),
     ("fx-bool", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fx": True})}, ["k.json", "fx"]),
-    (
-        "fy-fx-aspect",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fy": FX / 10})},
-        ["k.json", "square pixels"],
-    ),
-    (
-        "missing-cy",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"fx": FX, "fy": FX, "cx": 320})},
-        ["k.json", "missing cy"],
-    ),
-    (
-        "principal-point-outside",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "cx": -10.0})},
-        ["k.json", "principal point"],
-    ),
-    (
-        "width-without-height",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "width": 640})},
-        ["k.json", "height"],
-    ),
-    (
-        "width-fractional",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "width": 640.5, "height": 480})},
-        ["k.json", "whole numbers"],
-    ),
-    (
-        "K-2x2",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"K": [[FX, 0], [0, FX]]})},
-        ["k.json", "3x3"],
-    ),
-    (
-        "K-scaled",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"K": [[FX, 0, 322], [0, FX, 244], [0, 0, 2]]})},
-        ["k.json", "[0, 0, 1]"],
-    ),
-    (
-        "intrinsics-list",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", [FX, FX, 322, 244])},
-        ["k.json", "JSON object"],
-    ),
-    (
-        "intrinsics-binary",
-        lambda t, f, p: {"intrinsics": _bytes(t / "k.json", b"\x00\xff garbage {")},
-        ["k.json", "not a UTF-8"],
-    ),
-    (
-        "intrinsics-garbage",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", "fx: 500, fy: {")},
-        ["k.json", "not valid JSON"],
-    ),
-    ("intrinsics-nested-deep", lambda t, f, p: {"intrinsics": _intr(t, "k.json", "[" * 100000)}, ["k.json"]),
-    (
-        "intrinsics-huge",
-        lambda t, f, p: {"intrinsics": _intr(t, "k.json", " " * (2 << 20) + "{}")},
-        ["k.json", "bytes"],
-    ),
+    ("fy-fx-aspect", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "fy": FX / 10})},
+     ["k.json", "square pixels"]),
+    ("missing-cy", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"fx": FX, "fy": FX, "cx": 320})},
+     ["k.json", "missing cy"]),
+    ("principal-point-outside", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "cx": -10.0})},
+     ["k.json", "principal point"]),
+    ("width-without-height", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "width": 640})},
+     ["k.json", "height"]),
+    ("width-fractional", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {**_K, "width": 640.5, "height": 480})},
+     ["k.json", "whole numbers"]),
+    ("K-2x2", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"K": [[FX, 0], [0, FX]]})}, ["k.json", "3x3"]),
+    ("K-scaled", lambda t, f, p: {"intrinsics": _intr(t, "k.json", {"K": [[FX, 0, 322], [0, FX, 244], [0, 0, 2]]})},
+     ["k.json", "[0, 0, 1]"]),
+    ("intrinsics-list", lambda t, f, p: {"intrinsics": _intr(t, "k.json", [FX, FX, 322, 244])},
+     ["k.json", "JSON object"]),
+    ("intrinsics-binary", lambda t, f, p: {"intrinsics": _bytes(t / "k.json", b"\x00\xff garbage {")},
+     ["k.json", "not a UTF-8"]),
+    ("intrinsics-garbage", lambda t, f, p: {"intrinsics": _intr(t, "k.json", "fx: 500, fy: {")},
+     ["k.json", "not valid JSON"]),
+    ("intrinsics-nested-deep", lambda t, f, p: {"intrinsics": _intr(t, "k.json", "[" * 100000)},
+     ["k.json"]),
+    ("intrinsics-huge", lambda t, f, p: {"intrinsics": _intr(t, "k.json", " " * (2 << 20) + "{}")},
+     ["k.json", "bytes"]),
     # depth
-    (
-        "depth-65m-everywhere",
-        lambda t, f, p: {"depth": _png16(t / "d.png", np.full((H, W), 65535))},
-        ["d.png", "65535", "0"],
-    ),
-    (
-        "depth-0.1mm-units",
-        lambda t, f, p: {"depth": _png16(t / "d.png", np.clip(f.depth * 10000, 0, 65534))},
-        ["d.png", "median", "depth_scale=10000"],
-    ),
-    (
-        "depth-objects-too-far",
-        lambda t, f, p: {"depth": _png16(t / "d.png", np.clip(f.depth * 6000, 0, 65534))},
-        ["d.png", "inside the instance mask", "depth_scale=10000"],
-    ),
+    ("depth-65m-everywhere", lambda t, f, p: {"depth": _png16(t / "d.png", np.full((H, W), 65535))},
+     ["d.png", "65535", "0"]),
+    ("depth-0.1mm-units", lambda t, f, p: {"depth": _png16(t / "d.png", np.clip(f.depth * 10000, 0, 65534))},
+     ["d.png", "median", "depth_scale=10000"]),
+    ("depth-objects-too-far", lambda t, f, p: {"depth": _png16(t / "d.png", np.clip(f.depth * 6000, 0, 65534))},
+     ["d.png", "inside the instance mask", "depth_scale=10000"]),
     ("depth-scale-wrong", lambda t, f, p: {"depth_scale": "10"}, ["depth.png", "median", "depth_scale=1000"]),
-    (
-        "depth-metres-in-png",
-        lambda t, f, p: {"depth": _png16(t / "d.png", np.ceil(f.depth))},
-        ["d.png", "median", "depth_scale=1"],
-    ),
-    (
-        "depth-all-zero",
-        lambda t, f, p: {"depth": _png16(t / "d.png", np.zeros((H, W)))},
-        ["d.png", "no valid pixel"],
-    ),
+    ("depth-metres-in-png", lambda t, f, p: {"depth": _png16(t / "d.png", np.ceil(f.depth))},
+     ["d.png", "median", "depth_scale=1"]),
+    ("depth-all-zero", lambda t, f, p: {"depth": _png16(t / "d.png", np.zeros((H, W)))}, ["d.png", "no valid pixel"]),
     ("depth-8bit", lambda t, f, p: {"depth": _png8(t / "d.png", np.zeros((H, W)) + 90)}, ["d.png", "16-bit"]),
-    (
-        "depth-size-mismatch",
-        lambda t, f, p: {"depth": _png16(t / "d.png", f.depth[::2, ::2] * 1000)},
-        ["d.png", "320x240", "640x480"],
-    ),
-    (
-        "depth-garbage",
-        lambda t, f, p: {"depth": _bytes(t / "d.png", b"not a png at all")},
-        ["d.png", "image"],
-    ),
-    (
-        "depth-png-header-8000x8000",
-        lambda t, f, p: {"depth": _png_header_only(t / "d.png", 8000, 8000)},
-        ["d.png", "8000x8000"],
-    ),
-    (
-        "depth-npy-all-nan",
-        lambda t, f, p: {"depth": _npy(t / "d.npy", np.full((H, W), np.nan, np.float32))},
-        ["d.npy", "no valid pixel"],
-    ),
-    (
-        "depth-npy-inf",
-        lambda t, f, p: {"depth": _npy(t / "d.npy", np.where(f.depth > 0, np.inf, 0).astype(np.float32))},
-        ["d.npy", "infinite"],
-    ),
+    ("depth-size-mismatch", lambda t, f, p: {"depth": _png16(t / "d.png", f.depth[::2, ::2] * 1000)},
+     ["d.png", "320x240", "640x480"]),
+    ("depth-garbage", lambda t, f, p: {"depth": _bytes(t / "d.png", b"not a png at all")}, ["d.png", "image"]),
+    ("depth-png-header-8000x8000", lambda t, f, p: {"depth": _png_header_only(t / "d.png", 8000, 8000)},
+     ["d.png", "8000x8000"]),
+    ("depth-npy-all-nan", lambda t, f, p: {"depth": _npy(t / "d.npy", np.full((H, W), np.nan, np.float32))},
+     ["d.npy", "no valid pixel"]),
+    ("depth-npy-inf", lambda t, f, p: {"depth": _npy(t / "d.npy", np.where(f.depth > 0, np.inf, 0).astype(np.float32))},
+     ["d.npy", "infinite"]),
     ("depth-npy-negative", lambda t, f, p: {"depth": _npy(t / "d.npy", -f.depth)}, ["d.npy", "negative"]),
-    (
-        "depth-npy-millimetres",
-        lambda t, f, p: {"depth": _npy(t / "d.npy", f.depth * 1000)},
-        ["d.npy", "metres", "1000"],
-    ),
-    (
-        "depth-npy-3d",
-        lambda t, f, p: {"depth": _npy(t / "d.npy", np.zeros((H, W, 3), np.float32))},
-        ["d.npy", "(H, W)"],
-    ),
-    (
-        "depth-npy-int",
-        lambda t, f, p: {"depth": _npy(t / "d.npy", np.zeros((H, W), np.int32))},
-        ["d.npy", "float"],
-    ),
-    (
-        "depth-npy-pickled",
-        lambda t, f, p: {"depth": _npy_pickled(t / "d.npy", t / "pwned")},
-        ["d.npy", "never loads"],
-    ),
-    (
-        "depth-npy-truncated",
-        lambda t, f, p: {"depth": _truncate(_npy(t / "d.npy", f.depth), 1000)},
-        ["d.npy", "truncated", "640x480"],
-    ),
-    (
-        "depth-npy-huge-header",
-        lambda t, f, p: {"depth": _npy_header_only(t / "d.npy", (100000, 100000))},
-        ["d.npy", "100000x100000"],
-    ),
-    (
-        "depth-npy-header-only",
-        lambda t, f, p: {"depth": _npy_header_only(t / "d.npy", (H, W))},
-        ["d.npy", "truncated"],
-    ),
-    (
-        "depth-npy-garbage",
-        lambda t, f, p: {"depth": _bytes(t / "d.npy", b"\x93NUMPY garbage")},
-        ["d.npy", "readable"],
-    ),
+    ("depth-npy-millimetres", lambda t, f, p: {"depth": _npy(t / "d.npy", f.depth * 1000)},
+     ["d.npy", "metres", "1000"]),
+    ("depth-npy-3d", lambda t, f, p: {"depth": _npy(t / "d.npy", np.zeros((H, W, 3), np.float32))},
+     ["d.npy", "(H, W)"]),
+    ("depth-npy-int", lambda t, f, p: {"depth": _npy(t / "d.npy", np.zeros((H, W), np.int32))}, ["d.npy", "float"]),
+    ("depth-npy-pickled", lambda t, f, p: {"depth": _npy_pickled(t / "d.npy", t / "pwned")},
+     ["d.npy", "never loads"]),
+    ("depth-npy-truncated", lambda t, f, p: {"depth": _truncate(_npy(t / "d.npy", f.depth), 1000)},
+     ["d.npy", "truncated", "640x480"]),
+    ("depth-npy-huge-header", lambda t, f, p: {"depth": _npy_header_only(t / "d.npy", (100000, 100000))},
+     ["d.npy", "100000x100000"]),
+    ("depth-npy-header-only", lambda t, f, p: {"depth": _npy_header_only(t / "d.npy", (H, W))},
+     ["d.npy", "truncated"]),
+    ("depth-npy-garbage", lambda t, f, p: {"depth": _bytes(t / "d.npy", b"\x93NUMPY garbage")}, ["d.npy", "readable"]),
     # mask / rgb
     ("mask-empty", lambda t, f, p: {"mask": _png8(t / "m.png", np.zeros((H, W)))}, ["m.png", "empty"]),
-    (
-        "mask-size-mismatch",
-        lambda t, f, p: {"mask": _png8(t / "m.png", f.mask[::2, ::2])},
-        ["m.png", "320x240"],
-    ),
-    (
-        "mask-float",
-        lambda t, f, p: {"mask": _tiff_f(t / "m.tiff", f.mask.astype(np.float32))},
-        ["m.tiff", "mode"],
-    ),
-    (
-        "mask-negative-ids",
-        lambda t, f, p: {"mask": _tiff_i32(t / "m.tiff", -f.mask.astype(np.int32))},
-        ["m.tiff", "negative"],
-    ),
+    ("mask-size-mismatch", lambda t, f, p: {"mask": _png8(t / "m.png", f.mask[::2, ::2])}, ["m.png", "320x240"]),
+    ("mask-float", lambda t, f, p: {"mask": _tiff_f(t / "m.tiff", f.mask.astype(np.float32))}, ["m.tiff", "mode"]),
+    ("mask-negative-ids", lambda t, f, p: {"mask": _tiff_i32(t / "m.tiff", -f.mask.astype(np.int32))},
+     ["m.tiff", "negative"]),
     ("rgb-garbage", lambda t, f, p: {"rgb": _bytes(t / "rgb.png", b"\x89PNG garbage")}, ["rgb.png", "image"]),
     ("rgb-size-mismatch", lambda t, f, p: {"rgb": _rgb(t / "rgb.png", f.rgb[::2, ::2])}, ["rgb", "320x240"]),
     # outputs
@@ -407,14 +266,8 @@ def _foreign(folder: Path) -> Path:
 @pytest.mark.parametrize("case, make, words", RECONSTRUCT_CASES, ids=[c[0] for c in RECONSTRUCT_CASES])
 def test_reconstruct_refuses_malformed_input(case, make, words, scene_files, tiny_run, tmp_path, capsys):
     frame, files = scene_files
-    over = {
-        "run": str(tiny_run[0]),
-        "out": str(tmp_path / "out"),
-        "iterations": "2",
-        "init_iterations": "1",
-        "level": "3",
-        **{k: (None if v is None else str(v)) for k, v in make(tmp_path, frame, files).items()},
-    }
+    over = {"run": str(tiny_run[0]), "out": str(tmp_path / "out"), "iterations": "2", "init_iterations": "1",
+            "level": "3", **{k: (None if v is None else str(v)) for k, v in make(tmp_path, frame, files).items()}}
     before = _digest(tmp_path)
     rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **over))
     _clear_error(rc, err, *words)
@@ -447,16 +300,8 @@ def test_option_defaults_unchanged():
     from latent4d.objects.reconstruct import reconstruct_settings
 
     r = reconstruct_settings()
-    assert (
-        r.iterations,
-        r.init_iterations,
-        r.rotation,
-        r.level,
-        r.depth_scale,
-        r.seed,
-        r.min_fov,
-        r.out,
-    ) == (100, 12, "6d", 7, 1000.0, 0, 20.0, "outputs/objects/reconstruct")
+    assert (r.iterations, r.init_iterations, r.rotation, r.level, r.depth_scale, r.seed, r.min_fov, r.out) == (
+        100, 12, "6d", 7, 1000.0, 0, 20.0, "outputs/objects/reconstruct")
     assert (SampleOptions().level, SampleOptions().means, SampleOptions().objects) == (7, True, None)
     e = EvaluateOptions()
     assert (e.scenes, e.iterations, e.seed, e.max_objects) == (6, None, 0, None)  # iterations: the YAML's 100
@@ -471,32 +316,20 @@ def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path
 
     frame, files = scene_files
     out = tmp_path / "out"
-    base = {
-        "run": str(tiny_run[0]),
-        "out": str(out),
-        "iterations": "2",
-        "init_iterations": "1",
-        "level": "3",
-        "categories": ",".join(f"{o.instance_id}:{o.category}" for o in frame.objects),
-    }
+    base = {"run": str(tiny_run[0]), "out": str(out), "iterations": "2", "init_iterations": "1", "level": "3",
+            "categories": ",".join(f"{o.instance_id}:{o.category}" for o in frame.objects)}
     rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **base))
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["written"]) == {str(i) for i in frame.instance_ids}
-    assert all(
-        Path(v["mesh"]).parent == out for v in summary["written"].values()
-    )  # final paths, not temp ones
+    assert all(Path(v["mesh"]).parent == out for v in summary["written"].values())  # final paths, not temp ones
     earlier = _digest(out)
     assert any(k.startswith("object_") for k in earlier)
 
     # 1. bad option; 2. implausible depth; 3. no object reconstructible (every instance too small)
     tiny_mask = np.zeros((H, W), np.uint8)
     tiny_mask[240:243, 320:323] = 1
-    bad = [
-        {"bogus": "1"},
-        {"depth_scale": "1"},
-        {"mask": str(_png8(tmp_path / "m.png", tiny_mask)), "categories": None},
-    ]
+    bad = [{"bogus": "1"}, {"depth_scale": "1"}, {"mask": str(_png8(tmp_path / "m.png", tiny_mask)), "categories": None}]
     for over in bad:
         rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **{**base, **over}))
         _clear_error(rc, err)
@@ -516,16 +349,10 @@ def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path
 
     # a successful rerun replaces the folder whole: no object_* file of the earlier output survives
     one = np.where(frame.mask == frame.instance_ids[0], frame.mask, 0).astype(np.uint8)
-    rc, err = _cli(
-        capsys,
-        "reconstruct",
-        "objects",
-        *_args(files, **{**base, "mask": str(_png8(tmp_path / "one.png", one)), "categories": None}),
-    )
+    rc, err = _cli(capsys, "reconstruct", "objects",
+                   *_args(files, **{**base, "mask": str(_png8(tmp_path / "one.png", one)), "categories": None}))
     assert rc == 0, err
-    assert sorted(p.name for p in out.glob("object_*")) == [
-        f"object_{frame.instance_ids[0]}.{s}" for s in ("json", "ply")
-    ]
+    assert sorted(p.name for p in out.glob("object_*")) == [f"object_{frame.instance_ids[0]}.{s}" for s in ("json", "ply")]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -550,11 +377,8 @@ SAMPLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    "command, over, words",
-    SAMPLE_CASES,
-    ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o, _ in SAMPLE_CASES],
-)
+@pytest.mark.parametrize("command, over, words", SAMPLE_CASES,
+                         ids=[f"{c}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for c, o, _ in SAMPLE_CASES])
 def test_sample_evaluate_refuse_bad_options(command, over, words, tiny_run, tmp_path, capsys, monkeypatch):
     from latent4d.objects import evaluation
 
@@ -562,32 +386,23 @@ def test_sample_evaluate_refuse_bad_options(command, over, words, tiny_run, tmp_
         raise AssertionError("compute started before the options were checked")
 
     monkeypatch.setattr(evaluation, "compare_recipes", no_compute)
-    out = {
-        "FILE": _bytes(tmp_path / "result.txt", b"mine"),
-        "FOREIGN": _foreign(tmp_path / "mine"),
-        "DIR": tmp_path,
-    }.get(over.get("out"), tmp_path / "new_out")
+    out = {"FILE": _bytes(tmp_path / "result.txt", b"mine"), "FOREIGN": _foreign(tmp_path / "mine"),
+           "DIR": tmp_path}.get(over.get("out"), tmp_path / "new_out")
     before = _digest(tmp_path)
-    rc, err = _cli(
-        capsys, command, f"run={tiny_run[0]}", *[f"{k}={v}" for k, v in {**over, "out": out}.items()]
-    )
+    rc, err = _cli(capsys, command, f"run={tiny_run[0]}", *[f"{k}={v}" for k, v in {**over, "out": out}.items()])
     _clear_error(rc, err, *words)
     assert _digest(tmp_path) == before and not (tmp_path / "new_out").exists()
 
 
 def test_sample_replaces_its_own_output_whole(tiny_run, tmp_path, capsys):
     out = tmp_path / "samples"
-    rc, err = _cli(
-        capsys, "sample", f"run={tiny_run[0]}", "objects=all", "means=false", "level=3", f"out={out}"
-    )
+    rc, err = _cli(capsys, "sample", f"run={tiny_run[0]}", "objects=all", "means=false", "level=3", f"out={out}")
     assert rc == 0, err
     assert len(list(out.glob("*.ply"))) == 6
     rc, err = _cli(capsys, "sample", f"run={tiny_run[0]}", "objects=bogus", f"out={out}")
     _clear_error(rc, err, "bogus")
     assert len(list(out.glob("*.ply"))) == 6
-    rc, err = _cli(
-        capsys, "sample", f"run={tiny_run[0]}", "objects=0", "means=false", "level=3", f"out={out}"
-    )
+    rc, err = _cli(capsys, "sample", f"run={tiny_run[0]}", "objects=0", "means=false", "level=3", f"out={out}")
     assert rc == 0, err
     assert [p.name for p in out.glob("*.ply")] == ["mug_00000.ply"]
 
@@ -624,18 +439,13 @@ def test_pickle_payload_in_checkpoint_never_runs(run_copy, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(
-    "target",
-    ["builtins.open", "os.system", "subprocess.run", "latent4d.objects.io.write_scene_reconstruction"],
-)
+@pytest.mark.parametrize("target", ["builtins.open", "os.system", "subprocess.run",
+                                    "latent4d.objects.io.write_scene_reconstruction"])
 def test_hostile_config_target_is_refused(run_copy, tmp_path, target):
     marker = tmp_path / "pwned"
     cfg = OmegaConf.load(run_copy / "config.yaml")
-    args = (
-        {"_args_": [f"touch {marker}"]}
-        if target in ("os.system", "subprocess.run")
-        else {"_args_": [str(marker), "w"]}
-    )
+    args = {"_args_": [f"touch {marker}"]} if target in ("os.system", "subprocess.run") else {
+        "_args_": [str(marker), "w"]}
     cfg.model = OmegaConf.create({"_target_": target, **args})
     OmegaConf.save(cfg, run_copy / "config.yaml")
     with pytest.raises(ConfigError, match="refusing _target_"):
@@ -667,12 +477,8 @@ CHECKPOINT_CASES = [
     ("missing", lambda r, c: c.unlink(), InputError, "does not exist"),
     ("other-model-size", lambda r, c: _other_size(r), InputError, "does not fit"),
     ("database-names-damaged", lambda r, c: _damage_extra(c), InputError, "6000 database names"),
-    (
-        "garbage-config-yaml",
-        lambda r, c: (r / "config.yaml").write_text("model: [unclosed\n  : :"),
-        ConfigError,
-        "config.yaml",
-    ),
+    ("garbage-config-yaml", lambda r, c: (r / "config.yaml").write_text("model: [unclosed\n  : :"), ConfigError,
+     "config.yaml"),
     ("config-of-another-family", lambda r, c: _family(r, "motion"), ConfigError, "not objects"),
 ]
 
@@ -680,9 +486,7 @@ CHECKPOINT_CASES = [
 def _damage_extra(ckpt: Path) -> None:
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     state["state_dict"]["_extra_state"]["names"] = state["state_dict"]["_extra_state"]["names"] * 1000
-    state["state_dict"]["_extra_state"]["categories"] = (
-        state["state_dict"]["_extra_state"]["categories"] * 1000
-    )
+    state["state_dict"]["_extra_state"]["categories"] = state["state_dict"]["_extra_state"]["categories"] * 1000
     torch.save(state, ckpt)
 
 
@@ -710,53 +514,21 @@ def _weights(folder: Path) -> Path:
 
 
 MODEL_CASES = [
-    (
-        "empty-safetensors",
-        lambda m: _weights(m / "shape_decoder").write_bytes(b""),
-        ["shape_decoder", "empty"],
-    ),
-    (
-        "truncated-safetensors",
-        lambda m: _truncate(_weights(m / "appearance"), 300),
-        ["appearance", "safetensors"],
-    ),
-    (
-        "garbage-config-json",
-        lambda m: (m / "database" / "config.json").write_text("{not json"),
-        ["database", "config.json", "not valid JSON"],
-    ),
-    (
-        "config-json-a-list",
-        lambda m: (m / "database" / "config.json").write_text("[1, 2]"),
-        ["config.json", "list"],
-    ),
-    (
-        "huge-hidden-in-config",
-        lambda m: _write_config(m / "shape_decoder", hidden=4_000_000),
-        ["shape_decoder", "does not fit"],
-    ),
-    (
-        "bad-value-in-config",
-        lambda m: _write_config(m / "appearance", num_layers="many"),
-        ["appearance", "config.json"],
-    ),
-    (
-        "database-names-vs-rows",
-        lambda m: _write_config(
-            m / "database", names=[f"x{i}" for i in range(100000)], categories=["mug"] * 100000
-        ),
-        ["database", "does not fit"],
-    ),
-    (
-        "wrong-class",
-        lambda m: shutil.copy(m / "appearance" / "config.json", m / "database" / "config.json"),
-        ["database", "AppearanceNet"],
-    ),
-    (
-        "pickled-bin-only",
-        lambda m: _weights(m / "database").rename(m / "database" / "diffusion_pytorch_model.bin"),
-        ["database", "pickled"],
-    ),
+    ("empty-safetensors", lambda m: _weights(m / "shape_decoder").write_bytes(b""), ["shape_decoder", "empty"]),
+    ("truncated-safetensors", lambda m: _truncate(_weights(m / "appearance"), 300), ["appearance", "safetensors"]),
+    ("garbage-config-json", lambda m: (m / "database" / "config.json").write_text("{not json"),
+     ["database", "config.json", "not valid JSON"]),
+    ("config-json-a-list", lambda m: (m / "database" / "config.json").write_text("[1, 2]"), ["config.json", "list"]),
+    ("huge-hidden-in-config", lambda m: _write_config(m / "shape_decoder", hidden=4_000_000),
+     ["shape_decoder", "does not fit"]),
+    ("bad-value-in-config", lambda m: _write_config(m / "appearance", num_layers="many"),
+     ["appearance", "config.json"]),
+    ("database-names-vs-rows", lambda m: _write_config(m / "database", names=[f"x{i}" for i in range(100000)],
+                                                        categories=["mug"] * 100000), ["database", "does not fit"]),
+    ("wrong-class", lambda m: shutil.copy(m / "appearance" / "config.json", m / "database" / "config.json"),
+     ["database", "AppearanceNet"]),
+    ("pickled-bin-only", lambda m: _weights(m / "database").rename(m / "database" / "diffusion_pytorch_model.bin"),
+     ["database", "pickled"]),
     ("missing-network", lambda m: shutil.rmtree(m / "appearance"), ["appearance", "missing"]),
 ]
 

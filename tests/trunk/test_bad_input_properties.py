@@ -27,67 +27,21 @@ from omegaconf import OmegaConf
 from latent4d.cli import main
 from latent4d.errors import Latent4DError
 
-FAMILY_EXPERIMENT = {
-    "smoke": "smoke/sdf_sphere",
-    "hair": "hair/style_vae",
-    "objects": "objects/latent_db",
-    "motion": "motion/shape_ae",
-    "binary": "binary/diffusion_digits",
-}
+FAMILY_EXPERIMENT = {"smoke": "smoke/sdf_sphere", "hair": "hair/style_vae", "objects": "objects/latent_db",
+                     "motion": "motion/shape_ae", "binary": "binary/diffusion_digits"}
 #: keys the generator never sets (they are given explicitly: the run, the inputs, the output)
-PINNED = {
-    "run",
-    "out",
-    "input",
-    "rgb",
-    "depth",
-    "mask",
-    "intrinsics",
-    "shape_run",
-    "deform_run",
-    "gt",
-    "shape_ae",
-    "deform_ae",
-    "template",
-    "scalp",
-    "data",
-}
-BAD_VALUES = [
-    "abc",
-    "-1",
-    "0",
-    "-0.5",
-    "nan",
-    "inf",
-    "-inf",
-    "1e309",
-    "",
-    "null",
-    "[1,2]",
-    "{a: 1}",
-    "99999999999999999999",
-    "true",
-    "0x10",
-    "1.5",
-    "../../etc/passwd",
-    "${oc.env:HOME}",
-    "'quoted'",
-]
-SETTINGS = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+PINNED = {"run", "out", "input", "rgb", "depth", "mask", "intrinsics", "shape_run", "deform_run", "gt",
+          "shape_ae", "deform_ae", "template", "scalp", "data"}
+BAD_VALUES = ["abc", "-1", "0", "-0.5", "nan", "inf", "-inf", "1e309", "", "null", "[1,2]", "{a: 1}",
+              "99999999999999999999", "true", "0x10", "1.5", "../../etc/passwd", "${oc.env:HOME}", "'quoted'"]
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 CASES = {"commands": 0, "clear": 0, "readers": 0, "reader_clear": 0}
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _specs(family: str) -> dict[str, type]:
@@ -126,8 +80,7 @@ def _option_items(spec: type):
     keys = [f.name for f in dataclasses.fields(spec) if f.name not in PINNED]
     key = st.sampled_from(keys) | st.sampled_from(["bogus", "stepz", "N", "seed.x", "a..b", "_target_"])
     value = st.sampled_from(BAD_VALUES) | st.text(
-        alphabet=st.characters(codec="utf-8", exclude_characters="\x00\n\r"), max_size=12
-    )
+        alphabet=st.characters(codec="utf-8", exclude_characters="\x00\n\r"), max_size=12)
     return st.lists(st.tuples(key, value), min_size=1, max_size=3)
 
 
@@ -188,13 +141,10 @@ def test_reconstruct_with_generated_options(family, tmp_path, capsys):
 def _mutations(valid: bytes):
     """Random bytes, truncations, and byte flips of a valid file."""
     n = len(valid)
-    return (
-        st.binary(max_size=512)
-        | st.integers(0, max(n - 1, 0)).map(lambda k: valid[:k])
-        | st.lists(st.tuples(st.integers(0, max(n - 1, 0)), st.integers(0, 255)), min_size=1, max_size=8).map(
-            lambda flips: bytes(_flip(valid, flips))
-        )
-    )
+    return (st.binary(max_size=512)
+            | st.integers(0, max(n - 1, 0)).map(lambda k: valid[:k])
+            | st.lists(st.tuples(st.integers(0, max(n - 1, 0)), st.integers(0, 255)), min_size=1, max_size=8)
+            .map(lambda flips: bytes(_flip(valid, flips))))
 
 
 def _flip(valid: bytes, flips) -> bytearray:
@@ -248,10 +198,8 @@ def test_network_folder_loader_on_mutated_config_and_weights(tmp_path):
         w = data.draw(_mutations(w_bytes)) if which == "weights" else w_bytes
         (folder / "config.json").write_bytes(cfg)
         (folder / "diffusion_pytorch_model.safetensors").write_bytes(w)
-        _reads_or_refuses(
-            lambda p: load_network(SDFNet, p.parent),
-            folder / ("config.json" if which == "config" else "diffusion_pytorch_model.safetensors"),
-        )
+        _reads_or_refuses(lambda p: load_network(SDFNet, p.parent), folder / (
+            "config.json" if which == "config" else "diffusion_pytorch_model.safetensors"))
 
     check()
 
@@ -299,9 +247,7 @@ def test_rgbd_readers_on_random_and_mutated_files(tmp_path):
 
 def test_report_case_count():
     """Not an assertion on quality: the counts the closing note reports (printed with -s)."""
-    print(
-        f"\n[bad-input properties] commands: {CASES['clear']}/{CASES['commands']} clear; "
-        f"readers: {CASES['reader_clear']}/{CASES['readers']} loaded or refused clearly"
-    )
+    print(f"\n[bad-input properties] commands: {CASES['clear']}/{CASES['commands']} clear; "
+          f"readers: {CASES['reader_clear']}/{CASES['readers']} loaded or refused clearly")
     assert CASES["clear"] == CASES["commands"]
     assert CASES["reader_clear"] == CASES["readers"]

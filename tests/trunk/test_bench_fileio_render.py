@@ -40,9 +40,7 @@ def test_update_readme_rewrites_only_the_marked_section(tmp_path):
     update_readme(readme, tmp_path / "bench", tmp_path / "store")
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text and "`unit`" in text
-    assert (tmp_path / "store" / "unit.json").is_file() and (
-        tmp_path / "store" / "unit_records.json"
-    ).is_file()
+    assert (tmp_path / "store" / "unit.json").is_file() and (tmp_path / "store" / "unit_records.json").is_file()
     assert "per_object" not in text and text.count("### ") == 1
 
 
@@ -84,12 +82,8 @@ def test_finished_run_matches_compares_training_settings(tmp_path):
     OmegaConf.save(cfg, tmp_path / "config.yaml")
     assert finished_run_matches(tmp_path, cfg)
     # callbacks are not training settings; the seed and the model are
-    assert finished_run_matches(
-        tmp_path, compose_config(["experiment=smoke/sdf_sphere", "callbacks=minimal"], tmp_path)
-    )
-    assert not finished_run_matches(
-        tmp_path, compose_config(["experiment=smoke/sdf_sphere", "seed=123"], tmp_path)
-    )
+    assert finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "callbacks=minimal"], tmp_path))
+    assert not finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "seed=123"], tmp_path))
     (tmp_path / "config.yaml").write_text("{{ not yaml")
     assert not finished_run_matches(tmp_path, cfg)
 

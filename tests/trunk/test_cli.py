@@ -47,14 +47,8 @@ def test_missing_run_dir(cli, tmp_path):
 
 
 def test_debug_trainer_runs_fast_dev_run(cli, tmp_path):
-    r = cli(
-        "train",
-        "experiment=smoke/sdf_sphere",
-        "trainer=debug",
-        "data.n_train=4096",
-        f"hydra.run.dir={tmp_path / 'run'}",
-        cwd=tmp_path,
-    )
+    r = cli("train", "experiment=smoke/sdf_sphere", "trainer=debug", "data.n_train=4096",
+            f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file() and (run / ".hydra" / "config.yaml").is_file()
@@ -81,51 +75,27 @@ def test_run_dir_contents_and_export_reload(smoke_run):
 
 
 def test_resume_from_last_checkpoint(cli, smoke_run, tmp_path):
-    r = cli(
-        "train",
-        "experiment=smoke/sdf_sphere",
-        "trainer.max_epochs=3",
-        "data.n_train=12000",
-        "callbacks=minimal",
-        "logger=csv",
-        f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={tmp_path / 'resumed'}",
-        cwd=tmp_path,
-    )
+    r = cli("train", "experiment=smoke/sdf_sphere", "trainer.max_epochs=3", "data.n_train=12000",
+            "callbacks=minimal", "logger=csv", f"ckpt_path={smoke_run / 'checkpoints' / 'last.ckpt'}",
+            f"hydra.run.dir={tmp_path / 'resumed'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Restored all states" in r.stdout + r.stderr
-    last = torch.load(
-        tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
+    last = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2  # continued from epoch 1 for one more epoch
 
 
 def test_corrupted_checkpoint_is_reported(cli, tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    r = cli(
-        "train",
-        "experiment=smoke/sdf_sphere",
-        f"ckpt_path={bad}",
-        f"hydra.run.dir={tmp_path / 'r'}",
-        cwd=tmp_path,
-    )
+    r = cli("train", "experiment=smoke/sdf_sphere", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'r'}",
+            cwd=tmp_path)
     assert r.returncode != 0 and "corrupted" in r.stderr and str(bad) in r.stderr
 
 
 def test_ddp_on_two_cpu_processes(cli, tmp_path):
-    r = cli(
-        "train",
-        "experiment=smoke/sdf_sphere",
-        "trainer=ddp_cpu",
-        "trainer.max_epochs=1",
-        "data.n_train=8000",
-        "callbacks=minimal",
-        "logger=csv",
-        f"hydra.run.dir={tmp_path / 'ddp'}",
-        cwd=tmp_path,
-        timeout=300,
-    )
+    r = cli("train", "experiment=smoke/sdf_sphere", "trainer=ddp_cpu", "trainer.max_epochs=1",
+            "data.n_train=8000", "callbacks=minimal", "logger=csv", f"hydra.run.dir={tmp_path / 'ddp'}",
+            cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "ddp"
     assert (run / "checkpoints" / "last.ckpt").is_file()

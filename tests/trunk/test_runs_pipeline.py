@@ -59,11 +59,8 @@ def test_optional_components_and_options(tmp_path):
     _net().save_pretrained(tmp_path / "models" / "net")
     pipe = _TwoNets.from_pretrained(tmp_path, scale=2.0)
     assert pipe.extra is None and pipe.scale == 2.0 and list(pipe.components) == ["net"]
-    assert (
-        pipe.to("cpu", torch.float64).net.net[0].weight.dtype == torch.float64
-        if hasattr(pipe.net, "net")
+    assert pipe.to("cpu", torch.float64).net.net[0].weight.dtype == torch.float64 if hasattr(pipe.net, "net") \
         else next(pipe.to("cpu", torch.float64).net.parameters()).dtype == torch.float64
-    )
 
 
 def test_missing_and_wrong_networks_are_clear(tmp_path):

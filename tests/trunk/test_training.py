@@ -22,14 +22,8 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path):
     model = _ExplodesAtStep3(SDFNet(hidden=16, layers=2))
     before = None
     dm = SmokeSDFDataModule(n_train=4096, n_val=512, n_test=512, batch_size=512)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        callbacks=[NaNGuard()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = pl.Trainer(max_epochs=2, callbacks=[NaNGuard()], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, default_root_dir=tmp_path)
     with pytest.raises(TrainingDiverged, match="global step 3"):
         trainer.fit(model, datamodule=dm)
     before = [p.detach().clone() for p in model.parameters()]
@@ -37,15 +31,8 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path):
 
 
 def test_seed_makes_runs_repeatable(tmp_path):
-    ov = [
-        "experiment=smoke/sdf_sphere",
-        "trainer.max_epochs=1",
-        "data.n_train=4096",
-        "callbacks=minimal",
-        "logger=none",
-        "test=false",
-        "seed=7",
-    ]
+    ov = ["experiment=smoke/sdf_sphere", "trainer.max_epochs=1", "data.n_train=4096", "callbacks=minimal",
+          "logger=none", "test=false", "seed=7"]
     m1 = run_training(compose_config(ov, tmp_path / "a"))
     m2 = run_training(compose_config(ov, tmp_path / "b"))
     m3 = run_training(compose_config([*ov[:-1], "seed=8"], tmp_path / "c"))

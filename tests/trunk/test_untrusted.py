@@ -32,11 +32,8 @@ class _Payload:
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +61,8 @@ def test_pickle_payload_in_checkpoint_never_runs(tmp_path, smoke_run, capsys):
     rc, err = _cli(capsys, "export", f"run={smoke_run}", f"ckpt={bad}", f"out={tmp_path / 'x'}")
     assert rc == 2 and "evil.ckpt" in err and "Traceback" not in err
     with pytest.raises(InputError, match="never unpickles"):
-        run_training(
-            compose_config(
-                [*SMOKE, "trainer.max_epochs=1", f"ckpt_path={bad}", "logger=none", "callbacks=minimal"],
-                tmp_path / "resume",
-            )
-        )
+        run_training(compose_config([*SMOKE, "trainer.max_epochs=1", f"ckpt_path={bad}", "logger=none",
+                                     "callbacks=minimal"], tmp_path / "resume"))
     assert not marker.exists()
     assert not (tmp_path / "resume" / "config.yaml").exists()  # refused before anything was written
 
@@ -89,20 +82,13 @@ def test_checkpoint_of_another_module_is_refused(tmp_path, smoke_run):
     other = tmp_path / "other.ckpt"
     torch.save(ckpt, other)
     with pytest.raises(InputError, match="StrandVAEModule"):
-        run_training(
-            compose_config([*SMOKE, f"ckpt_path={other}", "logger=none", "callbacks=minimal"], tmp_path / "r")
-        )
+        run_training(compose_config([*SMOKE, f"ckpt_path={other}", "logger=none", "callbacks=minimal"],
+                                    tmp_path / "r"))
 
 
 def test_checkpoint_of_another_model_size_is_a_clear_error(tmp_path, smoke_run, capsys):
-    ov = [
-        *SMOKE,
-        "model.net.hidden=24",
-        "trainer.max_epochs=3",
-        f"ckpt_path={smoke_run}/checkpoints/last.ckpt",
-        "logger=none",
-        "callbacks=minimal",
-    ]
+    ov = [*SMOKE, "model.net.hidden=24", "trainer.max_epochs=3", f"ckpt_path={smoke_run}/checkpoints/last.ckpt",
+          "logger=none", "callbacks=minimal"]
     with pytest.raises(InputError, match="does not fit"):
         run_training(compose_config(ov, tmp_path / "r"))
     # export from a run whose config no longer matches its checkpoint
@@ -111,81 +97,44 @@ def test_checkpoint_of_another_model_size_is_a_clear_error(tmp_path, smoke_run, 
     cfg = OmegaConf.load(smoke_run / "config.yaml")
     cfg.model.net.hidden = 24
     OmegaConf.save(cfg, run2 / "config.yaml")
-    rc, err = _cli(
-        capsys, "export", f"run={run2}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}"
-    )
+    rc, err = _cli(capsys, "export", f"run={run2}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
     assert rc == 2 and "does not fit" in err and "mis-shaped" in err
 
 
 # ------------------------------------------------------------------------------- config targets
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
-        "builtins.open",
-        "os.system",
-        "latent4d.smoke.commands.os.system",
-        "latent4d.hair.module.StrandVAEModule",
-        "subprocess.Popen",
-    ],
-)
+@pytest.mark.parametrize("target", ["builtins.open", "os.system", "latent4d.smoke.commands.os.system",
+                                    "latent4d.hair.module.StrandVAEModule", "subprocess.Popen"])
 def test_foreign_targets_in_a_run_config_are_refused_before_calling(tmp_path, smoke_run, capsys, target):
     marker = tmp_path / "pwned"
     run = tmp_path / "run"
     run.mkdir()
     cfg = OmegaConf.load(smoke_run / "config.yaml")
-    cfg.model = {
-        "_target_": target,
-        "_args_": [str(marker), "w"] if "open" in target else [f"touch {marker}"],
-    }
+    cfg.model = {"_target_": target, "_args_": [str(marker), "w"] if "open" in target else [f"touch {marker}"]}
     OmegaConf.save(cfg, run / "config.yaml")
-    rc, err = _cli(
-        capsys, "export", f"run={run}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}"
-    )
+    rc, err = _cli(capsys, "export", f"run={run}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
     assert rc == 2 and "refusing _target_" in err and "Traceback" not in err
     assert not marker.exists()
 
 
 def test_nested_targets_are_checked_too():
-    check_targets(
-        {
-            "_target_": "latent4d.smoke.module.SmokeSDFModule",
-            "net": {"_target_": "latent4d.smoke.sdf.SDFNet"},
-        },
-        "smoke",
-    )
+    check_targets({"_target_": "latent4d.smoke.module.SmokeSDFModule",
+                   "net": {"_target_": "latent4d.smoke.sdf.SDFNet"}}, "smoke")
     with pytest.raises(ConfigError, match="os.system"):
-        check_targets(
-            {"_target_": "latent4d.smoke.module.SmokeSDFModule", "net": {"_target_": "os.system"}}, "smoke"
-        )
+        check_targets({"_target_": "latent4d.smoke.module.SmokeSDFModule", "net": {"_target_": "os.system"}}, "smoke")
     with pytest.raises(ConfigError, match="family"):
         check_targets({"_target_": "latent4d.smoke.sdf.SDFNet"}, "nope")
 
 
-_LAUGHS = (
-    b"a: &a [x, x, x, x, x, x, x, x, x]\n"
-    + b"".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n".encode()
-        for i in range(12)
-    )
-    + b"family: smoke\n"
-)
+_LAUGHS = b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    .encode() for i in range(12)) + b"family: smoke\n"
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        b"",
-        b"{{{: [",
-        b"- just\n- a list\n",
-        b"family: os\n",
-        b"\xff\xfe\x00bin",
-        b"family: !!python/object/apply:os.system [touch pwned]\n",
-        _LAUGHS,
-        b"family: smoke\n" + b"x: " + b"y" * (5 << 20) + b"\n",
-    ],
-)
+@pytest.mark.parametrize("text", [b"", b"{{{: [", b"- just\n- a list\n", b"family: os\n", b"\xff\xfe\x00bin",
+                                  b"family: !!python/object/apply:os.system [touch pwned]\n", _LAUGHS,
+                                  b"family: smoke\n" + b"x: " + b"y" * (5 << 20) + b"\n"])
 def test_garbage_run_config_is_a_clear_error(tmp_path, capsys, text):
     run = tmp_path / "run"
     run.mkdir()
@@ -196,14 +145,9 @@ def test_garbage_run_config_is_a_clear_error(tmp_path, capsys, text):
 
 
 def test_bad_cli_options_are_clear_errors(tmp_path, smoke_run, capsys):
-    for argv in (
-        ["export", f"run={smoke_run}", "bogus=1"],
-        ["export", f"run={smoke_run}", "a..b=1"],
-        ["export", f"run={smoke_run}", "ckpt=last", f"out={smoke_run / 'config.yaml'}"],
-        ["export", "run=/nonexistent/run"],
-        ["sample"],
-        ["evaluate", "notkv"],
-    ):
+    for argv in (["export", f"run={smoke_run}", "bogus=1"], ["export", f"run={smoke_run}", "a..b=1"],
+                 ["export", f"run={smoke_run}", "ckpt=last", f"out={smoke_run / 'config.yaml'}"],
+                 ["export", "run=/nonexistent/run"], ["sample"], ["evaluate", "notkv"]):
         rc, err = _cli(capsys, *argv)
         assert rc == 2 and "error:" in err and "Traceback" not in err, (argv, err)
 
@@ -216,11 +160,8 @@ def test_training_into_an_existing_run_needs_ckpt_path_and_touches_nothing(tmp_p
     with pytest.raises(ConfigError, match="only to resume"):
         run_training(compose_config([*SMOKE, "trainer.max_epochs=1"], smoke_run))
     with pytest.raises(ConfigError, match="model.lr"):  # invalid config, even with ckpt_path: nothing touched
-        run_training(
-            compose_config(
-                [*SMOKE, "model.lr=abc", f"ckpt_path={smoke_run}/checkpoints/last.ckpt"], smoke_run
-            )
-        )
+        run_training(compose_config([*SMOKE, "model.lr=abc", f"ckpt_path={smoke_run}/checkpoints/last.ckpt"],
+                                    smoke_run))
     assert _tree_digest(smoke_run) == before
 
 
@@ -232,11 +173,8 @@ def test_cli_train_into_existing_run_is_refused_before_hydra_writes(smoke_run, c
 
 
 def test_bad_value_types_in_overrides(tmp_path):
-    for ov, key in (
-        ("model.lr=abc", "model.lr"),
-        ("model.net.hidden=wide", "model.net.hidden"),
-        ("trainer.max_epochs=many", "trainer.max_epochs"),
-    ):
+    for ov, key in (("model.lr=abc", "model.lr"), ("model.net.hidden=wide", "model.net.hidden"),
+                    ("trainer.max_epochs=many", "trainer.max_epochs")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             run_training(compose_config([*SMOKE, ov], tmp_path / "r"))
         assert not (tmp_path / "r" / "config.yaml").exists()
@@ -249,20 +187,12 @@ def _rows(path: Path) -> list[dict]:
 
 def test_resume_appends_metrics_and_stretches_the_lr_schedule(tmp_path):
     run = tmp_path / "run"
-    base = [
-        *SMOKE,
-        "callbacks=default",
-        "logger=csv",
-        "callbacks.progress_bar=null",
-        "callbacks.model_summary=null",
-    ]
+    base = [*SMOKE, "callbacks=default", "logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null"]
     run_training(compose_config([*base, "trainer.max_epochs=2"], run))
     first = _rows(run / "logs" / "csv" / "metrics.csv")
     epochs_before = {r["epoch"] for r in first if r.get("epoch")}
     assert epochs_before == {"0", "1"}
-    run_training(
-        compose_config([*base, "trainer.max_epochs=4", f"ckpt_path={run}/checkpoints/last.ckpt"], run)
-    )
+    run_training(compose_config([*base, "trainer.max_epochs=4", f"ckpt_path={run}/checkpoints/last.ckpt"], run))
     rows = _rows(run / "logs" / "csv" / "metrics.csv")
     assert {r["epoch"] for r in rows if r.get("epoch")} == {"0", "1", "2", "3"}  # epochs 0-1 kept
     lr_key = next(k for k in rows[0] if k.startswith("lr-"))

@@ -42,14 +42,8 @@ class ResBlock(nn.Module):
     def __init__(self, dims: int, cin: int, cout: int):
         super().__init__()
         Conv = _conv(dims)
-        self.body = nn.Sequential(
-            nn.GroupNorm(_groups(cin), cin),
-            nn.SiLU(),
-            Conv(cin, cout, 3, padding=1),
-            nn.GroupNorm(_groups(cout), cout),
-            nn.SiLU(),
-            Conv(cout, cout, 3, padding=1),
-        )
+        self.body = nn.Sequential(nn.GroupNorm(_groups(cin), cin), nn.SiLU(), Conv(cin, cout, 3, padding=1),
+                                  nn.GroupNorm(_groups(cout), cout), nn.SiLU(), Conv(cout, cout, 3, padding=1))
         self.skip = Conv(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,37 +63,22 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        dims: int = 2,
-        in_channels: int = 1,
-        latent_channels: int = 16,
-        channels: tuple[int, ...] = (32, 64),
-        num_res_blocks: int = 1,
-        sample_size: int = 16,
-        quantize: str = "bernoulli",
-        patch_size: int = 1,
-    ):
+    def __init__(self, dims: int = 2, in_channels: int = 1, latent_channels: int = 16,
+                 channels: tuple[int, ...] = (32, 64), num_res_blocks: int = 1, sample_size: int = 16,
+                 quantize: str = "bernoulli", patch_size: int = 1):
         super().__init__()
         if dims not in (2, 3):
             raise ConfigError(f"dims must be 2 or 3, got {dims}")
         if quantize not in ("bernoulli", "none"):
             raise ConfigError(f"quantize must be 'bernoulli' or 'none', got {quantize!r}")
         channels = tuple(int(c) for c in channels)
-        self.register_to_config(
-            channels=list(channels)
-        )  # plain JSON list even when Hydra passes a ListConfig
+        self.register_to_config(channels=list(channels))  # plain JSON list even when Hydra passes a ListConfig
         if sample_size % self._factor(len(channels), patch_size):
-            raise ConfigError(
-                f"sample_size {sample_size} is not divisible by {self._factor(len(channels), patch_size)}"
-            )
+            raise ConfigError(f"sample_size {sample_size} is not divisible by {self._factor(len(channels), patch_size)}")
         Conv = _conv(dims)
         ConvT = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[dims]
-        stem = (
-            Conv(in_channels, channels[0], patch_size, stride=patch_size)
-            if patch_size > 1
-            else Conv(in_channels, channels[0], 3, padding=1)
-        )
+        stem = (Conv(in_channels, channels[0], patch_size, stride=patch_size) if patch_size > 1
+                else Conv(in_channels, channels[0], 3, padding=1))
         enc: list[nn.Module] = [stem]
         ch = channels[0]
         for c in channels:
@@ -107,12 +86,7 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
                 enc.append(ResBlock(dims, ch, c))
                 ch = c
             enc.append(Conv(ch, ch, 4, stride=2, padding=1))
-        enc += [
-            ResBlock(dims, ch, ch),
-            nn.GroupNorm(_groups(ch), ch),
-            nn.SiLU(),
-            Conv(ch, latent_channels, 1),
-        ]
+        enc += [ResBlock(dims, ch, ch), nn.GroupNorm(_groups(ch), ch), nn.SiLU(), Conv(ch, latent_channels, 1)]
         self.encoder = nn.Sequential(*enc)
 
         dec: list[nn.Module] = [Conv(latent_channels, ch, 1), ResBlock(dims, ch, ch)]
@@ -121,18 +95,15 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
                 dec.append(ResBlock(dims, ch, c))
                 ch = c
             dec += [nn.Upsample(scale_factor=2, mode="nearest"), Conv(ch, ch, 3, padding=1)]
-        head = (
-            ConvT(ch, in_channels, patch_size, stride=patch_size)
-            if patch_size > 1
-            else Conv(ch, in_channels, 3, padding=1)
-        )
+        head = (ConvT(ch, in_channels, patch_size, stride=patch_size) if patch_size > 1
+                else Conv(ch, in_channels, 3, padding=1))
         dec += [nn.GroupNorm(_groups(ch), ch), nn.SiLU(), head]
         self.decoder = nn.Sequential(*dec)
 
     # ------------------------------------------------------------------ shapes
     @staticmethod
     def _factor(levels: int, patch_size: int) -> int:
-        return int(patch_size) * 2**levels
+        return int(patch_size) * 2 ** levels
 
     @property
     def downsampling(self) -> int:
@@ -155,15 +126,11 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
     def _check_input(self, x: torch.Tensor) -> None:
         want = 2 + self.config.dims
         if x.dim() != want or x.shape[1] != self.config.in_channels:
-            raise InputError(
-                f"autoencoder input: expected (B, {self.config.in_channels}, "
-                f"{', '.join(['S'] * self.config.dims)}), got {tuple(x.shape)}"
-            )
+            raise InputError(f"autoencoder input: expected (B, {self.config.in_channels}, "
+                             f"{', '.join(['S'] * self.config.dims)}), got {tuple(x.shape)}")
         if any(s % self.downsampling for s in x.shape[2:]):
-            raise InputError(
-                f"autoencoder input: spatial size {tuple(x.shape[2:])} must be divisible by "
-                f"{self.downsampling}"
-            )
+            raise InputError(f"autoencoder input: spatial size {tuple(x.shape[2:])} must be divisible by "
+                             f"{self.downsampling}")
 
     # ------------------------------------------------------------------ encode / quantize / decode
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,9 +156,7 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Latents (bits in {0, 1}, or probabilities for the continuous AE) -> output logits."""
         if z.dim() != 2 + self.config.dims or z.shape[1] != self.config.latent_channels:
-            raise InputError(
-                f"latents: expected (B, {self.config.latent_channels}, ...), got {tuple(z.shape)}"
-            )
+            raise InputError(f"latents: expected (B, {self.config.latent_channels}, ...), got {tuple(z.shape)}")
         return self.decoder(z * 2.0 - 1.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -214,9 +179,7 @@ class BernoulliAutoencoder(ModelMixin, ConfigMixin):
         self.eval()
         try:
             dev = next(self.parameters()).device
-            out = [
-                self.encode_latents(x[i : i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)
-            ]
+            out = [self.encode_latents(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]
         finally:
             self.train(was)
         return torch.cat(out) if out else torch.empty(0, *self.latent_shape)
@@ -231,12 +194,9 @@ class PatchDiscriminator(ModelMixin, ConfigMixin):
         mods: list[nn.Module] = [nn.Conv2d(in_channels, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
         ch = channels
         for i in range(1, layers):
-            nxt = channels * min(2**i, 8)
-            mods += [
-                nn.Conv2d(ch, nxt, 4, 2 if i < layers - 1 else 1, 1),
-                nn.GroupNorm(_groups(nxt), nxt),
-                nn.LeakyReLU(0.2),
-            ]
+            nxt = channels * min(2 ** i, 8)
+            mods += [nn.Conv2d(ch, nxt, 4, 2 if i < layers - 1 else 1, 1), nn.GroupNorm(_groups(nxt), nxt),
+                     nn.LeakyReLU(0.2)]
             ch = nxt
         mods.append(nn.Conv2d(ch, 1, 3, 1, 1))
         self.net = nn.Sequential(*mods)
@@ -264,9 +224,7 @@ def load_autoencoder(path: str | Path):
     if run is not None:
         found = Run.open(run)
         if found.family != "binary":
-            raise ConfigError(
-                f"'{run}' is a {found.family} run, not a binary autoencoder run (config.yaml family)"
-            )
+            raise ConfigError(f"'{run}' is a {found.family} run, not a binary autoencoder run (config.yaml family)")
         cfg = found.config
     ae = load_network(BernoulliAutoencoder, folder).eval()
     return ae, cfg

@@ -27,12 +27,8 @@ from latent4d.bench import BenchReport
 STEPS = (4, 8, 16, 32, 64)
 QUIET = ["callbacks=minimal", "logger=csv"]
 GUIDANCE, TEMPERATURE = 1.0, 0.9
-DIGITS = {
-    "ae": "binary/ae_digits",
-    "diffusion": "binary/diffusion_digits",
-    "ae_continuous": "binary/ae_digits_continuous",
-    "diffusion_continuous": "binary/diffusion_digits_continuous",
-}
+DIGITS = {"ae": "binary/ae_digits", "diffusion": "binary/diffusion_digits",
+          "ae_continuous": "binary/ae_digits_continuous", "diffusion_continuous": "binary/diffusion_digits_continuous"}
 
 
 def _weights_key(run: Path) -> dict[str, str]:
@@ -41,12 +37,11 @@ def _weights_key(run: Path) -> dict[str, str]:
     import hashlib
 
     folder = run / "models" / "autoencoder"
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.safetensors"))}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.glob("*.safetensors"))}
 
 
-def _train(
-    experiment: str, run: Path, quick: bool, preset: str, ae_run: Path | None = None
-) -> tuple[dict, bool]:
+def _train(experiment: str, run: Path, quick: bool, preset: str, ae_run: Path | None = None) -> tuple[dict, bool]:
     """Train ``experiment`` into ``run`` (with ``preset`` when quick; on ``ae_run``'s autoencoder for a
     diffusion experiment), or reuse a finished run there: ``(test metrics, reused)``."""
     from latent4d.bench import train_or_reuse
@@ -62,15 +57,8 @@ def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, se
     labels = torch.arange(n) % 10
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    res = pipe(
-        n,
-        steps=steps,
-        class_labels=labels,
-        guidance=guidance,
-        temperature=temperature,
-        generator=g,
-        batch_size=500,
-    )
+    res = pipe(n, steps=steps, class_labels=labels, guidance=guidance, temperature=temperature, generator=g,
+               batch_size=500)
     dt = time.perf_counter() - t0
     m = ev.evaluate(res.samples, res.labels)
     m["seconds_per_1000"] = dt * 1000.0 / n
@@ -88,25 +76,13 @@ def _train_digits(report: BenchReport, quick: bool, work: Path) -> dict[str, Pat
         d = k.replace("ae", "diffusion")
         _, again = _train(DIGITS[d], runs[d], quick, "binary_diffusion_quick", ae_run=runs[k])
         reused += [d] if again else []
-    report.note(
-        f"digits: 2 autoencoders + 2 diffusion models (default experiment configs"
-        f"{', quick: 3 / 10 epochs' if quick else ''}; same denoiser size) ready in {time.time() - t0:.0f} s"
-        + (
-            f"; finished runs with the same settings reused from {work}: {', '.join(reused)}"
-            if reused
-            else ""
-        )
-    )
+    report.note(f"digits: 2 autoencoders + 2 diffusion models (default experiment configs"
+                f"{', quick: 3 / 10 epochs' if quick else ''}; same denoiser size) ready in {time.time() - t0:.0f} s"
+                + (f"; finished runs with the same settings reused from {work}: {', '.join(reused)}" if reused else ""))
     report.add("digits AE test PSNR (binary, 256 bits)", metrics["ae"].get("test/psnr"), "dB")
-    report.add(
-        "digits AE test PSNR (continuous, 256 floats)", metrics["ae_continuous"].get("test/psnr"), "dB"
-    )
-    report.add(
-        "digits AE bit usage (fraction of bits not constant)",
-        metrics["ae"].get("test/bit_usage"),
-        "",
-        target=">= 0.9",
-    )
+    report.add("digits AE test PSNR (continuous, 256 floats)", metrics["ae_continuous"].get("test/psnr"), "dB")
+    report.add("digits AE bit usage (fraction of bits not constant)", metrics["ae"].get("test/bit_usage"), "",
+               target=">= 0.9")
     return runs
 
 
@@ -123,9 +99,7 @@ def _sample_digits(report: BenchReport, pipes: dict, ev, n: int, work: Path) -> 
             if s != 16:
                 continue
             for tag, x in (("w0", samples), (f"w{GUIDANCE:g}", samples_g)):
-                p = save_image_grid(
-                    x[:100], work / f"digits_{name.split()[0]}_16steps_{tag}.png", nrow=10, scale=3
-                )
+                p = save_image_grid(x[:100], work / f"digits_{name.split()[0]}_16steps_{tag}.png", nrow=10, scale=3)
                 report.artifact(f"digits samples, {name}, 16 steps, guidance {tag[1:]}", p)
     return results
 
@@ -139,42 +113,23 @@ def _report_digits(report: BenchReport, results: dict[str, dict[int, dict]], n: 
             report.add(f"{name} S={s}: confidence", m0["confidence"], "")
             report.add(f"{name} S={s}: class accuracy", m0["accuracy"], "")
             report.add(f"{name} S={s}: FD, guidance {w}", mg["fd"], "")
-            report.add(
-                f"{name} S={s}: class accuracy, guidance {w}",
-                mg["accuracy"],
-                "",
-                target=">= 0.9" if (name == "binary" and s == 16) else None,
-            )
+            report.add(f"{name} S={s}: class accuracy, guidance {w}", mg["accuracy"], "",
+                       target=">= 0.9" if (name == "binary" and s == 16) else None)
             report.add(f"{name} S={s}: time per 1000 samples", m0["seconds_per_1000"], "s")
     b, c = results["binary"], results["continuous DDIM"]
-    report.add(
-        "binary FD(16) / FD(64)", b[16]["plain"]["fd"] / max(b[64]["plain"]["fd"], 1e-9), "", target="<= 1.1"
-    )
-    report.add(
-        "binary FD(16) / continuous FD(16)",
-        b[16]["plain"]["fd"] / max(c[16]["plain"]["fd"], 1e-9),
-        "",
-        target="<= 1.0",
-    )
-    report.add(
-        f"binary FD(16) / continuous FD(16), guidance {w}",
-        b[16]["guided"]["fd"] / max(c[16]["guided"]["fd"], 1e-9),
-        "",
-        target="<= 1.0",
-    )
-    report.add(
-        f"binary accuracy(16) - continuous accuracy(16), guidance {w}",
-        b[16]["guided"]["accuracy"] - c[16]["guided"]["accuracy"],
-        "",
-        target=">= 0",
-    )
-    report.note(
-        f"digits: n={n} class-conditional samples per setting (n/10 per digit); 'FD', 'confidence', "
-        f"'class accuracy' without guidance, ', guidance w' with classifier-free guidance (1+w) cond - w "
-        f"uncond; Bernoulli temperature {TEMPERATURE}; DDIM eta=0, trailing spacing. FD depends on n: compare "
-        "rows with the same n only. Time per 1000 samples is sampling + decoding without guidance "
-        "(guidance doubles the denoiser cost), batch 500, on this machine."
-    )
+    report.add("binary FD(16) / FD(64)", b[16]["plain"]["fd"] / max(b[64]["plain"]["fd"], 1e-9), "",
+               target="<= 1.1")
+    report.add("binary FD(16) / continuous FD(16)", b[16]["plain"]["fd"] / max(c[16]["plain"]["fd"], 1e-9), "",
+               target="<= 1.0")
+    report.add(f"binary FD(16) / continuous FD(16), guidance {w}",
+               b[16]["guided"]["fd"] / max(c[16]["guided"]["fd"], 1e-9), "", target="<= 1.0")
+    report.add(f"binary accuracy(16) - continuous accuracy(16), guidance {w}",
+               b[16]["guided"]["accuracy"] - c[16]["guided"]["accuracy"], "", target=">= 0")
+    report.note(f"digits: n={n} class-conditional samples per setting (n/10 per digit); 'FD', 'confidence', "
+                f"'class accuracy' without guidance, ', guidance w' with classifier-free guidance (1+w) cond - w "
+                f"uncond; Bernoulli temperature {TEMPERATURE}; DDIM eta=0, trailing spacing. FD depends on n: compare "
+                "rows with the same n only. Time per 1000 samples is sampling + decoding without guidance "
+                "(guidance doubles the denoiser cost), batch 500, on this machine.")
 
 
 def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
@@ -187,10 +142,8 @@ def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
     ev = DigitsEvaluator(epochs=5 if quick else 20)
     report.add("judge classifier test accuracy", ev.test_accuracy, "", target=">= 0.95")
     report.add(f"FD real held-out val digits vs test digits (n={len(ev.val_x)}, reference)", ev.real_fd, "")
-    pipes = {
-        "binary": BinaryLatentPipeline.from_pretrained(runs["diffusion"]),
-        "continuous DDIM": GaussianLatentPipeline.from_pretrained(runs["diffusion_continuous"]),
-    }
+    pipes = {"binary": BinaryLatentPipeline.from_pretrained(runs["diffusion"]),
+             "continuous DDIM": GaussianLatentPipeline.from_pretrained(runs["diffusion_continuous"])}
     _report_digits(report, _sample_digits(report, pipes, ev, n, work), n)
 
 
@@ -206,29 +159,19 @@ def bench_voxels(report: BenchReport, quick: bool, work: Path) -> None:
     report.add("voxel AE bit usage", ae_m.get("test/bit_usage"), "")
     _, df_again = _train("binary/diffusion_voxels", df_run, quick, "binary_diffusion_quick", ae_run=ae_run)
     reused = [r.name for r, again in ((ae_run, ae_again), (df_run, df_again)) if again]
-    report.note(
-        f"voxels: AE + diffusion ready in {time.time() - t0:.0f} s"
-        + (f" (reused: {', '.join(reused)})" if reused else "")
-    )
+    report.note(f"voxels: AE + diffusion ready in {time.time() - t0:.0f} s"
+                + (f" (reused: {', '.join(reused)})" if reused else ""))
     pipe = BinaryLatentPipeline.from_pretrained(df_run)
     labels = torch.arange(12) % max(1, pipe.num_classes) if pipe.num_classes else None
-    res = pipe(
-        12,
-        steps=16,
-        temperature=TEMPERATURE,
-        guidance=GUIDANCE,
-        class_labels=labels,
-        generator=torch.Generator().manual_seed(0),
-    )
+    res = pipe(12, steps=16, temperature=TEMPERATURE, guidance=GUIDANCE, class_labels=labels,
+               generator=torch.Generator().manual_seed(0))
     try:
         info = write_voxel_samples(res.samples, work / "voxel_samples", ncol=6)
         if "gallery" in info:
             report.artifact("voxel samples (16 steps, one column per category)", info["gallery"])
     except Exception as e:  # noqa: BLE001 - rendering needs Open3D's offscreen renderer
         info = write_voxel_samples(res.samples, work / "voxel_samples", render=False)
-        report.note(
-            f"voxel gallery not rendered ({type(e).__name__}: {e}); meshes under {work / 'voxel_samples'}"
-        )
+        report.note(f"voxel gallery not rendered ({type(e).__name__}: {e}); meshes under {work / 'voxel_samples'}")
     report.add("voxel samples that mesh to a surface (of 12)", 12 - info["empty"], "")
 
 

@@ -103,11 +103,9 @@ def _pipeline(run_dir: Path, run_cfg: DictConfig):
 
     kind = _kind(run_cfg)
     if kind == _AE:
-        raise ConfigError(
-            f"'{run_dir}' is an autoencoder run: sample from a diffusion run "
-            "(`latent4d train experiment=binary/diffusion_digits autoencoder_path=<this run>`), "
-            "or use `latent4d evaluate run=<this run>` for reconstructions"
-        )
+        raise ConfigError(f"'{run_dir}' is an autoencoder run: sample from a diffusion run "
+                          "(`latent4d train experiment=binary/diffusion_digits autoencoder_path=<this run>`), "
+                          "or use `latent4d evaluate run=<this run>` for reconstructions")
     cls = BinaryLatentPipeline if kind == _BINARY else GaussianLatentPipeline
     return cls.from_pretrained(run_dir, device="cuda" if torch.cuda.is_available() else "cpu")
 
@@ -147,27 +145,18 @@ def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     vol = _is_volume(pipe)
     n = o.n if o.n is not None else (16 if vol else (8 * pipe.num_classes if pipe.num_classes else 64))
     if o.class_ is not None and o.class_.isdigit() and pipe.num_classes and int(o.class_) >= pipe.num_classes:
-        raise ConfigError(
-            f"sample: class={o.class_} is not a class of this model: it has {pipe.num_classes} "
-            f"classes (0..{pipe.num_classes - 1}); or use class=all / class=none"
-        )
+        raise ConfigError(f"sample: class={o.class_} is not a class of this model: it has {pipe.num_classes} "
+                          f"classes (0..{pipe.num_classes - 1}); or use class=all / class=none")
     labels = _class_arg(o.class_, pipe, n)
     g = torch.Generator().manual_seed(o.seed)
     res = pipe(n, steps=steps, class_labels=labels, guidance=guidance, generator=g, temperature=temperature)
     tag = f"s{steps}_t{temperature:g}_g{guidance:g}"
-    info = {
-        "steps": steps,
-        "temperature": temperature,
-        "guidance": guidance,
-        "n": n,
-        "labels": res.labels.tolist(),
-    }
+    info = {"steps": steps, "temperature": temperature, "guidance": guidance, "n": n,
+            "labels": res.labels.tolist()}
     if vol:
         info.update(write_voxel_samples(res.samples, out / tag, render=o.render))
-        print(
-            f"[latent4d] wrote {len(info['meshes'])} meshes under {out / tag}"
-            + (f" and {info['gallery']}" if "gallery" in info else "")
-        )
+        print(f"[latent4d] wrote {len(info['meshes'])} meshes under {out / tag}"
+              + (f" and {info['gallery']}" if "gallery" in info else ""))
     else:
         nrow = max(1, n // pipe.num_classes) if labels is not None and str(o.class_) == "all" else None
         scale = o.scale if o.scale is not None else max(1, 64 // res.samples.shape[-1])
@@ -187,10 +176,8 @@ def _steps_list(value) -> list[int]:
     try:
         steps = [int(str(v).strip()) for v in items]
     except ValueError:
-        raise ConfigError(
-            f"evaluate: steps={value} is not valid: expected a step count or a list of them "
-            "(e.g. steps=16 or steps=[2,4,16])"
-        ) from None
+        raise ConfigError(f"evaluate: steps={value} is not valid: expected a step count or a list of them "
+                          "(e.g. steps=16 or steps=[2,4,16])") from None
     if not steps or any(s < 1 or s > 100_000 for s in steps):
         raise ConfigError(f"evaluate: steps={value}: every step count must be in [1, 100000]")
     return steps
@@ -207,9 +194,7 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     kind = _kind(run_cfg)
     if run_cfg.get("data") is not None:
         check_targets(run_cfg.data, "binary", f"run '{run_dir}' config.yaml: data")
-    res = (
-        evaluate_autoencoder(run_dir, run_cfg, o) if kind == _AE else evaluate_diffusion(run_dir, run_cfg, o)
-    )
+    res = evaluate_autoencoder(run_dir, run_cfg, o) if kind == _AE else evaluate_diffusion(run_dir, run_cfg, o)
     write_json_atomic(run_dir / "evaluation.json", res)
     print({k: v for k, v in res.items() if not isinstance(v, list | dict)})
     return res
@@ -219,25 +204,19 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 def evaluate_autoencoder(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -> dict:
     from latent4d.binary.autoencoder import load_autoencoder
     from latent4d.binary.metrics import BitUsage, iou, psnr
-
     dm = _run_data(run_cfg, run_dir)
     ae, _ = load_autoencoder(run_dir)
     x, _ = dm.arrays(o.split)
     usage = BitUsage()
     recs = []
     for i in range(0, len(x), 128):
-        z = ae.encode_latents(x[i : i + 128])
+        z = ae.encode_latents(x[i:i + 128])
         usage.update(z)
         recs.append(ae.decode(z))
     rec = torch.cat(recs)
     u = usage.compute()
-    res = {
-        "split": o.split,
-        "n": len(x),
-        "bits_per_sample": ae.num_bits,
-        "bit_usage": u["fraction_active"],
-        "bit_entropy": u["mean_entropy"],
-    }
+    res = {"split": o.split, "n": len(x), "bits_per_sample": ae.num_bits,
+           "bit_usage": u["fraction_active"], "bit_entropy": u["mean_entropy"]}
     if ae.config.dims == 3:
         res["iou"] = float(iou(rec, x).mean())
         if o.render:
@@ -250,14 +229,8 @@ def evaluate_autoencoder(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions)
         res["l1"] = float((rec - x).abs().mean())
         k = min(32, len(x))
         pairs = torch.stack([x[:k], rec[:k]], 1).flatten(0, 1)
-        res["grid"] = str(
-            save_image_grid(
-                pairs,
-                run_dir / "evaluation" / "reconstructions.png",
-                nrow=16,
-                scale=max(1, 48 // x.shape[-1]),
-            )
-        )
+        res["grid"] = str(save_image_grid(pairs, run_dir / "evaluation" / "reconstructions.png", nrow=16,
+                                          scale=max(1, 48 // x.shape[-1])))
     return res
 
 
@@ -273,15 +246,11 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -
         dm.setup()
         test_x, _ = dm.source.arrays("test")
         for s in steps:
-            out = pipe(
-                min(n, 64), steps=s, temperature=temperature, generator=torch.Generator().manual_seed(seed)
-            )
+            out = pipe(min(n, 64), steps=s, temperature=temperature, generator=torch.Generator().manual_seed(seed))
             occ = out.samples > 0.5
             best = torch.stack([iou(o_[None].float().expand_as(test_x), test_x).max() for o_ in occ])
-            res["by_steps"][s] = {
-                "occupied_fraction": float(occ.float().mean()),
-                "nearest_test_iou": float(best.mean()),
-            }
+            res["by_steps"][s] = {"occupied_fraction": float(occ.float().mean()),
+                                  "nearest_test_iou": float(best.mean())}
         return res
     if OmegaConf.select(run_cfg, "data.source", default=None) is None and _digits_run(run_cfg):
         from latent4d.binary.metrics import DigitsEvaluator
@@ -296,23 +265,15 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -
                 for key, w in (("", 0.0), ("_guided", guidance)):
                     if key and w == 0:
                         continue
-                    out = pipe(
-                        n,
-                        steps=s,
-                        class_labels=labels,
-                        guidance=w,
-                        temperature=temperature,
-                        generator=torch.Generator().manual_seed(seed),
-                    )
+                    out = pipe(n, steps=s, class_labels=labels, guidance=w, temperature=temperature,
+                               generator=torch.Generator().manual_seed(seed))
                     m.update({f"{k}{key}": v for k, v in ev.evaluate(out.samples, out.labels).items()})
             if not pipe.num_classes or o.unconditional:
                 out = pipe(n, steps=s, temperature=temperature, generator=torch.Generator().manual_seed(seed))
                 m.update({f"{k}_unconditional": v for k, v in ev.evaluate(out.samples).items()})
             res["by_steps"][s] = m
         return res
-    raise ConfigError(
-        "evaluate for diffusion runs supports digits (Fréchet distance, accuracy) and occupancy grids"
-    )
+    raise ConfigError("evaluate for diffusion runs supports digits (Fréchet distance, accuracy) and occupancy grids")
 
 
 def _digits_run(run_cfg: DictConfig) -> bool:
@@ -355,19 +316,10 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     png = save_image_grid(res.samples, out_dir / "digits_16steps.png", nrow=8, scale=4)
     ev = DigitsEvaluator(epochs=3 if quick else 20)
     scores = ev.evaluate(res.samples, res.labels)
-    result = {
-        "ae_test_psnr": ae_metrics.get("test/psnr"),
-        "ae_bit_usage": ae_metrics.get("test/bit_usage"),
-        "diffusion_test_loss": df_metrics.get("test/loss"),
-        "steps": 16,
-        "temperature": 0.9,
-        "guidance": 1.0,
-        "class_accuracy": scores["accuracy"],
-        "fd": scores["fd"],
-        "real_fd": ev.real_fd,
-        "grid": str(png),
-        "seconds": round(time.time() - t0, 1),
-        "runs": {"autoencoder": str(ae_run), "diffusion": str(dm_run)},
-    }
+    result = {"ae_test_psnr": ae_metrics.get("test/psnr"), "ae_bit_usage": ae_metrics.get("test/bit_usage"),
+              "diffusion_test_loss": df_metrics.get("test/loss"), "steps": 16, "temperature": 0.9,
+              "guidance": 1.0, "class_accuracy": scores["accuracy"], "fd": scores["fd"],
+              "real_fd": ev.real_fd, "grid": str(png), "seconds": round(time.time() - t0, 1),
+              "runs": {"autoencoder": str(ae_run), "diffusion": str(dm_run)}}
     write_json_atomic(out_dir / "metrics.json", result)
     return result

@@ -35,26 +35,14 @@ log = logging.getLogger("latent4d.binary")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
-PHOTOS = (
-    "astronaut",
-    "coffee",
-    "chelsea",
-    "rocket",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "retina",
-    "colorwheel",
-    "camera",
-    "coins",
-    "moon",
-)
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+          "colorwheel", "camera", "coins", "moon")
 """scikit-image's sample photographs used by ``source=photos`` (its texture samples are left out)."""
 
 
 # ----------------------------------------------------------------------------- splits
-def split_indices(
-    n: int, labels: np.ndarray | None, val_fraction: float, test_fraction: float, seed: int
-) -> dict[str, np.ndarray]:
+def split_indices(n: int, labels: np.ndarray | None, val_fraction: float, test_fraction: float,
+                  seed: int) -> dict[str, np.ndarray]:
     """Seeded train / val / test index arrays (stratified by ``labels`` when every class allows it)."""
     from sklearn.model_selection import train_test_split
 
@@ -68,20 +56,12 @@ def split_indices(
         if counts.min() >= 3 and min(n_test or n, n_val or n) >= len(counts):
             strat = labels
     if n - n_test - n_val < 1:
-        raise InputError(
-            f"only {n} samples: too few for val_fraction={val_fraction}, test_fraction={test_fraction}"
-        )
-    rest, test = (
-        train_test_split(idx, test_size=n_test, random_state=seed, stratify=strat)
-        if n_test
-        else (idx, idx[:0])
-    )
+        raise InputError(f"only {n} samples: too few for val_fraction={val_fraction}, test_fraction={test_fraction}")
+    rest, test = (train_test_split(idx, test_size=n_test, random_state=seed, stratify=strat)
+                  if n_test else (idx, idx[:0]))
     strat_rest = strat[rest] if strat is not None else None
-    train, val = (
-        train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=strat_rest)
-        if n_val
-        else (rest, rest[:0])
-    )
+    train, val = (train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=strat_rest)
+                  if n_val else (rest, rest[:0]))
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
@@ -119,22 +99,13 @@ def _resize(img: np.ndarray, scale: float) -> np.ndarray:
 
     h, w = img.shape[:2]
     size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    chans = [
-        np.asarray(Image.fromarray(img[..., c].astype(np.float32), mode="F").resize(size, Image.LANCZOS))
-        for c in range(img.shape[-1])
-    ]
+    chans = [np.asarray(Image.fromarray(img[..., c].astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+             for c in range(img.shape[-1])]
     return np.clip(np.stack(chans, -1), 0, 1)
 
 
-def photo_crops(
-    n: int,
-    image_size: int,
-    split: str,
-    seed: int,
-    photos: tuple[str, ...] = PHOTOS,
-    photo_short_side: int = 128,
-    channels: int = 3,
-) -> np.ndarray:
+def photo_crops(n: int, image_size: int, split: str, seed: int, photos: tuple[str, ...] = PHOTOS,
+                photo_short_side: int = 128, channels: int = 3) -> np.ndarray:
     """``n`` random ``image_size`` crops of scikit-image's sample photos -> (n, C, S, S) float32 in [0, 1].
 
     Each photo is resized so its short side is ``photo_short_side`` px; train crops come from the left
@@ -159,7 +130,7 @@ def photo_crops(
         lo, hi = (0, cut - image_size) if split == "train" else (cut, w - image_size)
         x0 = int(rng.integers(lo, max(lo, hi) + 1))
         y0 = int(rng.integers(0, h - image_size + 1))
-        crop = a[y0 : y0 + image_size, x0 : x0 + image_size]
+        crop = a[y0:y0 + image_size, x0:x0 + image_size]
         if split == "train" and rng.uniform() < 0.5:
             crop = crop[:, ::-1]
         out[i] = crop.transpose(2, 0, 1)
@@ -182,13 +153,9 @@ def _labels_from_folders(root: Path, files: list[Path]) -> tuple[np.ndarray, lis
     return np.full(len(files), -1, np.int64), []
 
 
-def read_folder(
-    root: str | Path,
-    extensions: tuple[str, ...],
-    kind: tuple[str, str],
-    read: Callable[[Path], np.ndarray],
-    errors: tuple[type[BaseException], ...] = (Exception,),
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_folder(root: str | Path, extensions: tuple[str, ...], kind: tuple[str, str],
+                read: Callable[[Path], np.ndarray],
+                errors: tuple[type[BaseException], ...] = (Exception,)) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every file with one of ``extensions`` under ``root`` (recursive, sorted) through ``read`` ->
     (stacked arrays, labels (N,) from the sub-folders or -1, class names).
 
@@ -208,10 +175,8 @@ def read_folder(
             continue
         kept.append(f)
     if not out:
-        raise InputError(
-            f"no readable {kind[1]} in '{root}' (looked for {', '.join(extensions)}; "
-            f"found {len(files)} candidate file(s))"
-        )
+        raise InputError(f"no readable {kind[1]} in '{root}' (looked for {', '.join(extensions)}; "
+                         f"found {len(files)} candidate file(s))")
     labels, names = _labels_from_folders(root, kept)
     return np.stack(out), labels, names
 
@@ -238,9 +203,7 @@ def read_image(path: Path, image_size: int, channels: int = 3) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def load_image_folder(
-    root: str | Path, image_size: int, channels: int = 3
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_image_folder(root: str | Path, image_size: int, channels: int = 3) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every image under ``root`` (recursive) -> (N, C, S, S) float32 in [0, 1], labels (N,), class names.
 
     Images are read by :func:`read_image`. Unreadable files are skipped with a warning naming them; a
@@ -248,13 +211,9 @@ def load_image_folder(
     """
     from PIL import UnidentifiedImageError
 
-    x, labels, names = read_folder(
-        root,
-        IMAGE_EXTENSIONS,
-        ("image", "images"),
-        lambda f: read_image(f, image_size, channels),
-        (UnidentifiedImageError, OSError, ValueError, SyntaxError),
-    )
+    x, labels, names = read_folder(root, IMAGE_EXTENSIONS, ("image", "images"),
+                                   lambda f: read_image(f, image_size, channels),
+                                   (UnidentifiedImageError, OSError, ValueError, SyntaxError))
     return x.astype(np.float32), labels, names
 
 
@@ -293,21 +252,9 @@ class ImageDataModule(_ArrayDataModule):
     channels: 1 or 3 (digits are 1). ``n_train`` / ``n_eval``: number of crops for ``photos``.
     """
 
-    def __init__(
-        self,
-        source: str = "digits",
-        root: str | None = None,
-        image_size: int = 16,
-        channels: int = 1,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        n_train: int = 4000,
-        n_eval: int = 400,
-        photo_short_side: int = 128,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 0,
-    ):
+    def __init__(self, source: str = "digits", root: str | None = None, image_size: int = 16, channels: int = 1,
+                 val_fraction: float = 0.1, test_fraction: float = 0.2, n_train: int = 4000, n_eval: int = 400,
+                 photo_short_side: int = 128, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
         super().__init__(batch_size, num_workers)
         if source not in ("digits", "photos", "folder"):
             raise ConfigError(f"unknown image source '{source}'; expected digits, photos or folder")
@@ -324,22 +271,10 @@ class ImageDataModule(_ArrayDataModule):
     def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         if self.source == "photos":
             n = {s: self.n_train if s == "train" else self.n_eval for s in SPLITS}
-            return {
-                s: (
-                    torch.from_numpy(
-                        photo_crops(
-                            n[s],
-                            self.image_size,
-                            s,
-                            self.seed,
-                            photo_short_side=self.photo_short_side,
-                            channels=self.channels,
-                        )
-                    ),
-                    torch.full((n[s],), -1, dtype=torch.long),
-                )
-                for s in SPLITS
-            }
+            return {s: (torch.from_numpy(photo_crops(n[s], self.image_size, s, self.seed,
+                                                     photo_short_side=self.photo_short_side,
+                                                     channels=self.channels)),
+                        torch.full((n[s],), -1, dtype=torch.long)) for s in SPLITS}
         if self.source == "digits":
             x, y = digits_arrays(self.image_size)
             if self.channels == 3:
@@ -388,9 +323,7 @@ def load_mesh_folder(root: str | Path, resolution: int = 32) -> tuple[np.ndarray
     Any failure to read one mesh skips it with a warning naming it; a folder without any readable
     mesh raises :class:`InputError`.
     """
-    return read_folder(
-        root, MESH_EXTENSIONS, ("mesh", "meshes"), lambda f: read_mesh_occupancy(f, resolution)
-    )
+    return read_folder(root, MESH_EXTENSIONS, ("mesh", "meshes"), lambda f: read_mesh_occupancy(f, resolution))
 
 
 def objects_occupancy(per_category: int, resolution: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
@@ -398,20 +331,15 @@ def objects_occupancy(per_category: int, resolution: int = 32, seed: int = 0) ->
     try:
         from latent4d.objects.synthetic import CATEGORIES, make_object
     except ImportError as e:
-        raise ConfigError(
-            "source=objects needs the objects family (latent4d.objects.synthetic); "
-            "use source=primitives instead"
-        ) from e
+        raise ConfigError("source=objects needs the objects family (latent4d.objects.synthetic); "
+                          "use source=primitives instead") from e
     occ, labels = [], []
     for ci, cat in enumerate(CATEGORIES):
         for i in range(per_category):
             occ.append(voxelize_mesh(make_object(cat, seed * 100_003 + i, resolution=64).mesh, resolution))
             labels.append(ci)
-    return {
-        "occupancy": np.stack(occ),
-        "labels": np.asarray(labels, np.int64),
-        "names": np.asarray(CATEGORIES),
-    }
+    return {"occupancy": np.stack(occ), "labels": np.asarray(labels, np.int64),
+            "names": np.asarray(CATEGORIES)}
 
 
 class VoxelDataModule(_ArrayDataModule):
@@ -422,19 +350,9 @@ class VoxelDataModule(_ArrayDataModule):
     per category for the procedural sources (cached with :func:`latent4d.cache.cached_npz`).
     """
 
-    def __init__(
-        self,
-        source: str = "primitives",
-        root: str | None = None,
-        resolution: int = 32,
-        n_per_category: int = 120,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        seed: int = 0,
-        cache: bool = True,
-    ):
+    def __init__(self, source: str = "primitives", root: str | None = None, resolution: int = 32,
+                 n_per_category: int = 120, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                 batch_size: int = 32, num_workers: int = 0, seed: int = 0, cache: bool = True):
         super().__init__(batch_size, num_workers)
         if source not in ("primitives", "objects", "folder"):
             raise ConfigError(f"unknown voxel source '{source}'; expected primitives, objects or folder")
@@ -452,21 +370,14 @@ class VoxelDataModule(_ArrayDataModule):
 
         if self.source == "primitives":
             params = {"n": self.n_per_category, "R": self.resolution, "seed": self.seed, "v": 1}
-            d = cached_npz(
-                "binary_primitives",
-                params,
-                lambda: shape_dataset(self.n_per_category, self.resolution, self.seed),
-                enabled=self.cache,
-            )
+            d = cached_npz("binary_primitives", params,
+                           lambda: shape_dataset(self.n_per_category, self.resolution, self.seed), enabled=self.cache)
             occ, y, names = d["occupancy"], d["labels"], list(SHAPE_CATEGORIES)
         elif self.source == "objects":
             params = {"n": self.n_per_category, "R": self.resolution, "seed": self.seed, "v": 1}
-            d = cached_npz(
-                "binary_objects",
-                params,
-                lambda: objects_occupancy(self.n_per_category, self.resolution, self.seed),
-                enabled=self.cache,
-            )
+            d = cached_npz("binary_objects", params,
+                           lambda: objects_occupancy(self.n_per_category, self.resolution, self.seed),
+                           enabled=self.cache)
             occ, y, names = d["occupancy"], d["labels"], [str(n) for n in d["names"]]
         else:
             occ, y, names = load_mesh_folder(self.root, self.resolution)
@@ -486,20 +397,12 @@ class LatentDataModule(_ArrayDataModule):
     Every split is encoded once (deterministic: thresholded bits, or probabilities for a continuous AE).
     """
 
-    def __init__(
-        self,
-        autoencoder_path: str | None = None,
-        source: pl.LightningDataModule | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        encode_batch_size: int = 256,
-    ):
+    def __init__(self, autoencoder_path: str | None = None, source: pl.LightningDataModule | None = None,
+                 batch_size: int = 128, num_workers: int = 0, encode_batch_size: int = 256):
         super().__init__(batch_size, num_workers)
         if not autoencoder_path:
-            raise ConfigError(
-                "diffusion training needs a trained autoencoder: pass autoencoder_path=<AE run dir> "
-                "(train one first, e.g. `latent4d train experiment=binary/ae_digits`)"
-            )
+            raise ConfigError("diffusion training needs a trained autoencoder: pass autoencoder_path=<AE run dir> "
+                              "(train one first, e.g. `latent4d train experiment=binary/ae_digits`)")
         self.autoencoder_path = str(autoencoder_path)
         self.source = source
         self.encode_batch_size = int(encode_batch_size)
@@ -511,21 +414,16 @@ class LatentDataModule(_ArrayDataModule):
         ae, run_cfg = load_autoencoder(self.autoencoder_path)
         if self.source is None:
             if run_cfg is None:
-                raise ConfigError(
-                    f"'{self.autoencoder_path}' has no run config.yaml next to it: pass the data "
-                    "to encode explicitly (data.source=...)"
-                )
+                raise ConfigError(f"'{self.autoencoder_path}' has no run config.yaml next to it: pass the data "
+                                  "to encode explicitly (data.source=...)")
             from latent4d.trust import instantiate_from_run
 
             if run_cfg.get("data") is None:
-                raise ConfigError(
-                    f"autoencoder run '{self.autoencoder_path}': its config.yaml has no data section; "
-                    "pass the data to encode explicitly (data.source=...)"
-                )
+                raise ConfigError(f"autoencoder run '{self.autoencoder_path}': its config.yaml has no data section; "
+                                  "pass the data to encode explicitly (data.source=...)")
             # a run folder is data: only binary-family data modules may be built from it (allow-list)
-            self.source = instantiate_from_run(
-                run_cfg.data, "binary", f"autoencoder run '{self.autoencoder_path}' config.yaml: data"
-            )
+            self.source = instantiate_from_run(run_cfg.data, "binary",
+                                               f"autoencoder run '{self.autoencoder_path}' config.yaml: data")
         self.source.setup()
         self.num_classes, self.class_names = self.source.num_classes, self.source.class_names
         out = {}
@@ -533,10 +431,6 @@ class LatentDataModule(_ArrayDataModule):
             x, y = self.source.arrays(split)
             out[split] = (ae.encode_latents_batched(x, self.encode_batch_size), y)
         self.latent_shape = tuple(out["train"][0].shape[1:])
-        log.info(
-            "encoded %s latents %s with %s",
-            {s: len(v[0]) for s, v in out.items()},
-            self.latent_shape,
-            self.autoencoder_path,
-        )
+        log.info("encoded %s latents %s with %s", {s: len(v[0]) for s, v in out.items()},
+                 self.latent_shape, self.autoencoder_path)
         return out

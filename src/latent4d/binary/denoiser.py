@@ -50,27 +50,14 @@ class LatentTransformer(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        latent_channels: int = 16,
-        latent_shape: tuple[int, ...] = (4, 4),
-        dim: int = 128,
-        depth: int = 4,
-        heads: int = 4,
-        dim_head: int = 32,
-        mlp_mult: int = 4,
-        num_classes: int = 0,
-        num_train_timesteps: int = 64,
-        input_mode: str = "bits",
-        dropout: float = 0.0,
-    ):
+    def __init__(self, latent_channels: int = 16, latent_shape: tuple[int, ...] = (4, 4), dim: int = 128,
+                 depth: int = 4, heads: int = 4, dim_head: int = 32, mlp_mult: int = 4, num_classes: int = 0,
+                 num_train_timesteps: int = 64, input_mode: str = "bits", dropout: float = 0.0):
         super().__init__()
         if input_mode not in ("bits", "continuous"):
             raise ConfigError(f"input_mode must be 'bits' or 'continuous', got {input_mode!r}")
         shape = tuple(int(s) for s in latent_shape)
-        self.register_to_config(
-            latent_shape=list(shape)
-        )  # plain JSON list even when Hydra passes a ListConfig
+        self.register_to_config(latent_shape=list(shape))  # plain JSON list even when Hydra passes a ListConfig
         if len(shape) not in (2, 3):
             raise ConfigError(f"latent_shape must be a 2D or 3D token grid, got {shape}")
         self.grid = shape
@@ -94,16 +81,13 @@ class LatentTransformer(ModelMixin, ConfigMixin):
     def null_class(self) -> int:
         return int(self.config.num_classes)
 
-    def forward(
-        self, x: torch.Tensor, timesteps: torch.Tensor | int, class_labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor | int, class_labels: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """x (B, C, *grid), timesteps int or (B,) in [0, T], class_labels (B,) int (or None / -1 = no label)."""
         B, C = x.shape[:2]
         if C != self.config.latent_channels or tuple(x.shape[2:]) != self.grid:
-            raise InputError(
-                f"denoiser input: expected (B, {self.config.latent_channels}, "
-                f"{', '.join(map(str, self.grid))}), got {tuple(x.shape)}"
-            )
+            raise InputError(f"denoiser input: expected (B, {self.config.latent_channels}, "
+                             f"{', '.join(map(str, self.grid))}), got {tuple(x.shape)}")
         tok = x.flatten(2).transpose(1, 2)  # (B, N, C)
         if self.config.input_mode == "bits":
             tok = tok * 2.0 - 1.0

@@ -13,9 +13,8 @@ from latent4d.errors import InputError
 from latent4d.fileio import atomic_path
 
 
-def image_grid(
-    images: torch.Tensor | np.ndarray, nrow: int | None = None, pad: int = 1, scale: int = 1
-) -> np.ndarray:
+def image_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, pad: int = 1, scale: int = 1
+               ) -> np.ndarray:
     """(N, C, H, W) images in [0, 1] -> one (H', W', 3) uint8 grid (``nrow`` images per row, upscaled by ``scale``)."""
     x = torch.as_tensor(images).float().clamp(0, 1)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
@@ -30,9 +29,7 @@ def image_grid(
     grid = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
     for i in range(n):
         r, c = divmod(i, nrow)
-        grid[
-            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w
-        ] = x[i]
+        grid[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = x[i]
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
@@ -55,9 +52,8 @@ def occupancy_mesh(occupancy: torch.Tensor | np.ndarray, level: float = 0.5):
     return marching_cubes(vol, level=level, bounds=R / (R - 2), inside="positive")
 
 
-def write_voxel_samples(
-    occupancy: torch.Tensor, out: Path, prefix: str = "sample", render: bool = True, ncol: int = 4
-) -> dict:
+def write_voxel_samples(occupancy: torch.Tensor, out: Path, prefix: str = "sample", render: bool = True,
+                        ncol: int = 4) -> dict:
     """Meshes (``<prefix>_XX.ply``, marching cubes at 0.5) for (B, 1, R, R, R) occupancies and one gallery PNG."""
     import trimesh
 

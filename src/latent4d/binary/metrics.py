@@ -57,24 +57,14 @@ class DigitClassifier(ModelMixin, ConfigMixin):
     """Small CNN on (B, 1, S, S) digits in [0, 1]; ``features`` is the penultimate layer (B, feature_dim)."""
 
     @register_to_config
-    def __init__(
-        self, num_classes: int = 10, channels: int = 32, feature_dim: int = 64, in_channels: int = 1
-    ):
+    def __init__(self, num_classes: int = 10, channels: int = 32, feature_dim: int = 64, in_channels: int = 1):
         super().__init__()
         c = channels
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1),
-            nn.ReLU(),
+            nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2),
-            nn.Flatten(),
-        )
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten())
         self.fc = nn.Sequential(nn.Linear(8 * c, feature_dim), nn.ReLU())
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -85,15 +75,8 @@ class DigitClassifier(ModelMixin, ConfigMixin):
         return self.head(self.features(x))
 
 
-def train_classifier(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    epochs: int = 20,
-    seed: int = 0,
-    lr: float = 2e-3,
-    batch_size: int = 64,
-    shift_augment: int = 1,
-) -> DigitClassifier:
+def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 20, seed: int = 0, lr: float = 2e-3,
+                     batch_size: int = 64, shift_augment: int = 1) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on images ``x`` (N, 1, S, S) and labels ``y`` (seeded, CPU-sized)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -111,7 +94,7 @@ def _fit(model, opt, sched, x, y, epochs, batch_size, shift_augment, g) -> None:
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
+            idx = perm[i:i + batch_size]
             xb = x[idx]
             if shift_augment:
                 dx, dy = (int(v) for v in torch.randint(-shift_augment, shift_augment + 1, (2,), generator=g))
@@ -124,13 +107,11 @@ def _fit(model, opt, sched, x, y, epochs, batch_size, shift_augment, g) -> None:
 
 
 @torch.no_grad()
-def classifier_outputs(
-    model: DigitClassifier, x: torch.Tensor, batch_size: int = 512
-) -> tuple[np.ndarray, np.ndarray]:
+def classifier_outputs(model: DigitClassifier, x: torch.Tensor, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, F) float64, class probabilities (N, K)) of images ``x``."""
     feats, probs = [], []
     for i in range(0, len(x), batch_size):
-        f = model.features(x[i : i + batch_size])
+        f = model.features(x[i:i + batch_size])
         feats.append(f.double().numpy())
         probs.append(torch.softmax(model.head(f), -1).double().numpy())
     return np.concatenate(feats), np.concatenate(probs)
@@ -172,9 +153,8 @@ class DigitsEvaluator:
     ``$LATENT4D_CACHE`` (keyed by its settings).
     """
 
-    def __init__(
-        self, image_size: int = 16, seed: int = 0, epochs: int = 20, split_seed: int = 42, cache: bool = True
-    ):
+    def __init__(self, image_size: int = 16, seed: int = 0, epochs: int = 20, split_seed: int = 42,
+                 cache: bool = True):
         from latent4d.binary.data import ImageDataModule
 
         dm = ImageDataModule(source="digits", image_size=image_size, seed=split_seed)
@@ -192,10 +172,7 @@ class DigitsEvaluator:
     def _classifier(self, image_size, seed, epochs, split_seed, cache) -> DigitClassifier:
         from latent4d.cache import cache_key, cache_root
 
-        folder = (
-            cache_root()
-            / f"binary_digit_classifier-{cache_key(dict(s=image_size, seed=seed, e=epochs, split=split_seed, v=1))}"
-        )
+        folder = cache_root() / f"binary_digit_classifier-{cache_key(dict(s=image_size, seed=seed, e=epochs, split=split_seed, v=1))}"
         if cache and (folder / "config.json").is_file():
             try:
                 return DigitClassifier.from_pretrained(folder).eval()

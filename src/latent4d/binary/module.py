@@ -27,24 +27,13 @@ class BernoulliAEModule(LatentModule):
     ``{val,test}/bit_entropy``.
     """
 
-    def __init__(
-        self,
-        autoencoder: BernoulliAutoencoder,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        loss: str = "l1",
-        entropy_weight: float = 0.0,
-        pos_weight: float = 1.0,
-        gan_weight: float = 0.0,
-        gan_start: int = 0,
-        discriminator: PatchDiscriminator | None = None,
-        disc_lr: float | None = None,
-    ):
+    def __init__(self, autoencoder: BernoulliAutoencoder, lr: float = 1e-3, weight_decay: float = 0.0,
+                 loss: str = "l1", entropy_weight: float = 0.0, pos_weight: float = 1.0,
+                 gan_weight: float = 0.0, gan_start: int = 0, discriminator: PatchDiscriminator | None = None,
+                 disc_lr: float | None = None):
         super().__init__()
         if loss not in RECON_LOSSES:
-            raise ConfigError(
-                f"unknown reconstruction loss '{loss}'; expected one of {', '.join(RECON_LOSSES)}"
-            )
+            raise ConfigError(f"unknown reconstruction loss '{loss}'; expected one of {', '.join(RECON_LOSSES)}")
         self.autoencoder = autoencoder
         self.lr, self.weight_decay, self.loss_name = lr, weight_decay, loss
         self.entropy_weight, self.pos_weight = entropy_weight, pos_weight
@@ -173,18 +162,8 @@ class _LatentDiffusionBase(LatentModule):
 
     input_mode = "bits"
 
-    def __init__(
-        self,
-        denoiser,
-        scheduler,
-        autoencoder_path: str | None,
-        lr: float,
-        weight_decay: float,
-        label_dropout: float,
-        ema_decay: float,
-        warmup_steps: int,
-        num_train_timesteps: int,
-    ):
+    def __init__(self, denoiser, scheduler, autoencoder_path: str | None, lr: float, weight_decay: float,
+                 label_dropout: float, ema_decay: float, warmup_steps: int, num_train_timesteps: int):
         super().__init__()
         import copy
 
@@ -192,39 +171,27 @@ class _LatentDiffusionBase(LatentModule):
         from latent4d.binary.denoiser import LatentTransformer
 
         if not autoencoder_path:
-            raise ConfigError(
-                "diffusion training needs a trained autoencoder: pass autoencoder_path=<AE run dir> "
-                "(train one first, e.g. `latent4d train experiment=binary/ae_digits`)"
-            )
+            raise ConfigError("diffusion training needs a trained autoencoder: pass autoencoder_path=<AE run dir> "
+                              "(train one first, e.g. `latent4d train experiment=binary/ae_digits`)")
         ae, _ = load_autoencoder(autoencoder_path)
         want = "bernoulli" if self.input_mode == "bits" else "none"
         if ae.config.quantize != want:
-            raise ConfigError(
-                f"{type(self).__name__} needs an autoencoder with quantize={want!r}, but "
-                f"'{autoencoder_path}' has quantize={ae.config.quantize!r}"
-            )
+            raise ConfigError(f"{type(self).__name__} needs an autoencoder with quantize={want!r}, but "
+                              f"'{autoencoder_path}' has quantize={ae.config.quantize!r}")
         for p in ae.parameters():
             p.requires_grad_(False)
         self.autoencoder = ae.eval()
         C, *grid = ae.latent_shape
         if not isinstance(denoiser, LatentTransformer):  # a Hydra partial: complete it from the autoencoder
-            denoiser = denoiser(
-                latent_channels=C,
-                latent_shape=tuple(grid),
-                input_mode=self.input_mode,
-                num_train_timesteps=num_train_timesteps,
-            )
+            denoiser = denoiser(latent_channels=C, latent_shape=tuple(grid), input_mode=self.input_mode,
+                                num_train_timesteps=num_train_timesteps)
         dc = denoiser.config
         if dc.latent_channels != C or tuple(dc.latent_shape) != tuple(grid):
-            raise ConfigError(
-                f"denoiser latents ({dc.latent_channels}, {tuple(dc.latent_shape)}) do not match the "
-                f"autoencoder's ({C}, {tuple(grid)})"
-            )
+            raise ConfigError(f"denoiser latents ({dc.latent_channels}, {tuple(dc.latent_shape)}) do not match the "
+                              f"autoencoder's ({C}, {tuple(grid)})")
         if dc.input_mode != self.input_mode or dc.num_train_timesteps != num_train_timesteps:
-            raise ConfigError(
-                f"denoiser input_mode/num_train_timesteps ({dc.input_mode}, {dc.num_train_timesteps})"
-                f" do not match the diffusion ({self.input_mode}, {num_train_timesteps})"
-            )
+            raise ConfigError(f"denoiser input_mode/num_train_timesteps ({dc.input_mode}, {dc.num_train_timesteps})"
+                              f" do not match the diffusion ({self.input_mode}, {num_train_timesteps})")
         self.denoiser = denoiser
         self.denoiser_ema = None
         if ema_decay > 0:
@@ -245,10 +212,8 @@ class _LatentDiffusionBase(LatentModule):
         dm.setup(stage)
         n = dm.num_classes
         if n and self.denoiser.config.num_classes not in (0, n):
-            raise ConfigError(
-                f"the data has {n} classes but the denoiser was configured with "
-                f"num_classes={self.denoiser.config.num_classes}"
-            )
+            raise ConfigError(f"the data has {n} classes but the denoiser was configured with "
+                              f"num_classes={self.denoiser.config.num_classes}")
 
     def train_labels(self, y: torch.Tensor) -> torch.Tensor | None:
         if self.denoiser.config.num_classes == 0:
@@ -286,11 +251,8 @@ class _LatentDiffusionBase(LatentModule):
         params = [p for p in self.denoiser.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.lr,
-            betas=(0.9, 0.99),
-        )
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr, betas=(0.9, 0.99))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = min(self.warmup_steps, total // 2)
 
@@ -323,31 +285,13 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
 
     input_mode = "bits"
 
-    def __init__(
-        self,
-        denoiser,
-        scheduler,
-        autoencoder_path: str | None = None,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
-        loss: str = "bce",
-        label_dropout: float = 0.1,
-        ema_decay: float = 0.999,
-        warmup_steps: int = 200,
-    ):
+    def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
+                 weight_decay: float = 0.01, loss: str = "bce", label_dropout: float = 0.1,
+                 ema_decay: float = 0.999, warmup_steps: int = 200):
         if loss not in ("bce", "balanced"):
             raise ConfigError(f"unknown diffusion loss '{loss}'; expected bce or balanced")
-        super().__init__(
-            denoiser,
-            scheduler,
-            autoencoder_path,
-            lr,
-            weight_decay,
-            label_dropout,
-            ema_decay,
-            warmup_steps,
-            int(scheduler.config.num_train_timesteps),
-        )
+        super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
+                         warmup_steps, int(scheduler.config.num_train_timesteps))
         self.loss_name = loss
 
     def flip_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -379,12 +323,8 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
         t, xt, target = t.to(x0.device), xt.to(x0.device), target.to(x0.device)
         labels = y if self.denoiser.config.num_classes else None
         logits = self.eval_denoiser(xt, t, labels)
-        self.log(
-            f"{stage}/loss",
-            F.binary_cross_entropy_with_logits(logits, target),
-            prog_bar=stage == "val",
-            sync_dist=True,
-        )
+        self.log(f"{stage}/loss", F.binary_cross_entropy_with_logits(logits, target), prog_bar=stage == "val",
+                 sync_dist=True)
         p0 = torch.where(xt > 0.5, 1 - torch.sigmoid(logits), torch.sigmoid(logits))
         self.log(f"{stage}/x0_accuracy", ((p0 > 0.5).float() == x0).float().mean(), sync_dist=True)
 
@@ -405,28 +345,11 @@ class GaussianDiffusionModule(_LatentDiffusionBase):
 
     input_mode = "continuous"
 
-    def __init__(
-        self,
-        denoiser,
-        scheduler,
-        autoencoder_path: str | None = None,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
-        label_dropout: float = 0.1,
-        ema_decay: float = 0.999,
-        warmup_steps: int = 200,
-    ):
-        super().__init__(
-            denoiser,
-            scheduler,
-            autoencoder_path,
-            lr,
-            weight_decay,
-            label_dropout,
-            ema_decay,
-            warmup_steps,
-            int(scheduler.config.num_train_timesteps),
-        )
+    def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
+                 weight_decay: float = 0.01, label_dropout: float = 0.1, ema_decay: float = 0.999,
+                 warmup_steps: int = 200):
+        super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
+                         warmup_steps, int(scheduler.config.num_train_timesteps))
 
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
@@ -445,22 +368,14 @@ class GaussianDiffusionModule(_LatentDiffusionBase):
     def _loss(self, net, z: torch.Tensor, labels, generator: torch.Generator | None = None) -> torch.Tensor:
         x0 = self._normalise(z)
         T = int(self.scheduler.config.num_train_timesteps)
-        noise = (
-            torch.randn(x0.shape, generator=generator).to(x0.device)
-            if generator is not None
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device) if generator is not None \
             else torch.randn_like(x0)
-        )
         t = torch.randint(0, T, (x0.shape[0],), generator=generator).to(x0.device)
         xt = self.scheduler.add_noise(x0, noise, t)
         pred = net(xt, t, labels)
         kind = self.scheduler.config.prediction_type
-        target = (
-            noise
-            if kind == "epsilon"
-            else self.scheduler.get_velocity(x0, noise, t)
-            if kind == "v_prediction"
+        target = noise if kind == "epsilon" else self.scheduler.get_velocity(x0, noise, t) if kind == "v_prediction" \
             else x0
-        )
         return F.mse_loss(pred, target)
 
     def training_step(self, batch, batch_idx):

@@ -40,9 +40,7 @@ def _labels(num_samples: int, class_labels, num_classes: int) -> torch.Tensor:
     if num_classes == 0 and (y >= 0).any():
         raise InputError("this model is unconditional: it takes no class labels")
     if (y >= num_classes).any():
-        raise InputError(
-            f"class labels must lie in [0, {num_classes - 1}] (or -1 for none), got {y.unique().tolist()}"
-        )
+        raise InputError(f"class labels must lie in [0, {num_classes - 1}] (or -1 for none), got {y.unique().tolist()}")
     return y
 
 
@@ -53,10 +51,8 @@ class _LatentDiffusionPipeline(LatentPipeline):
     """
 
     family = "binary"
-    component_classes: ClassVar[dict[str, type]] = {
-        "autoencoder": BernoulliAutoencoder,
-        "denoiser": LatentTransformer,
-    }
+    component_classes: ClassVar[dict[str, type]] = {"autoencoder": BernoulliAutoencoder,
+                                                    "denoiser": LatentTransformer}
     use_ema: ClassVar[bool] = True
 
     def __init__(self, autoencoder: BernoulliAutoencoder, denoiser: LatentTransformer, scheduler: Any):
@@ -67,11 +63,7 @@ class _LatentDiffusionPipeline(LatentPipeline):
         """The EMA denoiser (``denoiser_ema``) in place of ``denoiser`` when the run exported one."""
         from latent4d.runs import has_network, network_folder
 
-        if (
-            name == "denoiser"
-            and cls.use_ema
-            and has_network(run_or_folder, "denoiser_ema", "LatentTransformer")
-        ):
+        if name == "denoiser" and cls.use_ema and has_network(run_or_folder, "denoiser_ema", "LatentTransformer"):
             return network_folder(run_or_folder, "denoiser_ema", "LatentTransformer", cls.family)
         return super().component_folder(run_or_folder, name)
 
@@ -96,32 +88,19 @@ class _LatentDiffusionPipeline(LatentPipeline):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        out = [
-            self.autoencoder.decode(latents[i : i + batch_size].to(self.device)).cpu()
-            for i in range(0, len(latents), batch_size)
-        ]
+        out = [self.autoencoder.decode(latents[i:i + batch_size].to(self.device)).cpu()
+               for i in range(0, len(latents), batch_size)]
         return torch.cat(out)
 
-    def __call__(
-        self,
-        num_samples: int = 16,
-        steps: int = 16,
-        class_labels=None,
-        guidance: float = 0.0,
-        generator: torch.Generator | None = None,
-        batch_size: int = 256,
-        **kw,
-    ) -> LatentSamples:
+    def __call__(self, num_samples: int = 16, steps: int = 16, class_labels=None, guidance: float = 0.0,
+                 generator: torch.Generator | None = None, batch_size: int = 256, **kw) -> LatentSamples:
         """Sample ``num_samples`` latents with ``steps`` denoising steps and decode them."""
         if int(num_samples) < 1:
             raise InputError(f"num_samples must be >= 1, got {num_samples}")
         labels = _labels(int(num_samples), class_labels, self.num_classes)
-        lat = [
-            self.sample_latents(
-                labels[i : i + batch_size], steps=steps, guidance=float(guidance), generator=generator, **kw
-            ).cpu()
-            for i in range(0, int(num_samples), batch_size)
-        ]
+        lat = [self.sample_latents(labels[i:i + batch_size], steps=steps, guidance=float(guidance),
+                                   generator=generator, **kw).cpu()
+               for i in range(0, int(num_samples), batch_size)]
         latents = torch.cat(lat)
         return LatentSamples(self.decode(latents), latents, labels)
 
@@ -131,21 +110,13 @@ class BinaryLatentPipeline(_LatentDiffusionPipeline):
     :class:`BernoulliDiffusionScheduler` at ``temperature``, classifier-free ``guidance`` on the flip
     logits, then the autoencoder's decoder."""
 
-    component_classes: ClassVar[dict[str, type]] = {
-        **_LatentDiffusionPipeline.component_classes,
-        "scheduler": BernoulliDiffusionScheduler,
-    }
+    component_classes: ClassVar[dict[str, type]] = {**_LatentDiffusionPipeline.component_classes,
+                                                    "scheduler": BernoulliDiffusionScheduler}
 
     @torch.no_grad()
-    def sample_latents(
-        self,
-        labels: torch.Tensor,
-        steps: int = 16,
-        temperature: float = 0.9,
-        guidance: float = 0.0,
-        generator: torch.Generator | None = None,
-        trajectory: list | None = None,
-    ) -> torch.Tensor:
+    def sample_latents(self, labels: torch.Tensor, steps: int = 16, temperature: float = 0.9,
+                       guidance: float = 0.0, generator: torch.Generator | None = None,
+                       trajectory: list | None = None) -> torch.Tensor:
         """Bits (B, C, *grid) for the class ``labels`` (B,) (-1 = unconditional)."""
         temperature = check_temperature(temperature)
         self.scheduler.set_timesteps(int(steps))  # rejects steps > T with a message
@@ -154,9 +125,8 @@ class BinaryLatentPipeline(_LatentDiffusionPipeline):
         x = torch.bernoulli(torch.full((B, *self.latent_shape), 0.5), generator=generator).to(self.device)
         for t in self.scheduler.timesteps.tolist():
             logits = self._guided(x, t, labels, guidance)
-            x = self.scheduler.step(
-                logits.cpu(), t, x.cpu(), temperature=temperature, generator=generator
-            ).prev_sample.to(self.device)
+            x = self.scheduler.step(logits.cpu(), t, x.cpu(), temperature=temperature,
+                                    generator=generator).prev_sample.to(self.device)
             if trajectory is not None:
                 trajectory.append(x.cpu())
         return x
@@ -170,10 +140,8 @@ class GaussianLatentPipeline(_LatentDiffusionPipeline):
     read as a DDIM one with the sampling settings :data:`DDIM_SAMPLING`.
     """
 
-    component_classes: ClassVar[dict[str, type]] = {
-        **_LatentDiffusionPipeline.component_classes,
-        "scheduler": DDIMScheduler,
-    }
+    component_classes: ClassVar[dict[str, type]] = {**_LatentDiffusionPipeline.component_classes,
+                                                    "scheduler": DDIMScheduler}
 
     def __init__(self, autoencoder: BernoulliAutoencoder, denoiser: LatentTransformer, scheduler: Any):
         super().__init__(autoencoder, denoiser, DDIMScheduler.from_config(scheduler.config, **DDIM_SAMPLING))
@@ -194,21 +162,14 @@ class GaussianLatentPipeline(_LatentDiffusionPipeline):
         nets = [n for n in names if n != "scheduler"]
         out = super().load_components(run_or_folder, nets) if nets else {}
         if "scheduler" in names:
-            out["scheduler"] = load_scheduler(
-                DDIMScheduler, cls.component_folder(run_or_folder, "scheduler"), check_class=False
-            )
+            out["scheduler"] = load_scheduler(DDIMScheduler, cls.component_folder(run_or_folder, "scheduler"),
+                                              check_class=False)
         return out
 
     @torch.no_grad()
-    def sample_latents(
-        self,
-        labels: torch.Tensor,
-        steps: int = 16,
-        guidance: float = 0.0,
-        generator: torch.Generator | None = None,
-        temperature: float | None = None,
-        trajectory: list | None = None,
-    ) -> torch.Tensor:
+    def sample_latents(self, labels: torch.Tensor, steps: int = 16, guidance: float = 0.0,
+                       generator: torch.Generator | None = None, temperature: float | None = None,
+                       trajectory: list | None = None) -> torch.Tensor:
         """Continuous latents (B, C, *grid) (un-standardised, clamped to the AE's [0, 1] range)."""
         T = int(self.scheduler.config.num_train_timesteps)
         if not 1 <= int(steps) <= T:

@@ -42,14 +42,14 @@ def _inside(category: str, p: np.ndarray, rng: np.random.Generator) -> np.ndarra
         return (np.abs(x) <= h[0]) & (np.abs(y) <= h[1]) & (np.abs(z) <= h[2])
     if category == "cylinder":
         r, h = rng.uniform(0.3, 0.6), rng.uniform(0.4, 0.75)
-        return (x**2 + z**2 <= r**2) & (np.abs(y) <= h)
+        return (x ** 2 + z ** 2 <= r ** 2) & (np.abs(y) <= h)
     if category == "torus":
         big, small = rng.uniform(0.45, 0.65), rng.uniform(0.15, 0.28)
-        return (np.sqrt(x**2 + z**2) - big) ** 2 + y**2 <= small**2
+        return (np.sqrt(x ** 2 + z ** 2) - big) ** 2 + y ** 2 <= small ** 2
     if category == "cone":
         r, h = rng.uniform(0.4, 0.7), rng.uniform(0.5, 0.8)
         frac = (h - y) / (2 * h)  # 0 at the apex (y = h), 1 at the base (y = -h)
-        return (np.abs(y) <= h) & (np.sqrt(x**2 + z**2) <= r * frac)
+        return (np.abs(y) <= h) & (np.sqrt(x ** 2 + z ** 2) <= r * frac)
     if category == "table":
         w, d = rng.uniform(0.45, 0.7), rng.uniform(0.35, 0.6)
         top_y, thick, leg = rng.uniform(0.2, 0.45), rng.uniform(0.07, 0.14), rng.uniform(0.07, 0.13)
@@ -57,21 +57,16 @@ def _inside(category: str, p: np.ndarray, rng: np.random.Generator) -> np.ndarra
         legs = np.zeros(x.shape, bool)
         for sx in (-1, 1):
             for sz in (-1, 1):
-                legs |= (
-                    (np.abs(x - sx * (w - leg)) <= leg)
-                    & (np.abs(z - sz * (d - leg)) <= leg)
-                    & (y >= -0.7)
-                    & (y <= top_y)
-                )
+                legs |= ((np.abs(x - sx * (w - leg)) <= leg) & (np.abs(z - sz * (d - leg)) <= leg)
+                         & (y >= -0.7) & (y <= top_y))
         return top | legs
     raise InputError(f"unknown shape category '{category}'. Categories: {', '.join(SHAPE_CATEGORIES)}.")
 
 
 def shape_occupancy(category: str, seed: int, resolution: int = 32, rotate: bool = True) -> np.ndarray:
     """Boolean occupancy (R, R, R) of one seeded procedural shape (never empty, never touching the border)."""
-    rng = np.random.default_rng(
-        [SHAPE_CATEGORIES.index(category) if category in SHAPE_CATEGORIES else 99, int(seed)]
-    )
+    rng = np.random.default_rng([SHAPE_CATEGORIES.index(category) if category in SHAPE_CATEGORIES else 99,
+                                 int(seed)])
     pts = grid_points(resolution)
     rot = _rotation(rng) if rotate else np.eye(3)
     scale = rng.uniform(0.75, 0.95)
@@ -83,9 +78,8 @@ def shape_occupancy(category: str, seed: int, resolution: int = 32, rotate: bool
     return occ
 
 
-def shape_dataset(
-    n_per_category: int, resolution: int = 32, seed: int = 0, categories: tuple[str, ...] = SHAPE_CATEGORIES
-) -> dict[str, np.ndarray]:
+def shape_dataset(n_per_category: int, resolution: int = 32, seed: int = 0,
+                  categories: tuple[str, ...] = SHAPE_CATEGORIES) -> dict[str, np.ndarray]:
     """``n_per_category`` shapes per category: ``occupancy`` (N, R, R, R) bool, ``labels`` (N,) int64."""
     occ, labels = [], []
     for ci, cat in enumerate(categories):

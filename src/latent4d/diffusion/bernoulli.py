@@ -97,10 +97,8 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
             raise InputError(f"steps must be an integer, got {num_inference_steps!r}")
         S = int(num_inference_steps)
         if S < 1 or S > T:
-            raise InputError(
-                f"steps={S} is not possible: the model was trained with T={T} diffusion steps, "
-                f"so choose 1 <= steps <= {T}"
-            )
+            raise InputError(f"steps={S} is not possible: the model was trained with T={T} diffusion steps, "
+                             f"so choose 1 <= steps <= {T}")
         ts = [(T * (S - i)) // S for i in range(S)]
         self.num_inference_steps = S
         self.timesteps = torch.tensor(ts, dtype=torch.long, device=device)
@@ -110,9 +108,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
         """The timestep the reverse step from ``t`` lands on (0 after the last one)."""
         t = _as_int(t)
         if t not in self._prev:
-            raise InputError(
-                f"timestep {t} is not one of the scheduler's timesteps {self.timesteps.tolist()}"
-            )
+            raise InputError(f"timestep {t} is not one of the scheduler's timesteps {self.timesteps.tolist()}")
         return self._prev[t]
 
     def keep_prob(self, t, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -129,9 +125,8 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
             k = k.view(-1, *([1] * (x0.dim() - 1)))
         return k * x0 + (1.0 - k) / 2.0
 
-    def add_noise(
-        self, original_samples: torch.Tensor, timesteps, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def add_noise(self, original_samples: torch.Tensor, timesteps, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
         """Sample ``x_t ~ q(x_t | x_0)`` for bits ``original_samples`` (B, ...); ``timesteps`` int or (B,)."""
         _check_bits(original_samples, "original_samples")
         t = torch.as_tensor(timesteps)
@@ -160,20 +155,11 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
         like0 = r * (1.0 - xt) + (1.0 - r) / 2.0  # q(x_t | x_s = 0)
         num1 = prior1 * like1
         num0 = (1.0 - prior1) * like0
-        return (num1 / (num1 + num0).clamp_min(1e-300)).to(
-            p0.dtype if p0.is_floating_point() else torch.float32
-        )
+        return (num1 / (num1 + num0).clamp_min(1e-300)).to(p0.dtype if p0.is_floating_point() else torch.float32)
 
-    def step(
-        self,
-        flip_logits: torch.Tensor,
-        t: int | torch.Tensor,
-        x_t: torch.Tensor,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        prev_t: int | None = None,
-        return_dict: bool = True,
-    ) -> BernoulliSchedulerOutput | tuple:
+    def step(self, flip_logits: torch.Tensor, t: int | torch.Tensor, x_t: torch.Tensor, temperature: float = 1.0,
+             generator: torch.Generator | None = None, prev_t: int | None = None,
+             return_dict: bool = True) -> BernoulliSchedulerOutput | tuple:
         """One reverse step from ``x_t`` (bits (B, ...)) given the denoiser's flip logits (B, ...).
 
         ``p_flip = sigmoid(flip_logits / temperature)``, ``p0 = x_t (1 - p_flip) + (1 - x_t) p_flip``;
@@ -182,9 +168,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
         """
         temperature = check_temperature(temperature)
         if flip_logits.shape != x_t.shape:
-            raise InputError(
-                f"flip_logits {tuple(flip_logits.shape)} and x_t {tuple(x_t.shape)} differ in shape"
-            )
+            raise InputError(f"flip_logits {tuple(flip_logits.shape)} and x_t {tuple(x_t.shape)} differ in shape")
         t_int = _as_int(t)
         s = self.previous_timestep(t_int) if prev_t is None else _as_int(prev_t)
         p_flip = torch.sigmoid(flip_logits.float() / temperature)

@@ -40,11 +40,9 @@ class EDM:
     rho: float = 7.0
 
     # -- preconditioning ----------------------------------------------------------------------
-    def coefficients(
-        self, sigma: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def coefficients(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(c_skip, c_out, c_in, c_noise) for sigma (B,)."""
-        sd2 = self.sigma_data**2
+        sd2 = self.sigma_data ** 2
         s2 = sigma.square()
         c_skip = sd2 / (s2 + sd2)
         c_out = sigma * self.sigma_data / (s2 + sd2).sqrt()
@@ -65,14 +63,8 @@ class EDM:
         """(n,) training noise levels, log-normal(P_mean, P_std)."""
         return (torch.randn(n, device=device, generator=generator) * self.p_std + self.p_mean).exp()
 
-    def loss(
-        self,
-        net: Callable,
-        x0: torch.Tensor,
-        sigma: torch.Tensor | None = None,
-        noise: torch.Tensor | None = None,
-        **cond,
-    ) -> torch.Tensor:
+    def loss(self, net: Callable, x0: torch.Tensor, sigma: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None, **cond) -> torch.Tensor:
         """Per-sample weighted denoising loss (B,) (mean over the sample's elements)."""
         B = x0.shape[0]
         sigma = self.sample_sigma(B, x0.device) if sigma is None else sigma.reshape(-1)
@@ -80,7 +72,7 @@ class EDM:
         shape = (-1,) + (1,) * (x0.dim() - 1)
         x = x0 + sigma.view(shape) * noise
         d = self.denoise(net, x, sigma, **cond)
-        weight = (sigma.square() + self.sigma_data**2) / (sigma * self.sigma_data).square()
+        weight = (sigma.square() + self.sigma_data ** 2) / (sigma * self.sigma_data).square()
         return weight * (d - x0).square().reshape(B, -1).mean(1)
 
     # -- sampling ------------------------------------------------------------------------------
@@ -88,14 +80,8 @@ class EDM:
         """A diffusers EDM scheduler with these constants (``kind`` in :data:`SAMPLERS`)."""
         from diffusers import EDMDPMSolverMultistepScheduler, EDMEulerScheduler
 
-        common = dict(
-            sigma_min=self.sigma_min,
-            sigma_max=self.sigma_max,
-            sigma_data=self.sigma_data,
-            rho=self.rho,
-            prediction_type="epsilon",
-            sigma_schedule="karras",
-        )
+        common = dict(sigma_min=self.sigma_min, sigma_max=self.sigma_max, sigma_data=self.sigma_data,
+                      rho=self.rho, prediction_type="epsilon", sigma_schedule="karras")
         if kind == "dpmsolver":
             return EDMDPMSolverMultistepScheduler(**common, solver_order=2, algorithm_type="dpmsolver++")
         if kind in ("euler", "heun"):
@@ -103,18 +89,9 @@ class EDM:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
 
     @torch.no_grad()
-    def sample(
-        self,
-        net: Callable,
-        shape: tuple[int, ...],
-        steps: int = 18,
-        sampler: str = "dpmsolver",
-        generator: torch.Generator | None = None,
-        device=None,
-        noise: torch.Tensor | None = None,
-        guide: Callable[[torch.Tensor, float], torch.Tensor] | None = None,
-        **cond,
-    ) -> torch.Tensor:
+    def sample(self, net: Callable, shape: tuple[int, ...], steps: int = 18, sampler: str = "dpmsolver",
+               generator: torch.Generator | None = None, device=None, noise: torch.Tensor | None = None,
+               guide: Callable[[torch.Tensor, float], torch.Tensor] | None = None, **cond) -> torch.Tensor:
         """Draw samples of ``shape`` (B, ...) from ``net`` conditioned on ``cond`` in ``steps`` steps.
 
         ``guide(x0, sigma) -> x0'``: optional data-consistency step applied to the denoised estimate
@@ -165,13 +142,11 @@ class EDM:
         return 2 * steps - 1 if sampler == "heun" else steps
 
 
-def edm_sigma_schedule(
-    steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
-) -> torch.Tensor:
+def edm_sigma_schedule(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
     """Karras sigmas (steps,) from sigma_max down to sigma_min (reference for tests)."""
     i = torch.arange(steps, dtype=torch.float64)
     inv = 1.0 / rho
-    s = (sigma_max**inv + i / max(1, steps - 1) * (sigma_min**inv - sigma_max**inv)) ** rho
+    s = (sigma_max ** inv + i / max(1, steps - 1) * (sigma_min ** inv - sigma_max ** inv)) ** rho
     return s.float()
 
 

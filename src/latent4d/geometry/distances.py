@@ -49,11 +49,11 @@ def _knn_torch(q: torch.Tensor, p: torch.Tensor, k: int, ql: torch.Tensor, pl: t
     chunk = max(1, int(_CHUNK_BYTES // max(1, 4 * N * B)))
     mask = torch.arange(N, device=p.device)[None, :] >= pl[:, None]  # (B, N) padded
     for s in range(0, Q, chunk):
-        d = torch.cdist(q[:, s : s + chunk], p).square_()
+        d = torch.cdist(q[:, s:s + chunk], p).square_()
         d.masked_fill_(mask[:, None, :], float("inf"))
         vals, idx = d.topk(k, dim=-1, largest=False)
-        d_out[:, s : s + chunk] = vals
-        i_out[:, s : s + chunk] = idx
+        d_out[:, s:s + chunk] = vals
+        i_out[:, s:s + chunk] = idx
     return d_out, i_out
 
 
@@ -78,14 +78,9 @@ def _knn_open3d(ops, q: torch.Tensor, p: torch.Tensor, k: int, ql: torch.Tensor,
     return d_out, i_out
 
 
-def knn(
-    query: torch.Tensor,
-    points: torch.Tensor,
-    k: int = 1,
-    query_lengths: torch.Tensor | None = None,
-    points_lengths: torch.Tensor | None = None,
-    backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
+def knn(query: torch.Tensor, points: torch.Tensor, k: int = 1,
+        query_lengths: torch.Tensor | None = None, points_lengths: torch.Tensor | None = None,
+        backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours of each query point among ``points``.
 
     Args:
@@ -111,9 +106,8 @@ def knn(
         raise InputError(f"knn: k={k} but a point cloud has only {int(pl.min())} point(s)")
     with torch.no_grad():
         ops = _o3d_ops()
-        use_o3d = backend == "open3d" or (
-            backend == "auto" and ops is not None and q.device.type == "cpu" and q.shape[-1] == 3
-        )
+        use_o3d = backend == "open3d" or (backend == "auto" and ops is not None and q.device.type == "cpu"
+                                           and q.shape[-1] == 3)
         if use_o3d:
             if ops is None:
                 raise RuntimeError("knn backend 'open3d' requested but open3d.ml.torch is unavailable")
@@ -132,9 +126,8 @@ def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return points.gather(1, flat).reshape(B, Q, k, points.shape[-1])
 
 
-def nearest_distance(
-    query: torch.Tensor, points: torch.Tensor, query_lengths=None, points_lengths=None, squared: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_distance(query: torch.Tensor, points: torch.Tensor, query_lengths=None, points_lengths=None,
+                     squared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable distance from each query point to its nearest point: ((B, Q), idx (B, Q))."""
     q, unb = _as_batched(query, "query")
     p, _ = _as_batched(points, "points")
@@ -150,15 +143,9 @@ def nearest_distance(
     return d, idx[..., 0]
 
 
-def chamfer_distance(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    x_lengths: torch.Tensor | None = None,
-    y_lengths: torch.Tensor | None = None,
-    squared: bool = True,
-    reduction: str = "mean",
-    return_parts: bool = False,
-):
+def chamfer_distance(x: torch.Tensor, y: torch.Tensor, x_lengths: torch.Tensor | None = None,
+                     y_lengths: torch.Tensor | None = None, squared: bool = True,
+                     reduction: str = "mean", return_parts: bool = False):
     """Symmetric Chamfer distance between batched clouds x (B, N, 3) and y (B, M, 3).
 
     ``squared=True`` averages squared distances (the usual training loss); ``squared=False``

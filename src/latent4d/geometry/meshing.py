@@ -19,22 +19,16 @@ def grid_centers(resolution: int, bounds: float = 1.0, device=None) -> torch.Ten
 
 
 @torch.no_grad()
-def evaluate_grid(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    resolution: int,
-    bounds: float = 1.0,
-    chunk: int = 2**16,
-    device=None,
-) -> torch.Tensor:
+def evaluate_grid(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int, bounds: float = 1.0,
+                  chunk: int = 2**16, device=None) -> torch.Tensor:
     """Evaluate ``fn`` ((N, 3) -> (N,)) at every cell centre, chunked -> (R, R, R) volume."""
     pts = grid_centers(resolution, bounds, device)
-    out = torch.cat([fn(pts[s : s + chunk]).reshape(-1).float() for s in range(0, len(pts), chunk)])
+    out = torch.cat([fn(pts[s:s + chunk]).reshape(-1).float() for s in range(0, len(pts), chunk)])
     return out.reshape(resolution, resolution, resolution)
 
 
-def marching_cubes(
-    volume, level: float = 0.0, bounds: float = 1.0, inside: str = "negative", mask: np.ndarray | None = None
-) -> trimesh.Trimesh:
+def marching_cubes(volume, level: float = 0.0, bounds: float = 1.0, inside: str = "negative",
+                   mask: np.ndarray | None = None) -> trimesh.Trimesh:
     """Extract the ``level`` iso-surface of a cell-centred volume over [-bounds, bounds]^3.
 
     ``inside="negative"`` for SDFs (outward normals where values grow outward); ``"positive"`` for
@@ -56,13 +50,7 @@ def marching_cubes(
     return trimesh.Trimesh(vertices=verts, faces=faces, process=False)
 
 
-def dense_mesh(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    resolution: int,
-    bounds: float = 1.0,
-    level: float = 0.0,
-    inside: str = "negative",
-    chunk: int = 2**16,
-) -> trimesh.Trimesh:
+def dense_mesh(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int, bounds: float = 1.0,
+               level: float = 0.0, inside: str = "negative", chunk: int = 2**16) -> trimesh.Trimesh:
     """Evaluate ``fn`` on a dense grid and run marching cubes."""
     return marching_cubes(evaluate_grid(fn, resolution, bounds, chunk), level, bounds, inside)

@@ -38,28 +38,21 @@ KeepFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 def sdf_keep(lipschitz: float = 1.0) -> KeepFn:
     """Keep cells whose centre value satisfies ``|v| <= lipschitz * half_diagonal``."""
-
     def keep(values: torch.Tensor, side: float) -> torch.Tensor:
         return values.abs() <= lipschitz * 0.5 * math.sqrt(3.0) * side
-
     return keep
 
 
 def shapo_keep() -> KeepFn:
     """ShAPO's original rule ``|v| < side`` (looser than needed; kept for the reference recipe)."""
-
     def keep(values: torch.Tensor, side: float) -> torch.Tensor:
         return values.abs() < side
-
     return keep
 
 
 def _children(centers: torch.Tensor, side: float) -> torch.Tensor:
-    off = torch.tensor(
-        [[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)],
-        dtype=centers.dtype,
-        device=centers.device,
-    ) * (side / 4.0)
+    off = torch.tensor([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)],
+                       dtype=centers.dtype, device=centers.device) * (side / 4.0)
     return (centers[:, None, :] + off[None]).reshape(-1, 3)
 
 
@@ -100,7 +93,7 @@ class OctreeBand:
                 break
             k_np, v_np = keys.numpy(), vals.numpy()
             sub = ijk[todo] >> (self.level - lvl)
-            R = 2**lvl
+            R = 2 ** lvl
             q = (sub[:, 0] * R + sub[:, 1]) * R + sub[:, 2]
             pos = np.minimum(np.searchsorted(k_np, q), len(k_np) - 1)
             hit = k_np[pos] == q
@@ -112,7 +105,7 @@ class OctreeBand:
 def _eval(fn, pts: torch.Tensor, chunk: int) -> torch.Tensor:
     if len(pts) == 0:
         return pts.new_zeros(0)
-    return torch.cat([fn(pts[s : s + chunk]).reshape(-1).float() for s in range(0, len(pts), chunk)])
+    return torch.cat([fn(pts[s:s + chunk]).reshape(-1).float() for s in range(0, len(pts), chunk)])
 
 
 def _to_index(centers: torch.Tensor, bounds: float, side: float) -> torch.Tensor:
@@ -120,15 +113,9 @@ def _to_index(centers: torch.Tensor, bounds: float, side: float) -> torch.Tensor
 
 
 @torch.no_grad()
-def octree_band(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    level: int,
-    start_level: int = 2,
-    bounds: float = 1.0,
-    keep: KeepFn | None = None,
-    chunk: int = 2**16,
-    dense_fill: bool = False,
-) -> OctreeBand:
+def octree_band(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_level: int = 2,
+                bounds: float = 1.0, keep: KeepFn | None = None, chunk: int = 2**16,
+                dense_fill: bool = False) -> OctreeBand:
     """Sparse coarse-to-fine evaluation of ``fn`` ((N, 3) -> (N,)) down to ``level``.
 
     ``keep(values, side) -> bool mask`` decides which cells are refined (default :func:`sdf_keep`).
@@ -143,7 +130,7 @@ def octree_band(
     if isinstance(fn, torch.nn.Module):
         p = next(fn.parameters(), None)
         device = p.device if p is not None else None
-    R0 = 2**start_level
+    R0 = 2 ** start_level
     side = 2.0 * bounds / R0
     ax = -bounds + (torch.arange(R0, dtype=torch.float32, device=device) + 0.5) * side
     centers = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
@@ -155,17 +142,14 @@ def octree_band(
         per_level.append(len(centers))
         ijk = _to_index(centers, bounds, side).cpu()
         if lvl < level:
-            R = 2**lvl
+            R = 2 ** lvl
             keys = ((ijk[:, 0] * R + ijk[:, 1]) * R + ijk[:, 2]).numpy()
             order = np.argsort(keys)
             history.append((lvl, torch.from_numpy(keys[order]), values.cpu()[torch.from_numpy(order)]))
         if dense_fill:
-            R = 2**lvl
-            fill = (
-                torch.full((R, R, R), float("nan"))
-                if fill is None
-                else fill.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
-            )
+            R = 2 ** lvl
+            fill = (torch.full((R, R, R), float("nan")) if fill is None
+                    else fill.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2))
             fill[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = values.cpu()
         if lvl == level:
             break
@@ -178,9 +162,8 @@ def octree_band(
     return OctreeBand(centers, values, level, side, bounds, evaluations, per_level, fill, history)
 
 
-def project_to_surface(
-    fn: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, create_graph: bool = True
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def project_to_surface(fn: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor,
+                       create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One projection step ``p' = p - f(p) * n(p)`` with ``n = grad f / |grad f|`` by autograd.
 
     Differentiable w.r.t. the parameters / latents inside ``fn``. With ``create_graph`` the
@@ -198,17 +181,10 @@ def project_to_surface(
     return p.detach() - v[:, None] * n, v, n
 
 
-def octree_surface_points(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    level: int,
-    start_level: int = 2,
-    bounds: float = 1.0,
-    threshold: float | None = None,
-    keep: KeepFn | None = None,
-    chunk: int = 2**16,
-    color_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    create_graph: bool = True,
-) -> dict[str, torch.Tensor]:
+def octree_surface_points(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_level: int = 2,
+                          bounds: float = 1.0, threshold: float | None = None, keep: KeepFn | None = None,
+                          chunk: int = 2**16, color_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          create_graph: bool = True) -> dict[str, torch.Tensor]:
     """ShAPO's differentiable surface points: octree band at ``level``, then a projection step.
 
     Points whose value exceeds ``threshold`` (default: the final cell side) are dropped.
@@ -220,20 +196,14 @@ def octree_surface_points(
     threshold = band.side if threshold is None else threshold
     pts, vals, nrm = project_to_surface(fn, band.centers, create_graph=create_graph)
     sel = vals.detach().abs() < threshold
-    out = {
-        "points": pts[sel],
-        "normals": nrm[sel],
-        "values": vals[sel],
-        "evaluations": torch.tensor(band.evaluations + len(band.centers)),
-    }
+    out = {"points": pts[sel], "normals": nrm[sel], "values": vals[sel],
+           "evaluations": torch.tensor(band.evaluations + len(band.centers))}
     if color_fn is not None:
         out["colors"] = color_fn(out["points"])
     return out
 
 
-def _sparse_marching_cubes(
-    band: OctreeBand, level_set: float, inside: str, block: int = 8
-) -> trimesh.Trimesh:
+def _sparse_marching_cubes(band: OctreeBand, level_set: float, inside: str, block: int = 8) -> trimesh.Trimesh:
     """Marching cubes on blocks of cubes that touch the band; values outside the band come from
     the settled ancestors (whose side of the level set is exact for a valid keep rule).
 
@@ -244,7 +214,7 @@ def _sparse_marching_cubes(
     from skimage import measure
 
     empty = trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=np.int64))
-    R = 2**band.level
+    R = 2 ** band.level
     if len(band.centers) == 0 or R < 2:
         return empty
     bs = min(block, R - 1)
@@ -257,9 +227,7 @@ def _sparse_marching_cubes(
     nbk = (R - 2) // bs + 1
     lo = np.clip(ijk - 1, 0, R - 2) // bs
     up = np.clip(ijk, 0, R - 2) // bs
-    cand = [
-        (bx[:, 0] * nbk + by[:, 1]) * nbk + bz[:, 2] for bx in (lo, up) for by in (lo, up) for bz in (lo, up)
-    ]
+    cand = [(bx[:, 0] * nbk + by[:, 1]) * nbk + bz[:, 2] for bx in (lo, up) for by in (lo, up) for bz in (lo, up)]
     bkey = np.unique(np.concatenate(cand))
     blocks = np.stack([bkey // (nbk * nbk), (bkey // nbk) % nbk, bkey % nbk], 1)
     ar = np.arange(n)
@@ -278,11 +246,11 @@ def _sparse_marching_cubes(
         vals, lvl = -vals, -level_set
     nb = len(blocks)
     m = int(math.ceil(nb ** (1.0 / 3.0) - 1e-9))
-    while m**3 < nb:
+    while m ** 3 < nb:
         m += 1
     # atlas: block b in slot (b // m^2, (b // m) % m, b % m); unused slots far outside the level set
     far = lvl + abs(float(band.bounds)) + 1.0
-    cells = np.full((m**3, n, n, n), far, np.float32)
+    cells = np.full((m ** 3, n, n, n), far, np.float32)
     cells[:nb] = vals.reshape(nb, n, n, n)
     atlas = cells.reshape(m, m, m, n, n, n).transpose(0, 3, 1, 4, 2, 5).reshape(m * n, m * n, m * n)
     # enabled cubes (skimage's mask[x, y, z] enables the cube spanning x-1..x, y-1..y, z-1..z):
@@ -290,7 +258,7 @@ def _sparse_marching_cubes(
     li = np.arange(n)
     hi = np.minimum(R - 1 - blocks * bs, bs)  # (nb, 3) last valid local index per axis
     ok = (li[None, None, :] >= 1) & (li[None, None, :] <= hi[:, :, None])  # (nb, 3, n)
-    en = np.zeros((m**3, n, n, n), dtype=bool)
+    en = np.zeros((m ** 3, n, n, n), dtype=bool)
     en[:nb] = ok[:, 0, :, None, None] & ok[:, 1, None, :, None] & ok[:, 2, None, None, :]
     mask = en.reshape(m, m, m, n, n, n).transpose(0, 3, 1, 4, 2, 5).reshape(m * n, m * n, m * n)
     if not mask.any():
@@ -310,26 +278,17 @@ def _merge_duplicates(vertices: np.ndarray, faces: np.ndarray, tol: float) -> tr
     triangles that collapse."""
     import open3d as o3d
 
-    m = o3d.geometry.TriangleMesh(
-        o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces.astype(np.int32))
-    )
+    m = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(faces.astype(np.int32)))
     m.merge_close_vertices(tol)
     m.remove_degenerate_triangles()
     m.remove_unreferenced_vertices()
     return trimesh.Trimesh(np.asarray(m.vertices), np.asarray(m.triangles), process=False)
 
 
-def octree_mesh(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    level: int,
-    start_level: int = 2,
-    bounds: float = 1.0,
-    keep: KeepFn | None = None,
-    level_set: float = 0.0,
-    inside: str = "negative",
-    chunk: int = 2**16,
-    sparse: bool = True,
-) -> tuple[trimesh.Trimesh, OctreeBand]:
+def octree_mesh(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_level: int = 2,
+                bounds: float = 1.0, keep: KeepFn | None = None, level_set: float = 0.0,
+                inside: str = "negative", chunk: int = 2**16,
+                sparse: bool = True) -> tuple[trimesh.Trimesh, OctreeBand]:
     """Marching cubes on the octree band (settled cells carry their ancestor's value, whose sign is exact).
 
     ``sparse=True`` (default) meshes only blocks of cubes around the band; ``sparse=False`` builds

@@ -27,10 +27,8 @@ def check_intrinsics(K) -> np.ndarray:
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise InputError(f"intrinsics: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}")
     if not np.allclose(K[2], [0.0, 0.0, 1.0], atol=1e-6):
-        raise InputError(
-            f"intrinsics: the last row of K must be [0, 0, 1], got {K[2].tolist()} (a scaled or "
-            "projection matrix: divide by K[2, 2] or pass the 3x3 camera matrix)"
-        )
+        raise InputError(f"intrinsics: the last row of K must be [0, 0, 1], got {K[2].tolist()} (a scaled or "
+                         "projection matrix: divide by K[2, 2] or pass the 3x3 camera matrix)")
     return K
 
 
@@ -38,9 +36,7 @@ def orbit_eye(center, distance: float, azimuth: float, elevation: float, degrees
     """Camera position (3,) on a sphere of radius ``distance`` about ``center``, y up: azimuth about
     +y measured from +z towards +x, elevation above the xz-plane (degrees unless ``degrees=False``).
     The orbit convention shared by the renderer, the viewer and the object scenes."""
-    az, el = (
-        (math.radians(azimuth), math.radians(elevation)) if degrees else (float(azimuth), float(elevation))
-    )
+    az, el = (math.radians(azimuth), math.radians(elevation)) if degrees else (float(azimuth), float(elevation))
     d = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
     return np.asarray(center, np.float64) + float(distance) * d
 
@@ -124,16 +120,8 @@ class RGBDFrame:
         return backproject_depth(self.depth, self.K, self.mask == instance_id)
 
 
-def render_rgbd(
-    meshes: list[trimesh.Trimesh],
-    K,
-    world_to_cam,
-    width: int,
-    height: int,
-    ids: list[int] | None = None,
-    background=(0, 0, 0),
-    shading: float = 0.0,
-) -> RGBDFrame:
+def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, height: int,
+                ids: list[int] | None = None, background=(0, 0, 0), shading: float = 0.0) -> RGBDFrame:
     """Ray-cast meshes with vertex colours into depth, RGB, instance mask and normals.
 
     ``ids[i]`` is the mask value of mesh i (default i + 1). ``shading`` in [0, 1] mixes a headlight
@@ -145,10 +133,8 @@ def render_rgbd(
     colors, faces = [], []
     for m in meshes:
         # Open3D's stubs lack the (np_array) overload of Tensor without dtype / device
-        scene.add_triangles(
-            o3d.core.Tensor(np.asarray(m.vertices, np.float32)),  # type: ignore[call-overload]
-            o3d.core.Tensor(np.asarray(m.faces, np.uint32)),
-        )  # type: ignore[call-overload]
+        scene.add_triangles(o3d.core.Tensor(np.asarray(m.vertices, np.float32)),  # type: ignore[call-overload]
+                            o3d.core.Tensor(np.asarray(m.faces, np.uint32)))  # type: ignore[call-overload]
         vc = getattr(m.visual, "vertex_colors", None)
         if vc is None or len(vc) != len(m.vertices):
             vc = np.full((len(m.vertices), 4), 200, np.uint8)
@@ -181,19 +167,12 @@ def render_rgbd(
         lam = np.abs((nrm_w * view).sum(-1))
         rgb = np.where(hit[..., None], rgb * ((1 - shading) + shading * lam[..., None]), rgb)
     normals[~hit] = 0
-    return RGBDFrame(
-        rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8),
-        depth=depth,
-        mask=mask,
-        K=K,
-        normals=normals,
-        world_to_cam=np.asarray(world_to_cam, np.float64),
-    )
+    return RGBDFrame(rgb=np.clip(np.rint(rgb), 0, 255).astype(np.uint8), depth=depth, mask=mask, K=K,
+                     normals=normals, world_to_cam=np.asarray(world_to_cam, np.float64))
 
 
-def backproject_depth(
-    depth: np.ndarray, K, mask: np.ndarray | None = None, cam_to_world: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def backproject_depth(depth: np.ndarray, K, mask: np.ndarray | None = None,
+                      cam_to_world: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Depth (H, W) metres -> points (N, 3) for valid pixels (depth > 0, finite, inside ``mask``).
 
     Returns ``(points, pixels)`` with ``pixels`` (N, 2) as (row, col). Points are in the camera

@@ -53,9 +53,8 @@ def geodesic_angle(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
     return roma.rotmat_geodesic_distance(R1, R2)
 
 
-def random_rotation(
-    n: int | None = None, generator: torch.Generator | None = None, dtype=torch.float32
-) -> torch.Tensor:
+def random_rotation(n: int | None = None, generator: torch.Generator | None = None,
+                    dtype=torch.float32) -> torch.Tensor:
     """Uniform random rotations (n, 3, 3) (or (3, 3) when n is None), reproducible with ``generator``."""
     q = torch.randn((1 if n is None else n, 4), generator=generator, dtype=dtype)
     R = quaternion_to_matrix(q)
@@ -66,11 +65,8 @@ def rotation_about_axis(axis: str | torch.Tensor, angle: torch.Tensor | float) -
     """Rotation about ``'x'|'y'|'z'`` or a unit axis (3,) by ``angle`` radians -> (..., 3, 3)."""
     angle = torch.as_tensor(angle, dtype=torch.float32)
     if isinstance(axis, str):
-        axis = {
-            "x": torch.tensor([1.0, 0, 0]),
-            "y": torch.tensor([0, 1.0, 0]),
-            "z": torch.tensor([0, 0, 1.0]),
-        }[axis]
+        axis = {"x": torch.tensor([1.0, 0, 0]), "y": torch.tensor([0, 1.0, 0]),
+                "z": torch.tensor([0, 0, 1.0])}[axis]
     axis = torch.as_tensor(axis, dtype=torch.float32)
     return axis_angle_to_matrix(angle[..., None] * axis)
 

@@ -8,13 +8,9 @@ import torch
 from latent4d.errors import InputError
 
 
-def farthest_point_sampling(
-    points: torch.Tensor,
-    n: int,
-    lengths: torch.Tensor | None = None,
-    start: str | int = "first",
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def farthest_point_sampling(points: torch.Tensor, n: int, lengths: torch.Tensor | None = None,
+                            start: str | int = "first",
+                            generator: torch.Generator | None = None) -> torch.Tensor:
     """Indices of ``n`` farthest-point samples.
 
     Args:
@@ -31,9 +27,7 @@ def farthest_point_sampling(
     B, N, _ = p.shape
     lens = torch.full((B,), N, dtype=torch.long, device=p.device) if lengths is None else lengths.long()
     if int(lens.min()) < n:
-        raise InputError(
-            f"farthest_point_sampling: asked for {n} samples from a cloud of {int(lens.min())} points"
-        )
+        raise InputError(f"farthest_point_sampling: asked for {n} samples from a cloud of {int(lens.min())} points")
     p = p.detach()
     valid = torch.arange(N, device=p.device)[None, :] < lens[:, None]
     dist = torch.full((B, N), float("inf"), device=p.device, dtype=p.dtype)

@@ -65,11 +65,8 @@ class MeshSDF:
         ans = self.scene.compute_closest_points(self._q(points))
         uv = ans["primitive_uvs"].numpy()
         bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1).astype(np.float32)
-        return {
-            "points": ans["points"].numpy(),
-            "face": ans["primitive_ids"].numpy().astype(np.int64),
-            "bary": bary,
-        }
+        return {"points": ans["points"].numpy(), "face": ans["primitive_ids"].numpy().astype(np.int64),
+                "bary": bary}
 
     def closest_attribute(self, points, vertex_attr: np.ndarray) -> np.ndarray:
         """Interpolate a per-vertex attribute (V, C) (e.g. colours) at the closest surface points."""
@@ -78,16 +75,9 @@ class MeshSDF:
         return (tri * cp["bary"][:, :, None]).sum(1)
 
 
-def sdf_samples(
-    mesh,
-    n_uniform: int,
-    n_near: int,
-    sigmas=(0.01, 0.05),
-    bounds: float = 1.0,
-    clamp: float | None = None,
-    rng: np.random.Generator | int | None = None,
-    robust: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+def sdf_samples(mesh, n_uniform: int, n_near: int, sigmas=(0.01, 0.05), bounds: float = 1.0,
+                clamp: float | None = None, rng: np.random.Generator | int | None = None,
+                robust: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """DeepSDF-style SDF samples: uniform in [-bounds, bounds]^3 plus Gaussian-perturbed surface points.
 
     Returns ``(points (n_uniform + n_near, 3) float32, sdf (n,) float32)``; ``clamp`` clips the SDF.

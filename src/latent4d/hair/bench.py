@@ -62,19 +62,9 @@ def train_runs(report: BenchReport, reuse: bool) -> dict:
     stamp = root / "bench_runs.json"
     old = json.loads(stamp.read_text()) if stamp.is_file() else {}
     info = {"strand_dir": str(s_dir), "style_dir": str(t_dir)}
-    jobs = (
-        (
-            "strand",
-            s_dir,
-            ["experiment=hair/strand_vae", *COMMON] + ([f"preset=hair_strand{size}"] if size else []),
-        ),
-        (
-            "style",
-            t_dir,
-            ["experiment=hair/style_vae", *COMMON, f"model.strand_vae_path={s_dir}"]
-            + ([f"preset=hair_style{size}"] if size else []),
-        ),
-    )
+    jobs = (("strand", s_dir, ["experiment=hair/strand_vae", *COMMON] + ([f"preset=hair_strand{size}"] if size else [])),
+            ("style", t_dir, ["experiment=hair/style_vae", *COMMON, f"model.strand_vae_path={s_dir}"]
+             + ([f"preset=hair_style{size}"] if size else [])))
     reused = []
     for name, run, overrides in jobs:
         key = {"strand_vae": _digest(s_dir / "models" / "strand_vae")} if name == "style" else None
@@ -88,10 +78,8 @@ def train_runs(report: BenchReport, reuse: bool) -> dict:
         else:
             info[f"{name}_seconds"], info[f"{name}_cpu"] = time.time() - t0, time.process_time() - c0
     if reused:
-        report.note(
-            f"reusing {' and '.join(reused)} under {root} (same training settings, trained by a previous "
-            "`latent4d bench hair`)"
-        )
+        report.note(f"reusing {' and '.join(reused)} under {root} (same training settings, trained by a previous "
+                    "`latent4d bench hair`)")
     write_json_atomic(stamp, info)
     return info
 
@@ -112,23 +100,14 @@ def strand_vae_vs_pca(report: BenchReport, pipe, info: dict) -> None:
     from latent4d.hair.metrics import PCABaseline, curvature_error, position_error, summarize_errors
 
     scfg = _load_cfg(info["strand_dir"]).data
-    dm = HairStrandDataModule(
-        n_train=int(scfg.n_train),
-        n_val=int(scfg.n_val),
-        n_test=int(scfg.n_test),
-        strands_per_style=int(scfg.strands_per_style),
-        seed=int(scfg.seed),
-    )
+    dm = HairStrandDataModule(n_train=int(scfg.n_train), n_val=int(scfg.n_val), n_test=int(scfg.n_test),
+                              strands_per_style=int(scfg.strands_per_style), seed=int(scfg.seed))
     test = dm.dataset("test").tensors[0]
     train = dm.dataset("train").tensors[0]
     with torch.no_grad():
-        rec = torch.cat(
-            [pipe.strand_vae(test[i : i + 4096], sample=False)["recon"] for i in range(0, len(test), 4096)]
-        )
+        rec = torch.cat([pipe.strand_vae(test[i:i + 4096], sample=False)["recon"] for i in range(0, len(test), 4096)])
     vae_m = summarize_errors(position_error(rec, test), curvature_error(rec, test))
-    pca = PCABaseline(64).fit(
-        train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:60000]]
-    )
+    pca = PCABaseline(64).fit(train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:60000]])
     prec = pca.reconstruct(test)
     pca_m = summarize_errors(position_error(prec, test), curvature_error(prec, test))
     report.add("strand_vae.train_time", round(info["strand_seconds"], 1), "s", "<= 600")
@@ -163,9 +142,8 @@ def _densify_errors(pipe, style, n_dense: int) -> tuple[np.ndarray, dict, dict]:
     scalp, grid = pipe.scalp, pipe.grid
     g_roots, g_uv = grid.roots[grid.mask], grid.uv[grid.mask]
     gw, _ = generate_strands(style, g_roots, scalp, g_uv)
-    gmap = encode_guides(
-        pipe.strand_vae, to_local(gw, g_roots, grid.frames[grid.mask]), np.ones(len(g_roots), bool), grid
-    )
+    gmap = encode_guides(pipe.strand_vae, to_local(gw, g_roots, grid.frames[grid.mask]), np.ones(len(g_roots), bool),
+                         grid)
     roots, uv = scalp.sample_roots(n_dense, seed=style.seed % 1000)
     gt, aux = generate_strands(style, roots, scalp, uv, strand_seed=7)
     sim = texel_similarity(*guide_world(pipe.strand_vae, gmap, grid), grid)
@@ -206,11 +184,9 @@ def densification(report: BenchReport, pipe, info: dict, quick: bool) -> list[np
     best_band = min(band_m, key=lambda k: band_m[k] if np.isfinite(band_m[k]) else np.inf)
     report.add("densify.hybrid_best_overall", int(best == "hybrid"), "bool", "== 1")
     report.add("densify.hybrid_best_in_parting_band", int(best_band == "hybrid"), "bool", "== 1")
-    report.note(
-        f"densification: {n_styles} held-out styles x {n_dense} dense strands, guides = strand-VAE latents "
-        "of the ground-truth guide strands; parting band = roots within 1 cm of the parting line "
-        f"({sum(len(b) for b in band['hybrid'])} strands)"
-    )
+    report.note(f"densification: {n_styles} held-out styles x {n_dense} dense strands, guides = strand-VAE latents "
+                "of the ground-truth guide strands; parting band = roots within 1 cm of the parting line "
+                f"({sum(len(b) for b in band['hybrid'])} strands)")
     return gt_guides
 
 
@@ -225,16 +201,8 @@ def samples(report: BenchReport, pipe, gt_guides: list[np.ndarray], quick: bool)
     inside_raw, inside, root_err, sample_guides = [], [], [], []
     for i, z in enumerate(zs):
         gmap = pipe.guide_map(z)
-        raw = densify(
-            pipe.strand_vae,
-            gmap,
-            pipe.grid,
-            pipe.scalp,
-            n_strands=s_strands,
-            seed=i,
-            push_out=False,
-            similarity=pipe.similarity(gmap),
-        )
+        raw = densify(pipe.strand_vae, gmap, pipe.grid, pipe.scalp, n_strands=s_strands, seed=i, push_out=False,
+                      similarity=pipe.similarity(gmap))
         hair = pipe.densify(gmap, s_strands, seed=i)
         keep = ~hair.bald
         if keep.any():
@@ -243,19 +211,14 @@ def samples(report: BenchReport, pipe, gt_guides: list[np.ndarray], quick: bool)
         root_err.append(root_on_scalp_error(hair.roots, pipe.scalp))
         sample_guides.append(guide_world(pipe.strand_vae, gmap, pipe.grid)[0].numpy())
     report.add("samples.inside_head", 100 * float(np.mean(inside)) if inside else None, "% points", "< 0.5")
-    report.add(
-        "samples.inside_head_before_pushout",
-        100 * float(np.mean(inside_raw)) if inside_raw else None,
-        "% points",
-    )
+    report.add("samples.inside_head_before_pushout", 100 * float(np.mean(inside_raw)) if inside_raw else None,
+               "% points")
     report.add("samples.root_on_scalp_err", float(np.mean(root_err)), "mm")
     report.add("samples.diversity", diversity(sample_guides), "mm")
     report.add("data.diversity", diversity(gt_guides), "mm")
-    report.note(
-        f"{n_samples} samples at temperature 1.0 with {s_strands} strands; diversity = mean pairwise "
-        "guide distance (data: between held-out procedural styles); points are pushed out of the head "
-        "as in GroomGen (before push-out reported too)"
-    )
+    report.note(f"{n_samples} samples at temperature 1.0 with {s_strands} strands; diversity = mean pairwise "
+                "guide distance (data: between held-out procedural styles); points are pushed out of the head "
+                "as in GroomGen (before push-out reported too)")
 
 
 def densify_in_fresh_process(style_dir: str, strands: int) -> dict:
@@ -271,13 +234,8 @@ def densify_in_fresh_process(style_dir: str, strands: int) -> dict:
     t, c = time.time(), time.process_time()
     h = p.densify(g, strands)
     dt, dc = time.time() - t, time.process_time() - c
-    return {
-        "s": dt,
-        "cpu": dc,
-        "mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "pts": h.num_points,
-        "threads": torch.get_num_threads(),
-    }
+    return {"s": dt, "cpu": dc, "mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "pts": h.num_points,
+            "threads": torch.get_num_threads()}
 
 
 def densification_speed(report: BenchReport, info: dict, quick: bool, grid: int) -> None:
@@ -297,11 +255,9 @@ def densification_speed(report: BenchReport, info: dict, quick: bool, grid: int)
     report.add(f"densify_{n_big // 1000}k.time", round(r["s"], 2), "s", "<= 20")
     report.add(f"densify_{n_big // 1000}k.cpu_time", round(r["cpu"], 2), "s")
     report.add(f"densify_{n_big // 1000}k.peak_rss", round(r["mb"], 1), "MB", "<= 4096")
-    report.note(
-        f"densification of {n_big} strands x 100 points from a {grid}x{grid} "
-        "guide map (hybrid, incl. guide decoding and similarity) in a fresh process with "
-        f"{r['threads']} threads; peak RSS is the whole process (Python + torch included)"
-    )
+    report.note(f"densification of {n_big} strands x 100 points from a {grid}x{grid} "
+                "guide map (hybrid, incl. guide decoding and similarity) in a fresh process with "
+                f"{r['threads']} threads; peak RSS is the whole process (Python + torch included)")
 
 
 def bench_hair(report: BenchReport, quick: bool) -> None:
@@ -310,10 +266,8 @@ def bench_hair(report: BenchReport, quick: bool) -> None:
 
     info = train_runs(report, reuse=os.environ.get("LATENT4D_BENCH_RETRAIN", "") not in ("1", "true", "yes"))
     pipe = HairPipeline.from_pretrained(info["style_dir"])
-    report.note(
-        f"torch threads: {torch.get_num_threads()}; wall times depend on machine load (cpu_time = "
-        "process CPU seconds summed over threads, a load-independent reference)"
-    )
+    report.note(f"torch threads: {torch.get_num_threads()}; wall times depend on machine load (cpu_time = "
+                "process CPU seconds summed over threads, a load-independent reference)")
     strand_vae_vs_pca(report, pipe, info)
     style_vae_reconstruction(report, info)
     gt_guides = densification(report, pipe, info, quick)
@@ -330,18 +284,10 @@ def _nearest_training_styles(pipe, observations: list, info: dict, max_styles: i
     from latent4d.hair.densify import guide_world
 
     cfg = _load_cfg(info["style_dir"]).data
-    dm = HairGuideDataModule(
-        strand_vae_path=info["strand_dir"],
-        n_train=int(cfg.n_train),
-        n_val=int(cfg.n_val),
-        n_test=int(cfg.n_test),
-        grid=int(cfg.grid),
-        seed=int(cfg.seed),
-        mirror=bool(cfg.get("mirror", True)),
-    )
-    maps = dm.dataset("train").tensors[0][
-        : min(int(cfg.n_train), max_styles)
-    ]  # originals (mirrors come after)
+    dm = HairGuideDataModule(strand_vae_path=info["strand_dir"], n_train=int(cfg.n_train), n_val=int(cfg.n_val),
+                             n_test=int(cfg.n_test), grid=int(cfg.grid), seed=int(cfg.seed),
+                             mirror=bool(cfg.get("mirror", True)))
+    maps = dm.dataset("train").tensors[0][: min(int(cfg.n_train), max_styles)]  # originals (mirrors come after)
     obs = [torch.from_numpy(o.points) for o in observations]
     best = [(np.inf, 0)] * len(obs)
     for i, m in enumerate(maps):
@@ -364,9 +310,7 @@ def _fit_cases(pipe, seeds: list[int], n_dense: int, n_obs: int) -> list[tuple]:
     for k, s in enumerate(seeds):
         roots, uv = pipe.scalp.sample_roots(n_dense, seed=k + 11)
         gt, _ = generate_strands(sample_style(s), roots, pipe.scalp, uv, strand_seed=3)
-        obs, vis = synthetic_observation(
-            gt, n_points=n_obs, noise=0.002, seed=k, view="front", head=pipe.head
-        )
+        obs, vis = synthetic_observation(gt, n_points=n_obs, noise=0.002, seed=k, view="front", head=pipe.head)
         cases.append((roots, uv, gt, obs, vis))
     return cases
 
@@ -404,19 +348,17 @@ def _report_fit(report: BenchReport, rows: dict, times: list) -> None:
     report.add("prior.cpu_time_per_reconstruction", float(np.mean([t[1] for t in times])), "s")
 
 
-FIT_NOTE = (
-    "{n_styles} held-out styles, {n_dense} ground-truth strands each; observation = {n_obs} points on the "
-    "hair visible from the front (z-buffer, 2 mm pixels) + 2 mm Gaussian noise, no directions; the view is "
-    "known to the fits (free-space term, prior and no-prior alike). "
-    "*_point_err (the targets): per-point error of the complete result against the ground truth at the "
-    "same roots, over ground-truth points visible / hidden from the camera; *_err: Chamfer-style error "
-    "(mean of completeness and accuracy, mm) per region, where hair that sticks out in front of the "
-    "observed surface counts against the visible region. Baselines: the nearest "
-    "training hairstyle (by observation->guides Chamfer; its exact procedural strands) and guide latents "
-    "optimised from the mean strand without the hairstyle prior. The prior fit starts from the zero "
-    "latent, random samples and the latents of the `retrieve` training styles of the run's latent bank "
-    "nearest to the observation (the same criterion that picks the nearest-training baseline)."
-)
+FIT_NOTE = ("{n_styles} held-out styles, {n_dense} ground-truth strands each; observation = {n_obs} points on the "
+            "hair visible from the front (z-buffer, 2 mm pixels) + 2 mm Gaussian noise, no directions; the view is "
+            "known to the fits (free-space term, prior and no-prior alike). "
+            "*_point_err (the targets): per-point error of the complete result against the ground truth at the "
+            "same roots, over ground-truth points visible / hidden from the camera; *_err: Chamfer-style error "
+            "(mean of completeness and accuracy, mm) per region, where hair that sticks out in front of the "
+            "observed surface counts against the visible region. Baselines: the nearest "
+            "training hairstyle (by observation->guides Chamfer; its exact procedural strands) and guide latents "
+            "optimised from the mean strand without the hairstyle prior. The prior fit starts from the zero "
+            "latent, random samples and the latents of the `retrieve` training styles of the run's latent bank "
+            "nearest to the observation (the same criterion that picks the nearest-training baseline).")
 
 
 def bench_hair_fit(report: BenchReport, quick: bool) -> None:
@@ -442,9 +384,7 @@ def bench_hair_fit(report: BenchReport, quick: bool) -> None:
     seed0 = int(_load_cfg(info["style_dir"]).seed)
     cases = _fit_cases(pipe, split_seeds("test", n_styles, seed0), n_dense, n_obs)
     nearest = _nearest_training_styles(pipe, [c[3] for c in cases], info, 64 if quick else 100000)
-    rows = {
-        k: {"vis": [], "hid": [], "vis_pt": [], "hid_pt": []} for k in ("prior", "nearest_train", "no_prior")
-    }
+    rows = {k: {"vis": [], "hid": [], "vis_pt": [], "hid_pt": []} for k in ("prior", "nearest_train", "no_prior")}
     times = []
     for k, (roots, uv, gt, obs, vis) in enumerate(cases):
         cfg = dataclasses.replace(fit_cfg, seed=k)
@@ -461,11 +401,9 @@ def bench_hair_fit(report: BenchReport, quick: bool) -> None:
         _add_errors(rows, recs, gt, vis)
     _report_fit(report, rows, times)
     report.note(FIT_NOTE.format(n_styles=n_styles, n_dense=n_dense, n_obs=n_obs))
-    report.note(
-        f"fit settings: conf/reconstruct/{settings}.yaml (inits={fit_cfg.inits}, steps={fit_cfg.steps}, "
-        f"retrieve={fit_cfg.retrieve}, strands=0), ablation {FIT_ABLATION}; torch threads "
-        f"{torch.get_num_threads()}; times depend on machine load"
-    )
+    report.note(f"fit settings: conf/reconstruct/{settings}.yaml (inits={fit_cfg.inits}, steps={fit_cfg.steps}, "
+                f"retrieve={fit_cfg.retrieve}, strands=0), ablation {FIT_ABLATION}; torch threads "
+                f"{torch.get_num_threads()}; times depend on machine load")
 
 
 BENCHMARKS = {"hair": bench_hair, "hair_fit": bench_hair_fit}

@@ -41,9 +41,7 @@ class SampleOptions:
 
     run: str | None = None
     n: int = opt(4, min=1, max=1000, help="number of hairstyles")
-    strands: int = opt(
-        20000, min=0, max=MAX_DENSE_STRANDS, help="dense strands per hairstyle (0: guides only)"
-    )
+    strands: int = opt(20000, min=0, max=MAX_DENSE_STRANDS, help="dense strands per hairstyle (0: guides only)")
     seed: int = opt(0, min=0, max=MAX_SEED)
     temperature: float = opt(1.0, min=0.0, max=100.0, help="prior standard deviation scale")
     mode: str = opt("hybrid", choices=MODES, help="densification mode")
@@ -91,29 +89,19 @@ def convert(inp: str, out: str, resample: int | None = None) -> dict:
     if not src.exists():
         raise ConfigError(f"convert: input file '{src}' does not exist")
     if src.is_dir():
-        raise ConfigError(
-            f"convert: input '{src}' is a folder; give a hair file ({', '.join(HAIR_EXTENSIONS)})"
-        )
+        raise ConfigError(f"convert: input '{src}' is a folder; give a hair file ({', '.join(HAIR_EXTENSIONS)})")
     if src.suffix.lower() not in HAIR_EXTENSIONS:
-        raise ConfigError(
-            f"convert: input '{src}' has an unknown hair format '{src.suffix or '(no extension)'}'; "
-            f"supported: {', '.join(HAIR_EXTENSIONS)}"
-        )
+        raise ConfigError(f"convert: input '{src}' has an unknown hair format '{src.suffix or '(no extension)'}'; "
+                          f"supported: {', '.join(HAIR_EXTENSIONS)}")
     if dst.is_dir():
-        raise ConfigError(
-            f"convert: output '{dst}' is an existing folder; give a file name, e.g. "
-            f"{dst / (src.stem + '.data')}"
-        )
+        raise ConfigError(f"convert: output '{dst}' is an existing folder; give a file name, e.g. "
+                          f"{dst / (src.stem + '.data')}")
     if dst.suffix.lower() not in HAIR_EXTENSIONS:
-        raise ConfigError(
-            f"convert: output '{dst}' has an unknown hair format '{dst.suffix or '(no extension)'}'; "
-            f"supported: {', '.join(HAIR_EXTENSIONS)}"
-        )
+        raise ConfigError(f"convert: output '{dst}' has an unknown hair format '{dst.suffix or '(no extension)'}'; "
+                          f"supported: {', '.join(HAIR_EXTENSIONS)}")
     check_output_file(dst, "OUT", HAIR_EXTENSIONS)
     hs = convert_hair(src, dst, resample)
-    print(
-        f"[latent4d] wrote {out}: {hs.num_strands} strands ({int(hs.bald.sum())} bald), {hs.num_points} points"
-    )
+    print(f"[latent4d] wrote {out}: {hs.num_strands} strands ({int(hs.bald.sum())} bald), {hs.num_points} points")
     return {"strands": hs.num_strands, "points": hs.num_points, "out": str(Path(out))}
 
 
@@ -134,10 +122,8 @@ def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     fmt, n, strands, seed, temp = o.format, o.n, o.strands, o.seed, o.temperature
     pipe = HairPipeline.from_pretrained(run_dir)
     if pipe.style_vae is None:
-        raise ConfigError(
-            f"'{run_dir}' is a strand-VAE run; sampling hairstyles needs a hairstyle-VAE run "
-            "(latent4d train experiment=hair/style_vae model.strand_vae_path=<this run>)"
-        )
+        raise ConfigError(f"'{run_dir}' is a strand-VAE run; sampling hairstyles needs a hairstyle-VAE run "
+                          "(latent4d train experiment=hair/style_vae model.strand_vae_path=<this run>)")
     results = pipe.sample(n, seed=seed, temperature=temp, strands=strands, mode=o.mode)
     written = []
     with atomic_dir(out, marker="latents.npz") as tmp:
@@ -169,14 +155,10 @@ def _eval_files(o: EvaluateOptions, run_cfg) -> list:
     try:
         seed = int(OmegaConf.select(run_cfg, "seed", default=0) or 0)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"the run's config.yaml: seed={OmegaConf.select(run_cfg, 'seed')!r} is not an integer; "
-            "the run folder is damaged"
-        ) from None
-    return [
-        (f"procedural_{s}", generate_hairstyle(s, o.strands, root_seed=s))
-        for s in split_seeds("test", o.n, seed)
-    ]
+        raise ConfigError(f"the run's config.yaml: seed={OmegaConf.select(run_cfg, 'seed')!r} is not an integer; "
+                          "the run folder is damaged") from None
+    return [(f"procedural_{s}", generate_hairstyle(s, o.strands, root_seed=s))
+            for s in split_seeds("test", o.n, seed)]
 
 
 def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
@@ -219,15 +201,12 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
             for m in dens:
                 d = pipe.densify(gmap, roots=strands[sub, 0], mode=m)
                 ok = ~d.bald
-                de = (
-                    position_error(d.subset(ok).strands, strands[sub][ok]).mean() * 1000
-                    if ok.any()
-                    else np.nan
-                )
+                de = position_error(d.subset(ok).strands, strands[sub][ok]).mean() * 1000 if ok.any() else np.nan
                 row[f"densify_{m}_mm"] = float(de)
                 dens[m].append(float(de))
         per_file.append(row)
-    res = {"run": str(run_dir), "files": len(items), **summarize_errors(torch.cat(errs), torch.cat(curvs))}
+    res = {"run": str(run_dir), "files": len(items),
+           **summarize_errors(torch.cat(errs), torch.cat(curvs))}
     if guide_errs:
         res["guide_err_mm"] = float(np.mean(guide_errs))
         res.update({f"densify_{m}_mm": float(np.nanmean(v)) for m, v in dens.items()})
@@ -253,16 +232,12 @@ def _reconstruct_inputs(cfg: HairReconstructConfig) -> tuple[Path, Path | None, 
     if not cfg.run:
         raise ConfigError("reconstruct hair needs run=<hairstyle-VAE run directory>")
     if not Path(str(cfg.run)).expanduser().is_dir():
-        raise ConfigError(
-            f"reconstruct hair: run={cfg.run} is not a folder (expected a hairstyle-VAE run directory "
-            "or a saved pipeline folder)"
-        )
+        raise ConfigError(f"reconstruct hair: run={cfg.run} is not a folder (expected a hairstyle-VAE run directory "
+                          "or a saved pipeline folder)")
     inp = check_input_file(cfg.input, "input")
     if inp.suffix.lower() not in OBSERVATION_EXTENSIONS:
-        raise ConfigError(
-            f"reconstruct hair: input={inp}: unknown observation format '{inp.suffix}'; use "
-            f"{', '.join(OBSERVATION_EXTENSIONS)}"
-        )
+        raise ConfigError(f"reconstruct hair: input={inp}: unknown observation format '{inp.suffix}'; use "
+                          f"{', '.join(OBSERVATION_EXTENSIONS)}")
     scalp = check_input_file(cfg.scalp, "scalp", (".obj", ".ply")) if cfg.scalp else None
     out = check_output_dir(cfg.out or inp.parent / f"{inp.stem}_reconstruction", "out")
     return inp, scalp, out
@@ -276,22 +251,12 @@ def _write_reconstruction(res, obs, pipe, inp: Path, out: Path, fmt: str, render
 
     stem = out / inp.stem
     hair = res.hair.dense if res.hair.dense is not None else res.hair.guides
-    summary = {
-        "input": str(inp),
-        "observed_points": len(obs.points),
-        "directions": obs.directions is not None,
-        "view": None if obs.view is None else [float(v) for v in obs.view],
-        "loss": res.loss,
-        **res.losses,
-        "seconds": res.seconds,
-        "inits": res.inits,
-        "retrieved": res.retrieved,
-        "winning_start": res.winner,
-        "strands": hair.num_strands,
-        "hair": f"{stem}_hair.{fmt}",
-        "guides": f"{stem}_guides.{fmt}",
-        "latent": f"{stem}_latent.npz",
-    }
+    summary = {"input": str(inp), "observed_points": len(obs.points), "directions": obs.directions is not None,
+               "view": None if obs.view is None else [float(v) for v in obs.view],
+               "loss": res.loss, **res.losses, "seconds": res.seconds, "inits": res.inits,
+               "retrieved": res.retrieved, "winning_start": res.winner,
+               "strands": hair.num_strands, "hair": f"{stem}_hair.{fmt}", "guides": f"{stem}_guides.{fmt}",
+               "latent": f"{stem}_latent.npz"}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -331,17 +296,12 @@ def run_reconstruction(cfg: HairReconstructConfig) -> dict:
         obs.view = parse_view(cfg.view, f"{inp}: view")
     pipe = HairPipeline.from_pretrained(cfg.run, scalp=scalp)
     if pipe.style_vae is None:
-        raise ConfigError(
-            f"'{cfg.run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae"
-        )
+        raise ConfigError(f"'{cfg.run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
     res = fit_observation(pipe, obs, cfg)
     summary = _write_reconstruction(res, obs, pipe, inp, out, cfg.format, cfg.render)
     stem, fmt = out / inp.stem, cfg.format
-    print(
-        f"[latent4d] reconstructed {inp.name} in {res.seconds:.1f} s (obs->hair {res.losses.get('chamfer_mm', 0):.2f}"
-        f" mm); wrote {stem}_hair.{fmt}, _guides.{fmt}, _latent.npz, _fit.json"
-        + (", .png" if cfg.render else "")
-    )
+    print(f"[latent4d] reconstructed {inp.name} in {res.seconds:.1f} s (obs->hair {res.losses.get('chamfer_mm', 0):.2f}"
+          f" mm); wrote {stem}_hair.{fmt}, _guides.{fmt}, _latent.npz, _fit.json" + (", .png" if cfg.render else ""))
     return summary
 
 
@@ -353,12 +313,8 @@ def reconstruct(options: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------------------- demo
-def train_pair(
-    out_dir: Path,
-    quick: bool,
-    strand_overrides: list[str] | None = None,
-    style_overrides: list[str] | None = None,
-) -> tuple[Path, Path, dict, dict]:
+def train_pair(out_dir: Path, quick: bool, strand_overrides: list[str] | None = None,
+               style_overrides: list[str] | None = None) -> tuple[Path, Path, dict, dict]:
     """Train a strand-VAE and a hairstyle-VAE on it (in-process; sizes from ``preset=hair_strand_demo`` /
     ``hair_style_demo``, ``_quick`` with ``quick``); returns their run dirs and metrics."""
     from latent4d.train import compose_config, replace_run, run_training
@@ -368,13 +324,8 @@ def train_pair(
     s_dir, t_dir = out_dir / "strand_vae", out_dir / "style_vae"
     s_ov = ["experiment=hair/strand_vae", *common, f"preset=hair_strand_{size}", *(strand_overrides or [])]
     m1 = run_training(compose_config(s_ov, replace_run(s_dir)))
-    t_ov = [
-        "experiment=hair/style_vae",
-        *common,
-        f"model.strand_vae_path={s_dir}",
-        f"preset=hair_style_{size}",
-        *(style_overrides or []),
-    ]
+    t_ov = ["experiment=hair/style_vae", *common, f"model.strand_vae_path={s_dir}", f"preset=hair_style_{size}",
+            *(style_overrides or [])]
     m2 = run_training(compose_config(t_ov, replace_run(t_dir)))
     return s_dir, t_dir, m1, m2
 
@@ -399,29 +350,18 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
         files.append(str(write_hair(out_dir / f"sample_{i}.data", r.dense)))
         write_hair(out_dir / f"sample_{i}_guides.ply", r.guides)
     frames = pipe.interpolate(samples[0].latent, samples[1].latent, steps=3 if quick else 5)
-    png = render_grid(
-        [r.dense for r in samples] + [f.guides for f in frames],
-        out_dir / "hair_samples.png",
-        pipe.scalp,
-        max_strands=600 if quick else 1500,
-        cols=n if quick else 5,
-    )
+    png = render_grid([r.dense for r in samples] + [f.guides for f in frames], out_dir / "hair_samples.png",
+                      pipe.scalp, max_strands=600 if quick else 1500, cols=n if quick else 5)
     gw = [guide_world(pipe.strand_vae, r.guide_map, pipe.grid)[0].numpy() for r in samples]
     dense = [r.dense for r in samples]
     hair = [d.subset(~d.bald).strands for d in dense if (~d.bald).any()]
     hair_pts = np.concatenate(hair) if hair else np.zeros((0, 2, 3), np.float32)  # (S, P, 3): roots excluded
     roots = np.concatenate([d.roots for d in dense])
-    result = {
-        "strand_test_pos_err_mm": m1.get("test/pos_err_mm"),
-        "guide_test_err_mm": m2.get("test/guide_err_mm"),
-        "inside_head_fraction": inside_head_fraction(hair_pts, pipe.head),
-        "root_on_scalp_mm": root_on_scalp_error(roots, pipe.scalp),
-        "sample_diversity_mm": diversity(gw),
-        "render": str(png),
-        "samples": files,
-        "strand_run": str(s_dir),
-        "style_run": str(t_dir),
-        "seconds": round(time.time() - t0, 1),
-    }
+    result = {"strand_test_pos_err_mm": m1.get("test/pos_err_mm"), "guide_test_err_mm": m2.get("test/guide_err_mm"),
+              "inside_head_fraction": inside_head_fraction(hair_pts, pipe.head),
+              "root_on_scalp_mm": root_on_scalp_error(roots, pipe.scalp),
+              "sample_diversity_mm": diversity(gw),
+              "render": str(png), "samples": files, "strand_run": str(s_dir), "style_run": str(t_dir),
+              "seconds": round(time.time() - t0, 1)}
     write_json_atomic(out_dir / "metrics.json", result)
     return result

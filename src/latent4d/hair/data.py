@@ -52,23 +52,20 @@ def list_hair_files(root: str | Path) -> list[Path]:
     return files
 
 
-def split_files(
-    files: list[Path], val_fraction: float, test_fraction: float, seed: int = 0
-) -> dict[str, list[Path]]:
+def split_files(files: list[Path], val_fraction: float, test_fraction: float, seed: int = 0) -> dict[str, list[Path]]:
     """Seeded split of a file list; every split gets at least one file when there are >= 3 files."""
     n = len(files)
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1 if n >= 3 else 0, int(round(val_fraction * n)))
     n_test = max(1 if n >= 3 else 0, int(round(test_fraction * n)))
     test = [files[i] for i in sorted(perm[:n_test])]
-    val = [files[i] for i in sorted(perm[n_test : n_test + n_val])]
-    train = [files[i] for i in sorted(perm[n_test + n_val :])] or list(files)
+    val = [files[i] for i in sorted(perm[n_test:n_test + n_val])]
+    train = [files[i] for i in sorted(perm[n_test + n_val:])] or list(files)
     return {"train": train, "val": val or train[:1], "test": test or train[:1]}
 
 
-def local_strands(
-    hairstyle: Hairstyle, scalp: Scalp, n: int | None = None, seed: int = 0, num_points: int = STRAND_POINTS
-) -> np.ndarray:
+def local_strands(hairstyle: Hairstyle, scalp: Scalp, n: int | None = None, seed: int = 0,
+                  num_points: int = STRAND_POINTS) -> np.ndarray:
     """Up to ``n`` random non-bald strands of ``hairstyle`` in their root TBN frames: (n, P, 3) metres."""
     strands, _ = hairstyle.hair_strands(num_points)
     if n is not None and len(strands) > n:
@@ -77,14 +74,13 @@ def local_strands(
     return to_local(strands, roots, scalp.frames(roots))
 
 
-def procedural_strand_set(
-    seeds: list[int], strands_per_style: int, scalp: Scalp, num_points: int = STRAND_POINTS, chunk: int = 32
-) -> np.ndarray:
+def procedural_strand_set(seeds: list[int], strands_per_style: int, scalp: Scalp, num_points: int = STRAND_POINTS,
+                          chunk: int = 32) -> np.ndarray:
     """Local strands (len(seeds) * strands_per_style, P, 3) from random roots of procedural styles."""
     out = []
     for c in range(0, len(seeds), chunk):
-        styles = [sample_style(s) for s in seeds[c : c + chunk]]
-        roots = [scalp.sample_roots(strands_per_style, seed=s + 7)[0] for s in seeds[c : c + chunk]]
+        styles = [sample_style(s) for s in seeds[c:c + chunk]]
+        roots = [scalp.sample_roots(strands_per_style, seed=s + 7)[0] for s in seeds[c:c + chunk]]
         for world, _ in generate_strands_batch(styles, roots, scalp, num_points=num_points, strand_seed=1):
             out.append(to_local(world, world[:, 0], scalp.frames(world[:, 0])))
     return np.concatenate(out).astype(np.float32)
@@ -101,22 +97,10 @@ class HairStrandDataModule(SplitDataModule):
         scalp: Scalp parameters (``Scalp.to_dict()``), default head when None.
     """
 
-    def __init__(
-        self,
-        root: str | None = None,
-        n_train: int = 400,
-        n_val: int = 16,
-        n_test: int = 32,
-        strands_per_style: int = 256,
-        num_points: int = STRAND_POINTS,
-        batch_size: int = 256,
-        num_workers: int = 0,
-        seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        cache: bool = True,
-        scalp: dict | None = None,
-    ):
+    def __init__(self, root: str | None = None, n_train: int = 400, n_val: int = 16, n_test: int = 32,
+                 strands_per_style: int = 256, num_points: int = STRAND_POINTS, batch_size: int = 256,
+                 num_workers: int = 0, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                 cache: bool = True, scalp: dict | None = None):
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         self.scalp = Scalp.from_dict(scalp)
@@ -125,29 +109,16 @@ class HairStrandDataModule(SplitDataModule):
         hp = self.hparams
         if hp.root:
             files = split_files(list_hair_files(hp.root), hp.val_fraction, hp.test_fraction, hp.seed)[split]
-            parts = [
-                local_strands(
-                    read_hair(f), self.scalp, hp.strands_per_style, seed=i, num_points=hp.num_points
-                )
-                for i, f in enumerate(files)
-            ]
+            parts = [local_strands(read_hair(f), self.scalp, hp.strands_per_style, seed=i, num_points=hp.num_points)
+                     for i, f in enumerate(files)]
             return np.concatenate(parts).astype(np.float32)
         n = {"train": hp.n_train, "val": hp.n_val, "test": hp.n_test}[split]
         seeds = split_seeds(split, n, hp.seed)
-        params = {
-            "v": GENERATOR_VERSION,
-            "split": split,
-            "seeds": [seeds[0], len(seeds)] if seeds else [],
-            "per_style": hp.strands_per_style,
-            "P": hp.num_points,
-            "scalp": self.scalp.to_dict(),
-        }
-        return cached_npz(
-            "hair_strands",
-            params,
-            lambda: {"local": procedural_strand_set(seeds, hp.strands_per_style, self.scalp, hp.num_points)},
-            enabled=hp.cache,
-        )["local"]
+        params = {"v": GENERATOR_VERSION, "split": split, "seeds": [seeds[0], len(seeds)] if seeds else [],
+                  "per_style": hp.strands_per_style, "P": hp.num_points, "scalp": self.scalp.to_dict()}
+        return cached_npz("hair_strands", params,
+                          lambda: {"local": procedural_strand_set(seeds, hp.strands_per_style, self.scalp,
+                                                                  hp.num_points)}, enabled=hp.cache)["local"]
 
     def setup(self, stage: str | None = None) -> None:
         if not self.sets:
@@ -163,6 +134,7 @@ class HairStrandDataModule(SplitDataModule):
         return self.sets[split]
 
 
+
 # --------------------------------------------------------------------------------------- guides
 def model_fingerprint(model: torch.nn.Module) -> str:
     """Short hash of a network's weights (keys caches of data encoded with it)."""
@@ -175,16 +147,8 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def procedural_guides(
-    seeds: list[int],
-    scalp: Scalp,
-    res: int,
-    strand_vae,
-    num_points: int = STRAND_POINTS,
-    chunk: int = 16,
-    keep_local: bool = False,
-    mirror: bool = False,
-) -> dict[str, np.ndarray]:
+def procedural_guides(seeds: list[int], scalp: Scalp, res: int, strand_vae, num_points: int = STRAND_POINTS,
+                      chunk: int = 16, keep_local: bool = False, mirror: bool = False) -> dict[str, np.ndarray]:
     """Guide maps of procedural styles: ``maps (N, C+1, H, W)``, ``labels (N, 3)`` and, with
     ``keep_local``, the guide strands ``local (N, V, P, 3)`` in their root frames. With ``mirror``
     the left/right mirror image of every style is appended (2N maps; same labels)."""
@@ -197,10 +161,8 @@ def procedural_guides(
     presence = np.ones(len(roots), bool)
     perm = mirror_permutation(grid) if mirror else None
     for c in range(0, len(seeds), chunk):
-        styles = [sample_style(s) for s in seeds[c : c + chunk]]
-        for world, _ in generate_strands_batch(
-            styles, roots, scalp, uv=grid.uv[grid.mask], num_points=num_points
-        ):
+        styles = [sample_style(s) for s in seeds[c:c + chunk]]
+        for world, _ in generate_strands_batch(styles, roots, scalp, uv=grid.uv[grid.mask], num_points=num_points):
             loc = to_local(world, roots, frames)
             maps.append(encode_guides(strand_vae, loc, presence, grid).numpy())
             if keep_local:
@@ -229,24 +191,10 @@ class HairGuideDataModule(SplitDataModule):
     ``mirror`` doubles the procedural training styles with their left/right mirror images.
     """
 
-    def __init__(
-        self,
-        strand_vae_path: str | None = None,
-        root: str | None = None,
-        n_train: int = 800,
-        n_val: int = 32,
-        n_test: int = 32,
-        grid: int = 32,
-        num_points: int = STRAND_POINTS,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        seed: int = 0,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        cache: bool = True,
-        scalp: dict | None = None,
-        mirror: bool = True,
-    ):
+    def __init__(self, strand_vae_path: str | None = None, root: str | None = None, n_train: int = 800,
+                 n_val: int = 32, n_test: int = 32, grid: int = 32, num_points: int = STRAND_POINTS,
+                 batch_size: int = 32, num_workers: int = 0, seed: int = 0, val_fraction: float = 0.1,
+                 test_fraction: float = 0.1, cache: bool = True, scalp: dict | None = None, mirror: bool = True):
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         self.scalp = Scalp.from_dict(scalp)
@@ -272,25 +220,12 @@ class HairGuideDataModule(SplitDataModule):
             return out
         n = {"train": hp.n_train, "val": hp.n_val, "test": hp.n_test}[split]
         seeds = split_seeds(split, n, hp.seed)
-        params = {
-            "v": GENERATOR_VERSION,
-            "split": split,
-            "seeds": [seeds[0], len(seeds)] if seeds else [],
-            "grid": hp.grid,
-            "P": hp.num_points,
-            "scalp": self.scalp.to_dict(),
-            "vae": model_fingerprint(vae),
-            "local": keep,
-            "mirror": hp.mirror and not keep,
-        }
-        return cached_npz(
-            "hair_guides",
-            params,
-            lambda: procedural_guides(
-                seeds, self.scalp, hp.grid, vae, hp.num_points, keep_local=keep, mirror=hp.mirror and not keep
-            ),
-            enabled=hp.cache,
-        )
+        params = {"v": GENERATOR_VERSION, "split": split, "seeds": [seeds[0], len(seeds)] if seeds else [],
+                  "grid": hp.grid, "P": hp.num_points, "scalp": self.scalp.to_dict(), "vae": model_fingerprint(vae),
+                  "local": keep, "mirror": hp.mirror and not keep}
+        return cached_npz("hair_guides", params,
+                          lambda: procedural_guides(seeds, self.scalp, hp.grid, vae, hp.num_points, keep_local=keep,
+                                                    mirror=hp.mirror and not keep), enabled=hp.cache)
 
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
@@ -299,18 +234,15 @@ class HairGuideDataModule(SplitDataModule):
 
         hp = self.hparams
         if not hp.strand_vae_path:
-            raise InputError(
-                "the hairstyle-VAE needs a trained strand-VAE: set model.strand_vae_path=<strand run>"
-            )
+            raise InputError("the hairstyle-VAE needs a trained strand-VAE: set model.strand_vae_path=<strand run>")
         vae = load_strand_vae(hp.strand_vae_path).eval()
         for split in ("train", "val", "test"):
             d = self._split_maps(split, vae)
             maps = torch.from_numpy(np.ascontiguousarray(d["maps"], np.float32))
             if not torch.isfinite(maps).all():
                 raise InputError(f"hair guide maps ({split}) contain NaN or infinite values")
-            self.sets[split] = TensorDataset(
-                maps, torch.from_numpy(np.asarray(d["labels"], np.float32)), torch.arange(len(maps))
-            )
+            self.sets[split] = TensorDataset(maps, torch.from_numpy(np.asarray(d["labels"], np.float32)),
+                                              torch.arange(len(maps)))
             if "local" in d:
                 self.guide_local[split] = d["local"]
             log.info("hair guide maps %s: %s", split, tuple(maps.shape))
@@ -323,3 +255,4 @@ class HairGuideDataModule(SplitDataModule):
     def dataset(self, split: str) -> TensorDataset:
         self.setup()
         return self.sets[split]
+

@@ -61,10 +61,10 @@ def texel_similarity(guides: torch.Tensor, present: torch.Tensor, grid: GuideGri
     pres_full = pres_full.view(res, res)
     s = torch.ones(V, dtype=guides.dtype)
     for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-        a = full[max(0, -dr) : res - max(0, dr), max(0, -dc) : res - max(0, dc)]
-        b = full[max(0, dr) : res + min(0, dr), max(0, dc) : res + min(0, dc)]
-        pa = pres_full[max(0, -dr) : res - max(0, dr), max(0, -dc) : res - max(0, dc)]
-        pb = pres_full[max(0, dr) : res + min(0, dr), max(0, dc) : res + min(0, dc)]
+        a = full[max(0, -dr):res - max(0, dr), max(0, -dc):res - max(0, dc)]
+        b = full[max(0, dr):res + min(0, dr), max(0, dc):res + min(0, dc)]
+        pa = pres_full[max(0, -dr):res - max(0, dr), max(0, -dc):res - max(0, dc)]
+        pb = pres_full[max(0, dr):res + min(0, dr), max(0, dc):res + min(0, dc)]
         ok = (a >= 0) & (b >= 0) & pa & pb
         ia, ib = a[ok], b[ok]
         if len(ia):
@@ -77,13 +77,8 @@ def _texel_coords(uv: torch.Tensor, res: int) -> torch.Tensor:
     return uv * res - 0.5  # texel centres at integer coordinates
 
 
-def blend_latents(
-    gmap: torch.Tensor,
-    grid: GuideGrid,
-    uv: np.ndarray | torch.Tensor,
-    mode: str = "hybrid",
-    similarity: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def blend_latents(gmap: torch.Tensor, grid: GuideGrid, uv: np.ndarray | torch.Tensor, mode: str = "hybrid",
+                  similarity: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Strand latents for dense roots at ``uv (N, 2)`` from a guide map ``(C+1, H, W)``.
 
     ``similarity (V,)`` (from :func:`texel_similarity`) is required for ``hybrid``.
@@ -148,16 +143,8 @@ def blend_latents(
 
 
 @torch.no_grad()
-def decode_at_roots(
-    strand_vae: StrandVAE,
-    latents: torch.Tensor,
-    roots: np.ndarray,
-    frames: np.ndarray,
-    chunk: int = 16384,
-    out: np.ndarray | None = None,
-    head=None,
-    margin: float = 0.0005,
-) -> np.ndarray:
+def decode_at_roots(strand_vae: StrandVAE, latents: torch.Tensor, roots: np.ndarray, frames: np.ndarray,
+                    chunk: int = 16384, out: np.ndarray | None = None, head=None, margin: float = 0.0005) -> np.ndarray:
     """World strands (N, P, 3) float32 of latents (N, C) decoded in the TBN frames (N, 3, 3) at roots (N, 3).
 
     With ``head`` (a :class:`~latent4d.hair.scalp.Head`), points past the root that end inside it are
@@ -167,41 +154,28 @@ def decode_at_roots(
     if out is None:
         out = np.empty((N, P, 3), np.float32)
     for i in range(0, N, chunk):
-        z = latents[i : i + chunk].to(strand_vae.device, strand_vae.dtype)
+        z = latents[i:i + chunk].to(strand_vae.device, strand_vae.dtype)
         local = strand_vae.decode(z).float().cpu()
-        F = torch.from_numpy(np.ascontiguousarray(frames[i : i + chunk], np.float32))
-        r = torch.from_numpy(np.ascontiguousarray(roots[i : i + chunk], np.float32))
+        F = torch.from_numpy(np.ascontiguousarray(frames[i:i + chunk], np.float32))
+        r = torch.from_numpy(np.ascontiguousarray(roots[i:i + chunk], np.float32))
         w = torch.bmm(local, F.transpose(1, 2)) + r[:, None]
         if head is not None:
             w[:, 1:] = head.push_out(w[:, 1:], margin)
-        out[i : i + chunk] = w.numpy()
+        out[i:i + chunk] = w.numpy()
     return out
 
 
-def guide_world(
-    strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid
-) -> tuple[torch.Tensor, torch.Tensor]:
+def guide_world(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded guide strands (V, P, 3) world and presence (V,) of a guide map."""
     vals = gather_map(gmap.detach().float().cpu(), grid)
     world = decode_at_roots(strand_vae, vals[:, :-1], grid.roots[grid.mask], grid.frames[grid.mask])
     return torch.from_numpy(world), vals[:, -1] > 0.5
 
 
-def densify(
-    strand_vae: StrandVAE,
-    gmap: torch.Tensor,
-    grid: GuideGrid,
-    scalp: Scalp,
-    n_strands: int | None = 10000,
-    roots: np.ndarray | None = None,
-    uv: np.ndarray | None = None,
-    mode: str = "hybrid",
-    seed: int = 0,
-    chunk: int = 16384,
-    push_out: bool = True,
-    similarity: torch.Tensor | None = None,
-    frames: np.ndarray | None = None,
-) -> Hairstyle:
+def densify(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, scalp: Scalp, n_strands: int | None = 10000,
+            roots: np.ndarray | None = None, uv: np.ndarray | None = None, mode: str = "hybrid", seed: int = 0,
+            chunk: int = 16384, push_out: bool = True, similarity: torch.Tensor | None = None,
+            frames: np.ndarray | None = None) -> Hairstyle:
     """Dense hair from a guide map ``(C+1, H, W)``.
 
     Args:

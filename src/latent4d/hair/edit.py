@@ -33,12 +33,9 @@ from latent4d.hair.strands import Hairstyle, resample_polylines
 
 EDIT_OPS = ("move_tip", "cut", "extend", "curl")
 #: default settings of each operation (the viewer's sliders start here)
-DEFAULTS: dict[str, dict[str, float]] = {
-    "move_tip": {"falloff": 2.0},
-    "cut": {"fraction": 0.7},
-    "extend": {"metres": 0.05, "gravity": 0.6},
-    "curl": {"amplitude": 0.01, "turns": 4.0},
-}
+DEFAULTS: dict[str, dict[str, float]] = {"move_tip": {"falloff": 2.0}, "cut": {"fraction": 0.7},
+                                         "extend": {"metres": 0.05, "gravity": 0.6},
+                                         "curl": {"amplitude": 0.01, "turns": 4.0}}
 
 
 # --------------------------------------------------------------------------- polylines
@@ -65,9 +62,7 @@ def sample_arc(x: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- operations
-def cut(
-    x: np.ndarray, fraction: float | None = DEFAULTS["cut"]["fraction"], length: float | None = None
-) -> np.ndarray:
+def cut(x: np.ndarray, fraction: float | None = DEFAULTS["cut"]["fraction"], length: float | None = None) -> np.ndarray:
     """The first ``fraction`` (clipped to [0.02, 1]) of ``x (P, 3)``'s arc length, or, with ``length``,
     its first ``length`` metres (at least 2 mm, at most all of it); P points, uniform in arc length."""
     L = arc_lengths(x)[-1]
@@ -80,11 +75,8 @@ def cut(
     return sample_arc(x, np.linspace(0.0, keep, len(x))).astype(np.float32)
 
 
-def extend(
-    x: np.ndarray,
-    metres: float = DEFAULTS["extend"]["metres"],
-    gravity: float = DEFAULTS["extend"]["gravity"],
-) -> np.ndarray:
+def extend(x: np.ndarray, metres: float = DEFAULTS["extend"]["metres"],
+           gravity: float = DEFAULTS["extend"]["gravity"]) -> np.ndarray:
     """Grow ``x (P, 3)`` by ``metres`` past its tip (direction of the last 10% blended towards -Y);
     a negative length cuts that much off."""
     if metres <= 0:
@@ -118,9 +110,8 @@ def _transport_frames(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ns, np.cross(t, ns)
 
 
-def curl(
-    x: np.ndarray, amplitude: float = DEFAULTS["curl"]["amplitude"], turns: float = DEFAULTS["curl"]["turns"]
-) -> np.ndarray:
+def curl(x: np.ndarray, amplitude: float = DEFAULTS["curl"]["amplitude"],
+         turns: float = DEFAULTS["curl"]["turns"]) -> np.ndarray:
     """``x (P, 3)`` plus a helix of radius ``amplitude * smoothstep(u)`` metres and ``turns`` cycles
     (``u`` the normalised arc length); a zero-length strand is returned unchanged."""
     x = np.asarray(x, np.float64)
@@ -129,7 +120,7 @@ def curl(
         return x.astype(np.float32)
     u = s / s[-1]
     n, b = _transport_frames(x)
-    r = amplitude * (3 * u**2 - 2 * u**3)
+    r = amplitude * (3 * u ** 2 - 2 * u ** 3)
     ang = 2 * np.pi * turns * u
     return (x + r[:, None] * (np.cos(ang)[:, None] * n + np.sin(ang)[:, None] * b)).astype(np.float32)
 
@@ -138,9 +129,7 @@ def move_tip(x: np.ndarray, target, falloff: float = DEFAULTS["move_tip"]["fallo
     """``x (P, 3)`` bent so that its tip lands on ``target (3,)``: displacement ``(target - tip) * u^falloff``."""
     x = np.asarray(x, np.float64)
     u = arc_parameter(x)
-    return (x + (np.asarray(target, np.float64) - x[-1])[None] * (u ** float(falloff))[:, None]).astype(
-        np.float32
-    )
+    return (x + (np.asarray(target, np.float64) - x[-1])[None] * (u ** float(falloff))[:, None]).astype(np.float32)
 
 
 def apply_op(x: np.ndarray, op: str, **kw) -> np.ndarray:
@@ -152,10 +141,7 @@ def apply_op(x: np.ndarray, op: str, **kw) -> np.ndarray:
         if "target" not in kw:
             raise InputError("move_tip needs a target (3,) in metres")
         return move_tip(x, kw["target"], kw.get("falloff", DEFAULTS["move_tip"]["falloff"]))
-    settings = {
-        **DEFAULTS[op],
-        **{k: v for k, v in kw.items() if k in DEFAULTS[op] or (op == "cut" and k == "length")},
-    }
+    settings = {**DEFAULTS[op], **{k: v for k, v in kw.items() if k in DEFAULTS[op] or (op == "cut" and k == "length")}}
     return {"cut": cut, "extend": extend, "curl": curl}[op](x, **settings)
 
 
@@ -173,9 +159,7 @@ def brush(roots: np.ndarray, guide: int, radius: float) -> tuple[np.ndarray, np.
     return sel, np.exp(-0.5 * (d[sel] / (radius / 2)) ** 2).astype(np.float32)
 
 
-def brush_edit(
-    guides: np.ndarray, guide: int, op: str, radius: float = 0.0, **kw
-) -> tuple[np.ndarray, np.ndarray]:
+def brush_edit(guides: np.ndarray, guide: int, op: str, radius: float = 0.0, **kw) -> tuple[np.ndarray, np.ndarray]:
     """``op`` on guide ``guide`` of ``guides (G, P, 3)`` and, weighted by :func:`brush`, on its
     neighbours: each is moved by ``weight * (edited - guide)`` (``move_tip``: each tip by ``weight``
     times the picked tip's displacement). Returns ``(indices (k,), edited guides (k, P, 3))``."""

@@ -48,13 +48,7 @@ HAIR_EXTENSIONS = (".data", ".hair", ".ply", ".npz")
 # .hair header fields and array bits
 _HAIR_HEADER = struct.Struct("<4sIIII f f 3f 88s")
 assert _HAIR_HEADER.size == 128
-HAIR_BIT_SEGMENTS, HAIR_BIT_POINTS, HAIR_BIT_THICKNESS, HAIR_BIT_TRANSPARENCY, HAIR_BIT_COLORS = (
-    1,
-    2,
-    4,
-    8,
-    16,
-)
+HAIR_BIT_SEGMENTS, HAIR_BIT_POINTS, HAIR_BIT_THICKNESS, HAIR_BIT_TRANSPARENCY, HAIR_BIT_COLORS = 1, 2, 4, 8, 16
 HAIR_DEFAULTS = {"d_segments": 0, "d_thickness": 1.0, "d_transparency": 0.0, "d_color": [1.0, 1.0, 1.0]}
 
 _MAX_NPZ_RATIO = 1100  # deflate cannot compress better than ~1032:1; larger declared sizes are lies
@@ -89,24 +83,18 @@ def check_format(value, command: str) -> str:
 def _check_counts(name: str, strands: int | None = None, points: int | None = None) -> None:
     """InputError (naming ``name``) when a declared count exceeds :data:`MAX_STRANDS` / :data:`MAX_POINTS`."""
     if strands is not None and strands > MAX_STRANDS:
-        raise InputError(
-            f"{name}: declares {strands} strands, more than the {MAX_STRANDS} latent4d reads "
-            f"(a corrupt header, or raise the limit {_LIMITS})"
-        )
+        raise InputError(f"{name}: declares {strands} strands, more than the {MAX_STRANDS} latent4d reads "
+                         f"(a corrupt header, or raise the limit {_LIMITS})")
     if points is not None and points > MAX_POINTS:
-        raise InputError(
-            f"{name}: declares {points} points, more than the {MAX_POINTS} latent4d reads "
-            f"(a corrupt header, or raise the limit {_LIMITS})"
-        )
+        raise InputError(f"{name}: declares {points} points, more than the {MAX_POINTS} latent4d reads "
+                         f"(a corrupt header, or raise the limit {_LIMITS})")
 
 
 def _fmt(path: str | Path) -> str:
     ext = Path(path).suffix.lower()
     if ext not in HAIR_EXTENSIONS:
-        raise InputError(
-            f"{path}: unknown hair format '{ext or '(no extension)'}'; "
-            f"supported: {', '.join(HAIR_EXTENSIONS)}"
-        )
+        raise InputError(f"{path}: unknown hair format '{ext or '(no extension)'}'; "
+                         f"supported: {', '.join(HAIR_EXTENSIONS)}")
     return ext
 
 
@@ -121,10 +109,8 @@ def _read_bytes(path: str | Path) -> bytes:
     if size == 0:
         raise InputError(f"{p}: the file is empty (0 bytes)")
     if size > MAX_FILE_BYTES:
-        raise InputError(
-            f"{p}: the file has {size} bytes, more than the {MAX_FILE_BYTES} latent4d reads "
-            f"(raise {_LIMITS} if it is genuine)"
-        )
+        raise InputError(f"{p}: the file has {size} bytes, more than the {MAX_FILE_BYTES} latent4d reads "
+                         f"(raise {_LIMITS} if it is genuine)")
     try:
         return p.read_bytes()
     except OSError as e:
@@ -136,14 +122,10 @@ def check_resample(resample: int | None, option: str = "--resample") -> int | No
     if resample is None:
         return None
     if isinstance(resample, bool) or not isinstance(resample, int | np.integer):
-        raise ConfigError(
-            f"{option} {resample!r} is not valid: expected an integer number of points per strand"
-        )
+        raise ConfigError(f"{option} {resample!r} is not valid: expected an integer number of points per strand")
     n = int(resample)
     if not 2 <= n <= MAX_RESAMPLE:
-        raise ConfigError(
-            f"{option} {n} is not valid: points per strand must be between 2 and {MAX_RESAMPLE}"
-        )
+        raise ConfigError(f"{option} {n} is not valid: points per strand must be between 2 and {MAX_RESAMPLE}")
     return n
 
 
@@ -173,9 +155,7 @@ def write_hair(path: str | Path, hairstyle: Hairstyle) -> Path:
     """Write ``hairstyle`` to ``path`` in the format given by its extension, atomically."""
     ext = _fmt(path)
     hairstyle.validate(f"hairstyle to write to {path}")
-    payload = {".data": encode_data, ".hair": encode_hair, ".ply": encode_ply, ".npz": encode_npz}[ext](
-        hairstyle
-    )
+    payload = {".data": encode_data, ".hair": encode_hair, ".ply": encode_ply, ".npz": encode_npz}[ext](hairstyle)
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
     return Path(path)
@@ -193,11 +173,9 @@ def convert_hair(inp: str | Path, out: str | Path, resample: int | None = None) 
     if n is not None:
         total = int(np.where(hs.counts > 1, n, 1).sum())
         if total > MAX_POINTS:
-            raise InputError(
-                f"{inp}: resampling its {hs.num_strands} strands to {n} points would make {total} "
-                f"points, more than {MAX_POINTS} (latent4d.hair.formats.MAX_POINTS): use fewer points "
-                "per strand"
-            )
+            raise InputError(f"{inp}: resampling its {hs.num_strands} strands to {n} points would make {total} "
+                             f"points, more than {MAX_POINTS} (latent4d.hair.formats.MAX_POINTS): use fewer points "
+                             "per strand")
         hs = hs.resample(n)
     write_hair(out, hs)
     return hs
@@ -214,10 +192,8 @@ def parse_data(data: bytes, name: str = "<bytes>") -> Hairstyle:
         raise InputError(f"{name}: .data header declares {num} strands (at least 1 expected)")
     # every strand needs at least 4 + 12 bytes: check before allocating anything sized by `num`
     if num > (size - 4) // 16:
-        raise InputError(
-            f"{name}: .data header declares {num} strands but the file ({size} bytes) can hold "
-            f"at most {(size - 4) // 16}"
-        )
+        raise InputError(f"{name}: .data header declares {num} strands but the file ({size} bytes) can hold "
+                         f"at most {(size - 4) // 16}")
     _check_counts(name, strands=num)
     counts = np.empty(num, np.int64)
     starts = np.empty(num, np.int64)
@@ -225,26 +201,20 @@ def parse_data(data: bytes, name: str = "<bytes>") -> Hairstyle:
     unpack = struct.Struct("<i").unpack_from
     for i in range(num):
         if off + 4 > size:
-            raise InputError(
-                f"{name}: truncated .data file: strand {i} of {num} starts at byte {off} "
-                f"beyond the end ({size} bytes)"
-            )
+            raise InputError(f"{name}: truncated .data file: strand {i} of {num} starts at byte {off} "
+                             f"beyond the end ({size} bytes)")
         (n,) = unpack(data, off)
         if n < 1:
             raise InputError(f"{name}: strand {i} declares {n} points (at least 1 expected)")
         end = off + 4 + 12 * n
         if end > size:
-            raise InputError(
-                f"{name}: truncated .data file: strand {i} declares {n} points "
-                f"({12 * n} bytes) but only {size - off - 4} bytes remain"
-            )
+            raise InputError(f"{name}: truncated .data file: strand {i} declares {n} points "
+                             f"({12 * n} bytes) but only {size - off - 4} bytes remain")
         counts[i], starts[i] = n, (off + 4) // 4
         off = end
     if off != size:
-        raise InputError(
-            f"{name}: {size - off} unexpected trailing bytes after the last of {num} strands "
-            "(not a USC-HairSalon .data file?)"
-        )
+        raise InputError(f"{name}: {size - off} unexpected trailing bytes after the last of {num} strands "
+                         "(not a USC-HairSalon .data file?)")
     _check_counts(name, points=int(counts.sum()))
     words = np.frombuffer(data, dtype="<f4", count=size // 4)
     from latent4d.hair.strands import _ranges
@@ -277,9 +247,7 @@ def parse_hair(data: bytes, name: str = "<bytes>") -> Hairstyle:
     size = len(data)
     if size < 128:
         raise InputError(f"{name}: truncated .hair file ({size} bytes; the header alone is 128 bytes)")
-    sig, hair_count, point_count, arrays, d_seg, d_th, d_tr, c0, c1, c2, info = _HAIR_HEADER.unpack_from(
-        data, 0
-    )
+    sig, hair_count, point_count, arrays, d_seg, d_th, d_tr, c0, c1, c2, info = _HAIR_HEADER.unpack_from(data, 0)
     if sig != b"HAIR":
         raise InputError(f"{name}: not a .hair file (signature {sig!r}, expected b'HAIR')")
     if hair_count == 0:
@@ -291,27 +259,19 @@ def parse_hair(data: bytes, name: str = "<bytes>") -> Hairstyle:
     if not arrays & HAIR_BIT_POINTS:
         raise InputError(f"{name}: .hair file has no points array (arrays field {arrays:#x})")
     need = 128 + (2 * hair_count if arrays & HAIR_BIT_SEGMENTS else 0)
-    per_point = (
-        12
-        + 4 * bool(arrays & HAIR_BIT_THICKNESS)
-        + 4 * bool(arrays & HAIR_BIT_TRANSPARENCY)
-        + 12 * bool(arrays & HAIR_BIT_COLORS)
-    )
+    per_point = 12 + 4 * bool(arrays & HAIR_BIT_THICKNESS) + 4 * bool(arrays & HAIR_BIT_TRANSPARENCY) + \
+        12 * bool(arrays & HAIR_BIT_COLORS)
     need += per_point * point_count
     if need > size:
-        raise InputError(
-            f"{name}: .hair header declares {hair_count} strands and {point_count} points "
-            f"({need} bytes with its arrays) but the file has only {size} bytes"
-        )
+        raise InputError(f"{name}: .hair header declares {hair_count} strands and {point_count} points "
+                         f"({need} bytes with its arrays) but the file has only {size} bytes")
     if need < size:
         raise InputError(f"{name}: {size - need} unexpected trailing bytes after the .hair arrays")
     # every strand has at least one point: a strand count above the point count is a lie (and, without a
     # segments array, nothing else bounds it by the file size), so check it before allocating per strand
     if hair_count > point_count:
-        raise InputError(
-            f"{name}: .hair header declares {hair_count} strands but only {point_count} points "
-            "(every strand has at least one point)"
-        )
+        raise InputError(f"{name}: .hair header declares {hair_count} strands but only {point_count} points "
+                         "(every strand has at least one point)")
     _check_counts(name, strands=hair_count, points=point_count)
     off = 128
     if arrays & HAIR_BIT_SEGMENTS:
@@ -319,17 +279,13 @@ def parse_hair(data: bytes, name: str = "<bytes>") -> Hairstyle:
         off += 2 * hair_count
     else:
         if hair_count * (int(d_seg) + 1) != point_count:
-            raise InputError(
-                f"{name}: .hair header declares {hair_count} strands of {int(d_seg) + 1} points "
-                f"(default segments {int(d_seg)}) = {hair_count * (int(d_seg) + 1)} points, but "
-                f"{point_count} points"
-            )
+            raise InputError(f"{name}: .hair header declares {hair_count} strands of {int(d_seg) + 1} points "
+                             f"(default segments {int(d_seg)}) = {hair_count * (int(d_seg) + 1)} points, but "
+                             f"{point_count} points")
         counts = np.full(hair_count, int(d_seg) + 1, np.int64)
     if int(counts.sum()) != point_count:
-        raise InputError(
-            f"{name}: strand segment counts add up to {int(counts.sum())} points but the header "
-            f"declares {point_count}"
-        )
+        raise InputError(f"{name}: strand segment counts add up to {int(counts.sum())} points but the header "
+                         f"declares {point_count}")
 
     def take(width: int):
         nonlocal off
@@ -341,14 +297,9 @@ def parse_hair(data: bytes, name: str = "<bytes>") -> Hairstyle:
     thick = take(1) if arrays & HAIR_BIT_THICKNESS else None
     transp = take(1) if arrays & HAIR_BIT_TRANSPARENCY else None
     cols = take(3) if arrays & HAIR_BIT_COLORS else None
-    meta = {
-        "hair_arrays": int(arrays),
-        "d_segments": int(d_seg),
-        "d_thickness": float(np.float32(d_th)),
-        "d_transparency": float(np.float32(d_tr)),
-        "d_color": [float(np.float32(c)) for c in (c0, c1, c2)],
-        "info": info.split(b"\0", 1)[0].decode("latin-1"),
-    }
+    meta = {"hair_arrays": int(arrays), "d_segments": int(d_seg), "d_thickness": float(np.float32(d_th)),
+            "d_transparency": float(np.float32(d_tr)), "d_color": [float(np.float32(c)) for c in (c0, c1, c2)],
+            "info": info.split(b"\0", 1)[0].decode("latin-1")}
     for k in ("d_thickness", "d_transparency"):
         if not np.isfinite(meta[k]):
             raise InputError(f"{name}: .hair default {k[2:]} is NaN or infinite")
@@ -363,11 +314,8 @@ def encode_hair(hs: Hairstyle) -> bytes:
         raise InputError(f"hairstyle: a strand has {int(hs.counts.max())} points; .hair allows at most 65536")
     arrays = HAIR_BIT_POINTS
     d_seg = int(meta.get("d_segments", 0))
-    use_default_seg = (
-        "hair_arrays" in hs.meta
-        and not hs.meta["hair_arrays"] & HAIR_BIT_SEGMENTS
-        and bool((hs.counts == d_seg + 1).all())
-    )
+    use_default_seg = ("hair_arrays" in hs.meta and not hs.meta["hair_arrays"] & HAIR_BIT_SEGMENTS
+                       and bool((hs.counts == d_seg + 1).all()))
     if not use_default_seg:
         arrays |= HAIR_BIT_SEGMENTS
         if "hair_arrays" not in hs.meta and hs.is_uniform:
@@ -380,17 +328,8 @@ def encode_hair(hs: Hairstyle) -> bytes:
         arrays |= HAIR_BIT_COLORS
     info = str(meta.get("info", "")).encode("latin-1", "replace")[:88]
     col = [float(c) for c in meta.get("d_color", [1.0, 1.0, 1.0])][:3]
-    header = _HAIR_HEADER.pack(
-        b"HAIR",
-        hs.num_strands,
-        hs.num_points,
-        arrays,
-        d_seg,
-        float(meta["d_thickness"]),
-        float(meta["d_transparency"]),
-        *col,
-        info,
-    )
+    header = _HAIR_HEADER.pack(b"HAIR", hs.num_strands, hs.num_points, arrays, d_seg,
+                               float(meta["d_thickness"]), float(meta["d_transparency"]), *col, info)
     parts = [header]
     if arrays & HAIR_BIT_SEGMENTS:
         parts.append((hs.counts - 1).astype("<u2").tobytes())
@@ -402,30 +341,13 @@ def encode_hair(hs: Hairstyle) -> bytes:
 
 
 # ============================================================================ .ply
-_PLY_TYPES = {
-    "char": "i1",
-    "int8": "i1",
-    "uchar": "u1",
-    "uint8": "u1",
-    "short": "i2",
-    "int16": "i2",
-    "ushort": "u2",
-    "uint16": "u2",
-    "int": "i4",
-    "int32": "i4",
-    "uint": "u4",
-    "uint32": "u4",
-    "float": "f4",
-    "float32": "f4",
-    "double": "f8",
-    "float64": "f8",
-}
+_PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+              "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+              "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 _MAX_PLY_HEADER = 1 << 16
 
 
-_PlyElement = tuple[
-    str, int, list[tuple[str, "str | None", str]]
-]  # name, rows, [(property, list count type, type)]
+_PlyElement = tuple[str, int, list[tuple[str, "str | None", str]]]  # name, rows, [(property, list count type, type)]
 
 
 def _ply_property(tok: list[str], raw: str, name: str) -> tuple[str, str | None, str]:
@@ -477,29 +399,21 @@ def _ply_header(data: bytes, name: str) -> tuple[str, list[_PlyElement], int]:
         raise InputError(f"{name}: PLY header has no format line")
     for el_name, count, _props in elements:
         if count > MAX_POINTS:
-            raise InputError(
-                f"{name}: PLY element '{el_name}' declares {count} rows, more than the {MAX_POINTS} "
-                f"latent4d reads (a corrupt header, or raise {_LIMITS})"
-            )
+            raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows, more than the {MAX_POINTS} "
+                             f"latent4d reads (a corrupt header, or raise {_LIMITS})")
     return fmt, elements, nl + 1
 
 
-def _ply_ascii_rows(
-    lines: list[bytes], line_i: int, element: _PlyElement, name: str
-) -> dict[str, np.ndarray]:
+def _ply_ascii_rows(lines: list[bytes], line_i: int, element: _PlyElement, name: str) -> dict[str, np.ndarray]:
     """The scalar properties of ``element`` from ASCII ``lines[line_i:]``."""
     el_name, count, props = element
     if count > len(lines) - line_i:
-        raise InputError(
-            f"{name}: PLY element '{el_name}' declares {count} rows but only "
-            f"{len(lines) - line_i} lines remain"
-        )
-    toks = b" ".join(lines[line_i : line_i + count]).split()
+        raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows but only "
+                         f"{len(lines) - line_i} lines remain")
+    toks = b" ".join(lines[line_i:line_i + count]).split()
     if len(toks) != count * len(props):
-        raise InputError(
-            f"{name}: PLY element '{el_name}': expected {count * len(props)} values in "
-            f"{count} rows, found {len(toks)}"
-        )
+        raise InputError(f"{name}: PLY element '{el_name}': expected {count * len(props)} values in "
+                         f"{count} rows, found {len(toks)}")
     try:
         vals = np.array(toks, dtype=np.float64).reshape(count, len(props)) if props else np.zeros((count, 0))
     except ValueError as e:
@@ -507,9 +421,8 @@ def _ply_ascii_rows(
     return {p[0]: vals[:, j].astype(p[2]) for j, p in enumerate(props)}
 
 
-def _ply_binary_rows(
-    data: bytes, off: int, element: _PlyElement, endian: str, name: str
-) -> tuple[dict[str, np.ndarray], int]:
+def _ply_binary_rows(data: bytes, off: int, element: _PlyElement, endian: str,
+                     name: str) -> tuple[dict[str, np.ndarray], int]:
     """The scalar properties of ``element`` read from ``data[off:]``, and the offset after them."""
     el_name, count, props = element
     if not props:
@@ -519,17 +432,14 @@ def _ply_binary_rows(
     dt = np.dtype([(f"p{j}", endian + p[2]) for j, p in enumerate(props)])
     need = count * dt.itemsize
     if need > len(data) - off:
-        raise InputError(
-            f"{name}: PLY element '{el_name}' declares {count} rows ({need} bytes) but only "
-            f"{len(data) - off} bytes remain"
-        )
+        raise InputError(f"{name}: PLY element '{el_name}' declares {count} rows ({need} bytes) but only "
+                         f"{len(data) - off} bytes remain")
     rec = np.frombuffer(data, dt, count, off)
     return {p[0]: rec[f"p{j}"].astype(p[2]) for j, p in enumerate(props)}, off + need
 
 
-def parse_ply(
-    data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("vertex", "edge")
-) -> dict[str, dict[str, np.ndarray]]:
+def parse_ply(data: bytes, name: str = "<bytes>", wanted: tuple[str, ...] = ("vertex", "edge")
+              ) -> dict[str, dict[str, np.ndarray]]:
     """Parse a PLY file's scalar-property elements into ``{element: {property: array}}``.
 
     Elements listed in ``wanted`` must have scalar properties only; parsing stops at the first
@@ -547,12 +457,10 @@ def parse_ply(
         if any(p[1] is not None for p in props):
             if el_name in wanted:
                 raise InputError(f"{name}: PLY element '{el_name}' has list properties; expected scalars")
-            later = [w for w in wanted if w in names[k + 1 :]]
+            later = [w for w in wanted if w in names[k + 1:]]
             if later:
-                raise InputError(
-                    f"{name}: PLY element '{later[0]}' comes after an element with list "
-                    f"properties ('{el_name}'), which is not supported"
-                )
+                raise InputError(f"{name}: PLY element '{later[0]}' comes after an element with list "
+                                 f"properties ('{el_name}'), which is not supported")
             break
         if fmt == "ascii":
             out[el_name] = _ply_ascii_rows(lines, line_i, element, name)
@@ -583,10 +491,8 @@ def parse_ply_hair(data: bytes, name: str = "<bytes>", points_per_strand: int | 
     else:
         pps = int(points_per_strand or 100)
         if pps < 1 or N % pps:
-            raise InputError(
-                f"{name}: PLY has no edges and {N} vertices, not a multiple of {pps} points per "
-                "strand (pass points_per_strand, or write edges)"
-            )
+            raise InputError(f"{name}: PLY has no edges and {N} vertices, not a multiple of {pps} points per "
+                             "strand (pass points_per_strand, or write edges)")
         order, counts = np.arange(N), np.full(N // pps, pps, np.int64)
     attrs = {}
     for key in ("thickness", "transparency"):
@@ -615,10 +521,8 @@ def _chains(v1: np.ndarray, v2: np.ndarray, n: int, name: str) -> tuple[np.ndarr
         raise InputError(f"{name}: PLY edge connects a vertex to itself")
     deg = np.bincount(v1, minlength=n) + np.bincount(v2, minlength=n)
     if (deg > 2).any():
-        raise InputError(
-            f"{name}: PLY vertex {int(np.argmax(deg > 2))} has {int(deg.max())} edges; strands are "
-            "polylines (at most 2 edges per vertex)"
-        )
+        raise InputError(f"{name}: PLY vertex {int(np.argmax(deg > 2))} has {int(deg.max())} edges; strands are "
+                         "polylines (at most 2 edges per vertex)")
     nbr = np.full((n, 2), -1, np.int64)
     fill = np.zeros(n, np.int64)
     for a, b in zip(v1.tolist(), v2.tolist()):
@@ -641,10 +545,8 @@ def _chains(v1: np.ndarray, v2: np.ndarray, n: int, name: str) -> tuple[np.ndarr
             prev, cur = cur, int(nxt)
         counts.append(c)
     if not seen.all():
-        raise InputError(
-            f"{name}: PLY edges form a closed loop (vertex {int(np.argmin(seen))}); strands must be "
-            "open polylines"
-        )
+        raise InputError(f"{name}: PLY edges form a closed loop (vertex {int(np.argmin(seen))}); strands must be "
+                         "open polylines")
     return np.array(order, np.int64), np.array(counts, np.int64)
 
 
@@ -670,12 +572,9 @@ def encode_ply(hs: Hairstyle) -> bytes:
     edt = np.dtype([("vertex1", "<i4"), ("vertex2", "<i4")])
     edges = np.empty(len(starts), edt)
     edges["vertex1"], edges["vertex2"] = starts, starts + 1
-    head = [
-        "ply",
-        "format binary_little_endian 1.0",
-        f"comment latent4d hair: {hs.num_strands} strands as polylines (vertices + edges), metres, Y up",
-        f"element vertex {hs.num_points}",
-    ]
+    head = ["ply", "format binary_little_endian 1.0",
+            f"comment latent4d hair: {hs.num_strands} strands as polylines (vertices + edges), metres, Y up",
+            f"element vertex {hs.num_points}"]
     head += [f"property float {k}" for k, _ in props]
     head += [f"element edge {len(edges)}", "property int vertex1", "property int vertex2", "end_header"]
     return ("\n".join(head) + "\n").encode("ascii") + vert.tobytes() + edges.tobytes()
@@ -703,10 +602,8 @@ def safe_npz(data: bytes, name: str = "<bytes>") -> dict[str, np.ndarray]:
             else:
                 limit = max(info.compress_size, 1) * _MAX_NPZ_RATIO
             if info.file_size > limit:
-                raise InputError(
-                    f"{name}: npz member '{key}' declares {info.file_size} bytes, implausible for its "
-                    f"{info.compress_size} stored bytes"
-                )
+                raise InputError(f"{name}: npz member '{key}' declares {info.file_size} bytes, implausible for its "
+                                 f"{info.compress_size} stored bytes")
             try:
                 with zf.open(info) as f:
                     version = np.lib.format.read_magic(f)
@@ -722,16 +619,12 @@ def safe_npz(data: bytes, name: str = "<bytes>") -> dict[str, np.ndarray]:
                         raise InputError(f"{name}: npz member '{key}' declares a negative shape {shape}")
                     nbytes = math.prod(int(d) for d in shape) * dtype.itemsize
                     if nbytes > info.file_size:
-                        raise InputError(
-                            f"{name}: npz member '{key}' declares shape {shape} ({nbytes} bytes) but the "
-                            f"entry holds only {info.file_size} bytes"
-                        )
+                        raise InputError(f"{name}: npz member '{key}' declares shape {shape} ({nbytes} bytes) but the "
+                                         f"entry holds only {info.file_size} bytes")
                     total += nbytes
                     if total > MAX_FILE_BYTES:
-                        raise InputError(
-                            f"{name}: npz arrays declare more than {MAX_FILE_BYTES} bytes in all "
-                            f"(member '{key}' has shape {shape}): a corrupt header, or raise {_LIMITS}"
-                        )
+                        raise InputError(f"{name}: npz arrays declare more than {MAX_FILE_BYTES} bytes in all "
+                                         f"(member '{key}' has shape {shape}): a corrupt header, or raise {_LIMITS}")
                     raw = f.read(nbytes)
                     if len(raw) != nbytes:
                         raise InputError(f"{name}: npz member '{key}' is truncated")
@@ -754,9 +647,7 @@ def parse_npz(data: bytes, name: str = "<bytes>") -> Hairstyle:
             return None
         a = z[key]
         if a.dtype.kind not in (kind if kind != "f" else "fiu"):
-            raise InputError(
-                f"{name}: '{key}' has dtype {a.dtype}, expected {'float' if kind == 'f' else 'integer'}"
-            )
+            raise InputError(f"{name}: '{key}' has dtype {a.dtype}, expected {'float' if kind == 'f' else 'integer'}")
         if a.ndim != ndim or (width is not None and a.shape[-1] != width):
             want = f"(N, {width})" if width else "(N,)"
             raise InputError(f"{name}: '{key}' has shape {a.shape}, expected {want}")
@@ -785,21 +676,12 @@ def parse_npz(data: bytes, name: str = "<bytes>") -> Hairstyle:
         _check_counts(name, strands=len(counts), points=len(pts))
         if int(counts.astype(np.int64).sum()) != len(pts):
             raise InputError(f"{name}: counts sum to {int(counts.sum())} points but 'points' has {len(pts)}")
-        hs = Hairstyle(
-            pts,
-            counts,
-            get("thickness", 1),
-            get("transparency", 1),
-            get("colors", 2, 3),
-            get("root_uv", 2, 2),
-            meta=meta,
-        )
+        hs = Hairstyle(pts, counts, get("thickness", 1), get("transparency", 1), get("colors", 2, 3),
+                       get("root_uv", 2, 2), meta=meta)
     elif "strands" in z:
         s = z["strands"]
         if s.ndim != 3 or s.shape[-1] != 3 or s.dtype.kind != "f":
-            raise InputError(
-                f"{name}: 'strands' has shape {s.shape} / dtype {s.dtype}, expected float (S, P, 3)"
-            )
+            raise InputError(f"{name}: 'strands' has shape {s.shape} / dtype {s.dtype}, expected float (S, P, 3)")
         if s.shape[0] == 0 or s.shape[1] == 0:
             raise InputError(f"{name}: contains zero strands")
         _check_counts(name, strands=s.shape[0], points=s.shape[0] * s.shape[1])
@@ -813,29 +695,20 @@ def parse_npz(data: bytes, name: str = "<bytes>") -> Hairstyle:
 
 def _check_meta(meta: dict, name: str) -> None:
     """The ``.hair`` defaults kept in an npz's ``meta_json`` must have the types the writers need."""
-
     def bad(key: str, want: str):
         return InputError(f"{name}: 'meta_json' entry '{key}' is {meta[key]!r:.80}, expected {want}")
 
     for key, hi in (("d_segments", 2**32 - 1), ("hair_arrays", 0x1F)):
-        if key in meta and (
-            isinstance(meta[key], bool) or not isinstance(meta[key], int) or not 0 <= meta[key] <= hi
-        ):
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int) or not 0 <= meta[key] <= hi):
             raise bad(key, f"an integer in [0, {hi}]")
     for key in ("d_thickness", "d_transparency"):
-        if key in meta and (
-            isinstance(meta[key], bool)
-            or not isinstance(meta[key], int | float)
-            or not math.isfinite(meta[key])
-        ):
+        if key in meta and (isinstance(meta[key], bool) or not isinstance(meta[key], int | float)
+                            or not math.isfinite(meta[key])):
             raise bad(key, "a finite number")
     if "d_color" in meta:
         c = meta["d_color"]
-        if (
-            not isinstance(c, list)
-            or len(c) != 3
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in c)
-        ):
+        if not isinstance(c, list) or len(c) != 3 or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in c):
             raise bad("d_color", "a list of 3 finite numbers")
     if "info" in meta and not isinstance(meta["info"], str):
         raise bad("info", "a string")
@@ -843,11 +716,8 @@ def _check_meta(meta: dict, name: str) -> None:
 
 def encode_npz(hs: Hairstyle) -> bytes:
     """``.npz`` bytes (compressed) with every array of ``hs`` and its meta as JSON."""
-    arrays = {
-        "points": hs.points.astype(np.float32),
-        "counts": hs.counts.astype(np.int64),
-        "meta_json": np.array(hs.meta_json()),
-    }
+    arrays = {"points": hs.points.astype(np.float32), "counts": hs.counts.astype(np.int64),
+              "meta_json": np.array(hs.meta_json())}
     for k in ("thickness", "transparency", "colors", "root_uv"):
         v = getattr(hs, k)
         if v is not None:
@@ -954,14 +824,8 @@ def write_points(path: str | Path, points: np.ndarray, directions: np.ndarray | 
     if directions is not None:
         d = np.asarray(directions, np.float32).reshape(-1, 3)
         rec["dx"], rec["dy"], rec["dz"] = d.T
-    head = (
-        "\n".join(
-            ["ply", "format binary_little_endian 1.0", f"element vertex {len(pts)}"]
-            + [f"property float {k}" for k in names]
-            + ["end_header"]
-        )
-        + "\n"
-    )
+    head = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {len(pts)}"]
+                     + [f"property float {k}" for k in names] + ["end_header"]) + "\n"
     with atomic_path(p) as tmp:
         tmp.write_bytes(head.encode() + rec.tobytes())
     return p

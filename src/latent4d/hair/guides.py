@@ -18,9 +18,7 @@ from latent4d.hair.strand_vae import StrandVAE
 from latent4d.hair.strands import STRAND_POINTS, Hairstyle, to_local, to_world
 
 
-def nearest_strands(
-    root_uv: np.ndarray, grid: GuideGrid, max_texels: float = 1.5
-) -> tuple[np.ndarray, np.ndarray]:
+def nearest_strands(root_uv: np.ndarray, grid: GuideGrid, max_texels: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """For every valid texel, the index of the strand whose root UV is nearest to the texel centre.
 
     Returns ``(index (V,), close (V,) bool)`` over ``grid.valid`` texels; ``close`` is False where the
@@ -33,9 +31,8 @@ def nearest_strands(
     return idx.astype(np.int64), d <= max_texels / grid.res
 
 
-def guide_strands(
-    hairstyle: Hairstyle, scalp: Scalp, grid: GuideGrid, num_points: int = STRAND_POINTS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def guide_strands(hairstyle: Hairstyle, scalp: Scalp, grid: GuideGrid, num_points: int = STRAND_POINTS
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Choose the guide strands of ``hairstyle`` for ``grid`` (nearest root in UV per texel).
 
     Returns ``(local (V, P, 3) metres in each strand's own root frame, presence (V,) bool,
@@ -65,9 +62,8 @@ def guide_strands(
 
 
 @torch.no_grad()
-def encode_guides(
-    strand_vae: StrandVAE, local: np.ndarray | torch.Tensor, presence: np.ndarray, grid: GuideGrid
-) -> torch.Tensor:
+def encode_guides(strand_vae: StrandVAE, local: np.ndarray | torch.Tensor, presence: np.ndarray, grid: GuideGrid
+                  ) -> torch.Tensor:
     """Guide map ``(C + 1, H, W)`` from per-valid-texel local strands ``(V, P, 3)`` and presence ``(V,)``."""
     lat = strand_vae.encode_mean(torch.as_tensor(np.asarray(local), dtype=torch.float32)).float().cpu()
     pres = torch.as_tensor(np.asarray(presence), dtype=torch.float32)
@@ -90,9 +86,7 @@ def gather_map(gmap: torch.Tensor, grid: GuideGrid) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_guides(
-    strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, threshold: float = 0.5
-) -> Hairstyle:
+def decode_guides(strand_vae: StrandVAE, gmap: torch.Tensor, grid: GuideGrid, threshold: float = 0.5) -> Hairstyle:
     """Guide strands (world) of a guide map ``(C + 1, H, W)``; absent texels become bald roots."""
     vals = gather_map(gmap.detach().float().cpu(), grid)  # (V, C+1)
     lat, pres = vals[:, :-1], vals[:, -1] > threshold

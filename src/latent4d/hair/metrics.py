@@ -26,10 +26,7 @@ def curvature_error(pred, target) -> torch.Tensor:
 def summarize_errors(err_m: torch.Tensor, curv: torch.Tensor | None = None) -> dict[str, float]:
     """mean / 95th percentile position error in mm (+ mean curvature error in 1/m)."""
     e = _t(err_m).double() * 1000.0
-    out = {
-        "pos_err_mm": float(e.mean()),
-        "pos_err_p95_mm": float(torch.quantile(e, 0.95)) if len(e) else float("nan"),
-    }
+    out = {"pos_err_mm": float(e.mean()), "pos_err_p95_mm": float(torch.quantile(e, 0.95)) if len(e) else float("nan")}
     if curv is not None:
         out["curv_err"] = float(_t(curv).double().mean())
     return out
@@ -114,7 +111,5 @@ def region_errors(pred_points, gt_points, gt_region) -> dict[str, float]:
         mask_p = mask_g[i_pg]
         comp = float(d_gp[mask_g].mean()) * 1000 if mask_g.any() else float("nan")
         acc = float(d_pg[mask_p].mean()) * 1000 if mask_p.any() else float("nan")
-        out.update(
-            {f"{name}_completeness": comp, f"{name}_accuracy": acc, f"{name}_error": 0.5 * (comp + acc)}
-        )
+        out.update({f"{name}_completeness": comp, f"{name}_accuracy": acc, f"{name}_error": 0.5 * (comp + acc)})
     return out

@@ -15,13 +15,8 @@ def _one_cycle(opt, lr: float, total_steps, min_lr_ratio: float):
     total = int(total_steps) if total_steps is not None and total_steps != float("inf") else 0
     if total < 8:
         return opt
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt,
-        max_lr=lr,
-        total_steps=total,
-        pct_start=max(0.05, 2.0 / total),
-        final_div_factor=1.0 / min_lr_ratio / 25.0,
-    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=max(0.05, 2.0 / total),
+                                                final_div_factor=1.0 / min_lr_ratio / 25.0)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -34,38 +29,22 @@ class StrandVAEModule(LatentModule):
     and ``test/curv_err`` (1/m) of posterior-mean reconstructions.
     """
 
-    def __init__(
-        self,
-        strand_vae: StrandVAE,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        w_position: float = 0.5,
-        w_direction: float = 1.0,
-        w_curvature: float = 20.0,
-        w_kl: float = 6e-4,
-        position_unit: float = 0.001,
-        kl_warmup_steps: int = 500,
-        min_lr_ratio: float = 0.02,
-    ):
+    def __init__(self, strand_vae: StrandVAE, lr: float = 1e-3, weight_decay: float = 0.0,
+                 w_position: float = 0.5, w_direction: float = 1.0, w_curvature: float = 20.0, w_kl: float = 6e-4,
+                 position_unit: float = 0.001, kl_warmup_steps: int = 500, min_lr_ratio: float = 0.02):
         super().__init__()
         self.strand_vae = strand_vae
         self.save_hyperparameters(ignore=["strand_vae"])
         self._test: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def _loss(
-        self, x: torch.Tensor, sample: bool
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    def _loss(self, x: torch.Tensor, sample: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         hp = self.hparams
         out = self.strand_vae(x, sample=sample)
         parts = strand_losses(out["recon"], x, hp.position_unit)
         parts["kl"] = kl_divergence(out["mu"], out["logvar"])
         warm = min(1.0, (self.global_step + 1) / max(1, hp.kl_warmup_steps)) if self.training else 1.0
-        loss = (
-            hp.w_position * parts["position"]
-            + hp.w_direction * parts["direction"]
-            + hp.w_curvature * parts["curvature"]
-            + warm * hp.w_kl * parts["kl"]
-        )
+        loss = (hp.w_position * parts["position"] + hp.w_direction * parts["direction"]
+                + hp.w_curvature * parts["curvature"] + warm * hp.w_kl * parts["kl"])
         return loss, parts, out["recon"]
 
     def training_step(self, batch, batch_idx):
@@ -117,37 +96,22 @@ class StyleVAEModule(LatentModule):
     plus ``test/guide_err_vs_strand_vae_mm`` (vs. the strand-VAE reconstruction of the same guides).
     """
 
-    def __init__(
-        self,
-        style_vae,
-        strand_vae_path: str,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        w_latent: float = 1.0,
-        w_presence: float = 0.1,
-        w_strand: float = 0.05,
-        w_kl: float = 5e-4,
-        strand_samples: int = 96,
-        kl_warmup_steps: int = 300,
-        ridge: float = 1e-2,
-        min_lr_ratio: float = 0.02,
-    ):
+    def __init__(self, style_vae, strand_vae_path: str, lr: float = 1e-3, weight_decay: float = 0.0,
+                 w_latent: float = 1.0, w_presence: float = 0.1, w_strand: float = 0.05, w_kl: float = 5e-4,
+                 strand_samples: int = 96, kl_warmup_steps: int = 300, ridge: float = 1e-2,
+                 min_lr_ratio: float = 0.02):
         super().__init__()
         from latent4d.errors import ConfigError
         from latent4d.hair.strand_vae import load_strand_vae
 
         if not strand_vae_path:
-            raise ConfigError(
-                "the hairstyle-VAE needs a trained strand-VAE: add model.strand_vae_path=<run directory "
-                "of `latent4d train experiment=hair/strand_vae`>"
-            )
+            raise ConfigError("the hairstyle-VAE needs a trained strand-VAE: add model.strand_vae_path=<run directory "
+                              "of `latent4d train experiment=hair/strand_vae`>")
         self.style_vae = style_vae
         self.strand_vae = load_strand_vae(strand_vae_path).eval().requires_grad_(False)
         if self.strand_vae.config.latent_dim != style_vae.config.latent_channels:
-            raise ConfigError(
-                f"strand-VAE latent size {self.strand_vae.config.latent_dim} != hairstyle-VAE "
-                f"latent_channels {style_vae.config.latent_channels}"
-            )
+            raise ConfigError(f"strand-VAE latent size {self.strand_vae.config.latent_dim} != hairstyle-VAE "
+                              f"latent_channels {style_vae.config.latent_channels}")
         self.save_hyperparameters(ignore=["style_vae"])
         self._epoch_z: list[torch.Tensor] = []
         self._epoch_y: list[torch.Tensor] = []
@@ -169,20 +133,13 @@ class StyleVAEModule(LatentModule):
 
             was = self.training
             self.eval()
-            build_latent_bank(self.strand_vae, self.style_vae, dm.dataset("train").tensors[0]).save(
-                written["style_vae"]
-            )
+            build_latent_bank(self.strand_vae, self.style_vae, dm.dataset("train").tensors[0]).save(written["style_vae"])
             self.train(was)
         return written
 
     def setup(self, stage: str | None = None) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if (
-            stage == "fit"
-            and dm is not None
-            and getattr(dm, "latent_stats", None) is None
-            and hasattr(dm, "setup")
-        ):
+        if stage == "fit" and dm is not None and getattr(dm, "latent_stats", None) is None and hasattr(dm, "setup"):
             dm.setup(stage)
         if stage == "fit" and dm is not None and getattr(dm, "latent_stats", None) is not None:
             mean, std = dm.latent_stats
@@ -207,11 +164,8 @@ class StyleVAEModule(LatentModule):
         if hp.w_strand > 0:
             B = maps.shape[0]
             flat_keep = keep.flatten(1)  # (B, HW)
-            pred_lat = (
-                (raw[:, :-1] * vae.latent_std[None, :, None, None] + vae.latent_mean[None, :, None, None])
-                .flatten(2)
-                .transpose(1, 2)
-            )  # (B, HW, C)
+            pred_lat = (raw[:, :-1] * vae.latent_std[None, :, None, None]
+                        + vae.latent_mean[None, :, None, None]).flatten(2).transpose(1, 2)  # (B, HW, C)
             tgt_lat = maps[:, :-1].flatten(2).transpose(1, 2)
             cand = flat_keep.nonzero()
             if len(cand):
@@ -226,12 +180,8 @@ class StyleVAEModule(LatentModule):
 
         parts["kl"] = kl_divergence(out["mu"], out["logvar"])
         warm = min(1.0, (self.global_step + 1) / max(1, hp.kl_warmup_steps)) if self.training else 1.0
-        loss = (
-            hp.w_latent * latent
-            + hp.w_presence * presence
-            + hp.w_strand * parts.get("strand", 0.0)
-            + warm * hp.w_kl * parts["kl"]
-        )
+        loss = (hp.w_latent * latent + hp.w_presence * presence + hp.w_strand * parts.get("strand", 0.0)
+                + warm * hp.w_kl * parts["kl"])
         return loss, parts, out
 
     def training_step(self, batch, batch_idx):
@@ -244,9 +194,7 @@ class StyleVAEModule(LatentModule):
         self._epoch_y.append(labels.detach().cpu())
         return loss
 
-    def _guide_error(
-        self, maps: torch.Tensor, idx: torch.Tensor, split: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _guide_error(self, maps: torch.Tensor, idx: torch.Tensor, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-map mean guide position error (m) vs. ground truth and vs. the strand-VAE reconstruction."""
         from latent4d.hair.guides import gather_map
 

@@ -70,27 +70,17 @@ class HairPipeline(LatentPipeline):
     optional = ("style_vae",)
     limits = {"strand_vae": STRAND_VAE_LIMITS, "style_vae": STYLE_VAE_LIMITS}
 
-    def __init__(
-        self,
-        strand_vae: StrandVAE,
-        style_vae: HairstyleVAE | None = None,
-        scalp: Scalp | str | Path | None = None,
-        bank=None,
-    ):
+    def __init__(self, strand_vae: StrandVAE, style_vae: HairstyleVAE | None = None,
+                 scalp: Scalp | str | Path | None = None, bank=None):
         if style_vae is not None and style_vae.config.latent_channels != strand_vae.config.latent_dim:
-            raise InputError(
-                f"the hairstyle-VAE expects {style_vae.config.latent_channels}-d strand latents but "
-                f"the strand-VAE gives {strand_vae.config.latent_dim}-d ones: the two networks are "
-                "from different runs"
-            )
+            raise InputError(f"the hairstyle-VAE expects {style_vae.config.latent_channels}-d strand latents but "
+                             f"the strand-VAE gives {strand_vae.config.latent_dim}-d ones: the two networks are "
+                             "from different runs")
         if bank is not None and style_vae is not None and bank.latents.shape[1] != style_vae.config.style_dim:
-            raise InputError(
-                f"the latent bank holds {bank.latents.shape[1]}-d latents but the hairstyle-VAE's are "
-                f"{style_vae.config.style_dim}-d: the bank is from another run"
-            )
-        self.register_modules(
-            strand_vae=strand_vae.eval(), style_vae=style_vae.eval() if style_vae is not None else None
-        )
+            raise InputError(f"the latent bank holds {bank.latents.shape[1]}-d latents but the hairstyle-VAE's are "
+                             f"{style_vae.config.style_dim}-d: the bank is from another run")
+        self.register_modules(strand_vae=strand_vae.eval(),
+                              style_vae=style_vae.eval() if style_vae is not None else None)
         base = style_vae.scalp if style_vae is not None else Scalp()
         if isinstance(scalp, str | Path):
             scalp = Scalp.from_mesh(scalp, head=(style_vae.scalp.head if style_vae is not None else None))
@@ -102,9 +92,7 @@ class HairPipeline(LatentPipeline):
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
-    def from_pretrained(
-        cls, run_or_folder: str | Path, device: str | torch.device = "cpu", **options
-    ) -> HairPipeline:
+    def from_pretrained(cls, run_or_folder: str | Path, device: str | torch.device = "cpu", **options) -> HairPipeline:
         """Load from a hairstyle-VAE run directory (``<run>/models/{strand_vae,style_vae}``) or a folder
         written by :meth:`save_pretrained`; a strand-VAE run gives a guide-level pipeline. ``options``
         go to ``__init__`` (``scalp=<Scalp or mesh path>``). The latent bank next to the hairstyle-VAE
@@ -132,10 +120,8 @@ class HairPipeline(LatentPipeline):
 
     def _need_style(self, what: str):
         if self.style_vae is None:
-            raise ConfigError(
-                f"{what} needs a hairstyle-VAE: load the pipeline from a run of "
-                "`latent4d train experiment=hair/style_vae`"
-            )
+            raise ConfigError(f"{what} needs a hairstyle-VAE: load the pipeline from a run of "
+                              "`latent4d train experiment=hair/style_vae`")
         return self.style_vae
 
     @property
@@ -170,13 +156,9 @@ class HairPipeline(LatentPipeline):
         roots = hairstyle.roots
         far = np.abs(self.head.radial_distance(roots))
         if np.median(far) > 0.05:
-            raise InputError(
-                f"hairstyle roots lie {np.median(far) * 1000:.0f} mm (median) from the scalp: "
-                "not in the USC-HairSalon head frame (metres, Y up)?"
-            )
-        local, presence, _, _ = guide_strands(
-            hairstyle, self.scalp, self.grid, self.strand_vae.config.num_points
-        )
+            raise InputError(f"hairstyle roots lie {np.median(far) * 1000:.0f} mm (median) from the scalp: "
+                             "not in the USC-HairSalon head frame (metres, Y up)?")
+        local, presence, _, _ = guide_strands(hairstyle, self.scalp, self.grid, self.strand_vae.config.num_points)
         return encode_guides(self.strand_vae, local, presence, self.grid)
 
     @torch.no_grad()
@@ -212,15 +194,8 @@ class HairPipeline(LatentPipeline):
         self._sim_cache = (key, s)
         return s
 
-    def densify(
-        self,
-        gmap: torch.Tensor,
-        strands: int = 10000,
-        mode: str = "hybrid",
-        seed: int = 0,
-        roots: np.ndarray | None = None,
-        chunk: int = 16384,
-    ) -> Hairstyle:
+    def densify(self, gmap: torch.Tensor, strands: int = 10000, mode: str = "hybrid", seed: int = 0,
+                roots: np.ndarray | None = None, chunk: int = 16384) -> Hairstyle:
         """Dense hair (``strands`` roots on the scalp, seeded, or the given ``roots (N, 3)``) from a guide map."""
         if mode not in MODES:
             raise InputError(f"densification mode '{mode}' unknown; use one of {', '.join(MODES)}")
@@ -234,44 +209,23 @@ class HairPipeline(LatentPipeline):
                 r, u = self.scalp.sample_roots(int(strands), seed=int(seed))
                 self._roots_cache[key] = (r, u, self.scalp.frames(r))
             roots, uv, frames = self._roots_cache[key]
-        return densify(
-            self.strand_vae,
-            gmap,
-            self.grid,
-            self.scalp,
-            n_strands=strands,
-            roots=roots,
-            uv=uv,
-            mode=mode,
-            seed=seed,
-            chunk=chunk,
-            similarity=sim,
-            frames=frames,
-        )
+        return densify(self.strand_vae, gmap, self.grid, self.scalp, n_strands=strands, roots=roots, uv=uv,
+                       mode=mode, seed=seed, chunk=chunk, similarity=sim, frames=frames)
 
-    def decode(
-        self, latent: torch.Tensor, strands: int = 0, mode: str = "hybrid", seed: int = 0
-    ) -> HairResult:
+    def decode(self, latent: torch.Tensor, strands: int = 0, mode: str = "hybrid", seed: int = 0) -> HairResult:
         """Hairstyle of a style latent (D,): guides, plus ``strands`` dense strands when > 0."""
         z = torch.as_tensor(latent, dtype=torch.float32).reshape(-1)
         gmap = self.guide_map(z)
         return self.result(gmap, z, strands, mode, seed)
 
-    def result(
-        self,
-        gmap: torch.Tensor,
-        latent: torch.Tensor | None = None,
-        strands: int = 0,
-        mode: str = "hybrid",
-        seed: int = 0,
-    ) -> HairResult:
+    def result(self, gmap: torch.Tensor, latent: torch.Tensor | None = None, strands: int = 0, mode: str = "hybrid",
+               seed: int = 0) -> HairResult:
         """A :class:`HairResult` for a guide map (guides always, dense when ``strands`` > 0)."""
         dense = self.densify(gmap, strands, mode, seed) if strands else None
         return HairResult(latent, gmap, self.guides(gmap), dense)
 
-    def sample(
-        self, n: int = 1, seed: int = 0, temperature: float = 1.0, strands: int = 10000, mode: str = "hybrid"
-    ) -> list[HairResult]:
+    def sample(self, n: int = 1, seed: int = 0, temperature: float = 1.0, strands: int = 10000,
+               mode: str = "hybrid") -> list[HairResult]:
         """``n`` random hairstyles (guides + ``strands`` dense strands each; 0 = guides only)."""
         zs = self.sample_latents(n, seed, temperature)
         return [self.decode(z, strands, mode, seed + i) for i, z in enumerate(zs)]
@@ -283,10 +237,8 @@ class HairPipeline(LatentPipeline):
             raise InputError(f"interpolate: steps must be >= 2, got {steps}")
         za = a if isinstance(a, torch.Tensor) else self.encode(a)
         zb = b if isinstance(b, torch.Tensor) else self.encode(b)
-        return [
-            self.decode(slerp(za.float(), zb.float(), t), strands, mode)
-            for t in np.linspace(0.0, 1.0, int(steps))
-        ]
+        return [self.decode(slerp(za.float(), zb.float(), t), strands, mode)
+                for t in np.linspace(0.0, 1.0, int(steps))]
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -311,15 +263,8 @@ class HairPipeline(LatentPipeline):
         return {n: float(x) for n, x in zip(vae.attribute_names, v)}
 
     # ------------------------------------------------------------------ projection
-    def project(
-        self,
-        target: torch.Tensor,
-        weights: torch.Tensor | None = None,
-        init: torch.Tensor | None = None,
-        steps: int = 80,
-        lr: float = 0.05,
-        prior: float = 1e-3,
-    ) -> torch.Tensor:
+    def project(self, target: torch.Tensor, weights: torch.Tensor | None = None, init: torch.Tensor | None = None,
+                steps: int = 80, lr: float = 0.05, prior: float = 1e-3) -> torch.Tensor:
         """Style latent whose decoded guide map matches ``target (C+1, H, W)`` (standardised latents,
         texel ``weights (V,)``) with a Gaussian prior ``prior * |z|^2``; Adam from ``init`` (or the
         encoding of ``target``)."""
@@ -376,9 +321,7 @@ class HairEditor:
     top of the projected map.
     """
 
-    def __init__(
-        self, pipeline: HairPipeline, start, strands: int = 10000, mode: str = "hybrid", seed: int = 0
-    ):
+    def __init__(self, pipeline: HairPipeline, start, strands: int = 10000, mode: str = "hybrid", seed: int = 0):
         self.pipe = pipeline
         self.strands, self.mode, self.seed = int(strands), mode, int(seed)
         if isinstance(start, HairResult):
@@ -488,17 +431,9 @@ class HairEditor:
             raise InputError(f"guide indices must lie in [0, {V}), got {idx.tolist()}")
         return idx
 
-    def set_guides(
-        self,
-        guides,
-        strands: np.ndarray,
-        project: bool = True,
-        exact: bool = False,
-        edit_weight: float = 20.0,
-        steps: int = 80,
-        lr: float = 0.05,
-        label: str = "edit guides",
-    ) -> EditState:
+    def set_guides(self, guides, strands: np.ndarray, project: bool = True, exact: bool = False,
+                   edit_weight: float = 20.0, steps: int = 80, lr: float = 0.05,
+                   label: str = "edit guides") -> EditState:
         """Replace guide strands ``guides`` by ``strands (k, P', 3)`` (world, metres; resampled to P).
 
         Their roots are moved to the guides' scalp roots. With ``project`` the style latent is
@@ -557,9 +492,7 @@ class HairEditor:
         new = np.stack([apply_op(xi, op, **settings) for xi in x])
         return self.set_guides(idx, new, label=label, **kw)
 
-    def move_tip(
-        self, guide: int, target, falloff: float = EDIT_DEFAULTS["move_tip"]["falloff"], **kw
-    ) -> EditState:
+    def move_tip(self, guide: int, target, falloff: float = EDIT_DEFAULTS["move_tip"]["falloff"], **kw) -> EditState:
         """Move a guide's tip to ``target`` (3,) metres, bending the strand smoothly from the root
         (displacement grows as ``u^falloff`` along the normalised arc length ``u``)."""
         return self._each([guide], "move_tip", f"move tip {int(guide)}", kw, target=target, falloff=falloff)
@@ -576,13 +509,8 @@ class HairEditor:
         n = len(np.atleast_1d(guides))
         return self._each(guides, "extend", f"extend {n}", kw, metres=float(length))
 
-    def curl(
-        self,
-        guides,
-        radius: float = EDIT_DEFAULTS["curl"]["amplitude"],
-        turns: float = EDIT_DEFAULTS["curl"]["turns"],
-        **kw,
-    ) -> EditState:
+    def curl(self, guides, radius: float = EDIT_DEFAULTS["curl"]["amplitude"],
+             turns: float = EDIT_DEFAULTS["curl"]["turns"], **kw) -> EditState:
         """Add a helical curl to guides: ``radius`` metres at the tip, ``turns`` cycles over the strand
         (:func:`latent4d.hair.edit.curl`)."""
         n = len(np.atleast_1d(guides))

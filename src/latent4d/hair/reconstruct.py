@@ -64,35 +64,23 @@ class HairReconstructConfig:
     out: str | None = opt(None, help="output folder (default <input>_reconstruction next to the input)")
     format: str = opt("data", help="output hair format (data, hair, ply, npz)")
     render: bool = opt(True, help="write <stem>.png (hair + observation)")
-    view: str | None = opt(
-        None,
-        help="direction towards the camera: front|back|left|right|top or x,y,z (adds the free-space term)",
-    )
+    view: str | None = opt(None, help="direction towards the camera: front|back|left|right|top or x,y,z "
+                                      "(adds the free-space term)")
     # -- result ------------------------------------------------------------------------------------
-    strands: int = opt(
-        20000, min=0, max=MAX_DENSE_STRANDS, help="dense strands of the result (0: guides only)"
-    )
+    strands: int = opt(20000, min=0, max=MAX_DENSE_STRANDS, help="dense strands of the result (0: guides only)")
     mode: str = opt("hybrid", choices=MODES, help="densification mode")
     seed: int = opt(0, min=0, max=MAX_SEED, help="seed of the random starts, subsampling and dense roots")
     # -- fit ---------------------------------------------------------------------------------------
-    inits: int = opt(
-        4,
-        min=1,
-        max=256,
-        help="starts besides retrieved / given latents: zero, then random samples at temperature 0.7",
-    )
-    retrieve: int = opt(
-        2, min=0, max=256, help="nearest training styles of the run's latent bank used as starts"
-    )
+    inits: int = opt(4, min=1, max=256, help="starts besides retrieved / given latents: zero, then random "
+                                             "samples at temperature 0.7")
+    retrieve: int = opt(2, min=0, max=256, help="nearest training styles of the run's latent bank used as starts")
     steps: int = opt(200, min=1, max=100_000, help="Adam steps per start")
     lr: float = opt(0.05, gt=0, max=10, help="Adam learning rate of the style latent")
     w_dir: float = opt(1.0, min=0, help="weight of 1 - |cos| to observed directions (x 0.01)")
     w_pen: float = opt(1.0, min=0, help="weight of the head penetration penalty")
     w_prior: float = opt(1e-5, min=0, help="weight of the Gaussian prior |z|^2")
     w_free: float = opt(1.0, min=0, help="weight of the free-space term (with a view)")
-    free_margin: float = opt(
-        0.003, min=0, max=0.1, help="free-space margin (m): more than the observation noise"
-    )
+    free_margin: float = opt(0.003, min=0, max=0.1, help="free-space margin (m): more than the observation noise")
     max_obs: int = opt(4000, min=1, max=10_000_000, help="observed points used (random subset)")
     point_stride: int = opt(2, min=1, max=100, help="every k-th point of a guide enters the Chamfer")
 
@@ -106,18 +94,15 @@ class HairReconstructConfig:
                 raise ConfigError(str(e)) from None
 
 
-def reconstruct_settings(
-    overrides: list[str] | tuple[str, ...] = (), name: str = "hair", command: str = "reconstruct hair"
-) -> HairReconstructConfig:
+def reconstruct_settings(overrides: list[str] | tuple[str, ...] = (), name: str = "hair",
+                         command: str = "reconstruct hair") -> HairReconstructConfig:
     """``conf/reconstruct/<name>.yaml`` composed with ``key=value`` ``overrides`` (ConfigError for
     unknown keys, wrong types, values out of range, a bad ``format=`` or ``view=``, and ``${...}``
     interpolations, which options do not need and whose resolution errors would not name the option)."""
     for o in overrides:
         key, _, value = str(o).partition("=")
         if "${" in value:
-            raise ConfigError(
-                f"{command}: {key}={value}: interpolations (${{...}}) are not allowed in options"
-            )
+            raise ConfigError(f"{command}: {key}={value}: interpolations (${{...}}) are not allowed in options")
     return compose_settings(f"reconstruct/{name}", HairReconstructConfig, list(overrides), command)
 
 
@@ -130,31 +115,15 @@ def _tangents(x: torch.Tensor) -> torch.Tensor:
 class _Objective:
     """Observation loss of guide strands decoded from strand latents (weights of ``config``)."""
 
-    def __init__(
-        self,
-        pipe,
-        obs: HairObservation,
-        w_dir: float,
-        w_pen: float,
-        point_stride: int,
-        max_obs: int,
-        seed: int,
-        w_free: float = 0.0,
-        free_margin: float = 0.003,
-    ):
+    def __init__(self, pipe, obs: HairObservation, w_dir: float, w_pen: float, point_stride: int,
+                 max_obs: int, seed: int, w_free: float = 0.0, free_margin: float = 0.003):
         self.pipe = pipe
         grid = pipe.grid
         rng = np.random.default_rng(seed)
         pts = np.asarray(obs.points, np.float32)
-        sel = (
-            np.arange(len(pts))
-            if len(pts) <= max_obs
-            else np.sort(rng.choice(len(pts), max_obs, replace=False))
-        )
+        sel = np.arange(len(pts)) if len(pts) <= max_obs else np.sort(rng.choice(len(pts), max_obs, replace=False))
         self.obs = torch.from_numpy(pts[sel])
-        self.dirs = (
-            None if obs.directions is None else torch.from_numpy(np.asarray(obs.directions, np.float32)[sel])
-        )
+        self.dirs = None if obs.directions is None else torch.from_numpy(np.asarray(obs.directions, np.float32)[sel])
         self.roots = torch.from_numpy(grid.roots[grid.mask].astype(np.float32))
         self.frames = torch.from_numpy(grid.frames[grid.mask].astype(np.float32))
         self.w_dir, self.w_pen, self.stride = w_dir, w_pen, point_stride
@@ -191,10 +160,7 @@ class _Objective:
         outside = torch.relu(d2 - self.margin) * (~hidden).float()
         front = torch.relu(q[:, 2] - self.obs_depth[j] - self.margin) * (d2 <= self.margin).float()
         sil, dep = outside.mean(), front.mean()
-        return sil + dep, {
-            "silhouette_mm": float(sil.detach()) * 1000,
-            "in_front_mm": float(dep.detach()) * 1000,
-        }
+        return sil + dep, {"silhouette_mm": float(sil.detach()) * 1000, "in_front_mm": float(dep.detach()) * 1000}
 
     def _behind_head(self, pts: torch.Tensor) -> torch.Tensor:
         """(N,) bool: the ray from each point towards the camera enters the head ellipsoid."""
@@ -257,17 +223,12 @@ def _prepare(pipe, observation, config: HairReconstructConfig | None):
     return cfg, obs, _Objective.of(pipe, obs, cfg), mean, std
 
 
-def _starts(
-    pipe, obs: HairObservation, cfg: HairReconstructConfig, init_latents: torch.Tensor | None
-) -> tuple[list[torch.Tensor], list[str], list[int]]:
+def _starts(pipe, obs: HairObservation, cfg: HairReconstructConfig,
+            init_latents: torch.Tensor | None) -> tuple[list[torch.Tensor], list[str], list[int]]:
     """Starting latents (D,) with their labels, and the retrieved bank indices: given latents, the
     ``retrieve`` nearest styles of the latent bank, the zero latent, random samples at temperature 0.7."""
     D = pipe.style_dim
-    cands = (
-        []
-        if init_latents is None
-        else list(torch.as_tensor(init_latents, dtype=torch.float32).reshape(-1, D))
-    )
+    cands = [] if init_latents is None else list(torch.as_tensor(init_latents, dtype=torch.float32).reshape(-1, D))
     labels = [f"given {i}" for i in range(len(cands))]
     retrieved: list[int] = []
     if cfg.retrieve > 0 and getattr(pipe, "bank", None) is not None:
@@ -285,22 +246,14 @@ def _starts(
     return cands, labels, retrieved
 
 
-def _decoded(
-    pipe, z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _decoded(pipe, z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Strand latents (V, C) and presence logits (V,) of style latent ``z`` (D,) on the guide texels."""
     raw = gather_map(pipe.style_vae.decode_raw(z[None])[0], pipe.grid)
     return raw[:, :-1] * std + mean, raw[:, -1]
 
 
-def _optimise_style(
-    pipe,
-    objective: _Objective,
-    z0: torch.Tensor,
-    cfg: HairReconstructConfig,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-) -> tuple[float, torch.Tensor, dict[str, float]]:
+def _optimise_style(pipe, objective: _Objective, z0: torch.Tensor, cfg: HairReconstructConfig,
+                    mean: torch.Tensor, std: torch.Tensor) -> tuple[float, torch.Tensor, dict[str, float]]:
     """``cfg.steps`` Adam steps on the style latent from ``z0``; returns (final loss, z, loss terms)."""
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=cfg.lr)
@@ -322,16 +275,8 @@ def _optimise_style(
     return final, z.detach().clone(), parts
 
 
-def _optimise_guides(
-    objective: _Objective,
-    base: torch.Tensor,
-    present: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    steps: int,
-    lr: float,
-    reg: float = GUIDE_REG,
-) -> torch.Tensor:
+def _optimise_guides(objective: _Objective, base: torch.Tensor, present: torch.Tensor, mean: torch.Tensor,
+                     std: torch.Tensor, steps: int, lr: float, reg: float = GUIDE_REG) -> torch.Tensor:
     """Offsets ``delta`` (V, C) of standardised guide latents ``base`` (V, C): ``steps`` Adam steps on
     the objective + ``reg * mean(delta^2)``."""
     delta = torch.zeros_like(base, requires_grad=True)
@@ -346,9 +291,7 @@ def _optimise_guides(
     return delta.detach()
 
 
-def _result(
-    pipe, objective: _Objective, lat: torch.Tensor, present: torch.Tensor, latent, cfg: HairReconstructConfig
-):
+def _result(pipe, objective: _Objective, lat: torch.Tensor, present: torch.Tensor, latent, cfg: HairReconstructConfig):
     """Final loss, its terms and the HairResult of strand latents (V, C) with presence (V,)."""
     with torch.no_grad():
         final, parts = objective(lat, present)
@@ -356,12 +299,8 @@ def _result(
     return float(final), parts, pipe.result(gmap, latent, cfg.strands, cfg.mode, cfg.seed)
 
 
-def fit_observation(
-    pipe,
-    observation: HairObservation | str | Path,
-    config: HairReconstructConfig | None = None,
-    init_latents: torch.Tensor | None = None,
-) -> FitResult:
+def fit_observation(pipe, observation: HairObservation | str | Path, config: HairReconstructConfig | None = None,
+                    init_latents: torch.Tensor | None = None) -> FitResult:
     """Reconstruct a complete hairstyle that explains ``observation`` (see the module docstring).
 
     Args:
@@ -396,9 +335,8 @@ def fit_observation(
     return FitResult(hair, final, parts, time.time() - t0, cfg.inits, retrieved, winner)
 
 
-def fit_without_prior(
-    pipe, observation: HairObservation | str | Path, config: HairReconstructConfig | None = None
-) -> FitResult:
+def fit_without_prior(pipe, observation: HairObservation | str | Path,
+                      config: HairReconstructConfig | None = None) -> FitResult:
     """The no-prior baseline: guide latents optimised directly from the mean strand (no hairstyle-VAE)
     for ``config.steps`` Adam steps at ``config.lr``, regularised by :data:`GUIDE_REG` ``* |delta / std|^2``;
     every texel has hair. ``hair.latent`` is None."""
@@ -411,15 +349,8 @@ def fit_without_prior(
     return FitResult(hair, final, parts, time.time() - t0, 0, [], "no prior")
 
 
-def refine_guides(
-    pipe,
-    fit: FitResult,
-    observation: HairObservation | str | Path,
-    steps: int,
-    config: HairReconstructConfig | None = None,
-    lr: float = 0.05,
-    reg: float = GUIDE_REG,
-) -> FitResult:
+def refine_guides(pipe, fit: FitResult, observation: HairObservation | str | Path, steps: int,
+                  config: HairReconstructConfig | None = None, lr: float = 0.05, reg: float = GUIDE_REG) -> FitResult:
     """Ablation: refine the guide latents of a prior fit, ``L = decode(z) + delta``, for ``steps`` Adam
     steps with the prior as regulariser (``reg * |delta / std|^2``): visible detail fits better, hidden
     texels stay on the prior's guess. On ``latent4d bench hair_fit`` it raised the per-point error of
@@ -435,9 +366,8 @@ def refine_guides(
 
 
 # ================================================================================== synthetic observations
-def visible_mask(
-    strands: np.ndarray, view: str = "front", pixel: float = 0.002, depth_tol: float = 0.006, head=None
-) -> np.ndarray:
+def visible_mask(strands: np.ndarray, view: str = "front", pixel: float = 0.002, depth_tol: float = 0.006,
+                 head=None) -> np.ndarray:
     """(S, P) bool: strand points visible from one side (orthographic z-buffer with ``pixel`` metres).
 
     ``view`` is ``front`` (camera on +z looking at -z) or ``back``. A point is visible when it is
@@ -465,7 +395,7 @@ def visible_mask(
         q = (pts - c) / a
         dz = sign / a[2]
         b = q[:, 2] * dz
-        cc = (q**2).sum(1) - 1.0
+        cc = (q ** 2).sum(1) - 1.0
         disc = b * b - dz * dz * cc
         t_far = (-b + np.sqrt(np.maximum(disc, 0.0))) / (dz * dz)
         blocked = (disc > 0) & (t_far > 0) & (cc > 0) & (-b - np.sqrt(np.maximum(disc, 0)) > 0)
@@ -473,15 +403,9 @@ def visible_mask(
     return vis.reshape(S, P)
 
 
-def synthetic_observation(
-    strands: np.ndarray,
-    n_points: int = 4000,
-    noise: float = 0.002,
-    seed: int = 0,
-    view: str = "front",
-    directions: bool = False,
-    head=None,
-) -> tuple[HairObservation, np.ndarray]:
+def synthetic_observation(strands: np.ndarray, n_points: int = 4000, noise: float = 0.002, seed: int = 0,
+                          view: str = "front", directions: bool = False,
+                          head=None) -> tuple[HairObservation, np.ndarray]:
     """A partial observation of hair ``(S, P, 3)``: ``n_points`` points sampled on the strands visible
     from ``view`` plus Gaussian noise of ``noise`` metres; returns ``(HairObservation, visible (S, P))``."""
     x = np.asarray(strands, np.float32)
@@ -497,3 +421,4 @@ def synthetic_observation(
         t = np.concatenate([x[:, 1:] - x[:, :-1], x[:, -1:] - x[:, -2:-1]], 1).reshape(-1, 3)[pick]
         dirs = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
     return HairObservation(pts.astype(np.float32), dirs, f"{view} view", parse_view(view)), vis
+

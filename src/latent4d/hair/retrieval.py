@@ -35,17 +35,10 @@ class LatentBank:
     def __post_init__(self):
         self.latents = torch.as_tensor(self.latents, dtype=torch.float32)
         self.points = torch.as_tensor(self.points, dtype=torch.float32)
-        if (
-            self.latents.ndim != 2
-            or self.points.ndim != 3
-            or self.points.shape[-1] != 3
-            or len(self.latents) != len(self.points)
-            or len(self.latents) == 0
-        ):
-            raise InputError(
-                f"latent bank: expected latents (N, D) and points (N, P, 3) with N > 0, got "
-                f"{tuple(self.latents.shape)} and {tuple(self.points.shape)}"
-            )
+        if self.latents.ndim != 2 or self.points.ndim != 3 or self.points.shape[-1] != 3 \
+                or len(self.latents) != len(self.points) or len(self.latents) == 0:
+            raise InputError(f"latent bank: expected latents (N, D) and points (N, P, 3) with N > 0, got "
+                             f"{tuple(self.latents.shape)} and {tuple(self.points.shape)}")
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -58,9 +51,7 @@ class LatentBank:
 
         path = Path(folder) / BANK_FILE
         with atomic_path(path) as tmp:
-            save_file(
-                {"latents": self.latents.contiguous(), "points": self.points.half().contiguous()}, str(tmp)
-            )
+            save_file({"latents": self.latents.contiguous(), "points": self.points.half().contiguous()}, str(tmp))
         return path
 
     @classmethod
@@ -81,9 +72,8 @@ class LatentBank:
         return cls(t["latents"], t["points"].float())
 
     @torch.no_grad()
-    def nearest(
-        self, observation: np.ndarray | torch.Tensor, k: int = 2, max_points: int = 1024, seed: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def nearest(self, observation: np.ndarray | torch.Tensor, k: int = 2, max_points: int = 1024,
+                seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices (k,) of the styles whose guide points best explain ``observation`` (M, 3) metres,
         and their scores (mean distance from an observed point to the style's nearest guide point, m)."""
         obs = torch.as_tensor(np.asarray(observation, np.float32)).reshape(-1, 3)
@@ -94,22 +84,16 @@ class LatentBank:
             obs = obs[torch.randperm(len(obs), generator=g)[:max_points]]
         scores = torch.empty(len(self))
         for i in range(0, len(self), 64):  # (64, M, P) distances at a time
-            d = torch.cdist(obs[None].expand(len(self.points[i : i + 64]), -1, -1), self.points[i : i + 64])
-            scores[i : i + 64] = d.min(-1).values.mean(-1)
+            d = torch.cdist(obs[None].expand(len(self.points[i:i + 64]), -1, -1), self.points[i:i + 64])
+            scores[i:i + 64] = d.min(-1).values.mean(-1)
         k = min(int(k), len(self))
         best = torch.argsort(scores)[:k]
         return best, scores[best]
 
 
 @torch.no_grad()
-def build_latent_bank(
-    strand_vae,
-    style_vae,
-    guide_maps: torch.Tensor,
-    points_per_style: int = 512,
-    seed: int = 0,
-    batch: int = 64,
-) -> LatentBank:
+def build_latent_bank(strand_vae, style_vae, guide_maps: torch.Tensor, points_per_style: int = 512, seed: int = 0,
+                      batch: int = 64) -> LatentBank:
     """Encode ``guide_maps`` (N, C + 1, G, G) (a hairstyle-VAE's training maps) to posterior means,
     decode each to guide strands (``strand_vae`` on ``style_vae``'s guide grid) and keep
     ``points_per_style`` random points on them. Both networks should be in eval mode."""
@@ -118,7 +102,7 @@ def build_latent_bank(
     if style_vae is None:
         raise InputError("a latent bank needs a hairstyle-VAE")
     maps = torch.as_tensor(guide_maps, dtype=torch.float32)
-    mu = torch.cat([style_vae.encode(maps[i : i + batch])[0] for i in range(0, len(maps), batch)])
+    mu = torch.cat([style_vae.encode(maps[i:i + batch])[0] for i in range(0, len(maps), batch)])
     g = torch.Generator().manual_seed(seed)
     pts = torch.zeros(len(mu), points_per_style, 3)
     grid = style_vae.guide_grid
@@ -157,16 +141,13 @@ def bank_from_run(run_dir: str | Path, points_per_style: int = 512) -> LatentBan
     check_targets(cfg.data, "hair", where)  # before anything else reads the run: no code from run folders
     strand, style = load_strand_vae(run_dir).eval(), load_style_vae(run_dir).eval()
     if style.config.latent_channels != strand.config.latent_dim:
-        raise InputError(
-            f"'{run_dir}': the hairstyle-VAE expects {style.config.latent_channels}-d strand latents "
-            f"but the strand-VAE gives {strand.config.latent_dim}-d ones: the two networks are from "
-            "different runs"
-        )
+        raise InputError(f"'{run_dir}': the hairstyle-VAE expects {style.config.latent_channels}-d strand latents "
+                         f"but the strand-VAE gives {strand.config.latent_dim}-d ones: the two networks are from "
+                         "different runs")
     dm = instantiate_from_run(cfg.data, "hair", where)
     if not isinstance(dm, HairGuideDataModule):
-        raise ConfigError(
-            f"{where}: builds a {type(dm).__name__}, not the HairGuideDataModule of a hairstyle-VAE run"
-        )
+        raise ConfigError(f"{where}: builds a {type(dm).__name__}, not the HairGuideDataModule of a "
+                          "hairstyle-VAE run")
     return build_latent_bank(strand, style, dm.dataset("train").tensors[0], points_per_style)
 
 

@@ -61,7 +61,7 @@ class Head:
         return self.level(p, margin) < 1.0
 
     def normal(self, p) -> np.ndarray:
-        g = (np.asarray(p, np.float64) - self.c) / self.a**2
+        g = (np.asarray(p, np.float64) - self.c) / self.a ** 2
         return (g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
     def surface_point(self, p) -> np.ndarray:
@@ -115,7 +115,7 @@ class Head:
             for i in range(1, x.shape[1]):
                 d = x[:, i] - x[:, i - 1]
                 n = np.linalg.norm(d, axis=-1, keepdims=True)
-                x[:, i] = x[:, i - 1] + d / np.maximum(n, 1e-12) * seg[:, i - 1 : i]
+                x[:, i] = x[:, i - 1] + d / np.maximum(n, 1e-12) * seg[:, i - 1:i]
         x = self.push_out(x, margin * 0.5).astype(np.float32)
         x[:, 0] = strands[bad, 0]
         out[bad] = x
@@ -141,10 +141,10 @@ class GuideGrid:
     """
 
     res: int
-    uv: np.ndarray  # (res*res, 2) texel-centre UVs
-    roots: np.ndarray  # (res*res, 3) metres (NaN where masked)
-    frames: np.ndarray  # (res*res, 3, 3) TBN columns (identity where masked)
-    mask: np.ndarray  # (res*res,) bool: texel lies on the scalp
+    uv: np.ndarray       # (res*res, 2) texel-centre UVs
+    roots: np.ndarray    # (res*res, 3) metres (NaN where masked)
+    frames: np.ndarray   # (res*res, 3, 3) TBN columns (identity where masked)
+    mask: np.ndarray     # (res*res,) bool: texel lies on the scalp
 
     @property
     def valid(self) -> np.ndarray:
@@ -174,10 +174,8 @@ class Scalp:
 
     def __post_init__(self) -> None:
         if not 0 < self.pole_offset < self.head.semi_axes[1]:
-            raise InputError(
-                f"scalp: pole_offset {self.pole_offset} must lie inside the head (0, "
-                f"{self.head.semi_axes[1]}) so the UV map is one-to-one"
-            )
+            raise InputError(f"scalp: pole_offset {self.pole_offset} must lie inside the head (0, "
+                             f"{self.head.semi_axes[1]}) so the UV map is one-to-one")
         self._scene = None
         if self.uv_bounds is None:
             if self.mesh_vertices is not None:
@@ -195,12 +193,8 @@ class Scalp:
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable parameters (a mesh scalp is not serialised: pass the mesh again)."""
-        return {
-            "head": self.head.to_dict(),
-            "pole_offset": float(self.pole_offset),
-            "hairline": [float(x) for x in self.hairline],
-            "uv_bounds": [float(x) for x in self.uv_bounds],
-        }
+        return {"head": self.head.to_dict(), "pole_offset": float(self.pole_offset),
+                "hairline": [float(x) for x in self.hairline], "uv_bounds": [float(x) for x in self.uv_bounds]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Scalp:
@@ -208,17 +202,13 @@ class Scalp:
             return cls()
         d = dict(d)
         head = Head(**{k: tuple(v) for k, v in (d.pop("head", None) or {}).items()})
-        return cls(
-            head=head,
-            pole_offset=float(d.get("pole_offset", 0.10)),
-            hairline=tuple(d.get("hairline", (-10.0, 35.0))),
-            uv_bounds=tuple(d["uv_bounds"]) if d.get("uv_bounds") else None,
-        )
+        return cls(head=head, pole_offset=float(d.get("pole_offset", 0.10)),
+                   hairline=tuple(d.get("hairline", (-10.0, 35.0))),
+                   uv_bounds=tuple(d["uv_bounds"]) if d.get("uv_bounds") else None)
 
     @classmethod
-    def from_mesh(
-        cls, mesh, head: Head | None = None, pole_offset: float = 0.10, max_offset: float = 0.05
-    ) -> Scalp:
+    def from_mesh(cls, mesh, head: Head | None = None, pole_offset: float = 0.10,
+                  max_offset: float = 0.05) -> Scalp:
         """A scalp from a user mesh (``.obj``/``.ply`` path or trimesh) in the head frame (metres).
 
         The mesh must lie near ``head`` (every vertex within ``max_offset`` metres of the head's
@@ -244,17 +234,11 @@ class Scalp:
         head = head or Head()
         off = np.abs(head.radial_distance(v))
         if off.max() > max_offset:
-            raise InputError(
-                f"{name}: scalp mesh does not match the head frame: a vertex lies "
-                f"{off.max() * 1000:.0f} mm from the head surface (max {max_offset * 1000:.0f} mm; "
-                "metres, Y up, USC-HairSalon head position expected)"
-            )
-        return cls(
-            head=head,
-            pole_offset=pole_offset,
-            mesh_vertices=v.astype(np.float32),
-            mesh_faces=f.astype(np.int32),
-        )
+            raise InputError(f"{name}: scalp mesh does not match the head frame: a vertex lies "
+                             f"{off.max() * 1000:.0f} mm from the head surface (max {max_offset * 1000:.0f} mm; "
+                             "metres, Y up, USC-HairSalon head position expected)")
+        return cls(head=head, pole_offset=pole_offset, mesh_vertices=v.astype(np.float32),
+                   mesh_faces=f.astype(np.int32))
 
     # ------------------------------------------------------------------ geometry helpers
     @property
@@ -270,10 +254,8 @@ class Scalp:
             import open3d as o3d
 
             scene = o3d.t.geometry.RaycastingScene()
-            scene.add_triangles(
-                o3d.core.Tensor(self.mesh_vertices.astype(np.float32)),
-                o3d.core.Tensor(self.mesh_faces.astype(np.uint32)),
-            )
+            scene.add_triangles(o3d.core.Tensor(self.mesh_vertices.astype(np.float32)),
+                                o3d.core.Tensor(self.mesh_faces.astype(np.uint32)))
             self._scene = scene
         return self._scene
 
@@ -340,9 +322,9 @@ class Scalp:
             a = self.head.a
             oc = (o - self.head.c) / a
             dd = d / a
-            A = (dd**2).sum(1)
+            A = (dd ** 2).sum(1)
             B = 2 * (dd * oc).sum(1)
-            C = (oc**2).sum() - 1.0  # < 0: pole inside
+            C = (oc ** 2).sum() - 1.0  # < 0: pole inside
             t = (-B + np.sqrt(np.maximum(B * B - 4 * A * C, 0.0))) / (2 * A)
             pts = o + d * t[:, None]
             ok = self.in_region(pts)
@@ -383,9 +365,8 @@ class Scalp:
         """Scalp area in m^2 (Monte-Carlo estimate for the ellipsoid; exact sum for a mesh)."""
         if self.is_mesh:
             v, f = self.mesh_vertices.astype(np.float64), self.mesh_faces
-            return float(
-                0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
-            )
+            return float(0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]),
+                                              axis=1).sum())
         rng = np.random.default_rng(7)
         s = rng.normal(size=(200000, 3))
         s /= np.linalg.norm(s, axis=1, keepdims=True)
@@ -394,9 +375,8 @@ class Scalp:
         inside = self.in_region(self.head.c + s * a)
         return float(4 * math.pi * (w * inside).mean())
 
-    def sample_roots(
-        self, n: int | None = None, seed: int = 0, density: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def sample_roots(self, n: int | None = None, seed: int = 0, density: float | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """Roots uniformly distributed by area on the scalp.
 
         Args:
@@ -421,7 +401,7 @@ class Scalp:
             pts = np.asarray(pts, np.float32)
             return pts, self.uv(pts)
         a = self.head.a
-        wmax = np.prod(a) * np.sqrt((1 / a**2).max())
+        wmax = np.prod(a) * np.sqrt((1 / a ** 2).max())
         got: list[np.ndarray] = []
         have = 0
         while have < n:

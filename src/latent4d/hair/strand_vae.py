@@ -15,13 +15,8 @@ from torch import nn
 
 #: plausible ranges of the size settings in a strand-VAE's config.json, checked before anything sized
 #: by them is built (a damaged or hostile config.json must not allocate gigabytes)
-STRAND_VAE_LIMITS = {
-    "num_points": (2, 10_000),
-    "latent_dim": (1, 4096),
-    "channels": (1, 4096),
-    "hidden": (1, 16384),
-    "layers": (1, 64),
-}
+STRAND_VAE_LIMITS = {"num_points": (2, 10_000), "latent_dim": (1, 4096), "channels": (1, 4096),
+                     "hidden": (1, 16384), "layers": (1, 64)}
 
 
 class StrandVAE(ModelMixin, ConfigMixin):
@@ -39,16 +34,8 @@ class StrandVAE(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        num_points: int = 100,
-        latent_dim: int = 64,
-        channels: tuple = (32, 64, 128, 128),
-        hidden: int = 512,
-        layers: int = 3,
-        position_scale: float = 10.0,
-        linear_skip: bool = True,
-    ):
+    def __init__(self, num_points: int = 100, latent_dim: int = 64, channels: tuple = (32, 64, 128, 128),
+                 hidden: int = 512, layers: int = 3, position_scale: float = 10.0, linear_skip: bool = True):
         super().__init__()
         ch = list(channels)
         enc: list[nn.Module] = [nn.Conv1d(6, ch[0], 5, padding=2), nn.SiLU()]
@@ -100,22 +87,17 @@ class StrandVAE(ModelMixin, ConfigMixin):
     @torch.no_grad()
     def encode_mean(self, strands: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """Posterior means (N, D) of local strands (N, P, 3), in chunks (no gradients)."""
-        out = [
-            self.encode(strands[i : i + chunk].to(self.device, self.dtype))[0]
-            for i in range(0, len(strands), chunk)
-        ]
+        out = [self.encode(strands[i:i + chunk].to(self.device, self.dtype))[0] for i in range(0, len(strands), chunk)]
         return torch.cat(out) if out else torch.zeros(0, self.config.latent_dim)
 
     @torch.no_grad()
     def decode_chunked(self, z: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """Local strands (N, P, 3) of latents (N, D), in chunks (no gradients)."""
-        out = [self.decode(z[i : i + chunk].to(self.device, self.dtype)) for i in range(0, len(z), chunk)]
+        out = [self.decode(z[i:i + chunk].to(self.device, self.dtype)) for i in range(0, len(z), chunk)]
         return torch.cat(out) if out else torch.zeros(0, self.config.num_points, 3)
 
 
-def strand_losses(
-    pred: torch.Tensor, target: torch.Tensor, position_unit: float = 0.001
-) -> dict[str, torch.Tensor]:
+def strand_losses(pred: torch.Tensor, target: torch.Tensor, position_unit: float = 0.001) -> dict[str, torch.Tensor]:
     """Perm / DiffLocks strand reconstruction terms for local strands (B, P, 3) in metres.
 
     ``position``: L1 of positions in units of ``position_unit`` metres (default millimetres);
@@ -147,6 +129,4 @@ def load_strand_vae(path) -> StrandVAE:
     from latent4d.pipeline import load_component
     from latent4d.runs import network_folder
 
-    return load_component(
-        StrandVAE, network_folder(path, "strand_vae", "StrandVAE", "hair"), STRAND_VAE_LIMITS
-    )
+    return load_component(StrandVAE, network_folder(path, "strand_vae", "StrandVAE", "hair"), STRAND_VAE_LIMITS)

@@ -110,15 +110,13 @@ class Hairstyle:
     def strands(self) -> np.ndarray:
         """(S, P, 3) view of uniform hair (every strand has P points); InputError otherwise."""
         if not self.is_uniform:
-            raise InputError(
-                "hairstyle: strands have different point counts; use resample() or hair_strands()"
-            )
+            raise InputError("hairstyle: strands have different point counts; use resample() or hair_strands()")
         return self.points.reshape(self.num_strands, int(self.counts[0]), 3)
 
     def strand(self, i: int) -> np.ndarray:
         """(n_i, 3) points of strand ``i``."""
         o = self.offsets
-        return self.points[o[i] : o[i + 1]]
+        return self.points[o[i]:o[i + 1]]
 
     def lengths(self) -> np.ndarray:
         """(S,) arc length of every strand (metres; 0 for bald roots)."""
@@ -136,10 +134,8 @@ class Hairstyle:
             i = int(np.argmax(self.counts < 1))
             raise InputError(f"{name}: strand {i} has {int(self.counts[i])} points (at least 1 expected)")
         if int(self.counts.sum()) != self.num_points:
-            raise InputError(
-                f"{name}: strand point counts sum to {int(self.counts.sum())} but "
-                f"{self.num_points} points are stored"
-            )
+            raise InputError(f"{name}: strand point counts sum to {int(self.counts.sum())} but "
+                             f"{self.num_points} points are stored")
         if not np.isfinite(self.points).all():
             bad = int(np.argmax(~np.isfinite(self.points).all(1)))
             strand = int(np.searchsorted(self.offsets, bad, side="right") - 1)
@@ -152,9 +148,7 @@ class Hairstyle:
                 if not np.isfinite(v).all():
                     raise InputError(f"{name}: {attr} contains NaN or infinite values")
         if self.root_uv is not None and self.root_uv.shape[0] != self.num_strands:
-            raise InputError(
-                f"{name}: root_uv has {self.root_uv.shape[0]} rows for {self.num_strands} strands"
-            )
+            raise InputError(f"{name}: root_uv has {self.root_uv.shape[0]} rows for {self.num_strands} strands")
         return self
 
     # ------------------------------------------------------------------ operations
@@ -163,15 +157,11 @@ class Hairstyle:
         idx = np.arange(self.num_strands)[np.asarray(idx)]
         o = self.offsets
         sel = _ranges(o[idx], self.counts[idx])
-        return Hairstyle(
-            self.points[sel],
-            self.counts[idx],
-            None if self.thickness is None else self.thickness[sel],
-            None if self.transparency is None else self.transparency[sel],
-            None if self.colors is None else self.colors[sel],
-            None if self.root_uv is None else self.root_uv[idx],
-            dict(self.meta),
-        )
+        return Hairstyle(self.points[sel], self.counts[idx],
+                         None if self.thickness is None else self.thickness[sel],
+                         None if self.transparency is None else self.transparency[sel],
+                         None if self.colors is None else self.colors[sel],
+                         None if self.root_uv is None else self.root_uv[idx], dict(self.meta))
 
     def resample(self, num_points: int = STRAND_POINTS) -> Hairstyle:
         """Every strand with >= 2 points resampled to ``num_points`` by arc length; bald roots stay 1 point.
@@ -195,9 +185,7 @@ class Hairstyle:
             if n == 1:
                 res = src
             else:
-                res = resample_polylines(
-                    src[..., :3], num_points, extra=src[..., 3:] if src.shape[-1] > 3 else None
-                )
+                res = resample_polylines(src[..., :3], num_points, extra=src[..., 3:] if src.shape[-1] > 3 else None)
             out[_ranges(new_off[sel], new_counts[sel])] = res.reshape(-1, stacked.shape[1])
         parts = np.split(out, np.cumsum(widths)[:-1], axis=1)
         kw = {a: (p[:, 0] if w == 1 else p) for a, p, w in zip(attrs, parts[1:], widths[1:])}
@@ -226,14 +214,9 @@ class Hairstyle:
 
     def __repr__(self) -> str:
         n_bald = int(self.bald.sum())
-        extra = [
-            a for a in ("thickness", "transparency", "colors", "root_uv") if getattr(self, a) is not None
-        ]
-        return (
-            f"Hairstyle(strands={self.num_strands}, points={self.num_points}, bald={n_bald}"
-            + (f", attrs={extra}" if extra else "")
-            + ")"
-        )
+        extra = [a for a in ("thickness", "transparency", "colors", "root_uv") if getattr(self, a) is not None]
+        return (f"Hairstyle(strands={self.num_strands}, points={self.num_points}, bald={n_bald}"
+                + (f", attrs={extra}" if extra else "") + ")")
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -242,9 +225,7 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, np.int64)
-    rep_start = np.repeat(
-        np.asarray(starts, np.int64) - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts
-    )
+    rep_start = np.repeat(np.asarray(starts, np.int64) - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
     return np.arange(total, dtype=np.int64) + rep_start
 
 

@@ -21,12 +21,7 @@ from latent4d.hair.scalp import Scalp
 from latent4d.hair.synthetic import ATTRIBUTES
 
 #: plausible ranges of the size settings in a hairstyle-VAE's config.json (see ``STRAND_VAE_LIMITS``)
-STYLE_VAE_LIMITS = {
-    "latent_channels": (1, 4096),
-    "grid": (8, 512),
-    "style_dim": (1, 4096),
-    "channels": (1, 4096),
-}
+STYLE_VAE_LIMITS = {"latent_channels": (1, 4096), "grid": (8, 512), "style_dim": (1, 4096), "channels": (1, 4096)}
 
 
 class HairstyleVAE(ModelMixin, ConfigMixin):
@@ -42,15 +37,9 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        latent_channels: int = 64,
-        grid: int = 32,
-        style_dim: int = 128,
-        channels: tuple = (48, 96, 192, 256),
-        scalp: dict | None = None,
-        attributes: tuple = ATTRIBUTES,
-    ):
+    def __init__(self, latent_channels: int = 64, grid: int = 32, style_dim: int = 128,
+                 channels: tuple = (48, 96, 192, 256), scalp: dict | None = None,
+                 attributes: tuple = ATTRIBUTES):
         super().__init__()
         if grid % 8:
             raise ValueError(f"grid must be divisible by 8, got {grid}")
@@ -62,28 +51,18 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
         self.guide_grid = sc.grid(grid)
         c = list(channels)
         C = latent_channels
-        self.register_buffer(
-            "mask",
-            torch.as_tensor(self.guide_grid.mask.reshape(grid, grid), dtype=torch.float32),
-            persistent=False,
-        )
+        self.register_buffer("mask", torch.as_tensor(self.guide_grid.mask.reshape(grid, grid), dtype=torch.float32),
+                             persistent=False)
         self.register_buffer("latent_mean", torch.zeros(C))
         self.register_buffer("latent_std", torch.ones(C))
         A = len(attributes)
-        self.register_buffer(
-            "attr_weight", torch.zeros(A, style_dim)
-        )  # standardised label = w . (z - z_mean)
+        self.register_buffer("attr_weight", torch.zeros(A, style_dim))  # standardised label = w . (z - z_mean)
         self.register_buffer("attr_zmean", torch.zeros(style_dim))
         self.register_buffer("attr_mean", torch.zeros(A))
         self.register_buffer("attr_std", torch.ones(A))
         enc: list[nn.Module] = [nn.Conv2d(C + 2, c[0], 3, padding=1), nn.SiLU()]
         for a, b in zip(c[:-1], c[1:]):
-            enc += [
-                nn.Conv2d(a, b, 4, stride=2, padding=1),
-                nn.SiLU(),
-                nn.Conv2d(b, b, 3, padding=1),
-                nn.SiLU(),
-            ]
+            enc += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.SiLU(), nn.Conv2d(b, b, 3, padding=1), nn.SiLU()]
         self.encoder = nn.Sequential(*enc)
         low = grid // 2 ** (len(c) - 1)
         self.low = low
@@ -91,12 +70,7 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
         self.from_latent = nn.Linear(style_dim, c[-1] * low * low)
         dec: list[nn.Module] = []
         for a, b in zip(c[::-1][:-1], c[::-1][1:]):
-            dec += [
-                nn.SiLU(),
-                nn.ConvTranspose2d(a, b, 4, stride=2, padding=1),
-                nn.SiLU(),
-                nn.Conv2d(b, b, 3, padding=1),
-            ]
+            dec += [nn.SiLU(), nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.SiLU(), nn.Conv2d(b, b, 3, padding=1)]
         dec += [nn.SiLU(), nn.Conv2d(c[0], C + 1, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
         with torch.no_grad():  # most scalp texels carry hair: start with presence ~0.95
@@ -195,6 +169,4 @@ def load_style_vae(path) -> HairstyleVAE:
     from latent4d.pipeline import load_component
     from latent4d.runs import network_folder
 
-    return load_component(
-        HairstyleVAE, network_folder(path, "style_vae", "HairstyleVAE", "hair"), STYLE_VAE_LIMITS
-    )
+    return load_component(HairstyleVAE, network_folder(path, "style_vae", "HairstyleVAE", "hair"), STYLE_VAE_LIMITS)

@@ -40,22 +40,22 @@ class StyleParams:
     """Parameters of one procedural hairstyle (metres / radians / 1/m)."""
 
     seed: int = 0
-    length: float = 0.25  # base strand length
+    length: float = 0.25          # base strand length
     length_gradient: float = 0.0  # relative length change from front (-) to back (+)
-    curl: str = "straight"  # straight | wavy | curly
-    curl_radius: float = 0.0  # curl / wave amplitude
-    turns: float = 0.0  # curl cycles over a strand of base length
-    parting: str = "centre"  # none | left | centre | right
-    parting_u: float = 0.5  # parting line position in scalp UV
-    crown_v: float = 0.58  # crown (whorl) position in scalp UV (v)
+    curl: str = "straight"        # straight | wavy | curly
+    curl_radius: float = 0.0      # curl / wave amplitude
+    turns: float = 0.0            # curl cycles over a strand of base length
+    parting: str = "centre"       # none | left | centre | right
+    parting_u: float = 0.5        # parting line position in scalp UV
+    crown_v: float = 0.58         # crown (whorl) position in scalp UV (v)
     bangs: bool = False
     bang_length: float = 0.08
-    lift: float = 0.4  # angle of the first segment above the scalp (volume)
-    droop: float = 12.0  # gravity bending curvature
-    sweep: float = 0.0  # rotation of the combing direction about the normal
+    lift: float = 0.4             # angle of the first segment above the scalp (volume)
+    droop: float = 12.0           # gravity bending curvature
+    sweep: float = 0.0            # rotation of the combing direction about the normal
     clumps: int = 120
     clump_strength: float = 0.3
-    noise: float = 0.05  # relative per-strand jitter
+    noise: float = 0.05           # relative per-strand jitter
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,24 +76,13 @@ def sample_style(seed: int) -> StyleParams:
     pu = {"none": 0.5, "left": 0.38, "centre": 0.5, "right": 0.62}[parting] + rng.uniform(-0.03, 0.03)
     bangs = bool(rng.random() < 0.3)
     return StyleParams(
-        seed=int(seed),
-        length=length,
-        length_gradient=float(rng.uniform(-0.5, 0.5)),
-        curl=curl,
-        curl_radius=float(radius),
-        turns=float(turns),
-        parting=parting,
-        parting_u=float(pu),
-        crown_v=float(rng.uniform(0.5, 0.66)),
-        bangs=bangs,
-        bang_length=float(min(length, rng.uniform(0.04, 0.12))),
-        lift=float(rng.uniform(0.0, 0.35)),
-        droop=float(rng.uniform(25.0, 70.0)),
-        sweep=float(rng.uniform(-0.3, 0.3)),
-        clumps=int(rng.integers(60, 250)),
-        clump_strength=float(rng.uniform(0.0, 0.6)),
-        noise=float(rng.uniform(0.0, 0.12)),
-    )
+        seed=int(seed), length=length, length_gradient=float(rng.uniform(-0.5, 0.5)), curl=curl,
+        curl_radius=float(radius), turns=float(turns), parting=parting, parting_u=float(pu),
+        crown_v=float(rng.uniform(0.5, 0.66)), bangs=bangs,
+        bang_length=float(min(length, rng.uniform(0.04, 0.12))), lift=float(rng.uniform(0.0, 0.35)),
+        droop=float(rng.uniform(25.0, 70.0)), sweep=float(rng.uniform(-0.3, 0.3)),
+        clumps=int(rng.integers(60, 250)), clump_strength=float(rng.uniform(0.0, 0.6)),
+        noise=float(rng.uniform(0.0, 0.12)))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -109,9 +98,8 @@ def _tangent(v: np.ndarray, n: np.ndarray) -> np.ndarray:
     return v - (v * n).sum(-1, keepdims=True) * n
 
 
-def comb_directions(
-    p: StyleParams, roots: np.ndarray, uv: np.ndarray, frames: np.ndarray, scalp: Scalp
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def comb_directions(p: StyleParams, roots: np.ndarray, uv: np.ndarray, frames: np.ndarray, scalp: Scalp
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit combing directions (S, 3) in the tangent planes, bang mask (S,), and the distance of each
     root to the parting line (S,) in metres (inf where there is no parting)."""
     t, b, n = frames[:, :, 0], frames[:, :, 1], frames[:, :, 2]
@@ -163,16 +151,8 @@ def _rmf(x: np.ndarray, tangents: np.ndarray, e1: np.ndarray) -> tuple[np.ndarra
     return E1, E2
 
 
-def _grow(
-    roots: np.ndarray,
-    normals: np.ndarray,
-    comb: np.ndarray,
-    lengths: np.ndarray,
-    lift: np.ndarray,
-    droop: np.ndarray,
-    scalp: Scalp,
-    n_pts: int,
-) -> np.ndarray:
+def _grow(roots: np.ndarray, normals: np.ndarray, comb: np.ndarray, lengths: np.ndarray, lift: np.ndarray,
+          droop: np.ndarray, scalp: Scalp, n_pts: int) -> np.ndarray:
     """Centrelines (S, n_pts, 3): gravity-bent growth that slides over the head (per-strand parameters)."""
     head = scalp.head
     S = len(roots)
@@ -196,15 +176,8 @@ def _grow(
     return x
 
 
-def _curl_offsets(
-    x: np.ndarray,
-    normals: np.ndarray,
-    code: np.ndarray,
-    freq: np.ndarray,
-    phase: np.ndarray,
-    radius: np.ndarray,
-    lengths: np.ndarray,
-) -> np.ndarray:
+def _curl_offsets(x: np.ndarray, normals: np.ndarray, code: np.ndarray, freq: np.ndarray, phase: np.ndarray,
+                  radius: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Curl offsets (S, P, 3): code 0 straight, 1 wavy (planar), 2 curly (helix)."""
     off = np.zeros_like(x)
     sel = np.flatnonzero((code > 0) & (radius > 0))
@@ -228,15 +201,8 @@ def _curl_offsets(
     return off
 
 
-def _style_setup(
-    p: StyleParams,
-    roots: np.ndarray,
-    uv: np.ndarray,
-    frames: np.ndarray,
-    scalp: Scalp,
-    rng: np.random.Generator | None,
-    jit: float,
-) -> dict[str, np.ndarray]:
+def _style_setup(p: StyleParams, roots: np.ndarray, uv: np.ndarray, frames: np.ndarray, scalp: Scalp,
+                 rng: np.random.Generator | None, jit: float) -> dict[str, np.ndarray]:
     """Per-strand growth parameters of style ``p`` at ``roots`` (no noise when ``rng`` is None)."""
     S = len(roots)
     comb, bang, part_dist = comb_directions(p, roots, uv, frames, scalp)
@@ -249,35 +215,19 @@ def _style_setup(
         lift = lift + jit * rng.uniform(-1, 1, S)
         comb = _unit(_tangent(comb + jit * rng.normal(size=(S, 3)), frames[:, :, 2]))
         radius = radius * (1.0 + 0.5 * jit * rng.uniform(-1, 1, S))
-    return {
-        "roots": roots,
-        "normals": frames[:, :, 2],
-        "comb": comb,
-        "lengths": np.clip(lengths, 0.01, None),
-        "lift": lift,
-        "droop": np.full(S, p.droop),
-        "code": np.full(S, CURLS.index(p.curl)),
-        "freq": np.full(S, p.turns / max(p.length, 1e-3)),
-        "radius": radius,
-        "bang": bang,
-        "part_dist": part_dist,
-        "uv": uv,
-    }
+    return {"roots": roots, "normals": frames[:, :, 2], "comb": comb, "lengths": np.clip(lengths, 0.01, None),
+            "lift": lift, "droop": np.full(S, p.droop), "code": np.full(S, CURLS.index(p.curl)),
+            "freq": np.full(S, p.turns / max(p.length, 1e-3)), "radius": radius, "bang": bang,
+            "part_dist": part_dist, "uv": uv}
 
 
 def _cat(ds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([d[k] for d in ds]) for k in ds[0]}
 
 
-def generate_strands_batch(
-    styles: list[StyleParams],
-    roots,
-    scalp: Scalp | None = None,
-    uv=None,
-    num_points: int = STRAND_POINTS,
-    strand_seed: int = 0,
-    noise: bool = True,
-) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+def generate_strands_batch(styles: list[StyleParams], roots, scalp: Scalp | None = None, uv=None,
+                           num_points: int = STRAND_POINTS, strand_seed: int = 0, noise: bool = True
+                           ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Grow several styles at once (vectorised over all their strands).
 
     ``roots`` is one ``(S, 3)`` array shared by every style (e.g. the guide grid) or a list of
@@ -286,21 +236,13 @@ def generate_strands_batch(
     """
     scalp = scalp or Scalp()
     shared = not isinstance(roots, list | tuple)
-    roots_l = (
-        [np.asarray(roots, np.float64).reshape(-1, 3)] * len(styles)
-        if shared
-        else [np.asarray(r, np.float64).reshape(-1, 3) for r in roots]
-    )
+    roots_l = [np.asarray(roots, np.float64).reshape(-1, 3)] * len(styles) if shared else \
+        [np.asarray(r, np.float64).reshape(-1, 3) for r in roots]
     if uv is None:
-        uv_l = (
-            [scalp.uv(roots_l[0]).astype(np.float64)] * len(styles)
-            if shared
-            else [scalp.uv(r).astype(np.float64) for r in roots_l]
-        )
+        uv_l = [scalp.uv(roots_l[0]).astype(np.float64)] * len(styles) if shared else \
+            [scalp.uv(r).astype(np.float64) for r in roots_l]
     else:
-        uv_l = (
-            [np.asarray(uv, np.float64)] * len(styles) if shared else [np.asarray(u, np.float64) for u in uv]
-        )
+        uv_l = [np.asarray(uv, np.float64)] * len(styles) if shared else [np.asarray(u, np.float64) for u in uv]
     frames_shared = scalp.frames(roots_l[0]).astype(np.float64) if shared else None
     n_grow = max(num_points, 2)
     setups, centres, clump_links = [], [], []
@@ -351,7 +293,7 @@ def generate_strands_batch(
         tt = np.linspace(0.0, 1.0, n_grow)[None, :, None]
         q = cx[idx]
         target = q + (allp["roots"] - q[:, 0])[:, None, :] * (1 - tt) ** 2
-        x = x + (wgt[:, None, None] * tt**1.5) * (target - x)
+        x = x + (wgt[:, None, None] * tt ** 1.5) * (target - x)
     x = scalp.head.resolve_strands(x.astype(np.float32), iterations=1, margin=0.001)
     x = resample_polylines(x, num_points)
     x[:, 1:] = scalp.head.push_out(x[:, 1:], 0.0005)
@@ -359,40 +301,25 @@ def generate_strands_batch(
     out = []
     o = 0
     for st, n in zip(setups, sizes):
-        out.append(
-            (x[o : o + n], {"parting_distance": st["part_dist"].astype(np.float32), "bang": st["bang"]})
-        )
+        out.append((x[o:o + n], {"parting_distance": st["part_dist"].astype(np.float32), "bang": st["bang"]}))
         o += n
     return out
 
 
-def generate_strands(
-    p: StyleParams,
-    roots: np.ndarray,
-    scalp: Scalp | None = None,
-    uv: np.ndarray | None = None,
-    num_points: int = STRAND_POINTS,
-    strand_seed: int = 0,
-    noise: bool = True,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def generate_strands(p: StyleParams, roots: np.ndarray, scalp: Scalp | None = None, uv: np.ndarray | None = None,
+                     num_points: int = STRAND_POINTS, strand_seed: int = 0, noise: bool = True
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Grow the strands of style ``p`` from ``roots (S, 3)`` on ``scalp``.
 
     Returns ``(strands (S, num_points, 3) float32 metres, aux)`` with ``aux['parting_distance']`` (S,)
     metres from the parting line (inf when none) and ``aux['bang']`` (S,) bool.
     ``strand_seed`` seeds the per-strand noise; ``noise=False`` gives the noiseless field.
     """
-    return generate_strands_batch(
-        [p], np.asarray(roots, np.float64), scalp, uv, num_points, strand_seed, noise
-    )[0]
+    return generate_strands_batch([p], np.asarray(roots, np.float64), scalp, uv, num_points, strand_seed, noise)[0]
 
 
-def generate_hairstyle(
-    style: StyleParams | int,
-    n_strands: int = 10000,
-    scalp: Scalp | None = None,
-    root_seed: int = 0,
-    num_points: int = STRAND_POINTS,
-) -> Hairstyle:
+def generate_hairstyle(style: StyleParams | int, n_strands: int = 10000, scalp: Scalp | None = None,
+                       root_seed: int = 0, num_points: int = STRAND_POINTS) -> Hairstyle:
     """A complete procedural hairstyle: ``n_strands`` uniform random roots, strands of ``num_points``."""
     scalp = scalp or Scalp()
     p = style if isinstance(style, StyleParams) else sample_style(int(style))

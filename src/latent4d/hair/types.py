@@ -54,13 +54,8 @@ class EditState:
 
 
 #: named camera directions (head frame: +z front, +y up, +x the head's left)
-VIEWS = {
-    "front": (0.0, 0.0, 1.0),
-    "back": (0.0, 0.0, -1.0),
-    "left": (1.0, 0.0, 0.0),
-    "right": (-1.0, 0.0, 0.0),
-    "top": (0.0, 1.0, 0.0),
-}
+VIEWS = {"front": (0.0, 0.0, 1.0), "back": (0.0, 0.0, -1.0), "left": (1.0, 0.0, 0.0), "right": (-1.0, 0.0, 0.0),
+         "top": (0.0, 1.0, 0.0)}
 
 
 def parse_view(view, name: str = "view") -> np.ndarray:
@@ -125,11 +120,9 @@ class HairObservation:
         dist = np.linalg.norm(pts - head.c[None].astype(np.float32), axis=1)
         med = float(np.median(dist))
         if med > max_distance:
-            raise InputError(
-                f"{self.name}: the observation lies {med:.2f} m (median) from the head centre "
-                f"{tuple(round(float(c), 3) for c in head.c)}; it does not match the head frame "
-                "(metres, Y up, USC-HairSalon head position expected)"
-            )
+            raise InputError(f"{self.name}: the observation lies {med:.2f} m (median) from the head centre "
+                             f"{tuple(round(float(c), 3) for c in head.c)}; it does not match the head frame "
+                             "(metres, Y up, USC-HairSalon head position expected)")
         return self
 
 

@@ -13,13 +13,8 @@ ROOT_COLOR = np.array([0.06, 0.03, 0.015])
 TIP_COLOR = np.array([0.32, 0.19, 0.08])
 
 
-def hair_lineset(
-    hairstyle: Hairstyle,
-    max_strands: int | None = 4000,
-    seed: int = 0,
-    color=None,
-    points_per_strand: int | None = 34,
-):
+def hair_lineset(hairstyle: Hairstyle, max_strands: int | None = 4000, seed: int = 0, color=None,
+                 points_per_strand: int | None = 34):
     """An Open3D LineSet of (a random subset of at most ``max_strands``) strands, root-to-tip shaded.
 
     Strands are resampled to ``points_per_strand`` for drawing (None keeps every point).
@@ -48,10 +43,8 @@ def hair_lineset(
         cols = sub.colors.astype(np.float64)
     else:
         cols = ROOT_COLOR[None] * (1 - pos[:, None]) + TIP_COLOR[None] * pos[:, None]
-    ls = o3d.geometry.LineSet(
-        o3d.utility.Vector3dVector(sub.points.astype(np.float64)),
-        o3d.utility.Vector2iVector(lines.astype(np.int32)),
-    )
+    ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(sub.points.astype(np.float64)),
+                              o3d.utility.Vector2iVector(lines.astype(np.int32)))
     ls.colors = o3d.utility.Vector3dVector(np.ascontiguousarray(cols[lines[:, 0]]))
     return ls
 
@@ -65,18 +58,9 @@ def _frame(geoms, margin: float = 1.08, aspect: float = 1.0) -> dict:
     return {"center": (lo + hi) / 2, "radius": float(half) * margin}
 
 
-def render_hair(
-    hairstyles: Hairstyle | list,
-    path: str | Path,
-    scalp: Scalp | None = None,
-    max_strands: int = 3000,
-    extra: list | None = None,
-    azimuth: float = 30.0,
-    elevation: float = 10.0,
-    width: int = 640,
-    height: int = 640,
-    **kwargs,
-) -> Path:
+def render_hair(hairstyles: Hairstyle | list, path: str | Path, scalp: Scalp | None = None,
+                max_strands: int = 3000, extra: list | None = None, azimuth: float = 30.0, elevation: float = 10.0,
+                width: int = 640, height: int = 640, **kwargs) -> Path:
     """Render hairstyle(s) over the head mesh to a PNG (atomically). ``extra`` adds geometries
     (e.g. an observation point cloud as an (N, 3) array)."""
     from latent4d.render import render_png, to_open3d
@@ -88,30 +72,12 @@ def render_hair(
         items.append(hair_lineset(h, max_strands, seed=i))
     items += [to_open3d(e) for e in (extra or [])]
     frame = {} if "radius" in kwargs else _frame(items, 1.15, width / height)
-    return render_png(
-        items,
-        path,
-        azimuth=azimuth,
-        elevation=elevation,
-        width=width,
-        height=height,
-        line_width=1.0,
-        **frame,
-        **kwargs,
-    )
+    return render_png(items, path, azimuth=azimuth, elevation=elevation, width=width, height=height,
+                      line_width=1.0, **frame, **kwargs)
 
 
-def render_grid(
-    hairstyles: list[Hairstyle],
-    path: str | Path,
-    scalp: Scalp | None = None,
-    max_strands: int = 1500,
-    cols: int = 4,
-    spacing: float = 0.4,
-    size: int = 320,
-    azimuth: float = 30.0,
-    **kwargs,
-) -> Path:
+def render_grid(hairstyles: list[Hairstyle], path: str | Path, scalp: Scalp | None = None, max_strands: int = 1500,
+                cols: int = 4, spacing: float = 0.4, size: int = 320, azimuth: float = 30.0, **kwargs) -> Path:
     """Several hairstyles side by side in one PNG (one scene, one render: copies shifted along x / y)."""
     import copy
 
@@ -133,13 +99,5 @@ def render_grid(
             items.append(g.translate(shift))
     cols_used = min(cols, len(hairstyles))
     w, h = size * cols_used, int(size * rows * 1.4)
-    return render_png(
-        items,
-        path,
-        azimuth=0.0,
-        elevation=5.0,
-        width=w,
-        height=h,
-        line_width=1.0,
-        **{**_frame(items, 1.1, w / h), **kwargs},
-    )
+    return render_png(items, path, azimuth=0.0, elevation=5.0, width=w, height=h, line_width=1.0,
+                      **{**_frame(items, 1.1, w / h), **kwargs})

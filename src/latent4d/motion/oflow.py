@@ -67,10 +67,8 @@ def _occ(d: dict[str, np.ndarray], n: int, path: Path) -> np.ndarray:
     if occ.dtype == np.uint8 and occ.size * 8 >= n and occ.size < n:  # packbits
         return np.unpackbits(occ)[:n].astype(bool)
     if occ.size != n:
-        raise InputError(
-            f"{path}: {occ.size} occupancies for {n} points (expected {n} values or "
-            f"{(n + 7) // 8} packed bytes)"
-        )
+        raise InputError(f"{path}: {occ.size} occupancies for {n} points (expected {n} values or "
+                         f"{(n + 7) // 8} packed bytes)")
     return occ.astype(bool).reshape(n)
 
 
@@ -90,24 +88,13 @@ def read_split_list(root: str | Path, split: str, categories=None) -> list[Path]
             if name:
                 seqs.append(c / name)
     if not seqs:
-        raise ConfigError(
-            f"no sequences for split '{split}' under '{root}' (expected <category>/{split}.lst files)"
-        )
+        raise ConfigError(f"no sequences for split '{split}' under '{root}' (expected <category>/{split}.lst files)")
     return seqs
 
 
-def load_oflow_split(
-    root: str | Path,
-    split: str,
-    num_frames: int = 17,
-    n_surface: int = 2048,
-    n_uniform: int = 2048,
-    n_near: int = 2048,
-    categories=None,
-    max_sequences: int | None = None,
-    clip_stride: int | None = None,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
+def load_oflow_split(root: str | Path, split: str, num_frames: int = 17, n_surface: int = 2048,
+                     n_uniform: int = 2048, n_near: int = 2048, categories=None, max_sequences: int | None = None,
+                     clip_stride: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
     """Arrays of one split in the format of :mod:`latent4d.motion.data` (clips of ``num_frames``).
 
     Sequences are cut into clips starting every ``clip_stride`` frames (default ``num_frames - 1``);
@@ -128,15 +115,11 @@ def load_oflow_split(
         if not surf_files:
             raise InputError(f"{seq}: no frames in {FOLDERS['surface']}/ (empty sequence)")
         if len(uni_files) != len(surf_files):
-            raise InputError(
-                f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(uni_files)} in "
-                f"{FOLDERS['uniform']}/ (mismatched frame counts)"
-            )
+            raise InputError(f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(uni_files)} in "
+                             f"{FOLDERS['uniform']}/ (mismatched frame counts)")
         if near_files and len(near_files) != len(surf_files):
-            raise InputError(
-                f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(near_files)} in "
-                f"{FOLDERS['near']}/ (mismatched frame counts)"
-            )
+            raise InputError(f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(near_files)} in "
+                             f"{FOLDERS['near']}/ (mismatched frame counts)")
         if len(surf_files) < num_frames:
             raise InputError(f"{seq}: {len(surf_files)} frames, shorter than one clip of {num_frames}")
         for start in range(0, len(surf_files) - num_frames + 1, stride):
@@ -144,10 +127,8 @@ def load_oflow_split(
             surf = [_world(_load_npz(surf_files[t], ("points",)), surf_files[t]) for t in frames]
             n_pts = {len(s) for s in surf}
             if len(n_pts) != 1:
-                raise InputError(
-                    f"{seq}: surface frames {start}..{start + num_frames - 1} have different point "
-                    f"counts {sorted(n_pts)}; pcl_seq samples must correspond across frames"
-                )
+                raise InputError(f"{seq}: surface frames {start}..{start + num_frames - 1} have different point "
+                                 f"counts {sorted(n_pts)}; pcl_seq samples must correspond across frames")
             surf = np.stack(surf)
             lo, hi = surf.reshape(-1, 3).min(0), surf.reshape(-1, 3).max(0)
             loc, scale = (lo + hi) / 2, float((hi - lo).max())
@@ -155,10 +136,7 @@ def load_oflow_split(
                 raise InputError(f"{seq}: degenerate surface (all points coincide)")
             idx = rng.choice(surf.shape[1], n_surface, replace=surf.shape[1] < n_surface)
             clip = {"surface": ((surf[:, idx] - loc) / scale).astype(np.float32)}
-            for key, files, n in (
-                ("uniform", uni_files, n_uniform),
-                ("near", near_files or uni_files, n_near),
-            ):
+            for key, files, n in (("uniform", uni_files, n_uniform), ("near", near_files or uni_files, n_near)):
                 pts_l, occ_l = [], []
                 for t in frames:
                     d = _load_npz(files[t], ("points", "occupancies"))
@@ -190,17 +168,9 @@ def _save_npz(path: Path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
-def write_oflow_sequence(
-    out_dir: str | Path,
-    vertices: np.ndarray,
-    faces: np.ndarray,
-    n_surface: int = 100_000,
-    n_uniform: int = 100_000,
-    n_near: int = 100_000,
-    near_sigmas=(0.004, 0.015),
-    padding: float = 0.1,
-    seed: int = 0,
-) -> int:
+def write_oflow_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.ndarray, n_surface: int = 100_000,
+                         n_uniform: int = 100_000, n_near: int = 100_000, near_sigmas=(0.004, 0.015),
+                         padding: float = 0.1, seed: int = 0) -> int:
     """Write one mesh sequence (T, V, 3) with shared ``faces`` in the O-Flow layout under ``out_dir``.
 
     Per frame: surface samples at one shared set of (face, barycentric) draws (so they correspond),
@@ -230,25 +200,13 @@ def write_oflow_sequence(
         _save_npz(out_dir / FOLDERS["surface"] / name, points=surf, loc=loc, scale=np.float32(scale))
         sdf = MeshSDF((Vn[t].astype(np.float32), F))
         uni = rng.uniform(-half, half, (n_uniform, 3)).astype(np.float32)
-        _save_npz(
-            out_dir / FOLDERS["uniform"] / name,
-            points=uni.astype(np.float16),
-            occupancies=np.packbits(sdf.occupancy(uni)),
-            loc=loc,
-            scale=np.float32(scale),
-        )
+        _save_npz(out_dir / FOLDERS["uniform"] / name, points=uni.astype(np.float16),
+                  occupancies=np.packbits(sdf.occupancy(uni)), loc=loc, scale=np.float32(scale))
         _, fi, b = sample_surface(Vn[t], F, n_near, rng)
         sig = np.asarray(near_sigmas)[rng.integers(0, len(near_sigmas), n_near)]
-        near = (
-            interpolate_barycentric(Vn[t], F, fi, b) + rng.normal(size=(n_near, 3)) * sig[:, None]
-        ).astype(np.float32)
-        _save_npz(
-            out_dir / FOLDERS["near"] / name,
-            points=near.astype(np.float16),
-            occupancies=np.packbits(sdf.occupancy(near)),
-            loc=loc,
-            scale=np.float32(scale),
-        )
+        near = (interpolate_barycentric(Vn[t], F, fi, b) + rng.normal(size=(n_near, 3)) * sig[:, None]).astype(np.float32)
+        _save_npz(out_dir / FOLDERS["near"] / name, points=near.astype(np.float16),
+                  occupancies=np.packbits(sdf.occupancy(near)), loc=loc, scale=np.float32(scale))
     return len(Vn)
 
 
@@ -263,9 +221,7 @@ def read_mesh_sequence(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list
     import trimesh
 
     folder = Path(folder)
-    files = sorted(
-        f for f in folder.iterdir() if f.suffix.lower() in (".obj", ".ply", ".off") and f.is_file()
-    )
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".obj", ".ply", ".off") and f.is_file())
     if not files:
         raise InputError(f"{folder}: no mesh files (.obj, .ply, .off): empty sequence")
     verts, faces = [], None
@@ -282,9 +238,7 @@ def read_mesh_sequence(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list
         if faces is None:
             faces = fc
         elif fc.shape != faces.shape or not np.array_equal(fc, faces) or len(v) != len(verts[0]):
-            raise InputError(
-                f"{f}: topology differs from {files[0].name} ({len(v)} vertices / {len(fc)} faces vs "
-                f"{len(verts[0])} / {len(faces)}); frames must share one mesh topology"
-            )
+            raise InputError(f"{f}: topology differs from {files[0].name} ({len(v)} vertices / {len(fc)} faces vs "
+                             f"{len(verts[0])} / {len(faces)}); frames must share one mesh topology")
         verts.append(v)
     return np.stack(verts), faces, files

@@ -14,15 +14,8 @@ class Attention(nn.Module):
     context tokens (padded point clouds).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int = 8,
-        dim_head: int = 64,
-        context_dim: int | None = None,
-        qkv_bias: bool = False,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, context_dim: int | None = None,
+                 qkv_bias: bool = False, dropout: float = 0.0):
         super().__init__()
         inner = heads * dim_head
         self.heads, self.dim_head = heads, dim_head
@@ -36,23 +29,20 @@ class Attention(nn.Module):
         B, N, _ = t.shape
         return t.view(B, N, self.heads, self.dim_head).transpose(1, 2)
 
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         ctx = x if context is None else context
         q = self._split(self.to_q(x))
         k, v = (self._split(t) for t in self.to_kv(ctx).chunk(2, dim=-1))
         attn_mask = None if mask is None else mask[:, None, None, :].to(torch.bool)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                             dropout_p=self.dropout if self.training else 0.0)
         B, _, N, _ = out.shape
         return self.to_out(out.transpose(1, 2).reshape(B, N, self.heads * self.dim_head))
 
 
-def attention_flops(
-    n_query: int, n_key: int, dim: int, heads: int, dim_head: int, context_dim: int | None = None
-) -> int:
+def attention_flops(n_query: int, n_key: int, dim: int, heads: int, dim_head: int,
+                    context_dim: int | None = None) -> int:
     """Forward multiply-add FLOPs (2 per MAC) of one :class:`Attention` call, projections included."""
     inner = heads * dim_head
     cdim = context_dim or dim

@@ -24,9 +24,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0, out_dim: int | None = None):
         super().__init__()
-        self.net = nn.Sequential(
-            GEGLU(dim, dim * mult), nn.Dropout(dropout), nn.Linear(dim * mult, out_dim or dim)
-        )
+        self.net = nn.Sequential(GEGLU(dim, dim * mult), nn.Dropout(dropout), nn.Linear(dim * mult, out_dim or dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

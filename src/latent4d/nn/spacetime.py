@@ -36,9 +36,7 @@ class SpaceTimeSelfAttention(nn.Module):
     all T * M tokens. ``mask`` (B, T) bool marks valid frames (``time`` / ``joint`` only).
     """
 
-    def __init__(
-        self, dim: int, heads: int = 8, dim_head: int = 64, axis: str = "space", qkv_bias: bool = False
-    ):
+    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, axis: str = "space", qkv_bias: bool = False):
         super().__init__()
         if axis not in AXES:
             raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
@@ -52,9 +50,7 @@ class SpaceTimeSelfAttention(nn.Module):
         H, dh = self.heads, self.dim_head
         if self.axis == "time":
             return self._temporal(x, mask)
-        qkv = (
-            self.qkv(x).view(B, T, M, 3, H, dh).unbind(3)
-        )  # unbind: one stacked gradient, no zero-filled copies
+        qkv = self.qkv(x).view(B, T, M, 3, H, dh).unbind(3)  # unbind: one stacked gradient, no zero-filled copies
         attn_mask = None
         # 4-D (batch, heads, length, dh) operands so that SDPA takes its fused (flash) CPU kernel;
         # the reshapes below are views whenever the merged axes are adjacent in memory
@@ -147,9 +143,7 @@ class _CrossAttention(nn.Module):
         self.norm_c = nn.LayerNorm(context_dim)
         self.attn = Attention(dim, heads, dim_head, context_dim=context_dim)
 
-    def forward(
-        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.attn(x, self.norm_c(context), mask=mask)
 
 
@@ -167,17 +161,8 @@ class SpaceTimeBlock(nn.Module):
     frame_context_mask (B, T, N) bool = None, frame_mask (B, T) bool = None) -> (B, T, M, D).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        dim_head: int,
-        cond_dim: int,
-        context_dim: int | None = None,
-        frame_context_dim: int | None = None,
-        block_type: str = "interleaved",
-        ff_mult: int = 4,
-    ):
+    def __init__(self, dim: int, heads: int, dim_head: int, cond_dim: int, context_dim: int | None = None,
+                 frame_context_dim: int | None = None, block_type: str = "interleaved", ff_mult: int = 4):
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
@@ -190,21 +175,13 @@ class SpaceTimeBlock(nn.Module):
         self.norm_obs = AdaLayerNorm(dim, cond_dim, gate=True) if frame_context_dim else None
         self.obs = _CrossAttention(dim, frame_context_dim, heads, dim_head) if frame_context_dim else None
         self.norm_t = AdaLayerNorm(dim, cond_dim, gate=True) if block_type == "interleaved" else None
-        self.temporal = (
-            SpaceTimeSelfAttention(dim, heads, dim_head, axis="time") if block_type == "interleaved" else None
-        )
+        self.temporal = SpaceTimeSelfAttention(dim, heads, dim_head, axis="time") if block_type == "interleaved" else None
         self.norm_ff = AdaLayerNorm(dim, cond_dim, gate=True)
         self.ff = FeedForward(dim, mult=ff_mult)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cond: torch.Tensor,
-        context: torch.Tensor | None = None,
-        frame_context: torch.Tensor | None = None,
-        frame_context_mask: torch.Tensor | None = None,
-        frame_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, context: torch.Tensor | None = None,
+                frame_context: torch.Tensor | None = None, frame_context_mask: torch.Tensor | None = None,
+                frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, M, D = x.shape
         h, g = self.norm1(x, cond)
         x = x + g * self.attn1(h, mask=frame_mask if self.block_type == "joint" else None)
@@ -234,26 +211,12 @@ def spacetime_attention_flops(T: int, M: int, dim: int, heads: int, dim_head: in
     spatial = T * attention_flops(M, M, dim, heads, dim_head)
     temporal = M * attention_flops(T, T, dim, heads, dim_head)
     joint = attention_flops(T * M, T * M, dim, heads, dim_head)
-    return {
-        "spatial": spatial,
-        "temporal": temporal,
-        "interleaved": spatial + temporal,
-        "joint": joint,
-        "ratio": joint / (spatial + temporal),
-    }
+    return {"spatial": spatial, "temporal": temporal, "interleaved": spatial + temporal, "joint": joint,
+            "ratio": joint / (spatial + temporal)}
 
 
-def spacetime_block_flops(
-    block_type: str,
-    T: int,
-    M: int,
-    dim: int,
-    heads: int,
-    dim_head: int,
-    context_tokens: int = 0,
-    frame_context_tokens: int = 0,
-    ff_mult: int = 4,
-) -> int:
+def spacetime_block_flops(block_type: str, T: int, M: int, dim: int, heads: int, dim_head: int,
+                          context_tokens: int = 0, frame_context_tokens: int = 0, ff_mult: int = 4) -> int:
     """Forward FLOPs of one :class:`SpaceTimeBlock` (norm / modulation costs neglected)."""
     a = spacetime_attention_flops(T, M, dim, heads, dim_head)
     f = a["joint"] if block_type == "joint" else a["spatial"]

@@ -38,14 +38,8 @@ class AppearanceNet(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        shape_dim: int = 64,
-        appearance_dim: int = 64,
-        hidden: int = 512,
-        num_layers: int = 6,
-        w0: float = 30.0,
-    ):
+    def __init__(self, shape_dim: int = 64, appearance_dim: int = 64, hidden: int = 512, num_layers: int = 6,
+                 w0: float = 30.0):
         super().__init__()
         d_in = 3 + shape_dim + appearance_dim
         layers = [SineLayer(d_in, hidden, w0, first=True)]
@@ -57,9 +51,7 @@ class AppearanceNet(ModelMixin, ConfigMixin):
             self.out.weight.uniform_(-bound, bound)
             self.out.bias.zero_()
 
-    def forward(
-        self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor) -> torch.Tensor:
         zs = broadcast_code(xyz, shape_code).to(xyz.dtype)
         za = broadcast_code(xyz, appearance_code).to(xyz.dtype)
         return torch.sigmoid(self.out(self.layers(torch.cat([xyz, zs, za], dim=-1))))

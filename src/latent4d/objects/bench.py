@@ -31,7 +31,6 @@ import torch
 
 log = logging.getLogger("latent4d.objects")
 
-
 def trained_database(out_dir: Path, quick: bool) -> Path:
     """Train (or reuse, :func:`latent4d.bench.train_or_reuse`) the benchmark's latent database:
     ``experiment=objects/latent_db`` (``preset=objects_quick`` with ``quick``); returns its run directory."""
@@ -95,9 +94,8 @@ def _counted(fn):
     return wrapped, count
 
 
-def octree_vs_dense(
-    pipe, codes: list[torch.Tensor], resolution: int, start_level: int = 2, samples: int = 20000
-) -> list[dict]:
+def octree_vs_dense(pipe, codes: list[torch.Tensor], resolution: int, start_level: int = 2,
+                    samples: int = 20000) -> list[dict]:
     """One record per code: evaluations, seconds, peak MB for both methods and the Chamfer in voxels."""
     from latent4d.geometry.meshing import dense_mesh
     from latent4d.geometry.octree import octree_mesh
@@ -124,17 +122,9 @@ def octree_vs_dense(
                 t0 = time.perf_counter()
                 m_den = dense_mesh(f_den, resolution)
                 t_den = time.perf_counter() - t0
-        rec = {
-            "resolution": resolution,
-            "evals_octree": n_oct[0],
-            "evals_dense": n_den[0],
-            "s_octree": t_oct,
-            "s_dense": t_den,
-            "mb_octree": mem_o.mb,
-            "mb_dense": mem_d.mb,
-            "faces_octree": len(m_oct.faces),
-            "faces_dense": len(m_den.faces),
-        }
+        rec = {"resolution": resolution, "evals_octree": n_oct[0], "evals_dense": n_den[0], "s_octree": t_oct,
+               "s_dense": t_den, "mb_octree": mem_o.mb, "mb_dense": mem_d.mb, "faces_octree": len(m_oct.faces),
+               "faces_dense": len(m_den.faces)}
         if len(m_oct.faces) and len(m_den.faces):
             # exact point-to-surface distances (Open3D), from samples of each mesh to the other mesh
             a, _, _ = sample_surface(m_oct.vertices, m_oct.faces, samples, 0)
@@ -161,10 +151,8 @@ def bench_objects(report, quick: bool) -> None:
     fit_s = None
     if (run / "metrics.json").is_file():
         fit_s = json.loads((run / "metrics.json").read_text()).get("fit_seconds")
-    report.note(
-        f"latent database: {run} (experiment=objects/latent_db{' preset=objects_quick' if quick else ''}), "
-        f"ready in {time.time() - t0:.0f} s" + (f" (its training: {fit_s:.0f} s)" if fit_s else "")
-    )
+    report.note(f"latent database: {run} (experiment=objects/latent_db{' preset=objects_quick' if quick else ''}), "
+                f"ready in {time.time() - t0:.0f} s" + (f" (its training: {fit_s:.0f} s)" if fit_s else ""))
     pipe = ObjectsPipeline.from_pretrained(run)
     bench_octree(report, pipe, quick)
     bench_pose(report, pipe, quick)
@@ -184,37 +172,20 @@ def bench_octree(report, pipe, quick: bool) -> None:
         sp = float(np.median([r["s_dense"] / r["s_octree"] for r in recs]))
         report.add(f"octree {res}^3: fewer SDF evaluations (x)", ev, "x", targets[res][0])
         report.add(f"octree {res}^3: faster (x)", sp, "x", targets[res][1])
-        report.add(
-            f"octree {res}^3: Chamfer octree vs dense surface",
-            float(max(r["chamfer_voxels"] for r in recs)),
-            "voxels",
-            "<= 1",
-        )
-        report.add(
-            f"octree {res}^3: Hausdorff octree vs dense surface",
-            float(max(r["hausdorff_voxels"] for r in recs)),
-            "voxels",
-        )
-        report.add(
-            f"octree {res}^3: evaluations octree / dense",
-            int(np.median([r["evals_octree"] for r in recs])),
-            f"/ {recs[0]['evals_dense']}",
-        )
-        report.add(
-            f"octree {res}^3: seconds octree / dense",
-            f"{np.median([r['s_octree'] for r in recs]):.2f} / {np.median([r['s_dense'] for r in recs]):.2f}",
-            "s",
-        )
-        report.add(
-            f"octree {res}^3: peak memory octree / dense",
-            f"{np.median([r['mb_octree'] for r in recs]):.0f} / {np.median([r['mb_dense'] for r in recs]):.0f}",
-            "MB",
-        )
-        report.note(
-            f"octree vs dense {res}^3 on {len(recs)} database shapes ({', '.join(cats[i] for i in range(len(idx)))}); "
-            "Chamfer / Hausdorff: exact point-to-mesh distances between the two surfaces (worst shape), in voxels (2/R); "
-            "memory: peak RSS increase"
-        )
+        report.add(f"octree {res}^3: Chamfer octree vs dense surface", float(max(r["chamfer_voxels"] for r in recs)),
+                   "voxels", "<= 1")
+        report.add(f"octree {res}^3: Hausdorff octree vs dense surface", float(max(r["hausdorff_voxels"] for r in recs)),
+                   "voxels")
+        report.add(f"octree {res}^3: evaluations octree / dense", int(np.median([r["evals_octree"] for r in recs])),
+                   f"/ {recs[0]['evals_dense']}")
+        report.add(f"octree {res}^3: seconds octree / dense",
+                   f"{np.median([r['s_octree'] for r in recs]):.2f} / {np.median([r['s_dense'] for r in recs]):.2f}", "s")
+        report.add(f"octree {res}^3: peak memory octree / dense",
+                   f"{np.median([r['mb_octree'] for r in recs]):.0f} / {np.median([r['mb_dense'] for r in recs]):.0f}",
+                   "MB")
+        report.note(f"octree vs dense {res}^3 on {len(recs)} database shapes ({', '.join(cats[i] for i in range(len(idx)))}); "
+                    "Chamfer / Hausdorff: exact point-to-mesh distances between the two surfaces (worst shape), in voxels (2/R); "
+                    "memory: peak RSS increase")
 
 
 def bench_pose(report, pipe, quick: bool) -> None:
@@ -229,72 +200,43 @@ def bench_pose(report, pipe, quick: bool) -> None:
     scenes = heldout_scenes(n_scenes, categories=cats, seed=100, n_objects=(2, 2) if quick else (2, 4))
     iters = 30 if quick else 100
     config = reconstruct_settings([f"iterations={iters}"], command="bench objects")
-    res = compare_recipes(
-        pipe,
-        scenes,
-        config,
-        seed=7,
-        max_objects=2 if quick else None,
-        shapo_iterations=() if quick else (200,),
-    )
+    res = compare_recipes(pipe, scenes, config, seed=7, max_objects=2 if quick else None,
+                          shapo_iterations=() if quick else (200,))
     _pose_records(report, res, iters)
-    report.note(
-        f"pose/shape: {res['latent4d']['summary']['objects']} objects in {n_scenes} held-out scenes (instances "
-        "with seeds >= 1000, never in the database); same perturbations for every recipe. ShAPO recipe = raw 3x3 "
-        "rotation + translation (Adam 1e-4), raw scale (1e-4), appearance code (Adam 1e-2), shape code (SGD "
-        "8e-5), surface->observation nearest neighbours (pairs < 0.2) + colour; its colour-net fine-tuning is "
-        "not reproduced. Size error compares metric half-diagonals."
-    )
-    path = write_json_atomic(
-        Path(report.out_dir) / "objects_records.json",
-        {k: {"summary": v["summary"], "records": v["records"]} for k, v in res.items()},
-    )
+    report.note(f"pose/shape: {res['latent4d']['summary']['objects']} objects in {n_scenes} held-out scenes (instances "
+                "with seeds >= 1000, never in the database); same perturbations for every recipe. ShAPO recipe = raw 3x3 "
+                "rotation + translation (Adam 1e-4), raw scale (1e-4), appearance code (Adam 1e-2), shape code (SGD "
+                "8e-5), surface->observation nearest neighbours (pairs < 0.2) + colour; its colour-net fine-tuning is "
+                "not reproduced. Size error compares metric half-diagonals.")
+    path = write_json_atomic(Path(report.out_dir) / "objects_records.json",
+                             {k: {"summary": v["summary"], "records": v["records"]} for k, v in res.items()})
     report.artifact("per-object records", path)
 
 
 def _pose_records(report, res: dict, iters: int) -> None:
     """The pose / shape table of :func:`bench_pose`."""
     ours, shapo = res["latent4d"]["summary"], res["shapo"]["summary"]
-    report.add(
-        f"pose: median rotation error after {iters} it. (symmetry-aware)", ours["rot_deg"], "deg", "<= 5"
-    )
+    report.add(f"pose: median rotation error after {iters} it. (symmetry-aware)", ours["rot_deg"], "deg", "<= 5")
     report.add(f"pose: median translation error after {iters} it.", ours["trans_cm"], "cm", "<= 1")
     report.add(f"pose: median size (scale) error after {iters} it.", ours["scale_pct"], "%", "<= 5")
-    report.add(
-        "shape: median Chamfer reduction vs category-mean start", ours["chamfer_reduction_pct"], "%", ">= 30"
-    )
-    report.add(
-        "shape: median Chamfer-L1 start -> end (canonical units)",
-        f"{ours['start_chamfer']:.4f} -> {ours['chamfer']:.4f}",
-        "",
-    )
+    report.add("shape: median Chamfer reduction vs category-mean start", ours["chamfer_reduction_pct"], "%", ">= 30")
+    report.add("shape: median Chamfer-L1 start -> end (canonical units)",
+               f"{ours['start_chamfer']:.4f} -> {ours['chamfer']:.4f}", "")
     report.add("colour: median error at the observed points", ours["color_err"], "/255")
     report.add("time per object", ours["seconds"], "s", "<= 10")
     report.add("objects reconstructed (not diverged)", f"{ours['ok']}/{ours['objects']}", "")
     for k in ("IoU25", "IoU50", "5deg5cm", "10deg5cm"):
-        report.add(
-            f"NOCS mAP {k}: latent4d / ShAPO recipe / start",
-            f"{ours['mAP_' + k]:.1f} / {shapo['mAP_' + k]:.1f} / {ours['start_mAP_' + k]:.1f}",
-            "%",
-        )
+        report.add(f"NOCS mAP {k}: latent4d / ShAPO recipe / start",
+                   f"{ours['mAP_' + k]:.1f} / {shapo['mAP_' + k]:.1f} / {ours['start_mAP_' + k]:.1f}", "%")
     for name in [n for n in res if n != "latent4d"]:
         s = res[name]["summary"]
         its = name.split("_")[1] if "_" in name else iters
-        report.add(
-            f"ShAPO recipe ({its} it.): median rotation / translation / size error",
-            f"{s['rot_deg']:.2f} deg / {s['trans_cm']:.2f} cm / {s['scale_pct']:.1f} %",
-            "",
-        )
-        report.add(
-            f"ShAPO recipe ({its} it.): Chamfer reduction, time per object",
-            f"{s['chamfer_reduction_pct']:.1f} % , {s['seconds']:.2f} s",
-            "",
-        )
-    report.add(
-        "start: median rotation / translation / size error",
-        f"{ours['start_rot_deg']:.1f} deg / {ours['start_trans_cm']:.1f} cm / {ours['start_scale_pct']:.1f} %",
-        "",
-    )
+        report.add(f"ShAPO recipe ({its} it.): median rotation / translation / size error",
+                   f"{s['rot_deg']:.2f} deg / {s['trans_cm']:.2f} cm / {s['scale_pct']:.1f} %", "")
+        report.add(f"ShAPO recipe ({its} it.): Chamfer reduction, time per object",
+                   f"{s['chamfer_reduction_pct']:.1f} % , {s['seconds']:.2f} s", "")
+    report.add("start: median rotation / translation / size error",
+               f"{ours['start_rot_deg']:.1f} deg / {ours['start_trans_cm']:.1f} cm / {ours['start_scale_pct']:.1f} %", "")
 
 
 BENCHMARKS = {"objects": bench_objects}

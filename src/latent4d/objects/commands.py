@@ -48,9 +48,7 @@ class SampleOptions:
     """``latent4d sample run=<objects run> ...``"""
 
     run: str | None = opt(None, help="objects/latent_db run directory")
-    objects: Any = opt(
-        None, help="'all', or names / indices (comma-separated or a list); default: one per category"
-    )
+    objects: Any = opt(None, help="'all', or names / indices (comma-separated or a list); default: one per category")
     means: bool = opt(True, help="also decode every category's mean code")
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the meshes")
     out: str | None = opt(None, help="output folder (default <run>/samples)")
@@ -62,12 +60,8 @@ class EvaluateOptions:
 
     run: str | None = opt(None, help="objects/latent_db run directory")
     scenes: int = opt(6, min=1, max=10_000, help="held-out synthetic scenes")
-    iterations: int | None = opt(
-        None,
-        min=1,
-        max=100_000,
-        help="optimisation iterations per object (default: conf/reconstruct/objects.yaml)",
-    )
+    iterations: int | None = opt(None, min=1, max=100_000,
+                                 help="optimisation iterations per object (default: conf/reconstruct/objects.yaml)")
     seed: int = opt(0, help="scene and optimisation seed")
     max_objects: int | None = opt(None, min=1, help="evaluate at most this many objects")
     out: str | None = opt(None, help="output JSON (default <run>/evaluation.json)")
@@ -86,28 +80,20 @@ def _select_objects(sel, database) -> list[int]:
         return keys
     if str(sel) == "all":
         return list(range(len(names)))
-    items = (
-        [s.strip() for s in str(sel).split(",")]
-        if not isinstance(sel, list | tuple)
-        else [str(k) for k in sel]
-    )
+    items = [s.strip() for s in str(sel).split(",")] if not isinstance(sel, list | tuple) else [str(k) for k in sel]
     keys = []
     for k in items:
         if k.isdigit():
             if int(k) >= len(names):
-                raise ConfigError(
-                    f"sample: objects={k}: index out of range (the database holds {len(names)} "
-                    f"objects, 0-{len(names) - 1})"
-                )
+                raise ConfigError(f"sample: objects={k}: index out of range (the database holds {len(names)} "
+                                  f"objects, 0-{len(names) - 1})")
             keys.append(int(k))
         elif k in names:
             keys.append(names.index(k))
         else:
             shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise ConfigError(
-                f"sample: objects={k}: no such object in the database (it holds {shown}); use "
-                "names, indices or objects=all"
-            )
+            raise ConfigError(f"sample: objects={k}: no such object in the database (it holds {shown}); use "
+                              "names, indices or objects=all")
     if not keys:
         raise ConfigError("sample: objects= selects nothing; use names, indices or objects=all")
     return keys
@@ -156,9 +142,7 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 
     o = parse_options(EvaluateOptions, args, "evaluate")
     path = check_output_file(o.out or Path(run_dir) / "evaluation.json", "out")
-    config = reconstruct_settings(
-        [] if o.iterations is None else [f"iterations={o.iterations}"], command="evaluate"
-    )
+    config = reconstruct_settings([] if o.iterations is None else [f"iterations={o.iterations}"], command="evaluate")
     pipe = ObjectsPipeline.from_pretrained(run_dir)
     cats = sorted(set(pipe.database.categories))
     scenes = heldout_scenes(o.scenes, categories=cats, seed=o.seed)
@@ -166,10 +150,8 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     summary = {k: v["summary"] for k, v in res.items()}
     write_json_atomic(path, {"summary": summary, "records": {k: v["records"] for k, v in res.items()}})
     for k, s in summary.items():
-        print(
-            f"{k}: rot {s['rot_deg']:.2f} deg, trans {s['trans_cm']:.2f} cm, size {s['scale_pct']:.1f} %, "
-            f"chamfer {s['start_chamfer']:.4f} -> {s['chamfer']:.4f}, mAP 5deg5cm {s['mAP_5deg5cm']:.1f}"
-        )
+        print(f"{k}: rot {s['rot_deg']:.2f} deg, trans {s['trans_cm']:.2f} cm, size {s['scale_pct']:.1f} %, "
+              f"chamfer {s['start_chamfer']:.4f} -> {s['chamfer']:.4f}, mAP 5deg5cm {s['mAP_5deg5cm']:.1f}")
     print(f"[latent4d] wrote {path}")
     return summary
 
@@ -195,14 +177,8 @@ def reconstruct(options: list[str]) -> dict:
     cfg = reconstruct_settings(options)
     files = cfg.input_files()
     out = check_output_dir(cfg.out, "out", marker="summary.json")
-    frame = read_rgbd(
-        files["rgb"],
-        files["depth"],
-        files["mask"],
-        files["intrinsics"],
-        cfg.depth_scale,
-        min_fov_deg=cfg.min_fov,
-    )
+    frame = read_rgbd(files["rgb"], files["depth"], files["mask"], files["intrinsics"], cfg.depth_scale,
+                      min_fov_deg=cfg.min_fov)
     pipe = ObjectsPipeline.from_pretrained(cfg.run)
     check_categories(cfg.category_map(), frame, pipe.database, str(files["mask"]))
     torch.manual_seed(cfg.seed)
@@ -210,22 +186,16 @@ def reconstruct(options: list[str]) -> dict:
     results = pipe.reconstruct(frame, config=cfg)
     for r in results:
         if r.status == "ok":
-            print(
-                f"object {r.instance_id} ({r.category}): t = {np.round(r.t, 3).tolist()} m, size = "
-                f"{np.round(r.size, 3).tolist()} m, {r.iterations} iterations, {r.seconds:.1f} s"
-            )
+            print(f"object {r.instance_id} ({r.category}): t = {np.round(r.t, 3).tolist()} m, size = "
+                  f"{np.round(r.size, 3).tolist()} m, {r.iterations} iterations, {r.seconds:.1f} s")
         else:
             print(f"object {r.instance_id}: {r.status} ({r.reason})")
     if not any(r.status == "ok" for r in results):
-        raise InputError(
-            "no object could be reconstructed (nothing written to "
-            f"{out}): " + "; ".join(f"{r.instance_id}: {r.reason}" for r in results)
-        )
+        raise InputError("no object could be reconstructed (nothing written to "
+                         f"{out}): " + "; ".join(f"{r.instance_id}: {r.reason}" for r in results))
     summary = write_scene_reconstruction(frame, results, out)
-    print(
-        f"[latent4d] {sum(r.status == 'ok' for r in results)}/{len(results)} objects in {time.time() - t0:.1f} s; "
-        f"wrote {out}"
-    )
+    print(f"[latent4d] {sum(r.status == 'ok' for r in results)}/{len(results)} objects in {time.time() - t0:.1f} s; "
+          f"wrote {out}")
     return summary
 
 
@@ -251,33 +221,22 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     cfg = compose_config(overrides + (["preset=objects_demo_quick"] if quick else []), replace_run(run))
     metrics = run_training(cfg)
     pipe = ObjectsPipeline.from_pretrained(run)
-    objs = object_set(
-        list(cfg.data.categories), 1, seed_offset=HELDOUT_SEED_OFFSET, resolution=64 if quick else 96
-    )
+    objs = object_set(list(cfg.data.categories), 1, seed_offset=HELDOUT_SEED_OFFSET, resolution=64 if quick else 96)
     frame = make_scene(objs, seed=3, n_objects=2 if quick else 3)
     scene_dir = out_dir / "scene"
     save_scene(frame, scene_dir)
     settings = reconstruct_settings(name="objects_quick" if quick else "objects", command="demo")
     t0 = time.time()
-    results = pipe.reconstruct(
-        frame, categories={o.instance_id: o.category for o in frame.objects}, config=settings
-    )
+    results = pipe.reconstruct(frame, categories={o.instance_id: o.category for o in frame.objects}, config=settings)
     seconds = time.time() - t0
     summary = write_scene_reconstruction(frame, results, out_dir / "reconstruction")
     per = _demo_errors(frame, results)
-    result = {
-        "test_sdf_l1": metrics.get("test/sdf_l1"),
-        "test_color_l1": metrics.get("test/color_l1"),
-        "objects": len(results),
-        "reconstructed": sum(r.status == "ok" for r in results),
-        "median_rot_deg": float(np.median([p["rot_deg"] for p in per])) if per else None,
-        "median_trans_cm": float(100 * np.median([p["trans_m"] for p in per])) if per else None,
-        "seconds_per_object": seconds / max(len(results), 1),
-        "overlay": summary["overlay"],
-        "scene": str(scene_dir),
-        "run": str(run),
-        "per_object": per,
-    }
+    result = {"test_sdf_l1": metrics.get("test/sdf_l1"), "test_color_l1": metrics.get("test/color_l1"),
+              "objects": len(results), "reconstructed": sum(r.status == "ok" for r in results),
+              "median_rot_deg": float(np.median([p["rot_deg"] for p in per])) if per else None,
+              "median_trans_cm": float(100 * np.median([p["trans_m"] for p in per])) if per else None,
+              "seconds_per_object": seconds / max(len(results), 1), "overlay": summary["overlay"],
+              "scene": str(scene_dir), "run": str(run), "per_object": per}
     write_json_atomic(out_dir / "metrics.json", result)
     return result
 
@@ -292,11 +251,7 @@ def _demo_errors(frame, results) -> list[dict]:
         if r.status != "ok" or gt is None:
             continue
         hd = 0.5 * float(np.linalg.norm(r.extents))
-        e = pose_errors(
-            {"R": r.R, "t": r.t, "scale": r.scale * hd, "size": r.size},
-            {"R": gt.R, "t": gt.t, "scale": gt.scale, "size": gt.size},
-            gt.category,
-            gt.symmetric,
-        )
+        e = pose_errors({"R": r.R, "t": r.t, "scale": r.scale * hd, "size": r.size},
+                        {"R": gt.R, "t": gt.t, "scale": gt.scale, "size": gt.size}, gt.category, gt.symmetric)
         per.append({"instance_id": r.instance_id, "category": gt.category, **e})
     return per

@@ -36,15 +36,8 @@ log = logging.getLogger("latent4d.objects")
 _VERSION = 2  # bump when the sampling changes (invalidates the cache)
 
 
-def object_samples(
-    obj: ProceduralObject,
-    n_sdf: int,
-    n_color: int,
-    near_fraction: float = 0.8,
-    sigmas=(0.01, 0.04),
-    color_sigma: float = 0.01,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
+def object_samples(obj: ProceduralObject, n_sdf: int, n_color: int, near_fraction: float = 0.8,
+                   sigmas=(0.01, 0.04), color_sigma: float = 0.01, seed: int = 0) -> dict[str, np.ndarray]:
     """SDF and colour samples of one canonical object (see the module docstring).
 
     Returns ``sdf_points`` (n_sdf, 3), ``sdf`` (n_sdf,), ``color_points`` (n_color, 3),
@@ -60,27 +53,16 @@ def object_samples(
     cpts = (surf + d * np.abs(rng.normal(size=(n_color, 1))) * color_sigma).astype(np.float32)
     col = MeshSDF(obj.mesh, robust=False).closest_attribute(cpts, vc).astype(np.float32)
     perm = rng.permutation(len(pts))
-    return {
-        "sdf_points": pts[perm],
-        "sdf": sdf[perm],
-        "color_points": cpts,
-        "color": np.clip(col, 0, 1),
-        "surface": surf.astype(np.float32),
-    }
+    return {"sdf_points": pts[perm], "sdf": sdf[perm], "color_points": cpts, "color": np.clip(col, 0, 1),
+            "surface": surf.astype(np.float32)}
 
 
 class ObjectSamples(Dataset):
     """Items of a split: object ``i % N`` with ``sdf_per_item`` SDF and ``color_per_item`` colour
     samples (random subsets when ``train``; the first ones otherwise)."""
 
-    def __init__(
-        self,
-        arrays: list[dict[str, np.ndarray]],
-        sdf_per_item: int,
-        color_per_item: int,
-        repeats: int = 1,
-        train: bool = True,
-    ):
+    def __init__(self, arrays: list[dict[str, np.ndarray]], sdf_per_item: int, color_per_item: int,
+                 repeats: int = 1, train: bool = True):
         self.sdf_p = [torch.from_numpy(a["sdf_points"]) for a in arrays]
         self.sdf = [torch.from_numpy(a["sdf"]) for a in arrays]
         self.col_p = [torch.from_numpy(a["color_points"]) for a in arrays]
@@ -100,13 +82,8 @@ class ObjectSamples(Dataset):
         else:
             si = torch.arange(min(ns, self.sdf_per_item))
             ci = torch.arange(min(nc, self.color_per_item))
-        return {
-            "index": torch.tensor(k),
-            "sdf_points": self.sdf_p[k][si],
-            "sdf": self.sdf[k][si],
-            "color_points": self.col_p[k][ci],
-            "color": self.col[k][ci],
-        }
+        return {"index": torch.tensor(k), "sdf_points": self.sdf_p[k][si], "sdf": self.sdf[k][si],
+                "color_points": self.col_p[k][ci], "color": self.col[k][ci]}
 
 
 class ObjectsDataModule(SplitDataModule):
@@ -124,29 +101,12 @@ class ObjectsDataModule(SplitDataModule):
     Loaders: :class:`latent4d.datamodule.SplitDataModule` (batch size ``objects_per_batch``).
     """
 
-    def __init__(
-        self,
-        source: str = "procedural",
-        categories=CATEGORIES,
-        per_category: int = 6,
-        seed_offset: int = 0,
-        mesh_dir: str | None = None,
-        resolution: int = 96,
-        repair_resolution: int = 96,
-        n_sdf: int = 20000,
-        n_color: int = 8000,
-        near_fraction: float = 0.8,
-        sigmas=(0.01, 0.04),
-        color_sigma: float = 0.01,
-        holdout: float = 0.05,
-        sdf_per_item: int = 1024,
-        color_per_item: int = 512,
-        objects_per_batch: int = 12,
-        repeats: int = 8,
-        num_workers: int = 0,
-        seed: int = 0,
-        cache: bool = True,
-    ):
+    def __init__(self, source: str = "procedural", categories=CATEGORIES, per_category: int = 6,
+                 seed_offset: int = 0, mesh_dir: str | None = None, resolution: int = 96,
+                 repair_resolution: int = 96, n_sdf: int = 20000, n_color: int = 8000, near_fraction: float = 0.8,
+                 sigmas=(0.01, 0.04), color_sigma: float = 0.01, holdout: float = 0.05,
+                 sdf_per_item: int = 1024, color_per_item: int = 512, objects_per_batch: int = 12,
+                 repeats: int = 8, num_workers: int = 0, seed: int = 0, cache: bool = True):
         super().__init__(batch_size=objects_per_batch, num_workers=num_workers)
         categories, sigmas = [str(c) for c in categories], [float(x) for x in sigmas]  # plain types in ckpts
         self.save_hyperparameters()
@@ -167,11 +127,8 @@ class ObjectsDataModule(SplitDataModule):
         if self._objects is None:
             hp = self.hparams
             if hp.source == "procedural":
-                self._objects = [
-                    make_object(c, hp.seed_offset + i, hp.resolution)
-                    for c in hp.categories
-                    for i in range(hp.per_category)
-                ]
+                self._objects = [make_object(c, hp.seed_offset + i, hp.resolution)
+                                 for c in hp.categories for i in range(hp.per_category)]
             else:
                 from latent4d.objects.meshes import load_mesh_folder
 
@@ -188,34 +145,15 @@ class ObjectsDataModule(SplitDataModule):
 
     def _samples(self, i: int, obj: ProceduralObject) -> dict[str, np.ndarray]:
         hp = self.hparams
-        params = {
-            "v": _VERSION,
-            "name": self.object_names[i],
-            "source": hp.source,
-            "res": hp.resolution,
-            "n_sdf": hp.n_sdf,
-            "n_color": hp.n_color,
-            "near": hp.near_fraction,
-            "sigmas": list(hp.sigmas),
-            "color_sigma": hp.color_sigma,
-            "seed": hp.seed,
-        }
+        params = {"v": _VERSION, "name": self.object_names[i], "source": hp.source, "res": hp.resolution,
+                  "n_sdf": hp.n_sdf, "n_color": hp.n_color, "near": hp.near_fraction, "sigmas": list(hp.sigmas),
+                  "color_sigma": hp.color_sigma, "seed": hp.seed}
         if hp.source == "folder":  # key on the geometry itself: files may change under the same name
             params["mesh"] = float(np.asarray(obj.mesh.vertices, np.float64).sum()) + len(obj.mesh.faces)
-        return cached_npz(
-            "objects-samples",
-            params,
-            lambda: object_samples(
-                obj,
-                hp.n_sdf,
-                hp.n_color,
-                hp.near_fraction,
-                hp.sigmas,
-                hp.color_sigma,
-                seed=hp.seed * 7919 + i,
-            ),
-            enabled=hp.cache,
-        )
+        return cached_npz("objects-samples", params,
+                          lambda: object_samples(obj, hp.n_sdf, hp.n_color, hp.near_fraction, hp.sigmas,
+                                                 hp.color_sigma, seed=hp.seed * 7919 + i),
+                          enabled=hp.cache)
 
     def prepare_data(self) -> None:
         pass  # procedural: built on demand in setup (deterministic, cached)
@@ -231,20 +169,12 @@ class ObjectsDataModule(SplitDataModule):
         for a in self._arrays:
             ns, nc = len(a["sdf"]), len(a["color"])
             hs, hc = max(1, int(ns * hp.holdout)), max(1, int(nc * hp.holdout))
-            cut = {
-                "train": (slice(0, ns - 2 * hs), slice(0, nc - 2 * hc)),
-                "val": (slice(ns - 2 * hs, ns - hs), slice(nc - 2 * hc, nc - hc)),
-                "test": (slice(ns - hs, ns), slice(nc - hc, nc)),
-            }
+            cut = {"train": (slice(0, ns - 2 * hs), slice(0, nc - 2 * hc)),
+                   "val": (slice(ns - 2 * hs, ns - hs), slice(nc - 2 * hc, nc - hc)),
+                   "test": (slice(ns - hs, ns), slice(nc - hc, nc))}
             for split, (s_sl, c_sl) in cut.items():
-                parts[split].append(
-                    {
-                        "sdf_points": a["sdf_points"][s_sl],
-                        "sdf": a["sdf"][s_sl],
-                        "color_points": a["color_points"][c_sl],
-                        "color": a["color"][c_sl],
-                    }
-                )
+                parts[split].append({"sdf_points": a["sdf_points"][s_sl], "sdf": a["sdf"][s_sl],
+                                     "color_points": a["color_points"][c_sl], "color": a["color"][c_sl]})
         self.sets = {
             "train": ObjectSamples(parts["train"], hp.sdf_per_item, hp.color_per_item, hp.repeats, True),
             "val": ObjectSamples(parts["val"], 10**9, 10**9, 1, False),

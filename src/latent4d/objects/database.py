@@ -18,22 +18,16 @@ class LatentDatabase(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        names: list[str] | tuple[str, ...] = (),
-        categories: list[str] | tuple[str, ...] = (),
-        shape_dim: int = 64,
-        appearance_dim: int = 64,
-        init_std: float | None = None,
-    ):
+    def __init__(self, names: list[str] | tuple[str, ...] = (), categories: list[str] | tuple[str, ...] = (),
+                 shape_dim: int = 64, appearance_dim: int = 64, init_std: float | None = None):
         super().__init__()
         if len(names) != len(categories):
             raise InputError(f"LatentDatabase: {len(names)} names but {len(categories)} categories")
         n = max(len(names), 1)
         self.shape = nn.Embedding(n, shape_dim)
         self.appearance = nn.Embedding(n, appearance_dim)
-        std_s = init_std if init_std is not None else 1.0 / shape_dim**0.5
-        std_a = init_std if init_std is not None else 1.0 / appearance_dim**0.5
+        std_s = init_std if init_std is not None else 1.0 / shape_dim ** 0.5
+        std_a = init_std if init_std is not None else 1.0 / appearance_dim ** 0.5
         nn.init.normal_(self.shape.weight, 0.0, std_s)
         nn.init.normal_(self.appearance.weight, 0.0, std_a)
 
@@ -65,10 +59,8 @@ class LatentDatabase(ModelMixin, ConfigMixin):
             return torch.arange(len(cats))
         sel = [i for i, c in enumerate(cats) if c == category]
         if not sel:
-            raise InputError(
-                f"category '{category}' has no object in the latent database "
-                f"(it holds: {', '.join(sorted(set(cats)))})"
-            )
+            raise InputError(f"category '{category}' has no object in the latent database "
+                             f"(it holds: {', '.join(sorted(set(cats)))})")
         return torch.tensor(sel)
 
     @torch.no_grad()

@@ -40,14 +40,8 @@ log = logging.getLogger("latent4d.objects")
 HELDOUT_SEED_OFFSET = 1000
 
 
-def heldout_scenes(
-    n_scenes: int,
-    categories=CATEGORIES,
-    per_category: int = 2,
-    seed: int = 0,
-    n_objects=(1, 5),
-    resolution: int = 96,
-) -> list[Scene]:
+def heldout_scenes(n_scenes: int, categories=CATEGORIES, per_category: int = 2, seed: int = 0,
+                   n_objects=(1, 5), resolution: int = 96) -> list[Scene]:
     """``n_scenes`` synthetic scenes of unseen instances (seeds >= 1000, never in a training set)."""
     objs = object_set(categories, per_category, seed_offset=HELDOUT_SEED_OFFSET, resolution=resolution)
     return [make_scene(objs, seed=seed + i, n_objects=n_objects) for i in range(n_scenes)]
@@ -69,15 +63,8 @@ def _decoded_points(pipe, zs, level: int = 6) -> tuple[np.ndarray, np.ndarray]:
     return pts, pts.max(0) - pts.min(0)
 
 
-def evaluate_object(
-    pipe,
-    frame: Scene,
-    gt,
-    config: ObjectsReconstructConfig,
-    rng: np.random.Generator,
-    init: PoseInit | None = None,
-    recipe: str = "latent4d",
-) -> dict:
+def evaluate_object(pipe, frame: Scene, gt, config: ObjectsReconstructConfig, rng: np.random.Generator,
+                    init: PoseInit | None = None, recipe: str = "latent4d") -> dict:
     """Perturb one ground-truth object, optimise with ``recipe``, and measure. Returns a flat record."""
     obs = observe_instance(frame, gt.instance_id, max_points=config.max_points, seed=gt.instance_id)
     if init is None:
@@ -87,55 +74,24 @@ def evaluate_object(
     gt_pts = _surface_samples(gt.mesh, seed=gt.instance_id)
     start_pts, start_ext = _decoded_points(pipe, init.shape_code)
     gtd = {"R": gt.R, "t": gt.t, "scale": gt.scale, "size": gt.size}
-    start = pose_errors(
-        {
-            "R": init.R,
-            "t": init.t,
-            "scale": init.scale * 0.5 * np.linalg.norm(start_ext),
-            "size": init.scale * start_ext,
-        },
-        gtd,
-        gt.category,
-        gt.symmetric,
-    )
+    start = pose_errors({"R": init.R, "t": init.t, "scale": init.scale * 0.5 * np.linalg.norm(start_ext),
+                         "size": init.scale * start_ext}, gtd, gt.category, gt.symmetric)
     opt = ObjectOptimizer(pipe, config, recipe)
     t0 = time.perf_counter()
     res = opt.optimize(obs, init, frame=frame)
     seconds = time.perf_counter() - t0
-    rec = {
-        "category": gt.category,
-        "name": gt.name,
-        "symmetric": gt.symmetric,
-        "recipe": recipe,
-        "status": res.status,
-        "seconds": seconds,
-        "iterations": res.iterations,
-        "start_rot_deg": start["rot_deg"],
-        "start_trans_m": start["trans_m"],
-        "start_scale_rel": start["scale_rel"],
-        "start_iou": start["iou"],
-        "start_chamfer": chamfer_l1(start_pts, gt_pts) if len(start_pts) else float("nan"),
-        "score": None,
-    }
+    rec = {"category": gt.category, "name": gt.name, "symmetric": gt.symmetric, "recipe": recipe, "status": res.status,
+           "seconds": seconds, "iterations": res.iterations, "start_rot_deg": start["rot_deg"],
+           "start_trans_m": start["trans_m"], "start_scale_rel": start["scale_rel"], "start_iou": start["iou"],
+           "start_chamfer": chamfer_l1(start_pts, gt_pts) if len(start_pts) else float("nan"), "score": None}
     if res.status != "ok":
-        rec.update(
-            rot_deg=float("nan"),
-            trans_m=float("nan"),
-            scale_rel=float("nan"),
-            iou=0.0,
-            chamfer=float("nan"),
-            color_err=float("nan"),
-            reason=res.reason,
-        )
+        rec.update(rot_deg=float("nan"), trans_m=float("nan"), scale_rel=float("nan"), iou=0.0,
+                   chamfer=float("nan"), color_err=float("nan"), reason=res.reason)
         return rec
     pts, ext = _decoded_points(pipe, res.shape_code)
     hd = 0.5 * float(np.linalg.norm(ext))
-    e = pose_errors(
-        {"R": res.R, "t": res.t, "scale": res.scale * hd, "size": res.scale * ext},
-        gtd,
-        gt.category,
-        gt.symmetric,
-    )
+    e = pose_errors({"R": res.R, "t": res.t, "scale": res.scale * hd, "size": res.scale * ext}, gtd, gt.category,
+                    gt.symmetric)
     rec.update(e)
     rec["rot_full_deg"] = rotation_error_deg(res.R, gt.R)  # ignoring symmetries
     rec["chamfer"] = chamfer_l1(pts, gt_pts) if len(pts) else float("nan")
@@ -144,14 +100,8 @@ def evaluate_object(
     return rec
 
 
-def evaluate_scenes(
-    pipe,
-    scenes: list[Scene],
-    config: ObjectsReconstructConfig,
-    seed: int = 0,
-    max_objects: int | None = None,
-    recipe: str = "latent4d",
-) -> list[dict]:
+def evaluate_scenes(pipe, scenes: list[Scene], config: ObjectsReconstructConfig, seed: int = 0,
+                    max_objects: int | None = None, recipe: str = "latent4d") -> list[dict]:
     """Every ground-truth object of every scene (at most ``max_objects``), same perturbations for
     every config and recipe given the same ``seed``."""
     rng = np.random.default_rng(seed)
@@ -163,15 +113,8 @@ def evaluate_scenes(
             rec = evaluate_object(pipe, frame, gt, config, rng, recipe=recipe)
             rec["scene"] = si
             records.append(rec)
-            log.info(
-                "%s %s: rot %.2f deg, trans %.2f cm, size %.1f %%, %.1f s",
-                recipe,
-                gt.category,
-                rec["rot_deg"],
-                100 * rec["trans_m"],
-                100 * rec["scale_rel"],
-                rec["seconds"],
-            )
+            log.info("%s %s: rot %.2f deg, trans %.2f cm, size %.1f %%, %.1f s", recipe, gt.category,
+                     rec["rot_deg"], 100 * rec["trans_m"], 100 * rec["scale_rel"], rec["seconds"])
     return records
 
 
@@ -183,43 +126,21 @@ def summarize(records: list[dict]) -> dict[str, float]:
         v = [r[key] for r in rs if r.get(key) is not None and np.isfinite(r[key])]
         return float(np.median(v)) if v else float("nan")
 
-    out = {
-        "objects": len(records),
-        "ok": len(ok),
-        "rot_deg": med("rot_deg"),
-        "trans_cm": 100 * med("trans_m"),
-        "scale_pct": 100 * med("scale_rel"),
-        "chamfer": med("chamfer"),
-        "start_chamfer": med("start_chamfer", records),
-        "color_err": med("color_err"),
-        "seconds": med("seconds"),
-        "start_rot_deg": med("start_rot_deg", records),
-        "start_trans_cm": 100 * med("start_trans_m", records),
-        "start_scale_pct": 100 * med("start_scale_rel", records),
-    }
-    pairs = [
-        (r["start_chamfer"], r["chamfer"]) for r in ok if np.isfinite(r["chamfer"]) and r["start_chamfer"] > 0
-    ]
-    out["chamfer_reduction_pct"] = (
-        100 * float(np.median([1 - b / a for a, b in pairs])) if pairs else float("nan")
-    )
+    out = {"objects": len(records), "ok": len(ok), "rot_deg": med("rot_deg"), "trans_cm": 100 * med("trans_m"),
+           "scale_pct": 100 * med("scale_rel"), "chamfer": med("chamfer"), "start_chamfer": med("start_chamfer", records),
+           "color_err": med("color_err"), "seconds": med("seconds"), "start_rot_deg": med("start_rot_deg", records),
+           "start_trans_cm": 100 * med("start_trans_m", records), "start_scale_pct": 100 * med("start_scale_rel", records)}
+    pairs = [(r["start_chamfer"], r["chamfer"]) for r in ok if np.isfinite(r["chamfer"]) and r["start_chamfer"] > 0]
+    out["chamfer_reduction_pct"] = (100 * float(np.median([1 - b / a for a, b in pairs])) if pairs else float("nan"))
     out.update({f"mAP_{k}": 100 * v for k, v in nocs_map(records).items()})
-    start = [
-        dict(r, rot_deg=r["start_rot_deg"], trans_m=r["start_trans_m"], iou=r["start_iou"], score=1.0)
-        for r in records
-    ]
+    start = [dict(r, rot_deg=r["start_rot_deg"], trans_m=r["start_trans_m"], iou=r["start_iou"], score=1.0)
+             for r in records]
     out.update({f"start_mAP_{k}": 100 * v for k, v in nocs_map(start).items()})
     return out
 
 
-def compare_recipes(
-    pipe,
-    scenes: list[Scene],
-    config: ObjectsReconstructConfig,
-    seed: int = 0,
-    max_objects: int | None = None,
-    shapo_iterations: tuple[int, ...] = (),
-) -> dict[str, dict]:
+def compare_recipes(pipe, scenes: list[Scene], config: ObjectsReconstructConfig, seed: int = 0,
+                    max_objects: int | None = None, shapo_iterations: tuple[int, ...] = ()) -> dict[str, dict]:
     """Our recipe and the official ShAPO loop's recipe (``config.iterations``, and each of
     ``shapo_iterations`` as ``shapo_<n>``) on the same objects and perturbations."""
     runs = {"latent4d": ("latent4d", config), "shapo": ("shapo", config)}

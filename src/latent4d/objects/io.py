@@ -43,7 +43,6 @@ from latent4d.objects.types import ObjectReconstruction, Scene, SceneObject
 # --------------------------------------------------------------------------------------------
 # depth PNGs
 
-
 def write_depth_png(path: str | Path, depth_m: np.ndarray, depth_scale: float = 1000.0) -> Path:
     """Depth in metres (H, W) -> 16-bit PNG in 1/``depth_scale`` m units (millimetres by default)."""
     from PIL import Image
@@ -57,6 +56,7 @@ def write_depth_png(path: str | Path, depth_m: np.ndarray, depth_scale: float = 
     with atomic_path(path) as tmp:
         Image.fromarray(q.astype(np.uint16)).save(tmp, format="PNG")
     return Path(path)
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,13 +111,8 @@ def _power_of_ten(x: float) -> float:
     return float(10.0 ** round(math.log10(max(x, 1e-12))))
 
 
-def check_depth(
-    depth: np.ndarray,
-    where: str,
-    depth_scale: float = 1000.0,
-    raw_png: bool = True,
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
+def check_depth(depth: np.ndarray, where: str, depth_scale: float = 1000.0, raw_png: bool = True,
+                mask: np.ndarray | None = None) -> np.ndarray:
     """Refuse a depth map (H, W) float32 metres (0 = no measurement) that is implausible for tabletop
     RGB-D: no valid pixel, a saturated no-measurement value (:data:`MAX_SATURATED_FRACTION`), a
     median valid depth outside :data:`DEPTH_MEDIAN_RANGE_M`, or (with ``mask`` (H, W) instance ids)
@@ -126,9 +121,7 @@ def check_depth(
     Returns ``depth`` unchanged."""
     valid = depth > 0
     if not valid.any():
-        raise InputError(
-            f"depth '{where}' has no valid pixel (all 0 / no measurement): nothing to reconstruct from"
-        )
+        raise InputError(f"depth '{where}' has no valid pixel (all 0 / no measurement): nothing to reconstruct from")
     z = depth[valid]
     if raw_png:
         raw = np.rint(z.astype(np.float64) * depth_scale)
@@ -137,26 +130,18 @@ def check_depth(
             raise InputError(
                 f"depth '{where}': {100 * sat:.0f} % of the valid pixels hold 65535, the 16-bit maximum "
                 f"({65535 / depth_scale:.1f} m at depth_scale={depth_scale:g}): the sensor's 'no measurement' "
-                "value must be 0 in a latent4d depth PNG; set those pixels to 0 (depth[depth == 65535] = 0)"
-            )
+                "value must be 0 in a latent4d depth PNG; set those pixels to 0 (depth[depth == 65535] = 0)")
     _check_median(z, DEPTH_MEDIAN_RANGE_M, "median valid depth", where, depth_scale, raw_png)
     if mask is not None:
         zo = depth[valid & (mask > 0)]
         if len(zo):
-            _check_median(
-                zo,
-                OBJECT_DEPTH_RANGE_M,
-                "median valid depth inside the instance mask",
-                where,
-                depth_scale,
-                raw_png,
-            )
+            _check_median(zo, OBJECT_DEPTH_RANGE_M, "median valid depth inside the instance mask", where,
+                          depth_scale, raw_png)
     return depth
 
 
-def _check_median(
-    z: np.ndarray, limits: tuple[float, float], what: str, where: str, depth_scale: float, raw_png: bool
-) -> None:
+def _check_median(z: np.ndarray, limits: tuple[float, float], what: str, where: str, depth_scale: float,
+                  raw_png: bool) -> None:
     med = float(np.median(z))
     lo, hi = limits
     if lo <= med <= hi:
@@ -165,30 +150,21 @@ def _check_median(
     if raw_png:
         raw_med = med * depth_scale
         guess = _power_of_ten(raw_med)
-        eg = (
-            f" (e.g. depth_scale={guess:g} puts that median at {raw_med / guess:.2f} m)"
-            if guess != depth_scale
-            else ""
-        )
-        fix = (
-            f"the PNG holds raw values around {raw_med:.0f}; if they are not 1/{depth_scale:g} m, pass "
-            f"depth_scale=<raw units per metre>{eg}"
-        )
+        eg = (f" (e.g. depth_scale={guess:g} puts that median at {raw_med / guess:.2f} m)"
+              if guess != depth_scale else "")
+        fix = (f"the PNG holds raw values around {raw_med:.0f}; if they are not 1/{depth_scale:g} m, pass "
+               f"depth_scale=<raw units per metre>{eg}")
     elif med > hi:
         fix = f"a .npy depth must be in metres: divide it by {_power_of_ten(med):g} if it is in another unit"
     else:
         fix = f"a .npy depth must be in metres: multiply it by {_power_of_ten(1 / med):g} if it is in another unit"
-    raise InputError(
-        f"depth '{where}': {stats}, implausible for tabletop RGB-D (expected {lo:g}-{hi:g} m); {fix}"
-    )
+    raise InputError(f"depth '{where}': {stats}, implausible for tabletop RGB-D (expected {lo:g}-{hi:g} m); {fix}")
 
 
 def _check_image_size(w: int, h: int, where: str) -> None:
     if w <= 0 or h <= 0 or w * h > MAX_IMAGE_PIXELS:
-        raise InputError(
-            f"{where} declares {w}x{h} pixels; latent4d reads images of 1 to {MAX_IMAGE_PIXELS:,} "
-            "pixels (the file is damaged or not an RGB-D frame)"
-        )
+        raise InputError(f"{where} declares {w}x{h} pixels; latent4d reads images of 1 to {MAX_IMAGE_PIXELS:,} "
+                         "pixels (the file is damaged or not an RGB-D frame)")
 
 
 def _read_depth_npy(path: Path) -> np.ndarray:
@@ -207,44 +183,31 @@ def _read_depth_npy(path: Path) -> np.ndarray:
                 raise ValueError(f".npy format version {version} is not supported (1.0 or 2.0)")
             offset = f.tell()
     except Exception as e:  # noqa: BLE001 - numpy raises ValueError / EOFError / OSError for damaged headers
-        raise InputError(
-            f"depth '{path}' is not a readable .npy array ({type(e).__name__}: "
-            f"{str(e).strip()[:200]}); expected an (H, W) float array in metres"
-        ) from None
+        raise InputError(f"depth '{path}' is not a readable .npy array ({type(e).__name__}: "
+                         f"{str(e).strip()[:200]}); expected an (H, W) float array in metres") from None
     if dtype.hasobject:
-        raise InputError(
-            f"depth '{path}' holds Python objects (a pickled array), which latent4d never loads; "
-            "save the depth as an (H, W) float array in metres"
-        )
+        raise InputError(f"depth '{path}' holds Python objects (a pickled array), which latent4d never loads; "
+                         "save the depth as an (H, W) float array in metres")
     if len(shape) != 2 or not np.issubdtype(dtype, np.floating):
-        raise InputError(
-            f"depth '{path}': a .npy depth must be an (H, W) float array in metres, got {dtype} {shape}"
-        )
+        raise InputError(f"depth '{path}': a .npy depth must be an (H, W) float array in metres, "
+                         f"got {dtype} {shape}")
     _check_image_size(shape[1], shape[0], f"depth '{path}'")
     need = shape[0] * shape[1] * dtype.itemsize
     have = path.stat().st_size - offset
     if have < need:
-        raise InputError(
-            f"depth '{path}' is truncated: its header declares {shape[1]}x{shape[0]} {dtype} "
-            f"({need:,} bytes) but the file holds {max(have, 0):,} after the header"
-        )
+        raise InputError(f"depth '{path}' is truncated: its header declares {shape[1]}x{shape[0]} {dtype} "
+                         f"({need:,} bytes) but the file holds {max(have, 0):,} after the header")
     try:
         d = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001
-        raise InputError(
-            f"depth '{path}' is not a readable .npy array ({type(e).__name__}: {str(e)[:200]})"
-        ) from None
+        raise InputError(f"depth '{path}' is not a readable .npy array ({type(e).__name__}: {str(e)[:200]})") from None
     d = np.asarray(d, dtype=np.float32)
     if np.isinf(d).any():
-        raise InputError(
-            f"depth '{path}' holds infinite values; use 0 (or NaN) for pixels without a measurement"
-        )
+        raise InputError(f"depth '{path}' holds infinite values; use 0 (or NaN) for pixels without a measurement")
     neg = d < 0
     if neg.any():
-        raise InputError(
-            f"depth '{path}' holds {int(neg.sum())} negative value(s) (min {float(d[neg].min()):.3g}); "
-            "depth is the distance along the optical axis in metres, 0 (or NaN) = no measurement"
-        )
+        raise InputError(f"depth '{path}' holds {int(neg.sum())} negative value(s) (min {float(d[neg].min()):.3g}); "
+                         "depth is the distance along the optical axis in metres, 0 (or NaN) = no measurement")
     return np.where(np.isnan(d), 0, d).astype(np.float32)
 
 
@@ -258,18 +221,14 @@ def read_depth_png(path: str | Path, depth_scale: float = 1000.0) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"depth file '{path}' does not exist")
     if not (isinstance(depth_scale, int | float) and math.isfinite(depth_scale) and depth_scale > 0):
-        raise InputError(
-            f"depth_scale={depth_scale!r}: expected a positive number (raw depth units per metre)"
-        )
+        raise InputError(f"depth_scale={depth_scale!r}: expected a positive number (raw depth units per metre)")
     if path.suffix.lower() == ".npy":
         return _read_depth_npy(path)
     img = _read_image(path, "depth")
     arr = np.asarray(img)
     if img.mode not in ("I;16", "I;16B", "I;16L", "I") or arr.ndim != 2:
-        raise InputError(
-            f"depth '{path}': expected a single-channel 16-bit PNG in millimetres, got mode "
-            f"'{img.mode}' with shape {arr.shape} (dtype {arr.dtype})"
-        )
+        raise InputError(f"depth '{path}': expected a single-channel 16-bit PNG in millimetres, got mode "
+                         f"'{img.mode}' with shape {arr.shape} (dtype {arr.dtype})")
     if arr.dtype == np.int32 and (arr.min() < 0 or arr.max() > 65535):
         raise InputError(f"depth '{path}': values outside the 16-bit range")
     return (arr.astype(np.float64) / depth_scale).astype(np.float32)
@@ -296,10 +255,8 @@ def _load_intrinsics(path_or_dict) -> tuple[np.ndarray, tuple[int, int] | None, 
         if not p.is_file():
             raise InputError(f"intrinsics file '{p}' does not exist")
         if p.stat().st_size > MAX_INTRINSICS_BYTES:
-            raise InputError(
-                f"{where} has {p.stat().st_size:,} bytes; an intrinsics JSON has ~100 "
-                '({"fx", "fy", "cx", "cy", "width", "height"}): wrong file?'
-            )
+            raise InputError(f"{where} has {p.stat().st_size:,} bytes; an intrinsics JSON has ~100 "
+                             "({\"fx\", \"fy\", \"cx\", \"cy\", \"width\", \"height\"}): wrong file?")
         try:
             text = p.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -309,55 +266,40 @@ def _load_intrinsics(path_or_dict) -> tuple[np.ndarray, tuple[int, int] | None, 
         except (ValueError, RecursionError) as e:
             raise InputError(f"{where} is not valid JSON ({str(e)[:200]})") from None
     if not isinstance(d, dict):
-        raise InputError(
-            f'{where}: expected a JSON object {{"fx", "fy", "cx", "cy", "width", "height"}} '
-            f'or {{"K": 3x3}}, got a {type(d).__name__}'
-        )
+        raise InputError(f"{where}: expected a JSON object {{\"fx\", \"fy\", \"cx\", \"cy\", \"width\", \"height\"}} "
+                         f"or {{\"K\": 3x3}}, got a {type(d).__name__}")
     if "K" in d:
         rows = d["K"]
-        if not (
-            isinstance(rows, list)
-            and len(rows) == 3
-            and all(isinstance(r, list) and len(r) == 3 for r in rows)
-        ):
+        if not (isinstance(rows, list) and len(rows) == 3 and all(isinstance(r, list) and len(r) == 3 for r in rows)):
             raise InputError(f"{where}: K must be a 3x3 list of numbers (rows), got {str(rows)[:100]}")
         flat = {f"K[{i}][{j}]": rows[i][j] for i in range(3) for j in range(3)}
         K = np.array([_number(flat, k, where) for k in flat], np.float64).reshape(3, 3)
     else:
         missing = [k for k in ("fx", "fy", "cx", "cy") if k not in d]
         if missing:
-            raise InputError(
-                f"{where}: missing {', '.join(missing)} (expected fx, fy, cx, cy in pixels, "
-                "width and height, or K)"
-            )
+            raise InputError(f"{where}: missing {', '.join(missing)} (expected fx, fy, cx, cy in pixels, "
+                             "width and height, or K)")
         fx, fy, cx, cy = (_number(d, k, where) for k in ("fx", "fy", "cx", "cy"))
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
     size = None
     if "width" in d or "height" in d:
         if "width" not in d or "height" not in d:
-            raise InputError(
-                f"{where}: has {'width' if 'width' in d else 'height'} but not "
-                f"{'height' if 'width' in d else 'width'}; give both (pixels) or neither"
-            )
+            raise InputError(f"{where}: has {'width' if 'width' in d else 'height'} but not "
+                             f"{'height' if 'width' in d else 'width'}; give both (pixels) or neither")
         w, h = _number(d, "width", where), _number(d, "height", where)
         if w != int(w) or h != int(h) or w <= 0 or h <= 0:
-            raise InputError(
-                f"{where}: width and height must be positive whole numbers of pixels, got {w:g} x {h:g}"
-            )
+            raise InputError(f"{where}: width and height must be positive whole numbers of pixels, got {w:g} x {h:g}")
         size = (int(w), int(h))
     try:
         K = check_intrinsics(K)
     except InputError as e:
         raise InputError(f"{where}: {str(e).removeprefix('intrinsics: ')}") from None
     if K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
-        raise InputError(
-            f"{where}: K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()} "
-            "(a scaled or transposed matrix?)"
-        )
+        raise InputError(f"{where}: K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()} "
+                         "(a scaled or transposed matrix?)")
     if abs(K[0, 1]) > 1e-3 * K[0, 0]:
-        raise InputError(
-            f"{where}: skew K[0][1] = {K[0, 1]:g} is not supported (pinhole without skew); is K transposed?"
-        )
+        raise InputError(f"{where}: skew K[0][1] = {K[0, 1]:g} is not supported (pinhole without skew); "
+                         "is K transposed?")
     return K, size, where
 
 
@@ -369,15 +311,9 @@ def read_intrinsics(path_or_dict) -> np.ndarray:
     return _load_intrinsics(path_or_dict)[0]
 
 
-def check_camera(
-    K: np.ndarray,
-    width: int,
-    height: int,
-    where: str = "intrinsics",
-    declared: tuple[int, int] | None = None,
-    image: str = "the images",
-    min_fov_deg: float = FOV_RANGE_DEG[0],
-) -> np.ndarray:
+def check_camera(K: np.ndarray, width: int, height: int, where: str = "intrinsics",
+                 declared: tuple[int, int] | None = None, image: str = "the images",
+                 min_fov_deg: float = FOV_RANGE_DEG[0]) -> np.ndarray:
     """Refuse intrinsics K (3, 3, pixels) that do not fit ``width`` x ``height`` images: a declared
     size that differs, a field of view outside [``min_fov_deg``, :data:`FOV_RANGE_DEG` max], a pixel
     aspect beyond :data:`MAX_PIXEL_ASPECT`, a principal point within :data:`PRINCIPAL_POINT_MARGIN`
@@ -387,59 +323,39 @@ def check_camera(
     W, H = int(width), int(height)
     if declared is not None and tuple(declared) != (W, H):
         dw, dh = declared
-        raise InputError(
-            f"{where} were written for {dw}x{dh} images but {image} are {W}x{H}: use the "
-            f"intrinsics of the images you pass (for resized images scale fx and cx by {W / dw:g}, "
-            f"fy and cy by {H / dh:g}, and set width={W}, height={H})"
-        )
+        raise InputError(f"{where} were written for {dw}x{dh} images but {image} are {W}x{H}: use the "
+                         f"intrinsics of the images you pass (for resized images scale fx and cx by {W / dw:g}, "
+                         f"fy and cy by {H / dh:g}, and set width={W}, height={H})")
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     aspect = max(fx / fy, fy / fx)
     if aspect > MAX_PIXEL_ASPECT:
-        raise InputError(
-            f"{where}: fx={fx:g} and fy={fy:g} differ by {aspect:.3g}x; RGB-D cameras have square "
-            f"pixels (fx ~ fy, at most {MAX_PIXEL_ASPECT:g}x apart): one of them is mistyped or "
-            "belongs to another image size"
-        )
+        raise InputError(f"{where}: fx={fx:g} and fy={fy:g} differ by {aspect:.3g}x; RGB-D cameras have square "
+                         f"pixels (fx ~ fy, at most {MAX_PIXEL_ASPECT:g}x apart): one of them is mistyped or "
+                         "belongs to another image size")
     fov_x = math.degrees(2 * math.atan(W / (2 * fx)))
     fov_y = math.degrees(2 * math.atan(H / (2 * fy)))
     fov, side = (fov_x, "horizontal") if W >= H else (fov_y, "vertical")
     lo, hi = float(min_fov_deg), FOV_RANGE_DEG[1]
     if not lo <= fov <= hi:
-        hint = (
-            " For a zoom lens or a cropped frame pass min_fov=<degrees> (reconstruct objects)."
-            if fov < lo
-            else " Normalised intrinsics must be multiplied by the image size (fx, cx by the "
-            "width; fy, cy by the height)."
-        )
-        raise InputError(
-            f"{where}: fx={fx:g}, fy={fy:g} give a {fov:.1f} degree {side} field of view for "
-            f"{W}x{H} images; RGB-D cameras have {lo:g}-{hi:g} (NOCS REAL275: 57). fx, fy must be "
-            f"in pixels of these images.{hint}"
-        )
+        hint = (" For a zoom lens or a cropped frame pass min_fov=<degrees> (reconstruct objects)."
+                if fov < lo else " Normalised intrinsics must be multiplied by the image size (fx, cx by the "
+                "width; fy, cy by the height).")
+        raise InputError(f"{where}: fx={fx:g}, fy={fy:g} give a {fov:.1f} degree {side} field of view for "
+                         f"{W}x{H} images; RGB-D cameras have {lo:g}-{hi:g} (NOCS REAL275: 57). fx, fy must be "
+                         f"in pixels of these images.{hint}")
     mx, my = PRINCIPAL_POINT_MARGIN * W, PRINCIPAL_POINT_MARGIN * H
     if not (mx <= cx <= W - mx and my <= cy <= H - my):
-        raise InputError(
-            f"{where}: principal point (cx, cy) = ({cx:g}, {cy:g}) is not inside the central "
-            f"{100 * (1 - 2 * PRINCIPAL_POINT_MARGIN):.0f} % of the {W}x{H} images (expected "
-            f"near ({W / 2:g}, {H / 2:g})): the intrinsics belong to another image size "
-            "(scale them by the size ratio) or cx / cy are swapped"
-        )
+        raise InputError(f"{where}: principal point (cx, cy) = ({cx:g}, {cy:g}) is not inside the central "
+                         f"{100 * (1 - 2 * PRINCIPAL_POINT_MARGIN):.0f} % of the {W}x{H} images (expected "
+                         f"near ({W / 2:g}, {H / 2:g})): the intrinsics belong to another image size "
+                         "(scale them by the size ratio) or cx / cy are swapped")
     return K
 
 
 def write_intrinsics(path: str | Path, K, width: int, height: int) -> Path:
     K = check_intrinsics(K)
-    return write_json_atomic(
-        path,
-        {
-            "fx": K[0, 0],
-            "fy": K[1, 1],
-            "cx": K[0, 2],
-            "cy": K[1, 2],
-            "width": int(width),
-            "height": int(height),
-        },
-    )
+    return write_json_atomic(path, {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2],
+                                    "width": int(width), "height": int(height)})
 
 
 def _read_image(path: str | Path, what: str):
@@ -464,15 +380,15 @@ def _read_image(path: str | Path, what: str):
 _MASK_MODES = ("1", "L", "P", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L")
 
 
+
+
 def _read_mask(mask: str | Path) -> np.ndarray:
     """Instance ids (H, W) int64 from an 8/16/32-bit id image or a colour-coded one (every non-black
     colour is one instance, ids in colour order)."""
     m_img = _read_image(mask, "mask")
     if m_img.mode not in _MASK_MODES:
-        raise InputError(
-            f"mask '{mask}': expected 8- or 16-bit instance ids (0 = background) or a colour-coded "
-            f"RGB mask, got image mode '{m_img.mode}'"
-        )
+        raise InputError(f"mask '{mask}': expected 8- or 16-bit instance ids (0 = background) or a colour-coded "
+                         f"RGB mask, got image mode '{m_img.mode}'")
     if m_img.mode not in ("RGB", "RGBA", "P"):
         return np.asarray(m_img).astype(np.int64)
     arr = np.asarray(m_img.convert("RGB")).astype(np.int64)
@@ -484,14 +400,8 @@ def _read_mask(mask: str | Path) -> np.ndarray:
     return np.vectorize(lambda c: 0 if c == 0 else lut[int(c)] + 1, otypes=[np.int64])(code)
 
 
-def read_frame(
-    depth: str | Path,
-    intrinsics,
-    rgb: str | Path | None = None,
-    mask: str | Path | None = None,
-    depth_scale: float = 1000.0,
-    min_fov_deg: float = FOV_RANGE_DEG[0],
-) -> RGBDFrame:
+def read_frame(depth: str | Path, intrinsics, rgb: str | Path | None = None, mask: str | Path | None = None,
+               depth_scale: float = 1000.0, min_fov_deg: float = FOV_RANGE_DEG[0]) -> RGBDFrame:
     """Read and validate one RGB-D frame (rgb and mask optional; see the module docstring).
 
     Raises InputError naming the file for: a missing / unreadable / oversized file, a depth that
@@ -508,16 +418,12 @@ def read_frame(
         try:
             rgb_arr = np.asarray(img.convert("RGB"))
         except Exception as e:  # noqa: BLE001 - PIL cannot convert some modes (e.g. 16-bit grey) to RGB
-            raise InputError(
-                f"rgb '{rgb}': image mode '{img.mode}' cannot be read as 8-bit RGB ({e})"
-            ) from None
+            raise InputError(f"rgb '{rgb}': image mode '{img.mode}' cannot be read as 8-bit RGB ({e})") from None
     d = read_depth_png(depth, depth_scale)
     m = None if mask is None else _read_mask(mask)
     H, W = d.shape
     if rgb_arr is not None and rgb_arr.shape[:2] != (H, W):
-        raise InputError(
-            f"depth '{depth}' is {W}x{H} but rgb '{rgb}' is {rgb_arr.shape[1]}x{rgb_arr.shape[0]}"
-        )
+        raise InputError(f"depth '{depth}' is {W}x{H} but rgb '{rgb}' is {rgb_arr.shape[1]}x{rgb_arr.shape[0]}")
     if m is not None and m.shape != (H, W):
         ref = f"rgb '{rgb}'" if rgb is not None else f"depth '{depth}'"
         raise InputError(f"mask '{mask}' is {m.shape[1]}x{m.shape[0]} but {ref} is {W}x{H}")
@@ -529,15 +435,8 @@ def read_frame(
     return RGBDFrame(rgb=rgb_arr, depth=d, mask=None if m is None else m.astype(np.int32), K=K)
 
 
-def read_rgbd(
-    rgb: str | Path,
-    depth: str | Path,
-    mask: str | Path,
-    intrinsics,
-    depth_scale: float = 1000.0,
-    gt: str | Path | None = None,
-    min_fov_deg: float = FOV_RANGE_DEG[0],
-) -> Scene:
+def read_rgbd(rgb: str | Path, depth: str | Path, mask: str | Path, intrinsics, depth_scale: float = 1000.0,
+              gt: str | Path | None = None, min_fov_deg: float = FOV_RANGE_DEG[0]) -> Scene:
     """Read and validate one frame of objects (:func:`read_frame` with rgb and a non-empty instance
     mask required) and, when ``gt`` is an existing ``gt.json`` written by :func:`save_scene`, its
     ground truth. Returns a :class:`~latent4d.objects.types.Scene`."""
@@ -549,10 +448,8 @@ def read_rgbd(
         try:
             objects = [SceneObject.from_json(o) for o in json.loads(Path(gt).read_bytes())["objects"]]
         except (ValueError, KeyError, TypeError, IndexError, RecursionError) as e:
-            raise InputError(
-                f"ground truth '{gt}' is not a gt.json written by save_scene "
-                f"({type(e).__name__}: {str(e)[:200]})"
-            ) from None
+            raise InputError(f"ground truth '{gt}' is not a gt.json written by save_scene "
+                             f"({type(e).__name__}: {str(e)[:200]})") from None
     return Scene(rgb=frame.rgb, depth=frame.depth, mask=frame.mask, K=frame.K, objects=objects)
 
 
@@ -562,16 +459,8 @@ def save_scene(scene: Scene, folder: str | Path, depth_scale: float = 1000.0) ->
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        k: folder / f
-        for k, f in (
-            ("rgb", "rgb.png"),
-            ("depth", "depth.png"),
-            ("mask", "mask.png"),
-            ("intrinsics", "intrinsics.json"),
-            ("gt", "gt.json"),
-        )
-    }
+    paths = {k: folder / f for k, f in (("rgb", "rgb.png"), ("depth", "depth.png"), ("mask", "mask.png"),
+                                        ("intrinsics", "intrinsics.json"), ("gt", "gt.json"))}
     with atomic_path(paths["rgb"]) as tmp:
         Image.fromarray(np.ascontiguousarray(scene.rgb)).save(tmp, format="PNG")
     write_depth_png(paths["depth"], scene.depth, depth_scale)
@@ -580,32 +469,23 @@ def save_scene(scene: Scene, folder: str | Path, depth_scale: float = 1000.0) ->
         Image.fromarray(mask).save(tmp, format="PNG")
     H, W = scene.depth.shape
     write_intrinsics(paths["intrinsics"], scene.K, W, H)
-    write_json_atomic(
-        paths["gt"], {"depth_scale": depth_scale, "objects": [o.to_json() for o in scene.objects]}
-    )
+    write_json_atomic(paths["gt"], {"depth_scale": depth_scale, "objects": [o.to_json() for o in scene.objects]})
     return paths
 
 
 def load_scene(folder: str | Path, depth_scale: float = 1000.0) -> Scene:
     """Read a folder written by :func:`save_scene` (ground truth included when gt.json exists)."""
     folder = Path(folder)
-    return read_rgbd(
-        folder / "rgb.png",
-        folder / "depth.png",
-        folder / "mask.png",
-        folder / "intrinsics.json",
-        depth_scale,
-        gt=folder / "gt.json",
-    )
+    return read_rgbd(folder / "rgb.png", folder / "depth.png", folder / "mask.png", folder / "intrinsics.json",
+                     depth_scale, gt=folder / "gt.json")
 
 
 # --------------------------------------------------------------------------------------------
 # pictures and reconstruction outputs
 
 
-def preview_image(
-    meshes: list, width: int = 960, height: int = 320, columns: int | None = None, background=(255, 255, 255)
-) -> np.ndarray:
+def preview_image(meshes: list, width: int = 960, height: int = 320, columns: int | None = None,
+                  background=(255, 255, 255)) -> np.ndarray:
     """Side-by-side ray-cast preview (height, width, 3) uint8 of canonical meshes (one per column,
     in [-1, 1]^3)."""
     from latent4d.geometry.rgbd import look_at, render_rgbd
@@ -622,15 +502,13 @@ def preview_image(
     f = min(width * dist / (cols * 2.3 * 1.1), height * dist / (rows * 2.3 * 1.25))
     K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
     T = look_at([0.0, 0.35 * dist, dist], [0, 0, 0])
-    frame = render_rgbd(
-        placed, K, T, width, height, ids=list(range(1, len(placed) + 1)), background=background, shading=0.5
-    )
+    frame = render_rgbd(placed, K, T, width, height, ids=list(range(1, len(placed) + 1)), background=background,
+                        shading=0.5)
     return frame.rgb
 
 
-def overlay_image(
-    frame: RGBDFrame, results: list[ObjectReconstruction], alpha: float = 0.65, boxes: bool = True
-) -> np.ndarray:
+def overlay_image(frame: RGBDFrame, results: list[ObjectReconstruction], alpha: float = 0.65,
+                  boxes: bool = True) -> np.ndarray:
     """The input RGB (H, W, 3) uint8 with the reconstructed meshes rendered in (shaded, alpha-blended
     where they are in front of the observed depth) and their oriented boxes drawn."""
     from PIL import Image, ImageDraw
@@ -642,15 +520,8 @@ def overlay_image(
     img = frame.rgb.astype(np.float32).copy()
     ok = [r for r in results if r.status == "ok" and r.mesh_camera is not None and len(r.mesh_camera.faces)]
     if ok:
-        rend = render_rgbd(
-            [r.mesh_camera for r in ok],
-            frame.K,
-            np.eye(4),
-            W,
-            H,
-            ids=[r.instance_id for r in ok],
-            shading=0.6,
-        )
+        rend = render_rgbd([r.mesh_camera for r in ok], frame.K, np.eye(4), W, H,
+                           ids=[r.instance_id for r in ok], shading=0.6)
         hit = rend.mask > 0
         front = hit & ((frame.depth <= 0) | (rend.depth <= frame.depth + 0.01))
         img[front] = alpha * rend.rgb[front].astype(np.float32) + (1 - alpha) * img[front]
@@ -700,10 +571,8 @@ def write_scene_reconstruction(frame: RGBDFrame, results: list[ObjectReconstruct
                 continue
             export_mesh(r.mesh_camera, tmp / f"object_{r.instance_id}.ply")
             write_json_atomic(tmp / f"object_{r.instance_id}.json", r.to_json())
-            summary["written"][str(r.instance_id)] = {
-                "mesh": str(out / f"object_{r.instance_id}.ply"),
-                "json": str(out / f"object_{r.instance_id}.json"),
-            }
+            summary["written"][str(r.instance_id)] = {"mesh": str(out / f"object_{r.instance_id}.ply"),
+                                                      "json": str(out / f"object_{r.instance_id}.json")}
         save_png(overlay_image(frame, results), tmp / "overlay.png")
         summary["overlay"] = str(out / "overlay.png")
         write_json_atomic(tmp / "summary.json", summary)

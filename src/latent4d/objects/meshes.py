@@ -77,9 +77,7 @@ def _vertex_color_visual(mesh: trimesh.Trimesh):
             return trimesh.visual.ColorVisuals(mesh, vertex_colors=vc)
     except Exception:  # noqa: BLE001 - unreadable texture: fall back to grey
         pass
-    return trimesh.visual.ColorVisuals(
-        mesh, vertex_colors=np.tile([180, 180, 180, 255], (len(mesh.vertices), 1))
-    )
+    return trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile([180, 180, 180, 255], (len(mesh.vertices), 1)))
 
 
 def make_watertight(mesh: trimesh.Trimesh, resolution: int = 96, eps_voxels: float = 1.5) -> trimesh.Trimesh:
@@ -101,18 +99,8 @@ def make_watertight(mesh: trimesh.Trimesh, resolution: int = 96, eps_voxels: flo
     udf = msdf.unsigned_distance(pts).reshape(resolution, resolution, resolution)
     free = udf >= eps
     labels, _ = ndimage.label(free)
-    border = np.unique(
-        np.concatenate(
-            [
-                labels[0].ravel(),
-                labels[-1].ravel(),
-                labels[:, 0].ravel(),
-                labels[:, -1].ravel(),
-                labels[:, :, 0].ravel(),
-                labels[:, :, -1].ravel(),
-            ]
-        )
-    )
+    border = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
+                                       labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
     outside = np.isin(labels, border[border > 0])
     inside = ~outside
     if not (inside & free).any():
@@ -141,20 +129,16 @@ def prepare_mesh(mesh: trimesh.Trimesh, name: str = "mesh", repair_resolution: i
     """Normalise; repair (with a :class:`MeshRepairWarning`) when not watertight."""
     mesh, _, _ = normalize_mesh(mesh)
     if not mesh.is_watertight:
-        warnings.warn(
-            f"{name}: mesh is not watertight; repairing it by flood fill on a "
-            f"{repair_resolution}^3 grid (holes are sealed, thin open sheets get thickness)",
-            MeshRepairWarning,
-            stacklevel=2,
-        )
+        warnings.warn(f"{name}: mesh is not watertight; repairing it by flood fill on a "
+                      f"{repair_resolution}^3 grid (holes are sealed, thin open sheets get thickness)",
+                      MeshRepairWarning, stacklevel=2)
         mesh = make_watertight(mesh, repair_resolution)
         mesh, _, _ = normalize_mesh(mesh)
     return mesh
 
 
-def load_mesh_folder(
-    folder: str | Path, repair_resolution: int = 96, limit: int | None = None
-) -> tuple[list[ProceduralObject], list[SkippedMesh]]:
+def load_mesh_folder(folder: str | Path, repair_resolution: int = 96,
+                     limit: int | None = None) -> tuple[list[ProceduralObject], list[SkippedMesh]]:
     """Every mesh under ``folder`` (recursively, sorted) as canonical coloured objects.
 
     The category of a mesh is the name of its parent folder relative to ``folder`` (``"mesh"`` for
@@ -182,7 +166,5 @@ def load_mesh_folder(
         obj = ProceduralObject(mesh, category, i, {"file": str(rel)}, {"kind": "file"})
         objs.append(obj)
     if not objs:
-        raise InputError(
-            f"no usable mesh in '{folder}': " + "; ".join(f"{s.path}: {s.reason}" for s in skipped)
-        )
+        raise InputError(f"no usable mesh in '{folder}': " + "; ".join(f"{s.path}: {s.reason}" for s in skipped))
     return objs, skipped

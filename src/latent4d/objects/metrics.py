@@ -109,9 +109,7 @@ def box_iou_3d(R1, t1, size1, R2, t2, size2) -> float:
     return float(inter / (v1 + v2 - inter))
 
 
-def pose_errors(
-    pred: dict, gt: dict, category: str | None = None, symmetric: bool | None = None
-) -> dict[str, float]:
+def pose_errors(pred: dict, gt: dict, category: str | None = None, symmetric: bool | None = None) -> dict[str, float]:
     """Errors of one prediction against ground truth; both dicts hold ``R``, ``t``, ``scale``, ``size``.
 
     Returns ``rot_deg``, ``trans_m``, ``scale_rel`` and ``iou`` (yaw-aligned when symmetric:
@@ -119,12 +117,10 @@ def pose_errors(
     """
     sym = (category in SYMMETRIC) if symmetric is None else bool(symmetric)
     Rp = align_yaw(pred["R"], gt["R"]) if sym else np.asarray(pred["R"])
-    return {
-        "rot_deg": rotation_error_deg(pred["R"], gt["R"], symmetric=sym),
-        "trans_m": translation_error(pred["t"], gt["t"]),
-        "scale_rel": scale_error(pred["scale"], gt["scale"]),
-        "iou": box_iou_3d(Rp, pred["t"], pred["size"], gt["R"], gt["t"], gt["size"]),
-    }
+    return {"rot_deg": rotation_error_deg(pred["R"], gt["R"], symmetric=sym),
+            "trans_m": translation_error(pred["t"], gt["t"]),
+            "scale_rel": scale_error(pred["scale"], gt["scale"]),
+            "iou": box_iou_3d(Rp, pred["t"], pred["size"], gt["R"], gt["t"], gt["size"])}
 
 
 NOCS_CRITERIA = {

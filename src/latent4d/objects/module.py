@@ -22,21 +22,10 @@ from latent4d.objects.sdf import ShapeDecoder
 
 
 class ObjectsLatentModule(LatentModule):
-    def __init__(
-        self,
-        shape_decoder: ShapeDecoder,
-        appearance: AppearanceNet,
-        clamp: float = 0.1,
-        code_reg: float = 1e-4,
-        code_reg_ramp: int = 10,
-        color_weight: float = 1.0,
-        lr_decoder: float = 1e-3,
-        lr_appearance: float = 5e-4,
-        lr_codes: float = 5e-3,
-        code_init_std: float | None = None,
-        weight_decay: float = 0.0,
-        lr_decay: float = 0.1,
-    ):
+    def __init__(self, shape_decoder: ShapeDecoder, appearance: AppearanceNet, clamp: float = 0.1,
+                 code_reg: float = 1e-4, code_reg_ramp: int = 10, color_weight: float = 1.0,
+                 lr_decoder: float = 1e-3, lr_appearance: float = 5e-4, lr_codes: float = 5e-3,
+                 code_init_std: float | None = None, weight_decay: float = 0.0, lr_decay: float = 0.1):
         super().__init__()
         self.shape_decoder = shape_decoder
         self.appearance = appearance
@@ -48,13 +37,10 @@ class ObjectsLatentModule(LatentModule):
 
     # -- latent database -----------------------------------------------------------------------
     def build_database(self, names: list[str], categories: list[str]) -> LatentDatabase:
-        self.database = LatentDatabase(
-            names=list(names),
-            categories=list(categories),
-            shape_dim=self.shape_decoder.config.latent_dim,
-            appearance_dim=self.appearance.config.appearance_dim,
-            init_std=self.code_init_std,
-        )
+        self.database = LatentDatabase(names=list(names), categories=list(categories),
+                                       shape_dim=self.shape_decoder.config.latent_dim,
+                                       appearance_dim=self.appearance.config.appearance_dim,
+                                       init_std=self.code_init_std)
         return self.database
 
     def setup(self, stage: str) -> None:
@@ -69,11 +55,7 @@ class ObjectsLatentModule(LatentModule):
         return {"names": self.database.names, "categories": self.database.categories}
 
     def set_extra_state(self, state) -> None:
-        if (
-            state
-            and state.get("names")
-            and (self.database is None or self.database.names != list(state["names"]))
-        ):
+        if state and state.get("names") and (self.database is None or self.database.names != list(state["names"])):
             self.build_database(state["names"], state["categories"])
 
     # -- losses --------------------------------------------------------------------------------
@@ -105,16 +87,10 @@ class ObjectsLatentModule(LatentModule):
     def _eval_step(self, split: str, batch) -> None:
         out = self.losses(batch)
         B = len(batch["index"])
-        self.log(
-            f"{split}/loss",
-            out["sdf_l1"] + self.color_weight * out["color_l1"],
-            prog_bar=split == "val",
-            batch_size=B,
-            sync_dist=True,
-        )
-        self.log_dict(
-            {f"{split}/{k}": out[k] for k in ("sdf_l1", "color_l1", "sign_acc")}, batch_size=B, sync_dist=True
-        )
+        self.log(f"{split}/loss", out["sdf_l1"] + self.color_weight * out["color_l1"], prog_bar=split == "val",
+                 batch_size=B, sync_dist=True)
+        self.log_dict({f"{split}/{k}": out[k] for k in ("sdf_l1", "color_l1", "sign_acc")}, batch_size=B,
+                      sync_dist=True)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step("val", batch)
@@ -125,17 +101,9 @@ class ObjectsLatentModule(LatentModule):
     def configure_optimizers(self):
         groups = [
             {"params": list(self.shape_decoder.parameters()), "lr": self.lrs["decoder"], "name": "decoder"},
-            {
-                "params": list(self.appearance.parameters()),
-                "lr": self.lrs["appearance"],
-                "name": "appearance",
-            },
-            {
-                "params": list(self.database.parameters()),
-                "lr": self.lrs["codes"],
-                "name": "codes",
-                "weight_decay": 0.0,
-            },
+            {"params": list(self.appearance.parameters()), "lr": self.lrs["appearance"], "name": "appearance"},
+            {"params": list(self.database.parameters()), "lr": self.lrs["codes"], "name": "codes",
+             "weight_decay": 0.0},
         ]
         opt = torch.optim.Adam(groups, weight_decay=self.weight_decay)
         epochs = max(1, self.trainer.max_epochs or 1)

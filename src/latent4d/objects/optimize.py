@@ -91,13 +91,9 @@ class _Params(torch.nn.Module):
         self.t = torch.nn.Parameter(torch.as_tensor(np.asarray(init.t), dtype=torch.float32).clone())
         s0 = float(init.scale)
         self.log_scale = log_scale
-        self.s = torch.nn.Parameter(
-            torch.tensor(math.log(s0) if log_scale and s0 > 0 else s0, dtype=torch.float32)
-        )
+        self.s = torch.nn.Parameter(torch.tensor(math.log(s0) if log_scale and s0 > 0 else s0, dtype=torch.float32))
         self.zs = torch.nn.Parameter(torch.as_tensor(init.shape_code, dtype=torch.float32).detach().clone())
-        self.za = torch.nn.Parameter(
-            torch.as_tensor(init.appearance_code, dtype=torch.float32).detach().clone()
-        )
+        self.za = torch.nn.Parameter(torch.as_tensor(init.appearance_code, dtype=torch.float32).detach().clone())
 
     def R(self) -> torch.Tensor:
         if self.rotation == "6d":
@@ -143,16 +139,10 @@ class ObjectOptimizer:
         return self._prior[category]
 
     # ------------------------------------------------------------------------------------------
-    def optimize(
-        self,
-        obs: ObjectObservation,
-        init: PoseInit,
-        frame=None,
-        callback: Callable[[int, dict], bool | None] | None = None,
-        iterations: int | None = None,
-        optimize_codes: bool = True,
-        score: bool = True,
-    ) -> ObjectReconstruction:
+    def optimize(self, obs: ObjectObservation, init: PoseInit, frame=None,
+                 callback: Callable[[int, dict], bool | None] | None = None,
+                 iterations: int | None = None, optimize_codes: bool = True, score: bool = True
+                 ) -> ObjectReconstruction:
         """Run the optimisation; returns an :class:`ObjectReconstruction` (mesh not yet extracted).
 
         ``callback(iteration, state)`` is called after every iteration with ``state`` =
@@ -167,31 +157,14 @@ class ObjectOptimizer:
         params = _Params(init, self.rotation, log_scale=not self.shapo).to(dev)
         view = None
         if frame is not None:
-            view = (
-                torch.as_tensor(np.asarray(frame.depth), dtype=torch.float32, device=dev),
-                torch.as_tensor(np.asarray(frame.K), dtype=torch.float32, device=dev),
-            )
+            view = (torch.as_tensor(np.asarray(frame.depth), dtype=torch.float32, device=dev),
+                    torch.as_tensor(np.asarray(frame.K), dtype=torch.float32, device=dev))
         t0 = time.perf_counter()
         it, status, reason, history, terms = self._loop(
-            params,
-            torch.as_tensor(obs.points, device=dev),
-            torch.as_tensor(obs.colors, device=dev),
-            init,
-            view,
-            n_it,
-            obs.instance_id,
-            callback,
-            optimize_codes,
-        )
-        res = ObjectReconstruction(
-            obs.instance_id,
-            category=init.category,
-            history=history,
-            iterations=it,
-            seconds=time.perf_counter() - t0,
-            status=status,
-            reason=reason,
-        )
+            params, torch.as_tensor(obs.points, device=dev), torch.as_tensor(obs.colors, device=dev), init, view,
+            n_it, obs.instance_id, callback, optimize_codes)
+        res = ObjectReconstruction(obs.instance_id, category=init.category, history=history, iterations=it,
+                                   seconds=time.perf_counter() - t0, status=status, reason=reason)
         if status == "ok":
             self._finish(res, params, terms, obs, score)
         return res
@@ -200,45 +173,23 @@ class ObjectOptimizer:
         """(optimizers, lr schedulers) of the recipe."""
         cfg = self.cfg
         if self.shapo:
-            opt_a = torch.optim.Adam(
-                [
-                    {"params": [params.rot, params.t], "lr": 1e-4},
-                    {"params": [params.s], "lr": 1e-4},
-                    {"params": [params.za], "lr": 1e-2},
-                ]
-            )
+            opt_a = torch.optim.Adam([{"params": [params.rot, params.t], "lr": 1e-4},
+                                      {"params": [params.s], "lr": 1e-4},
+                                      {"params": [params.za], "lr": 1e-2}])
             return [opt_a, torch.optim.SGD([params.zs], lr=8e-5)], []
-        groups = [
-            {"params": [params.rot], "lr": cfg.lr_rotation},
-            {"params": [params.t], "lr": cfg.lr_translation},
-            {"params": [params.s], "lr": cfg.lr_scale},
-        ]
+        groups = [{"params": [params.rot], "lr": cfg.lr_rotation}, {"params": [params.t], "lr": cfg.lr_translation},
+                  {"params": [params.s], "lr": cfg.lr_scale}]
         if optimize_codes:
-            groups += [
-                {"params": [params.zs], "lr": cfg.lr_shape},
-                {"params": [params.za], "lr": cfg.lr_appearance},
-            ]
+            groups += [{"params": [params.zs], "lr": cfg.lr_shape}, {"params": [params.za], "lr": cfg.lr_appearance}]
         opt = torch.optim.Adam(groups)
 
         def lam(i: int) -> float:  # cosine decay to lr_final
-            return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (
-                1 + math.cos(math.pi * min(i, n_it) / max(n_it, 1))
-            )
+            return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(i, n_it) / max(n_it, 1)))
 
         return [opt], [torch.optim.lr_scheduler.LambdaLR(opt, lam)]
 
-    def _loop(
-        self,
-        params: _Params,
-        P: torch.Tensor,
-        C: torch.Tensor,
-        init: PoseInit,
-        view,
-        n_it: int,
-        seed: int,
-        callback,
-        optimize_codes: bool,
-    ) -> tuple[int, str, str, list[float], dict]:
+    def _loop(self, params: _Params, P: torch.Tensor, C: torch.Tensor, init: PoseInit, view, n_it: int,
+              seed: int, callback, optimize_codes: bool) -> tuple[int, str, str, list[float], dict]:
         """The iterations: ``(iterations done, status, reason, loss history, last loss terms)``."""
         cfg = self.cfg
         optimizers, scheds = self._optimizers(params, n_it, optimize_codes)
@@ -280,17 +231,13 @@ class ObjectOptimizer:
             for sc in scheds:
                 sc.step()
             history.append(float(loss.detach()))
-            if (
-                callback is not None
-                and callback(it, self._state(params, history[-1], terms, S, zs, za)) is False
-            ):
+            if callback is not None and callback(it, self._state(params, history[-1], terms, S, zs, za)) is False:
                 return it + 1, "ok", "", history, terms
         return n_it, "ok", "", history, terms
 
     @torch.no_grad()
-    def _finish(
-        self, res: ObjectReconstruction, params: _Params, terms: dict, obs: ObjectObservation, score: bool
-    ) -> None:
+    def _finish(self, res: ObjectReconstruction, params: _Params, terms: dict, obs: ObjectObservation,
+                score: bool) -> None:
         """Fill the final pose, size, codes, loss and score into ``res`` (diverged when not finite)."""
         R = params.R().detach()
         if self.shapo:
@@ -302,9 +249,7 @@ class ObjectOptimizer:
         res.appearance_code = params.za.detach().cpu().numpy()
         res.loss = {k: float(v) for k, v in terms.items()}
         res.score = self.inlier_fraction(obs, res) if score else 0.0
-        if not (
-            np.isfinite(res.R).all() and np.isfinite(res.t).all() and np.isfinite(res.scale) and res.scale > 0
-        ):
+        if not (np.isfinite(res.R).all() and np.isfinite(res.t).all() and np.isfinite(res.scale) and res.scale > 0):
             res.status, res.reason = "diverged", "the final pose is not finite (or the scale is not positive)"
 
     @torch.no_grad()
@@ -345,6 +290,7 @@ class ObjectOptimizer:
         _, _, n = project_to_surface(fn, c, create_graph=False)
         return c, n.detach()
 
+
     def _loss(self, P, C, S, nrm, R, s, t, zs, za, fn, prior, view):
         """The default recipe's loss (see the module docstring) and its terms; ``view``: (depth (H, W) m,
         K (3, 3)) of the frame for the visibility test, or None."""
@@ -375,27 +321,15 @@ class ObjectOptimizer:
                 d_vis, _ = nearest_distance(S_cam[vis], P)
                 l_vis = _huber(100.0 * d_vis, cfg.huber_cm).mean()
         col = self.pipe.appearance(X, zs.detach(), za)
-        wc = torch.exp(-((r_sdf.detach() / cfg.color_sigma_cm) ** 2))
+        wc = torch.exp(-(r_sdf.detach() / cfg.color_sigma_cm) ** 2)
         l_col = (wc * (col - C).abs().sum(-1)).sum() / wc.sum().clamp_min(1e-6) / 3.0
         ds, da = zs - prior["shape_mean"], za - prior["appearance_mean"]
         p_s = ds @ prior["shape_precision"] @ ds / len(ds)  # Mahalanobis, per dimension
         p_a = da @ prior["appearance_precision"] @ da / len(da)
-        loss = (
-            cfg.w_sdf * l_sdf
-            + cfg.w_obs * l_obs
-            + cfg.w_vis * l_vis
-            + cfg.w_color * l_col
-            + cfg.w_shape_prior * p_s
-            + cfg.w_app_prior * p_a
-        )
-        terms = {
-            "sdf": l_sdf.detach(),
-            "obs": l_obs.detach(),
-            "vis": l_vis.detach(),
-            "color": l_col.detach(),
-            "prior_shape": p_s.detach(),
-            "prior_app": p_a.detach(),
-        }
+        loss = (cfg.w_sdf * l_sdf + cfg.w_obs * l_obs + cfg.w_vis * l_vis + cfg.w_color * l_col
+                + cfg.w_shape_prior * p_s + cfg.w_app_prior * p_a)
+        terms = {"sdf": l_sdf.detach(), "obs": l_obs.detach(), "vis": l_vis.detach(), "color": l_col.detach(),
+                 "prior_shape": p_s.detach(), "prior_app": p_a.detach()}
         return loss, terms
 
     def _shapo_loss(self, P, C, S, M, s, t, zs, za):
@@ -419,32 +353,25 @@ class ObjectOptimizer:
         s = params.scale().detach()
         Sd = S.detach()
         cols = self.pipe.appearance(Sd, zs.detach(), za.detach())
-        return {
-            "loss": loss,
-            "terms": {k: float(v) for k, v in terms.items()},
-            "R": R.cpu().numpy(),
-            "t": params.t.detach().cpu().numpy(),
-            "scale": float(s),
-            "shape_code": params.zs.detach().cpu().numpy(),
-            "appearance_code": params.za.detach().cpu().numpy(),
-            "surface_points": (s * Sd @ R.T + params.t.detach()).cpu().numpy(),
-            "surface_colors": cols.cpu().numpy(),
-        }
+        return {"loss": loss, "terms": {k: float(v) for k, v in terms.items()}, "R": R.cpu().numpy(),
+                "t": params.t.detach().cpu().numpy(), "scale": float(s), "shape_code": params.zs.detach().cpu().numpy(),
+                "appearance_code": params.za.detach().cpu().numpy(),
+                "surface_points": (s * Sd @ R.T + params.t.detach()).cpu().numpy(), "surface_colors": cols.cpu().numpy()}
 
     @torch.no_grad()
     def inlier_fraction(self, obs: ObjectObservation, res, tol: float = 0.01) -> float:
         """Fraction of observed points within ``tol`` metres of the reconstructed surface (a confidence
         score in [0, 1]); the surface is the octree band at ``octree_level + 1`` (cells within half a side)."""
         dev = self.pipe.device
-        pts = self.pipe.band_points(
-            torch.as_tensor(res.shape_code, device=dev), level=self.cfg.octree_level + 1
-        )
+        pts = self.pipe.band_points(torch.as_tensor(res.shape_code, device=dev), level=self.cfg.octree_level + 1)
         if len(pts) == 0:
             return 0.0
         R = torch.as_tensor(res.R, dtype=torch.float32, device=dev)
         S = res.scale * pts @ R.T + torch.as_tensor(res.t, dtype=torch.float32, device=dev)
         d, _ = nearest_distance(torch.as_tensor(obs.points, device=dev), S)
         return float((d < tol).float().mean())
+
+
 
 
 # ----------------------------------------------------------------------------------------------
@@ -491,9 +418,9 @@ def _frame_from_up(up: np.ndarray, yaw_dir: np.ndarray) -> np.ndarray:
     return np.stack([x, up, z], 1)
 
 
-def _candidates(
-    pipe, obs: ObjectObservation, up: np.ndarray, off: float, category: str | None, huber_cm: float
-) -> list[tuple[float, PoseInit]]:
+
+def _candidates(pipe, obs: ObjectObservation, up: np.ndarray, off: float, category: str | None,
+                huber_cm: float) -> list[tuple[float, PoseInit]]:
     """(score, PoseInit) for every (category, yaw) hypothesis: height -> scale with the category's mean
     shape, footprint centroid pushed away from the camera -> position, footprint principal axis ->
     yaw (x4 for non-symmetric categories); score: robust SDF of the observations (lower is better)."""
@@ -554,27 +481,16 @@ def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, 
     for _, c in best:
         r = short.optimize(obs, c, frame=frame, optimize_codes=False, score=False)
         if r.status == "ok":
-            scored.append(
-                (
-                    r.history[-1] if r.history else float("inf"),
-                    PoseInit(r.R, r.t, r.scale, c.shape_code, c.appearance_code, c.category),
-                )
-            )
+            scored.append((r.history[-1] if r.history else float("inf"),
+                           PoseInit(r.R, r.t, r.scale, c.shape_code, c.appearance_code, c.category)))
     if not scored:
         return best[0][1]
     scored.sort(key=lambda c: c[0])
     return scored[0][1]
 
 
-def perturb_pose(
-    R: np.ndarray,
-    t: np.ndarray,
-    scale: float,
-    rng: np.random.Generator,
-    rot_deg: float = 20.0,
-    trans_m: float = 0.04,
-    scale_frac: float = 0.2,
-) -> tuple[np.ndarray, np.ndarray, float]:
+def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Generator, rot_deg: float = 20.0,
+                 trans_m: float = 0.04, scale_frac: float = 0.2) -> tuple[np.ndarray, np.ndarray, float]:
     """Ground truth perturbed by exactly ``rot_deg`` about a random axis, ``trans_m`` in a random
     direction and a scale factor of ``1 +- scale_frac`` (random sign): the benchmark's start."""
     axis = rng.normal(size=3)

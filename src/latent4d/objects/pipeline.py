@@ -42,31 +42,21 @@ def find_latest_run(root: str | Path = DEFAULT_RUNS) -> Path:
     """The most recent run directory of ``experiment=objects/latent_db`` with exported models."""
     from latent4d.runs import latest_run
 
-    return latest_run(
-        root,
-        "shape_decoder",
-        "train one with `latent4d train experiment=objects/latent_db` or pass run=<run dir>",
-    )
+    return latest_run(root, "shape_decoder", "train one with `latent4d train experiment=objects/latent_db` or "
+                      "pass run=<run dir>")
 
 
-def _compare_shapes(
-    expected: dict[str, tuple],
-    found: dict[str, tuple],
-    source,
-    what: str,
-    fix: str = "the weights and the config come from different models (or one was edited): "
-    "re-export the run with `latent4d export run=<run>`",
-) -> None:
+def _compare_shapes(expected: dict[str, tuple], found: dict[str, tuple], source, what: str,
+                    fix: str = "the weights and the config come from different models (or one was edited): "
+                               "re-export the run with `latent4d export run=<run>`") -> None:
     """InputError naming missing / unexpected / mis-shaped tensors of ``source`` for a ``what``."""
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     shapes = [f"{k} {found[k]} vs {expected[k]}" for k in expected if k in found and found[k] != expected[k]]
     if missing or unexpected or shapes:
-        parts = [
-            f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
-            for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
-            if items
-        ]
+        parts = [f"{len(items)} {label} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
+                 for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+                 if items]
         raise InputError(f"'{source}' does not fit its {what} config: " + "; ".join(parts) + f"; {fix}")
 
 
@@ -86,15 +76,11 @@ def _check_network_shapes(net_cls, folder: Path) -> None:
         with torch.device("meta"):
             probe = net_cls.from_config(cfg)
     except Exception as e:  # noqa: BLE001 - constructors raise many kinds for bad config values
-        raise InputError(
-            f"network config '{folder / 'config.json'}' does not describe a {net_cls.__name__} "
-            f"({type(e).__name__}: {str(e).strip()[:200]}); the folder is damaged"
-        ) from None
+        raise InputError(f"network config '{folder / 'config.json'}' does not describe a {net_cls.__name__} "
+                         f"({type(e).__name__}: {str(e).strip()[:200]}); the folder is damaged") from None
     with safe_open(str(weights[0]), framework="pt") as f:
         found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    _compare_shapes(
-        {k: tuple(v.shape) for k, v in probe.state_dict().items()}, found, weights[0], net_cls.__name__
-    )
+    _compare_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items()}, found, weights[0], net_cls.__name__)
 
 
 def _database_state(state: dict, source) -> tuple[list[str], list[str]] | None:
@@ -104,23 +90,15 @@ def _database_state(state: dict, source) -> tuple[list[str], list[str]] | None:
     if not extra:
         return None
     names, cats = (extra.get("names"), extra.get("categories")) if isinstance(extra, dict) else (None, None)
-    if not (
-        isinstance(names, list)
-        and isinstance(cats, list)
-        and len(names) == len(cats)
-        and all(isinstance(x, str) for x in names + cats)
-    ):
-        raise InputError(
-            f"checkpoint '{source}': its latent database entry (_extra_state) is not two lists of "
-            "names and categories of equal length; the checkpoint is damaged"
-        )
+    if not (isinstance(names, list) and isinstance(cats, list) and len(names) == len(cats)
+            and all(isinstance(x, str) for x in names + cats)):
+        raise InputError(f"checkpoint '{source}': its latent database entry (_extra_state) is not two lists of "
+                         "names and categories of equal length; the checkpoint is damaged")
     rows = state.get("database.shape.weight")
     if not isinstance(rows, torch.Tensor) or rows.ndim != 2 or rows.shape[0] != max(len(names), 1):
-        raise InputError(
-            f"checkpoint '{source}': {len(names)} database names but database.shape.weight is "
-            f"{None if not isinstance(rows, torch.Tensor) else tuple(rows.shape)}; the checkpoint "
-            "is damaged"
-        )
+        raise InputError(f"checkpoint '{source}': {len(names)} database names but database.shape.weight is "
+                         f"{None if not isinstance(rows, torch.Tensor) else tuple(rows.shape)}; the checkpoint "
+                         "is damaged")
     return names, cats
 
 
@@ -133,30 +111,18 @@ class ObjectsPipeline(LatentPipeline):
     """
 
     family = "objects"
-    component_classes = {
-        "shape_decoder": ShapeDecoder,
-        "appearance": AppearanceNet,
-        "database": LatentDatabase,
-    }
+    component_classes = {"shape_decoder": ShapeDecoder, "appearance": AppearanceNet, "database": LatentDatabase}
 
-    def __init__(
-        self,
-        shape_decoder: ShapeDecoder,
-        appearance: AppearanceNet,
-        database: LatentDatabase,
-        device: str | torch.device = "cpu",
-    ):
-        self.register_modules(
-            shape_decoder=shape_decoder.fuse_weight_norm().eval().requires_grad_(False),
-            appearance=appearance.eval().requires_grad_(False),
-            database=database.eval().requires_grad_(False),
-        )
+    def __init__(self, shape_decoder: ShapeDecoder, appearance: AppearanceNet, database: LatentDatabase,
+                 device: str | torch.device = "cpu"):
+        self.register_modules(shape_decoder=shape_decoder.fuse_weight_norm().eval().requires_grad_(False),
+                              appearance=appearance.eval().requires_grad_(False),
+                              database=database.eval().requires_grad_(False))
         self.to(device)
 
     @classmethod
-    def from_pretrained(
-        cls, run_or_folder: str | Path | None = None, device: str | torch.device = "cpu"
-    ) -> ObjectsPipeline:
+    def from_pretrained(cls, run_or_folder: str | Path | None = None, device: str | torch.device = "cpu"
+                        ) -> ObjectsPipeline:
         """Load ``<run>/models/{shape_decoder,appearance,database}`` (or a folder holding them, e.g.
         one written by :meth:`save_pretrained`); ``None`` takes the latest run under
         :data:`DEFAULT_RUNS`.
@@ -178,10 +144,8 @@ class ObjectsPipeline(LatentPipeline):
         missing = [n for n in cls.component_classes if not has_network(p, n)]
         if missing:
             folder = p / MODELS if (p / MODELS).is_dir() else p
-            raise ConfigError(
-                f"'{p}' has no exported objects latent database (missing {', '.join(missing)} under "
-                f"{folder}); train with `latent4d train experiment=objects/latent_db`"
-            )
+            raise ConfigError(f"'{p}' has no exported objects latent database (missing {', '.join(missing)} under "
+                              f"{folder}); train with `latent4d train experiment=objects/latent_db`")
         for name, net_cls in cls.component_classes.items():
             _check_network_shapes(net_cls, cls.component_folder(p, name))
         return super().load_components(p, names)
@@ -193,17 +157,11 @@ class ObjectsPipeline(LatentPipeline):
 
         if module.database is None:
             raise ConfigError("the module has no latent database yet (train it or load a checkpoint first)")
-        return cls(
-            copy.deepcopy(module.shape_decoder),
-            copy.deepcopy(module.appearance),  # copies: fusing is in place
-            copy.deepcopy(module.database),
-            device,
-        )
+        return cls(copy.deepcopy(module.shape_decoder), copy.deepcopy(module.appearance),  # copies: fusing is in place
+                   copy.deepcopy(module.database), device)
 
     @classmethod
-    def from_checkpoint(
-        cls, run_dir: str | Path, ckpt: str | Path | None = None, device: str = "cpu"
-    ) -> ObjectsPipeline:
+    def from_checkpoint(cls, run_dir: str | Path, ckpt: str | Path | None = None, device: str = "cpu") -> ObjectsPipeline:
         """From a run's Lightning checkpoint (``last.ckpt`` by default), e.g. while it still trains.
 
         Nothing from the run folder is executed: the checkpoint loads with ``weights_only=True``
@@ -219,10 +177,8 @@ class ObjectsPipeline(LatentPipeline):
         cfg = run.config
         where = f"run config '{run.dir / 'config.yaml'}'"
         if str(cfg.get("family")) != "objects":
-            raise ConfigError(
-                f"{where}: family '{cfg.get('family')}' is not objects; from_checkpoint needs a run of "
-                "experiment=objects/latent_db"
-            )
+            raise ConfigError(f"{where}: family '{cfg.get('family')}' is not objects; from_checkpoint needs a run of "
+                              "experiment=objects/latent_db")
         if cfg.get("model") is None:
             raise ConfigError(f"{where} has no model section; the run folder is damaged")
         path = Path(ckpt) if ckpt else run.dir / "checkpoints" / "last.ckpt"
@@ -232,14 +188,10 @@ class ObjectsPipeline(LatentPipeline):
             probe = instantiate_from_run(cfg.model, "objects", f"{where}: model")
             if extra is not None:
                 probe.build_database(*extra)
-        _compare_shapes(
-            {k: tuple(v.shape) for k, v in probe.state_dict().items() if isinstance(v, torch.Tensor)},
-            {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)},
-            path,
-            type(probe).__name__,
-            "the checkpoint was written by another experiment or model "
-            "size than the run's config.yaml describes: use a checkpoint of this run",
-        )
+        _compare_shapes({k: tuple(v.shape) for k, v in probe.state_dict().items() if isinstance(v, torch.Tensor)},
+                        {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)},
+                        path, type(probe).__name__, "the checkpoint was written by another experiment or model "
+                        "size than the run's config.yaml describes: use a checkpoint of this run")
         module = instantiate_from_run(cfg.model, "objects", f"{where}: model")
         if extra is not None:
             module.build_database(*extra)
@@ -264,23 +216,13 @@ class ObjectsPipeline(LatentPipeline):
         """Canonical SDF: xyz (N, 3) -> (N,)."""
         return self.shape_decoder(xyz.to(self.device), shape_code.to(self.device))
 
-    def color(
-        self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor
-    ) -> torch.Tensor:
+    def color(self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor) -> torch.Tensor:
         """Colour at canonical points: xyz (N, 3) -> RGB (N, 3) in [0, 1]."""
-        return self.appearance(
-            xyz.to(self.device), shape_code.to(self.device), appearance_code.to(self.device)
-        )
+        return self.appearance(xyz.to(self.device), shape_code.to(self.device), appearance_code.to(self.device))
 
-    def surface_points(
-        self,
-        shape_code: torch.Tensor,
-        appearance_code: torch.Tensor | None = None,
-        level: int = 6,
-        start_level: int = 2,
-        create_graph: bool = False,
-        threshold: float | None = None,
-    ) -> dict[str, torch.Tensor]:
+    def surface_points(self, shape_code: torch.Tensor, appearance_code: torch.Tensor | None = None,
+                       level: int = 6, start_level: int = 2, create_graph: bool = False,
+                       threshold: float | None = None) -> dict[str, torch.Tensor]:
         """Differentiable coloured surface points from the octree step (canonical frame).
 
         Returns ``points`` (K, 3), ``normals`` (K, 3), ``values`` (K,), ``evaluations`` and, with an
@@ -291,42 +233,22 @@ class ObjectsPipeline(LatentPipeline):
         if appearance_code is not None:
             za = appearance_code.to(self.device)
             color_fn = lambda x: self.appearance(x, zs, za)  # noqa: E731
-        return octree_surface_points(
-            self.shape_decoder.bind(zs),
-            level,
-            start_level,
-            threshold=threshold,
-            color_fn=color_fn,
-            create_graph=create_graph,
-        )
+        return octree_surface_points(self.shape_decoder.bind(zs), level, start_level, threshold=threshold,
+                                     color_fn=color_fn, create_graph=create_graph)
 
     @torch.no_grad()
-    def mesh(
-        self,
-        shape_code: torch.Tensor,
-        appearance_code: torch.Tensor | None = None,
-        level: int = 7,
-        start_level: int = 2,
-        octree: bool = True,
-    ) -> trimesh.Trimesh:
+    def mesh(self, shape_code: torch.Tensor, appearance_code: torch.Tensor | None = None, level: int = 7,
+             start_level: int = 2, octree: bool = True) -> trimesh.Trimesh:
         """Canonical mesh of a code (sparse octree marching cubes at ``2**level``; ``octree=False``:
         dense grid), coloured by the appearance network at the vertices when a code is given."""
         from latent4d.geometry.meshing import dense_mesh
 
         fn = self.shape_decoder.bind(shape_code.to(self.device))
-        mesh = octree_mesh(fn, level, start_level)[0] if octree else dense_mesh(fn, 2**level)
+        mesh = octree_mesh(fn, level, start_level)[0] if octree else dense_mesh(fn, 2 ** level)
         if appearance_code is not None and len(mesh.vertices):
             v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32, device=self.device)
-            col = (
-                torch.cat(
-                    [
-                        self.color(v[s : s + 65536], shape_code, appearance_code)
-                        for s in range(0, len(v), 65536)
-                    ]
-                )
-                .cpu()
-                .numpy()
-            )
+            col = torch.cat([self.color(v[s:s + 65536], shape_code, appearance_code)
+                             for s in range(0, len(v), 65536)]).cpu().numpy()
             rgba = np.concatenate([np.rint(col * 255), np.full((len(col), 1), 255)], 1).astype(np.uint8)
             mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
         return mesh
@@ -349,26 +271,13 @@ class ObjectsPipeline(LatentPipeline):
         return (pts.max(0).values - pts.min(0).values).cpu().numpy().astype(np.float64)
 
     # -- reconstruction ------------------------------------------------------------------------
-    def reconstruct(
-        self,
-        frame,
-        categories: dict[int, str] | str | None = None,
-        config=None,
-        init: dict | None = None,
-        callback: Callable[[int, int, dict], bool | None] | None = None,
-        instance_ids: list[int] | None = None,
-    ) -> list[ObjectReconstruction]:
+    def reconstruct(self, frame, categories: dict[int, str] | str | None = None, config=None,
+                    init: dict | None = None, callback: Callable[[int, int, dict], bool | None] | None = None,
+                    instance_ids: list[int] | None = None) -> list[ObjectReconstruction]:
         """Reconstruct every instance of ``frame`` (:class:`latent4d.objects.types.Scene`) with the
         settings ``config`` (:class:`latent4d.objects.reconstruct.ObjectsReconstructConfig`; the
         defaults when None): see :func:`latent4d.objects.reconstruct.reconstruct_scene`."""
         from latent4d.objects.reconstruct import reconstruct_scene
 
-        return reconstruct_scene(
-            self,
-            frame,
-            config,
-            categories=categories,
-            init=init,
-            callback=callback,
-            instance_ids=instance_ids,
-        )
+        return reconstruct_scene(self, frame, config, categories=categories, init=init, callback=callback,
+                                 instance_ids=instance_ids)

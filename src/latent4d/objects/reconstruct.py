@@ -48,48 +48,34 @@ class ObjectsReconstructConfig:
 
     # -- inputs / outputs --------------------------------------------------------------------------
     rgb: str | None = opt(None, help="8-bit RGB image")
-    depth: str | None = opt(
-        None, help="16-bit depth PNG (depth_scale units per metre) or (H, W) float .npy in metres"
-    )
+    depth: str | None = opt(None, help="16-bit depth PNG (depth_scale units per metre) or (H, W) float .npy in metres")
     mask: str | None = opt(None, help="instance ids (0 = background) or a colour-coded mask")
     intrinsics: str | None = opt(None, help="JSON {fx, fy, cx, cy, width, height} (pixels) or {K}")
     run: str | None = opt(None, help="objects/latent_db run directory (default: the latest)")
     categories: Any = opt(None, help="one category for all instances, or id:name,id:name (default: tried)")
     depth_scale: float = opt(1000.0, gt=0, help="raw depth PNG units per metre (1000: millimetres)")
-    min_fov: float = opt(
-        FOV_RANGE_DEG[0],
-        gt=0,
-        max=FOV_RANGE_DEG[1],
-        help="smallest plausible field of view (degrees): lower it for a zoom lens or a crop",
-    )
+    min_fov: float = opt(FOV_RANGE_DEG[0], gt=0, max=FOV_RANGE_DEG[1],
+                         help="smallest plausible field of view (degrees): lower it for a zoom lens or a crop")
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
     seed: int = opt(0, help="sampling / initialisation seed")
     out: str = opt("outputs/objects/reconstruct", help="output folder")
     # -- optimisation ------------------------------------------------------------------------------
     iterations: int = opt(100, min=1, max=100_000, help="optimisation iterations per object")
     init_iterations: int = opt(12, min=0, max=100_000, help="iterations per initial hypothesis")
-    init_candidates: int = opt(
-        3, min=1, max=64, help="initial hypotheses optimised briefly (no estimate given)"
-    )
+    init_candidates: int = opt(3, min=1, max=64, help="initial hypotheses optimised briefly (no estimate given)")
     rotation: str = opt("6d", choices=ROTATIONS, help="rotation parametrisation")
     max_points: int = opt(1000, min=10, max=1_000_000, help="observed points used per object")
     octree_level: int = opt(5, min=3, max=8, help="surface points from a 2^level octree")
-    band_every: int = opt(
-        4, min=1, max=100_000, help="rebuild the octree band and normals every k iterations"
-    )
+    band_every: int = opt(4, min=1, max=100_000, help="rebuild the octree band and normals every k iterations")
     max_surface_points: int = opt(2500, min=0, max=10_000_000, help="surface points per band (0 = all)")
     warmup: int = opt(15, min=0, max=100_000, help="iterations with frozen codes (pose and size first)")
     w_sdf: float = opt(1.0, min=0, help="weight of the metric SDF at the observed points")
     w_obs: float = opt(1.0, min=0, help="weight of observed point -> predicted surface")
     w_vis: float = opt(0.5, min=0, help="weight of visible predicted surface -> observed points")
     w_color: float = opt(2.0, min=0, help="weight of the colour L1")
-    w_shape_prior: float = opt(
-        0.2, min=0, help="shape-code prior (0.02 -> 0.2: Chamfer reduction 30 -> 37 %)"
-    )
+    w_shape_prior: float = opt(0.2, min=0, help="shape-code prior (0.02 -> 0.2: Chamfer reduction 30 -> 37 %)")
     w_app_prior: float = opt(0.01, min=0, help="appearance-code prior")
-    prior_shrink: float = opt(
-        0.1, min=0, help="code priors: category covariance + shrink * mean variance * I"
-    )
+    prior_shrink: float = opt(0.1, min=0, help="code priors: category covariance + shrink * mean variance * I")
     huber_cm: float = opt(0.5, gt=0, help="Huber threshold (cm)")
     color_sigma_cm: float = opt(1.0, gt=0, help="colour weight falls off with the SDF over this (cm)")
     vis_margin: float = opt(0.015, min=0, help="metres behind the observed depth that still count as visible")
@@ -112,17 +98,13 @@ class ObjectsReconstructConfig:
         """The four input files, checked to exist (ConfigError naming what is missing)."""
         missing = [k for k in INPUT_FILES if not getattr(self, k)]
         if missing:
-            raise ConfigError(
-                "reconstruct objects needs "
-                + ", ".join(f"{k}=<file>" for k in missing)
-                + " (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)"
-            )
+            raise ConfigError("reconstruct objects needs " + ", ".join(f"{k}=<file>" for k in missing)
+                              + " (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)")
         return {k: check_input_file(getattr(self, k), k) for k in INPUT_FILES}
 
 
-def reconstruct_settings(
-    overrides: list[str] | tuple[str, ...] = (), name: str = "objects", command: str = "reconstruct objects"
-) -> ObjectsReconstructConfig:
+def reconstruct_settings(overrides: list[str] | tuple[str, ...] = (), name: str = "objects",
+                         command: str = "reconstruct objects") -> ObjectsReconstructConfig:
     """``conf/reconstruct/<name>.yaml`` composed with ``key=value`` ``overrides`` (ConfigError for
     unknown keys, wrong types, values out of range and a malformed ``categories=``)."""
     return compose_settings(f"reconstruct/{name}", ObjectsReconstructConfig, list(overrides), command)
@@ -163,24 +145,19 @@ def check_categories(cats: dict[int, str] | str | None, frame, database, mask: s
     if isinstance(cats, dict):
         absent = sorted(set(cats) - set(present))
         if absent:
-            raise ConfigError(
-                f"categories: instance id(s) {', '.join(map(str, absent))} are not in mask '{mask}' "
-                f"(it holds {', '.join(map(str, present))}); give categories for those ids"
-            )
+            raise ConfigError(f"categories: instance id(s) {', '.join(map(str, absent))} are not in mask '{mask}' "
+                              f"(it holds {', '.join(map(str, present))}); give categories for those ids")
         names = sorted(set(cats.values()))
     else:
         names = [cats]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(
-            f"categories: {', '.join(unknown)} not in the latent database (it holds "
-            f"{', '.join(known)}); use one of those or train a database with that category"
-        )
+        raise ConfigError(f"categories: {', '.join(unknown)} not in the latent database (it holds "
+                          f"{', '.join(known)}); use one of those or train a database with that category")
 
 
-def observe_instance(
-    frame, instance_id: int, max_points: int = 1500, seed: int = 0, min_points: int = 50, erode: int = 1
-) -> ObjectObservation:
+def observe_instance(frame, instance_id: int, max_points: int = 1500, seed: int = 0, min_points: int = 50,
+                     erode: int = 1) -> ObjectObservation:
     """Back-project the valid depth of ``frame`` (an RGB-D frame with rgb and mask) inside one
     instance's mask (eroded by ``erode`` pixels when enough remains), subsample to ``max_points``;
     InputError when fewer than ``min_points`` remain."""
@@ -197,10 +174,8 @@ def observe_instance(
             m = me
     pts, pix = backproject_depth(frame.depth, frame.K, m)
     if len(pts) < min_points:
-        raise InputError(
-            f"instance {instance_id}: {len(pts)} valid depth pixel(s) inside the mask, "
-            f"need at least {min_points}"
-        )
+        raise InputError(f"instance {instance_id}: {len(pts)} valid depth pixel(s) inside the mask, "
+                         f"need at least {min_points}")
     n_valid = len(pts)
     if len(pts) > max_points:
         sel = np.random.default_rng(seed).choice(len(pts), max_points, replace=False)
@@ -209,15 +184,10 @@ def observe_instance(
     return ObjectObservation(instance_id, pts.astype(np.float32), cols, pix, n_valid)
 
 
-def reconstruct_scene(
-    pipe,
-    frame,
-    config: ObjectsReconstructConfig | None = None,
-    categories: dict[int, str] | str | None = None,
-    init: dict[int, PoseInit] | None = None,
-    callback: Callable[[int, int, dict], bool | None] | None = None,
-    instance_ids: list[int] | None = None,
-) -> list[ObjectReconstruction]:
+def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = None,
+                      categories: dict[int, str] | str | None = None, init: dict[int, PoseInit] | None = None,
+                      callback: Callable[[int, int, dict], bool | None] | None = None,
+                      instance_ids: list[int] | None = None) -> list[ObjectReconstruction]:
     """Reconstruct every instance of ``frame`` (:class:`latent4d.objects.types.Scene`) with the
     networks of ``pipe`` (:class:`latent4d.objects.pipeline.ObjectsPipeline`).
 
@@ -271,12 +241,5 @@ def _attach_meshes(pipe, res: ObjectReconstruction, level: int) -> None:
     res.mesh_camera = cam
 
 
-__all__ = [
-    "MESH_LEVELS",
-    "ObjectsReconstructConfig",
-    "check_categories",
-    "observe_instance",
-    "parse_categories",
-    "reconstruct_scene",
-    "reconstruct_settings",
-]
+__all__ = ["MESH_LEVELS", "ObjectsReconstructConfig", "check_categories", "observe_instance", "parse_categories",
+           "reconstruct_scene", "reconstruct_settings"]

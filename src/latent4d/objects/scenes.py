@@ -46,9 +46,8 @@ def _rot_y(a: float) -> np.ndarray:
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def add_depth_noise(
-    depth: np.ndarray, normals: np.ndarray, rng: np.random.Generator, dropout: float = 0.01, blobs: int = 3
-) -> np.ndarray:
+def add_depth_noise(depth: np.ndarray, normals: np.ndarray, rng: np.random.Generator,
+                    dropout: float = 0.01, blobs: int = 3) -> np.ndarray:
     """Kinect-like noise, holes and millimetre quantisation on a clean depth map (metres)."""
     z = depth.copy()
     valid = z > 0
@@ -71,17 +70,10 @@ def add_depth_noise(
     return (np.rint(np.clip(z, 0, 65.535) * 1000) / 1000).astype(np.float32)
 
 
-def make_scene(
-    objects: list[ProceduralObject],
-    seed: int = 0,
-    n_objects: int | tuple[int, int] = (1, 5),
-    K=None,
-    width: int = WIDTH,
-    height: int = HEIGHT,
-    noise: bool = True,
-    codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-    max_tries: int = 50,
-) -> Scene:
+def make_scene(objects: list[ProceduralObject], seed: int = 0, n_objects: int | tuple[int, int] = (1, 5),
+               K=None, width: int = WIDTH, height: int = HEIGHT, noise: bool = True,
+               codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+               max_tries: int = 50) -> Scene:
     """Place ``n_objects`` (an int or an inclusive range) of ``objects`` on a table and render them.
 
     Objects are drawn without replacement; each is upright, with a random yaw, a metric size from
@@ -139,39 +131,18 @@ def make_scene(
     gts = []
     for iid, (obj, R_w, t_w, s) in zip(ids, placed):
         zc = codes.get(obj.name) if codes else None
-        gts.append(
-            SceneObject(
-                iid,
-                obj.category,
-                obj.name,
-                Rc @ R_w,
-                Rc @ t_w + tc,
-                float(s),
-                np.asarray(obj.extents),
-                None if zc is None else np.asarray(zc[0]),
-                None if zc is None else np.asarray(zc[1]),
-                obj.mesh,
-            )
-        )
+        gts.append(SceneObject(iid, obj.category, obj.name, Rc @ R_w, Rc @ t_w + tc, float(s),
+                               np.asarray(obj.extents), None if zc is None else np.asarray(zc[0]),
+                               None if zc is None else np.asarray(zc[1]), obj.mesh))
     for g in gts:
         if g.category == "mug":
             g.handle_visible = _handle_visible(g, frame.depth, frame.mask, K)
     depth = add_depth_noise(frame.depth, frame.normals, rng) if noise else frame.depth.astype(np.float32)
-    return Scene(
-        rgb=frame.rgb,
-        depth=depth,
-        mask=frame.mask.astype(np.int32),
-        K=K,
-        normals=frame.normals,
-        world_to_cam=T,
-        objects=gts,
-        depth_clean=frame.depth,
-    )
+    return Scene(rgb=frame.rgb, depth=depth, mask=frame.mask.astype(np.int32), K=K, normals=frame.normals,
+                 world_to_cam=T, objects=gts, depth_clean=frame.depth)
 
 
-def _handle_visible(
-    g: SceneObject, depth: np.ndarray, mask: np.ndarray, K: np.ndarray, min_pixels: int = 15
-) -> bool:
+def _handle_visible(g: SceneObject, depth: np.ndarray, mask: np.ndarray, K: np.ndarray, min_pixels: int = 15) -> bool:
     """Whether at least ``min_pixels`` pixels show the handle of a mug (canonical +x beyond the body)."""
     v = np.asarray(g.mesh.vertices)
     rim = v[v[:, 1] > v[:, 1].max() - 0.03]
@@ -190,18 +161,12 @@ def _handle_visible(
     return len(set(zip(u[seen].tolist(), w[seen].tolist()))) >= min_pixels
 
 
-def _in_view(
-    mesh: trimesh.Trimesh, K: np.ndarray, T: np.ndarray, width: int, height: int, margin: int
-) -> bool:
+def _in_view(mesh: trimesh.Trimesh, K: np.ndarray, T: np.ndarray, width: int, height: int, margin: int) -> bool:
     """Whether every vertex of a world-frame mesh projects inside the image (and in front)."""
     v = np.asarray(mesh.vertices) @ T[:3, :3].T + T[:3, 3]
     if (v[:, 2] <= 0.05).any():
         return False
     u = K[0, 0] * v[:, 0] / v[:, 2] + K[0, 2]
     w = K[1, 1] * v[:, 1] / v[:, 2] + K[1, 2]
-    return bool(
-        (u >= margin).all()
-        and (u < width - margin).all()
-        and (w >= margin).all()
-        and (w < height - margin).all()
-    )
+    return bool((u >= margin).all() and (u < width - margin).all() and (w >= margin).all()
+                and (w < height - margin).all())

@@ -46,18 +46,9 @@ class ShapeDecoder(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(
-        self,
-        latent_dim: int = 64,
-        hidden: int = 512,
-        num_layers: int = 8,
-        latent_in: tuple[int, ...] | list[int] = (4,),
-        weight_norm: bool = True,
-        num_freqs: int = 0,
-        activation: str = "relu",
-        dropout: float = 0.0,
-        output_tanh: bool = True,
-    ):
+    def __init__(self, latent_dim: int = 64, hidden: int = 512, num_layers: int = 8,
+                 latent_in: tuple[int, ...] | list[int] = (4,), weight_norm: bool = True, num_freqs: int = 0,
+                 activation: str = "relu", dropout: float = 0.0, output_tanh: bool = True):
         super().__init__()
         if activation not in _ACTS:
             raise ValueError(f"activation must be one of {sorted(_ACTS)}, got {activation!r}")
@@ -66,10 +57,8 @@ class ShapeDecoder(ModelMixin, ConfigMixin):
         self.register_buffer("freqs", freqs, persistent=False)
         self.in_dim = latent_dim + 3 + 6 * num_freqs
         if self.latent_in and hidden <= self.in_dim:
-            raise ValueError(
-                f"hidden ({hidden}) must exceed the re-injected input width ({self.in_dim} = "
-                f"latent_dim + 3 + 6 * num_freqs) when latent_in is used"
-            )
+            raise ValueError(f"hidden ({hidden}) must exceed the re-injected input width ({self.in_dim} = "
+                             f"latent_dim + 3 + 6 * num_freqs) when latent_in is used")
         layers = []
         for i in range(num_layers):
             d_in = self.in_dim if i == 0 else hidden

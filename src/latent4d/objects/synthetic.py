@@ -28,12 +28,8 @@ SYMMETRIC = frozenset({"bottle", "bowl", "can"})
 """Categories whose shape is symmetric about the up axis (rotation error ignores the yaw)."""
 
 METRIC_HALF_DIAGONAL = {  # metres, (low, high) of the uniform prior used by the scene generator
-    "bottle": (0.09, 0.14),
-    "bowl": (0.07, 0.10),
-    "can": (0.06, 0.085),
-    "mug": (0.06, 0.085),
-    "laptop": (0.17, 0.24),
-    "camera": (0.06, 0.09),
+    "bottle": (0.09, 0.14), "bowl": (0.07, 0.10), "can": (0.06, 0.085),
+    "mug": (0.06, 0.085), "laptop": (0.17, 0.24), "camera": (0.06, 0.09),
 }
 
 CANONICAL = "up=+y; mug handle +x; camera lens +z; laptop hinge at -z, keyboard on the base (-y)"
@@ -90,11 +86,9 @@ def _polygon_sdf2(q: np.ndarray, poly: np.ndarray) -> np.ndarray:
 
 def _revolve(profile: np.ndarray):
     """Solid of revolution about +y of a closed (r, y) polygon."""
-
     def f(p):
         r = np.sqrt(p[:, 0] ** 2 + p[:, 2] ** 2)
         return _polygon_sdf2(np.stack([r, p[:, 1]], 1), profile)
-
     return f
 
 
@@ -109,7 +103,6 @@ def _box(center, half, rot_x: float = 0.0, radius: float = 0.0):
         z = -sn * q[:, 1] + cs * q[:, 2]
         q = np.abs(np.stack([q[:, 0], y, z], 1)) - h
         return np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0) - radius
-
     return f
 
 
@@ -120,7 +113,6 @@ def _cylinder_z(center, radius, half_len):
         q = p - c
         d = np.stack([np.sqrt(q[:, 0] ** 2 + q[:, 1] ** 2) - radius, np.abs(q[:, 2]) - half_len], 1)
         return np.minimum(d.max(1), 0) + np.linalg.norm(np.maximum(d, 0), axis=1)
-
     return f
 
 
@@ -160,31 +152,26 @@ def _shell_profile(outer: np.ndarray, thickness: float, bottom: float) -> np.nda
 
 def _bottle(rng):
     R = rng.uniform(0.16, 0.32)
-    H = rng.uniform(0.4, 0.8)  # body height
-    sh = rng.uniform(0.06, 0.25)  # shoulder height
-    rn = rng.uniform(0.07, 0.12)  # neck radius
-    hn = rng.uniform(0.08, 0.3)  # neck height
+    H = rng.uniform(0.4, 0.8)             # body height
+    sh = rng.uniform(0.06, 0.25)          # shoulder height
+    rn = rng.uniform(0.07, 0.12)          # neck radius
+    hn = rng.uniform(0.08, 0.3)           # neck height
     prof = _smooth_profile([(R * 0.92, 0.0), (R, 0.03), (R, H), (rn, H + sh), (rn, H + sh + hn)])
     top = H + sh + hn
     poly = np.vstack([[0.0, 0.0], prof, [rn * 1.1, top], [rn * 1.1, top + 0.03], [0.0, top + 0.03]])
     m = R + 0.05
-    return (
-        _revolve(poly),
-        (-m, -0.05, -m),
-        (m, top + 0.08, m),
-        dict(radius=R, body=H, shoulder=sh, neck_radius=rn, neck=hn),
-    )
+    return _revolve(poly), (-m, -0.05, -m), (m, top + 0.08, m), dict(radius=R, body=H, shoulder=sh,
+                                                                     neck_radius=rn, neck=hn)
 
 
 def _bowl(rng):
-    R = rng.uniform(0.4, 0.6)  # rim radius
-    D = rng.uniform(0.18, 0.45)  # depth
-    rb = rng.uniform(0.12, 0.28)  # foot radius
+    R = rng.uniform(0.4, 0.6)             # rim radius
+    D = rng.uniform(0.18, 0.45)           # depth
+    rb = rng.uniform(0.12, 0.28)          # foot radius
     th = rng.uniform(0.05, 0.07)
     ts = np.linspace(0, 1, 12)
-    outer = [(rb, 0.0)] + [
-        (rb + (R - rb) * np.sin(0.5 * np.pi * t), D * (1 - np.cos(0.5 * np.pi * t)) + 0.02) for t in ts[1:]
-    ]
+    outer = [(rb, 0.0)] + [(rb + (R - rb) * np.sin(0.5 * np.pi * t), D * (1 - np.cos(0.5 * np.pi * t)) + 0.02)
+                           for t in ts[1:]]
     outer = [(rb * 0.9, 0.0), (rb, 0.02)] + outer[1:]
     poly = _shell_profile(np.asarray(outer), th, th * 1.2)
     m = R + 0.05
@@ -195,17 +182,8 @@ def _can(rng):
     R = rng.uniform(0.18, 0.36)
     H = rng.uniform(0.4, 0.95)
     rim = rng.uniform(0.015, 0.035)
-    poly = np.asarray(
-        [
-            (0.0, 0.0),
-            (R - rim * 1.5, 0.0),
-            (R, rim * 2),
-            (R, H - rim * 2),
-            (R - rim * 1.5, H),
-            (R - rim * 1.5, H + 0.015),
-            (0.0, H + 0.015),
-        ]
-    )
+    poly = np.asarray([(0.0, 0.0), (R - rim * 1.5, 0.0), (R, rim * 2), (R, H - rim * 2), (R - rim * 1.5, H),
+                       (R - rim * 1.5, H + 0.015), (0.0, H + 0.015)])
     m = R + 0.05
     return _revolve(poly), (-m, -0.05, -m), (m, H + 0.07, m), dict(radius=R, height=H, rim=rim)
 
@@ -217,8 +195,8 @@ def _mug(rng):
     taper = rng.uniform(0.75, 1.0)
     outer = np.asarray([(R * taper * 0.95, 0.0), (R * taper, 0.02), (R, H)])
     body = _revolve(_shell_profile(outer, th, th * 1.5))
-    hr = rng.uniform(0.14, 0.2) * H / 0.55  # handle ring radius
-    ht = rng.uniform(0.04, 0.055)  # handle tube radius
+    hr = rng.uniform(0.14, 0.2) * H / 0.55   # handle ring radius
+    ht = rng.uniform(0.04, 0.055)            # handle tube radius
     cy = H * rng.uniform(0.45, 0.55)
     cx = R + hr * 0.55
 
@@ -228,19 +206,15 @@ def _mug(rng):
         return np.maximum(tor, (R * 0.98 - th * 0.5) - p[:, 0])  # no part inside the cavity
 
     m = max(R, cx + hr + ht) + 0.05
-    return (
-        _union(body, handle),
-        (-R - 0.05, -0.05, -R - 0.05),
-        (m, H + 0.06, R + 0.05),
-        dict(radius=R, height=H, wall=th, taper=taper, handle_radius=hr, handle_tube=ht),
-    )
+    return _union(body, handle), (-R - 0.05, -0.05, -R - 0.05), (m, H + 0.06, R + 0.05), dict(
+        radius=R, height=H, wall=th, taper=taper, handle_radius=hr, handle_tube=ht)
 
 
 def _laptop(rng):
-    w = rng.uniform(0.55, 0.7)  # half width (x)
-    d = rng.uniform(0.38, 0.48)  # half depth (z)
-    tb = rng.uniform(0.03, 0.045)  # half thickness base
-    tl = rng.uniform(0.025, 0.035)  # half thickness lid
+    w = rng.uniform(0.55, 0.7)             # half width (x)
+    d = rng.uniform(0.38, 0.48)            # half depth (z)
+    tb = rng.uniform(0.03, 0.045)          # half thickness base
+    tl = rng.uniform(0.025, 0.035)         # half thickness lid
     ang = np.deg2rad(rng.uniform(80, 135))  # opening angle
     base = _box((0, tb, 0), (w, tb, d), radius=0.01)
     # lid hinged at the back edge of the base (y = 2 tb, z = -d), opened by ``ang`` from the base;
@@ -252,12 +226,8 @@ def _laptop(rng):
     lid_c = hinge + cdir * (d - tl) - ndir * tl
     lid = _box(lid_c, (w, tl, d), rot_x=rot, radius=0.008)
     top = hinge[1] + 2 * d * abs(cdir[1]) + 0.1
-    return (
-        _union(base, lid),
-        (-w - 0.05, -0.05, -d - 2 * d * abs(cdir[2]) - 0.1),
-        (w + 0.05, top, d + 0.05),
-        dict(half_width=w, half_depth=d, base=tb, lid=tl, opening_deg=float(np.rad2deg(ang))),
-    )
+    return _union(base, lid), (-w - 0.05, -0.05, -d - 2 * d * abs(cdir[2]) - 0.1), (w + 0.05, top, d + 0.05), dict(
+        half_width=w, half_depth=d, base=tb, lid=tl, opening_deg=float(np.rad2deg(ang)))
 
 
 def _camera(rng):
@@ -271,12 +241,8 @@ def _camera(rng):
     lens = _cylinder_z((lx, h * 0.95, d + ll / 2), lr, ll / 2 + 0.01)
     bw = rng.uniform(0.12, 0.2)
     bump = _box((-w * 0.55, 2 * h + 0.04, 0), (bw, 0.06, d * 0.7), radius=0.02)
-    return (
-        _union(body, lens, bump),
-        (-w - 0.05, -0.05, -d - 0.05),
-        (w + 0.05, 2 * h + 0.15, d + ll + 0.06),
-        dict(half_width=w, half_height=h, half_depth=d, lens_radius=lr, lens_length=ll),
-    )
+    return _union(body, lens, bump), (-w - 0.05, -0.05, -d - 0.05), (w + 0.05, 2 * h + 0.15, d + ll + 0.06), dict(
+        half_width=w, half_height=h, half_depth=d, lens_radius=lr, lens_length=ll)
 
 
 _BUILDERS = {"bottle": _bottle, "bowl": _bowl, "can": _can, "mug": _mug, "laptop": _laptop, "camera": _camera}
@@ -289,7 +255,7 @@ def _mesh_implicit(fn, lo, hi, resolution: int) -> trimesh.Trimesh:
     step = (hi - lo).max() / (resolution - 1)
     axes = [np.arange(lo[i], hi[i] + step, step) for i in range(3)]
     g = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    vals = np.concatenate([fn(g[s : s + 200000]) for s in range(0, len(g), 200000)])
+    vals = np.concatenate([fn(g[s:s + 200000]) for s in range(0, len(g), 200000)])
     vol = vals.reshape(len(axes[0]), len(axes[1]), len(axes[2]))
     v, f, _, _ = measure.marching_cubes(vol, 0.0, spacing=(step, step, step))
     mesh = trimesh.Trimesh(v + lo, f, process=True)  # skimage: outward winding for values growing outward
@@ -376,9 +342,7 @@ def paint(vertices: np.ndarray, rng: np.random.Generator, kind: str | None = Non
     return np.clip(col, 0, 1), desc
 
 
-def make_object(
-    category: str, seed: int, resolution: int = 96, pattern: str | None = None
-) -> ProceduralObject:
+def make_object(category: str, seed: int, resolution: int = 96, pattern: str | None = None) -> ProceduralObject:
     """Build the procedural object ``(category, seed)``: watertight, normalised, coloured.
 
     ``resolution`` is the marching-cubes grid resolution along the longest side.
@@ -396,9 +360,8 @@ def make_object(
     return ProceduralObject(mesh, category, int(seed), params, desc)
 
 
-def object_set(
-    categories=CATEGORIES, per_category: int = 6, seed_offset: int = 0, resolution: int = 96
-) -> list[ProceduralObject]:
+def object_set(categories=CATEGORIES, per_category: int = 6, seed_offset: int = 0,
+               resolution: int = 96) -> list[ProceduralObject]:
     """``per_category`` objects per category with seeds ``seed_offset + i`` (use a different offset
     for held-out instances)."""
     return [make_object(c, seed_offset + i, resolution) for c in categories for i in range(per_category)]

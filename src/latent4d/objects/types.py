@@ -55,16 +55,9 @@ class SceneObject:
         return self.category in SYMMETRIC or (self.category == "mug" and self.handle_visible is False)
 
     def to_json(self) -> dict:
-        d = {
-            "instance_id": int(self.instance_id),
-            "category": self.category,
-            "name": self.name,
-            "R": np.asarray(self.R).tolist(),
-            "t": np.asarray(self.t).tolist(),
-            "scale": float(self.scale),
-            "size": self.size.tolist(),
-            "extents": np.asarray(self.extents).tolist(),
-        }
+        d = {"instance_id": int(self.instance_id), "category": self.category, "name": self.name,
+             "R": np.asarray(self.R).tolist(), "t": np.asarray(self.t).tolist(), "scale": float(self.scale),
+             "size": self.size.tolist(), "extents": np.asarray(self.extents).tolist()}
         if self.shape_code is not None:
             d["shape_code"] = np.asarray(self.shape_code).tolist()
         if self.appearance_code is not None:
@@ -75,18 +68,11 @@ class SceneObject:
 
     @classmethod
     def from_json(cls, d: dict) -> SceneObject:
-        return cls(
-            int(d["instance_id"]),
-            d["category"],
-            d.get("name", ""),
-            np.asarray(d["R"], np.float64),
-            np.asarray(d["t"], np.float64),
-            float(d["scale"]),
-            np.asarray(d["extents"], np.float64),
-            None if d.get("shape_code") is None else np.asarray(d["shape_code"], np.float32),
-            None if d.get("appearance_code") is None else np.asarray(d["appearance_code"], np.float32),
-            handle_visible=d.get("handle_visible"),
-        )
+        return cls(int(d["instance_id"]), d["category"], d.get("name", ""), np.asarray(d["R"], np.float64),
+                   np.asarray(d["t"], np.float64), float(d["scale"]), np.asarray(d["extents"], np.float64),
+                   None if d.get("shape_code") is None else np.asarray(d["shape_code"], np.float32),
+                   None if d.get("appearance_code") is None else np.asarray(d["appearance_code"], np.float32),
+                   handle_visible=d.get("handle_visible"))
 
 
 @dataclass
@@ -164,29 +150,17 @@ class ObjectReconstruction:
         return None if self.extents is None or self.scale is None else self.scale * np.asarray(self.extents)
 
     def to_json(self) -> dict:
-        d = {
-            "instance_id": self.instance_id,
-            "status": self.status,
-            "category": self.category,
-            "iterations": self.iterations,
-            "seconds": round(self.seconds, 3),
-        }
+        d = {"instance_id": self.instance_id, "status": self.status, "category": self.category,
+             "iterations": self.iterations, "seconds": round(self.seconds, 3)}
         if self.reason:
             d["reason"] = self.reason
         if self.status == "ok":
-            d.update(
-                {
-                    "R": np.asarray(self.R).tolist(),
-                    "t": np.asarray(self.t).tolist(),
-                    "scale": float(self.scale),
-                    "size": self.size.tolist(),
-                    "extents": np.asarray(self.extents).tolist(),
-                    "score": float(self.score),
-                    "shape_code": np.asarray(self.shape_code).tolist(),
-                    "appearance_code": np.asarray(self.appearance_code).tolist(),
-                    "loss": {k: float(v) for k, v in self.loss.items()},
-                }
-            )
+            d.update({"R": np.asarray(self.R).tolist(), "t": np.asarray(self.t).tolist(),
+                      "scale": float(self.scale), "size": self.size.tolist(),
+                      "extents": np.asarray(self.extents).tolist(), "score": float(self.score),
+                      "shape_code": np.asarray(self.shape_code).tolist(),
+                      "appearance_code": np.asarray(self.appearance_code).tolist(),
+                      "loss": {k: float(v) for k, v in self.loss.items()}})
         return d
 
 

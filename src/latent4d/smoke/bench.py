@@ -63,9 +63,7 @@ def bench_geometry(report: BenchReport, quick: bool) -> None:
     report.add(f"knn k=1 {m}x{m}: torch (chunked cdist)", t_torch, "s")
     report.add(f"knn k=1 {n}x{n}: scipy cKDTree (reference)", t_kd, "s")
     report.add("knn max |distance - cKDTree|", err, "m", target="<= 1e-5")
-    report.add(
-        "knn torch vs open3d max |d2 difference|", float((d_t - d_o3d_m).abs().max()), "", target="<= 1e-5"
-    )
+    report.add("knn torch vs open3d max |d2 difference|", float((d_t - d_o3d_m).abs().max()), "", target="<= 1e-5")
     xr = x.clone().requires_grad_(True)
     t0 = time.perf_counter()
     c = chamfer_distance(xr, y)

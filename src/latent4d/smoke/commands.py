@@ -41,10 +41,8 @@ def _gt_mesh(run_cfg: DictConfig | None):
         return sphere_and_box(0)
     seed = OmegaConf.select(run_cfg, "data.scene_seed", default=0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(
-            f"run config.yaml: data.scene_seed={seed!r} is not a seed (an integer >= 0); "
-            "the run folder is damaged"
-        )
+        raise ConfigError(f"run config.yaml: data.scene_seed={seed!r} is not a seed (an integer >= 0); "
+                          "the run folder is damaged")
     return sphere_and_box(seed)
 
 
@@ -93,12 +91,8 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     with atomic_path(out_dir / "sdf_sphere.ply") as tmp:
         mesh.export(tmp)
     png = render_png([mesh], out_dir / "sdf_sphere.png")
-    result = {
-        "test_l1_sdf": metrics.get("test/l1_sdf"),
-        "chamfer_l1": mesh_chamfer_l1(mesh, _gt_mesh(None)),
-        "mesh": str(out_dir / "sdf_sphere.ply"),
-        "render": str(png),
-        "run": str(run),
-    }
+    result = {"test_l1_sdf": metrics.get("test/l1_sdf"),
+              "chamfer_l1": mesh_chamfer_l1(mesh, _gt_mesh(None)),
+              "mesh": str(out_dir / "sdf_sphere.ply"), "render": str(png), "run": str(run)}
     write_json_atomic(out_dir / "metrics.json", result)
     return result

@@ -19,18 +19,9 @@ class SmokeSDFDataModule(SplitDataModule):
     ``seed + 2``); loaders follow :class:`latent4d.datamodule.SplitDataModule`'s rule.
     """
 
-    def __init__(
-        self,
-        n_train: int = 60000,
-        n_val: int = 8000,
-        n_test: int = 8000,
-        near_fraction: float = 0.7,
-        clamp: float = 0.1,
-        batch_size: int = 2048,
-        num_workers: int = 0,
-        seed: int = 0,
-        scene_seed: int = 0,
-    ):
+    def __init__(self, n_train: int = 60000, n_val: int = 8000, n_test: int = 8000, near_fraction: float = 0.7,
+                 clamp: float = 0.1, batch_size: int = 2048, num_workers: int = 0, seed: int = 0,
+                 scene_seed: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.save_hyperparameters()
         self.mesh = sphere_and_box(scene_seed)
@@ -39,12 +30,6 @@ class SmokeSDFDataModule(SplitDataModule):
         hp = self.hparams
         n = {"train": hp.n_train, "val": hp.n_val, "test": hp.n_test}[split]
         n_near = int(n * hp.near_fraction)
-        pts, sdf = sdf_samples(
-            self.mesh,
-            n - n_near,
-            n_near,
-            sigmas=(0.01, 0.04),
-            clamp=hp.clamp,
-            rng=np.random.default_rng(hp.seed + SPLITS.index(split)),
-        )
+        pts, sdf = sdf_samples(self.mesh, n - n_near, n_near, sigmas=(0.01, 0.04), clamp=hp.clamp,
+                               rng=np.random.default_rng(hp.seed + SPLITS.index(split)))
         return TensorDataset(torch.from_numpy(pts), torch.from_numpy(sdf))

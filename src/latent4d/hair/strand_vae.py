@@ -124,9 +124,9 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def load_strand_vae(path) -> StrandVAE:
     """The strand-VAE of a run directory (``<run>/models/strand_vae``) or a save_pretrained folder,
     found by :func:`latent4d.runs.network_folder` and loaded as untrusted data by the pipeline base
-    (:func:`latent4d.pipeline.load_component`: config sizes within :data:`STRAND_VAE_LIMITS`, weights
+    (:func:`latent4d.trust.load_network`: config sizes within :data:`STRAND_VAE_LIMITS`, weights
     checked against the config). Training code uses it for the frozen strand-VAE of a hairstyle-VAE."""
-    from latent4d.pipeline import load_component
     from latent4d.runs import network_folder
+    from latent4d.trust import load_network
 
-    return load_component(StrandVAE, network_folder(path, "strand_vae", "StrandVAE", "hair"), STRAND_VAE_LIMITS)
+    return load_network(StrandVAE, network_folder(path, "strand_vae", "StrandVAE", "hair"), limits=STRAND_VAE_LIMITS)

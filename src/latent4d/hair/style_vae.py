@@ -166,7 +166,7 @@ def guide_map_numpy_mask(model: HairstyleVAE) -> np.ndarray:
 def load_style_vae(path) -> HairstyleVAE:
     """The hairstyle-VAE of a run directory (``<run>/models/style_vae``) or a save_pretrained folder,
     loaded like :func:`latent4d.hair.strand_vae.load_strand_vae` (limits :data:`STYLE_VAE_LIMITS`)."""
-    from latent4d.pipeline import load_component
     from latent4d.runs import network_folder
+    from latent4d.trust import load_network
 
-    return load_component(HairstyleVAE, network_folder(path, "style_vae", "HairstyleVAE", "hair"), STYLE_VAE_LIMITS)
+    return load_network(HairstyleVAE, network_folder(path, "style_vae", "HairstyleVAE", "hair"), limits=STYLE_VAE_LIMITS)

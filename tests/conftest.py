@@ -40,7 +40,7 @@ def smoke_run(tmp_path_factory):
     from latent4d.train import compose_config, run_training
 
     out = tmp_path_factory.mktemp("smoke_run")
-    cfg = compose_config(["experiment=smoke/sdf_sphere", "trainer.max_epochs=2", "data.n_train=12000",
+    cfg = compose_config(["experiment=smoke/sdf_sphere", "trainer.max_epochs=2", "data.n_train=12288",
                           "callbacks=minimal", "logger=csv"], out)
     run_training(cfg)
     return out

@@ -75,7 +75,8 @@ class LatentPipeline:
         """Move every network component (floating-point weights to ``dtype``); returns self."""
         for module in self.components.values():
             if isinstance(module, torch.nn.Module):
-                module.to(device=device, dtype=dtype)
+                kw: dict[str, Any] = {"device": device} if dtype is None else {"device": device, "dtype": dtype}
+                module.to(**kw)
         if device is not None:
             self._device = torch.device(device)
         return self

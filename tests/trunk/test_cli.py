@@ -63,7 +63,7 @@ def test_run_dir_contents_and_export_reload(smoke_run):
     assert (run / "logs" / "csv" / "metrics.csv").is_file()
     net = SDFNet.from_pretrained(run / "models" / "net")
     assert net.config.hidden == 96
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1
     x = torch.rand(10, 3) * 2 - 1
     # exported weights = best checkpoint's weights
@@ -94,14 +94,14 @@ def test_corrupted_checkpoint_is_reported(cli, tmp_path):
 
 def test_ddp_on_two_cpu_processes(cli, tmp_path):
     r = cli("train", "experiment=smoke/sdf_sphere", "trainer=ddp_cpu", "trainer.max_epochs=1",
-            "data.n_train=8000", "callbacks=minimal", "logger=csv", f"hydra.run.dir={tmp_path / 'ddp'}",
+            "data.n_train=8192", "callbacks=minimal", "logger=csv", f"hydra.run.dir={tmp_path / 'ddp'}",
             cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "ddp"
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "train_ddp_process_1.log").is_file()  # a second rank really ran
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    # 8000 samples / 2048 per batch = 4 batches, split across 2 ranks -> 2 optimiser steps
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # 8192 samples / 2048 per batch = 4 full batches, split across 2 ranks -> 2 optimiser steps
     assert ckpt["global_step"] == 2
 
 

@@ -59,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         n_test = max(1, int(round(a.test * len(names)))) if len(names) > 2 and a.test > 0 else 0
         n_val = max(1, int(round(a.val * len(names)))) if len(names) > 2 and a.val > 0 else 0
         test = [names[i] for i in order[:n_test]]
-        val = [names[i] for i in order[n_test:n_test + n_val]]
-        train = [names[i] for i in order[n_test + n_val:]]
+        val = [names[i] for i in order[n_test : n_test + n_val]]
+        train = [names[i] for i in order[n_test + n_val :]]
         if len(names) <= 2:  # too few to split: every list holds all sequences
             train = val = test = names
         write_split_lists(cat, {"train": train, "val": val or train, "test": test or train})
-        print(f"[prepare] wrote {len(names)} sequences to {cat} (train {len(train)}, val {len(val)}, test {len(test)})")
+        print(
+            f"[prepare] wrote {len(names)} sequences to {cat} (train {len(train)}, val {len(val)}, test {len(test)})"
+        )
     except (Latent4DError, OSError) as e:
         print(f"prepare_motion_dataset: error: {e}", file=sys.stderr)
         return 2

@@ -20,24 +20,48 @@ import argparse
 import sys
 
 #: command-line option -> setting of conf/reconstruct/motion.yaml
-OPTIONS = {"shape_run": str, "deform_run": str, "mode": str, "num_samples": int, "steps": int, "sampler": str,
-           "resolution": int, "mesh": str, "n_obs": int, "noise": float, "window": int, "template": str, "gt": str,
-           "seed": int, "method": str, "shape_ae": str, "deform_ae": str, "guidance": float}
+OPTIONS = {
+    "shape_run": str,
+    "deform_run": str,
+    "mode": str,
+    "num_samples": int,
+    "steps": int,
+    "sampler": str,
+    "resolution": int,
+    "mesh": str,
+    "n_obs": int,
+    "noise": float,
+    "window": int,
+    "template": str,
+    "gt": str,
+    "seed": int,
+    "method": str,
+    "shape_ae": str,
+    "deform_ae": str,
+    "guidance": float,
+}
 #: switches that turn a setting off
 SWITCHES = {"no_normalize": "normalize", "no_render": "render", "no_fuse": "fuse"}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="Defaults: conf/reconstruct/motion.yaml (latent4d reconstruct motion).")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Defaults: conf/reconstruct/motion.yaml (latent4d reconstruct motion).",
+    )
     p.add_argument("input", help="folder of per-frame clouds or a (T, N, 3) .npz / .npy")
     p.add_argument("out", help="output folder (replaced whole when complete)")
     for name, kind in OPTIONS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=f"sets {name}=")
     for flag, key in SWITCHES.items():
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=f"sets {key}=false")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="any other setting of conf/reconstruct/motion.yaml")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting of conf/reconstruct/motion.yaml",
+    )
     return p
 
 
@@ -59,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except Latent4DError as e:
         print(f"track_4d: error: {e}", file=sys.stderr)
         return 2
-    print(f"[track_4d] {len(summary['samples'])} sample(s), {summary['frames']} frames, {summary['seconds']:.1f} s")
+    print(
+        f"[track_4d] {len(summary['samples'])} sample(s), {summary['frames']} frames, {summary['seconds']:.1f} s"
+    )
     return 0
 
 

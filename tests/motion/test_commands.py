@@ -39,8 +39,14 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
     gt = tmp_path / "gt.npz"
     np.savez(gt, vertices=seq.vertices * 2.0 + 5.0, faces=seq.faces)
     out = tmp_path / "rec"
-    args = [f"input={inp}", f"shape_run={tiny_runs['shape_diffusion']}", f"deform_run={tiny_runs['deform_diffusion']}",
-            "steps=2", "n_obs=40", "render=false"]
+    args = [
+        f"input={inp}",
+        f"shape_run={tiny_runs['shape_diffusion']}",
+        f"deform_run={tiny_runs['deform_diffusion']}",
+        "steps=2",
+        "n_obs=40",
+        "render=false",
+    ]
     summary = commands.reconstruct([*args, f"out={out}", "num_samples=2", f"template={tmpl}", f"gt={gt}"])
     assert len(summary["samples"]) == 2
     for s in range(2):
@@ -89,15 +95,30 @@ def test_track_script_reads_the_same_defaults(tiny_runs, tmp_path):
     """scripts/track_4d.py passes only what its command line gives; the rest is conf/reconstruct/motion.yaml."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("track_4d", Path(__file__).parents[2] / "scripts" / "track_4d.py")
+    spec = importlib.util.spec_from_file_location(
+        "track_4d", Path(__file__).parents[2] / "scripts" / "track_4d.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     a = mod.parser().parse_args(["in", "out", "--steps", "3", "--no-fuse", "--set", "deform_guidance.lr=0.1"])
     assert mod.overrides(a) == ["input=in", "out=out", "steps=3", "fuse=false", "deform_guidance.lr=0.1"]
     cfg = commands.reconstruct_config(mod.overrides(a))
     assert (cfg.steps, cfg.fuse, cfg.resolution, cfg.deform_guidance.lr) == (3, False, 128, 0.1)
-    assert mod.main(["in", str(tmp_path / "o"), "--shape-run", str(tiny_runs["shape_diffusion"]),
-                     "--deform-run", str(tiny_runs["deform_diffusion"]), "--steps", "0"]) == 2
+    assert (
+        mod.main(
+            [
+                "in",
+                str(tmp_path / "o"),
+                "--shape-run",
+                str(tiny_runs["shape_diffusion"]),
+                "--deform-run",
+                str(tiny_runs["deform_diffusion"]),
+                "--steps",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -106,8 +127,15 @@ def test_cli_reconstruct_reports_nan_frames(cli, tiny_runs, tmp_path):
     d.mkdir()
     np.savetxt(d / "a.xyz", np.zeros((10, 3)))
     np.savetxt(d / "b.xyz", np.full((10, 3), np.nan))
-    r = cli("reconstruct", "motion", f"input={d}", f"out={tmp_path / 'o'}", f"shape_run={tiny_runs['shape_diffusion']}",
-            f"deform_run={tiny_runs['deform_diffusion']}", "render=false")
+    r = cli(
+        "reconstruct",
+        "motion",
+        f"input={d}",
+        f"out={tmp_path / 'o'}",
+        f"shape_run={tiny_runs['shape_diffusion']}",
+        f"deform_run={tiny_runs['deform_diffusion']}",
+        "render=false",
+    )
     assert r.returncode == 2 and "NaN" in r.stderr and "b.xyz" in r.stderr
     assert not (tmp_path / "o").exists()
 
@@ -118,15 +146,21 @@ def test_sample_and_evaluate_each_run(tiny_runs, tmp_path):
     for name in ("shape_ae", "deform_ae", "shape_diffusion", "deform_diffusion"):
         run = tiny_runs[name]
         cfg = load_run_config(run)
-        res = commands.evaluate(run, cfg, OmegaConf.create({"resolution": 24, "steps": 2, "n": 1, "n_iou": 2000,
-                                                            "n_chamfer": 2000}))
+        res = commands.evaluate(
+            run,
+            cfg,
+            OmegaConf.create({"resolution": 24, "steps": 2, "n": 1, "n_iou": 2000, "n_chamfer": 2000}),
+        )
         assert (run / "evaluation.json").is_file()
         key = {"shape_ae": "iou", "deform_ae": "corr_rel"}.get(name)
         if key:
             assert np.isfinite(res[key])
         if name in ("deform_ae", "deform_diffusion"):
-            out = commands.sample(run, cfg, OmegaConf.create({"out": str(tmp_path / name), "resolution": 24,
-                                                              "steps": 2, "n_obs": 48}))
+            out = commands.sample(
+                run,
+                cfg,
+                OmegaConf.create({"out": str(tmp_path / name), "resolution": 24, "steps": 2, "n_obs": 48}),
+            )
             folder = out.get("folder") or out["folders"][0]
             assert (tmp_path / name / "sample_00" / "trajectories.npz").is_file() and folder
 

@@ -23,10 +23,22 @@ def _open(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def _deform_setup(T=4, N=40):
     torch.manual_seed(0)
-    ae = _open(DeformVecSetAE(num_latents=16, latent_channels=8, width=32, heads=2, dim_head=16, depth=1,
-                              decoder_heads=2))
-    den = DeformDenoiser(latent_channels=8, num_latents=16, shape_channels=4, num_frames=T, width=32, depth=1,
-                         heads=2, dim_head=16, obs_tokens=8)
+    ae = _open(
+        DeformVecSetAE(
+            num_latents=16, latent_channels=8, width=32, heads=2, dim_head=16, depth=1, decoder_heads=2
+        )
+    )
+    den = DeformDenoiser(
+        latent_channels=8,
+        num_latents=16,
+        shape_channels=4,
+        num_frames=T,
+        width=32,
+        depth=1,
+        heads=2,
+        dim_head=16,
+        obs_tokens=8,
+    )
     src = torch.rand(N, 3) - 0.5
     obs = torch.stack([src + 0.02 * t for t in range(T)])[None]  # (1, T, N, 3): a translation
     return ae, den, obs
@@ -37,7 +49,9 @@ def test_deformation_guide_lowers_the_observation_error_and_respects_sigma_max()
     x0 = torch.randn(1, 3, 16, 8)
     for corresponding in (True, False):
         surface0 = None if corresponding else obs[:, 0]
-        guide = DeformObservationGuide(ae, den, obs, corresponding, surface0, GuidanceConfig(iters=10, lr=0.05))
+        guide = DeformObservationGuide(
+            ae, den, obs, corresponding, surface0, GuidanceConfig(iters=10, lr=0.05)
+        )
         before = guide.data_loss(den.denormalize(x0))
         x1 = guide(x0, 1.0)
         after = guide.data_loss(den.denormalize(x1))
@@ -51,7 +65,9 @@ def test_deformation_guide_lowers_the_observation_error_and_respects_sigma_max()
 def test_final_refinement_fits_the_finished_sample_at_any_sigma():
     ae, den, obs = _deform_setup()
     x = torch.randn(1, 3, 16, 8)
-    guide = DeformObservationGuide(ae, den, obs, True, config=GuidanceConfig(iters=0, final_iters=20, lr=0.05))
+    guide = DeformObservationGuide(
+        ae, den, obs, True, config=GuidanceConfig(iters=0, final_iters=20, lr=0.05)
+    )
     assert guide.cfg.enabled  # final steps alone enable the guide
     assert guide(x, 1.0) is x  # no per-step correction with iters=0
     before = guide.data_loss(den.denormalize(x))
@@ -64,8 +80,13 @@ def test_final_refinement_fits_the_finished_sample_at_any_sigma():
     # partial clouds (one-sided Chamfer) have their own count: final_iters alone leaves them as sampled
     partial = DeformObservationGuide(ae, den, obs, False, obs[:, 0], GuidanceConfig(iters=0, final_iters=20))
     assert partial.refine(x) is x
-    partial = DeformObservationGuide(ae, den, obs, False, obs[:, 0], GuidanceConfig(iters=0, final_iters_partial=20))
-    assert partial.data_loss(den.denormalize(partial.refine(x))).item() < partial.data_loss(den.denormalize(x)).item()
+    partial = DeformObservationGuide(
+        ae, den, obs, False, obs[:, 0], GuidanceConfig(iters=0, final_iters_partial=20)
+    )
+    assert (
+        partial.data_loss(den.denormalize(partial.refine(x))).item()
+        < partial.data_loss(den.denormalize(x)).item()
+    )
 
 
 def test_deformation_guide_data_terms():
@@ -78,14 +99,17 @@ def test_deformation_guide_data_terms():
         moved = ae.query(ae.decode(z[0]), obs[:, 0].expand(3, -1, -1))
         want = (moved - obs[0, 1:]).square().sum(-1).mean()
         torch.testing.assert_close(guide.data_loss(z)[0], want)
-        part = DeformObservationGuide(ae, den, moved[None, :1].expand(1, 4, -1, -1).contiguous(), False,
-                                      obs[:, 0])
+        part = DeformObservationGuide(
+            ae, den, moved[None, :1].expand(1, 4, -1, -1).contiguous(), False, obs[:, 0]
+        )
         assert part.data_loss(z[:, :1])[0].item() < 1e-6  # cdist round-off
 
 
 def _shape_ae(seed=0):
     torch.manual_seed(seed)
-    return _open(ShapeVecSetAE(num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1), seed)
+    return _open(
+        ShapeVecSetAE(num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1), seed
+    )
 
 
 def test_frame_shape_term_pulls_the_carried_surface_onto_each_frame_sample():
@@ -96,7 +120,9 @@ def test_frame_shape_term_pulls_the_carried_surface_onto_each_frame_sample():
     sae = _shape_ae()
     tokens = sae.decode(torch.randn(3, 16, 4))  # frames 1..3 of one sample
     surface0 = obs[:, 0]
-    cfg = GuidanceConfig(iters=0, final_iters_partial=30, lr=0.05, weight=1.0, shape_weight=1000.0)  # shape term dominates
+    cfg = GuidanceConfig(
+        iters=0, final_iters_partial=30, lr=0.05, weight=1.0, shape_weight=1000.0
+    )  # shape term dominates
     guide = DeformObservationGuide(ae, den, obs, False, surface0, cfg, frame_shapes=(sae, tokens, 5.0))
     x = torch.randn(1, 3, 16, 8)
     with torch.no_grad():
@@ -113,10 +139,13 @@ def test_frame_shape_term_pulls_the_carried_surface_onto_each_frame_sample():
         moved_y = ae.query(ae.decode(den.denormalize(y).reshape(S * T1, M, C)), surface0.expand(T1, -1, -1))
         assert guide.frame_shape_loss(moved_y, S, T1).item() < term.item()
     assert all(p.requires_grad for p in sae.parameters()) and all(p.requires_grad for p in ae.parameters())
-    off = DeformObservationGuide(ae, den, obs, False, surface0, GuidanceConfig(shape_weight=0.0),
-                                 frame_shapes=(sae, tokens, 5.0))
+    off = DeformObservationGuide(
+        ae, den, obs, False, surface0, GuidanceConfig(shape_weight=0.0), frame_shapes=(sae, tokens, 5.0)
+    )
     assert off.frame_shapes is None
-    with pytest.raises(ConfigError, match="surface0"):  # sparse mode needs the surface for the frame-shape term
+    with pytest.raises(
+        ConfigError, match="surface0"
+    ):  # sparse mode needs the surface for the frame-shape term
         DeformObservationGuide(ae, den, obs, True, None, cfg, frame_shapes=(sae, tokens, 5.0))
     bad = DeformObservationGuide(ae, den, obs, False, surface0, cfg, frame_shapes=(sae, tokens[:2], 5.0))
     with pytest.raises(ConfigError, match="frame shapes"):
@@ -128,7 +157,9 @@ def test_frame_shape_term_pulls_the_carried_surface_onto_each_frame_sample():
 def test_shape_guide_pulls_the_surface_through_the_points():
     torch.manual_seed(0)
     ae = _open(ShapeVecSetAE(num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1))
-    den = ShapeDenoiser(latent_channels=4, num_latents=16, width=32, depth=1, heads=2, dim_head=16, obs_tokens=8)
+    den = ShapeDenoiser(
+        latent_channels=4, num_latents=16, width=32, depth=1, heads=2, dim_head=16, obs_tokens=8
+    )
     obs = (torch.rand(1, 50, 3) - 0.5) * 0.6
     guide = ShapeObservationGuide(ae, den, obs, GuidanceConfig(weight=100.0, iters=20, lr=0.1))
     x0 = torch.randn(1, 16, 4)
@@ -148,7 +179,13 @@ def test_guidance_config_checks_and_defaults():
     assert sg.enabled and dg.enabled and sg.weight == dg.weight == 2.0
     # the tuned recipe of conf/reconstruct/motion.yaml
     assert (sg.lr, sg.final_iters, dg.lr, dg.final_iters, dg.final_iters_partial, dg.shape_weight) == (
-        0.02, 0, 0.05, 150, 150, 1.0)
+        0.02,
+        0,
+        0.05,
+        150,
+        150,
+        1.0,
+    )
     with pytest.raises(ConfigError, match="positive"):
         reconstruct_config(["deform_guidance.lr=0"])
 
@@ -160,13 +197,18 @@ def test_reconstruct_with_guidance(tiny_runs, blob_clip):
     from latent4d.motion.pipeline import MotionPipeline
 
     seq, surface = blob_clip
-    full = MotionPipeline.from_runs(shape_diffusion=tiny_runs["shape_diffusion"],
-                                    deform_diffusion=tiny_runs["deform_diffusion"])
+    full = MotionPipeline.from_runs(
+        shape_diffusion=tiny_runs["shape_diffusion"], deform_diffusion=tiny_runs["deform_diffusion"]
+    )
     cfg = reconstruct_config(["steps=3", "resolution=24", "n_obs=48", "fuse=false"])
     frames = surface[:, :96]
     for mode in ("sparse", "partial"):
-        plain = MotionSolver(full, dataclasses.replace(cfg, mode=mode, guidance=0.0)).reconstruct(frames, mesh0=seq.mesh(0))[0]
-        guided = MotionSolver(full, dataclasses.replace(cfg, mode=mode)).reconstruct(frames, mesh0=seq.mesh(0))[0]
+        plain = MotionSolver(full, dataclasses.replace(cfg, mode=mode, guidance=0.0)).reconstruct(
+            frames, mesh0=seq.mesh(0)
+        )[0]
+        guided = MotionSolver(full, dataclasses.replace(cfg, mode=mode)).reconstruct(
+            frames, mesh0=seq.mesh(0)
+        )[0]
         assert guided.vertices.shape == plain.vertices.shape and np.isfinite(guided.vertices).all()
         assert np.abs(guided.vertices[1:] - plain.vertices[1:]).max() > 0
 
@@ -182,12 +224,16 @@ def test_fused_occupancy_is_the_mean_of_pulled_back_logits(tiny_runs):
     x = torch.rand(50, 3, generator=g) - 0.5
     with torch.no_grad():
         got = pipe.fused_occupancy_fn(zs, zd)(x)
-        moved = [x] + [torch.as_tensor(pipe.deform(zd[t:t + 1], x.numpy())[0]) for t in range(2)]
+        moved = [x] + [torch.as_tensor(pipe.deform(zd[t : t + 1], x.numpy())[0]) for t in range(2)]
         want = sum(torch.as_tensor(pipe.occupancy(zs[t], moved[t])) for t in range(3)) / 3
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
         # one frame: the frame's own occupancy
-        torch.testing.assert_close(pipe.fused_occupancy_fn(zs[:1], zd[:0])(x),
-                                   torch.as_tensor(pipe.occupancy(zs[0], x)), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            pipe.fused_occupancy_fn(zs[:1], zd[:0])(x),
+            torch.as_tensor(pipe.occupancy(zs[0], x)),
+            atol=1e-5,
+            rtol=1e-5,
+        )
     with pytest.raises(InputError, match="deformation latent sets"):
         pipe.fused_occupancy_fn(zs, zd[:1])
 
@@ -196,8 +242,9 @@ def test_reconstruct_with_fusion(tiny_runs, blob_clip):
     from latent4d.motion.pipeline import MotionPipeline
 
     seq, surface = blob_clip
-    full = MotionPipeline.from_runs(shape_diffusion=tiny_runs["shape_diffusion"],
-                                    deform_diffusion=tiny_runs["deform_diffusion"])
+    full = MotionPipeline.from_runs(
+        shape_diffusion=tiny_runs["shape_diffusion"], deform_diffusion=tiny_runs["deform_diffusion"]
+    )
     # 7 frames, window 5: fusion over the first window, the second window chained on the fused mesh
     frames = np.concatenate([surface, surface[::-1][1:]])[:, :96]
     for mode in ("sparse", "partial"):
@@ -222,7 +269,9 @@ def test_consistency_prefers_the_surface_the_observations_lie_on(tiny_runs, blob
     pipe = MotionPipeline.from_runs(shape_ae=tiny_runs["shape_ae"], deform_ae=tiny_runs["deform_ae"])
     g = torch.Generator().manual_seed(0)
     zd = torch.randn(2, pipe.deform_ae.config.num_latents, pipe.deform_ae.config.latent_channels, generator=g)
-    frames = torch.randn(2, pipe.shape_ae.config.num_latents, pipe.shape_ae.config.latent_channels, generator=g)
+    frames = torch.randn(
+        2, pipe.shape_ae.config.num_latents, pipe.shape_ae.config.latent_channels, generator=g
+    )
     mesh = seq.mesh(0)
     pts = np.asarray(mesh.vertices[::3], np.float32)
     obs = np.concatenate([pts[None], pipe.deform(zd, pts)])

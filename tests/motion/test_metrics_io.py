@@ -19,7 +19,9 @@ def test_metrics_on_known_cases(blob_clip):
     np.testing.assert_allclose(correspondence_l2(seq.vertices, seq.vertices, seq.faces), 0, atol=1e-5)
     moved = seq.vertices.copy()
     moved[1:] += [0.0, 0.03, 0.04]
-    np.testing.assert_allclose(correspondence_l2(moved, seq.vertices, seq.faces), [0, .05, .05, .05], atol=1e-5)
+    np.testing.assert_allclose(
+        correspondence_l2(moved, seq.vertices, seq.faces), [0, 0.05, 0.05, 0.05], atol=1e-5
+    )
     with pytest.raises(InputError, match="predicted frames"):
         correspondence_l2(moved[:2], seq.vertices, seq.faces)
 
@@ -42,8 +44,16 @@ def test_read_sequence_formats(tmp_path):
     assert np.isclose((allp.max(0) - allp.min(0)).max(), 1.0)
 
 
-@pytest.mark.parametrize("case,message", [("empty", "empty sequence"), ("one", "at least 2 frames"),
-                                          ("noframe", "has no points"), ("nan", "NaN"), ("shape", r"\(T, N, 3\)")])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("empty", "empty sequence"),
+        ("one", "at least 2 frames"),
+        ("noframe", "has no points"),
+        ("nan", "NaN"),
+        ("shape", r"\(T, N, 3\)"),
+    ],
+)
 def test_read_sequence_errors(tmp_path, case, message):
     d = tmp_path / "in"
     d.mkdir()
@@ -64,8 +74,15 @@ def test_read_sequence_errors(tmp_path, case, message):
 
 def test_write_tracked_sequence_layout_and_atomicity(tmp_path, blob_clip, monkeypatch):
     seq, surface = blob_clip
-    out = write_tracked_sequence(tmp_path / "rec" / "sample_00", seq.vertices, seq.faces, surface[:, :50],
-                               loc=[1, 2, 3], scale=2.0, info={"mode": "sparse"})
+    out = write_tracked_sequence(
+        tmp_path / "rec" / "sample_00",
+        seq.vertices,
+        seq.faces,
+        surface[:, :50],
+        loc=[1, 2, 3],
+        scale=2.0,
+        info={"mode": "sparse"},
+    )
     names = sorted(p.name for p in out.iterdir())
     assert names[:2] == ["input_0000.ply", "input_0001.ply"] and "mesh_0003.ply" in names
     data = load_tracked_sequence(out)

@@ -12,7 +12,9 @@ def _cloud(B=2, N=96):
 
 
 def test_shape_ae_shapes_kl_and_errors(tmp_path):
-    ae = ShapeVecSetAE(num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1, decoder_heads=2)
+    ae = ShapeVecSetAE(
+        num_latents=16, latent_channels=4, width=32, heads=2, dim_head=16, depth=1, decoder_heads=2
+    )
     out = ae(_cloud(), torch.rand(2, 50, 3) - 0.5)
     assert out["logits"].shape == (2, 50) and out["z"].shape == (2, 16, 4) and out["kl"].shape == (2,)
     assert (out["kl"] >= 0).all()
@@ -27,11 +29,15 @@ def test_shape_ae_shapes_kl_and_errors(tmp_path):
     ae.save_pretrained(tmp_path / "ae")
     ae2 = ShapeVecSetAE.from_pretrained(tmp_path / "ae")
     x, q = _cloud(), torch.rand(2, 20, 3) - 0.5
-    torch.testing.assert_close(ae.eval()(x, q, sample=False)["logits"], ae2.eval()(x, q, sample=False)["logits"])
+    torch.testing.assert_close(
+        ae.eval()(x, q, sample=False)["logits"], ae2.eval()(x, q, sample=False)["logits"]
+    )
 
 
 def test_deform_ae_starts_at_identity_and_checks_pairs():
-    ae = DeformVecSetAE(num_latents=16, latent_channels=8, width=32, heads=2, dim_head=16, depth=1, decoder_heads=2)
+    ae = DeformVecSetAE(
+        num_latents=16, latent_channels=8, width=32, heads=2, dim_head=16, depth=1, decoder_heads=2
+    )
     src = _cloud()
     tgt = src + 0.05
     q = torch.rand(2, 30, 3) - 0.5
@@ -45,13 +51,25 @@ def test_deform_ae_starts_at_identity_and_checks_pairs():
 
 
 def test_denoisers_shapes_and_modes():
-    sd = ShapeDenoiser(latent_channels=4, num_latents=16, width=32, depth=1, heads=2, dim_head=16, obs_tokens=8)
+    sd = ShapeDenoiser(
+        latent_channels=4, num_latents=16, width=32, depth=1, heads=2, dim_head=16, obs_tokens=8
+    )
     x = torch.randn(3, 16, 4)
     y = sd(x, torch.zeros(3), torch.rand(3, 40, 3) - 0.5, corresponding=torch.tensor([True, False, True]))
     assert y.shape == x.shape
     for bt in ("interleaved", "joint", "spatial"):
-        dd = DeformDenoiser(latent_channels=8, num_latents=16, shape_channels=4, num_frames=5, width=32, depth=1,
-                            heads=2, dim_head=16, obs_tokens=8, block_type=bt)
+        dd = DeformDenoiser(
+            latent_channels=8,
+            num_latents=16,
+            shape_channels=4,
+            num_frames=5,
+            width=32,
+            depth=1,
+            heads=2,
+            dim_head=16,
+            obs_tokens=8,
+            block_type=bt,
+        )
         xd = torch.randn(2, 4, 16, 8)
         out = dd(xd, torch.zeros(2), torch.randn(2, 16, 4), torch.rand(2, 5, 30, 3) - 0.5)
         assert out.shape == xd.shape
@@ -65,8 +83,17 @@ def test_denoisers_shapes_and_modes():
 
 def test_corresponding_mode_changes_the_output():
     torch.manual_seed(0)
-    dd = DeformDenoiser(latent_channels=8, num_latents=16, shape_channels=4, num_frames=5, width=32, depth=1, heads=2,
-                        dim_head=16, obs_tokens=8)
+    dd = DeformDenoiser(
+        latent_channels=8,
+        num_latents=16,
+        shape_channels=4,
+        num_frames=5,
+        width=32,
+        depth=1,
+        heads=2,
+        dim_head=16,
+        obs_tokens=8,
+    )
     for p in dd.parameters():  # leave the zero-initialised output layers non-zero for this check
         if p.dim() >= 1 and p.abs().sum() == 0:
             p.data.normal_(0, 0.1)

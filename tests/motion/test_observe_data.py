@@ -43,7 +43,7 @@ def test_partial_observation_sees_one_side(blob_clip):
     eye = camera_path(4, "fixed", np.random.default_rng(3))[0]
     # every point lies on the surface, and on the camera's side of the centre
     assert MeshSDF(seq.mesh(0)).unsigned_distance(obs[0]).max() < 0.01
-    side = ((obs[0] - seq.vertices[0].mean(0)) @ (eye / np.linalg.norm(eye)))
+    side = (obs[0] - seq.vertices[0].mean(0)) @ (eye / np.linalg.norm(eye))
     assert (side > -0.02).mean() > 0.95
     moving = camera_path(5, "moving", np.random.default_rng(0))
     assert np.linalg.norm(moving[0] - moving[-1]) > 0.5
@@ -70,9 +70,13 @@ def _arrays(surface):
     T = surface.shape[0]
     n = 64
     rng = np.random.default_rng(0)
-    return {"surface": surface[None], "uniform": rng.random((1, T, n, 3)).astype(np.float16),
-            "uniform_occ": rng.random((1, T, n)) > 0.5, "near": rng.random((1, T, n, 3)).astype(np.float16),
-            "near_occ": rng.random((1, T, n)) > 0.5}
+    return {
+        "surface": surface[None],
+        "uniform": rng.random((1, T, n, 3)).astype(np.float16),
+        "uniform_occ": rng.random((1, T, n)) > 0.5,
+        "near": rng.random((1, T, n, 3)).astype(np.float16),
+        "near_occ": rng.random((1, T, n)) > 0.5,
+    }
 
 
 def test_datasets_items(blob_clip):
@@ -98,7 +102,9 @@ def test_aspect_augmentation_scales_cloud_and_queries_together(blob_clip):
 
     _, surface = blob_clip
     a = _arrays(surface)
-    plain = ShapeFrameDataset(a, n_points=128, n_uniform=32, n_near=16, deterministic=True, augment_aspect=0.6)
+    plain = ShapeFrameDataset(
+        a, n_points=128, n_uniform=32, n_near=16, deterministic=True, augment_aspect=0.6
+    )
     assert torch.equal(plain[1]["points"], ShapeFrameDataset(a, 128, 32, 16, deterministic=True)[1]["points"])
     ds = ShapeFrameDataset(a, n_points=surface.shape[1], n_uniform=64, n_near=64, augment_aspect=0.6)
     torch.manual_seed(0)
@@ -107,7 +113,8 @@ def test_aspect_augmentation_scales_cloud_and_queries_together(blob_clip):
         it = ds[0]
         # every stored point is drawn (n = stored count), so the extents compare the whole cloud
         f = (it["points"].max(0).values - it["points"].min(0).values) / torch.from_numpy(
-            np.ptp(surface[0].astype(np.float32), 0))
+            np.ptp(surface[0].astype(np.float32), 0)
+        )
         ratios.append(f)
         assert it["occ"].shape == (128,)
     r = torch.stack(ratios)

@@ -27,7 +27,9 @@ def test_oflow_roundtrip(tmp_path, blob_clip):
     _write_dataset(tmp_path, seq)
     write_split_lists(tmp_path / "cat", {"train": ["s0"], "test": ["s0"]})
     f = np.load(tmp_path / "cat/s0/points_seq/00000002.npz")
-    assert f["points"].dtype == np.float16 and f["occupancies"].dtype == np.uint8 and len(f["occupancies"]) == 50
+    assert (
+        f["points"].dtype == np.float16 and f["occupancies"].dtype == np.uint8 and len(f["occupancies"]) == 50
+    )
     a = load_oflow_split(tmp_path, "train", num_frames=4, n_surface=200, n_uniform=100, n_near=100)
     assert a["surface"].shape == (1, 4, 200, 3) and a["uniform_occ"].shape == (1, 4, 100)
     # clip normalisation: the surface fills [-0.5, 0.5] along its largest side, as the procedural data
@@ -59,11 +61,29 @@ def test_prepare_script(tmp_path, blob_clip):
     for name in ("a", "b", "c"):
         (src / name).mkdir(parents=True)
         for t in range(3):
-            trimesh.Trimesh(seq.vertices[t], seq.faces, process=False).export(src / name / f"frame_{t:03d}.obj")
+            trimesh.Trimesh(seq.vertices[t], seq.faces, process=False).export(
+                src / name / f"frame_{t:03d}.obj"
+            )
     out = tmp_path / "oflow"
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/prepare_motion_dataset.py"), str(src), str(out),
-                        "--surface", "300", "--uniform", "200", "--near", "200", "--category", "toys"],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/prepare_motion_dataset.py"),
+            str(src),
+            str(out),
+            "--surface",
+            "300",
+            "--uniform",
+            "200",
+            "--near",
+            "200",
+            "--category",
+            "toys",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     lists = {s: (out / "toys" / f"{s}.lst").read_text().split() for s in ("train", "val", "test")}
     assert sorted(lists["train"] + lists["val"] + lists["test"]) == ["a", "b", "c"]
@@ -74,8 +94,12 @@ def test_prepare_script(tmp_path, blob_clip):
     bad.mkdir()
     trimesh.creation.box().export(bad / "f0.obj")
     trimesh.creation.icosphere().export(bad / "f1.obj")
-    r = subprocess.run([sys.executable, str(ROOT / "scripts/prepare_motion_dataset.py"), str(bad), str(tmp_path / "o2")],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/prepare_motion_dataset.py"), str(bad), str(tmp_path / "o2")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "topology differs" in r.stderr
     assert not (tmp_path / "o2").exists()
     with pytest.raises(InputError, match="no mesh files"):

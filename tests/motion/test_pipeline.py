@@ -47,13 +47,18 @@ def test_autoencode_and_reconstruct_with_tiny_runs(tiny_runs, blob_clip):
     with pytest.raises(InputError, match="same number of points"):
         pipe.autoencode([surface[0], surface[1][:100]])
 
-    full = MotionPipeline.from_runs(shape_diffusion=tiny_runs["shape_diffusion"],
-                                    deform_diffusion=tiny_runs["deform_diffusion"])
+    full = MotionPipeline.from_runs(
+        shape_diffusion=tiny_runs["shape_diffusion"], deform_diffusion=tiny_runs["deform_diffusion"]
+    )
     assert full.window == 5
     # 7 frames with a window of 5: two chained windows; different counts -> per-frame (partial) mode
     frames = [surface[t % 4][: 60 + t] for t in range(7)]
-    solver = MotionSolver(full, reconstruct_config(["num_samples=2", "steps=2", "resolution=24", "n_obs=32",
-                                                    "guidance=0", "fuse=false"]))
+    solver = MotionSolver(
+        full,
+        reconstruct_config(
+            ["num_samples=2", "steps=2", "resolution=24", "n_obs=32", "guidance=0", "fuse=false"]
+        ),
+    )
     recs = solver.reconstruct(frames, mesh0=seq.mesh(0))
     assert len(recs) == 2 and recs[0].vertices.shape == (7, seq.vertices.shape[1], 3)
     np.testing.assert_allclose(recs[0].vertices[0], seq.vertices[0], atol=1e-6)
@@ -82,12 +87,24 @@ def _tiny_networks():
 
     torch.manual_seed(0)
     small = dict(width=16, heads=2, dim_head=8, depth=1, decoder_heads=2)
-    return {"shape_ae": ShapeVecSetAE(num_latents=8, latent_channels=4, **small),
-            "deform_ae": DeformVecSetAE(num_latents=8, latent_channels=4, **small),
-            "shape_denoiser": ShapeDenoiser(latent_channels=4, num_latents=8, width=16, depth=1, heads=2, dim_head=8,
-                                            obs_tokens=4),
-            "deform_denoiser": DeformDenoiser(latent_channels=4, num_latents=8, shape_channels=4, num_frames=3, width=16,
-                                              depth=1, heads=2, dim_head=8, obs_tokens=4)}
+    return {
+        "shape_ae": ShapeVecSetAE(num_latents=8, latent_channels=4, **small),
+        "deform_ae": DeformVecSetAE(num_latents=8, latent_channels=4, **small),
+        "shape_denoiser": ShapeDenoiser(
+            latent_channels=4, num_latents=8, width=16, depth=1, heads=2, dim_head=8, obs_tokens=4
+        ),
+        "deform_denoiser": DeformDenoiser(
+            latent_channels=4,
+            num_latents=8,
+            shape_channels=4,
+            num_frames=3,
+            width=16,
+            depth=1,
+            heads=2,
+            dim_head=8,
+            obs_tokens=4,
+        ),
+    }
 
 
 def test_pipeline_folders_and_run_layouts(tmp_path):
@@ -105,8 +122,11 @@ def test_pipeline_folders_and_run_layouts(tmp_path):
             torch.testing.assert_close(a, b)
     # run layouts: an autoencoder run (models/ae) and a deformation diffusion run
     nets["shape_ae"].save_pretrained(tmp_path / "sae" / "models" / "ae")
-    for sub, net in (("denoiser", nets["deform_denoiser"]), ("shape_ae", nets["shape_ae"]),
-                     ("deform_ae", nets["deform_ae"])):
+    for sub, net in (
+        ("denoiser", nets["deform_denoiser"]),
+        ("shape_ae", nets["shape_ae"]),
+        ("deform_ae", nets["deform_ae"]),
+    ):
         net.save_pretrained(tmp_path / "dd" / "models" / sub)
     run = MotionPipeline.from_pretrained(tmp_path / "dd")
     assert set(run.components) == {"shape_ae", "deform_ae", "deform_denoiser"}

@@ -62,7 +62,9 @@ def test_held_out_splits_are_disjoint():
     assert not set(train) & set(val)
     train_ids, train_mot = {i for i, _ in train}, {m for _, m in train}
     assert {i for i, _ in tm} <= train_ids and not {m for _, m in tm} & train_mot  # unseen motion
-    assert not {i for i, _ in ti} & train_ids and {m for _, m in ti} <= {m for m in range(32)}  # unseen identity
+    assert not {i for i, _ in ti} & train_ids and {m for _, m in ti} <= {
+        m for m in range(32)
+    }  # unseen identity
 
 
 def test_occupancy_of_deformed_frames_is_consistent():

@@ -35,8 +35,17 @@ def _save_run(root: Path, name: str, target: str, nets: dict, data: dict | None 
     d = root / name
     for sub, net in nets.items():
         net.save_pretrained(d / "models" / sub)
-    OmegaConf.save(OmegaConf.create({"family": "motion", "name": name, "model": {"_target_": target},
-                                     "data": data or {"num_frames": 3}}), d / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create(
+            {
+                "family": "motion",
+                "name": name,
+                "model": {"_target_": target},
+                "data": data or {"num_frames": 3},
+            }
+        ),
+        d / "config.yaml",
+    )
     return d
 
 
@@ -51,18 +60,34 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     small = dict(width=16, heads=2, dim_head=8, depth=1, decoder_heads=2)
     sae = ShapeVecSetAE(num_latents=M_SHAPE, latent_channels=4, **small)
     dae = DeformVecSetAE(num_latents=8, latent_channels=4, **small)
-    sden = ShapeDenoiser(latent_channels=4, num_latents=M_SHAPE, width=16, depth=1, heads=2, dim_head=8, obs_tokens=4)
-    dden = DeformDenoiser(latent_channels=4, num_latents=8, shape_channels=4, num_frames=3, width=16, depth=1,
-                          heads=2, dim_head=8, obs_tokens=4)
+    sden = ShapeDenoiser(
+        latent_channels=4, num_latents=M_SHAPE, width=16, depth=1, heads=2, dim_head=8, obs_tokens=4
+    )
+    dden = DeformDenoiser(
+        latent_channels=4,
+        num_latents=8,
+        shape_channels=4,
+        num_frames=3,
+        width=16,
+        depth=1,
+        heads=2,
+        dim_head=8,
+        obs_tokens=4,
+    )
     root = tmp_path_factory.mktemp("motion_runs")
     mod = "latent4d.motion.module."
     return {
         "shape_ae": _save_run(root, "shape_ae", mod + "ShapeAEModule", {"ae": sae}),
         "deform_ae": _save_run(root, "deform_ae", mod + "DeformAEModule", {"ae": dae}),
-        "shape_diffusion": _save_run(root, "shape_diffusion", mod + "ShapeDiffusionModule",
-                                     {"denoiser": sden, "shape_ae": sae}),
-        "deform_diffusion": _save_run(root, "deform_diffusion", mod + "DeformDiffusionModule",
-                                      {"denoiser": dden, "shape_ae": sae, "deform_ae": dae}),
+        "shape_diffusion": _save_run(
+            root, "shape_diffusion", mod + "ShapeDiffusionModule", {"denoiser": sden, "shape_ae": sae}
+        ),
+        "deform_diffusion": _save_run(
+            root,
+            "deform_diffusion",
+            mod + "DeformDiffusionModule",
+            {"denoiser": dden, "shape_ae": sae, "deform_ae": dae},
+        ),
     }
 
 
@@ -97,8 +122,11 @@ def _fails(capsys, argv: list[str], *needles: str) -> str:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,27 +158,43 @@ BAD_OPTIONS = [
 @pytest.mark.parametrize("extra,needle", BAD_OPTIONS, ids=[o[0][0] for o in BAD_OPTIONS])
 def test_reconstruct_bad_option(capsys, runs, clouds, tmp_path, extra, needle):
     out = tmp_path / "out"
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={out}", *_diffusion(runs), *extra], needle)
+    _fails(
+        capsys, ["reconstruct", "motion", f"input={clouds}", f"out={out}", *_diffusion(runs), *extra], needle
+    )
     assert not out.exists()
 
 
 def test_reconstruct_missing_required_options(capsys, runs, clouds, tmp_path):
     _fails(capsys, ["reconstruct", "motion", f"out={tmp_path / 'o'}", *_diffusion(runs)], "input=")
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"deform_run={runs['deform_diffusion']}"],
-           "shape_run")
+    _fails(
+        capsys,
+        ["reconstruct", "motion", f"input={clouds}", f"deform_run={runs['deform_diffusion']}"],
+        "shape_run",
+    )
 
 
 def test_track_script_checks_its_arguments(capsys, runs, clouds, tmp_path):
     """scripts/track_4d.py passes its options to the same checks (conf/reconstruct/motion.yaml's schema)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("track_4d", Path(__file__).parents[2] / "scripts" / "track_4d.py")
+    spec = importlib.util.spec_from_file_location(
+        "track_4d", Path(__file__).parents[2] / "scripts" / "track_4d.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    base = [str(clouds), str(tmp_path / "o"), "--shape-run", str(runs["shape_diffusion"]), "--deform-run",
-            str(runs["deform_diffusion"])]
-    for extra, needle in ((["--steps", "0"], "steps"), (["--sampler", "bogus"], "sampler"),
-                          (["--set", "accumulate=1"], "accumulate")):
+    base = [
+        str(clouds),
+        str(tmp_path / "o"),
+        "--shape-run",
+        str(runs["shape_diffusion"]),
+        "--deform-run",
+        str(runs["deform_diffusion"]),
+    ]
+    for extra, needle in (
+        (["--steps", "0"], "steps"),
+        (["--sampler", "bogus"], "sampler"),
+        (["--set", "accumulate=1"], "accumulate"),
+    ):
         assert mod.main([*base, *extra]) == 2
         err = capsys.readouterr().err
         assert "track_4d: error:" in err and needle in err, err
@@ -173,8 +217,19 @@ def test_out_existing_file_fails_before_anything_loads(capsys, clouds, tmp_path)
     out = tmp_path / "result.txt"
     out.write_text("keep me")
     # the runs do not even exist: the out= error comes first, before any network or input is read
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={out}", f"shape_run={tmp_path / 'nope'}",
-                    f"deform_run={tmp_path / 'nope'}"], "out=", "existing file")
+    _fails(
+        capsys,
+        [
+            "reconstruct",
+            "motion",
+            f"input={clouds}",
+            f"out={out}",
+            f"shape_run={tmp_path / 'nope'}",
+            f"deform_run={tmp_path / 'nope'}",
+        ],
+        "out=",
+        "existing file",
+    )
     assert out.read_text() == "keep me"
 
 
@@ -182,12 +237,18 @@ def test_out_foreign_folder_and_folder_under_file(capsys, runs, clouds, tmp_path
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={foreign}", *_diffusion(runs)],
-           "out=", "summary.json")
+    _fails(
+        capsys,
+        ["reconstruct", "motion", f"input={clouds}", f"out={foreign}", *_diffusion(runs)],
+        "out=",
+        "summary.json",
+    )
     assert (foreign / "thesis.tex").read_text() == "precious" and len(list(foreign.iterdir())) == 1
     f = tmp_path / "afile"
     f.write_text("x")
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={f / 'sub'}", *_diffusion(runs)], "out=")
+    _fails(
+        capsys, ["reconstruct", "motion", f"input={clouds}", f"out={f / 'sub'}", *_diffusion(runs)], "out="
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,8 +285,10 @@ def _frames_folder(tmp_path: Path, name: str, bad_name: str, writer) -> Path:
 
 
 def _ply_header_lies(p: Path) -> None:
-    p.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\nproperty float x\n"
-                  b"property float y\nproperty float z\nend_header\n" + b"\0" * 24)
+    p.write_bytes(
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 4000000000\nproperty float x\n"
+        b"property float y\nproperty float z\nend_header\n" + b"\0" * 24
+    )
 
 
 def _npz_member_lies(p: Path) -> None:
@@ -246,13 +309,23 @@ BAD_FRAMES = [
     ("npz_wrong_key", "f3.npz", lambda p: np.savez(p, a=np.zeros((4, 3)), b=np.zeros((4, 3))), "'points'"),
     ("npy_header_lies", "f3.npy", lambda p: _npy_with_header(p, (2**40, 3)), "declares"),
     ("npy_truncated", "f3.npy", lambda p: _npy_with_header(p, (100, 3), b"\0" * 600), "truncated"),
-    ("npz_truncated", "f3.npz", lambda p: (np.savez(p, points=_sphere(400)),
-                                          p.write_bytes(p.read_bytes()[:300])), "npz"),
+    (
+        "npz_truncated",
+        "f3.npz",
+        lambda p: (np.savez(p, points=_sphere(400)), p.write_bytes(p.read_bytes()[:300])),
+        "npz",
+    ),
     ("npz_member_lies", "f3.npz", _npz_member_lies, "declares"),
     ("ply_header_lies", "f3.ply", _ply_header_lies, "4000000000 vertex"),
     ("ply_garbage", "f3.ply", lambda p: p.write_bytes(b"\x00\x01garbage" * 20), "not a PLY"),
-    ("ply_bad_format", "f3.ply", lambda p: p.write_bytes(b"ply\nformat weird 1.0\nelement vertex 1\n"
-                                                         b"property float x\nend_header\n1\n"), "format"),
+    (
+        "ply_bad_format",
+        "f3.ply",
+        lambda p: p.write_bytes(
+            b"ply\nformat weird 1.0\nelement vertex 1\nproperty float x\nend_header\n1\n"
+        ),
+        "format",
+    ),
 ]
 
 
@@ -266,15 +339,27 @@ def test_reconstruct_malformed_frame_file(capsys, runs, tmp_path, name, bad, wri
 
 def test_pickled_frame_is_never_unpickled(capsys, runs, tmp_path):
     marker = tmp_path / "pwned.txt"
-    d = _frames_folder(tmp_path, "pickle", "f3.npy",
-                       lambda p: np.save(p, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True))
-    _fails(capsys, ["reconstruct", "motion", f"input={d}", f"out={tmp_path / 'o'}", *_diffusion(runs)],
-           "f3.npy", "never unpickled")
+    d = _frames_folder(
+        tmp_path,
+        "pickle",
+        "f3.npy",
+        lambda p: np.save(p, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True),
+    )
+    _fails(
+        capsys,
+        ["reconstruct", "motion", f"input={d}", f"out={tmp_path / 'o'}", *_diffusion(runs)],
+        "f3.npy",
+        "never unpickled",
+    )
     assert not marker.exists()
     seq = tmp_path / "seq.npy"  # and as a whole-sequence file
     with open(seq, "wb") as fh:
         pickle.dump(_Payload(str(marker)), fh)
-    _fails(capsys, ["reconstruct", "motion", f"input={seq}", f"out={tmp_path / 'o'}", *_diffusion(runs)], "seq.npy")
+    _fails(
+        capsys,
+        ["reconstruct", "motion", f"input={seq}", f"out={tmp_path / 'o'}", *_diffusion(runs)],
+        "seq.npy",
+    )
     assert not marker.exists()
 
 
@@ -285,8 +370,13 @@ BAD_SEQUENCES = [
     ("two_d.npy", np.zeros((40, 3), np.float32), "(T, N, 3)"),
     ("xy_only.npz", np.zeros((4, 40, 2), np.float32), "(T, N, 3)"),
     ("all_same.npy", np.ones((4, 40, 3), np.float32), "coincide"),
-    ("nan_frame.npz", np.concatenate([np.stack([_sphere(40, t) for t in range(3)]),
-                                      np.full((1, 40, 3), np.nan, np.float32)]), "frame 3"),
+    (
+        "nan_frame.npz",
+        np.concatenate(
+            [np.stack([_sphere(40, t) for t in range(3)]), np.full((1, 40, 3), np.nan, np.float32)]
+        ),
+        "frame 3",
+    ),
     ("cloud.xyz", "xyz", "expected a folder"),
 ]
 
@@ -300,7 +390,9 @@ def test_reconstruct_malformed_sequence(capsys, runs, tmp_path, name, content, n
         p.mkdir()
     elif content == "xyz":
         np.savetxt(p, _sphere(40))
-    _fails(capsys, ["reconstruct", "motion", f"input={p}", f"out={tmp_path / 'o'}", *_diffusion(runs)], needle)
+    _fails(
+        capsys, ["reconstruct", "motion", f"input={p}", f"out={tmp_path / 'o'}", *_diffusion(runs)], needle
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -311,9 +403,20 @@ def test_fewer_points_than_latent_queries_autoencoder(capsys, runs, tmp_path):
     d.mkdir()
     for t in range(4):
         np.save(d / f"f{t}.npy", _sphere(M_SHAPE - 6, t))
-    _fails(capsys, ["reconstruct", "motion", f"input={d}", f"out={tmp_path / 'o'}", "method=autoencoder",
-                    f"shape_ae={runs['shape_ae']}", f"deform_ae={runs['deform_ae']}"],
-           "frame 0 has 10 points", f"{M_SHAPE} latent queries")
+    _fails(
+        capsys,
+        [
+            "reconstruct",
+            "motion",
+            f"input={d}",
+            f"out={tmp_path / 'o'}",
+            "method=autoencoder",
+            f"shape_ae={runs['shape_ae']}",
+            f"deform_ae={runs['deform_ae']}",
+        ],
+        "frame 0 has 10 points",
+        f"{M_SHAPE} latent queries",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -347,8 +450,11 @@ def test_bad_ground_truth_and_template(capsys, runs, clouds, tmp_path):
     nan_mesh.write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     cases.append((f"template={nan_mesh}", ["nan.obj", "NaN"]))
     for opt_, needles in cases:
-        _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={tmp_path / 'o'}", *_diffusion(runs),
-                        opt_], *needles)
+        _fails(
+            capsys,
+            ["reconstruct", "motion", f"input={clouds}", f"out={tmp_path / 'o'}", *_diffusion(runs), opt_],
+            *needles,
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -388,19 +494,55 @@ def test_damaged_model_folders(capsys, runs, clouds, tmp_path):
         cfg = (d / "config.json").read_text().replace('"DeformDenoiser"', '"ShapeDenoiser"')
         (d / "config.json").write_text(cfg)
 
-    cases = [(empty, "empty or truncated"), (truncated, "safetensors"), (garbage_config, "not valid JSON"),
-             (pickled_only, "pickled"), (other_class, "holds a ShapeDenoiser")]
+    cases = [
+        (empty, "empty or truncated"),
+        (truncated, "safetensors"),
+        (garbage_config, "not valid JSON"),
+        (pickled_only, "pickled"),
+        (other_class, "holds a ShapeDenoiser"),
+    ]
     for i, (damage, needle) in enumerate(cases):
         run = _copy_run(runs, tmp_path / str(i))
         damage(run / "models" / "denoiser")
-        _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={tmp_path / 'o'}",
-                        f"shape_run={runs['shape_diffusion']}", f"deform_run={run}"], needle, str(run))
+        _fails(
+            capsys,
+            [
+                "reconstruct",
+                "motion",
+                f"input={clouds}",
+                f"out={tmp_path / 'o'}",
+                f"shape_run={runs['shape_diffusion']}",
+                f"deform_run={run}",
+            ],
+            needle,
+            str(run),
+        )
     assert not marker.exists() and not (tmp_path / "o").exists()
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={tmp_path / 'o'}",
-                    f"shape_run={tmp_path / 'nope'}", f"deform_run={runs['deform_diffusion']}"], "does not exist")
+    _fails(
+        capsys,
+        [
+            "reconstruct",
+            "motion",
+            f"input={clouds}",
+            f"out={tmp_path / 'o'}",
+            f"shape_run={tmp_path / 'nope'}",
+            f"deform_run={runs['deform_diffusion']}",
+        ],
+        "does not exist",
+    )
     (tmp_path / "bare").mkdir()
-    _fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={tmp_path / 'o'}",
-                    f"shape_run={tmp_path / 'bare'}", f"deform_run={runs['deform_diffusion']}"], "no exported")
+    _fails(
+        capsys,
+        [
+            "reconstruct",
+            "motion",
+            f"input={clouds}",
+            f"out={tmp_path / 'o'}",
+            f"shape_run={tmp_path / 'bare'}",
+            f"deform_run={runs['deform_diffusion']}",
+        ],
+        "no exported",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,8 +555,18 @@ def test_valid_reconstruction_then_failed_rerun_keeps_it(capsys, runs, clouds, t
     ico.apply_translation([2.0, 2.0, 2.0])
     ico.export(tmpl)
     out = tmp_path / "rec"
-    argv = ["reconstruct", "motion", f"input={clouds}", f"out={out}", *_diffusion(runs), f"template={tmpl}",
-            "steps=1", "n_obs=20", "render=false", "guidance=0"]
+    argv = [
+        "reconstruct",
+        "motion",
+        f"input={clouds}",
+        f"out={out}",
+        *_diffusion(runs),
+        f"template={tmpl}",
+        "steps=1",
+        "n_obs=20",
+        "render=false",
+        "guidance=0",
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     z = np.load(out / "sample_00" / "trajectories.npz")
     assert z["vertices"].shape == (4, len(ico.vertices), 3) and np.isfinite(z["vertices"]).all()
@@ -432,18 +584,32 @@ def test_valid_reconstruction_then_failed_rerun_keeps_it(capsys, runs, clouds, t
 
 
 SAMPLE_BAD = [
-    (["bogus=1"], "bogus"), (["steps=0"], "steps"), (["sampler=bogus"], "sampler"), (["resolution=0"], "resolution"),
-    (["num_samples=0"], "num_samples"), (["split=bogus"], "split"), (["frame=99"], "frame=99"),
-    (["n_obs=5000"], "n_obs"), (["clip=-1"], "clip"), (["seed=abc"], "seed"),
+    (["bogus=1"], "bogus"),
+    (["steps=0"], "steps"),
+    (["sampler=bogus"], "sampler"),
+    (["resolution=0"], "resolution"),
+    (["num_samples=0"], "num_samples"),
+    (["split=bogus"], "split"),
+    (["frame=99"], "frame=99"),
+    (["n_obs=5000"], "n_obs"),
+    (["clip=-1"], "clip"),
+    (["seed=abc"], "seed"),
 ]
 EVALUATE_BAD = [
-    (["n=0"], "n=0"), (["resolution=0"], "resolution"), (["n_iou=abc"], "n_iou"), (["mode=bogus"], "mode"),
-    (["bogus=1"], "bogus"), (["steps=-2"], "steps"),
+    (["n=0"], "n=0"),
+    (["resolution=0"], "resolution"),
+    (["n_iou=abc"], "n_iou"),
+    (["mode=bogus"], "mode"),
+    (["bogus=1"], "bogus"),
+    (["steps=-2"], "steps"),
 ]
 
 
-@pytest.mark.parametrize("cmd,extra,needle", [("sample", *c) for c in SAMPLE_BAD] + [("evaluate", *c) for c in EVALUATE_BAD],
-                         ids=[f"sample-{c[0][0]}" for c in SAMPLE_BAD] + [f"evaluate-{c[0][0]}" for c in EVALUATE_BAD])
+@pytest.mark.parametrize(
+    "cmd,extra,needle",
+    [("sample", *c) for c in SAMPLE_BAD] + [("evaluate", *c) for c in EVALUATE_BAD],
+    ids=[f"sample-{c[0][0]}" for c in SAMPLE_BAD] + [f"evaluate-{c[0][0]}" for c in EVALUATE_BAD],
+)
 def test_sample_evaluate_bad_options(capsys, runs, tmp_path, cmd, extra, needle):
     run = runs["deform_diffusion"]
     _fails(capsys, [cmd, f"run={run}", f"out={tmp_path / 's'}" if cmd == "sample" else "n=1", *extra], needle)
@@ -456,8 +622,18 @@ def test_sample_out_file_and_damaged_run_configs(capsys, runs, tmp_path):
     _fails(capsys, ["sample", f"run={runs['shape_ae']}", f"out={f}"], "out=", "existing file")
     assert f.read_text() == "keep"
     bad = _copy_run(runs, tmp_path, "shape_ae")
-    OmegaConf.save(OmegaConf.create({"family": "motion", "model": {"_target_": "latent4d.motion.module.ShapeAEModule"},
-                                     "data": {"num_frames": "abc"}}), bad / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create(
+            {
+                "family": "motion",
+                "model": {"_target_": "latent4d.motion.module.ShapeAEModule"},
+                "data": {"num_frames": "abc"},
+            }
+        ),
+        bad / "config.yaml",
+    )
     _fails(capsys, ["evaluate", f"run={bad}", "n=1"], "num_frames")
-    OmegaConf.save(OmegaConf.create({"family": "motion", "model": {"_target_": "os.system"}}), bad / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"family": "motion", "model": {"_target_": "os.system"}}), bad / "config.yaml"
+    )
     _fails(capsys, ["sample", f"run={bad}"], "not a motion run")

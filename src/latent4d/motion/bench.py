@@ -39,12 +39,23 @@ import torch
 from latent4d.bench import BenchReport
 
 RUNS = Path(os.environ.get("LATENT4D_BENCH_RUNS", "outputs/bench/motion_runs"))
-QUIET = ["callbacks=minimal", "logger=csv", "+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+QUIET = [
+    "callbacks=minimal",
+    "logger=csv",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
 STATS = "bench_stats.json"
 
 
-def _train(exp: str, quick: bool, links: tuple[str, ...] = (), extra: tuple[str, ...] = (), name: str | None = None,
-           reuse: bool = True) -> tuple[Path, dict]:
+def _train(
+    exp: str,
+    quick: bool,
+    links: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    name: str | None = None,
+    reuse: bool = True,
+) -> tuple[Path, dict]:
     """Train ``experiment=motion/<exp>`` with its bench preset (``motion_<exp>_quick`` / ``_bench``) into
     ``RUNS/[quick_]<name or exp>``, or reuse a finished run there (:func:`latent4d.bench.train_or_reuse`;
     ``links``: ``*_run=<dir>`` of the autoencoders, whose weights' hashes are part of the reuse key);
@@ -56,16 +67,24 @@ def _train(exp: str, quick: bool, links: tuple[str, ...] = (), extra: tuple[str,
     preset = f"preset=motion_{exp}_{'quick' if quick else 'bench'}"
     linked = _linked_weights(list(links))
     t0 = time.perf_counter()
-    metrics, reused = train_or_reuse([f"experiment=motion/{exp}", *QUIET, preset, *links, *extra], run,
-                                     key={"inputs": linked} if linked else None, reuse=reuse)
+    metrics, reused = train_or_reuse(
+        [f"experiment=motion/{exp}", *QUIET, preset, *links, *extra],
+        run,
+        key={"inputs": linked} if linked else None,
+        reuse=reuse,
+    )
     seconds = time.perf_counter() - t0
     stats = _saved_stats(run) if reused else None
     if stats is None:
         from omegaconf import OmegaConf
 
-        stats = {"seconds": seconds, "fit_seconds": float(metrics.get("fit_seconds", seconds)),
-                 "steps": _trained_steps(run), "batch_size": int(OmegaConf.load(run / "config.yaml").data.batch_size),
-                 "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}}
+        stats = {
+            "seconds": seconds,
+            "fit_seconds": float(metrics.get("fit_seconds", seconds)),
+            "steps": _trained_steps(run),
+            "batch_size": int(OmegaConf.load(run / "config.yaml").data.batch_size),
+            "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+        }
         write_json_atomic(run / STATS, stats)
     return run, stats
 
@@ -114,8 +133,10 @@ def _trained_steps(run: Path) -> int:
 def _load_note(report: BenchReport) -> None:
     try:
         load = os.getloadavg()[0]
-        report.note(f"1-minute load average at the start: {load:.1f} on {os.cpu_count()} CPUs "
-                    "(wall-clock figures scale with the machine's load)")
+        report.note(
+            f"1-minute load average at the start: {load:.1f} on {os.cpu_count()} CPUs "
+            "(wall-clock figures scale with the machine's load)"
+        )
     except OSError:
         pass
 
@@ -154,9 +175,15 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
     from latent4d.motion.evaluate import autoencode_metrics
 
     n_eval = 20_000 if quick else 50_000
-    tr = [autoencode_metrics(pipe, c, n_points, res, n_eval, n_eval) for c in clips[:: max(1, len(clips) // 2)]]
+    tr = [
+        autoencode_metrics(pipe, c, n_points, res, n_eval, n_eval) for c in clips[:: max(1, len(clips) // 2)]
+    ]
     report.add("AE tracking: IoU over the clip", float(np.mean([m["iou_mean"] for m in tr])), "")
-    report.add("AE tracking: correspondence L2 / bbox diagonal", 100 * float(np.mean([m["corr_rel_mean"] for m in tr])), "%")
+    report.add(
+        "AE tracking: correspondence L2 / bbox diagonal",
+        100 * float(np.mean([m["corr_rel_mean"] for m in tr])),
+        "%",
+    )
     report.add("AE tracking: seconds per clip", float(np.mean([m["seconds"] for m in tr])), "s")
     _report_mesh_extraction(report, pipe, clips[0].surface[0][:n_points], res)
     report.artifact("shape_ae_run", shape_run)
@@ -165,16 +192,23 @@ def bench_motion_ae(report: BenchReport, quick: bool) -> None:
 
 def _report_training(report: BenchReport, label: str, st: dict, quick: bool) -> None:
     fit = st.get("fit_seconds")  # trainer.fit alone; older runs only have the whole run_training time
-    report.add(f"{label}: training time" + ("" if fit else " (incl. data, test, export)"),
-               (fit or st["seconds"]) / 60, "min", target="<= 20" if not quick else None)
+    report.add(
+        f"{label}: training time" + ("" if fit else " (incl. data, test, export)"),
+        (fit or st["seconds"]) / 60,
+        "min",
+        target="<= 20" if not quick else None,
+    )
     if fit:
         report.add(f"{label}: whole run incl. data, test, export", st["seconds"] / 60, "min")
     data_s = st.get("metrics", {}).get("data_seconds")
     if data_s is not None:
         report.add(f"{label}: data building / loading (before training)", data_s / 60, "min")
     report.add(f"{label}: training steps", st["steps"], "steps")
-    report.add(f"{label}: training throughput", st["steps"] * st["batch_size"] / max(fit or st["seconds"], 1e-9),
-               "samples/s")
+    report.add(
+        f"{label}: training throughput",
+        st["steps"] * st["batch_size"] / max(fit or st["seconds"], 1e-9),
+        "samples/s",
+    )
 
 
 def _report_shape_ae(report: BenchReport, pipe, clips, quick: bool, n_points: int, res: int) -> None:
@@ -183,9 +217,15 @@ def _report_shape_ae(report: BenchReport, pipe, clips, quick: bool, n_points: in
     T = clips[0].sequence.num_frames
     frames = (0, T // 2) if quick else (0, T // 2, T - 1)
     n_iou = 20_000 if quick else 100_000
-    sh = evaluate_shape_ae(pipe, clips, frames, n_points=n_points, n_iou=n_iou, n_chamfer=n_iou, resolution=res)
-    report.add("shape AE IoU (held-out, 100k uniform points)" if not quick else "shape AE IoU (held-out)", sh["iou"], "",
-               target=">= 0.85")
+    sh = evaluate_shape_ae(
+        pipe, clips, frames, n_points=n_points, n_iou=n_iou, n_chamfer=n_iou, resolution=res
+    )
+    report.add(
+        "shape AE IoU (held-out, 100k uniform points)" if not quick else "shape AE IoU (held-out)",
+        sh["iou"],
+        "",
+        target=">= 0.85",
+    )
     for split, v in sh["per_split"].items():
         report.add(f"shape AE IoU, {split}", v["iou"], "")
         report.add(f"shape AE Chamfer-L1, {split}", v["chamfer_l1"], "norm. units")
@@ -198,13 +238,18 @@ def _report_deform_ae(report: BenchReport, pipe, clips, n_points: int) -> None:
     from latent4d.motion.evaluate import evaluate_deform_ae
 
     de = evaluate_deform_ae(pipe, clips, n_points=n_points)
-    report.add("deformation AE correspondence error / bbox diagonal", 100 * de["corr_rel"], "%", target="<= 1.5")
+    report.add(
+        "deformation AE correspondence error / bbox diagonal", 100 * de["corr_rel"], "%", target="<= 1.5"
+    )
     for split, v in de["per_split"].items():
         report.add(f"deformation AE correspondence error, {split}", 100 * v["corr_rel"], "%")
     report.add("deformation AE correspondence L2", de["corr_l2"], "norm. units")
     report.add("deformation AE encode", 1.0 / max(de["seconds"]["encode_per_pair"], 1e-9), "pairs/s")
-    report.add("deformation AE decode (mesh vertices of one target frame)", 1.0 / max(de["seconds"]["decode_per_pair"], 1e-9),
-               "frames/s")
+    report.add(
+        "deformation AE decode (mesh vertices of one target frame)",
+        1.0 / max(de["seconds"]["decode_per_pair"], 1e-9),
+        "frames/s",
+    )
 
 
 def _report_mesh_extraction(report: BenchReport, pipe, cloud: np.ndarray, res: int) -> None:
@@ -236,8 +281,12 @@ def _report_mesh_extraction(report: BenchReport, pipe, cloud: np.ndarray, res: i
         if len(mo.vertices) and len(md.vertices):
             voxel = 2 * 0.55 / res
             # MISE samples cell corners, dense / octree cell centres: the surfaces agree to a fraction of a voxel
-            report.add(f"{method} vs dense mesh: mean vertex distance", chamfer_points(mo.vertices, md.vertices) / voxel,
-                       "voxels", target="<= 0.1" if method == "octree" else None)
+            report.add(
+                f"{method} vs dense mesh: mean vertex distance",
+                chamfer_points(mo.vertices, md.vertices) / voxel,
+                "voxels",
+                target="<= 0.1" if method == "octree" else None,
+            )
         else:
             report.note(f"{method} mesh comparison skipped: the decoder found no surface")
 
@@ -270,30 +319,71 @@ def _time(fn, reps: int) -> float:
     return statistics.median(ts)
 
 
-def bench_attention(report: BenchReport, quick: bool) -> None:
-    from latent4d.nn.spacetime import (
-        InterleavedSelfAttention,
-        JointSelfAttention,
-        SpaceTimeBlock,
-        spacetime_attention_flops,
-        spacetime_block_flops,
-    )
+def _attention_modules(D: int, H: int, dh: int) -> dict:
+    """The attention layers and blocks compared by :func:`bench_attention` (AdaLN gates opened)."""
+    from latent4d.nn.spacetime import InterleavedSelfAttention, JointSelfAttention, SpaceTimeBlock
 
-    torch.manual_seed(0)
-    Ts = (5, 9) if quick else (5, 9, 17, 33)
-    M, D, H, dh = (128, 128, 4, 32) if quick else (512, 512, 8, 64)
-    ctx_tokens, obs_tokens = M, 64
-    report.note(f"attention benchmark: M={M}, width {D}, {H} heads x {dh}, batch 1, forward + backward, "
-                f"{torch.get_num_threads()} threads; blocks include cross-attention to {ctx_tokens} shape tokens, "
-                f"{obs_tokens} observation tokens per frame and the GEGLU FFN")
-    mods = {"pair": InterleavedSelfAttention(D, H, dh), "pair (unfused reshapes)": InterleavedSelfAttention(D, H, dh, fused=False),
-            "joint": JointSelfAttention(D, H, dh),
-            "block interleaved": SpaceTimeBlock(D, H, dh, D, D, D, "interleaved"),
-            "block joint": SpaceTimeBlock(D, H, dh, D, D, D, "joint")}
+    mods = {
+        "pair": InterleavedSelfAttention(D, H, dh),
+        "pair (unfused reshapes)": InterleavedSelfAttention(D, H, dh, fused=False),
+        "joint": JointSelfAttention(D, H, dh),
+        "block interleaved": SpaceTimeBlock(D, H, dh, D, D, D, "interleaved"),
+        "block joint": SpaceTimeBlock(D, H, dh, D, D, D, "joint"),
+    }
     for name in ("block interleaved", "block joint"):  # open the zero-initialised AdaLN gates
         for p in mods[name].parameters():
             if p.abs().sum() == 0:
                 p.data.normal_(0, 0.02)
+    return mods
+
+
+def _report_attention(report: BenchReport, T: int, times: dict, mem: dict, dims: tuple) -> None:
+    """The rows of one clip length T: times (s), peak memory (bytes), FLOP ratios."""
+    from latent4d.nn.spacetime import spacetime_attention_flops, spacetime_block_flops
+
+    M, D, H, dh, ctx_tokens, obs_tokens = dims
+    fl = spacetime_attention_flops(T, M, D, H, dh)
+    speed = times["joint"] / times["pair"]
+    report.add(f"T={T}: joint attention fwd+bwd", times["joint"] * 1e3, "ms")
+    report.add(f"T={T}: interleaved pair fwd+bwd", times["pair"] * 1e3, "ms")
+    report.add(f"T={T}: interleaved pair, unfused reshapes", times["pair (unfused reshapes)"] * 1e3, "ms")
+    report.add(f"T={T}: FLOP ratio joint / pair", fl["ratio"], "x")
+    report.add(f"T={T}: measured speed-up joint / pair", speed, "x", target=f">= {0.8 * fl['ratio']:.3f}")
+    report.add(f"T={T}: speed-up / FLOP ratio", speed / fl["ratio"], "", target=">= 0.8")
+    report.add(f"T={T}: fused pair gain over unfused", times["pair (unfused reshapes)"] / times["pair"], "x")
+    report.add(f"T={T}: peak memory joint attention", mem["joint"] / 2**20, "MiB")
+    report.add(f"T={T}: peak memory interleaved pair", mem["pair"] / 2**20, "MiB")
+    bj = spacetime_block_flops("joint", T, M, D, H, dh, ctx_tokens, obs_tokens)
+    bi = spacetime_block_flops("interleaved", T, M, D, H, dh, ctx_tokens, obs_tokens)
+    report.add(
+        f"T={T}: block joint / interleaved time",
+        times["block joint"] / times["block interleaved"],
+        "x",
+        flop_ratio=bj / bi,
+        joint_ms=times["block joint"] * 1e3,
+        interleaved_ms=times["block interleaved"] * 1e3,
+    )
+    report.add(
+        f"T={T}: block peak memory joint / interleaved",
+        mem["block joint"] / max(mem["block interleaved"], 1),
+        "x",
+        joint_mib=mem["block joint"] / 2**20,
+        interleaved_mib=mem["block interleaved"] / 2**20,
+    )
+
+
+def bench_attention(report: BenchReport, quick: bool) -> None:
+    """Part (1) of ``bench motion``: interleaved vs joint space-time attention (module docstring)."""
+    torch.manual_seed(0)
+    Ts = (5, 9) if quick else (5, 9, 17, 33)
+    M, D, H, dh = (128, 128, 4, 32) if quick else (512, 512, 8, 64)
+    ctx_tokens, obs_tokens = M, 64
+    report.note(
+        f"attention benchmark: M={M}, width {D}, {H} heads x {dh}, batch 1, forward + backward, "
+        f"{torch.get_num_threads()} threads; blocks include cross-attention to {ctx_tokens} shape tokens, "
+        f"{obs_tokens} observation tokens per frame and the GEGLU FFN"
+    )
+    mods = _attention_modules(D, H, dh)
     ratios = []
     for T in Ts:
         x = torch.randn(1, T, M, D, requires_grad=True)
@@ -309,30 +399,14 @@ def bench_attention(report: BenchReport, quick: bool) -> None:
                 y = m(x, cond, ctx, obs) if name.startswith("block") else m(x)
                 y.square().mean().backward()
                 x.grad = None
+
             return f
 
         reps = 1 if (quick or T >= 33) else 2
         times = {n: _time(run(n), reps) for n in mods}
         mem = {n: _peak_bytes(run(n)) for n in ("pair", "joint", "block interleaved", "block joint")}
-        fl = spacetime_attention_flops(T, M, D, H, dh)
-        speed = times["joint"] / times["pair"]
-        ratios.append(speed)
-        report.add(f"T={T}: joint attention fwd+bwd", times["joint"] * 1e3, "ms")
-        report.add(f"T={T}: interleaved pair fwd+bwd", times["pair"] * 1e3, "ms")
-        report.add(f"T={T}: interleaved pair, unfused reshapes", times["pair (unfused reshapes)"] * 1e3, "ms")
-        report.add(f"T={T}: FLOP ratio joint / pair", fl["ratio"], "x")
-        report.add(f"T={T}: measured speed-up joint / pair", speed, "x", target=f">= {0.8 * fl['ratio']:.3f}")
-        report.add(f"T={T}: speed-up / FLOP ratio", speed / fl["ratio"], "", target=">= 0.8")
-        report.add(f"T={T}: fused pair gain over unfused", times["pair (unfused reshapes)"] / times["pair"], "x")
-        report.add(f"T={T}: peak memory joint attention", mem["joint"] / 2**20, "MiB")
-        report.add(f"T={T}: peak memory interleaved pair", mem["pair"] / 2**20, "MiB")
-        bj = spacetime_block_flops("joint", T, M, D, H, dh, ctx_tokens, obs_tokens)
-        bi = spacetime_block_flops("interleaved", T, M, D, H, dh, ctx_tokens, obs_tokens)
-        report.add(f"T={T}: block joint / interleaved time", times["block joint"] / times["block interleaved"], "x",
-                   flop_ratio=bj / bi, joint_ms=times["block joint"] * 1e3, interleaved_ms=times["block interleaved"] * 1e3)
-        report.add(f"T={T}: block peak memory joint / interleaved",
-                   mem["block joint"] / max(mem["block interleaved"], 1), "x",
-                   joint_mib=mem["block joint"] / 2**20, interleaved_mib=mem["block interleaved"] / 2**20)
+        ratios.append(times["joint"] / times["pair"])
+        _report_attention(report, T, times, mem, (M, D, H, dh, ctx_tokens, obs_tokens))
     grows = all(b > a for a, b in zip(ratios, ratios[1:]))
     report.add("speed-up grows with T", int(grows), "", target="== 1")
 
@@ -341,9 +415,19 @@ def bench_attention(report: BenchReport, quick: bool) -> None:
 # motion: reconstruction ablations
 
 #: deformation diffusion variants of the ablation: label -> model.denoiser.block_type
-VARIANTS = {"full (interleaved)": "interleaved", "(b) joint attention": "joint", "(c) no temporal attention": "spatial"}
-ORDER = ["full (interleaved)", "(a) per-frame shape", "(b) joint attention", "(c) no temporal attention",
-         "full, no guidance", "(a) per-frame shape, no guidance"]
+VARIANTS = {
+    "full (interleaved)": "interleaved",
+    "(b) joint attention": "joint",
+    "(c) no temporal attention": "spatial",
+}
+ORDER = [
+    "full (interleaved)",
+    "(a) per-frame shape",
+    "(b) joint attention",
+    "(c) no temporal attention",
+    "full, no guidance",
+    "(a) per-frame shape, no guidance",
+]
 
 
 def _mean(xs):
@@ -365,12 +449,14 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
     clips = _held_out(ae_run, 1 if quick else 3)
     n_pts = 10_000 if quick else 50_000
     sg, dg = cfg.guides()
-    report.note(f"reconstruction recipe (latent4d reconstruct motion defaults): observation guidance of shape and "
-                f"deformation sampling (shape {sg}, deformation {dg}), temporal occupancy fusion over the window "
-                f"(fuse={cfg.fuse}; each clip keeps the fused or the sampled frame-0 surface, whichever agrees better "
-                "with the observations and per-frame shapes); (a) samples every frame with the "
-                "same guided shape sampler; the 'no guidance' rows are the models' plain samples (no guidance, "
-                "no fusion)")
+    report.note(
+        f"reconstruction recipe (latent4d reconstruct motion defaults): observation guidance of shape and "
+        f"deformation sampling (shape {sg}, deformation {dg}), temporal occupancy fusion over the window "
+        f"(fuse={cfg.fuse}; each clip keeps the fused or the sampled frame-0 surface, whichever agrees better "
+        "with the observations and per-frame shapes); (a) samples every frame with the "
+        "same guided shape sampler; the 'no guidance' rows are the models' plain samples (no guidance, "
+        "no fusion)"
+    )
     table, seconds = _ablation_rows(report, pipes, clips, cfg, n_pts)
     summary = _report_ablations(report, table, cfg.fuse)
     _report_differences(report, summary)
@@ -381,7 +467,11 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
         if seconds.get(label):
             report.add(f"{label}: seconds per {T}-frame clip", _mean(seconds[label]), "s")
     ts = {k: v["seconds"] / max(v["steps"], 1) for k, v in train_stats.items()}
-    report.add("(b) joint / full: training seconds per step", ts["(b) joint attention"] / ts["full (interleaved)"], "x")
+    report.add(
+        "(b) joint / full: training seconds per step",
+        ts["(b) joint attention"] / ts["full (interleaved)"],
+        "x",
+    )
 
 
 def _train_reconstruction_runs(report: BenchReport, quick: bool):
@@ -396,12 +486,22 @@ def _train_reconstruction_runs(report: BenchReport, quick: bool):
     report.add("shape diffusion: training time", sd_stats["seconds"] / 60, "min", steps=sd_stats["steps"])
     pipes, train_stats = {}, {}
     for label, bt in VARIANTS.items():
-        run, st = _train("deform_diffusion", quick, links, (f"model.denoiser.block_type={bt}",),
-                         name=f"deform_diffusion_{bt}")
+        run, st = _train(
+            "deform_diffusion",
+            quick,
+            links,
+            (f"model.denoiser.block_type={bt}",),
+            name=f"deform_diffusion_{bt}",
+        )
         pipes[label] = MotionPipeline.from_runs(shape_diffusion=sd_run, deform_diffusion=run)
         train_stats[label] = st
-        report.add(f"deformation diffusion {label}: training", st["seconds"] / 60, "min", steps=st["steps"],
-                   seconds_per_step=st["seconds"] / max(st["steps"], 1))
+        report.add(
+            f"deformation diffusion {label}: training",
+            st["seconds"] / 60,
+            "min",
+            steps=st["steps"],
+            seconds_per_step=st["seconds"] / max(st["steps"], 1),
+        )
     return pipes, train_stats, shape_run
 
 
@@ -420,8 +520,15 @@ def _ablation_rows(report: BenchReport, pipes: dict, clips, cfg, n_pts: int):
             for guided in (True, False):
                 run_cfg = dataclasses.replace(cfg if guided else _plain(cfg), mode=mode, seed=c.index)
                 t0 = time.perf_counter()
-                z0 = full.sample_shape(obs[0], 1, run_cfg.steps, run_cfg.sampler, mode == "sparse",
-                                       torch.Generator().manual_seed(c.index), guidance=run_cfg.guides()[0])
+                z0 = full.sample_shape(
+                    obs[0],
+                    1,
+                    run_cfg.steps,
+                    run_cfg.sampler,
+                    mode == "sparse",
+                    torch.Generator().manual_seed(c.index),
+                    guidance=run_cfg.guides()[0],
+                )
                 t_shape = time.perf_counter() - t0
                 for label, pipe in pipes.items():
                     if not guided and label != "full (interleaved)":
@@ -456,18 +563,28 @@ def _report_ablations(report: BenchReport, table: dict, fuse: bool) -> dict:
             rows = table.get((label, mode), [])
             if not rows:
                 continue
-            s = {k: _mean([r[k] for r in rows]) for k in ("iou_mean", "chamfer_l1_mean", "corr_l2_mean", "corr_rel_mean")}
+            s = {
+                k: _mean([r[k] for r in rows])
+                for k in ("iou_mean", "chamfer_l1_mean", "corr_l2_mean", "corr_rel_mean")
+            }
             s["iou_sem"] = float(np.std([r["iou_mean"] for r in rows]) / max(1, np.sqrt(len(rows))))
             summary[(label, mode)] = s
             per_frame_iou = np.mean([r["iou"] for r in rows], axis=0).round(3).tolist()
             per_frame_corr = np.mean([r["corr_rel"] for r in rows], axis=0).round(4).tolist()
             report.add(f"{mode}, {label}: IoU", s["iou_mean"], "", per_frame=per_frame_iou, clips=len(rows))
             report.add(f"{mode}, {label}: Chamfer-L1", s["chamfer_l1_mean"], "norm. units")
-            report.add(f"{mode}, {label}: correspondence L2 / bbox diagonal", 100 * s["corr_rel_mean"], "%",
-                       per_frame=per_frame_corr)
+            report.add(
+                f"{mode}, {label}: correspondence L2 / bbox diagonal",
+                100 * s["corr_rel_mean"],
+                "%",
+                per_frame=per_frame_corr,
+            )
             if fuse and label in VARIANTS:  # the guided, fused recipe
-                report.add(f"{mode}, {label}: clips keeping the fused frame-0 surface",
-                           sum(r.get("frame0") == "fused" for r in rows), f"of {len(rows)}")
+                report.add(
+                    f"{mode}, {label}: clips keeping the fused frame-0 surface",
+                    sum(r.get("frame0") == "fused" for r in rows),
+                    f"of {len(rows)}",
+                )
     return summary
 
 
@@ -481,13 +598,22 @@ def _report_differences(report: BenchReport, summary: dict) -> None:
             o = summary.get((label, mode))
             if o:
                 report.add(f"{mode}: full - ({short}) IoU", f["iou_mean"] - o["iou_mean"], "", target="> 0")
-                report.add(f"{mode}: ({short}) - full correspondence error", 100 * (o["corr_rel_mean"] - f["corr_rel_mean"]),
-                           "% of diag", target="> 0")
+                report.add(
+                    f"{mode}: ({short}) - full correspondence error",
+                    100 * (o["corr_rel_mean"] - f["corr_rel_mean"]),
+                    "% of diag",
+                    target="> 0",
+                )
         b = summary.get(("(b) joint attention", mode))
         if b:
             noise = 2 * np.hypot(f["iou_sem"], b["iou_sem"])
-            report.add(f"{mode}: |full - (b) joint| IoU (2 x s.e.m. = {noise:.3f})", abs(f["iou_mean"] - b["iou_mean"]), "",
-                       met=bool(abs(f["iou_mean"] - b["iou_mean"]) <= max(noise, 0.01)), target=f"<= {max(noise, 0.01):.3f}")
+            report.add(
+                f"{mode}: |full - (b) joint| IoU (2 x s.e.m. = {noise:.3f})",
+                abs(f["iou_mean"] - b["iou_mean"]),
+                "",
+                met=bool(abs(f["iou_mean"] - b["iou_mean"]) <= max(noise, 0.01)),
+                target=f"<= {max(noise, 0.01):.3f}",
+            )
 
 
 def _per_frame_metrics(full, obs, clip, cfg, n_pts: int) -> dict:
@@ -507,9 +633,11 @@ def _validation(report: BenchReport, full, ae_run: Path, cfg, n_pts: int) -> Non
     from latent4d.motion.evaluate import observe_clip, sequence_metrics
     from latent4d.motion.reconstruct import MotionSolver
 
-    report.note("validation rows: the 'val' split; clips 0-2 ('tuning'): the final fits of the deformations, the "
-                "frame-shape guidance term and the frame-0 selection were chosen on them (the other settings on the "
-                "first test clips); clips 3-5 ('unseen'): no setting was chosen on them")
+    report.note(
+        "validation rows: the 'val' split; clips 0-2 ('tuning'): the final fits of the deformations, the "
+        "frame-shape guidance term and the frame-0 selection were chosen on them (the other settings on the "
+        "first test clips); clips 3-5 ('unseen'): no setting was chosen on them"
+    )
     clips = _held_out(ae_run, 6, splits=("val",))
     for mode in ("sparse", "partial"):
         rows: dict[tuple[str, str], list[dict]] = {}
@@ -519,21 +647,36 @@ def _validation(report: BenchReport, full, ae_run: Path, cfg, n_pts: int) -> Non
             run_cfg = dataclasses.replace(cfg, mode=mode, seed=c.index)
             g = torch.Generator().manual_seed(c.index)
             try:
-                z0 = full.sample_shape(obs[0], 1, run_cfg.steps, run_cfg.sampler, mode == "sparse", g,
-                                       guidance=run_cfg.guides()[0])
+                z0 = full.sample_shape(
+                    obs[0],
+                    1,
+                    run_cfg.steps,
+                    run_cfg.sampler,
+                    mode == "sparse",
+                    g,
+                    guidance=run_cfg.guides()[0],
+                )
                 rec = MotionSolver(full, run_cfg).reconstruct(obs, shape_latents=z0)[0]
                 rows.setdefault((group, "full"), []).append(
-                    {**sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts), "frame0": rec.frame0})
+                    {**sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts), "frame0": rec.frame0}
+                )
                 rows.setdefault((group, "(a)"), []).append(_per_frame_metrics(full, obs, c, run_cfg, n_pts))
             except InputError as e:
                 report.note(f"validation {c.split}/{c.index} {mode}: {e}")
         for (group, name), rs in rows.items():
-            report.add(f"validation {mode} ({group} clips), {name}: IoU", _mean([r["iou_mean"] for r in rs]), "",
-                       per_clip=[round(r["iou_mean"], 3) for r in rs],
-                       **({"frame0": [r["frame0"] for r in rs]} if "frame0" in rs[0] else {}))
-            report.add(f"validation {mode} ({group} clips), {name}: correspondence L2 / bbox diagonal",
-                       100 * _mean([r["corr_rel_mean"] for r in rs]), "%",
-                       per_clip=[round(100 * r["corr_rel_mean"], 2) for r in rs])
+            report.add(
+                f"validation {mode} ({group} clips), {name}: IoU",
+                _mean([r["iou_mean"] for r in rs]),
+                "",
+                per_clip=[round(r["iou_mean"], 3) for r in rs],
+                **({"frame0": [r["frame0"] for r in rs]} if "frame0" in rs[0] else {}),
+            )
+            report.add(
+                f"validation {mode} ({group} clips), {name}: correspondence L2 / bbox diagonal",
+                100 * _mean([r["corr_rel_mean"] for r in rs]),
+                "%",
+                per_clip=[round(100 * r["corr_rel_mean"], 2) for r in rs],
+            )
 
 
 def bench_motion(report: BenchReport, quick: bool) -> None:

@@ -84,8 +84,10 @@ def _kind(run_cfg: DictConfig, run_dir: Path | str = "run") -> str:
     for k in ("ShapeAEModule", "DeformAEModule", "ShapeDiffusionModule", "DeformDiffusionModule"):
         if target.endswith(k):
             return k
-    raise ConfigError(f"'{run_dir}' is not a motion run (its config.yaml names model target '{target}'; expected "
-                      "a motion shape_ae / deform_ae / shape_diffusion / deform_diffusion run)")
+    raise ConfigError(
+        f"'{run_dir}' is not a motion run (its config.yaml names model target '{target}'; expected "
+        "a motion shape_ae / deform_ae / shape_diffusion / deform_diffusion run)"
+    )
 
 
 def num_frames(run_cfg: DictConfig, run_dir: Path | str = "run") -> int:
@@ -93,8 +95,10 @@ def num_frames(run_cfg: DictConfig, run_dir: Path | str = "run") -> int:
     comes from a file."""
     v = OmegaConf.select(run_cfg, "data.num_frames", default=None)
     if isinstance(v, bool) or not isinstance(v, int) or not 2 <= v <= 1000:
-        raise ConfigError(f"'{run_dir}/config.yaml': data.num_frames={v!r} is not a frame count in [2, 1000]; "
-                          "the run folder is damaged")
+        raise ConfigError(
+            f"'{run_dir}/config.yaml': data.num_frames={v!r} is not a frame count in [2, 1000]; "
+            "the run folder is damaged"
+        )
     return v
 
 
@@ -151,8 +155,10 @@ def _read_inputs(cfg: MotionReconstructConfig):
         tmpl = read_template(check_input_file(cfg.template, "template"))
     frames = read_sequence(cfg.input)
     if gt is not None and len(gt[0]) != len(frames):
-        raise InputError(f"gt={cfg.gt}: {len(gt[0])} ground-truth frames for the {len(frames)} frames of "
-                         f"input={cfg.input}; the frame counts must agree")
+        raise InputError(
+            f"gt={cfg.gt}: {len(gt[0])} ground-truth frames for the {len(frames)} frames of "
+            f"input={cfg.input}; the frame counts must agree"
+        )
     return out_dir, frames, gt, tmpl
 
 
@@ -174,9 +180,11 @@ def _check_latent_queries(frames: list[np.ndarray], pipe, input_path: str) -> No
     M = int(pipe.shape_ae.config.num_latents)
     for t, f in enumerate(frames):
         if len(f) < M:
-            raise InputError(f"input '{input_path}': frame {t} has {len(f)} points, fewer than the {M} latent "
-                             f"queries of the shape encoder; every frame needs at least {M} points (use denser "
-                             "scans, or a model trained with fewer latents)")
+            raise InputError(
+                f"input '{input_path}': frame {t} has {len(f)} points, fewer than the {M} latent "
+                f"queries of the shape encoder; every frame needs at least {M} points (use denser "
+                "scans, or a model trained with fewer latents)"
+            )
 
 
 def _solve(cfg: MotionReconstructConfig, pipe, norm: list[np.ndarray], tmpl, loc, scale) -> list:
@@ -207,30 +215,70 @@ def _gt_metrics(recs, gt: tuple[np.ndarray, np.ndarray], loc, scale, n: int = 30
     return [sequence_metrics(r.vertices, r.faces, clip, n, n) for r in recs]
 
 
-def _write_outputs(cfg: MotionReconstructConfig, out_dir: Path, recs, metrics, loc, scale, seconds: float) -> dict:
+def _write_outputs(
+    cfg: MotionReconstructConfig, out_dir: Path, recs, metrics, loc, scale, seconds: float
+) -> dict:
     """One ``sample_XX`` folder per reconstruction and ``summary.json``, written as a whole folder."""
     from latent4d.motion.io import write_tracked_sequence
 
-    settings = dict(input=str(cfg.input), method=cfg.method, mode=cfg.mode, steps=cfg.steps, sampler=cfg.sampler,
-                    template=cfg.template, guidance=cfg.guidance, fuse=cfg.fuse, resolution=cfg.resolution,
-                    mesh=cfg.mesh, n_obs=cfg.n_obs, noise=cfg.noise, seed=cfg.seed, window=cfg.window,
-                    shape_run=cfg.shape_run, deform_run=cfg.deform_run, loc=np.asarray(loc).tolist(),
-                    scale=float(scale), settings=asdict(cfg))
+    settings = dict(
+        input=str(cfg.input),
+        method=cfg.method,
+        mode=cfg.mode,
+        steps=cfg.steps,
+        sampler=cfg.sampler,
+        template=cfg.template,
+        guidance=cfg.guidance,
+        fuse=cfg.fuse,
+        resolution=cfg.resolution,
+        mesh=cfg.mesh,
+        n_obs=cfg.n_obs,
+        noise=cfg.noise,
+        seed=cfg.seed,
+        window=cfg.window,
+        shape_run=cfg.shape_run,
+        deform_run=cfg.deform_run,
+        loc=np.asarray(loc).tolist(),
+        scale=float(scale),
+        settings=asdict(cfg),
+    )
     written = []
     with atomic_dir(out_dir, marker="summary.json") as tmp:
         for r, m in zip(recs, metrics):
-            info = dict(settings, sample=r.sample, frame0=r.frame0, timings=r.timings,
-                        seconds_total=seconds / len(recs))
+            info = dict(
+                settings,
+                sample=r.sample,
+                frame0=r.frame0,
+                timings=r.timings,
+                seconds_total=seconds / len(recs),
+            )
             if m is not None:
                 info["metrics"] = m
             name = f"sample_{r.sample:02d}"
-            write_tracked_sequence(tmp / name, r.vertices, r.faces, r.observations, loc, scale, info,
-                                   render=cfg.render, render_size=cfg.render_size, turntable=cfg.turntable)
+            write_tracked_sequence(
+                tmp / name,
+                r.vertices,
+                r.faces,
+                r.observations,
+                loc,
+                scale,
+                info,
+                render=cfg.render,
+                render_size=cfg.render_size,
+                turntable=cfg.turntable,
+            )
             written.append(str(out_dir / name))
-            print(f"[latent4d] sample {r.sample}: {r.num_frames} frames, {r.vertices.shape[1]} vertices -> "
-                  f"{out_dir / name}")
-        summary = dict(settings, samples=written, frames=recs[0].num_frames, seconds=seconds,
-                       metrics=[m and {k: v for k, v in m.items() if k.endswith("_mean")} for m in metrics])
+            print(
+                f"[latent4d] sample {r.sample}: {r.num_frames} frames, {r.vertices.shape[1]} vertices -> "
+                f"{out_dir / name}"
+            )
+        summary = dict(
+            settings,
+            samples=written,
+            frames=recs[0].num_frames,
+            seconds=seconds,
+            metrics=[m and {k: v for k, v in m.items() if k.endswith("_mean")} for m in metrics],
+        )
         write_json_atomic(tmp / "summary.json", summary)
     return summary
 
@@ -255,11 +303,17 @@ def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     kind = _kind(run_cfg, run_dir)
     T = num_frames(run_cfg, run_dir)
     if o.frame >= T:
-        raise ConfigError(f"sample: frame={o.frame} is not a frame of this run's {T}-frame clips (0..{T - 1})")
+        raise ConfigError(
+            f"sample: frame={o.frame} is not a frame of this run's {T}-frame clips (0..{T - 1})"
+        )
     out = check_output_dir(o.out or run_dir / "samples", "out")
     clip = held_out(o.clip + 1, T, splits=(o.split,))[o.clip]
-    run = {"ShapeAEModule": _sample_shape_ae, "DeformAEModule": _sample_deform_ae,
-           "ShapeDiffusionModule": _sample_shape_diffusion, "DeformDiffusionModule": _sample_deform_diffusion}[kind]
+    run = {
+        "ShapeAEModule": _sample_shape_ae,
+        "DeformAEModule": _sample_deform_ae,
+        "ShapeDiffusionModule": _sample_shape_diffusion,
+        "DeformDiffusionModule": _sample_deform_diffusion,
+    }[kind]
     return run(run_dir, o, clip, out)
 
 
@@ -289,9 +343,14 @@ def _sample_deform_ae(run_dir: Path, o: SampleOptions, clip, out: Path) -> dict:
     seq, cl = clip.sequence, clip.surface[:, :1024]
     moved = pipe.deform(pipe.encode_deformation(cl[0], cl[1:]), seq.vertices[0])
     verts = np.concatenate([seq.vertices[:1], moved])
-    d = write_tracked_sequence(out / "sample_00", verts, seq.faces, cl, info={"run": str(run_dir),
-                                                                             "kind": "DeformAEModule"},
-                               render=o.render)
+    d = write_tracked_sequence(
+        out / "sample_00",
+        verts,
+        seq.faces,
+        cl,
+        info={"run": str(run_dir), "kind": "DeformAEModule"},
+        render=o.render,
+    )
     print(f"[latent4d] wrote {d}")
     return {"folder": str(d)}
 
@@ -304,8 +363,9 @@ def _sample_shape_diffusion(run_dir: Path, o: SampleOptions, clip, out: Path) ->
 
     pipe = MotionPipeline.from_runs(shape_diffusion=run_dir)
     obs = observe_clip(clip, o.mode, o.n_obs, o.noise, o.seed)
-    z = pipe.sample_shape(obs[0], o.num_samples, o.steps, o.sampler, o.mode == "sparse",
-                          torch.Generator().manual_seed(o.seed))
+    z = pipe.sample_shape(
+        obs[0], o.num_samples, o.steps, o.sampler, o.mode == "sparse", torch.Generator().manual_seed(o.seed)
+    )
     paths = []
     for s in range(o.num_samples):
         m = pipe.mesh(z[s], o.resolution)
@@ -326,13 +386,29 @@ def _sample_deform_diffusion(run_dir: Path, o: SampleOptions, clip, out: Path) -
     pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir)
     obs = observe_clip(clip, o.mode, o.n_obs, o.noise, o.seed)
     shape_latents = None if o.shape_run else pipe.encode_shape(clip.surface[0][:1024])
-    cfg = plain_config(f"mode={o.mode}", f"num_samples={o.num_samples}", f"steps={o.steps}", f"sampler={o.sampler}",
-                       f"resolution={o.resolution}", f"seed={o.seed}", f"n_obs={o.n_obs}")
+    cfg = plain_config(
+        f"mode={o.mode}",
+        f"num_samples={o.num_samples}",
+        f"steps={o.steps}",
+        f"sampler={o.sampler}",
+        f"resolution={o.resolution}",
+        f"seed={o.seed}",
+        f"n_obs={o.n_obs}",
+    )
     recs = MotionSolver(pipe, cfg).reconstruct(obs, shape_latents=shape_latents)
-    folders = [str(write_tracked_sequence(out / f"sample_{r.sample:02d}", r.vertices, r.faces, r.observations,
-                                          info={"run": str(run_dir), "mode": o.mode, "timings": r.timings},
-                                          render=o.render))
-               for r in recs]
+    folders = [
+        str(
+            write_tracked_sequence(
+                out / f"sample_{r.sample:02d}",
+                r.vertices,
+                r.faces,
+                r.observations,
+                info={"run": str(run_dir), "mode": o.mode, "timings": r.timings},
+                render=o.render,
+            )
+        )
+        for r in recs
+    ]
     print(f"[latent4d] wrote {', '.join(folders)}")
     return {"folders": folders}
 
@@ -379,11 +455,17 @@ def _evaluate_shape_diffusion(pipe, clips, o: EvaluateOptions) -> dict:
     rows = []
     for c in clips:
         obs = observe_clip(c, o.mode)
-        z = pipe.sample_shape(obs[0], 1, o.steps, corresponding=o.mode == "sparse",
-                              generator=torch.Generator().manual_seed(0))
+        z = pipe.sample_shape(
+            obs[0], 1, o.steps, corresponding=o.mode == "sparse", generator=torch.Generator().manual_seed(0)
+        )
         m = pipe.mesh(z[0], o.resolution)
-        rows.append({"split": c.split, "iou": mesh_iou(m, c.sequence.mesh(0)),
-                     "chamfer_l1": chamfer_l1(m, c.sequence.mesh(0))})
+        rows.append(
+            {
+                "split": c.split,
+                "iou": mesh_iou(m, c.sequence.mesh(0)),
+                "chamfer_l1": chamfer_l1(m, c.sequence.mesh(0)),
+            }
+        )
     return _summarise(o.mode, rows)
 
 
@@ -391,14 +473,20 @@ def _evaluate_deform_diffusion(pipe, clips, o: EvaluateOptions) -> dict:
     from latent4d.motion.evaluate import observe_clip, sequence_metrics
     from latent4d.motion.reconstruct import MotionSolver
 
-    solver = MotionSolver(pipe, plain_config(f"mode={o.mode}", f"steps={o.steps}", f"resolution={o.resolution}"))
+    solver = MotionSolver(
+        pipe, plain_config(f"mode={o.mode}", f"steps={o.steps}", f"resolution={o.resolution}")
+    )
     rows = []
     for c in clips:
         sl = None if o.shape_run else pipe.encode_shape(c.surface[0][:1024])
         rec = solver.reconstruct(observe_clip(c, o.mode), shape_latents=sl)[0]
         met = sequence_metrics(rec.vertices, rec.faces, c, 30_000, 30_000)
-        rows.append({"split": c.split, **{k: met[k] for k in ("iou_mean", "chamfer_l1_mean", "corr_l2_mean",
-                                                             "corr_rel_mean")}})
+        rows.append(
+            {
+                "split": c.split,
+                **{k: met[k] for k in ("iou_mean", "chamfer_l1_mean", "corr_l2_mean", "corr_rel_mean")},
+            }
+        )
     return _summarise(o.mode, rows)
 
 
@@ -411,14 +499,23 @@ def train_demo_runs(out_dir: Path, quick: bool) -> dict[str, Path]:
     ``motion_<experiment>_demo[_quick]`` (conf/preset); the diffusion runs link the autoencoder runs."""
     from latent4d.train import compose_config, replace_run, run_training
 
-    base = ["callbacks=minimal", "logger=csv"] + (["+trainer.enable_progress_bar=false", "test=false",
-                                                   "+trainer.enable_model_summary=false"] if quick else [])
+    base = ["callbacks=minimal", "logger=csv"] + (
+        ["+trainer.enable_progress_bar=false", "test=false", "+trainer.enable_model_summary=false"]
+        if quick
+        else []
+    )
     runs: dict[str, Path] = {}
     for exp in EXPERIMENTS:
         runs[exp] = out_dir / "runs" / exp
-        links = [] if exp.endswith("_ae") else [f"shape_ae_run={runs['shape_ae']}", f"deform_ae_run={runs['deform_ae']}"]
+        links = (
+            []
+            if exp.endswith("_ae")
+            else [f"shape_ae_run={runs['shape_ae']}", f"deform_ae_run={runs['deform_ae']}"]
+        )
         preset = f"preset=motion_{exp}_demo{'_quick' if quick else ''}"
-        run_training(compose_config([f"experiment=motion/{exp}", *base, *links, preset], replace_run(runs[exp])))
+        run_training(
+            compose_config([f"experiment=motion/{exp}", *base, *links, preset], replace_run(runs[exp]))
+        )
     return runs
 
 
@@ -440,10 +537,14 @@ def _demo_reconstruction(pipe, clip, obs, quick: bool):
     # encoding of the true frame-0 cloud for frame 0 (the deformation diffusion still tracks it)
     try:
         sl = pipe.encode_shape(clip.surface[0][:256])
-        return solver.reconstruct(obs, shape_latents=sl)[0], "shape AE encoding of the true frame-0 cloud (quick mode)"
+        return solver.reconstruct(obs, shape_latents=sl)[
+            0
+        ], "shape AE encoding of the true frame-0 cloud (quick mode)"
     except InputError:  # not even the shape AE has found a surface yet: track the true frame-0 mesh
-        return (solver.reconstruct(obs, mesh0=clip.sequence.mesh(0))[0],
-                "true frame-0 mesh (quick mode: models too briefly trained to find a surface)")
+        return (
+            solver.reconstruct(obs, mesh0=clip.sequence.mesh(0))[0],
+            "true frame-0 mesh (quick mode: models too briefly trained to find a surface)",
+        )
 
 
 def demo(out_dir: Path, quick: bool = False) -> dict:
@@ -461,19 +562,40 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     run_cfg = load_run_config(runs["deform_diffusion"])
     clip = held_out(1, num_frames(run_cfg), splits=("test_identity",), kinds=("blob",) if quick else None)[0]
     obs = observe_clip(clip, "sparse", n_obs=int(run_cfg.data.n_obs), noise=0.002)
-    pipe = MotionPipeline.from_runs(shape_diffusion=runs["shape_diffusion"], deform_diffusion=runs["deform_diffusion"])
+    pipe = MotionPipeline.from_runs(
+        shape_diffusion=runs["shape_diffusion"], deform_diffusion=runs["deform_diffusion"]
+    )
     t1 = time.perf_counter()
     rec, source = _demo_reconstruction(pipe, clip, obs, quick)
     t_rec = time.perf_counter() - t1
     n = 20_000 if quick else 100_000
     met = sequence_metrics(rec.vertices, rec.faces, clip, n, n)
-    info = {"clip": f"{clip.split}/{clip.index}", "mode": "sparse", "frame0_from": source, "seconds": t_rec,
-            "metrics": met}
-    folder = write_tracked_sequence(out_dir / "reconstruction" / "sample_00", rec.vertices, rec.faces,
-                                    rec.observations, info=info, render=not quick, turntable=not quick)
-    result = {"iou": met["iou_mean"], "chamfer_l1": met["chamfer_l1_mean"], "corr_l2": met["corr_l2_mean"],
-              "corr_rel": met["corr_rel_mean"], "seconds_train": round(t_train, 1),
-              "seconds_reconstruct": round(t_rec, 2), "frames": rec.num_frames, "output": str(folder),
-              "runs": {k: str(v) for k, v in runs.items()}}
+    info = {
+        "clip": f"{clip.split}/{clip.index}",
+        "mode": "sparse",
+        "frame0_from": source,
+        "seconds": t_rec,
+        "metrics": met,
+    }
+    folder = write_tracked_sequence(
+        out_dir / "reconstruction" / "sample_00",
+        rec.vertices,
+        rec.faces,
+        rec.observations,
+        info=info,
+        render=not quick,
+        turntable=not quick,
+    )
+    result = {
+        "iou": met["iou_mean"],
+        "chamfer_l1": met["chamfer_l1_mean"],
+        "corr_l2": met["corr_l2_mean"],
+        "corr_rel": met["corr_rel_mean"],
+        "seconds_train": round(t_train, 1),
+        "seconds_reconstruct": round(t_rec, 2),
+        "frames": rec.num_frames,
+        "output": str(folder),
+        "runs": {k: str(v) for k, v in runs.items()},
+    }
     write_json_atomic(out_dir / "metrics.json", result)
     return result

@@ -41,8 +41,9 @@ _ID_OFFSET = {"train": 0, "val": 0, "test_motion": 0, "test_identity": 1_000_000
 _MOTION_OFFSET = {"train": 0, "val": 0, "test_motion": 2_000_000, "test_identity": 0}
 
 
-def split_pairs(split: str, n: int, n_identities: int = 32, n_motions: int = 32,
-                seed: int = 0) -> list[tuple[int, int]]:
+def split_pairs(
+    split: str, n: int, n_identities: int = 32, n_motions: int = 32, seed: int = 0
+) -> list[tuple[int, int]]:
     """``n`` (identity_seed, motion_seed) pairs of a procedural split (see module docstring)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
@@ -69,8 +70,16 @@ def split_pairs(split: str, n: int, n_identities: int = 32, n_motions: int = 32,
     return pairs
 
 
-def frame_samples(vertices: np.ndarray, faces: np.ndarray, n_surface: int, n_uniform: int, n_near: int,
-                  near_sigmas=(0.004, 0.015), bounds: float = 0.55, rng=None) -> dict[str, np.ndarray]:
+def frame_samples(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    n_surface: int,
+    n_uniform: int,
+    n_near: int,
+    near_sigmas=(0.004, 0.015),
+    bounds: float = 0.55,
+    rng=None,
+) -> dict[str, np.ndarray]:
     """Samples of one mesh sequence ``vertices`` (T, V, 3) with shared ``faces``.
 
     Surface samples reuse one (face, barycentric) draw across frames, so they correspond.
@@ -92,14 +101,30 @@ def frame_samples(vertices: np.ndarray, faces: np.ndarray, n_surface: int, n_uni
         sdf = MeshSDF((vertices[t], faces))
         uocc[t] = sdf.occupancy(uni[t])
         nocc[t] = sdf.occupancy(near[t])
-    return {"surface": surface, "uniform": uni.astype(np.float16), "uniform_occ": uocc,
-            "near": near.astype(np.float16), "near_occ": nocc}
+    return {
+        "surface": surface,
+        "uniform": uni.astype(np.float16),
+        "uniform_occ": uocc,
+        "near": near.astype(np.float16),
+        "near_occ": nocc,
+    }
 
 
-def build_procedural_split(split: str, n_sequences: int, num_frames: int = 17, n_surface: int = 2048,
-                           n_uniform: int = 2048, n_near: int = 2048, n_identities: int = 32,
-                           n_motions: int = 32, kinds=KINDS, motions=MOTIONS, bounds: float = 0.55,
-                           seed: int = 0, cache: bool = True) -> dict[str, np.ndarray]:
+def build_procedural_split(
+    split: str,
+    n_sequences: int,
+    num_frames: int = 17,
+    n_surface: int = 2048,
+    n_uniform: int = 2048,
+    n_near: int = 2048,
+    n_identities: int = 32,
+    n_motions: int = 32,
+    kinds=KINDS,
+    motions=MOTIONS,
+    bounds: float = 0.55,
+    seed: int = 0,
+    cache: bool = True,
+) -> dict[str, np.ndarray]:
     """Arrays of one procedural split (cached with :func:`latent4d.cache.cached_npz`)."""
     from latent4d.cache import cached_npz
 
@@ -108,19 +133,44 @@ def build_procedural_split(split: str, n_sequences: int, num_frames: int = 17, n
     if num_frames < 2:
         raise ConfigError(f"num_frames must be >= 2, got {num_frames}")
     kinds, motions = tuple(kinds), tuple(motions)
-    params = dict(split=split, n=n_sequences, T=num_frames, ns=n_surface, nu=n_uniform, nn=n_near,
-                  ni=n_identities, nm=n_motions, kinds=kinds, motions=motions, bounds=bounds, seed=seed, v=1)
+    params = dict(
+        split=split,
+        n=n_sequences,
+        T=num_frames,
+        ns=n_surface,
+        nu=n_uniform,
+        nn=n_near,
+        ni=n_identities,
+        nm=n_motions,
+        kinds=kinds,
+        motions=motions,
+        bounds=bounds,
+        seed=seed,
+        v=1,
+    )
 
     def build() -> dict[str, np.ndarray]:
         pairs = split_pairs(split, n_sequences, n_identities, n_motions, seed)
         parts: dict[str, list] = {}
         for k, (ids, ms) in enumerate(pairs):
             seq = procedural_sequence(ids, ms, num_frames, kinds, motions)
-            smp = frame_samples(seq.vertices, seq.faces, n_surface, n_uniform, n_near, bounds=bounds,
-                                rng=np.random.default_rng([seed, SPLITS.index(split), k]))
-            smp.update(loc=seq.loc, scale=np.float32(seq.scale), identity_seed=np.int64(ids),
-                       motion_seed=np.int64(ms), kind=np.int64(KINDS.index(seq.identity.kind)),
-                       motion_kind=np.int64(MOTIONS.index(seq.motion.kind)))
+            smp = frame_samples(
+                seq.vertices,
+                seq.faces,
+                n_surface,
+                n_uniform,
+                n_near,
+                bounds=bounds,
+                rng=np.random.default_rng([seed, SPLITS.index(split), k]),
+            )
+            smp.update(
+                loc=seq.loc,
+                scale=np.float32(seq.scale),
+                identity_seed=np.int64(ids),
+                motion_seed=np.int64(ms),
+                kind=np.int64(KINDS.index(seq.identity.kind)),
+                motion_kind=np.int64(MOTIONS.index(seq.motion.kind)),
+            )
             for key, val in smp.items():
                 parts.setdefault(key, []).append(val)
         return {key: np.stack(v) for key, v in parts.items()}
@@ -128,15 +178,17 @@ def build_procedural_split(split: str, n_sequences: int, num_frames: int = 17, n
     return cached_npz(f"motion-{split}", params, build, enabled=cache)
 
 
-def sequences_of(arrays: dict[str, np.ndarray], k: int, num_frames: int | None = None, kinds=KINDS,
-                 motions=MOTIONS):
+def sequences_of(
+    arrays: dict[str, np.ndarray], k: int, num_frames: int | None = None, kinds=KINDS, motions=MOTIONS
+):
     """Regenerate the procedural mesh sequence of entry ``k`` of a split (same ``kinds`` / ``motions``
     restrictions as when the split was built)."""
     if "identity_seed" not in arrays:
         raise InputError("this split was not generated procedurally: it has no identity/motion seeds")
     T = num_frames or arrays["surface"].shape[1]
-    return procedural_sequence(int(arrays["identity_seed"][k]), int(arrays["motion_seed"][k]), T, tuple(kinds),
-                               tuple(motions))
+    return procedural_sequence(
+        int(arrays["identity_seed"][k]), int(arrays["motion_seed"][k]), T, tuple(kinds), tuple(motions)
+    )
 
 
 def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
@@ -152,10 +204,22 @@ def check_arrays(arrays: dict[str, np.ndarray], name: str) -> None:
         raise InputError(f"{name}: sequences need at least 2 frames, got {T}")
     for k in need[1:]:
         if arrays[k].shape[:2] != (S, T):
-            raise InputError(f"{name}: '{k}' has {arrays[k].shape[:2]} (sequences, frames), "
-                             f"'surface' has {(S, T)}: mismatched frame counts")
+            raise InputError(
+                f"{name}: '{k}' has {arrays[k].shape[:2]} (sequences, frames), "
+                f"'surface' has {(S, T)}: mismatched frame counts"
+            )
     if not np.isfinite(arrays["surface"]).all():
         raise InputError(f"{name}: surface samples contain NaN or inf")
+
+
+def surface_shape(arrays: dict[str, np.ndarray], n_points: int, name: str) -> tuple[int, int, int]:
+    """(sequences, frames, surface samples per frame) of checked arrays (:func:`check_arrays`) that hold
+    at least ``n_points`` samples per frame; InputError naming ``name`` otherwise."""
+    check_arrays(arrays, name)
+    S, T, Ns = arrays["surface"].shape[:3]
+    if Ns < n_points:
+        raise InputError(f"{name}: {n_points} input points requested, the data has {Ns} per frame")
+    return S, T, Ns
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,14 +239,19 @@ class ShapeFrameDataset(Dataset):
     the common scaling; new aspect ratios stand in for identities (proportions) never seen.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], n_points: int = 1024, n_uniform: int = 1024,
-                 n_near: int = 1024, deterministic: bool = False, seed: int = 0, frames=None,
-                 augment_aspect: float = 0.0):
-        check_arrays(arrays, "ShapeFrameDataset")
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        n_points: int = 1024,
+        n_uniform: int = 1024,
+        n_near: int = 1024,
+        deterministic: bool = False,
+        seed: int = 0,
+        frames=None,
+        augment_aspect: float = 0.0,
+    ):
+        S, T, Ns = surface_shape(arrays, n_points, "ShapeFrameDataset")
         self.a = arrays
-        S, T, Ns = arrays["surface"].shape[:3]
-        if Ns < n_points:
-            raise InputError(f"ShapeFrameDataset: {n_points} input points requested, the data has {Ns} per frame")
         self.frames = list(range(T)) if frames is None else list(frames)
         self.index = [(s, t) for s in range(S) for t in self.frames]
         self.n_points, self.n_uniform, self.n_near = n_points, n_uniform, n_near
@@ -212,8 +281,12 @@ class ShapeFrameDataset(Dataset):
             f = self.augment_aspect + (1 - self.augment_aspect) * torch.rand(3).numpy().astype(np.float32)
             f /= f.max()
             pts, q = pts * f, q * f
-        return {"points": torch.from_numpy(pts), "queries": torch.from_numpy(q),
-                "occ": torch.from_numpy(occ.astype(np.float32)), "near": torch.from_numpy(near)}
+        return {
+            "points": torch.from_numpy(pts),
+            "queries": torch.from_numpy(q),
+            "occ": torch.from_numpy(occ.astype(np.float32)),
+            "near": torch.from_numpy(near),
+        }
 
 
 class DeformPairDataset(Dataset):
@@ -225,14 +298,18 @@ class DeformPairDataset(Dataset):
     fixes the source, e.g. 0); evaluation enumerates (0, t) for t = 1..T-1.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], n_points: int = 1024, n_queries: int = 1024,
-                 deterministic: bool = False, seed: int = 0, source_frame: int | None = None,
-                 pairs_per_sequence: int = 16):
-        check_arrays(arrays, "DeformPairDataset")
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        n_points: int = 1024,
+        n_queries: int = 1024,
+        deterministic: bool = False,
+        seed: int = 0,
+        source_frame: int | None = None,
+        pairs_per_sequence: int = 16,
+    ):
+        S, T, Ns = surface_shape(arrays, n_points, "DeformPairDataset")
         self.a = arrays
-        S, T, Ns = arrays["surface"].shape[:3]
-        if Ns < n_points:
-            raise InputError(f"DeformPairDataset: {n_points} input points requested, the data has {Ns} per frame")
         self.S, self.T, self.Ns = S, T, Ns
         self.n_points, self.n_queries = n_points, n_queries
         self.deterministic, self.seed, self.source_frame = deterministic, seed, source_frame
@@ -253,13 +330,20 @@ class DeformPairDataset(Dataset):
             src = self.source_frame if self.source_frame is not None else int(torch.randint(self.T, (1,)))
             tgt = int(torch.randint(self.T, (1,)))
         perm = torch.randperm(self.Ns, generator=g).numpy()
-        pi = perm[:self.n_points]
-        qi = perm[-self.n_queries:] if self.n_queries <= self.Ns else torch.randint(self.Ns, (self.n_queries,),
-                                                                                        generator=g).numpy()
+        pi = perm[: self.n_points]
+        qi = (
+            perm[-self.n_queries :]
+            if self.n_queries <= self.Ns
+            else torch.randint(self.Ns, (self.n_queries,), generator=g).numpy()
+        )
         surf = self.a["surface"][s]
-        return {"source": torch.from_numpy(surf[src][pi]), "target": torch.from_numpy(surf[tgt][pi]),
-                "query": torch.from_numpy(surf[src][qi]), "query_target": torch.from_numpy(surf[tgt][qi]),
-                "frames": torch.tensor([src, tgt])}
+        return {
+            "source": torch.from_numpy(surf[src][pi]),
+            "target": torch.from_numpy(surf[tgt][pi]),
+            "query": torch.from_numpy(surf[src][qi]),
+            "query_target": torch.from_numpy(surf[tgt][qi]),
+            "frames": torch.tensor([src, tgt]),
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,14 +358,36 @@ class MotionDataModule(SplitDataModule):
     ``test.lst`` is the test split.
     """
 
-    def __init__(self, mode: str = "shape", source: str = "procedural", root: str | None = None,
-                 n_train: int = 96, n_val: int = 8, n_test: int = 8, num_frames: int = 17,
-                 n_identities: int = 32, n_motions: int = 32, n_surface: int = 2048, n_uniform_store: int = 2048,
-                 n_near_store: int = 2048, n_points: int = 1024, n_uniform: int = 1024, n_near: int = 1024,
-                 n_queries: int = 1024, pairs_per_sequence: int = 16, batch_size: int = 16,
-                 num_workers: int = 0, bounds: float = 0.55, seed: int = 0, data_seed: int = 0,
-                 kinds=KINDS, motions=MOTIONS, oflow_categories=None, oflow_max_sequences=None,
-                 augment_aspect: float = 0.0):
+    def __init__(
+        self,
+        mode: str = "shape",
+        source: str = "procedural",
+        root: str | None = None,
+        n_train: int = 96,
+        n_val: int = 8,
+        n_test: int = 8,
+        num_frames: int = 17,
+        n_identities: int = 32,
+        n_motions: int = 32,
+        n_surface: int = 2048,
+        n_uniform_store: int = 2048,
+        n_near_store: int = 2048,
+        n_points: int = 1024,
+        n_uniform: int = 1024,
+        n_near: int = 1024,
+        n_queries: int = 1024,
+        pairs_per_sequence: int = 16,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        bounds: float = 0.55,
+        seed: int = 0,
+        data_seed: int = 0,
+        kinds=KINDS,
+        motions=MOTIONS,
+        oflow_categories=None,
+        oflow_max_sequences=None,
+        augment_aspect: float = 0.0,
+    ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionDataModule: mode must be 'shape' or 'deform', got {mode!r}")
@@ -302,25 +408,56 @@ class MotionDataModule(SplitDataModule):
                 from latent4d.motion.oflow import load_oflow_split
 
                 name = {"train": "train", "val": "val", "test_motion": "test", "test_identity": "test"}[split]
-                self.arrays[split] = load_oflow_split(hp.root, name, num_frames=hp.num_frames,
-                                                      n_surface=hp.n_surface, n_uniform=hp.n_uniform_store,
-                                                      n_near=hp.n_near_store, categories=hp.oflow_categories,
-                                                      max_sequences=hp.oflow_max_sequences, seed=hp.data_seed)
+                self.arrays[split] = load_oflow_split(
+                    hp.root,
+                    name,
+                    num_frames=hp.num_frames,
+                    n_surface=hp.n_surface,
+                    n_uniform=hp.n_uniform_store,
+                    n_near=hp.n_near_store,
+                    categories=hp.oflow_categories,
+                    max_sequences=hp.oflow_max_sequences,
+                    seed=hp.data_seed,
+                )
             else:
                 n = {"train": hp.n_train, "val": hp.n_val}.get(split, hp.n_test)
                 self.arrays[split] = build_procedural_split(
-                    split, n, hp.num_frames, hp.n_surface, hp.n_uniform_store, hp.n_near_store, hp.n_identities,
-                    hp.n_motions, tuple(hp.kinds), tuple(hp.motions), hp.bounds, hp.data_seed)
+                    split,
+                    n,
+                    hp.num_frames,
+                    hp.n_surface,
+                    hp.n_uniform_store,
+                    hp.n_near_store,
+                    hp.n_identities,
+                    hp.n_motions,
+                    tuple(hp.kinds),
+                    tuple(hp.motions),
+                    hp.bounds,
+                    hp.data_seed,
+                )
         return self.arrays[split]
 
     def _dataset(self, split: str, train: bool) -> Dataset:
         hp = self.hparams
         a = self.load_split(split)
         if hp.mode == "shape":
-            return ShapeFrameDataset(a, hp.n_points, hp.n_uniform, hp.n_near, deterministic=not train,
-                                     seed=hp.seed + SPLITS.index(split), augment_aspect=hp.augment_aspect)
-        return DeformPairDataset(a, hp.n_points, hp.n_queries, deterministic=not train,
-                                 seed=hp.seed + SPLITS.index(split), pairs_per_sequence=hp.pairs_per_sequence)
+            return ShapeFrameDataset(
+                a,
+                hp.n_points,
+                hp.n_uniform,
+                hp.n_near,
+                deterministic=not train,
+                seed=hp.seed + SPLITS.index(split),
+                augment_aspect=hp.augment_aspect,
+            )
+        return DeformPairDataset(
+            a,
+            hp.n_points,
+            hp.n_queries,
+            deterministic=not train,
+            seed=hp.seed + SPLITS.index(split),
+            pairs_per_sequence=hp.pairs_per_sequence,
+        )
 
     def split_dataset(self, split: str) -> Dataset:
         """``train`` / ``val``; ``test``: both held-out splits (O-Flow data: its ``test.lst``)."""
@@ -335,9 +472,17 @@ class MotionDataModule(SplitDataModule):
 # latent diffusion data
 
 
-def partial_views(arrays: dict[str, np.ndarray], n_points: int = 512, views: int = 2, resolution: int = 64,
-                  seed: int = 0, cache: bool = True, params: dict | None = None, kinds=KINDS,
-                  motions=MOTIONS) -> np.ndarray:
+def partial_views(
+    arrays: dict[str, np.ndarray],
+    n_points: int = 512,
+    views: int = 2,
+    resolution: int = 64,
+    seed: int = 0,
+    cache: bool = True,
+    params: dict | None = None,
+    kinds=KINDS,
+    motions=MOTIONS,
+) -> np.ndarray:
     """(S, views, T, n_points, 3) float16 partial depth clouds of every sequence of a procedural split.
 
     View 0 uses a fixed camera, view 1 an orbiting one (then alternating). Meshes are regenerated
@@ -352,19 +497,40 @@ def partial_views(arrays: dict[str, np.ndarray], n_points: int = 512, views: int
         for s in range(S):
             seq = sequences_of(arrays, s, T, kinds, motions)
             for k in range(views):
-                out[s, k] = partial_observation(seq.vertices, seq.faces, n_points, "fixed" if k % 2 == 0 else "moving",
-                                                0.0, np.random.default_rng([seed, s, k]), resolution)
+                out[s, k] = partial_observation(
+                    seq.vertices,
+                    seq.faces,
+                    n_points,
+                    "fixed" if k % 2 == 0 else "moving",
+                    0.0,
+                    np.random.default_rng([seed, s, k]),
+                    resolution,
+                )
         return {"partial": out}
 
-    key = dict(params or {}, n=n_points, views=views, res=resolution, seed=seed, kinds=list(kinds),
-               motion_kinds=list(motions), ids=arrays["identity_seed"].tolist(),
-               motions=arrays["motion_seed"].tolist())
+    key = dict(
+        params or {},
+        n=n_points,
+        views=views,
+        res=resolution,
+        seed=seed,
+        kinds=list(kinds),
+        motion_kinds=list(motions),
+        ids=arrays["identity_seed"].tolist(),
+        motions=arrays["motion_seed"].tolist(),
+    )
     return cached_npz("motion-partial", key, build, enabled=cache and params is not None)["partial"]
 
 
 @torch.no_grad()
-def encode_latents(arrays: dict[str, np.ndarray], shape_ae=None, deform_ae=None, n_points: int = 1024,
-                   seed: int = 0, reverse: bool = True) -> dict[str, np.ndarray]:
+def encode_latents(
+    arrays: dict[str, np.ndarray],
+    shape_ae=None,
+    deform_ae=None,
+    n_points: int = 1024,
+    seed: int = 0,
+    reverse: bool = True,
+) -> dict[str, np.ndarray]:
     """Posterior-mean latents of every sequence, all computed from one subset of ``n_points`` surface
     samples per sequence (so latent index m of the shape and deformation sets refers to the same
     farthest-point sample of the source frame).
@@ -385,7 +551,11 @@ def encode_latents(arrays: dict[str, np.ndarray], shape_ae=None, deform_ae=None,
             dirs = [(0, list(range(1, T)))] + ([(T - 1, list(range(T - 2, -1, -1)))] if reverse else [])
             zs = []
             for src, tgts in dirs:
-                zs.append(deform_ae.encode(pts[src][None].expand(len(tgts), -1, -1), pts[tgts], sample=False).z.numpy())
+                zs.append(
+                    deform_ae.encode(
+                        pts[src][None].expand(len(tgts), -1, -1), pts[tgts], sample=False
+                    ).z.numpy()
+                )
             out["deform"].append(np.stack(zs))
     res = {"subset": subset}
     for k, v in out.items():
@@ -404,9 +574,18 @@ class LatentDiffusionDataset(Dataset):
     ``p_sparse``) or partial depth clouds. Observation noise: Gaussian, std ``noise``.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], latents: dict[str, np.ndarray], partial: np.ndarray | None,
-                 mode: str = "shape", n_obs: int = 300, noise: float = 0.002, p_sparse: float = 0.5,
-                 deterministic: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        latents: dict[str, np.ndarray],
+        partial: np.ndarray | None,
+        mode: str = "shape",
+        n_obs: int = 300,
+        noise: float = 0.002,
+        p_sparse: float = 0.5,
+        deterministic: bool = False,
+        seed: int = 0,
+    ):
         if mode not in ("shape", "deform"):
             raise ConfigError(f"LatentDiffusionDataset: mode must be 'shape' or 'deform', got {mode!r}")
         if mode == "deform" and "deform" not in latents:
@@ -419,8 +598,11 @@ class LatentDiffusionDataset(Dataset):
         S, T = arrays["surface"].shape[:2]
         self.S, self.T = S, T
         self.D = latents["deform"].shape[1] if mode == "deform" else 1
-        self.index = [(s, t) for s in range(S) for t in range(T)] if mode == "shape" else \
-            [(s, d) for s in range(S) for d in range(self.D)]
+        self.index = (
+            [(s, t) for s in range(S) for t in range(T)]
+            if mode == "shape"
+            else [(s, d) for s in range(S) for d in range(self.D)]
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -446,13 +628,20 @@ class LatentDiffusionDataset(Dataset):
         sparse = bool(rng.random() < self.p_sparse)
         if self.mode == "shape":
             obs = self._obs(rng, s, [j], sparse)[0]
-            return {"x0": torch.from_numpy(self.lat["shape"][s, j]), "obs": torch.from_numpy(obs),
-                    "corresponding": torch.tensor(sparse)}
+            return {
+                "x0": torch.from_numpy(self.lat["shape"][s, j]),
+                "obs": torch.from_numpy(obs),
+                "corresponding": torch.tensor(sparse),
+            }
         T = self.T
         frames = list(range(T)) if j == 0 else list(range(T - 1, -1, -1))
         obs = self._obs(rng, s, frames, sparse)
-        return {"x0": torch.from_numpy(self.lat["deform"][s, j]), "shape": torch.from_numpy(self.lat["shape"][s, frames[0]]),
-                "obs": torch.from_numpy(obs), "corresponding": torch.tensor(sparse)}
+        return {
+            "x0": torch.from_numpy(self.lat["deform"][s, j]),
+            "shape": torch.from_numpy(self.lat["shape"][s, frames[0]]),
+            "obs": torch.from_numpy(obs),
+            "corresponding": torch.tensor(sparse),
+        }
 
 
 class MotionLatentDataModule(SplitDataModule):
@@ -462,22 +651,48 @@ class MotionLatentDataModule(SplitDataModule):
     ``motion/shape_ae`` and ``motion/deform_ae``. Latents are encoded once in ``setup``.
     """
 
-    def __init__(self, mode: str = "shape", shape_ae_run: str | None = None, deform_ae_run: str | None = None,
-                 n_train: int = 96, n_val: int = 8, num_frames: int = 17, n_identities: int = 32,
-                 n_motions: int = 32, n_surface: int = 2048, n_uniform_store: int = 2048, n_near_store: int = 2048,
-                 n_points: int = 1024, n_obs: int = 300, noise: float = 0.002, p_sparse: float = 0.5,
-                 partial_points: int = 512, partial_views_per_sequence: int = 2, partial_resolution: int = 64,
-                 reverse: bool = True, batch_size: int = 16, num_workers: int = 0, bounds: float = 0.55,
-                 seed: int = 0, data_seed: int = 0, kinds=KINDS, motions=MOTIONS):
+    def __init__(
+        self,
+        mode: str = "shape",
+        shape_ae_run: str | None = None,
+        deform_ae_run: str | None = None,
+        n_train: int = 96,
+        n_val: int = 8,
+        num_frames: int = 17,
+        n_identities: int = 32,
+        n_motions: int = 32,
+        n_surface: int = 2048,
+        n_uniform_store: int = 2048,
+        n_near_store: int = 2048,
+        n_points: int = 1024,
+        n_obs: int = 300,
+        noise: float = 0.002,
+        p_sparse: float = 0.5,
+        partial_points: int = 512,
+        partial_views_per_sequence: int = 2,
+        partial_resolution: int = 64,
+        reverse: bool = True,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        bounds: float = 0.55,
+        seed: int = 0,
+        data_seed: int = 0,
+        kinds=KINDS,
+        motions=MOTIONS,
+    ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionLatentDataModule: mode must be 'shape' or 'deform', got {mode!r}")
         if not shape_ae_run:
-            raise ConfigError("the diffusion experiments need a trained shape autoencoder: "
-                              "shape_ae_run=<run directory of motion/shape_ae>")
+            raise ConfigError(
+                "the diffusion experiments need a trained shape autoencoder: "
+                "shape_ae_run=<run directory of motion/shape_ae>"
+            )
         if mode == "deform" and not deform_ae_run:
-            raise ConfigError("deformation diffusion needs a trained deformation autoencoder: "
-                              "deform_ae_run=<run directory of motion/deform_ae>")
+            raise ConfigError(
+                "deformation diffusion needs a trained deformation autoencoder: "
+                "deform_ae_run=<run directory of motion/deform_ae>"
+            )
         kinds, motions = [str(k) for k in kinds], [str(m) for m in motions]
         shape_ae_run = str(shape_ae_run)
         deform_ae_run = None if deform_ae_run is None else str(deform_ae_run)
@@ -487,9 +702,20 @@ class MotionLatentDataModule(SplitDataModule):
     def _split(self, split: str) -> dict[str, np.ndarray]:
         hp = self.hparams
         n = {"train": hp.n_train, "val": hp.n_val}[split]
-        return build_procedural_split(split, n, hp.num_frames, hp.n_surface, hp.n_uniform_store, hp.n_near_store,
-                                      hp.n_identities, hp.n_motions, tuple(hp.kinds), tuple(hp.motions), hp.bounds,
-                                      hp.data_seed)
+        return build_procedural_split(
+            split,
+            n,
+            hp.num_frames,
+            hp.n_surface,
+            hp.n_uniform_store,
+            hp.n_near_store,
+            hp.n_identities,
+            hp.n_motions,
+            tuple(hp.kinds),
+            tuple(hp.motions),
+            hp.bounds,
+            hp.data_seed,
+        )
 
     def split_dataset(self, split: str) -> Dataset:
         """The latents are encoded once for ``train`` and ``val``; ``test`` is the validation set."""
@@ -507,17 +733,42 @@ class MotionLatentDataModule(SplitDataModule):
         dae = load_autoencoder(DeformVecSetAE, hp.deform_ae_run) if hp.mode == "deform" else None
         for split in ("train", "val"):
             a = self._split(split)
-            lat = encode_latents(a, sae, dae, hp.n_points, seed=hp.data_seed + SPLITS.index(split), reverse=hp.reverse)
+            lat = encode_latents(
+                a, sae, dae, hp.n_points, seed=hp.data_seed + SPLITS.index(split), reverse=hp.reverse
+            )
             self.latents[split] = lat
             part = None
             if hp.p_sparse < 1.0:
-                part = partial_views(a, hp.partial_points, hp.partial_views_per_sequence, hp.partial_resolution,
-                                     seed=hp.data_seed, params=dict(split=split, data=dict(
-                                         n=len(a["surface"]), T=hp.num_frames, ni=hp.n_identities, nm=hp.n_motions,
-                                         seed=hp.data_seed)), kinds=tuple(hp.kinds), motions=tuple(hp.motions))
-            self.sets[split] = LatentDiffusionDataset(a, lat, part, hp.mode, hp.n_obs, hp.noise, hp.p_sparse,
-                                                       deterministic=split != "train",
-                                                       seed=hp.seed + SPLITS.index(split))
+                part = partial_views(
+                    a,
+                    hp.partial_points,
+                    hp.partial_views_per_sequence,
+                    hp.partial_resolution,
+                    seed=hp.data_seed,
+                    params=dict(
+                        split=split,
+                        data=dict(
+                            n=len(a["surface"]),
+                            T=hp.num_frames,
+                            ni=hp.n_identities,
+                            nm=hp.n_motions,
+                            seed=hp.data_seed,
+                        ),
+                    ),
+                    kinds=tuple(hp.kinds),
+                    motions=tuple(hp.motions),
+                )
+            self.sets[split] = LatentDiffusionDataset(
+                a,
+                lat,
+                part,
+                hp.mode,
+                hp.n_obs,
+                hp.noise,
+                hp.p_sparse,
+                deterministic=split != "train",
+                seed=hp.seed + SPLITS.index(split),
+            )
 
     def train_latents(self) -> dict[str, np.ndarray]:
         """Training latents (for the denoiser's normalisation statistics)."""

@@ -31,10 +31,20 @@ class DeformVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
     latents (B, M, C), queries (B, Q, 3) -> positions (B, Q, 3), normalised units."""
 
     @register_to_config
-    def __init__(self, num_latents: int = 128, latent_channels: int = 32, width: int = 128, heads: int = 4,
-                 dim_head: int = 32, depth: int = 4, num_freqs: int = 8, decoder_heads: int = 4,
-                 logvar_clamp: tuple[float, float] = (-30.0, 20.0), displacement_features: bool = True,
-                 displacement_scale: float = 4.0):
+    def __init__(
+        self,
+        num_latents: int = 128,
+        latent_channels: int = 32,
+        width: int = 128,
+        heads: int = 4,
+        dim_head: int = 32,
+        depth: int = 4,
+        num_freqs: int = 8,
+        decoder_heads: int = 4,
+        logvar_clamp: tuple[float, float] = (-30.0, 20.0),
+        displacement_features: bool = True,
+        displacement_scale: float = 4.0,
+    ):
         super().__init__()
         self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
         self.disp_embed = FourierPointEmbed(width, num_freqs=4) if displacement_features else None
@@ -51,15 +61,22 @@ class DeformVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
             feats.append(self.disp_embed((tgt - src) * self.config.displacement_scale))
         return self.pair_proj(torch.cat(feats, dim=-1))
 
-    def encode(self, source: torch.Tensor, target: torch.Tensor, sample: bool = True,
-               generator: torch.Generator | None = None) -> Posterior:
+    def encode(
+        self,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Posterior:
         """source, target (B, N, 3) corresponding -> :class:`Posterior` over (B, M, C)."""
         M = self.config.num_latents
         check_cloud(source, M, "deformation autoencoder source cloud")
         check_cloud(target, M, "deformation autoencoder target cloud")
         if source.shape != target.shape:
-            raise InputError(f"deformation autoencoder: source {tuple(source.shape)} and target "
-                             f"{tuple(target.shape)} must have the same shape (corresponding points)")
+            raise InputError(
+                f"deformation autoencoder: source {tuple(source.shape)} and target "
+                f"{tuple(target.shape)} must have the same shape (corresponding points)"
+            )
         idx = farthest_point_sampling(source, M)[..., None].expand(-1, -1, 3)
         q = self._pair(torch.gather(source, 1, idx), torch.gather(target, 1, idx))
         return self.posterior(self.encoder(q, self._pair(source, target)), sample, generator)
@@ -68,9 +85,14 @@ class DeformVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
         """Target positions (B, Q, 3) of source points xyz (B, Q, 3) given decoded tokens (B, M, width)."""
         return self._query(tokens, xyz, chunk, lambda p, h: p + self.to_disp(h))
 
-    def forward(self, source: torch.Tensor, target: torch.Tensor, query: torch.Tensor,
-                sample: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self, source: torch.Tensor, target: torch.Tensor, query: torch.Tensor, sample: bool = True
+    ) -> dict[str, torch.Tensor]:
         """-> ``positions`` (B, Q, 3), ``kl`` (B,), ``z`` (B, M, C)."""
         post = self.encode(source, target, sample=sample)
-        return {"positions": self.query(self.decode(post.z), query), "kl": post.kl(), "z": post.z,
-                "mean": post.mean}
+        return {
+            "positions": self.query(self.decode(post.z), query),
+            "kl": post.kl(),
+            "z": post.z,
+            "mean": post.mean,
+        }

@@ -56,11 +56,18 @@ class ObservationEncoder(nn.Module):
         self.ff = FeedForward(dim)
         self.norm_out = nn.LayerNorm(dim)
 
-    def forward(self, obs: torch.Tensor, reference: torch.Tensor | None = None,
-                corresponding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        obs: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        corresponding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         B, T, N, _ = obs.shape
-        corr = torch.ones(B, dtype=torch.bool, device=obs.device) if corresponding is None else \
-            corresponding.to(obs.device).bool().reshape(B)
+        corr = (
+            torch.ones(B, dtype=torch.bool, device=obs.device)
+            if corresponding is None
+            else corresponding.to(obs.device).bool().reshape(B)
+        )
         tok = self.embed(obs) + self.mode(corr.long()).view(B, 1, 1, -1)
         if reference is not None:
             tok = tok + corr.to(tok.dtype).view(B, 1, 1, 1) * self.embed_ref(reference)[:, None]
@@ -131,20 +138,46 @@ class ShapeDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, latent_channels: int = 8, num_latents: int = 128, width: int = 128, depth: int = 4,
-                 heads: int = 4, dim_head: int = 32, num_freqs: int = 8, obs_tokens: int = 64, time_scale: float = 1000.0):
+    def __init__(
+        self,
+        latent_channels: int = 8,
+        num_latents: int = 128,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        dim_head: int = 32,
+        num_freqs: int = 8,
+        obs_tokens: int = 64,
+        time_scale: float = 1000.0,
+    ):
         super().__init__()
         self.stats = _LatentNorm(latent_channels)
         self.time = TimestepEmbedder(width, scale=time_scale)
         self.obs = ObservationEncoder(width, heads, dim_head, num_freqs, obs_tokens)
         self.proj_in = nn.Linear(latent_channels, width)
-        self.blocks = nn.ModuleList([SpaceTimeBlock(width, heads, dim_head, width, context_dim=None,
-                                                    frame_context_dim=width, block_type="spatial")
-                                     for _ in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                SpaceTimeBlock(
+                    width,
+                    heads,
+                    dim_head,
+                    width,
+                    context_dim=None,
+                    frame_context_dim=width,
+                    block_type="spatial",
+                )
+                for _ in range(depth)
+            ]
+        )
         self._build_output(width, latent_channels)
 
-    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor,
-                corresponding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_in: torch.Tensor,
+        c_noise: torch.Tensor,
+        obs: torch.Tensor,
+        corresponding: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         _check_obs(obs, "shape diffusion observation")
         cond = self.time(c_noise)
         o = self.obs(obs[:, None], corresponding=corresponding)  # (B, 1, N, D)
@@ -162,10 +195,21 @@ class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, latent_channels: int = 32, num_latents: int = 64, shape_channels: int = 8,
-                 num_frames: int = 17, width: int = 128, depth: int = 4, heads: int = 4, dim_head: int = 32,
-                 num_freqs: int = 8, obs_tokens: int = 64, block_type: str = "interleaved",
-                 time_scale: float = 1000.0):
+    def __init__(
+        self,
+        latent_channels: int = 32,
+        num_latents: int = 64,
+        shape_channels: int = 8,
+        num_frames: int = 17,
+        width: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        dim_head: int = 32,
+        num_freqs: int = 8,
+        obs_tokens: int = 64,
+        block_type: str = "interleaved",
+        time_scale: float = 1000.0,
+    ):
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise InputError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
@@ -177,26 +221,46 @@ class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         self.proj_in = nn.Linear(latent_channels, width)
         self.frame_embed = nn.Parameter(torch.zeros(num_frames, width))
         nn.init.normal_(self.frame_embed, std=0.02)
-        self.blocks = nn.ModuleList([SpaceTimeBlock(width, heads, dim_head, width, context_dim=width,
-                                                    frame_context_dim=width, block_type=block_type)
-                                     for _ in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                SpaceTimeBlock(
+                    width,
+                    heads,
+                    dim_head,
+                    width,
+                    context_dim=width,
+                    frame_context_dim=width,
+                    block_type=block_type,
+                )
+                for _ in range(depth)
+            ]
+        )
         self._build_output(width, latent_channels)
 
     def normalize_shape(self, z: torch.Tensor) -> torch.Tensor:
         """Shape latents (..., Cs) -> normalised by the training shape latents' statistics."""
         return self.shape_stats.normalize(z)
 
-    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, shape_latents: torch.Tensor, obs: torch.Tensor,
-                corresponding: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_in: torch.Tensor,
+        c_noise: torch.Tensor,
+        shape_latents: torch.Tensor,
+        obs: torch.Tensor,
+        corresponding: torch.Tensor | None = None,
+        frame_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         B, T1, M, _ = x_in.shape
         if T1 + 1 > self.config.num_frames:
-            raise InputError(f"deformation diffusion: {T1 + 1} frames exceed the model's window of "
-                             f"{self.config.num_frames}")
+            raise InputError(
+                f"deformation diffusion: {T1 + 1} frames exceed the model's window of "
+                f"{self.config.num_frames}"
+            )
         _check_obs(obs, "deformation diffusion observation", frames=T1 + 1)
         cond = self.time(c_noise)
         o = self.obs(obs[:, 1:], reference=obs[:, 0], corresponding=corresponding)  # (B, T-1, N, D)
         ctx = self.shape_in(self.normalize_shape(shape_latents))
-        h = self.proj_in(x_in) + self.frame_embed[1:T1 + 1][None, :, None, :]
+        h = self.proj_in(x_in) + self.frame_embed[1 : T1 + 1][None, :, None, :]
         for blk in self.blocks:
             h = blk(h, cond, context=ctx, frame_context=o, frame_mask=frame_mask)
         return self.proj_out(self.norm_out(h))

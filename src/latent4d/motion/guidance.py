@@ -56,8 +56,15 @@ class GuidanceConfig:
     shape_scale: float = 0.01
 
     def __post_init__(self):
-        if (self.weight < 0 or min(self.iters, self.final_iters, self.final_iters_partial) < 0 or self.lr <= 0
-                or self.noise <= 0 or self.sigma_max <= 0 or self.shape_weight < 0 or self.shape_scale <= 0):
+        if (
+            self.weight < 0
+            or min(self.iters, self.final_iters, self.final_iters_partial) < 0
+            or self.lr <= 0
+            or self.noise <= 0
+            or self.sigma_max <= 0
+            or self.shape_weight < 0
+            or self.shape_scale <= 0
+        ):
             raise ConfigError(f"guidance settings must be positive (weight / iters >= 0), got {self}")
 
     @property
@@ -150,19 +157,27 @@ class DeformObservationGuide(_LatentGuide):
     The data term is in units of the expected observation error (``config.noise``) squared.
     """
 
-    def __init__(self, deform_ae, denoiser, obs: torch.Tensor, corresponding: bool,
-                 surface0: torch.Tensor | None = None, config: GuidanceConfig | None = None,
-                 frame_shapes: tuple | None = None):
+    def __init__(
+        self,
+        deform_ae,
+        denoiser,
+        obs: torch.Tensor,
+        corresponding: bool,
+        surface0: torch.Tensor | None = None,
+        config: GuidanceConfig | None = None,
+        frame_shapes: tuple | None = None,
+    ):
         super().__init__(deform_ae, denoiser, obs, config)
-        self.data_scale = self.cfg.noise ** 2
+        self.data_scale = self.cfg.noise**2
         self.corresponding = bool(corresponding)
         self.frame_shapes = None
         if frame_shapes is not None and self.cfg.shape_weight > 0:
             sae, tokens, slope = frame_shapes
             self.frame_shapes = (sae, tokens.detach(), float(slope))
         if surface0 is None and (not self.corresponding or self.frame_shapes is not None):
-            raise ConfigError("partial-observation and frame-shape guidance need points on the frame-0 surface "
-                              "(surface0)")
+            raise ConfigError(
+                "partial-observation and frame-shape guidance need points on the frame-0 surface (surface0)"
+            )
         self.surface0 = None if surface0 is None else surface0.detach()
 
     def frozen(self) -> list[torch.nn.Module]:
@@ -178,10 +193,12 @@ class DeformObservationGuide(_LatentGuide):
         """Mean squared observation error (S,) of denormalised deformation latents z (S, T-1, M, C)."""
         S, T1, M, C = z.shape
         tokens = self.ae.decode(z.reshape(S * T1, M, C))
-        target = self.obs[:, 1:T1 + 1].reshape(S * T1, -1, 3)
+        target = self.obs[:, 1 : T1 + 1].reshape(S * T1, -1, 3)
         moved = None
         if self.surface0 is not None and (not self.corresponding or self.frame_shapes is not None):
-            moved = self.ae.query(tokens, self.surface0[:, None].expand(-1, T1, -1, -1).reshape(S * T1, -1, 3))
+            moved = self.ae.query(
+                tokens, self.surface0[:, None].expand(-1, T1, -1, -1).reshape(S * T1, -1, 3)
+            )
         if self.corresponding:
             src = self.obs[:, :1].expand(-1, T1, -1, -1).reshape(S * T1, -1, 3)
             d2 = (self.ae.query(tokens, src) - target).square().sum(-1)
@@ -197,7 +214,9 @@ class DeformObservationGuide(_LatentGuide):
         ``moved`` (S * T1, P, 3) to each frame's sampled surface."""
         sae, tokens, slope = self.frame_shapes
         if tokens.shape[0] != S * T1:
-            raise ConfigError(f"frame-shape guidance: {tokens.shape[0]} frame shapes for {S} samples x {T1} frames")
+            raise ConfigError(
+                f"frame-shape guidance: {tokens.shape[0]} frame shapes for {S} samples x {T1} frames"
+            )
         rho = pseudo_huber(sae.query(tokens, moved) / slope, self.cfg.shape_scale)
         return rho.mean(-1).view(S, T1).mean(1)
 

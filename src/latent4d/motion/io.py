@@ -47,8 +47,24 @@ MAX_VALUES = 3 * 2**26
 MAX_FRAMES = 100_000
 _MAX_NPZ_RATIO = 1100  # zlib cannot compress better than ~1030:1; a larger declared size is a zip bomb
 _MAX_PLY_HEADER = 65536
-_PLY_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
-              "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+_PLY_SIZES = {
+    "char": 1,
+    "uchar": 1,
+    "int8": 1,
+    "uint8": 1,
+    "short": 2,
+    "ushort": 2,
+    "int16": 2,
+    "uint16": 2,
+    "int": 4,
+    "uint": 4,
+    "int32": 4,
+    "uint32": 4,
+    "float": 4,
+    "float32": 4,
+    "double": 8,
+    "float64": 8,
+}
 
 
 def _npy_header(fp, available: int, where: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -66,14 +82,20 @@ def _npy_header(fp, available: int, where: str) -> tuple[tuple[int, ...], np.dty
     except (ValueError, OSError, EOFError, SyntaxError) as e:
         raise InputError(f"{where}: not a valid .npy array ({str(e).strip()[:200]})") from None
     if dtype.hasobject or dtype.kind not in "biuf":
-        raise InputError(f"{where}: holds {dtype} values; expected numbers (Python objects are never unpickled)")
+        raise InputError(
+            f"{where}: holds {dtype} values; expected numbers (Python objects are never unpickled)"
+        )
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if count > MAX_VALUES:
-        raise InputError(f"{where}: declares shape {tuple(shape)} ({count} numbers), more than the limit of "
-                         f"{MAX_VALUES}; subsample the points first")
+        raise InputError(
+            f"{where}: declares shape {tuple(shape)} ({count} numbers), more than the limit of "
+            f"{MAX_VALUES}; subsample the points first"
+        )
     if count * dtype.itemsize > available:
-        raise InputError(f"{where}: declares shape {tuple(shape)} ({count * dtype.itemsize} bytes) but holds only "
-                         f"{max(available, 0)} bytes of data: the file is truncated or corrupted")
+        raise InputError(
+            f"{where}: declares shape {tuple(shape)} ({count * dtype.itemsize} bytes) but holds only "
+            f"{max(available, 0)} bytes of data: the file is truncated or corrupted"
+        )
     return tuple(shape), dtype
 
 
@@ -87,8 +109,10 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - data shorter than declared: numpy's own error
-        raise InputError(f"{path}: cannot read the array ({type(e).__name__}: {str(e)[:200]}); the file is "
-                         "truncated or corrupted") from None
+        raise InputError(
+            f"{path}: cannot read the array ({type(e).__name__}: {str(e)[:200]}); the file is "
+            "truncated or corrupted"
+        ) from None
 
 
 def _load_npz(path: Path, keys: tuple[str, ...], what: str, only: bool = True) -> tuple[str, np.ndarray]:
@@ -108,11 +132,16 @@ def _load_npz(path: Path, keys: tuple[str, ...], what: str, only: bool = True) -
         if key is None:
             raise InputError(f"{path}: expected {what} (found arrays {sorted(members)})")
         info = members[key]
-        limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else \
-            max(info.compress_size, 1) * _MAX_NPZ_RATIO
+        limit = (
+            info.compress_size
+            if info.compress_type == zipfile.ZIP_STORED
+            else max(info.compress_size, 1) * _MAX_NPZ_RATIO
+        )
         if info.file_size > limit:
-            raise InputError(f"{path}: array '{key}' declares {info.file_size} bytes, implausible for its "
-                             f"{info.compress_size} stored bytes (corrupted or hostile file)")
+            raise InputError(
+                f"{path}: array '{key}' declares {info.file_size} bytes, implausible for its "
+                f"{info.compress_size} stored bytes (corrupted or hostile file)"
+            )
         try:
             with zf.open(info) as fh:
                 _npy_header(fh, info.file_size, f"{path}: array '{key}'")
@@ -124,8 +153,10 @@ def _load_npz(path: Path, keys: tuple[str, ...], what: str, only: bool = True) -
         with np.load(path, allow_pickle=False) as z:
             a = z[key]
     except Exception as e:  # noqa: BLE001 - truncated data, CRC errors
-        raise InputError(f"{path}: array '{key}' cannot be read ({type(e).__name__}: {str(e)[:200]}); "
-                         "the file is truncated or corrupted") from None
+        raise InputError(
+            f"{path}: array '{key}' cannot be read ({type(e).__name__}: {str(e)[:200]}); "
+            "the file is truncated or corrupted"
+        ) from None
     return key, a
 
 
@@ -144,7 +175,9 @@ def check_ply_header(path: Path) -> int:
     end = head.find(b"end_header")
     nl = head.find(b"\n", end) if end >= 0 else -1
     if end < 0 or nl < 0:
-        raise InputError(f"{path}: PLY header has no complete 'end_header' line in its first {_MAX_PLY_HEADER} bytes")
+        raise InputError(
+            f"{path}: PLY header has no complete 'end_header' line in its first {_MAX_PLY_HEADER} bytes"
+        )
     body = size - (nl + 1)
     fmt, elements = None, []
     for raw in head[:end].decode("ascii", errors="replace").splitlines()[1:]:
@@ -165,14 +198,20 @@ def check_ply_header(path: Path) -> int:
             else:
                 raise InputError(f"{path}: bad PLY property line '{raw.strip()}'")
     if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise InputError(f"{path}: PLY format {fmt!r} is not ascii / binary_little_endian / binary_big_endian")
+        raise InputError(
+            f"{path}: PLY format {fmt!r} is not ascii / binary_little_endian / binary_big_endian"
+        )
     need = sum(n * (2 if fmt == "ascii" else row) for _, n, row in elements)
     if need > body:
-        raise InputError(f"{path}: PLY header declares {', '.join(f'{n} {e}' for e, n, _ in elements)} "
-                         f"(at least {need} bytes) but only {body} bytes follow it: truncated or corrupted")
+        raise InputError(
+            f"{path}: PLY header declares {', '.join(f'{n} {e}' for e, n, _ in elements)} "
+            f"(at least {need} bytes) but only {body} bytes follow it: truncated or corrupted"
+        )
     vertices = next((n for e, n, _ in elements if e == "vertex"), 0)
     if vertices * 3 > MAX_VALUES:
-        raise InputError(f"{path}: {vertices} vertices, more than the limit of {MAX_VALUES // 3}; subsample first")
+        raise InputError(
+            f"{path}: {vertices} vertices, more than the limit of {MAX_VALUES // 3}; subsample first"
+        )
     return vertices
 
 
@@ -221,12 +260,19 @@ def read_sequence(path: str | Path) -> list[np.ndarray]:
     if not p.exists():
         raise InputError(f"input '{p}' does not exist")
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in CLOUD_EXTS
-                       and not f.name.startswith("."))
+        files = sorted(
+            f
+            for f in p.iterdir()
+            if f.is_file() and f.suffix.lower() in CLOUD_EXTS and not f.name.startswith(".")
+        )
         if not files:
-            raise InputError(f"input folder '{p}' holds no point-cloud files ({', '.join(CLOUD_EXTS)}): empty sequence")
+            raise InputError(
+                f"input folder '{p}' holds no point-cloud files ({', '.join(CLOUD_EXTS)}): empty sequence"
+            )
         if len(files) > MAX_FRAMES:
-            raise InputError(f"input folder '{p}' holds {len(files)} frames, more than the limit of {MAX_FRAMES}")
+            raise InputError(
+                f"input folder '{p}' holds {len(files)} frames, more than the limit of {MAX_FRAMES}"
+            )
         frames, total = [], 0
         for f in files:
             a = _read_cloud(f)
@@ -236,16 +282,22 @@ def read_sequence(path: str | Path) -> list[np.ndarray]:
                 raise InputError(f"{f}: contains NaN or infinite coordinates")
             total += a.size
             if total > MAX_VALUES:
-                raise InputError(f"input folder '{p}': more than {MAX_VALUES // 3} points in all (at {f.name}); "
-                                 "subsample the frames first")
+                raise InputError(
+                    f"input folder '{p}': more than {MAX_VALUES // 3} points in all (at {f.name}); "
+                    "subsample the frames first"
+                )
             frames.append(a)
         return check_sequence(frames, str(p))
     if p.suffix.lower() not in (".npz", ".npy"):
-        raise InputError(f"input '{p}': expected a folder of per-frame clouds or a (T, N, 3) .npz / .npy file")
+        raise InputError(
+            f"input '{p}': expected a folder of per-frame clouds or a (T, N, 3) .npz / .npy file"
+        )
     if p.suffix.lower() == ".npy":
         a = _load_npy(p)
     else:
-        _, a = _load_npz(p, ("points", "observations"), "an array 'points' or 'observations' of shape (T, N, 3)")
+        _, a = _load_npz(
+            p, ("points", "observations"), "an array 'points' or 'observations' of shape (T, N, 3)"
+        )
     a = np.asarray(a)
     if a.ndim != 3 or a.shape[-1] != 3:
         raise InputError(f"{p}: expected a (T, N, 3) array, got shape {a.shape}")
@@ -297,7 +349,9 @@ def read_ground_truth(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return v, f.astype(np.int64)
 
 
-def normalization(frames: list[np.ndarray], margin: float = 0.0, name: str = "observations") -> tuple[np.ndarray, float]:
+def normalization(
+    frames: list[np.ndarray], margin: float = 0.0, name: str = "observations"
+) -> tuple[np.ndarray, float]:
     """(loc (3,), scale) mapping the frames' joint bounding box into [-0.5, 0.5]^3: normalized = (x - loc) / scale.
 
     InputError naming ``name`` when all points coincide (or the extent overflows float32)."""
@@ -331,9 +385,18 @@ def _write_ply_cloud(path: Path, points: np.ndarray) -> None:
         pc.export(tmp)
 
 
-def write_tracked_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.ndarray, observations: np.ndarray | None,
-                         loc=None, scale: float = 1.0, info: dict | None = None, render: bool = False,
-                         render_size: int = 320, turntable: bool = True) -> Path:
+def write_tracked_sequence(
+    out_dir: str | Path,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    observations: np.ndarray | None,
+    loc=None,
+    scale: float = 1.0,
+    info: dict | None = None,
+    render: bool = False,
+    render_size: int = 320,
+    turntable: bool = True,
+) -> Path:
     """Write one sample's folder (layout in the module docstring); vertices / observations normalised."""
     out_dir = Path(out_dir)
     loc = np.zeros(3, np.float32) if loc is None else np.asarray(loc, np.float32)
@@ -343,7 +406,9 @@ def write_tracked_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.
     if observations is not None:
         obs = np.asarray(observations)
         if obs.ndim != 3 or obs.shape[-1] != 3 or len(obs) != len(verts_n):
-            raise InputError(f"write_tracked_sequence: observations must be (T={len(verts_n)}, N, 3), got {obs.shape}")
+            raise InputError(
+                f"write_tracked_sequence: observations must be (T={len(verts_n)}, N, 3), got {obs.shape}"
+            )
     world = verts_n * scale + loc
     faces = np.asarray(faces, np.int32)
     colors = correspondence_colors(verts_n[0])
@@ -358,18 +423,35 @@ def write_tracked_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.
             obs_w = np.asarray(observations, np.float32) * scale + loc
             for t in range(len(obs_w)):
                 _write_ply_cloud(tmp / f"input_{t:04d}.ply", obs_w[t])
-        arrays = dict(vertices=world.astype(np.float32), vertices_normalized=verts_n, faces=faces,
-                      loc=loc, scale=np.float32(scale), frame_index=np.arange(T, dtype=np.int32), colors=colors)
+        arrays = dict(
+            vertices=world.astype(np.float32),
+            vertices_normalized=verts_n,
+            faces=faces,
+            loc=loc,
+            scale=np.float32(scale),
+            frame_index=np.arange(T, dtype=np.int32),
+            colors=colors,
+        )
         if obs_w is not None:
             arrays["observations"] = obs_w
         with atomic_path(tmp / "trajectories.npz") as f:
             with open(f, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        meta = dict(info or {}, frames=T, vertices=int(world.shape[1]), faces=int(len(faces)),
-                    files={"meshes": "mesh_%04d.ply", "inputs": "input_%04d.ply" if obs_w is not None else None,
-                           "trajectories": "trajectories.npz"})
+        meta = dict(
+            info or {},
+            frames=T,
+            vertices=int(world.shape[1]),
+            faces=int(len(faces)),
+            files={
+                "meshes": "mesh_%04d.ply",
+                "inputs": "input_%04d.ply" if obs_w is not None else None,
+                "trajectories": "trajectories.npz",
+            },
+        )
         if render:
-            meta["renders"] = render_sequence(tmp / "renders", world, faces, colors, obs_w, render_size, turntable)
+            meta["renders"] = render_sequence(
+                tmp / "renders", world, faces, colors, obs_w, render_size, turntable
+            )
         write_json_atomic(tmp / "reconstruction.json", meta)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -380,8 +462,15 @@ def write_tracked_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.
     return out_dir
 
 
-def render_sequence(out_dir: Path, world: np.ndarray, faces: np.ndarray, colors: np.ndarray,
-                    observations: np.ndarray | None, size: int = 320, turntable: bool = True) -> dict:
+def render_sequence(
+    out_dir: Path,
+    world: np.ndarray,
+    faces: np.ndarray,
+    colors: np.ndarray,
+    observations: np.ndarray | None,
+    size: int = 320,
+    turntable: bool = True,
+) -> dict:
     """Per-frame PNGs from one fixed camera framing the whole sequence, an animated GIF, a turntable."""
     import imageio.v2 as imageio
 
@@ -392,7 +481,9 @@ def render_sequence(out_dir: Path, world: np.ndarray, faces: np.ndarray, colors:
     frames = []
     for t in range(len(world)):
         m = trimesh.Trimesh(world[t], faces, vertex_colors=colors, process=False)
-        img = render_image([m], width=size, height=size, azimuth=30.0, elevation=15.0, center=centre, radius=radius)
+        img = render_image(
+            [m], width=size, height=size, azimuth=30.0, elevation=15.0, center=centre, radius=radius
+        )
         save_png(img, out_dir / f"frame_{t:04d}.png")
         frames.append(img)
     with atomic_path(out_dir / "sequence.gif") as tmp:

@@ -41,8 +41,9 @@ def mesh_occupancy(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     return MeshSDF(mesh).occupancy(points)
 
 
-def mesh_iou(pred: trimesh.Trimesh, gt: trimesh.Trimesh, n: int = 100_000, bounds: float = 0.55,
-             seed: int = 0) -> float:
+def mesh_iou(
+    pred: trimesh.Trimesh, gt: trimesh.Trimesh, n: int = 100_000, bounds: float = 0.55, seed: int = 0
+) -> float:
     """Volumetric IoU of two meshes on ``n`` uniform points."""
     pts = uniform_points(n, bounds, seed)
     return iou(mesh_occupancy(pred, pts), mesh_occupancy(gt, pts))
@@ -73,8 +74,10 @@ def correspondence_l2(pred_vertices: np.ndarray, gt_vertices: np.ndarray, gt_fac
     if pred_vertices.shape[0] != gt_vertices.shape[0]:
         from latent4d.errors import InputError
 
-        raise InputError(f"correspondence_l2: {pred_vertices.shape[0]} predicted frames vs "
-                         f"{gt_vertices.shape[0]} true frames")
+        raise InputError(
+            f"correspondence_l2: {pred_vertices.shape[0]} predicted frames vs "
+            f"{gt_vertices.shape[0]} true frames"
+        )
     if pred_vertices.shape[1] == 0:
         return np.full(pred_vertices.shape[0], np.inf)
     cp = MeshSDF((gt_vertices[0], gt_faces)).closest_points(pred_vertices[0])

@@ -81,7 +81,9 @@ class _OptimMixin:
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay, betas=(0.9, 0.99))
         total = self.trainer.estimated_stepping_batches if self.trainer is not None else 1000
         prog = time_progress(self.trainer) if self.trainer is not None else None
-        sched = warmup_cosine(opt, int(total) if math.isfinite(total) else 10000, self.warmup_steps, progress=prog)
+        sched = warmup_cosine(
+            opt, int(total) if math.isfinite(total) else 10000, self.warmup_steps, progress=prog
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -93,13 +95,45 @@ def occupancy_iou(logits: torch.Tensor, occ: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-class ShapeAEModule(_OptimMixin, LatentModule):
-    """Trains :class:`ShapeVecSetAE` on :class:`~latent4d.motion.data.ShapeFrameDataset` batches."""
+class _AutoencoderModule(_OptimMixin, LatentModule):
+    """Shared steps of the autoencoder modules: ``_step(batch, prefix, sample)`` computes, logs and
+    returns the loss (posterior samples while training, posterior means for validation and test)."""
 
     trainable = ("ae",)
 
-    def __init__(self, ae: ShapeVecSetAE, lr: float = 5e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
-                 near_weight: float = 0.1, kl_weight: float = 1e-3):
+    def _step(self, batch, prefix: str, sample: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _log_all(self, prefix: str, values: dict[str, torch.Tensor], batch_size: int) -> None:
+        self.log_dict(
+            {f"{prefix}/{k}": v for k, v in values.items()},
+            prog_bar=prefix != "test",
+            batch_size=batch_size,
+            sync_dist=prefix != "train",
+        )
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", sample=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val", sample=False)
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test", sample=False)
+
+
+class ShapeAEModule(_AutoencoderModule):
+    """Trains :class:`ShapeVecSetAE` on :class:`~latent4d.motion.data.ShapeFrameDataset` batches."""
+
+    def __init__(
+        self,
+        ae: ShapeVecSetAE,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        near_weight: float = 0.1,
+        kl_weight: float = 1e-3,
+    ):
         super().__init__()
         self.ae = ae
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
@@ -116,20 +150,12 @@ class ShapeAEModule(_OptimMixin, LatentModule):
         loss = loss_vol + self.near_weight * loss_near + self.kl_weight * kl
         uni = ~near
         iou = occupancy_iou(logits.masked_fill(~uni, -1.0), occ * uni).mean()
-        bs = logits.shape[0]
-        self.log_dict({f"{prefix}/loss": loss, f"{prefix}/bce_vol": loss_vol, f"{prefix}/bce_near": loss_near,
-                       f"{prefix}/kl": kl, f"{prefix}/iou": iou}, prog_bar=prefix != "test", batch_size=bs,
-                      sync_dist=prefix != "train")
+        self._log_all(
+            prefix,
+            {"loss": loss, "bce_vol": loss_vol, "bce_near": loss_near, "kl": kl, "iou": iou},
+            logits.shape[0],
+        )
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train", sample=True)
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val", sample=False)
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test", sample=False)
 
 
 def bbox_diagonal(points: torch.Tensor) -> torch.Tensor:
@@ -137,17 +163,21 @@ def bbox_diagonal(points: torch.Tensor) -> torch.Tensor:
     return (points.amax(1) - points.amin(1)).norm(dim=-1)
 
 
-class DeformAEModule(_OptimMixin, LatentModule):
+class DeformAEModule(_AutoencoderModule):
     """Trains :class:`DeformVecSetAE` on :class:`~latent4d.motion.data.DeformPairDataset` batches.
 
     Logged ``corr_l2`` is the mean Euclidean error of the decoded target positions (normalised
     units) and ``corr_rel`` the same divided by the target's bounding-box diagonal.
     """
 
-    trainable = ("ae",)
-
-    def __init__(self, ae: DeformVecSetAE, lr: float = 5e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
-                 kl_weight: float = 1e-3):
+    def __init__(
+        self,
+        ae: DeformVecSetAE,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        kl_weight: float = 1e-3,
+    ):
         super().__init__()
         self.ae = ae
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
@@ -161,20 +191,12 @@ class DeformAEModule(_OptimMixin, LatentModule):
         loss = mse + self.kl_weight * kl
         err = (pred - gt).norm(dim=-1).mean(1)
         rel = (err / bbox_diagonal(gt)).mean()
-        bs = pred.shape[0]
-        self.log_dict({f"{prefix}/loss": loss, f"{prefix}/mse": mse, f"{prefix}/kl": kl,
-                       f"{prefix}/corr_l2": err.mean(), f"{prefix}/corr_rel": rel}, prog_bar=prefix != "test",
-                      batch_size=bs, sync_dist=prefix != "train")
+        self._log_all(
+            prefix,
+            {"loss": loss, "mse": mse, "kl": kl, "corr_l2": err.mean(), "corr_rel": rel},
+            pred.shape[0],
+        )
         return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train", sample=True)
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val", sample=False)
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test", sample=False)
 
 
 class _DiffusionBase(_OptimMixin, LatentModule):
@@ -186,8 +208,15 @@ class _DiffusionBase(_OptimMixin, LatentModule):
     trainable = ("denoiser",)
     frozen: tuple[str, ...] = ()
 
-    def __init__(self, denoiser, autoencoders: dict, edm: dict | None, lr: float, weight_decay: float,
-                 warmup_steps: int):
+    def __init__(
+        self,
+        denoiser,
+        autoencoders: dict,
+        edm: dict | None,
+        lr: float,
+        weight_decay: float,
+        warmup_steps: int,
+    ):
         super().__init__()
         self.denoiser = denoiser
         for name, ae in autoencoders.items():
@@ -249,8 +278,13 @@ class _DiffusionBase(_OptimMixin, LatentModule):
 
     def validation_step(self, batch, batch_idx):
         sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
-        self.log("val/loss", self._loss(batch, sigma, noise), prog_bar=True, batch_size=len(batch["x0"]),
-                 sync_dist=True)
+        self.log(
+            "val/loss",
+            self._loss(batch, sigma, noise),
+            prog_bar=True,
+            batch_size=len(batch["x0"]),
+            sync_dist=True,
+        )
 
     def test_step(self, batch, batch_idx):
         sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
@@ -262,9 +296,11 @@ def check_latent_sizes(denoiser, sizes: dict[str, tuple[int, int]], run: str) ->
     denoiser's config keys to (its value, the autoencoder's); a :class:`ConfigError` otherwise."""
     bad = [f"{k}={mine} (autoencoder: {theirs})" for k, (mine, theirs) in sizes.items() if mine != theirs]
     if bad:
-        raise ConfigError(f"{type(denoiser).__name__}: {', '.join(bad)} do not match the autoencoder of '{run}'; "
-                          "set motion_latents.* to the sizes the autoencoder runs were trained with "
-                          "(conf/model/motion_latents.yaml)")
+        raise ConfigError(
+            f"{type(denoiser).__name__}: {', '.join(bad)} do not match the autoencoder of '{run}'; "
+            "set motion_latents.* to the sizes the autoencoder runs were trained with "
+            "(conf/model/motion_latents.yaml)"
+        )
 
 
 class ShapeDiffusionModule(_DiffusionBase):
@@ -272,12 +308,25 @@ class ShapeDiffusionModule(_DiffusionBase):
 
     frozen = ("shape_ae",)
 
-    def __init__(self, denoiser, shape_ae_run: str, edm: dict | None = None, lr: float = 3e-4,
-                 weight_decay: float = 0.0, warmup_steps: int = 100):
+    def __init__(
+        self,
+        denoiser,
+        shape_ae_run: str,
+        edm: dict | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+    ):
         sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
         c, a = denoiser.config, sae.config
-        check_latent_sizes(denoiser, {"num_latents": (c.num_latents, a.num_latents),
-                                      "latent_channels": (c.latent_channels, a.latent_channels)}, shape_ae_run)
+        check_latent_sizes(
+            denoiser,
+            {
+                "num_latents": (c.num_latents, a.num_latents),
+                "latent_channels": (c.latent_channels, a.latent_channels),
+            },
+            shape_ae_run,
+        )
         super().__init__(denoiser, {"shape_ae": sae}, edm, lr, weight_decay, warmup_steps)
 
     def set_latent_stats(self, latents: dict) -> None:
@@ -294,15 +343,30 @@ class DeformDiffusionModule(_DiffusionBase):
 
     frozen = ("shape_ae", "deform_ae")
 
-    def __init__(self, denoiser, shape_ae_run: str, deform_ae_run: str, edm: dict | None = None,
-                 lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 100):
+    def __init__(
+        self,
+        denoiser,
+        shape_ae_run: str,
+        deform_ae_run: str,
+        edm: dict | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+    ):
         sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
         dae = load_autoencoder(DeformVecSetAE, deform_ae_run)
         c = denoiser.config
-        check_latent_sizes(denoiser, {"num_latents": (c.num_latents, dae.config.num_latents),
-                                      "latent_channels": (c.latent_channels, dae.config.latent_channels)},
-                           deform_ae_run)
-        check_latent_sizes(denoiser, {"shape_channels": (c.shape_channels, sae.config.latent_channels)}, shape_ae_run)
+        check_latent_sizes(
+            denoiser,
+            {
+                "num_latents": (c.num_latents, dae.config.num_latents),
+                "latent_channels": (c.latent_channels, dae.config.latent_channels),
+            },
+            deform_ae_run,
+        )
+        check_latent_sizes(
+            denoiser, {"shape_channels": (c.shape_channels, sae.config.latent_channels)}, shape_ae_run
+        )
         super().__init__(denoiser, {"shape_ae": sae, "deform_ae": dae}, edm, lr, weight_decay, warmup_steps)
 
     def set_latent_stats(self, latents: dict) -> None:

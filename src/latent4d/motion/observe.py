@@ -92,12 +92,19 @@ def camera_path(num_frames: int, mode: str = "fixed", rng=None, distance: float 
         az = az0 + sweep * np.linspace(0, 1, num_frames)
     else:
         raise InputError(f"camera mode must be 'fixed' or 'moving', got {mode!r}")
-    return np.stack([distance * np.cos(el) * np.sin(az), np.full(num_frames, distance * np.sin(el)),
-                     distance * np.cos(el) * np.cos(az)], 1)
+    return np.stack(
+        [
+            distance * np.cos(el) * np.sin(az),
+            np.full(num_frames, distance * np.sin(el)),
+            distance * np.cos(el) * np.cos(az),
+        ],
+        1,
+    )
 
 
-def depth_points(vertices: np.ndarray, faces: np.ndarray, eye: np.ndarray, resolution: int = 64,
-                 fov_deg: float = 45.0) -> np.ndarray:
+def depth_points(
+    vertices: np.ndarray, faces: np.ndarray, eye: np.ndarray, resolution: int = 64, fov_deg: float = 45.0
+) -> np.ndarray:
     """Back-projected depth of one mesh seen from ``eye`` (looking at the origin) -> (K, 3) points."""
     import trimesh
 
@@ -111,8 +118,15 @@ def depth_points(vertices: np.ndarray, faces: np.ndarray, eye: np.ndarray, resol
     return pts
 
 
-def partial_observation(vertices: np.ndarray, faces: np.ndarray, n: int = 512, camera: str = "fixed",
-                        noise: float = 0.0, rng=None, resolution: int = 64) -> np.ndarray:
+def partial_observation(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    n: int = 512,
+    camera: str = "fixed",
+    noise: float = 0.0,
+    rng=None,
+    resolution: int = 64,
+) -> np.ndarray:
     """Depth-camera clouds of a mesh sequence ``vertices`` (T, V, 3) -> (T, n, 3), no correspondence."""
     rng = _rng(rng)
     eyes = camera_path(len(vertices), camera, rng)

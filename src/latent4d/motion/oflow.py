@@ -67,8 +67,10 @@ def _occ(d: dict[str, np.ndarray], n: int, path: Path) -> np.ndarray:
     if occ.dtype == np.uint8 and occ.size * 8 >= n and occ.size < n:  # packbits
         return np.unpackbits(occ)[:n].astype(bool)
     if occ.size != n:
-        raise InputError(f"{path}: {occ.size} occupancies for {n} points (expected {n} values or "
-                         f"{(n + 7) // 8} packed bytes)")
+        raise InputError(
+            f"{path}: {occ.size} occupancies for {n} points (expected {n} values or "
+            f"{(n + 7) // 8} packed bytes)"
+        )
     return occ.astype(bool).reshape(n)
 
 
@@ -88,13 +90,82 @@ def read_split_list(root: str | Path, split: str, categories=None) -> list[Path]
             if name:
                 seqs.append(c / name)
     if not seqs:
-        raise ConfigError(f"no sequences for split '{split}' under '{root}' (expected <category>/{split}.lst files)")
+        raise ConfigError(
+            f"no sequences for split '{split}' under '{root}' (expected <category>/{split}.lst files)"
+        )
     return seqs
 
 
-def load_oflow_split(root: str | Path, split: str, num_frames: int = 17, n_surface: int = 2048,
-                     n_uniform: int = 2048, n_near: int = 2048, categories=None, max_sequences: int | None = None,
-                     clip_stride: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+def _sequence_files(seq: Path, num_frames: int) -> tuple[list[Path], list[Path], list[Path]]:
+    """(surface, uniform, near) frame files of one sequence, checked: equal frame counts, at least one clip."""
+    surf_files = _frames(seq / FOLDERS["surface"])
+    uni_files = _frames(seq / FOLDERS["uniform"])
+    near_files = _frames(seq / FOLDERS["near"])
+    if not surf_files:
+        raise InputError(f"{seq}: no frames in {FOLDERS['surface']}/ (empty sequence)")
+    if len(uni_files) != len(surf_files):
+        raise InputError(
+            f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(uni_files)} in "
+            f"{FOLDERS['uniform']}/ (mismatched frame counts)"
+        )
+    if near_files and len(near_files) != len(surf_files):
+        raise InputError(
+            f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(near_files)} in "
+            f"{FOLDERS['near']}/ (mismatched frame counts)"
+        )
+    if len(surf_files) < num_frames:
+        raise InputError(f"{seq}: {len(surf_files)} frames, shorter than one clip of {num_frames}")
+    return surf_files, uni_files, near_files
+
+
+def _load_clip(
+    seq: Path, files: tuple, frames: range, sizes: tuple[int, int, int], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """One clip (``frames`` of a sequence) normalised to [-0.5, 0.5]^3: ``sizes`` = (surface samples,
+    uniform queries, near queries) per frame, random subsets drawn from ``rng``."""
+    surf_files, uni_files, near_files = files
+    n_surface, n_uniform, n_near = sizes
+    surf = [_world(_load_npz(surf_files[t], ("points",)), surf_files[t]) for t in frames]
+    n_pts = {len(s) for s in surf}
+    if len(n_pts) != 1:
+        raise InputError(
+            f"{seq}: surface frames {frames[0]}..{frames[-1]} have different point "
+            f"counts {sorted(n_pts)}; pcl_seq samples must correspond across frames"
+        )
+    surf = np.stack(surf)
+    lo, hi = surf.reshape(-1, 3).min(0), surf.reshape(-1, 3).max(0)
+    loc, scale = (lo + hi) / 2, float((hi - lo).max())
+    if scale <= 0:
+        raise InputError(f"{seq}: degenerate surface (all points coincide)")
+    idx = rng.choice(surf.shape[1], n_surface, replace=surf.shape[1] < n_surface)
+    clip = {"surface": ((surf[:, idx] - loc) / scale).astype(np.float32)}
+    for key, kind_files, n in (("uniform", uni_files, n_uniform), ("near", near_files or uni_files, n_near)):
+        pts_l, occ_l = [], []
+        for t in frames:
+            d = _load_npz(kind_files[t], ("points", "occupancies"))
+            w = _world(d, kind_files[t])
+            o = _occ(d, len(w), kind_files[t])
+            j = rng.choice(len(w), n, replace=len(w) < n)
+            pts_l.append(((w[j] - loc) / scale).astype(np.float16))
+            occ_l.append(o[j])
+        clip[key] = np.stack(pts_l)
+        clip[f"{key}_occ"] = np.stack(occ_l)
+    clip.update(loc=loc.astype(np.float32), scale=np.float32(scale))
+    return clip
+
+
+def load_oflow_split(
+    root: str | Path,
+    split: str,
+    num_frames: int = 17,
+    n_surface: int = 2048,
+    n_uniform: int = 2048,
+    n_near: int = 2048,
+    categories=None,
+    max_sequences: int | None = None,
+    clip_stride: int | None = None,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Arrays of one split in the format of :mod:`latent4d.motion.data` (clips of ``num_frames``).
 
     Sequences are cut into clips starting every ``clip_stride`` frames (default ``num_frames - 1``);
@@ -109,45 +180,11 @@ def load_oflow_split(root: str | Path, split: str, num_frames: int = 17, n_surfa
     seqs = read_split_list(root, split, categories)
     n_clips = 0
     for seq in seqs:
-        surf_files = _frames(seq / FOLDERS["surface"])
-        uni_files = _frames(seq / FOLDERS["uniform"])
-        near_files = _frames(seq / FOLDERS["near"])
-        if not surf_files:
-            raise InputError(f"{seq}: no frames in {FOLDERS['surface']}/ (empty sequence)")
-        if len(uni_files) != len(surf_files):
-            raise InputError(f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(uni_files)} in "
-                             f"{FOLDERS['uniform']}/ (mismatched frame counts)")
-        if near_files and len(near_files) != len(surf_files):
-            raise InputError(f"{seq}: {len(surf_files)} frames in {FOLDERS['surface']}/ but {len(near_files)} in "
-                             f"{FOLDERS['near']}/ (mismatched frame counts)")
-        if len(surf_files) < num_frames:
-            raise InputError(f"{seq}: {len(surf_files)} frames, shorter than one clip of {num_frames}")
-        for start in range(0, len(surf_files) - num_frames + 1, stride):
-            frames = range(start, start + num_frames)
-            surf = [_world(_load_npz(surf_files[t], ("points",)), surf_files[t]) for t in frames]
-            n_pts = {len(s) for s in surf}
-            if len(n_pts) != 1:
-                raise InputError(f"{seq}: surface frames {start}..{start + num_frames - 1} have different point "
-                                 f"counts {sorted(n_pts)}; pcl_seq samples must correspond across frames")
-            surf = np.stack(surf)
-            lo, hi = surf.reshape(-1, 3).min(0), surf.reshape(-1, 3).max(0)
-            loc, scale = (lo + hi) / 2, float((hi - lo).max())
-            if scale <= 0:
-                raise InputError(f"{seq}: degenerate surface (all points coincide)")
-            idx = rng.choice(surf.shape[1], n_surface, replace=surf.shape[1] < n_surface)
-            clip = {"surface": ((surf[:, idx] - loc) / scale).astype(np.float32)}
-            for key, files, n in (("uniform", uni_files, n_uniform), ("near", near_files or uni_files, n_near)):
-                pts_l, occ_l = [], []
-                for t in frames:
-                    d = _load_npz(files[t], ("points", "occupancies"))
-                    w = _world(d, files[t])
-                    o = _occ(d, len(w), files[t])
-                    j = rng.choice(len(w), n, replace=len(w) < n)
-                    pts_l.append(((w[j] - loc) / scale).astype(np.float16))
-                    occ_l.append(o[j])
-                clip[key] = np.stack(pts_l)
-                clip[f"{key}_occ"] = np.stack(occ_l)
-            clip.update(loc=loc.astype(np.float32), scale=np.float32(scale))
+        files = _sequence_files(seq, num_frames)
+        for start in range(0, len(files[0]) - num_frames + 1, stride):
+            clip = _load_clip(
+                seq, files, range(start, start + num_frames), (n_surface, n_uniform, n_near), rng
+            )
             for k, v in clip.items():
                 parts.setdefault(k, []).append(v)
             n_clips += 1
@@ -168,9 +205,17 @@ def _save_npz(path: Path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
-def write_oflow_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.ndarray, n_surface: int = 100_000,
-                         n_uniform: int = 100_000, n_near: int = 100_000, near_sigmas=(0.004, 0.015),
-                         padding: float = 0.1, seed: int = 0) -> int:
+def write_oflow_sequence(
+    out_dir: str | Path,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    n_surface: int = 100_000,
+    n_uniform: int = 100_000,
+    n_near: int = 100_000,
+    near_sigmas=(0.004, 0.015),
+    padding: float = 0.1,
+    seed: int = 0,
+) -> int:
     """Write one mesh sequence (T, V, 3) with shared ``faces`` in the O-Flow layout under ``out_dir``.
 
     Per frame: surface samples at one shared set of (face, barycentric) draws (so they correspond),
@@ -200,13 +245,25 @@ def write_oflow_sequence(out_dir: str | Path, vertices: np.ndarray, faces: np.nd
         _save_npz(out_dir / FOLDERS["surface"] / name, points=surf, loc=loc, scale=np.float32(scale))
         sdf = MeshSDF((Vn[t].astype(np.float32), F))
         uni = rng.uniform(-half, half, (n_uniform, 3)).astype(np.float32)
-        _save_npz(out_dir / FOLDERS["uniform"] / name, points=uni.astype(np.float16),
-                  occupancies=np.packbits(sdf.occupancy(uni)), loc=loc, scale=np.float32(scale))
+        _save_npz(
+            out_dir / FOLDERS["uniform"] / name,
+            points=uni.astype(np.float16),
+            occupancies=np.packbits(sdf.occupancy(uni)),
+            loc=loc,
+            scale=np.float32(scale),
+        )
         _, fi, b = sample_surface(Vn[t], F, n_near, rng)
         sig = np.asarray(near_sigmas)[rng.integers(0, len(near_sigmas), n_near)]
-        near = (interpolate_barycentric(Vn[t], F, fi, b) + rng.normal(size=(n_near, 3)) * sig[:, None]).astype(np.float32)
-        _save_npz(out_dir / FOLDERS["near"] / name, points=near.astype(np.float16),
-                  occupancies=np.packbits(sdf.occupancy(near)), loc=loc, scale=np.float32(scale))
+        near = (
+            interpolate_barycentric(Vn[t], F, fi, b) + rng.normal(size=(n_near, 3)) * sig[:, None]
+        ).astype(np.float32)
+        _save_npz(
+            out_dir / FOLDERS["near"] / name,
+            points=near.astype(np.float16),
+            occupancies=np.packbits(sdf.occupancy(near)),
+            loc=loc,
+            scale=np.float32(scale),
+        )
     return len(Vn)
 
 
@@ -221,7 +278,9 @@ def read_mesh_sequence(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list
     import trimesh
 
     folder = Path(folder)
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".obj", ".ply", ".off") and f.is_file())
+    files = sorted(
+        f for f in folder.iterdir() if f.suffix.lower() in (".obj", ".ply", ".off") and f.is_file()
+    )
     if not files:
         raise InputError(f"{folder}: no mesh files (.obj, .ply, .off): empty sequence")
     verts, faces = [], None
@@ -238,7 +297,9 @@ def read_mesh_sequence(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list
         if faces is None:
             faces = fc
         elif fc.shape != faces.shape or not np.array_equal(fc, faces) or len(v) != len(verts[0]):
-            raise InputError(f"{f}: topology differs from {files[0].name} ({len(v)} vertices / {len(fc)} faces vs "
-                             f"{len(verts[0])} / {len(faces)}); frames must share one mesh topology")
+            raise InputError(
+                f"{f}: topology differs from {files[0].name} ({len(v)} vertices / {len(fc)} faces vs "
+                f"{len(verts[0])} / {len(faces)}); frames must share one mesh topology"
+            )
         verts.append(v)
     return np.stack(verts), faces, files

@@ -43,13 +43,16 @@ def occupancy_keep(slope: float, safety: float = 2.5):
     """Octree keep rule for occupancy logits: a logit grows roughly like ``slope`` x distance near the
     surface, so a cell of side ``s`` may contain the zero level when ``|logit| <= safety * slope *
     sqrt(3)/2 * s``."""
+
     def keep(values: torch.Tensor, side: float) -> torch.Tensor:
         return values.abs() <= safety * slope * 0.5 * math.sqrt(3.0) * side
+
     return keep
 
 
-def estimate_logit_slope(fn: Callable[[torch.Tensor], torch.Tensor], bounds: float = 0.55, resolution: int = 24,
-                         band: float = 3.0) -> float:
+def estimate_logit_slope(
+    fn: Callable[[torch.Tensor], torch.Tensor], bounds: float = 0.55, resolution: int = 24, band: float = 3.0
+) -> float:
     """Median |grad logit| (per unit length) at the grid points of a coarse grid whose |logit| < ``band``
     (autograd); falls back to the largest value seen when no point is near the surface."""
     from latent4d.geometry.meshing import grid_centers
@@ -69,8 +72,14 @@ def estimate_logit_slope(fn: Callable[[torch.Tensor], torch.Tensor], bounds: flo
     return float(g.norm(dim=-1).median().clamp_min(1.0))
 
 
-def extract_mesh(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int = 128, bounds: float = 0.55,
-                 method: str = "octree", start_level: int = 4, safety: float = 2.5) -> trimesh.Trimesh:
+def extract_mesh(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    resolution: int = 128,
+    bounds: float = 0.55,
+    method: str = "octree",
+    start_level: int = 4,
+    safety: float = 2.5,
+) -> trimesh.Trimesh:
     """Zero level set of occupancy logits ``fn`` ((N, 3) -> (N,), inside positive) as a mesh.
 
     ``method="dense"`` evaluates a ``resolution^3`` grid; ``"octree"`` refines only cells that may
@@ -90,7 +99,9 @@ def extract_mesh(fn: Callable[[torch.Tensor], torch.Tensor], resolution: int = 1
     level = max(start_level, int(round(math.log2(resolution))))
     keep = occupancy_keep(estimate_logit_slope(fn, bounds), safety)
     try:
-        mesh, _ = octree_mesh(fn, level=level, start_level=start_level, bounds=bounds, keep=keep, inside="positive")
+        mesh, _ = octree_mesh(
+            fn, level=level, start_level=start_level, bounds=bounds, keep=keep, inside="positive"
+        )
     except ValueError as e:  # scikit-image: the band never crosses the level set -> no surface
         if "within volume data range" not in str(e):
             raise
@@ -126,17 +137,36 @@ class MotionPipeline(LatentPipeline):
     """
 
     family = "motion"
-    component_classes = {"shape_ae": ShapeVecSetAE, "deform_ae": DeformVecSetAE,
-                         "shape_denoiser": ShapeDenoiser, "deform_denoiser": DeformDenoiser}
+    component_classes = {
+        "shape_ae": ShapeVecSetAE,
+        "deform_ae": DeformVecSetAE,
+        "shape_denoiser": ShapeDenoiser,
+        "deform_denoiser": DeformDenoiser,
+    }
     optional = ("shape_ae", "deform_ae", "shape_denoiser", "deform_denoiser")
     #: the name each component has in the run that trains it (``<run>/models/<name>``)
-    run_names = {"shape_ae": "ae", "deform_ae": "ae", "shape_denoiser": "denoiser", "deform_denoiser": "denoiser"}
+    run_names = {
+        "shape_ae": "ae",
+        "deform_ae": "ae",
+        "shape_denoiser": "denoiser",
+        "deform_denoiser": "denoiser",
+    }
 
-    def __init__(self, shape_ae: ShapeVecSetAE | None = None, deform_ae: DeformVecSetAE | None = None,
-                 shape_denoiser: ShapeDenoiser | None = None, deform_denoiser: DeformDenoiser | None = None,
-                 bounds: float = 0.55, device: str | torch.device | None = None):
-        self.register_modules(shape_ae=shape_ae, deform_ae=deform_ae, shape_denoiser=shape_denoiser,
-                              deform_denoiser=deform_denoiser)
+    def __init__(
+        self,
+        shape_ae: ShapeVecSetAE | None = None,
+        deform_ae: DeformVecSetAE | None = None,
+        shape_denoiser: ShapeDenoiser | None = None,
+        deform_denoiser: DeformDenoiser | None = None,
+        bounds: float = 0.55,
+        device: str | torch.device | None = None,
+    ):
+        self.register_modules(
+            shape_ae=shape_ae,
+            deform_ae=deform_ae,
+            shape_denoiser=shape_denoiser,
+            deform_denoiser=deform_denoiser,
+        )
         for net in self.components.values():
             net.eval()
         self.bounds = bounds
@@ -144,7 +174,9 @@ class MotionPipeline(LatentPipeline):
             self.to(device)
 
     @classmethod
-    def component_folder(cls, run_or_folder: str | Path, name: str, run_name: str | None = None) -> Path | None:
+    def component_folder(
+        cls, run_or_folder: str | Path, name: str, run_name: str | None = None
+    ) -> Path | None:
         """Folder of component ``name``: ``<folder>/<name>`` (a saved pipeline, or a diffusion run's
         autoencoders) or ``<run>/models/<run name>`` (``ae`` / ``denoiser`` in the run that trains it),
         checked to hold the component's class; None when absent (every component is optional)."""
@@ -171,8 +203,15 @@ class MotionPipeline(LatentPipeline):
         return load_component(comp_cls, folder, cls.limits.get(name))
 
     @classmethod
-    def from_runs(cls, shape_ae=None, deform_ae=None, shape_diffusion=None, deform_diffusion=None,
-                  device="cpu", bounds: float = 0.55) -> MotionPipeline:
+    def from_runs(
+        cls,
+        shape_ae=None,
+        deform_ae=None,
+        shape_diffusion=None,
+        deform_diffusion=None,
+        device="cpu",
+        bounds: float = 0.55,
+    ) -> MotionPipeline:
         """Load networks from the runs of several experiments (run directories or exported folders).
         A diffusion run also holds the autoencoders it was trained on (``models/shape_ae``,
         ``models/deform_ae``), used when no autoencoder run is given."""
@@ -191,7 +230,9 @@ class MotionPipeline(LatentPipeline):
     def need(self, what: str):
         net = getattr(self, what)
         if net is None:
-            raise ConfigError(f"this pipeline has no {what.replace('_', ' ')} (load it with MotionPipeline.from_runs)")
+            raise ConfigError(
+                f"this pipeline has no {what.replace('_', ' ')} (load it with MotionPipeline.from_runs)"
+            )
         return net
 
     def as_tensor(self, a) -> torch.Tensor:
@@ -214,6 +255,7 @@ class MotionPipeline(LatentPipeline):
 
         def fn(xyz: torch.Tensor) -> torch.Tensor:
             return ae.query(tokens, xyz.to(self.device)[None], chunk=32768)[0]
+
         return fn
 
     @torch.no_grad()
@@ -221,8 +263,9 @@ class MotionPipeline(LatentPipeline):
         """Occupancy logits (N,) of latent set z at points (N, 3)."""
         return self.occupancy_fn(z)(self.as_tensor(points)).cpu().numpy()
 
-    def mesh(self, z: torch.Tensor, resolution: int = 128, method: str = "octree",
-             clean: bool = True) -> trimesh.Trimesh:
+    def mesh(
+        self, z: torch.Tensor, resolution: int = 128, method: str = "octree", clean: bool = True
+    ) -> trimesh.Trimesh:
         """Mesh of one latent set (zero level of the logits)."""
         m = extract_mesh(self.occupancy_fn(z), resolution, self.bounds, method)
         return largest_component(m) if clean else m
@@ -245,8 +288,14 @@ class MotionPipeline(LatentPipeline):
 
     # -- autoencoder reconstruction and tracking -----------------------------------------------
     @torch.no_grad()
-    def autoencode(self, clouds, resolution: int = 128, method: str = "octree", n_points: int | None = None,
-                   seed: int = 0) -> Reconstruction:
+    def autoencode(
+        self,
+        clouds,
+        resolution: int = 128,
+        method: str = "octree",
+        n_points: int | None = None,
+        seed: int = 0,
+    ) -> Reconstruction:
         """Dense corresponding clouds (T, N, 3) -> mesh of frame 0 tracked through all frames.
 
         Each frame is resampled to ``n_points`` (default: all of frame 0's points) with the same
@@ -259,8 +308,10 @@ class MotionPipeline(LatentPipeline):
         frames = check_sequence(clouds, "autoencode input")
         n = len(frames[0])
         if any(len(f) != n for f in frames):
-            raise InputError("autoencode: corresponding clouds need the same number of points in every frame "
-                             f"(got {[len(f) for f in frames]})")
+            raise InputError(
+                "autoencode: corresponding clouds need the same number of points in every frame "
+                f"(got {[len(f) for f in frames]})"
+            )
         arr = np.stack(frames)
         if n_points is not None and n_points != n:
             idx = np.random.default_rng(seed).choice(n, n_points, replace=n < n_points)
@@ -278,7 +329,9 @@ class MotionPipeline(LatentPipeline):
         return Reconstruction(verts, np.asarray(mesh.faces), arr, {"shape": t1 - t0, "track": t2 - t1})
 
     # -- diffusion -----------------------------------------------------------------------------
-    def _sample(self, den, shape: tuple, steps: int, sampler: str, generator, edm, guide, **cond) -> torch.Tensor:
+    def _sample(
+        self, den, shape: tuple, steps: int, sampler: str, generator, edm, guide, **cond
+    ) -> torch.Tensor:
         """EDM sampling of denoiser ``den`` (latents of ``shape``, conditioned on ``cond``), the guide's
         final fit when there is one, back to the autoencoder's latent units."""
         from latent4d.diffusion.edm import EDM
@@ -289,9 +342,17 @@ class MotionPipeline(LatentPipeline):
         return den.denormalize(x)
 
     @torch.no_grad()
-    def sample_shape(self, obs, num_samples: int = 1, steps: int = 18, sampler: str = "dpmsolver",
-                     corresponding: bool = True, generator: torch.Generator | None = None, edm=None,
-                     guidance=None) -> torch.Tensor:
+    def sample_shape(
+        self,
+        obs,
+        num_samples: int = 1,
+        steps: int = 18,
+        sampler: str = "dpmsolver",
+        corresponding: bool = True,
+        generator: torch.Generator | None = None,
+        edm=None,
+        guidance=None,
+    ) -> torch.Tensor:
         """Shape latents (S, M, C) of frame 0 from its observed cloud (N, 3) (S = ``num_samples``).
 
         ``guidance``: a :class:`~latent4d.motion.guidance.GuidanceConfig` pulling every solver step
@@ -309,10 +370,20 @@ class MotionPipeline(LatentPipeline):
         return self._sample(den, shape, steps, sampler, generator, edm, guide, obs=o, corresponding=corr)
 
     @torch.no_grad()
-    def sample_deformation(self, shape_latents: torch.Tensor, obs, steps: int = 18, sampler: str = "dpmsolver",
-                           corresponding: bool = True, generator: torch.Generator | None = None,
-                           edm=None, guidance=None, surface0=None, frame_shapes: torch.Tensor | None = None,
-                           frame_slope: float | None = None) -> torch.Tensor:
+    def sample_deformation(
+        self,
+        shape_latents: torch.Tensor,
+        obs,
+        steps: int = 18,
+        sampler: str = "dpmsolver",
+        corresponding: bool = True,
+        generator: torch.Generator | None = None,
+        edm=None,
+        guidance=None,
+        surface0=None,
+        frame_shapes: torch.Tensor | None = None,
+        frame_slope: float | None = None,
+    ) -> torch.Tensor:
         """Deformation latents (S, T-1, M, C) for frames 1..T-1 from shape latents (S, Ms, Cs) of frame 0
         and the observed window (T, N, 3).
 
@@ -336,13 +407,31 @@ class MotionPipeline(LatentPipeline):
             fs = None
             if frame_shapes is not None and guidance.shape_weight > 0:
                 fs = self._frame_shape_tokens(shape_latents, frame_shapes, frame_slope)
-            guide = DeformObservationGuide(self.need("deform_ae"), den, o, corresponding,
-                                           None if surface0 is None else self.as_tensor(surface0), guidance, fs)
-        return self._sample(den, shape, steps, sampler, generator, edm, guide,
-                            shape_latents=shape_latents.to(self.device), obs=o, corresponding=corr)
+            guide = DeformObservationGuide(
+                self.need("deform_ae"),
+                den,
+                o,
+                corresponding,
+                None if surface0 is None else self.as_tensor(surface0),
+                guidance,
+                fs,
+            )
+        return self._sample(
+            den,
+            shape,
+            steps,
+            sampler,
+            generator,
+            edm,
+            guide,
+            shape_latents=shape_latents.to(self.device),
+            obs=o,
+            corresponding=corr,
+        )
 
-    def _frame_shape_tokens(self, shape_latents: torch.Tensor, frame_shapes: torch.Tensor,
-                            slope: float | None = None) -> tuple:
+    def _frame_shape_tokens(
+        self, shape_latents: torch.Tensor, frame_shapes: torch.Tensor, slope: float | None = None
+    ) -> tuple:
         """(shape AE, decoded tokens (S * (T-1), Nt, D), logit slope) for the frame-shape guidance term;
         unless given, the slope (median |grad logit| near the surface) is estimated on the first
         frame-0 sample."""
@@ -361,14 +450,17 @@ class MotionPipeline(LatentPipeline):
         """Frames per deformation-diffusion window (the model's T)."""
         return int(self.need("deform_denoiser").config.num_frames)
 
-    def fused_occupancy_fn(self, shape_latents: torch.Tensor, deform_latents: torch.Tensor
-                           ) -> Callable[[torch.Tensor], torch.Tensor]:
+    def fused_occupancy_fn(
+        self, shape_latents: torch.Tensor, deform_latents: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """xyz (N, 3) at frame 0 -> mean over frames t of logit_t(phi_t(xyz)) (N,): per-frame shape latents
         (T, M, C) (frame 0 first), deformation latents (T-1, Md, Cd) of frames 1..T-1 (phi_0 = identity)."""
         sae, dae = self.need("shape_ae"), self.need("deform_ae")
         T = len(shape_latents)
         if len(deform_latents) != T - 1:
-            raise InputError(f"fusion: {len(deform_latents)} deformation latent sets for {T} frames (need {T - 1})")
+            raise InputError(
+                f"fusion: {len(deform_latents)} deformation latent sets for {T} frames (need {T - 1})"
+            )
         with torch.no_grad():
             stoks = sae.decode(shape_latents.to(self.device))
             dtoks = dae.decode(deform_latents.to(self.device)) if T > 1 else None
@@ -377,6 +469,7 @@ class MotionPipeline(LatentPipeline):
             x = xyz.to(self.device)[None]
             out = sae.query(stoks[:1], x)[0]
             for t in range(1, T):
-                out = out + sae.query(stoks[t:t + 1], dae.query(dtoks[t - 1:t], x))[0]
+                out = out + sae.query(stoks[t : t + 1], dae.query(dtoks[t - 1 : t], x))[0]
             return out / T
+
         return fn

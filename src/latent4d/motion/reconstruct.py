@@ -78,7 +78,9 @@ class MotionReconstructConfig:
     deform_ae: str | None = opt(MISSING, help="motion/deform_ae run (method=autoencoder)")
     template: str | None = opt(MISSING, help="frame-0 mesh to track (world units)")
     gt: str | None = opt(MISSING, help="npz with ground-truth vertices (T, V, 3) and faces (F, 3)")
-    normalize: bool = opt(MISSING, help="map the input's bounding box into [-0.5, 0.5]^3 (false: it already is)")
+    normalize: bool = opt(
+        MISSING, help="map the input's bounding box into [-0.5, 0.5]^3 (false: it already is)"
+    )
     noise: float = opt(MISSING, min=0.0, max=1.0, help="extra Gaussian noise on the input (normalised units)")
     render: bool = opt(MISSING, help="per-frame renders, an animation and a turntable")
     render_size: int = opt(MISSING, min=16, max=4096)
@@ -93,10 +95,16 @@ class MotionReconstructConfig:
     n_obs: int = opt(MISSING, min=1, max=1_000_000, help="observed points per frame after resampling")
     window: int | None = opt(MISSING, min=2, max=100_000, help="frames per window (null: the model's)")
     seed: int = opt(MISSING, min=0, max=SEED_MAX)
-    n_shape_points: int = opt(MISSING, min=1, max=1_000_000,
-                              help="surface points encoded for a template's or a chained window's shape latents")
+    n_shape_points: int = opt(
+        MISSING,
+        min=1,
+        max=1_000_000,
+        help="surface points encoded for a template's or a chained window's shape latents",
+    )
     fuse: bool = opt(MISSING, help="temporal occupancy fusion of the frame-0 surface over the first window")
-    guidance: float = opt(MISSING, min=0.0, max=1000.0, help="scales both guidance weights (0: plain samples)")
+    guidance: float = opt(
+        MISSING, min=0.0, max=1000.0, help="scales both guidance weights (0: plain samples)"
+    )
     shape_guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     deform_guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
@@ -105,23 +113,29 @@ class MotionReconstructConfig:
         if not self.input:
             raise ConfigError(f"{command} needs input=<folder of per-frame clouds | file.npz with (T, N, 3)>")
         if self.method == "autoencoder" and not (self.shape_ae and self.deform_ae):
-            raise ConfigError("method=autoencoder needs shape_ae=<motion/shape_ae run> and "
-                              "deform_ae=<motion/deform_ae run>")
+            raise ConfigError(
+                "method=autoencoder needs shape_ae=<motion/shape_ae run> and deform_ae=<motion/deform_ae run>"
+            )
         if self.method == "diffusion" and not (self.shape_run and self.deform_run):
-            raise ConfigError(f"{command} needs shape_run=<motion/shape_diffusion run> and "
-                              "deform_run=<motion/deform_diffusion run> (or method=autoencoder)")
+            raise ConfigError(
+                f"{command} needs shape_run=<motion/shape_diffusion run> and "
+                "deform_run=<motion/deform_diffusion run> (or method=autoencoder)"
+            )
 
     def guides(self) -> tuple[GuidanceConfig | None, GuidanceConfig | None]:
         """(shape, deformation) guidance with their weights scaled by ``guidance``; (None, None) when
         ``guidance`` is 0 (the models' plain samples)."""
         if self.guidance <= 0:
             return None, None
-        return (dataclasses.replace(self.shape_guidance, weight=self.shape_guidance.weight * self.guidance),
-                dataclasses.replace(self.deform_guidance, weight=self.deform_guidance.weight * self.guidance))
+        return (
+            dataclasses.replace(self.shape_guidance, weight=self.shape_guidance.weight * self.guidance),
+            dataclasses.replace(self.deform_guidance, weight=self.deform_guidance.weight * self.guidance),
+        )
 
 
-def reconstruct_config(overrides: list[str] | tuple[str, ...] = (), name: str = "motion",
-                       command: str = "reconstruct motion") -> MotionReconstructConfig:
+def reconstruct_config(
+    overrides: list[str] | tuple[str, ...] = (), name: str = "motion", command: str = "reconstruct motion"
+) -> MotionReconstructConfig:
     """``conf/reconstruct/<name>.yaml`` composed with ``key=value`` ``overrides`` (one ConfigError for
     unknown keys, wrong types and values out of range)."""
     from hydra.core.config_store import ConfigStore
@@ -156,8 +170,9 @@ class MotionSolver:
         self.pipe, self.cfg = pipe, config
         self.shape_guidance, self.deform_guidance = config.guides()
 
-    def reconstruct(self, observations, shape_latents: torch.Tensor | None = None,
-                    mesh0: trimesh.Trimesh | None = None) -> list[Reconstruction]:
+    def reconstruct(
+        self, observations, shape_latents: torch.Tensor | None = None, mesh0: trimesh.Trimesh | None = None
+    ) -> list[Reconstruction]:
         """One :class:`Reconstruction` per sample: frame-0 mesh vertices tracked through all frames.
 
         Args:
@@ -174,12 +189,18 @@ class MotionSolver:
             meshes, first, sources = self._fused_meshes(clip, z)
             verts = self._track(clip, meshes, z, first=first)
         else:
-            meshes = [mesh0 if mesh0 is not None else self._frame0_mesh(clip, z[s], s, self.cfg.mesh)
-                      for s in range(len(z))]
+            meshes = [
+                mesh0 if mesh0 is not None else self._frame0_mesh(clip, z[s], s, self.cfg.mesh)
+                for s in range(len(z))
+            ]
             sources = ["template" if mesh0 is not None else "sample"] * len(z)
             verts = self._track(clip, meshes, z)
-        return [Reconstruction(verts[s], np.asarray(m.faces), clip.obs, dict(clip.timings), sample=s,
-                               frame0=sources[s]) for s, m in enumerate(meshes)]
+        return [
+            Reconstruction(
+                verts[s], np.asarray(m.faces), clip.obs, dict(clip.timings), sample=s, frame0=sources[s]
+            )
+            for s, m in enumerate(meshes)
+        ]
 
     # -- steps -----------------------------------------------------------------------------------
     def _prepare(self, observations) -> _Clip:
@@ -204,7 +225,9 @@ class MotionSolver:
         W = min(cfg.window or self.pipe.window, self.pipe.window)
         if W < 2:
             raise ConfigError(f"window must be >= 2 frames, got {W}")
-        return _Clip(obs, corresponding, W, rng, gen, {"shape": 0.0, "mesh": 0.0, "deform": 0.0, "decode": 0.0})
+        return _Clip(
+            obs, corresponding, W, rng, gen, {"shape": 0.0, "mesh": 0.0, "deform": 0.0, "decode": 0.0}
+        )
 
     def _frame0_latents(self, clip: _Clip, shape_latents, mesh0) -> torch.Tensor:
         """Frame-0 shape latents (S, M, C): given, encoded from the template, or sampled."""
@@ -216,8 +239,15 @@ class MotionSolver:
             p0, _, _ = sample_surface(mesh0.vertices, mesh0.faces, cfg.n_shape_points, clip.rng)
             shape_latents = pipe.encode_shape(p0)
         if shape_latents is None:
-            z = pipe.sample_shape(clip.obs[0], cfg.num_samples, cfg.steps, cfg.sampler, clip.corresponding, clip.gen,
-                                  guidance=self.shape_guidance)
+            z = pipe.sample_shape(
+                clip.obs[0],
+                cfg.num_samples,
+                cfg.steps,
+                cfg.sampler,
+                clip.corresponding,
+                clip.gen,
+                guidance=self.shape_guidance,
+            )
         else:
             z = shape_latents.to(pipe.device)
             z = z[None] if z.dim() == 2 else z
@@ -246,21 +276,49 @@ class MotionSolver:
         method = "mise" if cfg.mesh == "octree" else cfg.mesh
         S, W0 = len(z), min(clip.W, len(clip.obs))
         t0 = time.perf_counter()
-        frames = torch.stack([torch.stack([pipe.sample_shape(clip.obs[t], 1, cfg.steps, cfg.sampler, clip.corresponding,
-                                                             clip.gen, guidance=self.shape_guidance)[0]
-                                           for t in range(1, W0)])
-                              for _ in range(S)])  # (S, W0-1, M, C)
+        frames = torch.stack(
+            [
+                torch.stack(
+                    [
+                        pipe.sample_shape(
+                            clip.obs[t],
+                            1,
+                            cfg.steps,
+                            cfg.sampler,
+                            clip.corresponding,
+                            clip.gen,
+                            guidance=self.shape_guidance,
+                        )[0]
+                        for t in range(1, W0)
+                    ]
+                )
+                for _ in range(S)
+            ]
+        )  # (S, W0-1, M, C)
         clip.add_time("shape", t0)
         t0 = time.perf_counter()
         surface0 = first_meshes = None
         guided = guidance is not None and guidance.enabled
         if guided and (not clip.corresponding or guidance.shape_weight > 0):  # a first surface for the guide
             first_meshes = [self._frame0_mesh(clip, z[s], s, method) for s in range(S)]
-            surface0 = np.stack([sample_surface(m.vertices, m.faces, guidance.n_surface, clip.rng)[0]
-                                 for m in first_meshes])
-        slope = estimate_logit_slope(pipe.occupancy_fn(z[0]), pipe.bounds)  # logits -> distances (guide, selection)
-        zd = pipe.sample_deformation(z, clip.obs[:W0], cfg.steps, cfg.sampler, clip.corresponding, clip.gen,
-                                     guidance=guidance, surface0=surface0, frame_shapes=frames, frame_slope=slope)
+            surface0 = np.stack(
+                [sample_surface(m.vertices, m.faces, guidance.n_surface, clip.rng)[0] for m in first_meshes]
+            )
+        slope = estimate_logit_slope(
+            pipe.occupancy_fn(z[0]), pipe.bounds
+        )  # logits -> distances (guide, selection)
+        zd = pipe.sample_deformation(
+            z,
+            clip.obs[:W0],
+            cfg.steps,
+            cfg.sampler,
+            clip.corresponding,
+            clip.gen,
+            guidance=guidance,
+            surface0=surface0,
+            frame_shapes=frames,
+            frame_slope=slope,
+        )
         clip.add_time("deform", t0)
         meshes, sources = [], []
         for s in range(S):
@@ -270,8 +328,17 @@ class MotionSolver:
             sources.append(source)
         return meshes, zd, sources
 
-    def _select_frame0(self, clip: _Clip, z: torch.Tensor, s: int, zd: torch.Tensor, frames: torch.Tensor,
-                       slope: float, method: str, sampled: trimesh.Trimesh | None) -> tuple[trimesh.Trimesh, str]:
+    def _select_frame0(
+        self,
+        clip: _Clip,
+        z: torch.Tensor,
+        s: int,
+        zd: torch.Tensor,
+        frames: torch.Tensor,
+        slope: float,
+        method: str,
+        sampled: trimesh.Trimesh | None,
+    ) -> tuple[trimesh.Trimesh, str]:
         """Sample ``s``'s fused frame-0 surface or its own shape sample, whichever is more consistent
         with the window (:func:`consistency`)."""
         import torch
@@ -280,23 +347,30 @@ class MotionSolver:
 
         pipe = self.pipe
         t0 = time.perf_counter()
-        zs = torch.cat([z[s:s + 1].to(frames), frames])
-        fused = largest_component(extract_mesh(pipe.fused_occupancy_fn(zs, zd), self.cfg.resolution, pipe.bounds,
-                                               method))
+        zs = torch.cat([z[s : s + 1].to(frames), frames])
+        fused = largest_component(
+            extract_mesh(pipe.fused_occupancy_fn(zs, zd), self.cfg.resolution, pipe.bounds, method)
+        )
         if sampled is None:
             sampled = pipe.mesh(z[s], self.cfg.resolution, method)
         clip.add_time("mesh", t0)
         t0 = time.perf_counter()
-        obs = clip.obs[:min(clip.W, len(clip.obs))]
-        scores = [consistency(pipe, m, zd, obs, frames, slope, rng=clip.rng) if len(m.faces) else math.inf
-                  for m in (fused, sampled)]
+        obs = clip.obs[: min(clip.W, len(clip.obs))]
+        scores = [
+            consistency(pipe, m, zd, obs, frames, slope, rng=clip.rng) if len(m.faces) else math.inf
+            for m in (fused, sampled)
+        ]
         clip.add_time("select", t0)
         if not np.isfinite(min(scores)):
-            raise InputError(f"sample {s}: no surface in frame 0 (neither the fused occupancy nor the sampled shape)")
+            raise InputError(
+                f"sample {s}: no surface in frame 0 (neither the fused occupancy nor the sampled shape)"
+            )
         pick = int(np.argmin(scores))
         return (fused, sampled)[pick], ("fused", "sample")[pick]
 
-    def _track(self, clip: _Clip, meshes, z: torch.Tensor, first: torch.Tensor | None = None) -> list[np.ndarray]:
+    def _track(
+        self, clip: _Clip, meshes, z: torch.Tensor, first: torch.Tensor | None = None
+    ) -> list[np.ndarray]:
         """Frame-0 meshes (one per sample) carried through the observed frames, window by window;
         returns per-sample vertex trajectories (T, V, 3). ``first``: deformation latents of the first
         window already sampled (S, W-1, M, C)."""
@@ -312,8 +386,10 @@ class MotionSolver:
             stop = min(start + clip.W, T)  # window frames start..stop-1
             if start > 0:  # chain: shape latents of the tracked mesh at the window's first frame
                 t0 = time.perf_counter()
-                pts = [sample_surface(verts[s][start], m.faces, cfg.n_shape_points, clip.rng)[0]
-                       for s, m in enumerate(meshes)]
+                pts = [
+                    sample_surface(verts[s][start], m.faces, cfg.n_shape_points, clip.rng)[0]
+                    for s, m in enumerate(meshes)
+                ]
                 z = pipe.encode_shape(np.stack(pts))
                 clip.add_time("shape", t0)
             t0 = time.perf_counter()
@@ -322,14 +398,26 @@ class MotionSolver:
             else:
                 surface0 = None
                 if guidance is not None and guidance.enabled and not clip.corresponding:
-                    surface0 = np.stack([sample_surface(verts[s][start], m.faces, guidance.n_surface, clip.rng)[0]
-                                         for s, m in enumerate(meshes)])
-                zd = pipe.sample_deformation(z, obs[start:stop], cfg.steps, cfg.sampler, clip.corresponding, clip.gen,
-                                             guidance=guidance, surface0=surface0)
+                    surface0 = np.stack(
+                        [
+                            sample_surface(verts[s][start], m.faces, guidance.n_surface, clip.rng)[0]
+                            for s, m in enumerate(meshes)
+                        ]
+                    )
+                zd = pipe.sample_deformation(
+                    z,
+                    obs[start:stop],
+                    cfg.steps,
+                    cfg.sampler,
+                    clip.corresponding,
+                    clip.gen,
+                    guidance=guidance,
+                    surface0=surface0,
+                )
             clip.add_time("deform", t0)
             t0 = time.perf_counter()
             for s in range(len(meshes)):
-                verts[s][start + 1:stop] = pipe.deform(zd[s], verts[s][start])
+                verts[s][start + 1 : stop] = pipe.deform(zd[s], verts[s][start])
             clip.add_time("decode", t0)
             start = stop - 1
         return verts
@@ -352,11 +440,18 @@ class MotionSolver:
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         corresponding = cfg.mode == "sparse" and len({len(f) for f in frames}) == 1
-        obs = resample_frames(frames, cfg.n_obs, rng) if not corresponding else np.stack(frames)[
-            :, rng.choice(len(frames[0]), cfg.n_obs, replace=len(frames[0]) < cfg.n_obs)]
+        obs = (
+            resample_frames(frames, cfg.n_obs, rng)
+            if not corresponding
+            else np.stack(frames)[
+                :, rng.choice(len(frames[0]), cfg.n_obs, replace=len(frames[0]) < cfg.n_obs)
+            ]
+        )
         meshes = []
         for t in range(len(frames)):
-            z = pipe.sample_shape(obs[t], 1, cfg.steps, cfg.sampler, corresponding, gen, guidance=self.shape_guidance)
+            z = pipe.sample_shape(
+                obs[t], 1, cfg.steps, cfg.sampler, corresponding, gen, guidance=self.shape_guidance
+            )
             m = pipe.mesh(z[0], cfg.resolution, cfg.mesh)
             if len(m.faces) == 0:
                 raise InputError(f"per-frame reconstruction: no surface found in frame {t}")
@@ -368,9 +463,17 @@ class MotionSolver:
         return Reconstruction(verts, np.asarray(meshes[0].faces), obs), meshes
 
 
-def consistency(pipe: MotionPipeline, mesh: trimesh.Trimesh, deform_latents: torch.Tensor, obs,
-                frame_shapes: torch.Tensor, slope: float, n: int = 2048, scale: float = 0.01,
-                rng: np.random.Generator | None = None) -> float:
+def consistency(
+    pipe: MotionPipeline,
+    mesh: trimesh.Trimesh,
+    deform_latents: torch.Tensor,
+    obs,
+    frame_shapes: torch.Tensor,
+    slope: float,
+    n: int = 2048,
+    scale: float = 0.01,
+    rng: np.random.Generator | None = None,
+) -> float:
     """How well a frame-0 mesh, carried by deformation latents (T-1, M, C), agrees with a window's
     observations (T, N, 3) and with shape latents sampled on frames 1..T-1 (T-1, Ms, Cs): the mean
     over frames of the pseudo-Huber (scale ``scale``) distance from each observed point to the
@@ -386,7 +489,9 @@ def consistency(pipe: MotionPipeline, mesh: trimesh.Trimesh, deform_latents: tor
     v0 = np.asarray(mesh.vertices, np.float32)
     with torch.no_grad():
         moved = np.concatenate([v0[None], pipe.deform(deform_latents, v0)])  # (T, V, 3)
-        obs_d = pipe.as_tensor(np.stack([cKDTree(moved[t]).query(obs[t])[0] for t in range(len(obs))]))  # (T, N)
+        obs_d = pipe.as_tensor(
+            np.stack([cKDTree(moved[t]).query(obs[t])[0] for t in range(len(obs))])
+        )  # (T, N)
         sae = pipe.need("shape_ae")
         idx = rng.choice(len(v0), min(n, len(v0)), replace=False)
         tokens = sae.decode(frame_shapes.to(pipe.device))

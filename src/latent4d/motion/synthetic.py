@@ -71,19 +71,44 @@ def sample_identity(seed: int, kinds: tuple[str, ...] = KINDS) -> Identity:
     kind = kinds[int(rng.integers(len(kinds)))]
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
     if kind == "humanoid":
-        p = dict(leg=u(0.36, 0.46), torso=u(0.26, 0.34), torso_r=u(0.09, 0.125), hip_w=u(0.055, 0.08),
-                 thigh_r=u(0.06, 0.075), arm=u(0.30, 0.38), arm_r=u(0.05, 0.062), head_r=u(0.085, 0.11),
-                 arm_spread=u(0.35, 0.6), belly=u(0.0, 0.03))
+        p = dict(
+            leg=u(0.36, 0.46),
+            torso=u(0.26, 0.34),
+            torso_r=u(0.09, 0.125),
+            hip_w=u(0.055, 0.08),
+            thigh_r=u(0.06, 0.075),
+            arm=u(0.30, 0.38),
+            arm_r=u(0.05, 0.062),
+            head_r=u(0.085, 0.11),
+            arm_spread=u(0.35, 0.6),
+            belly=u(0.0, 0.03),
+        )
     elif kind == "quadruped":
-        p = dict(body=u(0.45, 0.65), body_r=u(0.10, 0.14), leg=u(0.22, 0.32), leg_r=u(0.05, 0.065),
-                 neck=u(0.14, 0.22), head_r=u(0.07, 0.095), tail=u(0.12, 0.25), tail_r=u(0.03, 0.045),
-                 width=u(0.06, 0.09))
+        p = dict(
+            body=u(0.45, 0.65),
+            body_r=u(0.10, 0.14),
+            leg=u(0.22, 0.32),
+            leg_r=u(0.05, 0.065),
+            neck=u(0.14, 0.22),
+            head_r=u(0.07, 0.095),
+            tail=u(0.12, 0.25),
+            tail_r=u(0.03, 0.045),
+            width=u(0.06, 0.09),
+        )
     elif kind == "tube":
-        p = dict(length=u(0.8, 1.0), radius=u(0.11, 0.16), ellipticity=u(1.0, 1.5), bulge=u(0.0, 0.25),
-                 bulge_freq=u(1.0, 3.0), bulge_phase=u(0, 2 * math.pi))
+        p = dict(
+            length=u(0.8, 1.0),
+            radius=u(0.11, 0.16),
+            ellipticity=u(1.0, 1.5),
+            bulge=u(0.0, 0.25),
+            bulge_freq=u(1.0, 3.0),
+            bulge_phase=u(0, 2 * math.pi),
+        )
     else:  # blob
-        p = dict(radii=[u(0.28, 0.4), u(0.3, 0.45), u(0.26, 0.38)],
-                 bumps=[[*rng.normal(size=3).tolist(), u(0.04, 0.1), u(1.5, 3.0)] for _ in range(4)])
+        p = dict(
+            radii=[u(0.28, 0.4), u(0.3, 0.45), u(0.26, 0.38)],
+            bumps=[[*rng.normal(size=3).tolist(), u(0.04, 0.1), u(1.5, 3.0)] for _ in range(4)],
+        )
     return Identity(kind, int(seed), p)
 
 
@@ -94,9 +119,15 @@ def sample_motion(seed: int, kinds: tuple[str, ...] = MOTIONS) -> Motion:
         raise InputError(f"motion kinds must be among {MOTIONS}, got {kinds}")
     rng = np.random.default_rng([seed, 2])
     kind = kinds[int(rng.integers(len(kinds)))]
-    return Motion(kind=kind, amp=float(rng.uniform(0.55, 1.0)), cycles=float(rng.uniform(0.5, 1.5)),
-                  phase=float(rng.uniform(0, 2 * math.pi)), direction=int(rng.choice([-1, 1])),
-                  turn=float(rng.uniform(-0.6, 0.6)), seed=int(seed))
+    return Motion(
+        kind=kind,
+        amp=float(rng.uniform(0.55, 1.0)),
+        cycles=float(rng.uniform(0.5, 1.5)),
+        phase=float(rng.uniform(0, 2 * math.pi)),
+        direction=int(rng.choice([-1, 1])),
+        turn=float(rng.uniform(-0.6, 0.6)),
+        seed=int(seed),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,11 +178,21 @@ def _humanoid_bones(p: dict) -> list[Bone]:
     chest_y = hip_y + tl
     tr, hw, thr, ar = p["torso_r"], p["hip_w"], p["thigh_r"], p["arm_r"]
     bones = [Bone("root", -1, np.array([0, hip_y - 0.02, 0]), np.array([0, hip_y + 0.02, 0]), tr, tr)]
-    bones.append(Bone("spine", 0, np.array([0, hip_y, 0]), np.array([0, chest_y, 0]), tr + p["belly"], tr * 0.95))
+    bones.append(
+        Bone("spine", 0, np.array([0, hip_y, 0]), np.array([0, chest_y, 0]), tr + p["belly"], tr * 0.95)
+    )
     neck_top = np.array([0, chest_y + 0.07, 0.0])
     bones.append(Bone("neck", 1, np.array([0, chest_y, 0]), neck_top, tr * 0.5, tr * 0.45))
-    bones.append(Bone("head", 2, neck_top + [0, p["head_r"] * 0.9, 0], neck_top + [0, p["head_r"] * 1.0, 0.01],
-                      p["head_r"], p["head_r"] * 0.95))
+    bones.append(
+        Bone(
+            "head",
+            2,
+            neck_top + [0, p["head_r"] * 0.9, 0],
+            neck_top + [0, p["head_r"] * 1.0, 0.01],
+            p["head_r"],
+            p["head_r"] * 0.95,
+        )
+    )
     spread = p["arm_spread"]
     for s, side in ((1, "l"), (-1, "r")):
         sh = np.array([s * (tr + ar * 0.4), chest_y - 0.03, 0])
@@ -165,8 +206,9 @@ def _humanoid_bones(p: dict) -> list[Bone]:
         an = kn + np.array([0, -L * 0.5 + 0.02, -0.01])
         bones.append(Bone(f"thigh_{side}", 0, hip, kn, thr, thr * 0.85))
         bones.append(Bone(f"shin_{side}", len(bones) - 1, kn, an, thr * 0.85, thr * 0.7))
-        bones.append(Bone(f"foot_{side}", len(bones) - 1, an, an + np.array([0, -0.005, 0.08]), thr * 0.7,
-                          thr * 0.6))
+        bones.append(
+            Bone(f"foot_{side}", len(bones) - 1, an, an + np.array([0, -0.005, 0.08]), thr * 0.7, thr * 0.6)
+        )
     return bones
 
 
@@ -176,12 +218,19 @@ def _quadruped_bones(p: dict) -> list[Bone]:
     rear = np.array([0, y, -bl / 2])
     mid = np.array([0, y + 0.01, 0.0])
     front = np.array([0, y + 0.02, bl / 2])
-    bones = [Bone("root", -1, rear, mid, br, br * 1.02),
-             Bone("chest", 0, mid, front, br * 1.02, br * 0.95)]
+    bones = [Bone("root", -1, rear, mid, br, br * 1.02), Bone("chest", 0, mid, front, br * 1.02, br * 0.95)]
     neck_top = front + np.array([0, p["neck"] * 0.8, p["neck"] * 0.6])
     bones.append(Bone("neck", 1, front, neck_top, br * 0.6, br * 0.5))
-    bones.append(Bone("head", 2, neck_top, neck_top + np.array([0, 0.0, p["head_r"] * 1.3]), p["head_r"],
-                      p["head_r"] * 0.7))
+    bones.append(
+        Bone(
+            "head",
+            2,
+            neck_top,
+            neck_top + np.array([0, 0.0, p["head_r"] * 1.3]),
+            p["head_r"],
+            p["head_r"] * 0.7,
+        )
+    )
     tail_end = rear + np.array([0, p["tail"] * 0.5, -p["tail"]])
     bones.append(Bone("tail", 0, rear, tail_end, p["tail_r"] * 1.4, p["tail_r"]))
     for zname, base, parent in (("b", rear, 0), ("f", front, 1)):
@@ -315,7 +364,9 @@ class ArticulatedRig:
 
     def __init__(self, identity: Identity, resolution: int = 72):
         if identity.kind not in ("humanoid", "quadruped"):
-            raise InputError(f"ArticulatedRig: identity kind must be humanoid or quadruped, got {identity.kind}")
+            raise InputError(
+                f"ArticulatedRig: identity kind must be humanoid or quadruped, got {identity.kind}"
+            )
         self.identity = identity
         self.bones = (_humanoid_bones if identity.kind == "humanoid" else _quadruped_bones)(identity.params)
         self.mesh = _rest_mesh(self.bones, resolution)
@@ -345,7 +396,8 @@ def _tube_rest(p: dict) -> trimesh.Trimesh:
     v = np.asarray(m.vertices).copy()  # capsule axis is z
     v = v[:, [0, 2, 1]] * np.array([1, 1, -1])  # axis -> y (keeps orientation: det = +1)
     prof = 1.0 + p["bulge"] * np.sin(p["bulge_freq"] * math.pi * v[:, 1] / p["length"] + p["bulge_phase"]) * (
-        1 - (2 * v[:, 1] / p["length"]) ** 2).clip(0, 1)
+        1 - (2 * v[:, 1] / p["length"]) ** 2
+    ).clip(0, 1)
     v[:, 0] *= prof * p["ellipticity"]
     v[:, 2] *= prof
     return trimesh.Trimesh(v, np.asarray(m.faces), process=False)
@@ -363,8 +415,9 @@ def _tube_pose(rest: np.ndarray, p: dict, motion: Motion, s: float) -> np.ndarra
         amp = 0.12 * a
         x = x + amp * np.sin(2 * math.pi * 1.2 * y / L - w) * (y / L + 0.5)
         z = z + 0.5 * amp * np.sin(2 * math.pi * 0.8 * y / L - w + 1.0) * (y / L + 0.5)
-    kappa = {"bend": 2.6 * a * math.sin(w) * motion.direction / L,
-             "walk": 1.6 * a * math.sin(w) / L}.get(motion.kind, 0.0)
+    kappa = {"bend": 2.6 * a * math.sin(w) * motion.direction / L, "walk": 1.6 * a * math.sin(w) / L}.get(
+        motion.kind, 0.0
+    )
     if abs(kappa) > 1e-5:  # bend the axis into a circular arc in the y-z (bend) or y-x (walk) plane
         yy = y + L / 2  # arc length from the fixed bottom end
         th = kappa * yy
@@ -379,7 +432,9 @@ def _tube_pose(rest: np.ndarray, p: dict, motion: Motion, s: float) -> np.ndarra
 
 def _blob_rest(p: dict) -> trimesh.Trimesh:
     m = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
-    return trimesh.Trimesh(np.asarray(m.vertices) * np.asarray(p["radii"]), np.asarray(m.faces), process=False)
+    return trimesh.Trimesh(
+        np.asarray(m.vertices) * np.asarray(p["radii"]), np.asarray(m.faces), process=False
+    )
 
 
 def _blob_pose(rest: np.ndarray, p: dict, motion: Motion, s: float) -> np.ndarray:
@@ -474,7 +529,14 @@ def make_sequence(identity: Identity, motion: Motion, num_frames: int = 17) -> S
     return Sequence(verts, faces.astype(np.int64), loc.astype(np.float32), scale, identity, motion)
 
 
-def procedural_sequence(identity_seed: int, motion_seed: int, num_frames: int = 17,
-                        kinds: tuple[str, ...] = KINDS, motions: tuple[str, ...] = MOTIONS) -> Sequence:
+def procedural_sequence(
+    identity_seed: int,
+    motion_seed: int,
+    num_frames: int = 17,
+    kinds: tuple[str, ...] = KINDS,
+    motions: tuple[str, ...] = MOTIONS,
+) -> Sequence:
     """Shorthand: :func:`make_sequence` of ``sample_identity(identity_seed)`` and ``sample_motion(motion_seed)``."""
-    return make_sequence(sample_identity(identity_seed, kinds), sample_motion(motion_seed, motions), num_frames)
+    return make_sequence(
+        sample_identity(identity_seed, kinds), sample_motion(motion_seed, motions), num_frames
+    )

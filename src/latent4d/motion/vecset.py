@@ -36,7 +36,9 @@ class CrossAttentionBlock(nn.Module):
         self.norm_ff = nn.LayerNorm(dim) if ff else None
         self.ff = FeedForward(dim) if ff else None
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         x = x + self.attn(self.norm_x(x), self.norm_c(context), mask=mask)
         if self.ff is not None:
             x = x + self.ff(self.norm_ff(x))
@@ -81,11 +83,15 @@ def init_logvar(layer: nn.Linear, value: float = -4.0) -> None:
 def check_cloud(points: torch.Tensor, n_min: int, what: str) -> None:
     """(B, N, 3) finite with N >= n_min, else InputError naming ``what``."""
     if points.dim() != 3:
-        raise InputError(f"{what}: expected a batch of point clouds (B, N, 3), got shape {tuple(points.shape)}")
+        raise InputError(
+            f"{what}: expected a batch of point clouds (B, N, 3), got shape {tuple(points.shape)}"
+        )
     check_points(points, what)
     if points.shape[1] < n_min:
-        raise InputError(f"{what}: has {points.shape[1]} points, fewer than the {n_min} latent queries "
-                         f"(farthest-point samples) the encoder needs")
+        raise InputError(
+            f"{what}: has {points.shape[1]} points, fewer than the {n_min} latent queries "
+            f"(farthest-point samples) the encoder needs"
+        )
 
 
 class VecSetCodec:
@@ -93,8 +99,9 @@ class VecSetCodec:
     KL bottleneck of the encoder tokens, the latent decoder (a linear map up, ``depth`` self-attention
     blocks) and the chunked cross-attention queries. Attribute names are those of the saved weights."""
 
-    def _build_latents(self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int,
-                       decoder_heads: int) -> None:
+    def _build_latents(
+        self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int, decoder_heads: int
+    ) -> None:
         """The bottleneck (``to_mean``, ``to_logvar``), the latent decoder (``from_latent``, ``layers``)
         and the query cross-attention (``decoder``, ``norm_out``), in this order."""
         self.to_mean = nn.Linear(width, latent_channels)
@@ -130,7 +137,7 @@ class VecSetCodec:
         (B, M, width), ``chunk`` points at a time; concatenated along Q."""
         outs = []
         for s in range(0, xyz.shape[1], chunk):
-            p = xyz[:, s:s + chunk]
+            p = xyz[:, s : s + chunk]
             outs.append(head(p, self.norm_out(self.decoder(self.point_embed(p), tokens))))
         return torch.cat(outs, dim=1)
 
@@ -139,16 +146,27 @@ class ShapeVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
     """3DShape2VecSet KL autoencoder (see module docstring)."""
 
     @register_to_config
-    def __init__(self, num_latents: int = 128, latent_channels: int = 8, width: int = 128, heads: int = 4,
-                 dim_head: int = 32, depth: int = 4, num_freqs: int = 8, decoder_heads: int = 4,
-                 logvar_clamp: tuple[float, float] = (-30.0, 20.0)):
+    def __init__(
+        self,
+        num_latents: int = 128,
+        latent_channels: int = 8,
+        width: int = 128,
+        heads: int = 4,
+        dim_head: int = 32,
+        depth: int = 4,
+        num_freqs: int = 8,
+        decoder_heads: int = 4,
+        logvar_clamp: tuple[float, float] = (-30.0, 20.0),
+    ):
         super().__init__()
         self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
         self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
         self._build_latents(width, latent_channels, heads, dim_head, depth, decoder_heads)
         self.to_occ = nn.Linear(width, 1)
 
-    def encode(self, points: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None) -> Posterior:
+    def encode(
+        self, points: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> Posterior:
         """points (B, N, 3), N >= num_latents -> :class:`Posterior` with z (B, M, C)."""
         M = self.config.num_latents
         check_cloud(points, M, "shape autoencoder input cloud")
@@ -160,7 +178,9 @@ class ShapeVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
         """Occupancy logits (B, Q) at xyz (B, Q, 3) given decoded tokens (B, M, width)."""
         return self._query(tokens, xyz, chunk, lambda p, h: self.to_occ(h).squeeze(-1))
 
-    def forward(self, points: torch.Tensor, queries: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
+    def forward(
+        self, points: torch.Tensor, queries: torch.Tensor, sample: bool = True
+    ) -> dict[str, torch.Tensor]:
         """points (B, N, 3), queries (B, Q, 3) -> ``logits`` (B, Q), ``kl`` (B,), ``z`` (B, M, C)."""
         post = self.encode(points, sample=sample)
         logits = self.query(self.decode(post.z), queries)

@@ -50,6 +50,12 @@ def test_deform_ae_starts_at_identity_and_checks_pairs():
         ae.encode(src, tgt[:, :50])
 
 
+def _deform_denoiser(**kw) -> DeformDenoiser:
+    """A 5-frame deformation denoiser of 16 x 8 latents, width 32, one block."""
+    size = dict(latent_channels=8, num_latents=16, shape_channels=4, num_frames=5, width=32, depth=1, heads=2)
+    return DeformDenoiser(**size, dim_head=16, obs_tokens=8, **kw)
+
+
 def test_denoisers_shapes_and_modes():
     sd = ShapeDenoiser(
         latent_channels=4, num_latents=16, width=32, depth=1, heads=2, dim_head=16, obs_tokens=8
@@ -58,18 +64,7 @@ def test_denoisers_shapes_and_modes():
     y = sd(x, torch.zeros(3), torch.rand(3, 40, 3) - 0.5, corresponding=torch.tensor([True, False, True]))
     assert y.shape == x.shape
     for bt in ("interleaved", "joint", "spatial"):
-        dd = DeformDenoiser(
-            latent_channels=8,
-            num_latents=16,
-            shape_channels=4,
-            num_frames=5,
-            width=32,
-            depth=1,
-            heads=2,
-            dim_head=16,
-            obs_tokens=8,
-            block_type=bt,
-        )
+        dd = _deform_denoiser(block_type=bt)
         xd = torch.randn(2, 4, 16, 8)
         out = dd(xd, torch.zeros(2), torch.randn(2, 16, 4), torch.rand(2, 5, 30, 3) - 0.5)
         assert out.shape == xd.shape
@@ -83,17 +78,7 @@ def test_denoisers_shapes_and_modes():
 
 def test_corresponding_mode_changes_the_output():
     torch.manual_seed(0)
-    dd = DeformDenoiser(
-        latent_channels=8,
-        num_latents=16,
-        shape_channels=4,
-        num_frames=5,
-        width=32,
-        depth=1,
-        heads=2,
-        dim_head=16,
-        obs_tokens=8,
-    )
+    dd = _deform_denoiser()
     for p in dd.parameters():  # leave the zero-initialised output layers non-zero for this check
         if p.dim() >= 1 and p.abs().sum() == 0:
             p.data.normal_(0, 0.1)

@@ -80,39 +80,12 @@ def test_pipeline_without_networks_says_what_is_missing():
         MotionPipeline.from_runs(shape_ae="/nonexistent/run")
 
 
-def _tiny_networks():
-    from latent4d.motion.deform import DeformVecSetAE
-    from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
-    from latent4d.motion.vecset import ShapeVecSetAE
-
-    torch.manual_seed(0)
-    small = dict(width=16, heads=2, dim_head=8, depth=1, decoder_heads=2)
-    return {
-        "shape_ae": ShapeVecSetAE(num_latents=8, latent_channels=4, **small),
-        "deform_ae": DeformVecSetAE(num_latents=8, latent_channels=4, **small),
-        "shape_denoiser": ShapeDenoiser(
-            latent_channels=4, num_latents=8, width=16, depth=1, heads=2, dim_head=8, obs_tokens=4
-        ),
-        "deform_denoiser": DeformDenoiser(
-            latent_channels=4,
-            num_latents=8,
-            shape_channels=4,
-            num_frames=3,
-            width=16,
-            depth=1,
-            heads=2,
-            dim_head=8,
-            obs_tokens=4,
-        ),
-    }
-
-
-def test_pipeline_folders_and_run_layouts(tmp_path):
+def test_pipeline_folders_and_run_layouts(tmp_path, tiny_networks):
     """save_pretrained / from_pretrained (latent4d.pipeline.LatentPipeline) keep every component; a run
     directory holds its networks under the names of the run that trained them (``ae``, ``denoiser``,
     a diffusion run's ``shape_ae`` / ``deform_ae``); from_runs combines runs; a network of another
     class is refused, naming it."""
-    nets = _tiny_networks()
+    nets = tiny_networks(shape_latents=8, deform_latents=8, frames=3)
     pipe = MotionPipeline(**nets)
     pipe.save_pretrained(tmp_path / "pipe")
     again = MotionPipeline.from_pretrained(tmp_path / "pipe")

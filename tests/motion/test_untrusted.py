@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 from omegaconf import OmegaConf
 
@@ -50,30 +49,10 @@ def _save_run(root: Path, name: str, target: str, nets: dict, data: dict | None 
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, tiny_networks) -> dict[str, Path]:
     """Four motion runs (shape / deformation AE and diffusion) holding tiny random networks."""
-    from latent4d.motion.deform import DeformVecSetAE
-    from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
-    from latent4d.motion.vecset import ShapeVecSetAE
-
-    torch.manual_seed(0)
-    small = dict(width=16, heads=2, dim_head=8, depth=1, decoder_heads=2)
-    sae = ShapeVecSetAE(num_latents=M_SHAPE, latent_channels=4, **small)
-    dae = DeformVecSetAE(num_latents=8, latent_channels=4, **small)
-    sden = ShapeDenoiser(
-        latent_channels=4, num_latents=M_SHAPE, width=16, depth=1, heads=2, dim_head=8, obs_tokens=4
-    )
-    dden = DeformDenoiser(
-        latent_channels=4,
-        num_latents=8,
-        shape_channels=4,
-        num_frames=3,
-        width=16,
-        depth=1,
-        heads=2,
-        dim_head=8,
-        obs_tokens=4,
-    )
+    nets = tiny_networks(shape_latents=M_SHAPE, deform_latents=8, frames=3)
+    sae, dae, sden, dden = (nets[k] for k in ("shape_ae", "deform_ae", "shape_denoiser", "deform_denoiser"))
     root = tmp_path_factory.mktemp("motion_runs")
     mod = "latent4d.motion.module."
     return {
@@ -104,6 +83,19 @@ def clouds(tmp_path) -> Path:
     for t in range(4):
         np.savez(d / f"frame_{t:03d}.npz", points=_sphere(40, t))
     return d
+
+
+def _argv(inp, out, shape_run, deform_run, *extra: str) -> list[str]:
+    """``latent4d reconstruct motion`` with the diffusion runs ``shape_run`` / ``deform_run``."""
+    return [
+        "reconstruct",
+        "motion",
+        f"input={inp}",
+        f"out={out}",
+        f"shape_run={shape_run}",
+        f"deform_run={deform_run}",
+        *extra,
+    ]
 
 
 def _diffusion(runs) -> list[str]:
@@ -219,14 +211,7 @@ def test_out_existing_file_fails_before_anything_loads(capsys, clouds, tmp_path)
     # the runs do not even exist: the out= error comes first, before any network or input is read
     _fails(
         capsys,
-        [
-            "reconstruct",
-            "motion",
-            f"input={clouds}",
-            f"out={out}",
-            f"shape_run={tmp_path / 'nope'}",
-            f"deform_run={tmp_path / 'nope'}",
-        ],
+        _argv(clouds, out, tmp_path / "nope", tmp_path / "nope"),
         "out=",
         "existing file",
     )
@@ -506,41 +491,20 @@ def test_damaged_model_folders(capsys, runs, clouds, tmp_path):
         damage(run / "models" / "denoiser")
         _fails(
             capsys,
-            [
-                "reconstruct",
-                "motion",
-                f"input={clouds}",
-                f"out={tmp_path / 'o'}",
-                f"shape_run={runs['shape_diffusion']}",
-                f"deform_run={run}",
-            ],
+            _argv(clouds, tmp_path / "o", runs["shape_diffusion"], run),
             needle,
             str(run),
         )
     assert not marker.exists() and not (tmp_path / "o").exists()
     _fails(
         capsys,
-        [
-            "reconstruct",
-            "motion",
-            f"input={clouds}",
-            f"out={tmp_path / 'o'}",
-            f"shape_run={tmp_path / 'nope'}",
-            f"deform_run={runs['deform_diffusion']}",
-        ],
+        _argv(clouds, tmp_path / "o", tmp_path / "nope", runs["deform_diffusion"]),
         "does not exist",
     )
     (tmp_path / "bare").mkdir()
     _fails(
         capsys,
-        [
-            "reconstruct",
-            "motion",
-            f"input={clouds}",
-            f"out={tmp_path / 'o'}",
-            f"shape_run={tmp_path / 'bare'}",
-            f"deform_run={runs['deform_diffusion']}",
-        ],
+        _argv(clouds, tmp_path / "o", tmp_path / "bare", runs["deform_diffusion"]),
         "no exported",
     )
 

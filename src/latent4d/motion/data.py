@@ -178,6 +178,24 @@ def build_procedural_split(
     return cached_npz(f"motion-{split}", params, build, enabled=cache)
 
 
+def procedural_split_of(hp, split: str, n: int) -> dict[str, np.ndarray]:
+    """:func:`build_procedural_split` of ``n`` sequences with a data module's hyperparameters ``hp``."""
+    return build_procedural_split(
+        split,
+        n,
+        hp.num_frames,
+        hp.n_surface,
+        hp.n_uniform_store,
+        hp.n_near_store,
+        hp.n_identities,
+        hp.n_motions,
+        tuple(hp.kinds),
+        tuple(hp.motions),
+        hp.bounds,
+        hp.data_seed,
+    )
+
+
 def sequences_of(
     arrays: dict[str, np.ndarray], k: int, num_frames: int | None = None, kinds=KINDS, motions=MOTIONS
 ):
@@ -421,20 +439,7 @@ class MotionDataModule(SplitDataModule):
                 )
             else:
                 n = {"train": hp.n_train, "val": hp.n_val}.get(split, hp.n_test)
-                self.arrays[split] = build_procedural_split(
-                    split,
-                    n,
-                    hp.num_frames,
-                    hp.n_surface,
-                    hp.n_uniform_store,
-                    hp.n_near_store,
-                    hp.n_identities,
-                    hp.n_motions,
-                    tuple(hp.kinds),
-                    tuple(hp.motions),
-                    hp.bounds,
-                    hp.data_seed,
-                )
+                self.arrays[split] = procedural_split_of(hp, split, n)
         return self.arrays[split]
 
     def _dataset(self, split: str, train: bool) -> Dataset:
@@ -702,20 +707,7 @@ class MotionLatentDataModule(SplitDataModule):
     def _split(self, split: str) -> dict[str, np.ndarray]:
         hp = self.hparams
         n = {"train": hp.n_train, "val": hp.n_val}[split]
-        return build_procedural_split(
-            split,
-            n,
-            hp.num_frames,
-            hp.n_surface,
-            hp.n_uniform_store,
-            hp.n_near_store,
-            hp.n_identities,
-            hp.n_motions,
-            tuple(hp.kinds),
-            tuple(hp.motions),
-            hp.bounds,
-            hp.data_seed,
-        )
+        return procedural_split_of(hp, split, n)
 
     def split_dataset(self, split: str) -> Dataset:
         """The latents are encoded once for ``train`` and ``val``; ``test`` is the validation set."""

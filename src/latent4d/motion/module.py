@@ -101,6 +101,12 @@ class _AutoencoderModule(_OptimMixin, LatentModule):
 
     trainable = ("ae",)
 
+    def __init__(self, ae, lr: float, weight_decay: float, warmup_steps: int, kl_weight: float):
+        super().__init__()
+        self.ae = ae
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.kl_weight = kl_weight
+
     def _step(self, batch, prefix: str, sample: bool) -> torch.Tensor:
         raise NotImplementedError
 
@@ -134,10 +140,8 @@ class ShapeAEModule(_AutoencoderModule):
         near_weight: float = 0.1,
         kl_weight: float = 1e-3,
     ):
-        super().__init__()
-        self.ae = ae
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.near_weight, self.kl_weight = near_weight, kl_weight
+        super().__init__(ae, lr, weight_decay, warmup_steps, kl_weight)
+        self.near_weight = near_weight
 
     def _step(self, batch, prefix: str, sample: bool):
         out = self.ae(batch["points"], batch["queries"], sample=sample)
@@ -178,10 +182,7 @@ class DeformAEModule(_AutoencoderModule):
         warmup_steps: int = 100,
         kl_weight: float = 1e-3,
     ):
-        super().__init__()
-        self.ae = ae
-        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
-        self.kl_weight = kl_weight
+        super().__init__(ae, lr, weight_decay, warmup_steps, kl_weight)
 
     def _step(self, batch, prefix: str, sample: bool):
         out = self.ae(batch["source"], batch["target"], batch["query"], sample=sample)

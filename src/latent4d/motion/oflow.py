@@ -205,6 +205,17 @@ def _save_npz(path: Path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
+def _save_queries(path: Path, points: np.ndarray, sdf, loc: np.ndarray, scale: float) -> None:
+    """Occupancy queries (N, 3) as float16 with packbits occupancies (O-Flow's points_seq format)."""
+    _save_npz(
+        path,
+        points=points.astype(np.float16),
+        occupancies=np.packbits(sdf.occupancy(points)),
+        loc=loc,
+        scale=np.float32(scale),
+    )
+
+
 def write_oflow_sequence(
     out_dir: str | Path,
     vertices: np.ndarray,
@@ -245,25 +256,13 @@ def write_oflow_sequence(
         _save_npz(out_dir / FOLDERS["surface"] / name, points=surf, loc=loc, scale=np.float32(scale))
         sdf = MeshSDF((Vn[t].astype(np.float32), F))
         uni = rng.uniform(-half, half, (n_uniform, 3)).astype(np.float32)
-        _save_npz(
-            out_dir / FOLDERS["uniform"] / name,
-            points=uni.astype(np.float16),
-            occupancies=np.packbits(sdf.occupancy(uni)),
-            loc=loc,
-            scale=np.float32(scale),
-        )
+        _save_queries(out_dir / FOLDERS["uniform"] / name, uni, sdf, loc, scale)
         _, fi, b = sample_surface(Vn[t], F, n_near, rng)
         sig = np.asarray(near_sigmas)[rng.integers(0, len(near_sigmas), n_near)]
         near = (
             interpolate_barycentric(Vn[t], F, fi, b) + rng.normal(size=(n_near, 3)) * sig[:, None]
         ).astype(np.float32)
-        _save_npz(
-            out_dir / FOLDERS["near"] / name,
-            points=near.astype(np.float16),
-            occupancies=np.packbits(sdf.occupancy(near)),
-            loc=loc,
-            scale=np.float32(scale),
-        )
+        _save_queries(out_dir / FOLDERS["near"] / name, near, sdf, loc, scale)
     return len(Vn)
 
 

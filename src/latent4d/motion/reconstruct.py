@@ -239,15 +239,7 @@ class MotionSolver:
             p0, _, _ = sample_surface(mesh0.vertices, mesh0.faces, cfg.n_shape_points, clip.rng)
             shape_latents = pipe.encode_shape(p0)
         if shape_latents is None:
-            z = pipe.sample_shape(
-                clip.obs[0],
-                cfg.num_samples,
-                cfg.steps,
-                cfg.sampler,
-                clip.corresponding,
-                clip.gen,
-                guidance=self.shape_guidance,
-            )
+            z = self._sample_shapes(clip.obs[0], cfg.num_samples, clip.corresponding, clip.gen)
         else:
             z = shape_latents.to(pipe.device)
             z = z[None] if z.dim() == 2 else z
@@ -255,6 +247,28 @@ class MotionSolver:
                 z = z.expand(cfg.num_samples, -1, -1)
         clip.add_time("shape", t0)
         return z
+
+    def _sample_shapes(self, obs, n: int, corresponding: bool, gen: torch.Generator) -> torch.Tensor:
+        """Shape latents (n, M, C) of one observed cloud (N, 3): the configured solver and shape guidance."""
+        cfg = self.cfg
+        return self.pipe.sample_shape(
+            obs, n, cfg.steps, cfg.sampler, corresponding, gen, guidance=self.shape_guidance
+        )
+
+    def _sample_deformations(self, clip: _Clip, z: torch.Tensor, obs: np.ndarray, **kwargs) -> torch.Tensor:
+        """Deformation latents (S, T-1, M, C) of an observed window (T, N, 3) from frame-0 shape latents
+        (S, M, C): the configured solver and deformation guidance (``kwargs``: its frame-0 surface...)."""
+        cfg = self.cfg
+        return self.pipe.sample_deformation(
+            z,
+            obs,
+            cfg.steps,
+            cfg.sampler,
+            clip.corresponding,
+            clip.gen,
+            guidance=self.deform_guidance,
+            **kwargs,
+        )
 
     def _frame0_mesh(self, clip: _Clip, z: torch.Tensor, s: int, method: str) -> trimesh.Trimesh:
         t0 = time.perf_counter()
@@ -280,15 +294,7 @@ class MotionSolver:
             [
                 torch.stack(
                     [
-                        pipe.sample_shape(
-                            clip.obs[t],
-                            1,
-                            cfg.steps,
-                            cfg.sampler,
-                            clip.corresponding,
-                            clip.gen,
-                            guidance=self.shape_guidance,
-                        )[0]
+                        self._sample_shapes(clip.obs[t], 1, clip.corresponding, clip.gen)[0]
                         for t in range(1, W0)
                     ]
                 )
@@ -304,20 +310,10 @@ class MotionSolver:
             surface0 = np.stack(
                 [sample_surface(m.vertices, m.faces, guidance.n_surface, clip.rng)[0] for m in first_meshes]
             )
-        slope = estimate_logit_slope(
-            pipe.occupancy_fn(z[0]), pipe.bounds
-        )  # logits -> distances (guide, selection)
-        zd = pipe.sample_deformation(
-            z,
-            clip.obs[:W0],
-            cfg.steps,
-            cfg.sampler,
-            clip.corresponding,
-            clip.gen,
-            guidance=guidance,
-            surface0=surface0,
-            frame_shapes=frames,
-            frame_slope=slope,
+        # the logit slope turns logits into distances (frame-shape guidance, frame-0 selection)
+        slope = estimate_logit_slope(pipe.occupancy_fn(z[0]), pipe.bounds)
+        zd = self._sample_deformations(
+            clip, z, clip.obs[:W0], surface0=surface0, frame_shapes=frames, frame_slope=slope
         )
         clip.add_time("deform", t0)
         meshes, sources = [], []
@@ -404,16 +400,7 @@ class MotionSolver:
                             for s, m in enumerate(meshes)
                         ]
                     )
-                zd = pipe.sample_deformation(
-                    z,
-                    obs[start:stop],
-                    cfg.steps,
-                    cfg.sampler,
-                    clip.corresponding,
-                    clip.gen,
-                    guidance=guidance,
-                    surface0=surface0,
-                )
+                zd = self._sample_deformations(clip, z, obs[start:stop], surface0=surface0)
             clip.add_time("deform", t0)
             t0 = time.perf_counter()
             for s in range(len(meshes)):
@@ -440,18 +427,14 @@ class MotionSolver:
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         corresponding = cfg.mode == "sparse" and len({len(f) for f in frames}) == 1
-        obs = (
-            resample_frames(frames, cfg.n_obs, rng)
-            if not corresponding
-            else np.stack(frames)[
-                :, rng.choice(len(frames[0]), cfg.n_obs, replace=len(frames[0]) < cfg.n_obs)
-            ]
-        )
+        if corresponding:
+            n = len(frames[0])
+            obs = np.stack(frames)[:, rng.choice(n, cfg.n_obs, replace=n < cfg.n_obs)]
+        else:
+            obs = resample_frames(frames, cfg.n_obs, rng)
         meshes = []
         for t in range(len(frames)):
-            z = pipe.sample_shape(
-                obs[t], 1, cfg.steps, cfg.sampler, corresponding, gen, guidance=self.shape_guidance
-            )
+            z = self._sample_shapes(obs[t], 1, corresponding, gen)
             m = pipe.mesh(z[0], cfg.resolution, cfg.mesh)
             if len(m.faces) == 0:
                 raise InputError(f"per-frame reconstruction: no surface found in frame {t}")

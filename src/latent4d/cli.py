@@ -83,7 +83,7 @@ def _export(items: list[str]) -> None:
     from latent4d.config import find_run_dir, load_run_config
     from latent4d.options import check_output_dir
     from latent4d.train import check_checkpoint
-    from latent4d.trust import check_lightning_checkpoint, instantiate_from_run, load_state_checked
+    from latent4d.trust import instantiate_from_run, load_state_checked
 
     o = parse_options(ExportOptions, _dotlist(items), "export")
     run_dir = find_run_dir(o.run)
@@ -97,8 +97,7 @@ def _export(items: list[str]) -> None:
     else:
         ckpt = Path(o.ckpt)
     model = instantiate_from_run(cfg.model, str(cfg.family), f"{run_dir}/config.yaml: model")
-    check_checkpoint(ckpt, cfg)
-    load_state_checked(model, check_lightning_checkpoint(ckpt)["state_dict"], ckpt)
+    load_state_checked(model, check_checkpoint(ckpt, cfg)["state_dict"], ckpt)
     if not hasattr(model, "export"):
         raise ConfigError(f"{type(model).__name__} has no networks to export")
     for name, path in model.export(out).items():

@@ -94,12 +94,15 @@ class LatentPipeline:
     @classmethod
     def component_folder(cls, run_or_folder: str | Path, name: str) -> Path | None:
         """Folder of component ``name`` under ``run_or_folder`` (None when it is optional and absent)."""
-        from latent4d.runs import has_network, network_folder
+        from latent4d.runs import network_folder
 
         comp_cls = cls.component_classes[name]
-        if name in cls.optional and not has_network(run_or_folder, name, comp_cls.__name__):
-            return None
-        return network_folder(run_or_folder, name, comp_cls.__name__, cls.family or "latent4d")
+        try:
+            return network_folder(run_or_folder, name, comp_cls.__name__, cls.family or "latent4d")
+        except ConfigError:
+            if name in cls.optional:
+                return None
+            raise
 
     @classmethod
     def load_components(cls, run_or_folder: str | Path, names: list[str] | None = None) -> dict[str, Any]:

@@ -156,11 +156,11 @@ def run_family(path: str | Path) -> str | None:
             if not (sub.is_dir() and (sub / "config.json").is_file()):
                 continue
             try:
-                json.loads((sub / "config.json").read_text())
+                data = json.loads((sub / "config.json").read_text())
             except (UnicodeDecodeError, ValueError) as e:
                 raise ConfigError(f"network config '{sub / 'config.json'}' is not valid JSON ({e}); the folder is "
                                   "damaged: re-export it with `latent4d export run=<run>`") from None
-            fam = NETWORK_FAMILY.get(_class_name(sub) or "")
+            fam = NETWORK_FAMILY.get(data.get("_class_name") or "") if isinstance(data, dict) else None
             if fam:
                 return fam
     return None

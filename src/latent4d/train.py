@@ -38,10 +38,10 @@ def compose_config(overrides: list[str], output_dir: str | Path) -> DictConfig:
     return cfg
 
 
-def check_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> Path:
-    """Make sure ``path`` is a readable Lightning checkpoint (loaded with ``weights_only=True``: nothing
-    in it is executed) and, given the training config, that it was written by the same LightningModule
-    (``model._target_``); clear :class:`InputError` otherwise."""
+def check_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> dict:
+    """The Lightning checkpoint at ``path`` (loaded with ``weights_only=True``: nothing in it is
+    executed), after checking, given the training config, that it was written by the same
+    LightningModule (``model._target_``); clear :class:`InputError` otherwise."""
     from latent4d.trust import check_lightning_checkpoint
 
     p = Path(path).expanduser()
@@ -54,7 +54,7 @@ def check_checkpoint(path: str | Path, cfg: DictConfig | None = None) -> Path:
             raise InputError(f"checkpoint '{p}' was written by {written_by}, but experiment "
                              f"{cfg.get('family')}/{cfg.get('name')} trains {want}: resume with a checkpoint "
                              "of this experiment (<run>/checkpoints/last.ckpt)")
-    return p
+    return ckpt
 
 
 def check_resume_target(out: Path, cfg: DictConfig) -> None:
@@ -153,7 +153,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         check_value_types(cfg.get(section), section)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
-        ckpt_path = str(check_checkpoint(ckpt_path, cfg))
+        check_checkpoint(ckpt_path, cfg)
+        ckpt_path = str(Path(ckpt_path).expanduser())
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 

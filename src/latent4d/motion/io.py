@@ -517,7 +517,3 @@ def load_tracked_sequence(folder: str | Path) -> dict:
         raise InputError(f"{j}: not valid JSON ({e})") from None
     return out
 
-
-#: former names, kept while the viewer and its tests move to the new ones
-write_reconstruction = write_tracked_sequence
-load_reconstruction = load_tracked_sequence

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The test folders are no packages: the modules shared by several of them (helpers.py, codeshape.py)
+# sit in this folder and are imported by name.
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -35,6 +35,20 @@ def _median_seconds(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def _time_edits(report: BenchReport, app, metric: str, repeats: int, target: str | None) -> None:
+    """One row per guide edit of ``EDITS`` on the hair panel's selected guide: the median seconds
+    (of ``repeats``) of the edit at its default size plus the redraw; ``metric`` names the row
+    (``{op}`` is the edit)."""
+    h = app.hair
+    for op in EDITS:
+        report.add(
+            metric.format(op=op),
+            _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats),
+            "s",
+            target,
+        )
+
+
 def bench_viewer(report: BenchReport, quick: bool) -> None:
     """Edit-to-redraw timings of the headless viewer: file-only, then with the hair bench's runs."""
     import torch
@@ -70,13 +84,7 @@ def _file_editing(report: BenchReport, hair_file: Path, repeats: int, target: st
         h = app.hair
         report.add("file: strands drawn", int(min(h.preview_size(), h.hairstyle.num_strands)), "")
         h.select_guide(5)
-        for op in EDITS:
-            report.add(
-                f"file: {op} + redraw",
-                _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats),
-                "s",
-                target,
-            )
+        _time_edits(report, app, "file: {op} + redraw", repeats, target)
         report.add(
             "file: undo + redraw", _median_seconds(lambda: (h.undo(), app.screenshot()), 1), "s", target
         )
@@ -103,13 +111,7 @@ def _model_editing(report: BenchReport, run: Path, n: int, repeats: int, target:
         )
         report.add("model: strands drawn", int(h.preview_size()), "")
         h.select_guide(40)
-        for op in EDITS:
-            report.add(
-                f"model: {op} (projection + densify) + redraw",
-                _median_seconds(lambda op=op: (getattr(h, op)(), app.screenshot()), repeats),
-                "s",
-                target,
-            )
+        _time_edits(report, app, "model: {op} (projection + densify) + redraw", repeats, target)
         report.add(
             "model: attribute slider step + redraw",
             _median_seconds(

@@ -100,9 +100,8 @@ def is_hair_file(path: Path) -> bool:
     return False
 
 
-MODEL_CONTROLS = (
-    "seed",
-    "sample",
+# controls that act on a style latent of the model (disabled while the hair comes from a file)
+LATENT_CONTROLS = (
     "set_a",
     "set_b",
     "blend",
@@ -113,11 +112,17 @@ MODEL_CONTROLS = (
     "pc1",
     "pc2",
     "dense_count",
-    "encode",
-    "project",
 )
+MODEL_CONTROLS = ("seed", "sample", *LATENT_CONTROLS, "encode", "project")  # all that need a model
 
 
+# the edit tools' rows: (operation = button name and panel method, button label, slider name, the
+# panel attribute the slider sets, slider range, slider units per attribute unit, slider tooltip)
+EDIT_TOOLS = (
+    ("cut", "Cut", "cut_f", "cut_fraction", (0.1, 1.0), 1.0, "fraction of the length kept by Cut"),
+    ("extend", "Extend", "ext_m", "extend_metres", (0.5, 30.0), 100.0, "length added by Extend (cm)"),
+    ("curl", "Curl", "curl_a", "curl_amplitude", (0.1, 4.0), 100.0, "curl radius (cm)"),
+)
 HAIR_EXTS = (".data", ".hair", ".ply", ".npz")
 
 
@@ -624,41 +629,14 @@ class HairPanel(ui.Panel):
         root.add_child(g.Label("Edit: Ctrl+click a guide, Ctrl+drag its tip"))
         w["selected"] = g.Label("no guide selected")
         root.add_child(w["selected"])
-        w["brush"] = ui.slider(
-            0.0,
-            10.0,
-            self.brush_radius * 100,
-            lambda v: self._ui(setattr, self, "brush_radius", v / 100),
-            tooltip="also edit the guides within this radius (cm)",
+        w["brush"] = self._attr_slider(
+            "brush_radius", 0.0, 10.0, 100, "also edit the guides within this radius (cm)"
         )
         root.add_child(ui.label_row("Brush cm", w["brush"], em))
-        w["cut_f"] = ui.slider(
-            0.1,
-            1.0,
-            self.cut_fraction,
-            lambda v: self._ui(setattr, self, "cut_fraction", v),
-            tooltip="fraction of the length kept by Cut",
-        )
-        w["cut"] = ui.button("Cut", lambda: self._ui(self.cut))
-        root.add_child(ui.hrow(em, w["cut"], w["cut_f"]))
-        w["ext_m"] = ui.slider(
-            0.5,
-            30.0,
-            self.extend_metres * 100,
-            lambda v: self._ui(setattr, self, "extend_metres", v / 100),
-            tooltip="length added by Extend (cm)",
-        )
-        w["extend"] = ui.button("Extend", lambda: self._ui(self.extend))
-        root.add_child(ui.hrow(em, w["extend"], w["ext_m"]))
-        w["curl_a"] = ui.slider(
-            0.1,
-            4.0,
-            self.curl_amplitude * 100,
-            lambda v: self._ui(setattr, self, "curl_amplitude", v / 100),
-            tooltip="curl radius (cm)",
-        )
-        w["curl"] = ui.button("Curl", lambda: self._ui(self.curl))
-        root.add_child(ui.hrow(em, w["curl"], w["curl_a"]))
+        for op, label, key, attr, (lo, hi), scale, tooltip in EDIT_TOOLS:
+            w[key] = self._attr_slider(attr, lo, hi, scale, tooltip)
+            w[op] = ui.button(label, lambda op=op: self._ui(getattr(self, op)))
+            root.add_child(ui.hrow(em, w[op], w[key]))
         w["undo"] = ui.button("Undo", lambda: self._ui(self.undo), "Ctrl+Z")
         w["redo"] = ui.button("Redo", lambda: self._ui(self.redo), "Ctrl+Y")
         w["save"] = ui.button("Save...", self._on_save, "write the edited hair (.data/.hair/.ply/.npz)")
@@ -705,6 +683,17 @@ class HairPanel(ui.Panel):
         )
         root.add_child(ui.label_row("Dense strands", w["dense_count"], em))
 
+    def _attr_slider(self, attr: str, lo: float, hi: float, scale: float, tooltip: str):
+        """A slider from ``lo`` to ``hi`` showing the panel attribute ``attr`` times ``scale`` (metres
+        as cm: 100); moving it sets the attribute to the slider's value over ``scale``."""
+        return ui.slider(
+            lo,
+            hi,
+            getattr(self, attr) * scale,
+            lambda v: self._ui(setattr, self, attr, v / scale),
+            tooltip=tooltip,
+        )
+
     def _ui(self, fn, *args):
         self.app.call_ui(fn, *args)
 
@@ -730,18 +719,7 @@ class HairPanel(ui.Panel):
             return
         model = self.model_mode
         file_reason = "the open hair comes from a file: Sample a style or press Encode first"
-        for name in (
-            "set_a",
-            "set_b",
-            "blend",
-            "attr_length",
-            "attr_curliness",
-            "attr_volume",
-            "pc0",
-            "pc1",
-            "pc2",
-            "dense_count",
-        ):
+        for name in LATENT_CONTROLS:
             self.enable(name, model, file_reason)
         if model:
             self.enable(

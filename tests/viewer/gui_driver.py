@@ -45,6 +45,20 @@ def saturation(img: np.ndarray) -> float:
     return float((i.max(-1) - i.min(-1))[m].mean()) if m.any() else 0.0
 
 
+def there_and_back(
+    app, out: Path, prefix: str, set_state, there, back
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Screenshot the current state (``out/{prefix}{back}.png``), ``set_state(there)`` and screenshot
+    it (``{prefix}{there}.png``), then ``set_state(back)`` and screenshot again (``{prefix}{back}_again.png``).
+    Returns the first two screenshots and the changed pixels there and back again."""
+    first = app.screenshot(out / f"{prefix}{back}.png")
+    set_state(there)
+    second = app.screenshot(out / f"{prefix}{there}.png")
+    set_state(back)
+    again = app.screenshot(out / f"{prefix}{back}_again.png")
+    return first, second, changed(first, second), changed(first, again)
+
+
 def scenario_hair(app, data: Path, out: Path) -> dict:
     r: dict = {}
     h = app.hair
@@ -117,12 +131,7 @@ def scenario_hair_model(app, data: Path, out: Path) -> dict:
     r["model_mode"] = h.model_mode
     r["enabled"] = {k: h.is_enabled(k) for k in ("sample", "attr_length", "pc0", "blend", "dense_count")}
     r["blend_reason"] = h.disabled_reasons.get("blend", "")
-    s0 = app.screenshot(out / "model_seed0.png")
-    h.sample(7)
-    s7 = app.screenshot(out / "model_seed7.png")
-    h.sample(0)
-    s0b = app.screenshot(out / "model_seed0_again.png")
-    r["seed_changed"], r["same_seed_changed"] = changed(s0, s7), changed(s0, s0b)
+    s0, s7, r["seed_changed"], r["same_seed_changed"] = there_and_back(app, out, "model_seed", h.sample, 7, 0)
     h.set_style_slot("A")
     h.sample(7)
     h.set_style_slot("B")
@@ -166,12 +175,9 @@ def scenario_motion(app, data: Path, out: Path) -> dict:
     m = app.motion
     r["loaded"] = app.load(data / "seq")
     r["frames"] = m.num_frames
-    f0 = app.screenshot(out / "motion_f0.png")
-    m.set_frame(2)
-    f2 = app.screenshot(out / "motion_f2.png")
-    m.set_frame(0)
-    f0b = app.screenshot(out / "motion_f0_again.png")
-    r["frame_changed"], r["same_frame_changed"] = changed(f0, f2), changed(f0, f0b)
+    f0, _, r["frame_changed"], r["same_frame_changed"] = there_and_back(
+        app, out, "motion_f", m.set_frame, 2, 0
+    )
     r["points_px"] = color_of(f0, (242, 115, 25))
     m.set_show_points(False)
     r["points_hidden_px"] = color_of(app.screenshot(out / "motion_nopoints.png"), (242, 115, 25))

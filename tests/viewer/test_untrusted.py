@@ -287,32 +287,20 @@ def _rgbd_cases(d: Path, add, rng: np.random.Generator) -> None:
 
 def _runs_cases(d: Path, add, rng: np.random.Generator) -> None:
     """Run folders."""
-    run = d / "run_garbage_yaml"
-    run.mkdir()
-    (run / "config.yaml").write_text("family: [hair\n  - : {{\n")
-    add("run_garbage_yaml", run, r"config\.yaml.*YAML")
-    run = d / "run_binary_yaml"
-    run.mkdir()
-    (run / "config.yaml").write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
-    add("run_binary_yaml", run, r"config\.yaml")
-    run = d / "run_yaml_bomb"
-    run.mkdir()
-    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
-    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-    (run / "config.yaml").write_text("\n".join([*lines, "family: hair"]) + "\n")
-    add("run_yaml_bomb", run, "alias")
-    run = d / "run_bad_family"
-    run.mkdir()
-    (run / "config.yaml").write_text("family: os.system\nname: x\n")
-    add("run_bad_family", run, "not a latent4d family")
-    run = d / "run_motion_training"
-    run.mkdir()
-    (run / "config.yaml").write_text("family: motion\nname: shape_ae\n")
-    add("run_motion_training", run, "motion training run")
-    run = d / "run_binary_family"
-    run.mkdir()
-    (run / "config.yaml").write_text("family: binary\nname: x\n")
-    add("run_binary_family", run, "'binary' run")
+    bomb = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    bomb += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    configs = (  # case id (= folder name), config.yaml's bytes, reason
+        ("run_garbage_yaml", b"family: [hair\n  - : {{\n", r"config\.yaml.*YAML"),
+        ("run_binary_yaml", rng.integers(0, 256, 300, dtype=np.uint8).tobytes(), r"config\.yaml"),
+        ("run_yaml_bomb", ("\n".join([*bomb, "family: hair"]) + "\n").encode(), "alias"),
+        ("run_bad_family", b"family: os.system\nname: x\n", "not a latent4d family"),
+        ("run_motion_training", b"family: motion\nname: shape_ae\n", "motion training run"),
+        ("run_binary_family", b"family: binary\nname: x\n", "'binary' run"),
+    )
+    for name, config, reason in configs:
+        (d / name).mkdir()
+        (d / name / "config.yaml").write_bytes(config)
+        add(name, d / name, reason)
     # damaged networks in a hair run / an objects run
     run = d / "hair_run_garbage_json"
     (run / "models" / "strand_vae").mkdir(parents=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import Payload, fails, refuses_existing_out_file
 from omegaconf import OmegaConf
 
 from latent4d.cli import main
@@ -25,17 +26,6 @@ from latent4d.errors import ConfigError
 
 AE_MODULE = "latent4d.binary.module.BernoulliAEModule"
 DIFF_MODULE = "latent4d.binary.module.BinaryDiffusionModule"
-
-
-def _fails(capsys, argv: list[str], *needles: str) -> str:
-    """``latent4d <argv>`` returns 2 with one clear error naming ``needles`` (no traceback)."""
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, f"expected a clear error for {argv}, got exit {rc}:\n{err}"
-    assert "error:" in err and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, f"'{n}' missing from: {err}"
-    return err
 
 
 def _ae(dims: int = 2):
@@ -110,10 +100,10 @@ def _evil_ae_run(root: Path, name: str, kind: str, marker: Path, models: bool = 
 def test_evaluate_refuses_config_targets(capsys, tmp_path, kind, needle):
     marker = tmp_path / "pwned.txt"
     run = _evil_ae_run(tmp_path, "evil", kind, marker)
-    _fails(capsys, ["evaluate", f"run={run}"], needle, "_target_")
+    fails(capsys, ["evaluate", f"run={run}"], needle, "_target_")
     assert not marker.exists() and not (run / "evaluation.json").exists()
     bare = _evil_ae_run(tmp_path, "evil_bare", kind, marker, models=False)  # refused before any network loads
-    _fails(capsys, ["evaluate", f"run={bare}"], needle)
+    fails(capsys, ["evaluate", f"run={bare}"], needle)
     assert not marker.exists()
 
 
@@ -138,7 +128,7 @@ def test_voxel_diffusion_evaluate_refuses_its_autoencoder_runs_targets(capsys, t
                                  "data": {"_target_": "latent4d.binary.data.LatentDataModule",
                                           "autoencoder_path": str(evil)}},
                {"autoencoder": _ae(3), "denoiser": _den(3), "scheduler": BernoulliDiffusionScheduler(16)})
-    _fails(capsys, ["evaluate", f"run={run}", "n=2", "steps=1"], "os.system", str(evil))
+    fails(capsys, ["evaluate", f"run={run}", "n=2", "steps=1"], "os.system", str(evil))
     assert not marker.exists() and not (run / "evaluation.json").exists()
 
 
@@ -201,24 +191,20 @@ DAMAGE = [
 @pytest.mark.parametrize("sub,damage,needle", DAMAGE, ids=[f"{s}-{d.__name__}" for s, d, _ in DAMAGE])
 def test_sample_with_damaged_model_folder(capsys, diffusion_run, tmp_path, sub, damage, needle):
     run = _damaged(diffusion_run, tmp_path, sub, damage)
-    _fails(capsys, ["sample", f"run={run}", "steps=2", "n=2", f"out={tmp_path / 's'}"], needle, sub)
+    fails(capsys, ["sample", f"run={run}", "steps=2", "n=2", f"out={tmp_path / 's'}"], needle, sub)
     assert not (tmp_path / "s").exists()
 
 
 def test_pickled_weights_are_never_loaded(capsys, diffusion_run, tmp_path):
     marker = tmp_path / "pwned.txt"
 
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
     def pickled(d: Path) -> None:
         next(d.glob("*.safetensors")).unlink()
         with open(d / "diffusion_pytorch_model.bin", "wb") as fh:
-            pickle.dump(Payload(), fh)
+            pickle.dump(Payload(marker), fh)
 
     run = _damaged(diffusion_run, tmp_path, "denoiser", pickled)
-    _fails(capsys, ["sample", f"run={run}", "steps=2", "n=2", f"out={tmp_path / 's'}"], "pickled", "denoiser")
+    fails(capsys, ["sample", f"run={run}", "steps=2", "n=2", f"out={tmp_path / 's'}"], "pickled", "denoiser")
     assert not marker.exists()
 
 
@@ -237,7 +223,7 @@ SAMPLE_BAD = [
 @pytest.mark.parametrize("extra,needle", SAMPLE_BAD, ids=[s[0][0] for s in SAMPLE_BAD])
 def test_sample_bad_options(capsys, diffusion_run, tmp_path, extra, needle):
     out = tmp_path / "s"
-    _fails(capsys, ["sample", f"run={diffusion_run}", "n=2", f"out={out}", *extra], needle)
+    fails(capsys, ["sample", f"run={diffusion_run}", "n=2", f"out={out}", *extra], needle)
     assert not out.exists()
 
 
@@ -246,10 +232,7 @@ def test_sample_valid_and_out_file(capsys, diffusion_run, tmp_path):
     assert main(["sample", f"run={diffusion_run}", "steps=2", "n=3", "class=1", f"out={out}"]) == 0, \
         capsys.readouterr().err
     assert (out / "samples_s2_t0.9_g1.png").stat().st_size > 100
-    f = tmp_path / "file.png"
-    f.write_bytes(b"keep")
-    _fails(capsys, ["sample", f"run={diffusion_run}", "steps=2", f"out={f}"], "out=", "existing file")
-    assert f.read_bytes() == b"keep"
+    refuses_existing_out_file(capsys, ["sample", f"run={diffusion_run}", "steps=2"], tmp_path / "file.png")
 
 
 EVALUATE_BAD = [
@@ -261,7 +244,7 @@ EVALUATE_BAD = [
 
 @pytest.mark.parametrize("extra,needle", EVALUATE_BAD, ids=[s[0][0] for s in EVALUATE_BAD])
 def test_evaluate_bad_options(capsys, diffusion_run, extra, needle):
-    _fails(capsys, ["evaluate", f"run={diffusion_run}", *extra], needle)
+    fails(capsys, ["evaluate", f"run={diffusion_run}", *extra], needle)
     assert not (diffusion_run / "evaluation.json").exists()
 
 
@@ -287,7 +270,7 @@ SMOKE_BAD = [
 
 @pytest.mark.parametrize("cmd,extra,needle", SMOKE_BAD, ids=[f"{c}-{e[0]}" for c, e, _ in SMOKE_BAD])
 def test_smoke_bad_options(capsys, smoke_run, tmp_path, cmd, extra, needle):
-    _fails(capsys, [cmd, f"run={smoke_run}", *extra], needle)
+    fails(capsys, [cmd, f"run={smoke_run}", *extra], needle)
     assert not (smoke_run / "evaluation.json").exists() and not (smoke_run / "samples").exists()
 
 
@@ -298,13 +281,10 @@ def test_smoke_damaged_network(capsys, smoke_run, tmp_path, damage, needle):
     run = tmp_path / "smoke"
     shutil.copytree(smoke_run, run)
     damage(run / "models" / "net")
-    _fails(capsys, ["sample", f"run={run}", f"out={tmp_path / 's'}"], needle, "net")
-    _fails(capsys, ["evaluate", f"run={run}"], needle)
+    fails(capsys, ["sample", f"run={run}", f"out={tmp_path / 's'}"], needle, "net")
+    fails(capsys, ["evaluate", f"run={run}"], needle)
     assert not (tmp_path / "s").exists() and not (run / "evaluation.json").exists()
 
 
 def test_smoke_out_existing_file(capsys, smoke_run, tmp_path):
-    f = tmp_path / "mesh.ply"
-    f.write_text("keep")
-    _fails(capsys, ["sample", f"run={smoke_run}", f"out={f}"], "out=", "existing file")
-    assert f.read_text() == "keep"
+    refuses_existing_out_file(capsys, ["sample", f"run={smoke_run}"], tmp_path / "mesh.ply")

@@ -9,7 +9,6 @@ reconstruction (template tracking, 1 solver step) checks that the checks let goo
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import shutil
 import struct
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from helpers import Payload, digest, fails, option_cases, refuses_existing_out_file
 from omegaconf import OmegaConf
 
 from latent4d.cli import main
@@ -102,63 +102,44 @@ def _diffusion(runs) -> list[str]:
     return [f"shape_run={runs['shape_diffusion']}", f"deform_run={runs['deform_diffusion']}"]
 
 
-def _fails(capsys, argv: list[str], *needles: str) -> str:
-    """``latent4d <argv>`` returns 2 with one clear error naming ``needles`` (no traceback)."""
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2, f"expected a clear error for {argv}, got exit {rc}:\n{err}"
-    assert "error:" in err and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, f"'{n}' missing from: {err}"
-    return err
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 # ----------------------------------------------------------------------------------------------
 # reconstruct motion: options (each names the option; nothing is written)
 
-BAD_OPTIONS = [
-    (["bogus=1"], "bogus"),
-    (["steps=0"], "steps"),
-    (["steps=abc"], "steps"),
-    (["sampler=bogus"], "sampler"),
-    (["resolution=0"], "resolution"),
-    (["num_samples=0"], "num_samples"),
-    (["n_obs=-5"], "n_obs"),
-    (["noise=abc"], "noise"),
-    (["noise=-0.1"], "noise"),
-    (["mode=dense"], "mode"),
-    (["mesh=marching"], "mesh"),
-    (["window=1"], "window"),
-    (["seed=-1"], "seed"),
-    (["accumulate=-1"], "accumulate"),  # an option that went (unknown keys are refused)
-    (["guidance=nan"], "guidance"),
-    (["method=bogus"], "method"),
-    (["render_size=0"], "render_size"),
-    (["normalize=maybe"], "normalize"),
-    (["method=autoencoder"], "shape_ae"),
-]
+BAD_OPTIONS = option_cases(
+    "bogus=1",
+    "steps=0",
+    "steps=abc",
+    "sampler=bogus",
+    "resolution=0",
+    "num_samples=0",
+    "n_obs=-5",
+    "noise=abc",
+    "noise=-0.1",
+    "mode=dense",
+    "mesh=marching",
+    "window=1",
+    "seed=-1",
+    "accumulate=-1",  # an option that went (unknown keys are refused)
+    "guidance=nan",
+    "method=bogus",
+    "render_size=0",
+    "normalize=maybe",
+    ("method=autoencoder", "shape_ae"),
+)
 
 
 @pytest.mark.parametrize("extra,needle", BAD_OPTIONS, ids=[o[0][0] for o in BAD_OPTIONS])
 def test_reconstruct_bad_option(capsys, runs, clouds, tmp_path, extra, needle):
     out = tmp_path / "out"
-    _fails(
+    fails(
         capsys, ["reconstruct", "motion", f"input={clouds}", f"out={out}", *_diffusion(runs), *extra], needle
     )
     assert not out.exists()
 
 
 def test_reconstruct_missing_required_options(capsys, runs, clouds, tmp_path):
-    _fails(capsys, ["reconstruct", "motion", f"out={tmp_path / 'o'}", *_diffusion(runs)], "input=")
-    _fails(
+    fails(capsys, ["reconstruct", "motion", f"out={tmp_path / 'o'}", *_diffusion(runs)], "input=")
+    fails(
         capsys,
         ["reconstruct", "motion", f"input={clouds}", f"deform_run={runs['deform_diffusion']}"],
         "shape_run",
@@ -209,7 +190,7 @@ def test_out_existing_file_fails_before_anything_loads(capsys, clouds, tmp_path)
     out = tmp_path / "result.txt"
     out.write_text("keep me")
     # the runs do not even exist: the out= error comes first, before any network or input is read
-    _fails(
+    fails(
         capsys,
         _argv(clouds, out, tmp_path / "nope", tmp_path / "nope"),
         "out=",
@@ -222,7 +203,7 @@ def test_out_foreign_folder_and_folder_under_file(capsys, runs, clouds, tmp_path
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
-    _fails(
+    fails(
         capsys,
         ["reconstruct", "motion", f"input={clouds}", f"out={foreign}", *_diffusion(runs)],
         "out=",
@@ -231,9 +212,7 @@ def test_out_foreign_folder_and_folder_under_file(capsys, runs, clouds, tmp_path
     assert (foreign / "thesis.tex").read_text() == "precious" and len(list(foreign.iterdir())) == 1
     f = tmp_path / "afile"
     f.write_text("x")
-    _fails(
-        capsys, ["reconstruct", "motion", f"input={clouds}", f"out={f / 'sub'}", *_diffusion(runs)], "out="
-    )
+    fails(capsys, ["reconstruct", "motion", f"input={clouds}", f"out={f / 'sub'}", *_diffusion(runs)], "out=")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,16 +226,6 @@ def _npy_with_header(path: Path, shape: tuple, body: bytes = b"") -> Path:
     header += b" " * pad + b"\n"
     path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + body)
     return path
-
-
-class _Payload:
-    """Unpickling this would create ``marker`` (it must never be unpickled)."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def _frames_folder(tmp_path: Path, name: str, bad_name: str, writer) -> Path:
@@ -318,7 +287,7 @@ BAD_FRAMES = [
 def test_reconstruct_malformed_frame_file(capsys, runs, tmp_path, name, bad, writer, needle):
     d = _frames_folder(tmp_path, name, bad, writer)
     out = tmp_path / "out"
-    _fails(capsys, ["reconstruct", "motion", f"input={d}", f"out={out}", *_diffusion(runs)], needle, bad)
+    fails(capsys, ["reconstruct", "motion", f"input={d}", f"out={out}", *_diffusion(runs)], needle, bad)
     assert not out.exists()
 
 
@@ -328,9 +297,9 @@ def test_pickled_frame_is_never_unpickled(capsys, runs, tmp_path):
         tmp_path,
         "pickle",
         "f3.npy",
-        lambda p: np.save(p, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True),
+        lambda p: np.save(p, np.array([Payload(marker)], dtype=object), allow_pickle=True),
     )
-    _fails(
+    fails(
         capsys,
         ["reconstruct", "motion", f"input={d}", f"out={tmp_path / 'o'}", *_diffusion(runs)],
         "f3.npy",
@@ -339,8 +308,8 @@ def test_pickled_frame_is_never_unpickled(capsys, runs, tmp_path):
     assert not marker.exists()
     seq = tmp_path / "seq.npy"  # and as a whole-sequence file
     with open(seq, "wb") as fh:
-        pickle.dump(_Payload(str(marker)), fh)
-    _fails(
+        pickle.dump(Payload(marker), fh)
+    fails(
         capsys,
         ["reconstruct", "motion", f"input={seq}", f"out={tmp_path / 'o'}", *_diffusion(runs)],
         "seq.npy",
@@ -375,9 +344,7 @@ def test_reconstruct_malformed_sequence(capsys, runs, tmp_path, name, content, n
         p.mkdir()
     elif content == "xyz":
         np.savetxt(p, _sphere(40))
-    _fails(
-        capsys, ["reconstruct", "motion", f"input={p}", f"out={tmp_path / 'o'}", *_diffusion(runs)], needle
-    )
+    fails(capsys, ["reconstruct", "motion", f"input={p}", f"out={tmp_path / 'o'}", *_diffusion(runs)], needle)
     assert not (tmp_path / "o").exists()
 
 
@@ -388,7 +355,7 @@ def test_fewer_points_than_latent_queries_autoencoder(capsys, runs, tmp_path):
     d.mkdir()
     for t in range(4):
         np.save(d / f"f{t}.npy", _sphere(M_SHAPE - 6, t))
-    _fails(
+    fails(
         capsys,
         [
             "reconstruct",
@@ -435,7 +402,7 @@ def test_bad_ground_truth_and_template(capsys, runs, clouds, tmp_path):
     nan_mesh.write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     cases.append((f"template={nan_mesh}", ["nan.obj", "NaN"]))
     for opt_, needles in cases:
-        _fails(
+        fails(
             capsys,
             ["reconstruct", "motion", f"input={clouds}", f"out={tmp_path / 'o'}", *_diffusion(runs), opt_],
             *needles,
@@ -473,7 +440,7 @@ def test_damaged_model_folders(capsys, runs, clouds, tmp_path):
     def pickled_only(d):
         _weights(d).unlink()
         with open(d / "diffusion_pytorch_model.bin", "wb") as fh:
-            pickle.dump(_Payload(str(marker)), fh)
+            pickle.dump(Payload(marker), fh)
 
     def other_class(d):
         cfg = (d / "config.json").read_text().replace('"DeformDenoiser"', '"ShapeDenoiser"')
@@ -489,20 +456,20 @@ def test_damaged_model_folders(capsys, runs, clouds, tmp_path):
     for i, (damage, needle) in enumerate(cases):
         run = _copy_run(runs, tmp_path / str(i))
         damage(run / "models" / "denoiser")
-        _fails(
+        fails(
             capsys,
             _argv(clouds, tmp_path / "o", runs["shape_diffusion"], run),
             needle,
             str(run),
         )
     assert not marker.exists() and not (tmp_path / "o").exists()
-    _fails(
+    fails(
         capsys,
         _argv(clouds, tmp_path / "o", tmp_path / "nope", runs["deform_diffusion"]),
         "does not exist",
     )
     (tmp_path / "bare").mkdir()
-    _fails(
+    fails(
         capsys,
         _argv(clouds, tmp_path / "o", tmp_path / "bare", runs["deform_diffusion"]),
         "no exported",
@@ -535,11 +502,11 @@ def test_valid_reconstruction_then_failed_rerun_keeps_it(capsys, runs, clouds, t
     z = np.load(out / "sample_00" / "trajectories.npz")
     assert z["vertices"].shape == (4, len(ico.vertices), 3) and np.isfinite(z["vertices"]).all()
     np.testing.assert_allclose(z["vertices"][0], ico.vertices, atol=1e-4)  # template = frame 0, world units
-    before = _digest(out)
+    before = digest(out)
     bad_gt = _gt(tmp_path, "gt2.npz", vertices=np.zeros((2, 3, 3), np.float32), faces=np.array([[0, 1, 2]]))
-    _fails(capsys, [*argv, f"gt={bad_gt}"], "frame counts")
-    _fails(capsys, [*argv, "steps=0"], "steps")
-    assert _digest(out) == before  # byte-identical
+    fails(capsys, [*argv, f"gt={bad_gt}"], "frame counts")
+    fails(capsys, [*argv, "steps=0"], "steps")
+    assert digest(out) == before  # byte-identical
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rec")]  # no temporary folder left
 
 
@@ -547,26 +514,26 @@ def test_valid_reconstruction_then_failed_rerun_keeps_it(capsys, runs, clouds, t
 # sample / evaluate of a motion run
 
 
-SAMPLE_BAD = [
-    (["bogus=1"], "bogus"),
-    (["steps=0"], "steps"),
-    (["sampler=bogus"], "sampler"),
-    (["resolution=0"], "resolution"),
-    (["num_samples=0"], "num_samples"),
-    (["split=bogus"], "split"),
-    (["frame=99"], "frame=99"),
-    (["n_obs=5000"], "n_obs"),
-    (["clip=-1"], "clip"),
-    (["seed=abc"], "seed"),
-]
-EVALUATE_BAD = [
-    (["n=0"], "n=0"),
-    (["resolution=0"], "resolution"),
-    (["n_iou=abc"], "n_iou"),
-    (["mode=bogus"], "mode"),
-    (["bogus=1"], "bogus"),
-    (["steps=-2"], "steps"),
-]
+SAMPLE_BAD = option_cases(
+    "bogus=1",
+    "steps=0",
+    "sampler=bogus",
+    "resolution=0",
+    "num_samples=0",
+    "split=bogus",
+    ("frame=99", "frame=99"),
+    "n_obs=5000",
+    "clip=-1",
+    "seed=abc",
+)
+EVALUATE_BAD = option_cases(
+    ("n=0", "n=0"),
+    "resolution=0",
+    "n_iou=abc",
+    "mode=bogus",
+    "bogus=1",
+    "steps=-2",
+)
 
 
 @pytest.mark.parametrize(
@@ -576,15 +543,12 @@ EVALUATE_BAD = [
 )
 def test_sample_evaluate_bad_options(capsys, runs, tmp_path, cmd, extra, needle):
     run = runs["deform_diffusion"]
-    _fails(capsys, [cmd, f"run={run}", f"out={tmp_path / 's'}" if cmd == "sample" else "n=1", *extra], needle)
+    fails(capsys, [cmd, f"run={run}", f"out={tmp_path / 's'}" if cmd == "sample" else "n=1", *extra], needle)
     assert not (tmp_path / "s").exists() and not (run / "evaluation.json").exists()
 
 
 def test_sample_out_file_and_damaged_run_configs(capsys, runs, tmp_path):
-    f = tmp_path / "samples"
-    f.write_text("keep")
-    _fails(capsys, ["sample", f"run={runs['shape_ae']}", f"out={f}"], "out=", "existing file")
-    assert f.read_text() == "keep"
+    refuses_existing_out_file(capsys, ["sample", f"run={runs['shape_ae']}"], tmp_path / "samples")
     bad = _copy_run(runs, tmp_path, "shape_ae")
     OmegaConf.save(
         OmegaConf.create(
@@ -596,8 +560,8 @@ def test_sample_out_file_and_damaged_run_configs(capsys, runs, tmp_path):
         ),
         bad / "config.yaml",
     )
-    _fails(capsys, ["evaluate", f"run={bad}", "n=1"], "num_frames")
+    fails(capsys, ["evaluate", f"run={bad}", "n=1"], "num_frames")
     OmegaConf.save(
         OmegaConf.create({"family": "motion", "model": {"_target_": "os.system"}}), bad / "config.yaml"
     )
-    _fails(capsys, ["sample", f"run={bad}"], "not a motion run")
+    fails(capsys, ["sample", f"run={bad}"], "not a motion run")

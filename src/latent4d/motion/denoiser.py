@@ -124,6 +124,28 @@ class _LatentDenoiser:
         return self.stats.denormalize(x)
 
 
+def _blocks(
+    width: int, heads: int, dim_head: int, depth: int, context_dim: int | None, block_type: str
+) -> nn.ModuleList:
+    """``depth`` space-time blocks (:class:`SpaceTimeBlock`) of ``width``, conditioned on the diffusion time (AdaLN, ``width``)
+    and per-frame observation tokens (``width``); ``context_dim``: the width of a global context
+    (the deformation denoiser's shape tokens; None: none)."""
+    return nn.ModuleList(
+        [
+            SpaceTimeBlock(
+                width,
+                heads,
+                dim_head,
+                width,
+                context_dim=context_dim,
+                frame_context_dim=width,
+                block_type=block_type,
+            )
+            for _ in range(depth)
+        ]
+    )
+
+
 def _check_obs(obs: torch.Tensor, what: str, frames: int | None = None) -> None:
     check_points(obs, what)
     if frames is not None and obs.shape[1] != frames:
@@ -155,20 +177,7 @@ class ShapeDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         self.time = TimestepEmbedder(width, scale=time_scale)
         self.obs = ObservationEncoder(width, heads, dim_head, num_freqs, obs_tokens)
         self.proj_in = nn.Linear(latent_channels, width)
-        self.blocks = nn.ModuleList(
-            [
-                SpaceTimeBlock(
-                    width,
-                    heads,
-                    dim_head,
-                    width,
-                    context_dim=None,
-                    frame_context_dim=width,
-                    block_type="spatial",
-                )
-                for _ in range(depth)
-            ]
-        )
+        self.blocks = _blocks(width, heads, dim_head, depth, None, "spatial")
         self._build_output(width, latent_channels)
 
     def forward(
@@ -221,20 +230,7 @@ class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         self.proj_in = nn.Linear(latent_channels, width)
         self.frame_embed = nn.Parameter(torch.zeros(num_frames, width))
         nn.init.normal_(self.frame_embed, std=0.02)
-        self.blocks = nn.ModuleList(
-            [
-                SpaceTimeBlock(
-                    width,
-                    heads,
-                    dim_head,
-                    width,
-                    context_dim=width,
-                    frame_context_dim=width,
-                    block_type=block_type,
-                )
-                for _ in range(depth)
-            ]
-        )
+        self.blocks = _blocks(width, heads, dim_head, depth, width, block_type)
         self._build_output(width, latent_channels)
 
     def normalize_shape(self, z: torch.Tensor) -> torch.Tensor:

@@ -101,7 +101,16 @@ class _AutoencoderModule(_OptimMixin, LatentModule):
 
     trainable = ("ae",)
 
-    def __init__(self, ae, lr: float, weight_decay: float, warmup_steps: int, kl_weight: float):
+    def __init__(
+        self,
+        ae,
+        lr: float = 5e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        kl_weight: float = 1e-3,
+    ):
+        """AdamW's ``lr`` and ``weight_decay``, ``warmup_steps`` of the warm-up/cosine schedule
+        (:func:`warmup_cosine`), ``kl_weight`` of the KL term of the loss."""
         super().__init__()
         self.ae = ae
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
@@ -131,16 +140,10 @@ class _AutoencoderModule(_OptimMixin, LatentModule):
 class ShapeAEModule(_AutoencoderModule):
     """Trains :class:`ShapeVecSetAE` on :class:`~latent4d.motion.data.ShapeFrameDataset` batches."""
 
-    def __init__(
-        self,
-        ae: ShapeVecSetAE,
-        lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-        near_weight: float = 0.1,
-        kl_weight: float = 1e-3,
-    ):
-        super().__init__(ae, lr, weight_decay, warmup_steps, kl_weight)
+    def __init__(self, ae: ShapeVecSetAE, near_weight: float = 0.1, **train):
+        """``near_weight`` of the near-surface BCE; ``train``: ``lr``, ``weight_decay``, ``warmup_steps``,
+        ``kl_weight`` (see :class:`_AutoencoderModule`)."""
+        super().__init__(ae, **train)
         self.near_weight = near_weight
 
     def _step(self, batch, prefix: str, sample: bool):
@@ -174,16 +177,6 @@ class DeformAEModule(_AutoencoderModule):
     units) and ``corr_rel`` the same divided by the target's bounding-box diagonal.
     """
 
-    def __init__(
-        self,
-        ae: DeformVecSetAE,
-        lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-        kl_weight: float = 1e-3,
-    ):
-        super().__init__(ae, lr, weight_decay, warmup_steps, kl_weight)
-
     def _step(self, batch, prefix: str, sample: bool):
         out = self.ae(batch["source"], batch["target"], batch["query"], sample=sample)
         pred, gt = out["positions"], batch["query_target"]
@@ -213,11 +206,14 @@ class _DiffusionBase(_OptimMixin, LatentModule):
         self,
         denoiser,
         autoencoders: dict,
-        edm: dict | None,
-        lr: float,
-        weight_decay: float,
-        warmup_steps: int,
+        edm: dict | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
     ):
+        """``autoencoders``: the frozen networks by attribute name; ``edm``: keyword arguments of
+        :class:`~latent4d.diffusion.edm.EDM` (None: its defaults); AdamW's ``lr`` and ``weight_decay``,
+        ``warmup_steps`` of the warm-up/cosine schedule (:func:`warmup_cosine`)."""
         super().__init__()
         self.denoiser = denoiser
         for name, ae in autoencoders.items():
@@ -292,10 +288,15 @@ class _DiffusionBase(_OptimMixin, LatentModule):
         self.log("test/loss", self._loss(batch, sigma, noise), batch_size=len(batch["x0"]), sync_dist=True)
 
 
-def check_latent_sizes(denoiser, sizes: dict[str, tuple[int, int]], run: str) -> None:
-    """A denoiser's latent sizes must be those of the autoencoder it is trained on: ``sizes`` maps the
-    denoiser's config keys to (its value, the autoencoder's); a :class:`ConfigError` otherwise."""
-    bad = [f"{k}={mine} (autoencoder: {theirs})" for k, (mine, theirs) in sizes.items() if mine != theirs]
+#: the latent sizes a denoiser shares with its autoencoder: denoiser config key -> autoencoder config key
+LATENT_SIZES = {"num_latents": "num_latents", "latent_channels": "latent_channels"}
+
+
+def check_latent_sizes(denoiser, ae, run: str, keys: dict[str, str] = LATENT_SIZES) -> None:
+    """A denoiser's latent sizes must be those of the autoencoder ``ae`` (of run ``run``) it is trained
+    on: ``keys`` maps the denoiser's config keys to the autoencoder's; a :class:`ConfigError` otherwise."""
+    c, a = denoiser.config, ae.config
+    bad = [f"{k}={c[k]} (autoencoder: {a[theirs]})" for k, theirs in keys.items() if c[k] != a[theirs]]
     if bad:
         raise ConfigError(
             f"{type(denoiser).__name__}: {', '.join(bad)} do not match the autoencoder of '{run}'; "
@@ -309,26 +310,11 @@ class ShapeDiffusionModule(_DiffusionBase):
 
     frozen = ("shape_ae",)
 
-    def __init__(
-        self,
-        denoiser,
-        shape_ae_run: str,
-        edm: dict | None = None,
-        lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-    ):
+    def __init__(self, denoiser, shape_ae_run: str, **train):
+        """``train``: ``edm``, ``lr``, ``weight_decay``, ``warmup_steps`` (see :class:`_DiffusionBase`)."""
         sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
-        c, a = denoiser.config, sae.config
-        check_latent_sizes(
-            denoiser,
-            {
-                "num_latents": (c.num_latents, a.num_latents),
-                "latent_channels": (c.latent_channels, a.latent_channels),
-            },
-            shape_ae_run,
-        )
-        super().__init__(denoiser, {"shape_ae": sae}, edm, lr, weight_decay, warmup_steps)
+        check_latent_sizes(denoiser, sae, shape_ae_run)
+        super().__init__(denoiser, {"shape_ae": sae}, **train)
 
     def set_latent_stats(self, latents: dict) -> None:
         self.denoiser.stats.set_stats(torch.as_tensor(latents["shape"]))
@@ -344,31 +330,13 @@ class DeformDiffusionModule(_DiffusionBase):
 
     frozen = ("shape_ae", "deform_ae")
 
-    def __init__(
-        self,
-        denoiser,
-        shape_ae_run: str,
-        deform_ae_run: str,
-        edm: dict | None = None,
-        lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 100,
-    ):
+    def __init__(self, denoiser, shape_ae_run: str, deform_ae_run: str, **train):
+        """``train``: ``edm``, ``lr``, ``weight_decay``, ``warmup_steps`` (see :class:`_DiffusionBase`)."""
         sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
         dae = load_autoencoder(DeformVecSetAE, deform_ae_run)
-        c = denoiser.config
-        check_latent_sizes(
-            denoiser,
-            {
-                "num_latents": (c.num_latents, dae.config.num_latents),
-                "latent_channels": (c.latent_channels, dae.config.latent_channels),
-            },
-            deform_ae_run,
-        )
-        check_latent_sizes(
-            denoiser, {"shape_channels": (c.shape_channels, sae.config.latent_channels)}, shape_ae_run
-        )
-        super().__init__(denoiser, {"shape_ae": sae, "deform_ae": dae}, edm, lr, weight_decay, warmup_steps)
+        check_latent_sizes(denoiser, dae, deform_ae_run)
+        check_latent_sizes(denoiser, sae, shape_ae_run, {"shape_channels": "latent_channels"})
+        super().__init__(denoiser, {"shape_ae": sae, "deform_ae": dae}, **train)
 
     def set_latent_stats(self, latents: dict) -> None:
         self.denoiser.stats.set_stats(torch.as_tensor(latents["deform"]))

@@ -62,63 +62,57 @@ class Motion:
     seed: int
 
 
+#: uniform ranges of the articulated and tube identities' parameters (rest-pose units; radians for
+#: ``bulge_phase``), drawn in this order by :func:`sample_identity`
+# fmt: off
+_IDENTITY_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "humanoid": {
+        "leg": (0.36, 0.46), "torso": (0.26, 0.34), "torso_r": (0.09, 0.125), "hip_w": (0.055, 0.08),
+        "thigh_r": (0.06, 0.075), "arm": (0.30, 0.38), "arm_r": (0.05, 0.062), "head_r": (0.085, 0.11),
+        "arm_spread": (0.35, 0.6), "belly": (0.0, 0.03),
+    },
+    "quadruped": {
+        "body": (0.45, 0.65), "body_r": (0.10, 0.14), "leg": (0.22, 0.32), "leg_r": (0.05, 0.065),
+        "neck": (0.14, 0.22), "head_r": (0.07, 0.095), "tail": (0.12, 0.25), "tail_r": (0.03, 0.045),
+        "width": (0.06, 0.09),
+    },
+    "tube": {
+        "length": (0.8, 1.0), "radius": (0.11, 0.16), "ellipticity": (1.0, 1.5), "bulge": (0.0, 0.25),
+        "bulge_freq": (1.0, 3.0), "bulge_phase": (0.0, 2 * math.pi),
+    },
+}
+# fmt: on
+
+
+def _draw_kind(
+    seed: int, stream: int, kinds: tuple[str, ...], allowed: tuple[str, ...], what: str
+) -> tuple[np.random.Generator, str]:
+    """(the generator seeded with ``[seed, stream]``, its first draw among ``kinds``); an
+    :class:`InputError` naming ``what`` unless ``kinds`` is a non-empty subset of ``allowed``."""
+    bad = [k for k in kinds if k not in allowed]
+    if bad or not kinds:
+        raise InputError(f"{what} kinds must be among {allowed}, got {kinds}")
+    rng = np.random.default_rng([seed, stream])
+    return rng, kinds[int(rng.integers(len(kinds)))]
+
+
 def sample_identity(seed: int, kinds: tuple[str, ...] = KINDS) -> Identity:
     """A random identity (deterministic in ``seed``); ``kinds`` restricts the choice."""
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise InputError(f"identity kinds must be among {KINDS}, got {kinds}")
-    rng = np.random.default_rng([seed, 1])
-    kind = kinds[int(rng.integers(len(kinds)))]
-    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
-    if kind == "humanoid":
-        p = dict(
-            leg=u(0.36, 0.46),
-            torso=u(0.26, 0.34),
-            torso_r=u(0.09, 0.125),
-            hip_w=u(0.055, 0.08),
-            thigh_r=u(0.06, 0.075),
-            arm=u(0.30, 0.38),
-            arm_r=u(0.05, 0.062),
-            head_r=u(0.085, 0.11),
-            arm_spread=u(0.35, 0.6),
-            belly=u(0.0, 0.03),
-        )
-    elif kind == "quadruped":
-        p = dict(
-            body=u(0.45, 0.65),
-            body_r=u(0.10, 0.14),
-            leg=u(0.22, 0.32),
-            leg_r=u(0.05, 0.065),
-            neck=u(0.14, 0.22),
-            head_r=u(0.07, 0.095),
-            tail=u(0.12, 0.25),
-            tail_r=u(0.03, 0.045),
-            width=u(0.06, 0.09),
-        )
-    elif kind == "tube":
-        p = dict(
-            length=u(0.8, 1.0),
-            radius=u(0.11, 0.16),
-            ellipticity=u(1.0, 1.5),
-            bulge=u(0.0, 0.25),
-            bulge_freq=u(1.0, 3.0),
-            bulge_phase=u(0, 2 * math.pi),
-        )
-    else:  # blob
+    rng, kind = _draw_kind(seed, 1, kinds, KINDS, "identity")
+    if kind == "blob":
+        u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
         p = dict(
             radii=[u(0.28, 0.4), u(0.3, 0.45), u(0.26, 0.38)],
             bumps=[[*rng.normal(size=3).tolist(), u(0.04, 0.1), u(1.5, 3.0)] for _ in range(4)],
         )
+    else:  # one uniform draw per parameter, in the table's order
+        p = {name: float(rng.uniform(lo, hi)) for name, (lo, hi) in _IDENTITY_RANGES[kind].items()}
     return Identity(kind, int(seed), p)
 
 
 def sample_motion(seed: int, kinds: tuple[str, ...] = MOTIONS) -> Motion:
     """A random motion (deterministic in ``seed``); ``kinds`` restricts the motion type."""
-    bad = [k for k in kinds if k not in MOTIONS]
-    if bad or not kinds:
-        raise InputError(f"motion kinds must be among {MOTIONS}, got {kinds}")
-    rng = np.random.default_rng([seed, 2])
-    kind = kinds[int(rng.integers(len(kinds)))]
+    rng, kind = _draw_kind(seed, 2, kinds, MOTIONS, "motion")
     return Motion(
         kind=kind,
         amp=float(rng.uniform(0.55, 1.0)),

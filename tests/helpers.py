@@ -10,11 +10,16 @@ from pathlib import Path
 from latent4d.cli import main
 
 
+def call(capsys, *argv) -> tuple[int, str]:
+    """``latent4d <argv>`` in this process (each argument as ``str``): its exit code and error output."""
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
 def fails(capsys, argv: list[str], *needles: str) -> str:
     """``latent4d <argv>`` returns 2 with one clear error naming ``needles`` (no traceback); returns
     the error output."""
-    rc = main(argv)
-    err = capsys.readouterr().err
+    rc, err = call(capsys, *argv)
     assert rc == 2, f"expected a clear error for {argv}, got exit {rc}:\n{err}"
     assert "error:" in err and "Traceback" not in err, err
     for n in needles:

@@ -6,7 +6,6 @@ byte-identical."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import struct
@@ -16,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import Payload, call, digest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from latent4d.cli import main
 from latent4d.errors import ConfigError, InputError
 from latent4d.objects.io import FOV_RANGE_DEG, read_rgbd, save_scene
 from latent4d.objects.pipeline import ObjectsPipeline
@@ -28,26 +27,6 @@ from latent4d.objects.synthetic import make_object
 
 W, H = 640, 480
 FX = 591.0125
-
-
-class _Payload:
-    """Unpickling this calls ``open(marker, "w")``: what a hostile checkpoint does."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _cli(capsys, *argv) -> tuple[int, str]:
-    rc = main([str(a) for a in argv])
-    return rc, capsys.readouterr().err
 
 
 def _clear_error(rc: int, err: str, *names: str) -> None:
@@ -93,20 +72,12 @@ def _intr(tmp: Path, name: str, content) -> Path:
 
 # (case id, function (tmp_path, frame, files) -> option overrides, words the error must contain)
 _K = {"fx": FX, "fy": FX, "cx": 322.5, "cy": 244.1}
+#: option -> values of it that reconstruct refuses, naming the option
+BAD_VALUES = {"bogus": ["1"], "iterations": ["0", "-5", "abc"], "init_iterations": ["-1"], "level": ["0", "99"],
+              "rotation": ["bogus"], "depth_scale": ["0", "-1000", "nan"], "min_fov": ["0"]}
 RECONSTRUCT_CASES = [
     # options
-    ("unknown-option", lambda t, f, p: {"bogus": "1"}, ["bogus"]),
-    ("iterations-0", lambda t, f, p: {"iterations": "0"}, ["iterations"]),
-    ("iterations-negative", lambda t, f, p: {"iterations": "-5"}, ["iterations"]),
-    ("iterations-not-int", lambda t, f, p: {"iterations": "abc"}, ["iterations"]),
-    ("init-iterations-negative", lambda t, f, p: {"init_iterations": "-1"}, ["init_iterations"]),
-    ("level-0", lambda t, f, p: {"level": "0"}, ["level"]),
-    ("level-99", lambda t, f, p: {"level": "99"}, ["level"]),
-    ("rotation-bogus", lambda t, f, p: {"rotation": "bogus"}, ["rotation"]),
-    ("depth-scale-0", lambda t, f, p: {"depth_scale": "0"}, ["depth_scale"]),
-    ("depth-scale-negative", lambda t, f, p: {"depth_scale": "-1000"}, ["depth_scale"]),
-    ("depth-scale-nan", lambda t, f, p: {"depth_scale": "nan"}, ["depth_scale"]),
-    ("min-fov-0", lambda t, f, p: {"min_fov": "0"}, ["min_fov"]),
+    *((f"{k}={v}", lambda t, f, p, k=k, v=v: {k: v}, [k]) for k, vs in BAD_VALUES.items() for v in vs),
     ("missing-rgb", lambda t, f, p: {"rgb": None}, ["rgb=<file>"]),
     ("rgb-missing-file", lambda t, f, p: {"rgb": str(t / "nope.png")}, ["rgb=", "nope.png"]),
     ("categories-syntax", lambda t, f, p: {"categories": "1:mug,oops"}, ["categories", "id:name"]),
@@ -240,7 +211,7 @@ def _npy(path: Path, arr) -> Path:
 
 
 def _npy_pickled(path: Path, marker: Path) -> Path:
-    np.save(path, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+    np.save(path, np.array([Payload(marker)], dtype=object), allow_pickle=True)
     return path
 
 
@@ -268,13 +239,13 @@ def test_reconstruct_refuses_malformed_input(case, make, words, scene_files, tin
     frame, files = scene_files
     over = {"run": str(tiny_run[0]), "out": str(tmp_path / "out"), "iterations": "2", "init_iterations": "1",
             "level": "3", **{k: (None if v is None else str(v)) for k, v in make(tmp_path, frame, files).items()}}
-    before = _digest(tmp_path)
-    rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **over))
+    before = digest(tmp_path)
+    rc, err = call(capsys, "reconstruct", "objects", *_args(files, **over))
     _clear_error(rc, err, *words)
     assert "reconstruct" in err
     assert not (tmp_path / "out").exists() or case == "out-is-a-file"  # nothing written
     assert not (tmp_path / "pwned").exists()  # nothing executed from a file
-    assert _digest(tmp_path) == before  # inputs (and a foreign out= folder) untouched
+    assert digest(tmp_path) == before  # inputs (and a foreign out= folder) untouched
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
@@ -318,12 +289,12 @@ def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path
     out = tmp_path / "out"
     base = {"run": str(tiny_run[0]), "out": str(out), "iterations": "2", "init_iterations": "1", "level": "3",
             "categories": ",".join(f"{o.instance_id}:{o.category}" for o in frame.objects)}
-    rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **base))
+    rc, err = call(capsys, "reconstruct", "objects", *_args(files, **base))
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["written"]) == {str(i) for i in frame.instance_ids}
     assert all(Path(v["mesh"]).parent == out for v in summary["written"].values())  # final paths, not temp ones
-    earlier = _digest(out)
+    earlier = digest(out)
     assert any(k.startswith("object_") for k in earlier)
 
     # 1. bad option; 2. implausible depth; 3. no object reconstructible (every instance too small)
@@ -331,9 +302,9 @@ def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path
     tiny_mask[240:243, 320:323] = 1
     bad = [{"bogus": "1"}, {"depth_scale": "1"}, {"mask": str(_png8(tmp_path / "m.png", tiny_mask)), "categories": None}]
     for over in bad:
-        rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **{**base, **over}))
+        rc, err = call(capsys, "reconstruct", "objects", *_args(files, **{**base, **over}))
         _clear_error(rc, err)
-        assert _digest(out) == earlier, over
+        assert digest(out) == earlier, over
     assert "valid depth pixel" in err and "nothing written" in err
 
     # 4. a failure while the new output is being written
@@ -341,15 +312,15 @@ def test_failed_reconstruct_keeps_earlier_output(scene_files, tiny_run, tmp_path
         raise InputError("disk full (simulated)")
 
     monkeypatch.setattr(io, "save_png", boom)
-    rc, err = _cli(capsys, "reconstruct", "objects", *_args(files, **base))
+    rc, err = call(capsys, "reconstruct", "objects", *_args(files, **base))
     _clear_error(rc, err, "disk full")
-    assert _digest(out) == earlier
+    assert digest(out) == earlier
     monkeypatch.undo()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
     # a successful rerun replaces the folder whole: no object_* file of the earlier output survives
     one = np.where(frame.mask == frame.instance_ids[0], frame.mask, 0).astype(np.uint8)
-    rc, err = _cli(capsys, "reconstruct", "objects",
+    rc, err = call(capsys, "reconstruct", "objects",
                    *_args(files, **{**base, "mask": str(_png8(tmp_path / "one.png", one)), "categories": None}))
     assert rc == 0, err
     assert sorted(p.name for p in out.glob("object_*")) == [f"object_{frame.instance_ids[0]}.{s}" for s in ("json", "ply")]
@@ -388,21 +359,21 @@ def test_sample_evaluate_refuse_bad_options(command, over, words, tiny_run, tmp_
     monkeypatch.setattr(evaluation, "compare_recipes", no_compute)
     out = {"FILE": _bytes(tmp_path / "result.txt", b"mine"), "FOREIGN": _foreign(tmp_path / "mine"),
            "DIR": tmp_path}.get(over.get("out"), tmp_path / "new_out")
-    before = _digest(tmp_path)
-    rc, err = _cli(capsys, command, f"run={tiny_run[0]}", *[f"{k}={v}" for k, v in {**over, "out": out}.items()])
+    before = digest(tmp_path)
+    rc, err = call(capsys, command, f"run={tiny_run[0]}", *[f"{k}={v}" for k, v in {**over, "out": out}.items()])
     _clear_error(rc, err, *words)
-    assert _digest(tmp_path) == before and not (tmp_path / "new_out").exists()
+    assert digest(tmp_path) == before and not (tmp_path / "new_out").exists()
 
 
 def test_sample_replaces_its_own_output_whole(tiny_run, tmp_path, capsys):
     out = tmp_path / "samples"
-    rc, err = _cli(capsys, "sample", f"run={tiny_run[0]}", "objects=all", "means=false", "level=3", f"out={out}")
+    rc, err = call(capsys, "sample", f"run={tiny_run[0]}", "objects=all", "means=false", "level=3", f"out={out}")
     assert rc == 0, err
     assert len(list(out.glob("*.ply"))) == 6
-    rc, err = _cli(capsys, "sample", f"run={tiny_run[0]}", "objects=bogus", f"out={out}")
+    rc, err = call(capsys, "sample", f"run={tiny_run[0]}", "objects=bogus", f"out={out}")
     _clear_error(rc, err, "bogus")
     assert len(list(out.glob("*.ply"))) == 6
-    rc, err = _cli(capsys, "sample", f"run={tiny_run[0]}", "objects=0", "means=false", "level=3", f"out={out}")
+    rc, err = call(capsys, "sample", f"run={tiny_run[0]}", "objects=0", "means=false", "level=3", f"out={out}")
     assert rc == 0, err
     assert [p.name for p in out.glob("*.ply")] == ["mug_00000.ply"]
 
@@ -429,7 +400,7 @@ def test_pickle_payload_in_checkpoint_never_runs(run_copy, tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "evil.ckpt"
     state = torch.load(run_copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    state["payload"] = _Payload(marker)
+    state["payload"] = Payload(marker)
     torch.save(state, bad)
     with pytest.raises(InputError, match="evil.ckpt.*never unpickles"):
         ObjectsPipeline.from_checkpoint(run_copy, bad)
@@ -540,6 +511,6 @@ def test_damaged_model_folders_are_clear_errors(run_copy, case, damage, words, c
         ObjectsPipeline.from_pretrained(run_copy)
     for w in words:
         assert w.lower() in str(e.value).lower(), (w, str(e.value))
-    rc, err = _cli(capsys, "sample", f"run={run_copy}", "level=3")
+    rc, err = call(capsys, "sample", f"run={run_copy}", "level=3")
     _clear_error(rc, err, *words)
     assert not (run_copy / "samples").exists()

@@ -4,13 +4,13 @@ safety on resume: nothing from a file is executed, nothing already written is lo
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import Payload, call, digest
 from omegaconf import OmegaConf
 
 from latent4d.cli import main
@@ -21,32 +21,11 @@ from latent4d.trust import check_targets, load_checkpoint
 SMOKE = ["experiment=smoke/sdf_sphere", "preset=smoke_tiny", "test=false"]
 
 
-class _Payload:
-    """Unpickling this calls ``os.system`` / ``open`` — what a hostile checkpoint does."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
-def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("smoke") / "run"
     run_training(compose_config([*SMOKE, "trainer.max_epochs=2", "callbacks=default", "logger=csv"], run))
     return run
-
-
-def _cli(capsys, *argv) -> tuple[int, str]:
-    rc = main(list(argv))
-    err = capsys.readouterr().err
-    return rc, err
 
 
 # ------------------------------------------------------------------------------- checkpoints
@@ -55,10 +34,10 @@ def _cli(capsys, *argv) -> tuple[int, str]:
 def test_pickle_payload_in_checkpoint_never_runs(tmp_path, smoke_run, capsys):
     marker = tmp_path / "pwned"
     bad = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "payload": _Payload(marker)}, bad)
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, bad)
     with pytest.raises(InputError, match="never unpickles"):
         load_checkpoint(bad)
-    rc, err = _cli(capsys, "export", f"run={smoke_run}", f"ckpt={bad}", f"out={tmp_path / 'x'}")
+    rc, err = call(capsys, "export", f"run={smoke_run}", f"ckpt={bad}", f"out={tmp_path / 'x'}")
     assert rc == 2 and "evil.ckpt" in err and "Traceback" not in err
     with pytest.raises(InputError, match="never unpickles"):
         run_training(compose_config([*SMOKE, "trainer.max_epochs=1", f"ckpt_path={bad}", "logger=none",
@@ -71,7 +50,7 @@ def test_pickle_payload_in_checkpoint_never_runs(tmp_path, smoke_run, capsys):
 def test_corrupt_checkpoints_are_clear_errors(tmp_path, smoke_run, capsys, content):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(content)
-    rc, err = _cli(capsys, "export", f"run={smoke_run}", f"ckpt={bad}", f"out={tmp_path / 'x'}")
+    rc, err = call(capsys, "export", f"run={smoke_run}", f"ckpt={bad}", f"out={tmp_path / 'x'}")
     assert rc == 2 and "bad.ckpt" in err and "Traceback" not in err
 
 
@@ -97,7 +76,7 @@ def test_checkpoint_of_another_model_size_is_a_clear_error(tmp_path, smoke_run, 
     cfg = OmegaConf.load(smoke_run / "config.yaml")
     cfg.model.net.hidden = 24
     OmegaConf.save(cfg, run2 / "config.yaml")
-    rc, err = _cli(capsys, "export", f"run={run2}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
+    rc, err = call(capsys, "export", f"run={run2}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
     assert rc == 2 and "does not fit" in err and "mis-shaped" in err
 
 
@@ -113,7 +92,7 @@ def test_foreign_targets_in_a_run_config_are_refused_before_calling(tmp_path, sm
     cfg = OmegaConf.load(smoke_run / "config.yaml")
     cfg.model = {"_target_": target, "_args_": [str(marker), "w"] if "open" in target else [f"touch {marker}"]}
     OmegaConf.save(cfg, run / "config.yaml")
-    rc, err = _cli(capsys, "export", f"run={run}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
+    rc, err = call(capsys, "export", f"run={run}", f"ckpt={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
     assert rc == 2 and "refusing _target_" in err and "Traceback" not in err
     assert not marker.exists()
 
@@ -140,7 +119,7 @@ def test_garbage_run_config_is_a_clear_error(tmp_path, capsys, text):
     run.mkdir()
     (run / "config.yaml").write_bytes(text)
     for cmd in ("sample", "evaluate", "export"):
-        rc, err = _cli(capsys, cmd, f"run={run}")
+        rc, err = call(capsys, cmd, f"run={run}")
         assert rc == 2 and "config.yaml" in err and "Traceback" not in err, (cmd, err)
 
 
@@ -148,7 +127,7 @@ def test_bad_cli_options_are_clear_errors(tmp_path, smoke_run, capsys):
     for argv in (["export", f"run={smoke_run}", "bogus=1"], ["export", f"run={smoke_run}", "a..b=1"],
                  ["export", f"run={smoke_run}", "ckpt=last", f"out={smoke_run / 'config.yaml'}"],
                  ["export", "run=/nonexistent/run"], ["sample"], ["evaluate", "notkv"]):
-        rc, err = _cli(capsys, *argv)
+        rc, err = call(capsys, *argv)
         assert rc == 2 and "error:" in err and "Traceback" not in err, (argv, err)
 
 
@@ -156,20 +135,20 @@ def test_bad_cli_options_are_clear_errors(tmp_path, smoke_run, capsys):
 
 
 def test_training_into_an_existing_run_needs_ckpt_path_and_touches_nothing(tmp_path, smoke_run):
-    before = _tree_digest(smoke_run)
+    before = digest(smoke_run)
     with pytest.raises(ConfigError, match="only to resume"):
         run_training(compose_config([*SMOKE, "trainer.max_epochs=1"], smoke_run))
     with pytest.raises(ConfigError, match="model.lr"):  # invalid config, even with ckpt_path: nothing touched
         run_training(compose_config([*SMOKE, "model.lr=abc", f"ckpt_path={smoke_run}/checkpoints/last.ckpt"],
                                     smoke_run))
-    assert _tree_digest(smoke_run) == before
+    assert digest(smoke_run) == before
 
 
 def test_cli_train_into_existing_run_is_refused_before_hydra_writes(smoke_run, capsys):
-    before = _tree_digest(smoke_run)
+    before = digest(smoke_run)
     rc = main(["train", *SMOKE, f"hydra.run.dir={smoke_run}"])
     assert rc == 2 and "only to resume" in capsys.readouterr().err
-    assert _tree_digest(smoke_run) == before
+    assert digest(smoke_run) == before
 
 
 def test_bad_value_types_in_overrides(tmp_path):
@@ -211,11 +190,11 @@ def test_atomic_dir_keeps_the_old_output_on_failure(tmp_path):
     with atomic_dir(out, marker="summary.json") as d:
         (d / "summary.json").write_text("1")
         (d / "a.txt").write_text("a")
-    before = _tree_digest(out)
+    before = digest(out)
     with pytest.raises(RuntimeError), atomic_dir(out, marker="summary.json") as d:
         (d / "summary.json").write_text("2")
         raise RuntimeError("boom")
-    assert _tree_digest(out) == before
+    assert digest(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folders left
     with atomic_dir(out, marker="summary.json") as d:
         (d / "summary.json").write_text("3")

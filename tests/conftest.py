@@ -47,3 +47,11 @@ def smoke_run(tmp_path_factory):
                           "callbacks=minimal", "logger=csv"], out)
     run_training(cfg)
     return out
+
+
+@pytest.fixture(scope="module")
+def scalp():
+    """The default hair scalp (``latent4d.hair.scalp.Scalp()``), built once per test module."""
+    from latent4d.hair.scalp import Scalp
+
+    return Scalp()

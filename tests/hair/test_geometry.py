@@ -19,11 +19,6 @@ from latent4d.hair.synthetic import (
 )
 
 
-@pytest.fixture(scope="module")
-def scalp():
-    return Scalp()
-
-
 def test_resample_by_arc_length_keeps_ends_and_spacing():
     rng = np.random.default_rng(0)
     x = np.cumsum(rng.normal(size=(4, 37, 3)) * np.array([1, 1, 1]) * rng.random((4, 37, 1)), 1)

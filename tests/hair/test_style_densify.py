@@ -16,16 +16,10 @@ from latent4d.hair.guides import (
     mirror_permutation,
     scatter_map,
 )
-from latent4d.hair.scalp import Scalp
 from latent4d.hair.strand_vae import load_strand_vae
 from latent4d.hair.strands import Hairstyle, to_local
 from latent4d.hair.style_vae import HairstyleVAE, load_style_vae
 from latent4d.hair.synthetic import generate_strands, sample_style
-
-
-@pytest.fixture(scope="module")
-def scalp():
-    return Scalp()
 
 
 @pytest.fixture(scope="module")

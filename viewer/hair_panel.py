@@ -129,14 +129,12 @@ HAIR_EXTS = (".data", ".hair", ".ply", ".npz")
 @register_panel("hair", kinds=(FileKind("hair", HAIR_EXTS),), runs=("hair",), order=0, probe=0)
 class HairPanel(ui.Panel):
     title = "Hair"
-    prefix = "hair/"
 
     def __init__(self, app):
-        super().__init__(app)
+        super().__init__(app, COLOR_MODES)
         self.session: EditSession | None = None  # GuideEditor (file) or ModelSession (trained run)
         self.name = ""
         self.on_head = True
-        self.color_mode = "natural"
         self.preview_count = 10000
         self.show_head = True
         self.show_guides = True
@@ -203,14 +201,14 @@ class HairPanel(ui.Panel):
 
             pipe, reason = load_pipeline(path)
             return HairRun(path, pipe, reason)
+        from latent4d.hair.align import check_on_scalp
         from latent4d.hair.formats import read_hair
 
         hs = read_hair(path).validate(str(path))
         if hs.bald.all():
             raise InputError(f"{path}: every strand is a bald root (nothing to draw)")
         scalp = default_scalp()
-        roots = hs.roots[~hs.bald]
-        on_head = bool(np.median(np.abs(scalp.head.radial_distance(roots))) < 0.03)
+        on_head = check_on_scalp(hs, scalp, str(path)).on_scalp  # InputError (offset, scale, fix) when off it
         if hs.root_uv is None and on_head:
             hs.root_uv = scalp.uv(hs.roots)
         return HairData(path, hs, GuideEditor(hs, head=scalp.head if on_head else None), on_head)
@@ -315,13 +313,9 @@ class HairPanel(ui.Panel):
             self.sync()
 
     # ----------------------------------------------------------------- display API
-    def set_color_mode(self, mode: str) -> None:
-        if mode not in COLOR_MODES:
-            raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(COLOR_MODES)})")
-        self.color_mode = mode
+    def _recolor(self) -> None:
         if self.session is not None:
             self._draw_dense()
-        self.sync()
 
     def set_preview_count(self, n: int) -> None:
         """Draw at most ``n`` strands (a fixed subset)."""
@@ -335,15 +329,8 @@ class HairPanel(ui.Panel):
         if self.session is not None:
             self.set_preview_count(self.dense_count if self.model_mode else self.editor.num_strands)
 
-    def set_show_head(self, on: bool) -> None:
-        self.show_head = bool(on)
-        self.view.show(self.prefix + "head", self.show_head)
-        self.sync()
-
-    def set_show_guides(self, on: bool) -> None:
-        self.show_guides = bool(on)
-        self.view.show(self.prefix + "guides", self.show_guides)
-        self.sync()
+    set_show_head = ui.show_setter("show_head", "head")
+    set_show_guides = ui.show_setter("show_guides", "guides")
 
     # -------------------------------------------------------------------- editing API
     def select_guide(self, guide: int | None) -> None:
@@ -587,8 +574,7 @@ class HairPanel(ui.Panel):
 
     # ----------------------------------------------------------------------- widgets
     def build(self, em: float):
-        g = ui.gui()
-        root = g.CollapsableVert(self.title, 0.25 * em, g.Margins(0.5 * em, 0, 0, 0))
+        root = self.new_root(em)
         self._build_display(root, em)
         self._build_edit(root, em)
         self._build_model(root, em)
@@ -601,14 +587,10 @@ class HairPanel(ui.Panel):
         """Colours, preview size, head and guides."""
         g = ui.gui()
         w = self.widgets
-        w["info"] = g.Label("no hairstyle open")
-        root.add_child(w["info"])
-        w["color"] = ui.combo(
-            list(COLOR_MODES),
-            lambda s, i: self._ui(self.set_color_mode, s),
-            tooltip="strand colours: natural, root position on the scalp, per strand, curvature",
+        self.add_label(root, "info", "no hairstyle open")
+        self.add_color_combo(
+            root, em, "Colour", "strand colours: natural, root position on the scalp, per strand, curvature"
         )
-        root.add_child(ui.label_row("Colour", w["color"], em))
         w["preview"] = ui.number(
             self.preview_count,
             lambda v: self._ui(self.set_preview_count, int(v)),
@@ -618,17 +600,16 @@ class HairPanel(ui.Panel):
         )
         w["full"] = ui.button("Full", lambda: self._ui(self.full_density), "draw every strand")
         root.add_child(ui.hrow(em, g.Label("Preview"), w["preview"], w["full"]))
-        w["head"] = ui.checkbox("Head", self.show_head, lambda on: self._ui(self.set_show_head, on))
-        w["guides"] = ui.checkbox("Guides", self.show_guides, lambda on: self._ui(self.set_show_guides, on))
-        root.add_child(ui.hrow(em, w["head"], w["guides"]))
+        head = self.flag_checkbox("head", "Head", "show_head", self.set_show_head)
+        guides = self.flag_checkbox("guides", "Guides", "show_guides", self.set_show_guides)
+        root.add_child(ui.hrow(em, head, guides))
 
     def _build_edit(self, root, em: float) -> None:
         """Guide selection, the brush, cut / extend / curl, undo / redo, save."""
         g = ui.gui()
         w = self.widgets
         root.add_child(g.Label("Edit: Ctrl+click a guide, Ctrl+drag its tip"))
-        w["selected"] = g.Label("no guide selected")
-        root.add_child(w["selected"])
+        self.add_label(root, "selected", "no guide selected")
         w["brush"] = self._attr_slider(
             "brush_radius", 0.0, 10.0, 100, "also edit the guides within this radius (cm)"
         )
@@ -647,8 +628,7 @@ class HairPanel(ui.Panel):
         g = ui.gui()
         w = self.widgets
         root.add_child(g.Label("Model"))
-        w["model"] = g.Label("no trained hair run")
-        root.add_child(w["model"])
+        self.add_label(root, "model", "no trained hair run")
         w["seed"] = ui.number(0, lambda v: None, lo=0, hi=2**31 - 1, tooltip="seed of the style latent")
         w["sample"] = ui.button("Sample", lambda: self._ui(self.sample, int(w["seed"].int_value)))
         w["encode"] = ui.button(

@@ -209,28 +209,23 @@ def is_sequence(path: Path) -> bool:
     return path.suffix.lower() == ".npz" and "vertices" in _npz_keys(path)
 
 
-@register_panel(
-    "motion",
-    kinds=(
-        FileKind("a mesh sequence folder"),
-        FileKind("a mesh sequence", (".npz",)),
-        FileKind("a motion reconstruction folder"),
-    ),
-    runs=("motion",),
-    order=2,
-    probe=1,
+FILE_KINDS = (  # what the panel opens (see viewer.registry)
+    FileKind("a mesh sequence folder"),
+    FileKind("a mesh sequence", (".npz",)),
+    FileKind("a motion reconstruction folder"),
 )
+
+
+@register_panel("motion", kinds=FILE_KINDS, runs=("motion",), order=2, probe=1)
 class MotionPanel(ui.Panel):
     title = "Motion"
-    prefix = "motion/"
 
     def __init__(self, app):
-        super().__init__(app)
+        super().__init__(app, COLOR_MODES)
         self.seq: MotionData | None = None
         self.frame = 0
         self.fps = 10.0
         self.playing = False
-        self.color_mode = "correspondence"
         self.show_mesh = True
         self.show_points = True
         self.side_by_side = True
@@ -376,26 +371,18 @@ class MotionPanel(ui.Panel):
         self.sync()
 
     def set_color_mode(self, mode: str) -> None:
-        if mode not in COLOR_MODES:
-            raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(COLOR_MODES)})")
         if mode == "correspondence" and self._colors is None and self.seq is not None:
             raise InputError(
                 f"{self.seq.name}: the frames do not share one mesh topology (no correspondence)"
             )
-        self.color_mode = mode
+        super().set_color_mode(mode)
+
+    def _recolor(self) -> None:
         if self.seq is not None:
             self._draw()
-        self.sync()
 
-    def set_show_points(self, on: bool) -> None:
-        self.show_points = bool(on)
-        self.view.show(self.prefix + "points", self.show_points)
-        self.sync()
-
-    def set_show_mesh(self, on: bool) -> None:
-        self.show_mesh = bool(on)
-        self.view.show(self.prefix + "mesh", self.show_mesh)
-        self.sync()
+    set_show_points = ui.show_setter("show_points", "points")
+    set_show_mesh = ui.show_setter("show_mesh", "mesh")
 
     def set_side_by_side(self, on: bool) -> None:
         self.side_by_side = bool(on)
@@ -419,10 +406,9 @@ class MotionPanel(ui.Panel):
     # ------------------------------------------------------------------ widgets
     def build(self, em: float):
         g = ui.gui()
-        root = g.CollapsableVert(self.title, 0.25 * em, g.Margins(0.5 * em, 0, 0, 0))
+        root = self.new_root(em)
         w = self.widgets
-        w["info"] = g.Label("no sequence open")
-        root.add_child(w["info"])
+        self.add_label(root, "info", "no sequence open")
         w["play"] = ui.button("Play", lambda: self.app.call_ui(self.toggle_play), "play / pause (space)")
         w["prev"] = ui.button("<", lambda: self.app.call_ui(self.step, -1), "previous frame")
         w["next"] = ui.button(">", lambda: self.app.call_ui(self.step, 1), "next frame")
@@ -439,25 +425,20 @@ class MotionPanel(ui.Panel):
             0, 1, 0, lambda v: self.app.call_ui(self.set_frame, int(v)), integer=True, tooltip="frame"
         )
         root.add_child(w["timeline"])
-        w["frame"] = g.Label("frame 0 / 0")
-        root.add_child(w["frame"])
-        w["color"] = ui.combo(
-            list(COLOR_MODES),
-            lambda s, i: self.app.call_ui(self.set_color_mode, s),
-            tooltip="correspondence: each vertex keeps its frame-0 colour (drift shows)",
+        self.add_label(root, "frame", "frame 0 / 0")
+        self.add_color_combo(
+            root, em, "Colour", "correspondence: each vertex keeps its frame-0 colour (drift shows)"
         )
-        root.add_child(ui.label_row("Colour", w["color"], em))
-        w["mesh"] = ui.checkbox("Meshes", self.show_mesh, lambda on: self.app.call_ui(self.set_show_mesh, on))
-        w["points"] = ui.checkbox(
-            "Points", self.show_points, lambda on: self.app.call_ui(self.set_show_points, on)
-        )
-        w["side"] = ui.checkbox(
+        mesh = self.flag_checkbox("mesh", "Meshes", "show_mesh", self.set_show_mesh)
+        points = self.flag_checkbox("points", "Points", "show_points", self.set_show_points)
+        side = self.flag_checkbox(
+            "side",
             "Beside",
-            self.side_by_side,
-            lambda on: self.app.call_ui(self.set_side_by_side, on),
-            tooltip="draw the input points beside the meshes (else overlaid)",
+            "side_by_side",
+            self.set_side_by_side,
+            "draw the input points beside the meshes (else overlaid)",
         )
-        root.add_child(ui.hrow(em, w["mesh"], w["points"], w["side"]))
+        root.add_child(ui.hrow(em, mesh, points, side))
         self.root = root
         root.visible = self.active
         return root

@@ -163,27 +163,22 @@ def is_frame(path: Path) -> bool:
     return path.suffix.lower() == ".png" and "depth" in path.stem.lower()
 
 
-@register_panel(
-    "objects",
-    kinds=(
-        FileKind("a mesh", MESH_EXTS),
-        FileKind("a point cloud", POINT_EXTS),
-        FileKind("an RGB-D frame folder or depth PNG", (".png",)),
-    ),
-    runs=("objects",),
-    order=1,
-    probe=2,
+FILE_KINDS = (  # what the panel opens (see viewer.registry)
+    FileKind("a mesh", MESH_EXTS),
+    FileKind("a point cloud", POINT_EXTS),
+    FileKind("an RGB-D frame folder or depth PNG", (".png",)),
 )
+
+
+@register_panel("objects", kinds=FILE_KINDS, runs=("objects",), order=1, probe=2)
 class ObjectsPanel(ui.Panel):
     title = "Objects"
-    prefix = "objects/"
 
     def __init__(self, app):
-        super().__init__(app)
+        super().__init__(app, COLOR_MODES)
         self.meshes: list[MeshItem] = []
         self.clouds: list[CloudItem] = []
         self.frame: FrameData | None = None
-        self.color_mode = "rgb"
         self.show_observation = True
         self.show_boxes = True
         # model
@@ -308,18 +303,11 @@ class ObjectsPanel(ui.Panel):
                 )
 
     # ------------------------------------------------------------------------ API
-    def set_color_mode(self, mode: str) -> None:
-        if mode not in COLOR_MODES:
-            raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(COLOR_MODES)})")
-        self.color_mode = mode
+    def _recolor(self) -> None:
         if self.frame is not None:
             self._draw_frame()
-        self.sync()
 
-    def set_show_observation(self, on: bool) -> None:
-        self.show_observation = bool(on)
-        self.view.show(self.prefix + "observation", self.show_observation)
-        self.sync()
+    set_show_observation = ui.show_setter("show_observation", "observation")
 
     def set_show_boxes(self, on: bool) -> None:
         self.show_boxes = bool(on)
@@ -556,28 +544,19 @@ class ObjectsPanel(ui.Panel):
     # -------------------------------------------------------------------- widgets
     def build(self, em: float):
         g = ui.gui()
-        root = g.CollapsableVert(self.title, 0.25 * em, g.Margins(0.5 * em, 0, 0, 0))
+        root = self.new_root(em)
         w = self.widgets
-        w["info"] = g.Label("nothing open")
-        root.add_child(w["info"])
-        w["color"] = ui.combo(
-            list(COLOR_MODES),
-            lambda s, i: self.app.call_ui(self.set_color_mode, s),
-            tooltip="observed points coloured by the colour image or by instance mask",
+        self.add_label(root, "info", "nothing open")
+        self.add_color_combo(
+            root, em, "Points", "observed points coloured by the colour image or by instance mask"
         )
-        root.add_child(ui.label_row("Points", w["color"], em))
-        w["obs"] = ui.checkbox(
-            "Observation", self.show_observation, lambda on: self.app.call_ui(self.set_show_observation, on)
-        )
-        w["boxes"] = ui.checkbox(
-            "Boxes", self.show_boxes, lambda on: self.app.call_ui(self.set_show_boxes, on)
-        )
-        root.add_child(ui.hrow(em, w["obs"], w["boxes"]))
+        obs = self.flag_checkbox("obs", "Observation", "show_observation", self.set_show_observation)
+        boxes = self.flag_checkbox("boxes", "Boxes", "show_boxes", self.set_show_boxes)
+        root.add_child(ui.hrow(em, obs, boxes))
         w["clear"] = ui.button("Clear", lambda: self.app.call_ui(self.clear_all), "remove every object")
         root.add_child(w["clear"])
         root.add_child(g.Label("Model"))
-        w["model"] = g.Label("no trained objects run")
-        root.add_child(w["model"])
+        self.add_label(root, "model", "no trained objects run")
         w["object"] = ui.combo(
             ["-"],
             lambda s, i: self.app.call_ui(self.select_object, i),

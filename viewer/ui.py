@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from latent4d.errors import InputError
+
 
 class App(Protocol):
     """What a panel uses of the application (:class:`latent4d.viewer.controller.ViewerApp`).
@@ -135,6 +137,20 @@ def hrow(em: float, *widgets):
     return row
 
 
+def show_setter(attr: str, name: str) -> Callable[[Any, bool], None]:
+    """A panel method ``(self, on)`` that sets the flag ``attr`` to ``on``, shows or hides the panel's
+    geometry ``prefix + name`` with it and syncs the widgets (``set_show_head = show_setter(...)``)."""
+
+    def set_shown(self, on: bool) -> None:
+        setattr(self, attr, bool(on))
+        self.view.show(self.prefix + name, getattr(self, attr))
+        self.sync()
+
+    set_shown.__name__ = set_shown.__qualname__ = f"set_{attr}"
+    set_shown.__doc__ = f"Show or hide {name} (the flag ``{attr}``)."
+    return set_shown
+
+
 class Panel:
     """Base class of the family panels.
 
@@ -144,16 +160,27 @@ class Panel:
     (main thread: replaces the panel's content and draws it), ``build(em)`` (creates the widgets,
     only with a window) and ``sync()``; optionally ``check_run``, ``on_key``, ``on_mouse``,
     ``tick(now)``, ``stop()`` and ``camera_hint()``.
+
+    Shared by every panel: ``set_color_mode`` over the ``color_modes`` given to ``__init__`` (the
+    first is the default; a panel redraws in ``_recolor``), ``show_setter`` for its show / hide
+    flags, and the widget helpers ``new_root``, ``add_label``, ``add_color_combo``, ``flag_checkbox``.
     """
 
-    title = "panel"
-    prefix = "panel/"  # names of this panel's geometries in the scene
+    title = "panel"  # of its section in the side panel
 
-    def __init__(self, app: App):
+    @property
+    def prefix(self) -> str:
+        """What the names of this panel's geometries in the scene start with: the title in lower
+        case and a slash (``hair/``)."""
+        return self.title.lower() + "/"
+
+    def __init__(self, app: App, color_modes: tuple[str, ...] = ()):
         self.app = app
+        self.color_modes = tuple(color_modes)  # what ``set_color_mode`` accepts (the ``color`` combo)
         self.root = None  # the CollapsableVert, once built
         self.widgets: dict[str, Any] = {}
         self.disabled_reasons: dict[str, str] = {}
+        self.color_mode = self.color_modes[0] if self.color_modes else ""  # the first is the default
 
     @property
     def view(self):
@@ -204,6 +231,46 @@ class Panel:
     def reset(self) -> None:
         """Close what the panel shows (its geometries and its data)."""
         self.clear()
+
+    # ------------------------------------------------------------------ display state
+    def set_color_mode(self, mode: str) -> None:
+        """Colour what the panel shows by ``mode`` (one of ``color_modes``)."""
+        if mode not in self.color_modes:
+            raise InputError(f"colour mode '{mode}' unknown (expected one of {', '.join(self.color_modes)})")
+        self.color_mode = mode
+        self._recolor()
+        self.sync()
+
+    def _recolor(self) -> None:
+        """Redraw what the colour mode changes (when something is open)."""
+
+    # ------------------------------------------------------------------ widgets
+    def new_root(self, em: float):
+        """The panel's collapsible section, titled ``title`` (not yet ``self.root``)."""
+        g = gui()
+        return g.CollapsableVert(self.title, 0.25 * em, g.Margins(0.5 * em, 0, 0, 0))
+
+    def add_label(self, root, name: str, text: str):
+        """A text label, widget ``name``, added to ``root``."""
+        label = self.widgets[name] = gui().Label(text)
+        root.add_child(label)
+        return label
+
+    def add_color_combo(self, root, em: float, text: str, tooltip: str) -> None:
+        """The ``color`` combo of ``color_modes`` (calls ``set_color_mode``) in a row labelled ``text``."""
+        self.widgets["color"] = combo(
+            list(self.color_modes), lambda s, i: self.app.call_ui(self.set_color_mode, s), tooltip=tooltip
+        )
+        root.add_child(label_row(text, self.widgets["color"], em))
+
+    def flag_checkbox(
+        self, name: str, text: str, attr: str, setter: Callable[[bool], None], tooltip: str = ""
+    ):
+        """Checkbox widget ``name`` showing the flag ``attr``; ticking it calls ``setter(on)``."""
+        self.widgets[name] = checkbox(
+            text, getattr(self, attr), lambda on: self.app.call_ui(setter, on), tooltip
+        )
+        return self.widgets[name]
 
     def enable(self, name: str, on: bool, reason: str = "", tooltip: str = "") -> None:
         """Enable widget ``name``; when disabled its tooltip says ``reason`` (kept for the API/tests)."""

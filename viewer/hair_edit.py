@@ -49,7 +49,9 @@ class GuideEditor:
         k: guides each dense strand follows.
     """
 
-    def __init__(self, hairstyle: Hairstyle, num_guides: int = 128, num_points: int = 64, head=None, k: int = 4):
+    def __init__(
+        self, hairstyle: Hairstyle, num_guides: int = 128, num_points: int = 64, head=None, k: int = 4
+    ):
         strands, index = hairstyle.hair_strands(num_points)
         self.source = hairstyle
         self.index = index  # dense strand -> strand of the source hairstyle
@@ -136,11 +138,11 @@ class GuideEditor:
 
     def _push(self, guides: np.ndarray, merge: bool = False) -> None:
         if merge and self._pos > 0:
-            del self._history[self._pos + 1:]
+            del self._history[self._pos + 1 :]
             self._history[self._pos] = guides
             self.guides = guides
             return
-        del self._history[self._pos + 1:]
+        del self._history[self._pos + 1 :]
         self._history.append(guides)
         self._pos += 1
         self.guides = guides
@@ -204,7 +206,9 @@ class GuideEditor:
         return self.densify(idx), idx, None if self.root_uv is None else self.root_uv[idx]
 
 
-def nearest_guide(points_xy: np.ndarray, depth: np.ndarray, x: float, y: float, max_pixels: float = 12.0) -> int | None:
+def nearest_guide(
+    points_xy: np.ndarray, depth: np.ndarray, x: float, y: float, max_pixels: float = 12.0
+) -> int | None:
     """The guide with a projected point nearest to pixel ``(x, y)`` (closest to the camera on ties).
 
     ``points_xy (G, P, 2)`` / ``depth (G, P)`` are the guides' projected points (depth <= 0: not drawn).

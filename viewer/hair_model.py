@@ -58,11 +58,15 @@ def load_pipeline(path: Path):
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - diffusers / torch raise many kinds for a damaged folder
-        raise InputError(f"{path}: cannot load the hair model ({type(e).__name__}: {str(e).strip()[:300]}); the "
-                         "run folder is damaged: re-export it with `latent4d export run=<run>`") from None
+        raise InputError(
+            f"{path}: cannot load the hair model ({type(e).__name__}: {str(e).strip()[:300]}); the "
+            "run folder is damaged: re-export it with `latent4d export run=<run>`"
+        ) from None
     if pipe.style_vae is None:
-        return pipe, (f"{path}: only a strand-VAE here; sampling, blending and latent sliders need a hairstyle-VAE "
-                      "run (`latent4d train experiment=hair/style_vae`)")
+        return pipe, (
+            f"{path}: only a strand-VAE here; sampling, blending and latent sliders need a hairstyle-VAE "
+            "run (`latent4d train experiment=hair/style_vae`)"
+        )
     return pipe, ""
 
 
@@ -105,7 +109,9 @@ class ModelSession:
             bench viewer`` reports the gap) at half the cost of the pipeline's 80 steps at 0.05.
     """
 
-    def __init__(self, pipe, start, strands: int = 10000, project: bool = True, steps: int = 30, lr: float = 0.1):
+    def __init__(
+        self, pipe, start, strands: int = 10000, project: bool = True, steps: int = 30, lr: float = 0.1
+    ):
         self.pipe = pipe
         self.editor = pipe.editor(start, strands=strands)
         self.head = pipe.head
@@ -184,7 +190,9 @@ class ModelSession:
         """``op`` on ``guide`` and its neighbours within ``radius`` (the file editor's operations and
         brush, :func:`latent4d.hair.edit.brush_edit`), projected onto the style space when
         ``project``; one undo step (``merge`` is not used: every model edit is its own step)."""
-        sel = self.editor.edit(int(guide), op, radius, project=self.project, steps=self.steps, lr=self.lr, **kw)
+        sel = self.editor.edit(
+            int(guide), op, radius, project=self.project, steps=self.steps, lr=self.lr, **kw
+        )
         self._slider = None
         return sel
 

@@ -49,17 +49,12 @@ def overrides(argv: list[str] | None = None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs ``latent4d reconstruct hair <overrides>`` (the CLI's checks, errors and exit codes)."""
     given = overrides(argv)
 
-    from latent4d.errors import Latent4DError
-    from latent4d.hair.commands import reconstruct
+    from latent4d.cli import main as latent4d
 
-    try:
-        reconstruct(given)
-    except Latent4DError as e:
-        print(f"reconstruct_hair: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return latent4d(["reconstruct", "hair", *given])
 
 
 if __name__ == "__main__":

@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-#: flag -> setting of conf/reconstruct/objects.yaml (flags left out keep the YAML's defaults)
-FLAGS = {"run": "run", "categories": "categories", "iterations": "iterations", "rotation": "rotation",
-         "level": "level", "depth_scale": "depth_scale", "out": "out"}
+#: options that set the same-named setting of conf/reconstruct/objects.yaml (left out: the YAML's default)
+SETTINGS = ("run", "categories", "iterations", "rotation", "level", "depth_scale", "out")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from latent4d.errors import Latent4DError
-    from latent4d.objects.commands import reconstruct
-
+def overrides(argv: list[str] | None = None) -> list[str]:
+    """The ``key=value`` overrides of ``conf/reconstruct/objects.yaml`` given on the command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for k in ("rgb", "depth", "mask", "intrinsics"):
         p.add_argument(f"--{k}", required=True)
@@ -41,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("settings", nargs="*", help="further key=value settings (conf/reconstruct/objects.yaml)")
     a = p.parse_args(argv)
     options = [f"{k}={getattr(a, k)}" for k in ("rgb", "depth", "mask", "intrinsics")]
-    options += [f"{key}={getattr(a, flag)}" for flag, key in FLAGS.items() if getattr(a, flag) is not None]
-    try:
-        reconstruct(options + list(a.settings))
-    except Latent4DError as e:
-        print(f"reconstruct_objects: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    options += [f"{k}={getattr(a, k)}" for k in SETTINGS if getattr(a, k) is not None]
+    return options + list(a.settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs ``latent4d reconstruct objects <overrides>`` (the CLI's checks, errors and exit codes)."""
+    given = overrides(argv)
+
+    from latent4d.cli import main as latent4d
+
+    return latent4d(["reconstruct", "objects", *given])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import torch
 from pytorch_lightning import Callback
 
@@ -12,13 +15,46 @@ class NaNGuard(Callback):
     """Stop training with a message naming the step when the loss is NaN or infinite.
 
     Checked before the backward pass, so the weights (and the checkpoints on disk) are never
-    updated from a non-finite loss.
+    updated from a non-finite loss. Under DDP the ranks agree first (one all-reduce of a flag per
+    step), so every rank stops at the same step with the same message instead of the healthy ranks
+    waiting in the gradient all-reduce until the collective times out.
     """
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss.detach()).all():
+        here = not bool(torch.isfinite(loss.detach()).all())
+        bad = bool(trainer.strategy.reduce_boolean_decision(here, all=False)) if trainer.world_size > 1 else here
+        if bad:
+            where = (f"{loss.detach().float().item()}" + (f" on rank {trainer.global_rank}" if trainer.world_size > 1 else "")
+                     if here else f"non-finite on another rank (this is rank {trainer.global_rank})")
             raise TrainingDiverged(
-                f"training loss became {loss.detach().float().item()} at global step {trainer.global_step} "
-                f"(epoch {trainer.current_epoch}); stopping. The checkpoints on disk are from before this "
-                "step. Try a lower learning rate, gradient clipping (trainer.gradient_clip_val=1.0) or "
-                "check the data for NaNs.")
+                f"training loss became {where} at "
+                f"global step {trainer.global_step} (epoch {trainer.current_epoch}); stopping. The checkpoints "
+                "on disk are from before this step. Try a lower learning rate, gradient clipping "
+                "(trainer.gradient_clip_val=1.0) or check the data for NaNs.")
+
+
+class RNGState(Callback):
+    """Save the random generators (Python, NumPy, torch CPU and CUDA) with every checkpoint and
+    restore them on resume, so that a resumed run draws the same shuffles, noise and augmentations
+    as an uninterrupted one (on CPU the final weights are bit-identical).
+
+    Stored as tensors and plain numbers only, so checkpoints still load with ``weights_only=True``.
+    """
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                           "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        version, internal, gauss = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss))
+        n = state_dict["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -1,7 +1,7 @@
 """Training entry: config -> data, model, trainer, callbacks, loggers -> fit, test, export.
 
 ``latent4d train experiment=<family>/<name> [overrides]`` runs :func:`run_training` inside a Hydra
-app (so multirun sweeps and launchers such as ``hydra/launcher=submitit_slurm`` work); tests and the
+app (so multirun sweeps and launchers such as ``hydra/launcher=slurm`` (conf/hydra/launcher) work); tests and the
 demo use :func:`compose_config` + :func:`run_training` in-process.
 
 A run directory holds ``config.yaml`` (resolved) and ``.hydra/`` (Hydra's own copy),
@@ -12,7 +12,6 @@ A run directory holds ``config.yaml`` (resolved) and ``.hydra/`` (Hydra's own co
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from latent4d.cluster import cluster_plugins, in_cluster_job, is_rank_zero, resume_checkpoint
 from latent4d.errors import ConfigError, InputError
 from latent4d.fileio import write_json_atomic
 
@@ -62,17 +62,49 @@ def check_resume_target(out: Path, cfg: DictConfig) -> None:
     same experiment; nothing in the folder is touched when this refuses."""
     from latent4d.config import load_run_config
 
-    if not (out / "config.yaml").is_file() or not _is_rank_zero():
+    if not (out / "config.yaml").is_file() or not is_rank_zero():
         return  # DDP worker processes start after rank 0 has written the run's config.yaml
-    if not cfg.get("ckpt_path"):
+    if not cfg.get("ckpt_path") and resume_mode(cfg) != "auto":
         raise ConfigError(f"'{out}' already holds a run (config.yaml); latent4d trains into an existing run folder "
-                          f"only to resume it: add ckpt_path={out / 'checkpoints' / 'last.ckpt'}, or leave out "
-                          "hydra.run.dir= to get a new folder")
+                          "only to resume it: add resume=auto (or ckpt_path=last), or leave out hydra.run.dir= "
+                          "to get a new folder")
     old = load_run_config(out)
     if (old.get("family"), old.get("name")) != (cfg.get("family"), cfg.get("name")):
         raise ConfigError(f"'{out}' holds a run of {old.get('family')}/{old.get('name')}, not of "
                           f"{cfg.get('family')}/{cfg.get('name')}: resume it with its own experiment, or train "
                           "into a new folder")
+
+
+def resume_mode(cfg: DictConfig) -> str:
+    """``auto`` (continue the run folder from its newest checkpoint when it has one) or ``never``;
+    ``resume: null`` (the default) means ``auto`` inside a Slurm / submitit job, ``never`` elsewhere."""
+    mode = cfg.get("resume")
+    if mode is None:
+        return "auto" if in_cluster_job() else "never"
+    if mode not in ("auto", "never"):
+        raise ConfigError(f"resume={mode} is not a resume mode: use resume=auto or resume=never")
+    return str(mode)
+
+
+def resolve_checkpoint(out: Path, cfg: DictConfig) -> str | None:
+    """The checkpoint this run starts from: ``ckpt_path=<file>``, ``ckpt_path=last`` (the run folder's
+    ``checkpoints/last.ckpt``), or with ``resume=auto`` the newest of ``last.ckpt`` and Lightning's Slurm
+    requeue checkpoint ``hpc_ckpt_<n>.ckpt``; None to train from scratch. Checked before use."""
+    ckpt_path, mode = cfg.get("ckpt_path"), resume_mode(cfg)
+    if ckpt_path == "last":
+        found = out / "checkpoints" / "last.ckpt"
+        if not found.is_file():
+            raise ConfigError(f"ckpt_path=last: '{found}' does not exist; ckpt_path=last continues the run in "
+                              "hydra.run.dir=<run folder> (add it), or give the checkpoint file itself")
+        ckpt_path = str(found)
+    elif not ckpt_path and mode == "auto":
+        found_auto = resume_checkpoint(out)
+        ckpt_path = str(found_auto) if found_auto is not None else None
+        log.info("resume=auto: %s", f"continuing from {ckpt_path}" if ckpt_path else "no checkpoint yet, starting")
+    if not ckpt_path:
+        return None
+    check_checkpoint(ckpt_path, cfg)
+    return str(Path(ckpt_path).expanduser())
 
 
 def replace_run(run_dir: str | Path) -> Path:
@@ -101,10 +133,6 @@ def _ckpt_mismatch(e: RuntimeError, ckpt_path: str, cfg: DictConfig) -> InputErr
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()][1:4]
     return InputError(f"checkpoint '{ckpt_path}' does not fit experiment {cfg.get('family')}/{cfg.get('name')} "
                       f"({'; '.join(lines)[:400]}): it was written by another experiment or model size")
-
-
-def _is_rank_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
 
 
 def _instantiate_all(section) -> list:
@@ -151,10 +179,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     check_resume_target(out, cfg)
     for section in ("data", "model", "trainer"):
         check_value_types(cfg.get(section), section)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
-        check_checkpoint(ckpt_path, cfg)
-        ckpt_path = str(Path(ckpt_path).expanduser())
+    ckpt_path = resolve_checkpoint(out, cfg)
     torch.set_float32_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -168,11 +193,13 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     data_seconds = time.perf_counter() - t_data
     # the config and the data are valid: only now is anything written into the run folder
     out.mkdir(parents=True, exist_ok=True)
-    if _is_rank_zero():
+    if is_rank_zero():
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = cluster_plugins()  # submitit's local executor; Slurm / torchrun are found by Lightning
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                      **({"plugins": plugins} if plugins else {}))
 
     t_fit = time.perf_counter()
     try:
@@ -214,13 +241,48 @@ def _guard_run_dir(overrides: list[str]) -> list[str]:
     copies (the run's own ``config.yaml`` is replaced only once the new config is validated)."""
     kv = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("+", "~")))
     run_dir = kv.get("hydra.run.dir")
-    if not run_dir or not (Path(run_dir) / "config.yaml").is_file() or not _is_rank_zero():
+    if not run_dir or not (Path(run_dir) / "config.yaml").is_file() or not is_rank_zero():
         return overrides  # DDP worker processes re-run the command after rank 0 wrote config.yaml
-    if kv.get("ckpt_path") in (None, "", "null"):
+    resuming = kv.get("resume") == "auto" or (kv.get("resume") in (None, "null") and in_cluster_job())
+    if kv.get("ckpt_path") in (None, "", "null") and not resuming:
         raise ConfigError(f"'{run_dir}' already holds a run (config.yaml); latent4d trains into an existing run "
-                          f"folder only to resume it: add ckpt_path={Path(run_dir) / 'checkpoints' / 'last.ckpt'}, "
-                          "or leave out hydra.run.dir= to get a new folder")
+                          "folder only to resume it: add resume=auto (or ckpt_path=last), or leave out "
+                          "hydra.run.dir= to get a new folder")
     return [*overrides, "hydra.output_subdir=null"] if "hydra.output_subdir" not in kv else overrides
+
+
+def _check_launcher(overrides: list[str]) -> None:
+    """With ``hydra/launcher=<name>``: resolve the launcher's settings (tasks and GPUs per node tied to the
+    trainer) before Hydra starts any job, so a setting that cannot size a job is one clear error. Sweep
+    overrides are left out of this check (each job is checked again when it starts)."""
+    if not any(o.startswith("hydra/launcher=") for o in overrides):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from latent4d.config import conf_dir
+    from latent4d.errors import Latent4DError
+
+    parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])
+    single = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose("train", overrides=single, return_hydra_config=True)
+        OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    except MissingConfigException as e:
+        if "submitit" in str(e):
+            raise ConfigError("the cluster launchers need Hydra's submitit plugin: pip install 'latent4d[cluster]' "
+                              "(hydra-submitit-launcher)") from None
+        raise
+    except OmegaConfBaseException as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, Latent4DError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def hydra_train(overrides: list[str]) -> None:
@@ -231,6 +293,7 @@ def hydra_train(overrides: list[str]) -> None:
 
     validate_overrides(overrides)
     overrides = _guard_run_dir(overrides)
+    _check_launcher(overrides)
     global _ORIG_ARGV
     _ORIG_ARGV = list(sys.argv)
     sys.argv = [sys.argv[0], *overrides]

@@ -1,4 +1,4 @@
-"""``latent4d`` console script: train | sample | evaluate | reconstruct | export | convert | demo | bench | list | view | render.
+"""``latent4d`` console script: train | sample | evaluate | reconstruct | export | convert | align | demo | bench | list | view | render.
 
 Family-specific commands live in ``latent4d.<family>.commands`` (functions ``sample``, ``evaluate``,
 ``reconstruct``, ``convert``, ``demo``...); this module parses arguments and dispatches.
@@ -18,7 +18,7 @@ from latent4d.config import FAMILIES
 from latent4d.errors import ConfigError, Latent4DError
 from latent4d.options import opt, parse_options
 
-COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "convert", "demo", "bench", "list",
+COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "convert", "align", "demo", "bench", "list",
             "view", "render")
 
 
@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("inp")
     sp.add_argument("out")
     sp.add_argument("--resample", type=int, default=None, help="resample hair strands to this many points")
+    sp = sub.add_parser("align", help="put a hair file's roots on the scalp: latent4d align IN OUT [units=auto|m|cm|mm] "
+                        "[scalp=<mesh>] [inverse=<transform.json>]")
+    sp.add_argument("inp")
+    sp.add_argument("out")
+    sp.add_argument("options", nargs="*")
     sp = sub.add_parser("demo", help="run the demo on the built-in procedural data")
     sp.add_argument("--only", nargs="*", default=None, help=f"stages to run ({', '.join(FAMILIES)})")
     sp.add_argument("--quick", action="store_true", help="shorter training (for tests)")
@@ -208,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                 _family_command(ns.family, "reconstruct")(list(ns.options))
             elif cmd == "convert":
                 _family_command("hair", "convert")(ns.inp, ns.out, resample=ns.resample)
+            elif cmd == "align":
+                _family_command("hair", "align")(ns.inp, ns.out, list(ns.options))
             elif cmd == "demo":
                 _demo(ns.only, ns.quick, ns.out)
             elif cmd == "bench":

@@ -1,6 +1,8 @@
 """CLI commands of the hair family (``latent4d convert|sample|evaluate|reconstruct|demo`` dispatch here).
 
 - ``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz.
+- ``latent4d align IN OUT [scalp=<mesh>] [units=auto|m|cm|mm] [inverse=<transform.json>]``: roots onto
+  the scalp (:mod:`latent4d.hair.align`), the transform as JSON; ``inverse=`` moves results back.
 - ``latent4d sample run=<style run> n=4 strands=20000 format=data|hair|ply|npz [seed temperature mode out]``.
 - ``latent4d evaluate run=<strand or style run> [data.root=<folder of hair files>] [n=8 out=...]``.
 - ``latent4d reconstruct hair run=<style run> input=<obs.ply|.npz|.data|.hair> [key=value ...]``: Hydra
@@ -69,6 +71,16 @@ class EvaluateOptions:
     out: str | None = opt(None, help="output JSON (default <run>/evaluation.json)")
 
 
+@dataclass
+class AlignOptions:
+    """``latent4d align IN OUT [scalp=<mesh>] [units=auto|m|cm|mm] [transform=<json>] [inverse=<json>]``."""
+
+    scalp: str | None = opt(None, help="scalp mesh (.obj / .ply) in the head frame (default: the ellipsoid head)")
+    units: str = opt("auto", choices=("auto", "m", "cm", "mm"), help="the file's units (auto: estimated)")
+    transform: str | None = opt(None, help="transform JSON to write (default <OUT stem>_transform.json)")
+    inverse: str | None = opt(None, help="a transform JSON to undo: OUT = IN moved back into the user's frame")
+
+
 #: the option spec of ``latent4d reconstruct hair`` (defaults: conf/reconstruct/hair.yaml)
 ReconstructOptions = HairReconstructConfig
 
@@ -103,6 +115,37 @@ def convert(inp: str, out: str, resample: int | None = None) -> dict:
     hs = convert_hair(src, dst, resample)
     print(f"[latent4d] wrote {out}: {hs.num_strands} strands ({int(hs.bald.sum())} bald), {hs.num_points} points")
     return {"strands": hs.num_strands, "points": hs.num_points, "out": str(Path(out))}
+
+
+# ------------------------------------------------------------------------------- align
+def align(inp: str, out: str, options: list[str] | None = None) -> dict:
+    """``latent4d align IN OUT [key=value ...]`` (:class:`AlignOptions`): put IN's roots on the scalp
+    (:func:`latent4d.hair.align.align_hairstyle`) and write OUT plus the transform JSON; with
+    ``inverse=<transform.json>`` move IN back into the user's frame instead. Every path is checked
+    before the work; OUT and the JSON are each written atomically, and only once the alignment has
+    succeeded (roots within the tolerance of docs/hair.md)."""
+    from latent4d.hair.align import SimilarityTransform, align_hairstyle, apply_transform
+    from latent4d.hair.formats import HAIR_EXTENSIONS, read_hair, write_hair
+    from latent4d.hair.scalp import Scalp
+
+    o = parse_options(AlignOptions, list(options or []), "align")
+    src = check_input_file(inp, "IN", HAIR_EXTENSIONS)
+    dst = check_output_file(out, "OUT", HAIR_EXTENSIONS)
+    if o.inverse:
+        tf = SimilarityTransform.load(check_input_file(o.inverse, "inverse", (".json",)))
+        hs = apply_transform(read_hair(src).validate(str(src)), tf, inverse=True)
+        write_hair(dst, hs)
+        print(f"[latent4d] wrote {dst}: {hs.num_strands} strands moved back into the frame of {o.inverse}")
+        return {"out": str(dst), "inverse": str(o.inverse)}
+    tf_path = check_output_file(o.transform or dst.with_name(f"{dst.stem}_transform.json"), "transform", (".json",))
+    scalp = Scalp.from_mesh(check_input_file(o.scalp, "scalp", (".obj", ".ply"))) if o.scalp else Scalp()
+    hs, tf = align_hairstyle(read_hair(src).validate(str(src)), scalp, o.units, name=str(src))
+    write_hair(dst, hs)
+    tf.save(tf_path)
+    r = tf.residual
+    print(f"[latent4d] wrote {dst} and {tf_path}: scale {tf.scale:.6g}, roots {r['median_m'] * 1000:.2f} mm (median) "
+          f"/ {r['p95_m'] * 1000:.2f} mm (95th percentile) from the scalp")
+    return {"out": str(dst), "transform": str(tf_path), **tf.to_dict()}
 
 
 # ------------------------------------------------------------------------------- sample
@@ -142,16 +185,29 @@ def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 
 
 # ------------------------------------------------------------------------------- evaluate
+def _run_scalp(run_cfg):
+    """The scalp a run was trained on (its ``data.scalp``; the default head when absent)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from latent4d.hair.scalp import Scalp
+
+    node = OmegaConf.select(run_cfg, "data.scalp", default=None)
+    try:
+        return Scalp.from_dict(OmegaConf.to_container(node) if isinstance(node, DictConfig) else None)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ConfigError(f"the run's config.yaml: data.scalp is damaged ({type(e).__name__}: {e})") from None
+
+
 def _eval_files(o: EvaluateOptions, run_cfg) -> list:
     """Hairstyles to evaluate: ``data.root`` files, else procedural test styles of the run's split."""
     from omegaconf import OmegaConf
 
-    from latent4d.hair.data import list_hair_files, split_seeds
-    from latent4d.hair.formats import read_hair
+    from latent4d.hair.data import list_hair_files, read_hair_on_scalp, split_seeds
     from latent4d.hair.synthetic import generate_hairstyle
 
     if o.data.root:
-        return [(p.name, read_hair(p)) for p in list_hair_files(o.data.root)]
+        scalp = _run_scalp(run_cfg)
+        return [(p.name, read_hair_on_scalp(p, scalp)) for p in list_hair_files(o.data.root)]
     try:
         seed = int(OmegaConf.select(run_cfg, "seed", default=0) or 0)
     except (TypeError, ValueError):
@@ -279,6 +335,19 @@ def _write_reconstruction(res, obs, pipe, inp: Path, out: Path, fmt: str, render
     return summary
 
 
+def _check_observation_frame(inp: Path, obs, scalp) -> None:
+    """A hair-file observation (``.data`` / ``.hair``) must have its roots on the scalp, a point cloud
+    must reach the head (:mod:`latent4d.hair.align`); InputError with the measured offset and the fix."""
+    from latent4d.hair.align import check_on_scalp, check_points_near_scalp
+
+    if inp.suffix.lower() in (".data", ".hair"):
+        from latent4d.hair.formats import read_hair
+
+        check_on_scalp(read_hair(inp), scalp, str(inp))
+    else:
+        check_points_near_scalp(obs.points, scalp, str(inp))
+
+
 def run_reconstruction(cfg: HairReconstructConfig) -> dict:
     """Fit a complete hairstyle to the observation file ``cfg.input`` with the hairstyle-VAE of
     ``cfg.run`` (:func:`latent4d.hair.reconstruct.fit_observation`) and write the files of
@@ -297,6 +366,7 @@ def run_reconstruction(cfg: HairReconstructConfig) -> dict:
     pipe = HairPipeline.from_pretrained(cfg.run, scalp=scalp)
     if pipe.style_vae is None:
         raise ConfigError(f"'{cfg.run}' has no hairstyle-VAE; reconstruction needs a run of experiment=hair/style_vae")
+    _check_observation_frame(inp, obs, pipe.scalp)
     res = fit_observation(pipe, obs, cfg)
     summary = _write_reconstruction(res, obs, pipe, inp, out, cfg.format, cfg.render)
     stem, fmt = out / inp.stem, cfg.format

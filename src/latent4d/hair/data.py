@@ -2,7 +2,8 @@
 
 Both DataModules read either the built-in procedural styles (default; deterministic, cached with
 :func:`latent4d.cache.cached_npz`) or a folder of real hair files (``root=<folder>``: USC-HairSalon
-``.data`` or any of ``.hair`` / ``.ply`` / ``.npz``, in the USC-HairSalon head frame), split into
+``.data`` or any of ``.hair`` / ``.ply`` / ``.npz``, in the USC-HairSalon head frame: roots off the
+scalp are refused with the fix, see :mod:`latent4d.hair.align`), split into
 train / val / test by a seeded permutation of the file list.
 
 Procedural splits use disjoint style seeds (train from 0, val from 1,000,000, test from 2,000,000),
@@ -23,6 +24,7 @@ from torch.utils.data import TensorDataset
 from latent4d.cache import cached_npz
 from latent4d.datamodule import SplitDataModule
 from latent4d.errors import InputError
+from latent4d.hair.align import check_on_scalp
 from latent4d.hair.formats import HAIR_EXTENSIONS, read_hair
 from latent4d.hair.scalp import Scalp
 from latent4d.hair.strands import STRAND_POINTS, Hairstyle, to_local
@@ -50,6 +52,14 @@ def list_hair_files(root: str | Path) -> list[Path]:
     if not files:
         raise InputError(f"data.root '{r}' contains no hair files ({', '.join(HAIR_EXTENSIONS)})")
     return files
+
+
+def read_hair_on_scalp(path: str | Path, scalp: Scalp) -> Hairstyle:
+    """A hair file whose roots sit on ``scalp``: InputError with the measured offset / scale and the fix
+    (``latent4d align``) otherwise (:func:`latent4d.hair.align.check_on_scalp`)."""
+    hs = read_hair(path)
+    check_on_scalp(hs, scalp, str(path))
+    return hs
 
 
 def split_files(files: list[Path], val_fraction: float, test_fraction: float, seed: int = 0) -> dict[str, list[Path]]:
@@ -109,7 +119,8 @@ class HairStrandDataModule(SplitDataModule):
         hp = self.hparams
         if hp.root:
             files = split_files(list_hair_files(hp.root), hp.val_fraction, hp.test_fraction, hp.seed)[split]
-            parts = [local_strands(read_hair(f), self.scalp, hp.strands_per_style, seed=i, num_points=hp.num_points)
+            parts = [local_strands(read_hair_on_scalp(f, self.scalp), self.scalp, hp.strands_per_style, seed=i,
+                                   num_points=hp.num_points)
                      for i, f in enumerate(files)]
             return np.concatenate(parts).astype(np.float32)
         n = {"train": hp.n_train, "val": hp.n_val, "test": hp.n_test}[split]
@@ -211,7 +222,7 @@ class HairGuideDataModule(SplitDataModule):
             files = split_files(list_hair_files(hp.root), hp.val_fraction, hp.test_fraction, hp.seed)[split]
             maps, locs = [], []
             for f in files:
-                lo, pr, _, _ = guide_strands(read_hair(f), self.scalp, self.grid, hp.num_points)
+                lo, pr, _, _ = guide_strands(read_hair_on_scalp(f, self.scalp), self.scalp, self.grid, hp.num_points)
                 maps.append(encode_guides(vae, lo, pr, self.grid).numpy())
                 locs.append(lo)
             out = {"maps": np.stack(maps), "labels": np.zeros((len(files), 3), np.float32)}

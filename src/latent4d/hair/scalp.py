@@ -29,6 +29,49 @@ from latent4d.errors import InputError
 
 DEFAULT_CENTER = (0.0, 1.775, 0.0)
 DEFAULT_SEMI_AXES = (0.08, 0.11, 0.10)
+#: largest scalp / head mesh file read (256 MiB) and most faces accepted (untrusted input)
+MAX_MESH_BYTES = 256 << 20
+MAX_MESH_FACES = 5_000_000
+
+
+def _load_mesh(path):
+    """A trimesh from a mesh file; InputError for a missing, oversized or unreadable file."""
+    import trimesh
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: scalp mesh file does not exist")
+    if p.suffix.lower() not in (".obj", ".ply", ".off", ".stl", ".glb", ".gltf"):
+        raise InputError(f"{p}: unknown mesh format '{p.suffix or '(no extension)'}'; use .obj or .ply")
+    if p.stat().st_size > MAX_MESH_BYTES:
+        raise InputError(f"{p}: the mesh file has {p.stat().st_size} bytes, more than the {MAX_MESH_BYTES} "
+                         "latent4d reads (latent4d.hair.scalp.MAX_MESH_BYTES)")
+    try:
+        return trimesh.load(p, force="mesh", process=False)
+    except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
+        raise InputError(f"{p}: cannot read scalp mesh ({type(e).__name__}: {str(e)[:200]})") from e
+
+
+def _mesh_arrays(mesh, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked ``(vertices (V, 3) float64, faces (F, 3) int64)`` of a trimesh."""
+    try:
+        v = np.asarray(mesh.vertices, np.float64).reshape(-1, 3)
+        f = np.asarray(mesh.faces, np.int64).reshape(-1, 3)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputError(f"{name}: not a triangle mesh ({type(e).__name__})") from None
+    if len(v) < 3 or len(f) < 1:
+        raise InputError(f"{name}: scalp mesh has no faces")
+    if len(f) > MAX_MESH_FACES:
+        raise InputError(f"{name}: scalp mesh has {len(f)} faces, more than {MAX_MESH_FACES} "
+                         "(latent4d.hair.scalp.MAX_MESH_FACES)")
+    if f.min() < 0 or f.max() >= len(v):
+        raise InputError(f"{name}: scalp mesh faces index vertices outside [0, {len(v) - 1}]")
+    if not np.isfinite(v).all():
+        raise InputError(f"{name}: scalp mesh has NaN or infinite vertices")
+    area = np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).sum()
+    if not area > 0:
+        raise InputError(f"{name}: scalp mesh has zero area (degenerate faces)")
+    return v, f
 
 
 @dataclass
@@ -177,6 +220,8 @@ class Scalp:
             raise InputError(f"scalp: pole_offset {self.pole_offset} must lie inside the head (0, "
                              f"{self.head.semi_axes[1]}) so the UV map is one-to-one")
         self._scene = None
+        self._region: np.ndarray | None = None  # dense scalp-region points and their KD-tree (lazy)
+        self._region_tree = None
         if self.uv_bounds is None:
             if self.mesh_vertices is not None:
                 raw = self.raw_uv(self.mesh_vertices)
@@ -211,32 +256,25 @@ class Scalp:
                   max_offset: float = 0.05) -> Scalp:
         """A scalp from a user mesh (``.obj``/``.ply`` path or trimesh) in the head frame (metres).
 
-        The mesh must lie near ``head`` (every vertex within ``max_offset`` metres of the head's
-        surface), otherwise it is not in the head frame and InputError says so.
+        The mesh is untrusted data: a file larger than :data:`MAX_MESH_BYTES`, more than
+        :data:`MAX_MESH_FACES` faces, face indices outside the vertices, NaN / infinite vertices,
+        no faces or a zero area are InputErrors naming the mesh. It must lie near ``head`` (every
+        vertex within ``max_offset`` metres of the head's surface), otherwise it is not in the head
+        frame and InputError says so (with the measured offset and size, and the fix).
         """
         import trimesh
 
         name = str(mesh) if not isinstance(mesh, trimesh.Trimesh) else "scalp mesh"
-        if not isinstance(mesh, trimesh.Trimesh):
-            p = Path(mesh)
-            if not p.is_file():
-                raise InputError(f"{p}: scalp mesh file does not exist")
-            try:
-                mesh = trimesh.load(p, force="mesh", process=False)
-            except Exception as e:  # noqa: BLE001 - any loader failure is a bad file
-                raise InputError(f"{p}: cannot read scalp mesh ({type(e).__name__}: {e})") from e
-        v = np.asarray(mesh.vertices, np.float64)
-        f = np.asarray(mesh.faces, np.int64)
-        if len(v) < 3 or len(f) < 1:
-            raise InputError(f"{name}: scalp mesh has no faces")
-        if not np.isfinite(v).all():
-            raise InputError(f"{name}: scalp mesh has NaN or infinite vertices")
+        v, f = _mesh_arrays(mesh if isinstance(mesh, trimesh.Trimesh) else _load_mesh(mesh), name)
         head = head or Head()
         off = np.abs(head.radial_distance(v))
         if off.max() > max_offset:
+            size = float(np.sqrt(((v - v.mean(0)) ** 2).sum(1).mean()) / max(np.sqrt((head.a ** 2).sum() / 3), 1e-12))
             raise InputError(f"{name}: scalp mesh does not match the head frame: a vertex lies "
-                             f"{off.max() * 1000:.0f} mm from the head surface (max {max_offset * 1000:.0f} mm; "
-                             "metres, Y up, USC-HairSalon head position expected)")
+                             f"{off.max() * 1000:.0f} mm from the head surface (max {max_offset * 1000:.0f} mm), "
+                             f"its centre {np.linalg.norm(v.mean(0) - head.c):.3f} units from the head centre, "
+                             f"its size {size:.3g} x the head's (metres, Y up, USC-HairSalon head position expected); "
+                             "move and scale the mesh into the head frame first")
         return cls(head=head, pole_offset=pole_offset, mesh_vertices=v.astype(np.float32),
                    mesh_faces=f.astype(np.int32))
 
@@ -348,6 +386,37 @@ class Scalp:
             fn *= np.sign((fn * out).sum(1, keepdims=True) + 1e-12)
             return fn.astype(np.float32)
         return self.head.normal(p)
+
+    def _region_samples(self) -> np.ndarray:
+        """(K, 3) dense points of the scalp region (about 2 mm apart), cached."""
+        if self._region is None:
+            self._region = self.sample_roots(20000, seed=0)[0].astype(np.float64)
+        return self._region
+
+    def closest_points(self, p) -> np.ndarray:
+        """(N, 3) closest points on the scalp region to points ``p (N, 3)`` (metres): the mesh's closest
+        points, or for the ellipsoid the radial projection where it falls inside the hairline and the
+        nearest of :meth:`_region_samples` elsewhere."""
+        p = np.asarray(p, np.float64).reshape(-1, 3)
+        if self.is_mesh:
+            import open3d as o3d
+
+            res = self._raycaster().compute_closest_points(o3d.core.Tensor(p.astype(np.float32)))
+            return res["points"].numpy().astype(np.float64)
+        q = self.head.surface_point(p).astype(np.float64)
+        out = ~self.in_region(q)
+        if out.any():
+            from scipy.spatial import cKDTree
+
+            if self._region_tree is None:
+                self._region_tree = cKDTree(self._region_samples())
+            q[out] = self._region_samples()[self._region_tree.query(p[out])[1]]
+        return q
+
+    def surface_distance(self, p) -> np.ndarray:
+        """(N,) unsigned distance (metres) of points ``p (N, 3)`` to the scalp region (see :meth:`closest_points`)."""
+        p = np.asarray(p, np.float64).reshape(-1, 3)
+        return np.linalg.norm(p - self.closest_points(p), axis=1)
 
     def frames(self, p, normals: np.ndarray | None = None) -> np.ndarray:
         """(N, 3, 3) TBN frames (columns t, b, n) at scalp points ``p (N, 3)``."""

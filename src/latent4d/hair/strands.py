@@ -204,6 +204,14 @@ class Hairstyle:
             return sub.strands.copy(), idx
         return sub.resample(num_points or STRAND_POINTS).strands, idx
 
+    def align_to(self, scalp=None, units: str = "auto") -> tuple[Hairstyle, Any]:
+        """``(aligned copy, SimilarityTransform)`` putting the roots on ``scalp`` (default head):
+        scale from ``units`` (``m`` / ``cm`` / ``mm``, or ``auto``), rotation and translation by
+        registration (:func:`latent4d.hair.align.align_hairstyle`)."""
+        from latent4d.hair.align import align_hairstyle
+
+        return align_hairstyle(self, scalp, units)
+
     def with_meta(self, **kw) -> Hairstyle:
         h = self.subset(np.arange(self.num_strands))
         h.meta.update(kw)

@@ -58,3 +58,50 @@ class RNGState(Callback):
         np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class SpeedMeter(Callback):
+    """Training throughput and peak accelerator memory, put into the trainer's metrics (and so into the
+    run's ``metrics.json``): ``perf/samples_per_s`` over the steps after ``warmup`` (summed over ranks),
+    ``perf/step_seconds`` and ``perf/peak_mem_gb`` (CUDA; 0 on CPU). Used by ``scripts/gpu_check.py``."""
+
+    def __init__(self, warmup: int = 3):
+        self.warmup = warmup
+        self._start: float | None = None
+        self._samples = 0
+        self._steps = 0
+
+    @staticmethod
+    def _batch_size(batch) -> int:
+        while isinstance(batch, (list, tuple)) and batch:
+            batch = batch[0]
+        if isinstance(batch, dict) and batch:
+            batch = next(iter(batch.values()))
+        return int(batch.shape[0]) if hasattr(batch, "shape") and len(batch.shape) else 1
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import time
+
+        if self._start is None and trainer.global_step >= self.warmup:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self._start = time.perf_counter()
+        if self._start is not None:
+            self._samples += self._batch_size(batch)
+            self._steps += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import time
+
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - self._start if self._start is not None else float("nan")
+        measured = {"perf/samples_per_s": self._samples * trainer.world_size / seconds if self._steps else float("nan"),
+                    "perf/step_seconds": seconds / self._steps if self._steps else float("nan"),
+                    "perf/peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0}
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in measured.items()})

@@ -112,10 +112,11 @@ def _model_editing(report: BenchReport, run: Path, n: int, repeats: int, target:
         report.add("model: strands drawn", int(h.preview_size()), "")
         h.select_guide(40)
         _time_edits(report, app, "model: {op} (projection + densify) + redraw", repeats, target)
+        steps = iter(np.random.default_rng(0).uniform(-1, 1, size=1000))  # fixed slider positions: repeatable
         report.add(
             "model: attribute slider step + redraw",
             _median_seconds(
-                lambda: (h.set_attribute("length", float(np.random.uniform(-1, 1))), app.screenshot()),
+                lambda: (h.set_attribute("length", float(next(steps))), app.screenshot()),
                 repeats,
             ),
             "s",

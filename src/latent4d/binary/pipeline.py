@@ -60,11 +60,14 @@ class _LatentDiffusionPipeline(LatentPipeline):
 
     @classmethod
     def component_folder(cls, run_or_folder: str | Path, name: str) -> Path | None:
-        """The EMA denoiser (``denoiser_ema``) in place of ``denoiser`` when the run exported one."""
-        from latent4d.runs import has_network, network_folder
+        """The EMA denoiser (``denoiser_ema``, :func:`latent4d.ema.ema_folder`) in place of ``denoiser``
+        when the run exported one."""
+        from latent4d.ema import ema_folder
 
-        if name == "denoiser" and cls.use_ema and has_network(run_or_folder, "denoiser_ema", "LatentTransformer"):
-            return network_folder(run_or_folder, "denoiser_ema", "LatentTransformer", cls.family)
+        if name == "denoiser" and cls.use_ema:
+            folder = ema_folder(run_or_folder, name, "LatentTransformer", cls.family)
+            if folder is not None:
+                return folder
         return super().component_folder(run_or_folder, name)
 
     @property

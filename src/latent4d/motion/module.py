@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from latent4d.ema import EMAMixin
 from latent4d.errors import ConfigError
 from latent4d.module import LatentModule
 from latent4d.motion.deform import DeformVecSetAE
@@ -193,11 +194,15 @@ class DeformAEModule(_AutoencoderModule):
         return loss
 
 
-class _DiffusionBase(_OptimMixin, LatentModule):
+class _DiffusionBase(_OptimMixin, EMAMixin, LatentModule):
     """Shared EDM training logic: ``self.denoiser`` is trained, the autoencoders are frozen passengers
     (exported with the run so that inference needs only the diffusion run directories). Subclasses
     name their frozen networks (``frozen``), set the denoiser's latent statistics and give the
-    conditioning of a batch (:meth:`condition`); the steps are shared."""
+    conditioning of a batch (:meth:`condition`); the steps are shared.
+
+    The denoiser's EMA copy ``denoiser_ema`` (:class:`latent4d.ema.EMAMixin`) is what validation and
+    test measure, is exported as ``models/denoiser_ema`` and is what the pipeline samples with by default.
+    """
 
     trainable = ("denoiser",)
     frozen: tuple[str, ...] = ()
@@ -210,10 +215,13 @@ class _DiffusionBase(_OptimMixin, LatentModule):
         lr: float = 3e-4,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
+        ema_decay: float = 0.999,
+        ema_warmup: float = 10.0,
     ):
         """``autoencoders``: the frozen networks by attribute name; ``edm``: keyword arguments of
         :class:`~latent4d.diffusion.edm.EDM` (None: its defaults); AdamW's ``lr`` and ``weight_decay``,
-        ``warmup_steps`` of the warm-up/cosine schedule (:func:`warmup_cosine`)."""
+        ``warmup_steps`` of the warm-up/cosine schedule (:func:`warmup_cosine`); ``ema_decay`` (0: no EMA
+        copy) and ``ema_warmup`` of the denoiser's EMA (:func:`latent4d.ema.ema_decay_at`)."""
         super().__init__()
         self.denoiser = denoiser
         for name, ae in autoencoders.items():
@@ -222,6 +230,7 @@ class _DiffusionBase(_OptimMixin, LatentModule):
         self.edm = self._edm(edm)
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.register_buffer("_stats_ready", torch.tensor(False))
+        self.init_ema(ema_decay, ema_warmup)
 
     def _edm(self, edm: dict | None):
         from latent4d.diffusion.edm import EDM
@@ -246,6 +255,7 @@ class _DiffusionBase(_OptimMixin, LatentModule):
             return
         lat = dm.train_latents()
         self.set_latent_stats(lat)
+        self.sync_ema_buffers()
 
     @property
     def stats_ready(self) -> bool:
@@ -264,9 +274,11 @@ class _DiffusionBase(_OptimMixin, LatentModule):
         noise = torch.randn(like.shape, generator=g).to(like.device)
         return sigma, noise
 
-    def _loss(self, batch, sigma=None, noise=None) -> torch.Tensor:
-        x0 = self.denoiser.normalize(batch["x0"])
-        return self.edm.loss(self.denoiser, x0, sigma=sigma, noise=noise, **self.condition(batch)).mean()
+    def _loss(self, batch, sigma=None, noise=None, net=None) -> torch.Tensor:
+        """Mean EDM loss of ``net`` (default: the trained denoiser) on a batch."""
+        net = self.denoiser if net is None else net
+        x0 = net.normalize(batch["x0"])
+        return self.edm.loss(net, x0, sigma=sigma, noise=noise, **self.condition(batch)).mean()
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -277,7 +289,7 @@ class _DiffusionBase(_OptimMixin, LatentModule):
         sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
         self.log(
             "val/loss",
-            self._loss(batch, sigma, noise),
+            self._loss(batch, sigma, noise, self.eval_network()),
             prog_bar=True,
             batch_size=len(batch["x0"]),
             sync_dist=True,
@@ -285,7 +297,8 @@ class _DiffusionBase(_OptimMixin, LatentModule):
 
     def test_step(self, batch, batch_idx):
         sigma, noise = self._fixed(batch_idx, len(batch["x0"]), batch["x0"])
-        self.log("test/loss", self._loss(batch, sigma, noise), batch_size=len(batch["x0"]), sync_dist=True)
+        loss = self._loss(batch, sigma, noise, self.eval_network())
+        self.log("test/loss", loss, batch_size=len(batch["x0"]), sync_dist=True)
 
 
 #: the latent sizes a denoiser shares with its autoencoder: denoiser config key -> autoencoder config key
@@ -311,7 +324,8 @@ class ShapeDiffusionModule(_DiffusionBase):
     frozen = ("shape_ae",)
 
     def __init__(self, denoiser, shape_ae_run: str, **train):
-        """``train``: ``edm``, ``lr``, ``weight_decay``, ``warmup_steps`` (see :class:`_DiffusionBase`)."""
+        """``train``: ``edm``, ``lr``, ``weight_decay``, ``warmup_steps``, ``ema_decay``, ``ema_warmup``
+        (see :class:`_DiffusionBase`)."""
         sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
         check_latent_sizes(denoiser, sae, shape_ae_run)
         super().__init__(denoiser, {"shape_ae": sae}, **train)
@@ -331,7 +345,8 @@ class DeformDiffusionModule(_DiffusionBase):
     frozen = ("shape_ae", "deform_ae")
 
     def __init__(self, denoiser, shape_ae_run: str, deform_ae_run: str, **train):
-        """``train``: ``edm``, ``lr``, ``weight_decay``, ``warmup_steps`` (see :class:`_DiffusionBase`)."""
+        """``train``: ``edm``, ``lr``, ``weight_decay``, ``warmup_steps``, ``ema_decay``, ``ema_warmup``
+        (see :class:`_DiffusionBase`)."""
         sae = load_autoencoder(ShapeVecSetAE, shape_ae_run)
         dae = load_autoencoder(DeformVecSetAE, deform_ae_run)
         check_latent_sizes(denoiser, dae, deform_ae_run)

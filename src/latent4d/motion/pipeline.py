@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -134,6 +134,7 @@ class MotionPipeline(LatentPipeline):
     ``shape_denoiser``, ``deform_denoiser``, each optional. ``from_pretrained(folder)`` loads a
     folder written by :meth:`save_pretrained` or one run directory (a diffusion run also holds the
     autoencoders it was trained on); :meth:`from_runs` combines the runs of several experiments.
+    Denoisers load from a run's EMA copy (``models/denoiser_ema``) by default (:attr:`use_ema`).
     """
 
     family = "motion"
@@ -144,6 +145,10 @@ class MotionPipeline(LatentPipeline):
         "deform_denoiser": DeformDenoiser,
     }
     optional = ("shape_ae", "deform_ae", "shape_denoiser", "deform_denoiser")
+    #: load a denoiser's EMA copy (``<run>/models/denoiser_ema``) when its run has one; ``ema=False``
+    #: in :meth:`from_runs` / :meth:`load_from` (or this set to False) loads the raw weights
+    use_ema: ClassVar[bool] = True
+    ema_components = ("shape_denoiser", "deform_denoiser")
     #: the name each component has in the run that trains it (``<run>/models/<name>``)
     run_names = {
         "shape_ae": "ae",
@@ -175,29 +180,37 @@ class MotionPipeline(LatentPipeline):
 
     @classmethod
     def component_folder(
-        cls, run_or_folder: str | Path, name: str, run_name: str | None = None
+        cls, run_or_folder: str | Path, name: str, run_name: str | None = None, ema: bool | None = None
     ) -> Path | None:
         """Folder of component ``name``: ``<folder>/<name>`` (a saved pipeline, or a diffusion run's
         autoencoders) or ``<run>/models/<run name>`` (``ae`` / ``denoiser`` in the run that trains it),
-        checked to hold the component's class; None when absent (every component is optional)."""
+        checked to hold the component's class; None when absent (every component is optional).
+        A denoiser comes from the run's EMA copy ``models/denoiser_ema`` when there is one, unless
+        ``ema`` (default :attr:`use_ema`) is False."""
+        from latent4d.ema import ema_folder
         from latent4d.runs import has_network, network_folder
 
         class_name = cls.component_classes[name].__name__
         names = (name, run_name or cls.run_names[name])
+        if name in cls.ema_components and (cls.use_ema if ema is None else ema):
+            folder = ema_folder(run_or_folder, names[1], class_name, cls.family)
+            if folder is not None:
+                return folder
         for n in names:
             if has_network(run_or_folder, n, class_name):
                 return network_folder(run_or_folder, n, class_name, cls.family)
         return None
 
     @classmethod
-    def load_from(cls, path: str | Path, name: str, run_name: str | None = None) -> Any:
-        """Component ``name`` from ``path`` (see :meth:`component_folder`), loaded through
-        :func:`latent4d.trust.load_network`; a :class:`ConfigError` naming the path when it is not there."""
+    def load_from(cls, path: str | Path, name: str, run_name: str | None = None, ema: bool | None = None) -> Any:
+        """Component ``name`` from ``path`` (see :meth:`component_folder`; ``ema``: a denoiser's EMA
+        copy or raw weights), loaded through :func:`latent4d.trust.load_network`; a
+        :class:`ConfigError` naming the path when it is not there."""
         from latent4d.pipeline import load_component
         from latent4d.runs import network_folder
 
         comp_cls = cls.component_classes[name]
-        folder = cls.component_folder(path, name, run_name)
+        folder = cls.component_folder(path, name, run_name, ema)
         if folder is None:  # the error names the run layout expected (and a network of another class)
             folder = network_folder(path, run_name or cls.run_names[name], comp_cls.__name__, cls.family)
         return load_component(comp_cls, folder, cls.limits.get(name))
@@ -211,18 +224,21 @@ class MotionPipeline(LatentPipeline):
         deform_diffusion=None,
         device="cpu",
         bounds: float = 0.55,
+        ema: bool | None = None,
     ) -> MotionPipeline:
         """Load networks from the runs of several experiments (run directories or exported folders).
         A diffusion run also holds the autoencoders it was trained on (``models/shape_ae``,
-        ``models/deform_ae``), used when no autoencoder run is given."""
+        ``models/deform_ae``), used when no autoencoder run is given. The denoisers are the runs'
+        EMA copies (``models/denoiser_ema``) where they have one, unless ``ema=False`` (default:
+        :attr:`use_ema`)."""
         sae = cls.load_from(shape_ae, "shape_ae") if shape_ae else None
         dae = cls.load_from(deform_ae, "deform_ae") if deform_ae else None
         sden = dden = None
         if shape_diffusion:
-            sden = cls.load_from(shape_diffusion, "shape_denoiser")
+            sden = cls.load_from(shape_diffusion, "shape_denoiser", ema=ema)
             sae = sae or cls.load_from(shape_diffusion, "shape_ae", "shape_ae")
         if deform_diffusion:
-            dden = cls.load_from(deform_diffusion, "deform_denoiser")
+            dden = cls.load_from(deform_diffusion, "deform_denoiser", ema=ema)
             dae = dae or cls.load_from(deform_diffusion, "deform_ae", "deform_ae")
             sae = sae or cls.load_from(deform_diffusion, "shape_ae", "shape_ae")
         return cls(sae, dae, sden, dden, bounds, device)

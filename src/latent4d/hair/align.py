@@ -10,8 +10,8 @@ command that reads a hair file applies, and the similarity transform that puts t
 - :func:`estimate_alignment` finds ``x_head = scale * R @ x_file + t`` (a :class:`SimilarityTransform`):
   the scale from ``units`` (m / cm / mm) or, with ``auto``, from the root cloud's size; then trimmed
   ICP with a scale term from several starts (six up axes x twelve turns about the up axis), first
-  with two-sided nearest-point pairs against points of the scalp region (coverage, no collapse),
-  then with the roots' closest points on the scalp (precision).
+  with two-sided nearest-point pairs against points of the scalp region (coverage, no collapse) and a
+  search over small turns about the head centre, then with the roots' closest points on the scalp (precision).
 - :func:`apply_transform` moves a hairstyle (``inverse=True``: back into the user's frame);
   :meth:`SimilarityTransform.save` / :meth:`~SimilarityTransform.load` keep it as JSON.
 
@@ -43,6 +43,7 @@ TOLERANCE_P95 = 0.025
 UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 _MAX_ROOTS = 2000  # roots used by the registration (a seeded subset)
 _SAMPLES = 2000  # scalp-region points of the coarse stage
+ITERS = 40  # coarse ICP iterations of the best starts
 
 
 @dataclass
@@ -257,6 +258,39 @@ def _icp_coarse(src, ref, tree, s, R, t, iters: int, fixed_scale: bool, keep: fl
     return float(score), s, R, t
 
 
+def axis_rotation(axis, degrees: float) -> np.ndarray:
+    """(3, 3) rotation by ``degrees`` about ``axis`` (right-handed, Rodrigues)."""
+    a = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+    K = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    t = math.radians(degrees)
+    return np.eye(3) + math.sin(t) * K + (1 - math.cos(t)) * K @ K
+
+
+def _pair_score(x: np.ndarray, ref: np.ndarray, tree, keep: float = 0.9) -> float:
+    """Two-sided trimmed mean nearest distance (m) between points ``x`` and the scalp points ``ref``."""
+    from scipy.spatial import cKDTree
+
+    d1, d2 = tree.query(x)[0], cKDTree(x).query(ref)[0]
+    return float(0.5 * (d1[_trim(d1, keep)].mean() + d2[_trim(d2, keep)].mean()))
+
+
+def _turn_search(src, ref, tree, s, R, t, pivot: np.ndarray, steps=(4.0, 2.0, 1.0, 0.5, 0.25)):
+    """Coordinate descent over small turns about ``pivot`` (the head centre) on :func:`_pair_score`:
+    ICP slides slowly along the head, this moves the whole cloud along it directly."""
+    best = _pair_score(s * src @ R.T + t, ref, tree)
+    for step in steps:
+        improved = True
+        while improved:
+            improved = False
+            for axis in np.vstack([np.eye(3), -np.eye(3)]):
+                Q = axis_rotation(axis, step)
+                R2, t2 = Q @ R, Q @ (t - pivot) + pivot
+                sc = _pair_score(s * src @ R2.T + t2, ref, tree)
+                if sc < best - 1e-9:
+                    best, R, t, improved = sc, R2, t2, True
+    return best, s, R, t
+
+
 def _icp_fine(src, scalp: Scalp, ref, s, R, t, iters: int, fixed_scale: bool, keep: float = 0.9):
     """Trimmed ICP pairing each root with its closest point on the scalp (precision along the normal)
     and each of the dense scalp-region points ``ref`` with its nearest root (coverage: what pins the
@@ -300,7 +334,9 @@ def estimate_alignment(roots, scalp: Scalp | None = None, units: str = "auto", s
     """The similarity transform putting ``roots (S, 3)`` (file units) on ``scalp`` (see module doc).
 
     ``units``: ``m`` / ``cm`` / ``mm`` fix the scale; ``auto`` estimates it. All 72 starts run 6
-    coarse iterations, the best ``keep`` run 40 more, the best of those runs 30 fine iterations.
+    coarse iterations on subsets, the best ``keep`` run :data:`ITERS` more and a search over small turns
+    about the head centre (ICP slides slowly along the head), the best of those runs 20 coarse and 30
+    fine iterations.
     """
     from scipy.spatial import cKDTree
 
@@ -321,8 +357,10 @@ def estimate_alignment(roots, scalp: Scalp | None = None, units: str = "auto", s
         t0 = ref.mean(0) - s0 * R0 @ src.mean(0)
         runs.append(_icp_coarse(few, few_ref, few_tree, s0, R0, t0, 6, fixed))
     best = sorted(runs, key=lambda r: r[0])[:keep]
-    best = [_icp_coarse(src, ref, tree, s, R, t, 40, fixed) for _, s, R, t in best]
+    best = [_icp_coarse(src, ref, tree, s, R, t, ITERS, fixed) for _, s, R, t in best]
+    best = [_turn_search(src, ref, tree, s, R, t, scalp.head.c) for _, s, R, t in best]
     _, s, R, t = min(best, key=lambda r: r[0])
+    _, s, R, t = _icp_coarse(src, ref, tree, s, R, t, 20, fixed)
     dense = scalp.sample_roots(4 * _SAMPLES, seed=seed + 1)[0].astype(np.float64)
     s, R, t = _icp_fine(src, scalp, dense, s, R, t, 30, fixed)
     d = scalp.surface_distance(s * src @ R.T + t)

@@ -1,5 +1,6 @@
 """Hair benchmarks: ``latent4d bench hair`` (strand-VAE, hairstyle-VAE, densification, samples, densification
-speed) and ``latent4d bench hair_fit`` (reconstruction of complete hairstyles from front-view observations).
+speed) and ``latent4d bench hair_fit`` (reconstruction of complete hairstyles from front-view observations) and
+``latent4d bench hair_align`` (putting hair files in other units / frames on the scalp, :func:`bench_hair_align`).
 
 Both train the CPU-default experiments in-process (``--quick``: ``preset=hair_strand_quick`` /
 ``hair_style_quick``) under ``outputs/bench/hair_runs/`` through :func:`latent4d.bench.train_or_reuse`:
@@ -406,4 +407,94 @@ def bench_hair_fit(report: BenchReport, quick: bool) -> None:
                 f"{torch.get_num_threads()}; times depend on machine load")
 
 
-BENCHMARKS = {"hair": bench_hair, "hair_fit": bench_hair_fit}
+# ================================================================================== bench hair_align
+def _random_similarity(rng: np.random.Generator):
+    """A random file frame: scale 0.01-1 (log-uniform), rotation 0-30 deg about a random axis, translation
+    N(0, 0.5 m) per axis; returns the transform (file -> head) and its rotation angle (deg)."""
+    from latent4d.hair.align import SimilarityTransform, axis_rotation
+
+    scale = float(np.exp(rng.uniform(np.log(0.01), 0.0)))
+    angle = float(rng.uniform(0.0, 30.0))
+    R = axis_rotation(rng.normal(size=3), angle)
+    return SimilarityTransform(scale, R, rng.normal(size=3) * 0.5, "auto"), angle
+
+
+def _strand_error(vae, hairstyle, scalp, n: int) -> float:
+    """Mean strand-VAE position error (mm) on ``n`` strands of ``hairstyle`` (seeded choice)."""
+    from latent4d.hair.data import local_strands
+    from latent4d.hair.metrics import position_error
+
+    local = torch.from_numpy(local_strands(hairstyle, scalp, n, seed=0))
+    with torch.no_grad():
+        rec = vae(local, sample=False)["recon"]
+    return float(position_error(rec, local).mean()) * 1000
+
+
+def _align_case(vae, scalp, seed: int, k: int, n_strands: int, rng) -> dict:
+    """One held-out style moved into a random frame, refused by the check, aligned back: its figures."""
+    from latent4d.errors import InputError
+    from latent4d.hair.align import apply_transform, check_on_scalp
+    from latent4d.hair.synthetic import generate_hairstyle
+
+    hs = generate_hairstyle(seed, n_strands, scalp, root_seed=k)
+    true, angle = _random_similarity(rng)
+    moved = apply_transform(hs, true, inverse=True)
+    try:
+        check_on_scalp(moved, scalp)
+        refused = 0
+    except InputError:
+        refused = 1
+    t0 = time.time()
+    aligned, tf = moved.align_to(scalp, units="auto")
+    seconds = time.time() - t0
+    d = scalp.surface_distance(aligned.roots) * 1000
+    cos = np.clip((np.trace(tf.rotation.T @ true.rotation) - 1) / 2, -1, 1)
+    return {"refused": refused, "root_med": float(np.median(d)), "root_p95": float(np.percentile(d, 95)),
+            "point_err": float(np.linalg.norm(aligned.points - hs.points, axis=1).mean() * 1000),
+            "scale_err": abs(tf.scale / true.scale - 1) * 100, "rot_err": float(np.degrees(np.arccos(cos))),
+            "angle": angle, "seconds": seconds, "vae_orig": _strand_error(vae, hs, scalp, 2000),
+            "vae_aligned": _strand_error(vae, aligned, scalp, 2000)}
+
+
+def bench_hair_align(report: BenchReport, quick: bool) -> None:
+    """``latent4d bench hair_align``: held-out procedural styles in random frames (scale 0.01-1, rotation
+    up to 30 deg, translation), refused by the root-on-scalp check, aligned back with ``align_to``
+    (units=auto): root-to-scalp error and the strand-VAE error after alignment vs on the original."""
+    from latent4d.bench import train_or_reuse
+    from latent4d.hair.align import TOLERANCE_MEDIAN, TOLERANCE_P95
+    from latent4d.hair.data import split_seeds
+    from latent4d.hair.scalp import Scalp
+    from latent4d.hair.strand_vae import load_strand_vae
+
+    run = Path(report.out_dir) / "hair_runs" / "quick" / "strand_vae"
+    _, reused = train_or_reuse(["experiment=hair/strand_vae", *COMMON, "preset=hair_strand_quick"], run)
+    vae = load_strand_vae(run).eval()
+    scalp, rng = Scalp(), np.random.default_rng(2024)
+    n_styles, n_strands = (3, 1000) if quick else (16, 3000)
+    rows = [_align_case(vae, scalp, s, k, n_strands, rng) for k, s in enumerate(split_seeds("test", n_styles))]
+    col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
+    report.add("align.refused_before", float(col["refused"].mean()), "fraction", "== 1")
+    report.add("align.root_to_scalp_median", float(np.median(col["root_med"])), "mm", "<= 2")
+    report.add("align.root_to_scalp_worst_median", float(col["root_med"].max()), "mm")
+    report.add("align.root_to_scalp_p95", float(np.median(col["root_p95"])), "mm")
+    report.add("align.point_err_vs_truth", float(np.median(col["point_err"])), "mm")
+    report.add("align.scale_err", float(np.median(col["scale_err"])), "%")
+    report.add("align.rotation_err", float(np.median(col["rot_err"])), "deg")
+    report.add("align.rotation_err_worst", float(col["rot_err"].max()), "deg")
+    report.add("align.time", float(np.mean(col["seconds"])), "s")
+    ratio = float(col["vae_aligned"].mean() / col["vae_orig"].mean())
+    report.add("strand_vae.err_original", float(col["vae_orig"].mean()), "mm")
+    report.add("strand_vae.err_aligned", float(col["vae_aligned"].mean()), "mm")
+    report.add("strand_vae.err_ratio_aligned_vs_original", ratio, "x", "<= 1.05")
+    report.note(f"{n_styles} held-out procedural styles x {n_strands} strands, each moved into a random frame (scale "
+                "log-uniform 0.01-1, rotation 0-30 deg about a random axis, translation N(0, 0.5 m)) and aligned back "
+                "with Hairstyle.align_to(units=auto). root_to_scalp: distance of the aligned roots to the scalp region "
+                "(median per style, then median over styles); point_err_vs_truth: mean distance of every strand point "
+                "from where it was before the move (the turn about the head comes from the root cloud's shape alone: "
+                f"rotation_err, median and worst); refused_before: share of moved files the check refused (tolerance {TOLERANCE_MEDIAN * 1000:g}"
+                f" / {TOLERANCE_P95 * 1000:g} mm median / 95th percentile). Strand-VAE: the quick preset's run "
+                f"({'reused' if reused else 'trained'} under {run}), mean position error on 2000 strands per style "
+                f"in their root frames. torch threads {torch.get_num_threads()}; times depend on machine load")
+
+
+BENCHMARKS = {"hair": bench_hair, "hair_fit": bench_hair_fit, "hair_align": bench_hair_align}

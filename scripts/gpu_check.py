@@ -26,33 +26,78 @@ from pathlib import Path
 #: (stage, overrides, {config key: stage whose run folder it needs}, tiny preset for --cpu-smoke)
 STAGES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("smoke", ["experiment=smoke/sdf_sphere", "model=smoke_sdf_paper"], {}, ["preset=smoke_tiny"]),
-    ("hair_strand_vae", ["experiment=hair/strand_vae", "model=hair_strand_vae_paper"], {}, ["preset=hair_strand_tiny"]),
-    ("hair_style_vae", ["experiment=hair/style_vae", "model=hair_style_vae_paper"],
-     {"model.strand_vae_path": "hair_strand_vae"}, ["preset=hair_style_tiny"]),
-    ("objects_latent_db", ["experiment=objects/latent_db", "model=objects_latent_db_paper"], {}, ["preset=objects_tiny"]),
-    ("motion_shape_ae", ["experiment=motion/shape_ae", "model=motion_shape_ae_paper"], {},
-     ["preset=motion_shape_ae_quick"]),
-    ("motion_deform_ae", ["experiment=motion/deform_ae", "model=motion_deform_ae_paper"], {},
-     ["preset=motion_deform_ae_quick"]),
-    ("motion_shape_diffusion", ["experiment=motion/shape_diffusion", "model=motion_shape_diffusion_paper"],
-     {"shape_ae_run": "motion_shape_ae", "deform_ae_run": "motion_deform_ae"}, ["preset=motion_shape_diffusion_quick"]),
-    ("motion_deform_diffusion", ["experiment=motion/deform_diffusion", "model=motion_deform_diffusion_paper"],
-     {"shape_ae_run": "motion_shape_ae", "deform_ae_run": "motion_deform_ae"},
-     ["preset=motion_deform_diffusion_quick"]),
+    (
+        "hair_strand_vae",
+        ["experiment=hair/strand_vae", "model=hair_strand_vae_paper"],
+        {},
+        ["preset=hair_strand_tiny"],
+    ),
+    (
+        "hair_style_vae",
+        ["experiment=hair/style_vae", "model=hair_style_vae_paper"],
+        {"model.strand_vae_path": "hair_strand_vae"},
+        ["preset=hair_style_tiny"],
+    ),
+    (
+        "objects_latent_db",
+        ["experiment=objects/latent_db", "model=objects_latent_db_paper"],
+        {},
+        ["preset=objects_tiny"],
+    ),
+    (
+        "motion_shape_ae",
+        ["experiment=motion/shape_ae", "model=motion_shape_ae_paper"],
+        {},
+        ["preset=motion_shape_ae_quick"],
+    ),
+    (
+        "motion_deform_ae",
+        ["experiment=motion/deform_ae", "model=motion_deform_ae_paper"],
+        {},
+        ["preset=motion_deform_ae_quick"],
+    ),
+    (
+        "motion_shape_diffusion",
+        ["experiment=motion/shape_diffusion", "model=motion_shape_diffusion_paper"],
+        {"shape_ae_run": "motion_shape_ae", "deform_ae_run": "motion_deform_ae"},
+        ["preset=motion_shape_diffusion_quick"],
+    ),
+    (
+        "motion_deform_diffusion",
+        ["experiment=motion/deform_diffusion", "model=motion_deform_diffusion_paper"],
+        {"shape_ae_run": "motion_shape_ae", "deform_ae_run": "motion_deform_ae"},
+        ["preset=motion_deform_diffusion_quick"],
+    ),
     ("binary_ae", ["experiment=binary/ae_digits", "model=binary_ae_paper"], {}, ["preset=binary_ae_tiny"]),
-    ("binary_diffusion", ["experiment=binary/diffusion_digits", "model=binary_diffusion_paper"],
-     {"autoencoder_path": "binary_ae"}, ["preset=binary_diffusion_tiny"]),
-    ("binary_ae_voxels", ["experiment=binary/ae_voxels", "model=binary_ae_voxels_paper"], {},
-     ["preset=binary_ae_voxels_tiny"]),
+    (
+        "binary_diffusion",
+        ["experiment=binary/diffusion_digits", "model=binary_diffusion_paper"],
+        {"autoencoder_path": "binary_ae"},
+        ["preset=binary_diffusion_tiny"],
+    ),
+    (
+        "binary_ae_voxels",
+        ["experiment=binary/ae_voxels", "model=binary_ae_voxels_paper"],
+        {},
+        ["preset=binary_ae_voxels_tiny"],
+    ),
 ]
 
 #: what every run adds: a few steps, no validation / test, the speed meter, checkpoints and CSV logs
-COMMON = ["trainer.max_epochs=-1", "++trainer.max_time=null", "++trainer.limit_val_batches=0", "test=false",
-          "callbacks=minimal", "+callbacks.speed._target_=latent4d.callbacks.SpeedMeter", "logger=csv"]
+COMMON = [
+    "trainer.max_epochs=-1",
+    "++trainer.max_time=null",
+    "++trainer.limit_val_batches=0",
+    "test=false",
+    "callbacks=minimal",
+    "+callbacks.speed._target_=latent4d.callbacks.SpeedMeter",
+    "logger=csv",
+]
 
 
-def stage_overrides(stage: tuple, runs: dict[str, Path], trainer: list[str], steps: int, smoke: bool,
-                    run_dir: Path) -> list[str] | None:
+def stage_overrides(
+    stage: tuple, runs: dict[str, Path], trainer: list[str], steps: int, smoke: bool, run_dir: Path
+) -> list[str] | None:
     """The ``latent4d train`` overrides of one stage (None when a stage it needs did not produce a run)."""
     name, base, needs, tiny = stage
     picked = [base[0], *tiny] if smoke else base
@@ -71,10 +116,15 @@ def read_result(run_dir: Path, proc: subprocess.CompletedProcess, seconds: float
     metrics = json.loads((run_dir / "metrics.json").read_text())
     losses = {k: v for k, v in metrics.items() if k.startswith("train/") and "loss" in k}
     loss_key = min(losses, key=len) if losses else None
-    return {"ok": True, "seconds": round(seconds, 1),
-            "samples_per_s": metrics.get("perf/samples_per_s"), "step_seconds": metrics.get("perf/step_seconds"),
-            "peak_mem_gb": metrics.get("perf/peak_mem_gb"),
-            "loss": metrics.get(loss_key) if loss_key else None, "loss_key": loss_key}
+    return {
+        "ok": True,
+        "seconds": round(seconds, 1),
+        "samples_per_s": metrics.get("perf/samples_per_s"),
+        "step_seconds": metrics.get("perf/step_seconds"),
+        "peak_mem_gb": metrics.get("perf/peak_mem_gb"),
+        "loss": metrics.get(loss_key) if loss_key else None,
+        "loss_key": loss_key,
+    }
 
 
 def run_stage(overrides: list[str], run_dir: Path, timeout: float) -> dict:
@@ -82,10 +132,15 @@ def run_stage(overrides: list[str], run_dir: Path, timeout: float) -> dict:
     exe = Path(sys.executable).parent / "latent4d"
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([str(exe), "train", *overrides], capture_output=True, text=True,
-                              timeout=max(timeout, 1.0))
+        proc = subprocess.run(
+            [str(exe), "train", *overrides], capture_output=True, text=True, timeout=max(timeout, 1.0)
+        )
     except subprocess.TimeoutExpired:
-        return {"ok": False, "seconds": round(time.perf_counter() - t0, 1), "error": f"timed out after {timeout:.0f} s"}
+        return {
+            "ok": False,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "error": f"timed out after {timeout:.0f} s",
+        }
     return read_result(run_dir, proc, time.perf_counter() - t0)
 
 
@@ -117,7 +172,10 @@ def check(args: argparse.Namespace) -> dict:
             left = args.budget - (time.perf_counter() - start)
             ov = stage_overrides(stage, runs, trainer, args.steps, args.cpu_smoke, run_dir)
             if left <= 0 or ov is None:
-                report["runs"][key] = {"ok": False, "skipped": "time budget spent" if left <= 0 else "needs a failed stage"}
+                report["runs"][key] = {
+                    "ok": False,
+                    "skipped": "time budget spent" if left <= 0 else "needs a failed stage",
+                }
                 continue
             print(f"[gpu_check] {key}: {args.steps} steps ...", flush=True)
             result = run_stage(ov, run_dir, left)
@@ -139,16 +197,22 @@ def table(report: dict) -> str:
         def fmt(v, spec):
             return format(v, spec) if isinstance(v, (int, float)) and math.isfinite(v) else "-"
 
-        lines.append(f"{key:34s} {fmt(r['samples_per_s'], '10.1f')} {fmt(r['step_seconds'], '8.3f')} "
-                     f"{fmt(r['peak_mem_gb'], '8.2f')} {fmt(r['loss'], '10.4g')}")
+        lines.append(
+            f"{key:34s} {fmt(r['samples_per_s'], '10.1f')} {fmt(r['step_seconds'], '8.3f')} "
+            f"{fmt(r['peak_mem_gb'], '8.2f')} {fmt(r['loss'], '10.4g')}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=30, help="optimiser steps per run (>= 5)")
     p.add_argument("--out", type=Path, default=Path("outputs/gpu_check"))
-    p.add_argument("--budget", type=float, default=540.0, help="seconds for all runs (later stages are skipped)")
+    p.add_argument(
+        "--budget", type=float, default=540.0, help="seconds for all runs (later stages are skipped)"
+    )
     p.add_argument("--only", default="", help="comma-separated stage prefixes, e.g. motion,binary")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (tests the script itself)")
     args = p.parse_args(argv)
@@ -157,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not args.cpu_smoke and not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU on this machine; nothing measured (run it where `nvidia-smi` shows a GPU)")
+        print(
+            "gpu_check: no CUDA GPU on this machine; nothing measured (run it where `nvidia-smi` shows a GPU)"
+        )
         return 0
     from latent4d.fileio import write_json_atomic
 

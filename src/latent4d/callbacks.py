@@ -22,15 +22,24 @@ class NaNGuard(Callback):
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
         here = not bool(torch.isfinite(loss.detach()).all())
-        bad = bool(trainer.strategy.reduce_boolean_decision(here, all=False)) if trainer.world_size > 1 else here
+        bad = (
+            bool(trainer.strategy.reduce_boolean_decision(here, all=False))
+            if trainer.world_size > 1
+            else here
+        )
         if bad:
-            where = (f"{loss.detach().float().item()}" + (f" on rank {trainer.global_rank}" if trainer.world_size > 1 else "")
-                     if here else f"non-finite on another rank (this is rank {trainer.global_rank})")
+            where = (
+                f"{loss.detach().float().item()}"
+                + (f" on rank {trainer.global_rank}" if trainer.world_size > 1 else "")
+                if here
+                else f"non-finite on another rank (this is rank {trainer.global_rank})"
+            )
             raise TrainingDiverged(
                 f"training loss became {where} at "
                 f"global step {trainer.global_step} (epoch {trainer.current_epoch}); stopping. The checkpoints "
                 "on disk are from before this step. Try a lower learning rate, gradient clipping "
-                "(trainer.gradient_clip_val=1.0) or check the data for NaNs.")
+                "(trainer.gradient_clip_val=1.0) or check the data for NaNs."
+            )
 
 
 class RNGState(Callback):
@@ -43,9 +52,17 @@ class RNGState(Callback):
 
     def state_dict(self) -> dict:
         kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                 "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                           "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+        state = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": {
+                "kind": str(kind),
+                "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "gauss": float(gauss),
+            },
+        }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -55,7 +72,9 @@ class RNGState(Callback):
         version, internal, gauss = state_dict["python"]
         random.setstate((version, tuple(internal), gauss))
         n = state_dict["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        np.random.set_state(
+            (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+        )
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
@@ -101,7 +120,11 @@ class SpeedMeter(Callback):
         if cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - self._start if self._start is not None else float("nan")
-        measured = {"perf/samples_per_s": self._samples * trainer.world_size / seconds if self._steps else float("nan"),
-                    "perf/step_seconds": seconds / self._steps if self._steps else float("nan"),
-                    "perf/peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0}
+        measured = {
+            "perf/samples_per_s": self._samples * trainer.world_size / seconds
+            if self._steps
+            else float("nan"),
+            "perf/step_seconds": seconds / self._steps if self._steps else float("nan"),
+            "perf/peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+        }
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in measured.items()})

@@ -98,7 +98,9 @@ def resume_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest checkpoint a preempted run in ``run_dir`` continues from: ``checkpoints/last.ckpt`` or
     Lightning's Slurm requeue checkpoint ``hpc_ckpt_<n>.ckpt`` (None when the run has neither)."""
     run_dir = Path(run_dir)
-    found = [p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    found = [
+        p for p in [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()
+    ]
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
@@ -108,8 +110,10 @@ def _tasks_per_node(devices) -> int:
         return devices
     from latent4d.errors import ConfigError
 
-    raise ConfigError(f"trainer.devices={devices!r} cannot size a cluster job: the launcher starts one task per "
-                      "device, so give the number of devices per node, e.g. trainer.devices=4")
+    raise ConfigError(
+        f"trainer.devices={devices!r} cannot size a cluster job: the launcher starts one task per "
+        "device, so give the number of devices per node, e.g. trainer.devices=4"
+    )
 
 
 def _gpus_per_node(accelerator, devices) -> int:

@@ -26,8 +26,9 @@ def _train(*args: str, cwd: Path, timeout: int = 420) -> subprocess.CompletedPro
     for name in ("SLURM_JOB_ID", "SLURM_PROCID", "SUBMITIT_EXECUTOR", "RANK", "LOCAL_RANK", "NODE_RANK"):
         env.pop(name, None)
     exe = Path(sys.executable).parent / "latent4d"
-    return subprocess.run([str(exe), "train", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(exe), "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _state(run: Path) -> dict[str, torch.Tensor]:
@@ -36,8 +37,17 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
 
 def test_submitit_local_multirun_trains_one_model_on_two_ranks(tmp_path):
     sweep = tmp_path / "sweep"
-    r = _train("-m", "hydra/launcher=local", *SMOKE, "test=false", "trainer=ddp_cpu", "trainer.max_epochs=2",
-               "data.n_train=8192", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    r = _train(
+        "-m",
+        "hydra/launcher=local",
+        *SMOKE,
+        "test=false",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=2",
+        "data.n_train=8192",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
     text = {p.name.split("_")[1]: p.read_text() for p in logs}
@@ -52,8 +62,15 @@ def test_submitit_local_multirun_trains_one_model_on_two_ranks(tmp_path):
 
 
 def test_launcher_refuses_a_device_count_it_cannot_size(tmp_path):
-    r = _train("-m", "hydra/launcher=local", *SMOKE, "trainer=ddp", f"hydra.sweep.dir={tmp_path / 's'}",
-               cwd=tmp_path, timeout=120)
+    r = _train(
+        "-m",
+        "hydra/launcher=local",
+        *SMOKE,
+        "trainer=ddp",
+        f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode != 0
     assert "trainer.devices=-1 cannot size a cluster job" in r.stderr and "trainer.devices=4" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "s").exists()
@@ -62,11 +79,26 @@ def test_launcher_refuses_a_device_count_it_cannot_size(tmp_path):
 def test_preempted_run_resumes_to_the_same_weights(tmp_path):
     """Killed mid-epoch (SIGKILL, as a preemption), the same command continues from last.ckpt and ends
     bit-identical to an uninterrupted run with the same seed (RNG states travel in the checkpoint)."""
-    cmd = [*SMOKE, "test=false", "trainer.max_epochs=3", "data.batch_size=256", "resume=auto"]  # 8 steps an epoch
-    kill = ["+callbacks.preempt._target_=cluster_jobs.PreemptAt", "+callbacks.preempt.step=12",
-            f"+callbacks.preempt.marker={tmp_path / 'preempted'}"]
-    whole = _train(*cmd, *kill[:1], "+callbacks.preempt.step=-1", f"+callbacks.preempt.marker={tmp_path / 'x'}",
-                   f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    cmd = [
+        *SMOKE,
+        "test=false",
+        "trainer.max_epochs=3",
+        "data.batch_size=256",
+        "resume=auto",
+    ]  # 8 steps an epoch
+    kill = [
+        "+callbacks.preempt._target_=cluster_jobs.PreemptAt",
+        "+callbacks.preempt.step=12",
+        f"+callbacks.preempt.marker={tmp_path / 'preempted'}",
+    ]
+    whole = _train(
+        *cmd,
+        *kill[:1],
+        "+callbacks.preempt.step=-1",
+        f"+callbacks.preempt.marker={tmp_path / 'x'}",
+        f"hydra.run.dir={tmp_path / 'whole'}",
+        cwd=tmp_path,
+    )
     assert whole.returncode == 0, whole.stderr[-3000:]
     first = _train(*cmd, *kill, f"hydra.run.dir={tmp_path / 'job'}", cwd=tmp_path)
     assert first.returncode != 0 and (tmp_path / "preempted").is_file()
@@ -81,8 +113,16 @@ def test_preempted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_nan_on_one_rank_stops_every_rank_with_the_message(tmp_path):
-    r = _train(*SMOKE, "test=false", "trainer=ddp_cpu", "data.batch_size=256", "model._target_=cluster_jobs.NaNOnRank",
-               f"hydra.run.dir={tmp_path / 'nan'}", cwd=tmp_path, timeout=300)
+    r = _train(
+        *SMOKE,
+        "test=false",
+        "trainer=ddp_cpu",
+        "data.batch_size=256",
+        "model._target_=cluster_jobs.NaNOnRank",
+        f"hydra.run.dir={tmp_path / 'nan'}",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode != 0
     # rank 0 (the healthy one) stops at the same step with the message instead of waiting in all-reduce
     assert "non-finite on another rank (this is rank 0) at global step 1" in r.stderr
@@ -113,8 +153,12 @@ def test_rank_zero_is_known_before_the_trainer(monkeypatch):
     for name in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID", "LOCAL_RANK", "NODE_RANK"):
         monkeypatch.delenv(name, raising=False)
     assert is_rank_zero()
-    for name, value, zero in (("SLURM_PROCID", "3", False), ("SLURM_PROCID", "0", True), ("RANK", "1", False),
-                              ("LOCAL_RANK", "1", False)):
+    for name, value, zero in (
+        ("SLURM_PROCID", "3", False),
+        ("SLURM_PROCID", "0", True),
+        ("RANK", "1", False),
+        ("LOCAL_RANK", "1", False),
+    ):
         monkeypatch.setenv(name, value)
         assert is_rank_zero() is zero, (name, value)
         monkeypatch.delenv(name)
@@ -123,8 +167,12 @@ def test_rank_zero_is_known_before_the_trainer(monkeypatch):
 def test_submitit_local_environment_reads_the_executor(monkeypatch):
     assert not SubmititLocalEnvironment.detect() or os.environ.get("SUBMITIT_EXECUTOR") == "local"
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
-    for k, v in (("SUBMITIT_LOCAL_GLOBALID", "1"), ("SUBMITIT_LOCAL_LOCALID", "1"), ("SUBMITIT_LOCAL_NTASKS", "2"),
-                 ("SUBMITIT_LOCAL_JOB_ID", "4242")):
+    for k, v in (
+        ("SUBMITIT_LOCAL_GLOBALID", "1"),
+        ("SUBMITIT_LOCAL_LOCALID", "1"),
+        ("SUBMITIT_LOCAL_NTASKS", "2"),
+        ("SUBMITIT_LOCAL_JOB_ID", "4242"),
+    ):
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("MASTER_PORT", raising=False)
     env = SubmititLocalEnvironment()
@@ -139,8 +187,17 @@ def test_launcher_presets_tie_tasks_and_gpus_to_the_trainer():
     from latent4d.config import conf_dir
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "experiment=smoke/sdf_sphere", "trainer=ddp",
-                                          "trainer.devices=4", "trainer.num_nodes=2"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "hydra/launcher=slurm",
+                "experiment=smoke/sdf_sphere",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+            ],
+            return_hydra_config=True,
+        )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert (launcher["tasks_per_node"], launcher["gpus_per_node"], launcher["nodes"]) == (4, 4, 2)
     assert launcher["additional_parameters"]["signal"].startswith("USR1@")  # Lightning's requeue signal

@@ -35,7 +35,10 @@ def test_cpu_smoke_measures_each_stage_and_chains_the_dependent_one(tmp_path, ca
     for r in report["runs"].values():
         assert r["ok"] and r["samples_per_s"] > 0 and math.isfinite(r["loss"]) and r["peak_mem_gb"] == 0.0
     # the hairstyle-VAE trained on the strand-VAE run made just before
-    assert f"model.strand_vae_path={out / 'cpu' / 'hair_strand_vae'}" in report["runs"]["hair_style_vae/cpu"]["overrides"]
+    assert (
+        f"model.strand_vae_path={out / 'cpu' / 'hair_strand_vae'}"
+        in report["runs"]["hair_style_vae/cpu"]["overrides"]
+    )
     assert "hair_style_vae/cpu" in capsys.readouterr().out
 
 

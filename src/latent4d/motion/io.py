@@ -516,4 +516,3 @@ def load_tracked_sequence(folder: str | Path) -> dict:
     except (UnicodeDecodeError, ValueError) as e:
         raise InputError(f"{j}: not valid JSON ({e})") from None
     return out
-

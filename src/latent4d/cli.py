@@ -121,24 +121,23 @@ def _list() -> None:
 
 
 def _demo(families: list[str] | None, quick: bool, out: str) -> None:
-    from latent4d.fileio import write_json_atomic
+    from latent4d.demo import run_demo
 
-    out_dir = Path(out)
-    summary = {}
     chosen = families or list(FAMILIES)
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown:
+        raise ConfigError(f"unknown demo stage '{unknown[0]}'. Stages: {', '.join(FAMILIES)}.")
+    modules = {}
     for fam in chosen:
-        if fam not in FAMILIES:
-            raise ConfigError(f"unknown demo stage '{fam}'. Stages: {', '.join(FAMILIES)}.")
         try:
             mod = _family_module(fam)
         except ConfigError:
             continue
-        if not hasattr(mod, "demo"):
-            continue
-        print(f"[latent4d] demo stage: {fam}")
-        summary[fam] = mod.demo(out_dir / fam, quick=quick)
-        write_json_atomic(out_dir / "summary.json", summary)
-    print(f"[latent4d] demo finished; results under {out_dir.resolve()}:")
+        if hasattr(mod, "demo"):
+            modules[fam] = mod
+    out_dir = Path(out)
+    summary = run_demo(list(modules), lambda fam, folder: modules[fam].demo(folder, quick=quick), out_dir, quick)
+    print(f"[latent4d] demo finished; results under {out_dir.resolve()} (open index.html):")
     for fam, res in summary.items():
         shown = {k: v for k, v in (res or {}).items() if isinstance(v, str | int | float)}
         print(f"  {fam}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))

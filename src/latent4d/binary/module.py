@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from latent4d.binary.autoencoder import BernoulliAutoencoder, PatchDiscriminator
 from latent4d.binary.metrics import BitUsage, iou, psnr
+from latent4d.ema import EMAMixin
 from latent4d.errors import ConfigError
 from latent4d.module import LatentModule
 
@@ -149,24 +150,16 @@ class BernoulliAEModule(LatentModule):
 
 
 # ============================================================================= diffusion
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        e = [p for p in ema.parameters()]
-        m = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(e, m, 1.0 - decay)
-
-
-class _LatentDiffusionBase(LatentModule):
-    """Shared: frozen autoencoder from ``autoencoder_path``, denoiser (+ EMA copy), warmup + cosine LR,
-    label dropout for classifier-free guidance; exports the scheduler next to the networks."""
+class _LatentDiffusionBase(EMAMixin, LatentModule):
+    """Shared: frozen autoencoder from ``autoencoder_path``, denoiser (+ EMA copy ``denoiser_ema``,
+    :class:`latent4d.ema.EMAMixin`), warmup + cosine LR, label dropout for classifier-free guidance;
+    exports the scheduler next to the networks."""
 
     input_mode = "bits"
 
     def __init__(self, denoiser, scheduler, autoencoder_path: str | None, lr: float, weight_decay: float,
                  label_dropout: float, ema_decay: float, warmup_steps: int, num_train_timesteps: int):
         super().__init__()
-        import copy
-
         from latent4d.binary.autoencoder import load_autoencoder
         from latent4d.binary.denoiser import LatentTransformer
 
@@ -193,17 +186,15 @@ class _LatentDiffusionBase(LatentModule):
             raise ConfigError(f"denoiser input_mode/num_train_timesteps ({dc.input_mode}, {dc.num_train_timesteps})"
                               f" do not match the diffusion ({self.input_mode}, {num_train_timesteps})")
         self.denoiser = denoiser
-        self.denoiser_ema = None
-        if ema_decay > 0:
-            self.denoiser_ema = copy.deepcopy(denoiser).requires_grad_(False)
+        self.init_ema(ema_decay)
         self.scheduler = scheduler
         self.lr, self.weight_decay = lr, weight_decay
-        self.label_dropout, self.ema_decay, self.warmup_steps = label_dropout, ema_decay, int(warmup_steps)
+        self.label_dropout, self.warmup_steps = label_dropout, int(warmup_steps)
         self.autoencoder_path = str(autoencoder_path)
 
     @property
     def eval_denoiser(self):
-        return self.denoiser_ema if self.denoiser_ema is not None else self.denoiser
+        return self.eval_network()
 
     def setup(self, stage: str | None = None) -> None:
         dm = self._trainer.datamodule if self._trainer is not None else None
@@ -220,11 +211,6 @@ class _LatentDiffusionBase(LatentModule):
             return None
         drop = torch.rand(y.shape, device=y.device) < self.label_dropout
         return torch.where(drop | (y < 0), torch.full_like(y, -1), y)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.denoiser_ema is not None:
-            step = self.global_step
-            _ema_update(self.denoiser_ema, self.denoiser, min(self.ema_decay, (1 + step) / (10 + step)))
 
     def train(self, mode: bool = True):
         super().train(mode)

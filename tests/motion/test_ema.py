@@ -100,3 +100,14 @@ def test_diffusion_trains_in_fp32_on_gpu_configs_unless_asked(tmp_path, exp, tra
     assert 0 < cfg.model.ema_decay < 1 and cfg.model.ema_warmup >= 1
     paper = compose_config([f"experiment=motion/{exp}", f"model=motion_{exp}_paper"], tmp_path)
     assert paper.model.ema_decay == 0.9999
+
+
+def test_sample_and_evaluate_take_ema_false():
+    from omegaconf import OmegaConf
+
+    from latent4d.motion.commands import EvaluateOptions, SampleOptions
+    from latent4d.options import parse_options
+
+    for cls, what in ((SampleOptions, "sample"), (EvaluateOptions, "evaluate")):
+        assert parse_options(cls, OmegaConf.from_dotlist([]), what).ema is True
+        assert parse_options(cls, OmegaConf.from_dotlist(["ema=false"]), what).ema is False

@@ -62,6 +62,7 @@ class SampleOptions:
     steps: int = opt(18, min=1, max=1000)
     sampler: str = opt("dpmsolver", choices=SAMPLERS)
     shape_run: str | None = opt(None, help="shape diffusion run for frame 0 (deformation diffusion runs)")
+    ema: bool = opt(True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class EvaluateOptions:
     mode: str = opt("sparse", choices=OBSERVATIONS)
     steps: int = opt(18, min=1, max=1000)
     shape_run: str | None = None
+    ema: bool = opt(True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights")
 
 
 def _kind(run_cfg: DictConfig, run_dir: Path | str = "run") -> str:
@@ -361,7 +363,7 @@ def _sample_shape_diffusion(run_dir: Path, o: SampleOptions, clip, out: Path) ->
     from latent4d.motion.evaluate import observe_clip
     from latent4d.motion.pipeline import MotionPipeline
 
-    pipe = MotionPipeline.from_runs(shape_diffusion=run_dir)
+    pipe = MotionPipeline.from_runs(shape_diffusion=run_dir, ema=o.ema)
     obs = observe_clip(clip, o.mode, o.n_obs, o.noise, o.seed)
     z = pipe.sample_shape(
         obs[0], o.num_samples, o.steps, o.sampler, o.mode == "sparse", torch.Generator().manual_seed(o.seed)
@@ -383,7 +385,7 @@ def _sample_deform_diffusion(run_dir: Path, o: SampleOptions, clip, out: Path) -
     from latent4d.motion.pipeline import MotionPipeline
     from latent4d.motion.reconstruct import MotionSolver
 
-    pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir)
+    pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir, ema=o.ema)
     obs = observe_clip(clip, o.mode, o.n_obs, o.noise, o.seed)
     shape_latents = None if o.shape_run else pipe.encode_shape(clip.surface[0][:1024])
     cfg = plain_config(
@@ -432,9 +434,9 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
         r = evaluate_deform_ae(MotionPipeline.from_runs(deform_ae=run_dir), clips)
         result = {k: r[k] for k in ("corr_l2", "corr_rel", "per_split", "seconds")}
     elif kind == "ShapeDiffusionModule":
-        result = _evaluate_shape_diffusion(MotionPipeline.from_runs(shape_diffusion=run_dir), clips, o)
+        result = _evaluate_shape_diffusion(MotionPipeline.from_runs(shape_diffusion=run_dir, ema=o.ema), clips, o)
     else:
-        pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir)
+        pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir, ema=o.ema)
         result = _evaluate_deform_diffusion(pipe, clips, o)
     write_json_atomic(run_dir / "evaluation.json", result)
     print({k: v for k, v in result.items() if not isinstance(v, list | dict)})

@@ -21,7 +21,11 @@ class BernoulliAEModule(LatentModule):
     loss: ``l1`` (on the sigmoid output, the paper's), ``bce`` (on the logits; the natural choice for
     occupancy) or ``mse``; entropy_weight: weight of the optional ``mean(p (1 - p))`` regulariser that
     pushes bit probabilities away from 0.5; gan_weight > 0 adds a hinge patch-GAN term (2D only) from
-    step ``gan_start`` on (manual optimisation with a second optimiser for the discriminator).
+    optimiser step ``gan_start`` on (manual optimisation with a second optimiser for the discriminator).
+    accumulate_grad_batches: k > 1 sums the gradients of k batches (losses scaled by 1/k) before each
+    optimiser step of the GAN autoencoder, which Lightning's ``trainer.accumulate_grad_batches`` cannot
+    do under manual optimisation (that setting is refused with this fix; without the GAN term use the
+    trainer's).
 
     Logged: ``{val,test}/loss``, ``{val,test}/psnr`` (images) or ``{val,test}/iou`` (grids), and
     ``{val,test}/bit_usage`` (fraction of bits not constant over the split, thresholded bits) plus
@@ -31,7 +35,7 @@ class BernoulliAEModule(LatentModule):
     def __init__(self, autoencoder: BernoulliAutoencoder, lr: float = 1e-3, weight_decay: float = 0.0,
                  loss: str = "l1", entropy_weight: float = 0.0, pos_weight: float = 1.0,
                  gan_weight: float = 0.0, gan_start: int = 0, discriminator: PatchDiscriminator | None = None,
-                 disc_lr: float | None = None):
+                 disc_lr: float | None = None, accumulate_grad_batches: int = 1):
         super().__init__()
         if loss not in RECON_LOSSES:
             raise ConfigError(f"unknown reconstruction loss '{loss}'; expected one of {', '.join(RECON_LOSSES)}")
@@ -46,7 +50,23 @@ class BernoulliAEModule(LatentModule):
         self.discriminator = discriminator if self.gan_weight > 0 else None
         self.disc_lr = disc_lr or lr
         self.automatic_optimization = self.discriminator is None
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        if self.accumulate_grad_batches < 1:
+            raise ConfigError(f"model.accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
+        if self.accumulate_grad_batches > 1 and self.automatic_optimization:
+            raise ConfigError(f"model.accumulate_grad_batches={self.accumulate_grad_batches} is for the GAN "
+                              "autoencoder (gan_weight > 0); without the GAN term use "
+                              f"trainer.accumulate_grad_batches={self.accumulate_grad_batches}")
         self._usage: dict[str, BitUsage] = {}
+
+    def configure_callbacks(self):
+        # runs before Lightning validates the trainer: turn its refusal into the fix
+        k = getattr(self._trainer, "accumulate_grad_batches", 1) if self._trainer is not None else 1
+        if not self.automatic_optimization and k != 1:
+            raise ConfigError(f"trainer.accumulate_grad_batches={k} cannot work with the GAN autoencoder "
+                              f"(manual optimisation): use model.accumulate_grad_batches={k} instead "
+                              "(and trainer.accumulate_grad_batches=1)")
+        return []
 
     @property
     def is_volume(self) -> bool:
@@ -74,27 +94,45 @@ class BernoulliAEModule(LatentModule):
             self.log("train/loss", loss, prog_bar=True)
             self.log("train/p_entropy", parts["p_entropy"])
             return loss
-        # manual optimisation: autoencoder step (reconstruction + generator), then discriminator step
+        return self._manual_step(x, batch_idx)
+
+    def _window(self, batch_idx: int) -> tuple[int, bool]:
+        """(optimiser step this batch contributes to, whether it closes its accumulation window: every
+        ``accumulate_grad_batches`` batches and at the end of the epoch)."""
+        k, n = self.accumulate_grad_batches, self.trainer.num_training_batches
+        last = (batch_idx + 1) % k == 0 or batch_idx + 1 == n
+        per_epoch = -(-int(n) // k) if n != float("inf") else 0
+        return self.current_epoch * per_epoch + batch_idx // k, last
+
+    def _manual_step(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """GAN autoencoder: reconstruction + generator loss for the autoencoder, hinge loss for the
+        discriminator; gradients of ``accumulate_grad_batches`` batches summed (losses / k), then both
+        optimisers step and zero. The generator term does not reach the discriminator's gradients."""
         opt_ae, opt_d = self.optimizers()
-        loss, parts = self._losses(x)
-        step = self.current_epoch * self.trainer.num_training_batches + batch_idx
+        k = self.accumulate_grad_batches
+        step, last = self._window(batch_idx)
         use_gan = step >= self.gan_start
+        loss, parts = self._losses(x)
         recon = torch.sigmoid(parts["logits"])
         if use_gan:
+            self.toggle_optimizer(opt_ae)  # the discriminator is frozen for the generator term
             g_loss = -self.discriminator(recon).mean()
             loss = loss + self.gan_weight * g_loss
             self.log("train/g_loss", g_loss)
-        opt_ae.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        opt_ae.step()
+        self.manual_backward(loss / k)
         if use_gan:
+            self.untoggle_optimizer(opt_ae)
             d_real = self.discriminator(x)
             d_fake = self.discriminator(recon.detach())
             d_loss = 0.5 * (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            opt_d.step()
+            self.manual_backward(d_loss / k)
             self.log("train/d_loss", d_loss)
+        if last:
+            opt_ae.step()
+            opt_ae.zero_grad(set_to_none=True)
+            if use_gan:
+                opt_d.step()
+            opt_d.zero_grad(set_to_none=True)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

@@ -1,4 +1,4 @@
-"""``latent4d`` console script: train | sample | evaluate | reconstruct | export | convert | align | demo | bench | list | view | render.
+"""``latent4d`` console script: train | sample | evaluate | reconstruct | export | import-weights | convert | align | demo | bench | list | view | render.
 
 Family-specific commands live in ``latent4d.<family>.commands`` (functions ``sample``, ``evaluate``,
 ``reconstruct``, ``convert``, ``demo``...); this module parses arguments and dispatches.
@@ -18,8 +18,10 @@ from latent4d.config import FAMILIES
 from latent4d.errors import ConfigError, Latent4DError
 from latent4d.options import opt, parse_options
 
-COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "convert", "align", "demo", "bench", "list",
-            "view", "render")
+COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "import-weights", "convert", "align", "demo",
+            "bench", "list", "view", "render")
+#: ``latent4d import-weights <kind>``: the family whose ``official`` module converts each published checkpoint
+IMPORT_KINDS = {"m2v-shape-ae": "motion"}
 
 
 def _family_module(family: str):
@@ -156,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("reconstruct", help="reconstruct from observations: latent4d reconstruct <family> ...")
     sp.add_argument("family")
     sp.add_argument("options", nargs="*")
+    sp = sub.add_parser("import-weights", help="convert a published checkpoint into a latent4d network folder: "
+                        "latent4d import-weights <kind> CHECKPOINT OUT (docs/motion.md)")
+    sp.add_argument("kind", choices=sorted(IMPORT_KINDS))
+    sp.add_argument("checkpoint")
+    sp.add_argument("out")
+    sp.add_argument("--num-latents", type=int, default=512, help="latent queries M (512 in the published models)")
     sp = sub.add_parser("convert", help="convert between file formats (by extension): latent4d convert IN OUT")
     sp.add_argument("inp")
     sp.add_argument("out")
@@ -210,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                 _export(ns.options)
             elif cmd == "reconstruct":
                 _family_command(ns.family, "reconstruct")(list(ns.options))
+            elif cmd == "import-weights":
+                official = importlib.import_module(f"latent4d.{IMPORT_KINDS[ns.kind]}.official")
+                official.import_weights(ns.kind, ns.checkpoint, ns.out, num_latents=ns.num_latents)
             elif cmd == "convert":
                 _family_command("hair", "convert")(ns.inp, ns.out, resample=ns.resample)
             elif cmd == "align":

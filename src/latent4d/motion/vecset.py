@@ -9,6 +9,12 @@ blocks, then any query xyz -> PointEmbed -> cross-attention to the latents -> oc
 Shapes: points (B, N, 3) in the normalised frame ([-0.5, 0.5]^3); latents z (B, M, C);
 decoded tokens (B, M, width); queries (B, Q, 3) -> logits (B, Q).
 Paper config: N = 2048, M = 512, C = 8, width 512, 8 x 64 heads, depth 24.
+
+The official network (3DShape2VecSet / Motion2VecSets ``KLAutoEncoder``, ``model=motion_shape_ae_official``)
+is this class with ``encoder_heads=1`` (one 512-wide head in the encoder's cross-attention),
+``decoder_heads=1``, ``query_residual=False`` (the query cross-attention's output replaces the query
+embedding), ``final_norm=False`` (no LayerNorm before the output layer) and ``drop_path=0.1`` in the
+latent layers (training only); :mod:`latent4d.motion.official` imports its published weights.
 """
 
 from __future__ import annotations
@@ -22,14 +28,20 @@ from torch import nn
 
 from latent4d.errors import InputError, check_points
 from latent4d.geometry.sampling import farthest_point_sampling
-from latent4d.nn import Attention, FeedForward, FourierPointEmbed
+from latent4d.nn import Attention, DropPath, FeedForward, FourierPointEmbed
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-norm cross-attention (+ GEGLU feed-forward): x (B, N, dim) <- context (B, M, context_dim)."""
+    """Pre-norm cross-attention (+ GEGLU feed-forward): x (B, N, dim) <- context (B, M, context_dim).
 
-    def __init__(self, dim: int, context_dim: int, heads: int, dim_head: int, ff: bool = True):
+    ``residual=False``: the attention output replaces x instead of being added to it (the official
+    3DShape2VecSet decoder's query cross-attention)."""
+
+    def __init__(
+        self, dim: int, context_dim: int, heads: int, dim_head: int, ff: bool = True, residual: bool = True
+    ):
         super().__init__()
+        self.residual = residual
         self.norm_x = nn.LayerNorm(dim)
         self.norm_c = nn.LayerNorm(context_dim)
         self.attn = Attention(dim, heads, dim_head, context_dim=context_dim)
@@ -39,25 +51,28 @@ class CrossAttentionBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm_x(x), self.norm_c(context), mask=mask)
+        h = self.attn(self.norm_x(x), self.norm_c(context), mask=mask)
+        x = x + h if self.residual else h
         if self.ff is not None:
             x = x + self.ff(self.norm_ff(x))
         return x
 
 
 class SelfAttentionBlock(nn.Module):
-    """Pre-norm transformer block: x (B, N, dim) -> (B, N, dim)."""
+    """Pre-norm transformer block: x (B, N, dim) -> (B, N, dim); ``drop_path``: stochastic depth of
+    each residual branch while training (0: none)."""
 
-    def __init__(self, dim: int, heads: int, dim_head: int):
+    def __init__(self, dim: int, heads: int, dim_head: int, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads, dim_head)
         self.norm2 = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
+        self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ff(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.ff(self.norm2(x)))
 
 
 @dataclass
@@ -100,17 +115,25 @@ class VecSetCodec:
     blocks) and the chunked cross-attention queries. Attribute names are those of the saved weights."""
 
     def _build_latents(
-        self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int, decoder_heads: int
+        self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int, decoder_heads: int,
+        query_width: int | None = None,
     ) -> None:
         """The bottleneck (``to_mean``, ``to_logvar``), the latent decoder (``from_latent``, ``layers``)
-        and the query cross-attention (``decoder``, ``norm_out``), in this order."""
+        and the query cross-attention (``decoder``, ``norm_out``), in this order. Query embeddings are
+        ``query_width`` wide (default ``width``); ``config.query_residual`` / ``final_norm`` /
+        ``drop_path`` (when the class has them) select the official layout."""
+        cfg = self.config
         self.to_mean = nn.Linear(width, latent_channels)
         self.to_logvar = nn.Linear(width, latent_channels)
         init_logvar(self.to_logvar)
         self.from_latent = nn.Linear(latent_channels, width)
-        self.layers = nn.ModuleList([SelfAttentionBlock(width, heads, dim_head) for _ in range(depth)])
-        self.decoder = CrossAttentionBlock(width, width, decoder_heads, width // decoder_heads, ff=False)
-        self.norm_out = nn.LayerNorm(width)
+        drop = cfg.get("drop_path", 0.0)
+        self.layers = nn.ModuleList([SelfAttentionBlock(width, heads, dim_head, drop) for _ in range(depth)])
+        qw = query_width or width
+        self.decoder = CrossAttentionBlock(
+            qw, width, decoder_heads, width // decoder_heads, ff=False, residual=cfg.get("query_residual", True)
+        )
+        self.norm_out = nn.LayerNorm(qw) if cfg.get("final_norm", True) else None
 
     def posterior(self, x: torch.Tensor, sample: bool, generator: torch.Generator | None = None) -> Posterior:
         """Encoder tokens x (B, M, width) -> :class:`Posterior` over (B, M, C) (log variance clamped to
@@ -138,7 +161,8 @@ class VecSetCodec:
         outs = []
         for s in range(0, xyz.shape[1], chunk):
             p = xyz[:, s : s + chunk]
-            outs.append(head(p, self.norm_out(self.decoder(self.point_embed(p), tokens))))
+            h = self.decoder(self.point_embed(p), tokens)
+            outs.append(head(p, h if self.norm_out is None else self.norm_out(h)))
         return torch.cat(outs, dim=1)
 
 
@@ -157,10 +181,20 @@ class ShapeVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
         num_freqs: int = 8,
         decoder_heads: int = 4,
         logvar_clamp: tuple[float, float] = (-30.0, 20.0),
+        encoder_heads: int | None = None,
+        query_residual: bool = True,
+        final_norm: bool = True,
+        drop_path: float = 0.0,
     ):
+        """``encoder_heads``: heads of the encoder's cross-attention, each ``width // encoder_heads`` wide
+        (None: ``heads`` x ``dim_head`` as the latent layers); ``query_residual`` / ``final_norm``: the
+        query embedding added back to the decoder's cross-attention output / a LayerNorm before the
+        output layer (both False in the official network); ``drop_path``: stochastic depth in the latent
+        layers while training."""
         super().__init__()
         self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
-        self.encoder = CrossAttentionBlock(width, width, heads, dim_head)
+        eh, edh = (heads, dim_head) if encoder_heads is None else (encoder_heads, width // encoder_heads)
+        self.encoder = CrossAttentionBlock(width, width, eh, edh)
         self._build_latents(width, latent_channels, heads, dim_head, depth, decoder_heads)
         self.to_occ = nn.Linear(width, 1)
 

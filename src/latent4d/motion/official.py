@@ -1,0 +1,250 @@
+"""Import the published Motion2VecSets / 3DShape2VecSet checkpoints as latent4d networks.
+
+``latent4d import-weights <kind> <checkpoint.pth> <out_dir>`` (:func:`import_weights`):
+
+* ``m2v-shape-ae``: the official ``KLAutoEncoder`` (``kl_d512_m512_l8``) -> :class:`ShapeVecSetAE` in its
+  official layout (``model=motion_shape_ae_official``).
+
+The official training scripts save ``{"model": state_dict, "optimizer": ..., "epoch": int, "scaler": ...,
+"args": argparse.Namespace}``. The file is read with ``weights_only=True`` through
+:func:`latent4d.trust.load_checkpoint`, with an explicit allow-list of harmless types (:data:`SAFE_TYPES`:
+the ``argparse.Namespace`` of the training options, paths): any other Python object named in the pickle
+is refused before it is called. Every official tensor is renamed to its latent4d place (:data:`SHAPE_AE`);
+missing, unexpected and mis-shaped tensors are listed (by their official names) in one
+:class:`InputError`; the network's sizes (width, latent channels, depth, Fourier frequencies) come from
+the tensor shapes. The result is a ``save_pretrained`` folder (``config.json`` with ``_class_name`` +
+``diffusion_pytorch_model.safetensors``, plus :data:`MARKER` naming the source), written atomically: it
+loads with :func:`latent4d.trust.load_network` and is accepted wherever a run is
+(``latent4d reconstruct motion method=autoencoder shape_ae=<out_dir> ...``).
+
+What the weights do not say: the number of latent queries M (the farthest-point samples of the input
+cloud: 512 in every published model; ``num_latents``) and the heads of the latent layers (8 x 64 in the
+official code; the encoder and decoder cross-attentions have one head as wide as the network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import pathlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latent4d.errors import ConfigError, InputError
+from latent4d.motion.vecset import ShapeVecSetAE
+
+#: types the official checkpoints hold besides tensors and plain containers (rebuilt as data only)
+SAFE_TYPES = (argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath,
+              pathlib.PureWindowsPath)
+#: the file every import writes next to the network (an earlier import may be replaced, nothing else)
+MARKER = "imported_from.json"
+#: heads x dim_head of the official latent self-attention layers (fixed in models_ae.create_autoencoder)
+OFFICIAL_HEADS = 8
+#: stochastic depth of the official latent layers (training only)
+OFFICIAL_DROP_PATH = 0.1
+
+#: official -> latent4d tensor names shared by both autoencoders (prefixes; ``{i}`` a layer index)
+VECSET_RULES = (
+    ("point_embed.mlp.", "point_embed.proj."),
+    ("cross_attend_blocks.0.norm.", "encoder.norm_x."),
+    ("cross_attend_blocks.0.norm_context.", "encoder.norm_c."),
+    ("cross_attend_blocks.0.fn.", "encoder.attn."),
+    ("cross_attend_blocks.1.norm.", "encoder.norm_ff."),
+    ("cross_attend_blocks.1.fn.net.0.", "encoder.ff.net.0.proj."),
+    ("cross_attend_blocks.1.fn.net.2.", "encoder.ff.net.2."),
+    ("layers.{i}.0.norm.", "layers.{i}.norm1."),
+    ("layers.{i}.0.fn.", "layers.{i}.attn."),
+    ("layers.{i}.1.norm.", "layers.{i}.norm2."),
+    ("layers.{i}.1.fn.net.0.", "layers.{i}.ff.net.0.proj."),
+    ("layers.{i}.1.fn.net.2.", "layers.{i}.ff.net.2."),
+    ("decoder_cross_attn.norm.", "decoder.norm_x."),
+    ("decoder_cross_attn.norm_context.", "decoder.norm_c."),
+    ("decoder_cross_attn.fn.", "decoder.attn."),
+    ("proj.", "from_latent."),
+    ("mean_fc.", "to_mean."),
+    ("logvar_fc.", "to_logvar."),
+)
+#: the official Fourier basis buffer: checked against the frequencies, not stored (latent4d rebuilds it)
+BASIS = "point_embed.basis"
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile("^" + r"(\d+)".join(re.escape(part) for part in template.split("{i}")))
+
+
+def rename(key: str, rules: tuple[tuple[str, str], ...], reverse: bool = False) -> str | None:
+    """``key`` under the first matching ``(official, latent4d)`` prefix rule (``reverse``: latent4d ->
+    official); None when no rule matches."""
+    for a, b in rules:
+        src, dst = (b, a) if reverse else (a, b)
+        m = _pattern(src).match(key)
+        if m:
+            return (dst.replace("{i}", m.group(1)) if m.groups() else dst) + key[m.end():]
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# reading the checkpoint
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The official state dict (official names, ``module.`` prefixes of DDP removed) and what else the
+    file says (``epoch``: int or None, ``args``: ``vars(args)`` or {}), read without executing anything
+    (see module docstring).
+
+    Raises :class:`InputError` naming the file when it is not a checkpoint of this layout.
+    """
+    from latent4d.trust import load_checkpoint
+
+    with torch.serialization.safe_globals(list(SAFE_TYPES)):
+        ckpt = load_checkpoint(path, what="official checkpoint")
+    sd = ckpt.get("model", ckpt.get("state_dict"))
+    if sd is None and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        sd = ckpt  # a bare state dict
+    if not isinstance(sd, dict) or not sd:
+        raise InputError(f"official checkpoint '{path}' has no 'model' state dict (keys: "
+                         f"{', '.join(map(str, list(ckpt)[:8]))}); expected the file the official training "
+                         "scripts save ({'model': state_dict, 'args': ..., ...})")
+    bad = [str(k) for k, v in sd.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise InputError(f"official checkpoint '{path}': 'model' holds {len(bad)} entries that are not named "
+                         f"tensors ({', '.join(bad[:4])})")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    args, epoch = ckpt.get("args"), ckpt.get("epoch")
+    return sd, {"epoch": epoch if isinstance(epoch, int) else None,
+                "args": dict(vars(args)) if isinstance(args, argparse.Namespace) else {}}
+
+
+def _shape(sd: dict, key: str, where: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise InputError(f"{where}: tensor '{key}' is missing; it is not an official checkpoint of this kind")
+    return tuple(sd[key].shape)
+
+
+def _num_freqs(sd: dict, width: int, n_in: int, where: str) -> int:
+    """Frequencies of the Fourier point embedding (3 * 2F + 3 features), checked against the basis buffer."""
+    freqs = (n_in - 3) // 6
+    if n_in != 6 * freqs + 3 or freqs < 1:
+        raise InputError(f"{where}: point_embed.mlp.weight {(width, n_in)} is not a 3DShape2VecSet point "
+                         "embedding (6 F + 3 inputs)")
+    if BASIS in sd:
+        e = (2.0 ** torch.arange(freqs, dtype=torch.float64)) * math.pi
+        want = torch.block_diag(e[None], e[None], e[None])
+        got = sd[BASIS].double()
+        if tuple(got.shape) != tuple(want.shape) or not torch.allclose(got, want, rtol=1e-5):
+            raise InputError(f"{where}: {BASIS} {tuple(got.shape)} is not the 3DShape2VecSet Fourier basis "
+                             f"(2^k pi, k < {freqs}, per axis); latent4d's embedding would differ")
+    return freqs
+
+
+def _latent_layers(sd: dict, where: str) -> tuple[int, int]:
+    """(depth, dim_head) of the official latent self-attention layers."""
+    idx = {int(m.group(1)) for k in sd if (m := re.match(r"^layers\.(\d+)\.0\.fn\.to_q\.weight$", k))}
+    depth = max(idx, default=-1) + 1
+    inner = _shape(sd, "layers.0.0.fn.to_q.weight", where)[0]
+    if inner % OFFICIAL_HEADS:
+        raise InputError(f"{where}: latent attention width {inner} is not {OFFICIAL_HEADS} heads wide")
+    return depth, inner // OFFICIAL_HEADS
+
+
+def shape_ae_config(sd: dict, num_latents: int, where: str) -> dict:
+    """:class:`ShapeVecSetAE` settings of an official ``KLAutoEncoder`` state dict (sizes from shapes)."""
+    width, n_in = _shape(sd, "point_embed.mlp.weight", where)
+    depth, dim_head = _latent_layers(sd, where)
+    return dict(num_latents=num_latents, latent_channels=_shape(sd, "mean_fc.weight", where)[0], width=width,
+                heads=OFFICIAL_HEADS, dim_head=dim_head, depth=depth, num_freqs=_num_freqs(sd, width, n_in, where),
+                decoder_heads=1, encoder_heads=1, query_residual=False, final_norm=False,
+                drop_path=OFFICIAL_DROP_PATH)
+
+
+@dataclass(frozen=True)
+class OfficialKind:
+    """One importable kind: the official class, the latent4d class, the renaming and the settings."""
+
+    official: str
+    cls: type
+    rules: tuple[tuple[str, str], ...]
+    config: Callable[[dict, int, str], dict]
+
+
+SHAPE_AE = OfficialKind("KLAutoEncoder", ShapeVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_occ.")),
+                        shape_ae_config)
+KINDS: dict[str, OfficialKind] = {"m2v-shape-ae": SHAPE_AE}
+
+
+# ----------------------------------------------------------------------------------------------
+# converting
+
+
+def _listed(label: str, items: list[str], most: int = 6) -> str:
+    return f"{len(items)} {label} ({', '.join(items[:most])}{', ...' if len(items) > most else ''})"
+
+
+def convert(kind: OfficialKind, sd: dict[str, torch.Tensor], num_latents: int, where: str):
+    """The latent4d network holding the official state dict ``sd`` (official names), or an
+    :class:`InputError` listing every missing / unexpected / mis-shaped tensor by its official name."""
+    net = kind.cls(**kind.config(sd, num_latents, where))
+    own = net.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    unexpected, shapes = [], []
+    for key, value in sd.items():
+        if key == BASIS:
+            continue
+        name = rename(key, kind.rules)
+        if name is None or name not in own:
+            unexpected.append(key)
+        elif tuple(value.shape) != tuple(own[name].shape):
+            shapes.append(f"{key} {tuple(value.shape)} vs {tuple(own[name].shape)}")
+        else:
+            mapped[name] = value
+    missing = [rename(k, kind.rules, reverse=True) or k for k in own if k not in mapped]
+    missing = [k for k in missing if not any(s.startswith(k + " ") for s in shapes)]
+    if missing or unexpected or shapes:
+        parts = [_listed(label, items) for label, items in
+                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if items]
+        raise InputError(f"{where} does not fit the official {kind.official} ({kind.cls.__name__} with "
+                         f"{net.config.width} width, depth {net.config.depth}): " + "; ".join(parts)
+                         + ". Is it a checkpoint of another kind (see `latent4d import-weights --help`)?")
+    net.load_state_dict({k: v.float().contiguous() for k, v in mapped.items()})
+    return net.eval()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def import_weights(kind: str, checkpoint: str | Path, out: str | Path, num_latents: int = 512) -> Path:
+    """Convert the official ``checkpoint`` of ``kind`` (:data:`KINDS`) into the ``save_pretrained``
+    folder ``out`` (replaced whole, atomically; an existing folder must be an earlier import).
+    ``num_latents``: latent queries M (farthest-point samples; 512 in the published models)."""
+    from latent4d.fileio import atomic_dir, write_json_atomic
+    from latent4d.options import check_input_file, check_output_dir
+
+    if kind not in KINDS:
+        raise ConfigError(f"import-weights: unknown kind '{kind}'; kinds: {', '.join(KINDS)}")
+    if not 1 <= int(num_latents) <= 65536:
+        raise ConfigError(f"import-weights: --num-latents {num_latents} must be in [1, 65536]")
+    src = check_input_file(checkpoint, "checkpoint")
+    dst = check_output_dir(out, "out", marker=MARKER)
+    spec = KINDS[kind]
+    sd, meta = read_checkpoint(src)
+    net = convert(spec, sd, int(num_latents), f"official checkpoint '{src}'")
+    with atomic_dir(dst, marker=MARKER) as tmp:
+        net.save_pretrained(tmp, safe_serialization=True)
+        write_json_atomic(tmp / MARKER, {"kind": kind, "official_class": spec.official, "checkpoint": src.name,
+                                         "sha256": _sha256(src), "epoch": meta["epoch"],
+                                         "num_latents": int(num_latents)})
+    n = sum(p.numel() for p in net.parameters())
+    print(f"[latent4d] imported {spec.official} ({n / 1e6:.1f}M parameters, width {net.config.width}, depth "
+          f"{net.config.depth}, {net.config.num_latents} x {net.config.latent_channels} latents) -> {dst}")
+    return dst

@@ -1,9 +1,10 @@
 """CLI commands of the hair family (``latent4d convert|sample|evaluate|reconstruct|demo`` dispatch here).
 
-- ``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz.
+- ``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz / .usd / .usda / .usdc.
 - ``latent4d align IN OUT [scalp=<mesh>] [units=auto|m|cm|mm] [inverse=<transform.json>]``: roots onto
   the scalp (:mod:`latent4d.hair.align`), the transform as JSON; ``inverse=`` moves results back.
-- ``latent4d sample run=<style run> n=4 strands=20000 format=data|hair|ply|npz [seed temperature mode out]``.
+- ``latent4d sample run=<style run> n=4 strands=20000 format=data|hair|ply|npz|usd|usda|usdc [seed temperature
+  mode out]`` (USD files also hold the head mesh).
 - ``latent4d evaluate run=<strand or style run> [data.root=<folder of hair files>] [n=8 out=...]``.
 - ``latent4d reconstruct hair run=<style run> input=<obs.ply|.npz|.data|.hair> [key=value ...]``: Hydra
   overrides of ``conf/reconstruct/hair.yaml`` (:class:`~latent4d.hair.reconstruct.HairReconstructConfig`).
@@ -87,7 +88,7 @@ ReconstructOptions = HairReconstructConfig
 
 # ------------------------------------------------------------------------------- convert
 def convert(inp: str, out: str, resample: int | None = None) -> dict:
-    """``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz (by extension).
+    """``latent4d convert IN OUT [--resample N]``: between .data / .hair / .ply / .npz / .usd* (by extension).
 
     Checked before anything is read: ``N`` in [2, :data:`~latent4d.hair.formats.MAX_RESAMPLE`]
     (10000) points per strand, IN an existing hair file, OUT a writable file path with a hair
@@ -169,12 +170,13 @@ def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
                           "(latent4d train experiment=hair/style_vae model.strand_vae_path=<this run>)")
     results = pipe.sample(n, seed=seed, temperature=temp, strands=strands, mode=o.mode)
     written = []
+    head = pipe.scalp.mesh()  # USD files hold the head as a mesh prim; the other formats ignore it
     with atomic_dir(out, marker="latents.npz") as tmp:
         for i, r in enumerate(results):
             name = f"sample_{i:02d}"
             if r.dense is not None:
-                write_hair(tmp / f"{name}.{fmt}", r.dense)
-            write_hair(tmp / f"{name}_guides.{fmt}", r.guides)
+                write_hair(tmp / f"{name}.{fmt}", r.dense, head=head)
+            write_hair(tmp / f"{name}_guides.{fmt}", r.guides, head=head)
             render_hair(r.dense if r.dense is not None else r.guides, tmp / f"{name}.png", pipe.scalp)
             written.append(str(out / name))
         lat = np.stack([r.latent.numpy() for r in results])
@@ -317,8 +319,9 @@ def _write_reconstruction(res, obs, pipe, inp: Path, out: Path, fmt: str, render
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         t = tmp / inp.stem
-        write_hair(f"{t}_hair.{fmt}", hair)
-        write_hair(f"{t}_guides.{fmt}", res.hair.guides)
+        head = pipe.scalp.mesh()  # USD files hold the head as a mesh prim; the other formats ignore it
+        write_hair(f"{t}_hair.{fmt}", hair, head=head)
+        write_hair(f"{t}_guides.{fmt}", res.hair.guides, head=head)
         with open(f"{t}_latent.npz", "wb") as f:
             np.savez(f, latent=res.hair.latent.numpy(), guide_map=res.hair.guide_map.numpy())
         if render:

@@ -1,4 +1,5 @@
-"""Hair file formats: USC-HairSalon ``.data``, Cem Yuksel ``.hair``, polyline ``.ply``, ``.npz``.
+"""Hair file formats: USC-HairSalon ``.data``, Cem Yuksel ``.hair``, polyline ``.ply``, ``.npz``, and USD
+``.usd`` / ``.usda`` / ``.usdc`` (BasisCurves, in :mod:`latent4d.hair.usd`).
 
 All formats are little-endian (PLY: also ASCII and big-endian on reading).
 
@@ -17,6 +18,10 @@ All formats are little-endian (PLY: also ASCII and big-endian on reading).
 - ``.npz``: ``points (N, 3) float32``, ``counts (S,) int64`` and optional ``thickness``,
   ``transparency``, ``colors``, ``root_uv``, ``meta_json``; an ``.npz`` holding only
   ``strands (S, P, 3)`` is read too.
+- ``.usd`` / ``.usda`` / ``.usdc``: linear ``BasisCurves`` under ``/Groom/Hair`` (metres, ``metersPerUnit = 1``,
+  Y up), optionally the head as the Mesh ``/Groom/Head``; any BasisCurves are read, in any units / up axis
+  (see :mod:`latent4d.hair.usd`). Files that compose other files (sublayers, references, payloads, clips)
+  are refused.
 
 Every reader validates the bytes before allocating: files larger than :data:`MAX_FILE_BYTES` are
 refused before they are read; every count in a header (strands, points, PLY rows, npz array shapes)
@@ -42,8 +47,9 @@ import numpy as np
 from latent4d.errors import ConfigError, InputError
 from latent4d.fileio import atomic_path
 from latent4d.hair.strands import Hairstyle
+from latent4d.hair.usd import USD_EXTENSIONS, read_usd, write_usd
 
-HAIR_EXTENSIONS = (".data", ".hair", ".ply", ".npz")
+HAIR_EXTENSIONS = (".data", ".hair", ".ply", ".npz", *USD_EXTENSIONS)
 
 # .hair header fields and array bits
 _HAIR_HEADER = struct.Struct("<4sIIII f f 3f 88s")
@@ -69,7 +75,7 @@ MAX_DENSE_STRANDS = 500_000
 #: the ``format=`` values of the commands (hair file formats, by extension without the dot)
 FORMATS = tuple(e.lstrip(".") for e in HAIR_EXTENSIONS)
 #: observation files ``reconstruct hair`` reads (point clouds, or hair files with partial strands)
-OBSERVATION_EXTENSIONS = (".ply", ".npz", ".data", ".hair")
+OBSERVATION_EXTENSIONS = (".ply", ".npz", ".data", ".hair", *USD_EXTENSIONS)
 
 
 def check_format(value, command: str) -> str:
@@ -98,8 +104,8 @@ def _fmt(path: str | Path) -> str:
     return ext
 
 
-def _read_bytes(path: str | Path) -> bytes:
-    """The bytes of ``path``; InputError for a missing file, a folder, an empty or an oversized file."""
+def _check_file(path: str | Path) -> Path:
+    """``path`` as a Path; InputError for a missing file, a folder, an empty or an oversized file."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a folder, expected a hair or point-cloud file")
@@ -111,6 +117,12 @@ def _read_bytes(path: str | Path) -> bytes:
     if size > MAX_FILE_BYTES:
         raise InputError(f"{p}: the file has {size} bytes, more than the {MAX_FILE_BYTES} latent4d reads "
                          f"(raise {_LIMITS} if it is genuine)")
+    return p
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``; InputError for a missing file, a folder, an empty or an oversized file."""
+    p = _check_file(path)
     try:
         return p.read_bytes()
     except OSError as e:
@@ -130,15 +142,22 @@ def check_resample(resample: int | None, option: str = "--resample") -> int | No
 
 
 # ============================================================================ public API
-def read_hair(path: str | Path, points_per_strand: int | None = None) -> Hairstyle:
-    """Read a hair file by extension (``.data``, ``.hair``, ``.ply``, ``.npz``) into a :class:`Hairstyle`.
+def read_hair(path: str | Path, points_per_strand: int | None = None, prim: str | None = None) -> Hairstyle:
+    """Read a hair file by extension (``.data``, ``.hair``, ``.ply``, ``.npz``, ``.usd``, ``.usda``, ``.usdc``)
+    into a :class:`Hairstyle`.
 
-    ``points_per_strand`` is only used for PLY files without an edge element (default 100).
+    ``points_per_strand`` is only used for PLY files without an edge element (default 100); ``prim`` only
+    for USD files (the BasisCurves prim, or a prim above them, to read; default: every BasisCurves).
     Raises :class:`InputError` naming the file for anything malformed.
     """
     ext = _fmt(path)
-    data = _read_bytes(path)
     name = str(path)
+    if ext in USD_EXTENSIONS:
+        hs = read_usd(_check_file(path), prim, limits=(MAX_STRANDS, MAX_POINTS))
+        _check_meta(hs.meta, name)
+        hs.meta.setdefault("source", Path(path).name)
+        return hs
+    data = _read_bytes(path)
     if ext == ".data":
         hs = parse_data(data, name)
     elif ext == ".hair":
@@ -151,9 +170,15 @@ def read_hair(path: str | Path, points_per_strand: int | None = None) -> Hairsty
     return hs
 
 
-def write_hair(path: str | Path, hairstyle: Hairstyle) -> Path:
-    """Write ``hairstyle`` to ``path`` in the format given by its extension, atomically."""
+def write_hair(path: str | Path, hairstyle: Hairstyle, head=None) -> Path:
+    """Write ``hairstyle`` to ``path`` in the format given by its extension, atomically.
+
+    ``head``: an optional head mesh (trimesh, or ``(vertices, faces)``; metres, Y up) that USD files hold as
+    the Mesh prim ``/Groom/Head``; the other formats have no place for it and ignore it.
+    """
     ext = _fmt(path)
+    if ext in USD_EXTENSIONS:
+        return write_usd(path, hairstyle, head=head)
     hairstyle.validate(f"hairstyle to write to {path}")
     payload = {".data": encode_data, ".hair": encode_hair, ".ply": encode_ply, ".npz": encode_npz}[ext](hairstyle)
     with atomic_path(path) as tmp:
@@ -765,10 +790,10 @@ def read_points(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
                     raise InputError(f"{name}: 'directions' has shape {dirs.shape}, expected {pts.shape}")
         else:
             return _hair_points(parse_npz(data, name), name)
-    elif ext in (".data", ".hair"):
+    elif ext in (".data", ".hair", *USD_EXTENSIONS):
         return _hair_points(read_hair(p), name)
     else:
-        raise InputError(f"{name}: unknown observation format '{ext}'; use .ply, .npz, .data or .hair")
+        raise InputError(f"{name}: unknown observation format '{ext}'; use {', '.join(OBSERVATION_EXTENSIONS)}")
     if len(pts) == 0:
         raise InputError(f"{name}: the point cloud is empty")
     if not np.isfinite(pts).all():

@@ -62,7 +62,7 @@ class HairReconstructConfig:
     input: str | None = opt(None, help="observation: .ply / .npz point cloud or a partial hair file")
     scalp: str | None = opt(None, help="scalp mesh (.obj / .ply) in the head frame")
     out: str | None = opt(None, help="output folder (default <input>_reconstruction next to the input)")
-    format: str = opt("data", help="output hair format (data, hair, ply, npz)")
+    format: str = opt("data", help="output hair format (data, hair, ply, npz, usd, usda, usdc)")
     render: bool = opt(True, help="write <stem>.png (hair + observation)")
     view: str | None = opt(None, help="direction towards the camera: front|back|left|right|top or x,y,z "
                                       "(adds the free-space term)")

@@ -31,6 +31,12 @@ def _ragged(seed=0, attrs=False) -> Hairstyle:
     return h
 
 
+@pytest.fixture
+def in_process(monkeypatch):
+    """Read USD in this process (fast) where the test is about the data, not about damaged files."""
+    monkeypatch.setattr(hair_usd, "ISOLATE", False)
+
+
 def _same(a: Hairstyle, b: Hairstyle) -> None:
     assert np.array_equal(a.points, b.points) and np.array_equal(a.counts, b.counts)
     for k in ("thickness", "transparency", "colors", "root_uv"):
@@ -42,7 +48,7 @@ def _same(a: Hairstyle, b: Hairstyle) -> None:
 # ------------------------------------------------------------------ round trips
 @pytest.mark.parametrize("ext", USD)
 @pytest.mark.parametrize("attrs", [False, True])
-def test_round_trip_exact_with_bald_roots_and_attributes(tmp_path, ext, attrs):
+def test_round_trip_exact_with_bald_roots_and_attributes(tmp_path, ext, attrs, in_process):
     h = _ragged(attrs=attrs)
     g = read_hair(write_hair(tmp_path / f"a{ext}", h))
     _same(h, g)
@@ -52,7 +58,7 @@ def test_round_trip_exact_with_bald_roots_and_attributes(tmp_path, ext, attrs):
 
 
 @pytest.mark.parametrize("other", [".data", ".hair", ".ply"])
-def test_round_trip_against_the_other_formats_is_byte_exact(tmp_path, other):
+def test_round_trip_against_the_other_formats_is_byte_exact(tmp_path, other, in_process):
     h = _ragged(attrs=other != ".data")
     first = write_hair(tmp_path / f"a{other}", h)
     src = read_hair(first)
@@ -63,15 +69,13 @@ def test_round_trip_against_the_other_formats_is_byte_exact(tmp_path, other):
         assert back.read_bytes() == first.read_bytes(), ext
 
 
-def test_in_process_reading_gives_the_same_hairstyle(tmp_path, monkeypatch):
+def test_reading_in_a_child_process_gives_the_same_hairstyle(tmp_path):
     h = _ragged(attrs=True)
-    write_hair(tmp_path / "a.usdc", h)
-    monkeypatch.setattr(hair_usd, "ISOLATE", False)
-    _same(h, read_hair(tmp_path / "a.usdc"))
+    _same(h, read_hair(write_hair(tmp_path / "a.usdc", h)))
 
 
 # ------------------------------------------------------------------ the written stage (pxr, not our reader)
-def test_written_stage_is_linear_basis_curves_in_metres_y_up_with_a_head(tmp_path):
+def test_written_stage_is_linear_basis_curves_in_metres_y_up_with_a_head(tmp_path, in_process):
     import trimesh
 
     h = _ragged(attrs=True)
@@ -98,7 +102,7 @@ def test_written_stage_is_linear_basis_curves_in_metres_y_up_with_a_head(tmp_pat
     assert read_usd_head(write_hair(tmp_path / "b.usdc", h)) is None
 
 
-def test_hairstyle_without_attributes_gets_a_constant_width_and_colour(tmp_path):
+def test_hairstyle_without_attributes_gets_a_constant_width_and_colour(tmp_path, in_process):
     write_hair(tmp_path / "a.usda", _ragged())
     stage = Usd.Stage.Open(str(tmp_path / "a.usda"))
     curves = UsdGeom.BasisCurves(stage.GetPrimAtPath("/Groom/Hair"))
@@ -124,7 +128,7 @@ CURVES = '''def BasisCurves "H"
 }'''
 
 
-def test_centimetre_file_is_read_as_metres(tmp_path):
+def test_centimetre_file_is_read_as_metres(tmp_path, in_process):
     g = read_hair(_foreign(tmp_path / "cm.usda", CURVES, mpu=0.01))
     assert g.counts.tolist() == [2, 3]
     assert np.allclose(g.points[1], [0.1, 0.2, 0.3]) and np.allclose(g.points[4], [0.07, 0.08, 0.09])
@@ -133,7 +137,7 @@ def test_centimetre_file_is_read_as_metres(tmp_path):
     assert np.allclose(read_hair(_foreign(tmp_path / "none.usda", CURVES)).points, g.points)
 
 
-def test_z_up_file_and_transforms_are_converted_to_y_up_metres(tmp_path):
+def test_z_up_file_and_transforms_are_converted_to_y_up_metres(tmp_path, in_process):
     body = ('def Xform "X"\n{\n    double3 xformOp:translate = (0, 0, 2)\n'
             '    uniform token[] xformOpOrder = ["xformOp:translate"]\n' + CURVES.replace("\n", "\n    ") + "\n}")
     g = read_hair(_foreign(tmp_path / "z.usda", body, mpu=1, up="Z"))
@@ -146,7 +150,7 @@ def test_z_up_file_and_transforms_are_converted_to_y_up_metres(tmp_path):
     assert UsdGeom.GetStageUpAxis(Usd.Stage.Open(str(tmp_path / "ue.usda"))) == UsdGeom.Tokens.z
 
 
-def test_several_prims_prim_selection_indexed_colours_and_bezier(tmp_path):
+def test_several_prims_prim_selection_indexed_colours_and_bezier(tmp_path, in_process):
     body = CURVES + '''
 def Scope "G"
 {
@@ -268,23 +272,25 @@ def test_external_composition_is_refused_and_never_read(tmp_path, arc):
     assert read_hair(_foreign(tmp_path / "internal.usda", internal, mpu=1)).num_strands == 4
 
 
-def test_usd_hair_is_an_observation_too(tmp_path):
+def test_usd_hair_is_an_observation_too(tmp_path, in_process):
     pts, dirs = read_points(write_hair(tmp_path / "a.usdc", _ragged()))
     assert pts.shape == (60, 3) and dirs.shape == (60, 3)
 
 
 # ------------------------------------------------------------------ the CLI
-def test_convert_cli_to_and_from_usda(tmp_path, cli):
-    h = _ragged()
-    write_hair(tmp_path / "a.data", h)
-    r = cli("convert", str(tmp_path / "a.data"), str(tmp_path / "b.usda"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = cli("convert", str(tmp_path / "b.usda"), str(tmp_path / "c.data"))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "c.data").read_bytes() == (tmp_path / "a.data").read_bytes()
+def test_convert_cli_to_and_from_usda(tmp_path, capsys):
+    from latent4d.cli import main
+
+    write_hair(tmp_path / "a.data", _ragged())
+    assert main(["convert", str(tmp_path / "a.data"), str(tmp_path / "b.usda")]) == 0
+    assert main(["convert", str(tmp_path / "b.usda"), str(tmp_path / "c.usdc")]) == 0
+    assert main(["convert", str(tmp_path / "c.usdc"), str(tmp_path / "d.data")]) == 0
+    assert (tmp_path / "d.data").read_bytes() == (tmp_path / "a.data").read_bytes()
+    assert (tmp_path / "b.usda").read_text().startswith("#usda 1.0")
     (tmp_path / "bad.usda").write_text("#usda 1.0\n(\n    subLayers = [@./x.usda@]\n)\n")
-    r = cli("convert", str(tmp_path / "bad.usda"), str(tmp_path / "d.data"))
-    assert r.returncode == 2 and "other files" in r.stderr and not (tmp_path / "d.data").exists()
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "bad.usda"), str(tmp_path / "e.data")]) == 2
+    assert "other files" in capsys.readouterr().err and not (tmp_path / "e.data").exists()
 
 
 def test_sample_and_reconstruct_write_usd(style_run, tmp_path):

@@ -271,7 +271,11 @@ class ShapeFrameDataset(Dataset):
         S, T, Ns = surface_shape(arrays, n_points, "ShapeFrameDataset")
         self.a = arrays
         self.frames = list(range(T)) if frames is None else list(frames)
-        self.index = [(s, t) for s in range(S) for t in self.frames]
+        self._setup([(s, t) for s in range(S) for t in self.frames], n_points, n_uniform, n_near,
+                    deterministic, seed, augment_aspect)
+
+    def _setup(self, index, n_points, n_uniform, n_near, deterministic, seed, augment_aspect) -> None:
+        self.index = index
         self.n_points, self.n_uniform, self.n_near = n_points, n_uniform, n_near
         self.deterministic, self.seed = deterministic, seed
         if not 0.0 <= augment_aspect < 1.0:
@@ -284,17 +288,25 @@ class ShapeFrameDataset(Dataset):
     def _choice(self, g, n: int, k: int) -> torch.Tensor:
         return torch.randperm(n, generator=g)[:k] if k <= n else torch.randint(n, (k,), generator=g)
 
+    def _count(self, key: str, s: int, t: int) -> int:
+        """Stored samples of ``key`` (surface / uniform / near) in frame ``t`` of sequence ``s``."""
+        return self.a[key].shape[2]
+
+    def _fetch(self, s: int, t: int, pi, ui, ni) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Surface samples ``pi`` (n, 3) f32, queries (uniform ``ui`` then near ``ni``) f32 and occupancies."""
+        a = self.a
+        q = np.concatenate([a["uniform"][s, t][ui], a["near"][s, t][ni]]).astype(np.float32)
+        occ = np.concatenate([a["uniform_occ"][s, t][ui], a["near_occ"][s, t][ni]])
+        return a["surface"][s, t][pi].astype(np.float32), q, occ
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s, t = self.index[i]
         g = torch.Generator().manual_seed(self.seed * 100003 + i) if self.deterministic else None
-        a = self.a
-        pi = self._choice(g, a["surface"].shape[2], self.n_points)
-        ui = self._choice(g, a["uniform"].shape[2], self.n_uniform)
-        ni = self._choice(g, a["near"].shape[2], self.n_near)
-        q = np.concatenate([a["uniform"][s, t][ui.numpy()], a["near"][s, t][ni.numpy()]]).astype(np.float32)
-        occ = np.concatenate([a["uniform_occ"][s, t][ui.numpy()], a["near_occ"][s, t][ni.numpy()]])
+        pi = self._choice(g, self._count("surface", s, t), self.n_points)
+        ui = self._choice(g, self._count("uniform", s, t), self.n_uniform)
+        ni = self._choice(g, self._count("near", s, t), self.n_near)
+        pts, q, occ = self._fetch(s, t, pi.numpy(), ui.numpy(), ni.numpy())
         near = np.r_[np.zeros(self.n_uniform, bool), np.ones(self.n_near, bool)]
-        pts = a["surface"][s, t][pi.numpy()].astype(np.float32)
         if self.augment_aspect > 0 and bool(torch.rand(1) < 0.5):
             f = self.augment_aspect + (1 - self.augment_aspect) * torch.rand(3).numpy().astype(np.float32)
             f /= f.max()
@@ -328,7 +340,11 @@ class DeformPairDataset(Dataset):
     ):
         S, T, Ns = surface_shape(arrays, n_points, "DeformPairDataset")
         self.a = arrays
-        self.S, self.T, self.Ns = S, T, Ns
+        self.Ns = Ns
+        self._setup(S, T, n_points, n_queries, deterministic, seed, source_frame, pairs_per_sequence)
+
+    def _setup(self, S, T, n_points, n_queries, deterministic, seed, source_frame, pairs_per_sequence) -> None:
+        self.S, self.T = S, T
         self.n_points, self.n_queries = n_points, n_queries
         self.deterministic, self.seed, self.source_frame = deterministic, seed, source_frame
         self.per_seq = (T - 1) if deterministic else pairs_per_sequence
@@ -347,21 +363,107 @@ class DeformPairDataset(Dataset):
             g = None
             src = self.source_frame if self.source_frame is not None else int(torch.randint(self.T, (1,)))
             tgt = int(torch.randint(self.T, (1,)))
-        perm = torch.randperm(self.Ns, generator=g).numpy()
+        Ns = self._count(s)
+        perm = torch.randperm(Ns, generator=g).numpy()
         pi = perm[: self.n_points]
         qi = (
             perm[-self.n_queries :]
-            if self.n_queries <= self.Ns
-            else torch.randint(self.Ns, (self.n_queries,), generator=g).numpy()
+            if self.n_queries <= Ns
+            else torch.randint(Ns, (self.n_queries,), generator=g).numpy()
         )
-        surf = self.a["surface"][s]
+        src_pts, tgt_pts = self._pair(s, src, tgt, np.concatenate([pi, qi]))
+        n = len(pi)
         return {
-            "source": torch.from_numpy(surf[src][pi]),
-            "target": torch.from_numpy(surf[tgt][pi]),
-            "query": torch.from_numpy(surf[src][qi]),
-            "query_target": torch.from_numpy(surf[tgt][qi]),
+            "source": torch.from_numpy(src_pts[:n]),
+            "target": torch.from_numpy(tgt_pts[:n]),
+            "query": torch.from_numpy(src_pts[n:]),
+            "query_target": torch.from_numpy(tgt_pts[n:]),
             "frames": torch.tensor([src, tgt]),
         }
+
+    def _count(self, s: int) -> int:
+        """Corresponding surface samples per frame of sequence ``s``."""
+        return self.Ns
+
+    def _pair(self, s: int, src: int, tgt: int, idx) -> tuple[np.ndarray, np.ndarray]:
+        """Surface samples ``idx`` of frames ``src`` and ``tgt`` of sequence ``s``: two (k, 3) float32."""
+        surf = self.a["surface"][s]
+        return surf[src][idx], surf[tgt][idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# O-Flow datasets: streamed frame by frame from the files (nothing of a split is held in memory)
+
+OFLOW_SPLITS = {"train": "train", "val": "val", "test": "test", "test_new_individual": "test_new_individual"}
+
+
+def oflow_index(hp, split: str, num_frames: int | None = None, offset: int | None = None):
+    """:class:`latent4d.motion.oflow.OFlowIndex` of ``split`` (train / val / test, the test list being
+    ``hp.test_split``) with a data module's hyperparameters ``hp`` and the clip transforms (cached)."""
+    from latent4d.motion.oflow import OFlowIndex, clip_transforms
+
+    name = hp.test_split if split == "test" else split
+    if name not in OFLOW_SPLITS:
+        raise ConfigError(f"data.test_split must be 'test' or 'test_new_individual', got {name!r}")
+    index = OFlowIndex(
+        hp.root,
+        name,
+        num_frames=hp.num_frames if num_frames is None else num_frames,
+        stride=hp.clip_stride,
+        offset=hp.clip_offset if offset is None else offset,
+        categories=hp.oflow_categories,
+        max_clips=hp.oflow_max_sequences,
+        partial_folder=hp.partial_folder,
+    )
+    return index, clip_transforms(index, hp.normalize, cache=hp.cache)
+
+
+class OFlowShapeDataset(ShapeFrameDataset):
+    """:class:`ShapeFrameDataset` items read from an O-Flow split: one item per frame (each frame of
+    the split once, normalised with its clip's transform); the surface cloud, uniform and near-surface
+    queries are random subsets drawn from the full frame files (only those rows are read)."""
+
+    def __init__(self, index, transforms: np.ndarray, n_points=1024, n_uniform=1024, n_near=1024,
+                 deterministic=False, seed=0, augment_aspect=0.0):
+        self.oflow, self.tf = index, transforms
+        self._setup(list(index.frames), n_points, n_uniform, n_near, deterministic, seed, augment_aspect)
+
+    def _count(self, key: str, s: int, t: int) -> int:
+        from latent4d.motion.oflow import point_count
+
+        return point_count(self.oflow.files(s, key, t))
+
+    def _fetch(self, s: int, t: int, pi, ui, ni):
+        from latent4d.motion.oflow import read_points, read_queries
+
+        loc, scale = self.tf[s, :3].astype(np.float32), float(self.tf[s, 3])
+        pts = read_points(self.oflow.files(s, "surface", t), pi, loc, scale)
+        qu, ou = read_queries(self.oflow.files(s, "uniform", t), ui, loc, scale)
+        qn, on = read_queries(self.oflow.files(s, "near", t), ni, loc, scale)
+        return pts, np.concatenate([qu, qn]), np.concatenate([ou, on])
+
+
+class OFlowDeformDataset(DeformPairDataset):
+    """:class:`DeformPairDataset` items read from an O-Flow split: ``pairs_per_sequence`` random frame
+    pairs per clip (training) or (0, t) for t = 1..T-1 (evaluation), corresponding surface samples
+    drawn from the full ``pcl_seq`` files."""
+
+    def __init__(self, index, transforms: np.ndarray, n_points=1024, n_queries=1024, deterministic=False,
+                 seed=0, source_frame=None, pairs_per_sequence=16):
+        self.oflow, self.tf = index, transforms
+        self._setup(len(index), index.num_frames, n_points, n_queries, deterministic, seed, source_frame,
+                    pairs_per_sequence)
+
+    def _count(self, s: int) -> int:
+        from latent4d.motion.oflow import point_count
+
+        return point_count(self.oflow.files(s, "surface", 0))
+
+    def _pair(self, s: int, src: int, tgt: int, idx):
+        from latent4d.motion.oflow import read_clip_surface
+
+        pts = read_clip_surface(self.oflow, s, idx, self.tf[s], frames=(src, tgt))
+        return pts[0], pts[1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,45 +504,39 @@ class MotionDataModule(SplitDataModule):
         data_seed: int = 0,
         kinds=KINDS,
         motions=MOTIONS,
-        oflow_categories=None,
-        oflow_max_sequences=None,
         augment_aspect: float = 0.0,
+        category=None,
+        test_split: str = "test",
+        **oflow,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionDataModule: mode must be 'shape' or 'deform', got {mode!r}")
-        if source not in ("procedural", "oflow"):
-            raise ConfigError(f"MotionDataModule: source must be 'procedural' or 'oflow', got {source!r}")
-        if source == "oflow" and not root:
-            raise ConfigError("data.source=oflow needs data.root=<dataset folder in the O-Flow layout>")
+        oflow.update(oflow_options(oflow, source, root, test_split, category))
         # plain lists (not OmegaConf containers) so that checkpoints load with weights_only=True
         kinds, motions = [str(k) for k in kinds], [str(m) for m in motions]
-        oflow_categories = None if oflow_categories is None else [str(c) for c in oflow_categories]
         self.save_hyperparameters()
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def load_split(self, split: str) -> dict[str, np.ndarray]:
+        """Arrays of a procedural split (O-Flow data is streamed: see :meth:`split_dataset`)."""
         hp = self.hparams
+        if hp.source == "oflow":
+            raise ConfigError("O-Flow splits are streamed from their files, never loaded whole")
         if split not in self.arrays:
-            if hp.source == "oflow":
-                from latent4d.motion.oflow import load_oflow_split
-
-                name = {"train": "train", "val": "val", "test_motion": "test", "test_identity": "test"}[split]
-                self.arrays[split] = load_oflow_split(
-                    hp.root,
-                    name,
-                    num_frames=hp.num_frames,
-                    n_surface=hp.n_surface,
-                    n_uniform=hp.n_uniform_store,
-                    n_near=hp.n_near_store,
-                    categories=hp.oflow_categories,
-                    max_sequences=hp.oflow_max_sequences,
-                    seed=hp.data_seed,
-                )
-            else:
-                n = {"train": hp.n_train, "val": hp.n_val}.get(split, hp.n_test)
-                self.arrays[split] = procedural_split_of(hp, split, n)
+            n = {"train": hp.n_train, "val": hp.n_val}.get(split, hp.n_test)
+            self.arrays[split] = procedural_split_of(hp, split, n)
         return self.arrays[split]
+
+    def _oflow_dataset(self, split: str) -> Dataset:
+        hp = self.hparams
+        index, tf = oflow_index(hp, split)
+        seed, train = hp.seed + ("train", "val", "test").index(split), split == "train"
+        if hp.mode == "shape":
+            return OFlowShapeDataset(index, tf, hp.n_points, hp.n_uniform, hp.n_near, deterministic=not train,
+                                     seed=seed, augment_aspect=hp.augment_aspect)
+        return OFlowDeformDataset(index, tf, hp.n_points, hp.n_queries, deterministic=not train, seed=seed,
+                                  pairs_per_sequence=hp.pairs_per_sequence)
 
     def _dataset(self, split: str, train: bool) -> Dataset:
         hp = self.hparams
@@ -465,12 +561,46 @@ class MotionDataModule(SplitDataModule):
         )
 
     def split_dataset(self, split: str) -> Dataset:
-        """``train`` / ``val``; ``test``: both held-out splits (O-Flow data: its ``test.lst``)."""
+        """``train`` / ``val``; ``test``: both held-out splits (O-Flow data: the ``data.test_split`` list,
+        ``test`` = unseen motions, ``test_new_individual`` = unseen individuals)."""
+        if self.hparams.source == "oflow":
+            return self._oflow_dataset(split)
         if split != "test":
             return self._dataset(split, split == "train")
-        if self.hparams.source == "oflow":
-            return self._dataset("test_motion", False)
         return ConcatDataset([self._dataset(s, False) for s in HELD_OUT])
+
+
+# O-Flow settings of both motion data modules (keyword arguments; conf/data/motion_*.yaml documents them)
+OFLOW_OPTIONS = dict(
+    oflow_categories=None,  # category folders (``category`` is the one-name form)
+    oflow_max_sequences=None,  # cap on the clips per split
+    clip_stride=None,  # frames between window starts (default num_frames - 1; the official loaders: 1)
+    clip_offset=0,  # frames skipped at the start of each sequence (official deformation diffusion: 15)
+    normalize="clip",  # clip: each window fills [-0.5, 0.5]; dataset: the files' own loc / scale (official)
+    partial_folder="depth_rotate45",  # depth clouds of the partial inputs (the official folder name)
+    cache=True,  # cache clip transforms and encoded latents in $LATENT4D_CACHE
+)
+
+
+def oflow_options(given: dict, source, root, test_split, category) -> dict:
+    """The O-Flow settings ``given`` to a data module, checked and completed with :data:`OFLOW_OPTIONS`."""
+    unknown = sorted(set(given) - set(OFLOW_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown data option(s) {unknown} (known: {sorted(OFLOW_OPTIONS)})")
+    opts = {**OFLOW_OPTIONS, **given}
+    if source not in ("procedural", "oflow"):
+        raise ConfigError(f"data.source must be 'procedural' or 'oflow', got {source!r}")
+    if source == "oflow" and not root:
+        raise ConfigError("data.source=oflow needs data.root=<dataset folder in the O-Flow layout>")
+    if test_split not in ("test", "test_new_individual"):
+        raise ConfigError(f"data.test_split must be 'test' or 'test_new_individual', got {test_split!r}")
+    if opts["normalize"] not in ("clip", "dataset"):
+        raise ConfigError(f"data.normalize must be 'clip' or 'dataset', got {opts['normalize']!r}")
+    cats = category or opts["oflow_categories"]
+    cats = [cats] if isinstance(cats, str) else cats
+    # plain lists (not OmegaConf containers) so that checkpoints load with weights_only=True
+    opts["oflow_categories"] = None if cats is None else [str(c) for c in cats]
+    return opts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,34 +756,167 @@ class LatentDiffusionDataset(Dataset):
             o = o + rng.normal(scale=self.noise, size=o.shape)
         return o.astype(np.float32)
 
+    def _latents(self, i: int, s: int, j: int, frames: list[int]) -> dict[str, np.ndarray]:
+        """``x0`` (and in deform mode ``shape``, the latents of the window's first frame) of item ``i``."""
+        if self.mode == "shape":
+            return {"x0": self.lat["shape"][s, j]}
+        return {"x0": self.lat["deform"][s, j], "shape": self.lat["shape"][s, frames[0]]}
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s, j = self.index[i]
         seed = (self.seed, i) if self.deterministic else (self.seed, i, int(torch.randint(2**31 - 1, (1,))))
         rng = np.random.default_rng(seed)
         sparse = bool(rng.random() < self.p_sparse)
         if self.mode == "shape":
-            obs = self._obs(rng, s, [j], sparse)[0]
-            return {
-                "x0": torch.from_numpy(self.lat["shape"][s, j]),
-                "obs": torch.from_numpy(obs),
-                "corresponding": torch.tensor(sparse),
-            }
-        T = self.T
-        frames = list(range(T)) if j == 0 else list(range(T - 1, -1, -1))
+            frames = [j]
+        else:
+            frames = list(range(self.T)) if j == 0 else list(range(self.T - 1, -1, -1))
         obs = self._obs(rng, s, frames, sparse)
-        return {
-            "x0": torch.from_numpy(self.lat["deform"][s, j]),
-            "shape": torch.from_numpy(self.lat["shape"][s, frames[0]]),
-            "obs": torch.from_numpy(obs),
-            "corresponding": torch.tensor(sparse),
-        }
+        item = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in self._latents(i, s, j, frames).items()}
+        item["obs"] = torch.from_numpy(obs[0] if self.mode == "shape" else obs)
+        item["corresponding"] = torch.tensor(sparse)
+        return item
+
+
+def _digest(net) -> str:
+    """Short hash of a network's weights (so cached latents follow the autoencoder they came from)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _progress(items, total: int, label: str):
+    if total < 64:
+        return items
+    from rich.progress import track
+
+    return track(items, total=total, description=label, transient=True)
+
+
+@torch.no_grad()
+def _encode_oflow(out: dict, index, tf, sae, dae, n_points: int, seed: int, reverse: bool, device) -> None:
+    """Fill ``out`` (memory-mapped arrays) with posterior-mean latents of every clip / frame of ``index``."""
+    from latent4d.motion.oflow import point_count, read_clip_surface
+
+    def subset(k: int, j: int) -> np.ndarray:
+        n = point_count(index.files(k, "surface", j))
+        return np.random.default_rng([seed, k, j]).choice(n, n_points, replace=n < n_points)
+
+    if dae is None:  # shape mode: one latent set per frame, encoded in batches
+        fr = index.frames
+        for b in _progress(range(0, len(fr), 32), (len(fr) + 31) // 32, "encoding frames"):
+            pts = [read_clip_surface(index, k, subset(k, j), tf[k], frames=(j,))[0] for k, j in fr[b : b + 32]]
+            z = sae.encode(torch.from_numpy(np.stack(pts)).to(device), sample=False).z
+            out["shape"][b : b + len(pts)] = z.float().cpu().numpy()
+        return
+    T = index.num_frames
+    for k in _progress(range(len(index)), len(index), "encoding clips"):
+        pts = torch.from_numpy(read_clip_surface(index, k, subset(k, 0), tf[k])).to(device)  # (T, n, 3)
+        dirs = [(0, list(range(1, T)))] + ([(T - 1, list(range(T - 2, -1, -1)))] if reverse else [])
+        firsts = [d[0] for d in dirs]
+        out["shape"][k] = sae.encode(pts[firsts], sample=False).z.float().cpu().numpy()
+        for d, (src, tgts) in enumerate(dirs):
+            z = dae.encode(pts[src][None].expand(len(tgts), -1, -1), pts[tgts], sample=False).z
+            out["deform"][k, d] = z.float().cpu().numpy()
+
+
+def oflow_latents(index, tf, sae, dae=None, n_points: int = 1024, seed: int = 0, reverse: bool = True,
+                  cache: bool = True, key: dict | None = None) -> dict[str, np.ndarray]:
+    """Latents of an O-Flow split under frozen autoencoders, as memory-mapped ``.npy`` arrays cached in
+    ``$LATENT4D_CACHE`` (:func:`latent4d.cache.cache_root`; built once, then only read).
+
+    Shape mode (``dae`` None): ``shape`` (frames, M, C), one row per ``index.frames`` entry. Deform mode:
+    ``shape`` (clips, D, M, C) latents of each direction's first frame, ``deform`` (clips, D, T-1, Md, Cd);
+    D = 2 with ``reverse`` (frame 0 -> 1..T-1 and frame T-1 -> T-2..0), else 1. The shape and deformation
+    sets of a clip come from one subset of ``n_points`` surface samples (as :func:`encode_latents`).
+    """
+    from latent4d.cache import cache_key, cache_root
+    from latent4d.fileio import atomic_dir
+
+    D = 2 if reverse else 1
+    shapes = {"shape": (len(index.frames),) + _latent_shape(sae)}
+    if dae is not None:
+        shapes = {"shape": (len(index), D) + _latent_shape(sae),
+                  "deform": (len(index), D, index.num_frames - 1) + _latent_shape(dae)}
+    params = dict(key or {}, index=index.key(), tf=tf.tolist(), sae=_digest(sae),
+                  dae=None if dae is None else _digest(dae), n=n_points, seed=seed, reverse=reverse, v=1)
+    folder = cache_root() / f"motion-oflow-latents-{cache_key(params)}"
+    if cache and all((folder / f"{k}.npy").is_file() for k in shapes):
+        try:
+            got = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in shapes}
+            if all(got[k].shape == shapes[k] for k in shapes):
+                return got
+        except Exception:  # noqa: BLE001 - corrupt cache: rebuild
+            pass
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    nets = [n for n in (sae, dae) if n is not None]
+    for n in nets:
+        n.to(device)
+    try:
+        with atomic_dir(folder) as tmp:
+            out = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", "w+", np.float32, v) for k, v in shapes.items()}
+            _encode_oflow(out, index, tf, sae, dae, n_points, seed, reverse, device)
+            for v in out.values():
+                v.flush()
+            del out
+    finally:
+        for n in nets:
+            n.to("cpu")
+    return {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in shapes}
+
+
+def _latent_shape(ae) -> tuple[int, int]:
+    return (int(ae.config.num_latents), int(ae.config.latent_channels))
+
+
+class OFlowLatentDataset(LatentDiffusionDataset):
+    """:class:`LatentDiffusionDataset` items of an O-Flow split: latents from :func:`oflow_latents`
+    (memory-mapped), observations read per item from the files: sparse = ``n_obs`` corresponding
+    ``pcl_seq`` points (one index set for every frame of the window, as the official
+    ``SubsamplePointcloudSeq(connected_samples=True)``), partial = ``n_obs`` points of the depth clouds
+    in ``depth_rotate45/`` (``partial_folder``); then Gaussian noise of std ``noise``."""
+
+    def __init__(self, index, tf, latents, mode="shape", n_obs=300, noise=0.001, p_sparse=0.5,
+                 deterministic=False, seed=0, partial=True):
+        if mode not in ("shape", "deform"):
+            raise ConfigError(f"LatentDiffusionDataset: mode must be 'shape' or 'deform', got {mode!r}")
+        self.oflow, self.tf, self.lat = index, tf, latents
+        self.mode, self.n_obs, self.noise, self.p_sparse = mode, n_obs, noise, p_sparse if partial else 1.0
+        self.deterministic, self.seed = deterministic, seed
+        self.S, self.T = len(index), index.num_frames
+        self.D = latents["deform"].shape[1] if mode == "deform" else 1
+        self.index = list(index.frames) if mode == "shape" else [(k, d) for k in range(self.S) for d in range(self.D)]
+
+    def _latents(self, i: int, s: int, j: int, frames: list[int]) -> dict[str, np.ndarray]:
+        if self.mode == "shape":
+            return {"x0": np.array(self.lat["shape"][i])}  # copies out of the read-only memory map
+        return {"x0": np.array(self.lat["deform"][s, j]), "shape": np.array(self.lat["shape"][s, j])}
+
+    def _obs(self, rng: np.random.Generator, s: int, frames: list[int], sparse: bool) -> np.ndarray:
+        from latent4d.motion.oflow import point_count, read_points
+
+        files = [self.oflow.files(s, "surface" if sparse else "partial", j) for j in frames]
+        n = min(point_count(f) for f in files)
+        idx = rng.choice(n, self.n_obs, replace=n < self.n_obs)
+        loc, scale = self.tf[s, :3].astype(np.float32), float(self.tf[s, 3])
+        o = np.stack([read_points(f, idx, loc, scale) for f in files])
+        if self.noise > 0:
+            o = o + rng.normal(scale=self.noise, size=o.shape)
+        return o.astype(np.float32)
 
 
 class MotionLatentDataModule(SplitDataModule):
-    """Latents of the procedural splits under trained autoencoders, for the diffusion experiments.
+    """Latents of the procedural splits (or of an O-Flow dataset: ``source="oflow"``, ``root``,
+    ``category``) under trained autoencoders, for the diffusion experiments.
 
     ``shape_ae_run`` / ``deform_ae_run``: run directories (or exported folders) of
-    ``motion/shape_ae`` and ``motion/deform_ae``. Latents are encoded once in ``setup``.
+    ``motion/shape_ae`` and ``motion/deform_ae``. Latents are encoded once in ``setup`` (O-Flow:
+    cached on disk and memory-mapped, see :func:`oflow_latents`; observations streamed per item).
+    The test split is the validation split for procedural data, the ``test_split`` list for O-Flow data.
     """
 
     def __init__(
@@ -684,10 +947,16 @@ class MotionLatentDataModule(SplitDataModule):
         data_seed: int = 0,
         kinds=KINDS,
         motions=MOTIONS,
+        source: str = "procedural",
+        root: str | None = None,
+        category=None,
+        test_split: str = "test",
+        **oflow,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionLatentDataModule: mode must be 'shape' or 'deform', got {mode!r}")
+        oflow.update(oflow_options(oflow, source, root, test_split, category))
         if not shape_ae_run:
             raise ConfigError(
                 "the diffusion experiments need a trained shape autoencoder: "
@@ -710,10 +979,32 @@ class MotionLatentDataModule(SplitDataModule):
         return procedural_split_of(hp, split, n)
 
     def split_dataset(self, split: str) -> Dataset:
-        """The latents are encoded once for ``train`` and ``val``; ``test`` is the validation set."""
+        """The latents are encoded once for ``train`` and ``val``; ``test`` is the validation set
+        (procedural) or the ``test_split`` list (O-Flow)."""
+        if self.hparams.source == "oflow":
+            return self._oflow_split(split)
         if "val" not in self.sets:
             self._encode_splits()
         return self.sets["val" if split == "test" else split]
+
+    def _oflow_split(self, split: str) -> Dataset:
+        from latent4d.motion.deform import DeformVecSetAE
+        from latent4d.motion.module import load_autoencoder
+        from latent4d.motion.vecset import ShapeVecSetAE
+
+        hp = self.hparams
+        if split in self.sets:
+            return self.sets[split]
+        sae = load_autoencoder(ShapeVecSetAE, hp.shape_ae_run)
+        dae = load_autoencoder(DeformVecSetAE, hp.deform_ae_run) if hp.mode == "deform" else None
+        # shape mode: every frame of the windows once (OFlowIndex.frames); deform mode: the windows
+        index, tf = oflow_index(hp, split)
+        seed = hp.data_seed + ("train", "val", "test").index(split)
+        lat = oflow_latents(index, tf, sae, dae, hp.n_points, seed, hp.reverse, hp.cache,
+                            key=dict(normalize=hp.normalize))
+        self.latents[split] = lat
+        return OFlowLatentDataset(index, tf, lat, hp.mode, hp.n_obs, hp.noise, hp.p_sparse,
+                                  deterministic=split != "train", seed=hp.seed + seed, partial=hp.p_sparse < 1)
 
     def _encode_splits(self) -> None:
         from latent4d.motion.deform import DeformVecSetAE
@@ -763,6 +1054,12 @@ class MotionLatentDataModule(SplitDataModule):
             )
 
     def train_latents(self) -> dict[str, np.ndarray]:
-        """Training latents (for the denoiser's normalisation statistics)."""
+        """Training latents (for the denoiser's normalisation statistics; O-Flow data: at most 4096 rows
+        drawn at random from the memory-mapped cache)."""
         self.setup("fit")
-        return self.latents["train"]
+        lat = self.latents["train"]
+        if self.hparams.source != "oflow":
+            return lat
+        n = len(lat["shape"])
+        rows = np.sort(np.random.default_rng(self.hparams.data_seed).choice(n, min(n, 4096), replace=False))
+        return {k: np.asarray(v[rows]) for k, v in lat.items()}

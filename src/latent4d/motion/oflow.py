@@ -20,6 +20,7 @@ surface bounding box), the convention of :mod:`latent4d.motion.data`.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,258 @@ def read_mesh_sequence(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list
             )
         verts.append(v)
     return np.stack(verts), faces, files
+
+
+# ----------------------------------------------------------------------------------------------
+# streaming: lazy frame files, split index, clip normalisation
+
+HELD_OUT_LISTS = ("test", "test_new_individual")
+PARTIAL_FOLDER = "depth_rotate45"
+
+
+def _npy_header(f, path: Path, key: str, size: int) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of the .npy stream at ``f``'s position, checked
+    against the ``size`` bytes the member holds (nothing allocated from an unchecked header)."""
+    start = f.tell()
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    if dtype.hasobject:
+        raise InputError(f"{path}: '{key}' holds Python objects (refused: data files hold numbers only)")
+    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if need > size - (f.tell() - start):
+        raise InputError(f"{path}: '{key}' header promises {need} bytes, the file holds fewer (truncated?)")
+    return shape, fortran, dtype, f.tell()
+
+
+def npz_member(path: str | Path, key: str) -> np.ndarray:
+    """Array ``key`` of an ``.npz`` file without reading the others: memory-mapped (read-only) when
+    the member is stored uncompressed (``np.savez``), else decompressed on its own."""
+    import struct
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{key}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                with zf.open(info) as m:
+                    return np.lib.format.read_array(m, allow_pickle=False)
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            head = f.read(30)
+            if len(head) < 30 or head[:4] != b"PK\x03\x04":
+                raise InputError(f"{path}: broken zip entry for '{key}'")
+            name_len, extra_len = struct.unpack("<HH", head[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            shape, fortran, dtype, offset = _npy_header(f, path, key, info.file_size)
+        if int(np.prod(shape, dtype=np.int64)) == 0:
+            return np.empty(shape, dtype)
+        return np.memmap(path, dtype, "r", offset, shape, "F" if fortran else "C")
+    except InputError:
+        raise
+    except KeyError:
+        raise InputError(f"{path}: missing array '{key}'") from None
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{path}: cannot read '{key}' ({type(e).__name__}: {e})") from e
+
+
+def frame_transform(path: str | Path) -> tuple[np.ndarray, float]:
+    """(loc (3,), scale) of one frame file: world = loc + scale * points (identity when absent)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+    loc = npz_member(path, "loc") if "loc.npy" in names else np.zeros(3)
+    scale = npz_member(path, "scale") if "scale.npy" in names else np.ones(1)
+    loc, scale = np.asarray(loc, np.float32).reshape(-1), np.asarray(scale, np.float64).reshape(-1)
+    if loc.size != 3 or scale.size != 1 or not np.isfinite(loc).all() or not scale[0] > 0:
+        raise InputError(f"{path}: 'loc' must be 3 finite numbers and 'scale' one positive number")
+    return loc, float(scale[0])
+
+
+def _points_member(path: Path) -> np.ndarray:
+    pts = npz_member(path, "points")
+    if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
+        raise InputError(f"{path}: 'points' must be (N, 3) with N >= 1, got {pts.shape}")
+    return pts
+
+
+def read_points(path: str | Path, idx: np.ndarray | None, loc0: np.ndarray, scale0: float) -> np.ndarray:
+    """Points ``idx`` (all when None) of one frame file, in the clip frame (world - loc0) / scale0:
+    (k, 3) float32. Only the rows asked for are read."""
+    path = Path(path)
+    pts = _points_member(path)
+    sel = np.asarray(pts if idx is None else pts[np.sort(idx)], np.float32)
+    if idx is not None:
+        sel = sel[np.argsort(np.argsort(idx))]
+    if not np.isfinite(sel).all():
+        raise InputError(f"{path}: 'points' contains NaN or inf")
+    loc, scale = frame_transform(path)
+    return ((loc + scale * sel) - loc0) / scale0
+
+
+def read_queries(
+    path: str | Path, idx: np.ndarray, loc0: np.ndarray, scale0: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Occupancy queries ``idx`` of one ``points_seq`` file: points (k, 3) float32 in the clip frame
+    and occupancies (k,) bool (packed bits decoded only at ``idx``)."""
+    path = Path(path)
+    n = len(_points_member(path))
+    occ = npz_member(path, "occupancies")
+    if occ.dtype == np.uint8 and occ.size * 8 >= n and occ.size < n:
+        j = np.asarray(idx, np.int64)
+        o = ((np.asarray(occ[j >> 3]) >> (7 - (j & 7))) & 1).astype(bool)
+    elif occ.size == n:
+        o = np.asarray(occ.reshape(n)[idx]).astype(bool)
+    else:
+        raise InputError(
+            f"{path}: {occ.size} occupancies for {n} points (expected {n} values or {(n + 7) // 8} packed bytes)"
+        )
+    return read_points(path, idx, loc0, scale0), o
+
+
+def point_count(path: str | Path) -> int:
+    """Number of points of a frame file (from the header only)."""
+    return len(_points_member(Path(path)))
+
+
+class OFlowIndex:
+    """File index of one split of an O-Flow dataset: no point data is read to build it.
+
+    ``sequences``: per sequence a dict of frame-file lists (``surface``, ``uniform``, ``near``,
+    ``partial``; ``near`` falls back to ``uniform``, ``partial`` may be empty). ``clips``: (sequence,
+    start) windows of ``num_frames`` frames, starting at ``offset`` every ``stride`` frames (the
+    official loaders: stride 1, offset 15 for deformation diffusion); ``tail=True`` adds a last window
+    ending at the last frame so that every frame after ``offset`` is covered. ``frames``: each covered
+    frame once, as (clip, frame in clip).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        num_frames: int = 17,
+        stride: int | None = None,
+        offset: int = 0,
+        categories=None,
+        max_clips: int | None = None,
+        partial_folder: str = PARTIAL_FOLDER,
+        tail: bool = True,
+    ):
+        if num_frames < 1:
+            raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
+        stride = int(stride or max(1, num_frames - 1))
+        if stride < 1 or offset < 0:
+            raise ConfigError(f"clip stride must be >= 1 and offset >= 0, got {stride} / {offset}")
+        self.split, self.num_frames, self.stride, self.offset = split, num_frames, stride, offset
+        self.sequences: list[dict[str, list[Path]]] = []
+        self.names: list[str] = []
+        self.clips: list[tuple[int, int]] = []
+        skipped = []
+        for seq in read_split_list(root, split, categories):
+            surf, uni, near = _sequence_files(seq, 1)
+            if len(surf) < num_frames + offset:
+                skipped.append(f"{seq.name} ({len(surf)} frames)")
+                continue
+            part = _frames(seq / partial_folder)
+            if part and len(part) != len(surf):
+                raise InputError(
+                    f"{seq}: {len(surf)} frames in {FOLDERS['surface']}/ but {len(part)} in "
+                    f"{partial_folder}/ (mismatched frame counts)"
+                )
+            self.sequences.append(dict(surface=surf, uniform=uni, near=near or uni, partial=part))
+            self.names.append(f"{seq.parent.name}/{seq.name}")
+            starts = list(range(offset, len(surf) - num_frames + 1, stride))
+            if tail and starts[-1] + num_frames < len(surf):
+                starts.append(len(surf) - num_frames)
+            self.clips += [(len(self.sequences) - 1, s) for s in starts]
+        if skipped:
+            warnings.warn(
+                f"O-Flow split '{split}': {len(skipped)} sequence(s) shorter than offset {offset} + one clip of "
+                f"{num_frames} frames skipped: {', '.join(skipped[:5])}",
+                stacklevel=2,
+            )
+        if not self.clips:
+            raise InputError(f"O-Flow split '{split}' under '{root}': no sequence holds a clip of {num_frames} frames")
+        if max_clips:
+            self.clips = self.clips[: int(max_clips)]
+        seen: set[tuple[int, int]] = set()
+        self.frames: list[tuple[int, int]] = []
+        for k, (si, start) in enumerate(self.clips):
+            for j in range(num_frames):
+                if (si, start + j) not in seen:
+                    seen.add((si, start + j))
+                    self.frames.append((k, j))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def files(self, k: int, kind: str, j: int | None = None):
+        """Frame files of clip ``k`` (``kind`` in surface / uniform / near / partial): all its frames, or frame ``j``."""
+        si, start = self.clips[k]
+        fs = self.sequences[si][kind]
+        if not fs:
+            raise ConfigError(
+                f"{self.names[si]}: no '{kind}' frames (partial inputs read {PARTIAL_FOLDER}/: write it with "
+                "scripts/prepare_motion_dataset.py --partial, or train on sparse inputs only: data.p_sparse=1)"
+            )
+        return fs[start : start + self.num_frames] if j is None else fs[start + j]
+
+    def key(self) -> dict:
+        """What identifies the split's content (file names, sizes and modification times), for caches."""
+        stats = []
+        for seq in self.sequences:
+            for f in (seq["surface"][0], seq["surface"][-1]):
+                st = f.stat()
+                stats.append([str(f), st.st_size, st.st_mtime_ns, len(seq["surface"])])
+        return dict(split=self.split, T=self.num_frames, stride=self.stride, offset=self.offset,
+                    clips=len(self.clips), files=stats)
+
+    def transform(self, k: int, normalize: str = "dataset") -> tuple[np.ndarray, float]:
+        """(loc0, scale0) of clip ``k``: normalised = (world - loc0) / scale0.
+
+        ``dataset`` (the official loaders): the stored loc / scale of the clip's first frame, so the
+        dataset's own normalisation is kept. ``clip``: the clip's surface fills [-0.5, 0.5] along its
+        largest bounding-box side (reads the clip's surface files: cached by the data modules).
+        """
+        if normalize == "dataset":
+            return frame_transform(self.files(k, "surface", 0))
+        if normalize != "clip":
+            raise ConfigError(f"normalize must be 'dataset' or 'clip', got {normalize!r}")
+        lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+        for f in self.files(k, "surface"):
+            w = read_points(f, None, np.zeros(3, np.float32), 1.0)
+            lo, hi = np.minimum(lo, w.min(0)), np.maximum(hi, w.max(0))
+        scale = float((hi - lo).max())
+        if not scale > 0:
+            raise InputError(f"{self.names[self.clips[k][0]]}: degenerate surface (all points coincide)")
+        return ((lo + hi) / 2).astype(np.float32), scale
+
+
+def clip_transforms(index: OFlowIndex, normalize: str, cache: bool = True) -> np.ndarray:
+    """(clips, 4) float64 rows (loc0 x, y, z, scale0) of every clip of ``index`` (cached on disk with
+    :func:`latent4d.cache.cached_npz` for ``normalize="clip"``, which reads every surface file once)."""
+    from latent4d.cache import cached_npz
+
+    def build() -> dict[str, np.ndarray]:
+        rows = [np.r_[loc, scale] for loc, scale in (index.transform(k, normalize) for k in range(len(index)))]
+        return {"rows": np.asarray(rows, np.float64).reshape(-1, 4)}
+
+    key = dict(index.key(), normalize=normalize, v=1)
+    return cached_npz("motion-oflow-norm", key, build, enabled=cache and normalize == "clip")["rows"]
+
+
+def read_clip_surface(
+    index: OFlowIndex, k: int, idx: np.ndarray, transform: np.ndarray, frames=None
+) -> np.ndarray:
+    """Surface samples ``idx`` (corresponding) of clip ``k``'s frames (all, or ``frames``): (T, k, 3) float32."""
+    fs = index.files(k, "surface")
+    frames = range(len(fs)) if frames is None else frames
+    loc, scale = transform[:3].astype(np.float32), float(transform[3])
+    return np.stack([read_points(fs[j], idx, loc, scale) for j in frames])

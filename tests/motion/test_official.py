@@ -1,4 +1,5 @@
-"""Official Motion2VecSets / 3DShape2VecSet weights (issue 22): ``latent4d import-weights m2v-shape-ae``.
+"""Official Motion2VecSets / 3DShape2VecSet weights (issue 22): ``latent4d import-weights m2v-shape-ae`` and
+``m2v-deform-ae``.
 
 Checkpoints are fabricated in the official layout (``{"model": state_dict, "args": argparse.Namespace,
 ...}`` with the official tensor names and shapes, random weights). The imported network is compared with a
@@ -21,12 +22,15 @@ from helpers import Payload, call, fails
 from latent4d.errors import InputError
 from latent4d.geometry.sampling import farthest_point_sampling
 from latent4d.motion import official
+from latent4d.motion.deform import DeformVecSetAE
 from latent4d.motion.vecset import ShapeVecSetAE
 from latent4d.trust import load_network
 
 SMALL = dict(width=64, depth=3, channels=8, inner=128, freqs=8)  # inner: 8 heads x 16 in the latent layers
 PAPER = dict(width=512, depth=24, channels=8, inner=512, freqs=8)
 PAPER_WIDTH = dict(PAPER, depth=4)  # the forward at paper widths, fewer latent layers (CPU test time)
+DEFORM_SMALL = dict(SMALL, channels=32, point_width=32, out_dim=3)  # official: point / query width = width / 2
+DEFORM_PAPER = dict(PAPER, channels=32, point_width=256, out_dim=3)
 TOL = 1e-4
 
 
@@ -34,10 +38,13 @@ TOL = 1e-4
 # the official layout and forward, from the paper's equations
 
 
-def official_shapes(width: int, depth: int, channels: int, inner: int, freqs: int) -> dict[str, tuple]:
-    """Tensor names and shapes of the official ``KLAutoEncoder`` state dict (``models_ae.py``)."""
-    shapes: dict[str, tuple] = {"point_embed.basis": (3, 3 * freqs), "point_embed.mlp.weight": (width, 6 * freqs + 3),
-                                "point_embed.mlp.bias": (width,)}
+def official_shapes(width: int, depth: int, channels: int, inner: int, freqs: int, point_width: int | None = None,
+                    out_dim: int = 1) -> dict[str, tuple]:
+    """Tensor names and shapes of the official ``KLAutoEncoder`` state dict (``models_ae.py``); with
+    ``point_width`` (width / 2) and ``out_dim=3``, of ``KLAutoEncoder_deform``."""
+    pw = point_width or width
+    shapes: dict[str, tuple] = {"point_embed.basis": (3, 3 * freqs), "point_embed.mlp.weight": (pw, 6 * freqs + 3),
+                                "point_embed.mlp.bias": (pw,)}
 
     def norm(p, d):
         shapes.update({f"{p}.weight": (d,), f"{p}.bias": (d,)})
@@ -63,10 +70,10 @@ def official_shapes(width: int, depth: int, channels: int, inner: int, freqs: in
         attn(f"layers.{i}.0.fn", width, inner)
         norm(f"layers.{i}.1.norm", width)
         ff(f"layers.{i}.1.fn")
-    norm("decoder_cross_attn.norm", width)
+    norm("decoder_cross_attn.norm", pw)
     norm("decoder_cross_attn.norm_context", width)
-    attn("decoder_cross_attn.fn", width, width)
-    linear("to_outputs", 1, width)
+    attn("decoder_cross_attn.fn", pw, width)
+    linear("to_outputs", out_dim, pw)
     linear("proj", width, channels)
     linear("mean_fc", channels, width)
     linear("logvar_fc", channels, width)
@@ -118,12 +125,29 @@ def _embed(x, sd):
     return _linear(torch.cat([proj.sin(), proj.cos(), x], dim=-1), sd, "point_embed.mlp")
 
 
-def official_forward(sd, pc, queries, idx, eps=None, heads: int = 8):
+def _gather(pc, idx):
+    return torch.gather(pc, 1, idx[..., None].expand(-1, -1, 3))
+
+
+def official_forward(sd, pc, queries, idx, eps=None):
     """The official KLAutoEncoder: encode (FPS queries ``idx``) -> posterior -> decode -> logits (B, Q),
     kl (B,). ``eps``: the posterior's noise (None: the mean)."""
+    logits, kl = official_vecset(sd, _embed(_gather(pc, idx), sd), _embed(pc, sd), queries, eps)
+    return logits.squeeze(-1), kl
+
+
+def official_deform_forward(sd, src, tgt, queries, idx, eps=None):
+    """The official KLAutoEncoder_deform: encoder tokens are [embed(source), embed(target)] (FPS of the
+    source, reused on the target) -> posterior -> decode -> target positions (B, Q, 3), kl (B,)."""
+    qe = torch.cat([_embed(_gather(src, idx), sd), _embed(_gather(tgt, idx), sd)], dim=-1)
+    pe = torch.cat([_embed(src, sd), _embed(tgt, sd)], dim=-1)
+    return official_vecset(sd, qe, pe, queries, eps)
+
+
+def official_vecset(sd, qe, pe, queries, eps=None, heads: int = 8):
+    """What both official autoencoders share: query tokens ``qe`` cross-attend to point tokens ``pe``,
+    the KL bottleneck, the latent layers and the query decoder -> (output (B, Q, out_dim), kl (B,))."""
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("layers."))
-    sampled = torch.gather(pc, 1, idx[..., None].expand(-1, -1, 3))
-    qe, pe = _embed(sampled, sd), _embed(pc, sd)
     x = _attention(_ln(qe, sd, "cross_attend_blocks.0.norm"), _ln(pe, sd, "cross_attend_blocks.0.norm_context"),
                    sd, "cross_attend_blocks.0.fn", heads=1) + qe
     x = _geglu_ff(_ln(x, sd, "cross_attend_blocks.1.norm"), sd, "cross_attend_blocks.1.fn") + x
@@ -138,7 +162,7 @@ def official_forward(sd, pc, queries, idx, eps=None, heads: int = 8):
     qe = _embed(queries, sd)
     lat = _attention(_ln(qe, sd, "decoder_cross_attn.norm"), _ln(x, sd, "decoder_cross_attn.norm_context"), sd,
                      "decoder_cross_attn.fn", heads=1)
-    return _linear(lat, sd, "to_outputs").squeeze(-1), kl
+    return _linear(lat, sd, "to_outputs"), kl
 
 
 def save_official(path, sd, extra=None):
@@ -328,3 +352,91 @@ def test_foreign_output_folder_is_kept(tmp_path, capsys):
     ckpt = save_official(tmp_path / "ae.pth", official_state_dict(**SMALL))
     fails(capsys, ["import-weights", "m2v-shape-ae", ckpt, out], "out=", official.MARKER)
     assert (out / "notes.txt").read_text() == "keep" and len(list(out.iterdir())) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# deformation autoencoder
+
+
+def _deform_inputs(n=600, q=700, seed=4, batch=2):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.rand(batch, n, 3, generator=g) - 0.5
+    return src, src + 0.05 * torch.randn(batch, n, 3, generator=g), torch.rand(batch, q, 3, generator=g) - 0.5
+
+
+def _deform_diff(net, sd, src, tgt, queries, num_latents, sample: bool):
+    idx = farthest_point_sampling(src, num_latents)
+    eps = torch.randn(len(src), num_latents, sd["mean_fc.weight"].shape[0], generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        post = net.encode(src, tgt, sample=sample, generator=torch.Generator().manual_seed(5))
+        pos = net.query(net.decode(post.z), queries)
+        ref, ref_kl = official_deform_forward(sd, src, tgt, queries, idx, eps if sample else None)
+    return max((pos - ref).abs().max().item(), (post.kl() - ref_kl).abs().max().item()), ref
+
+
+def test_official_deform_config_is_the_official_layout():
+    import tempfile
+
+    from hydra.utils import instantiate
+
+    from latent4d.train import compose_config
+
+    cfg = compose_config(["experiment=motion/deform_ae", "model=motion_deform_ae_official"], tempfile.mkdtemp())
+    with torch.device("meta"):
+        net = instantiate(cfg.model.ae)
+    assert isinstance(net, DeformVecSetAE) and net.pair_proj is None and net.disp_embed is None
+    own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    want = {official.rename(k, official.DEFORM_AE.rules): s for k, s in official_shapes(**DEFORM_PAPER).items()
+            if k != official.BASIS}
+    assert own == want
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_imported_deform_matches_official_forward(tmp_path, capsys, sample):
+    sd = official_state_dict(seed=7, **DEFORM_SMALL)
+    ckpt = save_official(tmp_path / "deform.pth", sd)
+    rc, err = call(capsys, "import-weights", "m2v-deform-ae", ckpt, tmp_path / "dae", "--num-latents", "64")
+    assert rc == 0, err
+    net = load_network(DeformVecSetAE, tmp_path / "dae").eval()
+    assert net.config.point_width == 32 and net.config.predict == "position" and net.config.latent_channels == 32
+    src, tgt, queries = _deform_inputs()
+    diff, ref = _deform_diff(net, sd, src, tgt, queries, 64, sample)
+    print(f"deform: max |latent4d - official| = {diff:.2e} (positions up to {ref.abs().max():.2f})")
+    assert ref.abs().max() > 0.1 and diff < TOL
+
+
+def test_imported_deform_matches_official_forward_paper_size():
+    sd = official_state_dict(seed=8, **dict(DEFORM_PAPER, depth=4))
+    net = official.convert(official.DEFORM_AE, sd, 512, "test")
+    src, tgt, queries = _deform_inputs(n=2048, q=1024, batch=1)
+    diff, _ = _deform_diff(net, sd, src, tgt, queries, 512, sample=False)
+    print(f"deform, paper widths: max |latent4d - official| = {diff:.2e}")
+    assert diff < TOL
+
+
+def test_a_shape_checkpoint_is_not_a_deformation_ae(tmp_path, capsys):
+    ckpt = save_official(tmp_path / "ae.pth", official_state_dict(**SMALL))
+    fails(capsys, ["import-weights", "m2v-deform-ae", ckpt, tmp_path / "out"], "ae.pth", "half its width")
+    assert not (tmp_path / "out").exists()
+
+
+def test_reconstruct_with_imported_autoencoders(tmp_path, capsys):
+    """Both imported folders drive `latent4d reconstruct motion method=autoencoder` (no run folders)."""
+    import numpy as np
+
+    src, tgt, _ = _deform_inputs(n=256, batch=1)
+    sd = official_state_dict(**SMALL)
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-0.4, 0.4, 16)] * 3, indexing="ij"), -1).reshape(1, -1, 3)
+    logits = official_forward(sd, src, grid, farthest_point_sampling(src, 64))[0]
+    sd["to_outputs.bias"] -= logits.median()  # random weights: put a zero level inside the box
+    call(capsys, "import-weights", "m2v-shape-ae", save_official(tmp_path / "s.pth", sd), tmp_path / "sae",
+         "--num-latents", "64")
+    call(capsys, "import-weights", "m2v-deform-ae",
+         save_official(tmp_path / "d.pth", official_state_dict(seed=7, **DEFORM_SMALL)), tmp_path / "dae",
+         "--num-latents", "64")
+    np.save(tmp_path / "clip.npy", torch.cat([src, tgt]).numpy())
+    rc, err = call(capsys, "reconstruct", "motion", f"input={tmp_path / 'clip.npy'}", "method=autoencoder",
+                   f"shape_ae={tmp_path / 'sae'}", f"deform_ae={tmp_path / 'dae'}", f"out={tmp_path / 'rec'}",
+                   "render=false", "resolution=32", "normalize=false")
+    assert rc == 0, err
+    assert any((tmp_path / "rec").iterdir())

@@ -3,13 +3,15 @@
 ``latent4d import-weights <kind> <checkpoint.pth> <out_dir>`` (:func:`import_weights`):
 
 * ``m2v-shape-ae``: the official ``KLAutoEncoder`` (``kl_d512_m512_l8``) -> :class:`ShapeVecSetAE` in its
-  official layout (``model=motion_shape_ae_official``).
+  official layout (``model=motion_shape_ae_official``);
+* ``m2v-deform-ae``: the official ``KLAutoEncoder_deform`` (``de_kl_d512_m512_l32``) ->
+  :class:`DeformVecSetAE` in its official layout (``model=motion_deform_ae_official``).
 
 The official training scripts save ``{"model": state_dict, "optimizer": ..., "epoch": int, "scaler": ...,
 "args": argparse.Namespace}``. The file is read with ``weights_only=True`` through
 :func:`latent4d.trust.load_checkpoint`, with an explicit allow-list of harmless types (:data:`SAFE_TYPES`:
 the ``argparse.Namespace`` of the training options, paths): any other Python object named in the pickle
-is refused before it is called. Every official tensor is renamed to its latent4d place (:data:`SHAPE_AE`);
+is refused before it is called. Every official tensor is renamed to its latent4d place (:data:`KINDS`);
 missing, unexpected and mis-shaped tensors are listed (by their official names) in one
 :class:`InputError`; the network's sizes (width, latent channels, depth, Fourier frequencies) come from
 the tensor shapes. The result is a ``save_pretrained`` folder (``config.json`` with ``_class_name`` +
@@ -36,6 +38,7 @@ from pathlib import Path
 import torch
 
 from latent4d.errors import ConfigError, InputError
+from latent4d.motion.deform import DeformVecSetAE
 from latent4d.motion.vecset import ShapeVecSetAE
 
 #: types the official checkpoints hold besides tensors and plain containers (rebuilt as data only)
@@ -155,12 +158,24 @@ def _latent_layers(sd: dict, where: str) -> tuple[int, int]:
 
 def shape_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     """:class:`ShapeVecSetAE` settings of an official ``KLAutoEncoder`` state dict (sizes from shapes)."""
-    width, n_in = _shape(sd, "point_embed.mlp.weight", where)
+    point_width, n_in = _shape(sd, "point_embed.mlp.weight", where)
     depth, dim_head = _latent_layers(sd, where)
-    return dict(num_latents=num_latents, latent_channels=_shape(sd, "mean_fc.weight", where)[0], width=width,
-                heads=OFFICIAL_HEADS, dim_head=dim_head, depth=depth, num_freqs=_num_freqs(sd, width, n_in, where),
-                decoder_heads=1, encoder_heads=1, query_residual=False, final_norm=False,
-                drop_path=OFFICIAL_DROP_PATH)
+    return dict(num_latents=num_latents, latent_channels=_shape(sd, "mean_fc.weight", where)[0],
+                width=_shape(sd, "cross_attend_blocks.0.norm.weight", where)[0], heads=OFFICIAL_HEADS,
+                dim_head=dim_head, depth=depth, num_freqs=_num_freqs(sd, point_width, n_in, where), decoder_heads=1,
+                encoder_heads=1, query_residual=False, final_norm=False, drop_path=OFFICIAL_DROP_PATH)
+
+
+def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
+    """:class:`DeformVecSetAE` settings of an official ``KLAutoEncoder_deform`` state dict: the shape AE's,
+    plus a point embedding half the width whose source / target pair is the encoder token."""
+    cfg = shape_ae_config(sd, num_latents, where)
+    point_width = _shape(sd, "point_embed.mlp.weight", where)[0]
+    if 2 * point_width != cfg["width"]:
+        raise InputError(f"{where}: point embedding {point_width} wide for a {cfg['width']}-wide encoder; the "
+                         "official deformation AE concatenates two embeddings of half its width")
+    return dict(cfg, point_width=point_width, pair_projection=False, displacement_features=False,
+                predict="position")
 
 
 @dataclass(frozen=True)
@@ -175,7 +190,9 @@ class OfficialKind:
 
 SHAPE_AE = OfficialKind("KLAutoEncoder", ShapeVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_occ.")),
                         shape_ae_config)
-KINDS: dict[str, OfficialKind] = {"m2v-shape-ae": SHAPE_AE}
+DEFORM_AE = OfficialKind("KLAutoEncoder_deform", DeformVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_pos.")),
+                         deform_ae_config)
+KINDS: dict[str, OfficialKind] = {"m2v-shape-ae": SHAPE_AE, "m2v-deform-ae": DEFORM_AE}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -114,6 +114,13 @@ class VecSetCodec:
     KL bottleneck of the encoder tokens, the latent decoder (a linear map up, ``depth`` self-attention
     blocks) and the chunked cross-attention queries. Attribute names are those of the saved weights."""
 
+    def _build_encoder(self, width: int, heads: int, dim_head: int) -> CrossAttentionBlock:
+        """The encoder's cross-attention + feed-forward on ``width`` tokens: ``config.encoder_heads``
+        heads each ``width // encoder_heads`` wide (the official one head x width), or, when None,
+        ``heads`` x ``dim_head`` as the latent layers."""
+        eh = self.config.get("encoder_heads")
+        return CrossAttentionBlock(width, width, *((heads, dim_head) if eh is None else (eh, width // eh)))
+
     def _build_latents(
         self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int, decoder_heads: int,
         query_width: int | None = None,
@@ -193,8 +200,7 @@ class ShapeVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
         layers while training."""
         super().__init__()
         self.point_embed = FourierPointEmbed(width, num_freqs=num_freqs)
-        eh, edh = (heads, dim_head) if encoder_heads is None else (encoder_heads, width // encoder_heads)
-        self.encoder = CrossAttentionBlock(width, width, eh, edh)
+        self.encoder = self._build_encoder(width, heads, dim_head)
         self._build_latents(width, latent_channels, heads, dim_head, depth, decoder_heads)
         self.to_occ = nn.Linear(width, 1)
 

@@ -86,6 +86,10 @@ _NUMPY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multi
                   ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"), ("builtins", "slice")}
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allow-list."""
+
+
 class _SafeUnpickler(pickle.Unpickler):
     """Builds numpy arrays / scalars / dtypes, numbers, strings, bytes, lists, tuples, dicts, sets;
     refuses every other global (so no constructor or function of the file's choosing is called)."""
@@ -93,7 +97,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed (only numpy arrays and plain data)")
+        raise _Refused(f"global '{module}.{name}' is not allowed (only numpy arrays and plain data)")
 
 
 def safe_unpickle(path: str | Path, what: str = "pickle"):
@@ -106,7 +110,7 @@ def safe_unpickle(path: str | Path, what: str = "pickle"):
         raise InputError(f"{what} '{path}' has {path.stat().st_size:,} bytes (at most {MAX_PICKLE_BYTES:,} read)")
     try:
         return _SafeUnpickler(_io.BytesIO(path.read_bytes())).load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise InputError(f"{what} '{path}' refused: {e}; latent4d never runs code from a data file") from None
     except Exception as e:  # noqa: BLE001 - damaged streams raise many kinds
         raise InputError(f"{what} '{path}' is not a readable pickle of arrays ({type(e).__name__}: "

@@ -440,3 +440,23 @@ def test_reconstruct_with_imported_autoencoders(tmp_path, capsys):
                    "render=false", "resolution=32", "normalize=false")
     assert rc == 0, err
     assert any((tmp_path / "rec").iterdir())
+
+
+def test_official_layouts_train():
+    """The official layouts train as latent4d's own (DropPath active in training): every weight gets a
+    finite gradient from the autoencoders' losses."""
+    torch.manual_seed(0)
+    shape = ShapeVecSetAE(num_latents=16, width=32, heads=2, dim_head=16, depth=2, decoder_heads=1, encoder_heads=1,
+                          query_residual=False, final_norm=False, drop_path=0.1).train()
+    deform = DeformVecSetAE(num_latents=16, width=32, heads=2, dim_head=16, depth=2, decoder_heads=1, encoder_heads=1,
+                            query_residual=False, final_norm=False, drop_path=0.1, point_width=16,
+                            pair_projection=False, displacement_features=False, predict="position").train()
+    src, tgt, queries = _deform_inputs(n=64, q=32, batch=8)  # DropPath drops a branch for all 8: 1e-8
+    out = shape(src, queries)
+    loss = F.binary_cross_entropy_with_logits(out["logits"], (queries.norm(dim=-1) < 0.3).float()) + out["kl"].mean()
+    out = deform(src, tgt, src)
+    loss = loss + (out["positions"] - tgt).square().mean() + out["kl"].mean()
+    loss.backward()
+    for net in (shape, deform):
+        for name, p in net.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name

@@ -1,6 +1,6 @@
 """The hair panel: show, colour, edit and save hairstyles; sample / blend / edit with a trained run.
 
-Files (``.data``, ``.hair``, ``.ply`` with edges, ``.npz``) are read with
+Files (``.data``, ``.hair``, ``.ply`` with edges, ``.npz``, ``.usd/.usda/.usdc``) are read with
 ``latent4d.hair.formats.read_hair``. Strands are drawn as a line set over the head (when the roots
 lie on the USC-HairSalon head), coloured by one of :data:`COLOR_MODES`. A preview of at most
 ``preview_count`` strands (10k by default) is drawn; ``full_density()`` draws them all.
@@ -76,9 +76,9 @@ def default_scalp():
 
 
 def is_hair_file(path: Path) -> bool:
-    """True for hair files: ``.data``/``.hair``, ``.npz`` with strands, ``.ply`` with an edge element."""
+    """True for hair files: ``.data``/``.hair``/``.usd*``, ``.npz`` with strands, ``.ply`` with an edge element."""
     ext = path.suffix.lower()
-    if ext in (".data", ".hair"):
+    if ext in (".data", ".hair", ".usd", ".usda", ".usdc"):
         return True
     if ext == ".ply":
         try:
@@ -123,7 +123,7 @@ EDIT_TOOLS = (
     ("extend", "Extend", "ext_m", "extend_metres", (0.5, 30.0), 100.0, "length added by Extend (cm)"),
     ("curl", "Curl", "curl_a", "curl_amplitude", (0.1, 4.0), 100.0, "curl radius (cm)"),
 )
-HAIR_EXTS = (".data", ".hair", ".ply", ".npz")
+HAIR_EXTS = (".data", ".hair", ".ply", ".npz", ".usd", ".usda", ".usdc")
 
 
 @register_panel("hair", kinds=(FileKind("hair", HAIR_EXTS),), runs=("hair",), order=0, probe=0)
@@ -620,7 +620,7 @@ class HairPanel(ui.Panel):
             root.add_child(ui.hrow(em, w[op], w[key]))
         w["undo"] = ui.button("Undo", lambda: self._ui(self.undo), "Ctrl+Z")
         w["redo"] = ui.button("Redo", lambda: self._ui(self.redo), "Ctrl+Y")
-        w["save"] = ui.button("Save...", self._on_save, "write the edited hair (.data/.hair/.ply/.npz)")
+        w["save"] = ui.button("Save...", self._on_save, "write the edited hair (.data/.hair/.ply/.npz/.usd*)")
         root.add_child(ui.hrow(em, w["undo"], w["redo"], w["save"]))
 
     def _build_model(self, root, em: float) -> None:
@@ -686,6 +686,7 @@ class HairPanel(ui.Panel):
                 (".hair", "Cem Yuksel"),
                 (".ply", "PLY polylines"),
                 (".npz", "NumPy"),
+                (".usdc", "USD (Blender, Houdini, Unreal)"),
             ],
             on_done=lambda p: self._ui(self.save, p),
         )

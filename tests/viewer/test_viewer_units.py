@@ -81,7 +81,7 @@ def test_hair_file_detection(tmp_path):
     from latent4d.hair.formats import write_hair
 
     h = _hair(10, 5)
-    for ext in (".data", ".hair", ".ply", ".npz"):
+    for ext in (".data", ".hair", ".ply", ".npz", ".usda"):
         write_hair(tmp_path / f"h{ext}", h)
         assert is_hair_file(tmp_path / f"h{ext}")
     import trimesh

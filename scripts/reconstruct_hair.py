@@ -5,7 +5,7 @@ Same as ``latent4d reconstruct hair run=... input=... [key=value ...]``, with th
 (``conf/reconstruct/hair.yaml``):
 
     python scripts/reconstruct_hair.py --run outputs/hair/style_vae/<time> --input scan.ply \
-        [--scalp scalp.obj] [--out out_dir] [--format data|hair|ply|npz] [--strands 20000] \
+        [--scalp scalp.obj] [--out out_dir] [--format data|hair|ply|npz|usd|usda|usdc] [--strands 20000] \
         [--inits 4] [--retrieve 2] [--steps 200] [--seed 0] [--no-render] [--view front] [key=value ...]
 
 Options left out keep the config file's defaults; any other setting of the config (``lr=0.02``,
@@ -26,7 +26,7 @@ OPTIONS = {"run": "hairstyle-VAE run directory (or saved pipeline folder)",
            "input": "observation: .ply/.npz point cloud or a partial hair file",
            "scalp": "scalp mesh (.obj/.ply) in the head frame",
            "out": "output folder (default: <input>_reconstruction)",
-           "format": "data, hair, ply or npz",
+           "format": "data, hair, ply, npz, usd, usda or usdc",
            "strands": "dense strands of the result",
            "inits": "initial style latents tried",
            "retrieve": "nearest training styles of the run's latent bank used as extra starts (0: none)",

@@ -58,9 +58,13 @@ def _dotlist(items: list[str]):
 
 
 def _run_command(command: str, items: list[str]) -> None:
-    """sample / evaluate: need run=<dir>; dispatch on the run's family."""
+    """sample / evaluate: need run=<dir>; dispatch on the run's family. ``evaluate <family> ...``
+    (no run: a folder of results) goes to the family's ``evaluate_folder(args)``."""
     from latent4d.config import find_run_dir, load_run_config
 
+    if command == "evaluate" and items and "=" not in items[0]:
+        _family_command(items[0], "evaluate_folder")(_dotlist(items[1:]))
+        return
     args = _dotlist(items)
     run_dir = find_run_dir(args.get("run"))
     run_cfg = load_run_config(run_dir)
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train an experiment: latent4d train experiment=<family>/<name> [overrides]",
                    add_help=False)
     for c, h in (("sample", "sample from a trained run: run=<dir> ..."),
-                 ("evaluate", "evaluate a trained run: run=<dir> ..."),
+                 ("evaluate", "evaluate a trained run: run=<dir> ...; results: evaluate objects frames=<dir> ..."),
                  ("export", "export networks (save_pretrained) from a checkpoint: run=<dir> [ckpt=best|last|file]")):
         sp = sub.add_parser(c, help=h)
         sp.add_argument("options", nargs="*")

@@ -178,3 +178,25 @@ def test_safe_unpickle(tmp_path):
     (tmp_path / "junk.pkl").write_bytes(b"\x80\x04junk")
     with pytest.raises(InputError, match="not a readable pickle"):
         safe_unpickle(tmp_path / "junk.pkl")
+
+
+def test_reconstruct_objects_from_a_nocs_frame(tiny_run, tmp_path):
+    """``reconstruct objects frame=<prefix>``: the layout's masks and class table; the class-0 instance and
+    a category the database lacks are skipped with their reasons (printed and in summary.json)."""
+    from latent4d.objects.commands import reconstruct
+
+    p = _nocs(tmp_path, camera=False)
+    out = tmp_path / "out"
+    args = [f"frame={p}", f"run={tiny_run[0]}", "iterations=3", "init_iterations=1", "init_candidates=1", "level=3",
+            "max_points=200", f"out={out}", "categories=1:bottle,6:can"]
+    reconstruct(args)
+    objs = {o["instance_id"]: o for o in json.loads((out / "summary.json").read_text())["objects"]}
+    assert objs[1]["status"] == "ok" and objs[1]["category"] == "bottle"
+    assert objs[2]["status"] == "skipped" and "not in the latent database" in objs[2]["reason"]
+    assert objs[3]["status"] == "skipped" and "class 0" in objs[3]["reason"]
+    from latent4d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="frame= names the files"):
+        reconstruct(args + [f"rgb={p}_color.png"])
+    with pytest.raises(InputError, match="no instance to reconstruct"):
+        reconstruct([a for a in args if not a.startswith("categories")] + ["categories=5:laptop", f"out={out}2"])

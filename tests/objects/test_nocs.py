@@ -178,3 +178,27 @@ def test_eval_folder_nocs_pickles(tmp_path):
     assert [g.category for g in f.gts] == ["bottle", "mug"] and f.gts[1].handle_visible is False
     np.testing.assert_allclose(f.gts[0].size, [0.2, 0.2, 0.2])
     assert evaluate_frames([f])["categories"]["bottle"]["IoU50"] == pytest.approx(1.0)
+
+
+def test_cli_evaluate_objects(tmp_path, capsys):
+    from latent4d.cli import main
+
+    frames = tmp_path / "frames"
+    for f in _tiny_set():
+        (frames / f.name).mkdir(parents=True)
+        dump = [{"category": b.category, "R": b.R.tolist(), "t": b.t.tolist(), "size": b.size.tolist(),
+                 "score": b.score} for b in f.preds]
+        (frames / f.name / "summary.json").write_text(json.dumps({"objects": dump}))
+        (frames / f.name / "gt.json").write_text(json.dumps({"objects": [{"category": b.category, "R": b.R.tolist(),
+                                                                          "t": b.t.tolist(), "size": b.size.tolist()}
+                                                                         for b in f.gts]}))
+    out = tmp_path / "eval"
+    # predictions= holds <frame>/summary.json
+    assert main(["evaluate", "objects", f"frames={frames}", f"predictions={frames}", f"out={out}", "iou=aabb"]) == 0
+    res = json.loads((out / "nocs_map.json").read_text())
+    assert res["iou_method"] == "aabb" and res["mean"]["IoU25"] == pytest.approx(0.5)
+    assert (out / "precision_recall.png").stat().st_size > 1000
+    assert "mean" in capsys.readouterr().out
+    assert main(["evaluate", "objects", f"frames={frames}", "iou=box"]) == 2
+    assert main(["evaluate", "objects", f"frames={tmp_path / 'none'}", f"out={tmp_path / 'e2'}"]) == 2
+    assert "not a folder" in capsys.readouterr().err

@@ -4,10 +4,15 @@
   decode database codes (and category means) to coloured meshes + a preview PNG;
 * ``latent4d evaluate run=<dir> [scenes=6] [iterations=100] [out=<file>]`` — pose / shape accuracy on
   held-out synthetic scenes (ours and the ShAPO recipe);
+* ``latent4d evaluate objects frames=<dir> [predictions=<dir>] [iou=nocs|aabb|exact] [out=<dir>]`` — the
+  NOCS protocol (:mod:`latent4d.objects.nocs`) on a folder of frames with ground truth and predictions:
+  ``nocs_map.json`` and ``precision_recall.png``;
 * ``latent4d reconstruct objects rgb=... depth=... mask=... intrinsics=... [run=<dir>]
   [categories=mug|1:mug,2:camera] [iterations=100] [out=<dir>] [depth_scale=1000] [key=value ...]`` —
   per object a coloured mesh in the camera frame and a JSON (pose, size, codes), plus ``overlay.png``;
-  every setting of ``conf/reconstruct/objects.yaml`` is a ``key=value`` override;
+  every setting of ``conf/reconstruct/objects.yaml`` is a ``key=value`` override; or
+  ``latent4d reconstruct objects frame=<prefix> [format=nocs|ycb|generic] [categories=1:bottle,...|table.json]``
+  for a frame of a dataset layout (:mod:`latent4d.objects.layouts`);
 * ``latent4d demo --only objects`` — train a latent database, build a scene, reconstruct it.
 
 ``sample`` / ``evaluate`` options are dataclasses (:class:`SampleOptions`, :class:`EvaluateOptions`)
@@ -34,6 +39,7 @@ from latent4d.errors import ConfigError, InputError
 from latent4d.fileio import atomic_dir, write_json_atomic
 from latent4d.objects.io import export_mesh, preview_image, save_png, write_scene_reconstruction
 from latent4d.objects.reconstruct import MESH_LEVELS
+from latent4d.objects.types import ObjectReconstruction
 from latent4d.options import check_output_dir, check_output_file, opt, parse_options
 
 log = logging.getLogger("latent4d.objects")
@@ -156,34 +162,90 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     return summary
 
 
+@dataclass
+class EvaluateFolderOptions:
+    """``latent4d evaluate objects frames=<dir> ...`` (the NOCS protocol, :mod:`latent4d.objects.nocs`)."""
+
+    frames: str | None = opt(None, help="folder of frames with ground truth: NOCS results_*.pkl, or frame "
+                             "folders with gt.json (save_scene)")
+    predictions: str | None = opt(None, help="folder of predictions: <frame>/summary.json or <frame>.json "
+                                  "(default: <frame>/reconstruction/summary.json, or the pkl's pred_*)")
+    iou: str = opt("nocs", choices=("nocs", "aabb", "exact"),
+                   help="3D IoU of the IoU criteria and of the pose matching (nocs: the published formula)")
+    pose_iou: float | None = opt(0.1, min=0, max=1, help="pose criteria count predictions matched at this IoU "
+                                 "(the reference's 0.1; null: all predictions)")
+    categories: Any = opt(None, help="class id -> category of NOCS pickles (default NOCS's 1 bottle ... 6 mug)")
+    out: str = opt("outputs/objects/evaluate", help="output folder: nocs_map.json and precision_recall.png")
+
+
+def evaluate_folder(args: DictConfig) -> dict:
+    """``latent4d evaluate objects frames=<dir> [predictions=<dir>] [iou=nocs|aabb|exact] [out=<dir>]``:
+    NOCS mAP (IoU25 / IoU50 with the chosen IoU and the exact one beside it; 5deg2cm / 5deg5cm /
+    10deg2cm / 10deg5cm) per category and mean, written whole to ``<out>/nocs_map.json`` and
+    ``<out>/precision_recall.png`` (options: :class:`EvaluateFolderOptions`; ``out`` checked first)."""
+    from latent4d.objects.layouts import category_table
+    from latent4d.objects.nocs import evaluate_frames, plot_precision_recall, read_eval_folder
+
+    o = parse_options(EvaluateFolderOptions, args, "evaluate objects")
+    if not o.frames:
+        raise ConfigError("evaluate objects needs frames=<folder of frames with ground truth> (and optionally "
+                          "predictions=<folder>, iou=nocs|aabb|exact, out=<folder>)")
+    out = check_output_dir(o.out, "out", marker="nocs_map.json")
+    frames, notes = read_eval_folder(o.frames, o.predictions, category_table(o.categories))
+    for n in notes:
+        print(f"[latent4d] {n}")
+    methods = (o.iou, *[m for m in ("exact",) if m != o.iou])
+    res = evaluate_frames(frames, methods=methods, pose_iou=o.pose_iou)
+    with atomic_dir(out, marker="nocs_map.json") as tmp:
+        plot_precision_recall(res, tmp / "precision_recall.png")
+        write_json_atomic(tmp / "nocs_map.json", {**res, "notes": notes, "frames_dir": str(o.frames)})
+    _print_map_table(res)
+    print(f"[latent4d] wrote {out / 'nocs_map.json'} and {out / 'precision_recall.png'}")
+    return res
+
+
+def _print_map_table(res: dict) -> None:
+    keys = [k for k in res["mean"]]
+    print(f"{'category':<12}" + "".join(f"{k:>13}" for k in keys))
+    for c, row in [*res["categories"].items(), ("mean", res["mean"])]:
+        print(f"{c:<12}" + "".join(f"{100 * row[k]:>13.1f}" for k in keys))
+
+
 # ----------------------------------------------------------------------------------------------
 # reconstruct
 
 
 def reconstruct(options: list[str]) -> dict:
-    """``latent4d reconstruct objects rgb=... depth=... mask=... intrinsics=... [key=value ...]`` (see the
+    """``latent4d reconstruct objects rgb=... depth=... mask=... intrinsics=... [key=value ...]`` or
+    ``latent4d reconstruct objects frame=<dataset frame prefix> [format=nocs|ycb|generic]`` (see the
     module docstring; settings: ``conf/reconstruct/objects.yaml``).
 
     Everything is checked before the optimisation starts: the settings, ``out=``, the files
-    (:func:`latent4d.objects.io.read_rgbd`: sizes, intrinsics that fit the images, plausible depth),
-    the run and the categories. Nothing is written when no object could be reconstructed.
+    (:func:`latent4d.objects.io.read_rgbd` / :func:`latent4d.objects.layouts.read_layout_frame`: sizes,
+    intrinsics that fit the images, plausible depth), the run and the categories. Instances a dataset
+    layout cannot map to a database category are skipped with the reason (printed and in the summary).
+    Nothing is written when no object could be reconstructed.
     """
     import torch
 
-    from latent4d.objects.io import read_rgbd
     from latent4d.objects.pipeline import ObjectsPipeline
-    from latent4d.objects.reconstruct import check_categories, reconstruct_settings
+    from latent4d.objects.reconstruct import reconstruct_settings
 
     cfg = reconstruct_settings(options)
     files = cfg.input_files()
     out = check_output_dir(cfg.out, "out", marker="summary.json")
-    frame = read_rgbd(files["rgb"], files["depth"], files["mask"], files["intrinsics"], cfg.depth_scale,
-                      min_fov_deg=cfg.min_fov)
+    frame, cats, skipped = _read_input(cfg, files)
     pipe = ObjectsPipeline.from_pretrained(cfg.run)
-    check_categories(cfg.category_map(), frame, pipe.database, str(files["mask"]))
+    cats, skipped = _check_input_categories(cfg, files, frame, cats, skipped, pipe.database)
+    for iid, why in skipped.items():
+        print(f"object {iid}: skipped ({why})")
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    results = pipe.reconstruct(frame, config=cfg)
+    ids = None if cats is None or not isinstance(cats, dict) or not cfg.frame else sorted(cats)
+    if ids == []:
+        raise InputError(f"frame '{cfg.frame}': no instance to reconstruct (nothing written to {out}): "
+                         + "; ".join(f"{i}: {w}" for i, w in skipped.items()))
+    results = pipe.reconstruct(frame, categories=cats, config=cfg, instance_ids=ids)
     for r in results:
         if r.status == "ok":
             print(f"object {r.instance_id} ({r.category}): t = {np.round(r.t, 3).tolist()} m, size = "
@@ -193,10 +255,45 @@ def reconstruct(options: list[str]) -> dict:
     if not any(r.status == "ok" for r in results):
         raise InputError("no object could be reconstructed (nothing written to "
                          f"{out}): " + "; ".join(f"{r.instance_id}: {r.reason}" for r in results))
+    results += [ObjectReconstruction(iid, status="skipped", reason=why) for iid, why in skipped.items()]
     summary = write_scene_reconstruction(frame, results, out)
-    print(f"[latent4d] {sum(r.status == 'ok' for r in results)}/{len(results)} objects in {time.time() - t0:.1f} s; "
-          f"wrote {out}")
+    n_ok = sum(r.status == "ok" for r in results)
+    print(f"[latent4d] {n_ok}/{len(results)} objects in {time.time() - t0:.1f} s; wrote {out}")
     return summary
+
+
+def _read_input(cfg, files: dict):
+    """The frame of ``reconstruct objects``: (Scene, categories or None, {instance: skip reason})."""
+    if not cfg.frame:
+        from latent4d.objects.io import read_rgbd
+
+        frame = read_rgbd(files["rgb"], files["depth"], files["mask"], files["intrinsics"], cfg.depth_scale,
+                          min_fov_deg=cfg.min_fov)
+        return frame, cfg.category_map(), {}
+    from latent4d.objects.layouts import read_layout_frame
+
+    lf = read_layout_frame(cfg.frame, cfg.format, categories=cfg.categories, intrinsics=cfg.intrinsics,
+                           depth_scale=cfg.depth_scale if cfg.format == "generic" else None, min_fov_deg=cfg.min_fov)
+    print(f"[latent4d] {lf.format} frame {cfg.frame}: instances {lf.scene.instance_ids}")
+    return lf.scene, lf.categories, dict(lf.skipped)
+
+
+def _check_input_categories(cfg, files, frame, cats, skipped, database):
+    """ConfigError for ``categories=`` the database / mask cannot serve (rgb= ... input); with
+    ``frame=`` instances of categories the database lacks are skipped with the reason instead."""
+    from latent4d.objects.reconstruct import check_categories
+
+    if not cfg.frame:
+        check_categories(cats, frame, database, str(files["mask"]))
+        return cats, skipped
+    known = sorted(set(database.categories))
+    keep = {}
+    for iid, c in cats.items():
+        if c is None or c in known:
+            keep[iid] = c
+        else:
+            skipped[iid] = f"category '{c}' is not in the latent database ({', '.join(known)})"
+    return keep, skipped
 
 
 # ----------------------------------------------------------------------------------------------

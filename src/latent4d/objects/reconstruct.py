@@ -51,9 +51,15 @@ class ObjectsReconstructConfig:
     depth: str | None = opt(None, help="16-bit depth PNG (depth_scale units per metre) or (H, W) float .npy in metres")
     mask: str | None = opt(None, help="instance ids (0 = background) or a colour-coded mask")
     intrinsics: str | None = opt(None, help="JSON {fx, fy, cx, cy, width, height} (pixels) or {K}")
+    frame: str | None = opt(None, help="a dataset frame's path prefix (NOCS .../0000, YCB .../000001, a latent4d "
+                            "folder) instead of rgb/depth/mask/intrinsics")
+    format: str = opt("auto", choices=("auto", "generic", "nocs", "ycb"),
+                      help="layout of frame= (auto: from the file names)")
     run: str | None = opt(None, help="objects/latent_db run directory (default: the latest)")
-    categories: Any = opt(None, help="one category for all instances, or id:name,id:name (default: tried)")
-    depth_scale: float = opt(1000.0, gt=0, help="raw depth PNG units per metre (1000: millimetres)")
+    categories: Any = opt(None, help="one category for all instances, or id:name,id:name (default: tried); with "
+                          "frame= in a dataset layout: class id:name, or a .json / .yaml table")
+    depth_scale: float = opt(1000.0, gt=0, help="raw depth PNG units per metre (1000: millimetres; NOCS and YCB "
+                             "frames carry their own)")
     min_fov: float = opt(FOV_RANGE_DEG[0], gt=0, max=FOV_RANGE_DEG[1],
                          help="smallest plausible field of view (degrees): lower it for a zoom lens or a crop")
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
@@ -87,7 +93,9 @@ class ObjectsReconstructConfig:
     lr_final: float = opt(0.05, min=0, max=1, help="cosine decay to this fraction of the start rates")
 
     def validate(self) -> None:
-        """Checks Hydra cannot express: the ``categories=`` syntax."""
+        """Checks Hydra cannot express: the ``categories=`` syntax (a table file with ``frame=``)."""
+        if self.frame and str(self.categories or "").endswith((".json", ".yaml", ".yml")):
+            return
         self.category_map()
 
     def category_map(self) -> dict[int, str] | str | None:
@@ -95,11 +103,18 @@ class ObjectsReconstructConfig:
         return parse_categories(self.categories)
 
     def input_files(self) -> dict[str, Path]:
-        """The four input files, checked to exist (ConfigError naming what is missing)."""
+        """The four input files, checked to exist (ConfigError naming what is missing); with ``frame=``
+        the layout's files are checked by :func:`latent4d.objects.layouts.read_layout_frame` instead."""
+        if self.frame:
+            given = [k for k in INPUT_FILES if k != "intrinsics" and getattr(self, k)]
+            if given:
+                raise ConfigError(f"reconstruct objects: frame= names the files; drop {', '.join(given)}= (or drop "
+                                  "frame= and give rgb=, depth=, mask=, intrinsics=)")
+            return {}
         missing = [k for k in INPUT_FILES if not getattr(self, k)]
         if missing:
             raise ConfigError("reconstruct objects needs " + ", ".join(f"{k}=<file>" for k in missing)
-                              + " (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)")
+                              + " or frame=<dataset frame prefix> (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)")
         return {k: check_input_file(getattr(self, k), k) for k in INPUT_FILES}
 
 

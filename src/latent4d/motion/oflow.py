@@ -206,6 +206,57 @@ def _save_npz(path: Path, **arrays) -> None:
             np.savez(f, **arrays)
 
 
+def weld(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Faces re-indexed so that vertices that coincide in every frame (UV / normal seams of exported
+    meshes duplicate them) become one: (F, 3). ``vertices`` (T, V, 3), ``tol`` relative to the extent."""
+    V = np.asarray(vertices, np.float64)
+    ext = float(np.ptp(V.reshape(-1, 3), 0).max()) or 1.0
+    keys = np.round(V.transpose(1, 0, 2).reshape(V.shape[1], -1) / (ext * tol)).astype(np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)][faces]
+
+
+def mesh_report(faces: np.ndarray) -> dict:
+    """Topology of welded ``faces`` (F, 3): ``components`` (F,) int labels of the connected parts,
+    ``n_parts``, ``open_edges`` (edges used by one face: holes) and ``bad_edges`` (used by 3+ faces)."""
+    import trimesh
+
+    e = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1)
+    _, counts = np.unique(e, axis=0, return_counts=True)
+    labels = trimesh.graph.connected_component_labels(trimesh.graph.face_adjacency(faces), len(faces))
+    return dict(components=labels, n_parts=int(labels.max()) + 1 if len(labels) else 0,
+                open_edges=int((counts == 1).sum()), bad_edges=int((counts > 2).sum()))
+
+
+class PartsOccupancy:
+    """Inside / outside of a mesh made of several closed parts: the union of the parts' insides (a
+    point inside two overlapping parts is inside; one parity test over all faces would call it
+    outside). Each part is Open3D's ray majority vote (:class:`~latent4d.geometry.sdf.MeshSDF`), asked
+    only about points inside its bounding box. Open parts (holes) are decided by the same vote: small
+    holes are closed by it, large openings leak (the prepare script warns about them)."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, components: np.ndarray):
+        from latent4d.geometry.sdf import MeshSDF
+
+        self.parts = []
+        for c in range(int(components.max()) + 1):
+            fc = faces[components == c]
+            used = np.unique(fc)
+            remap = np.full(len(vertices), -1, np.int64)
+            remap[used] = np.arange(len(used))
+            v = np.asarray(vertices[used], np.float32)
+            if len(fc) >= 4:  # fewer faces enclose nothing
+                self.parts.append((v.min(0), v.max(0), MeshSDF((v, remap[fc]))))
+
+    def occupancy(self, points: np.ndarray) -> np.ndarray:
+        occ = np.zeros(len(points), bool)
+        for lo, hi, sdf in self.parts:
+            inside = np.all((points >= lo) & (points <= hi), 1) & ~occ
+            if inside.any():
+                occ[inside] = sdf.occupancy(points[inside])
+        return occ
+
+
 def _save_queries(path: Path, points: np.ndarray, sdf, loc: np.ndarray, scale: float) -> None:
     """Occupancy queries (N, 3) as float16 with packbits occupancies (O-Flow's points_seq format)."""
     _save_npz(
@@ -215,6 +266,25 @@ def _save_queries(path: Path, points: np.ndarray, sdf, loc: np.ndarray, scale: f
         loc=loc,
         scale=np.float32(scale),
     )
+
+
+def partial_view(vertices: np.ndarray, faces: np.ndarray, resolution: int = 200, distance: float = 1.25,
+                 angle_deg: float = 45.0, z_up: bool = False, n_max: int = 100_000, rng=None) -> np.ndarray:
+    """Depth cloud of one normalised frame as the official ``depth_rotate45`` data: a camera with a
+    60 degree field of view at ``distance`` on +z looking at the origin, the mesh turned by
+    ``angle_deg`` about y (DeformingThings4D: ``z_up``, turned -90 degrees about x first, distance 1.0);
+    back-projected, at most ``n_max`` points, in the frame's normalised coordinates: (K, 3) float32."""
+    from latent4d.motion.observe import depth_points
+
+    a = np.radians(angle_deg)
+    R = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    if z_up:
+        R = R @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)
+    v = np.asarray(vertices, np.float64) @ R.T
+    pts = depth_points(v, faces, np.array([0.0, 0.0, distance]), resolution, fov_deg=60.0) @ R
+    if len(pts) > n_max:
+        pts = pts[np.random.default_rng(rng).choice(len(pts), n_max, replace=False)]
+    return pts.astype(np.float32)
 
 
 def write_oflow_sequence(
@@ -227,16 +297,18 @@ def write_oflow_sequence(
     near_sigmas=(0.004, 0.015),
     padding: float = 0.1,
     seed: int = 0,
-) -> int:
+    partial: dict | None = None,
+) -> dict:
     """Write one mesh sequence (T, V, 3) with shared ``faces`` in the O-Flow layout under ``out_dir``.
 
     Per frame: surface samples at one shared set of (face, barycentric) draws (so they correspond),
-    uniform points in the padded unit cube and near-surface points with occupancies from Open3D's
-    RaycastingScene. Every file stores the sequence's loc / scale (normalised = (world - loc) / scale,
-    scale = largest bounding-box side over the whole sequence). Returns the number of frames.
+    uniform points in the padded unit cube and near-surface points with occupancies (seams welded,
+    the union of the closed parts: :class:`PartsOccupancy`) and, with ``partial`` (keyword arguments
+    of :func:`partial_view`), a depth cloud in ``depth_rotate45/``. Every file stores the sequence's
+    loc / scale (normalised = (world - loc) / scale, scale = largest bounding-box side over the whole
+    sequence). Returns ``frames`` and the topology report of :func:`mesh_report`.
     """
     from latent4d.geometry.sampling import interpolate_barycentric, sample_surface
-    from latent4d.geometry.sdf import MeshSDF
 
     V = np.asarray(vertices, np.float64)
     F = np.asarray(faces, np.int64)
@@ -248,6 +320,8 @@ def write_oflow_sequence(
     if scale <= 0:
         raise InputError("write_oflow_sequence: degenerate mesh sequence (zero extent)")
     Vn = (V - loc) / scale
+    Fw = weld(Vn, F)
+    report = mesh_report(Fw)
     _, fidx, bary = sample_surface(Vn[0], F, n_surface, rng)
     out_dir = Path(out_dir)
     half = 0.5 + padding / 2
@@ -255,16 +329,21 @@ def write_oflow_sequence(
         name = f"{t:08d}.npz"
         surf = interpolate_barycentric(Vn[t], F, fidx, bary).astype(np.float32)
         _save_npz(out_dir / FOLDERS["surface"] / name, points=surf, loc=loc, scale=np.float32(scale))
-        sdf = MeshSDF((Vn[t].astype(np.float32), F))
+        occ = PartsOccupancy(Vn[t], Fw, report["components"])
         uni = rng.uniform(-half, half, (n_uniform, 3)).astype(np.float32)
-        _save_queries(out_dir / FOLDERS["uniform"] / name, uni, sdf, loc, scale)
+        _save_queries(out_dir / FOLDERS["uniform"] / name, uni, occ, loc, scale)
         _, fi, b = sample_surface(Vn[t], F, n_near, rng)
         sig = np.asarray(near_sigmas)[rng.integers(0, len(near_sigmas), n_near)]
         near = (
             interpolate_barycentric(Vn[t], F, fi, b) + rng.normal(size=(n_near, 3)) * sig[:, None]
         ).astype(np.float32)
-        _save_queries(out_dir / FOLDERS["near"] / name, near, sdf, loc, scale)
-    return len(Vn)
+        _save_queries(out_dir / FOLDERS["near"] / name, near, occ, loc, scale)
+        if partial is not None:
+            pts = partial_view(Vn[t], F, rng=rng, **partial)
+            if len(pts) == 0:
+                raise InputError(f"{out_dir.name} frame {t}: the partial-view camera sees nothing")
+            _save_npz(out_dir / PARTIAL_FOLDER / name, points=pts.astype(np.float16), loc=loc, scale=np.float32(scale))
+    return dict(frames=len(Vn), **{k: v for k, v in report.items() if k != "components"})
 
 
 def write_split_lists(category_dir: str | Path, splits: dict[str, list[str]]) -> None:

@@ -178,6 +178,20 @@ def test_eval_folder_nocs_pickles(tmp_path):
     assert [g.category for g in f.gts] == ["bottle", "mug"] and f.gts[1].handle_visible is False
     np.testing.assert_allclose(f.gts[0].size, [0.2, 0.2, 0.2])
     assert evaluate_frames([f])["categories"]["bottle"]["IoU50"] == pytest.approx(1.0)
+    # a ground-truth-only pickle (NOCS gts/*.pkl) takes predictions from predictions=<dir>/<stem>/summary.json
+    gts = tmp_path / "gts"
+    gts.mkdir()
+    only_gt = {k: v for k, v in res.items() if not k.startswith("pred_")}
+    (gts / "results_real_test_scene_1_0001.pkl").write_bytes(pickle.dumps(only_gt))
+    (f,), notes = read_eval_folder(gts)
+    assert f.preds == [] and "no predictions" in notes[0]
+    pred = tmp_path / "pred" / "results_real_test_scene_1_0001"
+    pred.mkdir(parents=True)
+    b = f.gts[0]
+    pred.joinpath("summary.json").write_text(json.dumps({"objects": [
+        {"category": "bottle", "R": b.R.tolist(), "t": b.t.tolist(), "size": b.size.tolist(), "score": 0.5}]}))
+    (f,), notes = read_eval_folder(gts, tmp_path / "pred")
+    assert notes == [] and [p.category for p in f.preds] == ["bottle"]
 
 
 def test_cli_evaluate_objects(tmp_path, capsys):

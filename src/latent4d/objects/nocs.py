@@ -382,18 +382,36 @@ def _read_pkl_frame(path: Path, names: dict[int, str]) -> FrameBoxes:
     return FrameBoxes(_pkl_boxes(d, "gt", names, str(path)), preds, path.stem)
 
 
-def _prediction_file(frame_dir: Path, predictions: Path | None) -> Path | None:
-    cands = ([predictions / frame_dir.name / "summary.json", predictions / f"{frame_dir.name}.json"]
+def _prediction_file(frame_dir: Path, predictions: Path | None, name: str | None = None) -> Path | None:
+    name = name or frame_dir.name
+    cands = ([predictions / name / "summary.json", predictions / f"{name}.json"]
              if predictions is not None else [frame_dir / "reconstruction" / "summary.json",
                                               frame_dir / "summary.json"])
     return next((c for c in cands if c.is_file()), None)
 
 
+def _pkl_frames(pkls: list[Path], pdir: Path | None, names: dict[int, str]) -> tuple[list[FrameBoxes], list[str]]:
+    """NOCS pickles; predictions from the pickle's ``pred_*`` or, when it has none (the ``gts/*.pkl``
+    ground truth), from ``<predictions>/<pkl stem>/summary.json`` / ``<pkl stem>.json``."""
+    out, notes = [], []
+    for p in pkls:
+        f = _read_pkl_frame(p, names)
+        if not f.preds:
+            pf = _prediction_file(p.parent, pdir, p.stem) if pdir is not None else None
+            if pf is None:
+                notes.append(f"{p.stem}: no predictions found (counted as no detections)")
+            else:
+                f.preds = _read_json_objects(pf, predictions=True)
+        out.append(f)
+    return out, notes
+
+
 def read_eval_folder(frames: str | Path, predictions: str | Path | None = None,
                      classes: dict[int, str] | None = None) -> tuple[list[FrameBoxes], list[str]]:
-    """Frames with ground truth and predictions under ``frames``: NOCS ``results_*.pkl`` files (ground
+    """Frames with ground truth and predictions under ``frames``: NOCS ``*.pkl`` files (ground
     truth ``gt_*`` and predictions ``pred_*`` in one dict, class ids named by ``classes``, default
-    NOCS's; read with :func:`latent4d.objects.layouts.safe_unpickle`), or latent4d frame folders
+    NOCS's; read with :func:`latent4d.objects.layouts.safe_unpickle`; a ground-truth-only pickle takes
+    its predictions from ``<predictions>/<pkl stem>/summary.json`` or ``<pkl stem>.json``), or latent4d frame folders
     (``<frame>/gt.json``) whose predictions are ``reconstruct objects`` outputs: under
     ``predictions=<dir>`` as ``<dir>/<frame>/summary.json`` or ``<dir>/<frame>.json``, else
     ``<frame>/reconstruction/summary.json``. Returns the frames and notes (frames without predictions)."""
@@ -407,7 +425,7 @@ def read_eval_folder(frames: str | Path, predictions: str | Path | None = None,
         raise InputError(f"predictions '{pdir}' is not a folder")
     pkls = sorted(root.rglob("*.pkl"))
     if pkls:
-        return [_read_pkl_frame(p, classes or NOCS_CLASSES) for p in pkls], []
+        return _pkl_frames(pkls, pdir, classes or NOCS_CLASSES)
     out, notes = [], []
     for gt in sorted(root.rglob("gt.json")):
         pf = _prediction_file(gt.parent, pdir)

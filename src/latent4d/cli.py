@@ -103,7 +103,12 @@ def _export(items: list[str]) -> None:
     else:
         ckpt = Path(o.ckpt)
     model = instantiate_from_run(cfg.model, str(cfg.family), f"{run_dir}/config.yaml: model")
-    load_state_checked(model, check_checkpoint(ckpt, cfg)["state_dict"], ckpt)
+    checkpoint = check_checkpoint(ckpt, cfg)
+    from latent4d.ema import EMAMixin
+
+    if isinstance(model, EMAMixin):  # checkpoints from before EMA copies: each copy starts from the raw weights
+        model.on_load_checkpoint(checkpoint)
+    load_state_checked(model, checkpoint["state_dict"], ckpt)
     if not hasattr(model, "export"):
         raise ConfigError(f"{type(model).__name__} has no networks to export")
     for name, path in model.export(out).items():

@@ -127,17 +127,24 @@ class BernoulliAEModule(LatentModule):
             d_loss = 0.5 * (F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean())
             self.manual_backward(d_loss / k)
             self.log("train/d_loss", d_loss)
+        self._pending = not last
         if last:
-            opt_ae.step()
-            opt_ae.zero_grad(set_to_none=True)
-            if use_gan:
-                opt_d.step()
-            opt_d.zero_grad(set_to_none=True)
+            self._step_optimizers()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
+    def _step_optimizers(self) -> None:
+        """Step each optimiser that holds gradients, then zero both."""
+        for opt in self.optimizers():
+            if any(p.grad is not None for g in opt.param_groups for p in g["params"]):
+                opt.step()
+            opt.zero_grad(set_to_none=True)
+
     def on_train_epoch_end(self):
         if not self.automatic_optimization:
+            if getattr(self, "_pending", False):  # a stream that ended before its reported length
+                self._step_optimizers()
+                self._pending = False
             scheds = self.lr_schedulers()
             for s in scheds if isinstance(scheds, list) else [scheds] if scheds is not None else []:
                 s.step()

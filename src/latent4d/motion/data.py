@@ -363,14 +363,7 @@ class DeformPairDataset(Dataset):
             g = None
             src = self.source_frame if self.source_frame is not None else int(torch.randint(self.T, (1,)))
             tgt = int(torch.randint(self.T, (1,)))
-        Ns = self._count(s)
-        perm = torch.randperm(Ns, generator=g).numpy()
-        pi = perm[: self.n_points]
-        qi = (
-            perm[-self.n_queries :]
-            if self.n_queries <= Ns
-            else torch.randint(Ns, (self.n_queries,), generator=g).numpy()
-        )
+        pi, qi = self._draw(g, self._count(s))
         src_pts, tgt_pts = self._pair(s, src, tgt, np.concatenate([pi, qi]))
         n = len(pi)
         return {
@@ -380,6 +373,17 @@ class DeformPairDataset(Dataset):
             "query_target": torch.from_numpy(tgt_pts[n:]),
             "frames": torch.tensor([src, tgt]),
         }
+
+    def _draw(self, g, Ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """Input sample indices (n_points,) and query indices (n_queries,) among ``Ns`` surface samples."""
+        perm = torch.randperm(Ns, generator=g).numpy()
+        pi = perm[: self.n_points]
+        qi = (
+            perm[-self.n_queries :]
+            if self.n_queries <= Ns
+            else torch.randint(Ns, (self.n_queries,), generator=g).numpy()
+        )
+        return pi, qi
 
     def _count(self, s: int) -> int:
         """Corresponding surface samples per frame of sequence ``s``."""
@@ -418,6 +422,13 @@ def oflow_index(hp, split: str, num_frames: int | None = None, offset: int | Non
     return index, clip_transforms(index, hp.normalize, cache=hp.cache)
 
 
+def _sparse_choice(g, n: int, k: int) -> np.ndarray:
+    """``k`` distinct indices in [0, n) (with repeats only when k > n), drawn without permuting all ``n``
+    (a 100,000-point frame: ~0.1 ms instead of ~7 ms for a full permutation); seeded from ``g``."""
+    seed = int(torch.randint(2**62, (1,), generator=g))
+    return np.random.default_rng(seed).choice(n, k, replace=k > n)
+
+
 class OFlowShapeDataset(ShapeFrameDataset):
     """:class:`ShapeFrameDataset` items read from an O-Flow split: one item per frame (each frame of
     the split once, normalised with its clip's transform); the surface cloud, uniform and near-surface
@@ -432,6 +443,8 @@ class OFlowShapeDataset(ShapeFrameDataset):
         from latent4d.motion.oflow import point_count
 
         return point_count(self.oflow.files(s, key, t))
+
+    _choice = staticmethod(lambda g, n, k: torch.from_numpy(_sparse_choice(g, n, k)))
 
     def _fetch(self, s: int, t: int, pi, ui, ni):
         from latent4d.motion.oflow import read_points, read_queries
@@ -458,6 +471,10 @@ class OFlowDeformDataset(DeformPairDataset):
         from latent4d.motion.oflow import point_count
 
         return point_count(self.oflow.files(s, "surface", 0))
+
+    def _draw(self, g, Ns: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = _sparse_choice(g, Ns, self.n_points + self.n_queries)
+        return idx[: self.n_points], idx[self.n_points :]
 
     def _pair(self, s: int, src: int, tgt: int, idx):
         from latent4d.motion.oflow import read_clip_surface

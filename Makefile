@@ -15,12 +15,20 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# the checks CI runs beside the tests (.ci/run); pre-commit runs the same hooks
+# the checks CI runs beside the tests (.ci/run); pre-commit runs the same hooks.
+# `ruff format --check` covers FORMATTED: the folders and files already in ruff's layout, new code
+# included. The rest of the tree keeps its hand layout: formatted, its long signatures and calls go
+# one argument per line, which `duplicates` counts as ~60 more repeated-shape pairs (8 -> 70) and
+# pushes three functions past the 80-line limit. Widen FORMATTED as files are split and reformatted.
+FORMATTED := viewer tests/viewer src/latent4d/motion tests/motion src/latent4d/cluster.py \
+	src/latent4d/callbacks.py scripts/gpu_check.py tests/trunk/test_cluster.py tests/trunk/cluster_jobs.py \
+	tests/trunk/test_gpu_check.py tests/codeshape.py tests/helpers.py src/latent4d/demo.py tests/trunk/test_demo.py
+
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts viewer
+	$(VENV)/bin/ruff format --check $(FORMATTED)
 
-# not yet in CI: formatting the whole tree at line length 110 pushes some functions past the
-# 80-line limit that tests/trunk/test_code_shape.py enforces; files are formatted as they are split
+# the whole tree (not in CI; see FORMATTED above)
 format-check: setup
 	$(VENV)/bin/ruff format --check src tests scripts viewer
 

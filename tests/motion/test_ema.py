@@ -22,8 +22,10 @@ class _Latents(pl.LightningDataModule):
         self.obs = torch.rand(n, 32, 3, generator=g) - 0.5
 
     def _loader(self):
-        items = [{"x0": self.z[i], "obs": self.obs[i], "corresponding": torch.tensor(True)}
-                 for i in range(len(self.z))]
+        items = [
+            {"x0": self.z[i], "obs": self.obs[i], "corresponding": torch.tensor(True)}
+            for i in range(len(self.z))
+        ]
         return DataLoader(items, batch_size=4, shuffle=False)
 
     def train_dataloader(self):
@@ -39,11 +41,19 @@ class _Latents(pl.LightningDataModule):
 def _train(tmp_path, tiny_networks, ema_decay: float) -> tuple[ShapeDiffusionModule, pl.Trainer]:
     nets = tiny_networks()
     nets["shape_ae"].save_pretrained(tmp_path / "ae_run" / "models" / "ae")
-    module = ShapeDiffusionModule(nets["shape_denoiser"], str(tmp_path / "ae_run"), ema_decay=ema_decay,
-                                  warmup_steps=1, lr=1e-2)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         default_root_dir=tmp_path)
+    module = ShapeDiffusionModule(
+        nets["shape_denoiser"], str(tmp_path / "ae_run"), ema_decay=ema_decay, warmup_steps=1, lr=1e-2
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule=_Latents())
     return module, trainer
 
@@ -74,7 +84,8 @@ def test_shape_diffusion_keeps_exports_and_samples_with_its_ema(tmp_path, tiny_n
     obs = _Latents().obs[0]
     z_ema = by_default.sample_shape(obs, 1, steps=4, generator=g)
     z_raw = MotionPipeline.from_runs(shape_diffusion=run, ema=False).sample_shape(
-        obs, 1, steps=4, generator=torch.Generator().manual_seed(0))
+        obs, 1, steps=4, generator=torch.Generator().manual_seed(0)
+    )
     assert z_ema.shape == z_raw.shape and not torch.allclose(z_ema, z_raw)
 
     saved = by_default.save_pretrained(tmp_path / "pipe")  # a saved pipeline holds what it sampled with
@@ -90,8 +101,10 @@ def test_a_run_without_ema_samples_with_its_raw_denoiser(tmp_path, tiny_networks
 
 
 @pytest.mark.parametrize("exp", ["shape_diffusion", "deform_diffusion"])
-@pytest.mark.parametrize("trainer, extra, precision", [
-    ("gpu", [], "32-true"), ("ddp", [], "32-true"), ("gpu", ["trainer.precision=bf16-mixed"], "bf16-mixed")])
+@pytest.mark.parametrize(
+    "trainer, extra, precision",
+    [("gpu", [], "32-true"), ("ddp", [], "32-true"), ("gpu", ["trainer.precision=bf16-mixed"], "bf16-mixed")],
+)
 def test_diffusion_trains_in_fp32_on_gpu_configs_unless_asked(tmp_path, exp, trainer, extra, precision):
     from latent4d.train import compose_config
 

@@ -29,7 +29,9 @@ from latent4d.trust import load_network
 SMALL = dict(width=64, depth=3, channels=8, inner=128, freqs=8)  # inner: 8 heads x 16 in the latent layers
 PAPER = dict(width=512, depth=24, channels=8, inner=512, freqs=8)
 PAPER_WIDTH = dict(PAPER, depth=4)  # the forward at paper widths, fewer latent layers (CPU test time)
-DEFORM_SMALL = dict(SMALL, channels=32, point_width=32, out_dim=3)  # official: point / query width = width / 2
+DEFORM_SMALL = dict(
+    SMALL, channels=32, point_width=32, out_dim=3
+)  # official: point / query width = width / 2
 DEFORM_PAPER = dict(PAPER, channels=32, point_width=256, out_dim=3)
 TOL = 1e-4
 
@@ -38,24 +40,46 @@ TOL = 1e-4
 # the official layout and forward, from the paper's equations
 
 
-def official_shapes(width: int, depth: int, channels: int, inner: int, freqs: int, point_width: int | None = None,
-                    out_dim: int = 1) -> dict[str, tuple]:
+def official_shapes(
+    width: int,
+    depth: int,
+    channels: int,
+    inner: int,
+    freqs: int,
+    point_width: int | None = None,
+    out_dim: int = 1,
+) -> dict[str, tuple]:
     """Tensor names and shapes of the official ``KLAutoEncoder`` state dict (``models_ae.py``); with
     ``point_width`` (width / 2) and ``out_dim=3``, of ``KLAutoEncoder_deform``."""
     pw = point_width or width
-    shapes: dict[str, tuple] = {"point_embed.basis": (3, 3 * freqs), "point_embed.mlp.weight": (pw, 6 * freqs + 3),
-                                "point_embed.mlp.bias": (pw,)}
+    shapes: dict[str, tuple] = {
+        "point_embed.basis": (3, 3 * freqs),
+        "point_embed.mlp.weight": (pw, 6 * freqs + 3),
+        "point_embed.mlp.bias": (pw,),
+    }
 
     def norm(p, d):
         shapes.update({f"{p}.weight": (d,), f"{p}.bias": (d,)})
 
     def attn(p, q_dim, inner_dim):
-        shapes.update({f"{p}.to_q.weight": (inner_dim, q_dim), f"{p}.to_kv.weight": (2 * inner_dim, width),
-                       f"{p}.to_out.weight": (q_dim, inner_dim), f"{p}.to_out.bias": (q_dim,)})
+        shapes.update(
+            {
+                f"{p}.to_q.weight": (inner_dim, q_dim),
+                f"{p}.to_kv.weight": (2 * inner_dim, width),
+                f"{p}.to_out.weight": (q_dim, inner_dim),
+                f"{p}.to_out.bias": (q_dim,),
+            }
+        )
 
     def ff(p):
-        shapes.update({f"{p}.net.0.weight": (8 * width, width), f"{p}.net.0.bias": (8 * width,),
-                       f"{p}.net.2.weight": (width, 4 * width), f"{p}.net.2.bias": (width,)})
+        shapes.update(
+            {
+                f"{p}.net.0.weight": (8 * width, width),
+                f"{p}.net.0.bias": (8 * width,),
+                f"{p}.net.2.weight": (width, 4 * width),
+                f"{p}.net.2.bias": (width,),
+            }
+        )
 
     def linear(p, d_out, d_in):
         shapes.update({f"{p}.weight": (d_out, d_in), f"{p}.bias": (d_out,)})
@@ -148,8 +172,16 @@ def official_vecset(sd, qe, pe, queries, eps=None, heads: int = 8):
     """What both official autoencoders share: query tokens ``qe`` cross-attend to point tokens ``pe``,
     the KL bottleneck, the latent layers and the query decoder -> (output (B, Q, out_dim), kl (B,))."""
     depth = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("layers."))
-    x = _attention(_ln(qe, sd, "cross_attend_blocks.0.norm"), _ln(pe, sd, "cross_attend_blocks.0.norm_context"),
-                   sd, "cross_attend_blocks.0.fn", heads=1) + qe
+    x = (
+        _attention(
+            _ln(qe, sd, "cross_attend_blocks.0.norm"),
+            _ln(pe, sd, "cross_attend_blocks.0.norm_context"),
+            sd,
+            "cross_attend_blocks.0.fn",
+            heads=1,
+        )
+        + qe
+    )
     x = _geglu_ff(_ln(x, sd, "cross_attend_blocks.1.norm"), sd, "cross_attend_blocks.1.fn") + x
     mean, logvar = _linear(x, sd, "mean_fc"), _linear(x, sd, "logvar_fc").clamp(-30.0, 20.0)
     kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean(dim=(1, 2))
@@ -160,17 +192,38 @@ def official_vecset(sd, qe, pe, queries, eps=None, heads: int = 8):
         x = _attention(h, h, sd, f"layers.{i}.0.fn", heads) + x
         x = _geglu_ff(_ln(x, sd, f"layers.{i}.1.norm"), sd, f"layers.{i}.1.fn") + x
     qe = _embed(queries, sd)
-    lat = _attention(_ln(qe, sd, "decoder_cross_attn.norm"), _ln(x, sd, "decoder_cross_attn.norm_context"), sd,
-                     "decoder_cross_attn.fn", heads=1)
+    lat = _attention(
+        _ln(qe, sd, "decoder_cross_attn.norm"),
+        _ln(x, sd, "decoder_cross_attn.norm_context"),
+        sd,
+        "decoder_cross_attn.fn",
+        heads=1,
+    )
     return _linear(lat, sd, "to_outputs"), kl
 
 
 def save_official(path, sd, extra=None):
     """What the official training scripts write (misc.save_model)."""
-    args = argparse.Namespace(batch_size=64, epochs=800, kl_weight=1e-3, config_path="configs/DFAUST/shape.yaml",
-                              device="cuda", clip_grad=None, distributed=False)
-    torch.save({"model": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
-                "epoch": 799, "scaler": {"scale": 65536.0, "_growth_tracker": 0}, "args": args, **(extra or {})}, path)
+    args = argparse.Namespace(
+        batch_size=64,
+        epochs=800,
+        kl_weight=1e-3,
+        config_path="configs/DFAUST/shape.yaml",
+        device="cuda",
+        clip_grad=None,
+        distributed=False,
+    )
+    torch.save(
+        {
+            "model": sd,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]},
+            "epoch": 799,
+            "scaler": {"scale": 65536.0, "_growth_tracker": 0},
+            "args": args,
+            **(extra or {}),
+        },
+        path,
+    )
     return path
 
 
@@ -181,7 +234,9 @@ def _inputs(n=600, q=700, seed=1, batch=2):
 
 def _max_diff(net, sd, pc, queries, num_latents, sample: bool):
     idx = farthest_point_sampling(pc, num_latents)  # start at index 0 on both sides
-    eps = torch.randn(len(pc), num_latents, sd["mean_fc.weight"].shape[0], generator=torch.Generator().manual_seed(5))
+    eps = torch.randn(
+        len(pc), num_latents, sd["mean_fc.weight"].shape[0], generator=torch.Generator().manual_seed(5)
+    )
     with torch.no_grad():
         post = net.encode(pc, sample=sample, generator=torch.Generator().manual_seed(5))
         logits = net.query(net.decode(post.z), queries)
@@ -208,8 +263,11 @@ def test_official_config_is_the_official_layout():
     assert isinstance(net, ShapeVecSetAE) and net.norm_out is None and not net.decoder.residual
     assert net.encoder.attn.heads == 1 and net.encoder.attn.dim_head == 512
     own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    want = {official.rename(k, official.SHAPE_AE.rules): s for k, s in official_shapes(**PAPER).items()
-            if k != official.BASIS}
+    want = {
+        official.rename(k, official.SHAPE_AE.rules): s
+        for k, s in official_shapes(**PAPER).items()
+        if k != official.BASIS
+    }
     assert own == want
 
 
@@ -228,8 +286,9 @@ def test_rename_round_trips():
 @pytest.mark.parametrize("sample", [False, True])
 def test_imported_matches_official_forward(tmp_path, sample):
     sd = official_state_dict(**SMALL)
-    out = official.import_weights("m2v-shape-ae", save_official(tmp_path / "ae.pth", sd), tmp_path / "ae",
-                                  num_latents=64)
+    out = official.import_weights(
+        "m2v-shape-ae", save_official(tmp_path / "ae.pth", sd), tmp_path / "ae", num_latents=64
+    )
     net = load_network(ShapeVecSetAE, out)
     assert net.config.width == 64 and net.config.depth == 3 and net.config.dim_head == 16
     pc, queries = _inputs()
@@ -256,7 +315,9 @@ def test_a_wrong_mapping_would_be_caught(tmp_path):
     net = official.convert(official.SHAPE_AE, sd, 64, "test")
     bad = dict(sd)
     bad["decoder_cross_attn.norm.weight"], bad["decoder_cross_attn.norm_context.weight"] = (
-        sd["decoder_cross_attn.norm_context.weight"], sd["decoder_cross_attn.norm.weight"])
+        sd["decoder_cross_attn.norm_context.weight"],
+        sd["decoder_cross_attn.norm.weight"],
+    )
     pc, queries = _inputs()
     assert _max_diff(net, bad, pc, queries, 64, sample=False)[0] > 1e-2
 
@@ -275,7 +336,9 @@ def test_imported_folder_runs_in_the_pipeline(tmp_path, capsys):
     z = pipe.encode_shape(_inputs()[0][0].numpy())
     assert z.shape == (1, 64, 8)
     # importing again replaces the earlier import
-    assert call(capsys, "import-weights", "m2v-shape-ae", ckpt, tmp_path / "ae", "--num-latents", "64")[0] == 0
+    assert (
+        call(capsys, "import-weights", "m2v-shape-ae", ckpt, tmp_path / "ae", "--num-latents", "64")[0] == 0
+    )
 
 
 def test_defaults_unchanged_for_saved_networks(tmp_path):
@@ -320,9 +383,18 @@ def test_mismatched_keys_are_listed(tmp_path, capsys):
     sd["decoder_ff.norm.weight"] = torch.ones(64)
     sd["to_outputs.weight"] = torch.zeros(2, 64)
     ckpt = save_official(tmp_path / "ae.pth", sd)
-    err = fails(capsys, ["import-weights", "m2v-shape-ae", ckpt, tmp_path / "out"], "ae.pth", "2 missing",
-                "layers.1.1.fn.net.2.bias", "decoder_cross_attn.norm_context.weight", "1 unexpected",
-                "decoder_ff.norm.weight", "1 mis-shaped", "to_outputs.weight (2, 64) vs (1, 64)")
+    err = fails(
+        capsys,
+        ["import-weights", "m2v-shape-ae", ckpt, tmp_path / "out"],
+        "ae.pth",
+        "2 missing",
+        "layers.1.1.fn.net.2.bias",
+        "decoder_cross_attn.norm_context.weight",
+        "1 unexpected",
+        "decoder_ff.norm.weight",
+        "1 mis-shaped",
+        "to_outputs.weight (2, 64) vs (1, 64)",
+    )
     assert "to_outputs.weight," not in err.split("missing")[1].split(";")[0]  # mis-shaped, not also missing
     assert not (tmp_path / "out").exists()
 
@@ -366,7 +438,9 @@ def _deform_inputs(n=600, q=700, seed=4, batch=2):
 
 def _deform_diff(net, sd, src, tgt, queries, num_latents, sample: bool):
     idx = farthest_point_sampling(src, num_latents)
-    eps = torch.randn(len(src), num_latents, sd["mean_fc.weight"].shape[0], generator=torch.Generator().manual_seed(5))
+    eps = torch.randn(
+        len(src), num_latents, sd["mean_fc.weight"].shape[0], generator=torch.Generator().manual_seed(5)
+    )
     with torch.no_grad():
         post = net.encode(src, tgt, sample=sample, generator=torch.Generator().manual_seed(5))
         pos = net.query(net.decode(post.z), queries)
@@ -381,13 +455,18 @@ def test_official_deform_config_is_the_official_layout():
 
     from latent4d.train import compose_config
 
-    cfg = compose_config(["experiment=motion/deform_ae", "model=motion_deform_ae_official"], tempfile.mkdtemp())
+    cfg = compose_config(
+        ["experiment=motion/deform_ae", "model=motion_deform_ae_official"], tempfile.mkdtemp()
+    )
     with torch.device("meta"):
         net = instantiate(cfg.model.ae)
     assert isinstance(net, DeformVecSetAE) and net.pair_proj is None and net.disp_embed is None
     own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    want = {official.rename(k, official.DEFORM_AE.rules): s for k, s in official_shapes(**DEFORM_PAPER).items()
-            if k != official.BASIS}
+    want = {
+        official.rename(k, official.DEFORM_AE.rules): s
+        for k, s in official_shapes(**DEFORM_PAPER).items()
+        if k != official.BASIS
+    }
     assert own == want
 
 
@@ -398,7 +477,9 @@ def test_imported_deform_matches_official_forward(tmp_path, capsys, sample):
     rc, err = call(capsys, "import-weights", "m2v-deform-ae", ckpt, tmp_path / "dae", "--num-latents", "64")
     assert rc == 0, err
     net = load_network(DeformVecSetAE, tmp_path / "dae").eval()
-    assert net.config.point_width == 32 and net.config.predict == "position" and net.config.latent_channels == 32
+    assert (
+        net.config.point_width == 32 and net.config.predict == "position" and net.config.latent_channels == 32
+    )
     src, tgt, queries = _deform_inputs()
     diff, ref = _deform_diff(net, sd, src, tgt, queries, 64, sample)
     print(f"deform: max |latent4d - official| = {diff:.2e} (positions up to {ref.abs().max():.2f})")
@@ -426,18 +507,43 @@ def test_reconstruct_with_imported_autoencoders(tmp_path, capsys):
 
     src, tgt, _ = _deform_inputs(n=256, batch=1)
     sd = official_state_dict(**SMALL)
-    grid = torch.stack(torch.meshgrid(*[torch.linspace(-0.4, 0.4, 16)] * 3, indexing="ij"), -1).reshape(1, -1, 3)
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-0.4, 0.4, 16)] * 3, indexing="ij"), -1).reshape(
+        1, -1, 3
+    )
     logits = official_forward(sd, src, grid, farthest_point_sampling(src, 64))[0]
     sd["to_outputs.bias"] -= logits.median()  # random weights: put a zero level inside the box
-    call(capsys, "import-weights", "m2v-shape-ae", save_official(tmp_path / "s.pth", sd), tmp_path / "sae",
-         "--num-latents", "64")
-    call(capsys, "import-weights", "m2v-deform-ae",
-         save_official(tmp_path / "d.pth", official_state_dict(seed=7, **DEFORM_SMALL)), tmp_path / "dae",
-         "--num-latents", "64")
+    call(
+        capsys,
+        "import-weights",
+        "m2v-shape-ae",
+        save_official(tmp_path / "s.pth", sd),
+        tmp_path / "sae",
+        "--num-latents",
+        "64",
+    )
+    call(
+        capsys,
+        "import-weights",
+        "m2v-deform-ae",
+        save_official(tmp_path / "d.pth", official_state_dict(seed=7, **DEFORM_SMALL)),
+        tmp_path / "dae",
+        "--num-latents",
+        "64",
+    )
     np.save(tmp_path / "clip.npy", torch.cat([src, tgt]).numpy())
-    rc, err = call(capsys, "reconstruct", "motion", f"input={tmp_path / 'clip.npy'}", "method=autoencoder",
-                   f"shape_ae={tmp_path / 'sae'}", f"deform_ae={tmp_path / 'dae'}", f"out={tmp_path / 'rec'}",
-                   "render=false", "resolution=32", "normalize=false")
+    rc, err = call(
+        capsys,
+        "reconstruct",
+        "motion",
+        f"input={tmp_path / 'clip.npy'}",
+        "method=autoencoder",
+        f"shape_ae={tmp_path / 'sae'}",
+        f"deform_ae={tmp_path / 'dae'}",
+        f"out={tmp_path / 'rec'}",
+        "render=false",
+        "resolution=32",
+        "normalize=false",
+    )
     assert rc == 0, err
     assert any((tmp_path / "rec").iterdir())
 
@@ -446,14 +552,18 @@ def test_official_layouts_train():
     """The official layouts train as latent4d's own (DropPath active in training): every weight gets a
     finite gradient from the autoencoders' losses."""
     torch.manual_seed(0)
-    shape = ShapeVecSetAE(num_latents=16, width=32, heads=2, dim_head=16, depth=2, decoder_heads=1, encoder_heads=1,
-                          query_residual=False, final_norm=False, drop_path=0.1).train()
-    deform = DeformVecSetAE(num_latents=16, width=32, heads=2, dim_head=16, depth=2, decoder_heads=1, encoder_heads=1,
-                            query_residual=False, final_norm=False, drop_path=0.1, point_width=16,
-                            pair_projection=False, displacement_features=False, predict="position").train()
+    official = dict(num_latents=16, width=32, heads=2, dim_head=16, depth=2, decoder_heads=1, encoder_heads=1,
+                    query_residual=False, final_norm=False, drop_path=0.1)  # fmt: skip
+    shape = ShapeVecSetAE(**official).train()
+    deform = DeformVecSetAE(
+        **official, point_width=16, pair_projection=False, displacement_features=False, predict="position"
+    ).train()
     src, tgt, queries = _deform_inputs(n=64, q=32, batch=8)  # DropPath drops a branch for all 8: 1e-8
     out = shape(src, queries)
-    loss = F.binary_cross_entropy_with_logits(out["logits"], (queries.norm(dim=-1) < 0.3).float()) + out["kl"].mean()
+    loss = (
+        F.binary_cross_entropy_with_logits(out["logits"], (queries.norm(dim=-1) < 0.3).float())
+        + out["kl"].mean()
+    )
     out = deform(src, tgt, src)
     loss = loss + (out["positions"] - tgt).square().mean() + out["kl"].mean()
     loss.backward()

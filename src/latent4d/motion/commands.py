@@ -62,7 +62,9 @@ class SampleOptions:
     steps: int = opt(18, min=1, max=1000)
     sampler: str = opt("dpmsolver", choices=SAMPLERS)
     shape_run: str | None = opt(None, help="shape diffusion run for frame 0 (deformation diffusion runs)")
-    ema: bool = opt(True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights")
+    ema: bool = opt(
+        True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights"
+    )
 
 
 @dataclass
@@ -77,7 +79,9 @@ class EvaluateOptions:
     mode: str = opt("sparse", choices=OBSERVATIONS)
     steps: int = opt(18, min=1, max=1000)
     shape_run: str | None = None
-    ema: bool = opt(True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights")
+    ema: bool = opt(
+        True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights"
+    )
 
 
 def _kind(run_cfg: DictConfig, run_dir: Path | str = "run") -> str:
@@ -434,7 +438,9 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
         r = evaluate_deform_ae(MotionPipeline.from_runs(deform_ae=run_dir), clips)
         result = {k: r[k] for k in ("corr_l2", "corr_rel", "per_split", "seconds")}
     elif kind == "ShapeDiffusionModule":
-        result = _evaluate_shape_diffusion(MotionPipeline.from_runs(shape_diffusion=run_dir, ema=o.ema), clips, o)
+        result = _evaluate_shape_diffusion(
+            MotionPipeline.from_runs(shape_diffusion=run_dir, ema=o.ema), clips, o
+        )
     else:
         pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir, ema=o.ema)
         result = _evaluate_deform_diffusion(pipe, clips, o)

@@ -271,8 +271,15 @@ class ShapeFrameDataset(Dataset):
         S, T, Ns = surface_shape(arrays, n_points, "ShapeFrameDataset")
         self.a = arrays
         self.frames = list(range(T)) if frames is None else list(frames)
-        self._setup([(s, t) for s in range(S) for t in self.frames], n_points, n_uniform, n_near,
-                    deterministic, seed, augment_aspect)
+        self._setup(
+            [(s, t) for s in range(S) for t in self.frames],
+            n_points,
+            n_uniform,
+            n_near,
+            deterministic,
+            seed,
+            augment_aspect,
+        )
 
     def _setup(self, index, n_points, n_uniform, n_near, deterministic, seed, augment_aspect) -> None:
         self.index = index
@@ -343,7 +350,9 @@ class DeformPairDataset(Dataset):
         self.Ns = Ns
         self._setup(S, T, n_points, n_queries, deterministic, seed, source_frame, pairs_per_sequence)
 
-    def _setup(self, S, T, n_points, n_queries, deterministic, seed, source_frame, pairs_per_sequence) -> None:
+    def _setup(
+        self, S, T, n_points, n_queries, deterministic, seed, source_frame, pairs_per_sequence
+    ) -> None:
         self.S, self.T = S, T
         self.n_points, self.n_queries = n_points, n_queries
         self.deterministic, self.seed, self.source_frame = deterministic, seed, source_frame
@@ -435,7 +444,7 @@ class OFlowShapeDataset(ShapeFrameDataset):
     queries are random subsets drawn from the full frame files (only those rows are read)."""
 
     def __init__(self, index, transforms: np.ndarray, n_points=1024, n_uniform=1024, n_near=1024,
-                 deterministic=False, seed=0, augment_aspect=0.0):
+                 deterministic=False, seed=0, augment_aspect=0.0):  # fmt: skip
         self.oflow, self.tf = index, transforms
         self._setup(list(index.frames), n_points, n_uniform, n_near, deterministic, seed, augment_aspect)
 
@@ -461,11 +470,28 @@ class OFlowDeformDataset(DeformPairDataset):
     pairs per clip (training) or (0, t) for t = 1..T-1 (evaluation), corresponding surface samples
     drawn from the full ``pcl_seq`` files."""
 
-    def __init__(self, index, transforms: np.ndarray, n_points=1024, n_queries=1024, deterministic=False,
-                 seed=0, source_frame=None, pairs_per_sequence=16):
+    def __init__(
+        self,
+        index,
+        transforms: np.ndarray,
+        n_points=1024,
+        n_queries=1024,
+        deterministic=False,
+        seed=0,
+        source_frame=None,
+        pairs_per_sequence=16,
+    ):
         self.oflow, self.tf = index, transforms
-        self._setup(len(index), index.num_frames, n_points, n_queries, deterministic, seed, source_frame,
-                    pairs_per_sequence)
+        self._setup(
+            len(index),
+            index.num_frames,
+            n_points,
+            n_queries,
+            deterministic,
+            seed,
+            source_frame,
+            pairs_per_sequence,
+        )
 
     def _count(self, s: int) -> int:
         from latent4d.motion.oflow import point_count
@@ -550,10 +576,25 @@ class MotionDataModule(SplitDataModule):
         index, tf = oflow_index(hp, split)
         seed, train = hp.seed + ("train", "val", "test").index(split), split == "train"
         if hp.mode == "shape":
-            return OFlowShapeDataset(index, tf, hp.n_points, hp.n_uniform, hp.n_near, deterministic=not train,
-                                     seed=seed, augment_aspect=hp.augment_aspect)
-        return OFlowDeformDataset(index, tf, hp.n_points, hp.n_queries, deterministic=not train, seed=seed,
-                                  pairs_per_sequence=hp.pairs_per_sequence)
+            return OFlowShapeDataset(
+                index,
+                tf,
+                hp.n_points,
+                hp.n_uniform,
+                hp.n_near,
+                deterministic=not train,
+                seed=seed,
+                augment_aspect=hp.augment_aspect,
+            )
+        return OFlowDeformDataset(
+            index,
+            tf,
+            hp.n_points,
+            hp.n_queries,
+            deterministic=not train,
+            seed=seed,
+            pairs_per_sequence=hp.pairs_per_sequence,
+        )
 
     def _dataset(self, split: str, train: bool) -> Dataset:
         hp = self.hparams
@@ -789,7 +830,9 @@ class LatentDiffusionDataset(Dataset):
         else:
             frames = list(range(self.T)) if j == 0 else list(range(self.T - 1, -1, -1))
         obs = self._obs(rng, s, frames, sparse)
-        item = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in self._latents(i, s, j, frames).items()}
+        item = {
+            k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in self._latents(i, s, j, frames).items()
+        }
         item["obs"] = torch.from_numpy(obs[0] if self.mode == "shape" else obs)
         item["corresponding"] = torch.tensor(sparse)
         return item
@@ -826,7 +869,9 @@ def _encode_oflow(out: dict, index, tf, sae, dae, n_points: int, seed: int, reve
     if dae is None:  # shape mode: one latent set per frame, encoded in batches
         fr = index.frames
         for b in _progress(range(0, len(fr), 32), (len(fr) + 31) // 32, "encoding frames"):
-            pts = [read_clip_surface(index, k, subset(k, j), tf[k], frames=(j,))[0] for k, j in fr[b : b + 32]]
+            pts = [
+                read_clip_surface(index, k, subset(k, j), tf[k], frames=(j,))[0] for k, j in fr[b : b + 32]
+            ]
             z = sae.encode(torch.from_numpy(np.stack(pts)).to(device), sample=False).z
             out["shape"][b : b + len(pts)] = z.float().cpu().numpy()
         return
@@ -841,8 +886,17 @@ def _encode_oflow(out: dict, index, tf, sae, dae, n_points: int, seed: int, reve
             out["deform"][k, d] = z.float().cpu().numpy()
 
 
-def oflow_latents(index, tf, sae, dae=None, n_points: int = 1024, seed: int = 0, reverse: bool = True,
-                  cache: bool = True, key: dict | None = None) -> dict[str, np.ndarray]:
+def oflow_latents(
+    index,
+    tf,
+    sae,
+    dae=None,
+    n_points: int = 1024,
+    seed: int = 0,
+    reverse: bool = True,
+    cache: bool = True,
+    key: dict | None = None,
+) -> dict[str, np.ndarray]:
     """Latents of an O-Flow split under frozen autoencoders, as memory-mapped ``.npy`` arrays cached in
     ``$LATENT4D_CACHE`` (:func:`latent4d.cache.cache_root`; built once, then only read).
 
@@ -857,10 +911,21 @@ def oflow_latents(index, tf, sae, dae=None, n_points: int = 1024, seed: int = 0,
     D = 2 if reverse else 1
     shapes = {"shape": (len(index.frames),) + _latent_shape(sae)}
     if dae is not None:
-        shapes = {"shape": (len(index), D) + _latent_shape(sae),
-                  "deform": (len(index), D, index.num_frames - 1) + _latent_shape(dae)}
-    params = dict(key or {}, index=index.key(), tf=tf.tolist(), sae=_digest(sae),
-                  dae=None if dae is None else _digest(dae), n=n_points, seed=seed, reverse=reverse, v=1)
+        shapes = {
+            "shape": (len(index), D) + _latent_shape(sae),
+            "deform": (len(index), D, index.num_frames - 1) + _latent_shape(dae),
+        }
+    params = dict(
+        key or {},
+        index=index.key(),
+        tf=tf.tolist(),
+        sae=_digest(sae),
+        dae=None if dae is None else _digest(dae),
+        n=n_points,
+        seed=seed,
+        reverse=reverse,
+        v=1,
+    )
     folder = cache_root() / f"motion-oflow-latents-{cache_key(params)}"
     if cache and all((folder / f"{k}.npy").is_file() for k in shapes):
         try:
@@ -875,7 +940,9 @@ def oflow_latents(index, tf, sae, dae=None, n_points: int = 1024, seed: int = 0,
         n.to(device)
     try:
         with atomic_dir(folder) as tmp:
-            out = {k: np.lib.format.open_memmap(tmp / f"{k}.npy", "w+", np.float32, v) for k, v in shapes.items()}
+            out = {
+                k: np.lib.format.open_memmap(tmp / f"{k}.npy", "w+", np.float32, v) for k, v in shapes.items()
+            }
             _encode_oflow(out, index, tf, sae, dae, n_points, seed, reverse, device)
             for v in out.values():
                 v.flush()
@@ -897,8 +964,19 @@ class OFlowLatentDataset(LatentDiffusionDataset):
     ``SubsamplePointcloudSeq(connected_samples=True)``), partial = ``n_obs`` points of the depth clouds
     in ``depth_rotate45/`` (``partial_folder``); then Gaussian noise of std ``noise``."""
 
-    def __init__(self, index, tf, latents, mode="shape", n_obs=300, noise=0.001, p_sparse=0.5,
-                 deterministic=False, seed=0, partial=True):
+    def __init__(
+        self,
+        index,
+        tf,
+        latents,
+        mode="shape",
+        n_obs=300,
+        noise=0.001,
+        p_sparse=0.5,
+        deterministic=False,
+        seed=0,
+        partial=True,
+    ):
         if mode not in ("shape", "deform"):
             raise ConfigError(f"LatentDiffusionDataset: mode must be 'shape' or 'deform', got {mode!r}")
         self.oflow, self.tf, self.lat = index, tf, latents
@@ -906,7 +984,9 @@ class OFlowLatentDataset(LatentDiffusionDataset):
         self.deterministic, self.seed = deterministic, seed
         self.S, self.T = len(index), index.num_frames
         self.D = latents["deform"].shape[1] if mode == "deform" else 1
-        self.index = list(index.frames) if mode == "shape" else [(k, d) for k in range(self.S) for d in range(self.D)]
+        self.index = (
+            list(index.frames) if mode == "shape" else [(k, d) for k in range(self.S) for d in range(self.D)]
+        )
 
     def _latents(self, i: int, s: int, j: int, frames: list[int]) -> dict[str, np.ndarray]:
         if self.mode == "shape":
@@ -1017,11 +1097,22 @@ class MotionLatentDataModule(SplitDataModule):
         # shape mode: every frame of the windows once (OFlowIndex.frames); deform mode: the windows
         index, tf = oflow_index(hp, split)
         seed = hp.data_seed + ("train", "val", "test").index(split)
-        lat = oflow_latents(index, tf, sae, dae, hp.n_points, seed, hp.reverse, hp.cache,
-                            key=dict(normalize=hp.normalize))
+        lat = oflow_latents(
+            index, tf, sae, dae, hp.n_points, seed, hp.reverse, hp.cache, key=dict(normalize=hp.normalize)
+        )
         self.latents[split] = lat
-        return OFlowLatentDataset(index, tf, lat, hp.mode, hp.n_obs, hp.noise, hp.p_sparse,
-                                  deterministic=split != "train", seed=hp.seed + seed, partial=hp.p_sparse < 1)
+        return OFlowLatentDataset(
+            index,
+            tf,
+            lat,
+            hp.mode,
+            hp.n_obs,
+            hp.noise,
+            hp.p_sparse,
+            deterministic=split != "train",
+            seed=hp.seed + seed,
+            partial=hp.p_sparse < 1,
+        )
 
     def _encode_splits(self) -> None:
         from latent4d.motion.deform import DeformVecSetAE

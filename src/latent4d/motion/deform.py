@@ -68,10 +68,14 @@ class DeformVecSetAE(VecSetCodec, ModelMixin, ConfigMixin):
         if predict not in ("displacement", "position"):
             raise ValueError(f"predict={predict!r}: expected 'displacement' or 'position'")
         if not pair_projection and (displacement_features or 2 * pw != width):
-            raise ValueError("pair_projection=False needs displacement_features=False and 2 * point_width == width")
+            raise ValueError(
+                "pair_projection=False needs displacement_features=False and 2 * point_width == width"
+            )
         self.point_embed = FourierPointEmbed(pw, num_freqs=num_freqs)
         self.disp_embed = FourierPointEmbed(pw, num_freqs=4) if displacement_features else None
-        self.pair_proj = nn.Linear((3 if displacement_features else 2) * pw, width) if pair_projection else None
+        self.pair_proj = (
+            nn.Linear((3 if displacement_features else 2) * pw, width) if pair_projection else None
+        )
         self.encoder = self._build_encoder(width, heads, dim_head)
         self._build_latents(width, latent_channels, heads, dim_head, depth, decoder_heads, pw)
         if predict == "position":

@@ -42,8 +42,13 @@ from latent4d.motion.deform import DeformVecSetAE
 from latent4d.motion.vecset import ShapeVecSetAE
 
 #: types the official checkpoints hold besides tensors and plain containers (rebuilt as data only)
-SAFE_TYPES = (argparse.Namespace, pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath,
-              pathlib.PureWindowsPath)
+SAFE_TYPES = (
+    argparse.Namespace,
+    pathlib.PosixPath,
+    pathlib.PurePosixPath,
+    pathlib.WindowsPath,
+    pathlib.PureWindowsPath,
+)
 #: the file every import writes next to the network (an earlier import may be replaced, nothing else)
 MARKER = "imported_from.json"
 #: heads x dim_head of the official latent self-attention layers (fixed in models_ae.create_autoencoder)
@@ -87,7 +92,7 @@ def rename(key: str, rules: tuple[tuple[str, str], ...], reverse: bool = False) 
         src, dst = (b, a) if reverse else (a, b)
         m = _pattern(src).match(key)
         if m:
-            return (dst.replace("{i}", m.group(1)) if m.groups() else dst) + key[m.end():]
+            return (dst.replace("{i}", m.group(1)) if m.groups() else dst) + key[m.end() :]
     return None
 
 
@@ -110,18 +115,24 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     if sd is None and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
         sd = ckpt  # a bare state dict
     if not isinstance(sd, dict) or not sd:
-        raise InputError(f"official checkpoint '{path}' has no 'model' state dict (keys: "
-                         f"{', '.join(map(str, list(ckpt)[:8]))}); expected the file the official training "
-                         "scripts save ({'model': state_dict, 'args': ..., ...})")
+        raise InputError(
+            f"official checkpoint '{path}' has no 'model' state dict (keys: "
+            f"{', '.join(map(str, list(ckpt)[:8]))}); expected the file the official training "
+            "scripts save ({'model': state_dict, 'args': ..., ...})"
+        )
     bad = [str(k) for k, v in sd.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
     if bad:
-        raise InputError(f"official checkpoint '{path}': 'model' holds {len(bad)} entries that are not named "
-                         f"tensors ({', '.join(bad[:4])})")
+        raise InputError(
+            f"official checkpoint '{path}': 'model' holds {len(bad)} entries that are not named "
+            f"tensors ({', '.join(bad[:4])})"
+        )
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     args, epoch = ckpt.get("args"), ckpt.get("epoch")
-    return sd, {"epoch": epoch if isinstance(epoch, int) else None,
-                "args": dict(vars(args)) if isinstance(args, argparse.Namespace) else {}}
+    return sd, {
+        "epoch": epoch if isinstance(epoch, int) else None,
+        "args": dict(vars(args)) if isinstance(args, argparse.Namespace) else {},
+    }
 
 
 def _shape(sd: dict, key: str, where: str) -> tuple[int, ...]:
@@ -134,15 +145,19 @@ def _num_freqs(sd: dict, width: int, n_in: int, where: str) -> int:
     """Frequencies of the Fourier point embedding (3 * 2F + 3 features), checked against the basis buffer."""
     freqs = (n_in - 3) // 6
     if n_in != 6 * freqs + 3 or freqs < 1:
-        raise InputError(f"{where}: point_embed.mlp.weight {(width, n_in)} is not a 3DShape2VecSet point "
-                         "embedding (6 F + 3 inputs)")
+        raise InputError(
+            f"{where}: point_embed.mlp.weight {(width, n_in)} is not a 3DShape2VecSet point "
+            "embedding (6 F + 3 inputs)"
+        )
     if BASIS in sd:
         e = (2.0 ** torch.arange(freqs, dtype=torch.float64)) * math.pi
         want = torch.block_diag(e[None], e[None], e[None])
         got = sd[BASIS].double()
         if tuple(got.shape) != tuple(want.shape) or not torch.allclose(got, want, rtol=1e-5):
-            raise InputError(f"{where}: {BASIS} {tuple(got.shape)} is not the 3DShape2VecSet Fourier basis "
-                             f"(2^k pi, k < {freqs}, per axis); latent4d's embedding would differ")
+            raise InputError(
+                f"{where}: {BASIS} {tuple(got.shape)} is not the 3DShape2VecSet Fourier basis "
+                f"(2^k pi, k < {freqs}, per axis); latent4d's embedding would differ"
+            )
     return freqs
 
 
@@ -160,10 +175,20 @@ def shape_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     """:class:`ShapeVecSetAE` settings of an official ``KLAutoEncoder`` state dict (sizes from shapes)."""
     point_width, n_in = _shape(sd, "point_embed.mlp.weight", where)
     depth, dim_head = _latent_layers(sd, where)
-    return dict(num_latents=num_latents, latent_channels=_shape(sd, "mean_fc.weight", where)[0],
-                width=_shape(sd, "cross_attend_blocks.0.norm.weight", where)[0], heads=OFFICIAL_HEADS,
-                dim_head=dim_head, depth=depth, num_freqs=_num_freqs(sd, point_width, n_in, where), decoder_heads=1,
-                encoder_heads=1, query_residual=False, final_norm=False, drop_path=OFFICIAL_DROP_PATH)
+    return dict(
+        num_latents=num_latents,
+        latent_channels=_shape(sd, "mean_fc.weight", where)[0],
+        width=_shape(sd, "cross_attend_blocks.0.norm.weight", where)[0],
+        heads=OFFICIAL_HEADS,
+        dim_head=dim_head,
+        depth=depth,
+        num_freqs=_num_freqs(sd, point_width, n_in, where),
+        decoder_heads=1,
+        encoder_heads=1,
+        query_residual=False,
+        final_norm=False,
+        drop_path=OFFICIAL_DROP_PATH,
+    )
 
 
 def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
@@ -172,10 +197,13 @@ def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     cfg = shape_ae_config(sd, num_latents, where)
     point_width = _shape(sd, "point_embed.mlp.weight", where)[0]
     if 2 * point_width != cfg["width"]:
-        raise InputError(f"{where}: point embedding {point_width} wide for a {cfg['width']}-wide encoder; the "
-                         "official deformation AE concatenates two embeddings of half its width")
-    return dict(cfg, point_width=point_width, pair_projection=False, displacement_features=False,
-                predict="position")
+        raise InputError(
+            f"{where}: point embedding {point_width} wide for a {cfg['width']}-wide encoder; the "
+            "official deformation AE concatenates two embeddings of half its width"
+        )
+    return dict(
+        cfg, point_width=point_width, pair_projection=False, displacement_features=False, predict="position"
+    )
 
 
 @dataclass(frozen=True)
@@ -188,10 +216,12 @@ class OfficialKind:
     config: Callable[[dict, int, str], dict]
 
 
-SHAPE_AE = OfficialKind("KLAutoEncoder", ShapeVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_occ.")),
-                        shape_ae_config)
-DEFORM_AE = OfficialKind("KLAutoEncoder_deform", DeformVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_pos.")),
-                         deform_ae_config)
+SHAPE_AE = OfficialKind(
+    "KLAutoEncoder", ShapeVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_occ.")), shape_ae_config
+)
+DEFORM_AE = OfficialKind(
+    "KLAutoEncoder_deform", DeformVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_pos.")), deform_ae_config
+)
 KINDS: dict[str, OfficialKind] = {"m2v-shape-ae": SHAPE_AE, "m2v-deform-ae": DEFORM_AE}
 
 
@@ -223,11 +253,17 @@ def convert(kind: OfficialKind, sd: dict[str, torch.Tensor], num_latents: int, w
     missing = [rename(k, kind.rules, reverse=True) or k for k in own if k not in mapped]
     missing = [k for k in missing if not any(s.startswith(k + " ") for s in shapes)]
     if missing or unexpected or shapes:
-        parts = [_listed(label, items) for label, items in
-                 (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if items]
-        raise InputError(f"{where} does not fit the official {kind.official} ({kind.cls.__name__} with "
-                         f"{net.config.width} width, depth {net.config.depth}): " + "; ".join(parts)
-                         + ". Is it a checkpoint of another kind (see `latent4d import-weights --help`)?")
+        parts = [
+            _listed(label, items)
+            for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+            if items
+        ]
+        raise InputError(
+            f"{where} does not fit the official {kind.official} ({kind.cls.__name__} with "
+            f"{net.config.width} width, depth {net.config.depth}): "
+            + "; ".join(parts)
+            + ". Is it a checkpoint of another kind (see `latent4d import-weights --help`)?"
+        )
     net.load_state_dict({k: v.float().contiguous() for k, v in mapped.items()})
     return net.eval()
 
@@ -258,10 +294,20 @@ def import_weights(kind: str, checkpoint: str | Path, out: str | Path, num_laten
     net = convert(spec, sd, int(num_latents), f"official checkpoint '{src}'")
     with atomic_dir(dst, marker=MARKER) as tmp:
         net.save_pretrained(tmp, safe_serialization=True)
-        write_json_atomic(tmp / MARKER, {"kind": kind, "official_class": spec.official, "checkpoint": src.name,
-                                         "sha256": _sha256(src), "epoch": meta["epoch"],
-                                         "num_latents": int(num_latents)})
+        write_json_atomic(
+            tmp / MARKER,
+            {
+                "kind": kind,
+                "official_class": spec.official,
+                "checkpoint": src.name,
+                "sha256": _sha256(src),
+                "epoch": meta["epoch"],
+                "num_latents": int(num_latents),
+            },
+        )
     n = sum(p.numel() for p in net.parameters())
-    print(f"[latent4d] imported {spec.official} ({n / 1e6:.1f}M parameters, width {net.config.width}, depth "
-          f"{net.config.depth}, {net.config.num_latents} x {net.config.latent_channels} latents) -> {dst}")
+    print(
+        f"[latent4d] imported {spec.official} ({n / 1e6:.1f}M parameters, width {net.config.width}, depth "
+        f"{net.config.depth}, {net.config.num_latents} x {net.config.latent_channels} latents) -> {dst}"
+    )
     return dst

@@ -224,8 +224,12 @@ def mesh_report(faces: np.ndarray) -> dict:
     e = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1)
     _, counts = np.unique(e, axis=0, return_counts=True)
     labels = trimesh.graph.connected_component_labels(trimesh.graph.face_adjacency(faces), len(faces))
-    return dict(components=labels, n_parts=int(labels.max()) + 1 if len(labels) else 0,
-                open_edges=int((counts == 1).sum()), bad_edges=int((counts > 2).sum()))
+    return dict(
+        components=labels,
+        n_parts=int(labels.max()) + 1 if len(labels) else 0,
+        open_edges=int((counts == 1).sum()),
+        bad_edges=int((counts > 2).sum()),
+    )
 
 
 class PartsOccupancy:
@@ -269,7 +273,7 @@ def _save_queries(path: Path, points: np.ndarray, sdf, loc: np.ndarray, scale: f
 
 
 def partial_view(vertices: np.ndarray, faces: np.ndarray, resolution: int = 200, distance: float = 1.25,
-                 angle_deg: float = 45.0, z_up: bool = False, n_max: int = 100_000, rng=None) -> np.ndarray:
+                 angle_deg: float = 45.0, z_up: bool = False, n_max: int = 100_000, rng=None) -> np.ndarray:  # fmt: skip
     """Depth cloud of one normalised frame as the official ``depth_rotate45`` data: a camera with a
     60 degree field of view at ``distance`` on +z looking at the origin, the mesh turned by
     ``angle_deg`` about y (DeformingThings4D: ``z_up``, turned -90 degrees about x first, distance 1.0);
@@ -342,7 +346,12 @@ def write_oflow_sequence(
             pts = partial_view(Vn[t], F, rng=rng, **partial)
             if len(pts) == 0:
                 raise InputError(f"{out_dir.name} frame {t}: the partial-view camera sees nothing")
-            _save_npz(out_dir / PARTIAL_FOLDER / name, points=pts.astype(np.float16), loc=loc, scale=np.float32(scale))
+            _save_npz(
+                out_dir / PARTIAL_FOLDER / name,
+                points=pts.astype(np.float16),
+                loc=loc,
+                scale=np.float32(scale),
+            )
     return dict(frames=len(Vn), **{k: v for k, v in report.items() if k != "components"})
 
 
@@ -560,7 +569,9 @@ class OFlowIndex:
                 stacklevel=2,
             )
         if not self.clips:
-            raise InputError(f"O-Flow split '{split}' under '{root}': no sequence holds a clip of {num_frames} frames")
+            raise InputError(
+                f"O-Flow split '{split}' under '{root}': no sequence holds a clip of {num_frames} frames"
+            )
         if max_clips:
             self.clips = self.clips[: int(max_clips)]
         seen: set[tuple[int, int]] = set()
@@ -592,8 +603,14 @@ class OFlowIndex:
             for f in (seq["surface"][0], seq["surface"][-1]):
                 st = f.stat()
                 stats.append([str(f), st.st_size, st.st_mtime_ns, len(seq["surface"])])
-        return dict(split=self.split, T=self.num_frames, stride=self.stride, offset=self.offset,
-                    clips=len(self.clips), files=stats)
+        return dict(
+            split=self.split,
+            T=self.num_frames,
+            stride=self.stride,
+            offset=self.offset,
+            clips=len(self.clips),
+            files=stats,
+        )
 
     def transform(self, k: int, normalize: str = "dataset") -> tuple[np.ndarray, float]:
         """(loc0, scale0) of clip ``k``: normalised = (world - loc0) / scale0.
@@ -622,7 +639,9 @@ def clip_transforms(index: OFlowIndex, normalize: str, cache: bool = True) -> np
     from latent4d.cache import cached_npz
 
     def build() -> dict[str, np.ndarray]:
-        rows = [np.r_[loc, scale] for loc, scale in (index.transform(k, normalize) for k in range(len(index)))]
+        rows = [
+            np.r_[loc, scale] for loc, scale in (index.transform(k, normalize) for k in range(len(index)))
+        ]
         return {"rows": np.asarray(rows, np.float64).reshape(-1, 4)}
 
     key = dict(index.key(), normalize=normalize, v=1)

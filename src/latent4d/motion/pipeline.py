@@ -202,7 +202,9 @@ class MotionPipeline(LatentPipeline):
         return None
 
     @classmethod
-    def load_from(cls, path: str | Path, name: str, run_name: str | None = None, ema: bool | None = None) -> Any:
+    def load_from(
+        cls, path: str | Path, name: str, run_name: str | None = None, ema: bool | None = None
+    ) -> Any:
         """Component ``name`` from ``path`` (see :meth:`component_folder`; ``ema``: a denoiser's EMA
         copy or raw weights), loaded through :func:`latent4d.trust.load_network`; a
         :class:`ConfigError` naming the path when it is not there."""

@@ -122,7 +122,13 @@ class VecSetCodec:
         return CrossAttentionBlock(width, width, *((heads, dim_head) if eh is None else (eh, width // eh)))
 
     def _build_latents(
-        self, width: int, latent_channels: int, heads: int, dim_head: int, depth: int, decoder_heads: int,
+        self,
+        width: int,
+        latent_channels: int,
+        heads: int,
+        dim_head: int,
+        depth: int,
+        decoder_heads: int,
         query_width: int | None = None,
     ) -> None:
         """The bottleneck (``to_mean``, ``to_logvar``), the latent decoder (``from_latent``, ``layers``)
@@ -138,7 +144,12 @@ class VecSetCodec:
         self.layers = nn.ModuleList([SelfAttentionBlock(width, heads, dim_head, drop) for _ in range(depth)])
         qw = query_width or width
         self.decoder = CrossAttentionBlock(
-            qw, width, decoder_heads, width // decoder_heads, ff=False, residual=cfg.get("query_residual", True)
+            qw,
+            width,
+            decoder_heads,
+            width // decoder_heads,
+            ff=False,
+            residual=cfg.get("query_residual", True),
         )
         self.norm_out = nn.LayerNorm(qw) if cfg.get("final_norm", True) else None
 

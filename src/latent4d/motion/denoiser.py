@@ -41,20 +41,34 @@ class ObservationEncoder(nn.Module):
     samples per frame (of frame 0 in the corresponding mode, so token k follows one material point)
     then gather all points of their frame by cross-attention (the 3DShape2VecSet encoder), + FFN.
     ``corresponding`` (B,) bool: True for sparse corresponding points, False for partial clouds.
+
+    ``modes=False``: no mode vector nor reference embedding (``corresponding`` / ``reference`` ignored);
+    ``final_norm=False``: no output LayerNorm. Both False with 1 head x ``dim`` and ``num_tokens`` >= N is the
+    official Motion2VecSets ``Scan2latent`` (every observed point a token; official FPS only beyond 512).
     """
 
-    def __init__(self, dim: int, heads: int, dim_head: int, num_freqs: int = 8, num_tokens: int = 64):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        num_freqs: int = 8,
+        num_tokens: int = 64,
+        modes: bool = True,
+        final_norm: bool = True,
+    ):
         super().__init__()
         self.num_tokens = num_tokens
         self.embed = FourierPointEmbed(dim, num_freqs=num_freqs)
-        self.embed_ref = FourierPointEmbed(dim, num_freqs=num_freqs)
-        self.mode = nn.Embedding(2, dim)
-        nn.init.normal_(self.mode.weight, std=0.02)
+        self.embed_ref = FourierPointEmbed(dim, num_freqs=num_freqs) if modes else None
+        self.mode = nn.Embedding(2, dim) if modes else None
+        if self.mode is not None:
+            nn.init.normal_(self.mode.weight, std=0.02)
         self.norm_q, self.norm_kv = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = Attention(dim, heads, dim_head)
         self.norm_ff = nn.LayerNorm(dim)
         self.ff = FeedForward(dim)
-        self.norm_out = nn.LayerNorm(dim)
+        self.norm_out = nn.LayerNorm(dim) if final_norm else nn.Identity()
 
     def forward(
         self,
@@ -68,8 +82,12 @@ class ObservationEncoder(nn.Module):
             if corresponding is None
             else corresponding.to(obs.device).bool().reshape(B)
         )
-        tok = self.embed(obs) + self.mode(corr.long()).view(B, 1, 1, -1)
-        if reference is not None:
+        tok = self.embed(obs)
+        if self.mode is None or self.embed_ref is None:
+            reference = None
+        else:
+            tok = tok + self.mode(corr.long()).view(B, 1, 1, -1)
+        if reference is not None and self.embed_ref is not None:
             tok = tok + corr.to(tok.dtype).view(B, 1, 1, 1) * self.embed_ref(reference)[:, None]
         K = min(self.num_tokens, N)
         idx_frame = farthest_point_sampling(obs.reshape(B * T, N, 3), K).view(B, T, K)
@@ -109,11 +127,14 @@ class _LatentDenoiser:
     """What both denoisers share (mixed into their ``ModelMixin`` classes): the normalisation of the
     denoised latents (``self.stats``) and the zero-initialised output head (``norm_out``, ``proj_out``)."""
 
-    def _build_output(self, width: int, latent_channels: int) -> None:
-        self.norm_out = nn.LayerNorm(width, elementwise_affine=False)
-        self.proj_out = nn.Linear(width, latent_channels)
+    def _build_output(
+        self, width: int, latent_channels: int, affine: bool = False, bias: bool = True
+    ) -> None:
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=affine)
+        self.proj_out = nn.Linear(width, latent_channels, bias=bias)
         nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
+        if self.proj_out.bias is not None:
+            nn.init.zeros_(self.proj_out.bias)
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         """Latents as the autoencoder gives them -> the denoiser's normalised units."""
@@ -125,11 +146,12 @@ class _LatentDenoiser:
 
 
 def _blocks(
-    width: int, heads: int, dim_head: int, depth: int, context_dim: int | None, block_type: str
+    width: int, heads: int, dim_head: int, depth: int, context_dim: int | None, block_type: str, **options
 ) -> nn.ModuleList:
     """``depth`` space-time blocks (:class:`SpaceTimeBlock`) of ``width``, conditioned on the diffusion time (AdaLN, ``width``)
     and per-frame observation tokens (``width``); ``context_dim``: the width of a global context
-    (the deformation denoiser's shape tokens; None: none)."""
+    (the deformation denoiser's shape tokens; None: none); ``options``: the block's (``gate``,
+    ``context_norm``, ``norm_eps``, ``drop_path``)."""
     return nn.ModuleList(
         [
             SpaceTimeBlock(
@@ -140,6 +162,7 @@ def _blocks(
                 context_dim=context_dim,
                 frame_context_dim=width,
                 block_type=block_type,
+                **options,
             )
             for _ in range(depth)
         ]
@@ -157,6 +180,14 @@ class ShapeDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
 
     forward(x_in (B, M, C), c_noise (B,), obs (B, N, 3), corresponding (B,) bool = True: sparse points
     (True) or a partial cloud (False)) -> (B, M, C).
+
+    The official Motion2VecSets shape denoiser (``EDMPrecond`` of ``kl_d512_m512_l8_surf*_edm``;
+    ``model=motion_shape_diffusion_official``, ``latent4d import-weights m2v-shape-diffusion``) is this
+    network with ``time_scale=1`` (c_noise unscaled), ``obs_heads=1, obs_dim_head=width, obs_modes=False,
+    obs_final_norm=False, obs_tokens=512`` (its ``Scan2latent``), ``adaln_gate=False, context_norm=False,
+    norm_eps=1e-5`` (plain AdaLN blocks, raw observation context), ``io_bias=False`` (bias-free input /
+    output projections), ``out_affine=True`` (affine final LayerNorm) and ``drop_path=0.1`` (training).
+    Defaults: latent4d's own layout (saved networks load unchanged).
     """
 
     @register_to_config
@@ -171,14 +202,43 @@ class ShapeDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         num_freqs: int = 8,
         obs_tokens: int = 64,
         time_scale: float = 1000.0,
+        obs_heads: int | None = None,
+        obs_dim_head: int | None = None,
+        obs_modes: bool = True,
+        obs_final_norm: bool = True,
+        adaln_gate: bool = True,
+        context_norm: bool = True,
+        norm_eps: float = 1e-6,
+        io_bias: bool = True,
+        out_affine: bool = False,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.stats = _LatentNorm(latent_channels)
         self.time = TimestepEmbedder(width, scale=time_scale)
-        self.obs = ObservationEncoder(width, heads, dim_head, num_freqs, obs_tokens)
-        self.proj_in = nn.Linear(latent_channels, width)
-        self.blocks = _blocks(width, heads, dim_head, depth, None, "spatial")
-        self._build_output(width, latent_channels)
+        self.obs = ObservationEncoder(
+            width,
+            obs_heads or heads,
+            obs_dim_head or dim_head,
+            num_freqs,
+            obs_tokens,
+            modes=obs_modes,
+            final_norm=obs_final_norm,
+        )
+        self.proj_in = nn.Linear(latent_channels, width, bias=io_bias)
+        self.blocks = _blocks(
+            width,
+            heads,
+            dim_head,
+            depth,
+            None,
+            "spatial",
+            gate=adaln_gate,
+            context_norm=context_norm,
+            norm_eps=norm_eps,
+            drop_path=drop_path,
+        )
+        self._build_output(width, latent_channels, affine=out_affine, bias=io_bias)
 
     def forward(
         self,

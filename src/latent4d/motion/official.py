@@ -5,7 +5,11 @@
 * ``m2v-shape-ae``: the official ``KLAutoEncoder`` (``kl_d512_m512_l8``) -> :class:`ShapeVecSetAE` in its
   official layout (``model=motion_shape_ae_official``);
 * ``m2v-deform-ae``: the official ``KLAutoEncoder_deform`` (``de_kl_d512_m512_l32``) ->
-  :class:`DeformVecSetAE` in its official layout (``model=motion_deform_ae_official``).
+  :class:`DeformVecSetAE` in its official layout (``model=motion_deform_ae_official``);
+* ``m2v-shape-diffusion``: the official shape denoiser ``EDMPrecond`` (``kl_d512_m512_l8_surf300_edm`` /
+  ``surf512``) -> :class:`ShapeDenoiser` in its official layout (``model=motion_shape_diffusion_official``),
+  driven through :meth:`latent4d.diffusion.edm.EDM.denoise` (the official preconditioning: sigma_data 1,
+  c_noise = ln(sigma) / 4 unscaled). Its latents are the shape AE's, unnormalised (statistics: identity).
 
 The official training scripts save ``{"model": state_dict, "optimizer": ..., "epoch": int, "scaler": ...,
 "args": argparse.Namespace}``. The file is read with ``weights_only=True`` through
@@ -39,6 +43,7 @@ import torch
 
 from latent4d.errors import ConfigError, InputError
 from latent4d.motion.deform import DeformVecSetAE
+from latent4d.motion.denoiser import ShapeDenoiser
 from latent4d.motion.vecset import ShapeVecSetAE
 
 #: types the official checkpoints hold besides tensors and plain containers (rebuilt as data only)
@@ -79,6 +84,8 @@ VECSET_RULES = (
 )
 #: the official Fourier basis buffer: checked against the frequencies, not stored (latent4d rebuilds it)
 BASIS = "point_embed.basis"
+#: the same buffer in the official denoiser's observation encoder
+DIFFUSION_BASIS = "cond_enc.point_embed.basis"
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -141,7 +148,7 @@ def _shape(sd: dict, key: str, where: str) -> tuple[int, ...]:
     return tuple(sd[key].shape)
 
 
-def _num_freqs(sd: dict, width: int, n_in: int, where: str) -> int:
+def _num_freqs(sd: dict, width: int, n_in: int, where: str, basis: str = BASIS) -> int:
     """Frequencies of the Fourier point embedding (3 * 2F + 3 features), checked against the basis buffer."""
     freqs = (n_in - 3) // 6
     if n_in != 6 * freqs + 3 or freqs < 1:
@@ -149,13 +156,13 @@ def _num_freqs(sd: dict, width: int, n_in: int, where: str) -> int:
             f"{where}: point_embed.mlp.weight {(width, n_in)} is not a 3DShape2VecSet point "
             "embedding (6 F + 3 inputs)"
         )
-    if BASIS in sd:
+    if basis in sd:
         e = (2.0 ** torch.arange(freqs, dtype=torch.float64)) * math.pi
         want = torch.block_diag(e[None], e[None], e[None])
-        got = sd[BASIS].double()
+        got = sd[basis].double()
         if tuple(got.shape) != tuple(want.shape) or not torch.allclose(got, want, rtol=1e-5):
             raise InputError(
-                f"{where}: {BASIS} {tuple(got.shape)} is not the 3DShape2VecSet Fourier basis "
+                f"{where}: {basis} {tuple(got.shape)} is not the 3DShape2VecSet Fourier basis "
                 f"(2^k pi, k < {freqs}, per axis); latent4d's embedding would differ"
             )
     return freqs
@@ -206,14 +213,103 @@ def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     )
 
 
+#: official shape denoiser (``EDMPrecond``: ``model.`` the LatentArrayTransformer, ``cond_enc.`` its
+#: ``Scan2latent``) -> :class:`ShapeDenoiser`. ``to_qkv`` / ``to_kv`` stand for the official separate
+#: ``to_q``, ``to_k``, ``to_v`` projections, stacked by :func:`fuse_diffusion` (latent4d projects them in one).
+DIFFUSION_RULES = (
+    ("model.proj_in.", "proj_in."),
+    ("model.map_layer0.", "time.mlp.linear_1."),
+    ("model.map_layer1.", "time.mlp.linear_2."),
+    ("model.transformer_blocks.{i}.norm1.linear.", "blocks.{i}.norm1.mod.1."),
+    ("model.transformer_blocks.{i}.attn1.to_qkv.", "blocks.{i}.attn1.qkv."),
+    ("model.transformer_blocks.{i}.attn1.to_out.0.", "blocks.{i}.attn1.to_out."),
+    ("model.transformer_blocks.{i}.norm2.linear.", "blocks.{i}.norm_obs.mod.1."),
+    ("model.transformer_blocks.{i}.attn2.to_q.", "blocks.{i}.obs.attn.to_q."),
+    ("model.transformer_blocks.{i}.attn2.to_kv.", "blocks.{i}.obs.attn.to_kv."),
+    ("model.transformer_blocks.{i}.attn2.to_out.0.", "blocks.{i}.obs.attn.to_out."),
+    ("model.transformer_blocks.{i}.norm4.linear.", "blocks.{i}.norm_ff.mod.1."),
+    ("model.transformer_blocks.{i}.ff.net.0.proj.", "blocks.{i}.ff.net.0.proj."),
+    ("model.transformer_blocks.{i}.ff.net.2.", "blocks.{i}.ff.net.2."),
+    ("model.norm.", "norm_out."),
+    ("model.proj_out.", "proj_out."),
+    ("cond_enc.point_embed.mlp.", "obs.embed.proj."),
+    ("cond_enc.cross_attend_blocks.0.norm.", "obs.norm_q."),
+    ("cond_enc.cross_attend_blocks.0.norm_context.", "obs.norm_kv."),
+    ("cond_enc.cross_attend_blocks.0.fn.", "obs.attn."),
+    ("cond_enc.cross_attend_blocks.1.norm.", "obs.norm_ff."),
+    ("cond_enc.cross_attend_blocks.1.fn.net.0.", "obs.ff.net.0.proj."),
+    ("cond_enc.cross_attend_blocks.1.fn.net.2.", "obs.ff.net.2."),
+)
+_BLOCK = re.compile(r"^(model\.transformer_blocks\.\d+\.)")
+
+
+def fuse_diffusion(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The official denoiser's tensors in latent4d's arrangement, still under official names: the
+    self-attention's ``to_q``, ``to_k``, ``to_v`` stacked into ``to_qkv``, the cross-attention's ``to_k``,
+    ``to_v`` into ``to_kv``, the AdaLN modulation rows reordered (official (scale, shift) -> (shift, scale)).
+    A group with a part missing or mis-shaped is left as it is (and reported by :func:`convert`)."""
+    out = dict(sd)
+    blocks = sorted({m.group(1) for k in sd if (m := _BLOCK.match(k))})
+    for p in blocks:
+        for parts, fused in (("qkv", f"{p}attn1.to_qkv.weight"), ("kv", f"{p}attn2.to_kv.weight")):
+            names = [f"{p}{'attn1' if parts == 'qkv' else 'attn2'}.to_{c}.weight" for c in parts]
+            if all(n in sd for n in names) and len({tuple(sd[n].shape) for n in names}) == 1:
+                out[fused] = torch.cat([out.pop(n) for n in names])
+        for norm in ("norm1", "norm2", "norm4"):
+            for leaf in ("weight", "bias"):
+                key = f"{p}{norm}.linear.{leaf}"
+                if key in sd and sd[key].shape[0] % 2 == 0:
+                    out[key] = torch.cat(sd[key].chunk(2)[::-1])
+    return out
+
+
+def shape_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
+    """:class:`ShapeDenoiser` settings of an official shape ``EDMPrecond`` state dict (sizes from shapes):
+    the official layout (see :class:`ShapeDenoiser`), 8 heads in the blocks, 1 head x width in the
+    observation encoder, every observed point a token up to ``num_latents`` (official FPS only beyond)."""
+    width, channels = _shape(sd, "model.proj_in.weight", where)
+    point_width, n_in = _shape(sd, "cond_enc.point_embed.mlp.weight", where)
+    idx = {int(m.group(1)) for k in sd if (m := re.match(r"^model\.transformer_blocks\.(\d+)\.", k))}
+    inner = _shape(sd, "model.transformer_blocks.0.attn1.to_q.weight", where)[0]
+    if inner % OFFICIAL_HEADS:
+        raise InputError(f"{where}: denoiser attention width {inner} is not {OFFICIAL_HEADS} heads wide")
+    return dict(
+        latent_channels=channels,
+        num_latents=num_latents,
+        width=width,
+        depth=max(idx) + 1,
+        heads=OFFICIAL_HEADS,
+        dim_head=inner // OFFICIAL_HEADS,
+        num_freqs=_num_freqs(sd, point_width, n_in, where, basis=DIFFUSION_BASIS),
+        obs_tokens=num_latents,
+        time_scale=1.0,
+        obs_heads=1,
+        obs_dim_head=width,
+        obs_modes=False,
+        obs_final_norm=False,
+        adaln_gate=False,
+        context_norm=False,
+        norm_eps=1e-5,
+        io_bias=False,
+        out_affine=True,
+        drop_path=OFFICIAL_DROP_PATH,
+    )
+
+
 @dataclass(frozen=True)
 class OfficialKind:
-    """One importable kind: the official class, the latent4d class, the renaming and the settings."""
+    """One importable kind: the official class, the latent4d class, the renaming and the settings;
+    ``prepare``: official tensors -> latent4d's arrangement (still official names); ``basis``: the
+    Fourier basis buffer (checked, not stored); ``own``: latent4d tensors the official network has no
+    counterpart of, kept at their initial values (the denoiser's latent statistics: identity)."""
 
     official: str
     cls: type
     rules: tuple[tuple[str, str], ...]
     config: Callable[[dict, int, str], dict]
+    prepare: Callable[[dict], dict] | None = None
+    basis: str = "point_embed.basis"
+    own: tuple[str, ...] = ()
 
 
 SHAPE_AE = OfficialKind(
@@ -222,7 +318,20 @@ SHAPE_AE = OfficialKind(
 DEFORM_AE = OfficialKind(
     "KLAutoEncoder_deform", DeformVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_pos.")), deform_ae_config
 )
-KINDS: dict[str, OfficialKind] = {"m2v-shape-ae": SHAPE_AE, "m2v-deform-ae": DEFORM_AE}
+SHAPE_DIFFUSION = OfficialKind(
+    "EDMPrecond (shape)",
+    ShapeDenoiser,
+    DIFFUSION_RULES,
+    shape_diffusion_config,
+    prepare=fuse_diffusion,
+    basis=DIFFUSION_BASIS,
+    own=("stats.latent_mean", "stats.latent_std"),
+)
+KINDS: dict[str, OfficialKind] = {
+    "m2v-shape-ae": SHAPE_AE,
+    "m2v-deform-ae": DEFORM_AE,
+    "m2v-shape-diffusion": SHAPE_DIFFUSION,
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,10 +347,10 @@ def convert(kind: OfficialKind, sd: dict[str, torch.Tensor], num_latents: int, w
     :class:`InputError` listing every missing / unexpected / mis-shaped tensor by its official name."""
     net = kind.cls(**kind.config(sd, num_latents, where))
     own = net.state_dict()
-    mapped: dict[str, torch.Tensor] = {}
+    mapped: dict[str, torch.Tensor] = {k: own[k] for k in kind.own}
     unexpected, shapes = [], []
-    for key, value in sd.items():
-        if key == BASIS:
+    for key, value in (kind.prepare(sd) if kind.prepare else sd).items():
+        if key == kind.basis:
             continue
         name = rename(key, kind.rules)
         if name is None or name not in own:

@@ -35,11 +35,12 @@ class AdaLayerNorm(nn.Module):
 
     x (B, N, dim) or (B, ..., N, dim), cond (B, cond_dim). With ``gate=True`` also returns a gate
     (B, 1, dim) for AdaLN-Zero residuals; the modulation starts at identity (zero-initialised).
+    ``eps``: the LayerNorm's (1e-6; the official Motion2VecSets denoiser: 1e-5, torch's default).
     """
 
-    def __init__(self, dim: int, cond_dim: int, gate: bool = False):
+    def __init__(self, dim: int, cond_dim: int, gate: bool = False, eps: float = 1e-6):
         super().__init__()
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=eps)
         self.gate = gate
         lin = nn.Linear(cond_dim, dim * (3 if gate else 2))
         nn.init.zeros_(lin.weight)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latent4d.nn.attention import Attention, attention_flops
-from latent4d.nn.layers import AdaLayerNorm, FeedForward
+from latent4d.nn.layers import AdaLayerNorm, DropPath, FeedForward
 
 AXES = ("space", "time", "joint")
 BLOCK_TYPES = ("interleaved", "joint", "spatial")
@@ -136,11 +136,12 @@ class JointSelfAttention(nn.Module):
 
 
 class _CrossAttention(nn.Module):
-    """Pre-normalised queries (B, N, dim) attend to a context (B, K, context_dim)."""
+    """Pre-normalised queries (B, N, dim) attend to a context (B, K, context_dim) (LayerNorm'd unless
+    ``context_norm=False``)."""
 
-    def __init__(self, dim: int, context_dim: int, heads: int, dim_head: int):
+    def __init__(self, dim: int, context_dim: int, heads: int, dim_head: int, context_norm: bool = True):
         super().__init__()
-        self.norm_c = nn.LayerNorm(context_dim)
+        self.norm_c = nn.LayerNorm(context_dim) if context_norm else nn.Identity()
         self.attn = Attention(dim, heads, dim_head, context_dim=context_dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -156,50 +157,67 @@ class SpaceTimeBlock(nn.Module):
         context_dim: width of the shared context (e.g. shape latents) (B, K, context_dim); None: no layer.
         frame_context_dim: width of per-frame contexts (observations) (B, T, N, frame_context_dim); None: no layer.
         block_type: ``interleaved`` | ``joint`` | ``spatial``.
+        gate: AdaLN-Zero (a gate per residual branch); False: plain AdaLN ``x + f(norm(x) (1 + scale) + shift)``
+            (the official Motion2VecSets block; its modulation rows are (scale, shift), latent4d's (shift, scale)).
+        context_norm: LayerNorm on the contexts before the cross-attentions (False: official).
+        norm_eps: the AdaLN LayerNorms' eps (official: 1e-5); drop_path: stochastic depth of every branch.
 
     forward(x (B, T, M, D), cond (B, cond_dim), context=None, frame_context=None,
     frame_context_mask (B, T, N) bool = None, frame_mask (B, T) bool = None) -> (B, T, M, D).
     """
 
     def __init__(self, dim: int, heads: int, dim_head: int, cond_dim: int, context_dim: int | None = None,
-                 frame_context_dim: int | None = None, block_type: str = "interleaved", ff_mult: int = 4):
+                 frame_context_dim: int | None = None, block_type: str = "interleaved", ff_mult: int = 4,
+                 gate: bool = True, context_norm: bool = True, norm_eps: float = 1e-6, drop_path: float = 0.0):
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
-        self.block_type = block_type
+        self.block_type, self.gate = block_type, gate
         first_axis = "joint" if block_type == "joint" else "space"
-        self.norm1 = AdaLayerNorm(dim, cond_dim, gate=True)
+
+        def ada():
+            return AdaLayerNorm(dim, cond_dim, gate=gate, eps=norm_eps)
+
+        def cross(cdim):
+            return _CrossAttention(dim, cdim, heads, dim_head, context_norm=context_norm)
+
+        self.norm1 = ada()
         self.attn1 = SpaceTimeSelfAttention(dim, heads, dim_head, axis=first_axis)
-        self.norm_ctx = AdaLayerNorm(dim, cond_dim, gate=True) if context_dim else None
-        self.ctx = _CrossAttention(dim, context_dim, heads, dim_head) if context_dim else None
-        self.norm_obs = AdaLayerNorm(dim, cond_dim, gate=True) if frame_context_dim else None
-        self.obs = _CrossAttention(dim, frame_context_dim, heads, dim_head) if frame_context_dim else None
-        self.norm_t = AdaLayerNorm(dim, cond_dim, gate=True) if block_type == "interleaved" else None
+        self.norm_ctx = ada() if context_dim else None
+        self.ctx = cross(context_dim) if context_dim else None
+        self.norm_obs = ada() if frame_context_dim else None
+        self.obs = cross(frame_context_dim) if frame_context_dim else None
+        self.norm_t = ada() if block_type == "interleaved" else None
         self.temporal = SpaceTimeSelfAttention(dim, heads, dim_head, axis="time") if block_type == "interleaved" else None
-        self.norm_ff = AdaLayerNorm(dim, cond_dim, gate=True)
+        self.norm_ff = ada()
         self.ff = FeedForward(dim, mult=ff_mult)
+        self.drop_path = DropPath(drop_path)
+
+    def _branch(self, norm: AdaLayerNorm, x: torch.Tensor, cond: torch.Tensor, fn) -> torch.Tensor:
+        """x + [gate *] fn(AdaLN(x)) (residual branch, dropped per sample in training with ``drop_path``)."""
+        if self.gate:
+            h, g = norm(x, cond)
+            return x + self.drop_path(g * fn(h))
+        return x + self.drop_path(fn(norm(x, cond)))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, context: torch.Tensor | None = None,
                 frame_context: torch.Tensor | None = None, frame_context_mask: torch.Tensor | None = None,
                 frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, M, D = x.shape
-        h, g = self.norm1(x, cond)
-        x = x + g * self.attn1(h, mask=frame_mask if self.block_type == "joint" else None)
+        x = self._branch(self.norm1, x, cond, lambda h: self.attn1(h, mask=frame_mask if self.block_type == "joint" else None))
         if self.ctx is not None and self.norm_ctx is not None and context is not None:
-            h, g = self.norm_ctx(x, cond)
+            ctx = self.ctx
             # the context is shared by all frames: fold T into the query length (no copies of it)
-            x = x + g * self.ctx(h.reshape(B, T * M, D), context).reshape(B, T, M, D)
+            x = self._branch(self.norm_ctx, x, cond, lambda h: ctx(h.reshape(B, T * M, D), context).reshape(B, T, M, D))
         if self.obs is not None and self.norm_obs is not None and frame_context is not None:
-            h, g = self.norm_obs(x, cond)
-            N = frame_context.shape[2]
+            obs, N = self.obs, frame_context.shape[2]
             fm = None if frame_context_mask is None else frame_context_mask.reshape(B * T, N)
-            o = self.obs(h.reshape(B * T, M, D), frame_context.reshape(B * T, N, -1), mask=fm)
-            x = x + g * o.reshape(B, T, M, D)
+            fc = frame_context.reshape(B * T, N, -1)
+            x = self._branch(self.norm_obs, x, cond, lambda h: obs(h.reshape(B * T, M, D), fc, mask=fm).reshape(B, T, M, D))
         if self.temporal is not None and self.norm_t is not None:
-            h, g = self.norm_t(x, cond)
-            x = x + g * self.temporal(h, mask=frame_mask)
-        h, g = self.norm_ff(x, cond)
-        return x + g * self.ff(h)
+            temporal = self.temporal
+            x = self._branch(self.norm_t, x, cond, lambda h: temporal(h, mask=frame_mask))
+        return self._branch(self.norm_ff, x, cond, self.ff)
 
 
 # ----------------------------------------------------------------------------------------------

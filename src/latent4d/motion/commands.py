@@ -19,7 +19,7 @@ swapped in when complete, so a failed run leaves an earlier output untouched.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,19 @@ class SampleOptions:
     )
 
 
+#: the held-out lists of an O-Flow dataset: unseen motions, unseen individuals
+OFLOW_TEST_SPLITS = ("test", "test_new_individual")
+
+
+@dataclass
+class EvaluateData:
+    """``data.*`` of ``latent4d evaluate``: where the clips come from."""
+
+    source: str = "procedural"
+    root: str | None = None
+    category: str | None = None
+
+
 @dataclass
 class EvaluateOptions:
     """``latent4d evaluate run=<motion run>`` (see :func:`evaluate`)."""
@@ -74,14 +87,31 @@ class EvaluateOptions:
     run: str | None = None
     n: int = opt(4, min=1, max=100, help="clips per held-out split")
     resolution: int = opt(128, min=8, max=1024)
-    n_iou: int = opt(100_000, min=100, max=10_000_000)
+    n_iou: int = opt(100_000, min=100, max=10_000_000, help="O-Flow data: cap on points_seq points per frame")
     n_chamfer: int = opt(100_000, min=100, max=10_000_000)
-    mode: str = opt("sparse", choices=OBSERVATIONS)
+    mode: str = opt("sparse", choices=(*OBSERVATIONS, "all"), help="all: every input mode (O-Flow data)")
+    data: EvaluateData = field(default_factory=EvaluateData)
+    split: str = opt("all", choices=("all", *OFLOW_TEST_SPLITS), help="O-Flow data: held-out list(s)")
+    clips: int = opt(0, min=0, max=10_000_000, help="O-Flow data: clips per split (0: all, official)")
+    seed: int = opt(0, min=0, max=SEED_MAX)
     steps: int = opt(18, min=1, max=1000)
     shape_run: str | None = None
     ema: bool = opt(
         True, help="diffusion runs: sample with the EMA denoiser (models/denoiser_ema); false: raw weights"
     )
+
+    def validate(self) -> None:
+        d = self.data
+        if d.source not in ("procedural", "oflow"):
+            raise ConfigError(f"evaluate: data.source must be 'procedural' or 'oflow', got {d.source!r}")
+        if d.source == "oflow" and not d.root:
+            raise ConfigError(
+                "evaluate: data.source=oflow needs data.root=<dataset folder in the O-Flow layout>"
+            )
+        if d.source == "procedural" and (self.mode == "all" or d.root):
+            raise ConfigError(
+                "evaluate: mode=all and data.root= are for O-Flow data (add data.source=oflow data.root=<dir>)"
+            )
 
 
 def _kind(run_cfg: DictConfig, run_dir: Path | str = "run") -> str:
@@ -159,7 +189,7 @@ def _read_inputs(cfg: MotionReconstructConfig):
     tmpl = None
     if cfg.template and cfg.method == "diffusion":
         tmpl = read_template(check_input_file(cfg.template, "template"))
-    frames = read_sequence(cfg.input)
+    frames = read_sequence(cfg.input, cfg.max_points, cfg.seed)
     if gt is not None and len(gt[0]) != len(frames):
         raise InputError(
             f"gt={cfg.gt}: {len(gt[0])} ground-truth frames for the {len(frames)} frames of "
@@ -429,6 +459,8 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
 
     o = parse_options(EvaluateOptions, args, "evaluate")
     kind = _kind(run_cfg, run_dir)
+    if o.data.source == "oflow":
+        return evaluate_oflow(run_dir, run_cfg, o, kind)
     clips = held_out(o.n, num_frames(run_cfg, run_dir))
     if kind == "ShapeAEModule":
         pipe = MotionPipeline.from_runs(shape_ae=run_dir)
@@ -447,6 +479,83 @@ def evaluate(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     write_json_atomic(run_dir / "evaluation.json", result)
     print({k: v for k, v in result.items() if not isinstance(v, list | dict)})
     return result
+
+
+def evaluate_oflow(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions, kind: str) -> dict:
+    """The paper's protocol on the held-out lists of an O-Flow dataset (``data.source=oflow
+    data.root=<dir> [data.category=<name>] [split=test|test_new_individual] [mode=sparse|partial|all]``)
+    -> ``<run>/evaluation_oflow.json``: per split and input mode the means over clips of IoU, Chamfer-L1
+    and correspondence L2 as the official evaluation computes them, per-clip rows, and the protocol
+    (:data:`latent4d.motion.evaluate.OFFICIAL_PROTOCOL`). Windows, inputs and normalisation follow the
+    run's ``data.*`` (clip_stride, clip_offset, n_obs, noise, normalize)."""
+    from latent4d.motion.evaluate import (
+        OFFICIAL_PROTOCOL,
+        evaluate_oflow_clip,
+        oflow_observer,
+        summarise_oflow,
+    )
+    from latent4d.motion.oflow import OFlowIndex, clip_transforms
+    from latent4d.motion.pipeline import MotionPipeline
+    from latent4d.motion.reconstruct import MotionSolver
+
+    if kind != "DeformDiffusionModule":
+        raise ConfigError(
+            f"evaluate data.source=oflow: '{run_dir}' is a {kind} run; the official protocol evaluates a "
+            "deformation diffusion run (run=<deform_diffusion run> [shape_run=<shape_diffusion run>])"
+        )
+    hp = lambda key, default: OmegaConf.select(run_cfg, f"data.{key}", default=default)  # noqa: E731
+    cats = [o.data.category] if o.data.category else None
+    splits = OFLOW_TEST_SPLITS if o.split == "all" else (o.split,)
+    modes = OBSERVATIONS if o.mode == "all" else (o.mode,)
+    T, normalize = num_frames(run_cfg, run_dir), str(hp("normalize", "clip"))
+    indices = {}
+    for s in splits:
+        root = Path(o.data.root).expanduser()
+        if o.split == "all" and not any(root.glob(f"*/{s}.lst")):
+            continue  # "all": the held-out lists the dataset has
+        stride, offset = hp("clip_stride", None), hp("clip_offset", 0) or 0
+        indices[s] = OFlowIndex(root, s, T, stride, offset, cats, max_clips=o.clips or None)
+    if not indices:
+        raise ConfigError(f"evaluate: no {' / '.join(f'{s}.lst' for s in splits)} under '{o.data.root}'")
+    pipe = MotionPipeline.from_runs(shape_diffusion=o.shape_run, deform_diffusion=run_dir, ema=o.ema)
+    shape_points = None if o.shape_run else int(hp("n_points", 2048))
+    result = {
+        "run": str(run_dir),
+        "protocol": OFFICIAL_PROTOCOL,
+        "frame0": "shape diffusion"
+        if o.shape_run
+        else f"the run's shape AE encoding of {shape_points} true frame-0 pcl_seq points",
+        "splits": {},
+    }
+    for mode in modes:
+        solver = MotionSolver(
+            pipe,
+            plain_config(f"mode={mode}", f"steps={o.steps}", f"resolution={o.resolution}", f"seed={o.seed}"),
+        )
+        for s, index in indices.items():
+            tf = clip_transforms(index, normalize)
+            observe = oflow_observer(index, tf, int(hp("n_obs", 300)), float(hp("noise", 0.001)), o.seed)
+            rows = [
+                evaluate_oflow_clip(solver, index, k, tf, observe(k, mode), shape_points, o, o.seed)
+                for k in _track(range(len(index)), f"evaluate {s} / {mode}")
+            ]
+            result["splits"].setdefault(s, {})[mode] = dict(summarise_oflow(rows), rows=rows)
+    write_json_atomic(run_dir / "evaluation_oflow.json", result)
+    for s, per_mode in result["splits"].items():
+        for mode, r in per_mode.items():
+            print(
+                f"[latent4d] {s} / {mode}: "
+                + ", ".join(f"{k} {r[k]:.4f}" for k in ("iou", "chamfer_l1", "corr_l2"))
+                + f" ({r['clips']} clips)"
+            )
+    return result
+
+
+def _track(items, label: str):
+    """``items`` with a progress bar (rich, with an ETA)."""
+    from rich.progress import track
+
+    return track(items, description=label, transient=True)
 
 
 def _summarise(mode: str, rows: list[dict]) -> dict:

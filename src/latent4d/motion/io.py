@@ -2,7 +2,9 @@
 
 Input (:func:`read_sequence`): a folder with one point cloud per frame (``.ply``, ``.npz`` with a
 ``points`` array, ``.npy``, ``.xyz`` / ``.txt`` / ``.pts`` text with x y z in the first columns;
-frames ordered by file name), or one ``.npz`` / ``.npy`` file holding a (T, N, 3) array (key
+frames ordered by file name, numbers in names by value: the official demo's ``inputs_<t>.ply``), an
+O-Flow ``pcl_seq`` folder (``.npz`` frames with ``points``, ``loc``, ``scale``: read in world units,
+``max_points`` per frame), or one ``.npz`` / ``.npy`` file holding a (T, N, 3) array (key
 ``points``, ``observations`` or the only array). Readers never unpickle, and check the shapes /
 counts declared in ``.npy`` / ``.npz`` / ``.ply`` headers against the file size and
 :data:`MAX_VALUES` before allocating anything; every bad file is an :class:`InputError` naming it.
@@ -248,27 +250,87 @@ def _read_cloud(path: Path) -> np.ndarray:
     return a.reshape(-1, 3)
 
 
-def read_sequence(path: str | Path) -> list[np.ndarray]:
+def frame_order(path: Path) -> tuple:
+    """Sort key of frame files: numbers in the name compare as numbers (the official demo's
+    ``inputs_2.ply`` comes before ``inputs_10.ply``; zero-padded names keep their order)."""
+    import re
+
+    return tuple(int(x) if k % 2 else x for k, x in enumerate(re.split(r"(\d+)", path.name)))
+
+
+def is_oflow_frames(files: list[Path]) -> bool:
+    """Whether a folder's frame files are an O-Flow ``pcl_seq`` folder: ``.npz`` files holding
+    ``points``, ``loc`` and ``scale`` (world = loc + scale * points)."""
+    import zipfile
+
+    if not files or any(f.suffix.lower() != ".npz" for f in files):
+        return False
+    try:
+        with zipfile.ZipFile(files[0]) as zf:
+            return {"points.npy", "loc.npy", "scale.npy"} <= set(zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def read_oflow_frames(files: list[Path], max_points: int | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Frames of an O-Flow ``pcl_seq`` folder in world units (loc + scale * points), (k, 3) float32 each.
+
+    ``max_points`` subsamples every frame when it holds more (D-FAUST: 100,000 points per frame): frames
+    of equal counts share one index set (their points correspond, which sparse inputs rely on), so only
+    those rows are read (memory-mapped when stored uncompressed). O-Flow's ``*_<k>.npz`` chunks are skipped.
+    """
+    from latent4d.motion.oflow import point_count, read_points
+
+    files = [f for f in files if "_" not in f.stem]
+    counts = [point_count(f) for f in files]
+    total = 3 * sum(min(n, max_points or n) for n in counts)
+    if total > MAX_VALUES:
+        raise InputError(
+            f"input folder '{files[0].parent}': {total // 3} points in all, more than {MAX_VALUES // 3}; "
+            "read fewer per frame (max_points=...)"
+        )
+    rng = np.random.default_rng(seed)
+
+    def subset(n: int) -> np.ndarray | None:
+        return (
+            None if not max_points or n <= max_points else np.sort(rng.choice(n, max_points, replace=False))
+        )
+
+    shared = subset(counts[0]) if len(set(counts)) == 1 else None
+    zero = np.zeros(3, np.float32)
+    return [
+        read_points(f, shared if shared is not None else subset(n), zero, 1.0) for f, n in zip(files, counts)
+    ]
+
+
+def read_sequence(path: str | Path, max_points: int | None = None, seed: int = 0) -> list[np.ndarray]:
     """Observed frames as a list of (N_t, 3) float32 arrays (world units).
 
     Validated before use: the input exists, >= 2 and <= :data:`MAX_FRAMES` frames, every frame an
     (N, 3) array with at least one point and only finite coordinates, at most :data:`MAX_VALUES`
     numbers in all; headers of ``.npy`` / ``.npz`` / ``.ply`` files are checked against their file size
-    before anything is allocated. Every :class:`InputError` names the file (and frame).
+    before anything is allocated. Every :class:`InputError` names the file (and frame). An O-Flow
+    ``pcl_seq`` folder (:func:`is_oflow_frames`) is read with :func:`read_oflow_frames` (world units,
+    ``max_points`` per frame).
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"input '{p}' does not exist")
     if p.is_dir():
         files = sorted(
-            f
-            for f in p.iterdir()
-            if f.is_file() and f.suffix.lower() in CLOUD_EXTS and not f.name.startswith(".")
+            (
+                f
+                for f in p.iterdir()
+                if f.is_file() and f.suffix.lower() in CLOUD_EXTS and not f.name.startswith(".")
+            ),
+            key=frame_order,
         )
         if not files:
             raise InputError(
                 f"input folder '{p}' holds no point-cloud files ({', '.join(CLOUD_EXTS)}): empty sequence"
             )
+        if len(files) <= MAX_FRAMES and is_oflow_frames(files):
+            return check_sequence(read_oflow_frames(files, max_points, seed), str(p))
         if len(files) > MAX_FRAMES:
             raise InputError(
                 f"input folder '{p}' holds {len(files)} frames, more than the limit of {MAX_FRAMES}"

@@ -38,6 +38,9 @@ class EDM:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
+    #: scale of the initial noise: ``"scheduler"`` (diffusers' ``init_noise_sigma`` = sqrt(sigma_max^2 + 1))
+    #: or ``"sigma_max"`` (EDM Algorithm 1 and the official Motion2VecSets ``edm_sampler``: x_0 = sigma_max n)
+    init_noise: str = "scheduler"
 
     # -- preconditioning ----------------------------------------------------------------------
     def coefficients(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,7 +107,9 @@ class EDM:
         sched = self.scheduler(sampler)
         sched.set_timesteps(steps, device=device)
         x = torch.randn(shape, generator=generator, device=device) if noise is None else noise.to(device)
-        x = x * sched.init_noise_sigma
+        if self.init_noise not in ("scheduler", "sigma_max"):
+            raise ValueError(f"init_noise must be 'scheduler' or 'sigma_max', got {self.init_noise!r}")
+        x = x * (self.sigma_max if self.init_noise == "sigma_max" else sched.init_noise_sigma)
         B = shape[0]
         if sampler == "heun":
             return self._heun(net, x, sched, guide, **cond)

@@ -7,7 +7,10 @@ Hydra refuses unknown keys and wrong types), e.g. ``mode=partial``, ``num_sample
 ``guidance=0`` (the models' plain samples), ``fuse=false``, ``deform_guidance.final_iters=0``,
 ``template=<mesh>`` (track a known frame-0 mesh, world units), ``gt=<npz>`` (adds metrics),
 ``method=autoencoder shape_ae=<run> deform_ae=<run>`` (dense *corresponding* clouds, autoencoders
-only). Output layout: :mod:`latent4d.motion.io`.
+only). ``input=`` may also be an O-Flow ``pcl_seq`` folder or a depth-image folder with
+``intrinsics.json`` (:func:`latent4d.motion.io.read_sequence`). Output layout: :mod:`latent4d.motion.io`.
+``latent4d evaluate run=<deform_diffusion run> data.source=oflow data.root=<dir>``: the paper's protocol
+on an O-Flow dataset (:func:`evaluate_oflow`).
 
 Every option is typed and range-checked (``sample`` / ``evaluate``: :class:`SampleOptions`,
 :class:`EvaluateOptions`), ``out=`` is checked and every input file read and validated (shapes,
@@ -189,7 +192,7 @@ def _read_inputs(cfg: MotionReconstructConfig):
     tmpl = None
     if cfg.template and cfg.method == "diffusion":
         tmpl = read_template(check_input_file(cfg.template, "template"))
-    frames = read_sequence(cfg.input, cfg.max_points, cfg.seed)
+    frames = read_sequence(cfg.input, cfg.max_points, cfg.seed, cfg.depth_scale, cfg.depth_max)
     if gt is not None and len(gt[0]) != len(frames):
         raise InputError(
             f"gt={cfg.gt}: {len(gt[0])} ground-truth frames for the {len(frames)} frames of "

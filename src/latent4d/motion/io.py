@@ -303,7 +303,63 @@ def read_oflow_frames(files: list[Path], max_points: int | None = None, seed: in
     ]
 
 
-def read_sequence(path: str | Path, max_points: int | None = None, seed: int = 0) -> list[np.ndarray]:
+def read_depth_sequence(
+    folder: Path,
+    max_points: int | None = None,
+    seed: int = 0,
+    depth_scale: float = 1000.0,
+    depth_max: float | None = None,
+) -> list[np.ndarray]:
+    """Per-frame partial clouds (k_t, 3) float32 of a depth-image sequence: ``folder/intrinsics.json``
+    ({fx, fy, cx, cy[, width, height]} or {"K": 3x3}, pixels) and one depth image per frame (16-bit PNG
+    with ``depth_scale`` units per metre, or an (H, W) ``.npy`` in metres; 0 / NaN = no measurement).
+
+    Pixels farther than ``depth_max`` metres (the background) are dropped; each frame keeps at most
+    ``max_points`` random points. Points are in metres in the camera frame turned y-up, (x, -y, -z) of
+    OpenCV's x right / y down / z forward, so that an upright subject stands as in the training data.
+    """
+    from latent4d.geometry.rgbd import backproject_depth
+    from latent4d.objects.io import check_camera, read_depth_png, read_intrinsics
+
+    K = read_intrinsics(folder / "intrinsics.json")
+    files = sorted(
+        (f for f in folder.iterdir() if f.suffix.lower() in (".png", ".npy") and not f.name.startswith(".")),
+        key=frame_order,
+    )
+    if len(files) < 2:
+        raise InputError(
+            f"depth sequence '{folder}': {len(files)} depth image(s) (.png / .npy); need >= 2 frames"
+        )
+    rng, frames, size = np.random.default_rng(seed), [], None
+    for f in files:
+        d = read_depth_png(f, depth_scale)
+        if size is None:
+            size = d.shape
+            check_camera(K, d.shape[1], d.shape[0], f"{folder / 'intrinsics.json'}", image=str(f))
+        elif d.shape != size:
+            raise InputError(
+                f"{f}: {d.shape[1]}x{d.shape[0]} pixels, the first frame has {size[1]}x{size[0]}"
+            )
+        if depth_max:
+            d = np.where(d <= depth_max, d, 0)
+        pts, _ = backproject_depth(d, K)
+        if len(pts) == 0:
+            raise InputError(
+                f"{f}: no valid depth pixels" + (f" within depth_max={depth_max} m" if depth_max else "")
+            )
+        if max_points and len(pts) > max_points:
+            pts = pts[np.sort(rng.choice(len(pts), max_points, replace=False))]
+        frames.append(pts * np.array([1, -1, -1], np.float32))
+    return frames
+
+
+def read_sequence(
+    path: str | Path,
+    max_points: int | None = None,
+    seed: int = 0,
+    depth_scale: float = 1000.0,
+    depth_max: float | None = None,
+) -> list[np.ndarray]:
     """Observed frames as a list of (N_t, 3) float32 arrays (world units).
 
     Validated before use: the input exists, >= 2 and <= :data:`MAX_FRAMES` frames, every frame an
@@ -311,11 +367,14 @@ def read_sequence(path: str | Path, max_points: int | None = None, seed: int = 0
     numbers in all; headers of ``.npy`` / ``.npz`` / ``.ply`` files are checked against their file size
     before anything is allocated. Every :class:`InputError` names the file (and frame). An O-Flow
     ``pcl_seq`` folder (:func:`is_oflow_frames`) is read with :func:`read_oflow_frames` (world units,
-    ``max_points`` per frame).
+    ``max_points`` per frame). A folder with ``intrinsics.json`` is a depth-image sequence
+    (:func:`read_depth_sequence`, ``depth_scale`` / ``depth_max``).
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"input '{p}' does not exist")
+    if p.is_dir() and (p / "intrinsics.json").is_file():
+        return check_sequence(read_depth_sequence(p, max_points, seed, depth_scale, depth_max), str(p))
     if p.is_dir():
         files = sorted(
             (

@@ -94,8 +94,10 @@ class MotionReconstructConfig:
     mesh: str = opt(MISSING, choices=MESH_METHODS, help="mesh extraction")
     n_obs: int = opt(MISSING, min=1, max=1_000_000, help="observed points per frame after resampling")
     max_points: int = opt(
-        MISSING, min=1, max=10_000_000, help="points read per frame of an O-Flow pcl_seq input folder"
+        MISSING, min=1, max=10_000_000, help="points read per frame of an O-Flow pcl_seq / depth input folder"
     )
+    depth_scale: float = opt(MISSING, gt=0.0, help="depth-image inputs: PNG units per metre")
+    depth_max: float | None = opt(MISSING, gt=0.0, help="depth-image inputs: drop pixels farther (metres)")
     window: int | None = opt(MISSING, min=2, max=100_000, help="frames per window (null: the model's)")
     seed: int = opt(MISSING, min=0, max=SEED_MAX)
     n_shape_points: int = opt(

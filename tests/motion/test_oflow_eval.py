@@ -208,3 +208,12 @@ def test_reconstruct_from_a_depth_image_sequence(tiny_runs, tmp_path):
     tr = np.load(out / "sample_00" / "trajectories.npz")
     assert tr["observations"].shape == (5, 64, 3)
     assert -2.0 < tr["observations"][..., 2].mean() < -1.7  # the sphere's near side, metres, turned y-up
+
+
+def test_long_captures_run_in_windows_overlapping_by_one_frame():
+    from latent4d.motion.reconstruct import windows
+
+    assert list(windows(17, 17)) == [(0, 17)]
+    spans = list(windows(300, 17))  # a long capture: shown with a progress bar
+    assert spans[0] == (0, 17) and spans[-1][1] == 300 and len(spans) == 19
+    assert all(b[0] == a[1] - 1 and b[1] - b[0] <= 17 for a, b in zip(spans, spans[1:]))

@@ -60,6 +60,20 @@ METHODS = ("diffusion", "autoencoder")
 SEED_MAX = 2**32 - 1
 
 
+def windows(T: int, W: int):
+    """(start, stop) frame ranges of ``T`` frames in windows of ``W`` overlapping by one frame, with a
+    progress bar (rich, with an ETA) when there is more than one window (long captures)."""
+    spans, start = [], 0
+    while start < T - 1:
+        spans.append((start, min(start + W, T)))
+        start = spans[-1][1] - 1
+    if len(spans) < 2:
+        return spans
+    from rich.progress import track
+
+    return track(spans, description=f"tracking {T} frames in {len(spans)} windows", transient=True)
+
+
 @dataclass
 class MotionReconstructConfig:
     """Settings of ``latent4d reconstruct motion`` (values: ``conf/reconstruct/motion.yaml``).
@@ -382,9 +396,7 @@ class MotionSolver:
         verts = [np.zeros((T, len(m.vertices), 3), np.float32) for m in meshes]
         for s, m in enumerate(meshes):
             verts[s][0] = m.vertices
-        start = 0
-        while start < T - 1:
-            stop = min(start + clip.W, T)  # window frames start..stop-1
+        for start, stop in windows(T, clip.W):  # window frames start..stop-1
             if start > 0:  # chain: shape latents of the tracked mesh at the window's first frame
                 t0 = time.perf_counter()
                 pts = [
@@ -411,7 +423,6 @@ class MotionSolver:
             for s in range(len(meshes)):
                 verts[s][start + 1 : stop] = pipe.deform(zd[s], verts[s][start])
             clip.add_time("decode", t0)
-            start = stop - 1
         return verts
 
     # -- ablation (a) ------------------------------------------------------------------------------

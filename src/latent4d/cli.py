@@ -62,7 +62,7 @@ def _run_command(command: str, items: list[str]) -> None:
     (no run: a folder of results) goes to the family's ``evaluate_folder(args)``."""
     from latent4d.config import find_run_dir, load_run_config
 
-    if command == "evaluate" and items and "=" not in items[0]:
+    if command == "evaluate" and items and items[0] in FAMILIES:
         _family_command(items[0], "evaluate_folder")(_dotlist(items[1:]))
         return
     args = _dotlist(items)

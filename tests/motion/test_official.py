@@ -40,6 +40,13 @@ TOL = 1e-4
 # the official layout and forward, from the paper's equations
 
 
+def _assert_official_shapes(net, spec, shapes: dict) -> None:
+    """Every tensor of ``net`` is an official tensor (renamed by ``spec``) with the official shape."""
+    own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    want = {official.rename(k, spec.rules): s for k, s in shapes.items() if k != official.BASIS}
+    assert own == want
+
+
 def official_shapes(
     width: int,
     depth: int,
@@ -262,13 +269,7 @@ def test_official_config_is_the_official_layout():
         net = instantiate(cfg.model.ae)
     assert isinstance(net, ShapeVecSetAE) and net.norm_out is None and not net.decoder.residual
     assert net.encoder.attn.heads == 1 and net.encoder.attn.dim_head == 512
-    own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    want = {
-        official.rename(k, official.SHAPE_AE.rules): s
-        for k, s in official_shapes(**PAPER).items()
-        if k != official.BASIS
-    }
-    assert own == want
+    _assert_official_shapes(net, official.SHAPE_AE, official_shapes(**PAPER))
 
 
 def test_rename_round_trips():
@@ -461,13 +462,7 @@ def test_official_deform_config_is_the_official_layout():
     with torch.device("meta"):
         net = instantiate(cfg.model.ae)
     assert isinstance(net, DeformVecSetAE) and net.pair_proj is None and net.disp_embed is None
-    own = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    want = {
-        official.rename(k, official.DEFORM_AE.rules): s
-        for k, s in official_shapes(**DEFORM_PAPER).items()
-        if k != official.BASIS
-    }
-    assert own == want
+    _assert_official_shapes(net, official.DEFORM_AE, official_shapes(**DEFORM_PAPER))
 
 
 @pytest.mark.parametrize("sample", [False, True])

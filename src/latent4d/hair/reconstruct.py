@@ -28,6 +28,7 @@ the per-point error of the completed hair, visible and hidden, so the command do
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,10 @@ class HairReconstructConfig:
     free_margin: float = opt(0.003, min=0, max=0.1, help="free-space margin (m): more than the observation noise")
     max_obs: int = opt(4000, min=1, max=10_000_000, help="observed points used (random subset)")
     point_stride: int = opt(2, min=1, max=100, help="every k-th point of a guide enters the Chamfer")
+    patience: int = opt(25, min=0, max=100_000, help="stop a start after this many steps without a relative "
+                                                    "improvement of min_delta (0: run every step)")
+    min_delta: float = opt(1e-3, min=0, max=1, help="relative loss improvement that resets the patience")
+    progress: bool = opt(True, help="show a progress bar with an ETA (stderr)")
 
     def validate(self) -> None:
         """Checks Hydra cannot express: ``format=`` (case, leading dot) and ``view=``."""
@@ -175,12 +180,19 @@ class _Objective:
         return (disc > 0) & (cc > 0) & (-b - disc.clamp_min(0).sqrt() > 0)
 
     def strands(self, latents: torch.Tensor) -> torch.Tensor:
-        """Guide strands (V, P, 3) world from strand latents (V, C) (differentiable)."""
-        local = self.pipe.strand_vae.decode(latents)
-        return torch.einsum("vij,vpj->vpi", self.frames, local) + self.roots[:, None]
+        """Guide strands (..., V, P, 3) world from strand latents (..., V, C) (differentiable; leading
+        dimensions, e.g. one per start, decode in one batch)."""
+        lead = latents.shape[:-2]
+        local = self.pipe.strand_vae.decode(latents.reshape(-1, latents.shape[-1]))
+        local = local.reshape(*lead, *self.frames.shape[:1], *local.shape[1:])
+        return torch.einsum("vij,...vpj->...vpi", self.frames, local) + self.roots[:, None]
 
     def __call__(self, latents: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        x = self.strands(latents)  # (V, P, 3)
+        """Loss and its terms of strand latents (V, C) with presence (V,) bool."""
+        return self.terms(self.strands(latents), present)
+
+    def terms(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss and its terms of guide strands ``x`` (V, P, 3) world with presence (V,) bool."""
         xs = x[present][:, :: self.stride]
         pts = xs.reshape(-1, 3)
         _, idx = knn(self.obs, pts, 1)
@@ -247,32 +259,97 @@ def _starts(pipe, obs: HairObservation, cfg: HairReconstructConfig,
 
 
 def _decoded(pipe, z: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Strand latents (V, C) and presence logits (V,) of style latent ``z`` (D,) on the guide texels."""
-    raw = gather_map(pipe.style_vae.decode_raw(z[None])[0], pipe.grid)
-    return raw[:, :-1] * std + mean, raw[:, -1]
+    """Strand latents (..., V, C) and presence logits (..., V) of style latents ``z`` (..., D) on the guide
+    texels (a leading batch dimension, e.g. one per start, decodes in one pass)."""
+    raw = gather_map(pipe.style_vae.decode_raw(z.reshape(-1, z.shape[-1])), pipe.grid)  # (K, V, C + 1)
+    raw = raw.reshape(*z.shape[:-1], *raw.shape[1:])
+    return raw[..., :-1] * std + mean, raw[..., -1]
 
 
-def _optimise_style(pipe, objective: _Objective, z0: torch.Tensor, cfg: HairReconstructConfig,
-                    mean: torch.Tensor, std: torch.Tensor) -> tuple[float, torch.Tensor, dict[str, float]]:
-    """``cfg.steps`` Adam steps on the style latent from ``z0``; returns (final loss, z, loss terms)."""
-    z = z0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([z], lr=cfg.lr)
-    for _ in range(int(cfg.steps)):
-        lat, logit = _decoded(pipe, z, mean, std)
-        present = logit.detach() > 0
-        if not present.any():
-            present = torch.ones_like(present)
-        loss, _ = objective(lat, present)
-        loss = loss + cfg.w_prior * z.square().sum()
-        opt.zero_grad()
-        loss.backward()
+def _present(logit: torch.Tensor) -> torch.Tensor:
+    """(V,) bool texels with hair (every texel when none has)."""
+    present = logit.detach() > 0
+    return present if present.any() else torch.ones_like(present)
+
+
+class _Plateau:
+    """Early stopping per start: a start stops after ``patience`` steps whose loss did not fall below
+    ``(1 - min_delta)`` times its best so far (``patience`` 0: never)."""
+
+    def __init__(self, n: int, patience: int, min_delta: float):
+        self.best = [float("inf")] * n
+        self.since = [0] * n
+        self.patience, self.min_delta = int(patience), float(min_delta)
+
+    def stopped(self, k: int, loss: float) -> bool:
+        if loss < self.best[k] * (1.0 - self.min_delta) or self.best[k] == float("inf"):
+            self.best[k], self.since[k] = min(loss, self.best[k]), 0
+        else:
+            self.since[k] += 1
+        return 0 < self.patience <= self.since[k]
+
+
+def _optimise_starts(pipe, objective: _Objective, starts: list[torch.Tensor], cfg: HairReconstructConfig,
+                     mean: torch.Tensor, std: torch.Tensor, advance=None) -> list[tuple[float, torch.Tensor, dict]]:
+    """Up to ``cfg.steps`` Adam steps on each style latent of ``starts`` (K tensors (D,)), all starts in
+    one batched decode per step; Adam's state is per element, so each start follows the same path as
+    when optimised alone. A start leaves the batch on a plateau (:class:`_Plateau`); ``advance(n)``
+    is called with the steps done (and skipped). Returns per start (final loss, z, loss terms)."""
+    zs = [z0.clone().float().requires_grad_(True) for z0 in starts]
+    opt = torch.optim.Adam(zs, lr=cfg.lr)
+    plateau, active, steps = _Plateau(len(zs), cfg.patience, cfg.min_delta), list(range(len(zs))), int(cfg.steps)
+    for step in range(steps):
+        lat, logit = _decoded(pipe, torch.stack([zs[k] for k in active]), mean, std)
+        x = objective.strands(lat)  # (A, V, P, 3)
+        total, keep = 0.0, []
+        for i, k in enumerate(active):
+            loss, _ = objective.terms(x[i], _present(logit[i]))
+            loss = loss + cfg.w_prior * zs[k].square().sum()
+            total = total + loss
+            if not plateau.stopped(k, float(loss.detach())):
+                keep.append(k)
+            elif advance is not None:
+                advance(steps - step - 1)
+        opt.zero_grad()  # grads of stopped starts stay None: Adam leaves them as they are
+        total.backward()
         opt.step()
+        if advance is not None:
+            advance(len(active))
+        active = keep
+        if not active:
+            break
     with torch.no_grad():
-        lat, logit = _decoded(pipe, z, mean, std)
-        present = logit > 0
-        final, parts = objective(lat, present if present.any() else ~present)
-        final = float(final) + cfg.w_prior * float(z.square().sum())
-    return final, z.detach().clone(), parts
+        Z = torch.stack(zs)
+        lat, logit = _decoded(pipe, Z, mean, std)
+        x = objective.strands(lat)
+        out = []
+        for k in range(len(zs)):
+            final, parts = objective.terms(x[k], _present(logit[k]))
+            out.append((float(final) + cfg.w_prior * float(Z[k].square().sum()), Z[k].clone(), parts))
+    return out
+
+
+@contextmanager
+def fit_progress(total: int, label: str, enabled: bool = True):
+    """A rich progress bar (stderr) with elapsed time and ETA over ``total`` steps; yields ``advance(n)``.
+    Ctrl-C (KeyboardInterrupt) propagates: the bar closes and nothing is written by the caller."""
+    if not enabled or total <= 0:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n=1: bar.advance(task, n)
 
 
 def _optimise_guides(objective: _Objective, base: torch.Tensor, present: torch.Tensor, mean: torch.Tensor,
@@ -323,12 +400,10 @@ def fit_observation(pipe, observation: HairObservation | str | Path, config: Hai
     for p in pipe.style_vae.parameters():
         p.requires_grad_(False)
     starts, labels, retrieved = _starts(pipe, obs, cfg, init_latents)
-    best = None
-    for z0, label in zip(starts, labels, strict=True):
-        final, z, _ = _optimise_style(pipe, objective, z0, cfg, mean, std)
-        if best is None or final < best[0]:
-            best = (final, z, label)
-    _, z_best, winner = best
+    with fit_progress(len(starts) * int(cfg.steps), f"fitting {len(starts)} starts", cfg.progress) as advance:
+        results = _optimise_starts(pipe, objective, starts, cfg, mean, std, advance)
+    k = min(range(len(results)), key=lambda i: results[i][0])  # first best, as the loop kept it
+    z_best, winner = results[k][1], labels[k]
     with torch.no_grad():
         lat, logit = _decoded(pipe, z_best, mean, std)
     final, parts, hair = _result(pipe, objective, lat, logit > 0, z_best, cfg)

@@ -65,7 +65,8 @@ YCB_CLASSES = {1: "002_master_chef_can", 2: "003_cracker_box", 3: "004_sugar_box
                9: "010_potted_meat_can", 10: "011_banana", 11: "019_pitcher_base", 12: "021_bleach_cleanser",
                13: "024_bowl", 14: "025_mug", 15: "035_power_drill", 16: "036_wood_block", 17: "037_scissors",
                18: "040_large_marker", 19: "051_large_clamp", 20: "052_extra_large_clamp", 21: "061_foam_brick"}
-"""YCB-Video class ids (``classes.txt`` order) -> object names."""
+"""YCB-Video class ids (``classes.txt`` order, checked against the ``classes.txt`` shipped with the
+YCB-Video tools, e.g. DenseFusion's ``datasets/ycb/dataset_config/classes.txt``) -> object names."""
 YCB_CATEGORIES = {1: "can", 4: "can", 6: "can", 5: "bottle", 12: "bottle", 13: "bowl", 14: "mug"}
 """Default YCB-Video class -> database category (the YCB objects that are NOCS-like categories)."""
 MAX_META_BYTES = 1 << 20

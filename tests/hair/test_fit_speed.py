@@ -71,17 +71,6 @@ def test_fit_picks_the_best_start_and_reports_it(pipe, observation):
     assert res.winner in ("zero", "random 1", "random 2") and np.isfinite(res.loss)
 
 
-def test_progress_bar_counts_to_its_total():
-    seen = []
-    with rec.fit_progress(10, "test", enabled=False) as advance:
-        advance(3)
-    with rec.fit_progress(4, "test") as advance:
-        for _ in range(4):
-            advance(1)
-            seen.append(1)
-    assert seen == [1] * 4
-
-
 def test_ctrl_c_during_a_fit_leaves_no_output(style_run, tmp_path, monkeypatch):
     from latent4d.cli import main
     from latent4d.hair.formats import write_points

@@ -28,13 +28,13 @@ the per-point error of the completed hair, visible and hidden, so the command do
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from latent4d import progress
 from latent4d.errors import ConfigError, InputError
 from latent4d.geometry.distances import knn
 from latent4d.hair.densify import MODES
@@ -329,29 +329,6 @@ def _optimise_starts(pipe, objective: _Objective, starts: list[torch.Tensor], cf
     return out
 
 
-@contextmanager
-def fit_progress(total: int, label: str, enabled: bool = True):
-    """A rich progress bar (stderr) with elapsed time and ETA over ``total`` steps; yields ``advance(n)``.
-    Ctrl-C (KeyboardInterrupt) propagates: the bar closes and nothing is written by the caller."""
-    if not enabled or total <= 0:
-        yield lambda n=1: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n=1: bar.advance(task, n)
-
-
 def _optimise_guides(objective: _Objective, base: torch.Tensor, present: torch.Tensor, mean: torch.Tensor,
                      std: torch.Tensor, steps: int, lr: float, reg: float = GUIDE_REG) -> torch.Tensor:
     """Offsets ``delta`` (V, C) of standardised guide latents ``base`` (V, C): ``steps`` Adam steps on
@@ -400,7 +377,7 @@ def fit_observation(pipe, observation: HairObservation | str | Path, config: Hai
     for p in pipe.style_vae.parameters():
         p.requires_grad_(False)
     starts, labels, retrieved = _starts(pipe, obs, cfg, init_latents)
-    with fit_progress(len(starts) * int(cfg.steps), f"fitting {len(starts)} starts", cfg.progress) as advance:
+    with progress.bar(len(starts) * int(cfg.steps), f"fitting {len(starts)} starts", cfg.progress) as advance:
         results = _optimise_starts(pipe, objective, starts, cfg, mean, std, advance)
     k = min(range(len(results)), key=lambda i: results[i][0])  # first best, as the loop kept it
     z_best, winner = results[k][1], labels[k]

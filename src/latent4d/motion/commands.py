@@ -555,10 +555,10 @@ def evaluate_oflow(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions, kind:
 
 
 def _track(items, label: str):
-    """``items`` with a progress bar (rich, with an ETA)."""
-    from rich.progress import track
+    """``items`` with a progress bar (rich, with an ETA: :mod:`latent4d.progress`)."""
+    from latent4d.progress import track
 
-    return track(items, description=label, transient=True)
+    return track(items, label)
 
 
 def _summarise(mode: str, rows: list[dict]) -> dict:

@@ -850,11 +850,10 @@ def _digest(net) -> str:
 
 
 def _progress(items, total: int, label: str):
-    if total < 64:
-        return items
-    from rich.progress import track
+    """``items`` with a progress bar (:mod:`latent4d.progress`) when there are 64 or more."""
+    from latent4d.progress import track
 
-    return track(items, total=total, description=label, transient=True)
+    return track(items, label, total=total, min_total=64)
 
 
 @torch.no_grad()

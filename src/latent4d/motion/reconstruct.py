@@ -69,9 +69,9 @@ def windows(T: int, W: int):
         start = spans[-1][1] - 1
     if len(spans) < 2:
         return spans
-    from rich.progress import track
+    from latent4d.progress import track
 
-    return track(spans, description=f"tracking {T} frames in {len(spans)} windows", transient=True)
+    return track(spans, f"tracking {T} frames in {len(spans)} windows")
 
 
 @dataclass

@@ -52,3 +52,15 @@ def test_reconstruction_variants_build_on_the_defaults():
     base, quick, demo = (reconstruct_config(name=n) for n in ("motion", "motion_quick", "motion_demo_quick"))
     assert (quick.steps, quick.resolution) == (6, 64) and quick.deform_guidance == base.deform_guidance
     assert (demo.guidance, demo.fuse, demo.n_obs) == (0.0, False, 48) and demo.sampler == base.sampler
+
+
+def test_reconstruction_samples_with_ema_unless_told_not_to(monkeypatch):
+    from latent4d.motion import commands
+    from latent4d.motion.pipeline import MotionPipeline
+
+    seen = {}
+    monkeypatch.setattr(MotionPipeline, "from_runs", classmethod(lambda cls, **kw: seen.update(kw)))
+    for args, want in (([], True), (["ema=false"], False)):
+        cfg = reconstruct_config(["input=x", "shape_run=/s", "deform_run=/d", *args])
+        commands._load_pipeline(cfg, [])
+        assert seen == {"shape_diffusion": "/s", "deform_diffusion": "/d", "ema": want}

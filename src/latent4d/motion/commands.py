@@ -205,7 +205,9 @@ def _load_pipeline(cfg: MotionReconstructConfig, frames: list[np.ndarray]):
     from latent4d.motion.pipeline import MotionPipeline
 
     if cfg.method == "diffusion":
-        return MotionPipeline.from_runs(shape_diffusion=cfg.shape_run, deform_diffusion=cfg.deform_run)
+        return MotionPipeline.from_runs(
+            shape_diffusion=cfg.shape_run, deform_diffusion=cfg.deform_run, ema=cfg.ema
+        )
     pipe = MotionPipeline.from_runs(shape_ae=cfg.shape_ae, deform_ae=cfg.deform_ae)
     _check_latent_queries(frames, pipe, str(cfg.input))
     return pipe

@@ -88,6 +88,9 @@ class MotionReconstructConfig:
     method: str = opt(MISSING, choices=METHODS, help="diffusion, or autoencoder (dense corresponding clouds)")
     shape_run: str | None = opt(MISSING, help="motion/shape_diffusion run (method=diffusion)")
     deform_run: str | None = opt(MISSING, help="motion/deform_diffusion run (method=diffusion)")
+    ema: bool = opt(
+        MISSING, help="method=diffusion: sample with the EMA denoisers (models/denoiser_ema); false: raw"
+    )
     shape_ae: str | None = opt(MISSING, help="motion/shape_ae run (method=autoencoder)")
     deform_ae: str | None = opt(MISSING, help="motion/deform_ae run (method=autoencoder)")
     template: str | None = opt(MISSING, help="frame-0 mesh to track (world units)")

@@ -25,6 +25,7 @@ import torch
 from latent4d.bench import BenchReport
 
 STEPS = (4, 8, 16, 32, 64)
+BIT_CHANNELS = (8, 16, 32, 64)  # bits per token of the bits sweep (4 x 4 tokens: 128 ... 1024 bits)
 QUIET = ["callbacks=minimal", "logger=csv"]
 GUIDANCE, TEMPERATURE = 1.0, 0.9
 DIGITS = {"ae": "binary/ae_digits", "diffusion": "binary/diffusion_digits",
@@ -41,20 +42,21 @@ def _weights_key(run: Path) -> dict[str, str]:
             for p in sorted(folder.glob("*.safetensors"))}
 
 
-def _train(experiment: str, run: Path, quick: bool, preset: str, ae_run: Path | None = None) -> tuple[dict, bool]:
-    """Train ``experiment`` into ``run`` (with ``preset`` when quick; on ``ae_run``'s autoencoder for a
-    diffusion experiment), or reuse a finished run there: ``(test metrics, reused)``."""
+def _train(experiment: str, run: Path, quick: bool, preset: str, ae_run: Path | None = None,
+           extra: list[str] | None = None) -> tuple[dict, bool]:
+    """Train ``experiment`` (+ ``extra`` overrides) into ``run`` (with ``preset`` when quick; on ``ae_run``'s
+    autoencoder for a diffusion experiment), or reuse a finished run there: ``(test metrics, reused)``."""
     from latent4d.bench import train_or_reuse
 
-    overrides = [f"experiment={experiment}", *QUIET, *([f"preset={preset}"] if quick else [])]
+    overrides = [f"experiment={experiment}", *QUIET, *([f"preset={preset}"] if quick else []), *(extra or [])]
     if ae_run is None:
         return train_or_reuse(overrides, run)
     return train_or_reuse([*overrides, f"autoencoder_path={ae_run}"], run, key=_weights_key(ae_run))
 
 
-def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, seed: int = 0):
-    """Scores of ``n`` class-conditional samples (``n / 10`` per digit) and the wall time per 1,000."""
-    labels = torch.arange(n) % 10
+def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, seed: int = 0, num_classes: int = 10):
+    """Scores of ``n`` class-conditional samples (``n / num_classes`` per class) and the wall time per 1,000."""
+    labels = torch.arange(n) % num_classes
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     res = pipe(n, steps=steps, class_labels=labels, guidance=guidance, temperature=temperature, generator=g,
@@ -132,6 +134,31 @@ def _report_digits(report: BenchReport, results: dict[str, dict[int, dict]], n: 
                 "(guidance doubles the denoiser cost), batch 500, on this machine.")
 
 
+def recon_floor(ae_run: Path, ev) -> dict[str, float]:
+    """The autoencoder of ``ae_run`` on the judge's held-out val split (encode, threshold / keep the
+    latents, decode): ``fd`` of the reconstructions to the test split (the floor a diffusion model on
+    these latents cannot beat, to compare with ``ev.real_fd``), ``psnr`` (images) or ``iou`` (grids)."""
+    from latent4d.binary.autoencoder import load_autoencoder
+    from latent4d.binary.metrics import iou, psnr
+
+    ae, _ = load_autoencoder(ae_run)
+    with torch.no_grad():
+        rec = torch.cat([ae.decode(ae.encode_latents_batched(ev.val_x[i:i + 256]))
+                         for i in range(0, len(ev.val_x), 256)])
+    out = {"fd": ev.evaluate(rec)["fd"], "bits": ae.num_bits}
+    key, fn = ("iou", iou) if ae.config.dims == 3 else ("psnr", psnr)
+    out[key] = float(fn(rec, ev.val_x).mean())
+    return out
+
+
+def _floor_rows(report: BenchReport, family: str, floors: dict[str, dict], ev) -> None:
+    n = len(ev.val_x)
+    report.add(f"{family} FD real held-out val vs test (n={n}, reference)", ev.real_fd, "")
+    for name, f in floors.items():
+        report.add(f"{family} reconstruction floor, {name}: FD of AE reconstructions of val vs test (n={n})",
+                   f["fd"], "")
+
+
 def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
     """Bernoulli vs continuous latent diffusion on the digits (see the module docstring)."""
     from latent4d.binary.metrics import DigitsEvaluator
@@ -141,15 +168,72 @@ def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
     runs = _train_digits(report, quick, work)
     ev = DigitsEvaluator(epochs=5 if quick else 20)
     report.add("judge classifier test accuracy", ev.test_accuracy, "", target=">= 0.95")
-    report.add(f"FD real held-out val digits vs test digits (n={len(ev.val_x)}, reference)", ev.real_fd, "")
+    floors = {"binary": recon_floor(runs["ae"], ev), "continuous": recon_floor(runs["ae_continuous"], ev)}
+    _floor_rows(report, "digits", floors, ev)
     pipes = {"binary": BinaryLatentPipeline.from_pretrained(runs["diffusion"]),
              "continuous DDIM": GaussianLatentPipeline.from_pretrained(runs["diffusion_continuous"])}
-    _report_digits(report, _sample_digits(report, pipes, ev, n, work), n)
+    _param_rows(report, pipes, floors)
+    results = _sample_digits(report, pipes, ev, n, work)
+    _report_digits(report, results, n)
+    _plot_steps(report, "digits", {k: {s: r[s]["plain"]["fd"] for s in STEPS} for k, r in results.items()}
+                | {f"{k}, guidance {GUIDANCE:g}": {s: r[s]["guided"]["fd"] for s in STEPS} for k, r in results.items()},
+                floors, ev.real_fd, work)
+    _bits_sweep(report, quick, work, runs["ae"], floors, ev)
+
+
+def _param_rows(report: BenchReport, pipes: dict, floors: dict[str, dict]) -> None:
+    """Denoiser parameters of both models and the latent sizes (binary bits vs continuous fp16 bits)."""
+    for name, pipe in pipes.items():
+        report.add(f"{name} denoiser parameters", sum(p.numel() for p in pipe.denoiser.parameters()), "")
+    bits, floats = floors["binary"]["bits"], floors["continuous"]["bits"]
+    report.add("binary code size / continuous latent size in fp16 bits", bits / (16 * floats), "",
+               target="<= 0.25")
+    report.note(f"digits latents: binary {bits} bits, continuous {floats} floats ({16 * floats} bits in fp16)")
+
+
+def _plot_steps(report: BenchReport, family: str, fd: dict[str, dict[int, float]], floors: dict[str, dict],
+                real_fd: float, work: Path) -> None:
+    """PNG: FD vs sampling steps per model, the reconstruction floors and the real-data reference."""
+    from latent4d.binary.plots import line_plot
+
+    steps = sorted(next(iter(fd.values())))
+    p = line_plot({k: (steps, [v[s] for s in steps]) for k, v in fd.items()}, work / f"{family}_fd_vs_steps.png",
+                  f"{family}: FD of samples vs sampling steps", "sampling steps", "FD",
+                  hlines={f"{k} AE floor": f["fd"] for k, f in floors.items()} | {"real val vs test": real_fd})
+    report.artifact(f"{family}: FD vs sampling steps (PNG)", p)
+
+
+def _bits_sweep(report: BenchReport, quick: bool, work: Path, ae_run: Path, floors: dict[str, dict], ev) -> None:
+    """Binary digits AEs with 128 / 256 / 512 / 1024 bits (4 x 4 tokens x 8..64 bits; same encoder /
+    decoder widths): test PSNR and reconstruction FD; PNG of FD vs bits. The default AE is reused."""
+    from latent4d.binary.autoencoder import load_autoencoder
+    from latent4d.binary.plots import line_plot
+
+    default_c = load_autoencoder(ae_run)[0].config.latent_channels
+    fds, t0 = {}, time.time()
+    for c in BIT_CHANNELS:
+        if c == default_c:
+            f = floors["binary"]
+        else:
+            run = work / f"ae_{16 * c}bits"
+            _train(DIGITS["ae"], run, quick, "binary_ae_quick", extra=[f"model.autoencoder.latent_channels={c}"])
+            f = recon_floor(run, ev)
+        fds[16 * c] = f["fd"]
+        report.add(f"bits sweep: {16 * c} bits, val PSNR", f["psnr"], "dB")
+        report.add(f"bits sweep: {16 * c} bits, reconstruction FD (val vs test)", f["fd"], "")
+    report.note(f"bits sweep: binary digits AEs at 4 x 4 tokens x {', '.join(map(str, BIT_CHANNELS))} bits "
+                f"(experiment binary/ae_digits, only model.autoencoder.latent_channels changed), ready in "
+                f"{time.time() - t0:.0f} s")
+    bits = sorted(fds)
+    p = line_plot({"binary AE": (bits, [fds[b] for b in bits])}, work / "digits_recon_fd_vs_bits.png",
+                  "digits: reconstruction FD vs bits (4x4 tokens)", "bits per image", "FD (val recon vs test)",
+                  hlines={"continuous AE (256 floats)": floors["continuous"]["fd"], "real val vs test": ev.real_fd})
+    report.artifact("digits: reconstruction FD vs bits (PNG)", p)
 
 
 def bench_voxels(report: BenchReport, quick: bool, work: Path) -> None:
-    """Voxel autoencoder IoU / bit usage and a gallery of 16-step diffusion samples (one per category)."""
-    from latent4d.binary.io import write_voxel_samples
+    """Voxel autoencoder IoU / bit usage, its reconstruction floor and FD of class-conditional samples at
+    every step count (judge: :class:`latent4d.binary.metrics.VoxelEvaluator`), a gallery at 16 steps."""
     from latent4d.binary.pipeline import BinaryLatentPipeline
 
     ae_run, df_run = work / "ae_voxels", work / "diffusion_voxels"
@@ -162,17 +246,48 @@ def bench_voxels(report: BenchReport, quick: bool, work: Path) -> None:
     report.note(f"voxels: AE + diffusion ready in {time.time() - t0:.0f} s"
                 + (f" (reused: {', '.join(reused)})" if reused else ""))
     pipe = BinaryLatentPipeline.from_pretrained(df_run)
-    labels = torch.arange(12) % max(1, pipe.num_classes) if pipe.num_classes else None
-    res = pipe(12, steps=16, temperature=TEMPERATURE, guidance=GUIDANCE, class_labels=labels,
-               generator=torch.Generator().manual_seed(0))
+    ev = _voxel_judge(ae_run, quick)
+    report.add("voxel judge classifier test accuracy", ev.test_accuracy, "")
+    floors = {"binary": recon_floor(ae_run, ev)}
+    _floor_rows(report, "voxels", floors, ev)
+    n = 60 if quick else 240
+    fd = {}
+    for s in STEPS:
+        m, samples = _score(pipe, ev, n, s, GUIDANCE, TEMPERATURE, num_classes=pipe.num_classes)
+        fd[s] = m["fd"]
+        report.add(f"voxels binary S={s}: FD, guidance {GUIDANCE:g}", m["fd"], "")
+        report.add(f"voxels binary S={s}: class accuracy, guidance {GUIDANCE:g}", m.get("accuracy"), "")
+        if s == 16:
+            _voxel_gallery(report, samples[:12], work)
+    report.note(f"voxels: n={n} class-conditional samples per step count (n/6 per category, guidance "
+                f"{GUIDANCE:g}, temperature {TEMPERATURE}); FD of a 3D judge classifier's features to the real "
+                f"test split (n={len(ev.test_x)}); small n: FDs are noisy, compare rows of this bench only")
+    _plot_steps(report, "voxels", {f"binary, guidance {GUIDANCE:g}": fd}, floors, ev.real_fd, work)
+
+
+def _voxel_judge(ae_run: Path, quick: bool):
+    """The 3D judge on the voxel AE run's own data (same source, resolution, shapes and split)."""
+    from latent4d.binary.data import LatentDataModule
+    from latent4d.binary.metrics import VoxelEvaluator
+
+    dm = LatentDataModule(autoencoder_path=str(ae_run))
+    dm.arrays("train")  # builds dm.source from the run's config.yaml (binary data modules only)
+    src = dm.source
+    key = dict(src=src.source, R=src.resolution, n=src.n_per_category, seed=src.seed)
+    return VoxelEvaluator(src, key, epochs=4 if quick else 10)
+
+
+def _voxel_gallery(report: BenchReport, samples: torch.Tensor, work: Path) -> None:
+    from latent4d.binary.io import write_voxel_samples
+
     try:
-        info = write_voxel_samples(res.samples, work / "voxel_samples", ncol=6)
+        info = write_voxel_samples(samples, work / "voxel_samples", ncol=6)
         if "gallery" in info:
             report.artifact("voxel samples (16 steps, one column per category)", info["gallery"])
     except Exception as e:  # noqa: BLE001 - rendering needs Open3D's offscreen renderer
-        info = write_voxel_samples(res.samples, work / "voxel_samples", render=False)
+        info = write_voxel_samples(samples, work / "voxel_samples", render=False)
         report.note(f"voxel gallery not rendered ({type(e).__name__}: {e}); meshes under {work / 'voxel_samples'}")
-    report.add("voxel samples that mesh to a surface (of 12)", 12 - info["empty"], "")
+    report.add(f"voxel samples that mesh to a surface (of {len(samples)})", len(samples) - info["empty"], "")
 
 
 def bench_binary(report: BenchReport, quick: bool) -> None:

@@ -54,18 +54,22 @@ def iou(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> tor
 
 # ----------------------------------------------------------------------------- digits benchmark
 class DigitClassifier(ModelMixin, ConfigMixin):
-    """Small CNN on (B, 1, S, S) digits in [0, 1]; ``features`` is the penultimate layer (B, feature_dim)."""
+    """Small CNN on (B, 1, S, S) digits in [0, 1] (``dims=3``: (B, 1, R, R, R) occupancy grids, first conv
+    with stride 2); ``features`` is the penultimate layer (B, feature_dim)."""
 
     @register_to_config
-    def __init__(self, num_classes: int = 10, channels: int = 32, feature_dim: int = 64, in_channels: int = 1):
+    def __init__(self, num_classes: int = 10, channels: int = 32, feature_dim: int = 64, in_channels: int = 1,
+                 dims: int = 2):
         super().__init__()
         c = channels
+        Conv, Pool = (nn.Conv2d, nn.MaxPool2d) if dims == 2 else (nn.Conv3d, nn.MaxPool3d)
+        Avg = nn.AdaptiveAvgPool2d if dims == 2 else nn.AdaptiveAvgPool3d
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.fc = nn.Sequential(nn.Linear(8 * c, feature_dim), nn.ReLU())
+            Conv(in_channels, c, 3, padding=1, stride=1 if dims == 2 else 2), nn.ReLU(),
+            Conv(c, c, 3, padding=1), nn.ReLU(), Pool(2),
+            Conv(c, 2 * c, 3, padding=1), nn.ReLU(), Conv(2 * c, 2 * c, 3, padding=1), nn.ReLU(),
+            Avg(2), nn.Flatten())
+        self.fc = nn.Sequential(nn.Linear(2 * c * 2 ** dims, feature_dim), nn.ReLU())
         self.head = nn.Linear(feature_dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,11 +80,12 @@ class DigitClassifier(ModelMixin, ConfigMixin):
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, epochs: int = 20, seed: int = 0, lr: float = 2e-3,
-                     batch_size: int = 64, shift_augment: int = 1) -> DigitClassifier:
-    """Train a :class:`DigitClassifier` on images ``x`` (N, 1, S, S) and labels ``y`` (seeded, CPU-sized)."""
+                     batch_size: int = 64, shift_augment: int = 1, **net) -> DigitClassifier:
+    """Train a :class:`DigitClassifier` (``net``: its settings) on images ``x`` (N, 1, S, S) or grids
+    (N, 1, R, R, R) and labels ``y`` (seeded, CPU-sized)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = DigitClassifier(num_classes=int(y.max()) + 1, in_channels=x.shape[1])
+    model = DigitClassifier(num_classes=int(y.max()) + 1, in_channels=x.shape[1], dims=x.dim() - 2, **net)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -98,7 +103,7 @@ def _fit(model, opt, sched, x, y, epochs, batch_size, shift_augment, g) -> None:
             xb = x[idx]
             if shift_augment:
                 dx, dy = (int(v) for v in torch.randint(-shift_augment, shift_augment + 1, (2,), generator=g))
-                xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
+                xb = torch.roll(xb, shifts=(dy, dx), dims=(x.dim() - 2, x.dim() - 1))
             loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -144,41 +149,40 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     return max(d, 0.0)
 
 
-class DigitsEvaluator:
-    """The digits benchmark's judge: a seeded :class:`DigitClassifier` trained on the real training split.
+class ClassifierEvaluator:
+    """A benchmark judge: a seeded :class:`DigitClassifier` trained on the training split of ``dm`` (a
+    binary-family DataModule with ``arrays(split)``: images or occupancy grids with class labels).
 
-    ``evaluate(images, labels)`` -> ``fd`` (Fréchet distance of the images' classifier features to the
-    held-out real test digits), ``confidence`` (mean max class probability) and, where ``labels`` >= 0,
-    ``accuracy`` (share classified as the requested class). The trained classifier is cached under
-    ``$LATENT4D_CACHE`` (keyed by its settings).
+    ``evaluate(x, labels)`` -> ``fd`` (Fréchet distance of the classifier features of ``x`` to those of
+    the held-out real test split), ``confidence`` (mean max class probability) and, where ``labels`` >= 0,
+    ``accuracy`` (share classified as the requested class). ``real_fd``: FD of the real val split to the
+    test split (the classifier saw neither). The classifier is cached under ``$LATENT4D_CACHE`` as
+    ``<name>-<key of cache_params>`` (``cache_params`` must name everything the data and training depend on).
     """
 
-    def __init__(self, image_size: int = 16, seed: int = 0, epochs: int = 20, split_seed: int = 42,
-                 cache: bool = True):
-        from latent4d.binary.data import ImageDataModule
-
-        dm = ImageDataModule(source="digits", image_size=image_size, seed=split_seed)
+    def __init__(self, dm, name: str, cache_params: dict, seed: int = 0, epochs: int = 20, cache: bool = True,
+                 **net):
         self.train_x, self.train_y = dm.arrays("train")
         self.test_x, self.test_y = dm.arrays("test")
-        self.classifier = self._classifier(image_size, seed, epochs, split_seed, cache)
+        self.classifier = self._classifier(name, cache_params, seed, epochs, cache, net)
         self.test_features, test_probs = classifier_outputs(self.classifier, self.test_x)
         self.test_accuracy = float((test_probs.argmax(1) == self.test_y.numpy()).mean())
-        self.val_x, _ = dm.arrays("val")
+        self.val_x, self.val_y = dm.arrays("val")
         val_features, _ = classifier_outputs(self.classifier, self.val_x)
-        #: FD between two disjoint sets of real held-out digits (val vs test; the classifier saw neither):
-        #: what real data scores (training digits would score worse: the classifier's features fit them)
+        #: FD between two disjoint sets of real held-out data (val vs test; the classifier saw neither):
+        #: what real data scores (training data would score worse: the classifier's features fit them)
         self.real_fd = frechet_distance(val_features, self.test_features)
 
-    def _classifier(self, image_size, seed, epochs, split_seed, cache) -> DigitClassifier:
+    def _classifier(self, name, cache_params, seed, epochs, cache, net) -> DigitClassifier:
         from latent4d.cache import cache_key, cache_root
 
-        folder = cache_root() / f"binary_digit_classifier-{cache_key(dict(s=image_size, seed=seed, e=epochs, split=split_seed, v=1))}"
+        folder = cache_root() / f"{name}-{cache_key(cache_params)}"
         if cache and (folder / "config.json").is_file():
             try:
                 return DigitClassifier.from_pretrained(folder).eval()
             except Exception:  # noqa: BLE001 - corrupt cache: retrain
                 pass
-        model = train_classifier(self.train_x, self.train_y, epochs=epochs, seed=seed)
+        model = train_classifier(self.train_x, self.train_y, epochs=epochs, seed=seed, **net)
         if cache:
             import shutil
 
@@ -196,3 +200,26 @@ class DigitsEvaluator:
             m = (labels >= 0).numpy()
             out["accuracy"] = float((probs.argmax(1)[m] == labels.numpy()[m]).mean())
         return out
+
+
+class DigitsEvaluator(ClassifierEvaluator):
+    """The digits benchmark's judge (:class:`ClassifierEvaluator` on scikit-learn's digits at ``image_size``,
+    split with ``split_seed``): FD to the held-out real test digits, confidence, class accuracy."""
+
+    def __init__(self, image_size: int = 16, seed: int = 0, epochs: int = 20, split_seed: int = 42,
+                 cache: bool = True):
+        from latent4d.binary.data import ImageDataModule
+
+        dm = ImageDataModule(source="digits", image_size=image_size, seed=split_seed)
+        super().__init__(dm, "binary_digit_classifier",
+                         dict(s=image_size, seed=seed, e=epochs, split=split_seed, v=1), seed, epochs, cache)
+
+
+class VoxelEvaluator(ClassifierEvaluator):
+    """The voxel benchmark's judge: a 3D :class:`DigitClassifier` (first conv stride 2, 16 channels,
+    32 features) trained on the category labels of a voxel DataModule ``dm`` (e.g. the source of the
+    voxel autoencoder's run); ``cache_params`` names that data (source, resolution, shapes, seed)."""
+
+    def __init__(self, dm, cache_params: dict, seed: int = 0, epochs: int = 10, cache: bool = True):
+        super().__init__(dm, "binary_voxel_classifier", {**cache_params, "seed": seed, "e": epochs, "v": 1},
+                         seed, epochs, cache, channels=16, feature_dim=32)

@@ -1,0 +1,58 @@
+"""Pieces of `latent4d bench binary` that run without training: the PNG line plot, the 3D judge classifier,
+and the reconstruction floor of an autoencoder."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latent4d.binary.autoencoder import BernoulliAutoencoder
+from latent4d.binary.bench import recon_floor
+from latent4d.binary.metrics import DigitClassifier, train_classifier
+from latent4d.binary.plots import line_plot
+
+
+def test_line_plot_writes_a_png_with_lines(tmp_path):
+    p = line_plot({"a": ([4, 8, 16], [3.0, 2.0, None]), "b": ([4, 8, 16], [1.0, 1.5, 1.2])}, tmp_path / "x.png",
+                  "title", "steps", "FD", hlines={"floor": 0.8})
+    img = np.asarray(Image.open(p).convert("RGB"))
+    assert img.shape == (420, 640, 3)
+    assert (img != 255).any(axis=2).mean() > 0.01  # something drawn besides the white background
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, no temporary file left
+
+
+def test_3d_judge_classifier_shapes_and_learns():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(24, 1, 16, 16, 16)
+    y = torch.arange(24) % 2
+    x[y == 1, :, 4:12, 4:12, 4:12] = 1.0  # class 1: a cube; class 0: empty
+    x += 0.05 * torch.rand(x.shape, generator=g)
+    net = train_classifier(x, y, epochs=8, channels=8, feature_dim=16, batch_size=8)
+    assert net.config.dims == 3
+    assert net.features(x).shape == (24, 16)
+    assert (net(x).argmax(1) == y).float().mean() > 0.9
+    assert DigitClassifier().config.dims == 2  # the digits judge is unchanged
+
+
+def test_recon_floor_of_an_autoencoder(tmp_path):
+    torch.manual_seed(0)
+    ae = BernoulliAutoencoder(channels=(8,), latent_channels=4, sample_size=8)
+    ae.save_pretrained(tmp_path / "autoencoder")
+    val_x = torch.rand(10, 1, 8, 8)
+    seen = {}
+
+    def evaluate(images, labels=None):
+        seen["images"] = images
+        return {"fd": 1.25}
+
+    ev = types.SimpleNamespace(val_x=val_x, evaluate=evaluate)
+    out = recon_floor(tmp_path / "autoencoder", ev)
+    assert out["fd"] == 1.25 and out["bits"] == 4 * 4 * 4
+    rec = seen["images"]
+    assert rec.shape == val_x.shape and 0 <= float(rec.min()) and float(rec.max()) <= 1
+    want = -10 * torch.log10(((rec - val_x) ** 2).flatten(1).mean(1)).mean()
+    assert out["psnr"] == pytest.approx(float(want), rel=1e-5)

@@ -223,3 +223,20 @@ def test_sampling_with_exact_denoiser_recovers_two_pattern_distribution():
     is_b = (x == b).all(-1).float().mean().item()
     assert is_a + is_b > 0.95
     assert 0.4 < is_a / (is_a + is_b) < 0.6
+
+
+def test_batched_posterior_matches_the_per_step_posterior():
+    sch = BernoulliDiffusionScheduler(num_train_timesteps=16, schedule="cosine")
+    g = torch.Generator().manual_seed(3)
+    p0 = torch.rand(4, 5, generator=g, dtype=torch.float64)
+    xt = torch.bernoulli(torch.full((4, 5), 0.5, dtype=torch.float64), generator=g)
+    t, s = torch.tensor([3, 16, 9, 1]), torch.tensor([2, 11, 0, 0])
+    got = sch.posterior_probs_batched(p0, xt, t, s)
+    for i in range(4):
+        want = p0[i] if s[i] == 0 else sch.posterior_probs(p0[i], xt[i], int(t[i]), int(s[i]))
+        torch.testing.assert_close(got[i], want)
+    p0.requires_grad_(True)
+    sch.posterior_probs_batched(p0, xt, t, s).sum().backward()
+    assert p0.grad is not None and p0.grad.abs().sum() > 0
+    with pytest.raises(InputError):
+        sch.posterior_probs_batched(p0, xt, torch.tensor([3, 3, 3, 3]), torch.tensor([3, 2, 1, 0]))

@@ -304,10 +304,18 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
 
     Batches ``(bits (B, C, *grid), labels (B,))`` from :class:`latent4d.binary.data.LatentDataModule`.
     Training: ``t ~ U{1..T}``, ``x_t = scheduler.add_noise(x_0, t)``, the denoiser predicts the flip
-    ``x_0 XOR x_t``; loss: plain BCE (``loss=bce``, the paper's) or class-balanced BCE (``balanced``:
-    ones and zeros of the flip target weighted to equal total weight per batch, the official code's
-    alpha balancing without the focal term). Labels are dropped with probability ``label_dropout``
-    for classifier-free guidance.
+    ``x_0 XOR x_t``. Loss terms (the official implementation's, ZeWang95/BinaryLatentDiffusion):
+
+    - ``loss``: ``bce`` (plain BCE on the flip), ``balanced`` (ones and zeros of the flip target weighted
+      to equal total weight per batch) or ``focal`` (the official ``focal_loss`` with ``alpha=-1``: per
+      sample, flips weighted by ``1 - f`` and keeps by ``f``, ``f`` the sample's flip fraction, times
+      ``(1 - p_t)^focal_gamma``; ``focal_gamma=0`` is the released setting);
+    - ``time_weighting``: ``mean`` (the released setting) or ``weighted`` (``1 - (t - 1) / T``);
+    - ``aux_weight`` > 0 adds the variational-bound term: BCE between the model's reverse step
+      ``p(x_{t-1} = 1 | x_t)`` (the scheduler's posterior under the predicted ``x_0``; at t = 1 the
+      predicted ``x_0`` itself) and the true posterior ``q(x_{t-1} = 1 | x_t, x_0)``, same time weights.
+
+    Labels are dropped with probability ``label_dropout`` for classifier-free guidance.
 
     denoiser: a :class:`LatentTransformer` or a Hydra partial of it (the latent shape, input mode and T
     are then filled in from the autoencoder and the scheduler). The frozen autoencoder is a child, so a
@@ -318,20 +326,49 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
 
     def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
                  weight_decay: float = 0.01, loss: str = "bce", label_dropout: float = 0.1,
-                 ema_decay: float = 0.999, warmup_steps: int = 200):
-        if loss not in ("bce", "balanced"):
-            raise ConfigError(f"unknown diffusion loss '{loss}'; expected bce or balanced")
+                 ema_decay: float = 0.999, warmup_steps: int = 200, focal_gamma: float = 0.0,
+                 time_weighting: str = "mean", aux_weight: float = 0.0):
+        if loss not in ("bce", "balanced", "focal"):
+            raise ConfigError(f"unknown diffusion loss '{loss}'; expected bce, balanced or focal")
+        if time_weighting not in ("mean", "weighted"):
+            raise ConfigError(f"unknown time_weighting '{time_weighting}'; expected mean or weighted")
+        if float(aux_weight) < 0 or float(focal_gamma) < 0:
+            raise ConfigError(f"aux_weight and focal_gamma must be >= 0, got {aux_weight}, {focal_gamma}")
         super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
                          warmup_steps, int(scheduler.config.num_train_timesteps))
-        self.loss_name = loss
+        self.loss_name, self.focal_gamma = loss, float(focal_gamma)
+        self.time_weighting, self.aux_weight = time_weighting, float(aux_weight)
 
-    def flip_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def flip_loss(self, logits: torch.Tensor, target: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """The flip loss of logits / flip targets (B, C, *grid) at timesteps ``t`` (B,) (see the class)."""
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        w = self._time_weights(t, bce)
         if self.loss_name == "bce":
-            return bce.mean()
+            return (w * bce).mean()
+        if self.loss_name == "focal":
+            f = target.flatten(1).mean(1).view(-1, *([1] * (target.dim() - 1)))
+            alpha = (1 - f) * target + f * (1 - target)
+            p = torch.sigmoid(logits)
+            miss = (1 - (p * target + (1 - p) * (1 - target))).clamp(1e-6, 1 - 1e-6)
+            return (w * alpha * bce * miss ** self.focal_gamma).mean()
         pos = target.mean().clamp(1e-4, 1 - 1e-4)
-        w = target * (1 - pos) + (1 - target) * pos
-        return (w * bce).sum() / w.sum()
+        wb = target * (1 - pos) + (1 - target) * pos
+        return (w * wb * bce).sum() / wb.sum()
+
+    def _time_weights(self, t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | float:
+        if t is None or self.time_weighting == "mean":
+            return 1.0
+        T = int(self.scheduler.config.num_train_timesteps)
+        return (1.0 - (t.to(like.dtype) - 1.0) / T).view(-1, *([1] * (like.dim() - 1)))
+
+    def aux_loss(self, logits: torch.Tensor, xt: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """BCE of the model's ``p(x_{t-1} = 1 | x_t)`` against ``q(x_{t-1} = 1 | x_t, x_0)`` (time-weighted)."""
+        p_flip = torch.sigmoid(logits)
+        p0 = xt * (1 - p_flip) + (1 - xt) * p_flip
+        post = self.scheduler.posterior_probs_batched(p0, xt, t, t - 1)
+        true = self.scheduler.posterior_probs_batched(x0, xt, t, t - 1)
+        bce = F.binary_cross_entropy(post.clamp(1e-6, 1 - 1e-6), true.clamp(0.0, 1.0), reduction="none")
+        return (self._time_weights(t, bce) * bce).mean()
 
     def _noised(self, x0: torch.Tensor, generator: torch.Generator | None = None):
         T = int(self.scheduler.config.num_train_timesteps)
@@ -343,7 +380,11 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
         x0, y = batch
         t, xt, target = self._noised(x0)
         logits = self.denoiser(xt, t, self.train_labels(y))
-        loss = self.flip_loss(logits, target)
+        loss = self.flip_loss(logits, target, t)
+        if self.aux_weight > 0:
+            aux = self.aux_loss(logits, xt, x0, t)
+            self.log("train/aux_loss", aux)
+            loss = loss + self.aux_weight * aux
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

@@ -157,6 +157,25 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
         num0 = (1.0 - prior1) * like0
         return (num1 / (num1 + num0).clamp_min(1e-300)).to(p0.dtype if p0.is_floating_point() else torch.float32)
 
+    def posterior_probs_batched(self, p0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                                prev_t: torch.Tensor) -> torch.Tensor:
+        """:meth:`posterior_probs` with per-sample timesteps ``t`` and ``prev_t`` (B,) (``prev_t < t``), in
+        the dtype of ``p0`` and differentiable in ``p0`` (training's auxiliary loss). Where ``prev_t == 0``
+        it is ``p0`` itself (the last reverse step predicts ``x_0``)."""
+        T = int(self.config["num_train_timesteps"])
+        t, s = torch.as_tensor(t).long().cpu(), torch.as_tensor(prev_t).long().cpu()
+        if bool(((s < 0) | (s >= t) | (t > T)).any()):
+            raise InputError(f"posterior needs 0 <= prev_t < t <= T={T} for every sample")
+        view = (-1,) + (1,) * (p0.dim() - 1)
+        ks = self.k[s].to(p0.device, p0.dtype).view(view)
+        r = (self.k[t] / self.k[s]).to(p0.device, p0.dtype).view(view)
+        prior1 = ks * p0 + (1.0 - ks) / 2.0
+        like1 = r * x_t + (1.0 - r) / 2.0  # q(x_t | x_s = 1)
+        like0 = r * (1.0 - x_t) + (1.0 - r) / 2.0  # q(x_t | x_s = 0)
+        num1, num0 = prior1 * like1, (1.0 - prior1) * like0
+        post = num1 / (num1 + num0).clamp_min(torch.finfo(p0.dtype).tiny)
+        return torch.where(s.to(p0.device).view(view) == 0, p0, post)
+
     def step(self, flip_logits: torch.Tensor, t: int | torch.Tensor, x_t: torch.Tensor, temperature: float = 1.0,
              generator: torch.Generator | None = None, prev_t: int | None = None,
              return_dict: bool = True) -> BernoulliSchedulerOutput | tuple:

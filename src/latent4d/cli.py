@@ -131,27 +131,10 @@ def _list() -> None:
         print(f"\n(benchmarks unavailable: {e})")
 
 
-def _demo(families: list[str] | None, quick: bool, out: str) -> None:
-    from latent4d.demo import run_demo
+def _demo(ns) -> None:
+    from latent4d.demo import main as demo_main
 
-    chosen = families or list(FAMILIES)
-    unknown = [f for f in chosen if f not in FAMILIES]
-    if unknown:
-        raise ConfigError(f"unknown demo stage '{unknown[0]}'. Stages: {', '.join(FAMILIES)}.")
-    modules = {}
-    for fam in chosen:
-        try:
-            mod = _family_module(fam)
-        except ConfigError:
-            continue
-        if hasattr(mod, "demo"):
-            modules[fam] = mod
-    out_dir = Path(out)
-    summary = run_demo(list(modules), lambda fam, folder: modules[fam].demo(folder, quick=quick), out_dir, quick)
-    print(f"[latent4d] demo finished; results under {out_dir.resolve()} (open index.html):")
-    for fam, res in summary.items():
-        shown = {k: v for k, v in (res or {}).items() if isinstance(v, str | int | float)}
-        print(f"  {fam}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    demo_main(ns.only, ns.quick, ns.out, full=ns.full, make_weights=ns.make_weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="run the demo on the built-in procedural data")
     sp.add_argument("--only", nargs="*", default=None, help=f"stages to run ({', '.join(FAMILIES)})")
     sp.add_argument("--quick", action="store_true", help="shorter training (for tests)")
+    sp.add_argument("--full", action="store_true", help="train every family from scratch (about 1.5 h on 2 cores)")
+    sp.add_argument("--make-weights", action="store_true", help="train the shipped demo weights (weights/demo)")
     sp.add_argument("--out", default="outputs/demo")
     sp = sub.add_parser("bench", help="run a benchmark: latent4d bench <name> [--quick]; `bench readme` updates README")
     sp.add_argument("name")
@@ -235,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "align":
                 _family_command("hair", "align")(ns.inp, ns.out, list(ns.options))
             elif cmd == "demo":
-                _demo(ns.only, ns.quick, ns.out)
+                _demo(ns)
             elif cmd == "bench":
                 from latent4d.bench import run_bench, update_readme
 

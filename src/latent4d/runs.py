@@ -168,6 +168,7 @@ def run_family(path: str | Path) -> str | None:
 
 #: which family a saved network class belongs to (for folders of networks without a run config)
 NETWORK_FAMILY = {"StrandVAE": "hair", "HairstyleVAE": "hair", "ShapeDecoder": "objects", "AppearanceNet": "objects",
-                  "LatentDatabase": "objects", "ShapeVecSetAE": "motion", "DeformVecSetAE": "motion",
+                  "LatentDatabase": "objects", "ObjectDetector": "objects", "ShapeVecSetAE": "motion",
+                  "DeformVecSetAE": "motion",
                   "ShapeDenoiser": "motion", "DeformDenoiser": "motion", "BernoulliAutoencoder": "binary",
                   "LatentTransformer": "binary", "SDFNet": "smoke"}

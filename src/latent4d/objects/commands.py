@@ -7,6 +7,9 @@
 * ``latent4d evaluate objects frames=<dir> [predictions=<dir>] [iou=nocs|aabb|exact] [out=<dir>]`` — the
   NOCS protocol (:mod:`latent4d.objects.nocs`) on a folder of frames with ground truth and predictions:
   ``nocs_map.json`` and ``precision_recall.png``;
+* ``latent4d reconstruct objects rgb=... depth=... intrinsics=... [detector=<dir>]`` — without ``mask=``:
+  the single-shot detector (:mod:`latent4d.objects.detector`) finds the objects, then each is refined;
+  ``detections.json`` beside the results;
 * ``latent4d reconstruct objects rgb=... depth=... mask=... intrinsics=... [run=<dir>]
   [categories=mug|1:mug,2:camera] [iterations=100] [out=<dir>] [depth_scale=1000] [key=value ...]`` —
   per object a coloured mesh in the camera frame and a JSON (pose, size, codes), plus ``overlay.png``;
@@ -234,6 +237,8 @@ def reconstruct(options: list[str]) -> dict:
     cfg = reconstruct_settings(options)
     files = cfg.input_files()
     out = check_output_dir(cfg.out, "out", marker="summary.json")
+    if not cfg.frame and "mask" not in files:
+        return _reconstruct_detected(cfg, files, out)
     frame, cats, skipped = _read_input(cfg, files)
     pipe = ObjectsPipeline.from_pretrained(cfg.run)
     cats, skipped = _check_input_categories(cfg, files, frame, cats, skipped, pipe.database)
@@ -246,12 +251,7 @@ def reconstruct(options: list[str]) -> dict:
         raise InputError(f"frame '{cfg.frame}': no instance to reconstruct (nothing written to {out}): "
                          + "; ".join(f"{i}: {w}" for i, w in skipped.items()))
     results = pipe.reconstruct(frame, categories=cats, config=cfg, instance_ids=ids)
-    for r in results:
-        if r.status == "ok":
-            print(f"object {r.instance_id} ({r.category}): t = {np.round(r.t, 3).tolist()} m, size = "
-                  f"{np.round(r.size, 3).tolist()} m, {r.iterations} iterations, {r.seconds:.1f} s")
-        else:
-            print(f"object {r.instance_id}: {r.status} ({r.reason})")
+    _print_results(results)
     if not any(r.status == "ok" for r in results):
         raise InputError("no object could be reconstructed (nothing written to "
                          f"{out}): " + "; ".join(f"{r.instance_id}: {r.reason}" for r in results))
@@ -260,6 +260,49 @@ def reconstruct(options: list[str]) -> dict:
     n_ok = sum(r.status == "ok" for r in results)
     print(f"[latent4d] {n_ok}/{len(results)} objects in {time.time() - t0:.1f} s; wrote {out}")
     return summary
+
+
+def _print_results(results: list[ObjectReconstruction], scores: dict[int, float] | None = None) -> None:
+    """One line per object: pose and size when ok (with its detection score), else the reason."""
+    for r in results:
+        if r.status != "ok":
+            print(f"object {r.instance_id}: {r.status} ({r.reason})")
+            continue
+        det = "" if scores is None else f", detection score {scores[r.instance_id]:.2f}"
+        print(f"object {r.instance_id} ({r.category}{det}): t = {np.round(r.t, 3).tolist()} m, size = "
+              f"{np.round(r.size, 3).tolist()} m, {r.iterations} iterations, {r.seconds:.1f} s")
+
+
+def _reconstruct_detected(cfg, files: dict, out: Path) -> dict:
+    """``reconstruct objects`` without ``mask=``: detect (:class:`DetectorPipeline`, run ``detector=``),
+    then refine every detection (:func:`latent4d.objects.reconstruct.reconstruct_detected`). A frame
+    without detections writes an empty result and says so; detections of categories the latent
+    database lacks are skipped with the reason. ``detections.json`` lists every detection."""
+    import torch
+
+    from latent4d.objects.io import read_frame
+    from latent4d.objects.pipeline import DetectorPipeline, ObjectsPipeline
+    from latent4d.objects.reconstruct import reconstruct_detected
+
+    frame = read_frame(files["depth"], files["intrinsics"], files["rgb"], None, cfg.depth_scale, min_fov_deg=cfg.min_fov)
+    pipe = ObjectsPipeline.from_pretrained(cfg.run)
+    detector = DetectorPipeline.from_pretrained(cfg.detector)
+    torch.manual_seed(cfg.seed)
+    res = reconstruct_detected(pipe, detector, frame, cfg)
+    dets, results = res["detections"], res["results"]
+    if not dets:
+        print(f"[latent4d] no object detected (heatmap threshold detect_threshold={cfg.detect_threshold}): writing "
+              "an empty result")
+    _print_results(results, {i: d.score for i, d in enumerate(dets, 1)})
+    summary = write_scene_reconstruction(res["frame"], results, out)
+    write_json_atomic(out / "detections.json", {
+        "detections": [{"instance_id": i, **d.to_json()} for i, d in enumerate(dets, 1)],
+        "threshold": cfg.detect_threshold, "detect_seconds": res["detect_seconds"],
+        "refine_seconds": res["refine_seconds"], "note": "" if dets else "no object detected"})
+    n_ok = sum(r.status == "ok" for r in results)
+    print(f"[latent4d] {len(dets)} detection(s), {n_ok} reconstructed in {res['detect_seconds']:.1f} + "
+          f"{res['refine_seconds']:.1f} s; wrote {out}")
+    return {**summary, "detections": len(dets)}
 
 
 def _read_input(cfg, files: dict):

@@ -180,3 +180,168 @@ class ObjectsDataModule(SplitDataModule):
             "val": ObjectSamples(parts["val"], 10**9, 10**9, 1, False),
             "test": ObjectSamples(parts["test"], 10**9, 10**9, 1, False),
         }
+
+
+# ----------------------------------------------------------------------------------------------
+# RGB-D scenes for the single-shot detector (experiment=objects/detector)
+
+
+def load_database(run: str | None):
+    """The :class:`~latent4d.objects.database.LatentDatabase` of an ``objects/latent_db`` run (the latest
+    under ``outputs/objects/latent_db`` when None), loaded through :mod:`latent4d.trust`."""
+    from latent4d.objects.database import LatentDatabase
+    from latent4d.runs import latest_run, network_folder
+    from latent4d.trust import load_network
+
+    root = run or latest_run("outputs/objects/latent_db", "database", "train one with `latent4d train "
+                             "experiment=objects/latent_db` or give data.database=<run dir>")
+    return load_network(LatentDatabase, network_folder(root, "database", "LatentDatabase", "objects")).eval()
+
+
+def database_objects(database, resolution: int) -> list[ProceduralObject]:
+    """The procedural objects behind a database's names (``<category>_<seed>``); InputError for others."""
+    out = []
+    for name, cat in zip(database.names, database.categories):
+        head, _, seed = name.rpartition("_")
+        if head != cat or not seed.isdigit() or cat not in CATEGORIES:
+            raise InputError(f"latent database object '{name}' is not a procedural object (<category>_<seed>): the "
+                             "detector trains on procedural scenes of a database trained with data.source=procedural")
+        out.append(make_object(cat, int(seed), resolution))
+    return out
+
+
+def _render_scene(objects: list[ProceduralObject], seed: int, hp, K_render: np.ndarray, index: dict[str, int]
+                  ) -> dict[str, np.ndarray]:
+    """One varied scene (lighting, background, focal length) at the render size, resampled to the
+    detector's working size; mask at the output grid; object rows (instance, database index, R, t, scale)."""
+    from latent4d.objects.detector import DEPTH_OFFSET, detector_input
+    from latent4d.objects.scenes import make_scene
+
+    rng = np.random.default_rng([seed, 7])
+    f = rng.uniform(0.85, 1.15)
+    K = K_render.copy()
+    K[0, 0] *= f
+    K[1, 1] *= f
+    W, H = hp.width * hp.render_scale, hp.height * hp.render_scale
+    scene = make_scene(objects, seed=seed, n_objects=tuple(hp.n_objects), K=K, width=W, height=H,
+                       shading=float(rng.uniform(0, hp.max_shading)), background=tuple(rng.uniform(0, 255, 3)))
+    x, Kw = detector_input(scene.rgb, scene.depth, scene.K, hp.width, hp.height)
+    step = hp.render_scale * hp.out_stride
+    rows = np.zeros((hp.max_objects, 15), np.float32)
+    for k, o in enumerate(scene.objects[:hp.max_objects]):
+        rows[k] = [o.instance_id, index[o.name], *np.asarray(o.R).ravel(), *o.t, o.scale]
+    rgb = np.rint((x[:3].permute(1, 2, 0).numpy() + 0.5) * 255).clip(0, 255).astype(np.uint8)
+    depth = (x[3].numpy() + DEPTH_OFFSET) * x[4].numpy()  # the resampled depth with its holes
+    return {"rgb": rgb, "depth": depth.astype(np.float32), "mask": scene.mask[step // 2::step, step // 2::step]
+            .astype(np.int16), "K": Kw.astype(np.float64), "objects": rows,
+            "n": np.array(len(scene.objects))}
+
+
+class DetectorScenes(Dataset):
+    """Items of detector training: ``x`` (7, H, W) network input, and the targets of
+    :func:`latent4d.objects.detector.detector_targets` (``heat``, ``sem``, ``inst``, ``objs``).
+    Training items get a random colour jitter (gain per channel, brightness, contrast, gamma)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], database, categories: list[str], labels: list[str],
+                 out_stride: int, train: bool):
+        self.a, self.train, self.stride = arrays, train, out_stride
+        with torch.no_grad():
+            self.zs = database.shape.weight.detach().cpu().numpy()
+            self.za = database.appearance.weight.detach().cpu().numpy()
+        self.cats, self.labels = categories, labels
+
+    def __len__(self) -> int:
+        return len(self.a["rgb"])
+
+    def _rgb(self, i: int) -> np.ndarray:
+        rgb = self.a["rgb"][i].astype(np.float32) / 255.0
+        if self.train:
+            g = np.random.uniform(0.8, 1.2, 3) * np.random.uniform(0.7, 1.3)
+            c = np.random.uniform(0.7, 1.3)
+            rgb = np.clip((rgb * g - 0.5) * c + 0.5, 0, 1) ** np.random.uniform(0.8, 1.25)
+        return np.rint(rgb * 255).astype(np.uint8)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        from latent4d.objects.detector import detector_input, detector_targets, output_intrinsics
+        from latent4d.objects.synthetic import SYMMETRIC
+
+        depth = self.a["depth"][i]
+        x, Kw = detector_input(self._rgb(i), depth, self.a["K"][i], depth.shape[1], depth.shape[0])
+        objs = []
+        for row in self.a["objects"][i][: int(self.a["n"][i])]:
+            j = int(row[1])
+            cat = self.cats[j]
+            if cat not in self.labels:
+                continue
+            objs.append({"instance_id": int(row[0]), "label": self.labels.index(cat) + 1, "R": row[2:11].reshape(3, 3),
+                         "t": row[11:14], "scale": float(row[14]), "symmetric": cat in SYMMETRIC,
+                         "shape_code": self.zs[j], "appearance_code": self.za[j]})
+        tg = detector_targets(self.a["mask"][i].astype(np.int64), output_intrinsics(Kw, self.stride), objs,
+                              self.a["objects"].shape[1], (self.zs.shape[1], self.za.shape[1]))
+        return {"x": x, **{k: torch.from_numpy(v) for k, v in tg.items()}}
+
+
+class DetectorDataModule(SplitDataModule):
+    """Procedural RGB-D scenes of a latent database's training objects for the detector.
+
+    Args:
+        database: ``objects/latent_db`` run whose objects and codes are the targets (None: the latest).
+        categories: the detector's classes 1..C (database objects of other categories are not placed).
+        train_scenes / val_scenes / test_scenes: scene counts (disjoint seeds).
+        width / height: the detector's working size; render_scale: scenes are rendered at this multiple
+            and resampled as real frames are; out_stride: the detector's output stride.
+        n_objects: objects per scene (inclusive range); max_objects: target rows per scene.
+        max_shading: headlight shading drawn in [0, max_shading]; resolution: marching-cubes
+            resolution of the scene meshes; batch_size, num_workers, seed, cache: as usual.
+    """
+
+    def __init__(self, database: str | None = None, categories=("bottle", "bowl", "camera", "can", "laptop", "mug"),
+                 train_scenes: int = 400, val_scenes: int = 40, test_scenes: int = 40, width: int = 160,
+                 height: int = 120, render_scale: int = 1, out_stride: int = 4, n_objects=(1, 5), max_objects: int = 6,
+                 max_shading: float = 0.6, resolution: int = 64, batch_size: int = 8, num_workers: int = 0,
+                 seed: int = 0, cache: bool = True):
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        categories, n_objects = [str(c) for c in categories], [int(n) for n in n_objects]
+        self.save_hyperparameters()
+        self._db = None
+
+    @property
+    def database(self):
+        if self._db is None:
+            self._db = load_database(self.hparams.database)
+        return self._db
+
+    @property
+    def code_dims(self) -> tuple[int, int]:
+        return int(self.database.config.shape_dim), int(self.database.config.appearance_dim)
+
+    def _scenes(self, split: str) -> dict[str, np.ndarray]:
+        from latent4d.objects.scenes import NOCS_K
+
+        hp = self.hparams
+        n = {"train": hp.train_scenes, "val": hp.val_scenes, "test": hp.test_scenes}[split]
+        first = {"train": 0, "val": 1_000_000, "test": 2_000_000}[split] + hp.seed * 10_000
+        db = self.database
+        params = {"v": 1, "split": split, "n": n, "first": first, "names": db.names, "w": hp.width, "h": hp.height,
+                  "rs": hp.render_scale, "st": hp.out_stride, "no": list(hp.n_objects), "mo": hp.max_objects,
+                  "sh": hp.max_shading, "res": hp.resolution, "cats": list(hp.categories)}
+
+        def build():
+            from latent4d.objects.detector import resize_intrinsics
+
+            objs = [o for o in database_objects(db, hp.resolution) if o.category in hp.categories]
+            if not objs:
+                raise InputError(f"data.categories {list(hp.categories)}: the latent database holds none of them "
+                                 f"(it holds {', '.join(sorted(set(db.categories)))})")
+            K = resize_intrinsics(NOCS_K, hp.width * hp.render_scale / 640, hp.height * hp.render_scale / 480)
+            index = {name: i for i, name in enumerate(db.names)}
+            items = [_render_scene(objs, first + i, hp, K, index) for i in range(n)]
+            log.info("detector data: rendered %d %s scenes", n, split)
+            return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+        return cached_npz("objects-detector-scenes", params, build, enabled=hp.cache)
+
+    def split_dataset(self, split: str) -> Dataset:
+        db = self.database
+        return DetectorScenes(self._scenes(split), db, db.categories, list(self.hparams.categories),
+                              self.hparams.out_stride, split == "train")

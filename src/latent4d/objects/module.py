@@ -111,3 +111,97 @@ class ObjectsLatentModule(LatentModule):
         gamma = self.lr_decay ** (1.0 / epochs)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
         return {"optimizer": opt, "lr_scheduler": sched}
+
+
+class DetectorModule(LatentModule):
+    """Trains :class:`latent4d.objects.detector.ObjectDetector` on procedural RGB-D scenes
+    (:class:`latent4d.objects.data.DetectorDataModule`).
+
+    Losses (weights ``w_*``): heatmap BCE against Gaussian centres (centre cells weighted up by
+    ``1 + 4 * target``); per-pixel category cross-entropy; and on every object pixel L1 on the centre
+    offset (tens of output pixels), the 6D rotation (for symmetric categories only the up column),
+    the centre depth relative to the observed depth (decimetres), the log half-diagonal, and the shape
+    and appearance codes (ShAPO: masked L1 on the codes and the pose). AdamW, cosine decay per step.
+    """
+
+    def __init__(self, detector, lr: float = 2e-3, weight_decay: float = 1e-4, lr_final: float = 0.05,
+                 w_heat: float = 1.0, w_sem: float = 1.0, w_offset: float = 1.0, w_rotation: float = 1.0,
+                 w_depth: float = 1.0, w_scale: float = 1.0, w_shape: float = 3.0, w_appearance: float = 1.0):
+        super().__init__()
+        self.detector = detector
+        self.lr, self.weight_decay, self.lr_final = lr, weight_decay, lr_final
+        self.w = {"heat": w_heat, "sem": w_sem, "offset": w_offset, "rotation": w_rotation, "depth": w_depth,
+                  "scale": w_scale, "shape": w_shape, "appearance": w_appearance}
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "code_dims"):
+            return
+        from latent4d.errors import ConfigError
+
+        cfg = self.detector.config
+        if tuple(dm.code_dims) != (cfg.shape_dim, cfg.appearance_dim):
+            raise ConfigError(f"model.detector: shape_dim / appearance_dim {cfg.shape_dim} / {cfg.appearance_dim} do "
+                              f"not match the latent database's codes {dm.code_dims}; set them to the database's")
+        if list(cfg.categories) != list(dm.hparams.categories) or cfg.out_stride != dm.hparams.out_stride \
+                or (cfg.width, cfg.height) != (dm.hparams.width, dm.hparams.height):
+            raise ConfigError("model.detector and data disagree on categories / out_stride / width / height: the "
+                              "experiment sets both from one value (conf/experiment/objects/detector.yaml)")
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        from latent4d.objects.detector import LOG_SCALE_OFFSET, OBJ_FIELDS, output_depth
+
+        out = self.detector(batch["x"])
+        heat_t = batch["heat"]
+        bce = F.binary_cross_entropy_with_logits(out["heat"], heat_t, reduction="none")
+        terms = {"heat": (bce * (1 + 4 * heat_t)).mean(), "sem": F.cross_entropy(out["sem"], batch["sem"])}
+        inst = batch["inst"]
+        B, h, w = inst.shape
+        fg = inst > 0
+        n = fg.sum().clamp_min(1)
+        objs = batch["objs"]
+        tg = objs.gather(1, (inst - 1).clamp_min(0).view(B, -1, 1).expand(-1, -1, objs.shape[-1])).view(B, h, w, -1)
+        tg = tg.permute(0, 3, 1, 2)  # (B, F, h, w)
+        vv, uu = torch.meshgrid(torch.arange(h, device=inst.device), torch.arange(w, device=inst.device), indexing="ij")
+        off_t = torch.stack([tg[:, 0] - uu, tg[:, 1] - vv], 1) / 10.0
+        pose = out["pose"]
+        sym = tg[:, 10:11]
+        rot = (pose[:, :6] - tg[:, 4:10]).abs()
+        rot = torch.cat([rot[:, :3] * (1 - sym), rot[:, 3:]], 1).sum(1)
+        dz_t = (tg[:, 2:3] - output_depth(batch["x"], self.detector.config.out_stride)) * 10.0
+        Ds = self.detector.config.shape_dim
+
+        def masked(err):  # mean over object pixels of a (B, h, w) error
+            return (err * fg).sum() / n
+
+        terms.update({"offset": masked((out["offset"] - off_t).abs().sum(1)), "rotation": masked(rot),
+                      "depth": masked((pose[:, 6:7] - dz_t).abs()[:, 0]),
+                      "scale": masked((pose[:, 7:8] - (tg[:, 3:4] - LOG_SCALE_OFFSET)).abs()[:, 0]),
+                      "shape": masked((out["shape"] - tg[:, OBJ_FIELDS:OBJ_FIELDS + Ds]).abs().mean(1)),
+                      "appearance": masked((out["appearance"] - tg[:, OBJ_FIELDS + Ds:]).abs().mean(1))})
+        terms["loss"] = sum(self.w[k] * v for k, v in terms.items())
+        return terms
+
+    def _step(self, split: str, batch) -> torch.Tensor:
+        """Losses of a batch, logged under ``<split>/`` (the total as ``<split>/loss``)."""
+        terms = self.losses(batch)
+        self.log_dict({f"{split}/{k}": v for k, v in terms.items()}, batch_size=len(batch["x"]),
+                      sync_dist=split != "train", prog_bar=False)
+        return terms["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self._step("train", batch)
+
+    def validation_step(self, batch, batch_idx):
+        self._step("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._step("test", batch)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.detector.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=self.lr * self.lr_final)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

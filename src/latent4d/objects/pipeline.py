@@ -30,6 +30,7 @@ from latent4d.errors import ConfigError, InputError
 from latent4d.geometry.octree import octree_mesh, octree_surface_points
 from latent4d.objects.appearance import AppearanceNet
 from latent4d.objects.database import LatentDatabase
+from latent4d.objects.detector import ObjectDetector
 from latent4d.objects.sdf import ShapeDecoder
 from latent4d.objects.types import ObjectReconstruction
 from latent4d.pipeline import LatentPipeline
@@ -281,3 +282,52 @@ class ObjectsPipeline(LatentPipeline):
 
         return reconstruct_scene(self, frame, config, categories=categories, init=init, callback=callback,
                                  instance_ids=instance_ids)
+
+
+DEFAULT_DETECTOR_RUNS = "outputs/objects/detector"
+"""Where ``latent4d train experiment=objects/detector`` writes its runs (searched when no run is given)."""
+
+
+class DetectorPipeline(LatentPipeline):
+    """The single-shot detector of an ``objects/detector`` run (:class:`ObjectDetector`, frozen, eval).
+
+    ``detect(frame)`` -> a list of :class:`latent4d.objects.detector.Detection` (category, score, pose,
+    size, codes, a full-resolution mask), best first.
+    """
+
+    family = "objects"
+    component_classes = {"detector": ObjectDetector}
+
+    def __init__(self, detector: ObjectDetector, device: str | torch.device = "cpu"):
+        self.register_modules(detector=detector.eval().requires_grad_(False))
+        self.to(device)
+
+    @classmethod
+    def from_pretrained(cls, run_or_folder: str | Path | None = None, device: str | torch.device = "cpu"
+                        ) -> DetectorPipeline:
+        """Load ``<run>/models/detector`` through :func:`latent4d.trust.load_network`; ``None`` takes the
+        latest run under :data:`DEFAULT_DETECTOR_RUNS`."""
+        from latent4d.runs import latest_run
+
+        if run_or_folder is None:
+            run_or_folder = latest_run(DEFAULT_DETECTOR_RUNS, "detector", "train one with `latent4d train "
+                                       "experiment=objects/detector` or pass detector=<run dir>")
+        return super().from_pretrained(run_or_folder, device)
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.detector.config.categories)
+
+    @torch.no_grad()
+    def detect(self, frame, threshold: float = 0.3, radius: float = 12.0, min_cells: int = 2) -> list:
+        """Detections in ``frame`` (rgb (H, W, 3) uint8, depth (H, W) m, K): see
+        :func:`latent4d.objects.detector.decode_detections`; sorted by score, best first."""
+        from latent4d.objects.detector import decode_detections, detector_input
+
+        if frame.rgb is None:
+            raise InputError("detection needs an RGB image (rgb=)")
+        cfg = self.detector.config
+        x, Kw = detector_input(frame.rgb, frame.depth, frame.K, cfg.width, cfg.height)
+        out = {k: v.float().cpu() for k, v in self.detector(x[None].to(self.device)).items()}
+        dets = decode_detections(out, x, Kw, cfg, frame.depth, threshold, radius, min_cells)
+        return sorted(dets, key=lambda d: -d.score)

@@ -65,6 +65,13 @@ class ObjectsReconstructConfig:
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
     seed: int = opt(0, help="sampling / initialisation seed")
     out: str = opt("outputs/objects/reconstruct", help="output folder")
+    # -- detection (no mask= given) ----------------------------------------------------------------
+    detector: str | None = opt(None, help="objects/detector run used when mask= is not given (default: the latest)")
+    detect_threshold: float = opt(0.3, gt=0, max=1, help="detections: heatmap peaks above this value")
+    detect_init: str = opt("detector", choices=("detector", "plane", "best"),
+                           help="start of the refinement of a detection: the detector's pose, size and codes, the "
+                           "supporting-plane heuristic inside the detected mask, or the better of both after a short "
+                           "pose-only optimisation")
     # -- optimisation ------------------------------------------------------------------------------
     iterations: int = opt(100, min=1, max=100_000, help="optimisation iterations per object")
     init_iterations: int = opt(12, min=0, max=100_000, help="iterations per initial hypothesis")
@@ -111,11 +118,15 @@ class ObjectsReconstructConfig:
                 raise ConfigError(f"reconstruct objects: frame= names the files; drop {', '.join(given)}= (or drop "
                                   "frame= and give rgb=, depth=, mask=, intrinsics=)")
             return {}
-        missing = [k for k in INPUT_FILES if not getattr(self, k)]
+        missing = [k for k in INPUT_FILES if k != "mask" and not getattr(self, k)]
         if missing:
             raise ConfigError("reconstruct objects needs " + ", ".join(f"{k}=<file>" for k in missing)
-                              + " or frame=<dataset frame prefix> (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)")
-        return {k: check_input_file(getattr(self, k), k) for k in INPUT_FILES}
+                              + " (mask=<file> optional: without it the detector finds the objects) or frame=<dataset "
+                              "frame prefix> (and optionally run=<objects/latent_db run dir>, categories=..., out=<dir>)")
+        if not self.mask and self.categories not in (None, ""):
+            raise ConfigError("categories= needs mask= (its instance ids); without mask= the detector gives each "
+                              "object's category: drop categories=")
+        return {k: check_input_file(getattr(self, k), k) for k in INPUT_FILES if getattr(self, k)}
 
 
 def reconstruct_settings(overrides: list[str] | tuple[str, ...] = (), name: str = "objects",
@@ -256,5 +267,98 @@ def _attach_meshes(pipe, res: ObjectReconstruction, level: int) -> None:
     res.mesh_camera = cam
 
 
-__all__ = ["MESH_LEVELS", "ObjectsReconstructConfig", "check_categories", "observe_instance", "parse_categories",
-           "reconstruct_scene", "reconstruct_settings"]
+def detected_frame(frame, detections: list, known: list[str], min_height: float = 0.008) -> tuple:
+    """A :class:`~latent4d.objects.types.Scene` of ``frame`` whose mask holds the detections (ids 1..N
+    in the order given, best first; a pixel keeps the first detection that claims it; pixels within
+    ``min_height`` m of the supporting plane dropped, 0: kept), with
+    ``({id: category}, {id: PoseInit}, {id: skip reason})``: detections of categories that the latent
+    database lacks (``known``) are skipped with the reason."""
+    from latent4d.objects.types import Scene
+
+    mask = np.zeros(frame.depth.shape, np.int32)
+    cats, inits, skipped = {}, {}, {}
+    for iid, d in enumerate(detections, 1):
+        mask[(mask == 0) & d.mask] = iid
+        if d.category not in known:
+            skipped[iid] = (f"detected category '{d.category}' (score {d.score:.2f}) is not in the latent database "
+                            f"({', '.join(sorted(known))})")
+            continue
+        cats[iid] = d.category
+        inits[iid] = PoseInit(np.asarray(d.R), np.asarray(d.t), float(d.scale), torch.as_tensor(d.shape_code).float(),
+                              torch.as_tensor(d.appearance_code).float(), d.category)
+    scene = Scene(rgb=frame.rgb, depth=frame.depth, mask=mask, K=frame.K, objects=list(getattr(frame, "objects", [])))
+    if min_height > 0 and (mask > 0).any():
+        scene.mask = _above_plane(scene, min_height)
+    return scene, cats, inits, skipped
+
+
+def _above_plane(scene, min_height: float) -> np.ndarray:
+    """The scene's mask without pixels less than ``min_height`` metres above the supporting plane
+    (fitted to the pixels outside every mask, :func:`latent4d.objects.optimize.estimate_up`): the
+    detector's coarse masks lose the table around each object."""
+    from latent4d.objects.optimize import estimate_up
+
+    up, off = estimate_up(scene)
+    H, W = scene.depth.shape
+    v, u = np.mgrid[0:H, 0:W]
+    z = scene.depth
+    pts = np.stack([(u - scene.K[0, 2]) / scene.K[0, 0] * z, (v - scene.K[1, 2]) / scene.K[1, 1] * z, z], -1)
+    height = pts @ up + off
+    return np.where((z > 0) & (height < min_height), 0, scene.mask).astype(np.int32)
+
+
+def _better_start(pipe, scene, iid: int, start: PoseInit, cfg: ObjectsReconstructConfig) -> PoseInit:
+    """The detector's start or the supporting-plane one (:func:`initial_estimate` with the detected
+    category), whichever fits the observation better after ``init_iterations`` pose-only iterations
+    (the detector's codes stay with its start)."""
+    from dataclasses import replace
+
+    try:
+        obs = observe_instance(scene, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
+    except InputError:
+        return start  # reconstruct_scene skips it with the reason
+    plane = initial_estimate(pipe, scene, obs, start.category, cfg)
+    brief = ObjectOptimizer(pipe, replace(cfg, iterations=max(cfg.init_iterations, 1), warmup=0, w_vis=0.0))
+    best, best_loss = start, float("inf")
+    for cand in (start, plane):
+        r = brief.optimize(obs, cand, frame=scene, optimize_codes=False, score=False)
+        loss = r.history[-1] if r.status == "ok" and r.history else float("inf")
+        if loss < best_loss:
+            best_loss = loss
+            best = PoseInit(r.R, r.t, r.scale, cand.shape_code, cand.appearance_code, cand.category)
+    return best
+
+
+def reconstruct_detected(pipe, detector, frame, config: ObjectsReconstructConfig | None = None,
+                         callback: Callable[[int, int, dict], bool | None] | None = None) -> dict:
+    """Detect the objects of ``frame`` (rgb, depth, K; no mask needed) with ``detector``
+    (:class:`latent4d.objects.pipeline.DetectorPipeline`), then refine each with
+    :func:`reconstruct_scene` from the detector's pose, size and codes (``config.detect_init=plane``:
+    from the supporting-plane heuristic inside the detected mask, category from the detector;
+    ``best``: the better of both, :func:`_better_start`).
+
+    Returns ``{"frame": Scene with the detections' mask, "detections": [Detection], "results":
+    [ObjectReconstruction] (skipped ones with their reason), "detect_seconds", "refine_seconds"}``.
+    An empty ``detections`` list means nothing was found (no result, nothing refined).
+    """
+    import time
+
+    cfg = config or ObjectsReconstructConfig()
+    t0 = time.perf_counter()
+    dets = detector.detect(frame, threshold=cfg.detect_threshold)
+    t1 = time.perf_counter()
+    scene, cats, inits, skipped = detected_frame(frame, dets, sorted(set(pipe.database.categories)))
+    results = []
+    if cats and cfg.detect_init == "best":
+        inits = {iid: _better_start(pipe, scene, iid, start, cfg) for iid, start in inits.items()}
+    if cats:
+        results = reconstruct_scene(pipe, scene, cfg, categories=cats, callback=callback, instance_ids=sorted(cats),
+                                    init=None if cfg.detect_init == "plane" else inits)
+    results += [ObjectReconstruction(iid, category=dets[iid - 1].category, status="skipped", reason=why)
+                for iid, why in skipped.items()]
+    return {"frame": scene, "detections": dets, "results": sorted(results, key=lambda r: r.instance_id),
+            "detect_seconds": t1 - t0, "refine_seconds": time.perf_counter() - t1}
+
+
+__all__ = ["MESH_LEVELS", "ObjectsReconstructConfig", "check_categories", "detected_frame", "observe_instance",
+           "parse_categories", "reconstruct_detected", "reconstruct_scene", "reconstruct_settings"]

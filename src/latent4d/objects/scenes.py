@@ -73,13 +73,15 @@ def add_depth_noise(depth: np.ndarray, normals: np.ndarray, rng: np.random.Gener
 def make_scene(objects: list[ProceduralObject], seed: int = 0, n_objects: int | tuple[int, int] = (1, 5),
                K=None, width: int = WIDTH, height: int = HEIGHT, noise: bool = True,
                codes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-               max_tries: int = 50) -> Scene:
+               max_tries: int = 50, shading: float = 0.0, background=(0, 0, 0)) -> Scene:
     """Place ``n_objects`` (an int or an inclusive range) of ``objects`` on a table and render them.
 
     Objects are drawn without replacement; each is upright, with a random yaw, a metric size from
     :data:`latent4d.objects.synthetic.METRIC_HALF_DIAGONAL` and a non-overlapping footprint. The
     camera looks at the table centre from 0.55-0.9 m at 30-60 degrees elevation. ``codes`` maps
-    object names to (shape, appearance) codes to store in the ground truth.
+    object names to (shape, appearance) codes to store in the ground truth. ``shading`` (a headlight
+    Lambert term mixed into the colours, 0 = albedo) and ``background`` (RGB 0-255 where no surface is
+    hit) vary the look for detector training; the defaults keep every earlier scene as it was.
     """
     rng = np.random.default_rng(seed)
     if not objects:
@@ -126,7 +128,8 @@ def make_scene(objects: list[ProceduralObject], seed: int = 0, n_objects: int | 
     placed = [placed[i] for i in keep]
     table = _table_mesh(rng)
     ids = list(range(1, len(world_meshes) + 1))
-    frame = render_rgbd(world_meshes + [table], K, T, width, height, ids=ids + [0], shading=0.0)
+    frame = render_rgbd(world_meshes + [table], K, T, width, height, ids=ids + [0], shading=shading,
+                        background=background)
     Rc, tc = T[:3, :3], T[:3, 3]
     gts = []
     for iid, (obj, R_w, t_w, s) in zip(ids, placed):

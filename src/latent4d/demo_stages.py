@@ -267,7 +267,7 @@ def motion(out_dir: Path, quick: bool) -> dict:
         "iou": met["iou_mean"],
         "chamfer_l1": met["chamfer_l1_mean"],
         "corr_l2": met["corr_l2_mean"],
-        "corr_rel": met["corr_rel_mean"],
+        "corr_rel_pct": 100 * met["corr_rel_mean"],
         "frames": T,
         "seconds_reconstruct": round(seconds, 1),
         "weights": str(folder),

@@ -21,7 +21,7 @@ from latent4d.options import opt, parse_options
 COMMANDS = ("train", "sample", "evaluate", "reconstruct", "export", "import-weights", "convert", "align", "demo",
             "bench", "list", "view", "render")
 #: ``latent4d import-weights <kind>``: the family whose ``official`` module converts each published checkpoint
-IMPORT_KINDS = {"m2v-shape-ae": "motion", "m2v-deform-ae": "motion", "m2v-shape-diffusion": "motion"}
+IMPORT_KINDS = {k: "motion" for k in ("m2v-shape-ae", "m2v-deform-ae", "m2v-shape-diffusion", "m2v-deform-diffusion", "m2v-deform-diffusion-partial")}
 
 
 def _family_module(family: str):

@@ -45,6 +45,9 @@ class ObservationEncoder(nn.Module):
     ``modes=False``: no mode vector nor reference embedding (``corresponding`` / ``reference`` ignored);
     ``final_norm=False``: no output LayerNorm. Both False with 1 head x ``dim`` and ``num_tokens`` >= N is the
     official Motion2VecSets ``Scan2latent`` (every observed point a token; official FPS only beyond 512).
+    ``pair=True`` (with ``modes=False``): a point's token is ``[PointEmbed(o_0), PointEmbed(o_t)]``, one
+    embedding ``dim / 2`` wide shared by both, the tokens the frame-0 FPS samples in every frame
+    (``reference`` required, ``corresponding`` ignored): the official ``Scan2latent_deform_timeatt``.
     """
 
     def __init__(
@@ -56,10 +59,13 @@ class ObservationEncoder(nn.Module):
         num_tokens: int = 64,
         modes: bool = True,
         final_norm: bool = True,
+        pair: bool = False,
     ):
         super().__init__()
-        self.num_tokens = num_tokens
-        self.embed = FourierPointEmbed(dim, num_freqs=num_freqs)
+        if pair and modes:
+            raise ValueError("ObservationEncoder: pair=True embeds the reference itself (needs modes=False)")
+        self.num_tokens, self.pair = num_tokens, pair
+        self.embed = FourierPointEmbed(dim // 2 if pair else dim, num_freqs=num_freqs)
         self.embed_ref = FourierPointEmbed(dim, num_freqs=num_freqs) if modes else None
         self.mode = nn.Embedding(2, dim) if modes else None
         if self.mode is not None:
@@ -77,6 +83,8 @@ class ObservationEncoder(nn.Module):
         corresponding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, N, _ = obs.shape
+        if self.pair:
+            return self._pair(obs, reference)
         corr = (
             torch.ones(B, dtype=torch.bool, device=obs.device)
             if corresponding is None
@@ -94,7 +102,23 @@ class ObservationEncoder(nn.Module):
         if reference is not None:  # corresponding samples: frame-0 FPS indices in every frame
             idx_ref = farthest_point_sampling(reference, K)[:, None].expand(B, T, K)
             idx_frame = torch.where(corr.view(B, 1, 1), idx_ref, idx_frame)
-        q = torch.gather(tok, 2, idx_frame[..., None].expand(-1, -1, -1, tok.shape[-1]))
+        return self._attend(tok, idx_frame)
+
+    def _pair(self, obs: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        """The pair tokens [PointEmbed(o_0), PointEmbed(o_t)] (B, T, N, dim), queried at frame 0's FPS samples."""
+        B, T, N, _ = obs.shape
+        if reference is None or tuple(reference.shape) != (B, N, 3):
+            raise InputError(f"pair observation encoder: needs the frame-0 points (B, {N}, 3) as reference")
+        ref = self.embed(reference)[:, None].expand(B, T, N, -1)
+        tok = torch.cat([ref, self.embed(obs)], dim=-1)
+        idx = farthest_point_sampling(reference, min(self.num_tokens, N))[:, None].expand(B, T, -1)
+        return self._attend(tok, idx)
+
+    def _attend(self, tok: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, T, N, dim) at the sampled indices idx (B, T, K) cross-attend to all N, + FFN -> (B, T, K, dim)."""
+        B, T, N, _ = tok.shape
+        K = idx.shape[-1]
+        q = torch.gather(tok, 2, idx[..., None].expand(-1, -1, -1, tok.shape[-1]))
         qf, kvf = q.reshape(B * T, K, -1), tok.reshape(B * T, N, -1)
         h = qf + self.attn(self.norm_q(qf), self.norm_kv(kvf))
         h = h + self.ff(self.norm_ff(h))
@@ -169,6 +193,11 @@ def _blocks(
     )
 
 
+def _block_options(gate: bool, context_norm: bool, norm_eps: float, drop_path: float, **more) -> dict:
+    """The :class:`SpaceTimeBlock` options both denoisers expose (``adaln_gate``, ``context_norm``, ...)."""
+    return dict(gate=gate, context_norm=context_norm, norm_eps=norm_eps, drop_path=drop_path, **more)
+
+
 def _check_obs(obs: torch.Tensor, what: str, frames: int | None = None) -> None:
     check_points(obs, what)
     if frames is not None and obs.shape[1] != frames:
@@ -216,28 +245,13 @@ class ShapeDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         super().__init__()
         self.stats = _LatentNorm(latent_channels)
         self.time = TimestepEmbedder(width, scale=time_scale)
+        obs_options = dict(modes=obs_modes, final_norm=obs_final_norm)
         self.obs = ObservationEncoder(
-            width,
-            obs_heads or heads,
-            obs_dim_head or dim_head,
-            num_freqs,
-            obs_tokens,
-            modes=obs_modes,
-            final_norm=obs_final_norm,
+            width, obs_heads or heads, obs_dim_head or dim_head, num_freqs, obs_tokens, **obs_options
         )
         self.proj_in = nn.Linear(latent_channels, width, bias=io_bias)
-        self.blocks = _blocks(
-            width,
-            heads,
-            dim_head,
-            depth,
-            None,
-            "spatial",
-            gate=adaln_gate,
-            context_norm=context_norm,
-            norm_eps=norm_eps,
-            drop_path=drop_path,
-        )
+        block_options = _block_options(adaln_gate, context_norm, norm_eps, drop_path)
+        self.blocks = _blocks(width, heads, dim_head, depth, None, "spatial", **block_options)
         self._build_output(width, latent_channels, affine=out_affine, bias=io_bias)
 
     def forward(
@@ -261,6 +275,17 @@ class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
 
     forward(x_in (B, T-1, M, C), c_noise (B,), shape_latents (B, Ms, Cs) shape latents (as the shape AE gives them),
     obs (B, T, N, 3), corresponding (B,) bool = True) -> (B, T-1, M, C).
+
+    The official Motion2VecSets deformation denoisers (``EDMPrecond`` of ``de_kl_d512_m512_l32_surf*_edm``
+    with ``time_attn``; ``model=motion_deform_diffusion_official`` / ``..._partial_official``, ``latent4d
+    import-weights m2v-deform-diffusion`` / ``m2v-deform-diffusion-partial``) are this network with the
+    shape denoiser's official options (``time_scale=1``, ``obs_heads=1, obs_dim_head=width, obs_modes=False,
+    obs_final_norm=False``, ``adaln_gate=False, context_norm=False, norm_eps=1e-5``, ``io_bias=False,
+    out_affine=True``, ``drop_path=0.1``), ``shape_proj="linear"`` (one bias-free linear for the shape
+    latents), ``frame_embedding=False`` (no frame embedding: any number of frames) and, for sparse corresponding
+    points, ``obs_pair=True`` (tokens ``[PointEmbed(o_0), PointEmbed(o_t)]``, each ``width / 2`` wide), for
+    partial clouds ``obs_source=True`` (every frame's own tokens, plus a cross-attention to frame 0's before
+    them). Defaults: latent4d's own layout (saved networks load unchanged).
     """
 
     @register_to_config
@@ -278,20 +303,48 @@ class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         obs_tokens: int = 64,
         block_type: str = "interleaved",
         time_scale: float = 1000.0,
+        obs_heads: int | None = None,
+        obs_dim_head: int | None = None,
+        obs_pair: bool = False,
+        obs_source: bool = False,
+        obs_modes: bool = True,
+        obs_final_norm: bool = True,
+        adaln_gate: bool = True,
+        context_norm: bool = True,
+        norm_eps: float = 1e-6,
+        shape_proj: str = "mlp",
+        frame_embedding: bool = True,
+        io_bias: bool = True,
+        out_affine: bool = False,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise InputError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
+        if shape_proj not in ("mlp", "linear"):
+            raise InputError(f"shape_proj must be 'mlp' or 'linear', got {shape_proj!r}")
         self.stats = _LatentNorm(latent_channels)
         self.shape_stats = _LatentNorm(shape_channels)
         self.time = TimestepEmbedder(width, scale=time_scale)
-        self.obs = ObservationEncoder(width, heads, dim_head, num_freqs, obs_tokens)
-        self.shape_in = nn.Sequential(nn.Linear(shape_channels, width), nn.GELU(), nn.Linear(width, width))
-        self.proj_in = nn.Linear(latent_channels, width)
-        self.frame_embed = nn.Parameter(torch.zeros(num_frames, width))
-        nn.init.normal_(self.frame_embed, std=0.02)
-        self.blocks = _blocks(width, heads, dim_head, depth, width, block_type)
-        self._build_output(width, latent_channels)
+        obs_options = dict(modes=obs_modes, final_norm=obs_final_norm, pair=obs_pair)
+        self.obs = ObservationEncoder(
+            width, obs_heads or heads, obs_dim_head or dim_head, num_freqs, obs_tokens, **obs_options
+        )
+        if shape_proj == "mlp":
+            self.shape_in = nn.Sequential(
+                nn.Linear(shape_channels, width), nn.GELU(), nn.Linear(width, width)
+            )
+        else:
+            self.shape_in = nn.Linear(shape_channels, width, bias=False)
+        self.proj_in = nn.Linear(latent_channels, width, bias=io_bias)
+        self.frame_embed = nn.Parameter(torch.zeros(num_frames, width)) if frame_embedding else None
+        if self.frame_embed is not None:
+            nn.init.normal_(self.frame_embed, std=0.02)
+        options = _block_options(
+            adaln_gate, context_norm, norm_eps, drop_path, source_dim=width if obs_source else None
+        )
+        self.blocks = _blocks(width, heads, dim_head, depth, width, block_type, **options)
+        self._build_output(width, latent_channels, affine=out_affine, bias=io_bias)
 
     def normalize_shape(self, z: torch.Tensor) -> torch.Tensor:
         """Shape latents (..., Cs) -> normalised by the training shape latents' statistics."""
@@ -307,16 +360,23 @@ class DeformDenoiser(_LatentDenoiser, ModelMixin, ConfigMixin):
         frame_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T1, M, _ = x_in.shape
-        if T1 + 1 > self.config.num_frames:
+        if self.frame_embed is not None and T1 + 1 > self.config.num_frames:
             raise InputError(
                 f"deformation diffusion: {T1 + 1} frames exceed the model's window of "
                 f"{self.config.num_frames}"
             )
         _check_obs(obs, "deformation diffusion observation", frames=T1 + 1)
         cond = self.time(c_noise)
-        o = self.obs(obs[:, 1:], reference=obs[:, 0], corresponding=corresponding)  # (B, T-1, N, D)
+        source = None
+        if self.config.obs_source:  # every frame's own tokens; frame 0's attended separately
+            o = self.obs(obs)
+            source, o = o[:, 0], o[:, 1:]
+        else:
+            o = self.obs(obs[:, 1:], reference=obs[:, 0], corresponding=corresponding)  # (B, T-1, N, D)
         ctx = self.shape_in(self.normalize_shape(shape_latents))
-        h = self.proj_in(x_in) + self.frame_embed[1 : T1 + 1][None, :, None, :]
+        h = self.proj_in(x_in)
+        if self.frame_embed is not None:
+            h = h + self.frame_embed[1 : T1 + 1][None, :, None, :]
         for blk in self.blocks:
-            h = blk(h, cond, context=ctx, frame_context=o, frame_mask=frame_mask)
+            h = blk(h, cond, context=ctx, frame_context=o, frame_mask=frame_mask, source=source)
         return self.proj_out(self.norm_out(h))

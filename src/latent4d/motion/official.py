@@ -9,7 +9,15 @@
 * ``m2v-shape-diffusion``: the official shape denoiser ``EDMPrecond`` (``kl_d512_m512_l8_surf300_edm`` /
   ``surf512``) -> :class:`ShapeDenoiser` in its official layout (``model=motion_shape_diffusion_official``),
   driven through :meth:`latent4d.diffusion.edm.EDM.denoise` (the official preconditioning: sigma_data 1,
-  c_noise = ln(sigma) / 4 unscaled). Its latents are the shape AE's, unnormalised (statistics: identity).
+  c_noise = ln(sigma) / 4 unscaled). Its latents are the shape AE's, unnormalised (statistics: identity);
+* ``m2v-deform-diffusion``: the official deformation denoiser for sparse corresponding points (``EDMPrecond`` of
+  ``de_kl_d512_m512_l32_surf*_edm`` with ``time_attn``, ``is_corr``; its ``Scan2latent_deform_timeatt`` pair
+  encoder) -> :class:`DeformDenoiser` in its official layout (``model=motion_deform_diffusion_official``);
+* ``m2v-deform-diffusion-partial``: the same for partial clouds (``is_corr`` False: ``Scan2latent`` on every
+  frame, a cross-attention to the source frame's tokens and one to the target frame's) ->
+  ``model=motion_deform_diffusion_partial_official``. Both are driven as latent4d's own (frames 1..T-1 given
+  frame 0's shape latents and observation: the official ``shape_cond`` / ``cond_src_emb`` repeated over the
+  frames, ``cond_tgt_emb`` the frames themselves); their window is :data:`OFFICIAL_WINDOW` frames.
 
 The official training scripts save ``{"model": state_dict, "optimizer": ..., "epoch": int, "scaler": ...,
 "args": argparse.Namespace}``. The file is read with ``weights_only=True`` through
@@ -43,7 +51,7 @@ import torch
 
 from latent4d.errors import ConfigError, InputError
 from latent4d.motion.deform import DeformVecSetAE
-from latent4d.motion.denoiser import ShapeDenoiser
+from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
 from latent4d.motion.vecset import ShapeVecSetAE
 
 #: types the official checkpoints hold besides tensors and plain containers (rebuilt as data only)
@@ -60,6 +68,9 @@ MARKER = "imported_from.json"
 OFFICIAL_HEADS = 8
 #: stochastic depth of the official latent layers (training only)
 OFFICIAL_DROP_PATH = 0.1
+#: frames per window of the imported deformation denoisers (official: 17-frame sequences; the network
+#: itself has no frame embedding and takes any number)
+OFFICIAL_WINDOW = 17
 
 #: official -> latent4d tensor names shared by both autoencoders (prefixes; ``{i}`` a layer index)
 VECSET_RULES = (
@@ -213,23 +224,35 @@ def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     )
 
 
-#: official shape denoiser (``EDMPrecond``: ``model.`` the LatentArrayTransformer, ``cond_enc.`` its
-#: ``Scan2latent``) -> :class:`ShapeDenoiser`. ``to_qkv`` / ``to_kv`` stand for the official separate
-#: ``to_q``, ``to_k``, ``to_v`` projections, stacked by :func:`fuse_diffusion` (latent4d projects them in one).
-DIFFUSION_RULES = (
+_BLOCK_PREFIX = "model.transformer_blocks.{i}."
+
+
+def _branch(norm: str, attn: str, our_norm: str, our_attn: str, self_attention: bool = False) -> tuple:
+    """Rules of one official block branch (``norm<k>`` AdaLN + ``attn<k>``) -> latent4d's (``our_norm``,
+    ``our_attn``): a self-attention's stacked ``to_qkv``, a cross-attention's ``to_q`` + stacked ``to_kv``."""
+    src, dst = _BLOCK_PREFIX, "blocks.{i}."
+    rules = [(f"{src}{norm}.linear.", f"{dst}{our_norm}.mod.1.")]
+    if self_attention:
+        rules += [
+            (f"{src}{attn}.to_qkv.", f"{dst}{our_attn}.qkv."),
+            (f"{src}{attn}.to_out.0.", f"{dst}{our_attn}.to_out."),
+        ]
+    else:
+        rules += [(f"{src}{attn}.to_{p}.", f"{dst}{our_attn}.attn.to_{p}.") for p in ("q", "kv")]
+        rules += [(f"{src}{attn}.to_out.0.", f"{dst}{our_attn}.attn.to_out.")]
+    return tuple(rules)
+
+
+#: what the official shape and deformation denoisers share: input, noise embedding, feed-forward, output
+#: and the ``Scan2latent`` observation encoder (``cond_enc.``)
+_DIFFUSION_COMMON = (
     ("model.proj_in.", "proj_in."),
     ("model.map_layer0.", "time.mlp.linear_1."),
     ("model.map_layer1.", "time.mlp.linear_2."),
-    ("model.transformer_blocks.{i}.norm1.linear.", "blocks.{i}.norm1.mod.1."),
-    ("model.transformer_blocks.{i}.attn1.to_qkv.", "blocks.{i}.attn1.qkv."),
-    ("model.transformer_blocks.{i}.attn1.to_out.0.", "blocks.{i}.attn1.to_out."),
-    ("model.transformer_blocks.{i}.norm2.linear.", "blocks.{i}.norm_obs.mod.1."),
-    ("model.transformer_blocks.{i}.attn2.to_q.", "blocks.{i}.obs.attn.to_q."),
-    ("model.transformer_blocks.{i}.attn2.to_kv.", "blocks.{i}.obs.attn.to_kv."),
-    ("model.transformer_blocks.{i}.attn2.to_out.0.", "blocks.{i}.obs.attn.to_out."),
-    ("model.transformer_blocks.{i}.norm4.linear.", "blocks.{i}.norm_ff.mod.1."),
-    ("model.transformer_blocks.{i}.ff.net.0.proj.", "blocks.{i}.ff.net.0.proj."),
-    ("model.transformer_blocks.{i}.ff.net.2.", "blocks.{i}.ff.net.2."),
+    *_branch("norm1", "attn1", "norm1", "attn1", self_attention=True),
+    (f"{_BLOCK_PREFIX}norm4.linear.", "blocks.{i}.norm_ff.mod.1."),
+    (f"{_BLOCK_PREFIX}ff.net.0.proj.", "blocks.{i}.ff.net.0.proj."),
+    (f"{_BLOCK_PREFIX}ff.net.2.", "blocks.{i}.ff.net.2."),
     ("model.norm.", "norm_out."),
     ("model.proj_out.", "proj_out."),
     ("cond_enc.point_embed.mlp.", "obs.embed.proj."),
@@ -240,7 +263,30 @@ DIFFUSION_RULES = (
     ("cond_enc.cross_attend_blocks.1.fn.net.0.", "obs.ff.net.0.proj."),
     ("cond_enc.cross_attend_blocks.1.fn.net.2.", "obs.ff.net.2."),
 )
+#: official shape denoiser (``EDMPrecond``: ``model.`` the LatentArrayTransformer, ``cond_enc.`` its
+#: ``Scan2latent``) -> :class:`ShapeDenoiser`. ``to_qkv`` / ``to_kv`` stand for the official separate
+#: ``to_q``, ``to_k``, ``to_v`` projections, stacked by :func:`fuse_diffusion` (latent4d projects them in one).
+DIFFUSION_RULES = (*_DIFFUSION_COMMON, *_branch("norm2", "attn2", "norm_obs", "obs"))
+#: official deformation denoiser (``is_deform``, ``withT``) -> :class:`DeformDenoiser`: ``attn2`` the shape
+#: latents (``shape_cond_proj``), ``attn3`` the temporal self-attention; sparse (``is_corr``): ``attn5`` the
+#: pair-encoded observation; partial: ``attn5`` the source frame's, ``attn6`` the target frame's observation.
+_DEFORM_COMMON = (
+    *_DIFFUSION_COMMON,
+    ("model.shape_cond_proj.", "shape_in."),
+    *_branch("norm2", "attn2", "norm_ctx", "ctx"),
+    *_branch("norm3", "attn3", "norm_t", "temporal", self_attention=True),
+)
+DEFORM_DIFFUSION_RULES = (*_DEFORM_COMMON, *_branch("norm5", "attn5", "norm_obs", "obs"))
+PARTIAL_DIFFUSION_RULES = (
+    *_DEFORM_COMMON,
+    *_branch("norm5", "attn5", "norm_src", "src"),
+    *_branch("norm6", "attn6", "norm_obs", "obs"),
+)
 _BLOCK = re.compile(r"^(model\.transformer_blocks\.\d+\.)")
+
+
+#: the official block attentions: self-attentions (q, k, v stacked) and cross-attentions (k, v stacked)
+_ATTENTIONS = (("attn1", "qkv"), ("attn3", "qkv"), ("attn2", "kv"), ("attn5", "kv"), ("attn6", "kv"))
 
 
 def fuse_diffusion(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -251,11 +297,11 @@ def fuse_diffusion(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = dict(sd)
     blocks = sorted({m.group(1) for k in sd if (m := _BLOCK.match(k))})
     for p in blocks:
-        for parts, fused in (("qkv", f"{p}attn1.to_qkv.weight"), ("kv", f"{p}attn2.to_kv.weight")):
-            names = [f"{p}{'attn1' if parts == 'qkv' else 'attn2'}.to_{c}.weight" for c in parts]
+        for attn, parts in _ATTENTIONS:
+            names = [f"{p}{attn}.to_{c}.weight" for c in parts]
             if all(n in sd for n in names) and len({tuple(sd[n].shape) for n in names}) == 1:
-                out[fused] = torch.cat([out.pop(n) for n in names])
-        for norm in ("norm1", "norm2", "norm4"):
+                out[f"{p}{attn}.to_{parts}.weight"] = torch.cat([out.pop(n) for n in names])
+        for norm in (f"norm{k}" for k in range(1, 7)):
             for leaf in ("weight", "bias"):
                 key = f"{p}{norm}.linear.{leaf}"
                 if key in sd and sd[key].shape[0] % 2 == 0:
@@ -296,6 +342,47 @@ def shape_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
     )
 
 
+def _deform_diffusion_config(sd: dict, num_latents: int, where: str, partial: bool) -> dict:
+    """:class:`DeformDenoiser` settings of an official deformation ``EDMPrecond`` state dict: the shape
+    denoiser's official options, the shape latents through one bias-free linear, no frame embedding, the
+    temporal layer when the checkpoint has one (``time_attn``, as every published model); sparse: the pair
+    observation encoder (half-width embeddings), partial: per-frame tokens + the source frame's."""
+    cfg = shape_diffusion_config(sd, num_latents, where)
+    width, point_width = cfg["width"], _shape(sd, "cond_enc.point_embed.mlp.weight", where)[0]
+    if partial and point_width != width:
+        raise InputError(
+            f"{where}: observation embedding {point_width} wide for a {width}-wide denoiser; the partial-input "
+            "variant embeds at full width (a sparse-input checkpoint imports as m2v-deform-diffusion)"
+        )
+    if not partial and 2 * point_width != width:
+        raise InputError(
+            f"{where}: observation embedding {point_width} wide for a {width}-wide denoiser; the sparse-input "
+            "variant embeds source and target at half width (a partial-input checkpoint imports as "
+            "m2v-deform-diffusion-partial)"
+        )
+    temporal = any(re.match(r"^model\.transformer_blocks\.\d+\.attn3\.", k) for k in sd)
+    return dict(
+        cfg,
+        shape_channels=_shape(sd, "model.shape_cond_proj.weight", where)[1],
+        num_frames=OFFICIAL_WINDOW,
+        block_type="interleaved" if temporal else "spatial",
+        obs_pair=not partial,
+        obs_source=partial,
+        shape_proj="linear",
+        frame_embedding=False,
+    )
+
+
+def deform_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
+    """Settings of the official sparse-input (corresponding points, ``is_corr``) deformation denoiser."""
+    return _deform_diffusion_config(sd, num_latents, where, partial=False)
+
+
+def partial_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
+    """Settings of the official partial-input deformation denoiser (``is_corr`` False)."""
+    return _deform_diffusion_config(sd, num_latents, where, partial=True)
+
+
 @dataclass(frozen=True)
 class OfficialKind:
     """One importable kind: the official class, the latent4d class, the renaming and the settings;
@@ -327,10 +414,31 @@ SHAPE_DIFFUSION = OfficialKind(
     basis=DIFFUSION_BASIS,
     own=("stats.latent_mean", "stats.latent_std"),
 )
+_DEFORM_STATS = ("stats.latent_mean", "stats.latent_std", "shape_stats.latent_mean", "shape_stats.latent_std")
+DEFORM_DIFFUSION = OfficialKind(
+    "EDMPrecond (deformation, sparse inputs)",
+    DeformDenoiser,
+    DEFORM_DIFFUSION_RULES,
+    deform_diffusion_config,
+    prepare=fuse_diffusion,
+    basis=DIFFUSION_BASIS,
+    own=_DEFORM_STATS,
+)
+PARTIAL_DIFFUSION = OfficialKind(
+    "EDMPrecond (deformation, partial inputs)",
+    DeformDenoiser,
+    PARTIAL_DIFFUSION_RULES,
+    partial_diffusion_config,
+    prepare=fuse_diffusion,
+    basis=DIFFUSION_BASIS,
+    own=_DEFORM_STATS,
+)
 KINDS: dict[str, OfficialKind] = {
     "m2v-shape-ae": SHAPE_AE,
     "m2v-deform-ae": DEFORM_AE,
     "m2v-shape-diffusion": SHAPE_DIFFUSION,
+    "m2v-deform-diffusion": DEFORM_DIFFUSION,
+    "m2v-deform-diffusion-partial": PARTIAL_DIFFUSION,
 }
 
 

@@ -161,14 +161,17 @@ class SpaceTimeBlock(nn.Module):
             (the official Motion2VecSets block; its modulation rows are (scale, shift), latent4d's (shift, scale)).
         context_norm: LayerNorm on the contexts before the cross-attentions (False: official).
         norm_eps: the AdaLN LayerNorms' eps (official: 1e-5); drop_path: stochastic depth of every branch.
+        source_dim: width of a second shared context (B, K, source_dim) attended after ``context`` and
+            before the per-frame one (the official partial-input block's source-frame observation); None: no layer.
 
     forward(x (B, T, M, D), cond (B, cond_dim), context=None, frame_context=None,
-    frame_context_mask (B, T, N) bool = None, frame_mask (B, T) bool = None) -> (B, T, M, D).
+    frame_context_mask (B, T, N) bool = None, frame_mask (B, T) bool = None, source=None) -> (B, T, M, D).
     """
 
     def __init__(self, dim: int, heads: int, dim_head: int, cond_dim: int, context_dim: int | None = None,
                  frame_context_dim: int | None = None, block_type: str = "interleaved", ff_mult: int = 4,
-                 gate: bool = True, context_norm: bool = True, norm_eps: float = 1e-6, drop_path: float = 0.0):
+                 gate: bool = True, context_norm: bool = True, norm_eps: float = 1e-6, drop_path: float = 0.0,
+                 source_dim: int | None = None):
         super().__init__()
         if block_type not in BLOCK_TYPES:
             raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
@@ -185,6 +188,8 @@ class SpaceTimeBlock(nn.Module):
         self.attn1 = SpaceTimeSelfAttention(dim, heads, dim_head, axis=first_axis)
         self.norm_ctx = ada() if context_dim else None
         self.ctx = cross(context_dim) if context_dim else None
+        self.norm_src = ada() if source_dim else None
+        self.src = cross(source_dim) if source_dim else None
         self.norm_obs = ada() if frame_context_dim else None
         self.obs = cross(frame_context_dim) if frame_context_dim else None
         self.norm_t = ada() if block_type == "interleaved" else None
@@ -200,15 +205,21 @@ class SpaceTimeBlock(nn.Module):
             return x + self.drop_path(g * fn(h))
         return x + self.drop_path(fn(norm(x, cond)))
 
+    def _shared(self, norm: AdaLayerNorm | None, attn: _CrossAttention | None, x: torch.Tensor, cond: torch.Tensor,
+                context: torch.Tensor | None) -> torch.Tensor:
+        """Cross-attention branch to a context (B, K, C) shared by all frames: T folded into the query length."""
+        if norm is None or attn is None or context is None:
+            return x
+        B, T, M, D = x.shape
+        return self._branch(norm, x, cond, lambda h: attn(h.reshape(B, T * M, D), context).reshape(B, T, M, D))
+
     def forward(self, x: torch.Tensor, cond: torch.Tensor, context: torch.Tensor | None = None,
                 frame_context: torch.Tensor | None = None, frame_context_mask: torch.Tensor | None = None,
-                frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+                frame_mask: torch.Tensor | None = None, source: torch.Tensor | None = None) -> torch.Tensor:
         B, T, M, D = x.shape
         x = self._branch(self.norm1, x, cond, lambda h: self.attn1(h, mask=frame_mask if self.block_type == "joint" else None))
-        if self.ctx is not None and self.norm_ctx is not None and context is not None:
-            ctx = self.ctx
-            # the context is shared by all frames: fold T into the query length (no copies of it)
-            x = self._branch(self.norm_ctx, x, cond, lambda h: ctx(h.reshape(B, T * M, D), context).reshape(B, T, M, D))
+        x = self._shared(self.norm_ctx, self.ctx, x, cond, context)
+        x = self._shared(self.norm_src, self.src, x, cond, source)
         if self.obs is not None and self.norm_obs is not None and frame_context is not None:
             obs, N = self.obs, frame_context.shape[2]
             fm = None if frame_context_mask is None else frame_context_mask.reshape(B * T, N)

@@ -422,7 +422,7 @@ def bench_objects_pipeline(report, quick: bool) -> None:
             report.note(f"{name}: {run} ({m.get('experiment')}), training {m.get('fit_seconds', 0):.0f} s")
         pipe, det = ObjectsPipeline.from_pretrained(db), DetectorPipeline.from_pretrained(det_run)
         cats = sorted(set(pipe.database.categories) & set(det.categories))
-        scenes = heldout_scenes(2 if quick else 10, categories=cats, seed=500, n_objects=(3, 3) if quick else (5, 5),
+        scenes = heldout_scenes(2 if quick else 6, categories=cats, seed=500, n_objects=(3, 3) if quick else (5, 5),
                                 resolution=64)
         cfg = reconstruct_settings(["iterations=20", "level=5"] if quick else [], command="bench objects_pipeline")
         rng = np.random.default_rng(11)

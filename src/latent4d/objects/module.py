@@ -113,12 +113,22 @@ class ObjectsLatentModule(LatentModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
 
+def _balanced_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged per class present, then over classes: large objects (laptops) and the
+    background do not drown the small ones. logits (B, C, h, w), labels (B, h, w)."""
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    per_class = [ce[labels == c].mean() for c in torch.unique(labels)]
+    return torch.stack(per_class).mean()
+
+
 class DetectorModule(LatentModule):
     """Trains :class:`latent4d.objects.detector.ObjectDetector` on procedural RGB-D scenes
     (:class:`latent4d.objects.data.DetectorDataModule`).
 
     Losses (weights ``w_*``): heatmap BCE against Gaussian centres (centre cells weighted up by
-    ``1 + 4 * target``); per-pixel category cross-entropy; and on every object pixel L1 on the centre
+    ``1 + 4 * target``); per-pixel category cross-entropy, class-balanced; and on every object pixel L1 on the centre
     offset (tens of output pixels), the 6D rotation (for symmetric categories only the up column),
     the centre depth relative to the observed depth (decimetres), the log half-diagonal, and the shape
     and appearance codes (ShAPO: masked L1 on the codes and the pose). AdamW, cosine decay per step.
@@ -156,7 +166,7 @@ class DetectorModule(LatentModule):
         out = self.detector(batch["x"])
         heat_t = batch["heat"]
         bce = F.binary_cross_entropy_with_logits(out["heat"], heat_t, reduction="none")
-        terms = {"heat": (bce * (1 + 4 * heat_t)).mean(), "sem": F.cross_entropy(out["sem"], batch["sem"])}
+        terms = {"heat": (bce * (1 + 4 * heat_t)).mean(), "sem": _balanced_ce(out["sem"], batch["sem"])}
         inst = batch["inst"]
         B, h, w = inst.shape
         fg = inst > 0

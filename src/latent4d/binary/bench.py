@@ -28,6 +28,7 @@ STEPS = (4, 8, 16, 32, 64)
 BIT_CHANNELS = (8, 16, 32, 64)  # bits per token of the bits sweep (4 x 4 tokens: 128 ... 1024 bits)
 QUIET = ["callbacks=minimal", "logger=csv"]
 GUIDANCE, TEMPERATURE = 1.0, 0.9
+TEMPERATURES = (0.6, 0.75, 1.0)  # the binary model's temperature rows (16 steps), beside TEMPERATURE
 DIGITS = {"ae": "binary/ae_digits", "diffusion": "binary/diffusion_digits",
           "ae_continuous": "binary/ae_digits_continuous", "diffusion_continuous": "binary/diffusion_digits_continuous"}
 
@@ -81,8 +82,11 @@ def _train_digits(report: BenchReport, quick: bool, work: Path) -> dict[str, Pat
     report.note(f"digits: 2 autoencoders + 2 diffusion models (default experiment configs"
                 f"{', quick: 3 / 10 epochs' if quick else ''}; same denoiser size) ready in {time.time() - t0:.0f} s"
                 + (f"; finished runs with the same settings reused from {work}: {', '.join(reused)}" if reused else ""))
-    report.add("digits AE test PSNR (binary, 256 bits)", metrics["ae"].get("test/psnr"), "dB")
-    report.add("digits AE test PSNR (continuous, 256 floats)", metrics["ae_continuous"].get("test/psnr"), "dB")
+    from latent4d.binary.autoencoder import load_autoencoder
+
+    bits, floats = (load_autoencoder(runs[k])[0].num_bits for k in ("ae", "ae_continuous"))
+    report.add(f"digits AE test PSNR (binary, {bits} bits)", metrics["ae"].get("test/psnr"), "dB")
+    report.add(f"digits AE test PSNR (continuous, {floats} floats)", metrics["ae_continuous"].get("test/psnr"), "dB")
     report.add("digits AE bit usage (fraction of bits not constant)", metrics["ae"].get("test/bit_usage"), "",
                target=">= 0.9")
     return runs
@@ -178,7 +182,18 @@ def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
     _plot_steps(report, "digits", {k: {s: r[s]["plain"]["fd"] for s in STEPS} for k, r in results.items()}
                 | {f"{k}, guidance {GUIDANCE:g}": {s: r[s]["guided"]["fd"] for s in STEPS} for k, r in results.items()},
                 floors, ev.real_fd, work)
+    _temperature_rows(report, pipes["binary"], ev, n)
     _bits_sweep(report, quick, work, runs["ae"], floors, ev)
+
+
+def _temperature_rows(report: BenchReport, pipe, ev, n: int) -> None:
+    """Binary model at 16 steps: FD / class accuracy at other sampling temperatures than the bench's."""
+    for temp in TEMPERATURES:
+        for w in (0.0, GUIDANCE):
+            m, _ = _score(pipe, ev, n, 16, w, temp)
+            tag = f", guidance {w:g}" if w else ""
+            report.add(f"binary S=16, temperature {temp:g}: FD{tag}", m["fd"], "")
+            report.add(f"binary S=16, temperature {temp:g}: class accuracy{tag}", m["accuracy"], "")
 
 
 def _param_rows(report: BenchReport, pipes: dict, floors: dict[str, dict]) -> None:

@@ -37,9 +37,9 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], path: str | Pa
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     d.rectangle([left, top, right, bottom], outline=(0, 0, 0))
-    d.text((left, 10), title, fill=(0, 0, 0))
+    d.text((left, 4), title, fill=(0, 0, 0))
     d.text(((left + right) // 2 - 30, H - 22), xlabel, fill=(0, 0, 0))
-    d.text((6, top - 20), ylabel, fill=(0, 0, 0))
+    d.text((6, top - 16), ylabel, fill=(0, 0, 0))
     for x in xs:
         d.line([(sx(x), bottom), (sx(x), bottom + 4)], fill=(0, 0, 0))
         d.text((sx(x) - 8, bottom + 8), f"{x:g}", fill=(0, 0, 0))

@@ -11,7 +11,8 @@ split's seeds). The reconstruction settings are those of ``latent4d reconstruct 
 (``conf/reconstruct/hair.yaml``; ``--quick``: ``hair_quick.yaml``), with ``strands=0``.
 
 ``bench hair`` is :func:`bench_hair`, one function per measurement: :func:`strand_vae_vs_pca`,
-:func:`style_vae_reconstruction`, :func:`densification`, :func:`samples`, :func:`densification_speed`.
+:func:`style_vae_reconstruction`, :func:`densification`, :func:`latent_usage`, :func:`samples`,
+:func:`densification_speed`.
 """
 
 from __future__ import annotations
@@ -191,15 +192,49 @@ def densification(report: BenchReport, pipe, info: dict, quick: bool) -> list[np
     return gt_guides
 
 
-def samples(report: BenchReport, pipe, gt_guides: list[np.ndarray], quick: bool) -> None:
-    """Plausibility (points inside the head before / after push-out, roots on the scalp) and diversity
-    of prior samples, next to the diversity of held-out procedural styles (``gt_guides``)."""
-    from latent4d.hair.densify import densify, guide_world
-    from latent4d.hair.metrics import diversity, inside_head_fraction, root_on_scalp_error
+def _guide_datamodule(info: dict):
+    """The hairstyle-VAE run's guide-map DataModule (training maps incl. mirrored copies, test maps)."""
+    from latent4d.hair.data import HairGuideDataModule
 
-    n_samples, s_strands = (3, 2000) if quick else (16, 10000)
-    zs = pipe.sample_latents(n_samples, seed=123, temperature=1.0)
-    inside_raw, inside, root_err, sample_guides = [], [], [], []
+    cfg = _load_cfg(info["style_dir"]).data
+    return HairGuideDataModule(strand_vae_path=info["strand_dir"], n_train=int(cfg.n_train), n_val=int(cfg.n_val),
+                               n_test=int(cfg.n_test), grid=int(cfg.grid), seed=int(cfg.seed),
+                               mirror=bool(cfg.get("mirror", True)))
+
+
+def _decoded_guides(pipe, maps, chunk: int = 32):
+    """World guide strands (B, V, P, 3) of guide maps (N, C+1, H, W), ``chunk`` maps at a time."""
+    from latent4d.hair.densify import guide_world
+
+    for i in range(0, len(maps), chunk):
+        yield torch.stack([guide_world(pipe.strand_vae, m, pipe.grid)[0] for m in maps[i:i + chunk]])
+
+
+def latent_usage(report: BenchReport, pipe, dm) -> None:
+    """How the hairstyle-VAE uses its latent space on the training styles (the cause of narrow prior samples):
+    KL per style, active units, aggregate-posterior variance (posterior means + noise) in active dims."""
+    from latent4d.hair.metrics import posterior_stats
+
+    maps = dm.dataset("train").tensors[0]
+    with torch.no_grad():
+        mu, lv = zip(*(pipe.style_vae.encode(maps[i:i + 64]) for i in range(0, len(maps), 64)))
+    st = posterior_stats(torch.cat(mu), torch.cat(lv))
+    report.add("latent.kl", st["kl"], "nats/style")
+    report.add("latent.active_units", st["active_units"], f"of {st['dims']}")
+    report.add("latent.mu_var_active", st["mu_var_active"], "")
+    report.add("latent.sigma2_active", st["sigma2_active"], "")
+    report.note(f"latent use on {len(maps)} training guide maps (mirrors included), posterior means / variances: "
+                "active units have Var(mu) > 0.01; N(0, I) samples fill mu_var + sigma2 = 1 per active dim, the "
+                "decoder was trained on mu + sigma * noise and maps what lies beyond the posterior means to averaged "
+                "hair (samples.diversity_standard_normal)")
+
+
+def _sample_guides(pipe, zs, s_strands: int) -> tuple[list, list, list, list]:
+    """Per latent: points inside the head before / after push-out, root-to-scalp error, world guides."""
+    from latent4d.hair.densify import densify, guide_world
+    from latent4d.hair.metrics import inside_head_fraction, root_on_scalp_error
+
+    inside_raw, inside, root_err, guides = [], [], [], []
     for i, z in enumerate(zs):
         gmap = pipe.guide_map(z)
         raw = densify(pipe.strand_vae, gmap, pipe.grid, pipe.scalp, n_strands=s_strands, seed=i, push_out=False,
@@ -210,16 +245,43 @@ def samples(report: BenchReport, pipe, gt_guides: list[np.ndarray], quick: bool)
             inside_raw.append(inside_head_fraction(raw.subset(keep).strands, pipe.head))
             inside.append(inside_head_fraction(hair.subset(keep).strands, pipe.head))
         root_err.append(root_on_scalp_error(hair.roots, pipe.scalp))
-        sample_guides.append(guide_world(pipe.strand_vae, gmap, pipe.grid)[0].numpy())
-    report.add("samples.inside_head", 100 * float(np.mean(inside)) if inside else None, "% points", "< 0.5")
+        guides.append(guide_world(pipe.strand_vae, gmap, pipe.grid)[0])
+    return inside_raw, inside, root_err, guides
+
+
+def samples(report: BenchReport, pipe, gt_guides: list[np.ndarray], quick: bool, dm) -> None:
+    """Plausibility (points inside the head before / after push-out, roots on the scalp), diversity of prior
+    samples next to that of held-out procedural styles (``gt_guides``), and novelty: each sample's distance to
+    its nearest training style next to that of held-out styles (a sampler that copies training styles has
+    samples nearer than held-out styles are)."""
+    from latent4d.hair.metrics import diversity, nearest_distances
+
+    n_samples, s_strands = (3, 2000) if quick else (16, 10000)
+    inside_raw, inside, root_err, guides = _sample_guides(pipe, pipe.sample_latents(n_samples, seed=123), s_strands)
+    report.add("samples.inside_head", 100 * float(np.mean(inside)) if inside else None, "% points", "== 0")
     report.add("samples.inside_head_before_pushout", 100 * float(np.mean(inside_raw)) if inside_raw else None,
                "% points")
     report.add("samples.root_on_scalp_err", float(np.mean(root_err)), "mm")
-    report.add("samples.diversity", diversity(sample_guides), "mm")
-    report.add("data.diversity", diversity(gt_guides), "mm")
-    report.note(f"{n_samples} samples at temperature 1.0 with {s_strands} strands; diversity = mean pairwise "
-                "guide distance (data: between held-out procedural styles); points are pushed out of the head "
-                "as in GroomGen (before push-out reported too)")
+    div, div_data = diversity(guides), diversity(gt_guides)
+    report.add("samples.diversity", div, "mm")
+    report.add("data.diversity", div_data, "mm")
+    report.add("samples.diversity_vs_data", div / div_data, "x", ">= 0.8")
+    normal = pipe.guide_map(pipe.sample_latents(n_samples, seed=123, prior="normal"))
+    report.add("samples.diversity_standard_normal", diversity(torch.cat(list(_decoded_guides(pipe, normal)))), "mm")
+    train, test = dm.dataset("train").tensors[0], dm.dataset("test").tensors[0][:n_samples]
+    held = torch.cat(list(_decoded_guides(pipe, test)))
+    near_s, near_h = nearest_distances(guides + list(held), _decoded_guides(pipe, train), point_step=4).reshape(2, -1)
+    report.add("samples.nearest_train", float(near_s.mean()), "mm", f">= {near_h.mean():.1f}")
+    report.add("heldout.nearest_train", float(near_h.mean()), "mm")
+    report.add("samples.nearest_train_min", float(near_s.min()), "mm")
+    prior = ("the Gaussian fitted to the training styles' posterior means (HairstyleVAE.fit_prior)"
+             if pipe.style_vae.has_fitted_prior else "N(0, I)")
+    report.note(f"{n_samples} samples at temperature 1.0 from {prior} with {s_strands} strands; diversity = mean "
+                "pairwise guide distance (data: between held-out procedural styles; standard_normal: the same seeds "
+                "from N(0, I)); points are pushed out of the head as in GroomGen (before push-out reported too); "
+                f"nearest_train: mean over samples / {len(test)} held-out styles of the mean guide-point distance to "
+                f"the nearest of the {len(train)} training guide maps (mirrors included, strand-VAE decoded, every "
+                "4th point); its target is the held-out styles' figure")
 
 
 def densify_in_fresh_process(style_dir: str, strands: int) -> dict:
@@ -262,7 +324,7 @@ def densification_speed(report: BenchReport, info: dict, quick: bool, grid: int)
 
 
 def bench_hair(report: BenchReport, quick: bool) -> None:
-    """``latent4d bench hair``: the five measurements above on the bench's runs."""
+    """``latent4d bench hair``: the measurements above on the bench's runs."""
     from latent4d.hair.pipeline import HairPipeline
 
     info = train_runs(report, reuse=os.environ.get("LATENT4D_BENCH_RETRAIN", "") not in ("1", "true", "yes"))
@@ -272,7 +334,9 @@ def bench_hair(report: BenchReport, quick: bool) -> None:
     strand_vae_vs_pca(report, pipe, info)
     style_vae_reconstruction(report, info)
     gt_guides = densification(report, pipe, info, quick)
-    samples(report, pipe, gt_guides, quick)
+    dm = _guide_datamodule(info)
+    latent_usage(report, pipe, dm)
+    samples(report, pipe, gt_guides, quick, dm)
     densification_speed(report, info, quick, pipe.grid.res)
 
 
@@ -281,13 +345,10 @@ def _nearest_training_styles(pipe, observations: list, info: dict, max_styles: i
     """For each observation, the index of the training style whose (strand-VAE decoded) guides best
     explain it (observation -> guides Chamfer); each training style is decoded once."""
     from latent4d.geometry.distances import knn
-    from latent4d.hair.data import HairGuideDataModule
     from latent4d.hair.densify import guide_world
 
     cfg = _load_cfg(info["style_dir"]).data
-    dm = HairGuideDataModule(strand_vae_path=info["strand_dir"], n_train=int(cfg.n_train), n_val=int(cfg.n_val),
-                             n_test=int(cfg.n_test), grid=int(cfg.grid), seed=int(cfg.seed),
-                             mirror=bool(cfg.get("mirror", True)))
+    dm = _guide_datamodule(info)
     maps = dm.dataset("train").tensors[0][: min(int(cfg.n_train), max_styles)]  # originals (mirrors come after)
     obs = [torch.from_numpy(o.points) for o in observations]
     best = [(np.inf, 0)] * len(obs)

@@ -90,6 +90,47 @@ def diversity(guides: list) -> float:
     return float(np.mean(d))
 
 
+def nearest_distances(queries, bank, point_step: int = 1, chunk: int = 16) -> np.ndarray:
+    """For each query guide set, the mean point distance (mm) to its nearest guide set in ``bank``.
+
+    ``queries``: guide sets (Q, V, P, 3) (or a list of (V, P, 3)) on the same roots as the bank's;
+    ``bank``: an iterable of guide-set batches (B, V, P, 3) (or single (V, P, 3) sets), consumed once, so a
+    large training set can be decoded chunk by chunk. ``point_step`` keeps every k-th point of each
+    strand (the distance is then over those points). Returns (Q,) mm."""
+    q = torch.stack([_t(g) for g in queries]) if isinstance(queries, list | tuple) else _t(queries)
+    q = q[:, :, ::point_step].float()
+    best = torch.full((len(q),), float("inf"))
+    for b in bank:
+        b = _t(b).float()
+        b = b[None] if b.dim() == 3 else b
+        for i in range(0, len(b), chunk):
+            d = (q[:, None] - b[None, i:i + chunk, :, ::point_step]).norm(dim=-1).mean((-1, -2))  # (Q, b)
+            best = torch.minimum(best, d.min(1).values)
+    return best.numpy() * 1000.0
+
+
+def posterior_stats(mu, logvar, active_threshold: float = 0.01) -> dict[str, float]:
+    """How much of a VAE's latent space the data uses, from posterior means / log-variances (N, D).
+
+    ``kl``: mean KL(q(z|x) || N(0, I)) per style (nats); ``active_units``: dimensions whose posterior
+    mean varies over the data (Var_x mu_d > ``active_threshold``, Burda et al. 2016); ``kl_active_share``:
+    share of the KL in those; ``mu_var_active`` / ``sigma2_active``: mean Var_x(mu_d) and E_x sigma_d^2 over
+    active dimensions (the aggregate posterior's variance is their sum; N(0, I) has 1);
+    ``mu_var_total``: sum of Var_x(mu_d) over all dims (N(0, I) has D); ``mu_mean_norm``: norm of the mean
+    posterior mean (0 for a centred aggregate posterior)."""
+    mu, lv = _t(mu).double(), _t(logvar).double()
+    kl_d = 0.5 * (mu.square() + lv.exp() - 1 - lv).mean(0)
+    var_mu, s2 = mu.var(0), lv.exp().mean(0)
+    act = var_mu > active_threshold
+    n_act = int(act.sum())
+    return {"kl": float(kl_d.sum()), "active_units": n_act, "dims": int(mu.shape[1]),
+            "kl_active_share": float(kl_d[act].sum() / kl_d.sum().clamp_min(1e-12)),
+            "mu_var_active": float(var_mu[act].mean()) if n_act else 0.0,
+            "sigma2_active": float(s2[act].mean()) if n_act else float("nan"),
+            "sigma2_inactive": float(s2[~act].mean()) if n_act < len(act) else float("nan"),
+            "mu_var_total": float(var_mu.sum()), "mu_mean_norm": float(mu.mean(0).norm())}
+
+
 def region_errors(pred_points, gt_points, gt_region) -> dict[str, float]:
     """Chamfer-style errors (mm) of a reconstruction, split by a region label on the ground truth.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from latent4d.hair.metrics import curvature_error, position_error, summarize_errors
+from latent4d.hair.metrics import curvature_error, position_error, posterior_stats, summarize_errors
 from latent4d.hair.strand_vae import StrandVAE, kl_divergence, strand_losses
 from latent4d.module import LatentModule
 
@@ -88,7 +88,8 @@ class StyleVAEModule(LatentModule):
     """Hairstyle-VAE training on guide maps, with a frozen strand-VAE for a strand-space loss.
 
     Loss: ``w_latent * MSE(standardised latents) + w_presence * BCE(presence) + w_strand * L1(decoded
-    guide strands, mm) + w_kl * KL`` over scalp texels; the strand term decodes ``strand_samples``
+    guide strands, mm) + w_kl * KL`` over scalp texels (KL per dimension floored at ``kl_free_bits`` nats
+    when > 0: free bits); the strand term decodes ``strand_samples``
     random texels per map with the frozen strand decoder (predicted vs. target latents).
     The attribute model (length / curliness / volume regressed on style latents) is refitted at every
     validation from the epoch's training latents, so every checkpoint carries one.
@@ -99,7 +100,7 @@ class StyleVAEModule(LatentModule):
     def __init__(self, style_vae, strand_vae_path: str, lr: float = 1e-3, weight_decay: float = 0.0,
                  w_latent: float = 1.0, w_presence: float = 0.1, w_strand: float = 0.05, w_kl: float = 5e-4,
                  strand_samples: int = 96, kl_warmup_steps: int = 300, ridge: float = 1e-2,
-                 min_lr_ratio: float = 0.02):
+                 min_lr_ratio: float = 0.02, kl_free_bits: float = 0.0):
         super().__init__()
         from latent4d.errors import ConfigError
         from latent4d.hair.strand_vae import load_strand_vae
@@ -114,6 +115,7 @@ class StyleVAEModule(LatentModule):
                               f"latent_channels {style_vae.config.latent_channels}")
         self.save_hyperparameters(ignore=["style_vae"])
         self._epoch_z: list[torch.Tensor] = []
+        self._epoch_lv: list[torch.Tensor] = []
         self._epoch_y: list[torch.Tensor] = []
         self._test: list[torch.Tensor] = []
         self._test_sv: list[torch.Tensor] = []
@@ -179,9 +181,13 @@ class StyleVAEModule(LatentModule):
         from latent4d.hair.strand_vae import kl_divergence
 
         parts["kl"] = kl_divergence(out["mu"], out["logvar"])
+        kl = parts["kl"]
+        if hp.kl_free_bits > 0:  # free bits (Kingma et al. 2016): no pressure on a dim's batch KL below the floor
+            kl_d = 0.5 * (out["mu"].square() + out["logvar"].exp() - 1 - out["logvar"]).mean(0)
+            kl = kl_d.clamp_min(hp.kl_free_bits).sum()
         warm = min(1.0, (self.global_step + 1) / max(1, hp.kl_warmup_steps)) if self.training else 1.0
         loss = (hp.w_latent * latent + hp.w_presence * presence + hp.w_strand * parts.get("strand", 0.0)
-                + warm * hp.w_kl * parts["kl"])
+                + warm * hp.w_kl * kl)
         return loss, parts, out
 
     def training_step(self, batch, batch_idx):
@@ -191,6 +197,7 @@ class StyleVAEModule(LatentModule):
         for k, v in parts.items():
             self.log(f"train/{k}", v)
         self._epoch_z.append(out["mu"].detach().cpu())
+        self._epoch_lv.append(out["logvar"].detach().cpu())
         self._epoch_y.append(labels.detach().cpu())
         return loss
 
@@ -226,12 +233,16 @@ class StyleVAEModule(LatentModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._epoch_z:
-            z, y = torch.cat(self._epoch_z), torch.cat(self._epoch_y)
-            self._epoch_z, self._epoch_y = [], []
+            z, lv, y = torch.cat(self._epoch_z), torch.cat(self._epoch_lv), torch.cat(self._epoch_y)
+            self._epoch_z, self._epoch_lv, self._epoch_y = [], [], []
             if len(z) > 4 and bool((y.std(0) > 0).all()):
                 r2 = self.style_vae.fit_attributes(z, y, self.hparams.ridge)
                 for k, v in r2.items():
                     self.log(f"val/attr_r2_{k}", v)
+            self.style_vae.fit_prior(z)  # the sampling prior (a no-op without fitted_prior)
+            stats = posterior_stats(z, lv)
+            for k in ("kl", "active_units", "mu_var_active", "sigma2_active"):
+                self.log(f"val/latent_{k}", float(stats[k]))
 
     def on_test_epoch_start(self) -> None:
         self._test, self._test_sv = [], []

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from latent4d.errors import ConfigError, InputError
+from latent4d.hair.align import check_on_scalp
 from latent4d.hair.densify import MODES, densify, guide_world, texel_similarity
 from latent4d.hair.edit import DEFAULTS as EDIT_DEFAULTS
 from latent4d.hair.edit import apply_op, brush_edit
@@ -133,11 +134,16 @@ class HairPipeline(LatentPipeline):
         return self.scalp.head
 
     # ------------------------------------------------------------------ latents <-> guide maps
-    def sample_latents(self, n: int = 1, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
-        """``n`` style latents (n, D) from N(0, temperature^2 I) (seeded)."""
-        D = self.style_dim
+    def sample_latents(self, n: int = 1, seed: int = 0, temperature: float = 1.0, prior: str = "auto") -> torch.Tensor:
+        """``n`` style latents (n, D) (seeded): ``mean + temperature * scale @ eps`` of the Gaussian fitted to
+        the training styles' posterior means when the hairstyle-VAE has one (``fitted_prior``, see
+        :meth:`HairstyleVAE.fit_prior`), else from N(0, temperature^2 I). ``prior="normal"`` forces N(0, I)."""
+        if prior not in ("auto", "normal"):
+            raise InputError(f"prior must be 'auto' or 'normal', got '{prior}'")
+        vae = self._need_style("sampling")
         g = torch.Generator().manual_seed(int(seed))
-        return torch.randn(int(n), D, generator=g) * float(temperature)
+        eps = torch.randn(int(n), self.style_dim, generator=g) * float(temperature)
+        return eps if prior == "normal" else vae.prior_sample(eps)
 
     @torch.no_grad()
     def guide_map(self, latent: torch.Tensor) -> torch.Tensor:
@@ -153,11 +159,7 @@ class HairPipeline(LatentPipeline):
         if not isinstance(hairstyle, Hairstyle):
             raise InputError(f"expected a Hairstyle, got {type(hairstyle).__name__}")
         hairstyle.validate("hairstyle to encode")
-        roots = hairstyle.roots
-        far = np.abs(self.head.radial_distance(roots))
-        if np.median(far) > 0.05:
-            raise InputError(f"hairstyle roots lie {np.median(far) * 1000:.0f} mm (median) from the scalp: "
-                             "not in the USC-HairSalon head frame (metres, Y up)?")
+        check_on_scalp(hairstyle, self.scalp, "hairstyle to encode")  # the one root-on-scalp check (align.py)
         local, presence, _, _ = guide_strands(hairstyle, self.scalp, self.grid, self.strand_vae.config.num_points)
         return encode_guides(self.strand_vae, local, presence, self.grid)
 

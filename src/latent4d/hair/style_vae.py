@@ -34,12 +34,15 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
         channels: conv widths at resolutions H, H/2, H/4, H/8.
         scalp: ``Scalp.to_dict()`` of the scalp the grid lives on (default head when None).
         attributes: names of the global attributes (regressed from labels during training).
+        fitted_prior: sample from a Gaussian fitted to the training styles' posterior means (buffers
+            ``prior_mean`` (D,) and ``prior_scale`` (D, D), lower-triangular, see :meth:`fit_prior`)
+            instead of N(0, I). Off for networks saved before it existed (their config lacks the key).
     """
 
     @register_to_config
     def __init__(self, latent_channels: int = 64, grid: int = 32, style_dim: int = 128,
                  channels: tuple = (48, 96, 192, 256), scalp: dict | None = None,
-                 attributes: tuple = ATTRIBUTES):
+                 attributes: tuple = ATTRIBUTES, fitted_prior: bool = False):
         super().__init__()
         if grid % 8:
             raise ValueError(f"grid must be divisible by 8, got {grid}")
@@ -60,6 +63,9 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
         self.register_buffer("attr_zmean", torch.zeros(style_dim))
         self.register_buffer("attr_mean", torch.zeros(A))
         self.register_buffer("attr_std", torch.ones(A))
+        if fitted_prior:  # z = prior_mean + prior_scale @ eps, eps ~ N(0, I); N(0, I) until fitted
+            self.register_buffer("prior_mean", torch.zeros(style_dim))
+            self.register_buffer("prior_scale", torch.eye(style_dim))
         enc: list[nn.Module] = [nn.Conv2d(C + 2, c[0], 3, padding=1), nn.SiLU()]
         for a, b in zip(c[:-1], c[1:]):
             enc += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.SiLU(), nn.Conv2d(b, b, 3, padding=1), nn.SiLU()]
@@ -113,6 +119,43 @@ class HairstyleVAE(ModelMixin, ConfigMixin):
         mu, logvar = self.encode(gmap)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return {"raw": self.decode_raw(z), "mu": mu, "logvar": logvar, "z": z}
+
+    # ------------------------------------------------------------------ sampling prior
+    @property
+    def has_fitted_prior(self) -> bool:
+        return bool(self.config.get("fitted_prior", False))
+
+    def prior_sample(self, eps: torch.Tensor) -> torch.Tensor:
+        """Standard-normal noise (n, D) -> style latents (n, D) of the sampling prior: the Gaussian fitted
+        to the training styles' posterior means when the network has one (:meth:`fit_prior`), else
+        N(0, I) (``eps`` itself). Scale ``eps`` by a temperature first."""
+        if not self.has_fitted_prior:
+            return eps
+        scale = self.prior_scale.double()  # row by row in float64: a latent does not depend on the batch size
+        z = torch.stack([scale @ e for e in eps.double()]) if len(eps) else eps.double()
+        return (self.prior_mean.double() + z).to(eps.dtype)
+
+    @torch.no_grad()
+    def fit_prior(self, mu: torch.Tensor, shrink: float | None = None) -> None:
+        """Fit the sampling prior to posterior means ``mu (N, D)`` of the training styles: the aggregate
+        posterior where the decoder reproduces training styles, not the N(0, I) the KL term pulls towards.
+
+        Full-covariance Gaussian; the covariance is shrunk towards its diagonal by ``shrink``
+        (default D / (N + D), so that few styles still give a positive-definite scale) and floored at
+        1e-6 per dimension. A no-op for a network without ``fitted_prior`` and for non-finite latents
+        (the previous fit stays)."""
+        if not self.has_fitted_prior or len(mu) < 2:
+            return
+        z = mu.detach().double().cpu()
+        N, D = z.shape
+        a = D / (N + D) if shrink is None else float(shrink)
+        cov = torch.cov(z.T).reshape(D, D)
+        cov = (1 - a) * cov + a * torch.diag(cov.diagonal()) + 1e-6 * torch.eye(D, dtype=z.dtype)
+        L, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0 or not bool(torch.isfinite(L).all()):
+            return
+        self.prior_mean.copy_(z.mean(0).float())
+        self.prior_scale.copy_(L.float())
 
     # ------------------------------------------------------------------ attributes
     @property

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75)]
+PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def _scale(lo: float, hi: float, a: float, b: float, log: bool):
@@ -63,7 +64,7 @@ def line_plot(series: dict[str, tuple[list[float], list[float]]], path: str | Pa
     for i, (k, colour, dashed) in enumerate(legend):
         y = top + 6 + 16 * i
         d.line([(right + 10, y + 6), (right + 30, y + 6)], fill=colour, width=1 if dashed else 3)
-        d.text((right + 36, y), k[:26], fill=(0, 0, 0))
+        d.text((right + 36, y), k[:30], fill=(0, 0, 0))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

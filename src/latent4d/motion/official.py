@@ -40,18 +40,37 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import pathlib
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from latent4d.errors import ConfigError, InputError
 from latent4d.motion.deform import DeformVecSetAE
-from latent4d.motion.denoiser import DeformDenoiser, ShapeDenoiser
+from latent4d.motion.official_diffusion import (  # noqa: F401  (re-exported: the kinds' parts)
+    DEFORM_DIFFUSION,
+    DEFORM_DIFFUSION_RULES,
+    DIFFUSION_RULES,
+    OFFICIAL_WINDOW,
+    PARTIAL_DIFFUSION,
+    PARTIAL_DIFFUSION_RULES,
+    SHAPE_DIFFUSION,
+    deform_diffusion_config,
+    fuse_diffusion,
+    partial_diffusion_config,
+    shape_diffusion_config,
+)
+from latent4d.motion.official_layout import (  # noqa: F401  (re-exported)
+    BASIS,
+    DIFFUSION_BASIS,
+    OFFICIAL_DROP_PATH,
+    OFFICIAL_HEADS,
+    OfficialKind,
+    fourier_freqs,
+    rename,
+    tensor_shape,
+)
 from latent4d.motion.vecset import ShapeVecSetAE
 
 #: types the official checkpoints hold besides tensors and plain containers (rebuilt as data only)
@@ -64,14 +83,6 @@ SAFE_TYPES = (
 )
 #: the file every import writes next to the network (an earlier import may be replaced, nothing else)
 MARKER = "imported_from.json"
-#: heads x dim_head of the official latent self-attention layers (fixed in models_ae.create_autoencoder)
-OFFICIAL_HEADS = 8
-#: stochastic depth of the official latent layers (training only)
-OFFICIAL_DROP_PATH = 0.1
-#: frames per window of the imported deformation denoisers (official: 17-frame sequences; the network
-#: itself has no frame embedding and takes any number)
-OFFICIAL_WINDOW = 17
-
 #: official -> latent4d tensor names shared by both autoencoders (prefixes; ``{i}`` a layer index)
 VECSET_RULES = (
     ("point_embed.mlp.", "point_embed.proj."),
@@ -93,25 +104,6 @@ VECSET_RULES = (
     ("mean_fc.", "to_mean."),
     ("logvar_fc.", "to_logvar."),
 )
-#: the official Fourier basis buffer: checked against the frequencies, not stored (latent4d rebuilds it)
-BASIS = "point_embed.basis"
-#: the same buffer in the official denoiser's observation encoder
-DIFFUSION_BASIS = "cond_enc.point_embed.basis"
-
-
-def _pattern(template: str) -> re.Pattern:
-    return re.compile("^" + r"(\d+)".join(re.escape(part) for part in template.split("{i}")))
-
-
-def rename(key: str, rules: tuple[tuple[str, str], ...], reverse: bool = False) -> str | None:
-    """``key`` under the first matching ``(official, latent4d)`` prefix rule (``reverse``: latent4d ->
-    official); None when no rule matches."""
-    for a, b in rules:
-        src, dst = (b, a) if reverse else (a, b)
-        m = _pattern(src).match(key)
-        if m:
-            return (dst.replace("{i}", m.group(1)) if m.groups() else dst) + key[m.end() :]
-    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,37 +145,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     }
 
 
-def _shape(sd: dict, key: str, where: str) -> tuple[int, ...]:
-    if key not in sd:
-        raise InputError(f"{where}: tensor '{key}' is missing; it is not an official checkpoint of this kind")
-    return tuple(sd[key].shape)
-
-
-def _num_freqs(sd: dict, width: int, n_in: int, where: str, basis: str = BASIS) -> int:
-    """Frequencies of the Fourier point embedding (3 * 2F + 3 features), checked against the basis buffer."""
-    freqs = (n_in - 3) // 6
-    if n_in != 6 * freqs + 3 or freqs < 1:
-        raise InputError(
-            f"{where}: point_embed.mlp.weight {(width, n_in)} is not a 3DShape2VecSet point "
-            "embedding (6 F + 3 inputs)"
-        )
-    if basis in sd:
-        e = (2.0 ** torch.arange(freqs, dtype=torch.float64)) * math.pi
-        want = torch.block_diag(e[None], e[None], e[None])
-        got = sd[basis].double()
-        if tuple(got.shape) != tuple(want.shape) or not torch.allclose(got, want, rtol=1e-5):
-            raise InputError(
-                f"{where}: {basis} {tuple(got.shape)} is not the 3DShape2VecSet Fourier basis "
-                f"(2^k pi, k < {freqs}, per axis); latent4d's embedding would differ"
-            )
-    return freqs
-
-
 def _latent_layers(sd: dict, where: str) -> tuple[int, int]:
     """(depth, dim_head) of the official latent self-attention layers."""
     idx = {int(m.group(1)) for k in sd if (m := re.match(r"^layers\.(\d+)\.0\.fn\.to_q\.weight$", k))}
     depth = max(idx, default=-1) + 1
-    inner = _shape(sd, "layers.0.0.fn.to_q.weight", where)[0]
+    inner = tensor_shape(sd, "layers.0.0.fn.to_q.weight", where)[0]
     if inner % OFFICIAL_HEADS:
         raise InputError(f"{where}: latent attention width {inner} is not {OFFICIAL_HEADS} heads wide")
     return depth, inner // OFFICIAL_HEADS
@@ -191,16 +157,16 @@ def _latent_layers(sd: dict, where: str) -> tuple[int, int]:
 
 def shape_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     """:class:`ShapeVecSetAE` settings of an official ``KLAutoEncoder`` state dict (sizes from shapes)."""
-    point_width, n_in = _shape(sd, "point_embed.mlp.weight", where)
+    point_width, n_in = tensor_shape(sd, "point_embed.mlp.weight", where)
     depth, dim_head = _latent_layers(sd, where)
     return dict(
         num_latents=num_latents,
-        latent_channels=_shape(sd, "mean_fc.weight", where)[0],
-        width=_shape(sd, "cross_attend_blocks.0.norm.weight", where)[0],
+        latent_channels=tensor_shape(sd, "mean_fc.weight", where)[0],
+        width=tensor_shape(sd, "cross_attend_blocks.0.norm.weight", where)[0],
         heads=OFFICIAL_HEADS,
         dim_head=dim_head,
         depth=depth,
-        num_freqs=_num_freqs(sd, point_width, n_in, where),
+        num_freqs=fourier_freqs(sd, point_width, n_in, where),
         decoder_heads=1,
         encoder_heads=1,
         query_residual=False,
@@ -213,7 +179,7 @@ def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     """:class:`DeformVecSetAE` settings of an official ``KLAutoEncoder_deform`` state dict: the shape AE's,
     plus a point embedding half the width whose source / target pair is the encoder token."""
     cfg = shape_ae_config(sd, num_latents, where)
-    point_width = _shape(sd, "point_embed.mlp.weight", where)[0]
+    point_width = tensor_shape(sd, "point_embed.mlp.weight", where)[0]
     if 2 * point_width != cfg["width"]:
         raise InputError(
             f"{where}: point embedding {point_width} wide for a {cfg['width']}-wide encoder; the "
@@ -224,214 +190,11 @@ def deform_ae_config(sd: dict, num_latents: int, where: str) -> dict:
     )
 
 
-_BLOCK_PREFIX = "model.transformer_blocks.{i}."
-
-
-def _branch(norm: str, attn: str, our_norm: str, our_attn: str, self_attention: bool = False) -> tuple:
-    """Rules of one official block branch (``norm<k>`` AdaLN + ``attn<k>``) -> latent4d's (``our_norm``,
-    ``our_attn``): a self-attention's stacked ``to_qkv``, a cross-attention's ``to_q`` + stacked ``to_kv``."""
-    src, dst = _BLOCK_PREFIX, "blocks.{i}."
-    rules = [(f"{src}{norm}.linear.", f"{dst}{our_norm}.mod.1.")]
-    if self_attention:
-        rules += [
-            (f"{src}{attn}.to_qkv.", f"{dst}{our_attn}.qkv."),
-            (f"{src}{attn}.to_out.0.", f"{dst}{our_attn}.to_out."),
-        ]
-    else:
-        rules += [(f"{src}{attn}.to_{p}.", f"{dst}{our_attn}.attn.to_{p}.") for p in ("q", "kv")]
-        rules += [(f"{src}{attn}.to_out.0.", f"{dst}{our_attn}.attn.to_out.")]
-    return tuple(rules)
-
-
-#: what the official shape and deformation denoisers share: input, noise embedding, feed-forward, output
-#: and the ``Scan2latent`` observation encoder (``cond_enc.``)
-_DIFFUSION_COMMON = (
-    ("model.proj_in.", "proj_in."),
-    ("model.map_layer0.", "time.mlp.linear_1."),
-    ("model.map_layer1.", "time.mlp.linear_2."),
-    *_branch("norm1", "attn1", "norm1", "attn1", self_attention=True),
-    (f"{_BLOCK_PREFIX}norm4.linear.", "blocks.{i}.norm_ff.mod.1."),
-    (f"{_BLOCK_PREFIX}ff.net.0.proj.", "blocks.{i}.ff.net.0.proj."),
-    (f"{_BLOCK_PREFIX}ff.net.2.", "blocks.{i}.ff.net.2."),
-    ("model.norm.", "norm_out."),
-    ("model.proj_out.", "proj_out."),
-    ("cond_enc.point_embed.mlp.", "obs.embed.proj."),
-    ("cond_enc.cross_attend_blocks.0.norm.", "obs.norm_q."),
-    ("cond_enc.cross_attend_blocks.0.norm_context.", "obs.norm_kv."),
-    ("cond_enc.cross_attend_blocks.0.fn.", "obs.attn."),
-    ("cond_enc.cross_attend_blocks.1.norm.", "obs.norm_ff."),
-    ("cond_enc.cross_attend_blocks.1.fn.net.0.", "obs.ff.net.0.proj."),
-    ("cond_enc.cross_attend_blocks.1.fn.net.2.", "obs.ff.net.2."),
-)
-#: official shape denoiser (``EDMPrecond``: ``model.`` the LatentArrayTransformer, ``cond_enc.`` its
-#: ``Scan2latent``) -> :class:`ShapeDenoiser`. ``to_qkv`` / ``to_kv`` stand for the official separate
-#: ``to_q``, ``to_k``, ``to_v`` projections, stacked by :func:`fuse_diffusion` (latent4d projects them in one).
-DIFFUSION_RULES = (*_DIFFUSION_COMMON, *_branch("norm2", "attn2", "norm_obs", "obs"))
-#: official deformation denoiser (``is_deform``, ``withT``) -> :class:`DeformDenoiser`: ``attn2`` the shape
-#: latents (``shape_cond_proj``), ``attn3`` the temporal self-attention; sparse (``is_corr``): ``attn5`` the
-#: pair-encoded observation; partial: ``attn5`` the source frame's, ``attn6`` the target frame's observation.
-_DEFORM_COMMON = (
-    *_DIFFUSION_COMMON,
-    ("model.shape_cond_proj.", "shape_in."),
-    *_branch("norm2", "attn2", "norm_ctx", "ctx"),
-    *_branch("norm3", "attn3", "norm_t", "temporal", self_attention=True),
-)
-DEFORM_DIFFUSION_RULES = (*_DEFORM_COMMON, *_branch("norm5", "attn5", "norm_obs", "obs"))
-PARTIAL_DIFFUSION_RULES = (
-    *_DEFORM_COMMON,
-    *_branch("norm5", "attn5", "norm_src", "src"),
-    *_branch("norm6", "attn6", "norm_obs", "obs"),
-)
-_BLOCK = re.compile(r"^(model\.transformer_blocks\.\d+\.)")
-
-
-#: the official block attentions: self-attentions (q, k, v stacked) and cross-attentions (k, v stacked)
-_ATTENTIONS = (("attn1", "qkv"), ("attn3", "qkv"), ("attn2", "kv"), ("attn5", "kv"), ("attn6", "kv"))
-
-
-def fuse_diffusion(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The official denoiser's tensors in latent4d's arrangement, still under official names: the
-    self-attention's ``to_q``, ``to_k``, ``to_v`` stacked into ``to_qkv``, the cross-attention's ``to_k``,
-    ``to_v`` into ``to_kv``, the AdaLN modulation rows reordered (official (scale, shift) -> (shift, scale)).
-    A group with a part missing or mis-shaped is left as it is (and reported by :func:`convert`)."""
-    out = dict(sd)
-    blocks = sorted({m.group(1) for k in sd if (m := _BLOCK.match(k))})
-    for p in blocks:
-        for attn, parts in _ATTENTIONS:
-            names = [f"{p}{attn}.to_{c}.weight" for c in parts]
-            if all(n in sd for n in names) and len({tuple(sd[n].shape) for n in names}) == 1:
-                out[f"{p}{attn}.to_{parts}.weight"] = torch.cat([out.pop(n) for n in names])
-        for norm in (f"norm{k}" for k in range(1, 7)):
-            for leaf in ("weight", "bias"):
-                key = f"{p}{norm}.linear.{leaf}"
-                if key in sd and sd[key].shape[0] % 2 == 0:
-                    out[key] = torch.cat(sd[key].chunk(2)[::-1])
-    return out
-
-
-def shape_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
-    """:class:`ShapeDenoiser` settings of an official shape ``EDMPrecond`` state dict (sizes from shapes):
-    the official layout (see :class:`ShapeDenoiser`), 8 heads in the blocks, 1 head x width in the
-    observation encoder, every observed point a token up to ``num_latents`` (official FPS only beyond)."""
-    width, channels = _shape(sd, "model.proj_in.weight", where)
-    point_width, n_in = _shape(sd, "cond_enc.point_embed.mlp.weight", where)
-    idx = {int(m.group(1)) for k in sd if (m := re.match(r"^model\.transformer_blocks\.(\d+)\.", k))}
-    inner = _shape(sd, "model.transformer_blocks.0.attn1.to_q.weight", where)[0]
-    if inner % OFFICIAL_HEADS:
-        raise InputError(f"{where}: denoiser attention width {inner} is not {OFFICIAL_HEADS} heads wide")
-    return dict(
-        latent_channels=channels,
-        num_latents=num_latents,
-        width=width,
-        depth=max(idx) + 1,
-        heads=OFFICIAL_HEADS,
-        dim_head=inner // OFFICIAL_HEADS,
-        num_freqs=_num_freqs(sd, point_width, n_in, where, basis=DIFFUSION_BASIS),
-        obs_tokens=num_latents,
-        time_scale=1.0,
-        obs_heads=1,
-        obs_dim_head=width,
-        obs_modes=False,
-        obs_final_norm=False,
-        adaln_gate=False,
-        context_norm=False,
-        norm_eps=1e-5,
-        io_bias=False,
-        out_affine=True,
-        drop_path=OFFICIAL_DROP_PATH,
-    )
-
-
-def _deform_diffusion_config(sd: dict, num_latents: int, where: str, partial: bool) -> dict:
-    """:class:`DeformDenoiser` settings of an official deformation ``EDMPrecond`` state dict: the shape
-    denoiser's official options, the shape latents through one bias-free linear, no frame embedding, the
-    temporal layer when the checkpoint has one (``time_attn``, as every published model); sparse: the pair
-    observation encoder (half-width embeddings), partial: per-frame tokens + the source frame's."""
-    cfg = shape_diffusion_config(sd, num_latents, where)
-    width, point_width = cfg["width"], _shape(sd, "cond_enc.point_embed.mlp.weight", where)[0]
-    if partial and point_width != width:
-        raise InputError(
-            f"{where}: observation embedding {point_width} wide for a {width}-wide denoiser; the partial-input "
-            "variant embeds at full width (a sparse-input checkpoint imports as m2v-deform-diffusion)"
-        )
-    if not partial and 2 * point_width != width:
-        raise InputError(
-            f"{where}: observation embedding {point_width} wide for a {width}-wide denoiser; the sparse-input "
-            "variant embeds source and target at half width (a partial-input checkpoint imports as "
-            "m2v-deform-diffusion-partial)"
-        )
-    temporal = any(re.match(r"^model\.transformer_blocks\.\d+\.attn3\.", k) for k in sd)
-    return dict(
-        cfg,
-        shape_channels=_shape(sd, "model.shape_cond_proj.weight", where)[1],
-        num_frames=OFFICIAL_WINDOW,
-        block_type="interleaved" if temporal else "spatial",
-        obs_pair=not partial,
-        obs_source=partial,
-        shape_proj="linear",
-        frame_embedding=False,
-    )
-
-
-def deform_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
-    """Settings of the official sparse-input (corresponding points, ``is_corr``) deformation denoiser."""
-    return _deform_diffusion_config(sd, num_latents, where, partial=False)
-
-
-def partial_diffusion_config(sd: dict, num_latents: int, where: str) -> dict:
-    """Settings of the official partial-input deformation denoiser (``is_corr`` False)."""
-    return _deform_diffusion_config(sd, num_latents, where, partial=True)
-
-
-@dataclass(frozen=True)
-class OfficialKind:
-    """One importable kind: the official class, the latent4d class, the renaming and the settings;
-    ``prepare``: official tensors -> latent4d's arrangement (still official names); ``basis``: the
-    Fourier basis buffer (checked, not stored); ``own``: latent4d tensors the official network has no
-    counterpart of, kept at their initial values (the denoiser's latent statistics: identity)."""
-
-    official: str
-    cls: type
-    rules: tuple[tuple[str, str], ...]
-    config: Callable[[dict, int, str], dict]
-    prepare: Callable[[dict], dict] | None = None
-    basis: str = "point_embed.basis"
-    own: tuple[str, ...] = ()
-
-
 SHAPE_AE = OfficialKind(
     "KLAutoEncoder", ShapeVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_occ.")), shape_ae_config
 )
 DEFORM_AE = OfficialKind(
     "KLAutoEncoder_deform", DeformVecSetAE, (*VECSET_RULES, ("to_outputs.", "to_pos.")), deform_ae_config
-)
-SHAPE_DIFFUSION = OfficialKind(
-    "EDMPrecond (shape)",
-    ShapeDenoiser,
-    DIFFUSION_RULES,
-    shape_diffusion_config,
-    prepare=fuse_diffusion,
-    basis=DIFFUSION_BASIS,
-    own=("stats.latent_mean", "stats.latent_std"),
-)
-_DEFORM_STATS = ("stats.latent_mean", "stats.latent_std", "shape_stats.latent_mean", "shape_stats.latent_std")
-DEFORM_DIFFUSION = OfficialKind(
-    "EDMPrecond (deformation, sparse inputs)",
-    DeformDenoiser,
-    DEFORM_DIFFUSION_RULES,
-    deform_diffusion_config,
-    prepare=fuse_diffusion,
-    basis=DIFFUSION_BASIS,
-    own=_DEFORM_STATS,
-)
-PARTIAL_DIFFUSION = OfficialKind(
-    "EDMPrecond (deformation, partial inputs)",
-    DeformDenoiser,
-    PARTIAL_DIFFUSION_RULES,
-    partial_diffusion_config,
-    prepare=fuse_diffusion,
-    basis=DIFFUSION_BASIS,
-    own=_DEFORM_STATS,
 )
 KINDS: dict[str, OfficialKind] = {
     "m2v-shape-ae": SHAPE_AE,

@@ -46,8 +46,13 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
         "steps=2",
         "n_obs=40",
         "render=false",
+        "resolution=32",
     ]
-    summary = commands.reconstruct([*args, f"out={out}", "num_samples=2", f"template={tmpl}", f"gt={gt}"])
+    # the default recipe with its final fits cut to 8 steps (the full 150 take minutes on 2 cores)
+    short = ["deform_guidance.final_iters=8", "deform_guidance.final_iters_partial=8"]
+    summary = commands.reconstruct(
+        [*args, *short, f"out={out}", "num_samples=2", f"template={tmpl}", f"gt={gt}"]
+    )
     assert len(summary["samples"]) == 2
     for s in range(2):
         z = np.load(out / f"sample_{s:02d}" / "trajectories.npz")
@@ -59,7 +64,11 @@ def test_reconstruct_command_writes_samples(tiny_runs, blob_clip, tmp_path):
     assert info["metrics"]["corr_l2"][0] == pytest.approx(0.0, abs=1e-4)  # template = truth at frame 0
     assert set(json.loads((out / "summary.json").read_text())) >= {"samples", "seconds", "metrics"}
     assert info["guidance"] == 1.0 and info["fuse"] is True  # guided and fused by default
-    assert info["settings"]["deform_guidance"]["final_iters"] == 150  # every setting is recorded
+    # every setting is recorded: the ones given and the defaults of conf/reconstruct/motion.yaml
+    assert info["settings"]["deform_guidance"]["final_iters"] == 8
+    assert (
+        info["settings"]["deform_guidance"]["lr"] == 0.05 and info["settings"]["shape_guidance"]["iters"] == 4
+    )
     assert info["frame0"] == "template"  # where the tracked frame-0 surface came from
     # guidance=0: the models' plain samples; nested settings of conf/reconstruct/motion.yaml are options too
     plain = commands.reconstruct([*args, f"out={tmp_path / 'plain'}", "guidance=0"])

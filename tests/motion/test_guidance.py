@@ -11,6 +11,15 @@ from latent4d.motion.guidance import DeformObservationGuide, GuidanceConfig, Sha
 from latent4d.motion.reconstruct import MotionSolver, consistency, reconstruct_config
 from latent4d.motion.vecset import ShapeVecSetAE
 
+#: the reconstruction recipe with short final fits and fewer surface points: guidance, the frame-shape
+#: term and fusion all run, at a fraction of the default 150-step fits on 2048 points
+CHEAP_GUIDANCE = [
+    "deform_guidance.final_iters=8",
+    "deform_guidance.final_iters_partial=8",
+    "deform_guidance.n_surface=512",
+    "shape_guidance.n_surface=512",
+]
+
 
 def _open(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give zero-initialised heads random weights, so the outputs depend on the latents."""
@@ -200,7 +209,10 @@ def test_reconstruct_with_guidance(tiny_runs, blob_clip):
     full = MotionPipeline.from_runs(
         shape_diffusion=tiny_runs["shape_diffusion"], deform_diffusion=tiny_runs["deform_diffusion"]
     )
-    cfg = reconstruct_config(["steps=3", "resolution=24", "n_obs=48", "fuse=false"])
+    # the recipe of conf/reconstruct/motion.yaml, its final fits cut to 8 steps (the 150 of the defaults: see
+    # test_guidance_config_checks_and_defaults; a final fit alone moves the template, see
+    # test_final_refinement_fits_the_finished_sample_at_any_sigma)
+    cfg = reconstruct_config(["steps=3", "resolution=24", "n_obs=48", "fuse=false", *CHEAP_GUIDANCE])
     frames = surface[:, :96]
     for mode in ("sparse", "partial"):
         plain = MotionSolver(full, dataclasses.replace(cfg, mode=mode, guidance=0.0)).reconstruct(
@@ -248,7 +260,10 @@ def test_reconstruct_with_fusion(tiny_runs, blob_clip):
     # 7 frames, window 5: fusion over the first window, the second window chained on the fused mesh
     frames = np.concatenate([surface, surface[::-1][1:]])[:, :96]
     for mode in ("sparse", "partial"):
-        cfg = reconstruct_config(["steps=3", "resolution=32", "n_obs=48", "fuse=true", f"mode={mode}"])
+        cfg = reconstruct_config(
+            ["steps=3", "resolution=32", "n_obs=48", "fuse=true", f"mode={mode}", *CHEAP_GUIDANCE]
+        )
+        assert cfg.guides()[1].enabled and cfg.deform_guidance.shape_weight > 0  # guided, frame-shape term on
         try:
             rec = MotionSolver(full, cfg).reconstruct(frames)[0]
         except InputError as e:  # a tiny model may find no surface: the error must say so

@@ -55,20 +55,23 @@ def _train(
     extra: tuple[str, ...] = (),
     name: str | None = None,
     reuse: bool = True,
+    experiment: str | None = None,
+    preset: str | None = None,
 ) -> tuple[Path, dict]:
     """Train ``experiment=motion/<exp>`` with its bench preset (``motion_<exp>_quick`` / ``_bench``) into
     ``RUNS/[quick_]<name or exp>``, or reuse a finished run there (:func:`latent4d.bench.train_or_reuse`;
     ``links``: ``*_run=<dir>`` of the autoencoders, whose weights' hashes are part of the reuse key);
+    ``experiment`` / ``preset`` replace those two choices (e.g. ``motion/dfaust/<exp>``);
     returns (run dir, training statistics)."""
     from latent4d.bench import train_or_reuse
     from latent4d.fileio import write_json_atomic
 
     run = RUNS / f"{'quick_' if quick else ''}{name or exp}"
-    preset = f"preset=motion_{exp}_{'quick' if quick else 'bench'}"
+    preset = preset or f"motion_{exp}_{'quick' if quick else 'bench'}"
     linked = _linked_weights(list(links))
     t0 = time.perf_counter()
     metrics, reused = train_or_reuse(
-        [f"experiment=motion/{exp}", *QUIET, preset, *links, *extra],
+        [f"experiment={experiment or 'motion/' + exp}", *QUIET, f"preset={preset}", *links, *extra],
         run,
         key={"inputs": linked} if linked else None,
         reuse=reuse,
@@ -444,7 +447,7 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
     """Part (2) of ``bench motion``: the full model and the ablations on held-out clips (module docstring)."""
     from latent4d.motion.reconstruct import reconstruct_config
 
-    pipes, train_stats, ae_run = _train_reconstruction_runs(report, quick)
+    pipes, train_stats, ae_run, raw = _train_reconstruction_runs(report, quick)
     cfg = reconstruct_config(name="motion_quick" if quick else "motion")
     clips = _held_out(ae_run, 1 if quick else 3)
     n_pts = 10_000 if quick else 50_000
@@ -460,6 +463,7 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
     table, seconds = _ablation_rows(report, pipes, clips, cfg, n_pts)
     summary = _report_ablations(report, table, cfg.fuse)
     _report_differences(report, summary)
+    _ema_comparison(report, raw, clips, cfg, n_pts, summary)
     T = clips[0].sequence.num_frames
     if not quick:
         _validation(report, pipes["full (interleaved)"], ae_run, cfg, n_pts)
@@ -476,7 +480,8 @@ def bench_reconstruction(report: BenchReport, quick: bool) -> None:
 
 def _train_reconstruction_runs(report: BenchReport, quick: bool):
     """The autoencoders, the shape diffusion and the three deformation diffusion variants (trained or
-    reused) -> ({variant label: pipeline}, {variant label: training stats}, the shape AE run)."""
+    reused) -> ({variant label: pipeline}, {variant label: training stats}, the shape AE run, the full
+    model's pipeline with the raw denoisers (``ema=False``) beside the EMA copies the others sample with)."""
     from latent4d.motion.pipeline import MotionPipeline
 
     shape_run, _ = _train("shape_ae", quick)
@@ -494,6 +499,9 @@ def _train_reconstruction_runs(report: BenchReport, quick: bool):
             name=f"deform_diffusion_{bt}",
         )
         pipes[label] = MotionPipeline.from_runs(shape_diffusion=sd_run, deform_diffusion=run)
+        if bt == VARIANTS["full (interleaved)"]:
+            raw = MotionPipeline.from_runs(shape_diffusion=sd_run, deform_diffusion=run, ema=False)
+            _note_ema(report, sd_stats, st, run)
         train_stats[label] = st
         report.add(
             f"deformation diffusion {label}: training",
@@ -502,7 +510,81 @@ def _train_reconstruction_runs(report: BenchReport, quick: bool):
             steps=st["steps"],
             seconds_per_step=st["seconds"] / max(st["steps"], 1),
         )
-    return pipes, train_stats, shape_run
+    return pipes, train_stats, shape_run, raw
+
+
+def _note_ema(report: BenchReport, sd_stats: dict, dd_stats: dict, dd_run: Path) -> None:
+    """What the EMA copies average at the end of these trainings: steps and the decay then reached."""
+    from omegaconf import OmegaConf
+
+    from latent4d.ema import ema_decay_at
+
+    m = OmegaConf.load(dd_run / "config.yaml").model
+    decay, warmup = float(m.get("ema_decay", 0.0)), float(m.get("ema_warmup", 10.0))
+    steps = {"shape": int(sd_stats["steps"]), "deformation": int(dd_stats["steps"])}
+    report.note(
+        "EMA: every row samples with the denoisers' EMA copies (models/denoiser_ema) except the 'raw "
+        f"denoisers (no EMA)' rows (models/denoiser, same runs, clips and seeds); cap {decay}, warm-up "
+        f"{warmup:g}: after "
+        + ", ".join(
+            f"{k} diffusion's {n} steps the decay was {ema_decay_at(n, decay, warmup):.3f}"
+            for k, n in steps.items()
+        )
+        + " (an average over roughly the last 1 / (1 - decay) steps)"
+    )
+
+
+def _sample_frame0(pipe, obs: np.ndarray, run_cfg, seed: int) -> torch.Tensor:
+    """Frame-0 shape latents (1, M, C) of an observed clip (T, N, 3): the recipe's guided (or plain) shape
+    sampler, seeded with ``seed``."""
+    return pipe.sample_shape(
+        obs[0],
+        1,
+        run_cfg.steps,
+        run_cfg.sampler,
+        run_cfg.mode == "sparse",
+        torch.Generator().manual_seed(seed),
+        guidance=run_cfg.guides()[0],
+    )
+
+
+def _ema_comparison(report: BenchReport, raw, clips, cfg, n_pts: int, summary: dict) -> None:
+    """Issue 23 item 4: the full model's recipe and plain samples with the raw denoisers, on the clips,
+    observations and seeds of the EMA rows (``full (interleaved)``, ``full, no guidance``); rows per
+    mode: IoU and correspondence error without EMA, and EMA minus raw."""
+    from latent4d.errors import InputError
+    from latent4d.motion.evaluate import observe_clip, sequence_metrics
+    from latent4d.motion.reconstruct import MotionSolver
+
+    for mode in ("sparse", "partial"):
+        for guided, label in ((True, "full (interleaved)"), (False, "full, no guidance")):
+            rows = []
+            for c in clips:
+                obs = observe_clip(c, mode, n_obs=300, noise=0.002)
+                run_cfg = dataclasses.replace(cfg if guided else _plain(cfg), mode=mode, seed=c.index)
+                try:
+                    z0 = _sample_frame0(raw, obs, run_cfg, c.index)
+                    rec = MotionSolver(raw, run_cfg).reconstruct(obs, shape_latents=z0)[0]
+                except InputError as e:  # no surface in frame 0: count as failure
+                    report.note(f"{label}, raw denoisers on {c.split}/{c.index} {mode}: {e}")
+                    continue
+                rows.append(sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts))
+            if not rows:
+                continue
+            iou = _mean([r["iou_mean"] for r in rows])
+            corr = 100 * _mean([r["corr_rel_mean"] for r in rows])
+            report.add(f"{mode}, {label}, raw denoisers (no EMA): IoU", iou, "", clips=len(rows))
+            report.add(
+                f"{mode}, {label}, raw denoisers (no EMA): correspondence L2 / bbox diagonal", corr, "%"
+            )
+            ema = summary.get((label, mode))
+            if ema:
+                report.add(f"{mode}, {label}: EMA - raw IoU", ema["iou_mean"] - iou, "")
+                report.add(
+                    f"{mode}, {label}: raw - EMA correspondence error",
+                    corr - 100 * ema["corr_rel_mean"],
+                    "% of diag",
+                )
 
 
 def _ablation_rows(report: BenchReport, pipes: dict, clips, cfg, n_pts: int):
@@ -520,15 +602,7 @@ def _ablation_rows(report: BenchReport, pipes: dict, clips, cfg, n_pts: int):
             for guided in (True, False):
                 run_cfg = dataclasses.replace(cfg if guided else _plain(cfg), mode=mode, seed=c.index)
                 t0 = time.perf_counter()
-                z0 = full.sample_shape(
-                    obs[0],
-                    1,
-                    run_cfg.steps,
-                    run_cfg.sampler,
-                    mode == "sparse",
-                    torch.Generator().manual_seed(c.index),
-                    guidance=run_cfg.guides()[0],
-                )
+                z0 = _sample_frame0(full, obs, run_cfg, c.index)
                 t_shape = time.perf_counter() - t0
                 for label, pipe in pipes.items():
                     if not guided and label != "full (interleaved)":
@@ -645,17 +719,8 @@ def _validation(report: BenchReport, full, ae_run: Path, cfg, n_pts: int) -> Non
             group = "tuning" if c.index < 3 else "unseen"
             obs = observe_clip(c, mode, n_obs=300, noise=0.002)
             run_cfg = dataclasses.replace(cfg, mode=mode, seed=c.index)
-            g = torch.Generator().manual_seed(c.index)
             try:
-                z0 = full.sample_shape(
-                    obs[0],
-                    1,
-                    run_cfg.steps,
-                    run_cfg.sampler,
-                    mode == "sparse",
-                    g,
-                    guidance=run_cfg.guides()[0],
-                )
+                z0 = _sample_frame0(full, obs, run_cfg, c.index)
                 rec = MotionSolver(full, run_cfg).reconstruct(obs, shape_latents=z0)[0]
                 rows.setdefault((group, "full"), []).append(
                     {**sequence_metrics(rec.vertices, rec.faces, c, n_pts, n_pts), "frame0": rec.frame0}
@@ -686,4 +751,211 @@ def bench_motion(report: BenchReport, quick: bool) -> None:
     bench_reconstruction(report, quick)
 
 
-BENCHMARKS = {"motion_ae": bench_motion_ae, "motion": bench_motion}
+# ----------------------------------------------------------------------------------------------
+# motion_oflow
+
+#: sizes of ``bench motion_oflow``: sequences (procedural train / val pairs; the held-out lists are the
+#: held-out clips of ``bench motion`` at the same size), samples per frame written, training overrides
+#: (all experiments / per experiment) on top of ``preset=motion_oflow_<exp>_cpu``, evaluation options
+OFLOW_SIZES: dict[str, dict] = {
+    "quick": {
+        "frames": 9,
+        "kinds": ("blob", "tube"),
+        "train": 8,
+        "val": 2,
+        "held_out": 1,
+        "samples": 4000,
+        "partial_resolution": 64,
+        "common": [],
+        "extra": {
+            "shape_ae": ["trainer.max_epochs=6"],
+            "deform_ae": ["trainer.max_epochs=6"],
+            "shape_diffusion": ["trainer.max_epochs=16", "data.noise=0.002"],
+            "deform_diffusion": ["trainer.max_epochs=16", "data.noise=0.002"],
+        },
+        "evaluate": {"steps": 6, "resolution": 64, "n_iou": 20_000, "n_chamfer": 10_000},
+        "loading_items": 16,
+    },
+    "full": {
+        "frames": 17,
+        "kinds": None,
+        "train": 32,
+        "val": 4,
+        "held_out": 3,
+        "samples": 20_000,
+        "partial_resolution": 128,
+        "common": ["data.num_frames=17", "data.clip_stride=16"],
+        "extra": {"shape_diffusion": ["data.noise=0.002"], "deform_diffusion": ["data.noise=0.002"]},
+        "evaluate": {"steps": 18, "resolution": 128, "n_iou": 100_000, "n_chamfer": 50_000},
+        "loading_items": 64,
+    },
+}
+OFLOW_EXPERIMENTS = ("shape_ae", "deform_ae", "shape_diffusion", "deform_diffusion")
+OFLOW_CATEGORY = "procedural"
+
+
+def _oflow_sequences(size: dict) -> dict[str, dict]:
+    """{list name: {sequence name: Sequence}}: train / val pairs of the procedural splits, and as
+    ``test`` / ``test_new_individual`` the held-out clips of ``bench motion`` (unseen motions /
+    identities; :func:`latent4d.motion.evaluate.held_out`) at the same clip length and kinds."""
+    from latent4d.motion.data import split_pairs
+    from latent4d.motion.evaluate import held_out
+    from latent4d.motion.synthetic import KINDS, procedural_sequence
+
+    T, kinds = size["frames"], tuple(size["kinds"] or KINDS)
+    lists: dict[str, dict] = {"train": {}, "val": {}, "test": {}, "test_new_individual": {}}
+    for split in ("train", "val"):
+        for i, m in split_pairs(split, size[split]):
+            lists[split][f"{split}_{i}_{m}"] = procedural_sequence(i, m, T, kinds)
+    for c in held_out(size["held_out"], T, kinds=kinds):
+        target = "test" if c.split == "test_motion" else "test_new_individual"
+        lists[target][f"{c.split}_{c.index:02d}"] = c.sequence
+    return lists
+
+
+def _oflow_dataset(report: BenchReport, quick: bool, size: dict) -> Path:
+    """The bench's O-Flow dataset ``RUNS/[quick_]oflow_data/<category>`` (written with the functions of
+    scripts/prepare_motion_dataset.py, ``latent4d.motion.oflow``), reused when it was written with the
+    same settings; returns the dataset root."""
+    from latent4d.fileio import atomic_dir, write_json_atomic
+    from latent4d.motion.oflow import write_oflow_sequence, write_split_lists
+
+    root = RUNS / f"{'quick_' if quick else ''}oflow_data"
+    stamp = {
+        k: size[k] for k in ("frames", "kinds", "train", "val", "held_out", "samples", "partial_resolution")
+    }
+    stamp = json.loads(json.dumps(stamp))  # tuples as lists, as read back
+    done = root / "bench_dataset.json"
+    if done.is_file() and json.loads(done.read_text()) == stamp:
+        report.note(f"O-Flow dataset reused: {root}")
+        return root
+    t0 = time.perf_counter()
+    lists = _oflow_sequences(size)
+    n, partial = size["samples"], {"resolution": size["partial_resolution"], "distance": 1.25, "z_up": False}
+    with atomic_dir(root, marker="bench_dataset.json") as tmp:
+        cat = Path(tmp) / OFLOW_CATEGORY
+        for k, (name, seq) in enumerate(s for names in lists.values() for s in names.items()):
+            write_oflow_sequence(cat / name, seq.vertices, seq.faces, n, n, n, seed=k, partial=partial)
+        write_split_lists(cat, {split: sorted(names) for split, names in lists.items()})
+        write_json_atomic(Path(tmp) / "bench_dataset.json", stamp)
+    report.add("O-Flow dataset: writing", time.perf_counter() - t0, "s")
+    report.note(
+        "O-Flow dataset: "
+        + ", ".join(f"{split} {len(names)}" for split, names in lists.items())
+        + f" sequences of {size['frames']} frames, {n} surface / uniform / near points per frame, depth "
+        f"images {size['partial_resolution']} px; test = bench motion's unseen-motion clips, "
+        "test_new_individual = its unseen-identity clips"
+    )
+    return root
+
+
+def _train_oflow(report: BenchReport, quick: bool, size: dict, root: Path) -> tuple[dict, dict]:
+    """The four experiments ``motion/dfaust/<exp>`` with ``preset=motion_oflow_<exp>_cpu`` on the bench's
+    dataset (trained or reused) -> ({exp: run dir}, {exp: training stats})."""
+    data = [f"data.root={root.resolve()}", f"data.category={OFLOW_CATEGORY}", *size["common"]]
+    runs: dict[str, Path] = {}
+    stats: dict[str, dict] = {}
+    for exp in OFLOW_EXPERIMENTS:
+        links = (
+            ()
+            if exp.endswith("_ae")
+            else tuple(f"{k}_run={runs[k].resolve()}" for k in ("shape_ae", "deform_ae"))
+        )
+        runs[exp], stats[exp] = _train(
+            exp,
+            quick,
+            links,
+            (*data, *size["extra"].get(exp, ())),
+            name=f"oflow_{exp}",
+            experiment=f"motion/dfaust/{exp}",
+            preset=f"motion_oflow_{exp}_cpu",
+        )
+        _report_training(report, f"O-Flow {exp}", stats[exp], quick=True)
+    return runs, stats
+
+
+def _oflow_evaluate(report: BenchReport, runs: dict, root: Path, size: dict) -> None:
+    """``latent4d evaluate`` with the official protocol on both held-out lists and both input modes: frame 0
+    from the shape diffusion (as ``bench motion``) and from the shape AE's encoding of the true frame-0
+    points (an upper bound on the shape step)."""
+    from omegaconf import OmegaConf
+
+    from latent4d.config import load_run_config
+    from latent4d.errors import InputError
+    from latent4d.motion import commands
+
+    run = runs["deform_diffusion"]
+    base = {"data": {"source": "oflow", "root": str(root), "category": OFLOW_CATEGORY}, "mode": "all"}
+    for frame0, extra in (("shape diffusion", {"shape_run": str(runs["shape_diffusion"])}), ("shape AE", {})):
+        args = OmegaConf.create({**base, **size["evaluate"], **extra})
+        t0 = time.perf_counter()
+        try:
+            res = commands.evaluate(run, load_run_config(run), args)
+        except InputError as e:  # a briefly trained model may find no surface
+            report.note(f"evaluate (frame 0 from the {frame0}): {e}")
+            continue
+        report.add(f"evaluate, frame 0 from the {frame0}: time", time.perf_counter() - t0, "s")
+        for split, per_mode in res["splits"].items():
+            for mode, r in per_mode.items():
+                key = f"{split} / {mode}, frame 0 from the {frame0}"
+                report.add(f"{key}: IoU", r["iou"], "", clips=r["clips"])
+                report.add(f"{key}: Chamfer-L1", r["chamfer_l1"], "dataset units")
+                report.add(f"{key}: correspondence L2", r["corr_l2"], "dataset units")
+                lu = r["latent4d_units"]
+                report.add(
+                    f"{key}: correspondence L2 / bbox diagonal (bench motion's)",
+                    100 * lu["corr_rel_mean"],
+                    "%",
+                )
+    report.artifact("evaluation_oflow", run / "evaluation_oflow.json")
+
+
+def _oflow_loading(report: BenchReport, runs: dict, stats: dict, n_items: int) -> None:
+    """Loading time of one training item (shape-AE frame, deformation-AE pair, diffusion window with its
+    inputs; one process, after a warm-up item) against the training step (fit seconds / steps)."""
+    from latent4d.config import load_run_config
+    from latent4d.trust import instantiate_from_run
+
+    what = {
+        "shape_ae": "frame",
+        "deform_ae": "frame pair",
+        "shape_diffusion": "frame (latents + observation)",
+        "deform_diffusion": "window (latents + observations)",
+    }
+    for exp, run in runs.items():
+        cfg = load_run_config(run)
+        ds = instantiate_from_run(cfg.data, "motion", f"{run}/config.yaml data").dataset("train")
+        n = min(n_items, len(ds))
+        ds[0]  # warm-up: file handles, caches
+        t0 = time.perf_counter()
+        for i in range(n):
+            ds[i % len(ds)]
+        item = (time.perf_counter() - t0) / max(n, 1)
+        st = stats[exp]
+        step = (st.get("fit_seconds") or st["seconds"]) / max(st["steps"], 1)
+        batch = int(cfg.data.batch_size)
+        report.add(f"O-Flow {exp}: loading per {what[exp]}", 1e3 * item, "ms", items=n)
+        report.add(f"O-Flow {exp}: time per training step (batch {batch})", 1e3 * step, "ms")
+        report.add(f"O-Flow {exp}: loading a batch / training step", item * batch / step, "", target="<= 1")
+    report.note(
+        "loading vs step: one loader process (num_workers=0, so the measured step includes loading its "
+        "batch); loading a batch = per-item time x batch size, target: no slower than the step it feeds"
+    )
+
+
+def bench_motion_oflow(report: BenchReport, quick: bool) -> None:
+    """``latent4d bench motion_oflow`` (issue 18): procedural sequences written in the O-Flow layout (the
+    held-out lists hold ``bench motion``'s held-out clips), the four O-Flow experiments trained at their
+    CPU presets (or reused), ``latent4d evaluate`` with the official protocol per held-out list and
+    input mode, and the loading time of a training item against the training step."""
+    _load_note(report)
+    size = OFLOW_SIZES["quick" if quick else "full"]
+    root = _oflow_dataset(report, quick, size)
+    runs, stats = _train_oflow(report, quick, size, root)
+    _oflow_evaluate(report, runs, root, size)
+    _oflow_loading(report, runs, stats, size["loading_items"])
+    for exp, run in runs.items():
+        report.artifact(f"{exp}_run", run)
+
+
+BENCHMARKS = {"motion_ae": bench_motion_ae, "motion": bench_motion, "motion_oflow": bench_motion_oflow}

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from latent4d import progress
 from latent4d.binary.io import save_image_grid, write_voxel_samples
 from latent4d.errors import ConfigError, Latent4DError
 from latent4d.fileio import write_json_atomic
@@ -209,7 +210,7 @@ def evaluate_autoencoder(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions)
     x, _ = dm.arrays(o.split)
     usage = BitUsage()
     recs = []
-    for i in range(0, len(x), 128):
+    for i in progress.track(range(0, len(x), 128), f"evaluate {o.split}: {len(x)} reconstructions", min_total=4):
         z = ae.encode_latents(x[i:i + 128])
         usage.update(z)
         recs.append(ae.decode(z))
@@ -245,7 +246,7 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -
         dm = _run_data(run_cfg, run_dir)  # the latents' data module; its source holds the grids
         dm.setup()
         test_x, _ = dm.source.arrays("test")
-        for s in steps:
+        for s in progress.track(steps, "evaluate: sampling at each step count"):
             out = pipe(min(n, 64), steps=s, temperature=temperature, generator=torch.Generator().manual_seed(seed))
             occ = out.samples > 0.5
             best = torch.stack([iou(o_[None].float().expand_as(test_x), test_x).max() for o_ in occ])
@@ -258,7 +259,7 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -
         ev = DigitsEvaluator(image_size=pipe.autoencoder.config.sample_size, epochs=o.classifier_epochs)
         res["real_fd"] = ev.real_fd
         res["real_fd_n"] = len(ev.val_x)
-        for s in steps:
+        for s in progress.track(steps, "evaluate: sampling at each step count"):
             m: dict = {}
             if pipe.num_classes:  # class-conditional samples, n / 10 per class, without and with guidance
                 labels = torch.arange(n) % pipe.num_classes

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latent4d import progress
 from latent4d.errors import ConfigError, InputError
 from latent4d.objects.io import FOV_RANGE_DEG
 from latent4d.objects.optimize import ROTATIONS, ObjectOptimizer, initial_estimate
@@ -236,7 +237,8 @@ def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = Non
     cats = cfg.category_map() if categories is None else categories
     opt_ = ObjectOptimizer(pipe, cfg)
     results = []
-    for iid in instance_ids or frame.instance_ids:
+    ids = list(instance_ids or frame.instance_ids)
+    for iid in progress.track(ids, f"refining {len(ids)} objects", min_total=2):
         try:
             obs = observe_instance(frame, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
         except InputError as e:

@@ -19,12 +19,13 @@ import html
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from latent4d.errors import ConfigError
 from latent4d.fileio import atomic_path, write_json_atomic
 
 #: typical stage minutes on 2 CPU cores per mode, used until this machine has its own timings
-TYPICAL_MINUTES = {
+TYPICAL_MINUTES: dict[str, dict[str, float]] = {
     "full": {"smoke": 1, "hair": 20, "objects": 15, "motion": 35, "binary": 20},
     "default": {"smoke": 0.5, "hair": 2, "objects": 3, "motion": 4, "binary": 3},
     "quick": {"smoke": 0.3, "hair": 1, "objects": 1, "motion": 2, "binary": 1},
@@ -141,7 +142,7 @@ def _bench_rows(family: str) -> list[dict]:
         return []
 
 
-def comparison(family: str, result: dict) -> list[tuple[str, object, object, str]]:
+def comparison(family: str, result: dict) -> list[tuple[str, Any, str, str]]:
     """(figure, this demo's value, the benchmark's value, benchmark metric) for the figures of
     :data:`BENCH_PAIRS` the stage reported."""
     bench = {r.get("metric"): r for r in _bench_rows(family)}

@@ -24,7 +24,7 @@ def read_png(path: str | Path) -> np.ndarray:
 def trim(image: np.ndarray, margin: int = 8, tol: int = 12) -> np.ndarray:
     """Crop ``image`` (H, W, 3) to the box of pixels that differ from the white background by more than
     ``tol``, plus ``margin`` pixels; an empty image is returned unchanged."""
-    ink = (np.abs(image.astype(np.int16) - BACKGROUND) > tol).any(-1)
+    ink = np.any(np.abs(image.astype(np.int16) - BACKGROUND) > tol, axis=-1)
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if not len(rows):
         return image
@@ -48,7 +48,7 @@ def _fit(image: np.ndarray, w: int, h: int):
 
     im = Image.fromarray(np.ascontiguousarray(image))
     s = min(w / im.width, h / im.height)
-    im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
+    im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (w, h), (BACKGROUND,) * 3)
     canvas.paste(im, ((w - im.width) // 2, (h - im.height) // 2))
     return canvas

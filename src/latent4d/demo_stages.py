@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,11 +88,12 @@ def hair(out_dir: Path, quick: bool) -> dict:
     pipe = HairPipeline.from_pretrained(folder)
     n, strands, shown = (2, 2000, 600) if quick else (6, 10000, 2500)
     samples = pipe.sample(n, seed=0, temperature=0.8, strands=strands)
-    files = [str(write_hair(out_dir / f"sample_{i}.data", r.dense)) for i, r in enumerate(samples)]
+    dense = [r.dense for r in samples if r.dense is not None]  # every sample has its dense hair (strands > 0)
+    files = [str(write_hair(out_dir / f"sample_{i}.data", d)) for i, d in enumerate(dense)]
     frames = pipe.interpolate(samples[0].latent, samples[1].latent, steps=3 if quick else 5)
     fig1 = _hair_sheet(
         pipe,
-        [r.dense for r in samples],
+        dense,
         out_dir,
         "samples",
         shown,
@@ -110,7 +112,6 @@ def hair(out_dir: Path, quick: bool) -> dict:
         cols=len(frames),
     )
     gw = [guide_world(pipe.strand_vae, r.guide_map, pipe.grid)[0].numpy() for r in samples]
-    dense = [r.dense for r in samples]
     hair_pts = [d.subset(~d.bald).strands for d in dense if (~d.bald).any()]
     pts = np.concatenate(hair_pts) if hair_pts else np.zeros((0, 2, 3), np.float32)  # (S, P, 3), metres
     result = {
@@ -208,7 +209,7 @@ def _motion_strip(rec, clip, out_dir: Path, frames: list[int]) -> Path:
 
     from latent4d.render import render_image
 
-    view = {
+    view: dict[str, Any] = {
         "width": 300,
         "height": 300,
         "center": (0.0, 0.0, 0.0),

@@ -48,6 +48,10 @@ def _columns():
     )
 
 
+def _nothing(n: int = 1) -> None:
+    """The ``advance`` of a bar that is not drawn."""
+
+
 @contextmanager
 def bar(total: int, label: str, show: bool = True) -> Iterator[Callable[[int], None]]:
     """A progress bar over ``total`` units of work; yields ``advance(n=1)``.
@@ -55,14 +59,18 @@ def bar(total: int, label: str, show: bool = True) -> Iterator[Callable[[int], N
     Nothing is drawn when ``show`` is false, ``total <= 0`` or bars are off (:func:`enabled`); the
     yielded function then does nothing."""
     if not show or total <= 0 or not enabled():
-        yield lambda n=1: None
+        yield _nothing
         return
     from rich.console import Console
     from rich.progress import Progress
 
     with Progress(*_columns(), console=Console(stderr=True), transient=True) as p:
         task = p.add_task(label, total=total)
-        yield lambda n=1: p.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            p.advance(task, n)
+
+        yield advance
 
 
 def track(items: Iterable[T], label: str, total: int | None = None, min_total: int = 1) -> Iterator[T]:

@@ -67,6 +67,8 @@ class HairPipeline(LatentPipeline):
     """
 
     family = "hair"
+    strand_vae: StrandVAE
+    style_vae: HairstyleVAE | None
     component_classes = {"strand_vae": StrandVAE, "style_vae": HairstyleVAE}
     optional = ("style_vae",)
     limits = {"strand_vae": STRAND_VAE_LIMITS, "style_vae": STYLE_VAE_LIMITS}

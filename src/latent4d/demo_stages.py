@@ -159,7 +159,7 @@ def _objects_sheet(frame, results, per: list[dict], overlay: str, path: Path) ->
 def objects(out_dir: Path, quick: bool) -> dict:
     """A short latent-database run; a synthetic RGB-D scene of unseen objects reconstructed with the
     shipped database (shape, appearance, 6D pose and size per object)."""
-    from latent4d.objects.commands import _demo_errors
+    from latent4d.objects.commands import demo_errors
     from latent4d.objects.evaluation import HELDOUT_SEED_OFFSET
     from latent4d.objects.io import save_scene, write_scene_reconstruction
     from latent4d.objects.pipeline import ObjectsPipeline
@@ -184,7 +184,7 @@ def objects(out_dir: Path, quick: bool) -> dict:
     )
     seconds = time.perf_counter() - t1
     summary = write_scene_reconstruction(frame, results, out_dir / "reconstruction")
-    per = _demo_errors(frame, results)
+    per = demo_errors(frame, results)
     fig = _objects_sheet(frame, results, per, summary["overlay"], out_dir / "objects_reconstruction.png")
     result = {
         **_short(metrics, {"test_sdf_l1": "test/sdf_l1", "test_color_l1": "test/color_l1"}),

@@ -370,7 +370,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     results = pipe.reconstruct(frame, categories={o.instance_id: o.category for o in frame.objects}, config=settings)
     seconds = time.time() - t0
     summary = write_scene_reconstruction(frame, results, out_dir / "reconstruction")
-    per = _demo_errors(frame, results)
+    per = demo_errors(frame, results)
     result = {"test_sdf_l1": metrics.get("test/sdf_l1"), "test_color_l1": metrics.get("test/color_l1"),
               "objects": len(results), "reconstructed": sum(r.status == "ok" for r in results),
               "median_rot_deg": float(np.median([p["rot_deg"] for p in per])) if per else None,
@@ -381,7 +381,7 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     return result
 
 
-def _demo_errors(frame, results) -> list[dict]:
+def demo_errors(frame, results) -> list[dict]:
     """Pose errors of the reconstructed objects against the scene's ground truth."""
     from latent4d.objects.metrics import pose_errors
 

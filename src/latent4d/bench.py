@@ -5,6 +5,13 @@ Each family module ``latent4d.<family>.bench`` exposes ``BENCHMARKS = {name: fn}
 ``{metric, value, unit, target, met}``; a target is a string such as ``"<= 3"`` or ``">= 0.85"``
 and ``met`` is computed from it. ``latent4d bench readme`` copies the JSON files to
 ``docs/bench/`` and regenerates the README's results section from them.
+
+A bench runs under one overall progress bar (:func:`latent4d.progress.overall`): the current stage's
+name (what ``BenchReport.stage`` / :func:`train_or_reuse` / the last ``BenchReport.add`` says), the
+elapsed time and, where a run of the same bench and size was recorded before
+(:func:`last_duration`), "~X left of ~Y". Ctrl-C stops it with a message saying where it stopped;
+``<out>/<name>.json`` is written only after the bench finished (atomically), so an interrupted bench
+leaves the previous file, ``docs/bench`` and the README as they were (the command exits with 130).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from latent4d import progress
 from latent4d.config import FAMILIES
 from latent4d.errors import ConfigError
 from latent4d.fileio import write_json_atomic
@@ -65,7 +73,12 @@ class BenchReport:
         rec = {"metric": metric, "value": value, "unit": unit, "target": target,
                "met": check_target(value, target) if met is None else bool(met), **extra}
         self.records.append(rec)
+        progress.stage(f"measured {metric}")
         return rec
+
+    def stage(self, name: str) -> None:
+        """Name the stage now running (shown by the bench's progress bar)."""
+        progress.stage(name)
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -177,7 +190,9 @@ def train_or_reuse(overrides: list[str], run: str | Path, key: dict | None = Non
     if reuse and finished_run_matches(run, cfg):
         saved = json.loads(stamp.read_text()).get("key") if stamp.is_file() else None
         if key is None or saved == key:
+            progress.stage(f"reusing the finished run {run.name}")
             return json.loads((run / "metrics.json").read_text()), True
+    progress.stage(f"training {run.name}")
     replace_run(run)
     metrics = run_training(cfg)
     if key is not None:
@@ -200,12 +215,52 @@ def registry() -> dict[str, Callable[[BenchReport, bool], None]]:
     return out
 
 
+#: where recorded benchmark results are kept (``latent4d bench readme`` copies them there)
+DOCS_BENCH = Path("docs") / "bench"
+
+
+def last_duration(name: str, quick: bool, out_dir: str | Path = "outputs/bench") -> tuple[float, str] | None:
+    """(seconds, file) of the most recently finished recorded run of bench ``name`` at the same size
+    (its ``quick`` flag): ``<out_dir>/<name>.json`` (this machine's last run) or ``docs/bench/<name>.json``
+    (beside the working folder, or beside the package in a checkout); None when there is none (the
+    progress bar then shows no estimate)."""
+    here = Path(__file__).resolve().parents[2] / DOCS_BENCH
+    found = []
+    for path in dict.fromkeys((Path(out_dir) / f"{name}.json", DOCS_BENCH / f"{name}.json", here / f"{name}.json")):
+        try:
+            rec = json.loads(path.read_text())
+            seconds = float(rec["duration_s"])
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if rec.get("name") == name and bool(rec.get("quick")) == bool(quick) and seconds > 0:
+            found.append((str(rec.get("finished", "")), seconds, str(path)))
+    if not found:
+        return None
+    _, seconds, path = max(found)
+    return seconds, path
+
+
 def run_bench(name: str, quick: bool = False, out_dir: str | Path = "outputs/bench") -> BenchReport:
+    """Run bench ``name`` under an overall progress bar, then write ``<out_dir>/<name>.json`` and print its
+    table. On Ctrl-C: a message naming the stage and what was (not) written, then ``KeyboardInterrupt``
+    again (the command line exits with 130)."""
     benches = registry()
     if name not in benches:
         raise ConfigError(f"unknown benchmark '{name}'. Available: {', '.join(sorted(benches))}.")
     report = BenchReport(name, quick, out_dir)
-    benches[name](report, quick)
+    last = last_duration(name, quick, out_dir)
+    label = f"bench {name}{' --quick' if quick else ''}"
+    run = progress.Overall(label, None)
+    try:
+        with progress.overall(label, last[0] if last else None) as run:
+            benches[name](report, quick)
+    except KeyboardInterrupt:  # also a Ctrl-C that Lightning turned into sys.exit(1) (progress.overall)
+        target = report.out_dir / f"{name}.json"
+        kept = "the previous one is unchanged" if target.is_file() else "there was none before"
+        at = f" during '{run.stage_name}'" if run.stage_name else ""
+        print(f"[latent4d] {label} interrupted after {progress.duration_text(run.elapsed)}{at}: {target} was "
+              f"not written ({kept}); docs/bench and the README are untouched", file=sys.stderr, flush=True)
+        raise
     path = report.write()
     print(report.table())
     for n in report.notes:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from latent4d import progress
 from latent4d.errors import ConfigError
 from latent4d.fileio import atomic_path, write_json_atomic
+from latent4d.progress import duration_text
 
 #: typical stage minutes on 2 CPU cores per mode, used until this machine has its own timings
 TYPICAL_MINUTES: dict[str, dict[str, float]] = {
@@ -70,10 +73,6 @@ SHORT_RUN_KEYS = {
 }
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
 def estimates(stages: list[str], out_dir: Path, mode: str) -> dict[str, float]:
     """Expected seconds per stage in ``mode`` (full | default | quick): the last run's on this machine,
     else the typical figure."""
@@ -100,33 +99,79 @@ def _record_timing(out_dir: Path, mode: str, stage: str, seconds: float) -> None
     write_json_atomic(path, data)
 
 
+def _estimate_source(stages: list[str], out_dir: Path, mode: str) -> str:
+    """Where :func:`estimates` took the figures from, for the first progress line."""
+    try:
+        last = json.loads((out_dir / "timings.json").read_text()).get(mode, {})
+    except (ValueError, OSError, AttributeError):
+        last = {}
+    mine = [s for s in stages if isinstance(last.get(s), (int, float))]
+    if len(mine) == len(stages):
+        return f"estimates from the last run on this machine ({out_dir / 'timings.json'})"
+    if mine:
+        return f"estimates from the last run on this machine for {', '.join(mine)}, typical times for the rest"
+    return "estimates from typical times on 2 CPU cores (this machine's own after this run)"
+
+
+def stage_line(i: int, stages: list[str], expected: dict[str, float], elapsed: float) -> str:
+    """The progress line before stage ``i`` (1-based) of ``stages``: the stage's expected time, what is
+    expected to be left in all (this stage and the ones after it) and the expected total (``elapsed`` so
+    far + what is left), e.g. ``demo 2/4: objects (about 3 min; about 7 min left in all, of about 9 min)``."""
+    stage = stages[i - 1]
+    left = sum(expected[s] for s in stages[i - 1 :])
+    return (
+        f"[latent4d] demo {i}/{len(stages)}: {stage} (about {duration_text(expected[stage])}; about "
+        f"{duration_text(left)} left in all, of about {duration_text(elapsed + left)})"
+    )
+
+
 def run_demo(stages: list[str], run_stage, out_dir: Path, mode: str) -> dict:
-    """Run ``run_stage(name, folder) -> dict`` for each stage with progress; the summary (also written to
-    ``<out>/summary.json`` after every stage, and ``<out>/index.html`` at the end)."""
+    """Run ``run_stage(name, folder) -> dict`` for each stage with a progress line per stage and one
+    overall bar (:func:`latent4d.progress.overall`, which the stages' own bars join); the summary (also
+    written to ``<out>/summary.json`` after every stage, and ``<out>/index.html`` at the end). Ctrl-C:
+    a message naming the stage and what was kept, then ``KeyboardInterrupt`` again."""
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = estimates(stages, out_dir, mode)
+    print(
+        f"[latent4d] demo: {len(stages)} stage(s), about {duration_text(sum(expected.values()))} in all "
+        f"({_estimate_source(stages, out_dir, mode)})",
+        flush=True,
+    )
     summary: dict = {}
-    t_start = time.perf_counter()
-    for i, stage in enumerate(stages, 1):
-        left = sum(expected[s] for s in stages[i - 1 :])
+    run = progress.Overall("demo", None)
+    try:
+        with progress.overall("demo", sum(expected.values())) as run:
+            for i, stage in enumerate(stages, 1):
+                print(stage_line(i, stages, expected, run.elapsed), flush=True)
+                run.expect(run.elapsed + sum(expected[s] for s in stages[i - 1 :]))
+                run.stage(f"{i}/{len(stages)} {stage}")
+                summary[stage] = _run_one(stage, run_stage, out_dir, mode)
+                write_json_atomic(out_dir / "summary.json", summary)
+                print(
+                    f"[latent4d] demo {i}/{len(stages)}: {stage} done in "
+                    f"{duration_text(summary[stage]['demo_seconds'])} ({duration_text(run.elapsed)} so far)",
+                    flush=True,
+                )
+    except KeyboardInterrupt:  # also a Ctrl-C that Lightning turned into sys.exit(1) (progress.overall)
         print(
-            f"[latent4d] demo {i}/{len(stages)}: {stage} (about {_minutes(expected[stage])}; about "
-            f"{_minutes(left)} left in all)",
+            f"[latent4d] demo interrupted during '{run.stage_name}' after {duration_text(run.elapsed)}; the "
+            f"finished stages ({', '.join(summary) or 'none'}) are in {out_dir / 'summary.json'}",
+            file=sys.stderr,
             flush=True,
         )
-        t0 = time.perf_counter()
-        summary[stage] = run_stage(stage, out_dir / stage) or {}
-        took = time.perf_counter() - t0
-        summary[stage]["demo_seconds"] = round(took, 1)
-        _record_timing(out_dir, mode, stage, took)
-        write_json_atomic(out_dir / "summary.json", summary)
-        print(
-            f"[latent4d] demo {i}/{len(stages)}: {stage} done in {_minutes(took)} "
-            f"({_minutes(time.perf_counter() - t_start)} so far)",
-            flush=True,
-        )
+        raise
     write_index(out_dir, summary)
     return summary
+
+
+def _run_one(stage: str, run_stage, out_dir: Path, mode: str) -> dict:
+    """One stage: its result with ``demo_seconds``; records its time in ``timings.json``."""
+    t0 = time.perf_counter()
+    result = run_stage(stage, out_dir / stage) or {}
+    took = time.perf_counter() - t0
+    result["demo_seconds"] = round(took, 1)
+    _record_timing(out_dir, mode, stage, took)
+    return result
 
 
 def _scalars(result: dict) -> list[tuple[str, object]]:

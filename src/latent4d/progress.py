@@ -162,6 +162,37 @@ def _progress():
                     redirect_stdout=sys.stdout.isatty())
 
 
+@contextmanager
+def _step_aside(p) -> Iterator[None]:
+    """While another live display runs on rich's global console (Lightning's progress bar during a fit
+    inside a bench or a demo stage), the shared display ``p`` stops (erasing itself) and comes back when
+    that one ends: two live displays on one terminal would overwrite each other. Checked every 0.1 s."""
+    import threading
+
+    import rich
+
+    if not p.console.is_terminal:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            busy = bool(getattr(rich.get_console(), "_live_stack", None))
+            if busy and p.live.is_started:
+                p.stop()
+            elif not busy and not p.live.is_started and not done.is_set():
+                p.start()
+
+    thread = threading.Thread(target=watch, name="latent4d-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def _nothing(n: int = 1) -> None:
     """The ``advance`` of a bar that is not drawn."""
 
@@ -227,7 +258,7 @@ def _display(run: Overall) -> Iterator[None]:
         finally:
             shared.remove_task(task)
         return
-    with _progress() as p:
+    with _progress() as p, _step_aside(p):
         task = p.add_task(run.description(), total=None, run=run)
         run._on_change = lambda: p.update(task, description=run.description())
         _ACTIVE.append(p)

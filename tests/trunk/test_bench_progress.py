@@ -158,3 +158,36 @@ def test_ctrl_c_during_a_lightning_fit_inside_a_bench_is_an_interrupt_not_exit_1
     assert "during 'training tiny'" in err and "there was none before" in err
     assert not (out / "fake_h2.json").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_shared_display_steps_aside_while_lightnings_bar_runs(monkeypatch):
+    """Another live display on rich's global console (Lightning's progress bar during a fit): the shared
+    display stops while it runs and comes back after (two live displays would overwrite each other)."""
+    import time
+
+    import rich
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress import Progress
+
+    def fake_terminal():
+        return Console(file=io.StringIO(), force_terminal=True, width=120)
+
+    def wait_for(cond):
+        for _ in range(200):  # up to 20 s on a loaded machine; the display checks every 0.1 s
+            if cond():
+                return True
+            time.sleep(0.1)
+        return False
+
+    monkeypatch.setenv(progress.ENV, "1")
+    monkeypatch.setattr(progress, "_progress", lambda: Progress(*progress._columns(), console=fake_terminal(),
+                                                                transient=True))
+    monkeypatch.setattr(rich, "_console", fake_terminal())
+    with progress.overall("demo", 60.0):
+        shared = progress._ACTIVE[-1]
+        assert shared.live.is_started
+        with Live("Epoch 0", console=rich.get_console()):
+            assert wait_for(lambda: not shared.live.is_started)
+        assert wait_for(lambda: shared.live.is_started)
+    assert not shared.live.is_started and progress._ACTIVE == []

@@ -3,6 +3,11 @@
 ShAPO's colour network is a SIREN taking ``[xyz, shape code, appearance code]`` (3 + 64 + 64) to RGB,
 6 x 512 in the paper. Sine layers follow Sitzmann et al. (first-layer frequency ``w0``, uniform
 init scaled by 1/w0 after it); the output goes through a sigmoid to [0, 1] RGB.
+
+ShAPO also fine-tunes the colour network per object at test time (``opt/optimization_all.py``: a fresh
+copy of the network is loaded for every object and all its weights join the optimisation, Adam, lr
+1e-4). :meth:`AppearanceNet.finetune_copy` gives such a copy; the optimiser's use of it is
+:func:`latent4d.objects.optimize.finetune_appearance`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,12 @@ from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
+from latent4d.errors import InputError
 from latent4d.objects.sdf import broadcast_code
+
+FINETUNE_PARAMS = ("all", "last", "out")
+"""Weights a per-object fine-tuning moves: ``all`` (ShAPO), ``last`` (the last sine layer and the
+output layer), ``out`` (the output layer only)."""
 
 
 class SineLayer(nn.Module):
@@ -59,3 +69,18 @@ class AppearanceNet(ModelMixin, ConfigMixin):
     def bind(self, shape_code: torch.Tensor, appearance_code: torch.Tensor):
         """``xyz (N, 3) -> rgb (N, 3)`` for one object."""
         return lambda xyz: self(xyz, shape_code, appearance_code)
+
+    def finetune_copy(self, params: str = "all") -> tuple[AppearanceNet, list[nn.Parameter]]:
+        """A deep copy of this network for one object and the parameters of the copy to fine-tune
+        (``params``: one of :data:`FINETUNE_PARAMS`); everything else in the copy is frozen and this
+        network is left as it is."""
+        import copy
+
+        if params not in FINETUNE_PARAMS:
+            raise InputError(f"appearance fine-tuning params must be one of {FINETUNE_PARAMS}, got '{params}'")
+        net = copy.deepcopy(self).requires_grad_(False)
+        modules = {"all": [net], "last": [net.layers[-1], net.out], "out": [net.out]}[params]
+        trainable = [p for m in modules for p in m.parameters()]
+        for p in trainable:
+            p.requires_grad_(True)
+        return net, trainable

@@ -188,7 +188,8 @@ def color_error(pred_colors, obs_colors) -> float:
 
 def observed_color_error(pipe, obs, res) -> float:
     """Colour error of a reconstruction at the observed points (mapped to its canonical frame,
-    projected to the predicted surface first), 0-255 units."""
+    projected to the predicted surface first), 0-255 units; coloured by the result's fine-tuned
+    appearance network when it has one."""
     dev = pipe.device
     with torch.no_grad():
         R = torch.as_tensor(res.R, dtype=torch.float32, device=dev)
@@ -200,5 +201,5 @@ def observed_color_error(pipe, obs, res) -> float:
         if len(surf) == 0:
             return float("nan")
         _, idx = nearest_distance(X, surf)
-        col = pipe.color(surf[idx], zs, za).cpu().numpy()
+        col = pipe.color(surf[idx], zs, za, getattr(res, "appearance_net", None)).cpu().numpy()
     return color_error(col, obs.colors)

@@ -28,8 +28,18 @@ same code: raw 3 x 3 rotation matrix and translation (Adam, lr 1e-4), raw scale 
 appearance code (Adam, 1e-2), shape code (SGD, 8e-5), loss = mean distance of predicted surface
 points to their nearest canonicalised observed point (pairs < 0.2) + L2 colour error of those pairs,
 octree with the ``|sdf| < side`` rule rebuilt every iteration, no warm-up, every band point. (The
-official loop also fine-tunes the colour network per object; that is not reproduced.) Its result
-rotation is the nearest rotation to the final matrix.
+official loop also fine-tunes the colour network per object, jointly; here that is the separate
+option below.) Its result rotation is the nearest rotation to the final matrix.
+
+Appearance fine-tuning (``appearance_finetune`` > 0; off by default): after either recipe, a copy of
+the appearance network made for that object (:meth:`AppearanceNet.finetune_copy`) is fitted to the
+observed colours for ``appearance_finetune`` Adam steps (:func:`finetune_appearance`); the result
+carries the copy (``ObjectReconstruction.appearance_net``) and its mesh is coloured by it, while the
+pipeline's network stays unchanged. ShAPO (``opt/optimization_all.py``) loads a fresh colour network
+per object and optimises all its weights with Adam at lr 1e-4 jointly with the codes and pose for its
+200 iterations, on the L2 norm of the RGB difference between each predicted surface point and its
+nearest canonicalised observed point (pairs < 0.2); here the pose and codes are final first, and the
+loss is the ``color`` term's weighted L1 at the surface points nearest to the observations.
 
 Every function takes its settings as a :class:`latent4d.objects.reconstruct.ObjectsReconstructConfig`
 (``config``; defaults in ``conf/reconstruct/objects.yaml``).
@@ -167,6 +177,10 @@ class ObjectOptimizer:
                                    seconds=time.perf_counter() - t0, status=status, reason=reason)
         if status == "ok":
             self._finish(res, params, terms, obs, score)
+        if res.status == "ok" and optimize_codes and self.cfg.appearance_finetune > 0:
+            t1 = time.perf_counter()
+            res.appearance_net = finetune_appearance(self.pipe, obs, res, self.cfg)
+            res.seconds += time.perf_counter() - t1
         return res
 
     def _optimizers(self, params: _Params, n_it: int, optimize_codes: bool) -> tuple[list, list]:
@@ -373,6 +387,42 @@ class ObjectOptimizer:
 
 
 
+def finetune_appearance(pipe, obs: ObjectObservation, res: ObjectReconstruction, config,
+                        level: int = 6) -> torch.nn.Module:
+    """A per-object copy of ``pipe.appearance`` fine-tuned to one object's observed colours.
+
+    The observed points (``obs.points`` (N, 3) camera metres, ``obs.colors`` (N, 3) in [0, 1]) are
+    mapped into the canonical frame by the result's pose and snapped to the nearest point of the
+    decoded surface (octree ``level``, as the colour metric does); ``config.appearance_finetune``
+    Adam steps at ``config.appearance_finetune_lr`` on ``config.appearance_finetune_params`` minimise
+    the weighted L1 of the ``color`` term there (weight ``exp(-(d / color_sigma_cm)^2)``, d the metric
+    distance of the observation to the surface). Codes, pose and ``pipe.appearance`` stay unchanged;
+    returns the fine-tuned copy (eval mode, frozen).
+    """
+    dev = pipe.device
+    net, trainable = pipe.appearance.finetune_copy(config.appearance_finetune_params)
+    zs = torch.as_tensor(res.shape_code, device=dev)
+    za = torch.as_tensor(res.appearance_code, device=dev)
+    with torch.no_grad():
+        R = torch.as_tensor(res.R, dtype=torch.float32, device=dev)
+        t = torch.as_tensor(res.t, dtype=torch.float32, device=dev)
+        X = ((torch.as_tensor(obs.points, device=dev) - t) @ R) / res.scale
+        surf = pipe.surface_points(zs, level=level)["points"].detach()
+        if len(surf) == 0:
+            return net.requires_grad_(False)
+        d, idx = nearest_distance(X, surf)
+        Y = surf[idx]
+        w = torch.exp(-(100.0 * res.scale * d / config.color_sigma_cm) ** 2)
+        w = w / w.sum().clamp_min(1e-6)
+    C = torch.as_tensor(obs.colors, device=dev)
+    opt = torch.optim.Adam(trainable, lr=config.appearance_finetune_lr)
+    for _ in range(config.appearance_finetune):
+        loss = (w * (net(Y, zs, za) - C).abs().sum(-1)).sum() / 3.0
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.requires_grad_(False).eval()
+
 
 # ----------------------------------------------------------------------------------------------
 # initial estimate from the observation
@@ -504,4 +554,5 @@ def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Gene
     return dR @ np.asarray(R), np.asarray(t) + trans_m * d, float(scale) * f
 
 
-__all__ = ["ObjectOptimizer", "RECIPES", "ROTATIONS", "estimate_up", "initial_estimate", "perturb_pose"]
+__all__ = ["ObjectOptimizer", "RECIPES", "ROTATIONS", "estimate_up", "finetune_appearance", "initial_estimate",
+           "perturb_pose"]

@@ -217,9 +217,12 @@ class ObjectsPipeline(LatentPipeline):
         """Canonical SDF: xyz (N, 3) -> (N,)."""
         return self.shape_decoder(xyz.to(self.device), shape_code.to(self.device))
 
-    def color(self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor) -> torch.Tensor:
-        """Colour at canonical points: xyz (N, 3) -> RGB (N, 3) in [0, 1]."""
-        return self.appearance(xyz.to(self.device), shape_code.to(self.device), appearance_code.to(self.device))
+    def color(self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor,
+              appearance: AppearanceNet | None = None) -> torch.Tensor:
+        """Colour at canonical points: xyz (N, 3) -> RGB (N, 3) in [0, 1] (by ``appearance``, e.g. an
+        object's fine-tuned copy, when given; else by the pipeline's network)."""
+        net = self.appearance if appearance is None else appearance
+        return net(xyz.to(self.device), shape_code.to(self.device), appearance_code.to(self.device))
 
     def surface_points(self, shape_code: torch.Tensor, appearance_code: torch.Tensor | None = None,
                        level: int = 6, start_level: int = 2, create_graph: bool = False,
@@ -239,16 +242,17 @@ class ObjectsPipeline(LatentPipeline):
 
     @torch.no_grad()
     def mesh(self, shape_code: torch.Tensor, appearance_code: torch.Tensor | None = None, level: int = 7,
-             start_level: int = 2, octree: bool = True) -> trimesh.Trimesh:
+             start_level: int = 2, octree: bool = True, appearance: AppearanceNet | None = None) -> trimesh.Trimesh:
         """Canonical mesh of a code (sparse octree marching cubes at ``2**level``; ``octree=False``:
-        dense grid), coloured by the appearance network at the vertices when a code is given."""
+        dense grid), coloured by the appearance network (``appearance`` when given) at the vertices
+        when a code is given."""
         from latent4d.geometry.meshing import dense_mesh
 
         fn = self.shape_decoder.bind(shape_code.to(self.device))
         mesh = octree_mesh(fn, level, start_level)[0] if octree else dense_mesh(fn, 2 ** level)
         if appearance_code is not None and len(mesh.vertices):
             v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32, device=self.device)
-            col = torch.cat([self.color(v[s:s + 65536], shape_code, appearance_code)
+            col = torch.cat([self.color(v[s:s + 65536], shape_code, appearance_code, appearance)
                              for s in range(0, len(v), 65536)]).cpu().numpy()
             rgba = np.concatenate([np.rint(col * 255), np.full((len(col), 1), 255)], 1).astype(np.uint8)
             mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)

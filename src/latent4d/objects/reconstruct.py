@@ -27,6 +27,7 @@ import torch
 
 from latent4d import progress
 from latent4d.errors import ConfigError, InputError
+from latent4d.objects.appearance import FINETUNE_PARAMS
 from latent4d.objects.io import FOV_RANGE_DEG
 from latent4d.objects.optimize import ROTATIONS, ObjectOptimizer, initial_estimate
 from latent4d.objects.types import ObjectObservation, ObjectReconstruction, PoseInit
@@ -99,6 +100,12 @@ class ObjectsReconstructConfig:
     lr_shape: float = opt(0.02, min=0, help="learning rate of the shape code")
     lr_appearance: float = opt(0.03, min=0, help="learning rate of the appearance code")
     lr_final: float = opt(0.05, min=0, max=1, help="cosine decay to this fraction of the start rates")
+    # -- per-object appearance fine-tuning (ShAPO; off by default) ---------------------------------
+    appearance_finetune: int = opt(0, min=0, max=100_000, help="Adam steps fitting a per-object copy of the "
+                                   "appearance network to the observed colours after the optimisation (0: off)")
+    appearance_finetune_lr: float = opt(1e-4, gt=0, help="learning rate of the fine-tuning (ShAPO: 1e-4)")
+    appearance_finetune_params: str = opt("all", choices=FINETUNE_PARAMS, help="weights fine-tuned: all (ShAPO), "
+                                          "last (last sine layer + output layer), out (output layer)")
 
     def validate(self) -> None:
         """Checks Hydra cannot express: the ``categories=`` syntax (a table file with ``frame=``)."""
@@ -261,7 +268,7 @@ def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = Non
 def _attach_meshes(pipe, res: ObjectReconstruction, level: int) -> None:
     """The canonical coloured mesh of a result, its box extents and the mesh in the camera frame."""
     zs, za = torch.as_tensor(res.shape_code), torch.as_tensor(res.appearance_code)
-    canon = pipe.mesh(zs, za, level=level)
+    canon = pipe.mesh(zs, za, level=level, appearance=res.appearance_net)
     res.mesh_canonical = canon
     res.extents = pipe.extents(zs)
     cam = canon.copy()

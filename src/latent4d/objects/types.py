@@ -124,7 +124,9 @@ class ObjectReconstruction:
     R (3, 3) canonical -> camera rotation; t (3,) metres; scale: metric half-diagonal (m);
     size (3,) metric box extents (m); shape_code / appearance_code (D,); category: the prior used;
     mesh_camera: coloured mesh in the camera frame (None when skipped); loss: final loss terms;
-    history: per-iteration total loss; status: "ok" | "diverged" | "skipped"; reason: why not ok.
+    history: per-iteration total loss; status: "ok" | "diverged" | "skipped"; reason: why not ok;
+    appearance_net: this object's fine-tuned copy of the appearance network (``appearance_finetune``
+    > 0; None: the pipeline's network colours it; not saved).
     """
 
     instance_id: int
@@ -144,6 +146,7 @@ class ObjectReconstruction:
     status: str = "ok"
     reason: str = ""
     score: float = 0.0
+    appearance_net: torch.nn.Module | None = field(default=None, repr=False)
 
     @property
     def size(self) -> np.ndarray | None:

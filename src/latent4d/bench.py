@@ -225,7 +225,7 @@ def last_duration(name: str, quick: bool, out_dir: str | Path = "outputs/bench")
     (beside the working folder, or beside the package in a checkout); None when there is none (the
     progress bar then shows no estimate)."""
     here = Path(__file__).resolve().parents[2] / DOCS_BENCH
-    found = []
+    found: list[tuple[str, float, str]] = []
     for path in dict.fromkeys((Path(out_dir) / f"{name}.json", DOCS_BENCH / f"{name}.json", here / f"{name}.json")):
         try:
             rec = json.loads(path.read_text())
@@ -236,8 +236,8 @@ def last_duration(name: str, quick: bool, out_dir: str | Path = "outputs/bench")
             found.append((str(rec.get("finished", "")), seconds, str(path)))
     if not found:
         return None
-    _, seconds, path = max(found)
-    return seconds, path
+    _, seconds, where = max(found)
+    return seconds, where
 
 
 def run_bench(name: str, quick: bool = False, out_dir: str | Path = "outputs/bench") -> BenchReport:

@@ -44,7 +44,8 @@ def duration_text(seconds: float) -> str:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
-    return f"{int(seconds // 3600)} h {round(seconds % 3600 / 60):.0f} min"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 def estimate_text(elapsed: float, expected: float | None) -> str:
@@ -209,8 +210,12 @@ def bar(total: int, label: str, show: bool = True) -> Iterator[Callable[[int], N
     if _ACTIVE:  # inside an overall run: one more line of its display
         shared = _ACTIVE[-1]
         task = shared.add_task(label, total=total)
+
+        def advance_shared(n: int = 1) -> None:
+            shared.advance(task, n)
+
         try:
-            yield lambda n=1: shared.advance(task, n)
+            yield advance_shared
         finally:
             shared.remove_task(task)
         return

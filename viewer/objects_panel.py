@@ -28,6 +28,16 @@ thread; each iteration's surface points and box are posted to the main thread
 (``post_to_main_thread``), so the window stays responsive and the shapes visibly converge; *Stop*
 ends it early. Without a run (or without an instance mask)
 those controls are disabled and their tooltip says why.
+
+With a single-shot detector (``latent4d train experiment=objects/detector``), found as ``latent4d
+reconstruct objects`` finds it (the run's own ``models/detector``, else the latest run under
+``outputs/objects/detector``; or open a detector run directory), *Detect* runs it on the open frame
+(colour image needed, no mask needed): each detection's box is drawn in its pose, its category and
+score are listed, and its mask colours the points in the ``instance`` colour mode. *Reconstruct* on a
+frame without an instance mask then refines the detections as ``latent4d reconstruct objects``
+without ``mask=`` does (:func:`latent4d.objects.reconstruct.refine_detections`, its ``detect_init``
+and ``detect_threshold`` from ``conf/reconstruct/objects.yaml``). Without a detector *Detect* is
+disabled and its tooltip says how to get one.
 """
 
 from __future__ import annotations
@@ -63,32 +73,89 @@ class FrameData:
 
 @dataclass
 class ObjectsRun:
+    """An objects latent-database run: its pipeline (None: why in ``reason``) and the detector found
+    for it (:func:`find_detector`; None: why in ``detector_reason``)."""
+
     path: Path
     pipeline: object | None
     reason: str
+    detector: object | None = None
+    detector_path: Path | None = None
+    detector_reason: str = ""
 
 
-def load_objects_pipeline(path: Path) -> ObjectsRun:
-    """The run's ObjectsPipeline, or None and why the model controls are off (no exported networks);
-    damaged networks are an :class:`InputError` naming the folder."""
+@dataclass
+class DetectorRun:
+    """An ``objects/detector`` run opened on its own: its :class:`DetectorPipeline`."""
+
+    path: Path
+    detector: object
+
+
+NO_DETECTOR = (
+    "needs a trained detector: train one with `latent4d train experiment=objects/detector` (it lands under "
+    "outputs/objects/detector, where it is found) or open its run directory"
+)
+
+
+def _loaded(path: Path, load, what: str):
+    """``load(path)``, with anything but ConfigError / InputError from a damaged folder turned into one
+    InputError naming the folder."""
     try:
-        from latent4d.objects.pipeline import ObjectsPipeline
+        return load(path)
+    except (ConfigError, InputError):
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged networks: diffusers / torch raise many kinds
+        raise InputError(
+            f"{path}: cannot load the {what} ({type(e).__name__}: {str(e).strip()[:300]}); "
+            "the run folder is damaged: re-export it with `latent4d export run=<run>`"
+        ) from None
+
+
+def find_detector(
+    run: Path | None = None, root: Path | str | None = None
+) -> tuple[object | None, Path | None, str]:
+    """The detector ``latent4d reconstruct objects`` would use beside the objects run ``run``: the run's own
+    ``models/detector`` (a pipeline folder holding both), else the latest run under ``root`` (default
+    :data:`latent4d.objects.pipeline.DEFAULT_DETECTOR_RUNS`, relative to the working folder). Returns
+    ``(DetectorPipeline or None, its folder, why none)``; a damaged detector is None with the reason."""
+    from latent4d.objects.pipeline import DEFAULT_DETECTOR_RUNS, DetectorPipeline
+    from latent4d.runs import has_network, latest_run
+
+    if run is not None and has_network(run, "detector"):
+        folder = Path(run)
+    else:
+        try:
+            folder = latest_run(root or DEFAULT_DETECTOR_RUNS, "detector", "")
+        except ConfigError:
+            return None, None, NO_DETECTOR
+    try:
+        return _loaded(folder, DetectorPipeline.from_pretrained, "objects detector"), folder, ""
+    except (ConfigError, InputError) as e:  # the objects run still opens; Detect says why it is off
+        return None, None, f"the detector found at {folder} cannot be used: {e}"
+
+
+def load_objects_pipeline(path: Path) -> ObjectsRun | DetectorRun:
+    """The run's ObjectsPipeline, or None and why the model controls are off (no exported networks),
+    with its detector (:func:`find_detector`); a detector run on its own is a :class:`DetectorRun`.
+    Damaged networks are an :class:`InputError` naming the folder."""
+    try:
+        from latent4d.objects.pipeline import DetectorPipeline, ObjectsPipeline
     except ImportError as e:  # pragma: no cover
         return ObjectsRun(path, None, f"{path}: this latent4d has no objects pipeline ({e})")
     from latent4d.viewer.hair_model import limit_torch_threads
 
+    from latent4d.runs import has_network
+
     limit_torch_threads()
+    if has_network(path, "detector") and not has_network(path, "shape_decoder"):
+        return DetectorRun(path, _loaded(path, DetectorPipeline.from_pretrained, "objects detector"))
     try:
-        return ObjectsRun(path, ObjectsPipeline.from_pretrained(path), "")
+        pipe = _loaded(path, ObjectsPipeline.from_pretrained, "objects model")
     except ConfigError as e:  # a run without exported networks: the model controls are off
         return ObjectsRun(path, None, f"{path}: {e}")
-    except InputError:
-        raise
-    except Exception as e:  # noqa: BLE001 - damaged networks: diffusers / torch raise many kinds
-        raise InputError(
-            f"{path}: cannot load the objects model ({type(e).__name__}: {str(e).strip()[:300]}); "
-            "the run folder is damaged: re-export it with `latent4d export run=<run>`"
-        ) from None
+    det, det_path, why = find_detector(path)
+    return ObjectsRun(path, pipe, "", det, det_path, why)
 
 
 def code_directions(codes: np.ndarray, k: int = 3) -> np.ndarray:
@@ -201,6 +268,13 @@ class ObjectsPanel(ui.Panel):
         self.results: list = []
         self._worker = None
         self._last_post = 0.0
+        # detector
+        self.detector = None
+        self.detector_path: Path | None = None
+        self._detector_reason = NO_DETECTOR
+        self.detections: list = []  # latent4d.objects.detector.Detection, best first (ids 1..N)
+        self.detected = None  # detected_frame(...): (Scene with their mask, categories, starts, skip reasons)
+        self._det_boxes: list[np.ndarray] = []  # (8, 3) camera-frame corners per detection
         self._update_model_controls()
 
     @property
@@ -224,10 +298,20 @@ class ObjectsPanel(ui.Panel):
         return read_geometry(path)
 
     def show(self, item) -> None:
+        if isinstance(item, DetectorRun):
+            self.detector, self.detector_path, self._detector_reason = item.detector, item.path, NO_DETECTOR
+            self.app.set_status(
+                f"detector {item.path.name}: categories {', '.join(item.detector.categories)}"
+            )
+            self.sync()
+            return
         if isinstance(item, ObjectsRun):
             self.stop()
             self.pipeline, self.run_path = item.pipeline, item.path
             self._model_reason = item.reason or NO_RUN
+            if item.detector is not None or self.detector is None:  # a detector opened on its own stays
+                self.detector, self.detector_path = item.detector, item.detector_path
+                self._detector_reason = item.detector_reason or NO_DETECTOR
             self._dirs = None
             if self.pipeline is not None:
                 if self.iterations is None:
@@ -240,6 +324,7 @@ class ObjectsPanel(ui.Panel):
             return
         if isinstance(item, FrameData):
             self.frame = item
+            self.detections, self.detected, self._det_boxes = [], None, []
         elif isinstance(item, MeshItem):
             self.meshes.append(item)
         elif isinstance(item, CloudItem):
@@ -275,17 +360,31 @@ class ObjectsPanel(ui.Panel):
         self._draw_code_mesh()
         self._draw_results()
 
+    def instance_mask(self) -> np.ndarray | None:
+        """The open frame's instance ids ``(H, W)``: its mask, else the detections' (ids 1..N), else None."""
+        if self.frame is None:
+            return None
+        if self.frame.frame.mask is not None:
+            return self.frame.frame.mask
+        return None if self.detected is None else self.detected[0].mask
+
+    def observation_colors(self, pix: np.ndarray) -> np.ndarray | None:
+        """Colours ``(N, 3)`` of the observed points at pixels ``pix`` ``(N, 2)`` in the colour mode:
+        ``instance``: one colour per instance id (grey background), else the colour image (None without one)."""
+        f = self.frame.frame
+        mask = self.instance_mask()
+        if self.color_mode == "instance" and mask is not None:
+            ids = mask[pix[:, 0], pix[:, 1]]
+            pal = np.concatenate([[[0.6, 0.6, 0.6]], index_colors(int(ids.max()) + 1)[1:]], 0)
+            return pal[ids]
+        if f.rgb is not None:
+            return f.rgb[pix[:, 0], pix[:, 1]].astype(np.float64) / 255.0
+        return None
+
     def _draw_frame(self) -> None:
         pts, pix = self.frame.points()
         f = self.frame.frame
-        if self.color_mode == "instance" and f.mask is not None:
-            ids = f.mask[pix[:, 0], pix[:, 1]]
-            pal = np.concatenate([[[0.6, 0.6, 0.6]], index_colors(int(ids.max()) + 1)[1:]], 0)
-            cols = pal[ids]
-        elif f.rgb is not None:
-            cols = f.rgb[pix[:, 0], pix[:, 1]].astype(np.float64) / 255.0
-        else:
-            cols = None
+        cols = self.observation_colors(pix)
         self.view.set(self.prefix + "observation", point_geometry(pts, cols), Style("unlit", point_size=2.0))
         self.view.show(self.prefix + "observation", self.show_observation)
         if f.mask is not None and self.show_boxes:
@@ -301,6 +400,13 @@ class ObjectsPanel(ui.Panel):
                     box_lineset(corners, index_colors(int(k) + 1)[int(k)]),
                     Style("line", line_width=2.0),
                 )
+        for i, corners in enumerate(self._det_boxes, 1):
+            self.view.set(
+                f"{self.prefix}detbox{i}",
+                box_lineset(corners @ CV_TO_GL, index_colors(i + 1)[i]),
+                Style("line", line_width=2.0),
+            )
+            self.view.show(f"{self.prefix}detbox{i}", self.show_boxes)
 
     # ------------------------------------------------------------------------ API
     def _recolor(self) -> None:
@@ -321,6 +427,7 @@ class ObjectsPanel(ui.Panel):
         self.stop()
         self.meshes, self.clouds, self.frame = [], [], None
         self.code_mesh, self.results, self.live = None, [], {}
+        self.detections, self.detected, self._det_boxes = [], None, []
         self.clear()
         self.sync()
 
@@ -419,7 +526,7 @@ class ObjectsPanel(ui.Panel):
         if f.mask is None or not (f.mask > 0).any():
             raise InputError(
                 f"{self.frame.path.parent}: the frame has no instance mask (mask.png); reconstruction "
-                "needs one"
+                "needs one, or Detect the objects first (with a detector: `latent4d train experiment=objects/detector`)"
             )
         rgb = f.rgb if f.rgb is not None else np.full(f.depth.shape + (3,), 128, np.uint8)
         return Scene(rgb=rgb, depth=f.depth, mask=f.mask, K=f.K)
@@ -434,11 +541,20 @@ class ObjectsPanel(ui.Panel):
             [] if n is None else [f"iterations={int(n)}"], command="viewer reconstruct"
         )
 
+    def _refines_detections(self) -> bool:
+        """Whether Reconstruct refines the detections (the frame has no instance mask of its own)."""
+        f = None if self.frame is None else self.frame.frame
+        return f is not None and (f.mask is None or not (f.mask > 0).any()) and bool(self.detections)
+
     def reconstruct(self, iterations: int | None = None, background: bool = True) -> None:
-        """Optimise every masked instance (shape, appearance, pose, size). With a window and
-        ``background`` it runs on a worker thread and draws each iteration as it arrives."""
+        """Optimise every masked instance (shape, appearance, pose, size); on a frame without a mask,
+        refine the detections (:meth:`detect`) as ``reconstruct objects`` without ``mask=`` does. With a
+        window and ``background`` it runs on a worker thread and draws each iteration as it arrives."""
+        from latent4d.objects.reconstruct import refine_detections
+
         pipe = self._require_model()
-        frame = self.scene()
+        detections = list(self.detections) if self._refines_detections() else None
+        frame = self.frame.frame if detections else self.scene()
         if self.running:
             raise InputError("a reconstruction is already running (Stop it first)")
         cfg = self.settings(iterations)
@@ -448,6 +564,8 @@ class ObjectsPanel(ui.Panel):
         self.sync()
 
         def work():
+            if detections:
+                return refine_detections(pipe, frame, detections, cfg, callback=self._on_iteration)["results"]
             return pipe.reconstruct(frame, config=cfg, callback=self._on_iteration)
 
         if background and self.app.window is not None:
@@ -541,6 +659,74 @@ class ObjectsPanel(ui.Panel):
             )
             self.view.remove(f"{self.prefix}recon_live{r.instance_id}")
 
+    # ------------------------------------------------------------------ detection
+    def _require_detector(self):
+        if self.detector is None:
+            raise InputError(self._detector_reason)
+        return self.detector
+
+    def detect(self, threshold: float | None = None) -> list:
+        """Run the detector on the open frame (its colour image and depth; no mask needed) and draw
+        every detection: its box in its pose, its category and score in the list, its mask in the
+        ``instance`` colour mode. ``threshold``: heatmap peaks above it (default ``detect_threshold``
+        of ``conf/reconstruct/objects.yaml``). Returns the detections, best first."""
+        from latent4d.objects.reconstruct import detected_frame
+
+        det = self._require_detector()
+        if self.frame is None:
+            raise InputError(
+                "open an RGB-D frame first (a folder with depth.png, color.png, intrinsics.json)"
+            )
+        f = self.frame.frame
+        if f.rgb is None:
+            raise InputError(
+                f"{self.frame.path.parent}: the frame has no colour image (color.png); the detector needs one"
+            )
+        if self.running:
+            raise InputError("a reconstruction is running (Stop it first)")
+        th = self.settings().detect_threshold if threshold is None else float(threshold)
+        dets = list(det.detect(f, threshold=th))
+        known = (
+            sorted(set(self.pipeline.database.categories)) if self.pipeline is not None else det.categories
+        )
+        self.detections = dets
+        self.detected = detected_frame(f, dets, known) if dets else None
+        self._det_boxes = [self._detection_corners(d) for d in dets]
+        self.results, self.live = [], {}
+        self.view.remove_prefix(self.prefix + "recon")
+        self.view.remove_prefix(self.prefix + "detbox")
+        self.redraw()
+        self.app.set_status(
+            f"{len(dets)} detection(s): {', '.join(self.detection_labels())}"
+            if dets
+            else f"no object detected (heatmap threshold {th:g})"
+        )
+        self.sync()
+        return dets
+
+    def _detection_corners(self, d) -> np.ndarray:
+        """(8, 3) camera-frame corners of a detection's box: its pose and size, the canonical extents of
+        its shape code when the open run decodes it (else a cube of half-diagonal 1)."""
+        from latent4d.viewer.scene import oriented_box_corners
+
+        ext = np.full(3, 2.0 / np.sqrt(3.0))
+        pipe = self.pipeline
+        if pipe is not None and d.category in pipe.database.categories:
+            import torch
+
+            e = pipe.extents(torch.as_tensor(np.asarray(d.shape_code), dtype=torch.float32))
+            ext = e if np.all(e > 0) else ext
+        return oriented_box_corners(np.asarray(d.t), np.asarray(d.R), float(d.scale) * ext)
+
+    def detection_labels(self) -> list[str]:
+        """One entry per detection (id 1..N, best first): ``"1: mug 0.91"``, ``(skipped: ...)`` when the
+        open run's database lacks its category."""
+        skipped = self.detected[3] if self.detected is not None else {}
+        return [
+            f"{i}: {d.category} {d.score:.2f}" + (" (not in the database)" if i in skipped else "")
+            for i, d in enumerate(self.detections, 1)
+        ]
+
     # -------------------------------------------------------------------- widgets
     def build(self, em: float):
         g = ui.gui()
@@ -587,6 +773,15 @@ class ObjectsPanel(ui.Panel):
         )
         w["stop"] = ui.button("Stop", lambda: self.app.call_ui(self.stop), "stop the optimisation")
         root.add_child(ui.hrow(em, w["reconstruct"], w["stop"], g.Label("its"), w["iterations"]))
+        w["detect"] = ui.button(
+            "Detect",
+            lambda: self.app.call_ui(self.detect),
+            "find the objects of the open frame with the single-shot detector (no mask needed)",
+        )
+        w["detections"] = ui.combo(
+            ["-"], lambda s, i: None, tooltip="detections: category and score, best first"
+        )
+        root.add_child(ui.hrow(em, w["detect"], w["detections"]))
         self.root = root
         root.visible = self.active
         self._update_model_controls()  # without a run the model controls start disabled, saying why
@@ -606,11 +801,6 @@ class ObjectsPanel(ui.Panel):
             parts.append(f"frame {self.frame.path.parent.name}/{self.frame.path.name}")
         w["info"].text = ", ".join(parts) or "nothing open"
         w["color"].selected_index = COLOR_MODES.index(self.color_mode)
-        self.enable(
-            "color",
-            self.frame is not None and self.frame.frame.mask is not None,
-            "no instance mask in the frame",
-        )
         w["obs"].checked = self.show_observation
         w["boxes"].checked = self.show_boxes
         has = self.pipeline is not None
@@ -618,7 +808,12 @@ class ObjectsPanel(ui.Panel):
             f"run {self.run_path.name}"
             if has
             else ("no trained objects run" if self.run_path is None else "model unavailable (see tooltips)")
-        )
+        ) + ("" if self.detector_path is None else f", detector {self.detector_path.name}")
+        labels = self.detection_labels() or ["-"]
+        if [w["detections"].get_item(i) for i in range(w["detections"].number_of_items)] != labels:
+            w["detections"].clear_items()
+            for text in labels:
+                w["detections"].add_item(text)
         if has and w["object"].number_of_items != len(self.pipeline.database):
             w["object"].clear_items()
             for i, n in enumerate(self.pipeline.database.names):
@@ -651,8 +846,26 @@ class ObjectsPanel(ui.Panel):
             self.enable(
                 "reconstruct", False, "open an RGB-D frame (depth.png, rgb.png, mask.png, intrinsics.json)"
             )
-        elif self.frame.frame.mask is None:
-            self.enable("reconstruct", False, "the open frame has no instance mask (mask.png)")
+        elif self.frame.frame.mask is None and not self.detections:
+            self.enable(
+                "reconstruct",
+                False,
+                "the open frame has no instance mask (mask.png): Detect the objects first"
+                + ("" if self.detector is not None else f" ({self._detector_reason})"),
+            )
         else:
             self.enable("reconstruct", not self.running, "a reconstruction is running")
         self.enable("stop", self.running, "nothing is running")
+        self.enable(
+            "color",
+            self.instance_mask() is not None,
+            "no instance mask in the frame (Detect the objects to colour them by detection)",
+        )
+        if self.detector is None:
+            self.enable("detect", False, self._detector_reason)
+        elif self.frame is None:
+            self.enable("detect", False, "open an RGB-D frame (depth.png, color.png, intrinsics.json)")
+        elif self.frame.frame.rgb is None:
+            self.enable("detect", False, "the open frame has no colour image (color.png)")
+        else:
+            self.enable("detect", not self.running, "a reconstruction is running")

@@ -342,9 +342,7 @@ def reconstruct_detected(pipe, detector, frame, config: ObjectsReconstructConfig
                          callback: Callable[[int, int, dict], bool | None] | None = None) -> dict:
     """Detect the objects of ``frame`` (rgb, depth, K; no mask needed) with ``detector``
     (:class:`latent4d.objects.pipeline.DetectorPipeline`), then refine each with
-    :func:`reconstruct_scene` from the detector's pose, size and codes (``config.detect_init=plane``:
-    from the supporting-plane heuristic inside the detected mask, category from the detector;
-    ``best``: the better of both, :func:`_better_start`).
+    :func:`refine_detections`.
 
     Returns ``{"frame": Scene with the detections' mask, "detections": [Detection], "results":
     [ObjectReconstruction] (skipped ones with their reason), "detect_seconds", "refine_seconds"}``.
@@ -356,6 +354,24 @@ def reconstruct_detected(pipe, detector, frame, config: ObjectsReconstructConfig
     t0 = time.perf_counter()
     dets = detector.detect(frame, threshold=cfg.detect_threshold)
     t1 = time.perf_counter()
+    return {**refine_detections(pipe, frame, dets, cfg, callback), "detect_seconds": t1 - t0}
+
+
+def refine_detections(pipe, frame, detections: list, config: ObjectsReconstructConfig | None = None,
+                      callback: Callable[[int, int, dict], bool | None] | None = None) -> dict:
+    """Refine ``detections`` (:class:`latent4d.objects.detector.Detection`, best first) of ``frame``
+    with :func:`reconstruct_scene` from the detector's pose, size and codes (``config.detect_init=plane``:
+    from the supporting-plane heuristic inside the detected mask, category from the detector;
+    ``best``: the better of both, :func:`_better_start`); the viewer's *Reconstruct* after *Detect*.
+
+    Returns ``{"frame": Scene with the detections' mask (ids 1..N in the order given), "detections",
+    "results": [ObjectReconstruction] (skipped ones with their reason), "refine_seconds"}``.
+    """
+    import time
+
+    cfg = config or ObjectsReconstructConfig()
+    dets = list(detections)
+    t1 = time.perf_counter()
     scene, cats, inits, skipped = detected_frame(frame, dets, sorted(set(pipe.database.categories)))
     results = []
     if cats and cfg.detect_init == "best":
@@ -366,8 +382,9 @@ def reconstruct_detected(pipe, detector, frame, config: ObjectsReconstructConfig
     results += [ObjectReconstruction(iid, category=dets[iid - 1].category, status="skipped", reason=why)
                 for iid, why in skipped.items()]
     return {"frame": scene, "detections": dets, "results": sorted(results, key=lambda r: r.instance_id),
-            "detect_seconds": t1 - t0, "refine_seconds": time.perf_counter() - t1}
+            "refine_seconds": time.perf_counter() - t1}
 
 
 __all__ = ["MESH_LEVELS", "ObjectsReconstructConfig", "check_categories", "detected_frame", "observe_instance",
-           "parse_categories", "reconstruct_detected", "reconstruct_scene", "reconstruct_settings"]
+           "parse_categories", "reconstruct_detected", "reconstruct_scene", "reconstruct_settings",
+           "refine_detections"]

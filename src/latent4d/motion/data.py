@@ -765,7 +765,12 @@ class LatentDiffusionDataset(Dataset):
     deformation latents, ``shape`` (M, C) shape latents of the window's first frame and ``obs``
     (T, N, 3). ``corresponding`` says whether ``obs`` is sparse corresponding points (probability
     ``p_sparse``) or partial depth clouds. Observation noise: Gaussian, std ``noise``.
+    ``train_frames`` (deform mode; None: the whole window): k of the window's T-1 deformed frames drawn at
+    random (sorted) per item, ``x0`` (k, M, C) and ``obs`` (k + 1, N, 3) with frame 0 first (the official
+    ``n_training_frames``); set on the training split only (:class:`MotionLatentDataModule`).
     """
+
+    train_frames: int | None = None
 
     def __init__(
         self,
@@ -830,9 +835,11 @@ class LatentDiffusionDataset(Dataset):
         else:
             frames = list(range(self.T)) if j == 0 else list(range(self.T - 1, -1, -1))
         obs = self._obs(rng, s, frames, sparse)
-        item = {
-            k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in self._latents(i, s, j, frames).items()
-        }
+        lat = self._latents(i, s, j, frames)
+        if self.mode == "deform" and self.train_frames:  # k random deformed frames of the window
+            keep = np.sort(rng.choice(self.T - 1, min(self.train_frames, self.T - 1), replace=False))
+            lat["x0"], obs = np.asarray(lat["x0"])[keep], obs[np.concatenate([[0], keep + 1])]
+        item = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in lat.items()}
         item["obs"] = torch.from_numpy(obs[0] if self.mode == "shape" else obs)
         item["corresponding"] = torch.tensor(sparse)
         return item
@@ -1013,6 +1020,8 @@ class MotionLatentDataModule(SplitDataModule):
     ``motion/shape_ae`` and ``motion/deform_ae``. Latents are encoded once in ``setup`` (O-Flow:
     cached on disk and memory-mapped, see :func:`oflow_latents`; observations streamed per item).
     The test split is the validation split for procedural data, the ``test_split`` list for O-Flow data.
+    ``train_frames`` (deform mode): deformed frames per training item drawn from each window (None: all;
+    :class:`LatentDiffusionDataset`).
     """
 
     def __init__(
@@ -1047,9 +1056,12 @@ class MotionLatentDataModule(SplitDataModule):
         root: str | None = None,
         category=None,
         test_split: str = "test",
+        train_frames: int | None = None,
         **oflow,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
+        if train_frames is not None and int(train_frames) < 1:
+            raise ConfigError(f"MotionLatentDataModule: train_frames must be >= 1 or null, got {train_frames}")
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionLatentDataModule: mode must be 'shape' or 'deform', got {mode!r}")
         oflow.update(oflow_options(oflow, source, root, test_split, category))
@@ -1078,10 +1090,14 @@ class MotionLatentDataModule(SplitDataModule):
         """The latents are encoded once for ``train`` and ``val``; ``test`` is the validation set
         (procedural) or the ``test_split`` list (O-Flow)."""
         if self.hparams.source == "oflow":
-            return self._oflow_split(split)
-        if "val" not in self.sets:
-            self._encode_splits()
-        return self.sets["val" if split == "test" else split]
+            ds = self._oflow_split(split)
+        else:
+            if "val" not in self.sets:
+                self._encode_splits()
+            ds = self.sets["val" if split == "test" else split]
+        if split == "train":  # the official n_training_frames: a random subset of each training window
+            ds.train_frames = self.hparams.get("train_frames")
+        return ds
 
     def _oflow_split(self, split: str) -> Dataset:
         from latent4d.motion.deform import DeformVecSetAE

@@ -136,3 +136,17 @@ def test_works_after_detection(tiny_pipe, scene, detect_init):
     assert all(r.appearance_net is not None for r in ok)
     assert len({id(r.appearance_net) for r in ok}) == len(ok)
     assert _same(shared, _state(tiny_pipe.appearance))
+
+
+def test_bench_rows_compare_without_and_with(tiny_pipe, scene):
+    """The objects bench's row pair: held-out pixels and the whole ground-truth surface, same objects."""
+    from latent4d.bench import BenchReport
+    from latent4d.objects.bench import finetune_rows
+
+    report = BenchReport("objects_test", quick=True)
+    cfg = replace(Config(iterations=10, warmup=3), **FT)
+    med = finetune_rows(report, tiny_pipe, [scene], cfg, max_objects=1)
+    assert med["held"][1] < med["held"][0], med
+    assert all(np.isfinite(v) for pair in med.values() for v in pair)
+    rows = [r for r in report.records if r["metric"].startswith("colour fine-tuning")]
+    assert len(rows) == 2 and " / " in rows[0]["value"]

@@ -46,8 +46,9 @@ def _run(pipe, scene, gt, config):
     return obs, res
 
 
-def test_settings_off_by_default_and_checked():
-    assert reconstruct_settings().appearance_finetune == 0 == Config().appearance_finetune
+def test_settings_on_by_default_and_checked():
+    assert reconstruct_settings().appearance_finetune == 100 == Config().appearance_finetune
+    assert reconstruct_settings(["appearance_finetune=0"]).appearance_finetune == 0
     s = reconstruct_settings(["appearance_finetune=5", "appearance_finetune_params=out"])
     assert (s.appearance_finetune, s.appearance_finetune_params) == (5, "out")
     for bad, word in ((["appearance_finetune=-1"], "appearance_finetune"),
@@ -59,7 +60,7 @@ def test_settings_off_by_default_and_checked():
 
 def test_finetuning_lowers_colour_error_and_changes_nothing_else(tiny_pipe, scene):
     shared = _state(tiny_pipe.appearance)
-    cfg = Config(iterations=20, warmup=5)
+    cfg = Config(iterations=20, warmup=5, appearance_finetune=0)
     gt = scene.objects[0]
     obs, off = _run(tiny_pipe, scene, gt, cfg)
     _, on = _run(tiny_pipe, scene, gt, replace(cfg, **FT))

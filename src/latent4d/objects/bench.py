@@ -207,8 +207,9 @@ def bench_pose(report, pipe, quick: bool) -> None:
     report.note(f"pose/shape: {res['latent4d']['summary']['objects']} objects in {n_scenes} held-out scenes (instances "
                 "with seeds >= 1000, never in the database); same perturbations for every recipe. ShAPO recipe = raw 3x3 "
                 "rotation + translation (Adam 1e-4), raw scale (1e-4), appearance code (Adam 1e-2), shape code (SGD "
-                "8e-5), surface->observation nearest neighbours (pairs < 0.2) + colour; its colour-net fine-tuning is "
-                "not reproduced. Size error compares metric half-diagonals.")
+                "8e-5), surface->observation nearest neighbours (pairs < 0.2) + colour; its per-object colour-net "
+                "fine-tuning runs after the loop (appearance_finetune, as for ours), not jointly. Size error compares "
+                "metric half-diagonals.")
     path = write_json_atomic(Path(report.out_dir) / "objects_records.json",
                              {k: {"summary": v["summary"], "records": v["records"]} for k, v in res.items()})
     report.artifact("per-object records", path)

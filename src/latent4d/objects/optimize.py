@@ -31,9 +31,9 @@ octree with the ``|sdf| < side`` rule rebuilt every iteration, no warm-up, every
 official loop also fine-tunes the colour network per object, jointly; here that is the separate
 option below.) Its result rotation is the nearest rotation to the final matrix.
 
-Appearance fine-tuning (``appearance_finetune`` > 0; off by default): after either recipe, a copy of
-the appearance network made for that object (:meth:`AppearanceNet.finetune_copy`) is fitted to the
-observed colours for ``appearance_finetune`` Adam steps (:func:`finetune_appearance`); the result
+Appearance fine-tuning (``appearance_finetune`` steps, 100 by default; 0 turns it off): after either
+recipe, a copy of the appearance network made for that object (:meth:`AppearanceNet.finetune_copy`) is
+fitted to the observed colours for ``appearance_finetune`` Adam steps (:func:`finetune_appearance`); the result
 carries the copy (``ObjectReconstruction.appearance_net``) and its mesh is coloured by it, while the
 pipeline's network stays unchanged. ShAPO (``opt/optimization_all.py``) loads a fresh colour network
 per object and optimises all its weights with Adam at lr 1e-4 jointly with the codes and pose for its

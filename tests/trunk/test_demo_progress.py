@@ -53,3 +53,21 @@ def test_ctrl_c_in_a_stage_keeps_the_finished_stages_and_says_so(tmp_path, capsy
     assert list(summary) == ["hair"] and summary["hair"]["ok"] == 1
     assert not (tmp_path / "index.html").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files
+
+
+def test_a_stage_names_its_parts_on_the_overall_bar(tmp_path):
+    from latent4d.demo_stages import _step
+
+    seen = []
+
+    def stage(name, folder):
+        _step("short training run")
+        seen.append(progress.current().stage_name)
+        _step("results from the shipped weights")
+        seen.append(progress.current().stage_name)
+        return {}
+
+    run_demo(["hair"], stage, tmp_path, mode="quick")
+    assert seen == ["1/1 hair · short training run", "1/1 hair · results from the shipped weights"]
+    _step("outside the demo")  # nothing to name: no error
+    assert progress.current() is None

@@ -75,14 +75,16 @@ def panel_grid(
         )
     ims = [trim(im) if crop else im for im in images]
     aspect = float(np.clip(np.median([im.shape[1] / im.shape[0] for im in ims]), 0.5, 2.5))
-    cw, ch = int(cell * aspect), cell
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max(int(measure.textlength(label, font=_font(13))) for label in labels) + 10
+    cw, ch = max(int(cell * aspect), label_w), cell  # every label fits inside its panel
     cols = max(1, min(cols, len(ims)))
     rows = -(-len(ims) // cols)
     top = TITLE_H if title else 0
     width = cols * (cw + 6) + 6
     if title:  # the title fits on the sheet
         width = max(
-            width, int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=_font(16))) + 16
+            width, int(measure.textlength(title, font=_font(16))) + 16
         )
     sheet = Image.new("RGB", (width, top + rows * (ch + LABEL_H + 6) + 6), (BACKGROUND,) * 3)
     draw = ImageDraw.Draw(sheet)

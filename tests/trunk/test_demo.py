@@ -71,6 +71,19 @@ def test_pictures_are_cropped_to_their_subject_and_labelled(tmp_path):
         panel_grid([img], [], tmp_path / "bad.png")
 
 
+def test_long_labels_widen_narrow_panels_instead_of_running_into_the_next(tmp_path):
+    from PIL import Image, ImageDraw
+
+    from latent4d.demo_figures import _font, panel_grid, read_png
+
+    tall = np.full((200, 60, 3), 255, np.uint8)
+    tall[20:180, 10:50] = 0
+    labels = [f"reconstruction, frame {t}" for t in range(4)]
+    sheet = read_png(panel_grid([tall] * 4, labels, tmp_path / "g.png", cols=4, cell=100))
+    text = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(labels[0], font=_font(13))
+    assert sheet.shape[1] >= 4 * (text + 6)  # each panel at least as wide as its label
+
+
 def test_shipped_weights_load_through_the_pipelines_and_stay_small():
     """weights/demo: one pipeline folder per family, float16 safetensors, a few MB in all, loading into
     float32 networks through each family's from_pretrained (latent4d.trust.load_network)."""

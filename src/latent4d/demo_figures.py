@@ -83,9 +83,7 @@ def panel_grid(
     top = TITLE_H if title else 0
     width = cols * (cw + 6) + 6
     if title:  # the title fits on the sheet
-        width = max(
-            width, int(measure.textlength(title, font=_font(16))) + 16
-        )
+        width = max(width, int(measure.textlength(title, font=_font(16))) + 16)
     sheet = Image.new("RGB", (width, top + rows * (ch + LABEL_H + 6) + 6), (BACKGROUND,) * 3)
     draw = ImageDraw.Draw(sheet)
     if title:

@@ -110,10 +110,10 @@ def _estimate_source(stages: list[str], out_dir: Path, mode: str) -> str:
         last = {}
     mine = [s for s in stages if isinstance(last.get(s), (int, float))]
     if len(mine) == len(stages):
-        return f"estimates from the last run on this machine ({out_dir / 'timings.json'})"
+        return f"estimates: the last run on this machine, {out_dir / 'timings.json'}"
     if mine:
-        return f"estimates from the last run on this machine for {', '.join(mine)}, typical times for the rest"
-    return "estimates from typical times on 2 CPU cores (this machine's own after this run)"
+        return f"estimates: the last run on this machine for {', '.join(mine)}, typical times for the rest"
+    return "estimates: typical times on 2 CPU cores, this machine's own from its next run on"
 
 
 def stage_line(i: int, stages: list[str], expected: dict[str, float], elapsed: float) -> str:

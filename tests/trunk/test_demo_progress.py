@@ -28,14 +28,14 @@ def test_each_stage_prints_its_line_under_one_overall_bar_with_revised_estimates
     out = capsys.readouterr().out
     typical = {k: 60 * v for k, v in TYPICAL_MINUTES["default"].items()}
     total = typical["hair"] + typical["binary"]
-    assert "demo: 2 stage(s)" in out and "estimates from typical times" in out
+    assert "demo: 2 stage(s)" in out and "estimates: typical times" in out
     assert "demo 1/2: hair (about" in out and "demo 2/2: binary (about" in out and "done in" in out
     assert seen[0] == ("demo", "1/2 hair", round(total))
     assert seen[1][1] == "2/2 binary" and seen[1][2] <= round(typical["binary"]) + 1  # elapsed + what is left
     assert progress.current() is None
     run_demo(["hair", "binary"], stage, tmp_path, mode="default")  # the second run: this machine's times
     out = capsys.readouterr().out
-    assert "estimates from the last run on this machine" in out
+    assert "estimates: the last run on this machine" in out
     assert seen[2][2] < 5  # the fake stages took well under a second each: so does the estimate
 
 

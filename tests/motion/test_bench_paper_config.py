@@ -62,10 +62,18 @@ def test_variants_compose_on_the_step_capped_presets(quick):
         cfg = _compose("deform_diffusion", f"preset={_preset('deform_diffusion', quick)}", *extra)
         assert cfg["trainer"]["max_time"] is None and cfg["trainer"]["max_steps"] > 0
         den = cfg["model"]["denoiser"]
-        seen[label] = (den.get("time_scale", 1000.0), den["obs_tokens"], den.get("drop_path", 0.0),
-                       den.get("frame_embedding", True), cfg["data"]["train_frames"])
+        seen[label] = (
+            den.get("time_scale", 1000.0),
+            den["obs_tokens"],
+            den.get("drop_path", 0.0),
+            den.get("frame_embedding", True),
+            cfg["data"]["train_frames"],
+            cfg["seed"],
+        )
     assert len(set(seen.values())) == len(seen)  # every variant changes something
-    assert seen["(a) c_noise unscaled"][0] == 1.0 and seen["(d) 5 training frames, no frame embedding"][4] == 5
+    assert (
+        seen["(a) c_noise unscaled"][0] == 1.0 and seen["(d) 5 training frames, no frame embedding"][4] == 5
+    )
     for exp in ("shape_ae", "deform_ae"):
         cfg = _compose(exp, f"preset={_preset(exp, quick)}", "++model.ae.drop_path=0.1")
         assert cfg["model"]["ae"]["drop_path"] == 0.1 and cfg["trainer"]["max_time"] is None

@@ -11,7 +11,9 @@ the figures do not depend on the machine's load):
   token (``obs_tokens`` = the 300 observed points), (c) DropPath 0.1 in every denoiser branch, (d) the
   official training window (``data.train_frames=5``: 5 of the 16 deformed frames drawn per item, no
   frame embedding, evaluated on all 16) and (d0) no frame embedding alone (what (d) needs), so (d) - (d0) is
-  the window's own effect;
+  the window's own effect; (s) latent4d's layout again with training seed 1 instead of 42 (model
+  initialisation and training draws; same data): what two training runs of one setting differ by, the
+  yardstick for the rest;
 * autoencoders: DropPath 0.1 in the latent layers of the shape AE (held-out IoU, Chamfer-L1) and of the
   deformation AE (correspondence error), each against the same AE without.
 
@@ -21,7 +23,7 @@ the models' plain samples (no observation guidance, no fusion: the guided recipe
 frame-0 points (so only the deformation diffusion differs); the same observations, frame-0 latents and
 sampling seeds for every variant, so differences are paired per clip: mean and standard error of the
 paired differences over clips. One training seed per variant: the run-to-run spread of training is not in
-the standard errors.
+the standard errors; the row ``(s) - latent4d`` measures it for latent4d's layout.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ PAPER_VARIANTS: dict[str, tuple[str, ...]] = {
         "++model.denoiser.frame_embedding=false",
     ),
     "(d0) no frame embedding": ("++model.denoiser.frame_embedding=false",),
+    "(s) latent4d, training seed 1": ("seed=1",),
 }
 BASE = "latent4d (paper config before)"
 #: the differences reported: (variant, reference)

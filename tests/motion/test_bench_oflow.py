@@ -1,6 +1,7 @@
 """``latent4d bench motion_oflow`` at a tiny size: the O-Flow dataset it writes (held-out lists = ``bench
 motion``'s held-out clips), the four experiments trained on it, the official-protocol rows per list and
-input mode, and loading time against the training step."""
+input mode, the side-by-side rows against ``bench motion``'s evaluation path, loading time against the
+training step, and loading throughput / peak memory on the large-frame sequence (here 2,000 points)."""
 
 from __future__ import annotations
 
@@ -48,18 +49,19 @@ TINY = {
     },
     "evaluate": {"steps": 2, "resolution": 24, "n_iou": 2000, "n_chamfer": 2000},
     "loading_items": 2,
+    "loading_points": 2000,
 }
 
 
 @pytest.fixture(scope="module")
 def oflow_bench(tmp_path_factory):
     from latent4d.bench import BenchReport
-    from latent4d.motion import bench
+    from latent4d.motion import bench, bench_oflow
 
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("bench_oflow")
     mp.setattr(bench, "RUNS", tmp / "runs")
-    mp.setitem(bench.OFLOW_SIZES, "quick", TINY)
+    mp.setitem(bench_oflow.OFLOW_SIZES, "quick", TINY)
     report = BenchReport("motion_oflow", True, tmp / "out")
     bench.bench_motion_oflow(report, quick=True)
     yield report, tmp / "runs"
@@ -114,15 +116,76 @@ def test_official_rows_per_list_and_mode_and_loading(oflow_bench):
 
 def test_dataset_is_reused_with_the_same_settings_and_rebuilt_otherwise(oflow_bench):
     from latent4d.bench import BenchReport
-    from latent4d.motion import bench
+    from latent4d.motion.bench_oflow import _oflow_dataset
 
     _, runs = oflow_bench
     stamp = runs / "quick_oflow_data" / "bench_dataset.json"
     before = stamp.stat().st_mtime_ns
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bench, "RUNS", runs)
-        rep = BenchReport("x", True, runs / "x")
-        bench._oflow_dataset(rep, True, TINY)
-        assert stamp.stat().st_mtime_ns == before and any("reused" in n for n in rep.notes)
-        bench._oflow_dataset(rep, True, {**TINY, "val": 2})
-        assert len((runs / "quick_oflow_data" / "procedural" / "val.lst").read_text().split()) == 2
+    rep = BenchReport("x", True, runs / "x")
+    _oflow_dataset(rep, runs, True, TINY)
+    assert stamp.stat().st_mtime_ns == before and any("reused" in n for n in rep.notes)
+    _oflow_dataset(rep, runs, True, {**TINY, "val": 2})
+    assert len((runs / "quick_oflow_data" / "procedural" / "val.lst").read_text().split()) == 2
+
+
+def test_side_by_side_with_the_motion_bench_path(oflow_bench):
+    """Per frame-0 source, mode and metric: the O-Flow-path value equals the official row of the same
+    clips converted to procedural units, the bench-motion-path value is a real measurement, and the
+    reported difference and noise follow from the per-clip pairs."""
+    report, runs = oflow_bench
+    rows = [r for r in report.records if r["metric"].startswith("side by side, ")]
+    labels = {r["metric"].split(": ")[1].split(",")[0] for r in rows}
+    assert labels == {"IoU", "Chamfer-L1", "correspondence L2"}
+    shape_ae = [r for r in rows if "frame 0 from the shape AE" in r["metric"]]
+    assert len(shape_ae) == 6  # 2 modes x 3 metrics
+    for r in rows:
+        pairs = np.array(r["per_clip"])
+        assert r["clips"] == len(pairs) == 2  # one unseen-motion + one unseen-identity clip
+        assert r["value"] == pytest.approx(r["oflow_path"] - r["bench_motion_path"], abs=1e-9)
+        assert r["oflow_path"] == pytest.approx(pairs[:, 0].mean(), abs=1e-4)
+        d = pairs[:, 0] - pairs[:, 1]
+        assert r["noise_2sem"] == pytest.approx(2 * d.std(ddof=1) / np.sqrt(2), abs=1e-4)
+        assert r["met"] == (abs(r["value"]) <= r["noise_2sem"])
+        if r["metric"].split(": ")[1].startswith("IoU"):
+            assert 0.0 <= r["bench_motion_path"] <= 1.0
+        else:
+            assert r["bench_motion_path"] > 0
+    # the O-Flow-path IoU is the mean of the official rows of both lists (no unit change)
+    rec = {r["metric"]: r for r in report.records}
+    for mode in ("sparse", "partial"):
+        official = np.mean(
+            [
+                rec[f"{s} / {mode}, frame 0 from the shape AE: IoU"]["value"]
+                for s in ("test", "test_new_individual")
+            ]
+        )
+        side = rec[f"side by side, {mode}, frame 0 from the shape AE: IoU, O-Flow path - bench motion path"]
+        assert side["oflow_path"] == pytest.approx(official, abs=1e-9)
+
+
+def test_loading_a_large_frame_sequence(oflow_bench):
+    """Throughput and memory rows of the four training loaders on the large-frame sequence, whose files
+    hold the configured point count (float16 surface points, packed occupancies)."""
+    from latent4d.motion.oflow import npz_member
+
+    report, runs = oflow_bench
+    rec = {r["metric"]: r for r in report.records}
+    seq = runs / "quick_oflow_100k" / "procedural" / "seq_100k"
+    pcl = npz_member(seq / "pcl_seq" / "00000000.npz", "points")
+    assert pcl.shape == (2000, 3) and pcl.dtype == np.float16
+    occ = npz_member(seq / "points_seq" / "00000004.npz", "occupancies")
+    assert occ.dtype == np.uint8 and occ.size == 250
+    per_item = {"shape_ae": 1, "deform_ae": 2, "shape_diffusion": 1, "deform_diffusion": 5}
+    for exp, frames in per_item.items():
+        r = rec[f"2,000-point sequence, {exp}: loading throughput"]
+        assert r["frames_per_item"] == frames and r["items"] == 2 and r["value"] > 0
+        assert r["value"] == pytest.approx(frames * 1e3 / r["ms_per_item"])
+        assert rec[f"2,000-point sequence, {exp}: loading a batch / training step"]["value"] > 0
+        assert (
+            rec[f"2,000-point sequence, {exp}: numpy / Python peak while streaming (tracemalloc)"]["value"]
+            > 0
+        )
+        assert rec[f"2,000-point sequence, {exp}: RSS growth while streaming"]["rss_before"] > 0
+    rss = rec["2,000-point sequence: peak RSS of the loading process"]
+    assert rss["value"] >= rss["after_imports"] > 0
+    assert rec["2,000-point sequence: size on disk"]["value"] > 0

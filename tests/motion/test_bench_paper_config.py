@@ -97,3 +97,23 @@ def test_the_bench_is_registered():
     from latent4d.bench import registry
 
     assert "motion_paper_config" in registry()
+
+
+@pytest.mark.parametrize("dataset", ["dfaust", "dt4d"])
+def test_paper_configs_hold_the_official_values_the_bench_backs(dataset):
+    """time_scale 1, every observed point a token (up to 512), DropPath 0.1 in the autoencoders and the
+    denoisers, the official training window (5 random frames, no frame embedding); the CPU defaults keep
+    latent4d's values."""
+    for exp in ("shape_ae", "deform_ae"):
+        assert _compose(f"{dataset}/{exp}")["model"]["ae"]["drop_path"] == 0.1
+        assert _compose(exp)["model"]["ae"].get("drop_path", 0.0) == 0.0
+    for exp in ("shape_diffusion", "deform_diffusion"):
+        cfg = _compose(f"{dataset}/{exp}")
+        den = cfg["model"]["denoiser"]
+        assert (den["time_scale"], den["obs_tokens"], den["drop_path"]) == (1.0, 512, 0.1)
+        assert den["obs_tokens"] >= cfg["data"]["n_obs"]  # every observed point a token
+        cpu = _compose(exp)["model"]["denoiser"]
+        assert cpu.get("time_scale", 1000.0) == 1000.0 and cpu.get("drop_path", 0.0) == 0.0
+    cfg = _compose(f"{dataset}/deform_diffusion")
+    assert cfg["data"]["train_frames"] == 5 and cfg["model"]["denoiser"]["frame_embedding"] is False
+    assert _compose("deform_diffusion")["data"]["train_frames"] is None

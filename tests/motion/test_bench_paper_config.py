@@ -117,3 +117,18 @@ def test_paper_configs_hold_the_official_values_the_bench_backs(dataset):
     cfg = _compose(f"{dataset}/deform_diffusion")
     assert cfg["data"]["train_frames"] == 5 and cfg["model"]["denoiser"]["frame_embedding"] is False
     assert _compose("deform_diffusion")["data"]["train_frames"] is None
+
+
+def test_train_frames_with_a_frame_embedding_is_refused_before_training():
+    from types import SimpleNamespace
+
+    import torch
+
+    from latent4d.motion.module import DeformDiffusionModule
+
+    fake = SimpleNamespace(
+        trainer=SimpleNamespace(datamodule=SimpleNamespace(hparams={"train_frames": 5})),
+        denoiser=SimpleNamespace(frame_embed=torch.zeros(17, 8)),
+    )
+    with pytest.raises(ConfigError, match="frame_embedding=false"):
+        DeformDiffusionModule.on_fit_start(fake)

@@ -468,7 +468,8 @@ def _stream(data_cfgs: dict, n_items: int) -> dict:
         tracemalloc.stop()
         frames = {"shape_ae": 1, "deform_ae": 2, "shape_diffusion": 1}.get(exp)
         if frames is None:
-            frames = int(ds.train_frames) + 1 if getattr(ds, "train_frames", None) else int(ds.T)
+            k = getattr(ds, "train_frames", None)  # the source frame + k of the window's T - 1 later frames
+            frames = min(int(k), int(ds.T) - 1) + 1 if k else int(ds.T)
         out[exp] = dict(r, frames=frames)
     out["rss_peak"] = max(peak, _proc_kb("VmHWM") or 0) or None
     return out

@@ -353,6 +353,19 @@ class DeformDiffusionModule(_DiffusionBase):
         check_latent_sizes(denoiser, sae, shape_ae_run, {"shape_channels": "latent_channels"})
         super().__init__(denoiser, {"shape_ae": sae, "deform_ae": dae}, **train)
 
+    def on_fit_start(self) -> None:
+        """Refuse ``data.train_frames`` with a frame embedding (the drawn frames would take the embeddings of
+        window positions 1..k, not their own), then set the latent statistics."""
+        dm = getattr(self.trainer, "datamodule", None)
+        k = getattr(dm, "hparams", {}).get("train_frames") if dm is not None else None
+        if k and getattr(self.denoiser, "frame_embed", None) is not None:
+            raise ConfigError(
+                f"data.train_frames={k} draws random frames of each window, but the denoiser has a learned "
+                "frame embedding, which would give them the wrong positions: set "
+                "model.denoiser.frame_embedding=false (as the official model) or data.train_frames=null"
+            )
+        super().on_fit_start()
+
     def set_latent_stats(self, latents: dict) -> None:
         self.denoiser.stats.set_stats(torch.as_tensor(latents["deform"]))
         self.denoiser.shape_stats.set_stats(torch.as_tensor(latents["shape"]))

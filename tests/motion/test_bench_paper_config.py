@@ -132,3 +132,72 @@ def test_train_frames_with_a_frame_embedding_is_refused_before_training():
     )
     with pytest.raises(ConfigError, match="frame_embedding=false"):
         DeformDiffusionModule.on_fit_start(fake)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+@pytest.mark.parametrize(
+    "exp, official, label",
+    [
+        ("shape_ae", "motion_shape_ae_official", ""),
+        ("deform_ae", "motion_deform_ae_official", ""),
+        ("deform_diffusion", "motion_deform_diffusion_official", "(o-sparse) official sparse-input denoiser"),
+        (
+            "deform_diffusion",
+            "motion_deform_diffusion_partial_official",
+            "(o-partial) official partial-input denoiser",
+        ),
+    ],
+)
+def test_official_variants_take_the_official_layout_at_the_bench_size(quick, exp, official, label):
+    """The (o-*) variants: every layout option of conf/model/<official>.yaml (and of the config it extends,
+    for the partial denoiser) at its official value, the widths scaled to the preset's (one head x the
+    width, point embedding half the width), and the preset's sizes, learning rate and step budget."""
+    from latent4d.config import conf_dir
+    from latent4d.motion.bench_paper import WIDTH, _preset, official_overrides
+
+    key = "ae" if exp.endswith("_ae") else "denoiser"
+    base = _compose(exp, f"preset={_preset(exp, quick)}")
+    cfg = _compose(exp, f"preset={_preset(exp, quick)}", *official_overrides(exp, quick, label))
+    want = {}
+    for name in [official] if "partial" not in official else ["motion_deform_diffusion_official", official]:
+        yaml = OmegaConf.to_container(OmegaConf.load(conf_dir() / "model" / f"{name}.yaml"))
+        want.update(yaml[key])
+        if "edm" in yaml:
+            assert cfg["model"]["edm"] == {**base["model"]["edm"], **yaml["edm"]}
+    scaled = {"point_width": WIDTH[quick] // 2, "obs_dim_head": WIDTH[quick]}
+    for k, v in want.items():
+        assert cfg["model"][key][k] == scaled.get(k, v), k
+    for k in ("width", "depth", "heads", "dim_head", "num_latents", "latent_channels"):
+        assert cfg["model"][key].get(k) == base["model"][key].get(k), k
+    assert cfg["model"][key]["width"] == WIDTH[quick]
+    assert (cfg["model"]["lr"], cfg["trainer"], cfg["data"]) == (
+        base["model"]["lr"],
+        base["trainer"],
+        base["data"],
+    )
+
+
+@pytest.mark.parametrize("exp", ["shape_ae", "deform_ae", "deform_diffusion"])
+def test_official_variants_build_at_tiny_size(exp):
+    """The quick preset's official networks build and run a forward pass at tiny size."""
+    import hydra
+    import torch
+
+    from latent4d.motion.bench_paper import OFFICIAL_VARIANTS, _preset, official_overrides
+
+    labels = [""] if exp.endswith("_ae") else list(OFFICIAL_VARIANTS)
+    key = "ae" if exp.endswith("_ae") else "denoiser"
+    sizes = set()
+    for label in labels:
+        cfg = _compose(exp, f"preset={_preset(exp, True)}", *official_overrides(exp, True, label))
+        net = hydra.utils.instantiate(cfg["model"][key])
+        sizes.add(sum(p.numel() for p in net.parameters()))
+        if exp == "shape_ae":
+            torch.manual_seed(0)
+            out = net(torch.rand(2, 64, 3) - 0.5, torch.rand(2, 10, 3) - 0.5)
+            assert all(
+                torch.isfinite(t).all()
+                for t in (out if isinstance(out, tuple) else (out,))
+                if torch.is_tensor(t)
+            )
+    assert len(sizes) == len(labels) and min(sizes) > 0  # the partial denoiser has its own layers

@@ -15,7 +15,15 @@ the figures do not depend on the machine's load):
   initialisation and training draws; same data): what two training runs of one setting differ by, the
   yardstick for the rest;
 * autoencoders: DropPath 0.1 in the latent layers of the shape AE (held-out IoU, Chamfer-L1) and of the
-  deformation AE (correspondence error), each against the same AE without.
+  deformation AE (correspondence error), each against the same AE without;
+* the official architectures (issue 22 item 1, ``conf/model/*_official.yaml``) at the same CPU size (width,
+  depth, heads, latent sets), learning rate, data and step budget: (o-shape) the official shape AE and
+  (o-deform) the official deformation AE against latent4d's, (o-sparse) / (o-partial) the official
+  deformation denoisers for sparse / partial inputs against latent4d's layout (both trained on latent4d's
+  autoencoders, both sampled in both modes). Only the layout options of the official configs change (their
+  widths are paper-size: the one 512-wide head becomes one head x the bench's width, the 256-wide point
+  embedding half the bench's width); the training recipe stays latent4d's (near-surface weight, 17-frame
+  windows), so the rows compare architectures. Parameter counts of both sides are rows of the report.
 
 The deformation variants reconstruct every held-out clip from sparse and partial noisy observations with
 the models' plain samples (no observation guidance, no fusion: the guided recipe moves every variant of
@@ -52,10 +60,44 @@ PAPER_VARIANTS: dict[str, tuple[str, ...]] = {
     "(s) latent4d, training seed 1": ("seed=1",),
 }
 BASE = "latent4d (paper config before)"
+#: width of the presets' networks (``motion_paper_config_<experiment>[_quick]``)
+WIDTH = {False: 64, True: 32}
+#: the layout options of conf/model/motion_shape_ae_official.yaml (on latent4d's CPU-sized shape AE)
+OFFICIAL_SHAPE_AE = (
+    "++model.ae.encoder_heads=1",
+    "model.ae.decoder_heads=1",
+    "++model.ae.query_residual=false",
+    "++model.ae.final_norm=false",
+    "++model.ae.drop_path=0.1",
+)
+#: the layout options of conf/model/motion_deform_diffusion_official.yaml but ``obs_dim_head`` (the width)
+OFFICIAL_DENOISER = (
+    "model.denoiser.obs_tokens=512",
+    "++model.denoiser.time_scale=1.0",
+    "++model.denoiser.obs_heads=1",
+    "++model.denoiser.obs_modes=false",
+    "++model.denoiser.obs_final_norm=false",
+    "++model.denoiser.shape_proj=linear",
+    "++model.denoiser.frame_embedding=false",
+    "++model.denoiser.adaln_gate=false",
+    "++model.denoiser.context_norm=false",
+    "++model.denoiser.norm_eps=1e-5",
+    "++model.denoiser.io_bias=false",
+    "++model.denoiser.out_affine=true",
+    "++model.denoiser.drop_path=0.1",
+    "++model.edm.init_noise=sigma_max",
+)
+#: official deformation denoisers: label -> (pair observation encoder, source-frame cross-attention)
+OFFICIAL_VARIANTS = {
+    "(o-sparse) official sparse-input denoiser": (True, False),
+    "(o-partial) official partial-input denoiser": (False, True),
+}
 #: the differences reported: (variant, reference)
-PAIRS = [(v, BASE) for v in PAPER_VARIANTS if v != BASE] + [
-    ("(d) 5 training frames, no frame embedding", "(d0) no frame embedding")
-]
+PAIRS = (
+    [(v, BASE) for v in PAPER_VARIANTS if v != BASE]
+    + [("(d) 5 training frames, no frame embedding", "(d0) no frame embedding")]
+    + [(v, BASE) for v in OFFICIAL_VARIANTS]
+)
 METRICS = {
     "iou_mean": ("IoU", 1.0, ""),
     "chamfer_l1_mean": ("Chamfer-L1", 1.0, "norm. units"),
@@ -67,18 +109,49 @@ def _preset(exp: str, quick: bool) -> str:
     return f"motion_paper_config_{exp}{'_quick' if quick else ''}"
 
 
+def official_overrides(what: str, quick: bool, label: str = "") -> tuple[str, ...]:
+    """The overrides that make latent4d's CPU-sized ``shape_ae`` / ``deform_ae`` / ``deform_diffusion``
+    (denoiser ``label`` of :data:`OFFICIAL_VARIANTS`) the official architecture at the preset's width."""
+    w = WIDTH[quick]
+    if what == "shape_ae":
+        return OFFICIAL_SHAPE_AE
+    if what == "deform_ae":
+        return OFFICIAL_SHAPE_AE + (
+            f"++model.ae.point_width={w // 2}",
+            "++model.ae.pair_projection=false",
+            "++model.ae.displacement_features=false",
+            "++model.ae.predict=position",
+        )
+    pair, source = OFFICIAL_VARIANTS[label]
+    return OFFICIAL_DENOISER + (
+        f"++model.denoiser.obs_dim_head={w}",
+        f"++model.denoiser.obs_pair={str(pair).lower()}",
+        f"++model.denoiser.obs_source={str(source).lower()}",
+    )
+
+
 def _train_all(report: BenchReport, quick: bool, train: Callable) -> tuple[dict, dict]:
-    """The autoencoders (with and without DropPath) and the deformation diffusion variants, trained or
-    reused -> ({"shape_ae" / "deform_ae" / "<ae>_drop": run}, {variant label: run})."""
+    """The autoencoders (with and without DropPath, official) and the deformation diffusion variants
+    (:data:`PAPER_VARIANTS`, :data:`OFFICIAL_VARIANTS`), trained or reused -> ({"shape_ae" / "deform_ae" /
+    "<ae>_drop" / "<ae>_official": run}, {variant label: run})."""
     aes, dd = {}, {}
     for exp in ("shape_ae", "deform_ae"):
-        for tag, extra in (("", ()), ("_drop", ("++model.ae.drop_path=0.1",))):
+        tags = (
+            ("", ()),
+            ("_drop", ("++model.ae.drop_path=0.1",)),
+            ("_official", official_overrides(exp, quick)),
+        )
+        for tag, extra in tags:
             aes[exp + tag], st = train(
                 exp, quick, (), extra, name=f"paper_{exp}{tag}", preset=_preset(exp, quick)
             )
-            _add_training(report, f"{exp}{' DropPath 0.1' if tag else ''}", st)
+            _add_training(report, f"{exp}{AE_TAGS[tag]}", st)
     links = (f"shape_ae_run={aes['shape_ae'].resolve()}", f"deform_ae_run={aes['deform_ae'].resolve()}")
-    for k, (label, extra) in enumerate(PAPER_VARIANTS.items()):
+    variants = {
+        **PAPER_VARIANTS,
+        **{k: official_overrides("deform_diffusion", quick, k) for k in OFFICIAL_VARIANTS},
+    }
+    for k, (label, extra) in enumerate(variants.items()):
         dd[label], st = train(
             "deform_diffusion",
             quick,
@@ -89,6 +162,10 @@ def _train_all(report: BenchReport, quick: bool, train: Callable) -> tuple[dict,
         )
         _add_training(report, f"deformation diffusion {label}", st)
     return aes, dd
+
+
+#: the autoencoder runs' tags -> what they are
+AE_TAGS = {"": "", "_drop": " DropPath 0.1", "_official": " official"}
 
 
 def _add_training(report: BenchReport, label: str, st: dict) -> None:
@@ -102,15 +179,15 @@ def _add_training(report: BenchReport, label: str, st: dict) -> None:
 
 
 def _ae_rows(report: BenchReport, aes: dict, clips: list, quick: bool) -> None:
-    """DropPath 0.1 in the autoencoders' latent layers: shape-AE IoU / Chamfer-L1, deformation-AE
-    correspondence error on the held-out clips, with and without."""
+    """DropPath 0.1 in the autoencoders' latent layers and the official architectures: shape-AE IoU /
+    Chamfer-L1, deformation-AE correspondence error on the held-out clips, paired against latent4d's."""
     from latent4d.motion.evaluate import evaluate_deform_ae, evaluate_shape_ae
     from latent4d.motion.pipeline import MotionPipeline
 
     n_points, res, n_iou = (256, 48, 10_000) if quick else (512, 96, 50_000)
     T = clips[0].sequence.num_frames
     out = {}
-    for tag, what in (("", "without"), ("_drop", "DropPath 0.1")):
+    for tag, what in (("", "without"), ("_drop", "DropPath 0.1"), ("_official", "official")):
         pipe = MotionPipeline.from_runs(shape_ae=aes["shape_ae" + tag], deform_ae=aes["deform_ae" + tag])
         sh = evaluate_shape_ae(
             pipe, clips, (0, T // 2, T - 1), n_points=n_points, n_iou=n_iou, n_chamfer=n_iou, resolution=res
@@ -120,11 +197,37 @@ def _ae_rows(report: BenchReport, aes: dict, clips: list, quick: bool) -> None:
         report.add(f"shape AE {what}: IoU", sh["iou"], "", frames=len(sh["rows"]))
         report.add(f"shape AE {what}: Chamfer-L1", sh["chamfer_l1"], "norm. units")
         report.add(f"deformation AE {what}: correspondence L2 / bbox diagonal", 100 * de["corr_rel"], "%")
-    for k, key, label, scale, unit in (
-        (0, "iou", "shape AE DropPath 0.1 - without: IoU", 1.0, ""),
-        (1, "corr_rel", "deformation AE DropPath 0.1 - without: correspondence error", 100.0, "% of diag"),
+        for name, net in (("shape AE", pipe.shape_ae), ("deformation AE", pipe.deform_ae)):
+            report.add(f"{name} {what}: parameters", sum(p.numel() for p in net.parameters()), "")
+    for tag, k, key, label, scale, unit in (
+        ("_drop", 0, "iou", "shape AE DropPath 0.1 - without: IoU", 1.0, ""),
+        (
+            "_drop",
+            1,
+            "corr_rel",
+            "deformation AE DropPath 0.1 - without: correspondence error",
+            100.0,
+            "% of diag",
+        ),
+        ("_official", 0, "iou", "(o-shape) shape AE official - latent4d: IoU", 1.0, ""),
+        (
+            "_official",
+            0,
+            "chamfer_l1",
+            "(o-shape) shape AE official - latent4d: Chamfer-L1",
+            1.0,
+            "norm. units",
+        ),
+        (
+            "_official",
+            1,
+            "corr_rel",
+            "(o-deform) deformation AE official - latent4d: correspondence error",
+            100.0,
+            "% of diag",
+        ),
     ):
-        rows = [[r[key] for r in out[tag][k]["rows"]] for tag in ("_drop", "")]
+        rows = [[r.get(key, np.nan) for r in out[t][k]["rows"]] for t in (tag, "")]
         _paired(report, label, *rows, scale, unit)
 
 
@@ -180,13 +283,17 @@ def _deform_rows(report: BenchReport, aes: dict, dd: dict, clips: list, quick: b
                 )
     for label, s in seconds.items():
         report.add(f"{label}: seconds per clip (plain sample)", float(np.mean(s)), "s")
+    for label, pipe in pipes.items():
+        report.add(
+            f"{label}: denoiser parameters", sum(p.numel() for p in pipe.deform_denoiser.parameters()), ""
+        )
     return table
 
 
 def _report_deform(report: BenchReport, table: dict) -> None:
     """Per variant and mode: means over clips; per pair: the paired differences with standard errors."""
     for mode in ("sparse", "partial"):
-        for label in PAPER_VARIANTS:
+        for label in (*PAPER_VARIANTS, *OFFICIAL_VARIANTS):
             rows = table.get((label, mode), [])
             for key, (name, scale, unit) in METRICS.items():
                 v = np.asarray([r[key] for r in rows], float)
@@ -222,6 +329,13 @@ def run(report: BenchReport, quick: bool, train: Callable, held_out: Callable) -
         "this bench) on the same clip, mode, observations, frame-0 latents and sampling seed; sem = standard "
         "error over clips; within_2sem: the difference is inside 2 standard errors (not resolved at this "
         "size); one training seed per variant (the spread between training runs is not in the sem)"
+    )
+    report.note(
+        "official architectures (o-*): conf/model/*_official.yaml's layout options on latent4d's CPU-sized "
+        "networks (same width / depth / heads / latent sets / lr / steps / data; one head x the width where the "
+        "official has one 512-wide head, point embedding half the width where it has 256; DropPath 0.1 as "
+        "official); the training recipe stays latent4d's (17-frame windows, near-surface weight 1); "
+        "(o-sparse) / (o-partial) are both sampled in both modes: each is meant for its own"
     )
     aes, dd = _train_all(report, quick, train)
     clips = held_out(aes["shape_ae"], 1 if quick else 5)

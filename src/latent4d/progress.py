@@ -132,10 +132,17 @@ def _columns():
                 return super().render(task)
             total = run.expected if run.expected else None
             done = min(run.elapsed, 0.99 * total) if total else 0.0
-            return ProgressBar(total=total, completed=done, width=self.bar_width, pulse=total is None,
-                               animation_time=task.get_time(), style=self.style,
-                               complete_style=self.complete_style, finished_style=self.finished_style,
-                               pulse_style=self.pulse_style)
+            return ProgressBar(
+                total=total,
+                completed=done,
+                width=self.bar_width,
+                pulse=total is None,
+                animation_time=task.get_time(),
+                style=self.style,
+                complete_style=self.complete_style,
+                finished_style=self.finished_style,
+                pulse_style=self.pulse_style,
+            )
 
     class Count(MofNCompleteColumn):
         def render(self, task):
@@ -159,8 +166,9 @@ def _progress():
     from rich.console import Console
     from rich.progress import Progress
 
-    return Progress(*_columns(), console=Console(stderr=True), transient=True,
-                    redirect_stdout=sys.stdout.isatty())
+    return Progress(
+        *_columns(), console=Console(stderr=True), transient=True, redirect_stdout=sys.stdout.isatty()
+    )
 
 
 @contextmanager

@@ -1061,7 +1061,9 @@ class MotionLatentDataModule(SplitDataModule):
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         if train_frames is not None and int(train_frames) < 1:
-            raise ConfigError(f"MotionLatentDataModule: train_frames must be >= 1 or null, got {train_frames}")
+            raise ConfigError(
+                f"MotionLatentDataModule: train_frames must be >= 1 or null, got {train_frames}"
+            )
         if mode not in ("shape", "deform"):
             raise ConfigError(f"MotionLatentDataModule: mode must be 'shape' or 'deform', got {mode!r}")
         oflow.update(oflow_options(oflow, source, root, test_split, category))

@@ -76,16 +76,22 @@ SHORT_RUN_KEYS = {
 }
 
 
+def _timings(out_dir: Path) -> dict:
+    """``<out>/timings.json`` (mode -> stage -> seconds of the last run on this machine); empty when absent
+    or unreadable, and each mode's entry a dict."""
+    try:
+        data = json.loads((out_dir / "timings.json").read_text())
+    except (ValueError, OSError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
 def estimates(stages: list[str], out_dir: Path, mode: str) -> dict[str, float]:
     """Expected seconds per stage in ``mode`` (full | default | quick): the last run's on this machine,
     else the typical figure."""
-    last: dict = {}
-    path = out_dir / "timings.json"
-    if path.is_file():
-        try:
-            last = json.loads(path.read_text()).get(mode, {})
-        except (ValueError, OSError, AttributeError):
-            last = {}
+    last = _timings(out_dir).get(mode, {})
     typical = {k: v * 60 for k, v in TYPICAL_MINUTES.get(mode, {}).items()}
     return {
         s: float(last[s]) if isinstance(last.get(s), (int, float)) else typical.get(s, 300.0) for s in stages
@@ -93,21 +99,14 @@ def estimates(stages: list[str], out_dir: Path, mode: str) -> dict[str, float]:
 
 
 def _record_timing(out_dir: Path, mode: str, stage: str, seconds: float) -> None:
-    path = out_dir / "timings.json"
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except (ValueError, OSError):
-        data = {}
+    data = _timings(out_dir)
     data.setdefault(mode, {})[stage] = round(seconds, 1)
-    write_json_atomic(path, data)
+    write_json_atomic(out_dir / "timings.json", data)
 
 
 def _estimate_source(stages: list[str], out_dir: Path, mode: str) -> str:
     """Where :func:`estimates` took the figures from, for the first progress line."""
-    try:
-        last = json.loads((out_dir / "timings.json").read_text()).get(mode, {})
-    except (ValueError, OSError, AttributeError):
-        last = {}
+    last = _timings(out_dir).get(mode, {})
     mine = [s for s in stages if isinstance(last.get(s), (int, float))]
     if len(mine) == len(stages):
         return f"estimates: the last run on this machine, {out_dir / 'timings.json'}"

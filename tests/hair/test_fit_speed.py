@@ -60,9 +60,43 @@ def test_early_stopping_on_a_plateau(pipe, observation):
     for z0, (_, z, _) in zip(starts, out, strict=True):
         torch.testing.assert_close(z, z0, atol=1e-6, rtol=0)
     calls.clear()
-    cfg = dataclasses.replace(cfg, patience=0)
+    cfg = dataclasses.replace(cfg, patience=0, screen_steps=0)
     _optimise_starts(pipe, objective, starts, cfg, mean, std, calls.append)
-    assert len(calls) == steps  # patience 0: every step runs
+    assert len(calls) == steps  # patience 0, no screening: every step runs
+
+
+def test_screening_keeps_the_best_starts_and_the_others_stop_where_they_were(pipe, observation):
+    cfg, objective, mean, std, starts = _setup(pipe, observation, steps=10, patience=0, screen_steps=4, keep=1)
+    calls: list[int] = []
+    out = _optimise_starts(pipe, objective, starts, cfg, mean, std, calls.append)
+    assert sum(calls) == cfg.steps * len(starts)  # the bar still ends at its total
+    at_screen = _optimise_starts(pipe, objective, starts, dataclasses.replace(cfg, steps=4, screen_steps=0),
+                                 mean, std)
+    moved = [not torch.equal(z, z4) for (_, z, _), (_, z4, _) in zip(out, at_screen, strict=True)]
+    assert sum(moved) == 1  # one start went on; the others are exactly where the screening left them
+    k = moved.index(True)
+    alone = _optimise_starts(pipe, objective, [starts[k]], dataclasses.replace(cfg, screen_steps=0), mean, std)[0]
+    torch.testing.assert_close(out[k][1], alone[1], rtol=1e-4, atol=1e-5)  # the kept one ran all its steps
+    assert out[k][0] <= min(loss for loss, _, _ in at_screen) + 1e-9  # and it was the best at the screening
+
+
+def test_cached_nearest_neighbours_are_exact_at_a_refresh_and_close_between():
+    g = torch.Generator().manual_seed(0)
+    query, points = torch.rand(300, 3, generator=g), torch.rand(2000, 3, generator=g)
+    key = torch.ones(5, dtype=torch.bool)
+    cand = rec._Candidates()
+    exact = rec._nearest(query, points, None, None)
+    assert torch.equal(rec._nearest(query, points, cand, key), exact)  # the first search is exact
+    moved = points + 0.002 * torch.randn(points.shape, generator=g)  # a small step of the fit
+    cached, truth = rec._nearest(query, moved, cand, key), rec._nearest(query, moved, None, None)
+    d = lambda idx: (moved[idx] - query).norm(dim=-1)  # noqa: E731
+    assert (cached == truth).float().mean() > 0.9 and float((d(cached) - d(truth)).max()) < 0.01
+    for _ in range(rec.REFRESH - 1):
+        rec._nearest(query, moved, cand, key)
+    assert torch.equal(rec._nearest(query, moved, cand, key), truth)  # REFRESH steps later: exact again
+    other = key.clone()
+    other[0] = False  # another presence mask: other points, so a new exact search
+    assert torch.equal(rec._nearest(query, points, cand, other), exact)
 
 
 def test_fit_picks_the_best_start_and_reports_it(pipe, observation):
@@ -80,11 +114,11 @@ def test_ctrl_c_during_a_fit_leaves_no_output(style_run, tmp_path, monkeypatch):
     calls = {"n": 0}
     terms = rec._Objective.terms
 
-    def interrupted(self, x, present):
+    def interrupted(self, x, present, *cache):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return terms(self, x, present)
+        return terms(self, x, present, *cache)
 
     monkeypatch.setattr(rec._Objective, "terms", interrupted)
     out = tmp_path / "rec"

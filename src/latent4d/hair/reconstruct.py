@@ -87,6 +87,9 @@ class HairReconstructConfig:
     patience: int = opt(25, min=0, max=100_000, help="stop a start after this many steps without a relative "
                                                     "improvement of min_delta (0: run every step)")
     min_delta: float = opt(1e-3, min=0, max=1, help="relative loss improvement that resets the patience")
+    screen_steps: int = opt(40, min=0, max=100_000, help="after this many steps only the `keep` starts with the "
+                                                         "lowest loss go on (0: every start runs on)")
+    keep: int = opt(2, min=1, max=256, help="starts that go on after screen_steps")
     progress: bool = opt(True, help="show a progress bar with an ETA (stderr)")
 
     def validate(self) -> None:
@@ -115,6 +118,40 @@ def reconstruct_settings(overrides: list[str] | tuple[str, ...] = (), name: str 
 def _tangents(x: torch.Tensor) -> torch.Tensor:
     d = torch.cat([x[:, 1:] - x[:, :-1], x[:, -1:] - x[:, -2:-1]], 1)
     return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+
+
+#: nearest-neighbour candidates kept per point between exact searches, and the steps between searches
+CANDIDATES, REFRESH = 4, 10
+
+
+class _Candidates:
+    """Each query point's ``CANDIDATES`` nearest neighbours from the last exact search (see
+    :meth:`_Objective.terms`)."""
+
+    def __init__(self):
+        self.idx: torch.Tensor | None = None
+        self.key: torch.Tensor | None = None
+        self.age = 0
+
+    def stale(self, key: torch.Tensor | None) -> bool:
+        return (self.idx is None or self.age >= REFRESH or key is None or self.key is None
+                or not torch.equal(key, self.key))
+
+
+def _nearest(query: torch.Tensor, points: torch.Tensor, cand: _Candidates | None,
+             key: torch.Tensor | None) -> torch.Tensor:
+    """(Q,) index of each query point's nearest point: exact (``cand`` None or stale: one KNN search,
+    which also refreshes ``cand``), else the closest of the cached candidates."""
+    if cand is None:
+        return knn(query, points, 1)[1][:, 0]
+    if cand.stale(key):
+        k = min(CANDIDATES, len(points))
+        cand.idx, cand.key, cand.age = knn(query, points, k)[1], None if key is None else key.clone(), 0
+        return cand.idx[:, 0]
+    cand.age += 1
+    with torch.no_grad():
+        d = (points[cand.idx] - query[:, None]).square().sum(-1)  # (Q, k)
+        return cand.idx.gather(1, d.argmin(1, keepdim=True))[:, 0]
 
 
 class _Objective:
@@ -150,15 +187,15 @@ class _Objective:
         c = config
         return cls(pipe, obs, c.w_dir, c.w_pen, c.point_stride, c.max_obs, c.seed, c.w_free, c.free_margin)
 
-    def _free_space(self, pts: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _free_space(self, pts: torch.Tensor, cache: dict | None = None,
+                    key: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Free-space loss of hair points (N, 3) seen from the observation's view: a point whose image
         lies further than ``margin`` from every observed point's image must be hidden by the head
         (else its image distance counts), and one over the observed hair must not stand more than
         ``margin`` in front of it (else that depth counts)."""
         q = pts @ self.basis
         q2 = torch.cat([q[:, :2], torch.zeros(len(q), 1)], 1)
-        _, idx = knn(q2, self.obs_2d, 1)
-        j = idx[:, 0]
+        j = _nearest(q2, self.obs_2d, None if cache is None else cache.setdefault("free", _Candidates()), key)
         d2 = (q2 - self.obs_2d[j]).norm(dim=-1)
         with torch.no_grad():
             hidden = self._behind_head(pts.detach())
@@ -187,27 +224,35 @@ class _Objective:
         local = local.reshape(*lead, *self.frames.shape[:1], *local.shape[1:])
         return torch.einsum("vij,...vpj->...vpi", self.frames, local) + self.roots[:, None]
 
-    def __call__(self, latents: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss and its terms of strand latents (V, C) with presence (V,) bool."""
-        return self.terms(self.strands(latents), present)
+    def __call__(self, latents: torch.Tensor, present: torch.Tensor,
+                 cache: dict | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss and its terms of strand latents (V, C) with presence (V,) bool (``cache``: see :meth:`terms`)."""
+        return self.terms(self.strands(latents), present, cache)
 
-    def terms(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss and its terms of guide strands ``x`` (V, P, 3) world with presence (V,) bool."""
+    def terms(self, x: torch.Tensor, present: torch.Tensor,
+              cache: dict | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss and its terms of guide strands ``x`` (V, P, 3) world with presence (V,) bool.
+
+        ``cache`` (one dict per start of an optimisation, None: exact nearest neighbours) keeps each
+        point's :data:`CANDIDATES` nearest neighbours of the last exact search, which is redone every
+        :data:`REFRESH` steps and whenever ``present`` changes; in between, each point's nearest
+        neighbour is the closest of its candidates (exact distances to them)."""
         xs = x[present][:, :: self.stride]
         pts = xs.reshape(-1, 3)
-        _, idx = knn(self.obs, pts, 1)
-        near = pts[idx[:, 0]]
+        key = present if cache is not None else None
+        idx = _nearest(self.obs, pts, None if cache is None else cache.setdefault("chamfer", _Candidates()), key)
+        near = pts[idx]
         d = (self.obs - near).norm(dim=-1)
         chamfer = d.mean()
         loss = chamfer
         parts = {"chamfer_mm": float(chamfer.detach()) * 1000}
         if self.dirs is not None and self.w_dir > 0:
-            tan = _tangents(xs).reshape(-1, 3)[idx[:, 0]]
+            tan = _tangents(xs).reshape(-1, 3)[idx]
             dl = (1 - (tan * self.dirs).sum(-1).abs()).mean()
             loss = loss + self.w_dir * 0.01 * dl
             parts["direction"] = float(dl.detach())
         if self.w_free > 0:
-            free, fparts = self._free_space(pts)
+            free, fparts = self._free_space(pts, cache, key)
             loss = loss + self.w_free * free
             parts.update(fparts)
         if self.w_pen > 0:
@@ -278,10 +323,12 @@ class _Plateau:
 
     def __init__(self, n: int, patience: int, min_delta: float):
         self.best = [float("inf")] * n
+        self.last = [float("inf")] * n
         self.since = [0] * n
         self.patience, self.min_delta = int(patience), float(min_delta)
 
     def stopped(self, k: int, loss: float) -> bool:
+        self.last[k] = loss
         if loss < self.best[k] * (1.0 - self.min_delta) or self.best[k] == float("inf"):
             self.best[k], self.since[k] = min(loss, self.best[k]), 0
         else:
@@ -293,17 +340,21 @@ def _optimise_starts(pipe, objective: _Objective, starts: list[torch.Tensor], cf
                      mean: torch.Tensor, std: torch.Tensor, advance=None) -> list[tuple[float, torch.Tensor, dict]]:
     """Up to ``cfg.steps`` Adam steps on each style latent of ``starts`` (K tensors (D,)), all starts in
     one batched decode per step; Adam's state is per element, so each start follows the same path as
-    when optimised alone. A start leaves the batch on a plateau (:class:`_Plateau`); ``advance(n)``
-    is called with the steps done (and skipped). Returns per start (final loss, z, loss terms)."""
+    when optimised alone. A start leaves the batch on a plateau (:class:`_Plateau`), and after
+    ``cfg.screen_steps`` steps only the ``cfg.keep`` active starts with the lowest loss go on
+    (successive halving: the decodes are most of the time); ``advance(n)`` is called with the steps
+    done (and skipped). Nearest neighbours come from per-start candidate caches (:meth:`_Objective.terms`);
+    the final losses are exact. Returns per start (final loss, z, loss terms)."""
     zs = [z0.clone().float().requires_grad_(True) for z0 in starts]
     opt = torch.optim.Adam(zs, lr=cfg.lr)
     plateau, active, steps = _Plateau(len(zs), cfg.patience, cfg.min_delta), list(range(len(zs))), int(cfg.steps)
+    caches: list[dict] = [{} for _ in zs]  # nearest-neighbour candidates per start (exact final losses below)
     for step in range(steps):
         lat, logit = _decoded(pipe, torch.stack([zs[k] for k in active]), mean, std)
         x = objective.strands(lat)  # (A, V, P, 3)
         total, keep = 0.0, []
         for i, k in enumerate(active):
-            loss, _ = objective.terms(x[i], _present(logit[i]))
+            loss, _ = objective.terms(x[i], _present(logit[i]), caches[k])
             loss = loss + cfg.w_prior * zs[k].square().sum()
             total = total + loss
             if not plateau.stopped(k, float(loss.detach())):
@@ -315,6 +366,11 @@ def _optimise_starts(pipe, objective: _Objective, starts: list[torch.Tensor], cf
         opt.step()
         if advance is not None:
             advance(len(active))
+        if step + 1 == cfg.screen_steps and len(keep) > cfg.keep:  # successive halving: the best go on
+            best = sorted(keep, key=lambda k: plateau.last[k])[: cfg.keep]
+            if advance is not None:
+                advance((steps - step - 1) * (len(keep) - len(best)))
+            keep = [k for k in keep if k in best]
         active = keep
         if not active:
             break
@@ -335,9 +391,9 @@ def _optimise_guides(objective: _Objective, base: torch.Tensor, present: torch.T
     the objective + ``reg * mean(delta^2)``."""
     delta = torch.zeros_like(base, requires_grad=True)
     if steps > 0:
-        opt = torch.optim.Adam([delta], lr=lr)
+        opt, cache = torch.optim.Adam([delta], lr=lr), {}
         for _ in range(int(steps)):
-            loss, _ = objective((base + delta) * std + mean, present)
+            loss, _ = objective((base + delta) * std + mean, present, cache)
             loss = loss + reg * delta.square().mean()
             opt.zero_grad()
             loss.backward()

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from latent4d.errors import InputError
+from latent4d.geometry.distances import knn
 
 log = logging.getLogger("latent4d.hair")
 
@@ -83,9 +84,10 @@ class LatentBank:
             g = torch.Generator().manual_seed(seed)
             obs = obs[torch.randperm(len(obs), generator=g)[:max_points]]
         scores = torch.empty(len(self))
-        for i in range(0, len(self), 64):  # (64, M, P) distances at a time
-            d = torch.cdist(obs[None].expand(len(self.points[i:i + 64]), -1, -1), self.points[i:i + 64])
-            scores[i:i + 64] = d.min(-1).values.mean(-1)
+        for i in range(0, len(self), 256):  # one batched KNN search per 256 styles
+            pts = self.points[i:i + 256]
+            d, _ = knn(obs[None].expand(len(pts), -1, -1), pts, 1)  # (b, M, 1) squared distances
+            scores[i:i + 256] = d[..., 0].sqrt().mean(-1)
         k = min(int(k), len(self))
         best = torch.argsort(scores)[:k]
         return best, scores[best]

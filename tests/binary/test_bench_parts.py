@@ -56,3 +56,28 @@ def test_recon_floor_of_an_autoencoder(tmp_path):
     assert rec.shape == val_x.shape and 0 <= float(rec.min()) and float(rec.max()) <= 1
     want = -10 * torch.log10(((rec - val_x) ** 2).flatten(1).mean(1)).mean()
     assert out["psnr"] == pytest.approx(float(want), rel=1e-5)
+
+
+def test_loss_rows_train_each_variant_and_report_the_difference(tmp_path, monkeypatch):
+    """`_loss_rows` retrains the digits diffusion with each other loss on the same AE and reports FD /
+    accuracy at 16 steps with their difference to the configured model's (which it reads from the run)."""
+    from latent4d.bench import BenchReport
+    from latent4d.binary import bench, pipeline
+
+    (tmp_path / "diffusion").mkdir()
+    (tmp_path / "diffusion" / "config.yaml").write_text("family: binary\nmodel:\n  loss: focal\n")
+    trained = []
+    monkeypatch.setattr(bench, "_train", lambda exp, run, quick, preset, ae_run=None, extra=None:
+                        trained.append((exp, run.name, ae_run, extra)) or ({}, False))
+    monkeypatch.setattr(pipeline.BinaryLatentPipeline, "from_pretrained", classmethod(lambda cls, run: run))
+    scores = {0.0: {"fd": 20.0, "accuracy": 0.9}, bench.GUIDANCE: {"fd": 40.0, "accuracy": 1.0}}
+    monkeypatch.setattr(bench, "_score", lambda pipe, ev, n, steps, g, temp: (dict(scores[g]), None))
+    default = {"plain": {"fd": 18.0}, "guided": {"fd": 41.0}}
+    report = BenchReport("binary_test", quick=True, out_dir=tmp_path)
+    bench._loss_rows(report, True, tmp_path, tmp_path / "ae", default, ev=None, n=10)
+    assert trained == [("binary/diffusion_digits", "diffusion_loss_bce", tmp_path / "ae", ["model.loss=bce"])]
+    rows = {r["metric"]: r["value"] for r in report.records}
+    assert rows["binary S=16, loss=bce: FD"] == 20.0
+    assert rows["binary S=16, loss=bce - loss=focal: FD"] == pytest.approx(2.0)
+    assert rows["binary S=16, loss=bce - loss=focal: FD, guidance 1"] == pytest.approx(-1.0)
+    assert rows["binary S=16, loss=bce: class accuracy, guidance 1"] == 1.0

@@ -72,7 +72,7 @@ class HairReconstructConfig:
     mode: str = opt("hybrid", choices=MODES, help="densification mode")
     seed: int = opt(0, min=0, max=MAX_SEED, help="seed of the random starts, subsampling and dense roots")
     # -- fit ---------------------------------------------------------------------------------------
-    inits: int = opt(4, min=1, max=256, help="starts besides retrieved / given latents: zero, then random "
+    inits: int = opt(1, min=1, max=256, help="starts besides retrieved / given latents: zero, then random "
                                              "samples at temperature 0.7")
     retrieve: int = opt(2, min=0, max=256, help="nearest training styles of the run's latent bank used as starts")
     steps: int = opt(200, min=1, max=100_000, help="Adam steps per start")
@@ -87,9 +87,9 @@ class HairReconstructConfig:
     patience: int = opt(25, min=0, max=100_000, help="stop a start after this many steps without a relative "
                                                     "improvement of min_delta (0: run every step)")
     min_delta: float = opt(1e-3, min=0, max=1, help="relative loss improvement that resets the patience")
-    screen_steps: int = opt(40, min=0, max=100_000, help="after this many steps only the `keep` starts with the "
+    screen_steps: int = opt(60, min=0, max=100_000, help="after this many steps only the `keep` starts with the "
                                                          "lowest loss go on (0: every start runs on)")
-    keep: int = opt(2, min=1, max=256, help="starts that go on after screen_steps")
+    keep: int = opt(1, min=1, max=256, help="starts that go on after screen_steps")
     progress: bool = opt(True, help="show a progress bar with an ETA (stderr)")
 
     def validate(self) -> None:

@@ -28,12 +28,14 @@ from latent4d.fileio import atomic_path, write_json_atomic
 from latent4d.progress import duration_text
 
 #: typical stage minutes on 2 CPU cores per mode, used until this machine has its own timings
-#: (``<out>/timings.json``). "default": measured by ``latent4d demo`` on a fresh clone on 2 cores, 2026-12-04
-#: (55 / 64 / 194 / 470 / 310 s, 18 min in all, with other work on the machine: 1-min load 4-8; a quiet
-#: machine is faster); "full" and "quick": rough figures, not measured as a whole.
+#: (``<out>/timings.json``). "default": measured by ``make demo`` on a fresh clone with an empty
+#: ``$LATENT4D_CACHE`` on 2 quiet cores, 2026-12-04 (16 / 12 / 18 / 75 / 33 s, 2.6 min; 4.6 min with
+#: the setup from pip's cache), rounded up by about a third for a machine that is not quiet (with other
+#: work on it, 1-min load 4-8, the same stages took 18 min); "full" and "quick": rough figures, not
+#: measured as a whole.
 TYPICAL_MINUTES: dict[str, dict[str, float]] = {
     "full": {"smoke": 1, "hair": 20, "objects": 15, "motion": 35, "binary": 20},
-    "default": {"smoke": 0.9, "hair": 1.1, "objects": 3.2, "motion": 7.8, "binary": 5.2},
+    "default": {"smoke": 0.4, "hair": 0.3, "objects": 0.4, "motion": 1.7, "binary": 0.8},
     "quick": {"smoke": 0.3, "hair": 1, "objects": 1, "motion": 2, "binary": 1},
 }
 #: demo figure -> the benchmark record it is comparable with (``docs/bench/<family>.json``)

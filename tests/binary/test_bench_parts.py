@@ -74,7 +74,8 @@ def test_loss_rows_train_each_variant_and_report_the_difference(tmp_path, monkey
     monkeypatch.setattr(bench, "_score", lambda pipe, ev, n, steps, g, temp: (dict(scores[g]), None))
     default = {"plain": {"fd": 18.0}, "guided": {"fd": 41.0}}
     report = BenchReport("binary_test", quick=True, out_dir=tmp_path)
-    bench._loss_rows(report, True, tmp_path, tmp_path / "ae", default, ev=None, n=10)
+    runs = {"ae": tmp_path / "ae", "diffusion": tmp_path / "diffusion"}
+    bench._loss_rows(report, True, tmp_path, runs, default, ev=None, n=10)
     assert trained == [("binary/diffusion_digits", "diffusion_loss_bce", tmp_path / "ae", ["model.loss=bce"])]
     rows = {r["metric"]: r["value"] for r in report.records}
     assert rows["binary S=16, loss=bce: FD"] == 20.0

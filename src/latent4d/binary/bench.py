@@ -186,7 +186,7 @@ def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
                 | {f"{k}, guidance {GUIDANCE:g}": {s: r[s]["guided"]["fd"] for s in STEPS} for k, r in results.items()},
                 floors, ev.real_fd, work)
     _temperature_rows(report, pipes["binary"], ev, n)
-    _loss_rows(report, quick, work, runs["ae"], results["binary"][16], ev, n)
+    _loss_rows(report, quick, work, runs, results["binary"][16], ev, n)
     _bits_sweep(report, quick, work, runs["ae"], floors, ev)
 
 
@@ -200,26 +200,28 @@ def _temperature_rows(report: BenchReport, pipe, ev, n: int) -> None:
             report.add(f"binary S=16, temperature {temp:g}: class accuracy{tag}", m["accuracy"], "")
 
 
-def _loss_rows(report: BenchReport, quick: bool, work: Path, ae_run: Path, default: dict, ev, n: int) -> None:
-    """The binary diffusion trained with each of ``LOSS_VARIANTS`` instead of the configured loss (same
-    AE, seed, epochs and sampler): FD / class accuracy at 16 steps without and with guidance, and the
-    difference to the default model's (negative = the variant is better)."""
+def _loss_rows(report: BenchReport, quick: bool, work: Path, runs: dict[str, Path], default: dict, ev, n: int) -> None:
+    """The binary diffusion trained with each of ``LOSS_VARIANTS`` instead of the loss of ``runs["diffusion"]``
+    (same AE ``runs["ae"]``, seed, epochs and sampler): FD / class accuracy at 16 steps without and with
+    guidance, and the difference to the default model's ``default`` (negative = the variant is better)."""
     from latent4d.binary.pipeline import BinaryLatentPipeline
     from latent4d.config import load_run_config
 
-    default_loss = load_run_config(work / "diffusion").model.loss
-    w = f"{GUIDANCE:g}"
+    default_loss = load_run_config(runs["diffusion"]).model.loss
     for loss in LOSS_VARIANTS:
         if loss == default_loss:
             continue
         run = work / f"diffusion_loss_{loss}"
-        _train(DIGITS["diffusion"], run, quick, "binary_diffusion_quick", ae_run=ae_run, extra=[f"model.loss={loss}"])
+        _train(DIGITS["diffusion"], run, quick, "binary_diffusion_quick", ae_run=runs["ae"],
+               extra=[f"model.loss={loss}"])
         pipe = BinaryLatentPipeline.from_pretrained(run)
-        for tag, g, key in (("", 0.0, "plain"), (f", guidance {w}", GUIDANCE, "guided")):
-            m, _ = _score(pipe, ev, n, 16, g, TEMPERATURE)
+        for w in (0.0, GUIDANCE):
+            m, _ = _score(pipe, ev, n, 16, w, TEMPERATURE)
+            tag = f", guidance {w:g}" if w else ""
             report.add(f"binary S=16, loss={loss}: FD{tag}", m["fd"], "")
             report.add(f"binary S=16, loss={loss}: class accuracy{tag}", m["accuracy"], "")
-            report.add(f"binary S=16, loss={loss} - loss={default_loss}: FD{tag}", m["fd"] - default[key]["fd"], "")
+            report.add(f"binary S=16, loss={loss} - loss={default_loss}: FD{tag}",
+                       m["fd"] - default["guided" if w else "plain"]["fd"], "")
     report.note(f"loss rows: the digits diffusion retrained with model.loss in {LOSS_VARIANTS} instead of the "
                 f"configured '{default_loss}' (same autoencoder, seed, epochs; sampled with the same seeds)")
 

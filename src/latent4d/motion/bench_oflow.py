@@ -8,7 +8,8 @@ does not import it). Steps: procedural sequences written in the O-Flow layout wh
 (:func:`_oflow_evaluate`); the same runs on the same clips through ``bench motion``'s own evaluation path,
 side by side with the O-Flow path (:func:`_side_by_side`); the loading time of one training item against
 the training step (:func:`_oflow_loading`); and data-loading throughput and peak memory of the four
-training loaders on one sequence at D-FAUST size (100,000 points per frame, :func:`_loading_100k`).
+training loaders on one sequence at D-FAUST size (100,000 points per frame, :func:`_loading_100k`); and
+``latent4d reconstruct motion`` from ``pcl_seq`` folders as a user runs it (:mod:`latent4d.motion.bench_pcl`).
 """
 
 from __future__ import annotations
@@ -558,5 +559,10 @@ def run(report: BenchReport, quick: bool, runs_dir: Path, train: Callable, repor
     _side_by_side(report, runs, root, size, results)
     _oflow_loading(report, runs, stats, size["loading_items"])
     _loading_100k(report, runs, stats, runs_dir, quick, size)
+    from latent4d.motion.bench_pcl import reconstruct_rows
+
+    work = runs_dir / f"{'quick_' if quick else ''}oflow_reconstruct"
+    root_100k = _dataset_100k(report, runs_dir, quick, size)
+    reconstruct_rows(report, runs, root, root_100k, size, OFLOW_CATEGORY, work)
     for exp, run_dir in runs.items():
         report.artifact(f"{exp}_run", run_dir)

@@ -25,7 +25,7 @@ test: setup
 FORMATTED := viewer tests/viewer src/latent4d/motion tests/motion src/latent4d/cluster.py \
 	src/latent4d/callbacks.py scripts/gpu_check.py tests/trunk/test_cluster.py tests/trunk/cluster_jobs.py \
 	tests/trunk/test_gpu_check.py tests/codeshape.py tests/helpers.py src/latent4d/demo.py tests/trunk/test_demo.py \
-	src/latent4d/progress.py tests/trunk/test_progress.py
+	src/latent4d/progress.py tests/trunk/test_progress.py src/latent4d/binary/bench_scale.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts viewer

@@ -68,14 +68,20 @@ def _score(root: Path, category: str, split: str, out: Path, n_iou: int, n_chamf
     return m
 
 
-def reconstruct_rows(report: BenchReport, runs: dict, root: Path, root_100k: Path, size: dict,
-                     category: str, work: Path) -> dict:
+def reconstruct_rows(
+    report: BenchReport, runs: dict, root: Path, root_100k: Path, size: dict, category: str, work: Path
+) -> dict:
     """The three reconstructions of the module docstring, their rows and a note -> {label: metrics}."""
     from latent4d.motion.oflow import read_split_list
 
     ev = size["evaluate"]
-    base = [f"shape_run={runs['shape_diffusion'].resolve()}", f"deform_run={runs['deform_diffusion'].resolve()}",
-            "render=false", "mode=sparse", "seed=0"]
+    base = [
+        f"shape_run={runs['shape_diffusion'].resolve()}",
+        f"deform_run={runs['deform_diffusion'].resolve()}",
+        "render=false",
+        "mode=sparse",
+        "seed=0",
+    ]
     plain = ["guidance=0", "fuse=false", f"steps={ev['steps']}", f"resolution={ev['resolution']}"]
     test_seq = read_split_list(root, "test", [category])[0]
     big_seq = read_split_list(root_100k, "test", [category])[0]

@@ -2,13 +2,16 @@
 """GPU readiness: every paper-size experiment trains a few steps on this machine's GPU(s).
 
     python scripts/gpu_check.py [--steps 30] [--out outputs/gpu_check] [--budget 540] [--only motion,binary]
+                                [--oflow-root <O-Flow dataset> [--oflow-category D-FAUST]]
 
 For each experiment (the paper-size ``model=<family>_..._paper`` networks on the procedural data; the
 diffusion stages on the autoencoders trained a few steps just before) it runs
 ``latent4d train ... trainer=gpu trainer.max_steps=<steps>`` and, where the machine has more than one
 GPU, the same with ``trainer=ddp trainer.devices=<n>``; it writes ``<out>/gpu_check.json`` with, per run,
 throughput (samples/s after 3 warm-up steps, all ranks), seconds per step, peak GPU memory (GB, rank 0)
-and the training loss after the last step, and prints a table. Stages past ``--budget`` seconds are
+and the training loss after the last step, and prints a table. With ``--oflow-root`` the four D-FAUST
+experiments (``experiment=motion/dfaust/<exp>``, paper size, their own data settings) also train on that
+dataset (stages ``motion_dfaust_*``; sequences of at least 50 frames: the deformation AE's windows). Stages past ``--budget`` seconds are
 listed as skipped. On a machine without a CUDA GPU it says so and exits 0 (``--cpu-smoke`` runs the
 same stages at the tiny test sizes on the CPU, which is what the tests do).
 """
@@ -68,7 +71,19 @@ STAGES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         {"shape_ae_run": "motion_shape_ae", "deform_ae_run": "motion_deform_ae"},
         ["preset=motion_deform_diffusion_quick"],
     ),
-    ("binary_ae", ["experiment=binary/ae_digits", "model=binary_ae_paper"], {}, ["preset=binary_ae_tiny"]),
+    (
+        "binary_ae",  # the paper AE takes 256 px RGB: scikit-image's photographs (a few crops)
+        [
+            "experiment=binary/ae_images",
+            "model=binary_ae_paper",
+            "data.image_size=256",
+            "data.photo_short_side=256",
+            "data.n_train=256",
+            "data.n_eval=16",
+        ],
+        {},
+        ["preset=binary_ae_tiny"],
+    ),
     (
         "binary_diffusion",
         ["experiment=binary/diffusion_digits", "model=binary_diffusion_paper"],
@@ -82,6 +97,33 @@ STAGES: list[tuple[str, list[str], dict[str, str], list[str]]] = [
         ["preset=binary_ae_voxels_tiny"],
     ),
 ]
+
+#: the D-FAUST experiments at paper size on an O-Flow dataset (``--oflow-root``): stage, experiment, needs
+OFLOW_STAGES: list[tuple[str, str, dict[str, str]]] = [
+    ("motion_dfaust_shape_ae", "shape_ae", {}),
+    ("motion_dfaust_deform_ae", "deform_ae", {}),
+    *(
+        (
+            f"motion_dfaust_{exp}",
+            exp,
+            {"shape_ae_run": "motion_dfaust_shape_ae", "deform_ae_run": "motion_dfaust_deform_ae"},
+        )
+        for exp in ("shape_diffusion", "deform_diffusion")
+    ),
+]
+
+
+def oflow_stages(root: Path | None, category: str) -> list[tuple]:
+    """:data:`OFLOW_STAGES` as :data:`STAGES` entries reading ``root`` / ``category`` (none without a root;
+    the tiny CPU-smoke sizes are the ``motion_oflow_<exp>_cpu`` presets)."""
+    if root is None:
+        return []
+    data = [f"data.root={root.resolve()}", f"data.category={category}"]
+    return [
+        (name, [f"experiment=motion/dfaust/{exp}", *data], needs, [f"preset=motion_oflow_{exp}_cpu", *data])
+        for name, exp, needs in OFLOW_STAGES
+    ]
+
 
 #: what every run adds: a few steps, no validation / test, the speed meter, checkpoints and CSV logs
 COMMON = [
@@ -164,7 +206,7 @@ def check(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     for label, trainer in trainers(args.cpu_smoke):
         runs: dict[str, Path] = {}
-        for stage in STAGES:
+        for stage in [*STAGES, *oflow_stages(args.oflow_root, args.oflow_category)]:
             name = stage[0]
             if only and not any(name.startswith(o) for o in only):
                 continue
@@ -214,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=float, default=540.0, help="seconds for all runs (later stages are skipped)"
     )
     p.add_argument("--only", default="", help="comma-separated stage prefixes, e.g. motion,binary")
+    p.add_argument("--oflow-root", type=Path, default=None, help="O-Flow dataset: adds the D-FAUST stages")
+    p.add_argument("--oflow-category", default="D-FAUST", help="category folder under --oflow-root")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (tests the script itself)")
     args = p.parse_args(argv)
     if args.steps < 5:

@@ -82,3 +82,31 @@ def test_loss_rows_train_each_variant_and_report_the_difference(tmp_path, monkey
     assert rows["binary S=16, loss=bce - loss=focal: FD"] == pytest.approx(2.0)
     assert rows["binary S=16, loss=bce - loss=focal: FD, guidance 1"] == pytest.approx(-1.0)
     assert rows["binary S=16, loss=bce: class accuracy, guidance 1"] == 1.0
+
+
+def test_binary_scale_overrides_build_the_stated_denoisers(monkeypatch, tmp_path):
+    """Each scale of ``bench binary_scale`` composes into the digits diffusion experiment and sets both
+    models' transformer to the scale's size; the scales run are chosen as documented."""
+    from hydra.utils import instantiate
+
+    from latent4d.binary.bench_scale import SCALES, chosen_scales, scale_overrides
+    from latent4d.errors import ConfigError
+    from latent4d.train import compose_config
+
+    assert scale_overrides("s") == []  # the CPU default is the bench binary run itself
+    for exp in ("binary/diffusion_digits", "binary/diffusion_digits_continuous"):
+        cfg = compose_config([f"experiment={exp}", "autoencoder_path=x", *scale_overrides("m")], tmp_path)
+        d = cfg.model.denoiser
+        assert (d.dim, d.depth, d.heads, d.dim_head, d.mlp_mult) == tuple(SCALES["m"][k] for k in
+                                                                            ("dim", "depth", "heads", "dim_head", "mlp_mult"))
+        assert cfg.model.lr == SCALES["m"]["lr"]
+        net = instantiate(cfg.model.denoiser)(latent_channels=16, latent_shape=(4, 4))
+        assert sum(p.numel() for p in net.parameters()) > 3_000_000
+    monkeypatch.delenv("LATENT4D_BINARY_SCALES", raising=False)
+    assert chosen_scales(quick=False, cuda=True) == list(SCALES)
+    assert chosen_scales(quick=False, cuda=False) == ["s"] == chosen_scales(quick=True, cuda=True)
+    monkeypatch.setenv("LATENT4D_BINARY_SCALES", "s, l")
+    assert chosen_scales(quick=True, cuda=False) == ["s", "l"]
+    monkeypatch.setenv("LATENT4D_BINARY_SCALES", "xl")
+    with pytest.raises(ConfigError, match="unknown scale.*xl"):
+        chosen_scales(quick=False, cuda=False)

@@ -45,3 +45,27 @@ def test_cpu_smoke_measures_each_stage_and_chains_the_dependent_one(tmp_path, ca
 def test_too_few_steps_is_refused():
     with pytest.raises(SystemExit):
         _script().main(["--steps", "2"])
+
+
+def test_oflow_stages_read_the_dataset_and_chain_the_diffusion_stages(tmp_path):
+    gc = _script()
+    assert gc.oflow_stages(None, "D-FAUST") == []
+    stages = {s[0]: s for s in gc.oflow_stages(tmp_path / "data", "D-FAUST")}
+    assert list(stages) == [
+        f"motion_dfaust_{e}" for e in ("shape_ae", "deform_ae", "shape_diffusion", "deform_diffusion")
+    ]
+    runs = {"motion_dfaust_shape_ae": tmp_path / "sa", "motion_dfaust_deform_ae": tmp_path / "da"}
+    ov = gc.stage_overrides(
+        stages["motion_dfaust_deform_diffusion"], runs, ["trainer=gpu"], 20, False, tmp_path / "r"
+    )
+    assert (
+        "experiment=motion/dfaust/deform_diffusion" in ov
+        and f"data.root={(tmp_path / 'data').resolve()}" in ov
+    )
+    assert f"shape_ae_run={tmp_path / 'sa'}" in ov and f"deform_ae_run={tmp_path / 'da'}" in ov
+    smoke = gc.stage_overrides(stages["motion_dfaust_shape_ae"], {}, ["trainer=cpu"], 6, True, tmp_path / "r")
+    assert "preset=motion_oflow_shape_ae_cpu" in smoke and "data.category=D-FAUST" in smoke
+    # without the autoencoder runs (a failed stage) the diffusion stage is not run
+    assert (
+        gc.stage_overrides(stages["motion_dfaust_shape_diffusion"], {}, [], 20, False, tmp_path / "r") is None
+    )

@@ -345,4 +345,11 @@ def bench_binary(report: BenchReport, quick: bool) -> None:
     bench_voxels(report, quick, work / "voxels")
 
 
-BENCHMARKS = {"binary": bench_binary}
+def bench_binary_scale(report: BenchReport, quick: bool) -> None:
+    """``latent4d bench binary_scale``: :mod:`latent4d.binary.bench_scale` (imported here: it imports this module)."""
+    from latent4d.binary.bench_scale import bench_binary_scale as run
+
+    run(report, quick)
+
+
+BENCHMARKS = {"binary": bench_binary, "binary_scale": bench_binary_scale}

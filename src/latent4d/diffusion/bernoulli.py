@@ -113,7 +113,7 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
 
     def keep_prob(self, t, device=None, dtype=torch.float32) -> torch.Tensor:
         """``k_t`` for an int or a tensor of timesteps."""
-        idx = torch.as_tensor(t, dtype=torch.long)
+        idx = torch.as_tensor(t, dtype=torch.long).cpu()  # the schedule stays on the CPU (GPU timesteps too)
         return self.k[idx].to(device=device, dtype=dtype)
 
     # ------------------------------------------------------------------ forward process

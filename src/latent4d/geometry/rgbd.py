@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from latent4d.errors import InputError
@@ -127,6 +126,8 @@ def render_rgbd(meshes: list[trimesh.Trimesh], K, world_to_cam, width: int, heig
     ``ids[i]`` is the mask value of mesh i (default i + 1). ``shading`` in [0, 1] mixes a headlight
     Lambert term into the colour (0 = pure albedo, what photometric losses expect).
     """
+    import open3d as o3d  # here, not at import: back-projection and intrinsics checks run without Open3D
+
     K = check_intrinsics(K)
     ids = list(range(1, len(meshes) + 1)) if ids is None else list(ids)
     scene = o3d.t.geometry.RaycastingScene()

@@ -1,10 +1,18 @@
-"""Signed distance, occupancy and closest surface points of triangle meshes (Open3D RaycastingScene)."""
+"""Signed distance, occupancy and closest surface points of triangle meshes (Open3D RaycastingScene).
+
+Open3D is imported when a :class:`MeshSDF` is built, not with this module: code paths that never query a
+mesh (training on precomputed O-Flow data, binary and hair models) run where Open3D is not installed.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import open3d as o3d
 import trimesh
+
+if TYPE_CHECKING:
+    import open3d as o3d
 
 from latent4d.errors import InputError
 
@@ -31,6 +39,8 @@ class MeshSDF:
             raise InputError("MeshSDF: mesh has no faces")
         if not np.isfinite(v).all():
             raise InputError("MeshSDF: mesh vertices contain NaN or inf")
+        import open3d as o3d
+
         self.vertices, self.faces = v, f
         self.scene = o3d.t.geometry.RaycastingScene()
         self.scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(f))  # type: ignore[call-overload]  # open3d stubs
@@ -39,6 +49,8 @@ class MeshSDF:
 
     @staticmethod
     def _q(points) -> o3d.core.Tensor:
+        import open3d as o3d
+
         p = np.ascontiguousarray(np.asarray(points, dtype=np.float32))
         if p.ndim != 2 or p.shape[1] != 3:
             raise InputError(f"query points must be (N, 3), got {p.shape}")

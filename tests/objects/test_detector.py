@@ -78,6 +78,39 @@ def test_targets_decode_back_to_the_ground_truth():
         assert iou > 0.5, f"{o.category}: mask IoU {iou:.2f}"
 
 
+def test_objects_without_codes_get_every_target_but_the_codes():
+    """An extra training instance (no database code) is labelled, centred and posed like the others; only
+    its pixels are left out of the code losses (``coded``)."""
+    scene = _scene()
+    K_out = np.array([[50.0, 0, 20], [0, 50.0, 15], [0, 0, 1]])
+    mask = np.asarray(scene.mask[2::4, 2::4], np.int64)
+    objs = [{"instance_id": o.instance_id, "label": 1, "R": o.R, "t": o.t, "scale": o.scale, "symmetric": False,
+             "shape_code": np.ones(4) if k == 0 else None, "appearance_code": np.ones(3) if k == 0 else None}
+            for k, o in enumerate(scene.objects)]
+    tg = detector_targets(mask, K_out, objs, 6, (4, 3))
+    first, other = mask == scene.objects[0].instance_id, mask == scene.objects[1].instance_id
+    assert first.any() and other.any()
+    assert (tg["coded"][first] == 1).all() and (tg["coded"][other] == 0).all() and (tg["coded"][mask == 0] == 0).all()
+    assert (tg["sem"][other] == 1).all() and (tg["inst"][other] == 2).all()
+    np.testing.assert_array_equal(tg["objs"][1, OBJ_FIELDS:], 0)
+    np.testing.assert_array_equal(tg["objs"][0, OBJ_FIELDS:], 1)
+
+
+def test_extra_instances_are_placed_without_code_targets(tiny_run, tmp_path, monkeypatch):
+    from latent4d.objects.data import EXTRA_SEED_OFFSET, DetectorDataModule
+
+    monkeypatch.setenv("LATENT4D_CACHE", str(tmp_path))
+    dm = DetectorDataModule(database=str(tiny_run[0]), categories=["mug", "camera", "bottle"], train_scenes=6,
+                            val_scenes=1, test_scenes=1, n_objects=(3, 3), extra_per_category=4)
+    arrays = dm._scenes("train")
+    rows = np.concatenate([a[: int(n)] for a, n in zip(arrays["objects"], arrays["n"])])
+    assert (rows[:, 1] == -1).any() and (rows[:, 1] >= 0).any()  # extra instances and database objects
+    ds = dm.split_dataset("train")
+    coded_off = sum(int(((it["inst"] > 0) & (it["coded"] == 0)).sum()) for it in (ds[i] for i in range(len(ds))))
+    assert coded_off > 0
+    assert EXTRA_SEED_OFFSET >= 100
+
+
 def test_network_shapes_and_bad_config():
     from latent4d.errors import InputError
 
@@ -98,7 +131,7 @@ def detector_run(tiny_run, tmp_path_factory, monkeypatch_module):
     out = tmp_path_factory.mktemp("detector_run")
     cfg = compose_config(["experiment=objects/detector", f"data.database={tiny_run[0]}", "data.categories=[mug,camera,bottle]",
                           "data.train_scenes=8", "data.val_scenes=2", "data.test_scenes=2", "data.batch_size=4",
-                          "trainer.max_epochs=1", "callbacks=minimal", "logger=csv"], out)
+                          "data.extra_per_category=1", "trainer.max_epochs=1", "callbacks=minimal", "logger=csv"], out)
     return out, run_training(cfg)
 
 

@@ -210,10 +210,16 @@ def database_objects(database, resolution: int) -> list[ProceduralObject]:
     return out
 
 
+#: seeds of the detector's extra training instances (``extra_per_category``): above any database's
+#: (``<category>_<seed>`` with seed < this) and below the held-out instances' (1000, evaluation.py)
+EXTRA_SEED_OFFSET = 500
+
+
 def _render_scene(objects: list[ProceduralObject], seed: int, hp, K_render: np.ndarray, index: dict[str, int]
                   ) -> dict[str, np.ndarray]:
     """One varied scene (lighting, background, focal length) at the render size, resampled to the
-    detector's working size; mask at the output grid; object rows (instance, database index, R, t, scale)."""
+    detector's working size; mask at the output grid; object rows (instance, database index or -1 for an
+    extra instance without a code, R, t, scale, index of the category in ``hp.categories``)."""
     from latent4d.objects.detector import DEPTH_OFFSET, detector_input
     from latent4d.objects.scenes import make_scene
 
@@ -227,9 +233,10 @@ def _render_scene(objects: list[ProceduralObject], seed: int, hp, K_render: np.n
                        shading=float(rng.uniform(0, hp.max_shading)), background=tuple(rng.uniform(0, 255, 3)))
     x, Kw = detector_input(scene.rgb, scene.depth, scene.K, hp.width, hp.height)
     step = hp.render_scale * hp.out_stride
-    rows = np.zeros((hp.max_objects, 15), np.float32)
+    rows = np.zeros((hp.max_objects, 16), np.float32)
     for k, o in enumerate(scene.objects[:hp.max_objects]):
-        rows[k] = [o.instance_id, index[o.name], *np.asarray(o.R).ravel(), *o.t, o.scale]
+        rows[k] = [o.instance_id, index.get(o.name, -1), *np.asarray(o.R).ravel(), *o.t, o.scale,
+                   list(hp.categories).index(o.category)]
     rgb = np.rint((x[:3].permute(1, 2, 0).numpy() + 0.5) * 255).clip(0, 255).astype(np.uint8)
     depth = (x[3].numpy() + DEPTH_OFFSET) * x[4].numpy()  # the resampled depth with its holes
     return {"rgb": rgb, "depth": depth.astype(np.float32), "mask": scene.mask[step // 2::step, step // 2::step]
@@ -269,13 +276,14 @@ class DetectorScenes(Dataset):
         x, Kw = detector_input(self._rgb(i), depth, self.a["K"][i], depth.shape[1], depth.shape[0])
         objs = []
         for row in self.a["objects"][i][: int(self.a["n"][i])]:
-            j = int(row[1])
-            cat = self.cats[j]
+            j = int(row[1])  # database index; -1: an extra instance (no code target)
+            cat = self.cats[j] if j >= 0 else self.labels[int(row[15])]
             if cat not in self.labels:
                 continue
             objs.append({"instance_id": int(row[0]), "label": self.labels.index(cat) + 1, "R": row[2:11].reshape(3, 3),
                          "t": row[11:14], "scale": float(row[14]), "symmetric": cat in SYMMETRIC,
-                         "shape_code": self.zs[j], "appearance_code": self.za[j]})
+                         "shape_code": self.zs[j] if j >= 0 else None,
+                         "appearance_code": self.za[j] if j >= 0 else None})
         tg = detector_targets(self.a["mask"][i].astype(np.int64), output_intrinsics(Kw, self.stride), objs,
                               self.a["objects"].shape[1], (self.zs.shape[1], self.za.shape[1]))
         return {"x": x, **{k: torch.from_numpy(v) for k, v in tg.items()}}
@@ -291,6 +299,10 @@ class DetectorDataModule(SplitDataModule):
         width / height: the detector's working size; render_scale: scenes are rendered at this multiple
             and resampled as real frames are; out_stride: the detector's output stride.
         n_objects: objects per scene (inclusive range); max_objects: target rows per scene.
+        extra_per_category: procedural instances per category placed in the scenes besides the
+            database's (seeds from :data:`EXTRA_SEED_OFFSET`, never database nor held-out ones): they train
+            the heatmap, category, masks, pose and size on more shapes and textures than the database holds
+            (no code targets: the code heads learn from the database's objects only).
         max_shading: headlight shading drawn in [0, max_shading]; resolution: marching-cubes
             resolution of the scene meshes; batch_size, num_workers, seed, cache: as usual.
     """
@@ -299,7 +311,7 @@ class DetectorDataModule(SplitDataModule):
                  train_scenes: int = 400, val_scenes: int = 40, test_scenes: int = 40, width: int = 160,
                  height: int = 120, render_scale: int = 1, out_stride: int = 4, n_objects=(1, 5), max_objects: int = 6,
                  max_shading: float = 0.6, resolution: int = 64, batch_size: int = 8, num_workers: int = 0,
-                 seed: int = 0, cache: bool = True):
+                 seed: int = 0, cache: bool = True, extra_per_category: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         categories, n_objects = [str(c) for c in categories], [int(n) for n in n_objects]
         self.save_hyperparameters()
@@ -322,17 +334,26 @@ class DetectorDataModule(SplitDataModule):
         n = {"train": hp.train_scenes, "val": hp.val_scenes, "test": hp.test_scenes}[split]
         first = {"train": 0, "val": 1_000_000, "test": 2_000_000}[split] + hp.seed * 10_000
         db = self.database
-        params = {"v": 1, "split": split, "n": n, "first": first, "names": db.names, "w": hp.width, "h": hp.height,
+        params = {"v": 2, "split": split, "n": n, "first": first, "names": db.names, "w": hp.width, "h": hp.height,
                   "rs": hp.render_scale, "st": hp.out_stride, "no": list(hp.n_objects), "mo": hp.max_objects,
-                  "sh": hp.max_shading, "res": hp.resolution, "cats": list(hp.categories)}
+                  "sh": hp.max_shading, "res": hp.resolution, "cats": list(hp.categories),
+                  "ex": int(hp.get("extra_per_category", 0))}
 
         def build():
             from latent4d.objects.detector import resize_intrinsics
+            from latent4d.objects.synthetic import object_set
 
             objs = [o for o in database_objects(db, hp.resolution) if o.category in hp.categories]
             if not objs:
                 raise InputError(f"data.categories {list(hp.categories)}: the latent database holds none of them "
                                  f"(it holds {', '.join(sorted(set(db.categories)))})")
+            if params["ex"]:
+                extra = object_set(hp.categories, params["ex"], EXTRA_SEED_OFFSET, hp.resolution)
+                clash = sorted({o.name for o in extra} & set(db.names))
+                if clash:
+                    raise InputError(f"data.extra_per_category: {clash[:3]} are database objects (database seeds must "
+                                     f"stay below {EXTRA_SEED_OFFSET}); lower data.extra_per_category")
+                objs += extra
             K = resize_intrinsics(NOCS_K, hp.width * hp.render_scale / 640, hp.height * hp.render_scale / 480)
             index = {name: i for i, name in enumerate(db.names)}
             items = [_render_scene(objs, first + i, hp, K, index) for i in range(n)]

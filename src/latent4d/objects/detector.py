@@ -196,13 +196,16 @@ def detector_targets(mask_out: np.ndarray, K_out: np.ndarray, objects: list[dict
 
     mask_out (h, w) instance ids at the output grid (0 = background); objects: dicts with
     ``instance_id``, ``label`` (1..C), ``R``, ``t``, ``scale``, ``symmetric``, ``shape_code``,
-    ``appearance_code``. Returns ``heat`` (1, h, w), ``sem`` (h, w) int64 labels, ``inst`` (h, w) int64
-    (k + 1 = row k of ``objs``, 0 = background), ``objs`` (max_objects, OBJ_FIELDS + Ds + Da).
+    ``appearance_code`` (None for an object without a code: its pixels get no code target). Returns ``heat``
+    (1, h, w), ``sem`` (h, w) int64 labels, ``inst`` (h, w) int64 (k + 1 = row k of ``objs``, 0 =
+    background), ``objs`` (max_objects, OBJ_FIELDS + Ds + Da), ``coded`` (h, w) float32 (1 on the pixels
+    of objects with codes).
     """
     Ds, Da = code_dims
     objs = np.zeros((max_objects, OBJ_FIELDS + Ds + Da), np.float32)
     sem = np.zeros(mask_out.shape, np.int64)
     inst = np.zeros(mask_out.shape, np.int64)
+    coded = np.zeros(mask_out.shape, np.float32)
     centres = []
     for k, o in enumerate(objects[:max_objects]):
         sel = mask_out == o["instance_id"]
@@ -211,12 +214,15 @@ def detector_targets(mask_out: np.ndarray, K_out: np.ndarray, objects: list[dict
         v = K_out[1, 1] * t[1] / t[2] + K_out[1, 2]
         R = np.asarray(o["R"], np.float64)
         objs[k, :OBJ_FIELDS] = [u, v, t[2], np.log(o["scale"]), *R[:, 0], *R[:, 1], float(o["symmetric"])]
-        objs[k, OBJ_FIELDS:OBJ_FIELDS + Ds] = o["shape_code"]
-        objs[k, OBJ_FIELDS + Ds:] = o["appearance_code"]
+        has_code = o.get("shape_code") is not None
+        if has_code:
+            objs[k, OBJ_FIELDS:OBJ_FIELDS + Ds] = o["shape_code"]
+            objs[k, OBJ_FIELDS + Ds:] = o["appearance_code"]
         if sel.any():
-            sem[sel], inst[sel] = o["label"], k + 1
+            sem[sel], inst[sel], coded[sel] = o["label"], k + 1, float(has_code)
             centres.append((u, v, max(1.0, 0.2 * float(np.sqrt(sel.sum())))))
-    return {"heat": centre_heatmap(mask_out.shape, centres)[None], "sem": sem, "inst": inst, "objs": objs}
+    return {"heat": centre_heatmap(mask_out.shape, centres)[None], "sem": sem, "inst": inst, "objs": objs,
+            "coded": coded}
 
 
 # ----------------------------------------------------------------------------------------------

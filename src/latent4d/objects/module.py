@@ -131,7 +131,8 @@ class DetectorModule(LatentModule):
     ``1 + 4 * target``); per-pixel category cross-entropy, class-balanced; and on every object pixel L1 on the centre
     offset (tens of output pixels), the 6D rotation (for symmetric categories only the up column),
     the centre depth relative to the observed depth (decimetres), the log half-diagonal, and the shape
-    and appearance codes (ShAPO: masked L1 on the codes and the pose). AdamW, cosine decay per step.
+    and appearance codes on the pixels of objects that have codes (``coded``: the database's objects, not
+    the extra instances; ShAPO: masked L1 on the codes and the pose). AdamW, cosine decay per step.
     """
 
     def __init__(self, detector, lr: float = 2e-3, weight_decay: float = 1e-4, lr_final: float = 0.05,
@@ -183,14 +184,17 @@ class DetectorModule(LatentModule):
         dz_t = (tg[:, 2:3] - output_depth(batch["x"], self.detector.config.out_stride)) * 10.0
         Ds = self.detector.config.shape_dim
 
-        def masked(err):  # mean over object pixels of a (B, h, w) error
-            return (err * fg).sum() / n
+        def masked(err, sel=fg, count=n):  # mean over object pixels of a (B, h, w) error
+            return (err * sel).sum() / count
+
+        coded = batch.get("coded", fg.float()) * fg  # pixels of objects with code targets
+        n_coded = coded.sum().clamp_min(1)
 
         terms.update({"offset": masked((out["offset"] - off_t).abs().sum(1)), "rotation": masked(rot),
                       "depth": masked((pose[:, 6:7] - dz_t).abs()[:, 0]),
                       "scale": masked((pose[:, 7:8] - (tg[:, 3:4] - LOG_SCALE_OFFSET)).abs()[:, 0]),
-                      "shape": masked((out["shape"] - tg[:, OBJ_FIELDS:OBJ_FIELDS + Ds]).abs().mean(1)),
-                      "appearance": masked((out["appearance"] - tg[:, OBJ_FIELDS + Ds:]).abs().mean(1))})
+                      "shape": masked((out["shape"] - tg[:, OBJ_FIELDS:OBJ_FIELDS + Ds]).abs().mean(1), coded, n_coded),
+                      "appearance": masked((out["appearance"] - tg[:, OBJ_FIELDS + Ds:]).abs().mean(1), coded, n_coded)})
         terms["loss"] = sum(self.w[k] * v for k, v in terms.items())
         return terms
 

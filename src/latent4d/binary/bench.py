@@ -346,10 +346,13 @@ def bench_binary(report: BenchReport, quick: bool) -> None:
 
 
 def bench_binary_scale(report: BenchReport, quick: bool) -> None:
-    """``latent4d bench binary_scale``: :mod:`latent4d.binary.bench_scale` (imported here: it imports this module)."""
+    """``latent4d bench binary_scale``: :mod:`latent4d.binary.bench_scale`, given this module's pieces."""
+    import types
+
     from latent4d.binary.bench_scale import bench_binary_scale as run
 
-    run(report, quick)
+    parts = types.SimpleNamespace(train=_train, score=_score, digits=DIGITS, guidance=GUIDANCE, temperature=TEMPERATURE)
+    run(report, quick, parts)
 
 
 BENCHMARKS = {"binary": bench_binary, "binary_scale": bench_binary_scale}

@@ -57,16 +57,16 @@ def chosen_scales(quick: bool, cuda: bool) -> list[str]:
     return list(SCALES) if cuda and not quick else ["s"]
 
 
-def _train_job(kind: str, label: str, work: str, quick: bool, trainer: list[str], threads: int) -> dict:
+def _train_job(
+    parts, kind: str, label: str, work: str, quick: bool, trainer: list[str], threads: int
+) -> dict:
     """One diffusion run (own process on CUDA): trained or reused -> {seconds, reused}."""
-    from latent4d.binary.bench import DIGITS, _train
-
     torch.set_num_threads(threads)
     exp_key, ae_key = KINDS[kind]
     t0 = time.perf_counter()
     run = Path(work) / (exp_key if label == "s" else f"scale_{label}_{kind}")
-    _, reused = _train(
-        DIGITS[exp_key],
+    _, reused = parts.train(
+        parts.digits[exp_key],
         run,
         quick,
         "binary_diffusion_quick",
@@ -76,21 +76,19 @@ def _train_job(kind: str, label: str, work: str, quick: bool, trainer: list[str]
     return {"run": str(run), "seconds": time.perf_counter() - t0, "reused": reused}
 
 
-def _train_all(report: BenchReport, quick: bool, work: Path, scales: list[str], cuda: bool) -> dict:
+def _train_all(report: BenchReport, parts, quick: bool, work: Path, scales: list[str], cuda: bool) -> dict:
     """The two autoencoders (as ``bench binary``), then every (kind, scale) diffusion run -> {(kind, scale): job}."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from latent4d.binary.bench import DIGITS, _train
-
     trainer = ["trainer=gpu", "trainer.precision=32-true"] if cuda else []  # fp32 (TF32) as the CPU runs
     for key in ("ae", "ae_continuous"):
-        _train(DIGITS[key], work / key, quick, "binary_ae_quick", extra=trainer)
+        parts.train(parts.digits[key], work / key, quick, "binary_ae_quick", extra=trainer)
     jobs = [(kind, label) for label in scales for kind in KINDS]
     n = len(jobs) if cuda else 1
     threads = max(1, (os.cpu_count() or 1) // n)
     with ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
-        futs = {j: pool.submit(_train_job, *j, str(work), quick, trainer, threads) for j in jobs}
+        futs = {j: pool.submit(_train_job, parts, *j, str(work), quick, trainer, threads) for j in jobs}
         done = {j: f.result() for j, f in futs.items()}
     for (kind, label), r in done.items():
         report.add(
@@ -99,16 +97,15 @@ def _train_all(report: BenchReport, quick: bool, work: Path, scales: list[str], 
     return done
 
 
-def _evaluate(report: BenchReport, done: dict, scales: list[str], n: int, device: str) -> None:
+def _evaluate(report: BenchReport, parts, done: dict, scales: list[str], n: int, device: str) -> None:
     """FD / class accuracy of every run at 16 steps (binary also 64) without and with guidance; the
     binary / continuous comparisons per scale with the issue's targets."""
-    from latent4d.binary.bench import GUIDANCE, TEMPERATURE, _score
     from latent4d.binary.metrics import DigitsEvaluator
     from latent4d.binary.pipeline import BinaryLatentPipeline, GaussianLatentPipeline
 
     ev = DigitsEvaluator(epochs=20)
     report.add("judge classifier test accuracy", ev.test_accuracy, "")
-    w = f"{GUIDANCE:g}"
+    w = f"{parts.guidance:g}"
     for label in scales:
         got = {}
         for kind, cls in (("binary", BinaryLatentPipeline), ("continuous", GaussianLatentPipeline)):
@@ -116,22 +113,20 @@ def _evaluate(report: BenchReport, done: dict, scales: list[str], n: int, device
             params = sum(p.numel() for p in pipe.denoiser.parameters())
             report.add(f"scale {label}, {kind}: denoiser parameters", params, "")
             for steps in (16, 64) if kind == "binary" else (16,):
-                for g in (0.0, GUIDANCE):
-                    m, _ = _score(pipe, ev, n, steps, g, TEMPERATURE)
+                for g in (0.0, parts.guidance):
+                    m, _ = parts.score(pipe, ev, n, steps, g, parts.temperature)
                     got[(kind, steps, g)] = m
                     tag = f", guidance {w}" if g else ""
                     report.add(f"scale {label}, {kind} S={steps}: FD{tag}", m["fd"], "")
                     report.add(f"scale {label}, {kind} S={steps}: class accuracy{tag}", m["accuracy"], "")
-        _compare(report, label, got)
+        _compare(report, label, got, parts.guidance)
 
 
-def _compare(report: BenchReport, label: str, got: dict) -> None:
+def _compare(report: BenchReport, label: str, got: dict, guidance: float) -> None:
     """The issue's targets at one scale from ``got[(kind, steps, guidance)]`` (scores)."""
-    from latent4d.binary.bench import GUIDANCE
-
-    w = f"{GUIDANCE:g}"
-    b0, bg, b64 = got[("binary", 16, 0.0)], got[("binary", 16, GUIDANCE)], got[("binary", 64, 0.0)]
-    c0, cg = got[("continuous", 16, 0.0)], got[("continuous", 16, GUIDANCE)]
+    w = f"{guidance:g}"
+    b0, bg, b64 = got[("binary", 16, 0.0)], got[("binary", 16, guidance)], got[("binary", 64, 0.0)]
+    c0, cg = got[("continuous", 16, 0.0)], got[("continuous", 16, guidance)]
     report.add(f"scale {label}: binary FD(16) / continuous FD(16)", b0["fd"] / c0["fd"], "", target="<= 1.0")
     report.add(
         f"scale {label}: binary FD(16) / continuous FD(16), guidance {w}",
@@ -148,15 +143,17 @@ def _compare(report: BenchReport, label: str, got: dict) -> None:
     report.add(f"scale {label}: binary FD(16) / FD(64)", b0["fd"] / b64["fd"], "", target="<= 1.1")
 
 
-def bench_binary_scale(report: BenchReport, quick: bool) -> None:
-    """``latent4d bench binary_scale`` (module docstring); work folder as ``bench binary``'s (its runs reused)."""
+def bench_binary_scale(report: BenchReport, quick: bool, parts) -> None:
+    """``latent4d bench binary_scale`` (module docstring); work folder as ``bench binary``'s (its runs reused).
+    ``parts``: ``bench binary``'s pieces (``train``, ``score``, ``digits``, ``guidance``, ``temperature``),
+    passed in by :mod:`latent4d.binary.bench`, which registers this bench (this module does not import it)."""
     cuda = torch.cuda.is_available()
     work = Path(os.environ.get("LATENT4D_BENCH_WORK", report.out_dir / "binary_work")) / "digits"
     scales = chosen_scales(quick, cuda)
     t0 = time.time()
-    done = _train_all(report, quick, work, scales, cuda)
+    done = _train_all(report, parts, quick, work, scales, cuda)
     n = 200 if quick else 1000
-    _evaluate(report, done, scales, n, "cuda" if cuda else "cpu")
+    _evaluate(report, parts, done, scales, n, "cuda" if cuda else "cpu")
     where = "CUDA, trainer=gpu in fp32, the runs trained concurrently" if cuda else "CPU"
     report.note(
         f"scales {', '.join(f'{k}: {SCALES[k]}' for k in scales)}; same autoencoders, recipe and epochs as "

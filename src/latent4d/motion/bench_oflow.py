@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from latent4d.bench import BenchReport
+from latent4d.motion.bench_pcl import _proc_kb
 
 #: sizes of ``bench motion_oflow``: sequences (procedural train / val pairs; the held-out lists are the
 #: held-out clips of ``bench motion`` at the same size), samples per frame written, training overrides
@@ -414,15 +415,6 @@ def _dataset_100k(report: BenchReport, runs_dir: Path, quick: bool, size: dict) 
             write_json_atomic(Path(tmp) / "bench_dataset.json", stamp)
         report.add(f"{n:,}-point sequence: writing", time.perf_counter() - t0, "s")
     return root
-
-
-def _proc_kb(field: str) -> int | None:
-    """``VmRSS`` / ``VmHWM`` (peak) of this process in KB from /proc/self/status (None where absent)."""
-    try:
-        with open("/proc/self/status") as f:
-            return next((int(line.split()[1]) for line in f if line.startswith(field + ":")), None)
-    except OSError:
-        return None
 
 
 def _reset_peak() -> None:

@@ -28,12 +28,20 @@ import numpy as np
 from latent4d.bench import BenchReport
 
 
+def _proc_kb(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process in KB from /proc/self/status (None where absent)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith(field + ":")), None)
+    except OSError:
+        return None
+
+
 def _reconstruct_child(options: list[str]) -> dict:
     """In a fresh spawned process: ``reconstruct motion`` with ``options`` -> seconds and peak RSS (KB,
     VmHWM of this process: imports, models and the solver)."""
     import torch
 
-    from latent4d.motion.bench_oflow import _proc_kb
     from latent4d.motion.commands import reconstruct
 
     torch.set_num_threads(1)

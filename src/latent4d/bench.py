@@ -169,6 +169,26 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
         return False
 
 
+def proc_status_kb(field: str) -> int | None:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process in KB from /proc/self/status (None where absent). Unlike
+    ``ru_maxrss`` the peak belongs to this process image, not inherited from the parent across ``exec``."""
+    try:
+        with open("/proc/self/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith(field + ":")), None)
+    except OSError:
+        return None
+
+
+def in_fresh_process(fn: Callable, *args, timeout: float | None = None):
+    """``fn(*args)`` in a fresh spawned process (its own imports, threads and memory peak) -> its result;
+    ``fn`` must be a module-level function. Benchmarks time and measure memory this way."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result(timeout=timeout)
+
+
 def train_or_reuse(overrides: list[str], run: str | Path, key: dict | None = None,
                    reuse: bool = True) -> tuple[dict[str, float], bool]:
     """Train ``overrides`` into the bench's own folder ``run``, or reuse a finished run there.

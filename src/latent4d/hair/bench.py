@@ -311,13 +311,11 @@ def densify_in_fresh_process(style_dir: str, strands: int) -> dict:
 def densification_speed(report: BenchReport, info: dict, quick: bool, grid: int) -> None:
     """Time and peak memory of densifying 100k strands (20k with ``quick``) from a ``grid`` x ``grid``
     guide map, in a fresh process."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from latent4d.bench import in_fresh_process
 
     n_big = 20000 if quick else 100000
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            r = pool.submit(densify_in_fresh_process, info["style_dir"], n_big).result(timeout=1800)
+        r = in_fresh_process(densify_in_fresh_process, info["style_dir"], n_big, timeout=1800)
     except Exception as e:  # noqa: BLE001 - the record says it failed; the other figures stand
         report.add(f"densify_{n_big // 1000}k.time", None, "s", "<= 20")
         report.note(f"densification process failed: {type(e).__name__}: {str(e)[-500:]}")

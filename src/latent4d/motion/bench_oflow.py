@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latent4d.bench import BenchReport
-from latent4d.motion.bench_pcl import _proc_kb
+from latent4d.bench import BenchReport, in_fresh_process, proc_status_kb
 
 #: sizes of ``bench motion_oflow``: sequences (procedural train / val pairs; the held-out lists are the
 #: held-out clips of ``bench motion`` at the same size), samples per frame written, training overrides
@@ -441,19 +440,21 @@ def _stream(data_cfgs: dict, n_items: int) -> dict:
     from latent4d.trust import instantiate_from_run
 
     torch.set_num_threads(1)
-    out = {"rss_start": _proc_kb("VmHWM")}
+    out = {"rss_start": proc_status_kb("VmHWM")}
     peak = out["rss_start"] or 0
     for exp, node in data_cfgs.items():
         ds = instantiate_from_run(OmegaConf.create(node), "motion", f"{exp} data").dataset("train")
         ds[0]  # warm-up: file handles
-        peak = max(peak, _proc_kb("VmHWM") or 0)
+        peak = max(peak, proc_status_kb("VmHWM") or 0)
         _reset_peak()
-        r = {"items": n_items, "rss_before": _proc_kb("VmRSS")}
+        r = {"items": n_items, "rss_before": proc_status_kb("VmRSS")}
         t0 = time.perf_counter()
         for i in range(n_items):
             ds[i % len(ds)]
         r["seconds"] = time.perf_counter() - t0
-        r["rss_peak"] = max(_proc_kb("VmHWM") or 0, _proc_kb("VmRSS") or 0) or None  # VmHWM may lag
+        r["rss_peak"] = (
+            max(proc_status_kb("VmHWM") or 0, proc_status_kb("VmRSS") or 0) or None
+        )  # VmHWM may lag
         tracemalloc.start()
         for i in range(min(n_items, len(ds))):
             ds[i]
@@ -464,7 +465,7 @@ def _stream(data_cfgs: dict, n_items: int) -> dict:
             k = getattr(ds, "train_frames", None)  # the source frame + k of the window's T - 1 later frames
             frames = min(int(k), int(ds.T) - 1) + 1 if k else int(ds.T)
         out[exp] = dict(r, frames=frames)
-    out["rss_peak"] = max(peak, _proc_kb("VmHWM") or 0) or None
+    out["rss_peak"] = max(peak, proc_status_kb("VmHWM") or 0) or None
     return out
 
 
@@ -488,9 +489,6 @@ def _loading_100k(
     """Data-loading throughput and peak memory of the four training loaders on one sequence at D-FAUST
     size (:func:`_dataset_100k`), measured in a fresh spawned process (:func:`_stream`) after the
     diffusion loaders' latents were encoded here once (cached, as in training)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     from omegaconf import OmegaConf
 
     from latent4d.trust import instantiate_from_run
@@ -504,8 +502,7 @@ def _loading_100k(
         report.add(
             f"{n:,}-point sequence, {exp}: encoding the latents (once, cached)", time.perf_counter() - t0, "s"
         )
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        got = pool.submit(_stream, cfgs, int(size["loading_items"])).result()
+    got = in_fresh_process(_stream, cfgs, int(size["loading_items"]))
     for exp, r in ((k, v) for k, v in got.items() if k in cfgs):
         item = r["seconds"] / max(r["items"], 1)
         st, batch = stats[exp], int(cfgs[exp]["batch_size"])

@@ -25,16 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latent4d.bench import BenchReport
-
-
-def _proc_kb(field: str) -> int | None:
-    """``VmRSS`` / ``VmHWM`` (peak) of this process in KB from /proc/self/status (None where absent)."""
-    try:
-        with open("/proc/self/status") as f:
-            return next((int(line.split()[1]) for line in f if line.startswith(field + ":")), None)
-    except OSError:
-        return None
+from latent4d.bench import BenchReport, in_fresh_process, proc_status_kb
 
 
 def _reconstruct_child(options: list[str]) -> dict:
@@ -47,15 +38,7 @@ def _reconstruct_child(options: list[str]) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     reconstruct(options)
-    return {"seconds": time.perf_counter() - t0, "rss_peak": _proc_kb("VmHWM")}
-
-
-def _run(options: list[str]) -> dict:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_reconstruct_child, options).result()
+    return {"seconds": time.perf_counter() - t0, "rss_peak": proc_status_kb("VmHWM")}
 
 
 def _score(root: Path, category: str, split: str, out: Path, n_iou: int, n_chamfer: int) -> dict:
@@ -102,7 +85,9 @@ def reconstruct_rows(
     for label, (r, seq, extra, what) in cases.items():
         out = work / f"reconstruct_{label}"
         try:
-            got = _run([f"input={seq / 'pcl_seq'}", f"out={out}", *base, *extra])
+            got = in_fresh_process(
+                _reconstruct_child, [f"input={seq / 'pcl_seq'}", f"out={out}", *base, *extra]
+            )
         except Exception as e:  # noqa: BLE001 - a briefly trained model may find no surface: say so, go on
             report.note(f"reconstruct from pcl_seq ({label}, {seq.name}): failed: {type(e).__name__}: {e}")
             continue

@@ -337,7 +337,7 @@ class DetectorDataModule(SplitDataModule):
         params = {"v": 2, "split": split, "n": n, "first": first, "names": db.names, "w": hp.width, "h": hp.height,
                   "rs": hp.render_scale, "st": hp.out_stride, "no": list(hp.n_objects), "mo": hp.max_objects,
                   "sh": hp.max_shading, "res": hp.resolution, "cats": list(hp.categories),
-                  "ex": int(hp.get("extra_per_category", 0))}
+                  "ex": int(hp.extra_per_category)}
 
         def build():
             from latent4d.objects.detector import resize_intrinsics

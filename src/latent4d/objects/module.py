@@ -187,7 +187,7 @@ class DetectorModule(LatentModule):
         def masked(err, sel=fg, count=n):  # mean over object pixels of a (B, h, w) error
             return (err * sel).sum() / count
 
-        coded = batch.get("coded", fg.float()) * fg  # pixels of objects with code targets
+        coded = batch["coded"]  # pixels of objects with code targets (a subset of fg)
         n_coded = coded.sum().clamp_min(1)
 
         terms.update({"offset": masked((out["offset"] - off_t).abs().sum(1)), "rotation": masked(rot),

@@ -147,12 +147,16 @@ def versions() -> dict[str, str]:
 
 
 TRAINING_KEYS = ("family", "name", "seed", "data", "model", "trainer", "autoencoder_path")
+WHERE_KEYS = ("trainer.default_root_dir",)
+"""Settings that say where a run is written, not what it trains: a run folder that was moved or copied
+(e.g. to another machine) is still reused."""
 
 
 def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_KEYS) -> bool:
     """True when ``run`` holds a finished training (``metrics.json``, ``models/``, ``config.yaml``)
-    whose resolved training settings (``keys`` of the config) equal those of ``cfg``; benches use it
-    to reuse a run instead of retraining. An unreadable saved config counts as different."""
+    whose resolved training settings (``keys`` of the config, less :data:`WHERE_KEYS`) equal those of
+    ``cfg``; benches use it to reuse a run instead of retraining. An unreadable saved config counts as
+    different."""
     from omegaconf import OmegaConf
 
     run = Path(run)
@@ -161,7 +165,16 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
 
     def settings(c) -> dict:
         d = OmegaConf.to_container(c, resolve=True)
-        return {k: d.get(k) for k in keys} if isinstance(d, dict) else {}
+        if not isinstance(d, dict):
+            return {}
+        for where in WHERE_KEYS:
+            *parents, leaf = where.split(".")
+            node = d
+            for p in parents:
+                node = node.get(p) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(leaf, None)
+        return {k: d.get(k) for k in keys}
 
     try:
         return settings(OmegaConf.load(run / "config.yaml")) == settings(cfg)

@@ -62,6 +62,33 @@ def test_optimisation_reduces_pose_error(tiny_pipe, seen_scene, rotation):
     assert 0.0 <= res.score <= 1.0
 
 
+def test_band_rebuilt_only_while_the_shape_code_moves(tiny_pipe, seen_scene, monkeypatch):
+    """The band depends on the shape code alone: never rebuilt during the warm-up (codes frozen) nor in a
+    pose-only optimisation; afterwards on band_every's schedule, and with a tolerance only once that
+    fraction of its points left it; the ShAPO recipe rebuilds every iteration."""
+    gt = seen_scene.objects[0]
+    obs = observe_instance(seen_scene, gt.instance_id, max_points=300)
+    built = []
+    orig = ObjectOptimizer._surface_band
+
+    def counting(self, zs, keep, gen):
+        built.append(zs.clone())
+        return orig(self, zs, keep, gen)
+
+    monkeypatch.setattr(ObjectOptimizer, "_surface_band", counting)
+
+    def n_builds(cfg, recipe="latent4d", **kw):
+        built.clear()
+        ObjectOptimizer(tiny_pipe, cfg, recipe=recipe).optimize(obs, _start(tiny_pipe, gt), frame=seen_scene, **kw)
+        return len(built)
+
+    # warm-up 8 of 16: one band for the frozen codes, one at the retrieval (it 8), then it 12 (every 4)
+    assert n_builds(Config(iterations=16, warmup=8, band_every=4)) == 3
+    assert n_builds(Config(iterations=16, warmup=8, band_every=4), optimize_codes=False) == 1
+    assert n_builds(Config(iterations=16, warmup=8, band_every=4, band_tolerance=1.0)) == 2  # never "drifted"
+    assert n_builds(Config(iterations=6, warmup=0), recipe="shapo") == 6
+
+
 def test_raw_matrix_only_for_the_shapo_recipe(tiny_pipe, seen_scene):
     with pytest.raises(InputError, match="rotation must be one of"):
         ObjectOptimizer(tiny_pipe, Config(rotation="matrix"))

@@ -84,6 +84,10 @@ def test_finished_run_matches_compares_training_settings(tmp_path):
     # callbacks are not training settings; the seed and the model are
     assert finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "callbacks=minimal"], tmp_path))
     assert not finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere", "seed=123"], tmp_path))
+    # where the run was written is not a training setting: a copied or moved run folder is reused
+    moved = tmp_path / "elsewhere"
+    assert compose_config(["experiment=smoke/sdf_sphere"], moved).trainer.default_root_dir != cfg.trainer.default_root_dir
+    assert finished_run_matches(tmp_path, compose_config(["experiment=smoke/sdf_sphere"], moved))
     (tmp_path / "config.yaml").write_text("{{ not yaml")
     assert not finished_run_matches(tmp_path, cfg)
 

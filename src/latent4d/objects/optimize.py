@@ -75,7 +75,7 @@ START_LEVEL = 2
 """Coarsest octree level of the surface band (4^3 cells)."""
 SHAPO_PAIR_THRESHOLD = 0.2
 """ShAPO recipe: surface / observation pairs farther apart than this (canonical units) are ignored."""
-SHAPO_SETTINGS = {"band_every": 1, "warmup": 0, "max_surface_points": 0}
+SHAPO_SETTINGS = {"band_every": 1, "band_tolerance": -1.0, "warmup": 0, "max_surface_points": 0}
 """ShAPO recipe: the official loop's octree band schedule (every iteration, all points) and no warm-up."""
 
 
@@ -211,6 +211,7 @@ class ObjectOptimizer:
         keep = shapo_keep() if self.shapo else sdf_keep()
         gen = torch.Generator().manual_seed(seed)
         band, history, terms = None, [], {}
+        built_at, drifted = -1, 1.0  # iteration of the last band; fraction of its points that left it
         for it in range(n_it):
             if not params.finite():
                 return it, "diverged", f"a parameter is NaN or infinite at iteration {it}", history, terms
@@ -221,11 +222,13 @@ class ObjectOptimizer:
             zs = params.zs if codes_on else params.zs.detach()
             za = params.za if codes_on else params.za.detach()
             fn = self.pipe.shape_decoder.bind(zs)
-            if band is None or it % max(1, cfg.band_every) == 0:
-                band = self._surface_band(zs.detach(), keep, gen)
-            centers, normals = band
+            if band is None or (codes_on and it - built_at >= max(1, cfg.band_every) and drifted > cfg.band_tolerance):
+                band, built_at = self._surface_band(zs.detach(), keep, gen), it
+            centers, normals, side = band
             # projection with the cached (constant) normals: p' = p - f(p) n, differentiable via f
-            S = centers - fn(centers)[:, None] * normals
+            f_c = fn(centers)
+            S = centers - f_c[:, None] * normals
+            drifted = float((f_c.detach().abs() > side).float().mean()) if len(f_c) else 1.0
             if len(S) < 4:
                 return it, "diverged", f"the predicted surface vanished at iteration {it}", history, terms
             if not bool(torch.isfinite(S).all()):
@@ -293,7 +296,7 @@ class ObjectOptimizer:
     def _surface_band(self, zs: torch.Tensor, keep, gen: torch.Generator):
         """Octree band of the current shape (no gradients) reduced to the cells whose centre is within
         one cell side of the surface, at most ``max_surface_points`` of them (random, reproducible),
-        with their unit normals. Returns ``(centers (K, 3), normals (K, 3))``."""
+        with their unit normals. Returns ``(centers (K, 3), normals (K, 3), cell side)``."""
         cfg = self.cfg
         fn = self.pipe.shape_decoder.bind(zs)
         band = octree_band(fn, cfg.octree_level, START_LEVEL, keep=keep)
@@ -302,7 +305,7 @@ class ObjectOptimizer:
         if cfg.max_surface_points and len(c) > cfg.max_surface_points:
             c = c[torch.randperm(len(c), generator=gen)[: cfg.max_surface_points].to(c.device)]
         _, _, n = project_to_surface(fn, c, create_graph=False)
-        return c, n.detach()
+        return c, n.detach(), float(band.side)
 
 
     def _loss(self, P, C, S, nrm, R, s, t, zs, za, fn, prior, view):

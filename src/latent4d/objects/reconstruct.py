@@ -81,7 +81,10 @@ class ObjectsReconstructConfig:
     rotation: str = opt("6d", choices=ROTATIONS, help="rotation parametrisation")
     max_points: int = opt(1000, min=10, max=1_000_000, help="observed points used per object")
     octree_level: int = opt(5, min=3, max=8, help="surface points from a 2^level octree")
-    band_every: int = opt(4, min=1, max=100_000, help="rebuild the octree band and normals every k iterations")
+    band_every: int = opt(4, min=1, max=100_000, help="rebuild the octree band and normals every k iterations "
+                          "(only while the shape code is optimised: never during the warm-up)")
+    band_tolerance: float = opt(0.0, min=0, max=1, help="on band_every's schedule, rebuild only when more than "
+                                "this fraction of the band's points left it (|sdf| > cell side); 0: whenever any did")
     max_surface_points: int = opt(2500, min=0, max=10_000_000, help="surface points per band (0 = all)")
     warmup: int = opt(15, min=0, max=100_000, help="iterations with frozen codes (pose and size first)")
     w_sdf: float = opt(1.0, min=0, help="weight of the metric SDF at the observed points")

@@ -70,7 +70,7 @@ class ObjectsReconstructConfig:
     # -- detection (no mask= given) ----------------------------------------------------------------
     detector: str | None = opt(None, help="objects/detector run used when mask= is not given (default: the latest)")
     detect_threshold: float = opt(0.15, gt=0, max=1, help="detections: heatmap peaks above this value (ShAPO: 0.15 on real frames)")
-    detect_init: str = opt("detector", choices=("detector", "plane", "best"),
+    detect_init: str = opt("best", choices=("detector", "plane", "best"),
                            help="start of the refinement of a detection: the detector's pose, size and codes, the "
                            "supporting-plane heuristic inside the detected mask, or the better of both after a short "
                            "pose-only optimisation")

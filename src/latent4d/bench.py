@@ -169,7 +169,7 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
             return {}
         for where in WHERE_KEYS:
             *parents, leaf = where.split(".")
-            node = d
+            node: Any = d
             for p in parents:
                 node = node.get(p) if isinstance(node, dict) else None
             if isinstance(node, dict):

@@ -1,4 +1,5 @@
-"""Benchmarks: named runs that print a table and write ``outputs/bench/<name>.json``.
+"""Benchmarks: named runs that print a table and write ``outputs/bench/<name>.json`` (``--quick``:
+``<name>_quick.json``, so a quick run never replaces a full result).
 
 Each family module ``latent4d.<family>.bench`` exposes ``BENCHMARKS = {name: fn}`` where
 ``fn(report: BenchReport, quick: bool) -> None`` adds records. Records are
@@ -10,7 +11,7 @@ A bench runs under one overall progress bar (:func:`latent4d.progress.overall`):
 name (what ``BenchReport.stage`` / :func:`train_or_reuse` / the last ``BenchReport.add`` says), the
 elapsed time and, where a run of the same bench and size was recorded before
 (:func:`last_duration`), "~X left of ~Y". Ctrl-C stops it with a message saying where it stopped;
-``<out>/<name>.json`` is written only after the bench finished (atomically), so an interrupted bench
+the result file is written only after the bench finished (atomically), so an interrupted bench
 leaves the previous file, ``docs/bench`` and the README as they were (the command exits with 130).
 """
 
@@ -94,7 +95,7 @@ class BenchReport:
                 "duration_s": round(time.time() - self._t0, 1)}
 
     def write(self) -> Path:
-        path = self.out_dir / f"{self.name}.json"
+        path = self.out_dir / result_filename(self.name, self.quick)
         write_json_atomic(path, self.to_dict())
         return path
 
@@ -252,14 +253,21 @@ def registry() -> dict[str, Callable[[BenchReport, bool], None]]:
 DOCS_BENCH = Path("docs") / "bench"
 
 
+def result_filename(name: str, quick: bool) -> str:
+    """``<name>.json`` for a full run, ``<name>_quick.json`` for a quick one."""
+    return f"{name}_quick.json" if quick else f"{name}.json"
+
+
 def last_duration(name: str, quick: bool, out_dir: str | Path = "outputs/bench") -> tuple[float, str] | None:
     """(seconds, file) of the most recently finished recorded run of bench ``name`` at the same size
-    (its ``quick`` flag): ``<out_dir>/<name>.json`` (this machine's last run) or ``docs/bench/<name>.json``
-    (beside the working folder, or beside the package in a checkout); None when there is none (the
-    progress bar then shows no estimate)."""
+    (its ``quick`` flag): in ``<out_dir>`` (this machine's last run) or ``docs/bench`` (beside the working
+    folder, or beside the package in a checkout), under :func:`result_filename` or ``<name>.json`` (where
+    quick runs were written before they had their own name); None when there is none (the progress bar
+    then shows no estimate)."""
     here = Path(__file__).resolve().parents[2] / DOCS_BENCH
     found: list[tuple[str, float, str]] = []
-    for path in dict.fromkeys((Path(out_dir) / f"{name}.json", DOCS_BENCH / f"{name}.json", here / f"{name}.json")):
+    files = dict.fromkeys((result_filename(name, quick), f"{name}.json"))
+    for path in dict.fromkeys(Path(d) / f for d in (out_dir, DOCS_BENCH, here) for f in files):
         try:
             rec = json.loads(path.read_text())
             seconds = float(rec["duration_s"])
@@ -274,9 +282,9 @@ def last_duration(name: str, quick: bool, out_dir: str | Path = "outputs/bench")
 
 
 def run_bench(name: str, quick: bool = False, out_dir: str | Path = "outputs/bench") -> BenchReport:
-    """Run bench ``name`` under an overall progress bar, then write ``<out_dir>/<name>.json`` and print its
-    table. On Ctrl-C: a message naming the stage and what was (not) written, then ``KeyboardInterrupt``
-    again (the command line exits with 130)."""
+    """Run bench ``name`` under an overall progress bar, then write ``<out_dir>/<name>.json`` (quick:
+    ``<name>_quick.json``) and print its table. On Ctrl-C: a message naming the stage and what was (not)
+    written, then ``KeyboardInterrupt`` again (the command line exits with 130)."""
     benches = registry()
     if name not in benches:
         raise ConfigError(f"unknown benchmark '{name}'. Available: {', '.join(sorted(benches))}.")
@@ -288,7 +296,7 @@ def run_bench(name: str, quick: bool = False, out_dir: str | Path = "outputs/ben
         with progress.overall(label, last[0] if last else None) as run:
             benches[name](report, quick)
     except KeyboardInterrupt:  # also a Ctrl-C that Lightning turned into sys.exit(1) (progress.overall)
-        target = report.out_dir / f"{name}.json"
+        target = report.out_dir / result_filename(name, quick)
         kept = "the previous one is unchanged" if target.is_file() else "there was none before"
         at = f" during '{run.stage_name}'" if run.stage_name else ""
         print(f"[latent4d] {label} interrupted after {progress.duration_text(run.elapsed)}{at}: {target} was "

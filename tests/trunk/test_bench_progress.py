@@ -57,7 +57,7 @@ def test_bench_runs_under_one_bar_with_stage_names_and_the_recorded_estimate(fak
     out = tmp_path / "outputs" / "bench"
     bench.run_bench("fake_h2", quick=True, out_dir=out)
     assert seen == [("bench fake_h2 --quick", None, ""), "loading", "measured thing.err"]  # no invented ETA
-    first = json.loads((out / "fake_h2.json").read_text())
+    first = json.loads((out / "fake_h2_quick.json").read_text())  # a quick run has its own file
     assert first["records"][0]["met"] is True and first["quick"] is True
     seen.clear()
     _record(out / "fake_h2.json", "fake_h2", True, 321.0, finished="2099-01-01T00:00:00+0000")
@@ -66,6 +66,10 @@ def test_bench_runs_under_one_bar_with_stage_names_and_the_recorded_estimate(fak
     seen.clear()
     bench.run_bench("fake_h2", quick=False, out_dir=out)
     assert seen[0] == ("bench fake_h2", None, "")  # full size: no full run recorded
+    full, quick = (json.loads((out / f).read_text()) for f in ("fake_h2.json", "fake_h2_quick.json"))
+    assert full["quick"] is False and quick["quick"] is True  # the full run did not replace the quick one
+    bench.run_bench("fake_h2", quick=True, out_dir=out)
+    assert json.loads((out / "fake_h2.json").read_text()) == full  # nor a quick run the full one
     assert progress.current() is None
 
 

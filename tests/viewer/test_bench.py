@@ -32,7 +32,7 @@ def test_quick_viewer_bench_reports_every_timing(tmp_path, strand_run, style_run
         env=_headless_env(),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = json.loads((tmp_path / "outputs" / "bench" / "viewer.json").read_text())
+    data = json.loads((tmp_path / "outputs" / "bench" / "viewer_quick.json").read_text())
     rec = {r["metric"]: r["value"] for r in data["records"]}
     for prefix in ("file", "model"):
         for op in ("extend", "cut", "curl"):

@@ -148,16 +148,13 @@ def versions() -> dict[str, str]:
 
 
 TRAINING_KEYS = ("family", "name", "seed", "data", "model", "trainer", "autoencoder_path")
-WHERE_KEYS = ("trainer.default_root_dir",)
-"""Settings that say where a run is written, not what it trains: a run folder that was moved or copied
-(e.g. to another machine) is still reused."""
 
 
 def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_KEYS) -> bool:
     """True when ``run`` holds a finished training (``metrics.json``, ``models/``, ``config.yaml``)
-    whose resolved training settings (``keys`` of the config, less :data:`WHERE_KEYS`) equal those of
-    ``cfg``; benches use it to reuse a run instead of retraining. An unreadable saved config counts as
-    different."""
+    whose resolved training settings (``keys`` of the config, less ``trainer.default_root_dir``: where the
+    run was written, so a moved or copied run folder is still reused) equal those of ``cfg``; benches use it
+    to reuse a run instead of retraining. An unreadable saved config counts as different."""
     from omegaconf import OmegaConf
 
     run = Path(run)
@@ -168,13 +165,8 @@ def finished_run_matches(run: str | Path, cfg, keys: tuple[str, ...] = TRAINING_
         d = OmegaConf.to_container(c, resolve=True)
         if not isinstance(d, dict):
             return {}
-        for where in WHERE_KEYS:
-            *parents, leaf = where.split(".")
-            node: Any = d
-            for p in parents:
-                node = node.get(p) if isinstance(node, dict) else None
-            if isinstance(node, dict):
-                node.pop(leaf, None)
+        if isinstance(d.get("trainer"), dict):
+            d["trainer"].pop("default_root_dir", None)
         return {k: d.get(k) for k in keys}
 
     try:

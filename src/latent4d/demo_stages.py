@@ -332,13 +332,15 @@ def binary(out_dir: Path, quick: bool) -> dict:
         **_short(m_ae, {"ae_test_psnr": "test/psnr"}),
         **_short(m_dm, {"diffusion_test_loss": "test/loss"}),
         "steps": 16,
+        "temperature": pipe.default_temperature,  # calibrated by the training run (0.9 when it was not)
         "weights": str(folder),
     }
     imgs, labels = [], []
     for w in (0.0, 1.0):
         g = torch.Generator().manual_seed(0)
         res = pipe(
-            200, steps=16, temperature=0.9, guidance=w, class_labels=torch.arange(200) // 20, generator=g
+            200, steps=16, temperature=pipe.default_temperature, guidance=w, class_labels=torch.arange(200) // 20,
+            generator=g,
         )
         scores = ev.evaluate(res.samples, res.labels)
         result[f"fd_guidance_{w:g}"], result[f"class_accuracy_guidance_{w:g}"] = (

@@ -50,6 +50,10 @@ def test_diffusion_run_is_self_contained_and_learns(diffusion_run):
     # zero-initialised output = logit 0 = BCE ln 2 ~ 0.693; flips are rare at small t, so learning shows fast
     assert m["test/loss"] < 0.55
     assert m["test/x0_accuracy"] > 0.6
+    # the tiny preset calibrates between 0.9 and 1.5; the choice is exported with the scheduler
+    sch = json.loads((out / "models" / "scheduler" / "scheduler_config.json").read_text())
+    assert sch["sampling_temperature"] in (0.9, 1.5)
+    assert m["test/sampling_temperature"] == pytest.approx(sch["sampling_temperature"])  # logged as float32
 
 
 def test_pipeline_and_sample_cli(diffusion_run, cli, tmp_path):
@@ -70,6 +74,11 @@ def test_pipeline_and_sample_cli(diffusion_run, cli, tmp_path):
     assert Image.open(png).size[0] > 100
     info = json.loads((tmp_path / "samples_s16_t0.9_g1.5.json").read_text())
     assert info["steps"] == 16 and len(info["labels"]) == 20
+    r = cli("sample", f"run={out}", "steps=4", "n=4", f"out={tmp_path / 'default'}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert pipe.default_temperature in (0.9, 1.5)
+    info = json.loads(next((tmp_path / "default").glob("samples_s4_*.json")).read_text())
+    assert info["temperature"] == pipe.default_temperature  # no temperature= : the calibrated one
     r = cli("sample", f"run={out}", "steps=65", cwd=tmp_path)
     assert r.returncode == 2 and "steps=65" in r.stderr and "T=64" in r.stderr
     r = cli("sample", f"run={out}", "temperature=0", cwd=tmp_path)
@@ -121,7 +130,8 @@ def test_voxel_autoencoder_and_diffusion(tmp_path_factory, cli):
     samples = out / "s"
     r = cli("sample", f"run={out}", "steps=4", "n=3", "render=false", f"out={samples}")
     assert r.returncode == 0, r.stderr[-2000:]
-    info = json.loads((samples / "samples_s4_t0.9_g1.json").read_text())
+    t = json.loads((out / "models" / "scheduler" / "scheduler_config.json").read_text())["sampling_temperature"]
+    info = json.loads((samples / f"samples_s4_t{t:g}_g1.json").read_text())  # the calibrated temperature
     assert len(info["meshes"]) + info["empty"] == 3
     from omegaconf import OmegaConf
 

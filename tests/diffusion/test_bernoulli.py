@@ -240,3 +240,21 @@ def test_batched_posterior_matches_the_per_step_posterior():
     assert p0.grad is not None and p0.grad.abs().sum() > 0
     with pytest.raises(InputError):
         sch.posterior_probs_batched(p0, xt, torch.tensor([3, 3, 3, 3]), torch.tensor([3, 2, 1, 0]))
+
+
+def test_sampling_temperature_is_saved_and_old_configs_default_to_0_9(tmp_path):
+    import json
+
+    from latent4d.trust import load_scheduler
+
+    sch = BernoulliDiffusionScheduler(64)
+    assert sch.config.sampling_temperature == 0.9
+    sch.register_to_config(sampling_temperature=1.5)
+    sch.save_pretrained(tmp_path / "s")
+    assert load_scheduler(BernoulliDiffusionScheduler, tmp_path / "s").config.sampling_temperature == 1.5
+    cfg = json.loads((tmp_path / "s" / "scheduler_config.json").read_text())
+    del cfg["sampling_temperature"]  # saved before calibration existed
+    (tmp_path / "s" / "scheduler_config.json").write_text(json.dumps(cfg))
+    assert load_scheduler(BernoulliDiffusionScheduler, tmp_path / "s").config.sampling_temperature == 0.9
+    with pytest.raises(InputError, match="temperature"):
+        BernoulliDiffusionScheduler(64, sampling_temperature=0)

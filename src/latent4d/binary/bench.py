@@ -27,8 +27,9 @@ from latent4d.bench import BenchReport
 STEPS = (4, 8, 16, 32, 64)
 BIT_CHANNELS = (8, 16, 32, 64)  # bits per token of the bits sweep (4 x 4 tokens: 128 ... 1024 bits)
 QUIET = ["callbacks=minimal", "logger=csv"]
-GUIDANCE, TEMPERATURE = 1.0, 0.9
-TEMPERATURES = (0.6, 0.75, 1.0)  # the binary model's temperature rows (16 steps), beside TEMPERATURE
+#: None: each binary model samples at its own calibrated temperature (latent4d.binary.calibrate)
+GUIDANCE, TEMPERATURE = 1.0, None
+TEMPERATURES = (0.6, 0.9, 1.0, 1.5, 2.0)  # the binary model's temperature rows (16 steps); 0.9: the official release's
 #: diffusion losses compared with the default (``model.loss=focal``, the official release) at 16 steps,
 #: same autoencoder, seed and epochs: ``bce`` was latent4d's default before (docs/binary.md)
 LOSS_VARIANTS = ("bce",)
@@ -58,7 +59,8 @@ def _train(experiment: str, run: Path, quick: bool, preset: str, ae_run: Path | 
     return train_or_reuse([*overrides, f"autoencoder_path={ae_run}"], run, key=_weights_key(ae_run))
 
 
-def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float, seed: int = 0, num_classes: int = 10):
+def _score(pipe, ev, n: int, steps: int, guidance: float, temperature: float | None, seed: int = 0,
+           num_classes: int = 10):
     """Scores of ``n`` class-conditional samples (``n / num_classes`` per class) and the wall time per 1,000."""
     labels = torch.arange(n) % num_classes
     g = torch.Generator().manual_seed(seed)
@@ -136,8 +138,8 @@ def _report_digits(report: BenchReport, results: dict[str, dict[int, dict]], n: 
                b[16]["guided"]["accuracy"] - c[16]["guided"]["accuracy"], "", target=">= 0")
     report.note(f"digits: n={n} class-conditional samples per setting (n/10 per digit); 'FD', 'confidence', "
                 f"'class accuracy' without guidance, ', guidance w' with classifier-free guidance (1+w) cond - w "
-                f"uncond; Bernoulli temperature {TEMPERATURE}; DDIM eta=0, trailing spacing. FD depends on n: compare "
-                "rows with the same n only. Time per 1000 samples is sampling + decoding without guidance "
+                f"uncond; Bernoulli temperature {_temperature_note(TEMPERATURE)}; DDIM eta=0, trailing spacing. "
+                "FD depends on n: compare rows with the same n only. Time per 1000 samples is sampling + decoding without guidance "
                 "(guidance doubles the denoiser cost), batch 500, on this machine.")
 
 
@@ -190,8 +192,16 @@ def bench_digits(report: BenchReport, quick: bool, work: Path) -> None:
     _bits_sweep(report, quick, work, runs["ae"], floors, ev)
 
 
+def _temperature_note(temperature: float | None, pipe=None) -> str:
+    if temperature is not None:
+        return f"{temperature:g}"
+    return "the model's calibrated one" + (f" ({pipe.default_temperature:g})" if pipe is not None else "")
+
+
 def _temperature_rows(report: BenchReport, pipe, ev, n: int) -> None:
-    """Binary model at 16 steps: FD / class accuracy at other sampling temperatures than the bench's."""
+    """Binary model at 16 steps: its calibrated temperature, then FD / class accuracy at other sampling
+    temperatures."""
+    report.add("binary sampling temperature (calibrated on the training codes)", pipe.default_temperature, "")
     for temp in TEMPERATURES:
         for w in (0.0, GUIDANCE):
             m, _ = _score(pipe, ev, n, 16, w, temp)
@@ -223,7 +233,8 @@ def _loss_rows(report: BenchReport, quick: bool, work: Path, runs: dict[str, Pat
             report.add(f"binary S=16, loss={loss} - loss={default_loss}: FD{tag}",
                        m["fd"] - default["guided" if w else "plain"]["fd"], "")
     report.note(f"loss rows: the digits diffusion retrained with model.loss in {LOSS_VARIANTS} instead of the "
-                f"configured '{default_loss}' (same autoencoder, seed, epochs; sampled with the same seeds)")
+                f"configured '{default_loss}' (same autoencoder, seed, epochs; sampled with the same seeds, each "
+                "model at its own calibrated temperature)")
 
 
 def _param_rows(report: BenchReport, pipes: dict, floors: dict[str, dict]) -> None:
@@ -305,7 +316,7 @@ def bench_voxels(report: BenchReport, quick: bool, work: Path) -> None:
         if s == 16:
             _voxel_gallery(report, samples[:12], work)
     report.note(f"voxels: n={n} class-conditional samples per step count (n/6 per category, guidance "
-                f"{GUIDANCE:g}, temperature {TEMPERATURE}); FD of a 3D judge classifier's features to the real "
+                f"{GUIDANCE:g}, temperature {_temperature_note(TEMPERATURE, pipe)}); FD of a 3D judge classifier's features to the real "
                 f"test split (n={len(ev.test_x)}); small n: FDs are noisy, compare rows of this bench only")
     _plot_steps(report, "voxels", {f"binary, guidance {GUIDANCE:g}": fd}, floors, ev.real_fd, work)
 

@@ -1,7 +1,7 @@
 """CLI commands of the binary family (``latent4d sample|evaluate|demo`` dispatch here).
 
-``latent4d sample run=<diffusion run> steps=16 temperature=0.9 guidance=1.0 [n=64] [class=3|all|none]
-[seed=0] [out=<dir>]`` writes a PNG grid (images) or meshes + renders (occupancy grids).
+``latent4d sample run=<diffusion run> steps=16 [temperature=<default: the model's calibrated one>]
+guidance=1.0 [n=64] [class=3|all|none] [seed=0] [out=<dir>]`` writes a PNG grid (images) or meshes + renders (occupancy grids).
 ``latent4d evaluate run=<run>``: autoencoder runs -> reconstruction metrics, bit usage and a
 reconstruction grid; diffusion runs on digits -> Fréchet distance / confidence / class accuracy of ``n``
 class-conditional samples at ``steps`` (one value or a list), without and with ``guidance``
@@ -46,7 +46,7 @@ class SampleOptions:
 
     run: str | None = None
     steps: int = opt(16, min=1, max=100_000, help="denoising steps (at most the model's T)")
-    temperature: float = opt(0.9, gt=0.0, max=100.0)
+    temperature: float | None = opt(None, gt=0.0, max=100.0, help="default: the model's calibrated temperature")
     guidance: float | None = opt(None, min=0.0, max=100.0, help="default: 1 (class-conditional models) or 0")
     n: int | None = opt(None, min=1, max=100_000, help="default: 16 grids, 8 per class, or 64 images")
     class_: str | None = opt("all", help="a class index, all (one row per class) or none")
@@ -69,7 +69,7 @@ class EvaluateOptions:
     split: str = opt("test", choices=SPLITS, help="autoencoder runs: the split to reconstruct")
     render: bool = True
     steps: Any = opt(16, help="one step count or a list of them")
-    temperature: float = opt(0.9, gt=0.0, max=100.0)
+    temperature: float | None = opt(None, gt=0.0, max=100.0, help="default: the model's calibrated temperature")
     guidance: float = opt(1.0, min=0.0, max=100.0)
     n: int = opt(1000, min=1, max=100_000)
     seed: int = opt(0, min=0, max=_SEED_MAX)
@@ -141,7 +141,7 @@ def sample(run_dir: Path, run_cfg: DictConfig, args: DictConfig) -> dict:
     o = _parse(SampleOptions, args, "sample")
     out = check_output_dir(o.out or run_dir / "samples", "out")
     pipe = _pipeline(run_dir, run_cfg)
-    steps, temperature = o.steps, o.temperature
+    steps, temperature = o.steps, _temperature(o.temperature, pipe)
     guidance = o.guidance if o.guidance is not None else (1.0 if pipe.num_classes else 0.0)
     vol = _is_volume(pipe)
     n = o.n if o.n is not None else (16 if vol else (8 * pipe.num_classes if pipe.num_classes else 64))
@@ -238,7 +238,8 @@ def evaluate_autoencoder(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions)
 @torch.no_grad()
 def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -> dict:
     pipe = _pipeline(run_dir, run_cfg)
-    steps, temperature, guidance, n, seed = o.steps, o.temperature, o.guidance, o.n, o.seed
+    steps, guidance, n, seed = o.steps, o.guidance, o.n, o.seed
+    temperature = _temperature(o.temperature, pipe)
     res: dict = {"temperature": temperature, "guidance": guidance, "n": n, "by_steps": {}}
     if _is_volume(pipe):
         from latent4d.binary.metrics import iou
@@ -277,6 +278,12 @@ def evaluate_diffusion(run_dir: Path, run_cfg: DictConfig, o: EvaluateOptions) -
     raise ConfigError("evaluate for diffusion runs supports digits (Fréchet distance, accuracy) and occupancy grids")
 
 
+def _temperature(asked: float | None, pipe) -> float:
+    """``temperature=`` when given, else the model's calibrated one (0.9 for the continuous baseline, which
+    has none and ignores it)."""
+    return float(asked) if asked is not None else float(getattr(pipe, "default_temperature", 0.9))
+
+
 def _digits_run(run_cfg: DictConfig) -> bool:
     """Whether a diffusion run's autoencoder was trained on the digits (read from the AE run's config)."""
     from latent4d.binary.autoencoder import load_autoencoder
@@ -313,12 +320,12 @@ def demo(out_dir: Path, quick: bool = False) -> dict:
     pipe = BinaryLatentPipeline.from_pretrained(dm_run)
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(80) // 8
-    res = pipe(80, steps=16, temperature=0.9, guidance=1.0, class_labels=labels, generator=g)
+    res = pipe(80, steps=16, temperature=pipe.default_temperature, guidance=1.0, class_labels=labels, generator=g)
     png = save_image_grid(res.samples, out_dir / "digits_16steps.png", nrow=8, scale=4)
     ev = DigitsEvaluator(epochs=3 if quick else 20)
     scores = ev.evaluate(res.samples, res.labels)
     result = {"ae_test_psnr": ae_metrics.get("test/psnr"), "ae_bit_usage": ae_metrics.get("test/bit_usage"),
-              "diffusion_test_loss": df_metrics.get("test/loss"), "steps": 16, "temperature": 0.9,
+              "diffusion_test_loss": df_metrics.get("test/loss"), "steps": 16, "temperature": pipe.default_temperature,
               "guidance": 1.0, "class_accuracy": scores["accuracy"], "fd": scores["fd"],
               "real_fd": ev.real_fd, "grid": str(png), "seconds": round(time.time() - t0, 1),
               "runs": {"autoencoder": str(ae_run), "diffusion": str(dm_run)}}

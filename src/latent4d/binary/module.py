@@ -3,6 +3,8 @@ continuous-latent Gaussian diffusion baseline."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +13,8 @@ from latent4d.binary.metrics import BitUsage, iou, psnr
 from latent4d.ema import EMAMixin
 from latent4d.errors import ConfigError
 from latent4d.module import LatentModule
+
+log = logging.getLogger(__name__)
 
 RECON_LOSSES = ("l1", "bce", "mse")
 
@@ -317,6 +321,11 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
 
     Labels are dropped with probability ``label_dropout`` for classifier-free guidance.
 
+    ``calibration`` (``{steps, num_samples, temperatures, seed}`` or None): after testing, the sampling
+    temperature whose codes come closest to the training codes (:mod:`latent4d.binary.calibrate`) is
+    stored in the scheduler's ``sampling_temperature`` (the pipelines' default) and logged as
+    ``test/sampling_temperature``.
+
     denoiser: a :class:`LatentTransformer` or a Hydra partial of it (the latent shape, input mode and T
     are then filled in from the autoencoder and the scheduler). The frozen autoencoder is a child, so a
     run exports ``models/{autoencoder, denoiser, denoiser_ema, scheduler}`` and is self-contained.
@@ -327,7 +336,7 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
     def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
                  weight_decay: float = 0.01, loss: str = "bce", label_dropout: float = 0.1,
                  ema_decay: float = 0.999, warmup_steps: int = 200, focal_gamma: float = 0.0,
-                 time_weighting: str = "mean", aux_weight: float = 0.0):
+                 time_weighting: str = "mean", aux_weight: float = 0.0, calibration: dict | None = None):
         if loss not in ("bce", "balanced", "focal"):
             raise ConfigError(f"unknown diffusion loss '{loss}'; expected bce, balanced or focal")
         if time_weighting not in ("mean", "weighted"):
@@ -338,6 +347,7 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
                          warmup_steps, int(scheduler.config.num_train_timesteps))
         self.loss_name, self.focal_gamma = loss, float(focal_gamma)
         self.time_weighting, self.aux_weight = time_weighting, float(aux_weight)
+        self.calibration = _check_calibration(calibration)
 
     def flip_loss(self, logits: torch.Tensor, target: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """The flip loss of logits / flip targets (B, C, *grid) at timesteps ``t`` (B,) (see the class)."""
@@ -406,6 +416,54 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, batch_idx, "test")
 
+    def on_test_epoch_end(self) -> None:
+        """After testing (the weights that are exported): calibrate the sampling temperature on the
+        training codes (:mod:`latent4d.binary.calibrate`) when ``calibration`` is set; the result goes into
+        the scheduler's ``sampling_temperature`` (exported with it) and the test metrics."""
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if self.calibration is None or dm is None or not hasattr(dm, "arrays"):
+            return
+        import time
+
+        from latent4d.binary.calibrate import calibrate_temperature
+        from latent4d.binary.pipeline import BinaryLatentPipeline
+
+        codes, labels = dm.arrays("train")
+        pipe = BinaryLatentPipeline(self.autoencoder, self.eval_denoiser, self.scheduler)
+        t0 = time.perf_counter()
+        best, fds = calibrate_temperature(pipe, codes, labels, **self.calibration)
+        self.scheduler.register_to_config(sampling_temperature=best)
+        log.info("sampling temperature %.3g (code FD to the %d training codes by temperature: %s) in %.0f s",
+                 best, len(codes), ", ".join(f"{t:g}: {v:.3f}" for t, v in fds.items()),
+                 time.perf_counter() - t0)
+        self.log("test/sampling_temperature", best)
+        self.log("test/code_fd", fds[best])
+
+
+def _check_calibration(calibration) -> dict | None:
+    """``calibration`` (None, or a mapping of :func:`~latent4d.binary.calibrate.calibrate_temperature`'s
+    ``steps`` / ``temperatures`` / ``num_samples`` / ``seed``) as a plain dict; ConfigError on other keys."""
+    if calibration is None or calibration is False:
+        return None
+    from omegaconf import DictConfig, OmegaConf
+
+    cfg = OmegaConf.to_container(calibration) if isinstance(calibration, DictConfig) else calibration
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"model.calibration must be a mapping or null, got {calibration!r}")
+    allowed = {"steps", "temperatures", "num_samples", "seed"}
+    bad = sorted(set(cfg) - allowed)
+    if bad:
+        raise ConfigError(f"model.calibration: unknown keys {bad}; expected some of {sorted(allowed)}")
+    out = dict(cfg)
+    if "temperatures" in out:
+        out["temperatures"] = [float(t) for t in out["temperatures"]]
+        if not out["temperatures"] or any(not t > 0 for t in out["temperatures"]):
+            raise ConfigError(f"model.calibration.temperatures must be positive numbers, got {out['temperatures']}")
+    for k in ("steps", "num_samples"):
+        if k in out and int(out[k]) < 1:
+            raise ConfigError(f"model.calibration.{k} must be >= 1, got {out[k]}")
+    return out
+
 
 class GaussianDiffusionModule(_LatentDiffusionBase):
     """The benchmark's baseline: Gaussian diffusion (diffusers ``DDPMScheduler`` for training, DDIM for
@@ -413,13 +471,16 @@ class GaussianDiffusionModule(_LatentDiffusionBase):
     with the same denoiser (``input_mode=continuous``). Latents are standardised per channel with
     statistics of the training split, stored in the denoiser's ``latent_shift`` / ``latent_scale``
     buffers (saved with it). Loss: MSE on the scheduler's ``prediction_type`` (epsilon / v_prediction).
+    ``calibration`` is checked and otherwise unused: DDIM (eta = 0) has no sampling temperature, and the
+    presets shared by both diffusion experiments may set it.
     """
 
     input_mode = "continuous"
 
     def __init__(self, denoiser, scheduler, autoencoder_path: str | None = None, lr: float = 5e-4,
                  weight_decay: float = 0.01, label_dropout: float = 0.1, ema_decay: float = 0.999,
-                 warmup_steps: int = 200):
+                 warmup_steps: int = 200, calibration: dict | None = None):
+        _check_calibration(calibration)
         super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
                          warmup_steps, int(scheduler.config.num_train_timesteps))
 

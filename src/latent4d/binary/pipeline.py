@@ -110,18 +110,25 @@ class _LatentDiffusionPipeline(LatentPipeline):
 
 class BinaryLatentPipeline(_LatentDiffusionPipeline):
     """Bernoulli diffusion sampling: x_T ~ Bernoulli(0.5), ``steps`` reverse steps of
-    :class:`BernoulliDiffusionScheduler` at ``temperature``, classifier-free ``guidance`` on the flip
-    logits, then the autoencoder's decoder."""
+    :class:`BernoulliDiffusionScheduler` at ``temperature`` (default: the model's calibrated one),
+    classifier-free ``guidance`` on the flip logits, then the autoencoder's decoder."""
 
     component_classes: ClassVar[dict[str, type]] = {**_LatentDiffusionPipeline.component_classes,
                                                     "scheduler": BernoulliDiffusionScheduler}
 
+    @property
+    def default_temperature(self) -> float:
+        """The model's sampling temperature: its scheduler's ``sampling_temperature`` (calibrated by the
+        training run, :mod:`latent4d.binary.calibrate`; 0.9 for models saved before calibration)."""
+        return check_temperature(self.scheduler.config.get("sampling_temperature", 0.9))
+
     @torch.no_grad()
-    def sample_latents(self, labels: torch.Tensor, steps: int = 16, temperature: float = 0.9,
+    def sample_latents(self, labels: torch.Tensor, steps: int = 16, temperature: float | None = None,
                        guidance: float = 0.0, generator: torch.Generator | None = None,
                        trajectory: list | None = None) -> torch.Tensor:
-        """Bits (B, C, *grid) for the class ``labels`` (B,) (-1 = unconditional)."""
-        temperature = check_temperature(temperature)
+        """Bits (B, C, *grid) for the class ``labels`` (B,) (-1 = unconditional); ``temperature`` None: the
+        model's :attr:`default_temperature`."""
+        temperature = self.default_temperature if temperature is None else check_temperature(temperature)
         self.scheduler.set_timesteps(int(steps))  # rejects steps > T with a message
         B = len(labels)
         labels = labels.to(self.device)

@@ -68,15 +68,20 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
     Timesteps are integers in [0, T]; ``x_T ~ Bernoulli(0.5)`` is pure noise. Tensors of bits are
     float {0, 1} of any shape ``(B, ...)``. ``set_timesteps(S)`` picks ``S <= T`` evenly spaced
     timesteps from T down to T / S (descending); the step after the last one lands on 0.
+
+    ``sampling_temperature`` is not used by :meth:`step` (which takes its ``temperature`` argument): it is
+    the model's default sampling temperature, read by the pipelines, written by a training run's
+    calibration (:mod:`latent4d.binary.calibrate`); 0.9 (the official release's) when not calibrated.
     """
 
     order = 1
     _compatibles: list[str] = []
 
     @register_to_config
-    def __init__(self, num_train_timesteps: int = 64, schedule: str = "linear"):
+    def __init__(self, num_train_timesteps: int = 64, schedule: str = "linear", sampling_temperature: float = 0.9):
         if int(num_train_timesteps) < 1:
             raise InputError(f"num_train_timesteps must be >= 1, got {num_train_timesteps}")
+        check_temperature(sampling_temperature)
         self.k = torch.from_numpy(keep_schedule(num_train_timesteps, schedule))  # (T + 1,) float64
         self.num_inference_steps: int | None = None
         self.timesteps = torch.arange(int(num_train_timesteps), 0, -1, dtype=torch.long)

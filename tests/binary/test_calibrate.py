@@ -1,0 +1,66 @@
+"""Sampling-temperature calibration (latent4d.binary.calibrate) and its place in training and sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latent4d.binary.calibrate import calibrate_temperature, code_frechet
+from latent4d.binary.module import _check_calibration
+from latent4d.errors import ConfigError, InputError
+
+
+def _bits(p: float, n: int, seed: int, d: int = 32) -> torch.Tensor:
+    return torch.bernoulli(torch.full((n, 2, 4, d // 8), p), generator=torch.Generator().manual_seed(seed))
+
+
+def test_code_frechet_is_near_zero_for_one_distribution_and_grows_with_the_shift():
+    ref = _bits(0.3, 2000, 0)
+    same, near, far = (code_frechet(_bits(p, 2000, 1), ref) for p in (0.3, 0.4, 0.7))
+    assert same < 0.1 < near < far
+    # mean term 32 x 0.1^2 plus the variance term 32 x (sqrt(0.24) - sqrt(0.21))^2 = 0.352 (+ sampling noise)
+    assert abs(near - 0.352) < 0.15
+    with pytest.raises(InputError, match="bits"):
+        code_frechet(_bits(0.3, 10, 0, 32), _bits(0.3, 10, 0, 64))
+    with pytest.raises(InputError, match="at least 2"):
+        code_frechet(_bits(0.3, 1, 0), ref)
+
+
+class _StubPipe:
+    """Samples bits with P(1) = temperature / 4 regardless of labels (records the labels it got)."""
+
+    num_classes = 3
+
+    def __init__(self):
+        self.labels: list[torch.Tensor] = []
+
+    def sample_latents(self, labels, steps=16, temperature=1.0, generator=None):
+        self.labels.append(labels)
+        return torch.bernoulli(torch.full((len(labels), 2, 4, 4), temperature / 4), generator=generator)
+
+
+def test_calibration_picks_the_temperature_whose_codes_match_the_reference():
+    ref = _bits(0.375, 800, 3)  # = temperature 1.5 of the stub
+    labels = torch.tensor([0] * 600 + [2] * 200)
+    pipe = _StubPipe()
+    best, fds = calibrate_temperature(pipe, ref, labels, temperatures=(0.9, 1.0, 1.5, 2.0), num_samples=400,
+                                      batch_size=150)
+    assert best == 1.5 and set(fds) == {0.9, 1.0, 1.5, 2.0}
+    assert fds[1.5] < min(fds[0.9], fds[2.0])
+    y = torch.cat(pipe.labels[:3])  # the first temperature's batches: 150 + 150 + 100
+    assert len(y) == 400 and set(y.tolist()) <= {0, 2} and 0.6 < float((y == 0).float().mean()) < 0.9
+    with pytest.raises(InputError, match="positive"):
+        calibrate_temperature(pipe, ref, labels, temperatures=(0.9, 0.0))
+    with pytest.raises(InputError, match="reference codes"):
+        calibrate_temperature(pipe, ref[:1], labels[:1])
+
+
+def test_calibration_settings_are_checked():
+    assert _check_calibration(None) is None
+    assert _check_calibration({"steps": 8, "temperatures": [1, 2]}) == {"steps": 8, "temperatures": [1.0, 2.0]}
+    with pytest.raises(ConfigError, match="unknown keys"):
+        _check_calibration({"temperature": [1.0]})
+    with pytest.raises(ConfigError, match="positive"):
+        _check_calibration({"temperatures": [1.0, -1.0]})
+    with pytest.raises(ConfigError, match="num_samples"):
+        _check_calibration({"num_samples": 0})

@@ -64,3 +64,16 @@ def test_calibration_settings_are_checked():
         _check_calibration({"temperatures": [1.0, -1.0]})
     with pytest.raises(ConfigError, match="num_samples"):
         _check_calibration({"num_samples": 0})
+    with pytest.raises(ConfigError, match="expected numbers"):
+        _check_calibration({"temperatures": ["hot"]})
+    with pytest.raises(ConfigError, match="mapping"):
+        _check_calibration([1.0, 2.0])
+
+
+def test_calibration_steps_beyond_T_are_refused_before_training():
+    from latent4d.binary.module import BinaryDiffusionModule
+    from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler
+
+    with pytest.raises(ConfigError, match="T=8"):  # checked before the autoencoder is even looked for
+        BinaryDiffusionModule(None, BernoulliDiffusionScheduler(8), autoencoder_path="unused",
+                              calibration={"steps": 16})

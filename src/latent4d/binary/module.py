@@ -343,11 +343,15 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
             raise ConfigError(f"unknown time_weighting '{time_weighting}'; expected mean or weighted")
         if float(aux_weight) < 0 or float(focal_gamma) < 0:
             raise ConfigError(f"aux_weight and focal_gamma must be >= 0, got {aux_weight}, {focal_gamma}")
+        calib, T = _check_calibration(calibration), int(scheduler.config.num_train_timesteps)
+        if calib is not None and calib.get("steps", 16) > T:
+            raise ConfigError(f"model.calibration.steps={calib.get('steps', 16)} is more than the diffusion's "
+                              f"T={T}: set model.calibration.steps to at most {T}")
         super().__init__(denoiser, scheduler, autoencoder_path, lr, weight_decay, label_dropout, ema_decay,
-                         warmup_steps, int(scheduler.config.num_train_timesteps))
+                         warmup_steps, T)
         self.loss_name, self.focal_gamma = loss, float(focal_gamma)
         self.time_weighting, self.aux_weight = time_weighting, float(aux_weight)
-        self.calibration = _check_calibration(calibration)
+        self.calibration = calib
 
     def flip_loss(self, logits: torch.Tensor, target: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """The flip loss of logits / flip targets (B, C, *grid) at timesteps ``t`` (B,) (see the class)."""
@@ -455,12 +459,18 @@ def _check_calibration(calibration) -> dict | None:
     if bad:
         raise ConfigError(f"model.calibration: unknown keys {bad}; expected some of {sorted(allowed)}")
     out = dict(cfg)
-    if "temperatures" in out:
-        out["temperatures"] = [float(t) for t in out["temperatures"]]
-        if not out["temperatures"] or any(not t > 0 for t in out["temperatures"]):
-            raise ConfigError(f"model.calibration.temperatures must be positive numbers, got {out['temperatures']}")
+    try:
+        if "temperatures" in out:
+            out["temperatures"] = [float(t) for t in out["temperatures"]]
+        for k in ("steps", "num_samples", "seed"):
+            if k in out:
+                out[k] = int(out[k])
+    except (TypeError, ValueError):
+        raise ConfigError(f"model.calibration: expected numbers (temperatures: a list of them), got {cfg}") from None
+    if "temperatures" in out and (not out["temperatures"] or any(not 0 < t < float("inf") for t in out["temperatures"])):
+        raise ConfigError(f"model.calibration.temperatures must be positive numbers, got {out['temperatures']}")
     for k in ("steps", "num_samples"):
-        if k in out and int(out[k]) < 1:
+        if k in out and out[k] < 1:
             raise ConfigError(f"model.calibration.{k} must be >= 1, got {out[k]}")
     return out
 

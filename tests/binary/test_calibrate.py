@@ -77,3 +77,19 @@ def test_calibration_steps_beyond_T_are_refused_before_training():
     with pytest.raises(ConfigError, match="T=8"):  # checked before the autoencoder is even looked for
         BinaryDiffusionModule(None, BernoulliDiffusionScheduler(8), autoencoder_path="unused",
                               calibration={"steps": 16})
+
+
+def test_few_reference_codes_are_compared_on_their_principal_components(monkeypatch):
+    from latent4d.binary import calibrate
+
+    assert calibrate.compared_dims(1258, 256) == 256  # the digits: 4+ codes per bit, every bit
+    assert calibrate.compared_dims(480, 1536) == 120  # the voxels: N / 4 components
+    assert calibrate.compared_dims(10**6, 16384) == calibrate.MAX_DIMS
+    ref, same, far = _bits(0.3, 400, 0, 64), _bits(0.3, 400, 1, 64), _bits(0.6, 400, 1, 64)
+    assert code_frechet(same, ref, dims=64) == pytest.approx(code_frechet(same, ref))
+    assert code_frechet(same, ref, dims=16) < code_frechet(far, ref, dims=16)
+    monkeypatch.setattr(calibrate, "MAX_REFERENCE", 100)  # a seeded subset of the reference, labels with it
+    pipe = _StubPipe()
+    best, _ = calibrate_temperature(pipe, _bits(0.375, 800, 3), torch.tensor([1] * 800),
+                                    temperatures=(0.9, 1.5, 2.0), num_samples=200)
+    assert best == 1.5 and set(torch.cat(pipe.labels).tolist()) == {1}

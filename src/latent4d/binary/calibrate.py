@@ -7,7 +7,8 @@ when it is given the exact posterior). Most of that is lost in the first, high-n
 temperature above 1 restores it. Which temperature is best depends on the model, so it is measured:
 :func:`calibrate_temperature` samples ``n`` class-conditional codes (the classes in the proportions of
 the reference codes, no guidance) at each candidate temperature and keeps the one whose codes are
-closest to the reference codes in Fréchet distance of the bit vectors (:func:`code_frechet`). No
+closest to the reference codes in Fréchet distance of the bit vectors (:func:`code_frechet`; on the
+leading principal components of the reference when it has fewer than 4 codes per bit). No
 judge network or decoded images are involved, so it works for any binary latent (images, voxels).
 The result is stored in the exported scheduler's ``sampling_temperature`` and is the pipeline's
 default temperature.
@@ -25,11 +26,15 @@ from latent4d.errors import InputError
 
 #: candidate temperatures (the official release samples at 0.5-1.0; small CPU models want more)
 TEMPERATURES = (0.75, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0)
+#: at most this many reference codes (a seeded subset) and compared dimensions: keeps the covariances of
+#: paper-size codes (16 x 16 x 64 bits, millions of images) small
+MAX_REFERENCE, MAX_DIMS = 5000, 512
 
 
-def code_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
+def code_frechet(a: torch.Tensor, b: torch.Tensor, dims: int | None = None) -> float:
     """Fréchet distance between two sets of binary codes ``a`` (N, ...) and ``b`` (M, ...) (flattened to
-    bit vectors {0, 1}^D): ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``."""
+    bit vectors {0, 1}^D): ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``. With ``dims`` < D both
+    sets are first projected onto the ``dims`` leading principal components of ``b`` (the reference)."""
     from scipy import linalg
 
     x = a.reshape(len(a), -1).double().cpu().numpy()
@@ -38,12 +43,25 @@ def code_frechet(a: torch.Tensor, b: torch.Tensor) -> float:
         raise InputError(f"codes of {x.shape[1]} and {y.shape[1]} bits cannot be compared")
     if len(x) < 2 or len(y) < 2:
         raise InputError("the Fréchet distance of codes needs at least 2 codes on each side")
+    if dims is not None and 0 < int(dims) < x.shape[1]:
+        mu = y.mean(0)
+        basis = np.linalg.svd(y - mu, full_matrices=False)[2][: int(dims)].T  # (D, dims)
+        x, y = (x - mu) @ basis, (y - mu) @ basis
     m1, m2 = x.mean(0), y.mean(0)
     c1, c2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     with warnings.catch_warnings():  # constant bits make the covariances singular; the trace stays defined
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         root, _ = linalg.sqrtm(c1 @ c2, disp=False)
     return float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2.0 * np.real(root)))
+
+
+def compared_dims(num_codes: int, bits: int) -> int:
+    """Dimensions the calibration compares codes in: all ``bits`` while there are at least 4 reference
+    codes per dimension, else the leading ``num_codes // 4`` principal components (at most
+    :data:`MAX_DIMS`). With fewer codes than bits the full covariance is mostly estimation noise: on the
+    voxel model (480 codes of 1,536 bits) the full-dimensional distance picked 0.6 while the 3D judge's FD
+    kept falling up to 1.25; on 120 components both agree."""
+    return max(1, min(int(bits), int(num_codes) // 4, MAX_DIMS))
 
 
 def _labels(pipe, ref_labels: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -60,19 +78,24 @@ def calibrate_temperature(pipe, codes: torch.Tensor, labels: torch.Tensor | None
                           batch_size: int = 500) -> tuple[float, dict[float, float]]:
     """The temperature (of ``temperatures``) whose ``num_samples`` codes, sampled by ``pipe`` (a
     :class:`~latent4d.binary.pipeline.BinaryLatentPipeline`) in ``steps`` steps without guidance, have the
-    lowest :func:`code_frechet` to ``codes`` (N, C, *grid) bits with class ``labels`` (N,).
+    lowest :func:`code_frechet` to ``codes`` (N, C, *grid) bits with class ``labels`` (N,), in
+    :func:`compared_dims` dimensions (at most :data:`MAX_REFERENCE` codes are compared, a seeded subset).
     Returns ``(best temperature, {temperature: code FD})``; every temperature uses the same seeds."""
     if len(codes) < 2:
         raise InputError(f"temperature calibration needs reference codes, got {len(codes)}")
     temps = [float(t) for t in temperatures]
     if not temps or any(not np.isfinite(t) or t <= 0 for t in temps):
         raise InputError(f"calibration temperatures must be positive numbers, got {list(temperatures)}")
+    if len(codes) > MAX_REFERENCE:
+        keep = torch.randperm(len(codes), generator=torch.Generator().manual_seed(int(seed)))[:MAX_REFERENCE]
+        codes, labels = codes[keep], (labels[keep] if labels is not None else None)
+    dims = compared_dims(len(codes), codes[0].numel())
     fds: dict[float, float] = {}
     for temp in temps:
         g = torch.Generator().manual_seed(int(seed))
         y = _labels(pipe, labels, int(num_samples), g)
         lat = [pipe.sample_latents(y[i:i + batch_size], steps=int(steps), temperature=temp, generator=g).cpu()
                for i in range(0, len(y), batch_size)]
-        fds[temp] = code_frechet(torch.cat(lat), codes)
+        fds[temp] = code_frechet(torch.cat(lat), codes, dims)
     best = min(fds, key=lambda t: fds[t])
     return best, fds

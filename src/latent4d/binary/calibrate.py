@@ -64,6 +64,30 @@ def compared_dims(num_codes: int, bits: int) -> int:
     return max(1, min(int(bits), int(num_codes) // 4, MAX_DIMS))
 
 
+class DenoiserSampler:
+    """What :func:`calibrate_temperature` needs of a pipeline (``num_classes``, ``sample_latents`` without
+    guidance), from a denoiser and its scheduler alone: the training module calibrates with it, without
+    importing the inference pipeline."""
+
+    def __init__(self, denoiser, scheduler):
+        self.denoiser, self.scheduler = denoiser, scheduler
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.denoiser.config.num_classes)
+
+    @torch.no_grad()
+    def sample_latents(self, labels: torch.Tensor, steps: int = 16, temperature: float = 1.0,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        from latent4d.diffusion.bernoulli import sample_bits
+
+        device = next(self.denoiser.parameters()).device
+        cond = labels.to(device) if self.num_classes and bool((labels >= 0).any()) else None
+        shape = (len(labels), self.denoiser.config.latent_channels, *self.denoiser.grid)
+        return sample_bits(lambda x, t: self.denoiser(x, t, cond), self.scheduler, shape, steps, temperature,
+                           generator, device)
+
+
 def _labels(pipe, ref_labels: torch.Tensor | None, n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` class labels in the proportions of ``ref_labels`` (-1 for unconditional models)."""
     if pipe.num_classes == 0 or ref_labels is None or not bool((ref_labels >= 0).any()):
@@ -77,7 +101,8 @@ def calibrate_temperature(pipe, codes: torch.Tensor, labels: torch.Tensor | None
                           temperatures: Sequence[float] = TEMPERATURES, num_samples: int = 1000, seed: int = 0,
                           batch_size: int = 500) -> tuple[float, dict[float, float]]:
     """The temperature (of ``temperatures``) whose ``num_samples`` codes, sampled by ``pipe`` (a
-    :class:`~latent4d.binary.pipeline.BinaryLatentPipeline`) in ``steps`` steps without guidance, have the
+    :class:`~latent4d.binary.pipeline.BinaryLatentPipeline` or a :class:`DenoiserSampler`) in ``steps``
+    steps without guidance, have the
     lowest :func:`code_frechet` to ``codes`` (N, C, *grid) bits with class ``labels`` (N,), in
     :func:`compared_dims` dimensions (at most :data:`MAX_REFERENCE` codes are compared, a seeded subset).
     Returns ``(best temperature, {temperature: code FD})``; every temperature uses the same seeds."""

@@ -429,11 +429,10 @@ class BinaryDiffusionModule(_LatentDiffusionBase):
             return
         import time
 
-        from latent4d.binary.calibrate import calibrate_temperature
-        from latent4d.binary.pipeline import BinaryLatentPipeline
+        from latent4d.binary.calibrate import DenoiserSampler, calibrate_temperature
 
         codes, labels = dm.arrays("train")
-        pipe = BinaryLatentPipeline(self.autoencoder, self.eval_denoiser, self.scheduler)
+        pipe = DenoiserSampler(self.eval_denoiser.eval(), self.scheduler)
         t0 = time.perf_counter()
         best, fds = calibrate_temperature(pipe, codes, labels, **self.calibration)
         self.scheduler.register_to_config(sampling_temperature=best)

@@ -21,7 +21,7 @@ from latent4d.binary.autoencoder import BernoulliAutoencoder
 from latent4d.binary.denoiser import LatentTransformer
 from latent4d.binary.io import image_grid, occupancy_mesh, save_image_grid  # noqa: F401 - re-exported (API)
 from latent4d.binary.types import LatentSamples
-from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler, check_temperature
+from latent4d.diffusion.bernoulli import BernoulliDiffusionScheduler, check_temperature, sample_bits
 from latent4d.errors import InputError
 from latent4d.pipeline import LatentPipeline
 
@@ -129,17 +129,10 @@ class BinaryLatentPipeline(_LatentDiffusionPipeline):
         """Bits (B, C, *grid) for the class ``labels`` (B,) (-1 = unconditional); ``temperature`` None: the
         model's :attr:`default_temperature`."""
         temperature = self.default_temperature if temperature is None else check_temperature(temperature)
-        self.scheduler.set_timesteps(int(steps))  # rejects steps > T with a message
-        B = len(labels)
         labels = labels.to(self.device)
-        x = torch.bernoulli(torch.full((B, *self.latent_shape), 0.5), generator=generator).to(self.device)
-        for t in self.scheduler.timesteps.tolist():
-            logits = self._guided(x, t, labels, guidance)
-            x = self.scheduler.step(logits.cpu(), t, x.cpu(), temperature=temperature,
-                                    generator=generator).prev_sample.to(self.device)
-            if trajectory is not None:
-                trajectory.append(x.cpu())
-        return x
+        return sample_bits(lambda x, t: self._guided(x, t, labels, guidance), self.scheduler,
+                           (len(labels), *self.latent_shape), int(steps), temperature, generator, self.device,
+                           trajectory)
 
 
 class GaussianLatentPipeline(_LatentDiffusionPipeline):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -209,6 +210,25 @@ class BernoulliDiffusionScheduler(SchedulerMixin, ConfigMixin):  # type: ignore[
 
     def __len__(self) -> int:
         return int(self.config["num_train_timesteps"])
+
+
+def sample_bits(model_fn, scheduler: BernoulliDiffusionScheduler, shape: tuple[int, ...], steps: int,
+                temperature: float, generator: torch.Generator | None = None, device=None,
+                trajectory: list | None = None) -> torch.Tensor:
+    """Reverse process from ``x_T ~ Bernoulli(0.5)`` of ``shape`` (B, ...) in ``steps`` steps of
+    ``scheduler`` (its :meth:`~BernoulliDiffusionScheduler.set_timesteps` rejects steps > T):
+    ``model_fn(x_t, t)`` gives the flip logits. Returns the bits ``x_0`` on ``device``; each state
+    is appended to ``trajectory`` when given."""
+    scheduler.set_timesteps(int(steps))
+    x = torch.bernoulli(torch.full(tuple(shape), 0.5), generator=generator).to(device)
+    for t in scheduler.timesteps.tolist():
+        logits = model_fn(x, t)
+        out = cast(BernoulliSchedulerOutput, scheduler.step(logits.cpu(), t, x.cpu(), temperature=temperature,
+                                                             generator=generator))
+        x = out.prev_sample.to(device)
+        if trajectory is not None:
+            trajectory.append(x.cpu())
+    return x
 
 
 def check_temperature(temperature) -> float:

@@ -338,10 +338,7 @@ def binary(out_dir: Path, quick: bool) -> dict:
     imgs, labels = [], []
     for w in (0.0, 1.0):
         g = torch.Generator().manual_seed(0)
-        res = pipe(
-            200, steps=16, temperature=pipe.default_temperature, guidance=w, class_labels=torch.arange(200) // 20,
-            generator=g,
-        )
+        res = pipe(200, steps=16, guidance=w, class_labels=torch.arange(200) // 20, generator=g)
         scores = ev.evaluate(res.samples, res.labels)
         result[f"fd_guidance_{w:g}"], result[f"class_accuracy_guidance_{w:g}"] = (
             scores["fd"],

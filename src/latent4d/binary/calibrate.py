@@ -16,7 +16,6 @@ default temperature.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,28 +30,37 @@ TEMPERATURES = (0.75, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0)
 MAX_REFERENCE, MAX_DIMS = 5000, 512
 
 
-def code_frechet(a: torch.Tensor, b: torch.Tensor, dims: int | None = None) -> float:
-    """Fréchet distance between two sets of binary codes ``a`` (N, ...) and ``b`` (M, ...) (flattened to
-    bit vectors {0, 1}^D): ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2))``. With ``dims`` < D both
-    sets are first projected onto the ``dims`` leading principal components of ``b`` (the reference)."""
-    from scipy import linalg
+def _flat(codes: torch.Tensor) -> np.ndarray:
+    return codes.reshape(len(codes), -1).double().cpu().numpy()
 
-    x = a.reshape(len(a), -1).double().cpu().numpy()
-    y = b.reshape(len(b), -1).double().cpu().numpy()
+
+def _projection(ref: np.ndarray, dims: int | None):
+    """Map (N, D) -> (N, dims) onto the ``dims`` leading principal components of ``ref`` (identity when
+    ``dims`` is None or >= D); the SVD is done once, here."""
+    if dims is None or not 0 < int(dims) < ref.shape[1]:
+        return lambda x: x
+    mu = ref.mean(0)
+    basis = np.linalg.svd(ref - mu, full_matrices=False)[2][: int(dims)].T  # (D, dims)
+    return lambda x: (x - mu) @ basis
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray) -> None:
     if x.shape[1] != y.shape[1]:
         raise InputError(f"codes of {x.shape[1]} and {y.shape[1]} bits cannot be compared")
     if len(x) < 2 or len(y) < 2:
         raise InputError("the Fréchet distance of codes needs at least 2 codes on each side")
-    if dims is not None and 0 < int(dims) < x.shape[1]:
-        mu = y.mean(0)
-        basis = np.linalg.svd(y - mu, full_matrices=False)[2][: int(dims)].T  # (D, dims)
-        x, y = (x - mu) @ basis, (y - mu) @ basis
-    m1, m2 = x.mean(0), y.mean(0)
-    c1, c2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    with warnings.catch_warnings():  # constant bits make the covariances singular; the trace stays defined
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        root, _ = linalg.sqrtm(c1 @ c2, disp=False)
-    return float(((m1 - m2) ** 2).sum() + np.trace(c1 + c2 - 2.0 * np.real(root)))
+
+
+def code_frechet(a: torch.Tensor, b: torch.Tensor, dims: int | None = None) -> float:
+    """Fréchet distance (:func:`latent4d.binary.metrics.frechet_distance`) between two sets of binary codes
+    ``a`` (N, ...) and ``b`` (M, ...) flattened to bit vectors {0, 1}^D. With ``dims`` < D both sets are
+    first projected onto the ``dims`` leading principal components of ``b`` (the reference)."""
+    from latent4d.binary.metrics import frechet_distance
+
+    x, y = _flat(a), _flat(b)
+    _check_pair(x, y)
+    project = _projection(y, dims)
+    return frechet_distance(project(x), project(y))
 
 
 def compared_dims(num_codes: int, bits: int) -> int:
@@ -114,13 +122,19 @@ def calibrate_temperature(pipe, codes: torch.Tensor, labels: torch.Tensor | None
     if len(codes) > MAX_REFERENCE:
         keep = torch.randperm(len(codes), generator=torch.Generator().manual_seed(int(seed)))[:MAX_REFERENCE]
         codes, labels = codes[keep], (labels[keep] if labels is not None else None)
-    dims = compared_dims(len(codes), codes[0].numel())
+    from latent4d.binary.metrics import frechet_distance
+
+    raw = _flat(codes)
+    project = _projection(raw, compared_dims(len(codes), raw.shape[1]))  # once for every temperature
+    ref = project(raw)
     fds: dict[float, float] = {}
     for temp in temps:
         g = torch.Generator().manual_seed(int(seed))
         y = _labels(pipe, labels, int(num_samples), g)
         lat = [pipe.sample_latents(y[i:i + batch_size], steps=int(steps), temperature=temp, generator=g).cpu()
                for i in range(0, len(y), batch_size)]
-        fds[temp] = code_frechet(torch.cat(lat), codes, dims)
+        x = _flat(torch.cat(lat))
+        _check_pair(x, raw)
+        fds[temp] = frechet_distance(project(x), ref)
     best = min(fds, key=lambda t: fds[t])
     return best, fds

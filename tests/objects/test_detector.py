@@ -56,12 +56,14 @@ def _oracle_outputs(scene, net_cfg, codes) -> tuple[dict, torch.Tensor, np.ndarr
     return out, x, Kw
 
 
-def test_targets_decode_back_to_the_ground_truth():
-    """Decoding what a perfect network outputs gives every object back: category, pose, size, codes."""
+@pytest.mark.parametrize("size", [{}, {"width": 320, "height": 240, "stem_stride": 4, "out_stride": 8}])
+def test_targets_decode_back_to_the_ground_truth(size):
+    """Decoding what a perfect network outputs gives every object back: category, pose, size, codes
+    (at either working size: the grouping radius is in output cells)."""
     from latent4d.objects.metrics import rotation_error_deg
 
     scene = _scene()
-    net = ObjectDetector(categories=CATS, shape_dim=8, appearance_dim=8)
+    net = ObjectDetector(categories=CATS, shape_dim=8, appearance_dim=8, **size)
     rng = np.random.default_rng(0)
     codes = {o.name: (rng.normal(size=8), rng.normal(size=8)) for o in scene.objects}
     out, x, Kw = _oracle_outputs(scene, net.config, codes)
@@ -120,6 +122,12 @@ def test_network_shapes_and_bad_config():
     assert out["shape"].shape[1] == 8 and out["appearance"].shape[1] == 6 and out["pose"].shape[1] == 8
     with pytest.raises(InputError, match="out_stride"):
         ObjectDetector(out_stride=3)
+    # the CPU default: 320 x 240 through a 4 x 4 patch stem (every pixel seen), the same 40 x 30 cells
+    big = ObjectDetector(categories=CATS, shape_dim=8, appearance_dim=6, stem_stride=4, out_stride=8, width=320,
+                         height=240)
+    stem = big.down[0][0]
+    assert stem.kernel_size == (4, 4) and stem.stride == (4, 4)
+    assert big(torch.zeros(1, 7, 240, 320))["heat"].shape == (1, 1, 30, 40)
 
 
 @pytest.fixture(scope="module")

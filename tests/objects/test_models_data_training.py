@@ -29,6 +29,24 @@ def test_paper_decoder_layout_and_latent_reinjection():
     assert torch.allclose(dec(x[0], z[0]), y[0], atol=1e-6)  # (N, 3) with a (D,) code
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"hidden": 128, "num_layers": 5, "latent_in": [3], "num_freqs": 4},
+                                    {"hidden": 96, "num_layers": 4, "latent_in": [], "num_freqs": 0}])
+def test_one_code_per_point_set_matches_the_concatenating_path(kwargs):
+    """A (D,) or (B, D) code takes the factorised path (its share of the code-fed layers once per code):
+    same values and same code gradients as the per-point code, which concatenates."""
+    torch.manual_seed(0)
+    dec = ShapeDecoder(**kwargs)
+    x = torch.rand(3, 200, 3) * 2 - 1
+    z = torch.randn(3, 64, requires_grad=True)
+    per_point = z[:, None].expand(3, 200, 64)
+    y_shared, y_point = dec(x, z), dec(x, per_point)
+    assert torch.allclose(y_shared, y_point, atol=1e-5)
+    g_shared = torch.autograd.grad(y_shared.square().sum(), z)[0]
+    g_point = torch.autograd.grad(dec(x, per_point).square().sum(), z)[0]
+    assert torch.allclose(g_shared, g_point, rtol=1e-3, atol=1e-4)
+    assert torch.allclose(dec(x[1], z[1]), y_point[1], atol=1e-5)  # (N, 3) with a (D,) code
+
+
 def test_decoder_roundtrip_and_fused_weight_norm(tmp_path):
     dec = ShapeDecoder(hidden=96, num_layers=4, latent_in=[2], num_freqs=2)
     with pytest.raises(ValueError, match="must exceed the re-injected input width"):

@@ -47,8 +47,11 @@ log half-diagonal minus :data:`LOG_SCALE_OFFSET` (1)."""
 
 
 def _block(cin: int, cout: int, stride: int = 1, groups: int = 8) -> nn.Sequential:
+    """Two convolutions with GroupNorm + ReLU; the first strided (3 x 3, or a 4 x 4 patch embedding
+    at stride 4, which sees every input pixel where a strided 3 x 3 would skip some)."""
     g = max(1, min(groups, cout // 4))
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(g, cout), nn.ReLU(inplace=True),
+    first = nn.Conv2d(cin, cout, 4, 4, 0, bias=False) if stride == 4 else nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+    return nn.Sequential(first, nn.GroupNorm(g, cout), nn.ReLU(inplace=True),
                          nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(g, cout), nn.ReLU(inplace=True))
 
 
@@ -245,6 +248,7 @@ class Detection:
     centre: tuple[float, float] = (0.0, 0.0)
     mask: np.ndarray | None = field(default=None, repr=False)
     pixels: int = 0
+    category_probs: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"category": self.category, "score": round(float(self.score), 4), "R": np.asarray(self.R).tolist(),
@@ -300,11 +304,11 @@ def _full_res_labels(labels: torch.Tensor, H: int, W: int) -> np.ndarray:
 
 
 def decode_detections(out: dict[str, torch.Tensor], x: torch.Tensor, K_work: np.ndarray, config, depth: np.ndarray,
-                      threshold: float = 0.15, radius: float = 12.0, min_cells: int = 2) -> list[Detection]:
+                      threshold: float = 0.15, radius: float = 3.0, min_cells: int = 2) -> list[Detection]:
     """Detections of one frame from the network outputs (batch of one) and its input x (7, H', W').
 
     Peaks of the heatmap above ``threshold`` (3x3 max-pool NMS); foreground cells (category argmax
-    not background) join the peak nearest their voted centre within ``radius`` working pixels; peaks
+    not background) join the peak nearest their voted centre within ``radius`` output cells; peaks
     with fewer than ``min_cells`` cells are dropped. Per detection: the mean over its cells of the
     category probabilities (argmax = its category; score = peak value x that probability), the voted
     centre and centre depth (-> t through the output grid's intrinsics), the 6D rotation (up axis
@@ -317,7 +321,7 @@ def decode_detections(out: dict[str, torch.Tensor], x: torch.Tensor, K_work: np.
     prob = torch.softmax(out["sem"][0], 0)
     off = out["offset"][0] * 10.0
     peaks = find_peaks(heat, threshold, kernel=3)
-    labels = assign_pixels(peaks, prob.argmax(0) > 0, off, radius / stride)
+    labels = assign_pixels(peaks, prob.argmax(0) > 0, off, radius)
     d_out = output_depth(x[None], stride)[0, 0]
     pose = out["pose"][0]
     full = _full_res_labels(labels, *depth.shape)
@@ -338,7 +342,8 @@ def decode_detections(out: dict[str, torch.Tensor], x: torch.Tensor, K_work: np.
         m = (full == k + 1) & (depth > 0) & (np.abs(depth - z) < 2.5 * scale)
         dets.append(Detection(str(config.categories[ci]), val * float(p[ci]), rotation_up_first(rot[:3], rot[3:]), t,
                               scale, out["shape"][0][:, sel].mean(1).numpy(), out["appearance"][0][:, sel].mean(1).numpy(),
-                              (u, v), m, int(sel.sum())))
+                              (u, v), m, int(sel.sum()),
+                              {str(c): float(q) for c, q in zip(config.categories, p / p.sum().clamp_min(1e-9))}))
     return dets
 
 

@@ -210,7 +210,7 @@ class ObjectOptimizer:
         prior = self._prior_stats(init.category)
         keep = shapo_keep() if self.shapo else sdf_keep()
         gen = torch.Generator().manual_seed(seed)
-        band, history, terms = None, [], {}
+        band, history, terms, frozen = None, [], {}, None
         built_at, drifted = -1, 1.0  # iteration of the last band; fraction of its points that left it
         for it in range(n_it):
             if not params.finite():
@@ -225,10 +225,16 @@ class ObjectOptimizer:
             if band is None or (codes_on and it - built_at >= max(1, cfg.band_every) and drifted > cfg.band_tolerance):
                 band, built_at = self._surface_band(zs.detach(), keep, gen), it
             centers, normals, side = band
-            # projection with the cached (constant) normals: p' = p - f(p) n, differentiable via f
-            f_c = fn(centers)
-            S = centers - f_c[:, None] * normals
-            drifted = float((f_c.detach().abs() > side).float().mean()) if len(f_c) else 1.0
+            if codes_on or frozen is None or frozen[0] is not band:
+                # projection with the cached (constant) normals: p' = p - f(p) n, differentiable via f
+                with torch.set_grad_enabled(codes_on):
+                    f_c = fn(centers)
+                    S = centers - f_c[:, None] * normals
+                drifted = float((f_c.detach().abs() > side).float().mean()) if len(f_c) else 1.0
+                # codes frozen (warm-up, pose-only fits): the surface is a constant until the band changes
+                frozen = None if codes_on else (band, S, drifted)
+            else:
+                _, S, drifted = frozen
             if len(S) < 4:
                 return it, "diverged", f"the predicted surface vanished at iteration {it}", history, terms
             if not bool(torch.isfinite(S).all()):

@@ -323,7 +323,7 @@ class DetectorPipeline(LatentPipeline):
         return list(self.detector.config.categories)
 
     @torch.no_grad()
-    def detect(self, frame, threshold: float = 0.15, radius: float = 12.0, min_cells: int = 2) -> list:
+    def detect(self, frame, threshold: float = 0.15, radius: float = 3.0, min_cells: int = 2) -> list:
         """Detections in ``frame`` (rgb (H, W, 3) uint8, depth (H, W) m, K): see
         :func:`latent4d.objects.detector.decode_detections`; sorted by score, best first."""
         from latent4d.objects.detector import decode_detections, detector_input

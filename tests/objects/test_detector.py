@@ -76,6 +76,8 @@ def test_targets_decode_back_to_the_ground_truth(size):
         assert rotation_error_deg(d.R, o.R, symmetric=o.symmetric) < 1.0
         assert abs(d.scale / o.scale - 1) < 1e-3
         np.testing.assert_allclose(d.shape_code, codes[o.name][0], atol=1e-4)
+        assert max(d.category_probs, key=d.category_probs.get) == o.category
+        assert abs(sum(d.category_probs.values()) - 1) < 1e-5 and d.to_json()["category_probs"][o.category] > 0.9
         iou = (d.mask & (scene.mask == o.instance_id)).sum() / max((d.mask | (scene.mask == o.instance_id)).sum(), 1)
         assert iou > 0.5, f"{o.category}: mask IoU {iou:.2f}"
 

@@ -236,7 +236,9 @@ def detector_targets(mask_out: np.ndarray, K_out: np.ndarray, objects: list[dict
 class Detection:
     """One detected object: category (a database category name), score in [0, 1], R (3, 3), t (3,)
     metres, scale (metric half-diagonal, m), shape_code / appearance_code (D,), centre (u, v) at the
-    output grid, ``mask`` (H, W) bool at the frame's resolution, ``pixels``: output cells that voted."""
+    output grid, ``mask`` (H, W) bool at the frame's resolution, ``pixels``: output cells that voted,
+    ``category_probs``: the mean category probabilities of those cells, renormalised over the detector's
+    categories (background left out)."""
 
     category: str
     score: float
@@ -253,7 +255,8 @@ class Detection:
     def to_json(self) -> dict:
         return {"category": self.category, "score": round(float(self.score), 4), "R": np.asarray(self.R).tolist(),
                 "t": np.asarray(self.t).tolist(), "scale": float(self.scale), "pixels": int(self.pixels),
-                "centre_px": [float(c) for c in self.centre]}
+                "centre_px": [float(c) for c in self.centre],
+                "category_probs": {c: round(float(q), 4) for c, q in self.category_probs.items()}}
 
 
 def rotation_up_first(c1: np.ndarray, c2: np.ndarray) -> np.ndarray:

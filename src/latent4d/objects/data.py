@@ -297,7 +297,7 @@ class DetectorDataModule(SplitDataModule):
         categories: the detector's classes 1..C (database objects of other categories are not placed).
         train_scenes / val_scenes / test_scenes: scene counts (disjoint seeds).
         width / height: the detector's working size; render_scale: scenes are rendered at this multiple
-            (4: 640 x 480, a Kinect's size) with the sensor noise applied there, and resampled as real frames
+            (2 x 320 x 240: 640 x 480, a Kinect's size) with the sensor noise applied there, and resampled as real frames
             are (the noise's holes are sized in sensor pixels); out_stride: the detector's output stride.
         n_objects: objects per scene (inclusive range); max_objects: target rows per scene.
         extra_per_category: procedural instances per category placed in the scenes besides the
@@ -309,8 +309,8 @@ class DetectorDataModule(SplitDataModule):
     """
 
     def __init__(self, database: str | None = None, categories=("bottle", "bowl", "camera", "can", "laptop", "mug"),
-                 train_scenes: int = 3200, val_scenes: int = 40, test_scenes: int = 40, width: int = 160,
-                 height: int = 120, render_scale: int = 4, out_stride: int = 4, n_objects=(1, 5), max_objects: int = 6,
+                 train_scenes: int = 3200, val_scenes: int = 40, test_scenes: int = 40, width: int = 320,
+                 height: int = 240, render_scale: int = 2, out_stride: int = 8, n_objects=(1, 5), max_objects: int = 6,
                  max_shading: float = 0.6, resolution: int = 64, batch_size: int = 8, num_workers: int = 0,
                  seed: int = 0, cache: bool = True, extra_per_category: int = 0):
         super().__init__(batch_size=batch_size, num_workers=num_workers)

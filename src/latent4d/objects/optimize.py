@@ -223,18 +223,18 @@ class ObjectOptimizer:
             za = params.za if codes_on else params.za.detach()
             fn = self.pipe.shape_decoder.bind(zs)
             if band is None or (codes_on and it - built_at >= max(1, cfg.band_every) and drifted > cfg.band_tolerance):
-                band, built_at = self._surface_band(zs.detach(), keep, gen), it
+                band, built_at, frozen = self._surface_band(zs.detach(), keep, gen), it, None
             centers, normals, side = band
-            if codes_on or frozen is None or frozen[0] is not band:
+            if codes_on or frozen is None:
                 # projection with the cached (constant) normals: p' = p - f(p) n, differentiable via f
                 with torch.set_grad_enabled(codes_on):
                     f_c = fn(centers)
                     S = centers - f_c[:, None] * normals
                 drifted = float((f_c.detach().abs() > side).float().mean()) if len(f_c) else 1.0
                 # codes frozen (warm-up, pose-only fits): the surface is a constant until the band changes
-                frozen = None if codes_on else (band, S, drifted)
+                frozen = None if codes_on else (S, drifted)
             else:
-                _, S, drifted = frozen
+                S, drifted = frozen
             if len(S) < 4:
                 return it, "diverged", f"the predicted surface vanished at iteration {it}", history, terms
             if not bool(torch.isfinite(S).all()):

@@ -85,45 +85,35 @@ class ShapeDecoder(ModelMixin, ConfigMixin):
         return torch.cat([xyz, proj.sin(), proj.cos()], dim=-1)
 
     def forward(self, xyz: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        lead = xyz.shape[:-1]
-        if code.shape[:-1] != lead and (code.dim() == 1 or code.dim() == xyz.dim() - 1):
-            return self._forward_shared_code(xyz, code)
-        inp = torch.cat([broadcast_code(xyz, code).to(xyz.dtype), self.encode_xyz(xyz)], dim=-1)
-        h = inp
-        for i, lin in enumerate(self.layers):
-            if i in self.latent_in and i > 0:
-                h = torch.cat([h, inp], dim=-1)
-            h = self.drop(self.act(lin(h)))
-        out = self.out(h).squeeze(-1)
-        return torch.tanh(out) if self.output_tanh else out
-
-    def _forward_shared_code(self, xyz: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """``forward`` for one code per point set (code (D,) with xyz (..., N, 3), or (B, D) with
-        (B, N, 3)): the same function, but the code's share of every layer that takes ``[code, xyz]``
-        (the first and the ``latent_in`` ones) is computed once per code instead of once per point, so
-        those layers multiply only the xyz features by the points (a quarter of the CPU default's
-        multiply-adds). Equal to the concatenating path to float rounding (tested)."""
-        import torch.nn.functional as F
-
-        D = self.config.latent_dim
+        """One code per point set (code (D,) with xyz (..., N, 3), or (B, D) with (B, N, 3)): the code's
+        share of every layer that takes ``[code, xyz]`` (the first and the ``latent_in`` ones) is computed
+        once per code instead of once per point (a quarter of the CPU default's multiply-adds; the same
+        function to float rounding, tested). A code per point (..., N, D) is concatenated."""
         enc = self.encode_xyz(xyz)
-        z = code.to(xyz.dtype)
-        z = z if z.dim() == 1 else z[..., None, :]  # broadcasts over the points
-
-        def injected(w: torch.Tensor, b: torch.Tensor | None, h: torch.Tensor | None) -> torch.Tensor:
-            k = w.shape[1] - self.in_dim  # columns of the previous layer's output (0 for the first layer)
-            y = F.linear(enc, w[:, k + D:], b) + F.linear(z, w[:, k:k + D])
-            return y if h is None else y + F.linear(h, w[:, :k])
-
+        shared = code.shape[:-1] != xyz.shape[:-1] and code.dim() in (1, xyz.dim() - 1)
+        if shared:
+            z = code.to(xyz.dtype)
+            z = z if z.dim() == 1 else z[..., None, :]  # broadcasts over the points
+        else:
+            inp = torch.cat([broadcast_code(xyz, code).to(xyz.dtype), enc], dim=-1)
         h = None
         for i, lin in enumerate(self.layers):
             if i == 0 or i in self.latent_in:
-                h = injected(lin.weight, lin.bias, h)
+                h = self._code_split(lin, h, z, enc) if shared else lin(inp if h is None else torch.cat([h, inp], -1))
             else:
                 h = lin(h)
             h = self.drop(self.act(h))
         out = self.out(h).squeeze(-1)
         return torch.tanh(out) if self.output_tanh else out
+
+    def _code_split(self, lin: nn.Module, h: torch.Tensor | None, z: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
+        """``lin([h, code, enc])`` with the weight split by columns, so the code's product is one row."""
+        import torch.nn.functional as F
+
+        w, D = lin.weight, self.config.latent_dim
+        k = w.shape[1] - self.in_dim  # columns of the previous layer's output (0 for the first layer)
+        y = F.linear(enc, w[:, k + D:], lin.bias) + F.linear(z, w[:, k:k + D])
+        return y if h is None else y + F.linear(h, w[:, :k])
 
     def fuse_weight_norm(self) -> ShapeDecoder:
         """Bake the weight normalisation into plain weights (faster inference; no more training of g, v).

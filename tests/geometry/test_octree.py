@@ -121,3 +121,27 @@ def test_project_to_surface_without_create_graph_keeps_value_gradient():
     assert torch.allclose((proj - z.detach()).norm(dim=-1), torch.tensor([0.4, 0.4]), atol=1e-5)
     proj[:, 0].sum().backward()  # gradient flows through f even with constant normals
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("create_graph", [True, False])
+def test_chunked_projection_and_band_match_one_call(create_graph):
+    """Evaluating ``fn`` chunk by chunk (the CPU default keeps activations in cache) gives the same
+    points, values, normals, band and gradients as one call over every point."""
+    from latent4d.geometry.octree import CHUNK_CPU, CHUNK_GPU, default_chunk
+
+    assert default_chunk("cpu") == CHUNK_CPU < CHUNK_GPU == default_chunk("cuda")
+    grads = []
+    outs = []
+    for chunk in (7, 10**6):
+        z = torch.tensor([0.05, -0.02, 0.1], requires_grad=True)
+        fn = lambda p, z=z: (p - z).norm(dim=-1) - 0.5  # noqa: E731
+        band = octree_band(fn, 5, chunk=chunk)
+        proj, vals, nrm = project_to_surface(fn, band.centers, create_graph=create_graph, chunk=chunk)
+        (proj.sum() + vals.sum()).backward()
+        outs.append((band.centers, band.values, proj.detach(), vals.detach(), nrm.detach()))
+        grads.append(z.grad.clone())
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+    empty = project_to_surface(sphere(), torch.zeros(0, 3), chunk=4)
+    assert [t.shape[0] for t in empty] == [0, 0, 0]

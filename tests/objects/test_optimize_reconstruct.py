@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -251,3 +252,29 @@ def test_average_precision_and_map():
     m = nocs_map(recs)
     assert m["IoU25"] == pytest.approx(0.5)  # mug AP 1, can AP 0
     assert m["IoU50"] < m["IoU25"] and m["10deg5cm"] <= m["IoU25"]
+
+
+def test_workers_do_not_change_results(tiny_pipe, seen_scene):
+    """Objects refined side by side in forked processes (``workers=2``) give the results of one
+    process, in the same order, with the same skip reasons; a callback keeps them in this process."""
+    from dataclasses import replace
+
+    from latent4d import parallel
+
+    cats = {o.instance_id: o.category for o in seen_scene.objects}
+    ids = [*seen_scene.instance_ids, 9]  # 9: not in the mask -> skipped with its reason
+    cfg = Config(iterations=6, init_iterations=2, level=4, appearance_finetune=3)
+    one = tiny_pipe.reconstruct(seen_scene, categories=cats, config=replace(cfg, workers=1), instance_ids=ids)
+    two = tiny_pipe.reconstruct(seen_scene, categories=cats, config=replace(cfg, workers=2), instance_ids=ids)
+    assert [r.instance_id for r in one] == [r.instance_id for r in two] == ids
+    assert one[-1].status == two[-1].status == "skipped" and one[-1].reason == two[-1].reason
+    for a, b in zip(one[:-1], two[:-1]):
+        assert a.status == b.status == "ok"
+        assert np.allclose(a.R, b.R, atol=1e-6) and np.allclose(a.t, b.t, atol=1e-7)
+        assert np.allclose(a.shape_code, b.shape_code, atol=1e-6) and a.history == pytest.approx(b.history)
+        assert np.array_equal(a.mesh_canonical.vertices, b.mesh_canonical.vertices)
+        assert np.array_equal(a.mesh_canonical.visual.vertex_colors, b.mesh_canonical.visual.vertex_colors)
+    pids = set()
+    tiny_pipe.reconstruct(seen_scene, categories=cats, config=replace(cfg, workers=2, iterations=2),
+                          callback=lambda iid, it, st: pids.add(os.getpid()))
+    assert pids == {os.getpid()} and parallel._TASK is None

@@ -102,9 +102,21 @@ class OctreeBand:
         return out
 
 
-def _eval(fn, pts: torch.Tensor, chunk: int) -> torch.Tensor:
+CHUNK_CPU, CHUNK_GPU = 2**12, 2**16
+"""Points per network call by default: on a CPU a 4,096-point chunk keeps the activations of a
+128-wide MLP in cache (the objects decoder: 2.7x faster per point than 65,536-point chunks on one
+thread); a GPU wants large batches."""
+
+
+def default_chunk(device: torch.device | str | None) -> int:
+    """:data:`CHUNK_CPU` on a CPU (or unknown device), :data:`CHUNK_GPU` elsewhere."""
+    return CHUNK_CPU if device is None or torch.device(device).type == "cpu" else CHUNK_GPU
+
+
+def _eval(fn, pts: torch.Tensor, chunk: int | None) -> torch.Tensor:
     if len(pts) == 0:
         return pts.new_zeros(0)
+    chunk = chunk or default_chunk(pts.device)
     return torch.cat([fn(pts[s:s + chunk]).reshape(-1).float() for s in range(0, len(pts), chunk)])
 
 
@@ -114,7 +126,7 @@ def _to_index(centers: torch.Tensor, bounds: float, side: float) -> torch.Tensor
 
 @torch.no_grad()
 def octree_band(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_level: int = 2,
-                bounds: float = 1.0, keep: KeepFn | None = None, chunk: int = 2**16,
+                bounds: float = 1.0, keep: KeepFn | None = None, chunk: int | None = None,
                 dense_fill: bool = False) -> OctreeBand:
     """Sparse coarse-to-fine evaluation of ``fn`` ((N, 3) -> (N,)) down to ``level``.
 
@@ -163,27 +175,33 @@ def octree_band(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_le
 
 
 def project_to_surface(fn: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor,
-                       create_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       create_graph: bool = True, chunk: int | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One projection step ``p' = p - f(p) * n(p)`` with ``n = grad f / |grad f|`` by autograd.
 
     Differentiable w.r.t. the parameters / latents inside ``fn``. With ``create_graph`` the
     gradient also flows through the normals (double backward); without, the normals are treated
     as constants and ``p'`` moves with ``f`` only (first-order surface motion; ShAPO's choice),
-    which is cheaper. Returns ``(projected (N, 3), values (N,), normals (N, 3))``.
+    which is cheaper. ``fn`` sees ``chunk`` points at a time (default :func:`default_chunk`).
+    Returns ``(projected (N, 3), values (N,), normals (N, 3))``.
     """
-    p = points.detach().requires_grad_(True)
+    chunk = chunk or default_chunk(points.device)
+    vs, gs = [], []
     with torch.enable_grad():
-        v = fn(p).reshape(-1)
-        (g,) = torch.autograd.grad(v.sum(), p, create_graph=create_graph, retain_graph=True)
-    if not create_graph:
-        g = g.detach()
+        for s in range(0, max(len(points), 1), chunk):
+            p = points[s:s + chunk].detach().requires_grad_(True)
+            v = fn(p).reshape(-1)
+            (g,) = torch.autograd.grad(v.sum(), p, create_graph=create_graph, retain_graph=True)
+            vs.append(v)
+            gs.append(g if create_graph else g.detach())
+    v, g = torch.cat(vs), torch.cat(gs)
     n = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    return p.detach() - v[:, None] * n, v, n
+    return points.detach() - v[:, None] * n, v, n
 
 
 def octree_surface_points(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_level: int = 2,
                           bounds: float = 1.0, threshold: float | None = None, keep: KeepFn | None = None,
-                          chunk: int = 2**16, color_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                          chunk: int | None = None, color_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                           create_graph: bool = True) -> dict[str, torch.Tensor]:
     """ShAPO's differentiable surface points: octree band at ``level``, then a projection step.
 
@@ -194,7 +212,7 @@ def octree_surface_points(fn: Callable[[torch.Tensor], torch.Tensor], level: int
     """
     band = octree_band(fn, level, start_level, bounds, keep, chunk)
     threshold = band.side if threshold is None else threshold
-    pts, vals, nrm = project_to_surface(fn, band.centers, create_graph=create_graph)
+    pts, vals, nrm = project_to_surface(fn, band.centers, create_graph=create_graph, chunk=chunk)
     sel = vals.detach().abs() < threshold
     out = {"points": pts[sel], "normals": nrm[sel], "values": vals[sel],
            "evaluations": torch.tensor(band.evaluations + len(band.centers))}
@@ -287,7 +305,7 @@ def _merge_duplicates(vertices: np.ndarray, faces: np.ndarray, tol: float) -> tr
 
 def octree_mesh(fn: Callable[[torch.Tensor], torch.Tensor], level: int, start_level: int = 2,
                 bounds: float = 1.0, keep: KeepFn | None = None, level_set: float = 0.0,
-                inside: str = "negative", chunk: int = 2**16,
+                inside: str = "negative", chunk: int | None = None,
                 sparse: bool = True) -> tuple[trimesh.Trimesh, OctreeBand]:
     """Marching cubes on the octree band (settled cells carry their ancestor's value, whose sign is exact).
 

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from latent4d import progress
 from latent4d.errors import ConfigError, InputError
 from latent4d.objects.appearance import FINETUNE_PARAMS
 from latent4d.objects.io import FOV_RANGE_DEG
@@ -66,6 +65,8 @@ class ObjectsReconstructConfig:
                          help="smallest plausible field of view (degrees): lower it for a zoom lens or a crop")
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
     seed: int = opt(0, help="sampling / initialisation seed")
+    workers: int = opt(0, min=0, max=256, help="processes refining objects side by side (forked, one torch thread "
+                       "each; 0: one per CPU core, 1: in this process); results do not depend on it")
     out: str = opt("outputs/objects/reconstruct", help="output folder")
     # -- detection (no mask= given) ----------------------------------------------------------------
     detector: str | None = opt(None, help="objects/detector run used when mask= is not given (default: the latest)")
@@ -225,48 +226,64 @@ def observe_instance(frame, instance_id: int, max_points: int = 1500, seed: int 
 def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = None,
                       categories: dict[int, str] | str | None = None, init: dict[int, PoseInit] | None = None,
                       callback: Callable[[int, int, dict], bool | None] | None = None,
-                      instance_ids: list[int] | None = None) -> list[ObjectReconstruction]:
+                      instance_ids: list[int] | None = None, choose_start: bool = False) -> list[ObjectReconstruction]:
     """Reconstruct every instance of ``frame`` (:class:`latent4d.objects.types.Scene`) with the
     networks of ``pipe`` (:class:`latent4d.objects.pipeline.ObjectsPipeline`).
 
     Args:
         config: the settings (``ObjectsReconstructConfig()``, i.e. the defaults, when None); its
-            ``level`` is the octree level of the output meshes, ``seed`` the sampling seed.
+            ``level`` is the octree level of the output meshes, ``seed`` the sampling seed, ``workers``
+            the processes refining objects side by side (:func:`latent4d.parallel.map_processes`).
         categories: category per instance id (or one for all); None takes ``config.categories``;
             unknown -> chosen by the initialisation among the database categories.
         init: optional ``{instance_id: PoseInit}`` initial estimates (else from the observation).
         callback: ``callback(instance_id, iteration, state)`` after every iteration (state: see
-            :meth:`ObjectOptimizer.optimize`); returning False stops that object's optimisation.
+            :meth:`ObjectOptimizer.optimize`); returning False stops that object's optimisation. With a
+            callback the objects are refined one after another in this process.
+        choose_start: start each object given in ``init`` from the better of that estimate and the
+            supporting-plane one (:func:`_better_start`).
 
     Returns one :class:`ObjectReconstruction` per instance; objects without enough valid depth are
-    ``skipped`` and diverged ones ``diverged`` (with reasons), the others ``ok``.
+    ``skipped`` and diverged ones ``diverged`` (with reasons), the others ``ok``. The results do not
+    depend on ``workers`` (every random choice is seeded per object).
     """
+    from latent4d.parallel import map_processes
+
+    cfg = config or ObjectsReconstructConfig()
+    cats = cfg.category_map() if categories is None else categories
+    ids = list(instance_ids or frame.instance_ids)
+
+    def one(iid: int) -> ObjectReconstruction:
+        cat = cats.get(iid) if isinstance(cats, dict) else cats
+        cb = None if callback is None else (lambda it, st: callback(iid, it, st))
+        return _reconstruct_one(pipe, frame, cfg, iid, cat, (init or {}).get(iid), choose_start, cb)
+
+    return map_processes(one, ids, workers=1 if callback is not None else cfg.workers,
+                         label=f"refining {len(ids)} objects")
+
+
+def _reconstruct_one(pipe, frame, cfg: ObjectsReconstructConfig, iid: int, category: str | None,
+                     start: PoseInit | None, choose_start: bool,
+                     callback: Callable[[int, dict], bool | None] | None) -> ObjectReconstruction:
+    """One instance of :func:`reconstruct_scene`: observe, start, optimise, mesh."""
     import logging
 
     log = logging.getLogger("latent4d.objects")
-    cfg = config or ObjectsReconstructConfig()
-    cats = cfg.category_map() if categories is None else categories
-    opt_ = ObjectOptimizer(pipe, cfg)
-    results = []
-    ids = list(instance_ids or frame.instance_ids)
-    for iid in progress.track(ids, f"refining {len(ids)} objects", min_total=2):
-        try:
-            obs = observe_instance(frame, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
-        except InputError as e:
-            log.warning("instance %d skipped: %s", iid, e)
-            results.append(ObjectReconstruction(iid, status="skipped", reason=str(e)))
-            continue
-        cat = cats.get(iid) if isinstance(cats, dict) else cats
-        start = (init or {}).get(iid) or initial_estimate(pipe, frame, obs, cat, cfg)
-        cb = None if callback is None else (lambda it, st, _i=iid: callback(_i, it, st))
-        res = opt_.optimize(obs, start, frame=frame, callback=cb)
-        res.instance_id = iid
-        if res.status == "ok":
-            _attach_meshes(pipe, res, cfg.level)
-        else:
-            log.warning("instance %d %s: %s", iid, res.status, res.reason)
-        results.append(res)
-    return results
+    try:
+        obs = observe_instance(frame, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
+    except InputError as e:
+        log.warning("instance %d skipped: %s", iid, e)
+        return ObjectReconstruction(iid, status="skipped", reason=str(e))
+    if start is not None and choose_start:
+        start = _better_start(pipe, frame, obs, start, cfg)
+    start = start or initial_estimate(pipe, frame, obs, category, cfg)
+    res = ObjectOptimizer(pipe, cfg).optimize(obs, start, frame=frame, callback=callback)
+    res.instance_id = iid
+    if res.status == "ok":
+        _attach_meshes(pipe, res, cfg.level)
+    else:
+        log.warning("instance %d %s: %s", iid, res.status, res.reason)
+    return res
 
 
 def _attach_meshes(pipe, res: ObjectReconstruction, level: int) -> None:
@@ -320,16 +337,12 @@ def _above_plane(scene, min_height: float) -> np.ndarray:
     return np.where((z > 0) & (height < min_height), 0, scene.mask).astype(np.int32)
 
 
-def _better_start(pipe, scene, iid: int, start: PoseInit, cfg: ObjectsReconstructConfig) -> PoseInit:
+def _better_start(pipe, scene, obs: ObjectObservation, start: PoseInit, cfg: ObjectsReconstructConfig) -> PoseInit:
     """The detector's start or the supporting-plane one (:func:`initial_estimate` with the detected
-    category), whichever fits the observation better after ``init_iterations`` pose-only iterations
-    (the detector's codes stay with its start)."""
+    category), whichever fits the observation ``obs`` better after ``init_iterations`` pose-only
+    iterations (the detector's codes stay with its start)."""
     from dataclasses import replace
 
-    try:
-        obs = observe_instance(scene, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
-    except InputError:
-        return start  # reconstruct_scene skips it with the reason
     plane = initial_estimate(pipe, scene, obs, start.category, cfg)
     brief = ObjectOptimizer(pipe, replace(cfg, iterations=max(cfg.init_iterations, 1), warmup=0, w_vis=0.0))
     best, best_loss = start, float("inf")
@@ -378,11 +391,10 @@ def refine_detections(pipe, frame, detections: list, config: ObjectsReconstructC
     t1 = time.perf_counter()
     scene, cats, inits, skipped = detected_frame(frame, dets, sorted(set(pipe.database.categories)))
     results = []
-    if cats and cfg.detect_init == "best":
-        inits = {iid: _better_start(pipe, scene, iid, start, cfg) for iid, start in inits.items()}
     if cats:
         results = reconstruct_scene(pipe, scene, cfg, categories=cats, callback=callback, instance_ids=sorted(cats),
-                                    init=None if cfg.detect_init == "plane" else inits)
+                                    init=None if cfg.detect_init == "plane" else inits,
+                                    choose_start=cfg.detect_init == "best")
     results += [ObjectReconstruction(iid, category=dets[iid - 1].category, status="skipped", reason=why)
                 for iid, why in skipped.items()]
     return {"frame": scene, "detections": dets, "results": sorted(results, key=lambda r: r.instance_id),

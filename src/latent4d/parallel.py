@@ -47,12 +47,20 @@ def can_fork() -> bool:
     return "fork" in mp.get_all_start_methods() and os.environ.get(WORKER_ENV) != "1"
 
 
+OVERSUBSCRIBE = 4
+"""``workers=0`` starts up to this many processes per CPU core."""
+
+
 def resolve_workers(workers: int, n_items: int) -> int:
-    """Processes used for ``n_items`` items: ``workers`` (0: one per CPU core), at most one per item,
-    1 where workers cannot be forked."""
+    """Processes used for ``n_items`` items: ``workers`` (0: one per item, up to :data:`OVERSUBSCRIBE`
+    per CPU core), at most one per item, 1 where workers cannot be forked.
+
+    Why more processes than cores: the OS then shares the cores among all items, so uneven work ends
+    together (5 objects on 2 cores: 13.9 s per frame with 5 processes, 17.1 s with 2, where one process
+    refines 3 objects while the other idles after 2)."""
     if workers < 0:
-        raise ValueError(f"workers must be >= 0 (0: one per CPU core), got {workers}")
-    n = cpu_count() if workers == 0 else workers
+        raise ValueError(f"workers must be >= 0 (0: one per item, up to {OVERSUBSCRIBE} per CPU core), got {workers}")
+    n = OVERSUBSCRIBE * cpu_count() if workers == 0 else workers
     return max(1, min(n, n_items)) if can_fork() else 1
 
 
@@ -73,8 +81,9 @@ def _call(indexed: tuple[int, Any]) -> tuple[int, Any]:
 
 def map_processes(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, label: str = "working",
                   min_bar: int = 2) -> list[R]:
-    """``[fn(item) for item in items]`` on up to ``workers`` forked processes (0: one per CPU core; 1 or
-    a single item: in this process), with a progress bar when there are ``min_bar`` items or more."""
+    """``[fn(item) for item in items]`` on up to ``workers`` forked processes (0: see
+    :func:`resolve_workers`; 1 or a single item: in this process), with a progress bar when there are
+    ``min_bar`` items or more."""
     global _TASK
     items = list(items)
     n = resolve_workers(workers, len(items))
@@ -102,4 +111,4 @@ def map_processes(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, la
     return out
 
 
-__all__ = ["WORKER_ENV", "can_fork", "cpu_count", "map_processes", "resolve_workers"]
+__all__ = ["OVERSUBSCRIBE", "WORKER_ENV", "can_fork", "cpu_count", "map_processes", "resolve_workers"]

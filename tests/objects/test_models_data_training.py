@@ -47,6 +47,28 @@ def test_one_code_per_point_set_matches_the_concatenating_path(kwargs):
     assert torch.allclose(dec(x[1], z[1]), y_point[1], atol=1e-5)  # (N, 3) with a (D,) code
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"hidden": 128, "num_layers": 3}])
+def test_appearance_codes_per_point_set_match_the_concatenating_path(kwargs):
+    """AppearanceNet: (D,) / (B, D) codes enter the first layer once per set; the same colours, code
+    gradients and weight gradients (the fine-tuning's) as codes per point, also with mixed layouts."""
+    from latent4d.objects.appearance import AppearanceNet
+
+    torch.manual_seed(0)
+    net = AppearanceNet(**kwargs)
+    x = torch.rand(3, 150, 3) * 2 - 1
+    zs, za = torch.randn(3, 64, requires_grad=True), torch.randn(3, 64, requires_grad=True)
+    ps, pa = zs[:, None].expand(3, 150, 64), za[:, None].expand(3, 150, 64)
+    y_set, y_point = net(x, zs, za), net(x, ps, pa)
+    assert y_set.shape == (3, 150, 3) and torch.allclose(y_set, y_point, atol=1e-5)
+    g_set = torch.autograd.grad(y_set.square().sum(), [zs, za, net.layers[0].linear.weight])
+    g_point = torch.autograd.grad(net(x, ps, pa).square().sum(), [zs, za, net.layers[0].linear.weight])
+    for a, b in zip(g_set, g_point):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)
+    assert torch.allclose(net(x[1], zs[1], za[1]), y_point[1], atol=1e-5)  # (N, 3) with (D,) codes
+    assert torch.allclose(net(x, zs[0], za), net(x, zs[0].expand(3, 64), za), atol=1e-6)  # (D,) with (B, D)
+    assert torch.allclose(net(x[0], ps[0], za[0]), y_point[0], atol=1e-5)  # per point with (D,)
+
+
 def test_decoder_roundtrip_and_fused_weight_norm(tmp_path):
     dec = ShapeDecoder(hidden=96, num_layers=4, latent_in=[2], num_freqs=2)
     with pytest.raises(ValueError, match="must exceed the re-injected input width"):

@@ -20,7 +20,8 @@ def test_resolve_workers():
     assert parallel.resolve_workers(8, 1) == 1  # at most one process per item
     if parallel.can_fork():
         assert parallel.resolve_workers(3, 10) == 3
-        assert parallel.resolve_workers(0, 100) == parallel.cpu_count()
+        assert parallel.resolve_workers(0, 5) == min(5, parallel.OVERSUBSCRIBE * parallel.cpu_count())
+        assert parallel.resolve_workers(0, 1000) == parallel.OVERSUBSCRIBE * parallel.cpu_count()
     with pytest.raises(ValueError, match="workers must be >= 0"):
         parallel.resolve_workers(-1, 3)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
@@ -25,6 +26,16 @@ from latent4d.objects.sdf import broadcast_code
 FINETUNE_PARAMS = ("all", "last", "out")
 """Weights a per-object fine-tuning moves: ``all`` (ShAPO), ``last`` (the last sine layer and the
 output layer), ``out`` (the output layer only)."""
+
+
+def _set_code(code: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor | None:
+    """``code`` shaped to broadcast over the points of ``xyz`` when it is one code per point set ((D,),
+    or (B, D) with xyz (B, N, 3)); None for codes per point."""
+    if code.dim() == 1:
+        return code
+    if code.dim() == xyz.dim() - 1 and code.shape[:-1] == xyz.shape[:-2]:
+        return code[..., None, :]
+    return None
 
 
 class SineLayer(nn.Module):
@@ -62,9 +73,22 @@ class AppearanceNet(ModelMixin, ConfigMixin):
             self.out.bias.zero_()
 
     def forward(self, xyz: torch.Tensor, shape_code: torch.Tensor, appearance_code: torch.Tensor) -> torch.Tensor:
-        zs = broadcast_code(xyz, shape_code).to(xyz.dtype)
-        za = broadcast_code(xyz, appearance_code).to(xyz.dtype)
-        return torch.sigmoid(self.out(self.layers(torch.cat([xyz, zs, za], dim=-1))))
+        """Codes of a point set ((D,), or (B, D) with xyz (B, N, 3)) enter the first layer once per set
+        (its weight split by columns: the codes' product is one row per set instead of one per point,
+        the same function to float rounding, tested); codes per point (..., N, D) are concatenated."""
+        zs, za = _set_code(shape_code, xyz), _set_code(appearance_code, xyz)
+        if zs is None or za is None:
+            zs = broadcast_code(xyz, shape_code).to(xyz.dtype)
+            za = broadcast_code(xyz, appearance_code).to(xyz.dtype)
+            return torch.sigmoid(self.out(self.layers(torch.cat([xyz, zs, za], dim=-1))))
+        lead = torch.broadcast_shapes(zs.shape[:-1], za.shape[:-1])
+        code = torch.cat([zs.expand(*lead, zs.shape[-1]), za.expand(*lead, za.shape[-1])], -1).to(xyz.dtype)
+        first = self.layers[0]
+        w = first.linear.weight
+        h = torch.sin(first.w0 * (F.linear(xyz, w[:, :3], first.linear.bias) + F.linear(code, w[:, 3:])))
+        for layer in list(self.layers)[1:]:
+            h = layer(h)
+        return torch.sigmoid(self.out(h))
 
     def bind(self, shape_code: torch.Tensor, appearance_code: torch.Tensor):
         """``xyz (N, 3) -> rgb (N, 3)`` for one object."""

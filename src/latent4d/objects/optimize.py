@@ -39,7 +39,8 @@ pipeline's network stays unchanged. ShAPO (``opt/optimization_all.py``) loads a 
 per object and optimises all its weights with Adam at lr 1e-4 jointly with the codes and pose for its
 200 iterations, on the L2 norm of the RGB difference between each predicted surface point and its
 nearest canonicalised observed point (pairs < 0.2); here the pose and codes are final first, and the
-loss is the ``color`` term's weighted L1 at the surface points nearest to the observations.
+loss is the ``color`` term's weighted L1 at the surface points nearest to the observations (the
+reconstruction takes them from the output mesh's vertices, which it decodes anyway).
 
 Every function takes its settings as a :class:`latent4d.objects.reconstruct.ObjectsReconstructConfig`
 (``config``; defaults in ``conf/reconstruct/objects.yaml``).
@@ -151,8 +152,8 @@ class ObjectOptimizer:
     # ------------------------------------------------------------------------------------------
     def optimize(self, obs: ObjectObservation, init: PoseInit, frame=None,
                  callback: Callable[[int, dict], bool | None] | None = None,
-                 iterations: int | None = None, optimize_codes: bool = True, score: bool = True
-                 ) -> ObjectReconstruction:
+                 iterations: int | None = None, optimize_codes: bool = True, score: bool = True,
+                 finetune: bool = True) -> ObjectReconstruction:
         """Run the optimisation; returns an :class:`ObjectReconstruction` (mesh not yet extracted).
 
         ``callback(iteration, state)`` is called after every iteration with ``state`` =
@@ -160,7 +161,8 @@ class ObjectOptimizer:
         "shape_code": (D,), "appearance_code": (D,), "surface_points": (K, 3) camera frame,
         "surface_colors": (K, 3) in [0, 1]}`` (numpy, detached); returning ``False`` stops.
         ``frame`` (the full RGB-D input, an :class:`~latent4d.geometry.rgbd.RGBDFrame`) enables the
-        visibility test of the ``vis`` term.
+        visibility test of the ``vis`` term. ``finetune=False`` leaves the appearance fine-tuning to the
+        caller (:func:`latent4d.objects.reconstruct.reconstruct_scene` runs it on the output mesh's vertices).
         """
         n_it = self.cfg.iterations if iterations is None else iterations
         dev = self.pipe.device
@@ -177,7 +179,7 @@ class ObjectOptimizer:
                                    seconds=time.perf_counter() - t0, status=status, reason=reason)
         if status == "ok":
             self._finish(res, params, terms, obs, score)
-        if res.status == "ok" and optimize_codes and self.cfg.appearance_finetune > 0:
+        if res.status == "ok" and optimize_codes and finetune and self.cfg.appearance_finetune > 0:
             t1 = time.perf_counter()
             res.appearance_net = finetune_appearance(self.pipe, obs, res, self.cfg)
             res.seconds += time.perf_counter() - t1
@@ -397,12 +399,13 @@ class ObjectOptimizer:
 
 
 def finetune_appearance(pipe, obs: ObjectObservation, res: ObjectReconstruction, config,
-                        level: int = 6) -> torch.nn.Module:
+                        level: int = 6, surface: torch.Tensor | None = None) -> torch.nn.Module:
     """A per-object copy of ``pipe.appearance`` fine-tuned to one object's observed colours.
 
     The observed points (``obs.points`` (N, 3) camera metres, ``obs.colors`` (N, 3) in [0, 1]) are
     mapped into the canonical frame by the result's pose and snapped to the nearest point of the
-    decoded surface (octree ``level``, as the colour metric does); ``config.appearance_finetune``
+    decoded surface (octree ``level``, as the colour metric does; or ``surface`` (K, 3) canonical points
+    given, e.g. the output mesh's vertices); ``config.appearance_finetune``
     Adam steps at ``config.appearance_finetune_lr`` on ``config.appearance_finetune_params`` minimise
     the weighted L1 of the ``color`` term there (weight ``exp(-(d / color_sigma_cm)^2)``, d the metric
     distance of the observation to the surface). Codes, pose and ``pipe.appearance`` stay unchanged;
@@ -416,7 +419,8 @@ def finetune_appearance(pipe, obs: ObjectObservation, res: ObjectReconstruction,
         R = torch.as_tensor(res.R, dtype=torch.float32, device=dev)
         t = torch.as_tensor(res.t, dtype=torch.float32, device=dev)
         X = ((torch.as_tensor(obs.points, device=dev) - t) @ R) / res.scale
-        surf = pipe.surface_points(zs, level=level)["points"].detach()
+        surf = (pipe.surface_points(zs, level=level)["points"].detach() if surface is None
+                else torch.as_tensor(surface, dtype=torch.float32, device=dev))
         if len(surf) == 0:
             return net.requires_grad_(False)
         d, idx = nearest_distance(X, surf)

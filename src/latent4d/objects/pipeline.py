@@ -250,10 +250,21 @@ class ObjectsPipeline(LatentPipeline):
 
         fn = self.shape_decoder.bind(shape_code.to(self.device))
         mesh = octree_mesh(fn, level, start_level)[0] if octree else dense_mesh(fn, 2 ** level)
-        if appearance_code is not None and len(mesh.vertices):
+        if appearance_code is not None:
+            self.paint(mesh, shape_code, appearance_code, appearance)
+        return mesh
+
+    @torch.no_grad()
+    def paint(self, mesh: trimesh.Trimesh, shape_code: torch.Tensor, appearance_code: torch.Tensor,
+              appearance: AppearanceNet | None = None) -> trimesh.Trimesh:
+        """Colour a canonical mesh's vertices (in place) by the appearance network (``appearance`` when given)."""
+        from latent4d.geometry.octree import default_chunk
+
+        if len(mesh.vertices):
             v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32, device=self.device)
-            col = torch.cat([self.color(v[s:s + 65536], shape_code, appearance_code, appearance)
-                             for s in range(0, len(v), 65536)]).cpu().numpy()
+            n = default_chunk(self.device)
+            col = torch.cat([self.color(v[s:s + n], shape_code, appearance_code, appearance)
+                             for s in range(0, len(v), n)]).cpu().numpy()
             rgba = np.concatenate([np.rint(col * 255), np.full((len(col), 1), 255)], 1).astype(np.uint8)
             mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
         return mesh

@@ -66,7 +66,7 @@ class ObjectsReconstructConfig:
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
     seed: int = opt(0, help="sampling / initialisation seed")
     workers: int = opt(0, min=0, max=256, help="processes refining objects side by side (forked, one torch thread "
-                       "each; 0: one per CPU core, 1: in this process); results do not depend on it")
+                       "each; 0: one per object, up to 4 per CPU core; 1: in this process); results do not depend on it")
     out: str = opt("outputs/objects/reconstruct", help="output folder")
     # -- detection (no mask= given) ----------------------------------------------------------------
     detector: str | None = opt(None, help="objects/detector run used when mask= is not given (default: the latest)")
@@ -277,20 +277,31 @@ def _reconstruct_one(pipe, frame, cfg: ObjectsReconstructConfig, iid: int, categ
     if start is not None and choose_start:
         start = _better_start(pipe, frame, obs, start, cfg)
     start = start or initial_estimate(pipe, frame, obs, category, cfg)
-    res = ObjectOptimizer(pipe, cfg).optimize(obs, start, frame=frame, callback=callback)
+    res = ObjectOptimizer(pipe, cfg).optimize(obs, start, frame=frame, callback=callback, finetune=False)
     res.instance_id = iid
     if res.status == "ok":
-        _attach_meshes(pipe, res, cfg.level)
+        _attach_meshes(pipe, res, cfg, obs)
     else:
         log.warning("instance %d %s: %s", iid, res.status, res.reason)
     return res
 
 
-def _attach_meshes(pipe, res: ObjectReconstruction, level: int) -> None:
-    """The canonical coloured mesh of a result, its box extents and the mesh in the camera frame."""
+def _attach_meshes(pipe, res: ObjectReconstruction, cfg: ObjectsReconstructConfig, obs: ObjectObservation) -> None:
+    """The canonical mesh of a result (octree ``cfg.level``), the object's fine-tuned appearance network
+    (``cfg.appearance_finetune`` steps, :func:`latent4d.objects.optimize.finetune_appearance`, fitted at
+    the mesh's vertices: the surface is decoded once), the mesh coloured by it, the box extents and the
+    mesh in the camera frame."""
+    import time
+
+    from latent4d.objects.optimize import finetune_appearance
+
     zs, za = torch.as_tensor(res.shape_code), torch.as_tensor(res.appearance_code)
-    canon = pipe.mesh(zs, za, level=level, appearance=res.appearance_net)
-    res.mesh_canonical = canon
+    canon = pipe.mesh(zs, None, level=cfg.level)
+    if cfg.appearance_finetune > 0 and res.appearance_net is None:
+        t0 = time.perf_counter()
+        res.appearance_net = finetune_appearance(pipe, obs, res, cfg, surface=np.asarray(canon.vertices, np.float32))
+        res.seconds += time.perf_counter() - t0
+    res.mesh_canonical = pipe.paint(canon, zs, za, appearance=res.appearance_net)
     res.extents = pipe.extents(zs)
     cam = canon.copy()
     cam.vertices = res.scale * np.asarray(canon.vertices) @ res.R.T + res.t

@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -68,6 +69,9 @@ def _init_worker() -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates the pool
+    # a progress display of the parent may have redirected the standard streams through its console, whose
+    # lock a display thread (not copied by fork) could hold: write to the real streams instead
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     os.environ[WORKER_ENV] = "1"
     os.environ[progress.ENV] = "0"  # the parent shows the progress
     torch.set_num_threads(1)

@@ -57,3 +57,38 @@ def test_worker_error_is_raised_here_and_nothing_nests():
     for inner in out:
         assert len({pid for _, pid in inner}) == 1 and inner[0][1] != os.getpid()
     assert np.array_equal([j for j, _ in out[0]], [0, 1])
+
+
+@needs_fork
+def test_ctrl_c_terminates_the_workers(tmp_path):
+    """SIGINT to the parent while workers run: KeyboardInterrupt here, every worker gone, promptly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from latent4d import parallel\n"
+        "def work(i):\n"
+        "    open(os.path.join(sys.argv[1], f'pid{os.getpid()}'), 'w').close()\n"
+        "    time.sleep(60)\n"
+        "try:\n"
+        "    parallel.map_processes(work, range(4), workers=2)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(130)\n")
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("pid*"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    pids = [int(p.name[3:]) for p in tmp_path.glob("pid*")]
+    assert len(pids) == 2
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in out and time.time() - t0 < 30
+    for pid in pids:  # the workers are gone (not left sleeping)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

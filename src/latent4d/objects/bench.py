@@ -447,6 +447,8 @@ def _nocs_tables(frames: list[dict]) -> dict[str, dict]:
 
 
 def _pipeline_report(report, frames: list[dict], tables: dict[str, dict], n_objects: list[int]) -> None:
+    from latent4d import parallel
+
     ref = tables["refined"]["mean"]
     report.add("detection AP (instance masks, IoU 0.5)", 100 * mask_ap([f["masks"] for f in frames]), "%")
     report.add("after refinement: NOCS mAP IoU50", 100 * ref["IoU50"], "%", ">= 90")
@@ -467,8 +469,9 @@ def _pipeline_report(report, frames: list[dict], tables: dict[str, dict], n_obje
                 "the pipeline sees RGB-D only (no mask, no category, no start). NOCS mAP: latent4d.objects.nocs (the "
                 "published IoU formula, IoU50_exact: exact oriented boxes; pose criteria on IoU 0.1 matches). (a): ground-"
                 "truth masks and categories, supporting-plane start; (b): ground truth perturbed by 20 deg / 4 cm / 20 %, "
-                "category-mean codes. Times are per frame scaled to 5 objects, one torch thread, on a machine shared "
-                "with other jobs (see machine).")
+                "category-mean codes. Times are per frame scaled to 5 objects, one torch thread per process: the pipeline "
+                "and (a) refine a frame's objects in forked processes (workers=0: one per object on the machine's "
+                f"{parallel.cpu_count()} cores), (b) one object after another in one process (see machine).")
 
 
 def bench_objects_pipeline(report, quick: bool) -> None:

@@ -10,9 +10,9 @@ back (pickled: they are this program's own objects, never a user's file). Result
 items; an exception in a worker is raised here. Ctrl-C terminates the workers (they ignore SIGINT
 themselves) and propagates as ``KeyboardInterrupt``.
 
-Where ``fork`` is not available (Windows, or a platform whose default forbids it) or inside a worker,
-the items run one after another in this process, with the same results (every random choice in
-latent4d's inference is seeded per item).
+Workers are forked on Linux only (macOS forbids forking once system frameworks are loaded; Windows has
+no fork); elsewhere, and inside a worker, the items run one after another in this process, with the same
+results (every random choice in latent4d's inference is seeded per item).
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def cpu_count() -> int:
 
 
 def can_fork() -> bool:
-    """Whether worker processes can be forked here (not inside a worker)."""
-    return "fork" in mp.get_all_start_methods() and os.environ.get(WORKER_ENV) != "1"
+    """Whether worker processes can be forked here (Linux, not inside a worker)."""
+    return (sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
+            and os.environ.get(WORKER_ENV) != "1")
 
 
 OVERSUBSCRIBE = 4

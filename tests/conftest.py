@@ -16,6 +16,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_enabled():
+    """A shell starting the suite in the background (no job control) ignores SIGINT for it, and the
+    subprocesses inherit that; the Ctrl-C tests need Python's default handler, as in a terminal."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Procedural datasets are cached per test session, never in the user's cache."""
     os.environ["LATENT4D_CACHE"] = str(tmp_path_factory.mktemp("cache"))

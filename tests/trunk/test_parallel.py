@@ -69,7 +69,8 @@ def test_ctrl_c_terminates_the_workers(tmp_path):
 
     script = tmp_path / "run.py"
     script.write_text(
-        "import os, sys, time\n"
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
         "from latent4d import parallel\n"
         "def work(i):\n"
         "    open(os.path.join(sys.argv[1], f'pid{os.getpid()}'), 'w').close()\n"

@@ -92,9 +92,7 @@ def map_processes(fn: Callable[[T], R], items: Sequence[T], workers: int = 0, la
     global _TASK
     items = list(items)
     n = resolve_workers(workers, len(items))
-    if n <= 1:
-        return [fn(x) for x in progress.track(items, label, min_total=min_bar)]
-    if _TASK is not None:  # a map already running in this process (a thread): do not clobber it
+    if n <= 1 or _TASK is not None:  # _TASK: a map already running in this process (a thread): keep it
         return [fn(x) for x in progress.track(items, label, min_total=min_bar)]
     out: list[Any] = [None] * len(items)
     _TASK = fn

@@ -21,21 +21,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from torch import nn
 
 from latent4d.errors import InputError
-from latent4d.objects.sdf import broadcast_code
+from latent4d.objects.sdf import broadcast_code, set_code
 
 FINETUNE_PARAMS = ("all", "last", "out")
 """Weights a per-object fine-tuning moves: ``all`` (ShAPO), ``last`` (the last sine layer and the
 output layer), ``out`` (the output layer only)."""
-
-
-def _set_code(code: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor | None:
-    """``code`` shaped to broadcast over the points of ``xyz`` when it is one code per point set ((D,),
-    or (B, D) with xyz (B, N, 3)); None for codes per point."""
-    if code.dim() == 1:
-        return code
-    if code.dim() == xyz.dim() - 1 and code.shape[:-1] == xyz.shape[:-2]:
-        return code[..., None, :]
-    return None
 
 
 class SineLayer(nn.Module):
@@ -76,7 +66,7 @@ class AppearanceNet(ModelMixin, ConfigMixin):
         """Codes of a point set ((D,), or (B, D) with xyz (B, N, 3)) enter the first layer once per set
         (its weight split by columns: the codes' product is one row per set instead of one per point,
         the same function to float rounding, tested); codes per point (..., N, D) are concatenated."""
-        zs, za = _set_code(shape_code, xyz), _set_code(appearance_code, xyz)
+        zs, za = set_code(shape_code, xyz), set_code(appearance_code, xyz)
         if zs is None or za is None:
             zs = broadcast_code(xyz, shape_code).to(xyz.dtype)
             za = broadcast_code(xyz, appearance_code).to(xyz.dtype)

@@ -30,6 +30,17 @@ def broadcast_code(xyz: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"code of shape {tuple(code.shape)} does not match points of shape {tuple(xyz.shape)}")
 
 
+def set_code(code: torch.Tensor, xyz: torch.Tensor) -> torch.Tensor | None:
+    """``code`` shaped to broadcast over the points of ``xyz`` when it is one code per point set ((D,),
+    or (B, D) with xyz (B, N, 3)): (D,) or (B, 1, D); None for codes per point (..., N, D). The networks
+    then feed such a code to their code-fed layers once per set instead of once per point."""
+    if code.dim() == 1:
+        return code
+    if code.dim() == xyz.dim() - 1:
+        return code[..., None, :]
+    return None
+
+
 class ShapeDecoder(ModelMixin, ConfigMixin):
     """f(xyz, z) -> sdf.
 
@@ -90,10 +101,10 @@ class ShapeDecoder(ModelMixin, ConfigMixin):
         once per code instead of once per point (a quarter of the CPU default's multiply-adds; the same
         function to float rounding, tested). A code per point (..., N, D) is concatenated."""
         enc = self.encode_xyz(xyz)
-        shared = code.shape[:-1] != xyz.shape[:-1] and code.dim() in (1, xyz.dim() - 1)
+        z = set_code(code, xyz)
+        shared = z is not None
         if shared:
-            z = code.to(xyz.dtype)
-            z = z if z.dim() == 1 else z[..., None, :]  # broadcasts over the points
+            z = z.to(xyz.dtype)
         else:
             inp = torch.cat([broadcast_code(xyz, code).to(xyz.dtype), enc], dim=-1)
         h = None

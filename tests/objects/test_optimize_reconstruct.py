@@ -137,6 +137,57 @@ def test_initial_estimate_from_observation(tiny_pipe, seen_scene):
     assert 0.5 < init.scale / gt.scale < 2.0
 
 
+def test_supporting_plane_and_object_support(seen_scene):
+    from dataclasses import replace
+
+    from latent4d.objects.optimize import object_support, supporting_plane
+
+    up, off = supporting_plane(seen_scene)
+    assert off > 0 and np.degrees(np.arccos(np.clip(up @ seen_scene.objects[0].R[:, 1], -1, 1))) < 3
+    gt = seen_scene.objects[0]
+    obs = observe_instance(seen_scene, gt.instance_id)
+    sup = object_support(obs, (up, off), Config())
+    assert sup is not None and sup[2]  # on the table, touching it: rests on it
+    assert object_support(obs, (-up, -off), Config()) is None  # observations below the plane: not supported
+    lifted = replace(obs, points=obs.points + (0.1 * up).astype(np.float32))
+    assert object_support(lifted, (up, off), Config())[2] is False  # 10 cm above: not resting on it
+    assert object_support(obs, None, Config()) is None and object_support(obs, (up, off), Config(w_support=0)) is None
+    # no background depth (every pixel masked): no plane
+    assert supporting_plane(replace(seen_scene, mask=np.ones_like(seen_scene.mask))) is None
+
+
+def test_support_term_penalises_sinking_and_floating(tiny_pipe):
+    import torch
+
+    opt = ObjectOptimizer(tiny_pipe, Config(support_margin=0.005, huber_cm=0.5))
+    up = torch.tensor([0.0, -1.0, 0.0])  # camera y points down; the plane y = 0.5 m
+    off = 0.5
+    g = torch.Generator().manual_seed(0)
+    S = torch.rand(2000, 3, generator=g) * torch.tensor([0.1, 0.1, 0.1]) + torch.tensor([0.0, 0.4, 1.0])
+    # a box resting on the plane: heights in [0, 0.1] m
+    assert float(opt._support_loss(S, (up, off, True))) < 0.05
+    sunk = S + torch.tensor([0.0, 0.03, 0.0])  # 3 cm into the table
+    floating = S - torch.tensor([0.0, 0.03, 0.0])  # 3 cm above it
+    assert float(opt._support_loss(sunk, (up, off, False))) > 0.1  # 30 % of the points 0-3 cm below
+    assert float(opt._support_loss(floating, (up, off, False))) == 0.0  # not resting: may float
+    lift = torch.zeros(3, requires_grad=True)
+    loss = opt._support_loss(floating + lift, (up, off, True))
+    loss.backward()
+    assert float(loss.detach()) > 1.0 and float(lift.grad[1]) < 0  # resting: pulled back down (+y) onto the plane
+    assert float(opt._support_loss(S, None)) == 0.0
+
+
+def test_fit_cost_leaves_the_priors_out():
+    from latent4d.objects.optimize import fit_cost
+    from latent4d.objects.types import ObjectReconstruction
+
+    cfg = Config(w_color=2.0, w_shape_prior=0.2)
+    terms = {"sdf": 0.1, "obs": 0.2, "vis": 0.0, "color": 0.1, "support": 0.05, "prior_shape": 5.0, "prior_app": 1.0}
+    r = ObjectReconstruction(1, status="ok", loss=terms)
+    assert fit_cost(r, cfg) == pytest.approx(0.1 + 0.2 + 2 * 0.1 + 0.05)
+    assert fit_cost(ObjectReconstruction(1, status="diverged", loss=terms), cfg) == float("inf")
+
+
 def test_reconstruct_skips_reports_and_writes(tiny_pipe, seen_scene, tmp_path):
     from latent4d.objects.io import write_scene_reconstruction
 
@@ -252,6 +303,40 @@ def test_average_precision_and_map():
     m = nocs_map(recs)
     assert m["IoU25"] == pytest.approx(0.5)  # mug AP 1, can AP 0
     assert m["IoU50"] < m["IoU25"] and m["10deg5cm"] <= m["IoU25"]
+
+
+def test_candidate_categories_best_fit_wins(tiny_pipe, seen_scene):
+    """A tuple of categories for an instance (a detection's runners-up): each is refined and the one
+    that fits best is kept, whichever comes first."""
+    gt = seen_scene.objects[0]
+    wrong = next(c for c in sorted(set(tiny_pipe.database.categories)) if c != gt.category)
+    cfg = Config(iterations=20, warmup=5, init_iterations=4, level=4, appearance_finetune=0, workers=1)
+    for cands in ((wrong, gt.category), (gt.category, wrong)):
+        (res,) = tiny_pipe.reconstruct(seen_scene, categories={gt.instance_id: cands}, config=cfg,
+                                       instance_ids=[gt.instance_id])
+        assert res.status == "ok" and res.category == gt.category, cands
+
+
+def test_detected_frame_lists_runner_up_categories(seen_scene):
+    from latent4d.objects.detector import Detection
+    from latent4d.objects.reconstruct import detected_frame
+
+    def det(iid, probs):
+        cat = max(probs, key=probs.get)
+        return Detection(cat, 0.8, np.eye(3), np.array([0.0, 0.0, 1.0]), 0.1, np.zeros(4), np.zeros(4),
+                         mask=seen_scene.mask == iid, category_probs=probs)
+
+    ids = seen_scene.instance_ids[:3]
+    dets = [det(ids[0], {"mug": 0.5, "camera": 0.4, "can": 0.1}),   # camera 0.8 x mug's: tried too
+            det(ids[1], {"mug": 0.7, "camera": 0.2, "can": 0.1}),   # 0.29: not
+            det(ids[2], {"bowl": 0.5, "laptop": 0.45, "can": 0.05})]  # laptop not in the database: not
+    known = ["camera", "can", "mug", "bowl"]
+    _, cats, inits, _ = detected_frame(seen_scene, dets, known, alternatives=0.5)
+    assert cats == {1: ("mug", "camera"), 2: "mug", 3: "bowl"} and inits[1].category == "mug"
+    _, cats, _, _ = detected_frame(seen_scene, dets, known, alternatives=0.0)
+    assert cats == {1: "mug", 2: "mug", 3: "bowl"}
+    _, cats, _, _ = detected_frame(seen_scene, dets, known, alternatives=0.25)
+    assert cats[1] == ("mug", "camera") and cats[2] == ("mug", "camera")
 
 
 def test_workers_do_not_change_results(tiny_pipe, seen_scene):

@@ -272,10 +272,10 @@ def test_option_defaults_unchanged():
 
     r = reconstruct_settings()
     assert (r.iterations, r.init_iterations, r.rotation, r.level, r.depth_scale, r.seed, r.min_fov, r.out) == (
-        100, 12, "6d", 7, 1000.0, 0, 20.0, "outputs/objects/reconstruct")
+        70, 12, "6d", 7, 1000.0, 0, 20.0, "outputs/objects/reconstruct")
     assert (SampleOptions().level, SampleOptions().means, SampleOptions().objects) == (7, True, None)
     e = EvaluateOptions()
-    assert (e.scenes, e.iterations, e.seed, e.max_objects) == (6, None, 0, None)  # iterations: the YAML's 100
+    assert (e.scenes, e.iterations, e.seed, e.max_objects) == (6, None, 0, None)  # iterations: the YAML's 70
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 * ``latent4d sample run=<dir> [objects=name,name|all] [means=true] [level=7] [out=<dir>]`` —
   decode database codes (and category means) to coloured meshes + a preview PNG;
-* ``latent4d evaluate run=<dir> [scenes=6] [iterations=100] [out=<file>]`` — pose / shape accuracy on
+* ``latent4d evaluate run=<dir> [scenes=6] [iterations=70] [out=<file>]`` — pose / shape accuracy on
   held-out synthetic scenes (ours and the ShAPO recipe);
 * ``latent4d evaluate objects frames=<dir> [predictions=<dir>] [iou=nocs|aabb|exact] [out=<dir>]`` — the
   NOCS protocol (:mod:`latent4d.objects.nocs`) on a folder of frames with ground truth and predictions:
@@ -11,7 +11,7 @@
   the single-shot detector (:mod:`latent4d.objects.detector`) finds the objects, then each is refined;
   ``detections.json`` beside the results;
 * ``latent4d reconstruct objects rgb=... depth=... mask=... intrinsics=... [run=<dir>]
-  [categories=mug|1:mug,2:camera] [iterations=100] [out=<dir>] [depth_scale=1000] [key=value ...]`` —
+  [categories=mug|1:mug,2:camera] [iterations=70] [out=<dir>] [depth_scale=1000] [key=value ...]`` —
   per object a coloured mesh in the camera frame and a JSON (pose, size, codes), plus ``overlay.png``;
   every setting of ``conf/reconstruct/objects.yaml`` is a ``key=value`` override; or
   ``latent4d reconstruct objects frame=<prefix> [format=nocs|ycb|generic] [categories=1:bottle,...|table.json]``

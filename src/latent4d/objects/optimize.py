@@ -17,7 +17,14 @@ Loss of the default recipe (``"latent4d"``), distances in centimetres with a Hub
 * ``color``: L1 between the appearance network at the observed points and their RGB, weighted by
   how close the points are to the predicted surface;
 * ``prior``: Gaussian priors on both codes fitted to the category's database codes (sample
-  covariance, shrunk towards a scaled identity): moving along the category's variations is cheap.
+  covariance, shrunk towards a scaled identity): moving along the category's variations is cheap;
+* ``support``: the supporting plane (:func:`supporting_plane`, RANSAC on the depth outside every
+  mask) is solid: predicted surface points more than ``support_margin`` below it are penalised (the
+  visibility term cannot see them: they hide behind the observed table), and an object whose
+  observations reach within ``contact_height`` of the plane rests on it (the mean height of its lowest
+  1 % of surface points -> 0). Without it a laptop whose shape code opens the lid at another angle
+  tilts about the hinge and floats (validation frames: 28 deg -> 3 deg). Objects whose observations are
+  not above the plane, and frames without a plane, get no such term.
 
 Codes are frozen for the first ``warmup`` iterations (pose and size first); at the end of the
 warm-up they restart from the best database codes of the category when those explain the
@@ -153,7 +160,7 @@ class ObjectOptimizer:
     def optimize(self, obs: ObjectObservation, init: PoseInit, frame=None,
                  callback: Callable[[int, dict], bool | None] | None = None,
                  iterations: int | None = None, optimize_codes: bool = True, score: bool = True,
-                 finetune: bool = True) -> ObjectReconstruction:
+                 finetune: bool = True, plane: tuple[np.ndarray, float] | None | str = "auto") -> ObjectReconstruction:
         """Run the optimisation; returns an :class:`ObjectReconstruction` (mesh not yet extracted).
 
         ``callback(iteration, state)`` is called after every iteration with ``state`` =
@@ -163,6 +170,8 @@ class ObjectOptimizer:
         ``frame`` (the full RGB-D input, an :class:`~latent4d.geometry.rgbd.RGBDFrame`) enables the
         visibility test of the ``vis`` term. ``finetune=False`` leaves the appearance fine-tuning to the
         caller (:func:`latent4d.objects.reconstruct.reconstruct_scene` runs it on the output mesh's vertices).
+        ``plane``: the frame's supporting plane ``(up (3,), offset)`` of the ``support`` term
+        (:func:`supporting_plane`), None for none, ``"auto"``: fitted to ``frame`` here.
         """
         n_it = self.cfg.iterations if iterations is None else iterations
         dev = self.pipe.device
@@ -171,10 +180,15 @@ class ObjectOptimizer:
         if frame is not None:
             view = (torch.as_tensor(np.asarray(frame.depth), dtype=torch.float32, device=dev),
                     torch.as_tensor(np.asarray(frame.K), dtype=torch.float32, device=dev))
+        if isinstance(plane, str):
+            plane = supporting_plane(frame) if frame is not None and self.cfg.w_support > 0 else None
+        support = None if self.shapo else object_support(obs, plane, self.cfg)
+        if support is not None:
+            support = (torch.as_tensor(support[0], dtype=torch.float32, device=dev), *support[1:])
         t0 = time.perf_counter()
         it, status, reason, history, terms = self._loop(
-            params, torch.as_tensor(obs.points, device=dev), torch.as_tensor(obs.colors, device=dev), init, view,
-            n_it, obs.instance_id, callback, optimize_codes)
+            params, torch.as_tensor(obs.points, device=dev), torch.as_tensor(obs.colors, device=dev), init,
+            (view, support), n_it, obs.instance_id, callback, optimize_codes)
         res = ObjectReconstruction(obs.instance_id, category=init.category, history=history, iterations=it,
                                    seconds=time.perf_counter() - t0, status=status, reason=reason)
         if status == "ok":
@@ -204,9 +218,10 @@ class ObjectOptimizer:
 
         return [opt], [torch.optim.lr_scheduler.LambdaLR(opt, lam)]
 
-    def _loop(self, params: _Params, P: torch.Tensor, C: torch.Tensor, init: PoseInit, view, n_it: int,
+    def _loop(self, params: _Params, P: torch.Tensor, C: torch.Tensor, init: PoseInit, scene, n_it: int,
               seed: int, callback, optimize_codes: bool) -> tuple[int, str, str, list[float], dict]:
-        """The iterations: ``(iterations done, status, reason, loss history, last loss terms)``."""
+        """The iterations: ``(iterations done, status, reason, loss history, last loss terms)``; ``scene``:
+        ``(view, support)`` of :meth:`_loss`."""
         cfg = self.cfg
         optimizers, scheds = self._optimizers(params, n_it, optimize_codes)
         prior = self._prior_stats(init.category)
@@ -245,7 +260,7 @@ class ObjectOptimizer:
             if self.shapo:
                 loss, terms = self._shapo_loss(P, C, S, R, s, t, zs, za)
             else:
-                loss, terms = self._loss(P, C, S, normals, R, s, t, zs, za, fn, prior, view)
+                loss, terms = self._loss(P, C, S, normals, R, s, t, zs, za, fn, prior, *scene)
             if not torch.isfinite(loss):
                 return it, "diverged", f"the loss became {float(loss)} at iteration {it}", history, terms
             for o in optimizers:
@@ -316,9 +331,10 @@ class ObjectOptimizer:
         return c, n.detach(), float(band.side)
 
 
-    def _loss(self, P, C, S, nrm, R, s, t, zs, za, fn, prior, view):
+    def _loss(self, P, C, S, nrm, R, s, t, zs, za, fn, prior, view, support):
         """The default recipe's loss (see the module docstring) and its terms; ``view``: (depth (H, W) m,
-        K (3, 3)) of the frame for the visibility test, or None."""
+        K (3, 3)) of the frame for the visibility test, or None; ``support``: :func:`object_support`'s
+        ``(up, offset, contact)`` (``up`` a tensor) or None."""
         cfg = self.cfg
         depth, K = view if view is not None else (None, None)
         X = ((P - t) @ R) / s
@@ -345,6 +361,7 @@ class ObjectOptimizer:
             if int(vis.sum()) > 0:
                 d_vis, _ = nearest_distance(S_cam[vis], P)
                 l_vis = _huber(100.0 * d_vis, cfg.huber_cm).mean()
+        l_sup = self._support_loss(S_cam, support)
         col = self.pipe.appearance(X, zs.detach(), za)
         wc = torch.exp(-(r_sdf.detach() / cfg.color_sigma_cm) ** 2)
         l_col = (wc * (col - C).abs().sum(-1)).sum() / wc.sum().clamp_min(1e-6) / 3.0
@@ -352,10 +369,23 @@ class ObjectOptimizer:
         p_s = ds @ prior["shape_precision"] @ ds / len(ds)  # Mahalanobis, per dimension
         p_a = da @ prior["appearance_precision"] @ da / len(da)
         loss = (cfg.w_sdf * l_sdf + cfg.w_obs * l_obs + cfg.w_vis * l_vis + cfg.w_color * l_col
-                + cfg.w_shape_prior * p_s + cfg.w_app_prior * p_a)
+                + cfg.w_shape_prior * p_s + cfg.w_app_prior * p_a + cfg.w_support * l_sup)
         terms = {"sdf": l_sdf.detach(), "obs": l_obs.detach(), "vis": l_vis.detach(), "color": l_col.detach(),
-                 "prior_shape": p_s.detach(), "prior_app": p_a.detach()}
+                 "prior_shape": p_s.detach(), "prior_app": p_a.detach(), "support": l_sup.detach()}
         return loss, terms
+
+    def _support_loss(self, S_cam: torch.Tensor, support) -> torch.Tensor:
+        """The ``support`` term (cm, Huber) of the surface points ``S_cam`` (K, 3) camera metres."""
+        if support is None or self.cfg.w_support <= 0 or len(S_cam) == 0:
+            return torch.zeros((), device=S_cam.device)
+        up, off, contact = support
+        h = S_cam @ up + off  # height above the plane (m)
+        below = (-h - self.cfg.support_margin).clamp_min(0)
+        loss = _huber(100.0 * below, self.cfg.huber_cm).mean()
+        if contact:
+            low = torch.topk(h, max(1, len(h) // 100), largest=False).values.mean()
+            loss = loss + _huber(100.0 * low, self.cfg.huber_cm)
+        return loss
 
     def _shapo_loss(self, P, C, S, M, s, t, zs, za):
         """The official ShAPO loop's loss (raw matrix ``M``) and its terms."""
@@ -384,11 +414,13 @@ class ObjectOptimizer:
                 "surface_points": (s * Sd @ R.T + params.t.detach()).cpu().numpy(), "surface_colors": cols.cpu().numpy()}
 
     @torch.no_grad()
-    def inlier_fraction(self, obs: ObjectObservation, res, tol: float = 0.01) -> float:
+    def inlier_fraction(self, obs: ObjectObservation, res, tol: float = 0.01, surface=None) -> float:
         """Fraction of observed points within ``tol`` metres of the reconstructed surface (a confidence
-        score in [0, 1]); the surface is the octree band at ``octree_level + 1`` (cells within half a side)."""
+        score in [0, 1]); the surface is the octree band at ``octree_level + 1`` (cells within half a side),
+        or ``surface`` (K, 3) canonical points given (a mesh's vertices)."""
         dev = self.pipe.device
-        pts = self.pipe.band_points(torch.as_tensor(res.shape_code, device=dev), level=self.cfg.octree_level + 1)
+        pts = (self.pipe.band_points(torch.as_tensor(res.shape_code, device=dev), level=self.cfg.octree_level + 1)
+               if surface is None else torch.as_tensor(np.asarray(surface), dtype=torch.float32, device=dev))
         if len(pts) == 0:
             return 0.0
         R = torch.as_tensor(res.R, dtype=torch.float32, device=dev)
@@ -441,33 +473,57 @@ def finetune_appearance(pipe, obs: ObjectObservation, res: ObjectReconstruction,
 # initial estimate from the observation
 
 
-def estimate_up(frame, min_inliers: int = 500, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Supporting plane from the depth outside every instance mask (Open3D RANSAC).
+def supporting_plane(frame, min_inliers: int = 500, seed: int = 0) -> tuple[np.ndarray, float] | None:
+    """The dominant plane of the depth outside every instance mask (Open3D RANSAC, 6 mm inliers).
 
     Returns ``(up (3,), offset)`` with ``up . x + offset`` the height of a camera-frame point above
-    the plane, ``up`` pointing towards the camera. Falls back to image-up (-y) through the lowest
-    observed points when no plane is found.
+    the plane, ``up`` pointing towards the camera; None when fewer than ``min_inliers`` pixels fit one.
     """
     import open3d as o3d
 
     from latent4d.geometry.rgbd import backproject_depth
 
-    bg = frame.mask == 0
-    pts, _ = backproject_depth(frame.depth, frame.K, bg)
-    if len(pts) >= min_inliers:
-        if len(pts) > 20000:
-            pts = pts[np.random.default_rng(seed).choice(len(pts), 20000, replace=False)]
-        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts.astype(np.float64)))
-        o3d.utility.random.seed(seed)
-        plane, inl = pc.segment_plane(distance_threshold=0.006, ransac_n=3, num_iterations=200)
-        if len(inl) >= min_inliers:
-            n = np.asarray(plane[:3], np.float64)
-            d = float(plane[3])
-            norm = np.linalg.norm(n)
-            n, d = n / norm, d / norm
-            if d < 0:  # the camera (origin) must be above the plane: n . 0 + d > 0
-                n, d = -n, -d
-            return n, d
+    pts, _ = backproject_depth(frame.depth, frame.K, frame.mask == 0)
+    if len(pts) < min_inliers:
+        return None
+    if len(pts) > 20000:
+        pts = pts[np.random.default_rng(seed).choice(len(pts), 20000, replace=False)]
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts.astype(np.float64)))
+    o3d.utility.random.seed(seed)
+    plane, inl = pc.segment_plane(distance_threshold=0.006, ransac_n=3, num_iterations=200)
+    if len(inl) < min_inliers:
+        return None
+    n = np.asarray(plane[:3], np.float64)
+    d = float(plane[3])
+    norm = np.linalg.norm(n)
+    n, d = n / norm, d / norm
+    if d < 0:  # the camera (origin) must be above the plane: n . 0 + d > 0
+        n, d = -n, -d
+    return n, d
+
+
+def object_support(obs: ObjectObservation, plane: tuple[np.ndarray, float] | None,
+                   config) -> tuple[np.ndarray, float, bool] | None:
+    """``(up, offset, contact)`` of the ``support`` term for one object, or None: no plane, or fewer than
+    95 % of the observed points above it (less ``config.support_margin``: the object is not on its camera
+    side). ``contact``: the lowest observations (2nd percentile) are within ``config.contact_height`` m
+    of the plane, so the object rests on it."""
+    if plane is None or config.w_support <= 0:
+        return None
+    up, off = np.asarray(plane[0], np.float64), float(plane[1])
+    h = obs.points.astype(np.float64) @ up + off
+    if len(h) == 0 or float((h > -config.support_margin).mean()) < 0.95:
+        return None
+    return up, off, bool(np.percentile(h, 2) < config.contact_height)
+
+
+def estimate_up(frame, min_inliers: int = 500, seed: int = 0) -> tuple[np.ndarray, float]:
+    """:func:`supporting_plane`; when none is found, image-up (-y) through the lowest observed points."""
+    from latent4d.geometry.rgbd import backproject_depth
+
+    plane = supporting_plane(frame, min_inliers, seed)
+    if plane is not None:
+        return plane
     up = np.array([0.0, -1.0, 0.0])
     obj, _ = backproject_depth(frame.depth, frame.K, frame.mask > 0)
     return up, float(-(obj @ up).min()) if len(obj) else 0.0
@@ -523,15 +579,18 @@ def _candidates(pipe, obs: ObjectObservation, up: np.ndarray, off: float, catego
     return cands
 
 
-def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, config) -> PoseInit:
+def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, config,
+                     plane: tuple[np.ndarray, float] | None | str = "auto") -> PoseInit:
     """Initial pose, size and codes from the observation alone.
 
-    Up axis from the supporting plane (:func:`estimate_up`); every (category, yaw) hypothesis
-    (:func:`_candidates`) is scored by the SDF of the observations and the best
-    ``config.init_candidates`` are optimised briefly (``config.init_iterations``, pose and scale
-    only) to pick one.
+    Up axis from the supporting plane (``plane``, see :meth:`ObjectOptimizer.optimize`; without one
+    :func:`estimate_up`'s fallback); every (category, yaw) hypothesis (:func:`_candidates`) is scored by
+    the SDF of the observations and the best ``config.init_candidates`` are optimised briefly
+    (``config.init_iterations``, pose and scale only) to pick one, by :func:`fit_cost`.
     """
-    up, off = estimate_up(frame)
+    if isinstance(plane, str):
+        plane = supporting_plane(frame)
+    up, off = plane if plane is not None else estimate_up(frame)
     cands = _candidates(pipe, obs, up, off, category, config.huber_cm)
     if not cands:
         raise InputError(f"instance {obs.instance_id}: no usable category prior in the database")
@@ -542,14 +601,26 @@ def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, 
     short = ObjectOptimizer(pipe, replace(config, iterations=config.init_iterations, warmup=0, w_vis=0.0))
     scored = []
     for _, c in best:
-        r = short.optimize(obs, c, frame=frame, optimize_codes=False, score=False)
+        r = short.optimize(obs, c, frame=frame, optimize_codes=False, score=False, plane=plane)
         if r.status == "ok":
-            scored.append((r.history[-1] if r.history else float("inf"),
-                           PoseInit(r.R, r.t, r.scale, c.shape_code, c.appearance_code, c.category)))
+            scored.append((fit_cost(r, config), PoseInit(r.R, r.t, r.scale, c.shape_code, c.appearance_code,
+                                                         c.category)))
     if not scored:
         return best[0][1]
     scored.sort(key=lambda c: c[0])
     return scored[0][1]
+
+
+def fit_cost(res: ObjectReconstruction, config) -> float:
+    """The weighted loss of a result's last iteration without the code priors (``inf`` unless ``ok``):
+    how well a brief pose-only fit explains the observations. Starts are compared by it: their codes
+    are frozen, so the priors would only add a constant per start (large for a detector's code of a
+    small object) and the refinement re-chooses the codes anyway."""
+    if res.status != "ok" or not res.loss:
+        return float("inf")
+    return float(sum(w * res.loss.get(k, 0.0) for k, w in (
+        ("sdf", config.w_sdf), ("obs", config.w_obs), ("vis", config.w_vis), ("color", config.w_color),
+        ("support", config.w_support))))
 
 
 def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Generator, rot_deg: float = 20.0,
@@ -567,5 +638,5 @@ def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Gene
     return dR @ np.asarray(R), np.asarray(t) + trans_m * d, float(scale) * f
 
 
-__all__ = ["ObjectOptimizer", "RECIPES", "ROTATIONS", "estimate_up", "finetune_appearance", "initial_estimate",
-           "perturb_pose"]
+__all__ = ["ObjectOptimizer", "RECIPES", "ROTATIONS", "estimate_up", "finetune_appearance", "fit_cost",
+           "initial_estimate", "object_support", "perturb_pose", "supporting_plane"]

@@ -152,8 +152,13 @@ def test_supporting_plane_and_object_support(seen_scene):
     lifted = replace(obs, points=obs.points + (0.1 * up).astype(np.float32))
     assert object_support(lifted, (up, off), Config())[2] is False  # 10 cm above: not resting on it
     assert object_support(obs, None, Config()) is None and object_support(obs, (up, off), Config(w_support=0)) is None
-    # no background depth (every pixel masked): no plane
+    # no background depth (every pixel masked): no plane; a frame without a mask: the plane of all its depth
     assert supporting_plane(replace(seen_scene, mask=np.ones_like(seen_scene.mask))) is None
+    from latent4d.geometry.rgbd import RGBDFrame
+
+    bare = RGBDFrame(rgb=seen_scene.rgb, depth=seen_scene.depth, mask=None, K=seen_scene.K)
+    up2, off2 = supporting_plane(bare)
+    assert up2 @ up > 0.999 and abs(off2 - off) < 0.01
 
 
 def test_support_term_penalises_sinking_and_floating(tiny_pipe):

@@ -474,7 +474,8 @@ def finetune_appearance(pipe, obs: ObjectObservation, res: ObjectReconstruction,
 
 
 def supporting_plane(frame, min_inliers: int = 500, seed: int = 0) -> tuple[np.ndarray, float] | None:
-    """The dominant plane of the depth outside every instance mask (Open3D RANSAC, 6 mm inliers).
+    """The dominant plane of the depth outside every instance mask (all of the depth when the frame has
+    no mask; Open3D RANSAC, 6 mm inliers).
 
     Returns ``(up (3,), offset)`` with ``up . x + offset`` the height of a camera-frame point above
     the plane, ``up`` pointing towards the camera; None when fewer than ``min_inliers`` pixels fit one.
@@ -483,7 +484,8 @@ def supporting_plane(frame, min_inliers: int = 500, seed: int = 0) -> tuple[np.n
 
     from latent4d.geometry.rgbd import backproject_depth
 
-    pts, _ = backproject_depth(frame.depth, frame.K, frame.mask == 0)
+    mask = getattr(frame, "mask", None)
+    pts, _ = backproject_depth(frame.depth, frame.K, np.ones(frame.depth.shape, bool) if mask is None else mask == 0)
     if len(pts) < min_inliers:
         return None
     if len(pts) > 20000:

@@ -83,6 +83,11 @@ START_LEVEL = 2
 """Coarsest octree level of the surface band (4^3 cells)."""
 SHAPO_PAIR_THRESHOLD = 0.2
 """ShAPO recipe: surface / observation pairs farther apart than this (canonical units) are ignored."""
+LOSS_TERMS = (("sdf", "w_sdf", False), ("obs", "w_obs", False), ("vis", "w_vis", False), ("color", "w_color", False),
+              ("prior_shape", "w_shape_prior", True), ("prior_app", "w_app_prior", True),
+              ("support", "w_support", False))
+"""The default recipe's loss terms: (name in the terms dict, weight in the config, code prior?), in the
+order they are summed."""
 SHAPO_SETTINGS = {"band_every": 1, "band_tolerance": -1.0, "warmup": 0, "max_surface_points": 0}
 """ShAPO recipe: the official loop's octree band schedule (every iteration, all points) and no warm-up."""
 
@@ -368,15 +373,14 @@ class ObjectOptimizer:
         ds, da = zs - prior["shape_mean"], za - prior["appearance_mean"]
         p_s = ds @ prior["shape_precision"] @ ds / len(ds)  # Mahalanobis, per dimension
         p_a = da @ prior["appearance_precision"] @ da / len(da)
-        loss = (cfg.w_sdf * l_sdf + cfg.w_obs * l_obs + cfg.w_vis * l_vis + cfg.w_color * l_col
-                + cfg.w_shape_prior * p_s + cfg.w_app_prior * p_a + cfg.w_support * l_sup)
-        terms = {"sdf": l_sdf.detach(), "obs": l_obs.detach(), "vis": l_vis.detach(), "color": l_col.detach(),
-                 "prior_shape": p_s.detach(), "prior_app": p_a.detach(), "support": l_sup.detach()}
-        return loss, terms
+        raw = {"sdf": l_sdf, "obs": l_obs, "vis": l_vis, "color": l_col, "prior_shape": p_s, "prior_app": p_a,
+               "support": l_sup}
+        loss = sum(getattr(cfg, w) * raw[k] for k, w, _ in LOSS_TERMS)
+        return loss, {k: v.detach() for k, v in raw.items()}
 
     def _support_loss(self, S_cam: torch.Tensor, support) -> torch.Tensor:
         """The ``support`` term (cm, Huber) of the surface points ``S_cam`` (K, 3) camera metres."""
-        if support is None or self.cfg.w_support <= 0 or len(S_cam) == 0:
+        if support is None:  # None as well when w_support is 0 (object_support)
             return torch.zeros((), device=S_cam.device)
         up, off, contact = support
         h = S_cam @ up + off  # height above the plane (m)
@@ -521,11 +525,14 @@ def object_support(obs: ObjectObservation, plane: tuple[np.ndarray, float] | Non
 
 def estimate_up(frame, min_inliers: int = 500, seed: int = 0) -> tuple[np.ndarray, float]:
     """:func:`supporting_plane`; when none is found, image-up (-y) through the lowest observed points."""
+    plane = supporting_plane(frame, min_inliers, seed)
+    return plane if plane is not None else _lowest_points_up(frame)
+
+
+def _lowest_points_up(frame) -> tuple[np.ndarray, float]:
+    """Image-up (-y) through the lowest observed point of the instances: the plane when none is found."""
     from latent4d.geometry.rgbd import backproject_depth
 
-    plane = supporting_plane(frame, min_inliers, seed)
-    if plane is not None:
-        return plane
     up = np.array([0.0, -1.0, 0.0])
     obj, _ = backproject_depth(frame.depth, frame.K, frame.mask > 0)
     return up, float(-(obj @ up).min()) if len(obj) else 0.0
@@ -592,7 +599,7 @@ def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, 
     """
     if isinstance(plane, str):
         plane = supporting_plane(frame)
-    up, off = plane if plane is not None else estimate_up(frame)
+    up, off = plane if plane is not None else _lowest_points_up(frame)
     cands = _candidates(pipe, obs, up, off, category, config.huber_cm)
     if not cands:
         raise InputError(f"instance {obs.instance_id}: no usable category prior in the database")
@@ -620,9 +627,7 @@ def fit_cost(res: ObjectReconstruction, config) -> float:
     small object) and the refinement re-chooses the codes anyway."""
     if res.status != "ok" or not res.loss:
         return float("inf")
-    return float(sum(w * res.loss.get(k, 0.0) for k, w in (
-        ("sdf", config.w_sdf), ("obs", config.w_obs), ("vis", config.w_vis), ("color", config.w_color),
-        ("support", config.w_support))))
+    return float(sum(getattr(config, w) * res.loss.get(k, 0.0) for k, w, prior in LOSS_TERMS if not prior))
 
 
 def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Generator, rot_deg: float = 20.0,

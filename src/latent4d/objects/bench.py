@@ -314,10 +314,6 @@ BENCHMARKS = {"objects": bench_objects}
 # ----------------------------------------------------------------------------------------------
 # latent4d bench objects_pipeline: RGB-D frames alone (detector + refinement)
 
-PIPELINE_DB = ["experiment=objects/latent_db", "callbacks=minimal", "logger=csv", "data.per_category=8",
-               "data.n_sdf=8000", "data.n_color=3000", "data.resolution=64", "trainer.max_epochs=20"]
-"""The pipeline bench's latent database: the CPU default at 8 objects per category, 20 epochs."""
-PIPELINE_DB_QUICK = ["experiment=objects/latent_db", "callbacks=minimal", "logger=csv", "preset=objects_quick"]
 PIPELINE_DETECTOR = ["experiment=objects/detector", "callbacks=minimal", "logger=csv"]
 PIPELINE_DETECTOR_QUICK = PIPELINE_DETECTOR + ["data.categories=[mug,camera,bottle]", "data.train_scenes=24",
                                                "data.val_scenes=4", "data.test_scenes=4", "trainer.max_epochs=2"]
@@ -331,12 +327,13 @@ def _weights_key(run: Path) -> str:
 
 
 def pipeline_runs(out_dir: Path, quick: bool) -> tuple[Path, Path]:
-    """Train or reuse the bench's latent database and the detector trained on its codes."""
+    """Train or reuse the latent database (the one of ``bench objects``, :func:`trained_database`: the
+    CPU default of ``objects/latent_db``, 24 objects per category) and the detector trained on its codes
+    (under ``objects_pipeline[_quick]/detector``)."""
     from latent4d.bench import train_or_reuse
 
     root = Path(out_dir) / ("objects_pipeline_quick" if quick else "objects_pipeline")
-    db, det = root / "db", root / "detector"
-    train_or_reuse(PIPELINE_DB_QUICK if quick else PIPELINE_DB, db)
+    db, det = trained_database(out_dir, quick), root / "detector"
     train_or_reuse((PIPELINE_DETECTOR_QUICK if quick else PIPELINE_DETECTOR) + [f"data.database={db.resolve()}"], det,
                    key={"database": _weights_key(db)})
     return db, det

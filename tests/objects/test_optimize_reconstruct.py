@@ -137,6 +137,31 @@ def test_initial_estimate_from_observation(tiny_pipe, seen_scene):
     assert 0.5 < init.scale / gt.scale < 2.0
 
 
+def test_better_start_fits_each_start_once(tiny_pipe, seen_scene, monkeypatch):
+    """The detector's start is kept when it fits better, the plane start otherwise; the plane start's
+    brief fit is the one that chose it (no second fit): 1 + init_candidates brief fits in all."""
+    from latent4d.objects import optimize
+    from latent4d.objects.reconstruct import _better_start
+
+    gt = next(o for o in seen_scene.objects if o.category not in optimize.SYMMETRIC)  # 4 yaw hypotheses
+    obs = observe_instance(seen_scene, gt.instance_id, max_points=600)
+    zs, za = tiny_pipe.mean_codes(gt.category)
+    cfg = Config(init_iterations=3, init_candidates=2)
+    calls = []
+    real = ObjectOptimizer.optimize
+    monkeypatch.setattr(ObjectOptimizer, "optimize", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    good = PoseInit(gt.R, gt.t, gt.scale, zs, za, gt.category)
+    kept = _better_start(tiny_pipe, seen_scene, obs, good, cfg)
+    assert len(calls) == 1 + cfg.init_candidates
+    assert rotation_error_deg(kept.R, gt.R) < 5 and np.linalg.norm(kept.t - gt.t) < 0.02
+    far = PoseInit(gt.R, gt.t + np.array([0.0, -0.3, 0.0]), gt.scale, zs, za, gt.category)  # 30 cm off
+    plane = optimize.initial_estimate(tiny_pipe, seen_scene, obs, gt.category, cfg)
+    assert np.allclose(_better_start(tiny_pipe, seen_scene, obs, far, cfg).t, plane.t)
+    ranked = optimize.fit_starts(tiny_pipe, seen_scene, obs, [far, good], cfg, optimize.supporting_plane(seen_scene))
+    assert [c[1] for c in ranked] == sorted(c[1] for c in ranked) and ranked[0][1] < ranked[-1][1]
+    assert optimize.fit_starts(tiny_pipe, seen_scene, obs, [good], Config(init_iterations=0), None) == []
+
+
 def test_supporting_plane_and_object_support(seen_scene):
     from dataclasses import replace
 

@@ -589,13 +589,15 @@ def _candidates(pipe, obs: ObjectObservation, up: np.ndarray, off: float, catego
 
 
 def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, config,
-                     plane: tuple[np.ndarray, float] | None | str = "auto") -> PoseInit:
+                     plane: tuple[np.ndarray, float] | None | str = "auto", with_cost: bool = False):
     """Initial pose, size and codes from the observation alone.
 
     Up axis from the supporting plane (``plane``, see :meth:`ObjectOptimizer.optimize`; without one
     :func:`estimate_up`'s fallback); every (category, yaw) hypothesis (:func:`_candidates`) is scored by
     the SDF of the observations and the best ``config.init_candidates`` are optimised briefly
-    (``config.init_iterations``, pose and scale only) to pick one, by :func:`fit_cost`.
+    (``config.init_iterations``, pose and scale only, :func:`fit_starts`) to pick one, by :func:`fit_cost`.
+    ``with_cost``: returns ``(PoseInit, cost)``, the cost of that brief fit (None when nothing was fitted:
+    one candidate, or ``init_iterations`` 0).
     """
     if isinstance(plane, str):
         plane = supporting_plane(frame)
@@ -604,20 +606,27 @@ def initial_estimate(pipe, frame, obs: ObjectObservation, category: str | None, 
     if not cands:
         raise InputError(f"instance {obs.instance_id}: no usable category prior in the database")
     cands.sort(key=lambda c: c[0])
-    best = cands[: max(1, config.init_candidates)]
-    if len(best) == 1 or config.init_iterations <= 0:
-        return best[0][1]
+    best = [c for _, c in cands[: max(1, config.init_candidates)]]
+    scored = fit_starts(pipe, frame, obs, best, config, plane) if len(best) > 1 else []
+    out = scored[0] if scored else (best[0], None)
+    return out if with_cost else out[0]
+
+
+def fit_starts(pipe, frame, obs: ObjectObservation, starts: list[PoseInit], config,
+               plane: tuple[np.ndarray, float] | None) -> list[tuple[PoseInit, float]]:
+    """Each start optimised briefly (``config.init_iterations`` pose-and-scale iterations, codes frozen,
+    no visibility term) as ``(fitted PoseInit with the start's codes, fit_cost)``, best first; starts
+    that diverge are left out. Empty when ``init_iterations`` is 0."""
+    if config.init_iterations <= 0:
+        return []
     short = ObjectOptimizer(pipe, replace(config, iterations=config.init_iterations, warmup=0, w_vis=0.0))
     scored = []
-    for _, c in best:
+    for c in starts:
         r = short.optimize(obs, c, frame=frame, optimize_codes=False, score=False, plane=plane)
         if r.status == "ok":
-            scored.append((fit_cost(r, config), PoseInit(r.R, r.t, r.scale, c.shape_code, c.appearance_code,
-                                                         c.category)))
-    if not scored:
-        return best[0][1]
-    scored.sort(key=lambda c: c[0])
-    return scored[0][1]
+            scored.append((PoseInit(r.R, r.t, r.scale, c.shape_code, c.appearance_code, c.category),
+                           fit_cost(r, config)))
+    return sorted(scored, key=lambda c: c[1])
 
 
 def fit_cost(res: ObjectReconstruction, config) -> float:
@@ -646,4 +655,4 @@ def perturb_pose(R: np.ndarray, t: np.ndarray, scale: float, rng: np.random.Gene
 
 
 __all__ = ["ObjectOptimizer", "RECIPES", "ROTATIONS", "estimate_up", "finetune_appearance", "fit_cost",
-           "initial_estimate", "object_support", "perturb_pose", "supporting_plane"]
+           "fit_starts", "initial_estimate", "object_support", "perturb_pose", "supporting_plane"]

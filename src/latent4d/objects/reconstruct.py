@@ -399,21 +399,15 @@ def _better_start(pipe, scene, obs: ObjectObservation, start: PoseInit, cfg: Obj
     """The detector's start or the supporting-plane one (:func:`initial_estimate` with the detected
     category), whichever fits the observation ``obs`` better (:func:`~latent4d.objects.optimize.fit_cost`:
     the loss without the code priors) after ``init_iterations`` pose-only iterations (the detector's codes
-    stay with its start). ``plane``: the frame's supporting plane (see ``ObjectOptimizer.optimize``)."""
-    from dataclasses import replace
+    stay with its start; the plane start's brief fit is the one that chose it among its hypotheses).
+    ``plane``: the frame's supporting plane (see ``ObjectOptimizer.optimize``)."""
+    from latent4d.objects.optimize import fit_starts
 
-    from latent4d.objects.optimize import fit_cost
-
-    heuristic = initial_estimate(pipe, scene, obs, start.category, cfg, plane)
-    brief = ObjectOptimizer(pipe, replace(cfg, iterations=max(cfg.init_iterations, 1), warmup=0, w_vis=0.0))
-    best, best_loss = start, float("inf")
-    for cand in (start, heuristic):
-        r = brief.optimize(obs, cand, frame=scene, optimize_codes=False, score=False, plane=plane)
-        loss = fit_cost(r, cfg)
-        if loss < best_loss:
-            best_loss = loss
-            best = PoseInit(r.R, r.t, r.scale, cand.shape_code, cand.appearance_code, cand.category)
-    return best
+    heuristic, cost = initial_estimate(pipe, scene, obs, start.category, cfg, plane, with_cost=True)
+    fitted = fit_starts(pipe, scene, obs, [start] if cost is not None else [start, heuristic], cfg, plane)
+    if cost is not None:
+        fitted = sorted(fitted + [(heuristic, cost)], key=lambda c: c[1])
+    return fitted[0][0] if fitted else start
 
 
 def reconstruct_detected(pipe, detector, frame, config: ObjectsReconstructConfig | None = None,

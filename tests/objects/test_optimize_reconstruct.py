@@ -370,13 +370,17 @@ def test_detected_frame_lists_runner_up_categories(seen_scene):
 
 
 def test_workers_do_not_change_results(tiny_pipe, seen_scene):
-    """Objects refined side by side in forked processes (``workers=2``) give the results of one
-    process, in the same order, with the same skip reasons; a callback keeps them in this process."""
+    """Objects (and an object's candidate categories) refined side by side in forked processes
+    (``workers=2``) give the results of one process, in the same order, with the same skip reasons; a
+    callback keeps them in this process."""
     from dataclasses import replace
 
     from latent4d import parallel
 
     cats = {o.instance_id: o.category for o in seen_scene.objects}
+    first = seen_scene.objects[0]  # refined as two categories, each in its own process with workers=2
+    cats[first.instance_id] = (first.category, next(c for c in sorted(set(tiny_pipe.database.categories))
+                                                    if c != first.category))
     ids = [*seen_scene.instance_ids, 9]  # 9: not in the mask -> skipped with its reason
     cfg = Config(iterations=6, init_iterations=2, level=4, appearance_finetune=3)
     one = tiny_pipe.reconstruct(seen_scene, categories=cats, config=replace(cfg, workers=1), instance_ids=ids)

@@ -260,6 +260,8 @@ def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = Non
     ``skipped`` and diverged ones ``diverged`` (with reasons), the others ``ok``. The results do not
     depend on ``workers`` (every random choice is seeded per object).
     """
+    import logging
+
     from latent4d.objects.optimize import supporting_plane
     from latent4d.parallel import map_processes
 
@@ -267,52 +269,67 @@ def reconstruct_scene(pipe, frame, config: ObjectsReconstructConfig | None = Non
     cats = cfg.category_map() if categories is None else categories
     ids = list(instance_ids or frame.instance_ids)
     plane = supporting_plane(frame)  # once per frame: every object's start and support term
-
-    def one(iid: int) -> ObjectReconstruction:
+    # one refinement per (instance, candidate category): a runner-up category runs beside the other
+    # objects instead of after its instance's first category, so the cores stay busy to the end
+    jobs = []
+    for iid in ids:
         cat = cats.get(iid) if isinstance(cats, dict) else cats
+        jobs += [(iid, k, c) for k, c in enumerate(cat if isinstance(cat, tuple) else (cat,))]
+
+    def refine(job: tuple) -> tuple[ObjectReconstruction, float]:
+        iid, k, cat = job
         cb = None if callback is None else (lambda it, st: callback(iid, it, st))
-        return _reconstruct_one(pipe, frame, cfg, iid, cat, (init or {}).get(iid), choose_start, cb, plane)
+        st = (init or {}).get(iid) if k == 0 else None  # runner-up categories start from the plane heuristic
+        return _refine_candidate(pipe, frame, cfg, iid, cat, st, choose_start, cb, plane)
 
-    return map_processes(one, ids, workers=1 if callback is not None else cfg.workers,
-                         label=f"refining {len(ids)} objects")
+    workers = 1 if callback is not None else cfg.workers
+    fits = map_processes(refine, jobs, workers=workers, label=f"refining {len(ids)} objects")
+    log = logging.getLogger("latent4d.objects")
+    chosen: dict[int, tuple[ObjectReconstruction, float]] = {}
+    for (iid, _, cat), (res, cost) in zip(jobs, fits):
+        if iid not in chosen:
+            chosen[iid] = (res, cost)
+        elif cost < chosen[iid][1]:
+            log.info("instance %d: refined as %s, which fits better than %s (%.3f < %.3f)", iid, cat,
+                     chosen[iid][0].category, cost, chosen[iid][1])
+            chosen[iid] = (res, cost)
+
+    def finish(iid: int) -> ObjectReconstruction:
+        res = chosen[iid][0]
+        res.instance_id = iid
+        if res.status == "ok":
+            obs = observe_instance(frame, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
+            _attach_meshes(pipe, res, cfg, obs)
+        elif res.status != "skipped":
+            log.warning("instance %d %s: %s", iid, res.status, res.reason)
+        return res
+
+    return map_processes(finish, ids, workers=workers, label=f"meshing {len(ids)} objects")
 
 
-def _reconstruct_one(pipe, frame, cfg: ObjectsReconstructConfig, iid: int, category: str | None,
-                     start: PoseInit | None, choose_start: bool,
-                     callback: Callable[[int, dict], bool | None] | None, plane) -> ObjectReconstruction:
-    """One instance of :func:`reconstruct_scene`: observe, start, optimise (as each candidate category
-    when ``category`` is a tuple: the best fit wins), mesh; ``plane``: the frame's supporting plane or
-    None (:func:`latent4d.objects.optimize.supporting_plane`)."""
+def _refine_candidate(pipe, frame, cfg: ObjectsReconstructConfig, iid: int, category: str | None,
+                      start: PoseInit | None, choose_start: bool,
+                      callback: Callable[[int, dict], bool | None] | None, plane) -> tuple[ObjectReconstruction, float]:
+    """One instance of :func:`reconstruct_scene` refined as one category: observe, start (``start``, the
+    better of it and the plane start with ``choose_start``, or the plane start), optimise. Returns the
+    result (no meshes yet; ``skipped`` with the reason when the instance has too little depth) and its
+    :func:`~latent4d.objects.optimize.fit_cost`; ``plane``: the frame's supporting plane or None
+    (:func:`latent4d.objects.optimize.supporting_plane`)."""
     import logging
 
     from latent4d.objects.optimize import fit_cost
 
-    log = logging.getLogger("latent4d.objects")
     try:
         obs = observe_instance(frame, iid, max_points=cfg.max_points, seed=cfg.seed + iid)
     except InputError as e:
-        log.warning("instance %d skipped: %s", iid, e)
-        return ObjectReconstruction(iid, status="skipped", reason=str(e))
-    res, best = None, float("inf")
-    for k, cat in enumerate(category if isinstance(category, tuple) else (category,)):
-        st = start if k == 0 else None  # runner-up categories start from the plane heuristic
-        if st is not None and choose_start:
-            st = _better_start(pipe, frame, obs, st, cfg, plane)
-        st = st or initial_estimate(pipe, frame, obs, cat, cfg, plane)
-        r = ObjectOptimizer(pipe, cfg).optimize(obs, st, frame=frame, callback=callback, finetune=False, plane=plane,
-                                                score=cfg.level < SURFACE_LEVEL)
-        cost = fit_cost(r, cfg)
-        if res is None or cost < best:
-            if res is not None:
-                log.info("instance %d: refined as %s, which fits better than %s (%.3f < %.3f)", iid, cat,
-                         res.category, cost, best)
-            res, best = r, cost
-    res.instance_id = iid
-    if res.status == "ok":
-        _attach_meshes(pipe, res, cfg, obs)
-    else:
-        log.warning("instance %d %s: %s", iid, res.status, res.reason)
-    return res
+        logging.getLogger("latent4d.objects").warning("instance %d skipped: %s", iid, e)
+        return ObjectReconstruction(iid, status="skipped", reason=str(e)), float("inf")
+    if start is not None and choose_start:
+        start = _better_start(pipe, frame, obs, start, cfg, plane)
+    start = start or initial_estimate(pipe, frame, obs, category, cfg, plane)
+    res = ObjectOptimizer(pipe, cfg).optimize(obs, start, frame=frame, callback=callback, finetune=False, plane=plane,
+                                              score=cfg.level < SURFACE_LEVEL)
+    return res, fit_cost(res, cfg)
 
 
 def _attach_meshes(pipe, res: ObjectReconstruction, cfg: ObjectsReconstructConfig, obs: ObjectObservation) -> None:

@@ -467,8 +467,8 @@ def _pipeline_report(report, frames: list[dict], tables: dict[str, dict], n_obje
                 "published IoU formula, IoU50_exact: exact oriented boxes; pose criteria on IoU 0.1 matches). (a): ground-"
                 "truth masks and categories, supporting-plane start; (b): ground truth perturbed by 20 deg / 4 cm / 20 %, "
                 "category-mean codes. Times are per frame scaled to 5 objects, one torch thread per process: the pipeline "
-                "and (a) refine a frame's objects in forked processes (workers=0: one per object on the machine's "
-                f"{parallel.cpu_count()} cores), (b) one object after another in one process (see machine).")
+                "and (a) refine a frame's objects in forked processes (workers=0: one per (object, category) job on "
+                f"the machine's {parallel.cpu_count()} cores), (b) one object after another in one process (see machine).")
 
 
 def bench_objects_pipeline(report, quick: bool) -> None:

@@ -66,7 +66,8 @@ class ObjectsReconstructConfig:
     level: int = opt(7, min=MESH_LEVELS[0], max=MESH_LEVELS[1], help="octree level of the output meshes")
     seed: int = opt(0, help="sampling / initialisation seed")
     workers: int = opt(0, min=0, max=256, help="processes refining objects side by side (forked, one torch thread "
-                       "each; 0: one per object, up to 4 per CPU core; 1: in this process); results do not depend on it")
+                       "each; 0: one per object and candidate category, up to 4 per CPU core; 1: in this process); "
+                       "results do not depend on it")
     out: str = opt("outputs/objects/reconstruct", help="output folder")
     # -- detection (no mask= given) ----------------------------------------------------------------
     detector: str | None = opt(None, help="objects/detector run used when mask= is not given (default: the latest)")

@@ -521,9 +521,10 @@ def ransac_plane(pts: np.ndarray, threshold: float, rng: np.random.Generator, hy
     ok = norm > 1e-12
     if not ok.any():
         return None
-    n, d = n[ok] / norm[ok, None], -np.einsum("ij,ij->i", n[ok] / norm[ok, None], tri[ok, 0])
-    counts = np.stack([(np.abs(pts @ nk + dk) < threshold).sum() for nk, dk in zip(n, d)])
-    n, d = n[int(np.argmax(counts))], float(d[int(np.argmax(counts))])
+    n = n[ok] / norm[ok, None]
+    d = -np.einsum("ij,ij->i", n, tri[ok, 0])
+    best = int(np.argmax([(np.abs(pts @ nk + dk) < threshold).sum() for nk, dk in zip(n, d)]))
+    n, d = n[best], float(d[best])
     for _ in range(refine):
         inl = pts[np.abs(pts @ n + d) < threshold]
         if len(inl) < 3:
